@@ -1,0 +1,1368 @@
+//! One Automerge document per space, built only from signed changes that verify and are authorised.
+//!
+//! The listing lives in the document as nested Automerge maps mirroring its JSON ([`reconcile`] writes a
+//! target JSON value field by field, [`hydrate`] reads it back), so two devices editing different fields
+//! merge field by field. Lists and scalars are replaced whole when they differ, which keeps a list such as
+//! `seat_pools` from interleaving two concurrent versions into an invalid one.
+//!
+//! A [`SpaceDoc`] decides, for every [`SignedChange`] it is offered, one of four things: accepted (applied
+//! to the document), duplicate, pending (its roster heads or Automerge dependencies are not known yet, so
+//! it is kept and retried) or rejected (with one sentence for the audit, lesson 5). A change is accepted
+//! when its envelope verifies for this space, its author is authorised, all its dependencies are accepted,
+//! and the listing as of that change (the change plus its causal past) is valid with this space's id
+//! (lesson 12). That rule depends only on the change's causal past, never on the order changes arrive in,
+//! so replicas that hold the same changes agree, and [`SpaceDoc::apply`] reaches exactly what
+//! [`SpaceDoc::rebuild`] does. A change whose dependency was rejected for what it contains is rejected too.
+//!
+//! Memory: the node keeps materialised listings in its index and loads a `SpaceDoc` only to edit or merge,
+//! so construction is cheap ([`SpaceDoc::new`] allocates almost nothing) and nothing else is cached here.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{
+    hydrate, ActorId, Automerge, AutomergeError, Change, ChangeHash, ObjId, ObjType, ReadDoc,
+    ScalarValue, Value, ROOT,
+};
+use deskmesh_keys::{Hash, PublicKey, Signer, SpaceId};
+use serde_json::{Map as JsonMap, Number, Value as Json};
+
+use crate::change::{short_id, Authority, ChangeError, ChangeId, SignedChange, MAX_CHANGE_BYTES};
+use crate::listing::{limits, Listing, ListingError};
+
+/// How many changes one space may keep waiting (lesson 10). Past it, further changes are turned away
+/// without entering the audit, since the limit is this node's and the same change may be offered again.
+pub const MAX_PENDING: usize = 1024;
+
+/// Why [`SpaceDoc::edit`] refused to write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocError {
+    #[error("the listing is for space {listing}, not {space}")]
+    WrongSpace { listing: SpaceId, space: SpaceId },
+    #[error("the listing is not valid: {0}")]
+    Invalid(#[from] ListingError),
+    #[error("the listing is {size} bytes as JSON, over the {limit}-byte limit")]
+    ListingTooLarge { size: usize, limit: usize },
+    #[error("key {key} may not sign for space {space}: {reason}")]
+    Unauthorised {
+        key: PublicKey,
+        space: SpaceId,
+        reason: String,
+        /// The roster heads are unknown yet; the same edit may be allowed later.
+        pending: bool,
+    },
+    #[error("the edit makes an automerge change of {size} bytes, over the {limit}-byte limit")]
+    ChangeTooLarge { size: usize, limit: usize },
+    #[error("automerge refused the edit: {0}")]
+    Automerge(String),
+    #[error("the edit could not be signed: {0}")]
+    Sign(#[from] ChangeError),
+}
+
+/// What became of one change offered to [`SpaceDoc::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Applied,
+    /// Already accepted; nothing changed.
+    Duplicate,
+    /// Kept to retry later, with the reason.
+    Pending(String),
+    /// Refused for good, with the reason (also recorded in [`SpaceDoc::rejected`]).
+    Rejected(String),
+}
+
+/// An accepted change, for the audit: who signed it and which roster op allowed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedChange {
+    pub author: PublicKey,
+    /// The roster operation that authorised the author at the envelope's roster heads.
+    pub auth_op: Hash,
+    pub created_at_ms: i64,
+}
+
+/// A refused change and why. `hash` is the change hash the envelope claims, or, when not even that could
+/// be read, the hash of the change as received (labelled `unreadable-change`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RejectedChange {
+    pub hash: ChangeId,
+    pub author: Option<PublicKey>,
+    pub reason: String,
+}
+
+/// A change kept until what it waits for arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingChange {
+    pub change: SignedChange,
+    pub hash: ChangeId,
+    pub reason: String,
+}
+
+/// One space's listing document with the audit of every change offered to it.
+#[derive(Debug)]
+pub struct SpaceDoc {
+    space: SpaceId,
+    doc: Automerge,
+    accepted: BTreeMap<ChangeId, AcceptedChange>,
+    /// Sorted by (hash, author, reason) and free of repeats, so replicas can compare them.
+    rejected: Vec<RejectedChange>,
+    /// Sorted by hash then bytes, free of repeats.
+    pending: Vec<PendingChange>,
+    /// Changes refused for what they contain (invalid listing, refused by Automerge, or built on such a
+    /// change). Unlike a bad envelope, this verdict carries over to any other envelope of the same change
+    /// and to every change that depends on it.
+    excluded: BTreeMap<ChangeId, String>,
+}
+
+/// A change that passed the envelope, space and authority checks and now waits for its place.
+struct Candidate {
+    signed: SignedChange,
+    change: Change,
+    hash: ChangeId,
+    author: PublicKey,
+    auth_op: Hash,
+    created_at_ms: i64,
+}
+
+impl SpaceDoc {
+    /// An empty document for `space`.
+    pub fn new(space: SpaceId) -> Self {
+        Self {
+            space,
+            doc: Automerge::new(),
+            accepted: BTreeMap::new(),
+            rejected: Vec::new(),
+            pending: Vec::new(),
+            excluded: BTreeMap::new(),
+        }
+    }
+
+    /// Builds the document from every stored change of the space, in any order, duplicates allowed.
+    /// Changes are considered in an order fixed by their bytes, so the audit is the same on every node.
+    pub fn rebuild(
+        space: SpaceId,
+        changes: impl IntoIterator<Item = SignedChange>,
+        authority: &impl Authority,
+    ) -> SpaceDoc {
+        let mut sd = SpaceDoc::new(space);
+        let mut all: Vec<SignedChange> = changes.into_iter().collect();
+        all.sort_by(signed_order);
+        all.dedup();
+        let mut candidates = Vec::new();
+        for sc in all {
+            if let Ok(c) = sd.admit(sc, authority) {
+                candidates.push(c);
+            }
+        }
+        sd.settle(candidates);
+        sd
+    }
+
+    /// Offers one change (from the mesh or the store). After a change is applied or excluded for its
+    /// content, pending changes are retried, since they may have been waiting for it.
+    pub fn apply(&mut self, change: SignedChange, authority: &impl Authority) -> ApplyOutcome {
+        let candidate = match self.admit(change, authority) {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
+        let hash = candidate.hash;
+        let outcomes = self.settle(vec![candidate]);
+        let outcome = outcomes
+            .get(&hash)
+            .cloned()
+            .unwrap_or_else(|| ApplyOutcome::Pending("waiting".into()));
+        // Reaching `settle` and not staying pending means the change was placed or excluded; either way
+        // changes waiting on it can now move (to applied, or to rejected as its dependents).
+        if matches!(outcome, ApplyOutcome::Applied | ApplyOutcome::Rejected(_))
+            && !self.pending.is_empty()
+        {
+            self.retry_pending(authority);
+        }
+        outcome
+    }
+
+    /// Offers every pending change again, e.g. after the roster advanced. Returns how many were applied.
+    pub fn retry_pending(&mut self, authority: &impl Authority) -> usize {
+        let before = self.accepted.len();
+        let waiting = std::mem::take(&mut self.pending);
+        let mut candidates = Vec::new();
+        for p in waiting {
+            if let Ok(c) = self.admit(p.change, authority) {
+                candidates.push(c);
+            }
+        }
+        self.settle(candidates);
+        self.accepted.len() - before
+    }
+
+    /// Writes `listing` into the document as one change signed by `signer`, or returns `None` when the
+    /// document already says exactly this. Refuses an invalid listing, one for another space, and a signer
+    /// that `authority` does not allow at `roster_heads` (every other node would refuse the change).
+    pub fn edit(
+        &mut self,
+        listing: &Listing,
+        signer: &impl Signer,
+        authority: &impl Authority,
+        roster_heads: Vec<Hash>,
+        now_ms: i64,
+    ) -> Result<Option<SignedChange>, DocError> {
+        if listing.id != self.space {
+            return Err(DocError::WrongSpace {
+                listing: listing.id.clone(),
+                space: self.space.clone(),
+            });
+        }
+        // Parse the canonical form back so the document holds exactly what every reader will validate.
+        let canonical = Listing::from_value(listing.to_value())?.to_value();
+        let size = canonical.to_string().len();
+        if size > limits::MAX_LISTING_BYTES {
+            return Err(DocError::ListingTooLarge {
+                size,
+                limit: limits::MAX_LISTING_BYTES,
+            });
+        }
+        let Json::Object(target) = canonical else {
+            return Err(DocError::Automerge(
+                "a listing must be a JSON object".to_string(),
+            ));
+        };
+        let key = signer.public_key();
+        let auth_op = authority
+            .authorise(&roster_heads, &key, &self.space)
+            .map_err(|d| DocError::Unauthorised {
+                key,
+                space: self.space.clone(),
+                reason: d.reason,
+                pending: d.pending,
+            })?;
+
+        let before = self.doc.get_heads();
+        self.doc.set_actor(ActorId::from(key.as_bytes()));
+        let mut tx = self.doc.transaction();
+        if let Err(e) = reconcile(&mut tx, &target) {
+            tx.rollback();
+            return Err(DocError::Automerge(e.to_string()));
+        }
+        if tx.pending_ops() == 0 {
+            tx.rollback();
+            return Ok(None);
+        }
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(now_ms.div_euclid(1000)));
+        let Some(hash) = hash else {
+            return Ok(None);
+        };
+        let result = self.wrap_own(hash, signer, roster_heads, now_ms, auth_op);
+        if result.is_err() {
+            self.restore(&before);
+        }
+        result.map(Some)
+    }
+
+    /// Signs the change just committed, and records it as accepted after the same check every reader makes.
+    fn wrap_own(
+        &mut self,
+        hash: ChangeHash,
+        signer: &impl Signer,
+        roster_heads: Vec<Hash>,
+        now_ms: i64,
+        auth_op: Hash,
+    ) -> Result<SignedChange, DocError> {
+        let change = self
+            .doc
+            .get_change_by_hash(&hash)
+            .ok_or_else(|| DocError::Automerge("the new change is missing".to_string()))?;
+        let bytes = change.raw_bytes().to_vec();
+        if bytes.len() > MAX_CHANGE_BYTES {
+            return Err(DocError::ChangeTooLarge {
+                size: bytes.len(),
+                limit: MAX_CHANGE_BYTES,
+            });
+        }
+        let signed = SignedChange::sign(self.space.clone(), bytes, signer, roster_heads, now_ms)?;
+        // The new change depends on every head, so the listing as of it is the whole document.
+        self.check_state(None)
+            .map_err(|why| DocError::Automerge(format!("the edit reads back wrong: {why}")))?;
+        self.accepted.insert(
+            hash.0,
+            AcceptedChange {
+                author: signer.public_key(),
+                auth_op,
+                created_at_ms: now_ms,
+            },
+        );
+        Ok(signed)
+    }
+
+    /// The listing as the document has it, or `None` when the document is empty.
+    ///
+    /// Every accepted change leaves a valid listing as of itself, but two such branches can in principle
+    /// merge into an invalid one (only rules that span several fields can break that way). Then the listing
+    /// as of the greatest head is shown, which every node picks alike, until an edit on top merges them.
+    pub fn listing(&self) -> Option<Listing> {
+        let mut heads = self.doc.get_heads();
+        if heads.is_empty() {
+            return None;
+        }
+        if let Ok(l) = self.check_state(None) {
+            return Some(l);
+        }
+        heads.sort_by_key(|h| std::cmp::Reverse(h.0));
+        heads
+            .iter()
+            .find_map(|h| self.check_state(Some(&[*h])).ok())
+    }
+
+    /// The document's content as JSON, valid or not (for the audit and debugging).
+    pub fn value(&self) -> Json {
+        hydrate(&self.doc, None)
+    }
+
+    /// The document heads, sorted.
+    pub fn heads(&self) -> Vec<ChangeId> {
+        let mut h: Vec<ChangeId> = self.doc.get_heads().iter().map(|h| h.0).collect();
+        h.sort();
+        h
+    }
+
+    /// Per author, the changes they signed and the roster op that allowed each, for the audit.
+    pub fn signers(&self) -> BTreeMap<PublicKey, Vec<(ChangeId, Hash)>> {
+        let mut out: BTreeMap<PublicKey, Vec<(ChangeId, Hash)>> = BTreeMap::new();
+        for (id, a) in &self.accepted {
+            out.entry(a.author).or_default().push((*id, a.auth_op));
+        }
+        out
+    }
+
+    pub fn space(&self) -> &SpaceId {
+        &self.space
+    }
+
+    /// The Automerge document itself, read-only (for saving and sync).
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    pub fn accepted(&self) -> &BTreeMap<ChangeId, AcceptedChange> {
+        &self.accepted
+    }
+
+    pub fn rejected(&self) -> &[RejectedChange] {
+        &self.rejected
+    }
+
+    pub fn pending(&self) -> &[PendingChange] {
+        &self.pending
+    }
+
+    /// Verifies the envelope, the space and the author. A change that fails is recorded (rejected or
+    /// pending) and its outcome returned as the error.
+    fn admit(
+        &mut self,
+        sc: SignedChange,
+        authority: &impl Authority,
+    ) -> Result<Candidate, ApplyOutcome> {
+        let (env, change) = match sc.verify_decoded() {
+            Ok(v) => v,
+            Err(e) => {
+                let (hash, author) = match sc.envelope() {
+                    Ok(env) => (env.change_hash, Some(env.author)),
+                    Err(_) => (Hash::of("unreadable-change", &sc.to_bytes()).0, None),
+                };
+                return Err(self.reject(hash, author, e.to_string()));
+            }
+        };
+        let hash = env.change_hash;
+        if self.accepted.contains_key(&hash) {
+            return Err(ApplyOutcome::Duplicate);
+        }
+        if env.space != self.space {
+            let why = format!(
+                "the change is signed for space {}, not {}",
+                env.space, self.space
+            );
+            return Err(self.reject(hash, Some(env.author), why));
+        }
+        let auth_op = match authority.authorise(&env.roster_heads, &env.author, &self.space) {
+            Ok(op) => op,
+            Err(d) if d.pending => {
+                let why = format!("authorisation pending: {}", d.reason);
+                return Err(self.park(sc, hash, why));
+            }
+            Err(d) => {
+                let why = format!("author {} is not authorised: {}", env.author, d.reason);
+                return Err(self.reject(hash, Some(env.author), why));
+            }
+        };
+        if let Some(why) = self.excluded.get(&hash) {
+            let why = why.clone();
+            return Err(self.reject(hash, Some(env.author), why));
+        }
+        Ok(Candidate {
+            signed: sc,
+            change,
+            hash,
+            author: env.author,
+            auth_op,
+            created_at_ms: env.created_at_ms,
+        })
+    }
+
+    /// Places admitted changes in causal order (ties broken by hash): each is applied once all its
+    /// dependencies are, rejected if one of them was excluded, and left pending if one is missing.
+    fn settle(&mut self, candidates: Vec<Candidate>) -> BTreeMap<ChangeId, ApplyOutcome> {
+        let mut outcomes = BTreeMap::new();
+        let mut waiting: BTreeMap<ChangeId, Candidate> = BTreeMap::new();
+        for c in candidates {
+            if self.accepted.contains_key(&c.hash) {
+                outcomes.insert(c.hash, ApplyOutcome::Duplicate);
+            } else {
+                // Several envelopes of one change: the first in byte order stands for all.
+                waiting.entry(c.hash).or_insert(c);
+            }
+        }
+        // Children waiting on each missing dependency, and how many dependencies each still lacks.
+        let mut children: HashMap<ChangeId, Vec<ChangeId>> = HashMap::new();
+        let mut lacking: HashMap<ChangeId, usize> = HashMap::new();
+        let mut ready: BTreeSet<ChangeId> = BTreeSet::new();
+        let mut doomed: Vec<(ChangeId, ChangeId)> = Vec::new();
+        for (hash, c) in &waiting {
+            let mut missing = 0;
+            for dep in c.change.deps() {
+                if self.accepted.contains_key(&dep.0) {
+                    continue;
+                }
+                if self.excluded.contains_key(&dep.0) {
+                    doomed.push((*hash, dep.0));
+                }
+                missing += 1;
+                children.entry(dep.0).or_default().push(*hash);
+            }
+            if missing == 0 {
+                ready.insert(*hash);
+            } else {
+                lacking.insert(*hash, missing);
+            }
+        }
+        loop {
+            // Rejections cascade first so a doomed change never waits in `ready`.
+            while let Some((hash, dep)) = doomed.pop() {
+                let Some(c) = waiting.remove(&hash) else {
+                    continue;
+                };
+                let why = format!("depends on rejected change {}", short_id(&dep));
+                self.excluded.insert(hash, why.clone());
+                outcomes.insert(hash, self.reject(hash, Some(c.author), why));
+                for child in children.remove(&hash).unwrap_or_default() {
+                    doomed.push((child, hash));
+                }
+            }
+            let Some(hash) = ready.pop_first() else {
+                break;
+            };
+            let Some(c) = waiting.remove(&hash) else {
+                continue;
+            };
+            let outcome = self.place(c);
+            let applied = outcome == ApplyOutcome::Applied;
+            outcomes.insert(hash, outcome);
+            for child in children.remove(&hash).unwrap_or_default() {
+                if !applied {
+                    doomed.push((child, hash));
+                } else if let Some(n) = lacking.get_mut(&child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        lacking.remove(&child);
+                        ready.insert(child);
+                    }
+                }
+            }
+        }
+        for (hash, c) in waiting {
+            let missing = c
+                .change
+                .deps()
+                .iter()
+                .find(|d| !self.accepted.contains_key(&d.0))
+                .map(|d| short_id(&d.0))
+                .unwrap_or_default();
+            let why = format!("waiting for change {missing}");
+            outcomes.insert(hash, self.park(c.signed, hash, why));
+        }
+        let accepted = &self.accepted;
+        self.pending.retain(|p| !accepted.contains_key(&p.hash));
+        outcomes
+    }
+
+    /// Applies one change whose dependencies are all in the document, keeping it only if the listing as of
+    /// the change is valid for this space.
+    fn place(&mut self, c: Candidate) -> ApplyOutcome {
+        let before = self.doc.get_heads();
+        let hash = c.change.hash();
+        let checked = match self.doc.apply_changes([c.change]) {
+            Err(e) => Err(format!("automerge refused the change: {e}")),
+            Ok(()) if self.doc.get_change_by_hash(&hash).is_none() => {
+                Err("automerge did not apply the change".to_string())
+            }
+            Ok(()) => {
+                let heads = self.doc.get_heads();
+                let at = if heads == [hash] {
+                    None
+                } else {
+                    Some(&[hash][..])
+                };
+                self.check_state(at).map(|_| ())
+            }
+        };
+        match checked {
+            Ok(()) => {
+                self.accepted.insert(
+                    c.hash,
+                    AcceptedChange {
+                        author: c.author,
+                        auth_op: c.auth_op,
+                        created_at_ms: c.created_at_ms,
+                    },
+                );
+                ApplyOutcome::Applied
+            }
+            Err(why) => {
+                // Automerge cannot remove a change, so go back to the document as it was (lesson 5).
+                self.restore(&before);
+                self.excluded.insert(c.hash, why.clone());
+                self.reject(c.hash, Some(c.author), why)
+            }
+        }
+    }
+
+    /// The listing as of `heads` (or now), if it is valid for this space.
+    fn check_state(&self, heads: Option<&[ChangeHash]>) -> Result<Listing, String> {
+        let value = hydrate(&self.doc, heads);
+        let size = value.to_string().len();
+        if size > limits::MAX_LISTING_BYTES {
+            return Err(format!(
+                "the listing would be {size} bytes as JSON, over the {}-byte limit",
+                limits::MAX_LISTING_BYTES
+            ));
+        }
+        let listing = Listing::from_value(value).map_err(|e| format!("invalid listing: {e}"))?;
+        if listing.id != self.space {
+            return Err(format!(
+                "the listing id {} is not this space {}",
+                listing.id, self.space
+            ));
+        }
+        Ok(listing)
+    }
+
+    /// Resets the document to `heads`, dropping whatever was applied after them.
+    fn restore(&mut self, heads: &[ChangeHash]) {
+        // `fork_at` only fails for heads the document does not have; these were its own heads a moment ago.
+        if let Ok(doc) = self.doc.fork_at(heads) {
+            self.doc = doc;
+        }
+    }
+
+    fn reject(
+        &mut self,
+        hash: ChangeId,
+        author: Option<PublicKey>,
+        reason: String,
+    ) -> ApplyOutcome {
+        let r = RejectedChange {
+            hash,
+            author,
+            reason: reason.clone(),
+        };
+        if let Err(at) = self.rejected.binary_search(&r) {
+            self.rejected.insert(at, r);
+        }
+        ApplyOutcome::Rejected(reason)
+    }
+
+    fn park(&mut self, change: SignedChange, hash: ChangeId, reason: String) -> ApplyOutcome {
+        let p = PendingChange {
+            change,
+            hash,
+            reason: reason.clone(),
+        };
+        match self.pending.binary_search_by(|q| pending_order(q, &p)) {
+            Ok(at) => self.pending[at].reason = p.reason,
+            Err(_) if self.pending.len() >= MAX_PENDING => {
+                return ApplyOutcome::Rejected(format!(
+                    "not kept: {MAX_PENDING} changes already wait for this space ({reason})"
+                ))
+            }
+            Err(at) => self.pending.insert(at, p),
+        }
+        ApplyOutcome::Pending(reason)
+    }
+}
+
+fn signed_key(s: &SignedChange) -> (&[u8], &[u8], &[u8]) {
+    (&s.envelope_bytes, s.signature.as_bytes(), &s.change)
+}
+
+fn pending_order(a: &PendingChange, b: &PendingChange) -> std::cmp::Ordering {
+    (a.hash, signed_key(&a.change)).cmp(&(b.hash, signed_key(&b.change)))
+}
+
+fn signed_order(a: &SignedChange, b: &SignedChange) -> std::cmp::Ordering {
+    signed_key(a).cmp(&signed_key(b))
+}
+
+/// Makes the map `obj` say exactly `target`, touching only what differs: changed keys are put, removed keys
+/// deleted, nested maps recursed into; lists and scalars are replaced whole when they differ.
+pub fn reconcile(
+    tx: &mut impl Transactable,
+    target: &JsonMap<String, Json>,
+) -> Result<(), AutomergeError> {
+    reconcile_map(tx, &ROOT, target)
+}
+
+fn reconcile_map(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    target: &JsonMap<String, Json>,
+) -> Result<(), AutomergeError> {
+    let gone: Vec<String> = tx.keys(obj).filter(|k| !target.contains_key(k)).collect();
+    for k in gone {
+        tx.delete(obj, k.as_str())?;
+    }
+    for (k, want) in target {
+        let current = tx.get(obj, k.as_str())?.map(|(v, id)| (v.to_owned(), id));
+        match (want, current) {
+            (Json::Object(m), Some((Value::Object(ObjType::Map | ObjType::Table), id))) => {
+                reconcile_map(tx, &id, m)?;
+            }
+            (_, Some((Value::Object(_), id))) => {
+                if to_json(&tx.hydrate(&id, None)?) != *want {
+                    put(tx, obj, k, want)?;
+                }
+            }
+            (_, Some((Value::Scalar(s), _))) => {
+                if scalar_to_json(&s) != *want {
+                    put(tx, obj, k, want)?;
+                }
+            }
+            (_, None) => put(tx, obj, k, want)?,
+        }
+    }
+    Ok(())
+}
+
+/// Puts `value` at map key `key` of `obj`, creating nested objects for maps and lists.
+fn put(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    key: &str,
+    value: &Json,
+) -> Result<(), AutomergeError> {
+    match value {
+        Json::Object(m) => {
+            let id = tx.put_object(obj, key, ObjType::Map)?;
+            fill_map(tx, &id, m)
+        }
+        Json::Array(items) => {
+            let id = tx.put_object(obj, key, ObjType::List)?;
+            fill_list(tx, &id, items)
+        }
+        scalar => tx.put(obj, key, json_to_scalar(scalar)),
+    }
+}
+
+fn fill_map(
+    tx: &mut impl Transactable,
+    obj: &ObjId,
+    m: &JsonMap<String, Json>,
+) -> Result<(), AutomergeError> {
+    for (k, v) in m {
+        put(tx, obj, k, v)?;
+    }
+    Ok(())
+}
+
+fn fill_list(
+    tx: &mut impl Transactable,
+    list: &ObjId,
+    items: &[Json],
+) -> Result<(), AutomergeError> {
+    for (i, v) in items.iter().enumerate() {
+        match v {
+            Json::Object(m) => {
+                let id = tx.insert_object(list, i, ObjType::Map)?;
+                fill_map(tx, &id, m)?;
+            }
+            Json::Array(inner) => {
+                let id = tx.insert_object(list, i, ObjType::List)?;
+                fill_list(tx, &id, inner)?;
+            }
+            scalar => tx.insert(list, i, json_to_scalar(scalar))?,
+        }
+    }
+    Ok(())
+}
+
+/// Integers stay integers (signed when they fit, else unsigned) and floats stay floats, so a value read
+/// back with [`hydrate`] equals the one written.
+fn json_to_scalar(v: &Json) -> ScalarValue {
+    match v {
+        Json::Null => ScalarValue::Null,
+        Json::Bool(b) => ScalarValue::Boolean(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ScalarValue::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                ScalarValue::Uint(u)
+            } else {
+                ScalarValue::F64(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Json::String(s) => ScalarValue::Str(s.as_str().into()),
+        // Objects and arrays never reach here: `put` and `fill_list` create them as Automerge objects.
+        Json::Array(_) | Json::Object(_) => ScalarValue::Null,
+    }
+}
+
+fn scalar_to_json(s: &ScalarValue) -> Json {
+    match s {
+        ScalarValue::Null => Json::Null,
+        ScalarValue::Boolean(b) => Json::Bool(*b),
+        ScalarValue::Int(i) => Json::Number((*i).into()),
+        ScalarValue::Uint(u) => Json::Number((*u).into()),
+        ScalarValue::F64(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        ScalarValue::Str(s) => Json::String(s.to_string()),
+        ScalarValue::Counter(c) => Json::Number(i64::from(c).into()),
+        ScalarValue::Timestamp(t) => Json::Number((*t).into()),
+        ScalarValue::Bytes(b) => Json::Array(b.iter().map(|x| Json::Number((*x).into())).collect()),
+        ScalarValue::Unknown { .. } => Json::Null,
+    }
+}
+
+fn to_json(v: &hydrate::Value) -> Json {
+    match v {
+        hydrate::Value::Scalar(s) => scalar_to_json(s),
+        hydrate::Value::Map(m) => Json::Object(
+            m.iter()
+                .map(|(k, mv)| (k.clone(), to_json(&mv.value)))
+                .collect(),
+        ),
+        hydrate::Value::List(l) => Json::Array(l.iter().map(|lv| to_json(&lv.value)).collect()),
+        hydrate::Value::Text(t) => Json::String(t.to_string()),
+    }
+}
+
+/// The document (as of `heads`, or now) as JSON: the inverse of [`reconcile`].
+pub fn hydrate(doc: &Automerge, heads: Option<&[ChangeHash]>) -> Json {
+    to_json(&doc.hydrate(heads))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is a failure with its message.
+mod tests {
+    use super::*;
+    use crate::change::{Denial, Envelope};
+    use crate::listing::{Noise, PoolAccess, PoolKind, SeatPool};
+    use automerge::transaction::Transactable;
+    use deskmesh_keys::{DeviceKey, Domain, Signature};
+    use proptest::prelude::*;
+    use std::cell::RefCell;
+
+    /// A roster stand-in: per space, the keys allowed; roster heads listed in `unknown` are not known yet.
+    #[derive(Default)]
+    struct FakeAuthority {
+        allowed: BTreeMap<SpaceId, BTreeSet<PublicKey>>,
+        unknown: RefCell<BTreeSet<Hash>>,
+    }
+
+    impl FakeAuthority {
+        fn allowing(space: &SpaceId, keys: &[&DeviceKey]) -> Self {
+            let mut allowed = BTreeMap::new();
+            allowed.insert(
+                space.clone(),
+                keys.iter().map(|k| k.public_key()).collect::<BTreeSet<_>>(),
+            );
+            Self {
+                allowed,
+                unknown: RefCell::default(),
+            }
+        }
+    }
+
+    impl Authority for FakeAuthority {
+        fn authorise(
+            &self,
+            heads: &[Hash],
+            key: &PublicKey,
+            space: &SpaceId,
+        ) -> Result<Hash, Denial> {
+            if heads.iter().any(|h| self.unknown.borrow().contains(h)) {
+                return Err(Denial::pending("roster heads not known yet"));
+            }
+            if self.allowed.get(space).is_some_and(|ks| ks.contains(key)) {
+                Ok(Hash::of("fake-auth", key.as_bytes()))
+            } else {
+                Err(Denial::denied("key is not a device of this space"))
+            }
+        }
+    }
+
+    /// Says yes to everyone: what a rogue node runs for its own edits.
+    struct Permissive;
+    impl Authority for Permissive {
+        fn authorise(&self, _: &[Hash], key: &PublicKey, _: &SpaceId) -> Result<Hash, Denial> {
+            Ok(Hash::of("anything-goes", key.as_bytes()))
+        }
+    }
+
+    fn key(n: u8) -> DeviceKey {
+        DeviceKey::from_seed(&[n; 32])
+    }
+
+    fn base(space: &SpaceId) -> Listing {
+        Listing::new_minimal(
+            space.clone(),
+            "Desk One",
+            38.7223,
+            -9.1393,
+            "Lisbon",
+            "PT",
+            "Europe/Lisbon",
+        )
+    }
+
+    struct World {
+        a: DeviceKey,
+        b: DeviceKey,
+        rogue: DeviceKey,
+        space: SpaceId,
+        auth: FakeAuthority,
+    }
+
+    fn world() -> World {
+        let a = key(1);
+        let b = key(2);
+        let rogue = key(9);
+        let space = SpaceId::derive(&a.public_key());
+        let auth = FakeAuthority::allowing(&space, &[&a, &b]);
+        World {
+            a,
+            b,
+            rogue,
+            space,
+            auth,
+        }
+    }
+
+    /// A raw change on a copy of `sd`'s document, made by `signer` with whatever `f` does, then signed.
+    fn crafted(
+        sd: &SpaceDoc,
+        signer: &DeviceKey,
+        space: &SpaceId,
+        f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> SignedChange {
+        let mut fork = sd.doc().fork();
+        fork.set_actor(ActorId::from(signer.public_key().as_bytes()));
+        let mut tx = fork.transaction();
+        f(&mut tx);
+        let (hash, _) = tx.commit();
+        let change = fork.get_change_by_hash(&hash.unwrap()).unwrap();
+        SignedChange::sign(
+            space.clone(),
+            change.raw_bytes().to_vec(),
+            signer,
+            vec![],
+            5,
+        )
+        .unwrap()
+    }
+
+    fn edited(
+        sd: &mut SpaceDoc,
+        w: &World,
+        signer: &DeviceKey,
+        f: impl FnOnce(&mut Listing),
+    ) -> SignedChange {
+        let mut l = sd.listing().unwrap_or_else(|| base(&w.space));
+        f(&mut l);
+        sd.edit(&l, signer, &w.auth, vec![], 1_000)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn reject_reason(sd: &SpaceDoc, sc: &SignedChange) -> String {
+        let id = sc.id().unwrap();
+        sd.rejected()
+            .iter()
+            .find(|r| r.hash == id)
+            .map(|r| r.reason.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_edit_reads_back_and_an_unchanged_edit_makes_nothing() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        assert_eq!(sd.listing(), None);
+        let l = base(&w.space);
+        let sc = sd.edit(&l, &w.a, &w.auth, vec![], 1_000).unwrap().unwrap();
+        assert_eq!(sd.listing().as_ref(), Some(&l));
+        assert_eq!(sd.heads(), vec![sc.id().unwrap()]);
+        assert_eq!(sd.edit(&l, &w.a, &w.auth, vec![], 2_000).unwrap(), None);
+        let env = sc.verify().unwrap();
+        assert_eq!(env.author, w.a.public_key());
+        // Stored as nested maps, not one JSON string.
+        let (v, _) = sd.doc().get(ROOT, "location").unwrap().unwrap();
+        assert_eq!(v, Value::Object(ObjType::Map));
+        let signers = sd.signers();
+        assert_eq!(signers[&w.a.public_key()].len(), 1);
+    }
+
+    #[test]
+    fn edit_refuses_invalid_foreign_and_unauthorised_listings() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        let mut bad = base(&w.space);
+        bad.name = String::new();
+        assert!(matches!(
+            sd.edit(&bad, &w.a, &w.auth, vec![], 0),
+            Err(DocError::Invalid(_))
+        ));
+        let other = SpaceId::derive(&w.b.public_key());
+        assert!(matches!(
+            sd.edit(&base(&other), &w.a, &w.auth, vec![], 0),
+            Err(DocError::WrongSpace { .. })
+        ));
+        let err = sd
+            .edit(&base(&w.space), &w.rogue, &w.auth, vec![], 0)
+            .unwrap_err();
+        assert!(
+            matches!(err, DocError::Unauthorised { pending: false, .. }),
+            "{err}"
+        );
+        assert!(sd.heads().is_empty(), "nothing was written");
+    }
+
+    #[test]
+    fn rebuild_reproduces_the_listing_and_the_audit() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        let c1 = edited(&mut sd, &w, &w.a, |_| {});
+        let c2 = edited(&mut sd, &w, &w.b, |l| l.name = "Desk Two".into());
+        let again = SpaceDoc::rebuild(w.space.clone(), [c2.clone(), c1.clone(), c2], &w.auth);
+        assert_eq!(again.listing(), sd.listing());
+        assert_eq!(again.heads(), sd.heads());
+        assert_eq!(again.accepted(), sd.accepted());
+        assert!(again.rejected().is_empty() && again.pending().is_empty());
+        assert_eq!(again.signers().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_edits_of_two_fields_both_survive_merge() {
+        let w = world();
+        let mut one = SpaceDoc::new(w.space.clone());
+        let c0 = edited(&mut one, &w, &w.a, |_| {});
+        let mut two = SpaceDoc::rebuild(w.space.clone(), [c0], &w.auth);
+        let ca = edited(&mut one, &w, &w.a, |l| l.name = "Renamed".into());
+        let cb = edited(&mut two, &w, &w.b, |l| {
+            l.location.address.city = "Porto".into();
+            l.noise = Some(Noise::Quiet);
+        });
+        assert_eq!(one.apply(cb, &w.auth), ApplyOutcome::Applied);
+        assert_eq!(two.apply(ca.clone(), &w.auth), ApplyOutcome::Applied);
+        assert_eq!(two.apply(ca, &w.auth), ApplyOutcome::Duplicate);
+        let l = one.listing().unwrap();
+        assert_eq!(l.name, "Renamed");
+        assert_eq!(l.location.address.city, "Porto");
+        assert_eq!(l.noise, Some(Noise::Quiet));
+        assert_eq!(two.listing(), Some(l));
+        assert_eq!(one.heads(), two.heads());
+        assert_eq!(one.heads().len(), 2);
+    }
+
+    #[test]
+    fn forged_tampered_foreign_actor_and_wrong_space_changes_are_rejected() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        edited(&mut sd, &w, &w.a, |_| {});
+
+        let good = crafted(&sd, &w.a, &w.space, |tx| {
+            tx.put(ROOT, "name", "Good").unwrap()
+        });
+
+        let mut forged = good.clone();
+        let mut sig = *forged.signature.as_bytes();
+        sig[0] ^= 1;
+        forged.signature = Signature::from_bytes(&sig).unwrap();
+        assert!(
+            matches!(sd.apply(forged.clone(), &w.auth), ApplyOutcome::Rejected(r) if r.contains("signature"))
+        );
+
+        let mut tampered = good.clone();
+        let n = tampered.change.len();
+        tampered.change[n - 2] ^= 0x10;
+        assert!(matches!(
+            sd.apply(tampered, &w.auth),
+            ApplyOutcome::Rejected(_)
+        ));
+
+        // A change made under B's actor id but wrapped and signed by A.
+        let foreign = crafted(&sd, &w.b, &w.space, |tx| {
+            tx.put(ROOT, "name", "Foreign").unwrap()
+        });
+        let c = Change::try_from(&foreign.change[..]).unwrap();
+        let env = Envelope {
+            space: w.space.clone(),
+            change_hash: c.hash().0,
+            deps: c.deps().iter().map(|d| d.0).collect(),
+            author: w.a.public_key(),
+            roster_heads: vec![],
+            created_at_ms: 0,
+        };
+        let envelope_bytes = env.to_bytes().unwrap();
+        let relabelled = SignedChange {
+            signature: w.a.sign(Domain::ListingChange, &envelope_bytes),
+            envelope_bytes,
+            change: foreign.change.clone(),
+        };
+        assert!(
+            matches!(sd.apply(relabelled, &w.auth), ApplyOutcome::Rejected(r) if r.contains("actor"))
+        );
+
+        let elsewhere = SpaceId::derive(&w.b.public_key());
+        let misplaced = crafted(&sd, &w.a, &elsewhere, |tx| {
+            tx.put(ROOT, "name", "Moved").unwrap()
+        });
+        assert!(
+            matches!(sd.apply(misplaced, &w.auth), ApplyOutcome::Rejected(r) if r.contains("signed for space"))
+        );
+
+        assert_eq!(sd.listing().unwrap().name, "Desk One");
+        assert_eq!(sd.rejected().len(), 4);
+        assert_eq!(sd.apply(good, &w.auth), ApplyOutcome::Applied);
+        assert_eq!(sd.listing().unwrap().name, "Good");
+        assert!(
+            !reject_reason(&sd, &forged).is_empty(),
+            "the forgery stays in the audit"
+        );
+    }
+
+    #[test]
+    fn an_unauthorised_author_never_reaches_the_listing() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        edited(&mut sd, &w, &w.a, |_| {});
+        let evil = crafted(&sd, &w.rogue, &w.space, |tx| {
+            tx.put(ROOT, "name", "Evil").unwrap()
+        });
+        let out = sd.apply(evil.clone(), &w.auth);
+        assert!(
+            matches!(&out, ApplyOutcome::Rejected(r) if r.contains("not a device of this space")),
+            "{out:?}"
+        );
+        assert_eq!(sd.listing().unwrap().name, "Desk One");
+        let r = &sd.rejected()[0];
+        assert_eq!(r.author, Some(w.rogue.public_key()));
+        assert_eq!(r.hash, evil.id().unwrap());
+    }
+
+    #[test]
+    fn a_change_that_makes_the_listing_invalid_is_excluded_with_its_dependents() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        let c0 = edited(&mut sd, &w, &w.a, |_| {});
+        let bad = crafted(&sd, &w.a, &w.space, |tx| tx.put(ROOT, "name", "").unwrap());
+        // Build a fix on top of the bad change, as a misbehaving node would.
+        let mut forked = SpaceDoc::new(w.space.clone());
+        forked.doc = sd.doc().fork();
+        forked
+            .doc
+            .apply_changes([Change::try_from(&bad.change[..]).unwrap()])
+            .unwrap();
+        let on_top = crafted(&forked, &w.a, &w.space, |tx| {
+            tx.put(ROOT, "name", "Fixed").unwrap()
+        });
+        let renamed_id = crafted(&sd, &w.b, &w.space, |tx| {
+            tx.put(ROOT, "id", "sp-aaaaaaaaaaaaaaaa").unwrap()
+        });
+
+        let out = sd.apply(bad.clone(), &w.auth);
+        assert!(
+            matches!(&out, ApplyOutcome::Rejected(r) if r.contains("name")),
+            "{out:?}"
+        );
+        let out = sd.apply(on_top.clone(), &w.auth);
+        assert!(
+            matches!(&out, ApplyOutcome::Rejected(r) if r.contains("depends on rejected change")),
+            "{out:?}"
+        );
+        let out = sd.apply(renamed_id.clone(), &w.auth);
+        assert!(
+            matches!(&out, ApplyOutcome::Rejected(r) if r.contains("not this space")),
+            "{out:?}"
+        );
+        assert_eq!(sd.listing().unwrap().name, "Desk One");
+        assert_eq!(sd.heads(), vec![c0.id().unwrap()]);
+
+        // The same verdicts whatever the order, including the dependent arriving first.
+        for order in [
+            vec![on_top.clone(), renamed_id.clone(), bad.clone(), c0.clone()],
+            vec![c0.clone(), on_top.clone(), bad.clone(), renamed_id.clone()],
+        ] {
+            let rebuilt = SpaceDoc::rebuild(w.space.clone(), order.clone(), &w.auth);
+            assert_eq!(rebuilt.rejected(), sd.rejected());
+            assert_eq!(rebuilt.heads(), sd.heads());
+            let mut inc = SpaceDoc::new(w.space.clone());
+            for c in order {
+                inc.apply(c, &w.auth);
+            }
+            assert_eq!(inc.rejected(), sd.rejected());
+            assert!(inc.pending().is_empty());
+        }
+    }
+
+    #[test]
+    fn branches_valid_alone_but_invalid_merged_show_the_greatest_head_until_an_edit_merges_them() {
+        let w = world();
+        let mut one = SpaceDoc::new(w.space.clone());
+        let translate = |l: &mut Listing, langs: &[&str]| {
+            for lang in langs {
+                l.translations.insert(
+                    (*lang).to_string(),
+                    crate::listing::Translation {
+                        name: None,
+                        description: Some("x".repeat(8000)),
+                    },
+                );
+            }
+        };
+        // The translations map must exist before the branches: two concurrent creations of one key
+        // conflict as wholes (Automerge keeps one), they do not merge.
+        let c0 = edited(&mut one, &w, &w.a, |l| translate(l, &["en"]));
+        let mut two = SpaceDoc::rebuild(w.space.clone(), [c0], &w.auth);
+        // Each side adds about 40 KiB of translations; together they pass the 64 KiB listing limit.
+        let ca = edited(&mut one, &w, &w.a, |l| {
+            translate(l, &["fr", "de", "es", "it", "nl"])
+        });
+        let cb = edited(&mut two, &w, &w.b, |l| {
+            translate(l, &["pt", "pl", "sv", "da", "fi"])
+        });
+        assert_eq!(one.apply(cb.clone(), &w.auth), ApplyOutcome::Applied);
+        assert_eq!(two.apply(ca.clone(), &w.auth), ApplyOutcome::Applied);
+        assert!(one.value().to_string().len() > limits::MAX_LISTING_BYTES);
+        let shown = one.listing().unwrap();
+        assert_eq!(shown.translations.len(), 6);
+        let greatest = ca.id().unwrap().max(cb.id().unwrap());
+        let expect_fr = greatest == ca.id().unwrap();
+        assert_eq!(shown.translations.contains_key("fr"), expect_fr);
+        assert_eq!(two.listing(), Some(shown.clone()));
+
+        // An edit of the shown listing merges the branches into a valid whole again.
+        let mut fixed = shown;
+        fixed.name = "Merged".into();
+        let c = one
+            .edit(&fixed, &w.a, &w.auth, vec![], 9_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(two.apply(c, &w.auth), ApplyOutcome::Applied);
+        assert_eq!(two.listing(), Some(fixed.clone()));
+        assert_eq!(one.listing(), Some(fixed));
+        assert_eq!(one.heads().len(), 1);
+    }
+
+    #[test]
+    fn changes_wait_for_missing_dependencies_and_unknown_roster_heads() {
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let c0 = edited(&mut origin, &w, &w.a, |_| {});
+        let c1 = edited(&mut origin, &w, &w.a, |l| l.name = "Second".into());
+        let mut sd = SpaceDoc::new(w.space.clone());
+        assert!(
+            matches!(sd.apply(c1.clone(), &w.auth), ApplyOutcome::Pending(r) if r.contains("waiting for change"))
+        );
+        assert_eq!(sd.pending().len(), 1);
+        assert_eq!(sd.apply(c0, &w.auth), ApplyOutcome::Applied);
+        assert!(sd.pending().is_empty());
+        assert_eq!(sd.listing().unwrap().name, "Second");
+
+        // Signed under roster heads this node has not seen yet.
+        let later = Hash::of("roster-op", b"later");
+        let mut l = origin.listing().unwrap();
+        l.name = "Third".into();
+        let c2 = origin
+            .edit(&l, &w.a, &w.auth, vec![later], 3_000)
+            .unwrap()
+            .unwrap();
+        w.auth.unknown.borrow_mut().insert(later);
+        assert!(matches!(sd.apply(c2, &w.auth), ApplyOutcome::Pending(r) if r.contains("pending")));
+        assert_eq!(sd.retry_pending(&w.auth), 0);
+        w.auth.unknown.borrow_mut().clear();
+        assert_eq!(sd.retry_pending(&w.auth), 1);
+        assert_eq!(sd.listing().unwrap().name, "Third");
+        assert_eq!(sd.heads(), origin.heads());
+    }
+
+    #[test]
+    fn reconcile_touches_only_what_differs_and_numbers_round_trip_exactly() {
+        let mut doc = Automerge::new();
+        let first = serde_json::json!({
+            "i": -3, "u": u64::MAX, "f": 2.0, "g": 0.1, "s": "x", "b": true, "n": null,
+            "m": {"keep": 1, "drop": 2, "deep": {"x": [1, {"y": 2}]}},
+            "l": [1, 2.5, "three"]
+        });
+        let Json::Object(target) = first.clone() else {
+            unreachable!()
+        };
+        let mut tx = doc.transaction();
+        reconcile(&mut tx, &target).unwrap();
+        tx.commit();
+        assert_eq!(hydrate(&doc, None), first);
+        assert_eq!(doc.get(ROOT, "f").unwrap().unwrap().0, Value::f64(2.0));
+        assert_eq!(
+            doc.get(ROOT, "u").unwrap().unwrap().0,
+            Value::uint(u64::MAX)
+        );
+
+        let second = serde_json::json!({
+            "i": -3, "u": u64::MAX, "f": 2, "g": 0.1, "s": "x", "b": true, "n": null,
+            "m": {"keep": 1, "deep": {"x": [1, {"y": 3}]}},
+            "l": [1, 2.5, "three"]
+        });
+        let Json::Object(target) = second.clone() else {
+            unreachable!()
+        };
+        let mut tx = doc.transaction();
+        reconcile(&mut tx, &target).unwrap();
+        // f: float -> int (1 put), m.drop deleted (1), m.deep.x replaced (1 list + 1 item + 1 map + 1 key).
+        assert_eq!(tx.pending_ops(), 6);
+        tx.commit();
+        assert_eq!(hydrate(&doc, None), second);
+
+        let mut tx = doc.transaction();
+        reconcile(&mut tx, &target).unwrap();
+        assert_eq!(tx.pending_ops(), 0, "nothing differs");
+        tx.rollback();
+    }
+
+    fn shuffle<T>(items: &mut [T], mut seed: u64) {
+        for i in (1..items.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            items.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+    }
+
+    /// One step of the simulation: device `dev` edits field `field` to `val`, or (field 4) syncs
+    /// everything published so far.
+    fn step(
+        w: &World,
+        replicas: &mut [SpaceDoc; 3],
+        log: &mut Vec<SignedChange>,
+        dev: usize,
+        field: u8,
+        val: u16,
+    ) {
+        let keys = [&w.a, &w.b, &w.rogue];
+        if field == 4 {
+            for sc in log.iter() {
+                if dev == 2 {
+                    replicas[dev].apply(sc.clone(), &Permissive);
+                } else {
+                    replicas[dev].apply(sc.clone(), &w.auth);
+                }
+            }
+            return;
+        }
+        let Some(mut l) = replicas[dev].listing() else {
+            return;
+        };
+        let tag = if dev == 2 { "Rogue" } else { "Space" };
+        match field {
+            0 => l.name = format!("{tag} {val}"),
+            1 => l.location.address.city = format!("{tag} City {val}"),
+            2 => l.description = format!("{tag} description {val}"),
+            _ => {
+                l.seat_pools = vec![SeatPool {
+                    id: "hot".into(),
+                    kind: PoolKind::HotDesk,
+                    capacity: u32::from(val),
+                    accessible_capacity: None,
+                    access: PoolAccess::WalkIn,
+                }]
+            }
+        }
+        let made = if dev == 2 {
+            replicas[dev].edit(&l, keys[dev], &Permissive, vec![], i64::from(val))
+        } else {
+            replicas[dev].edit(&l, keys[dev], &w.auth, vec![], i64::from(val))
+        };
+        if let Some(sc) = made.unwrap() {
+            log.push(sc);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn replicas_converge_whatever_the_order(
+            ops in proptest::collection::vec((0usize..3, 0u8..5, 0u16..500), 1..14),
+            seed_a in 1u64..u64::MAX,
+            seed_b in 1u64..u64::MAX,
+            dups in 0usize..4,
+        ) {
+            let w = world();
+            let mut replicas = [
+                SpaceDoc::new(w.space.clone()),
+                SpaceDoc::new(w.space.clone()),
+                SpaceDoc::new(w.space.clone()),
+            ];
+            let first = replicas[0].edit(&base(&w.space), &w.a, &w.auth, vec![], 0).unwrap().unwrap();
+            replicas[1].apply(first.clone(), &w.auth);
+            replicas[2].apply(first.clone(), &Permissive);
+            let mut log = vec![first];
+            for (dev, field, val) in ops {
+                step(&w, &mut replicas, &mut log, dev, field, val);
+            }
+
+            let reference = SpaceDoc::rebuild(w.space.clone(), log.clone(), &w.auth);
+            let mut shuffled = log.clone();
+            shuffled.extend(log.iter().take(dups).cloned());
+            shuffle(&mut shuffled, seed_a);
+            let rebuilt = SpaceDoc::rebuild(w.space.clone(), shuffled.clone(), &w.auth);
+            shuffle(&mut shuffled, seed_b);
+            let mut incremental = SpaceDoc::new(w.space.clone());
+            for sc in shuffled {
+                incremental.apply(sc, &w.auth);
+            }
+            for other in [&rebuilt, &incremental] {
+                prop_assert_eq!(other.heads(), reference.heads());
+                prop_assert_eq!(other.listing(), reference.listing());
+                prop_assert_eq!(other.accepted(), reference.accepted());
+                prop_assert_eq!(other.rejected(), reference.rejected());
+                prop_assert!(other.pending().is_empty());
+            }
+
+            let listing = reference.listing().unwrap();
+            prop_assert!(!listing.name.starts_with("Rogue"));
+            prop_assert!(!listing.location.address.city.starts_with("Rogue"));
+            prop_assert!(!listing.description.starts_with("Rogue"));
+            let rogue = w.rogue.public_key();
+            for sc in &log {
+                let env = sc.verify().unwrap();
+                let id = env.change_hash;
+                if env.author == rogue {
+                    prop_assert!(!reference.accepted().contains_key(&id));
+                    prop_assert!(reference.rejected().iter().any(|r| r.hash == id && r.author == Some(rogue)));
+                } else {
+                    prop_assert!(reference.accepted().contains_key(&id));
+                }
+            }
+            // Honest replicas that have seen everything agree with the reference too.
+            for dev in 0..2 {
+                step(&w, &mut replicas, &mut log, dev, 4, 0);
+                prop_assert_eq!(replicas[dev].listing(), reference.listing());
+                prop_assert_eq!(replicas[dev].heads(), reference.heads());
+            }
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! Opening hours (OSM `opening_hours` syntax) evaluated in the space's own time zone: open now, the next
+//! change, and a week table for the detail view.
+//!
+//! Evaluation is on local wall-clock time: `now` (UTC, always passed in, never read from a clock) is turned
+//! into the space's local time with chrono-tz, and the `opening-hours` crate answers for that naive local
+//! time. Across a daylight-saving jump the answer is the one for the wall clock, which is what a door sign
+//! means. Sun events (`sunrise`, `sunset`) use the crate's fixed defaults (07:00 and 19:00), since the
+//! listing's hours are evaluated without coordinates. `PH` rules use the public holidays of the listing's
+//! country when the crate knows them ([`Hours::with_country`]); otherwise `PH` never matches.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use opening_hours::localization::Country;
+use opening_hours::{Context, OpeningHours, RuleKind};
+
+/// Whether a place is open at an instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpenState {
+    Open,
+    Closed,
+    /// The hours say so (`unknown`, `"by appointment"` style rules), or there are no hours at all.
+    Unknown,
+}
+
+impl OpenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for OpenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<RuleKind> for OpenState {
+    fn from(k: RuleKind) -> Self {
+        match k {
+            RuleKind::Open => Self::Open,
+            RuleKind::Closed => Self::Closed,
+            RuleKind::Unknown => Self::Unknown,
+        }
+    }
+}
+
+/// Hours that cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoursError {
+    #[error("{text:?} is not valid OSM opening_hours syntax ({reason})")]
+    Syntax { text: String, reason: String },
+    #[error("{0:?} is not a known IANA time zone")]
+    UnknownTimeZone(String),
+}
+
+/// Check an expression's syntax; the error is one short clause ("at column 7: expected ...").
+pub(crate) fn check_syntax(text: &str) -> Result<(), String> {
+    OpeningHours::from_str(text)
+        .map(|_| ())
+        .map_err(|e| condense(&e.to_string()))
+}
+
+/// The parser's errors are multi-line pest reports (`--> 1:7`, a caret line, `= expected ...`); keep the
+/// position and the explanation as one clause.
+fn condense(report: &str) -> String {
+    let mut column = None;
+    let mut why = None;
+    for line in report.lines() {
+        let t = line.trim();
+        if let Some(pos) = t.strip_prefix("-->") {
+            column = pos.trim().split(':').nth(1).map(str::to_string);
+        } else if let Some(msg) = t.strip_prefix('=') {
+            why = Some(msg.trim().to_string());
+        }
+    }
+    match (column, why) {
+        (Some(c), Some(w)) => format!("at column {c}: {w}"),
+        (None, Some(w)) => w,
+        _ => report
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Look ahead at most this far for the next change, so odd expressions cannot make a query scan centuries.
+const NEXT_CHANGE_HORIZON_DAYS: i64 = 366;
+
+/// An opening hours expression compiled for one time zone (and optionally one country's holidays).
+/// Parse once and evaluate many times; cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Hours {
+    oh: OpeningHours,
+    tz: Tz,
+}
+
+impl Hours {
+    pub fn parse(text: &str, tz: &str) -> Result<Self, HoursError> {
+        let tz = Tz::from_str(tz).map_err(|_| HoursError::UnknownTimeZone(tz.to_string()))?;
+        let oh = OpeningHours::from_str(text).map_err(|e| HoursError::Syntax {
+            text: text.to_string(),
+            reason: condense(&e.to_string()),
+        })?;
+        Ok(Self { oh, tz })
+    }
+
+    /// Use the public holidays of `country` (ISO 3166-1 alpha-2) for `PH` rules. Countries the crate has
+    /// no calendar for leave `PH` never matching.
+    pub fn with_country(self, country: &str) -> Self {
+        match Country::from_str(country) {
+            Ok(c) => Self {
+                oh: self
+                    .oh
+                    .with_context(Context::default().with_holidays(c.holidays())),
+                tz: self.tz,
+            },
+            Err(_) => self,
+        }
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    fn local(&self, now: DateTime<Utc>) -> NaiveDateTime {
+        now.with_timezone(&self.tz).naive_local()
+    }
+
+    /// Open, closed or unknown at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> OpenState {
+        self.oh.state(self.local(now)).0.into()
+    }
+
+    /// The state at `now` with the rule's comment (`"by appointment"`), empty when there is none.
+    pub fn state_with_comment(&self, now: DateTime<Utc>) -> (OpenState, String) {
+        let (kind, comment) = self.oh.state(self.local(now));
+        (kind.into(), comment.to_string())
+    }
+
+    /// The next instant the state changes, within a year; `None` for `24/7` and other hours that do not
+    /// change that soon.
+    pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let from = self.local(now);
+        let horizon = from + Duration::days(NEXT_CHANGE_HORIZON_DAYS);
+        let first = self.oh.iter_range(from, horizon).next()?;
+        if first.range.end >= horizon {
+            return None;
+        }
+        Some(local_to_utc(&self.tz, first.range.end))
+    }
+
+    /// The seven days (Monday first) of the local week that contains `now`, each with its intervals.
+    pub fn week(&self, now: DateTime<Utc>) -> WeekTable {
+        let today = self.local(now).date();
+        let monday = today - Duration::days(i64::from(today.weekday().num_days_from_monday()));
+        let days = (0..7)
+            .map(|i| {
+                let date = monday + Duration::days(i);
+                DayRow {
+                    date,
+                    today: date == today,
+                    intervals: self.day(date),
+                }
+            })
+            .collect();
+        WeekTable { days }
+    }
+
+    fn day(&self, date: NaiveDate) -> Vec<Interval> {
+        let start = date.and_time(NaiveTime::MIN);
+        let end = start + Duration::days(1);
+        self.oh
+            .iter_range(start, end)
+            .filter(|r| r.kind != RuleKind::Closed)
+            .map(|r| Interval {
+                start_min: minutes_since(start, r.range.start),
+                end_min: minutes_since(start, r.range.end),
+                state: r.kind.into(),
+                comment: r.comment.to_string(),
+            })
+            .collect()
+    }
+}
+
+fn minutes_since(start: NaiveDateTime, t: NaiveDateTime) -> u16 {
+    // Ranges come clipped to the day, so this is 0..=1440 and fits in u16.
+    u16::try_from((t - start).num_minutes().clamp(0, 1440)).unwrap_or(1440)
+}
+
+/// The UTC instant of a local wall-clock time: the earlier one when clocks go back, and the end of the
+/// gap when clocks go forward past it.
+fn local_to_utc(tz: &Tz, naive: NaiveDateTime) -> DateTime<Utc> {
+    let mut t = naive;
+    // A gap is at most a few hours; step forward a minute at a time, a bounded number of times.
+    for _ in 0..(24 * 60) {
+        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
+            return dt.with_timezone(&Utc);
+        }
+        t += Duration::minutes(1);
+    }
+    naive.and_utc()
+}
+
+/// One interval of a day in a [`WeekTable`], in local minutes since midnight (`end_min` may be 1440).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interval {
+    pub start_min: u16,
+    pub end_min: u16,
+    /// Open or unknown (closed time is the gaps between intervals).
+    pub state: OpenState,
+    pub comment: String,
+}
+
+impl fmt::Display for Interval {
+    /// `08:00-18:00`, `10:00-12:00 unknown`, `14:00-16:00 "by appointment"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+        write!(f, "{}-{}", hm(self.start_min), hm(self.end_min))?;
+        if self.state == OpenState::Unknown {
+            f.write_str(" unknown")?;
+        }
+        if !self.comment.is_empty() {
+            write!(f, " {:?}", self.comment)?;
+        }
+        Ok(())
+    }
+}
+
+/// One day of a [`WeekTable`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayRow {
+    pub date: NaiveDate,
+    /// Whether this is the local day that contains `now`.
+    pub today: bool,
+    pub intervals: Vec<Interval>,
+}
+
+impl DayRow {
+    /// The OSM two-letter day name: `Mo` .. `Su`.
+    pub fn day_name(&self) -> &'static str {
+        ["Mo", "Tu", "We", "Th", "Fr", "Sa", "Su"]
+            [self.date.weekday().num_days_from_monday() as usize]
+    }
+
+    /// The intervals as text: `08:00-18:00, 19:00-22:00`, or `closed`.
+    pub fn text(&self) -> String {
+        if self.intervals.is_empty() {
+            return "closed".to_string();
+        }
+        self.intervals
+            .iter()
+            .map(Interval::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The seven days of the current local week, Monday first, for the detail view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeekTable {
+    pub days: Vec<DayRow>,
+}
+
+impl WeekTable {
+    pub fn today(&self) -> Option<&DayRow> {
+        self.days.iter().find(|d| d.today)
+    }
+}
+
+impl fmt::Display for WeekTable {
+    /// One line per day, today marked with `>`: `> Tu 2025-05-13  08:00-18:00`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.days {
+            let mark = if d.today { '>' } else { ' ' };
+            writeln!(f, "{mark} {} {}  {}", d.day_name(), d.date, d.text())?;
+        }
+        Ok(())
+    }
+}
+
+/// Open, closed or unknown at `now` for hours `opening_hours` in time zone `tz`.
+pub fn is_open(opening_hours: &str, tz: &str, now: DateTime<Utc>) -> Result<OpenState, HoursError> {
+    Ok(Hours::parse(opening_hours, tz)?.state(now))
+}
+
+/// The next state change after `now`, within a year.
+pub fn next_change(
+    opening_hours: &str,
+    tz: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, HoursError> {
+    Ok(Hours::parse(opening_hours, tz)?.next_change(now))
+}
+
+/// The week table for the local week that contains `now`.
+pub fn week_table(
+    opening_hours: &str,
+    tz: &str,
+    now: DateTime<Utc>,
+) -> Result<WeekTable, HoursError> {
+    Ok(Hours::parse(opening_hours, tz)?.week(now))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is a failure with its message.
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn weekday_hours_in_tokyo() {
+        let oh = "Mo-Fr 08:00-18:00";
+        // 2025-05-12 is a Monday. 23:30 UTC on Sunday is 08:30 Monday in Tokyo (UTC+9).
+        assert_eq!(
+            is_open(oh, "Asia/Tokyo", utc("2025-05-11T23:30:00Z")),
+            Ok(OpenState::Open)
+        );
+        // 22:30 UTC Sunday is 07:30 Monday in Tokyo: not yet.
+        assert_eq!(
+            is_open(oh, "Asia/Tokyo", utc("2025-05-11T22:30:00Z")),
+            Ok(OpenState::Closed)
+        );
+        // 09:30 UTC Monday is 18:30 in Tokyo: closed, though it is mid-morning in UTC.
+        assert_eq!(
+            is_open(oh, "Asia/Tokyo", utc("2025-05-12T09:30:00Z")),
+            Ok(OpenState::Closed)
+        );
+        // 15:00 UTC Friday is midnight Saturday in Tokyo.
+        assert_eq!(
+            is_open(oh, "Asia/Tokyo", utc("2025-05-16T15:00:00Z")),
+            Ok(OpenState::Closed)
+        );
+        assert_eq!(
+            is_open(oh, "Asia/Tokyo", utc("2025-05-16T08:59:00Z")),
+            Ok(OpenState::Open)
+        );
+    }
+
+    #[test]
+    fn same_instant_differs_by_zone() {
+        let oh = "Mo-Sa 09:00-17:00";
+        let t = utc("2025-01-15T12:00:00Z"); // Wednesday
+        assert_eq!(is_open(oh, "Europe/Lisbon", t), Ok(OpenState::Open)); // 12:00
+        assert_eq!(is_open(oh, "America/Toronto", t), Ok(OpenState::Closed)); // 07:00
+        assert_eq!(is_open(oh, "Australia/Melbourne", t), Ok(OpenState::Closed)); // 23:00
+        assert_eq!(
+            is_open(oh, "America/Argentina/Buenos_Aires", t),
+            Ok(OpenState::Open)
+        ); // 09:00
+    }
+
+    #[test]
+    fn daylight_saving_follows_the_wall_clock() {
+        let oh = "Mo-Su 08:00-09:00";
+        // Berlin is UTC+1 in January and UTC+2 in July: 07:30 UTC is 08:30 and 09:30 local.
+        assert_eq!(
+            is_open(oh, "Europe/Berlin", utc("2025-01-15T07:30:00Z")),
+            Ok(OpenState::Open)
+        );
+        assert_eq!(
+            is_open(oh, "Europe/Berlin", utc("2025-07-15T07:30:00Z")),
+            Ok(OpenState::Closed)
+        );
+        assert_eq!(
+            is_open(oh, "Europe/Berlin", utc("2025-07-15T06:30:00Z")),
+            Ok(OpenState::Open)
+        );
+    }
+
+    #[test]
+    fn unknown_and_24_7() {
+        assert_eq!(
+            is_open("24/7", "Africa/Nairobi", utc("2025-03-02T03:00:00Z")),
+            Ok(OpenState::Open)
+        );
+        assert_eq!(
+            is_open(
+                "Mo-Fr 10:00-12:00 unknown",
+                "UTC",
+                utc("2025-05-12T11:00:00Z")
+            ),
+            Ok(OpenState::Unknown)
+        );
+        let h = Hours::parse("Mo-Fr 10:00-12:00 \"by appointment\"", "UTC").unwrap();
+        let (state, comment) = h.state_with_comment(utc("2025-05-12T11:00:00Z"));
+        assert_eq!(
+            (state, comment.as_str()),
+            (OpenState::Open, "by appointment")
+        );
+    }
+
+    #[test]
+    fn public_holidays_need_the_country() {
+        // 2025-04-25 (a Friday) is Freedom Day, a public holiday in Portugal.
+        let t = utc("2025-04-25T10:00:00Z");
+        let oh = "Mo-Fr 09:00-18:00; PH off";
+        let without = Hours::parse(oh, "Europe/Lisbon").unwrap();
+        assert_eq!(without.state(t), OpenState::Open);
+        assert_eq!(without.with_country("PT").state(t), OpenState::Closed);
+        assert_eq!(
+            Hours::parse(oh, "Europe/Lisbon")
+                .unwrap()
+                .with_country("ZZ")
+                .state(t),
+            OpenState::Open,
+            "an unknown country just has no holidays"
+        );
+    }
+
+    #[test]
+    fn next_change_is_in_utc() {
+        let h = Hours::parse("Mo-Fr 08:00-18:00", "Asia/Tokyo").unwrap();
+        // Monday 08:30 Tokyo: closes at 18:00 Tokyo = 09:00 UTC.
+        assert_eq!(
+            h.next_change(utc("2025-05-11T23:30:00Z")),
+            Some(utc("2025-05-12T09:00:00Z"))
+        );
+        // Friday 19:00 Tokyo: opens Monday 08:00 Tokyo = Sunday 23:00 UTC.
+        assert_eq!(
+            h.next_change(utc("2025-05-16T10:00:00Z")),
+            Some(utc("2025-05-18T23:00:00Z"))
+        );
+        assert_eq!(
+            next_change("24/7", "UTC", utc("2025-05-16T10:00:00Z")),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn local_times_in_a_spring_forward_gap_map_to_its_end() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        // 2025-03-30 02:30 does not exist in Berlin; clocks jump from 02:00 to 03:00 (01:00 UTC).
+        let gap = NaiveDate::from_ymd_opt(2025, 3, 30)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
+        assert_eq!(local_to_utc(&tz, gap), utc("2025-03-30T01:00:00Z"));
+    }
+
+    #[test]
+    fn week_table_marks_today_and_lists_intervals() {
+        let oh = "Mo-Fr 08:00-12:00,13:00-18:00; Sa 10:00-14:00; Su off";
+        // Wednesday 2025-05-14 10:00 in Lisbon (UTC+1 in summer).
+        let w = week_table(oh, "Europe/Lisbon", utc("2025-05-14T09:00:00Z")).unwrap();
+        assert_eq!(w.days.len(), 7);
+        assert_eq!(
+            w.days[0].date,
+            NaiveDate::from_ymd_opt(2025, 5, 12).unwrap()
+        );
+        assert_eq!(w.days[0].day_name(), "Mo");
+        assert_eq!(w.days[0].text(), "08:00-12:00, 13:00-18:00");
+        assert_eq!(w.days[5].text(), "10:00-14:00");
+        assert_eq!(w.days[6].text(), "closed");
+        assert_eq!(w.today().map(|d| d.day_name()), Some("We"));
+        let shown = w.to_string();
+        assert!(
+            shown.contains("> We 2025-05-14  08:00-12:00, 13:00-18:00\n"),
+            "{shown}"
+        );
+        assert!(shown.contains("  Su 2025-05-18  closed\n"), "{shown}");
+    }
+
+    #[test]
+    fn week_table_across_midnight_and_all_day() {
+        let w = week_table("Fr 20:00-02:00", "UTC", utc("2025-05-14T09:00:00Z")).unwrap();
+        assert_eq!(w.days[4].text(), "20:00-24:00");
+        assert_eq!(w.days[5].text(), "00:00-02:00");
+        let w = week_table("24/7", "UTC", utc("2025-05-14T09:00:00Z")).unwrap();
+        assert!(w.days.iter().all(|d| d.text() == "00:00-24:00"));
+    }
+
+    #[test]
+    fn week_starts_on_local_monday() {
+        // Sunday 20:00 UTC is already Monday 05:00 in Tokyo: the Tokyo week starts that Monday.
+        let w = week_table("Mo 04:00-06:00", "Asia/Tokyo", utc("2025-05-18T20:00:00Z")).unwrap();
+        assert_eq!(
+            w.days[0].date,
+            NaiveDate::from_ymd_opt(2025, 5, 19).unwrap()
+        );
+        assert!(w.days[0].today);
+    }
+
+    #[test]
+    fn errors_are_one_clause() {
+        let e = is_open("Mo-Fr 8 to 6", "UTC", utc("2025-05-14T09:00:00Z")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("\"Mo-Fr 8 to 6\" is not valid OSM opening_hours syntax (at column"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'), "{msg}");
+        assert_eq!(
+            is_open("24/7", "Mars/Olympus", utc("2025-05-14T09:00:00Z")),
+            Err(HoursError::UnknownTimeZone("Mars/Olympus".into()))
+        );
+    }
+}

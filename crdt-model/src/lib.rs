@@ -1,0 +1,20 @@
+//! deskmesh-crdt-model: what a space's listing is, and how the directory is read.
+//!
+//! The listing model with its vocabularies, accessibility block, seat pools and validation ([`listing`]);
+//! one Automerge document per space whose changes travel in signed envelopes ([`change`], [`doc`]); signed,
+//! expiring seat beacons and their freshness ([`beacon`]); opening hours evaluated in the space's time zone
+//! ([`hours`]); and directory queries over many listings ([`query`]).
+//!
+//! This crate does no I/O: no files, no sockets and no clock (callers pass `now`). It knows nothing of
+//! libp2p or sled; it depends on `deskmesh-keys` for ids, keys, signatures and the roster.
+
+pub mod beacon;
+pub mod change;
+pub mod doc;
+pub mod hours;
+pub mod listing;
+pub mod query;
+
+pub use hours::{Hours, HoursError, OpenState};
+pub use listing::{Amenity, Listing, ListingError};
+pub use query::{AccessNeed, Entry, Query, SearchIndex, SeatsFree, Sort};

@@ -1,0 +1,1029 @@
+//! Directory queries: what members filter and sort by (city, open now, seats free now, price, wifi speed,
+//! amenities, accessibility, reciprocity, distance), run over many listings at once.
+//!
+//! Build a [`SearchIndex`] once per directory change (it folds text to lower case without accents,
+//! compiles opening hours and packs amenities and access facts into bit masks), then run any number of
+//! [`Query`]s against it with [`Query::run_on`]; rows are checked cheapest filter first and nothing is
+//! allocated per row. Each row remembers its open state until its hours next change, so `open_now` over
+//! a large directory costs an evaluation per row only when a state has expired. Live seat availability is not part of a listing: the caller passes it per row (the
+//! beacon layer decides freshness). [`Query::run`] takes plain [`Entry`] values and builds the index itself,
+//! for one-off queries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use crate::hours::{Hours, OpenState};
+use crate::listing::{vocabulary, Accessibility, Amenity, Category, Listing, Product, Wheelchair};
+
+vocabulary! {
+    /// An accessibility need a member can filter by. A listing matches only when the fact is known to be
+    /// `yes`; unknown does not match.
+    AccessNeed, "access need" {
+        /// `accessibility.wheelchair` is `yes` (not `limited`).
+        Wheelchair => "wheelchair",
+        /// `accessibility.toilets_wheelchair` is true.
+        AccessibleToilet => "accessible_toilet",
+        /// `accessibility.hearing_loop` is true.
+        HearingLoop => "hearing_loop",
+        /// `accessibility.quiet_room` is true.
+        QuietRoom => "quiet_room",
+        /// `accessibility.entrance.step_free` is true.
+        StepFreeEntrance => "step_free_entrance",
+    }
+}
+
+impl AccessNeed {
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// Whether `a` is known to meet this need.
+    pub fn met_by(self, a: &Accessibility) -> bool {
+        match self {
+            Self::Wheelchair => a.wheelchair == Some(Wheelchair::Yes),
+            Self::AccessibleToilet => a.toilets_wheelchair == Some(true),
+            Self::HearingLoop => a.hearing_loop == Some(true),
+            Self::QuietRoom => a.quiet_room == Some(true),
+            Self::StepFreeEntrance => a.entrance.as_ref().and_then(|e| e.step_free) == Some(true),
+        }
+    }
+}
+
+/// Whether a space has free seats now, as the beacon layer judged it (fresh enough, any pool with seats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SeatsFree {
+    Yes,
+    No,
+    #[default]
+    Unknown,
+}
+
+/// One listing with its live seat status, for [`Query::run`].
+#[derive(Clone, Copy, Debug)]
+pub struct Entry<'a> {
+    pub listing: &'a Listing,
+    pub seats_free: SeatsFree,
+}
+
+/// Result order.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Sort {
+    /// By name (case- and accent-insensitive), then by position.
+    #[default]
+    Name,
+    /// Nearest first from this point, by great-circle distance.
+    Distance { lat: f64, lon: f64 },
+}
+
+/// A radius filter: only spaces within `radius_km` of a point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Near {
+    pub lat: f64,
+    pub lon: f64,
+    pub radius_km: f64,
+}
+
+/// A directory query. Every set filter must match (AND); the default matches everything, sorted by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Query {
+    /// Words that must all appear (case- and accent-insensitive) in the name, description, translations,
+    /// city, street or postcode.
+    pub text: Option<String>,
+    /// The city, compared whole (case- and accent-insensitive).
+    pub city: Option<String>,
+    pub category: Option<Category>,
+    /// All of these are required.
+    pub amenities: Vec<Amenity>,
+    /// All of these must be known `yes`.
+    pub access: Vec<AccessNeed>,
+    /// Open now by the public opening hours, in the space's time zone; unknown does not match.
+    pub open_now: bool,
+    /// Seats known to be free now.
+    pub seats_free_now: bool,
+    /// Sells a day pass at this price or less (0 finds free drop-in). Amounts are never converted: with
+    /// [`Query::currency`] only day passes in that currency count, without it each listing's own.
+    pub max_day_pass_price: Option<f64>,
+    /// ISO 4217 code that [`Query::max_day_pass_price`] is in.
+    pub currency: Option<String>,
+    /// Measured download speed at least this many Mbit/s; unmeasured does not match.
+    pub min_wifi_down_mbps: Option<f64>,
+    /// Accepts the Coworking Visa.
+    pub coworking_visa: bool,
+    pub near: Option<Near>,
+    pub sort: Sort,
+    /// At most this many results, after sorting.
+    pub limit: Option<usize>,
+}
+
+/// What the index keeps of one listing: only what queries read, precomputed.
+#[derive(Clone, Debug)]
+struct Row {
+    /// Folded name, description, translations and address, joined by newlines.
+    haystack: String,
+    /// Folded name, the sort key.
+    name_key: String,
+    /// Folded city.
+    city: String,
+    category: Category,
+    amenities: u32,
+    access: u8,
+    /// `None` when the hours are unknown or do not parse (a stored listing may predate a rule).
+    hours: Option<Hours>,
+    open: OpenCache,
+    /// Every day pass as (price, currency).
+    day_passes: Vec<(f64, [u8; 3])>,
+    wifi_down: Option<f64>,
+    visa: bool,
+    lat: f64,
+    lon: f64,
+}
+
+/// Listings prepared for fast queries. Rebuild (or [`SearchIndex::push`]) when listings change; row `i`
+/// is the `i`th listing given.
+#[derive(Clone, Debug, Default)]
+pub struct SearchIndex {
+    rows: Vec<Row>,
+}
+
+impl SearchIndex {
+    pub fn build<'a>(listings: impl IntoIterator<Item = &'a Listing>) -> Self {
+        let mut index = Self::default();
+        for l in listings {
+            index.push(l);
+        }
+        index
+    }
+
+    /// Add one listing as the next row.
+    pub fn push(&mut self, l: &Listing) {
+        let addr = &l.location.address;
+        let mut haystack = String::with_capacity(l.name.len() + l.description.len() + 64);
+        let mut add = |s: &str| {
+            fold_into(s, &mut haystack);
+            haystack.push('\n');
+        };
+        add(&l.name);
+        add(&l.description);
+        for t in l.translations.values() {
+            add(t.name.as_deref().unwrap_or(""));
+            add(t.description.as_deref().unwrap_or(""));
+        }
+        add(&addr.city);
+        add(addr.street.as_deref().unwrap_or(""));
+        add(addr.postcode.as_deref().unwrap_or(""));
+
+        let access = AccessNeed::ALL
+            .iter()
+            .filter(|n| n.met_by(&l.accessibility))
+            .fold(0, |m, n| m | n.bit());
+        let day_passes = l
+            .offers
+            .iter()
+            .filter(|o| o.product == Product::DayPass)
+            .map(|o| (o.price, currency_code(&o.currency)))
+            .collect();
+
+        self.rows.push(Row {
+            haystack,
+            name_key: fold(&l.name),
+            city: fold(&addr.city),
+            category: l.category,
+            amenities: l.amenities.mask(),
+            access,
+            hours: l.hours().and_then(Result::ok),
+            open: OpenCache::default(),
+            day_passes,
+            wifi_down: l.internet.down_mbps,
+            visa: l.reciprocity.coworking_visa,
+            lat: l.location.lat,
+            lon: l.location.lon,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Row `i`'s state at `now` by its public hours, reusing the compiled hours; unknown when it has none.
+    pub fn open_state(&self, i: usize, now: DateTime<Utc>) -> OpenState {
+        self.rows
+            .get(i)
+            .map_or(OpenState::Unknown, |r| r.open_state(now))
+    }
+}
+
+impl Row {
+    fn open_state(&self, now: DateTime<Utc>) -> OpenState {
+        self.hours
+            .as_ref()
+            .map_or(OpenState::Unknown, |h| self.open.state(h, now))
+    }
+}
+
+/// A row's open state remembered together with the span of minutes it holds for (from the evaluation to
+/// the next change), so that repeated queries cost one atomic load per row instead of an evaluation.
+///
+/// Packed in one `u64` so that concurrent queries never see a state from one evaluation with a span from
+/// another: bits 0-1 the state (3 = empty), bits 2-32 the first minute, bits 33-63 the first minute after
+/// (minutes since the Unix epoch; 31 bits reach the year 6053).
+#[derive(Debug)]
+struct OpenCache(AtomicU64);
+
+const CACHE_EMPTY: u64 = 3;
+const MINUTE_MASK: u64 = (1 << 31) - 1;
+/// How long a state is trusted when the hours do not change within the look-ahead (e.g. `24/7`).
+const CACHE_HORIZON_MINUTES: u64 = 366 * 24 * 60;
+
+impl Default for OpenCache {
+    fn default() -> Self {
+        Self(AtomicU64::new(CACHE_EMPTY))
+    }
+}
+
+impl Clone for OpenCache {
+    fn clone(&self) -> Self {
+        Self(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+impl OpenCache {
+    fn state(&self, hours: &Hours, now: DateTime<Utc>) -> OpenState {
+        // Hours change on whole minutes, so a state found anywhere in a minute holds for all of it.
+        let Some(minute) = u64::try_from(now.timestamp().div_euclid(60))
+            .ok()
+            .filter(|m| *m < MINUTE_MASK)
+        else {
+            return hours.state(now);
+        };
+        let packed = self.0.load(Ordering::Relaxed);
+        let (code, from, until) = (packed & 3, (packed >> 2) & MINUTE_MASK, packed >> 33);
+        if code != CACHE_EMPTY && from <= minute && minute < until {
+            return match code {
+                0 => OpenState::Closed,
+                1 => OpenState::Open,
+                _ => OpenState::Unknown,
+            };
+        }
+        let state = hours.state(now);
+        let until = hours
+            .next_change(now)
+            .and_then(|t| u64::try_from(t.timestamp().div_euclid(60)).ok())
+            .unwrap_or(minute + CACHE_HORIZON_MINUTES)
+            .clamp(minute + 1, MINUTE_MASK);
+        let code = match state {
+            OpenState::Closed => 0,
+            OpenState::Open => 1,
+            OpenState::Unknown => 2,
+        };
+        self.0
+            .store(code | (minute << 2) | (until << 33), Ordering::Relaxed);
+        state
+    }
+}
+
+/// The parts of a query that are folded or packed once per run, not once per row.
+struct Prepared {
+    terms: Vec<String>,
+    city: Option<String>,
+    amenities: u32,
+    access: u8,
+    currency: Option<[u8; 3]>,
+}
+
+impl Query {
+    /// Run over plain entries, building the index first. For repeated queries build a [`SearchIndex`]
+    /// once and use [`Query::run_on`].
+    pub fn run(&self, entries: &[Entry<'_>], now: DateTime<Utc>) -> Vec<usize> {
+        let index = SearchIndex::build(entries.iter().map(|e| e.listing));
+        self.run_on(&index, |i| entries[i].seats_free, now)
+    }
+
+    /// The indices of matching rows, sorted and limited. `seats(i)` gives row `i`'s live seat status; it is
+    /// only called for rows that passed every cheaper filter, and only when [`Query::seats_free_now`] is set.
+    pub fn run_on(
+        &self,
+        index: &SearchIndex,
+        seats: impl Fn(usize) -> SeatsFree,
+        now: DateTime<Utc>,
+    ) -> Vec<usize> {
+        let p = Prepared {
+            terms: self
+                .text
+                .as_deref()
+                .map(|t| t.split_whitespace().map(fold).collect())
+                .unwrap_or_default(),
+            city: self.city.as_deref().map(|c| fold(c.trim())),
+            amenities: self.amenities.iter().fold(0, |m, a| m | a.bit()),
+            access: self.access.iter().fold(0, |m, a| m | a.bit()),
+            currency: self.currency.as_deref().map(currency_code),
+        };
+
+        let mut hits: Vec<usize> = index
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(i, row)| self.matches(&p, row, *i, &seats, now))
+            .map(|(i, _)| i)
+            .collect();
+
+        match self.sort {
+            Sort::Name => hits.sort_unstable_by(|&a, &b| {
+                index.rows[a]
+                    .name_key
+                    .cmp(&index.rows[b].name_key)
+                    .then(a.cmp(&b))
+            }),
+            Sort::Distance { lat, lon } => {
+                let mut keyed: Vec<(f64, usize)> = hits
+                    .iter()
+                    .map(|&i| {
+                        (
+                            distance_km(lat, lon, index.rows[i].lat, index.rows[i].lon),
+                            i,
+                        )
+                    })
+                    .collect();
+                keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                hits = keyed.into_iter().map(|(_, i)| i).collect();
+            }
+        }
+        if let Some(n) = self.limit {
+            hits.truncate(n);
+        }
+        hits
+    }
+
+    /// Cheapest checks first; opening hours, the only costly one, last.
+    fn matches(
+        &self,
+        p: &Prepared,
+        row: &Row,
+        i: usize,
+        seats: &impl Fn(usize) -> SeatsFree,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if self.category.is_some_and(|c| c != row.category)
+            || (self.coworking_visa && !row.visa)
+            || row.amenities & p.amenities != p.amenities
+            || row.access & p.access != p.access
+        {
+            return false;
+        }
+        if p.city.as_ref().is_some_and(|c| *c != row.city) {
+            return false;
+        }
+        if let Some(min) = self.min_wifi_down_mbps {
+            if !row.wifi_down.is_some_and(|d| d >= min) {
+                return false;
+            }
+        }
+        if let Some(max) = self.max_day_pass_price {
+            let ok = row
+                .day_passes
+                .iter()
+                .any(|(price, cur)| *price <= max && p.currency.is_none_or(|c| c == *cur));
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(n) = &self.near {
+            if distance_km(n.lat, n.lon, row.lat, row.lon) > n.radius_km {
+                return false;
+            }
+        }
+        if !p.terms.iter().all(|t| row.haystack.contains(t.as_str())) {
+            return false;
+        }
+        if self.seats_free_now && seats(i) != SeatsFree::Yes {
+            return false;
+        }
+        if self.open_now && row.open_state(now) != OpenState::Open {
+            return false;
+        }
+        true
+    }
+}
+
+/// Great-circle distance in kilometres between two points in degrees (haversine, mean Earth radius).
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    const EARTH_RADIUS_KM: f64 = 6371.0088;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().min(1.0).asin()
+}
+
+fn currency_code(s: &str) -> [u8; 3] {
+    let mut out = [0u8; 3];
+    for (o, b) in out.iter_mut().zip(s.trim().bytes()) {
+        *o = b.to_ascii_uppercase();
+    }
+    out
+}
+
+/// Lower case without the accents of Latin letters, so "montreal" finds "Montréal" and "STRASSE" finds
+/// "Straße".
+pub fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    fold_into(s, &mut out);
+    out
+}
+
+fn fold_into(s: &str, out: &mut String) {
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+            continue;
+        }
+        for l in c.to_lowercase() {
+            match strip_accent(l) {
+                Folded::One(b) => out.push(b),
+                Folded::Two(s) => out.push_str(s),
+            }
+        }
+    }
+}
+
+enum Folded {
+    One(char),
+    Two(&'static str),
+}
+
+fn strip_accent(c: char) -> Folded {
+    let base = match c {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' | 'ă' | 'ą' => 'a',
+        'ç' | 'ć' | 'ĉ' | 'ċ' | 'č' => 'c',
+        'ď' | 'đ' | 'ð' => 'd',
+        'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ĕ' | 'ė' | 'ę' | 'ě' => 'e',
+        'ĝ' | 'ğ' | 'ġ' | 'ģ' => 'g',
+        'ĥ' | 'ħ' => 'h',
+        'ì' | 'í' | 'î' | 'ï' | 'ĩ' | 'ī' | 'ĭ' | 'į' | 'ı' => 'i',
+        'ĵ' => 'j',
+        'ķ' => 'k',
+        'ĺ' | 'ļ' | 'ľ' | 'ŀ' | 'ł' => 'l',
+        'ñ' | 'ń' | 'ņ' | 'ň' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'ō' | 'ŏ' | 'ő' => 'o',
+        'ŕ' | 'ŗ' | 'ř' => 'r',
+        'ś' | 'ŝ' | 'ş' | 'š' | 'ș' => 's',
+        'ţ' | 'ť' | 'ŧ' | 'ț' => 't',
+        'ù' | 'ú' | 'û' | 'ü' | 'ũ' | 'ū' | 'ŭ' | 'ů' | 'ű' | 'ų' => 'u',
+        'ŵ' => 'w',
+        'ý' | 'ÿ' | 'ŷ' => 'y',
+        'ź' | 'ż' | 'ž' => 'z',
+        'ß' => return Folded::Two("ss"),
+        'æ' => return Folded::Two("ae"),
+        'œ' => return Folded::Two("oe"),
+        'þ' => return Folded::Two("th"),
+        other => other,
+    };
+    Folded::One(base)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is a failure with its message.
+mod tests {
+    use super::*;
+    use crate::listing::{Amenities, Booking, Entrance, Internet, Offer};
+
+    const SAMPLE: &str = include_str!("../../node/sample/alliance.json");
+
+    fn sample() -> Vec<Listing> {
+        let all: Vec<serde_json::Value> = serde_json::from_str(SAMPLE).unwrap();
+        all.into_iter()
+            .map(|v| Listing::from_value(v).unwrap())
+            .collect()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// Wednesday 2025-05-14 12:00 UTC: midday in Lisbon, 14:00 in Berlin, 08:00 in Montréal, 21:00 in Kyoto.
+    fn noon() -> DateTime<Utc> {
+        utc("2025-05-14T12:00:00Z")
+    }
+
+    /// Names of the hits, in order.
+    fn names(
+        ls: &[Listing],
+        q: &Query,
+        seats: impl Fn(usize) -> SeatsFree,
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        let index = SearchIndex::build(ls);
+        q.run_on(&index, seats, now)
+            .into_iter()
+            .map(|i| ls[i].name.clone())
+            .collect()
+    }
+
+    fn run(ls: &[Listing], q: &Query) -> Vec<String> {
+        names(ls, q, |_| SeatsFree::Unknown, noon())
+    }
+
+    #[test]
+    fn empty_query_returns_everything_by_name() {
+        let ls = sample();
+        let got = run(&ls, &Query::default());
+        assert_eq!(got.len(), 12);
+        let mut sorted = got.clone();
+        sorted.sort_by_key(|n| fold(n));
+        assert_eq!(got, sorted);
+        assert_eq!(got[0], "Atelier Mile-End");
+    }
+
+    #[test]
+    fn text_is_case_and_accent_insensitive_and_every_word_counts() {
+        let ls = sample();
+        let q = |t: &str| Query {
+            text: Some(t.into()),
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q("MONTREAL")),
+            ["Atelier Mile-End"],
+            "city, without its accent"
+        );
+        assert_eq!(run(&ls, &q("kanal")), ["Kanalwerk Coworking"]);
+        assert_eq!(
+            run(&ls, &q("tatami")),
+            ["Machiya Desk Kyoto"],
+            "description"
+        );
+        assert_eq!(run(&ls, &q("町家")), ["Machiya Desk Kyoto"], "translation");
+        assert_eq!(
+            run(&ls, &q("gartenstrasse")),
+            ["Bibliothek am Ufer"],
+            "street, ß folded"
+        );
+        assert_eq!(run(&ls, &q("10999")), ["Kanalwerk Coworking"], "postcode");
+        assert_eq!(run(&ls, &q("river lisbon")), ["Azulejo Works"]);
+        assert!(
+            run(&ls, &q("river berlin")).is_empty(),
+            "all words must match"
+        );
+    }
+
+    #[test]
+    fn city_is_matched_whole() {
+        let ls = sample();
+        let q = Query {
+            city: Some(" berlin ".into()),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Bibliothek am Ufer", "Kanalwerk Coworking"]);
+        let q = Query {
+            city: Some("Montreal".into()),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Atelier Mile-End"]);
+        let q = Query {
+            city: Some("Berl".into()),
+            ..Query::default()
+        };
+        assert!(run(&ls, &q).is_empty());
+    }
+
+    #[test]
+    fn amenities_are_all_required() {
+        let ls = sample();
+        let q = Query {
+            amenities: vec![Amenity::PhoneBooth, Amenity::Showers],
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Kanalwerk Coworking",
+                "Laneway Collective",
+                "Vanalinn Works"
+            ]
+        );
+        let q = Query {
+            amenities: vec![Amenity::EvCharging],
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Laneway Collective"]);
+        let q = Query {
+            amenities: vec![Amenity::Childcare],
+            ..Query::default()
+        };
+        assert!(run(&ls, &q).is_empty());
+    }
+
+    #[test]
+    fn access_needs_require_a_known_yes() {
+        let ls = sample();
+        let q = Query {
+            access: vec![AccessNeed::HearingLoop],
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            ["Kanalwerk Coworking"],
+            "false and unknown both fail"
+        );
+        let q = Query {
+            access: vec![AccessNeed::Wheelchair],
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Azulejo Works",
+                "Bibliothek am Ufer",
+                "Kanalwerk Coworking",
+                "Laneway Collective",
+                "Roma Norte Commons"
+            ],
+            "limited is not yes"
+        );
+        let q = Query {
+            access: vec![
+                AccessNeed::StepFreeEntrance,
+                AccessNeed::AccessibleToilet,
+                AccessNeed::QuietRoom,
+            ],
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Azulejo Works", "Kanalwerk Coworking"]);
+
+        // Unknown is not no, and not yes either.
+        let mut l = ls[0].clone();
+        l.accessibility.entrance = Some(Entrance::default());
+        assert!(!AccessNeed::StepFreeEntrance.met_by(&l.accessibility));
+        l.accessibility.entrance = None;
+        assert!(!AccessNeed::StepFreeEntrance.met_by(&l.accessibility));
+    }
+
+    #[test]
+    fn open_now_uses_each_space_s_time_zone() {
+        let ls = sample();
+        let q = Query {
+            open_now: true,
+            city: None,
+            ..Query::default()
+        };
+        // Wednesday 12:00 UTC is 13:00 in Lisbon, 14:00 in Berlin and Cape Town, 15:00 in Nairobi and
+        // Tallinn and 09:00 in Buenos Aires: open. It is 08:00 in Montréal (opens 08:30), 06:00 in Mexico
+        // City, 21:00 in Kyoto (just closed) and 22:00 in Melbourne: closed.
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Azulejo Works",
+                "Bibliothek am Ufer",
+                "Bo-Kaap Studio Desks",
+                "Casa Palermo Cowork",
+                "Kanalwerk Coworking",
+                "Miradouro Café Desks",
+                "Savanna Hub",
+                "Vanalinn Works",
+            ]
+        );
+        // Saturday 2025-05-17 02:00 UTC is 11:00 on Saturday in Kyoto, which opens Mo-Sa; it is Friday 20:00
+        // in Mexico City (just closed), Saturday noon in Melbourne (weekdays only) and night elsewhere.
+        let got = names(&ls, &q, |_| SeatsFree::Unknown, utc("2025-05-17T02:00:00Z"));
+        assert_eq!(got, ["Machiya Desk Kyoto"]);
+    }
+
+    #[test]
+    fn unknown_hours_never_count_as_open() {
+        let mut l = sample().remove(0);
+        l.opening_hours = None;
+        let q = Query {
+            open_now: true,
+            ..Query::default()
+        };
+        assert!(run(&[l.clone()], &q).is_empty());
+        l.opening_hours = Some("Mo-Su 00:00-24:00 unknown".into());
+        assert!(run(&[l], &q).is_empty());
+    }
+
+    #[test]
+    fn seats_free_now_requires_yes_and_asks_only_for_survivors() {
+        let ls = sample();
+        let q = Query {
+            seats_free_now: true,
+            city: Some("Lisbon".into()),
+            ..Query::default()
+        };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let got = names(
+            &ls,
+            &q,
+            |i| {
+                asked.borrow_mut().push(i);
+                match i {
+                    0 => SeatsFree::Yes,
+                    1 => SeatsFree::Unknown,
+                    _ => SeatsFree::Yes,
+                }
+            },
+            noon(),
+        );
+        assert_eq!(got, ["Azulejo Works"]);
+        assert_eq!(*asked.borrow(), [0, 1], "only the Lisbon rows were asked");
+        let no = Query {
+            seats_free_now: true,
+            ..Query::default()
+        };
+        assert!(names(&ls, &no, |_| SeatsFree::No, noon()).is_empty());
+    }
+
+    #[test]
+    fn day_pass_price_with_and_without_currency() {
+        let ls = sample();
+        let q = Query {
+            max_day_pass_price: Some(0.0),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Bibliothek am Ufer"], "free drop-in");
+        let q = Query {
+            max_day_pass_price: Some(20.0),
+            currency: Some("eur".into()),
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Azulejo Works",
+                "Bibliothek am Ufer",
+                "Miradouro Café Desks",
+                "Vanalinn Works"
+            ]
+        );
+        let q = Query {
+            max_day_pass_price: Some(3000.0),
+            currency: Some("JPY".into()),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Machiya Desk Kyoto"]);
+        // Without a currency, each listing's own amounts are compared: 30 finds the EUR, CAD ones.
+        let q = Query {
+            max_day_pass_price: Some(30.0),
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Atelier Mile-End",
+                "Azulejo Works",
+                "Bibliothek am Ufer",
+                "Kanalwerk Coworking",
+                "Miradouro Café Desks",
+                "Vanalinn Works"
+            ]
+        );
+    }
+
+    #[test]
+    fn wifi_visa_and_category() {
+        let ls = sample();
+        let q = Query {
+            min_wifi_down_mbps: Some(600.0),
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Kanalwerk Coworking",
+                "Machiya Desk Kyoto",
+                "Vanalinn Works"
+            ]
+        );
+        let q = Query {
+            coworking_visa: true,
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q),
+            [
+                "Atelier Mile-End",
+                "Azulejo Works",
+                "Kanalwerk Coworking",
+                "Laneway Collective",
+                "Vanalinn Works"
+            ]
+        );
+        let q = Query {
+            category: Some(Category::Library),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Bibliothek am Ufer"]);
+
+        let mut unmeasured = ls[0].clone();
+        unmeasured.internet = Internet::default();
+        let q = Query {
+            min_wifi_down_mbps: Some(0.0),
+            ..Query::default()
+        };
+        assert!(
+            run(&[unmeasured], &q).is_empty(),
+            "unmeasured does not match"
+        );
+    }
+
+    #[test]
+    fn distance_sort_near_filter_and_limit() {
+        let ls = sample();
+        // From Lisbon's Praça do Comércio.
+        let (lat, lon) = (38.707751, -9.136592);
+        let q = Query {
+            sort: Sort::Distance { lat, lon },
+            limit: Some(3),
+            ..Query::default()
+        };
+        let got = run(&ls, &q);
+        assert_eq!(got.len(), 3, "limited");
+        assert_eq!(
+            &got[..2],
+            ["Azulejo Works", "Miradouro Café Desks"],
+            "nearest first"
+        );
+        assert!(
+            got[2] == "Kanalwerk Coworking" || got[2] == "Bibliothek am Ufer",
+            "then Berlin: {got:?}"
+        );
+        let q = Query {
+            near: Some(Near {
+                lat,
+                lon,
+                radius_km: 5.0,
+            }),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Azulejo Works", "Miradouro Café Desks"]);
+        let q = Query {
+            near: Some(Near {
+                lat,
+                lon,
+                radius_km: 0.9,
+            }),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Azulejo Works"]);
+    }
+
+    #[test]
+    fn haversine_distances() {
+        // Lisbon to Berlin is about 2,310 km; Melbourne to Buenos Aires about 11,500 km.
+        let d = distance_km(38.7223, -9.1393, 52.52, 13.405);
+        assert!((d - 2312.0).abs() < 15.0, "{d}");
+        let d = distance_km(-37.8136, 144.9631, -34.6037, -58.3816);
+        assert!((d - 11_550.0).abs() < 150.0, "{d}");
+        assert_eq!(distance_km(10.0, 20.0, 10.0, 20.0), 0.0);
+        let antipodes = distance_km(0.0, 0.0, 0.0, 180.0);
+        assert!((antipodes - std::f64::consts::PI * 6371.0088).abs() < 1e-6);
+    }
+
+    #[test]
+    fn run_over_plain_entries_matches_the_index() {
+        let ls = sample();
+        let entries: Vec<Entry<'_>> = ls
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Entry {
+                listing: l,
+                seats_free: if i % 2 == 0 {
+                    SeatsFree::Yes
+                } else {
+                    SeatsFree::No
+                },
+            })
+            .collect();
+        let q = Query {
+            seats_free_now: true,
+            open_now: true,
+            ..Query::default()
+        };
+        let got: Vec<&str> = q
+            .run(&entries, noon())
+            .into_iter()
+            .map(|i| ls[i].name.as_str())
+            .collect();
+        assert_eq!(
+            got,
+            ["Azulejo Works", "Kanalwerk Coworking", "Vanalinn Works"]
+        );
+    }
+
+    #[test]
+    fn access_needs_and_amenities_parse_from_flags() {
+        assert_eq!(
+            "step-free-entrance".parse::<AccessNeed>(),
+            Ok(AccessNeed::StepFreeEntrance)
+        );
+        let err = "ramp".parse::<AccessNeed>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown access need \"ramp\"; expected one of: wheelchair, accessible_toilet, hearing_loop, quiet_room, step_free_entrance"
+        );
+        assert_eq!("Phone_Booth".parse::<Amenity>(), Ok(Amenity::PhoneBooth));
+    }
+
+    #[test]
+    fn index_open_state_and_a_large_directory() {
+        // 10,000 generated rows exercise every filter together; correctness only (speed is benchmarked).
+        let base = sample();
+        let mut ls = Vec::new();
+        for i in 0..10_000 {
+            let mut l = base[i % base.len()].clone();
+            l.name = format!("{} {i}", l.name);
+            if i % 7 == 0 {
+                l.amenities = Amenities::default();
+            }
+            if i % 5 == 0 {
+                l.offers.push(Offer {
+                    product: Product::DayPass,
+                    price: 1.0,
+                    currency: "EUR".into(),
+                    booking: Booking::WalkIn,
+                });
+            }
+            ls.push(l);
+        }
+        let index = SearchIndex::build(&ls);
+        assert_eq!(index.len(), 10_000);
+        assert_eq!(index.open_state(0, noon()), OpenState::Open);
+        assert_eq!(index.open_state(99_999, noon()), OpenState::Unknown);
+        let q = Query {
+            text: Some("works".into()),
+            amenities: vec![Amenity::Coffee],
+            open_now: true,
+            max_day_pass_price: Some(1.0),
+            currency: Some("EUR".into()),
+            ..Query::default()
+        };
+        let hits = q.run_on(&index, |_| SeatsFree::Unknown, noon());
+        let expected: Vec<usize> = (0..10_000)
+            .filter(|i| {
+                let l = &ls[*i];
+                let a = &l.location.address;
+                let translations = l.translations.values().map(|t| {
+                    format!(
+                        "{} {}",
+                        t.name.as_deref().unwrap_or(""),
+                        t.description.as_deref().unwrap_or("")
+                    )
+                });
+                let fields = [
+                    l.name.clone(),
+                    l.description.clone(),
+                    a.city.clone(),
+                    a.street.clone().unwrap_or_default(),
+                ];
+                fields
+                    .into_iter()
+                    .chain(translations)
+                    .any(|f| fold(&f).contains("works"))
+                    && i % 7 != 0
+                    && i % 5 == 0
+                    && l.amenities.contains(Amenity::Coffee)
+                    && l.hours().unwrap().unwrap().state(noon()) == OpenState::Open
+            })
+            .collect();
+        let mut sorted_hits = hits.clone();
+        sorted_hits.sort_unstable();
+        assert_eq!(sorted_hits, expected);
+        assert!(!hits.is_empty());
+    }
+
+    #[test]
+    fn cached_open_states_agree_with_direct_evaluation() {
+        let ls = sample();
+        let index = SearchIndex::build(&ls);
+        let week = utc("2025-05-12T00:00:00Z");
+        let dst = utc("2025-03-29T00:00:00Z"); // Europe's clocks go forward on the 30th.
+        let mut instants: Vec<DateTime<Utc>> = (0..1440)
+            .map(|k| week + chrono::Duration::minutes(7 * k))
+            .chain((0..1440).map(|k| dst + chrono::Duration::minutes(3 * k)))
+            .collect();
+        // Jumps backwards and repeats must not reuse a span they are outside of.
+        instants.extend([
+            week,
+            dst,
+            week + chrono::Duration::seconds(59),
+            week + chrono::Duration::days(3),
+        ]);
+        for t in instants {
+            for (i, l) in ls.iter().enumerate() {
+                let direct = l.hours().unwrap().unwrap().state(t);
+                assert_eq!(index.open_state(i, t), direct, "{} at {t}", l.name);
+            }
+        }
+    }
+
+    #[test]
+    fn folding() {
+        assert_eq!(fold("Montréal"), "montreal");
+        assert_eq!(fold("Gartenstraße"), "gartenstrasse");
+        assert_eq!(fold("ÆRØ"), "aero");
+        assert_eq!(fold("İstanbul").chars().next(), Some('i'));
+    }
+}

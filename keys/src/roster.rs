@@ -1,0 +1,2436 @@
+//! The alliance roster: a signed, append-only graph of operations that says who coordinates the alliance
+//! and which device keys may sign for which space.
+//!
+//! Every [`Op`] names the roster heads it was issued after (`parents`), is encoded once with postcard and
+//! signed as those exact bytes under [`Domain::RosterOp`]; the [`SignedOp`] carries the bytes and the
+//! signatures, and its hash covers only the bytes so coordinators can add co-signatures. A [`Roster`] keeps
+//! only operations whose signatures verify and whose authors were authorised *at the operation's own
+//! parents*, so authorisation is causal: [`Roster::may_sign`] answers "may this key sign for this space at
+//! these heads?" as a pure function of the roster graph.
+//!
+//! The state at some heads is a fold of their causal closure in a deterministic topological order (ties
+//! broken by hash), so every node holding the same operations computes the same state. Concurrent
+//! operations follow "removal wins" (strong removal):
+//! - a removal (device removal, space revocation, coordinator removal) always takes effect once it is in
+//!   the closure, whatever was issued concurrently with it;
+//! - a grant of a key that was removed by a concurrent removal (one that is not in the grant's causal
+//!   past) has no effect, so a concurrent re-add does not undo a removal;
+//! - an operation that relied on an authority (a coordinator, a device of a space, a live space) has no
+//!   effect if that authority was removed concurrently with it. A stolen key can always name old roster
+//!   heads as parents; this rule is what stops it from granting anything after its removal.
+//!
+//! Two concurrent admissions of the same space, concurrent peer-address updates and a concurrent threshold
+//! change racing a coordinator change are settled by the topological order: deterministic, though not
+//! meaningful. The fold also never removes the last coordinator and lowers the threshold when concurrent
+//! removals leave fewer coordinators than it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Domain;
+use crate::id::{AllianceId, Hash, SpaceId};
+use crate::key::{BadSignature, PublicKey, Signature, Signer};
+
+/// Largest encoded operation (the signed bytes), in bytes.
+pub const MAX_OP_BYTES: usize = 16 * 1024;
+/// Longest alliance name, space name or revocation reason, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most device keys one space may hold at once.
+pub const MAX_DEVICES_PER_SPACE: usize = 64;
+/// Most parents one operation may name.
+pub const MAX_PARENTS: usize = 32;
+/// Most signatures one operation may carry.
+pub const MAX_SIGNATURES: usize = 64;
+/// Most coordinators an alliance may have (a quorum must fit in [`MAX_SIGNATURES`]).
+pub const MAX_COORDINATORS: usize = 64;
+/// Most peer addresses a space may list.
+pub const MAX_PEER_ADDRS: usize = 16;
+/// Longest peer address (a multiaddr in text form), in characters.
+pub const MAX_ADDR_CHARS: usize = 256;
+
+/// Largest encoded [`SignedOp`]: the op bytes plus [`MAX_SIGNATURES`] (key, signature) pairs of at most
+/// 97 bytes each in postcard, with slack for the length prefixes. Checked before decoding so garbage
+/// never makes us allocate much.
+const MAX_SIGNED_OP_BYTES: usize = MAX_OP_BYTES + MAX_SIGNATURES * 100 + 16;
+
+/// Hash label of roster operations.
+const OP_HASH_LABEL: &str = "roster-op";
+
+/// Why a roster operation was refused, or why the roster could not answer.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RosterError {
+    #[error("the {what} could not be decoded: {why}")]
+    Decode { what: &'static str, why: String },
+    #[error("the {what} is {size} bytes, more than the limit of {max}")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        max: usize,
+    },
+    #[error("the roster operation is malformed: {0}")]
+    Malformed(String),
+    #[error("the roster operation has a bad signature: {0}")]
+    BadSignature(#[from] BadSignature),
+    #[error("the roster operation is not signed by its author {0}")]
+    AuthorDidNotSign(PublicKey),
+    #[error("the roster operation carries two signatures by {0}")]
+    DuplicateSigner(PublicKey),
+    #[error(
+        "this operation belongs to alliance {found}, not to this roster's alliance {expected}"
+    )]
+    WrongAlliance {
+        expected: AllianceId,
+        found: AllianceId,
+    },
+    #[error("a create-alliance operation can only start a roster, it cannot be added to one")]
+    CreateNotRoot,
+    #[error("a roster must start with a create-alliance operation")]
+    NotACreate,
+    #[error("the roster operation's parents are not known here yet: {}", list(.0))]
+    MissingParents(Vec<Hash>),
+    #[error("roster operation {} is not authorised: {reason}", .op.short())]
+    Unauthorised { op: Hash, reason: String },
+    #[error("these roster heads are not known here: {}", list(.0))]
+    UnknownHeads(Vec<Hash>),
+}
+
+fn list(hashes: &[Hash]) -> String {
+    hashes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpBody {
+    /// Founds the alliance. The root of every roster; its hash is the [`AllianceId`].
+    CreateAlliance {
+        name: String,
+        coordinators: Vec<PublicKey>,
+        threshold: u8,
+    },
+    /// Admits a space with its first device keys; `space` must be `SpaceId::derive(&devices[0])`.
+    AdmitSpace {
+        space: SpaceId,
+        name: String,
+        devices: Vec<PublicKey>,
+    },
+    AddDevice {
+        space: SpaceId,
+        device: PublicKey,
+    },
+    RemoveDevice {
+        space: SpaceId,
+        device: PublicKey,
+    },
+    /// Revokes a space for good: nothing can be added to it afterwards.
+    RevokeSpace {
+        space: SpaceId,
+        reason: String,
+    },
+    AddCoordinator {
+        key: PublicKey,
+    },
+    RemoveCoordinator {
+        key: PublicKey,
+    },
+    SetThreshold {
+        threshold: u8,
+    },
+    /// The bootstrap/relay multiaddrs (text) a space offers to the alliance.
+    SetPeerAddrs {
+        space: SpaceId,
+        addrs: Vec<String>,
+    },
+}
+
+impl OpBody {
+    /// A stable kebab-case name for audit tables and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpBody::CreateAlliance { .. } => "create-alliance",
+            OpBody::AdmitSpace { .. } => "admit-space",
+            OpBody::AddDevice { .. } => "add-device",
+            OpBody::RemoveDevice { .. } => "remove-device",
+            OpBody::RevokeSpace { .. } => "revoke-space",
+            OpBody::AddCoordinator { .. } => "add-coordinator",
+            OpBody::RemoveCoordinator { .. } => "remove-coordinator",
+            OpBody::SetThreshold { .. } => "set-threshold",
+            OpBody::SetPeerAddrs { .. } => "set-peer-addrs",
+        }
+    }
+
+    /// The space this operation is about, if any.
+    pub fn space(&self) -> Option<&SpaceId> {
+        match self {
+            OpBody::AdmitSpace { space, .. }
+            | OpBody::AddDevice { space, .. }
+            | OpBody::RemoveDevice { space, .. }
+            | OpBody::RevokeSpace { space, .. }
+            | OpBody::SetPeerAddrs { space, .. } => Some(space),
+            _ => None,
+        }
+    }
+
+    /// Whether this operation needs a quorum of coordinators rather than one authorised signer.
+    pub fn needs_quorum(&self) -> bool {
+        matches!(
+            self,
+            OpBody::AddCoordinator { .. }
+                | OpBody::RemoveCoordinator { .. }
+                | OpBody::SetThreshold { .. }
+        )
+    }
+}
+
+/// One roster operation, as signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The alliance this operation belongs to; `None` only for `CreateAlliance`, whose hash *is* the id.
+    pub alliance: Option<AllianceId>,
+    /// The roster heads the author saw when issuing it; empty only for `CreateAlliance`.
+    pub parents: Vec<Hash>,
+    pub author: PublicKey,
+    /// The author's clock; informative only, never used for ordering.
+    pub created_at_ms: i64,
+    pub body: OpBody,
+}
+
+impl Op {
+    /// Stateless checks: limits, the alliance/parents shape and the rules that need no roster.
+    pub fn check_shape(&self) -> Result<(), RosterError> {
+        let bad = |why: String| Err(RosterError::Malformed(why));
+        let is_create = matches!(self.body, OpBody::CreateAlliance { .. });
+        if is_create {
+            if self.alliance.is_some() || !self.parents.is_empty() {
+                return bad("a create-alliance operation names no alliance and no parents".into());
+            }
+        } else {
+            if self.alliance.is_none() {
+                return bad(format!(
+                    "a {} operation must name its alliance",
+                    self.body.kind()
+                ));
+            }
+            if self.parents.is_empty() {
+                return bad(format!(
+                    "a {} operation must name at least one parent",
+                    self.body.kind()
+                ));
+            }
+        }
+        if self.parents.len() > MAX_PARENTS {
+            return bad(format!(
+                "it names {} parents, more than the limit of {MAX_PARENTS}",
+                self.parents.len()
+            ));
+        }
+        if !distinct(&self.parents) {
+            return bad("it names the same parent twice".into());
+        }
+        match &self.body {
+            OpBody::CreateAlliance {
+                name,
+                coordinators,
+                threshold,
+            } => {
+                check_text("alliance name", name, MAX_NAME_CHARS, false)?;
+                if coordinators.is_empty() || coordinators.len() > MAX_COORDINATORS {
+                    return bad(format!(
+                        "an alliance needs 1 to {MAX_COORDINATORS} coordinators, not {}",
+                        coordinators.len()
+                    ));
+                }
+                if !distinct(coordinators) {
+                    return bad("a coordinator is listed twice".into());
+                }
+                if !coordinators.contains(&self.author) {
+                    return bad(format!(
+                        "the author {} of a create-alliance operation must be one of its coordinators",
+                        self.author
+                    ));
+                }
+                if *threshold == 0 || usize::from(*threshold) > coordinators.len() {
+                    return bad(format!(
+                        "a threshold of {threshold} is not between 1 and the {} coordinators",
+                        coordinators.len()
+                    ));
+                }
+            }
+            OpBody::AdmitSpace {
+                space,
+                name,
+                devices,
+            } => {
+                check_text("space name", name, MAX_NAME_CHARS, false)?;
+                let Some(first) = devices.first() else {
+                    return bad("a space must be admitted with at least one device".into());
+                };
+                if devices.len() > MAX_DEVICES_PER_SPACE {
+                    return bad(format!(
+                        "a space may hold at most {MAX_DEVICES_PER_SPACE} devices, not {}",
+                        devices.len()
+                    ));
+                }
+                if !distinct(devices) {
+                    return bad("a device is listed twice".into());
+                }
+                let derived = SpaceId::derive(first);
+                if *space != derived {
+                    return bad(format!(
+                        "space id {space} does not match its first device key, which gives {derived}"
+                    ));
+                }
+            }
+            OpBody::RevokeSpace { reason, .. } => {
+                check_text("revocation reason", reason, MAX_NAME_CHARS, true)?;
+            }
+            OpBody::SetThreshold { threshold } => {
+                if *threshold == 0 {
+                    return bad("a threshold must be at least 1".into());
+                }
+            }
+            OpBody::SetPeerAddrs { addrs, .. } => {
+                if addrs.len() > MAX_PEER_ADDRS {
+                    return bad(format!(
+                        "a space may list at most {MAX_PEER_ADDRS} peer addresses, not {}",
+                        addrs.len()
+                    ));
+                }
+                for addr in addrs {
+                    check_text("peer address", addr, MAX_ADDR_CHARS, false)?;
+                    if addr.chars().any(char::is_whitespace) {
+                        return bad(format!("peer address {addr:?} contains whitespace"));
+                    }
+                }
+            }
+            OpBody::AddDevice { .. }
+            | OpBody::RemoveDevice { .. }
+            | OpBody::AddCoordinator { .. }
+            | OpBody::RemoveCoordinator { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+fn distinct<T: Ord>(items: &[T]) -> bool {
+    let set: BTreeSet<&T> = items.iter().collect();
+    set.len() == items.len()
+}
+
+fn check_text(what: &str, text: &str, max: usize, may_be_empty: bool) -> Result<(), RosterError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(RosterError::Malformed(format!(
+            "the {what} is {chars} characters, more than the limit of {max}"
+        )));
+    }
+    if !may_be_empty && text.trim().is_empty() {
+        return Err(RosterError::Malformed(format!("the {what} is empty")));
+    }
+    Ok(())
+}
+
+/// Encodes with postcard. Serialising our own types cannot fail: postcard only errors on sequences of
+/// unknown length and on failing `Display` impls, and these types have neither. Should it ever fail, the
+/// empty result is refused as undecodable wherever it arrives, rather than panicking here.
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+/// Decodes postcard bytes, refusing trailing bytes.
+fn decode<'a, T: Deserialize<'a>>(what: &'static str, bytes: &'a [u8]) -> Result<T, RosterError> {
+    let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| RosterError::Decode {
+        what,
+        why: e.to_string(),
+    })?;
+    if !rest.is_empty() {
+        return Err(RosterError::Decode {
+            what,
+            why: format!("{} unexpected trailing bytes", rest.len()),
+        });
+    }
+    Ok(value)
+}
+
+/// An operation's exact signed bytes and the signatures over them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedOp {
+    /// `postcard(Op)`: the exact bytes that were signed and hashed.
+    bytes: Vec<u8>,
+    signatures: Vec<(PublicKey, Signature)>,
+}
+
+impl SignedOp {
+    /// Encodes `op` and signs it; the signer should be `op.author` (the roster refuses it otherwise).
+    pub fn sign(op: &Op, signer: &impl Signer) -> SignedOp {
+        let bytes = encode(op);
+        let signature = signer.sign(Domain::RosterOp, &bytes);
+        SignedOp {
+            bytes,
+            signatures: vec![(signer.public_key(), signature)],
+        }
+    }
+
+    /// Adds `signer`'s co-signature (a coordinator approving a quorum change). Signing twice is a no-op.
+    pub fn cosign(&mut self, signer: &impl Signer) {
+        let key = signer.public_key();
+        if self.signatures.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        let signature = signer.sign(Domain::RosterOp, &self.bytes);
+        self.signatures.push((key, signature));
+    }
+
+    /// The content hash, over the signed bytes only, so co-signing does not change it.
+    pub fn hash(&self) -> Hash {
+        Hash::of(OP_HASH_LABEL, &self.bytes)
+    }
+
+    /// The exact signed bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn signatures(&self) -> &[(PublicKey, Signature)] {
+        &self.signatures
+    }
+
+    /// The keys that signed, in signing order.
+    pub fn signers(&self) -> Vec<PublicKey> {
+        self.signatures.iter().map(|(k, _)| *k).collect()
+    }
+
+    /// Decodes the operation, refusing oversized, trailing or non-canonical bytes (so one operation has
+    /// exactly one encoding and one hash).
+    pub fn op(&self) -> Result<Op, RosterError> {
+        if self.bytes.len() > MAX_OP_BYTES {
+            return Err(RosterError::TooLarge {
+                what: "roster operation",
+                size: self.bytes.len(),
+                max: MAX_OP_BYTES,
+            });
+        }
+        let op: Op = decode("roster operation", &self.bytes)?;
+        if encode(&op) != self.bytes {
+            return Err(RosterError::Decode {
+                what: "roster operation",
+                why: "its bytes are not in canonical form".into(),
+            });
+        }
+        Ok(op)
+    }
+
+    /// Checks that every signature verifies, that no key signed twice and that `author` signed.
+    pub fn verify_signatures(&self, author: &PublicKey) -> Result<(), RosterError> {
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(RosterError::Malformed(format!(
+                "it carries {} signatures, more than the limit of {MAX_SIGNATURES}",
+                self.signatures.len()
+            )));
+        }
+        let mut seen = BTreeSet::new();
+        for (key, signature) in &self.signatures {
+            if !seen.insert(*key) {
+                return Err(RosterError::DuplicateSigner(*key));
+            }
+            key.verify(Domain::RosterOp, &self.bytes, signature)?;
+        }
+        if !seen.contains(author) {
+            return Err(RosterError::AuthorDidNotSign(*author));
+        }
+        Ok(())
+    }
+
+    /// The whole signed operation (bytes and signatures) for the store and the wire.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Reads what [`SignedOp::to_bytes`] wrote. Garbage gives an error, never a panic; signatures are
+    /// checked later, by [`Roster::insert`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<SignedOp, RosterError> {
+        if bytes.len() > MAX_SIGNED_OP_BYTES {
+            return Err(RosterError::TooLarge {
+                what: "signed roster operation",
+                size: bytes.len(),
+                max: MAX_SIGNED_OP_BYTES,
+            });
+        }
+        let signed: SignedOp = decode("signed roster operation", bytes)?;
+        if signed.bytes.len() > MAX_OP_BYTES {
+            return Err(RosterError::TooLarge {
+                what: "roster operation",
+                size: signed.bytes.len(),
+                max: MAX_OP_BYTES,
+            });
+        }
+        if signed.signatures.len() > MAX_SIGNATURES {
+            return Err(RosterError::Malformed(format!(
+                "it carries {} signatures, more than the limit of {MAX_SIGNATURES}",
+                signed.signatures.len()
+            )));
+        }
+        Ok(signed)
+    }
+
+    /// Decodes and checks everything that needs no roster: limits, shape and signatures.
+    fn verified(&self) -> Result<(Hash, Op), RosterError> {
+        let op = self.op()?;
+        op.check_shape()?;
+        self.verify_signatures(&op.author)?;
+        Ok((self.hash(), op))
+    }
+}
+
+/// A space as the roster sees it at some heads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceEntry {
+    pub name: String,
+    /// Current device keys, each with the operation that authorised it.
+    pub devices: BTreeMap<PublicKey, Hash>,
+    /// The `AdmitSpace` operation.
+    pub admitted_by: Hash,
+    /// The revoking operation and its reason, once revoked.
+    pub revoked: Option<(Hash, String)>,
+    /// Keys removed from this space (and not re-added since), each with the removing operation.
+    pub removed_devices: BTreeMap<PublicKey, Hash>,
+    pub peer_addrs: Vec<String>,
+}
+
+/// The alliance as the roster says it is at some heads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterState {
+    pub name: String,
+    /// Current coordinators, each with the operation that made it one.
+    pub coordinators: BTreeMap<PublicKey, Hash>,
+    pub threshold: u8,
+    pub spaces: BTreeMap<SpaceId, SpaceEntry>,
+}
+
+impl RosterState {
+    /// May `key` sign for `space` in this state? The pure core of [`Roster::may_sign`], for callers that
+    /// check many signatures against the same heads and keep the state.
+    pub fn may_sign(&self, key: &PublicKey, space: &SpaceId) -> Result<Authorisation, Denied> {
+        let entry = self.spaces.get(space).ok_or(Denied::UnknownSpace)?;
+        if let Some((by, _)) = &entry.revoked {
+            return Err(Denied::SpaceRevoked { by: *by });
+        }
+        if let Some(op) = entry.devices.get(key) {
+            return Ok(Authorisation { op: *op });
+        }
+        match entry.removed_devices.get(key) {
+            Some(by) => Err(Denied::DeviceRemoved { by: *by }),
+            None => Err(Denied::NotADevice),
+        }
+    }
+
+    pub fn is_coordinator(&self, key: &PublicKey) -> bool {
+        self.coordinators.contains_key(key)
+    }
+
+    /// The live (not revoked) spaces in which `key` is a current device.
+    pub fn spaces_of(&self, key: &PublicKey) -> Vec<SpaceId> {
+        self.spaces
+            .iter()
+            .filter(|(_, e)| e.revoked.is_none() && e.devices.contains_key(key))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// A live space, or why it is not one, for authorisation reasons.
+    fn live_space(&self, space: &SpaceId) -> Result<&SpaceEntry, String> {
+        let entry = self.spaces.get(space).ok_or_else(|| {
+            format!("space {space} is not in the roster at the operation's parents")
+        })?;
+        match &entry.revoked {
+            Some((by, _)) => Err(format!(
+                "space {space} was revoked by roster operation {}",
+                by.short()
+            )),
+            None => Ok(entry),
+        }
+    }
+}
+
+/// Why a key may sign for a space: the operation that gave it to the space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorisation {
+    pub op: Hash,
+}
+
+/// Why a key may not sign for a space at some roster heads.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// The caller may simply not have these roster operations yet: keep the signed item pending.
+    #[error("the roster operations {} are not known here yet", list(.0))]
+    UnknownHeads(Vec<Hash>),
+    #[error("the space is not in the alliance roster at these roster heads")]
+    UnknownSpace,
+    #[error("the space was revoked by roster operation {by}")]
+    SpaceRevoked { by: Hash },
+    #[error("the key is not a device of the space at these roster heads")]
+    NotADevice,
+    #[error("the key was removed from the space by roster operation {by}")]
+    DeviceRemoved { by: Hash },
+}
+
+/// What [`Roster::insert`] did with a valid operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// Already held (perhaps with other co-signatures); nothing changed.
+    Duplicate,
+}
+
+/// What [`Roster::insert_all`] did with a batch.
+#[derive(Debug, Default)]
+pub struct InsertReport {
+    /// Newly inserted operations, in insertion order.
+    pub inserted: Vec<Hash>,
+    pub duplicates: usize,
+    /// Operations whose parents are still missing, with the missing hashes; keep them and retry.
+    pub pending: Vec<(SignedOp, Vec<Hash>)>,
+    /// Operations refused for good.
+    pub rejected: Vec<(SignedOp, RosterError)>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    signed: SignedOp,
+    op: Op,
+}
+
+/// The verified roster operations of one alliance.
+#[derive(Debug, Clone)]
+pub struct Roster {
+    alliance: AllianceId,
+    entries: HashMap<Hash, Entry>,
+    heads: BTreeSet<Hash>,
+    /// The state right after `CreateAlliance`, where every fold starts.
+    genesis: RosterState,
+    /// The state at `heads`, kept current by `insert`.
+    current: RosterState,
+}
+
+impl Roster {
+    /// Starts a roster from its `CreateAlliance` operation (self-signed by a coordinator it names).
+    pub fn new(create: SignedOp) -> Result<Roster, RosterError> {
+        let (hash, op) = create.verified()?;
+        let OpBody::CreateAlliance {
+            name,
+            coordinators,
+            threshold,
+        } = &op.body
+        else {
+            return Err(RosterError::NotACreate);
+        };
+        let genesis = RosterState {
+            name: name.clone(),
+            coordinators: coordinators.iter().map(|k| (*k, hash)).collect(),
+            threshold: *threshold,
+            spaces: BTreeMap::new(),
+        };
+        let mut entries = HashMap::new();
+        entries.insert(hash, Entry { signed: create, op });
+        Ok(Roster {
+            alliance: AllianceId(hash),
+            entries,
+            heads: BTreeSet::from([hash]),
+            current: genesis.clone(),
+            genesis,
+        })
+    }
+
+    /// Founds a new alliance coordinated by `signer` and `extra_coordinators`; returns the roster and the
+    /// create operation to store and share.
+    pub fn create(
+        signer: &impl Signer,
+        name: &str,
+        extra_coordinators: Vec<PublicKey>,
+        threshold: u8,
+        now_ms: i64,
+    ) -> Result<(Roster, SignedOp), RosterError> {
+        let author = signer.public_key();
+        let mut coordinators = vec![author];
+        coordinators.extend(extra_coordinators);
+        let op = Op {
+            alliance: None,
+            parents: Vec::new(),
+            author,
+            created_at_ms: now_ms,
+            body: OpBody::CreateAlliance {
+                name: name.to_string(),
+                coordinators,
+                threshold,
+            },
+        };
+        let signed = SignedOp::sign(&op, signer);
+        Ok((Roster::new(signed.clone())?, signed))
+    }
+
+    /// Signs `body` as the next operation after the current heads. Quorum changes still need
+    /// [`SignedOp::cosign`] by further coordinators before [`Roster::insert`] accepts them.
+    pub fn propose(&self, signer: &impl Signer, body: OpBody, now_ms: i64) -> SignedOp {
+        let op = Op {
+            alliance: Some(self.alliance),
+            parents: self.heads(),
+            author: signer.public_key(),
+            created_at_ms: now_ms,
+            body,
+        };
+        SignedOp::sign(&op, signer)
+    }
+
+    /// Verifies `signed` and adds it. A refused operation is not inserted; `MissingParents` means "keep
+    /// it and retry once the parents arrive".
+    pub fn insert(&mut self, signed: SignedOp) -> Result<Inserted, RosterError> {
+        let (hash, op) = signed.verified()?;
+        if self.entries.contains_key(&hash) {
+            return Ok(Inserted::Duplicate);
+        }
+        match op.alliance {
+            None => return Err(RosterError::CreateNotRoot),
+            Some(found) if found != self.alliance => {
+                return Err(RosterError::WrongAlliance {
+                    expected: self.alliance,
+                    found,
+                })
+            }
+            Some(_) => {}
+        }
+        let missing: Vec<Hash> = op
+            .parents
+            .iter()
+            .filter(|p| !self.entries.contains_key(p))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(RosterError::MissingParents(missing));
+        }
+        let parents: BTreeSet<Hash> = op.parents.iter().copied().collect();
+        // The common case: the operation follows everything we hold.
+        let linear = parents == self.heads;
+        let mut state = if linear {
+            self.current.clone()
+        } else {
+            self.state_at(&op.parents)?
+        };
+        let signers = signed.signers();
+        authorise(&state, &op, &signers)
+            .map_err(|reason| RosterError::Unauthorised { op: hash, reason })?;
+
+        if linear {
+            // Every other operation is an ancestor of this one, so it sorts last, nothing concurrent
+            // can void it and it voids nothing: the new state is the old one plus this operation.
+            Fold::linear(self).apply(&mut state, &hash, &op, &signers);
+        }
+        for parent in &op.parents {
+            self.heads.remove(parent);
+        }
+        self.heads.insert(hash);
+        self.entries.insert(hash, Entry { signed, op });
+        self.current = if linear {
+            state
+        } else {
+            // Not `state_at`: its shortcut would return the state we are replacing.
+            let heads = self.heads();
+            self.fold_at(&heads)?
+        };
+        Ok(Inserted::New)
+    }
+
+    /// Inserts a batch in any order, retrying operations whose parents arrive later in the batch.
+    pub fn insert_all(&mut self, ops: impl IntoIterator<Item = SignedOp>) -> InsertReport {
+        let mut report = InsertReport::default();
+        // Operations waiting for a parent, keyed by one parent they still miss.
+        let mut waiting: HashMap<Hash, Vec<SignedOp>> = HashMap::new();
+        let mut queue: Vec<SignedOp> = ops.into_iter().collect();
+        queue.reverse();
+        while let Some(signed) = queue.pop() {
+            match self.insert(signed.clone()) {
+                Ok(Inserted::New) => {
+                    let hash = signed.hash();
+                    report.inserted.push(hash);
+                    if let Some(woken) = waiting.remove(&hash) {
+                        queue.extend(woken);
+                    }
+                }
+                Ok(Inserted::Duplicate) => report.duplicates += 1,
+                Err(RosterError::MissingParents(missing)) => match missing.first() {
+                    Some(first) => waiting.entry(*first).or_default().push(signed),
+                    None => report
+                        .rejected
+                        .push((signed, RosterError::MissingParents(missing))),
+                },
+                Err(e) => report.rejected.push((signed, e)),
+            }
+        }
+        for signed in waiting.into_values().flatten() {
+            let missing = signed
+                .op()
+                .map(|op| {
+                    op.parents
+                        .into_iter()
+                        .filter(|p| !self.entries.contains_key(p))
+                        .collect()
+                })
+                .unwrap_or_default();
+            report.pending.push((signed, missing));
+        }
+        report.pending.sort_by_key(|(s, _)| s.hash());
+        report
+    }
+
+    pub fn alliance_id(&self) -> AllianceId {
+        self.alliance
+    }
+
+    /// The alliance name as it was created.
+    pub fn name(&self) -> &str {
+        &self.genesis.name
+    }
+
+    /// The operations no other operation names as parent, sorted.
+    pub fn heads(&self) -> Vec<Hash> {
+        self.heads.iter().copied().collect()
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<&SignedOp> {
+        self.entries.get(hash).map(|e| &e.signed)
+    }
+
+    /// The decoded operation behind `hash`.
+    pub fn get_op(&self, hash: &Hash) -> Option<&Op> {
+        self.entries.get(hash).map(|e| &e.op)
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.entries.contains_key(hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Never true: a roster always holds its create operation.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every operation, parents before children, ties broken by hash: the same order on every node.
+    pub fn ops_in_order(&self) -> Vec<(Hash, Op, &SignedOp)> {
+        let all: BTreeSet<Hash> = self.entries.keys().copied().collect();
+        self.topological(&all)
+            .into_iter()
+            .filter_map(|h| self.entries.get(&h).map(|e| (h, e.op.clone(), &e.signed)))
+            .collect()
+    }
+
+    /// The causal closure of `heads` (always including the create operation) in the order of
+    /// [`Roster::ops_in_order`]: what a peer at nothing needs to reach these heads.
+    pub fn causal_closure(&self, heads: &[Hash]) -> Result<Vec<Hash>, RosterError> {
+        let unknown: Vec<Hash> = heads
+            .iter()
+            .filter(|h| !self.entries.contains_key(h))
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            return Err(RosterError::UnknownHeads(unknown));
+        }
+        let mut closure = BTreeSet::from([self.alliance.0]);
+        let mut stack: Vec<Hash> = heads.to_vec();
+        while let Some(h) = stack.pop() {
+            if !closure.insert(h) {
+                continue;
+            }
+            stack.extend(self.parents_of(&h).iter().copied());
+        }
+        Ok(self.topological(&closure))
+    }
+
+    /// The state at `heads`: a fold of their causal closure (see the module docs for concurrency). Empty
+    /// heads give the state right after the alliance was created.
+    pub fn state_at(&self, heads: &[Hash]) -> Result<RosterState, RosterError> {
+        if !heads.is_empty() && heads.iter().copied().collect::<BTreeSet<_>>() == self.heads {
+            return Ok(self.current.clone());
+        }
+        self.fold_at(heads)
+    }
+
+    fn fold_at(&self, heads: &[Hash]) -> Result<RosterState, RosterError> {
+        let order = self.causal_closure(heads)?;
+        Ok(Fold::new(self, order).run())
+    }
+
+    /// The state at the current heads.
+    pub fn state(&self) -> &RosterState {
+        &self.current
+    }
+
+    /// May `key` sign for `space` according to the roster at `heads`? A pure function of the roster graph:
+    /// the same answer on every node that holds those heads.
+    pub fn may_sign(
+        &self,
+        heads: &[Hash],
+        key: &PublicKey,
+        space: &SpaceId,
+    ) -> Result<Authorisation, Denied> {
+        match self.state_at(heads) {
+            Ok(state) => state.may_sign(key, space),
+            Err(RosterError::UnknownHeads(unknown)) => Err(Denied::UnknownHeads(unknown)),
+            // `state_at` fails only on unknown heads; report anything else the same way rather than
+            // inventing an authorisation.
+            Err(_) => Err(Denied::UnknownHeads(heads.to_vec())),
+        }
+    }
+
+    /// The operation that has since removed `key` from `space` (or revoked the space), judged at the
+    /// current heads, for audit flags such as "signed by a since-removed key".
+    pub fn is_revoked_now(&self, key: &PublicKey, space: &SpaceId) -> Option<Hash> {
+        let entry = self.current.spaces.get(space)?;
+        if let Some((by, _)) = &entry.revoked {
+            return Some(*by);
+        }
+        if entry.devices.contains_key(key) {
+            return None;
+        }
+        entry.removed_devices.get(key).copied()
+    }
+
+    fn parents_of(&self, hash: &Hash) -> &[Hash] {
+        self.entries
+            .get(hash)
+            .map(|e| e.op.parents.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Kahn's algorithm over `set` (which must be closed under parents), smallest hash first among the
+    /// ready operations, so the order depends only on the set.
+    fn topological(&self, set: &BTreeSet<Hash>) -> Vec<Hash> {
+        let mut waiting_on: HashMap<Hash, usize> = HashMap::new();
+        let mut children: HashMap<Hash, Vec<Hash>> = HashMap::new();
+        let mut ready = BinaryHeap::new();
+        for h in set {
+            let parents = self.parents_of(h);
+            if parents.is_empty() {
+                ready.push(Reverse(*h));
+            } else {
+                waiting_on.insert(*h, parents.len());
+                for p in parents {
+                    children.entry(*p).or_default().push(*h);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(set.len());
+        while let Some(Reverse(h)) = ready.pop() {
+            out.push(h);
+            for child in children.get(&h).into_iter().flatten() {
+                if let Some(n) = waiting_on.get_mut(child) {
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push(Reverse(*child));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The insert-time check: was `op` authorised in `state`, the state at its own parents? Returns the
+/// reason as a sentence fragment when not.
+fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), String> {
+    let author = &op.author;
+    let coordinator = state.is_coordinator(author);
+    let single = |space: &SpaceId, entry: &SpaceEntry, what: &str| {
+        if coordinator || entry.devices.contains_key(author) {
+            Ok(())
+        } else {
+            Err(format!(
+                "only a coordinator or a current device of space {space} may {what}, and {author} is neither"
+            ))
+        }
+    };
+    match &op.body {
+        OpBody::CreateAlliance { .. } => {
+            Err("a create-alliance operation can only start a roster".into())
+        }
+        OpBody::AdmitSpace { space, .. } => {
+            if !coordinator {
+                return Err(format!(
+                    "only a coordinator may admit a space, and {author} is not one at the operation's parents"
+                ));
+            }
+            if let Some(entry) = state.spaces.get(space) {
+                return Err(format!(
+                    "space {space} was already admitted by roster operation {}",
+                    entry.admitted_by.short()
+                ));
+            }
+            Ok(())
+        }
+        OpBody::AddDevice { space, device } => {
+            let entry = state.live_space(space)?;
+            single(space, entry, "add a device to it")?;
+            if entry.devices.contains_key(device) {
+                return Err(format!("{device} is already a device of space {space}"));
+            }
+            if entry.devices.len() >= MAX_DEVICES_PER_SPACE {
+                return Err(format!(
+                    "space {space} already has the limit of {MAX_DEVICES_PER_SPACE} devices"
+                ));
+            }
+            Ok(())
+        }
+        OpBody::RemoveDevice { space, device } => {
+            let entry = state.live_space(space)?;
+            single(space, entry, "remove a device from it")?;
+            if !entry.devices.contains_key(device) {
+                return Err(format!("{device} is not a current device of space {space}"));
+            }
+            Ok(())
+        }
+        OpBody::SetPeerAddrs { space, .. } => {
+            let entry = state.live_space(space)?;
+            single(space, entry, "set its peer addresses")
+        }
+        OpBody::RevokeSpace { space, .. } => {
+            state.live_space(space)?;
+            if !coordinator {
+                return Err(format!(
+                    "only a coordinator may revoke a space, and {author} is not one at the operation's parents"
+                ));
+            }
+            Ok(())
+        }
+        OpBody::AddCoordinator { key } => {
+            quorum(state, author, signers)?;
+            if state.is_coordinator(key) {
+                return Err(format!("{key} is already a coordinator"));
+            }
+            if state.coordinators.len() >= MAX_COORDINATORS {
+                return Err(format!(
+                    "the alliance already has the limit of {MAX_COORDINATORS} coordinators"
+                ));
+            }
+            Ok(())
+        }
+        OpBody::RemoveCoordinator { key } => {
+            quorum(state, author, signers)?;
+            let count = state.coordinators.len();
+            if !state.is_coordinator(key) {
+                return Err(format!("{key} is not a coordinator"));
+            }
+            if count == 1 {
+                return Err("the last coordinator cannot be removed".into());
+            }
+            if count - 1 < usize::from(state.threshold) {
+                return Err(format!(
+                    "removing {key} would leave {} coordinators, fewer than the threshold of {}; lower the threshold first",
+                    count - 1,
+                    state.threshold
+                ));
+            }
+            Ok(())
+        }
+        OpBody::SetThreshold { threshold } => {
+            quorum(state, author, signers)?;
+            let count = state.coordinators.len();
+            if usize::from(*threshold) > count {
+                return Err(format!(
+                    "a threshold of {threshold} is more than the {count} coordinators"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A quorum change needs its author and at least `threshold` distinct signers to be coordinators.
+fn quorum(state: &RosterState, author: &PublicKey, signers: &[PublicKey]) -> Result<(), String> {
+    if !state.is_coordinator(author) {
+        return Err(format!(
+            "{author} is not a coordinator at the operation's parents"
+        ));
+    }
+    let count = signers.iter().filter(|k| state.is_coordinator(k)).count();
+    if count < usize::from(state.threshold) {
+        return Err(format!(
+            "this change needs signatures of {} coordinators, and it has {count}",
+            state.threshold
+        ));
+    }
+    Ok(())
+}
+
+/// One fold of a causal closure, with the indexes that the concurrency rules need.
+struct Fold<'a> {
+    roster: &'a Roster,
+    order: Vec<Hash>,
+    position: HashMap<Hash, usize>,
+    device_removals: HashMap<(SpaceId, PublicKey), Vec<Hash>>,
+    coordinator_removals: HashMap<PublicKey, Vec<Hash>>,
+    revocations: HashMap<SpaceId, Vec<Hash>>,
+}
+
+impl<'a> Fold<'a> {
+    fn new(roster: &'a Roster, order: Vec<Hash>) -> Self {
+        let mut fold = Fold {
+            roster,
+            position: order.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
+            order,
+            device_removals: HashMap::new(),
+            coordinator_removals: HashMap::new(),
+            revocations: HashMap::new(),
+        };
+        for h in &fold.order {
+            let Some(op) = roster.get_op(h) else { continue };
+            match &op.body {
+                OpBody::RemoveDevice { space, device } => fold
+                    .device_removals
+                    .entry((space.clone(), *device))
+                    .or_default()
+                    .push(*h),
+                OpBody::RemoveCoordinator { key } => {
+                    fold.coordinator_removals.entry(*key).or_default().push(*h)
+                }
+                OpBody::RevokeSpace { space, .. } => {
+                    fold.revocations.entry(space.clone()).or_default().push(*h)
+                }
+                _ => {}
+            }
+        }
+        fold
+    }
+
+    /// A fold context for an operation that descends from every other one: no concurrency to judge.
+    fn linear(roster: &'a Roster) -> Self {
+        Fold {
+            roster,
+            order: Vec::new(),
+            position: HashMap::new(),
+            device_removals: HashMap::new(),
+            coordinator_removals: HashMap::new(),
+            revocations: HashMap::new(),
+        }
+    }
+
+    fn pos(&self, h: &Hash) -> usize {
+        self.position.get(h).copied().unwrap_or(usize::MAX)
+    }
+
+    /// Is `a` in the strict causal past of `b`? Ancestors always come earlier in the order, so the search
+    /// skips everything placed before `a`.
+    fn is_ancestor(&self, a: &Hash, b: &Hash) -> bool {
+        let floor = self.pos(a);
+        if floor >= self.pos(b) {
+            return false;
+        }
+        let mut seen = HashSet::new();
+        let mut stack = vec![*b];
+        while let Some(h) = stack.pop() {
+            for p in self.roster.parents_of(&h) {
+                if p == a {
+                    return true;
+                }
+                if self.pos(p) > floor && seen.insert(*p) {
+                    stack.push(*p);
+                }
+            }
+        }
+        false
+    }
+
+    /// Is one of `removals`, placed after `x`, concurrent with it (not a descendant)? Removals placed
+    /// before `x` are already reflected in the state.
+    fn removed_after(&self, removals: Option<&Vec<Hash>>, x: &Hash) -> bool {
+        let px = self.pos(x);
+        removals
+            .into_iter()
+            .flatten()
+            .any(|r| self.pos(r) > px && !self.is_ancestor(x, r))
+    }
+
+    /// Is one of `removals`, placed before `x`, concurrent with it (not an ancestor)? Used to keep a
+    /// concurrent re-add from undoing a removal.
+    fn removed_before(&self, removals: Option<&Vec<Hash>>, x: &Hash) -> bool {
+        let px = self.pos(x);
+        removals
+            .into_iter()
+            .flatten()
+            .any(|r| self.pos(r) < px && !self.is_ancestor(r, x))
+    }
+
+    fn coordinator_ok(&self, state: &RosterState, key: &PublicKey, x: &Hash) -> bool {
+        state.is_coordinator(key) && !self.removed_after(self.coordinator_removals.get(key), x)
+    }
+
+    fn device_ok(&self, state: &RosterState, space: &SpaceId, key: &PublicKey, x: &Hash) -> bool {
+        state
+            .spaces
+            .get(space)
+            .is_some_and(|e| e.devices.contains_key(key))
+            && !self.removed_after(self.device_removals.get(&(space.clone(), *key)), x)
+    }
+
+    fn space_live(&self, state: &RosterState, space: &SpaceId, x: &Hash) -> bool {
+        state.spaces.get(space).is_some_and(|e| e.revoked.is_none())
+            && !self.removed_after(self.revocations.get(space), x)
+    }
+
+    /// The quorum rule of `authorise`, with coordinators removed concurrently not counting. It is measured
+    /// against the threshold at this point of the fold, so a concurrent threshold change can tip it.
+    fn quorum_ok(&self, state: &RosterState, op: &Op, signers: &[PublicKey], x: &Hash) -> bool {
+        if !self.coordinator_ok(state, &op.author, x) {
+            return false;
+        }
+        let count = signers
+            .iter()
+            .filter(|k| self.coordinator_ok(state, k, x))
+            .count();
+        count >= usize::from(state.threshold)
+    }
+
+    fn run(&self) -> RosterState {
+        let mut state = self.roster.genesis.clone();
+        for h in &self.order {
+            if let Some(entry) = self.roster.entries.get(h) {
+                self.apply(&mut state, h, &entry.op, &entry.signed.signers());
+            }
+        }
+        state
+    }
+
+    /// Applies one operation that was valid at its parents, unless a concurrent removal voids it.
+    fn apply(&self, state: &mut RosterState, x: &Hash, op: &Op, signers: &[PublicKey]) {
+        let author = &op.author;
+        match &op.body {
+            // The root: already in `genesis`.
+            OpBody::CreateAlliance { .. } => {}
+            OpBody::AdmitSpace {
+                space,
+                name,
+                devices,
+            } => {
+                // A concurrent second admission of the same space loses to the first in the order.
+                if !self.coordinator_ok(state, author, x) || state.spaces.contains_key(space) {
+                    return;
+                }
+                state.spaces.insert(
+                    space.clone(),
+                    SpaceEntry {
+                        name: name.clone(),
+                        devices: devices.iter().map(|k| (*k, *x)).collect(),
+                        admitted_by: *x,
+                        revoked: None,
+                        removed_devices: BTreeMap::new(),
+                        peer_addrs: Vec::new(),
+                    },
+                );
+            }
+            OpBody::AddDevice { space, device } => {
+                let authorised = self.coordinator_ok(state, author, x)
+                    || self.device_ok(state, space, author, x);
+                if !authorised
+                    || !self.space_live(state, space, x)
+                    || self.removed_before(self.device_removals.get(&(space.clone(), *device)), x)
+                {
+                    return;
+                }
+                if let Some(entry) = state.spaces.get_mut(space) {
+                    if !entry.devices.contains_key(device)
+                        && entry.devices.len() < MAX_DEVICES_PER_SPACE
+                    {
+                        entry.devices.insert(*device, *x);
+                        entry.removed_devices.remove(device);
+                    }
+                }
+            }
+            OpBody::RemoveDevice { space, device } => {
+                if let Some(entry) = state.spaces.get_mut(space) {
+                    if entry.revoked.is_none() {
+                        entry.devices.remove(device);
+                        entry.removed_devices.entry(*device).or_insert(*x);
+                    }
+                }
+            }
+            OpBody::RevokeSpace { space, reason } => {
+                if let Some(entry) = state.spaces.get_mut(space) {
+                    if entry.revoked.is_none() {
+                        entry.revoked = Some((*x, reason.clone()));
+                    }
+                }
+            }
+            OpBody::SetPeerAddrs { space, addrs } => {
+                let authorised = self.coordinator_ok(state, author, x)
+                    || self.device_ok(state, space, author, x);
+                if authorised && self.space_live(state, space, x) {
+                    if let Some(entry) = state.spaces.get_mut(space) {
+                        entry.peer_addrs = addrs.clone();
+                    }
+                }
+            }
+            OpBody::AddCoordinator { key } => {
+                if self.quorum_ok(state, op, signers, x)
+                    && !state.is_coordinator(key)
+                    && state.coordinators.len() < MAX_COORDINATORS
+                    && !self.removed_before(self.coordinator_removals.get(key), x)
+                {
+                    state.coordinators.insert(*key, *x);
+                }
+            }
+            OpBody::RemoveCoordinator { key } => {
+                // Concurrent removals can each be valid and together remove everyone; keep the last one.
+                if state.is_coordinator(key) && state.coordinators.len() > 1 {
+                    state.coordinators.remove(key);
+                    let count = u8::try_from(state.coordinators.len()).unwrap_or(u8::MAX);
+                    state.threshold = state.threshold.min(count);
+                }
+            }
+            OpBody::SetThreshold { threshold } => {
+                if self.quorum_ok(state, op, signers, x)
+                    && usize::from(*threshold) <= state.coordinators.len()
+                {
+                    state.threshold = *threshold;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is a failure with its message.
+mod tests {
+    use super::*;
+    use crate::key::DeviceKey;
+    use proptest::prelude::*;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn key(n: u8) -> DeviceKey {
+        DeviceKey::from_seed(&[n; 32])
+    }
+
+    fn pk(n: u8) -> PublicKey {
+        key(n).public_key()
+    }
+
+    /// An operation of `roster`'s alliance with explicit parents, signed by `signer` as author.
+    fn op_at(
+        roster: &Roster,
+        signer: &DeviceKey,
+        parents: &[Hash],
+        body: OpBody,
+        t: i64,
+    ) -> SignedOp {
+        let op = Op {
+            alliance: Some(roster.alliance_id()),
+            parents: parents.to_vec(),
+            author: signer.public_key(),
+            created_at_ms: t,
+            body,
+        };
+        SignedOp::sign(&op, signer)
+    }
+
+    fn alliance(extra: &[u8], threshold: u8) -> Roster {
+        let extra = extra.iter().map(|n| pk(*n)).collect();
+        Roster::create(&key(1), "North Alliance", extra, threshold, T0)
+            .unwrap()
+            .0
+    }
+
+    fn admit_body(devices: &[u8]) -> OpBody {
+        let devices: Vec<PublicKey> = devices.iter().map(|n| pk(*n)).collect();
+        OpBody::AdmitSpace {
+            space: SpaceId::derive(&devices[0]),
+            name: "Desk Co".into(),
+            devices,
+        }
+    }
+
+    fn space(founder: u8) -> SpaceId {
+        SpaceId::derive(&pk(founder))
+    }
+
+    /// Inserts a freshly proposed operation and returns its hash.
+    fn commit(roster: &mut Roster, signer: &DeviceKey, body: OpBody, t: i64) -> Hash {
+        let op = roster.propose(signer, body, t);
+        assert_eq!(roster.insert(op.clone()), Ok(Inserted::New));
+        op.hash()
+    }
+
+    fn unauthorised(result: Result<Inserted, RosterError>, needle: &str) {
+        match result {
+            Err(RosterError::Unauthorised { reason, .. }) => {
+                assert!(reason.contains(needle), "{reason:?} lacks {needle:?}")
+            }
+            other => panic!("expected unauthorised ({needle}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_alliance_sets_id_name_and_coordinators() {
+        let (roster, create) =
+            Roster::create(&key(1), "North Alliance", vec![pk(2)], 2, T0).unwrap();
+        assert_eq!(roster.alliance_id(), AllianceId(create.hash()));
+        assert_eq!(roster.name(), "North Alliance");
+        assert_eq!(roster.heads(), vec![create.hash()]);
+        assert_eq!(roster.len(), 1);
+        let state = roster.state();
+        assert_eq!(state.threshold, 2);
+        let coordinators: Vec<PublicKey> = state.coordinators.keys().copied().collect();
+        let mut expected = vec![pk(1), pk(2)];
+        expected.sort();
+        assert_eq!(coordinators, expected);
+        assert_eq!(roster.get(&create.hash()), Some(&create));
+        assert_eq!(roster.state_at(&[]).unwrap(), *state);
+    }
+
+    #[test]
+    fn create_alliance_is_checked() {
+        for (extra, threshold) in [(vec![], 0u8), (vec![pk(2)], 3)] {
+            let err = Roster::create(&key(1), "A", extra, threshold, T0).unwrap_err();
+            assert!(
+                matches!(err, RosterError::Malformed(ref m) if m.contains("threshold")),
+                "{err}"
+            );
+        }
+        // The author must be among the coordinators it names.
+        let op = Op {
+            alliance: None,
+            parents: vec![],
+            author: pk(1),
+            created_at_ms: T0,
+            body: OpBody::CreateAlliance {
+                name: "A".into(),
+                coordinators: vec![pk(2)],
+                threshold: 1,
+            },
+        };
+        let err = Roster::new(SignedOp::sign(&op, &key(1))).unwrap_err();
+        assert!(
+            err.to_string().contains("must be one of its coordinators"),
+            "{err}"
+        );
+        // Signed by someone else than its author.
+        let mut op = op;
+        op.body = OpBody::CreateAlliance {
+            name: "A".into(),
+            coordinators: vec![pk(1)],
+            threshold: 1,
+        };
+        let err = Roster::new(SignedOp::sign(&op, &key(2))).unwrap_err();
+        assert_eq!(err, RosterError::AuthorDidNotSign(pk(1)));
+        // Anything else cannot start a roster.
+        let roster = alliance(&[], 1);
+        let admit = roster.propose(&key(1), admit_body(&[10]), T0);
+        assert_eq!(Roster::new(admit).unwrap_err(), RosterError::NotACreate);
+    }
+
+    #[test]
+    fn admitted_space_devices_may_sign() {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10, 11]), T0 + 1);
+        let heads = roster.heads();
+        assert_eq!(
+            roster.may_sign(&heads, &pk(10), &space(10)),
+            Ok(Authorisation { op: admit })
+        );
+        assert_eq!(
+            roster.may_sign(&heads, &pk(11), &space(10)),
+            Ok(Authorisation { op: admit })
+        );
+        assert_eq!(
+            roster.may_sign(&heads, &pk(12), &space(10)),
+            Err(Denied::NotADevice)
+        );
+        assert_eq!(
+            roster.may_sign(&heads, &pk(10), &space(20)),
+            Err(Denied::UnknownSpace)
+        );
+        assert_eq!(roster.state().spaces_of(&pk(11)), vec![space(10)]);
+        assert_eq!(roster.state().spaces[&space(10)].admitted_by, admit);
+
+        // Not twice, not with a space id that does not match, not by a device.
+        let again = roster.propose(&key(1), admit_body(&[10]), T0 + 2);
+        unauthorised(roster.insert(again), "already admitted");
+        let mismatched = roster.propose(
+            &key(1),
+            OpBody::AdmitSpace {
+                space: space(20),
+                name: "X".into(),
+                devices: vec![pk(21)],
+            },
+            T0 + 3,
+        );
+        assert!(matches!(
+            roster.insert(mismatched),
+            Err(RosterError::Malformed(m)) if m.contains("does not match")
+        ));
+        let by_device = roster.propose(&key(10), admit_body(&[20]), T0 + 4);
+        unauthorised(roster.insert(by_device), "only a coordinator may admit");
+        assert_eq!(roster.len(), 2);
+    }
+
+    #[test]
+    fn devices_are_added_and_removed_by_their_space() {
+        let mut roster = alliance(&[], 1);
+        commit(&mut roster, &key(1), admit_body(&[10, 11]), T0 + 1);
+        commit(&mut roster, &key(1), admit_body(&[20]), T0 + 2);
+        let sp = space(10);
+        let add = commit(
+            &mut roster,
+            &key(10),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(12),
+            },
+            T0 + 3,
+        );
+        assert_eq!(roster.state().spaces[&sp].devices.get(&pk(12)), Some(&add));
+        let remove = commit(
+            &mut roster,
+            &key(12),
+            OpBody::RemoveDevice {
+                space: sp.clone(),
+                device: pk(11),
+            },
+            T0 + 4,
+        );
+        let heads = roster.heads();
+        assert_eq!(
+            roster.may_sign(&heads, &pk(11), &sp),
+            Err(Denied::DeviceRemoved { by: remove })
+        );
+        assert_eq!(roster.is_revoked_now(&pk(11), &sp), Some(remove));
+        assert_eq!(roster.is_revoked_now(&pk(12), &sp), None);
+
+        // A stranger, a device of another space and a removed device may not touch it.
+        for (signer, t) in [(13u8, 5), (20, 6), (11, 7)] {
+            let op = roster.propose(
+                &key(signer),
+                OpBody::AddDevice {
+                    space: sp.clone(),
+                    device: pk(14),
+                },
+                T0 + t,
+            );
+            unauthorised(roster.insert(op), "is neither");
+        }
+        let twice = roster.propose(
+            &key(10),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(12),
+            },
+            T0 + 8,
+        );
+        unauthorised(roster.insert(twice), "already a device");
+        let absent = roster.propose(
+            &key(10),
+            OpBody::RemoveDevice {
+                space: sp.clone(),
+                device: pk(14),
+            },
+            T0 + 9,
+        );
+        unauthorised(roster.insert(absent), "not a current device");
+        let unknown = roster.propose(
+            &key(1),
+            OpBody::AddDevice {
+                space: space(30),
+                device: pk(14),
+            },
+            T0 + 10,
+        );
+        unauthorised(roster.insert(unknown), "is not in the roster");
+
+        // A device removed earlier can be re-added by an operation that follows the removal.
+        let readd = commit(
+            &mut roster,
+            &key(1),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(11),
+            },
+            T0 + 11,
+        );
+        assert_eq!(
+            roster.may_sign(&roster.heads(), &pk(11), &sp),
+            Ok(Authorisation { op: readd })
+        );
+        assert_eq!(roster.is_revoked_now(&pk(11), &sp), None);
+    }
+
+    #[test]
+    fn revoked_space_refuses_everything() {
+        let mut roster = alliance(&[], 1);
+        commit(&mut roster, &key(1), admit_body(&[10]), T0 + 1);
+        let sp = space(10);
+        let by_device = roster.propose(
+            &key(10),
+            OpBody::RevokeSpace {
+                space: sp.clone(),
+                reason: "bye".into(),
+            },
+            T0 + 2,
+        );
+        unauthorised(roster.insert(by_device), "only a coordinator may revoke");
+        let revoke = commit(
+            &mut roster,
+            &key(1),
+            OpBody::RevokeSpace {
+                space: sp.clone(),
+                reason: "closed".into(),
+            },
+            T0 + 3,
+        );
+        let heads = roster.heads();
+        assert_eq!(
+            roster.may_sign(&heads, &pk(10), &sp),
+            Err(Denied::SpaceRevoked { by: revoke })
+        );
+        assert_eq!(roster.is_revoked_now(&pk(10), &sp), Some(revoke));
+        assert_eq!(
+            roster.state().spaces[&sp].revoked,
+            Some((revoke, "closed".to_string()))
+        );
+        assert!(roster.state().spaces_of(&pk(10)).is_empty());
+        for (body, t) in [
+            (
+                OpBody::AddDevice {
+                    space: sp.clone(),
+                    device: pk(11),
+                },
+                4,
+            ),
+            (
+                OpBody::SetPeerAddrs {
+                    space: sp.clone(),
+                    addrs: vec!["/ip4/1.2.3.4/tcp/1".into()],
+                },
+                5,
+            ),
+            (
+                OpBody::RevokeSpace {
+                    space: sp.clone(),
+                    reason: "again".into(),
+                },
+                6,
+            ),
+        ] {
+            let op = roster.propose(&key(1), body, T0 + t);
+            unauthorised(roster.insert(op), "was revoked");
+        }
+        // A revoked space stays taken: it cannot be admitted again.
+        let readmit = roster.propose(&key(1), admit_body(&[10]), T0 + 7);
+        unauthorised(roster.insert(readmit), "already admitted");
+    }
+
+    #[test]
+    fn peer_addrs_are_set_by_a_coordinator_or_a_device() {
+        let mut roster = alliance(&[], 1);
+        commit(&mut roster, &key(1), admit_body(&[10]), T0 + 1);
+        let sp = space(10);
+        let addrs = vec!["/ip4/203.0.113.5/udp/4001/quic-v1".to_string()];
+        commit(
+            &mut roster,
+            &key(10),
+            OpBody::SetPeerAddrs {
+                space: sp.clone(),
+                addrs: addrs.clone(),
+            },
+            T0 + 2,
+        );
+        assert_eq!(roster.state().spaces[&sp].peer_addrs, addrs);
+        commit(
+            &mut roster,
+            &key(1),
+            OpBody::SetPeerAddrs {
+                space: sp.clone(),
+                addrs: vec![],
+            },
+            T0 + 3,
+        );
+        assert!(roster.state().spaces[&sp].peer_addrs.is_empty());
+        let stranger = roster.propose(
+            &key(11),
+            OpBody::SetPeerAddrs {
+                space: sp.clone(),
+                addrs,
+            },
+            T0 + 4,
+        );
+        unauthorised(roster.insert(stranger), "is neither");
+    }
+
+    #[test]
+    fn quorum_changes_need_threshold_signatures() {
+        let mut roster = alliance(&[2, 3], 2);
+        let mut add = roster.propose(&key(1), OpBody::AddCoordinator { key: pk(4) }, T0 + 1);
+        let hash = add.hash();
+        unauthorised(
+            roster.insert(add.clone()),
+            "needs signatures of 2 coordinators, and it has 1",
+        );
+        // A co-signature by a non-coordinator does not count.
+        add.cosign(&key(9));
+        unauthorised(roster.insert(add.clone()), "it has 1");
+        add.cosign(&key(2));
+        add.cosign(&key(2));
+        assert_eq!(add.signatures().len(), 3, "signing twice is a no-op");
+        assert_eq!(add.hash(), hash, "co-signatures do not change the hash");
+        assert_eq!(roster.insert(add), Ok(Inserted::New));
+        assert_eq!(roster.state().coordinators.get(&pk(4)), Some(&hash));
+
+        // The author must itself be a coordinator, whoever co-signs.
+        let mut by_stranger =
+            roster.propose(&key(9), OpBody::SetThreshold { threshold: 1 }, T0 + 2);
+        by_stranger.cosign(&key(1));
+        by_stranger.cosign(&key(2));
+        unauthorised(roster.insert(by_stranger), "is not a coordinator");
+
+        let mut too_high = roster.propose(&key(1), OpBody::SetThreshold { threshold: 5 }, T0 + 3);
+        too_high.cosign(&key(2));
+        unauthorised(roster.insert(too_high), "more than the 4 coordinators");
+
+        let mut raise = roster.propose(&key(1), OpBody::SetThreshold { threshold: 3 }, T0 + 4);
+        raise.cosign(&key(3));
+        assert_eq!(roster.insert(raise), Ok(Inserted::New));
+        assert_eq!(roster.state().threshold, 3);
+
+        let mut remove = roster.propose(&key(1), OpBody::RemoveCoordinator { key: pk(4) }, T0 + 5);
+        remove.cosign(&key(2));
+        unauthorised(roster.insert(remove.clone()), "needs signatures of 3");
+        remove.cosign(&key(4));
+        assert_eq!(roster.insert(remove), Ok(Inserted::New));
+        assert!(!roster.state().is_coordinator(&pk(4)));
+
+        // 3 coordinators with threshold 3: removing one would leave fewer than the threshold.
+        let mut below = roster.propose(&key(1), OpBody::RemoveCoordinator { key: pk(3) }, T0 + 6);
+        below.cosign(&key(2));
+        below.cosign(&key(3));
+        unauthorised(roster.insert(below), "lower the threshold first");
+    }
+
+    #[test]
+    fn the_last_coordinator_stays() {
+        let mut roster = alliance(&[], 1);
+        let op = roster.propose(&key(1), OpBody::RemoveCoordinator { key: pk(1) }, T0 + 1);
+        unauthorised(roster.insert(op), "last coordinator");
+        let op = roster.propose(&key(1), OpBody::AddCoordinator { key: pk(1) }, T0 + 2);
+        unauthorised(roster.insert(op), "already a coordinator");
+    }
+
+    #[test]
+    fn revocation_is_causal() {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10, 11]), T0 + 1);
+        let remove = commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveDevice {
+                space: space(10),
+                device: pk(11),
+            },
+            T0 + 2,
+        );
+        // What 11 signed naming the old heads was authorised then; at the new heads it is not.
+        assert_eq!(
+            roster.may_sign(&[admit], &pk(11), &space(10)),
+            Ok(Authorisation { op: admit })
+        );
+        assert_eq!(
+            roster.may_sign(&[remove], &pk(11), &space(10)),
+            Err(Denied::DeviceRemoved { by: remove })
+        );
+        assert_eq!(roster.is_revoked_now(&pk(11), &space(10)), Some(remove));
+        let unknown = Hash::of("test", b"not here");
+        assert_eq!(
+            roster.may_sign(&[admit, unknown], &pk(10), &space(10)),
+            Err(Denied::UnknownHeads(vec![unknown]))
+        );
+        assert_eq!(
+            roster.state_at(&[unknown]),
+            Err(RosterError::UnknownHeads(vec![unknown]))
+        );
+    }
+
+    /// Builds: admit [10] -> add 12 -> remove 12, and a re-add of 12 concurrent with the removal.
+    fn concurrent_readd(order_removal_first: bool) -> (Roster, Hash, Hash) {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10]), T0 + 1);
+        let sp = space(10);
+        let add = op_at(
+            &roster,
+            &key(1),
+            &[admit],
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(12),
+            },
+            T0 + 2,
+        );
+        let remove = op_at(
+            &roster,
+            &key(1),
+            &[add.hash()],
+            OpBody::RemoveDevice {
+                space: sp.clone(),
+                device: pk(12),
+            },
+            T0 + 3,
+        );
+        let readd = op_at(
+            &roster,
+            &key(10),
+            &[admit],
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(12),
+            },
+            T0 + 4,
+        );
+        let batch = if order_removal_first {
+            vec![add, remove.clone(), readd.clone()]
+        } else {
+            vec![readd.clone(), add, remove.clone()]
+        };
+        for op in batch {
+            assert_eq!(roster.insert(op), Ok(Inserted::New));
+        }
+        (roster, remove.hash(), readd.hash())
+    }
+
+    #[test]
+    fn strong_removal_beats_a_concurrent_readd() {
+        let (a, remove, readd) = concurrent_readd(true);
+        let (b, _, _) = concurrent_readd(false);
+        assert_eq!(a.heads(), b.heads());
+        assert_eq!(a.state(), b.state());
+        let mut heads = vec![remove, readd];
+        heads.sort();
+        assert_eq!(a.heads(), heads);
+        let sp = space(10);
+        assert_eq!(
+            a.may_sign(&heads, &pk(12), &sp),
+            Err(Denied::DeviceRemoved { by: remove })
+        );
+        // On its own branch the re-add did authorise the key.
+        assert_eq!(
+            a.may_sign(&[readd], &pk(12), &sp),
+            Ok(Authorisation { op: readd })
+        );
+        // A re-add that follows the removal does count.
+        let mut a = a;
+        let after = commit(
+            &mut a,
+            &key(1),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(12),
+            },
+            T0 + 9,
+        );
+        assert_eq!(
+            a.may_sign(&a.heads(), &pk(12), &sp),
+            Ok(Authorisation { op: after })
+        );
+    }
+
+    #[test]
+    fn a_removed_device_cannot_grant_by_naming_old_heads() {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10, 11]), T0 + 1);
+        let sp = space(10);
+        // 11 adds 13 before its removal: that stays.
+        let before = commit(
+            &mut roster,
+            &key(11),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(13),
+            },
+            T0 + 2,
+        );
+        commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveDevice {
+                space: sp.clone(),
+                device: pk(11),
+            },
+            T0 + 3,
+        );
+        // The stolen key 11 backdates a grant of 14 and a peer-address change to the admission.
+        let backdated = op_at(
+            &roster,
+            &key(11),
+            &[admit],
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(14),
+            },
+            T0 + 4,
+        );
+        assert_eq!(
+            roster.insert(backdated.clone()),
+            Ok(Inserted::New),
+            "it was valid at its parents"
+        );
+        let addrs = op_at(
+            &roster,
+            &key(11),
+            &[admit],
+            OpBody::SetPeerAddrs {
+                space: sp.clone(),
+                addrs: vec!["/dns4/evil/tcp/1".into()],
+            },
+            T0 + 5,
+        );
+        assert_eq!(roster.insert(addrs), Ok(Inserted::New));
+        let heads = roster.heads();
+        assert_eq!(
+            roster.may_sign(&heads, &pk(13), &sp),
+            Ok(Authorisation { op: before })
+        );
+        assert_eq!(
+            roster.may_sign(&heads, &pk(14), &sp),
+            Err(Denied::NotADevice)
+        );
+        assert!(roster.state().spaces[&sp].peer_addrs.is_empty());
+        // 14 cannot build on the void grant either once the removal is in its past.
+        let chained = roster.propose(
+            &key(14),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(15),
+            },
+            T0 + 6,
+        );
+        unauthorised(roster.insert(chained), "is neither");
+        // A space revoked concurrently with an addition stays revoked, without the addition.
+        let add16 = op_at(
+            &roster,
+            &key(1),
+            &[admit],
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(16),
+            },
+            T0 + 7,
+        );
+        roster.insert(add16).unwrap();
+        let revoke = commit(
+            &mut roster,
+            &key(1),
+            OpBody::RevokeSpace {
+                space: sp.clone(),
+                reason: "x".into(),
+            },
+            T0 + 8,
+        );
+        let late = op_at(
+            &roster,
+            &key(1),
+            &[admit],
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(17),
+            },
+            T0 + 9,
+        );
+        roster.insert(late).unwrap();
+        let state = roster.state();
+        assert_eq!(
+            state.spaces[&sp].revoked.as_ref().map(|r| r.0),
+            Some(revoke)
+        );
+        assert!(!state.spaces[&sp].devices.contains_key(&pk(17)));
+    }
+
+    #[test]
+    fn concurrent_coordinator_removals_keep_one_and_lower_the_threshold() {
+        let mut roster = alliance(&[2, 3], 2);
+        let create = roster.heads();
+        let mut r2 = op_at(
+            &roster,
+            &key(1),
+            &create,
+            OpBody::RemoveCoordinator { key: pk(2) },
+            T0 + 1,
+        );
+        r2.cosign(&key(3));
+        let mut r3 = op_at(
+            &roster,
+            &key(1),
+            &create,
+            OpBody::RemoveCoordinator { key: pk(3) },
+            T0 + 2,
+        );
+        r3.cosign(&key(2));
+        roster.insert(r2).unwrap();
+        roster.insert(r3).unwrap();
+        let state = roster.state();
+        assert_eq!(
+            state.coordinators.keys().copied().collect::<Vec<_>>(),
+            vec![pk(1)]
+        );
+        assert_eq!(state.threshold, 1);
+    }
+
+    #[test]
+    fn replay_into_another_alliance_is_refused() {
+        let mut north = alliance(&[], 1);
+        let (mut south, south_create) = Roster::create(&key(1), "South", vec![], 1, T0).unwrap();
+        let admit = north.propose(&key(1), admit_body(&[10]), T0 + 1);
+        north.insert(admit.clone()).unwrap();
+        assert_eq!(
+            south.insert(admit),
+            Err(RosterError::WrongAlliance {
+                expected: south.alliance_id(),
+                found: north.alliance_id()
+            })
+        );
+        // Claiming the other alliance does not help: the parents are not there.
+        let forged = op_at(&south, &key(1), &north.heads(), admit_body(&[10]), T0 + 1);
+        assert_eq!(
+            south.insert(forged),
+            Err(RosterError::MissingParents(north.heads()))
+        );
+        assert_eq!(north.insert(south_create), Err(RosterError::CreateNotRoot));
+        assert_eq!(south.len(), 1);
+    }
+
+    #[test]
+    fn forged_and_tampered_signatures_are_refused() {
+        let mut roster = alliance(&[2], 1);
+        let genuine = roster.propose(&key(1), admit_body(&[10]), T0 + 1);
+        let op = genuine.op().unwrap();
+
+        // Same signature over changed bytes.
+        let mut changed = op.clone();
+        changed.created_at_ms += 1;
+        let tampered = SignedOp {
+            bytes: encode(&changed),
+            signatures: genuine.signatures.clone(),
+        };
+        assert!(matches!(
+            roster.insert(tampered),
+            Err(RosterError::BadSignature(_))
+        ));
+
+        // Another key's signature filed under the author's key.
+        let forged = SignedOp {
+            bytes: genuine.bytes.clone(),
+            signatures: vec![(pk(1), key(2).sign(Domain::RosterOp, &genuine.bytes))],
+        };
+        assert!(
+            matches!(roster.insert(forged), Err(RosterError::BadSignature(b)) if b.key == pk(1))
+        );
+
+        // The author's signature made for another domain.
+        let cross = SignedOp {
+            bytes: genuine.bytes.clone(),
+            signatures: vec![(pk(1), key(1).sign(Domain::ListingChange, &genuine.bytes))],
+        };
+        assert!(matches!(
+            roster.insert(cross),
+            Err(RosterError::BadSignature(_))
+        ));
+
+        // Signed only by someone else than the author it names.
+        let impostor = SignedOp::sign(&op, &key(2));
+        assert_eq!(
+            roster.insert(impostor),
+            Err(RosterError::AuthorDidNotSign(pk(1)))
+        );
+
+        // A valid signature plus a bad co-signature is refused as a whole.
+        let mut bad_cosign = genuine.clone();
+        bad_cosign
+            .signatures
+            .push((pk(2), key(3).sign(Domain::RosterOp, &genuine.bytes)));
+        assert!(
+            matches!(roster.insert(bad_cosign), Err(RosterError::BadSignature(b)) if b.key == pk(2))
+        );
+
+        let mut doubled = genuine.clone();
+        doubled.signatures.push(doubled.signatures[0]);
+        assert_eq!(
+            roster.insert(doubled),
+            Err(RosterError::DuplicateSigner(pk(1)))
+        );
+
+        assert_eq!(roster.len(), 1, "nothing rejected was inserted");
+        assert_eq!(roster.insert(genuine.clone()), Ok(Inserted::New));
+        assert_eq!(roster.insert(genuine), Ok(Inserted::Duplicate));
+    }
+
+    #[test]
+    fn missing_parents_are_reported_then_retried() {
+        let mut source = alliance(&[], 1);
+        let create = source.get(&source.heads()[0]).unwrap().clone();
+        let admit = source.propose(&key(1), admit_body(&[10]), T0 + 1);
+        source.insert(admit.clone()).unwrap();
+        let add = source.propose(
+            &key(10),
+            OpBody::AddDevice {
+                space: space(10),
+                device: pk(11),
+            },
+            T0 + 2,
+        );
+        source.insert(add.clone()).unwrap();
+
+        let mut roster = Roster::new(create.clone()).unwrap();
+        assert_eq!(
+            roster.insert(add.clone()),
+            Err(RosterError::MissingParents(vec![admit.hash()]))
+        );
+        assert_eq!(roster.len(), 1);
+        assert_eq!(roster.insert(admit.clone()), Ok(Inserted::New));
+        assert_eq!(roster.insert(add.clone()), Ok(Inserted::New));
+        assert_eq!(roster.heads(), source.heads());
+
+        let mut batch = Roster::new(create).unwrap();
+        let report = batch.insert_all(vec![add.clone(), add, admit]);
+        assert_eq!(report.inserted.len(), 2);
+        assert_eq!(report.duplicates, 1);
+        assert!(report.pending.is_empty() && report.rejected.is_empty());
+        assert_eq!(batch.state(), source.state());
+    }
+
+    #[test]
+    fn garbage_is_refused_with_an_error() {
+        for bytes in [
+            &b""[..],
+            b"\x00",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"deskmesh",
+        ] {
+            let err = SignedOp::from_bytes(bytes).unwrap_err();
+            assert!(err.to_string().contains("could not be decoded"), "{err}");
+        }
+        let huge = vec![0u8; MAX_SIGNED_OP_BYTES + 1];
+        assert!(matches!(
+            SignedOp::from_bytes(&huge),
+            Err(RosterError::TooLarge { .. })
+        ));
+        let oversized = SignedOp {
+            bytes: vec![0; MAX_OP_BYTES + 1],
+            signatures: vec![],
+        };
+        assert!(matches!(
+            SignedOp::from_bytes(&oversized.to_bytes()),
+            Err(RosterError::TooLarge {
+                what: "roster operation",
+                ..
+            })
+        ));
+        let mut roster = alliance(&[], 1);
+        let junk = SignedOp {
+            bytes: vec![7; 40],
+            signatures: vec![],
+        };
+        assert!(matches!(
+            roster.insert(junk),
+            Err(RosterError::Decode { .. })
+        ));
+        // Trailing bytes after a valid operation are refused: one operation, one encoding, one hash.
+        let genuine = roster.propose(&key(1), admit_body(&[10]), T0);
+        let mut padded = genuine.clone();
+        padded.bytes.push(0);
+        assert!(matches!(padded.op(), Err(RosterError::Decode { .. })));
+        let mut wire = genuine.to_bytes();
+        wire.push(0);
+        assert!(SignedOp::from_bytes(&wire).is_err());
+    }
+
+    #[test]
+    fn signed_ops_round_trip_through_bytes() {
+        let roster = alliance(&[2], 1);
+        let mut op = roster.propose(&key(1), OpBody::SetThreshold { threshold: 2 }, T0);
+        op.cosign(&key(2));
+        let back = SignedOp::from_bytes(&op.to_bytes()).unwrap();
+        assert_eq!(back, op);
+        assert_eq!(back.hash(), op.hash());
+        assert_eq!(back.signers(), vec![pk(1), pk(2)]);
+        assert_eq!(
+            back.op().unwrap().body,
+            OpBody::SetThreshold { threshold: 2 }
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut roster = alliance(&[], 1);
+        let long = "x".repeat(MAX_NAME_CHARS + 1);
+        assert!(Roster::create(&key(1), &long, vec![], 1, T0).is_err());
+        let body = OpBody::AdmitSpace {
+            space: space(10),
+            name: long,
+            devices: vec![pk(10)],
+        };
+        let op = roster.propose(&key(1), body, T0);
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("space name"))
+        );
+
+        let devices: Vec<PublicKey> = (0..=MAX_DEVICES_PER_SPACE as u8)
+            .map(|n| pk(100 + n))
+            .collect();
+        let body = OpBody::AdmitSpace {
+            space: SpaceId::derive(&devices[0]),
+            name: "Big".into(),
+            devices: devices.clone(),
+        };
+        let op = roster.propose(&key(1), body, T0);
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("at most 64 devices"))
+        );
+        let full = &devices[..MAX_DEVICES_PER_SPACE];
+        let sp = SpaceId::derive(&full[0]);
+        let body = OpBody::AdmitSpace {
+            space: sp.clone(),
+            name: "Big".into(),
+            devices: full.to_vec(),
+        };
+        commit(&mut roster, &key(1), body, T0 + 1);
+        let op = roster.propose(
+            &key(1),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(10),
+            },
+            T0 + 2,
+        );
+        unauthorised(roster.insert(op), "limit of 64 devices");
+
+        let parents: Vec<Hash> = (0..=MAX_PARENTS as u8)
+            .map(|n| Hash::of("p", &[n]))
+            .collect();
+        let op = op_at(
+            &roster,
+            &key(1),
+            &parents,
+            OpBody::SetThreshold { threshold: 1 },
+            T0,
+        );
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("parents"))
+        );
+
+        let addrs = vec!["/ip4/1.1.1.1/tcp/1".to_string(); MAX_PEER_ADDRS + 1];
+        let op = roster.propose(
+            &key(1),
+            OpBody::SetPeerAddrs {
+                space: sp.clone(),
+                addrs,
+            },
+            T0,
+        );
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("peer addresses"))
+        );
+
+        let mut op = roster.propose(&key(1), OpBody::SetThreshold { threshold: 1 }, T0);
+        for n in 0..MAX_SIGNATURES as u8 {
+            op.cosign(&key(150 + n));
+        }
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("signatures"))
+        );
+    }
+
+    #[test]
+    fn ops_in_order_puts_parents_first() {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10]), T0 + 1);
+        let mut branch = Vec::new();
+        for n in 11..15u8 {
+            let op = op_at(
+                &roster,
+                &key(1),
+                &[admit],
+                OpBody::AddDevice {
+                    space: space(10),
+                    device: pk(n),
+                },
+                T0 + i64::from(n),
+            );
+            roster.insert(op.clone()).unwrap();
+            branch.push(op);
+        }
+        commit(
+            &mut roster,
+            &key(10),
+            OpBody::SetPeerAddrs {
+                space: space(10),
+                addrs: vec![],
+            },
+            T0 + 20,
+        );
+        let order = roster.ops_in_order();
+        assert_eq!(order.len(), roster.len());
+        let position: HashMap<Hash, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _, _))| (*h, i))
+            .collect();
+        for (i, (h, op, signed)) in order.iter().enumerate() {
+            assert_eq!(signed.hash(), *h);
+            for p in &op.parents {
+                assert!(position[p] < i, "parent after child");
+            }
+        }
+        // Concurrent siblings come in hash order.
+        let mut siblings: Vec<Hash> = branch.iter().map(SignedOp::hash).collect();
+        siblings.sort();
+        let placed: Vec<Hash> = order[2..6].iter().map(|(h, _, _)| *h).collect();
+        assert_eq!(placed, siblings);
+        // The same set inserted in another order gives the same order.
+        let mut other = Roster::new(order[0].2.clone()).unwrap();
+        let mut rest: Vec<SignedOp> = order[1..].iter().map(|(_, _, s)| (*s).clone()).collect();
+        rest.reverse();
+        let report = other.insert_all(rest);
+        assert!(report.pending.is_empty() && report.rejected.is_empty());
+        let again: Vec<Hash> = other.ops_in_order().iter().map(|(h, _, _)| *h).collect();
+        assert_eq!(again, order.iter().map(|(h, _, _)| *h).collect::<Vec<_>>());
+    }
+
+    /// Random valid operations issued at random (often concurrent) parents, by keys authorised there.
+    fn random_history(seed: u64, steps: usize) -> (SignedOp, Vec<SignedOp>, Roster) {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let signers: Vec<DeviceKey> = [1u8, 2, 3, 4, 10, 11, 12, 13, 14, 15]
+            .iter()
+            .map(|n| key(*n))
+            .collect();
+        let by_key = |k: &PublicKey| signers.iter().find(|s| s.public_key() == *k);
+        let (mut roster, create) = Roster::create(&signers[0], "P", vec![pk(2)], 1, T0).unwrap();
+        let mut ops = Vec::new();
+        for step in 0..steps {
+            let all: Vec<Hash> = roster.ops_in_order().iter().map(|(h, _, _)| *h).collect();
+            let n = rng.gen_range(1..=2.min(all.len()));
+            let parents: Vec<Hash> = all.choose_multiple(&mut rng, n).copied().collect();
+            let Ok(state) = roster.state_at(&parents) else {
+                continue;
+            };
+            let coordinators: Vec<PublicKey> = state.coordinators.keys().copied().collect();
+            let spaces: Vec<SpaceId> = state.spaces.keys().cloned().collect();
+            let device = pk(*[10u8, 11, 12, 13, 14, 15].choose(&mut rng).unwrap_or(&10));
+            let some_space = spaces.choose(&mut rng).cloned();
+            let body = match (rng.gen_range(0..10), some_space) {
+                (0, _) => admit_body(&[10, 11]),
+                (1, _) => admit_body(&[13]),
+                (2 | 3, Some(space)) => OpBody::AddDevice { space, device },
+                (4 | 5, Some(space)) => {
+                    let current: Vec<PublicKey> =
+                        state.spaces[&space].devices.keys().copied().collect();
+                    let Some(device) = current.choose(&mut rng).copied() else {
+                        continue;
+                    };
+                    OpBody::RemoveDevice { space, device }
+                }
+                (6, Some(space)) if rng.gen_bool(0.3) => OpBody::RevokeSpace {
+                    space,
+                    reason: "r".into(),
+                },
+                (6, Some(space)) => OpBody::SetPeerAddrs {
+                    space,
+                    addrs: vec![format!("/ip4/10.0.0.{step}/tcp/1")],
+                },
+                (7, _) => OpBody::AddCoordinator {
+                    key: pk(*[2u8, 3, 4].choose(&mut rng).unwrap_or(&3)),
+                },
+                (8, _) => OpBody::RemoveCoordinator {
+                    key: *coordinators.choose(&mut rng).unwrap_or(&pk(1)),
+                },
+                (9, _) => OpBody::SetThreshold {
+                    threshold: rng.gen_range(1..=2),
+                },
+                _ => continue,
+            };
+            // Authors: a coordinator, or for device operations sometimes a device of the space.
+            let mut candidates = coordinators.clone();
+            if let Some(space) = body.space() {
+                if let Some(entry) = state.spaces.get(space) {
+                    candidates.extend(entry.devices.keys().copied());
+                }
+            }
+            let Some(author) = candidates.choose(&mut rng).and_then(&by_key) else {
+                continue;
+            };
+            let mut signed = op_at(&roster, author, &parents, body, T0 + step as i64);
+            if signed.op().map(|o| o.body.needs_quorum()).unwrap_or(false) {
+                for c in &coordinators {
+                    if let Some(s) = by_key(c) {
+                        signed.cosign(s);
+                    }
+                }
+            }
+            if roster.insert(signed.clone()) == Ok(Inserted::New) {
+                ops.push(signed);
+            }
+        }
+        (create, ops, roster)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn any_insertion_order_converges(seed in any::<u64>(), shuffle in any::<u64>(), steps in 5usize..40) {
+            let (create, ops, reference) = random_history(seed, steps);
+            let mut shuffled = ops.clone();
+            shuffled.shuffle(&mut rand::rngs::StdRng::seed_from_u64(shuffle));
+
+            // Insert one by one, keeping what misses parents and retrying until nothing moves.
+            let mut roster = Roster::new(create.clone()).unwrap();
+            let mut pending = shuffled.clone();
+            loop {
+                let before = pending.len();
+                let mut still = Vec::new();
+                for op in pending {
+                    match roster.insert(op.clone()) {
+                        Ok(_) => {}
+                        Err(RosterError::MissingParents(_)) => still.push(op),
+                        Err(e) => prop_assert!(false, "valid op refused: {e}"),
+                    }
+                }
+                pending = still;
+                if pending.is_empty() || pending.len() == before {
+                    break;
+                }
+            }
+            prop_assert!(pending.is_empty());
+            prop_assert_eq!(roster.heads(), reference.heads());
+            prop_assert_eq!(roster.state(), reference.state());
+            prop_assert_eq!(roster.state_at(&roster.heads()).unwrap(), reference.state().clone());
+            let order = |r: &Roster| r.ops_in_order().iter().map(|(h, _, _)| *h).collect::<Vec<_>>();
+            prop_assert_eq!(order(&roster), order(&reference));
+
+            let mut batch = Roster::new(create).unwrap();
+            shuffled.reverse();
+            let report = batch.insert_all(shuffled);
+            prop_assert!(report.pending.is_empty() && report.rejected.is_empty());
+            prop_assert_eq!(batch.state(), reference.state());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(signed) = SignedOp::from_bytes(&bytes) {
+                let mut roster = alliance(&[], 1);
+                let _ = roster.insert(signed);
+            }
+        }
+    }
+}

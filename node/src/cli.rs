@@ -1,0 +1,374 @@
+//! The `deskmesh` command line: argument definitions (clap) and how each command's result is printed.
+//!
+//! Every command takes `--home DIR` (or `DESKMESH_HOME`) and, where it prints data, `--json`. The work itself
+//! lives in [`crate::ops`]; this module only parses, dispatches and formats, so the daemon and the terminal
+//! UI can reuse the same operations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use deskmesh_crdt_model::query::{AccessNeed, Query, Sort};
+use deskmesh_crdt_model::listing::Amenity;
+
+use crate::home::Home;
+use crate::ops::{self, Node};
+use crate::output;
+
+/// deskmesh: a shared, signed, offline-first directory of coworking spaces.
+#[derive(Debug, Parser)]
+#[command(name = "deskmesh", version, about, long_about = None)]
+pub struct Cli {
+    /// The node's home directory (default: the platform data directory).
+    #[arg(long, global = true, env = "DESKMESH_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this node's device identity and print its public key.
+    Init {
+        /// A human name for this node.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create, join, inspect and administer the alliance roster.
+    #[command(subcommand)]
+    Alliance(AllianceCommand),
+    /// Edit or show this node's own space listing.
+    #[command(subcommand)]
+    Space(SpaceCommand),
+    /// Publish open seats for one of this space's seat pools.
+    #[command(subcommand)]
+    Seats(SeatsCommand),
+    /// Browse the directory.
+    #[command(subcommand)]
+    Spaces(SpacesCommand),
+    /// Import listings (the JSON form of `space show --json`, one object or an array) signed by this node.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the directory.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Verify every stored change and roster operation; list signers and rejections.
+    Audit {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a sample alliance with a dozen spaces and show its directory.
+    Demo {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllianceCommand {
+    /// Found an alliance: this node becomes its first coordinator.
+    Create {
+        name: String,
+        /// How many coordinators must co-sign coordinator changes.
+        #[arg(long, default_value_t = 1)]
+        threshold: u8,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admit a space's device key and print a one-line invite token for it.
+    Invite {
+        /// The space's device public key (`deskmesh init` printed it on the space's machine).
+        pubkey: String,
+        /// The space's display name.
+        #[arg(long)]
+        space: String,
+        /// Peer addresses to put in the token (multiaddrs), repeatable.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add another device key to this node's space and print an invite token for that device.
+    AddDevice {
+        pubkey: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a device key from a space (a coordinator, or a device of that space).
+    RemoveDevice {
+        pubkey: String,
+        /// The space (default: this node's space).
+        #[arg(long)]
+        space: Option<String>,
+    },
+    /// Revoke a space's membership (coordinators only).
+    Revoke {
+        space: String,
+        #[arg(long, default_value = "revoked by a coordinator")]
+        reason: String,
+    },
+    /// Join an alliance with an invite token.
+    Join {
+        token: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the alliance roster.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpaceCommand {
+    /// Change this space's listing from a file (JSON or TOML) and/or flags; validated, then signed.
+    Edit(EditArgs),
+    /// Print this space's listing (or another's with --space) in the form `edit --file` accepts.
+    Show {
+        #[arg(long)]
+        space: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// A listing file, `.json` or `.toml`.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub opening_hours: Option<String>,
+    #[arg(long)]
+    pub website: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Add an amenity (repeatable).
+    #[arg(long = "add-amenity")]
+    pub add_amenities: Vec<String>,
+    /// Remove an amenity (repeatable).
+    #[arg(long = "remove-amenity")]
+    pub remove_amenities: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeatsCommand {
+    /// Set open seats: a number, or many|few|full|closed.
+    Set {
+        /// The seat pool (default: the listing's first pool).
+        #[arg(long)]
+        pool: Option<String>,
+        /// A count, or many|few|full|closed.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// How long the figure stays fresh, in seconds.
+        #[arg(long, default_value_t = 900)]
+        ttl: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpacesCommand {
+    /// List the directory with each space's seat freshness.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ListArgs {
+    /// Text to find in name, description, city or address.
+    #[arg(long)]
+    pub search: Option<String>,
+    #[arg(long)]
+    pub city: Option<String>,
+    /// Required amenity (repeatable), e.g. coffee, meeting_room.
+    #[arg(long = "amenity")]
+    pub amenities: Vec<String>,
+    /// Required accessibility (repeatable): wheelchair, accessible_toilet, hearing_loop, quiet_room,
+    /// step_free_entrance.
+    #[arg(long = "access")]
+    pub access: Vec<String>,
+    /// Only spaces open now (in their own time zone).
+    #[arg(long)]
+    pub open_now: bool,
+    /// Only spaces with seats free now.
+    #[arg(long)]
+    pub seats_free: bool,
+    /// Highest day-pass price.
+    #[arg(long)]
+    pub max_price: Option<f64>,
+    /// Lowest wifi download speed in Mbit/s.
+    #[arg(long)]
+    pub min_wifi: Option<f64>,
+    /// Sort by distance from LAT,LON instead of by name.
+    #[arg(long, value_name = "LAT,LON")]
+    pub near: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Json,
+    Geojson,
+    Csv,
+    Jsonld,
+}
+
+/// Parses the arguments, runs the command, and reports the exit code.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0 and usage errors to stderr with exit 2.
+            let _ = e.print();
+            return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
+        }
+    };
+    let home = Home::resolve(cli.home.clone())?;
+    execute(&home, cli.command)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    match command {
+        Command::Init { name, json } => {
+            let out = ops::init(home, name)?;
+            output::print(json, &out)
+        }
+        Command::Demo { json } => {
+            let out = ops::demo(home, now)?;
+            output::print(json, &out)
+        }
+        Command::Alliance(cmd) => {
+            let node = Node::open(home)?;
+            match cmd {
+                AllianceCommand::Create {
+                    name,
+                    threshold,
+                    json,
+                } => output::print(json, &node.alliance_create(&name, threshold, now)?),
+                AllianceCommand::Invite {
+                    pubkey,
+                    space,
+                    peers,
+                    json,
+                } => output::print(json, &node.alliance_invite(&pubkey, &space, peers, now)?),
+                AllianceCommand::AddDevice { pubkey, json } => {
+                    output::print(json, &node.add_device(&pubkey, now)?)
+                }
+                AllianceCommand::RemoveDevice { pubkey, space } => {
+                    output::print(false, &node.remove_device(&pubkey, space.as_deref(), now)?)
+                }
+                AllianceCommand::Revoke { space, reason } => {
+                    output::print(false, &node.revoke(&space, &reason, now)?)
+                }
+                AllianceCommand::Join { token, json } => {
+                    output::print(json, &node.alliance_join(&token)?)
+                }
+                AllianceCommand::Show { json } => output::print(json, &node.alliance_show()?),
+            }
+        }
+        Command::Space(SpaceCommand::Edit(args)) => {
+            let node = Node::open(home)?;
+            let json = args.json;
+            output::print(json, &node.space_edit(&args, now)?)
+        }
+        Command::Space(SpaceCommand::Show { space, json }) => {
+            let node = Node::open(home)?;
+            let listing = node.space_show(space.as_deref())?;
+            if json {
+                output::print_json(&listing.to_value())
+            } else {
+                output::print(false, &output::ListingText(&listing))
+            }
+        }
+        Command::Seats(SeatsCommand::Set {
+            pool,
+            value,
+            ttl,
+            json,
+        }) => {
+            let node = Node::open(home)?;
+            output::print(json, &node.seats_set(pool.as_deref(), &value, ttl, now)?)
+        }
+        Command::Spaces(SpacesCommand::List(args)) => {
+            let node = Node::open(home)?;
+            let query = query_from(&args)?;
+            output::print(args.json, &node.directory(&query, now)?)
+        }
+        Command::Import { file, json } => {
+            let node = Node::open(home)?;
+            output::print(json, &node.import(&file, now)?)
+        }
+        Command::Export { format, output: out } => {
+            let node = Node::open(home)?;
+            let text = node.export(format, now)?;
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display())),
+                None => {
+                    output::write_stdout(&text);
+                    Ok(())
+                }
+            }
+        }
+        Command::Audit { json } => {
+            let node = Node::open(home)?;
+            output::print(json, &node.audit()?)
+        }
+    }
+}
+
+/// Turns the list flags into a directory query, with one clear sentence per bad value.
+pub fn query_from(args: &ListArgs) -> anyhow::Result<Query> {
+    let mut q = Query {
+        text: args.search.clone(),
+        city: args.city.clone(),
+        open_now: args.open_now,
+        seats_free_now: args.seats_free,
+        max_day_pass_price: args.max_price,
+        min_wifi_down_mbps: args.min_wifi,
+        limit: args.limit,
+        ..Query::default()
+    };
+    for a in &args.amenities {
+        q.amenities.push(a.parse::<Amenity>().map_err(anyhow::Error::msg)?);
+    }
+    for a in &args.access {
+        q.access.push(a.parse::<AccessNeed>().map_err(anyhow::Error::msg)?);
+    }
+    if let Some(near) = &args.near {
+        let (lat, lon) = near
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .with_context(|| format!("--near expects LAT,LON such as 38.72,-9.14, got {near:?}"))?;
+        q.sort = Sort::Distance { lat, lon };
+    }
+    Ok(q)
+}

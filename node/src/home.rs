@@ -1,0 +1,123 @@
+//! The node's home directory: where each file lives, and opening them with clear errors.
+//!
+//! ```text
+//! <home>/                      --home DIR, or $DESKMESH_HOME, or the platform data directory
+//! ├── device.key               this node's ed25519 secret, mode 0600 (deskmesh-keys::keyfile)
+//! ├── node.toml                node settings: display name, listen port (written by `init`)
+//! ├── store/                   the sled database (see docs/STORAGE.md)
+//! ├── control.sock             the running daemon's control socket, owner-only (only while `run` is up)
+//! └── demo/                    device keys of the sample spaces created by `deskmesh demo`
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// Settings kept in `node.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeConfig {
+    /// A human name for this node, shown to peers and in `status`.
+    pub name: String,
+    /// The TCP/QUIC port the mesh listens on; fixed at `init` so peers can save the address.
+    pub listen_port: u16,
+}
+
+/// The layout of one node's home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The home given on the command line or in `DESKMESH_HOME`, else the platform data directory.
+    pub fn resolve(explicit: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(root) = explicit {
+            return Ok(Self { root });
+        }
+        let dirs = directories::ProjectDirs::from("org", "deskmesh", "deskmesh").context(
+            "cannot find a data directory for this user; pass --home DIR or set DESKMESH_HOME",
+        )?;
+        Ok(Self {
+            root: dirs.data_dir().to_path_buf(),
+        })
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.root.join("device.key")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("node.toml")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
+    pub fn demo_dir(&self) -> PathBuf {
+        self.root.join("demo")
+    }
+
+    /// Creates the home directory with owner-only permissions.
+    pub fn create(&self) -> anyhow::Result<()> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create the home directory {}", self.root.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).with_context(
+                || format!("cannot restrict permissions of {}", self.root.display()),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn is_initialised(&self) -> bool {
+        self.key_path().exists()
+    }
+
+    pub fn read_config(&self) -> anyhow::Result<NodeConfig> {
+        let path = self.config_path();
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {}; run `deskmesh init` first",
+                path.display()
+            )
+        })?;
+        toml::from_str(&text).with_context(|| format!("{} is not a valid node.toml", path.display()))
+    }
+
+    pub fn write_config(&self, config: &NodeConfig) -> anyhow::Result<()> {
+        let path = self.config_path();
+        let text = toml::to_string_pretty(config).context("cannot encode node.toml")?;
+        let tmp = path.with_extension("toml.tmp");
+        fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Fails with one sentence unless `init` has run here.
+    pub fn require_initialised(&self) -> anyhow::Result<()> {
+        if !self.is_initialised() {
+            bail!(
+                "no deskmesh node at {}; run `deskmesh init` first (or pass --home)",
+                self.root.display()
+            );
+        }
+        Ok(())
+    }
+}

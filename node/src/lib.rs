@@ -1,0 +1,3 @@
+//! Placeholder crate root; filled in by the foundation work.
+pub mod store;
+pub mod sync;

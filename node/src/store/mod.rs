@@ -1,0 +1,568 @@
+//! The node's local store: opaque signed bytes keyed by ids, behind one small trait per concern.
+//!
+//! The store never decodes what it keeps; `deskmesh-keys` and `deskmesh-crdt-model` own the formats. Signed
+//! roster operations ([`RosterStore`]), signed listing changes ([`ChangeStore`]) and signed seat beacons
+//! ([`BeaconStore`]) are the source of truth. The directory index ([`IndexStore`]: materialised listings and
+//! the reasons changes were rejected) is derived and can be rebuilt from them at any time. [`MetaStore`]
+//! holds small settings and the on-disk format version.
+//!
+//! Every write method is durable when it returns, and a write that touches several keys is applied
+//! atomically, so a crash at any instant leaves either all or none of it. [`SledStore`] is the real
+//! implementation; [`MemoryStore`] is its in-memory twin for unit tests elsewhere. Both run the same
+//! behaviour suite below. The on-disk layout is documented in `docs/STORAGE.md`.
+
+use std::io;
+use std::path::PathBuf;
+
+use deskmesh_keys::{Hash, SpaceId};
+
+mod memory;
+mod sled_store;
+
+pub use memory::MemoryStore;
+pub use sled_store::SledStore;
+
+/// The store format this build writes and reads. A store stamped with a higher number is refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The meta key that holds [`FORMAT_VERSION`] as ASCII decimal; reserved, [`MetaStore::put_meta`] refuses it.
+pub const FORMAT_VERSION_KEY: &str = "format_version";
+
+/// One rejection within a space: the change hash and the reason JSON.
+pub type SpaceRejection = ([u8; 32], Vec<u8>);
+
+/// One rejection anywhere: the space, the change hash and the reason JSON.
+pub type RejectedChange = (SpaceId, [u8; 32], Vec<u8>);
+
+/// Why a store operation failed. Each message is one sentence that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {} is not writable: {source}; fix the directory's permissions or use another --home",
+        path.display()
+    )]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "another deskmesh process is using the store at {}; stop it or use its control socket",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+
+    #[error("the disk holding the store at {} is full; free some space and try again", path.display())]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "the store at {} is corrupt ({detail}); move it aside and let the node resync from its peers",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+
+    #[error(
+        "the store at {} was written by a newer deskmesh (store format {found}, this build reads up to {supported}); upgrade deskmesh",
+        path.display()
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+
+    #[error("cannot read or write the store at {}: {source}; check the disk and try again", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "the database under the store at {} failed ({detail}); restart deskmesh and report it if it happens again",
+        path.display()
+    )]
+    Backend { path: PathBuf, detail: String },
+
+    #[error("the meta key {key:?} is reserved for the store itself; use another key")]
+    ReservedMetaKey { key: String },
+}
+
+/// Signed roster operations, keyed by their hash. Source of truth.
+pub trait RosterStore {
+    /// Keeps an accepted roster operation. Returns `true` if it was new; an operation already kept is left
+    /// untouched (the first bytes win). Storing it drops any earlier rejection of the same hash in the
+    /// same atomic write, since an accepted operation is no longer rejected.
+    fn put_op(&self, hash: &Hash, bytes: &[u8]) -> Result<bool, StoreError>;
+    /// The bytes of one operation, if kept.
+    fn op(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether an operation is kept, without copying its bytes.
+    fn has_op(&self, hash: &Hash) -> Result<bool, StoreError>;
+    /// Every kept operation, ordered by hash (not causally: the roster orders them).
+    fn ops(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError>;
+    /// Keeps a rejected operation and why, for the audit; a later call for the same hash replaces the
+    /// reason. It does not touch the accepted operations.
+    fn put_rejected_op(&self, hash: &Hash, bytes: &[u8], reason: &str) -> Result<(), StoreError>;
+    /// Every rejected operation with its reason, ordered by hash.
+    fn rejected_ops(&self) -> Result<Vec<(Hash, Vec<u8>, String)>, StoreError>;
+}
+
+/// Signed listing changes per space, keyed by change hash. Source of truth.
+///
+/// Every received change is kept here, valid or not (p2p lesson 5): whether a change is valid depends on
+/// the roster, which can still change, so validity is recomputed on every rebuild and only the reasons
+/// live in the derived [`IndexStore`]. Keeping a new change also marks its space dirty in the index.
+pub trait ChangeStore {
+    /// Keeps one change. Returns `true` if it was new; a change already kept is left untouched.
+    fn put_change(
+        &self,
+        space: &SpaceId,
+        change_hash: &[u8; 32],
+        bytes: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// Keeps many changes of one space in one atomic write with one flush (for sync). Returns, for each
+    /// input in order, whether it was new; a hash repeated in the input is new only the first time.
+    fn put_many_changes(
+        &self,
+        space: &SpaceId,
+        changes: &[([u8; 32], &[u8])],
+    ) -> Result<Vec<bool>, StoreError>;
+    /// The bytes of one change, if kept.
+    fn change(
+        &self,
+        space: &SpaceId,
+        change_hash: &[u8; 32],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every change of a space, ordered by change hash (not causally).
+    fn changes(&self, space: &SpaceId) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Whether a change is kept, without copying its bytes.
+    fn has_change(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError>;
+    /// The hashes of every change of a space, ordered.
+    fn change_hashes(&self, space: &SpaceId) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// Every space with at least one kept change, ordered.
+    fn spaces(&self) -> Result<Vec<SpaceId>, StoreError>;
+}
+
+/// The newest signed seat beacon per (space, pool). The caller decides which beacon is newest and when one
+/// has expired; the store only keeps the last one it was given.
+pub trait BeaconStore {
+    /// Keeps `bytes` as the beacon of this pool, replacing any earlier one.
+    fn put_beacon(&self, space: &SpaceId, pool: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Forgets the beacon of a pool (expired, or the pool left the listing). Returns whether one was kept.
+    fn remove_beacon(&self, space: &SpaceId, pool: &str) -> Result<bool, StoreError>;
+    /// The beacon of one pool, if kept.
+    fn beacon(&self, space: &SpaceId, pool: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The beacons of one space as (pool, bytes), ordered by pool.
+    fn space_beacons(&self, space: &SpaceId) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every beacon, ordered by space then pool.
+    fn beacons(&self) -> Result<Vec<(SpaceId, String, Vec<u8>)>, StoreError>;
+}
+
+/// The derived directory index: one materialised listing (JSON with its summary) per space, the reasons
+/// changes were rejected, and which spaces need rebuilding. All of it can be rebuilt from the source of
+/// truth, so [`IndexStore::clear_index`] is always safe.
+///
+/// A space is *dirty* when its index may lag behind its changes: [`ChangeStore`] marks a space dirty in
+/// the same atomic write that keeps a new change, [`IndexStore::clear_index`] marks every space dirty, and
+/// [`IndexStore::put_entry`] or [`IndexStore::replace_space_index`] clear the mark. After a crash,
+/// [`IndexStore::dirty_spaces`] is exactly the set of spaces to rebuild.
+pub trait IndexStore {
+    /// Sets the materialised listing of a space and clears its dirty mark, atomically. Its rejections are
+    /// left as they are.
+    fn put_entry(&self, space: &SpaceId, json: &[u8]) -> Result<(), StoreError>;
+    /// The materialised listing of a space, if any.
+    fn entry(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every materialised listing, ordered by space.
+    fn entries(&self) -> Result<Vec<(SpaceId, Vec<u8>)>, StoreError>;
+    /// Records why one change was rejected (the change's bytes stay in [`ChangeStore`]); replaces any
+    /// earlier reason for the same change.
+    fn put_rejected_change(
+        &self,
+        space: &SpaceId,
+        change_hash: &[u8; 32],
+        reason_json: &[u8],
+    ) -> Result<(), StoreError>;
+    /// The rejected changes of one space as (change hash, reason JSON), ordered by hash.
+    fn space_rejections(&self, space: &SpaceId) -> Result<Vec<SpaceRejection>, StoreError>;
+    /// Every rejected change as (space, change hash, reason JSON), ordered by space then hash.
+    fn rejected_changes(&self) -> Result<Vec<RejectedChange>, StoreError>;
+    /// Replaces everything derived about one space in one atomic write: its listing (`None` removes it,
+    /// for a space none of whose changes are valid) and its full set of rejections; clears its dirty mark.
+    fn replace_space_index(
+        &self,
+        space: &SpaceId,
+        listing: Option<&[u8]>,
+        rejected: &[([u8; 32], &[u8])],
+    ) -> Result<(), StoreError>;
+    /// The spaces whose index may lag behind their changes, ordered.
+    fn dirty_spaces(&self) -> Result<Vec<SpaceId>, StoreError>;
+    /// Drops every listing and rejection and marks every known space dirty, atomically, for a full rebuild.
+    fn clear_index(&self) -> Result<(), StoreError>;
+}
+
+/// Small named settings of the node.
+pub trait MetaStore {
+    /// The value of a meta key, if set.
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets a meta key. [`FORMAT_VERSION_KEY`] is reserved and refused.
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Everything the node keeps locally. Object safe, so callers can hold an `Arc<dyn Store>`.
+pub trait Store:
+    RosterStore + ChangeStore + BeaconStore + IndexStore + MetaStore + Send + Sync
+{
+    /// Makes every earlier write durable. Write methods already flush; this is for callers that want an
+    /// explicit barrier (before exiting, say).
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Refuses writes to keys the store manages itself.
+fn check_meta_key(key: &str) -> Result<(), StoreError> {
+    if key == FORMAT_VERSION_KEY {
+        return Err(StoreError::ReservedMetaKey {
+            key: key.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The same behaviour suite, run against every implementation.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests: a panic is a failure with its message.
+mod tests {
+    use super::*;
+
+    fn space(n: u8) -> SpaceId {
+        // Distinct valid ids that sort in `n` order: sixteen equal base32 characters after `sp-`.
+        let body: String = std::iter::repeat_n(char::from(b'a' + n), 16).collect();
+        format!("sp-{body}")
+            .parse()
+            .expect("test space id is valid")
+    }
+
+    fn h(n: u8) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0] = n;
+        b[31] = n.wrapping_mul(7);
+        b
+    }
+
+    pub(super) fn roster_put_op_reports_new_and_keeps_first(s: &dyn Store) {
+        assert!(s.put_op(&Hash(h(1)), b"op-one").unwrap());
+        assert!(!s.put_op(&Hash(h(1)), b"other").unwrap());
+        assert!(s.put_op(&Hash(h(0)), b"op-zero").unwrap());
+        assert_eq!(s.op(&Hash(h(1))).unwrap().as_deref(), Some(&b"op-one"[..]));
+        assert_eq!(s.op(&Hash(h(9))).unwrap(), None);
+        assert!(s.has_op(&Hash(h(0))).unwrap());
+        assert!(!s.has_op(&Hash(h(9))).unwrap());
+        assert_eq!(
+            s.ops().unwrap(),
+            vec![
+                (Hash(h(0)), b"op-zero".to_vec()),
+                (Hash(h(1)), b"op-one".to_vec())
+            ]
+        );
+    }
+
+    pub(super) fn roster_rejected_ops_are_kept_apart(s: &dyn Store) {
+        s.put_rejected_op(&Hash(h(2)), b"bad", "signature does not verify")
+            .unwrap();
+        s.put_rejected_op(&Hash(h(3)), b"", "").unwrap();
+        s.put_rejected_op(&Hash(h(2)), b"bad", "unknown parent")
+            .unwrap();
+        assert!(s.ops().unwrap().is_empty());
+        assert!(!s.has_op(&Hash(h(2))).unwrap());
+        assert_eq!(
+            s.rejected_ops().unwrap(),
+            vec![
+                (Hash(h(2)), b"bad".to_vec(), "unknown parent".to_string()),
+                (Hash(h(3)), Vec::new(), String::new()),
+            ]
+        );
+        // Accepting the operation later drops its rejection.
+        assert!(s.put_op(&Hash(h(2)), b"bad").unwrap());
+        assert_eq!(
+            s.rejected_ops().unwrap(),
+            vec![(Hash(h(3)), Vec::new(), String::new())]
+        );
+    }
+
+    pub(super) fn changes_are_per_space(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        assert!(s.put_change(&a, &h(2), b"a2").unwrap());
+        assert!(s.put_change(&a, &h(1), b"a1").unwrap());
+        assert!(!s.put_change(&a, &h(1), b"changed").unwrap());
+        assert!(s.put_change(&b, &h(1), b"b1").unwrap());
+        assert_eq!(s.changes(&a).unwrap(), vec![b"a1".to_vec(), b"a2".to_vec()]);
+        assert_eq!(s.changes(&b).unwrap(), vec![b"b1".to_vec()]);
+        assert!(s.changes(&space(2)).unwrap().is_empty());
+        assert_eq!(s.change_hashes(&a).unwrap(), vec![h(1), h(2)]);
+        assert!(s.has_change(&b, &h(1)).unwrap());
+        assert!(!s.has_change(&b, &h(2)).unwrap());
+        assert_eq!(s.change(&a, &h(1)).unwrap().as_deref(), Some(&b"a1"[..]));
+        assert_eq!(s.change(&b, &h(2)).unwrap(), None);
+        assert_eq!(s.spaces().unwrap(), vec![a, b]);
+    }
+
+    pub(super) fn put_many_changes_reports_each(s: &dyn Store) {
+        let a = space(3);
+        assert!(s.put_change(&a, &h(1), b"one").unwrap());
+        let batch: [([u8; 32], &[u8]); 4] =
+            [(h(1), b"x"), (h(2), b"two"), (h(3), b"three"), (h(2), b"y")];
+        assert_eq!(
+            s.put_many_changes(&a, &batch).unwrap(),
+            vec![false, true, true, false]
+        );
+        assert_eq!(
+            s.changes(&a).unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
+        assert!(s.put_many_changes(&a, &[]).unwrap().is_empty());
+    }
+
+    pub(super) fn spaces_skip_many_changes(s: &dyn Store) {
+        let spaces: Vec<SpaceId> = (0..5).map(space).collect();
+        for sp in &spaces {
+            let batch: Vec<([u8; 32], &[u8])> = (0..20).map(|i| (h(i), &b"c"[..])).collect();
+            s.put_many_changes(sp, &batch).unwrap();
+        }
+        assert_eq!(s.spaces().unwrap(), spaces);
+        assert_eq!(s.change_hashes(&spaces[2]).unwrap().len(), 20);
+    }
+
+    pub(super) fn beacons_keep_the_last(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        s.put_beacon(&a, "hot-desks", b"old").unwrap();
+        s.put_beacon(&a, "hot-desks", b"new").unwrap();
+        s.put_beacon(&a, "booths", b"booth").unwrap();
+        s.put_beacon(&b, "", b"unnamed").unwrap();
+        s.put_beacon(&b, "caf\u{e9} \u{0}x", b"odd").unwrap();
+        assert_eq!(
+            s.beacon(&a, "hot-desks").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(s.beacon(&a, "missing").unwrap(), None);
+        assert_eq!(
+            s.beacon(&b, "caf\u{e9} \u{0}x").unwrap().as_deref(),
+            Some(&b"odd"[..])
+        );
+        assert_eq!(
+            s.space_beacons(&a).unwrap(),
+            vec![
+                ("booths".to_string(), b"booth".to_vec()),
+                ("hot-desks".to_string(), b"new".to_vec())
+            ]
+        );
+        assert_eq!(
+            s.beacons().unwrap(),
+            vec![
+                (a.clone(), "booths".to_string(), b"booth".to_vec()),
+                (a.clone(), "hot-desks".to_string(), b"new".to_vec()),
+                (b.clone(), String::new(), b"unnamed".to_vec()),
+                (b.clone(), "caf\u{e9} \u{0}x".to_string(), b"odd".to_vec()),
+            ]
+        );
+        assert!(s.remove_beacon(&a, "booths").unwrap());
+        assert!(!s.remove_beacon(&a, "booths").unwrap());
+        assert_eq!(s.space_beacons(&a).unwrap().len(), 1);
+    }
+
+    pub(super) fn index_entries_and_rejections(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        s.put_entry(&b, b"{\"name\":\"b\"}").unwrap();
+        s.put_entry(&a, b"{\"name\":\"a0\"}").unwrap();
+        s.put_entry(&a, b"{\"name\":\"a\"}").unwrap();
+        assert_eq!(
+            s.entry(&a).unwrap().as_deref(),
+            Some(&b"{\"name\":\"a\"}"[..])
+        );
+        assert_eq!(s.entry(&space(2)).unwrap(), None);
+        assert_eq!(
+            s.entries().unwrap(),
+            vec![
+                (a.clone(), b"{\"name\":\"a\"}".to_vec()),
+                (b.clone(), b"{\"name\":\"b\"}".to_vec())
+            ]
+        );
+        s.put_rejected_change(&b, &h(5), b"{\"why\":\"revoked\"}")
+            .unwrap();
+        s.put_rejected_change(&a, &h(6), b"{\"why\":\"x\"}")
+            .unwrap();
+        s.put_rejected_change(&a, &h(6), b"{\"why\":\"unauthorised\"}")
+            .unwrap();
+        assert_eq!(
+            s.rejected_changes().unwrap(),
+            vec![
+                (a.clone(), h(6), b"{\"why\":\"unauthorised\"}".to_vec()),
+                (b.clone(), h(5), b"{\"why\":\"revoked\"}".to_vec()),
+            ]
+        );
+        assert_eq!(
+            s.space_rejections(&b).unwrap(),
+            vec![(h(5), b"{\"why\":\"revoked\"}".to_vec())]
+        );
+    }
+
+    pub(super) fn replace_space_index_replaces_everything(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        s.put_entry(&a, b"old").unwrap();
+        s.put_rejected_change(&a, &h(1), b"r1").unwrap();
+        s.put_rejected_change(&a, &h(2), b"r2").unwrap();
+        s.put_rejected_change(&b, &h(1), b"other space").unwrap();
+        s.replace_space_index(&a, Some(b"new"), &[(h(3), b"r3"), (h(2), b"r2'")])
+            .unwrap();
+        assert_eq!(s.entry(&a).unwrap().as_deref(), Some(&b"new"[..]));
+        assert_eq!(
+            s.space_rejections(&a).unwrap(),
+            vec![(h(2), b"r2'".to_vec()), (h(3), b"r3".to_vec())]
+        );
+        assert_eq!(
+            s.space_rejections(&b).unwrap(),
+            vec![(h(1), b"other space".to_vec())]
+        );
+        s.replace_space_index(&a, None, &[]).unwrap();
+        assert_eq!(s.entry(&a).unwrap(), None);
+        assert!(s.space_rejections(&a).unwrap().is_empty());
+        assert_eq!(s.entries().unwrap(), Vec::new());
+    }
+
+    pub(super) fn dirty_marks_follow_new_changes(s: &dyn Store) {
+        let (a, b, c) = (space(0), space(1), space(2));
+        assert!(s.dirty_spaces().unwrap().is_empty());
+        s.put_change(&a, &h(1), b"a1").unwrap();
+        s.put_many_changes(&b, &[(h(1), b"b1")]).unwrap();
+        assert_eq!(s.dirty_spaces().unwrap(), vec![a.clone(), b.clone()]);
+        s.put_entry(&a, b"a").unwrap();
+        s.replace_space_index(&b, None, &[(h(1), b"bad")]).unwrap();
+        assert!(s.dirty_spaces().unwrap().is_empty());
+        // A change already kept is no news: the index does not lag.
+        assert!(!s.put_change(&a, &h(1), b"a1").unwrap());
+        assert_eq!(
+            s.put_many_changes(&b, &[(h(1), b"b1")]).unwrap(),
+            vec![false]
+        );
+        assert!(s.dirty_spaces().unwrap().is_empty());
+        // Rejections alone do not clear a mark: the listing has not been rewritten.
+        s.put_change(&c, &h(1), b"c1").unwrap();
+        s.put_rejected_change(&c, &h(1), b"bad").unwrap();
+        assert_eq!(s.dirty_spaces().unwrap(), vec![c]);
+    }
+
+    pub(super) fn clear_index_keeps_the_truth(s: &dyn Store) {
+        let (a, b, orphan) = (space(0), space(1), space(4));
+        s.put_op(&Hash(h(1)), b"op").unwrap();
+        s.put_rejected_op(&Hash(h(2)), b"bad op", "why").unwrap();
+        s.put_change(&a, &h(1), b"a1").unwrap();
+        s.put_change(&b, &h(1), b"b1").unwrap();
+        s.put_beacon(&a, "desks", b"beacon").unwrap();
+        s.put_meta("name", b"node").unwrap();
+        s.put_entry(&a, b"a").unwrap();
+        s.put_entry(&b, b"b").unwrap();
+        // An index row with no change behind it is still dropped and its space marked for a rebuild.
+        s.put_rejected_change(&orphan, &h(1), b"r").unwrap();
+        assert!(s.dirty_spaces().unwrap().is_empty());
+
+        s.clear_index().unwrap();
+        assert!(s.entries().unwrap().is_empty());
+        assert!(s.rejected_changes().unwrap().is_empty());
+        assert_eq!(
+            s.dirty_spaces().unwrap(),
+            vec![a.clone(), b.clone(), orphan]
+        );
+        assert_eq!(s.ops().unwrap().len(), 1);
+        assert_eq!(s.rejected_ops().unwrap().len(), 1);
+        assert_eq!(s.changes(&a).unwrap(), vec![b"a1".to_vec()]);
+        assert_eq!(s.spaces().unwrap(), vec![a.clone(), b]);
+        assert_eq!(
+            s.beacon(&a, "desks").unwrap().as_deref(),
+            Some(&b"beacon"[..])
+        );
+        assert_eq!(s.get_meta("name").unwrap().as_deref(), Some(&b"node"[..]));
+    }
+
+    pub(super) fn meta_is_stamped_and_reserved(s: &dyn Store) {
+        assert_eq!(
+            s.get_meta(FORMAT_VERSION_KEY).unwrap(),
+            Some(FORMAT_VERSION.to_string().into_bytes())
+        );
+        let err = s.put_meta(FORMAT_VERSION_KEY, b"7").unwrap_err();
+        assert!(matches!(err, StoreError::ReservedMetaKey { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the meta key \"format_version\" is reserved for the store itself; use another key"
+        );
+        assert_eq!(s.get_meta("peer-count").unwrap(), None);
+        s.put_meta("peer-count", b"3").unwrap();
+        s.put_meta("peer-count", b"4").unwrap();
+        s.put_meta("", b"empty key").unwrap();
+        assert_eq!(
+            s.get_meta("peer-count").unwrap().as_deref(),
+            Some(&b"4"[..])
+        );
+        assert_eq!(s.get_meta("").unwrap().as_deref(), Some(&b"empty key"[..]));
+        s.flush().unwrap();
+    }
+
+    pub(super) fn store_is_shared_across_threads(s: &dyn Store) {
+        let a = space(0);
+        std::thread::scope(|scope| {
+            for t in 0..4u8 {
+                let a = &a;
+                scope.spawn(move || {
+                    for i in 0..25u8 {
+                        let hash = h(t * 25 + i);
+                        // Every thread also offers the first hash, so exactly one must win it.
+                        s.put_change(a, &h(200), b"contended").unwrap();
+                        assert!(s.put_change(a, &hash, &[t, i]).unwrap());
+                    }
+                });
+            }
+        });
+        assert_eq!(s.change_hashes(&a).unwrap().len(), 101);
+    }
+
+    /// Runs every behaviour above against one implementation; `$open` yields the store and whatever must
+    /// stay alive beside it (a temporary directory).
+    macro_rules! suite {
+        ($name:ident, $open:expr) => {
+            mod $name {
+                use super::*;
+                suite!(@tests $open;
+                    roster_put_op_reports_new_and_keeps_first,
+                    roster_rejected_ops_are_kept_apart,
+                    changes_are_per_space,
+                    put_many_changes_reports_each,
+                    spaces_skip_many_changes,
+                    beacons_keep_the_last,
+                    index_entries_and_rejections,
+                    replace_space_index_replaces_everything,
+                    dirty_marks_follow_new_changes,
+                    clear_index_keeps_the_truth,
+                    meta_is_stamped_and_reserved,
+                    store_is_shared_across_threads
+                );
+            }
+        };
+        (@tests $open:expr; $($test:ident),*) => {
+            $(
+                #[test]
+                fn $test() {
+                    let (store, _keep) = $open;
+                    super::$test(&store);
+                }
+            )*
+        };
+    }
+
+    suite!(memory, (MemoryStore::new(), ()));
+    suite!(sled, {
+        let dir = tempfile::tempdir().unwrap();
+        (SledStore::open(dir.path()).unwrap(), dir)
+    });
+}

@@ -1,0 +1,162 @@
+//! The spaces table's data: a search index over every listing and the filtered, sorted list of rows.
+//!
+//! The index is built once and kept; the filtered list is rebuilt only when the data or the filters
+//! change, never per frame, so drawing touches just the visible rows even with 10,000 spaces. The index
+//! is append-only: a changed listing is pushed as a new index row and its old row is left dead (skipped
+//! after each query), so a live listing update costs one row, not a rebuild of 10,000. The index is
+//! compacted when dead rows outnumber live ones.
+
+use chrono::{DateTime, Utc};
+use deskmesh_crdt_model::query::fold;
+use deskmesh_crdt_model::{Listing, OpenState, Query, SearchIndex, Sort};
+
+use crate::model::SpaceView;
+use crate::seats;
+
+/// Table order. `Distance` needs a point; the others always apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    #[default]
+    Name,
+    City,
+    /// Most free seats first.
+    Seats,
+    /// Cheapest day pass first; spaces without one last. Currencies are not converted.
+    Price,
+    /// Nearest first from the point set with `n`.
+    Distance,
+}
+
+impl SortKey {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::City => "city",
+            Self::Seats => "seats",
+            Self::Price => "price",
+            Self::Distance => "distance",
+        }
+    }
+
+    /// The next key in the `s` cycle; distance only when a point is set.
+    pub(crate) fn next(self, has_point: bool) -> Self {
+        match self {
+            Self::Name => Self::City,
+            Self::City => Self::Seats,
+            Self::Seats => Self::Price,
+            Self::Price if has_point => Self::Distance,
+            Self::Price | Self::Distance => Self::Name,
+        }
+    }
+}
+
+/// The search index and the rows currently shown, as slots into the app's `spaces`.
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    index: SearchIndex,
+    /// Index row to slot.
+    row_slot: Vec<usize>,
+    /// Slot to its live index row.
+    slot_row: Vec<usize>,
+    /// Folded city per slot, the city sort key.
+    city_key: Vec<String>,
+    /// Slots that pass the filters, in display order.
+    pub(crate) shown: Vec<usize>,
+}
+
+impl Directory {
+    pub(crate) fn build(spaces: &[SpaceView]) -> Self {
+        let mut d = Self::default();
+        for (slot, s) in spaces.iter().enumerate() {
+            d.set(slot, &s.listing);
+        }
+        d
+    }
+
+    /// Index slot `slot` (a new one when `slot` is the next free slot) with `listing`.
+    pub(crate) fn set(&mut self, slot: usize, listing: &Listing) {
+        let row = self.index.len();
+        self.index.push(listing);
+        self.row_slot.push(slot);
+        let city = fold(&listing.location.address.city);
+        if slot < self.slot_row.len() {
+            self.slot_row[slot] = row;
+            self.city_key[slot] = city;
+        } else {
+            self.slot_row.push(row);
+            self.city_key.push(city);
+        }
+    }
+
+    /// Rebuild from scratch when more than half the index rows are dead.
+    pub(crate) fn compact_if_needed(&mut self, spaces: &[SpaceView]) {
+        let dead = self.index.len() - self.slot_row.len();
+        if dead > 64 && dead > self.slot_row.len() {
+            let shown = std::mem::take(&mut self.shown);
+            *self = Self::build(spaces);
+            self.shown = shown;
+        }
+    }
+
+    pub(crate) fn open_state(&self, slot: usize, now: DateTime<Utc>) -> OpenState {
+        self.slot_row
+            .get(slot)
+            .map_or(OpenState::Unknown, |&row| self.index.open_state(row, now))
+    }
+
+    /// Run `query` (its own sort is replaced) and order the hits by `sort`.
+    pub(crate) fn refilter(
+        &mut self,
+        spaces: &[SpaceView],
+        query: &Query,
+        sort: SortKey,
+        point: Option<(f64, f64)>,
+        now: DateTime<Utc>,
+    ) {
+        let mut q = query.clone();
+        q.sort = match (sort, point) {
+            (SortKey::Distance, Some((lat, lon))) => Sort::Distance { lat, lon },
+            _ => Sort::Name,
+        };
+        let seats_free = |row: usize| {
+            let slot = self.row_slot[row];
+            let open = self.index.open_state(row, now);
+            seats::summary(&spaces[slot], open, now).seats_free()
+        };
+        let hits = q.run_on(&self.index, seats_free, now);
+        let mut shown: Vec<usize> = hits
+            .into_iter()
+            .filter_map(|row| {
+                let slot = self.row_slot[row];
+                (self.slot_row[slot] == row).then_some(slot)
+            })
+            .collect();
+
+        // Stable sorts on top of the name order, so ties stay alphabetical.
+        match sort {
+            SortKey::Name | SortKey::Distance => {}
+            SortKey::City => shown.sort_by(|&a, &b| self.city_key[a].cmp(&self.city_key[b])),
+            SortKey::Price => {
+                let price = |slot: usize| spaces[slot].listing.day_pass().map(|o| o.price);
+                shown.sort_by(|&a, &b| match (price(a), price(b)) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                });
+            }
+            SortKey::Seats => {
+                let mut keyed: Vec<(i64, usize)> = shown
+                    .iter()
+                    .map(|&slot| {
+                        let open = self.open_state(slot, now);
+                        (-seats::summary(&spaces[slot], open, now).rank(), slot)
+                    })
+                    .collect();
+                keyed.sort_by_key(|(rank, _)| *rank);
+                shown = keyed.into_iter().map(|(_, slot)| slot).collect();
+            }
+        }
+        self.shown = shown;
+    }
+}

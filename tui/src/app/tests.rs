@@ -1,0 +1,1 @@
+//! Unit tests of App::handle and App::update with a fake node.

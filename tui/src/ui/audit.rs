@@ -1,0 +1,139 @@
+//! The audit view, for coordinators: the roster's operations with who signed each, and for the selected
+//! listing the keys that signed its changes and every change that was refused, with the reason.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use super::max_scroll as lines_scroll;
+use super::text::wrap;
+use crate::app::{App, AuditPane};
+use crate::seats::ago;
+
+const SIDE_BY_SIDE: u16 = 140;
+
+fn panes(body: Rect) -> (Rect, Rect) {
+    let [a, b] = if body.width >= SIDE_BY_SIDE {
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body)
+    } else {
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body)
+    };
+    (a, b)
+}
+
+fn block(app: &App, title: String, pane: AuditPane) -> Block<'static> {
+    let t = app.theme;
+    let focused = app.audit_pane == pane;
+    let (mark, style) = if focused { ("▶ ", t.title()) } else { ("  ", t.header()) };
+    Block::new()
+        .borders(Borders::TOP)
+        .title(Span::styled(format!("{mark}{title} "), style))
+}
+
+pub(super) fn max_scroll(app: &App, body: Rect, pane: AuditPane) -> u16 {
+    let (roster, listing) = panes(body);
+    match pane {
+        AuditPane::Roster => lines_scroll(app.roster.len(), roster.height.saturating_sub(2)),
+        AuditPane::Listing => {
+            let inner = block(app, String::new(), pane).inner(listing);
+            lines_scroll(listing_lines(app, usize::from(inner.width)).len(), inner.height)
+        }
+    }
+}
+
+pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
+    let (roster_area, listing_area) = panes(body);
+    draw_roster(app, frame, roster_area);
+
+    let name = app
+        .selected_slot()
+        .map_or("no space selected".to_string(), |s| app.spaces[s].listing.name.clone());
+    let b = block(app, format!("Signatures · {name} ([ ] other space)"), AuditPane::Listing);
+    let inner = b.inner(listing_area);
+    frame.render_widget(b, listing_area);
+    let lines = listing_lines(app, usize::from(inner.width));
+    let scroll = app.audit_scroll[1].min(lines_scroll(lines.len(), inner.height));
+    frame.render_widget(Paragraph::new(lines).scroll((scroll, 0)), inner);
+}
+
+fn draw_roster(app: &App, frame: &mut Frame, area: Rect) {
+    let t = app.theme;
+    let b = block(app, format!("Roster · {} operations", app.roster.len()), AuditPane::Roster);
+    let inner = b.inner(area);
+    frame.render_widget(b, area);
+    if app.roster.is_empty() {
+        frame.render_widget(Paragraph::new(Line::styled("no roster operations known", t.dim())), inner);
+        return;
+    }
+    let fit = usize::from(inner.height.saturating_sub(1));
+    let scroll = usize::from(app.audit_scroll[0].min(lines_scroll(app.roster.len(), inner.height.saturating_sub(1))));
+    let rows: Vec<Row> = app
+        .roster
+        .iter()
+        .skip(scroll)
+        .take(fit)
+        .map(|e| {
+            let signed = e.signed_by.iter().map(|k| k.short()).collect::<Vec<_>>().join(" ");
+            Row::new(vec![
+                Cell::from(e.op.short()).style(t.dim()),
+                Cell::from(e.kind.clone()).style(t.label()),
+                Cell::from(e.summary.clone()),
+                Cell::from(signed),
+                Cell::from(e.at.map_or("-".to_string(), |at| ago(at, app.now))).style(t.dim()),
+            ])
+        })
+        .collect();
+    let wide = inner.width >= 100;
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(10),
+            Constraint::Length(if wide { 14 } else { 11 }),
+            Constraint::Fill(2),
+            Constraint::Fill(1),
+            Constraint::Length(10),
+        ],
+    )
+    .header(Row::new(["op", "kind", "about", "signed by", "when"]).style(t.header()));
+    frame.render_widget(table, inner);
+}
+
+fn listing_lines(app: &App, width: usize) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let Some(slot) = app.selected_slot() else {
+        return Vec::new();
+    };
+    let s = &app.spaces[slot];
+    let mut out = vec![Line::styled(format!("Signers ({})", s.signers.len()), t.header())];
+    if s.signers.is_empty() {
+        out.push(Line::styled("  no signed changes known", t.dim()));
+    }
+    for sg in &s.signers {
+        let mut spans = vec![
+            Span::styled(format!("  {} ", sg.key.short()), t.label()),
+            Span::raw(format!("{} changes · authorised by {}", sg.changes, sg.authorised_by.short())),
+        ];
+        match sg.removed_by {
+            Some(r) => spans.push(Span::styled(format!(" · revoked by {}", r.short()), t.bad())),
+            None => spans.push(Span::styled(" · active", t.good())),
+        }
+        out.push(Line::from(spans));
+    }
+    out.push(Line::default());
+    out.push(Line::styled(format!("Rejected changes ({})", s.rejected.len()), t.header()));
+    if s.rejected.is_empty() {
+        out.push(Line::styled("  none", t.dim()));
+    }
+    for r in &s.rejected {
+        let author = r.author.map_or("unknown author".to_string(), |k| format!("by {}", k.short()));
+        out.push(Line::from(vec![
+            Span::styled(format!("  ✗ {} ", r.change), t.error()),
+            Span::styled(author, t.label()),
+        ]));
+        for line in wrap(&r.reason, width.saturating_sub(4)) {
+            out.push(Line::from(format!("    {line}")));
+        }
+    }
+    out
+}

@@ -1,0 +1,110 @@
+//! The map view: shown spaces on a ratatui canvas world map, each drawn with its seat symbol (which
+//! reads without colour) in its seat colour, the selected one marked `◉` with its name.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Map, MapResolution};
+use ratatui::widgets::{Block, Paragraph};
+use ratatui::Frame;
+
+use crate::app::App;
+use crate::seats::{self, SeatClass};
+
+pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
+    let t = app.theme;
+    let [map_area, info] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(body);
+    let (xb, yb) = app.map.bounds();
+
+    // Precompute what to print so the paint closure only places labels.
+    let in_view = |lon: f64, lat: f64| lon >= xb[0] && lon <= xb[1] && lat >= yb[0] && lat <= yb[1];
+    let selected = app.selected_slot();
+    let mut marks: Vec<(f64, f64, SeatClass)> = Vec::new();
+    for &slot in &app.dir.shown {
+        if Some(slot) == selected {
+            continue;
+        }
+        let space = &app.spaces[slot];
+        let loc = &space.listing.location;
+        if in_view(loc.lon, loc.lat) {
+            let open = app.dir.open_state(slot, app.now);
+            marks.push((loc.lon, loc.lat, seats::summary(space, open, app.now).class));
+        }
+    }
+    let chosen = selected.map(|slot| {
+        let space = &app.spaces[slot];
+        let open = app.dir.open_state(slot, app.now);
+        (space, seats::summary(space, open, app.now))
+    });
+
+    let title = format!(
+        " Map · zoom {}x · centre {:.1}°, {:.1}° ",
+        app.map.zoom, app.map.lat, app.map.lon
+    );
+    let legend = Line::from(
+        [SeatClass::Free, SeatClass::Few, SeatClass::Full, SeatClass::Unknown, SeatClass::Closed]
+            .iter()
+            .flat_map(|c| {
+                let name = match c {
+                    SeatClass::Free => "free",
+                    SeatClass::Few => "few",
+                    SeatClass::Full => "full",
+                    SeatClass::Unknown => "unknown",
+                    SeatClass::Closed => "closed",
+                };
+                [Span::styled(format!(" {}", c.symbol()), c.style(t)), Span::raw(format!(" {name} "))]
+            })
+            .collect::<Vec<_>>(),
+    );
+    let canvas = Canvas::default()
+        .block(
+            Block::bordered()
+                .title(Span::styled(title, t.title()))
+                .title_bottom(legend),
+        )
+        .marker(Marker::Braille)
+        .x_bounds(xb)
+        .y_bounds(yb)
+        .paint(|ctx| {
+            ctx.draw(&Map {
+                color: t.map_land(),
+                resolution: MapResolution::High,
+            });
+            ctx.layer();
+            for (lon, lat, class) in &marks {
+                ctx.print(*lon, *lat, Span::styled(class.symbol(), class.style(t)));
+            }
+            if let Some((space, summary)) = &chosen {
+                let loc = &space.listing.location;
+                if in_view(loc.lon, loc.lat) {
+                    ctx.print(
+                        loc.lon,
+                        loc.lat,
+                        Line::from(vec![
+                            Span::styled("◉", t.selected()),
+                            Span::styled(format!(" {} ", space.listing.name), t.selected()),
+                            Span::styled(summary.class.symbol(), summary.class.style(t)),
+                        ]),
+                    );
+                }
+            }
+        });
+    frame.render_widget(canvas, map_area);
+
+    let line = match &chosen {
+        Some((space, summary)) => {
+            let l = &space.listing;
+            Line::from(vec![
+                Span::styled(" ◉ ", t.selected()),
+                Span::styled(l.name.clone(), t.title()),
+                Span::raw(format!(", {}, {}  ", l.location.address.city, l.location.address.country)),
+                Span::styled(
+                    format!("{} {}", summary.class.symbol(), summary.text()),
+                    summary.class.style(t),
+                ),
+            ])
+        }
+        None => Line::styled(" no space selected", t.dim()),
+    };
+    frame.render_widget(Paragraph::new(line), info);
+}
