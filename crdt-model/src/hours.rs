@@ -60,30 +60,36 @@ pub enum HoursError {
     UnknownTimeZone(String),
 }
 
-/// Check an expression's syntax; the error is one short clause ("at column 7: expected ...").
+/// Check an expression's syntax; the error is one short clause ("unexpected \"8 to 6\" at column 7").
 pub(crate) fn check_syntax(text: &str) -> Result<(), String> {
     OpeningHours::from_str(text)
         .map(|_| ())
-        .map_err(|e| condense(&e.to_string()))
+        .map_err(|e| condense(&e.to_string(), text))
 }
 
-/// The parser's errors are multi-line pest reports (`--> 1:7`, a caret line, `= expected ...`); keep the
-/// position and the explanation as one clause.
-fn condense(report: &str) -> String {
-    let mut column = None;
-    let mut why = None;
-    for line in report.lines() {
-        let t = line.trim();
-        if let Some(pos) = t.strip_prefix("-->") {
-            column = pos.trim().split(':').nth(1).map(str::to_string);
-        } else if let Some(msg) = t.strip_prefix('=') {
-            why = Some(msg.trim().to_string());
+/// The parser's syntax errors are multi-line pest reports (`--> 1:7`, a caret line, `= expected` and the
+/// grammar's rule names); people are better served by the position and the text found there. Other
+/// errors (numbers out of range, inverted ranges) are one line already.
+fn condense(report: &str, text: &str) -> String {
+    let column = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("-->"))
+        .and_then(|pos| pos.trim().split(':').nth(1))
+        .and_then(|c| c.trim().parse::<usize>().ok());
+    match column {
+        Some(c) => {
+            let rest: String = text.chars().skip(c.saturating_sub(1)).collect();
+            let rest = rest.trim_end();
+            if rest.is_empty() {
+                format!("it ends too early at column {c}")
+            } else if rest.chars().count() > 24 {
+                let head: String = rest.chars().take(24).collect();
+                format!("unexpected \"{head}...\" at column {c}")
+            } else {
+                format!("unexpected \"{rest}\" at column {c}")
+            }
         }
-    }
-    match (column, why) {
-        (Some(c), Some(w)) => format!("at column {c}: {w}"),
-        (None, Some(w)) => w,
-        _ => report
+        None => report
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
@@ -108,7 +114,7 @@ impl Hours {
         let tz = Tz::from_str(tz).map_err(|_| HoursError::UnknownTimeZone(tz.to_string()))?;
         let oh = OpeningHours::from_str(text).map_err(|e| HoursError::Syntax {
             text: text.to_string(),
-            reason: condense(&e.to_string()),
+            reason: condense(&e.to_string(), text),
         })?;
         Ok(Self { oh, tz })
     }
@@ -496,11 +502,22 @@ mod tests {
     fn errors_are_one_clause() {
         let e = is_open("Mo-Fr 8 to 6", "UTC", utc("2025-05-14T09:00:00Z")).unwrap_err();
         let msg = e.to_string();
-        assert!(
-            msg.starts_with("\"Mo-Fr 8 to 6\" is not valid OSM opening_hours syntax (at column"),
-            "{msg}"
+        assert_eq!(
+            msg,
+            "\"Mo-Fr 8 to 6\" is not valid OSM opening_hours syntax (unexpected \"8 to 6\" at column 7)"
         );
-        assert!(!msg.contains('\n'), "{msg}");
+        let e = is_open("Mo-Fr 08:00-", "UTC", utc("2025-05-14T09:00:00Z")).unwrap_err();
+        assert!(
+            e.to_string().ends_with("(it ends too early at column 13)"),
+            "{e}"
+        );
+        let long = "Mo-Fr 08:00-18:00; Sx 10:00-12:00 and more words here";
+        let e = is_open(long, "UTC", utc("2025-05-14T09:00:00Z")).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("(unexpected \"Sx 10:00-12:00 and more ...\" at column 20)"),
+            "{e}"
+        );
         assert_eq!(
             is_open("24/7", "Mars/Olympus", utc("2025-05-14T09:00:00Z")),
             Err(HoursError::UnknownTimeZone("Mars/Olympus".into()))

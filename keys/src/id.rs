@@ -92,7 +92,26 @@ macro_rules! text_serde {
         }
     };
 }
-text_serde!(Hash);
+impl Serialize for Hash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            Ok(Self(<[u8; 32]>::deserialize(d)?))
+        }
+    }
+}
 
 /// A space's stable id: `sp-` and 16 base32 characters derived from its founding device key.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,7 +188,26 @@ impl FromStr for AllianceId {
         Ok(Self(body.parse()?))
     }
 }
-text_serde!(AllianceId);
+impl Serialize for AllianceId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AllianceId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse().map_err(serde::de::Error::custom)
+        } else {
+            Ok(Self(Hash::deserialize(d)?))
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

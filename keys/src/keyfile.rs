@@ -19,7 +19,9 @@ const HEADER: &str = "deskmesh-device-key-v1";
 pub enum KeyFileError {
     #[error("no device key at {0}; run `deskmesh init` first")]
     Missing(PathBuf),
-    #[error("device key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "device key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error("device key {0} is not a deskmesh key file (corrupt or truncated)")]
     Malformed(PathBuf),
@@ -123,10 +125,7 @@ mod tests {
         let path = dir.path().join("device.key");
         let key = DeviceKey::generate();
         write(&path, &key).expect("write");
-        assert_eq!(
-            read(&path).expect("read").public_key(),
-            key.public_key()
-        );
+        assert_eq!(read(&path).expect("read").public_key(), key.public_key());
         assert!(matches!(write(&path, &key), Err(KeyFileError::Exists(_))));
         #[cfg(unix)]
         {

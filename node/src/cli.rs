@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use deskmesh_crdt_model::query::{AccessNeed, Query, Sort};
 use deskmesh_crdt_model::listing::Amenity;
+use deskmesh_crdt_model::query::{AccessNeed, Query, Sort};
 
 use crate::home::Home;
 use crate::ops::{self, Node};
@@ -249,6 +249,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
         }
     };
+    if let Command::Demo { json } = cli.command {
+        // The demo lives in a fresh temporary home unless one is given.
+        let home = match cli.home {
+            Some(h) => Home::at(h),
+            None => Home::at(std::env::temp_dir().join(format!(
+                "deskmesh-demo-{}-{}",
+                std::process::id(),
+                chrono::Utc::now().timestamp()
+            ))),
+        };
+        output::print(json, &crate::demo::run(&home, chrono::Utc::now())?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let home = Home::resolve(cli.home.clone())?;
     execute(&home, cli.command)?;
     Ok(ExitCode::SUCCESS)
@@ -261,12 +274,9 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
             let out = ops::init(home, name)?;
             output::print(json, &out)
         }
-        Command::Demo { json } => {
-            let out = ops::demo(home, now)?;
-            output::print(json, &out)
-        }
+        Command::Demo { .. } => Ok(()),
         Command::Alliance(cmd) => {
-            let node = Node::open(home)?;
+            let mut node = Node::open(home)?;
             match cmd {
                 AllianceCommand::Create {
                     name,
@@ -305,7 +315,8 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
             if json {
                 output::print_json(&listing.to_value())
             } else {
-                output::print(false, &output::ListingText(&listing))
+                output::write_stdout(&format!("{}\n", output::ListingText(&listing)));
+                Ok(())
             }
         }
         Command::Seats(SeatsCommand::Set {
@@ -326,9 +337,12 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
             let node = Node::open(home)?;
             output::print(json, &node.import(&file, now)?)
         }
-        Command::Export { format, output: out } => {
+        Command::Export {
+            format,
+            output: out,
+        } => {
             let node = Node::open(home)?;
-            let text = node.export(format, now)?;
+            let text = node.export(format)?;
             match out {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display())),
@@ -340,7 +354,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
         }
         Command::Audit { json } => {
             let node = Node::open(home)?;
-            output::print(json, &node.audit()?)
+            output::print(json, &node.audit(now)?)
         }
     }
 }
@@ -358,10 +372,12 @@ pub fn query_from(args: &ListArgs) -> anyhow::Result<Query> {
         ..Query::default()
     };
     for a in &args.amenities {
-        q.amenities.push(a.parse::<Amenity>().map_err(anyhow::Error::msg)?);
+        q.amenities
+            .push(a.parse::<Amenity>().map_err(anyhow::Error::msg)?);
     }
     for a in &args.access {
-        q.access.push(a.parse::<AccessNeed>().map_err(anyhow::Error::msg)?);
+        q.access
+            .push(a.parse::<AccessNeed>().map_err(anyhow::Error::msg)?);
     }
     if let Some(near) = &args.near {
         let (lat, lon) = near

@@ -93,12 +93,10 @@ impl Home {
     pub fn read_config(&self) -> anyhow::Result<NodeConfig> {
         let path = self.config_path();
         let text = fs::read_to_string(&path).with_context(|| {
-            format!(
-                "cannot read {}; run `deskmesh init` first",
-                path.display()
-            )
+            format!("cannot read {}; run `deskmesh init` first", path.display())
         })?;
-        toml::from_str(&text).with_context(|| format!("{} is not a valid node.toml", path.display()))
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid node.toml", path.display()))
     }
 
     pub fn write_config(&self, config: &NodeConfig) -> anyhow::Result<()> {

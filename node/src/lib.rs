@@ -1,3 +1,17 @@
-//! Placeholder crate root; filled in by the foundation work.
+//! deskmesh-node: one space's (or member's) node.
+//!
+//! It owns the home directory layout ([`home`]), the sled store behind small traits ([`store`]), the
+//! operations every front end uses ([`ops`], [`commands`], [`audit`], [`export`], [`demo`]), the sans-I/O
+//! sync core ([`sync`]) and the `deskmesh` command line ([`cli`], [`output`]). It is the only crate that
+//! does file and network I/O.
+
+pub mod audit;
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod export;
+pub mod home;
+pub mod ops;
+pub mod output;
 pub mod store;
 pub mod sync;

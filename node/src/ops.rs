@@ -11,13 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use chrono::{DateTime, Utc};
-use deskmesh_crdt_model::beacon::{self, Availability, SeatBeacon, SignedBeacon};
+use deskmesh_crdt_model::beacon::{Availability, SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, SignedChange};
 use deskmesh_crdt_model::doc::SpaceDoc;
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_keys::invite::Invite;
-use deskmesh_keys::roster::{OpBody, Roster, SignedOp};
+use deskmesh_keys::roster::{Roster, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
 use serde::{Deserialize, Serialize};
 
@@ -47,10 +45,6 @@ impl fmt::Debug for Node {
     }
 }
 
-fn now_ms(now: DateTime<Utc>) -> i64 {
-    now.timestamp_millis()
-}
-
 /// The roster as the listing model sees it: who may sign for which space at which roster heads.
 #[derive(Debug)]
 pub struct RosterAuthority<'a>(pub Option<&'a Roster>);
@@ -59,10 +53,7 @@ impl Authority for RosterAuthority<'_> {
     fn authorise(&self, heads: &[Hash], key: &PublicKey, space: &SpaceId) -> Result<Hash, Denial> {
         match self.0 {
             Some(roster) => roster.authorise(heads, key, space),
-            None => Err(Denial {
-                pending: true,
-                reason: "this node has not joined an alliance yet".into(),
-            }),
+            None => Err(Denial::pending("this node has not joined an alliance yet")),
         }
     }
 }
@@ -149,7 +140,7 @@ impl Node {
         self.roster.as_ref().map(|r| r.alliance_id())
     }
 
-    fn require_roster(&self) -> anyhow::Result<&Roster> {
+    pub fn require_roster(&self) -> anyhow::Result<&Roster> {
         self.roster.as_ref().ok_or_else(|| {
             anyhow!("this node is not in an alliance yet; run `deskmesh alliance create NAME` or `deskmesh alliance join TOKEN`")
         })
@@ -178,7 +169,14 @@ impl Node {
             anyhow!("the store names alliance {id} but does not hold its create operation")
         })?;
         let mut roster = Roster::new(create)?;
-        insert_all(&mut roster, pending);
+        let report = roster.insert_all(pending);
+        if !report.pending.is_empty() || !report.rejected.is_empty() {
+            tracing::warn!(
+                pending = report.pending.len(),
+                rejected = report.rejected.len(),
+                "some stored roster operations could not be applied"
+            );
+        }
         Ok(Some(roster))
     }
 
@@ -199,14 +197,13 @@ impl Node {
         let me = self.public_key();
         roster
             .state()
-            .ok()?
             .spaces
-            .into_iter()
+            .iter()
             .find(|(_, s)| s.revoked.is_none() && s.devices.contains_key(&me))
-            .map(|(id, _)| id)
+            .map(|(id, _)| id.clone())
     }
 
-    fn require_space(&self) -> anyhow::Result<SpaceId> {
+    pub fn require_space(&self) -> anyhow::Result<SpaceId> {
         self.require_roster()?;
         self.my_space().ok_or_else(|| {
             anyhow!("this node's key is not a device of any space in the roster; ask a coordinator for an invite and run `deskmesh alliance join TOKEN`")
@@ -214,6 +211,27 @@ impl Node {
     }
 
     // ---- the directory index -------------------------------------------------------------------
+
+    /// Replaces the roster (after creating or joining an alliance).
+    pub fn set_roster(&mut self, roster: Roster) {
+        self.roster = Some(roster);
+    }
+
+    /// Rebuilds every space's index, e.g. after a roster change that may authorise or exclude changes.
+    pub fn reindex_all(&self) -> anyhow::Result<()> {
+        for space in self.store.spaces()? {
+            self.reindex(&space)?;
+        }
+        Ok(())
+    }
+
+    /// The space's document rebuilt from the store.
+    pub fn space_doc(
+        &self,
+        space: &SpaceId,
+    ) -> anyhow::Result<(SpaceDoc, Vec<([u8; 32], String)>)> {
+        self.load_doc(space)
+    }
 
     /// Rebuilds the index of every space the store marks dirty (after a crash, or after new changes).
     pub fn reindex_dirty(&self) -> anyhow::Result<()> {
@@ -232,7 +250,7 @@ impl Node {
             None => None,
         };
         let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
-        for r in doc.rejected.iter() {
+        for r in doc.rejected() {
             let reason = RejectionRecord {
                 author: r.author,
                 reason: r.reason.clone(),
@@ -290,8 +308,9 @@ impl Node {
     pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
         let mut out = Vec::new();
         for (space, bytes) in self.store.entries()? {
-            let entry: IndexEntry = serde_json::from_slice(&bytes)
-                .with_context(|| format!("the index entry of {space} is corrupt; it will be rebuilt"))?;
+            let entry: IndexEntry = serde_json::from_slice(&bytes).with_context(|| {
+                format!("the index entry of {space} is corrupt; it will be rebuilt")
+            })?;
             out.push(entry);
         }
         Ok(out)
@@ -301,28 +320,11 @@ impl Node {
     pub fn beacons(&self) -> anyhow::Result<Vec<SeatBeacon>> {
         let mut out = Vec::new();
         for (_, _, bytes) in self.store.beacons()? {
-            if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.verify()) {
+            if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
                 out.push(b);
             }
         }
         Ok(out)
-    }
-}
-
-/// Inserts roster ops in any order, retrying those whose parents arrive later; returns what never fit.
-pub fn insert_all(roster: &mut Roster, mut pending: Vec<SignedOp>) -> Vec<(SignedOp, String)> {
-    loop {
-        let before = pending.len();
-        let mut still = Vec::new();
-        for op in pending {
-            if let Err(e) = roster.insert(op.clone()) {
-                still.push((op, e.to_string()));
-            }
-        }
-        if still.len() == before || still.is_empty() {
-            return still;
-        }
-        pending = still.into_iter().map(|(op, _)| op).collect();
     }
 }
 
@@ -358,17 +360,17 @@ impl IndexEntry {
     fn from_doc(doc: &SpaceDoc, roster: Option<&Roster>) -> Option<Self> {
         let listing = doc.listing()?;
         let mut by_key: BTreeMap<PublicKey, SignerInfo> = BTreeMap::new();
-        for c in doc.accepted.values() {
+        for c in doc.accepted().values() {
             let e = by_key.entry(c.author).or_insert_with(|| SignerInfo {
                 key: c.author,
                 changes: 0,
                 authorised_by: c.auth_op,
-                removed_by: roster.and_then(|r| r.is_revoked_now(&c.author, &doc.space)),
+                removed_by: roster.and_then(|r| r.is_revoked_now(&c.author, doc.space())),
             });
             e.changes += 1;
         }
         Some(Self {
-            space: doc.space.clone(),
+            space: doc.space().clone(),
             listing: listing.to_value(),
             heads: doc.heads().iter().map(hex).collect(),
             signers: by_key.into_values().collect(),
@@ -387,7 +389,8 @@ pub fn hex(bytes: &[u8; 32]) -> String {
 
 /// Reads a listing file, JSON or TOML by extension (JSON when unsure).
 pub fn read_listing_file(path: &Path) -> anyhow::Result<Listing> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     // Refuse absurd files before reading them into memory; the listing's own limit is far smaller.
     if meta.len() > 4 * 1024 * 1024 {
         bail!(
@@ -418,9 +421,13 @@ pub fn parse_availability(value: &str) -> anyhow::Result<Availability> {
         "closed" => Ok(Availability::Closed),
         other => match other.parse::<i64>() {
             Ok(n) if n < 0 => bail!("open seats cannot be negative (got {n}); use 0 or `full`"),
-            Ok(n) if n > 100_000 => bail!("{n} open seats is more than any space has (limit 100000)"),
+            Ok(n) if n > 100_000 => {
+                bail!("{n} open seats is more than any space has (limit 100000)")
+            }
             Ok(n) => Ok(Availability::Count(n as u32)),
-            Err(_) => bail!("{value:?} is not a seat count; use a number or many, few, full, closed"),
+            Err(_) => {
+                bail!("{value:?} is not a seat count; use a number or many, few, full, closed")
+            }
         },
     }
 }
@@ -438,7 +445,7 @@ pub(crate) fn beacon_now(
         .store
         .beacon(space, pool)?
         .and_then(|b| SignedBeacon::from_bytes(&b).ok())
-        .and_then(|b| b.verify().ok())
+        .and_then(|b| b.decode().ok())
         .map_or(0, |b| b.seq + 1);
     let is_open = !matches!(availability, Availability::Closed);
     let b = SeatBeacon {
@@ -452,8 +459,5 @@ pub(crate) fn beacon_now(
         author: node.public_key(),
         roster_heads: roster.heads(),
     };
-    Ok(SignedBeacon::sign(&b, node.signer())?)
+    Ok(b.sign(node.signer())?)
 }
-
-#[allow(dead_code)]
-fn _assert_used(_: beacon::Freshness, _: Invite) {}

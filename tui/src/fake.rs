@@ -7,14 +7,15 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 use deskmesh_crdt_model::listing::{
-    Accessibility, Amenity, Booking, Entrance, Offer, PoolAccess, PoolKind, Product, SeatPool, Wheelchair,
+    Accessibility, Amenity, Booking, Entrance, Offer, PoolAccess, PoolKind, Product, SeatPool,
+    Wheelchair,
 };
 use deskmesh_crdt_model::Listing;
 use deskmesh_keys::{DeviceKey, Hash, PublicKey, Signer, SpaceId};
 
 use crate::model::{
-    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot, SpaceView, Status,
-    Update,
+    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
+    SpaceView, Status, Update,
 };
 
 /// A node held in memory: hands out a snapshot and queued updates, and records the commands it gets.
@@ -83,7 +84,9 @@ pub fn space_id(n: u64) -> SpaceId {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     let mut bytes = [0u8; 10];
     bytes[2..].copy_from_slice(&n.to_be_bytes());
-    let bits = bytes.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let bits = bytes
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
     let body: String = (0..16)
         .rev()
         .map(|i| char::from(ALPHABET[((bits >> (i * 5)) & 31) as usize]))
@@ -148,7 +151,8 @@ pub fn space_view(listing: Listing, n: u64, now: DateTime<Utc>) -> SpaceView {
         vec![RejectedView {
             change: hash(&format!("change {n}")).short(),
             author: Some(key(k.wrapping_add(100))),
-            reason: "the author is not authorised for this space at the roster heads it names".into(),
+            reason: "the author is not authorised for this space at the roster heads it names"
+                .into(),
         }]
     } else {
         Vec::new()
@@ -212,7 +216,13 @@ const CITIES: &[(&str, &str, &str, f64, f64)] = &[
     ("Montréal", "CA", "America/Toronto", 45.50, -73.57),
     ("Nairobi", "KE", "Africa/Nairobi", -1.29, 36.82),
     ("Melbourne", "AU", "Australia/Melbourne", -37.81, 144.96),
-    ("Buenos Aires", "AR", "America/Argentina/Buenos_Aires", -34.60, -58.38),
+    (
+        "Buenos Aires",
+        "AR",
+        "America/Argentina/Buenos_Aires",
+        -34.60,
+        -58.38,
+    ),
     ("Tallinn", "EE", "Europe/Tallinn", 59.44, 24.75),
     ("Kyoto", "JP", "Asia/Tokyo", 35.01, 135.77),
     ("Mexico City", "MX", "America/Mexico_City", 19.43, -99.13),
@@ -222,14 +232,16 @@ const CITIES: &[(&str, &str, &str, f64, f64)] = &[
 ];
 
 const WORDS: &[&str] = &[
-    "Harbour", "Atelier", "Commons", "Desk", "Loft", "Works", "Hub", "Studio", "Garden", "Foundry", "Library",
-    "Yard", "Mill", "Terrace", "Lantern",
+    "Harbour", "Atelier", "Commons", "Desk", "Loft", "Works", "Hub", "Studio", "Garden", "Foundry",
+    "Library", "Yard", "Mill", "Terrace", "Lantern",
 ];
 
 /// A synthetic directory of `n` valid listings spread over real cities, with beacons, signers and a
 /// roster; for benchmarks and scale tests.
 pub fn synthetic(n: usize, now: DateTime<Utc>) -> Snapshot {
-    let spaces: Vec<SpaceView> = (0..n as u64).map(|i| space_view(synthetic_listing(i), i, now)).collect();
+    let spaces: Vec<SpaceView> = (0..n as u64)
+        .map(|i| space_view(synthetic_listing(i), i, now))
+        .collect();
     let roster = roster(&spaces, 200, now);
     Snapshot {
         status: status(None, now),
@@ -245,8 +257,17 @@ fn synthetic_listing(i: u64) -> Listing {
     // Spread spaces over about 20 km around the city centre.
     let dlat = ((i * 37) % 100) as f64 / 500.0 - 0.1;
     let dlon = ((i * 53) % 100) as f64 / 500.0 - 0.1;
-    let mut l = Listing::new_minimal(space_id(i + 1), name, lat + dlat, lon + dlon, city, country, tz);
-    l.description = format!("Synthetic space number {i} for benchmarks, near the centre of {city}.");
+    let mut l = Listing::new_minimal(
+        space_id(i + 1),
+        name,
+        lat + dlat,
+        lon + dlon,
+        city,
+        country,
+        tz,
+    );
+    l.description =
+        format!("Synthetic space number {i} for benchmarks, near the centre of {city}.");
     l.opening_hours = Some(
         match i % 4 {
             0 => "Mo-Fr 08:00-18:00",
@@ -324,12 +345,21 @@ mod tests {
         let now = Utc::now();
         let mut node = FakeNode::new(synthetic(2, now));
         node.set_seats("hot-desks", Availability::Count(4)).unwrap();
-        assert_eq!(node.seats_set, vec![("hot-desks".to_string(), Availability::Count(4))]);
+        assert_eq!(
+            node.seats_set,
+            vec![("hot-desks".to_string(), Availability::Count(4))]
+        );
         let mut l = node.snapshot.spaces[0].listing.clone();
         l.name.clear();
-        assert_eq!(node.edit_listing(l), Err("name: must not be empty".to_string()));
+        assert_eq!(
+            node.edit_listing(l),
+            Err("name: must not be empty".to_string())
+        );
         assert!(node.edits.is_empty());
         node.fail_with = Some("offline".into());
-        assert_eq!(node.set_seats("x", Availability::Full), Err("offline".into()));
+        assert_eq!(
+            node.set_seats("x", Availability::Full),
+            Err("offline".into())
+        );
     }
 }

@@ -19,14 +19,19 @@ mod term;
 mod theme;
 mod ui;
 
+#[cfg(test)]
+mod snapshot_tests;
+#[cfg(test)]
+mod testdata;
+
 pub use app::{App, Command, Focus, SortKey, View};
 pub use model::{
-    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, Snapshot, SignerView, SpaceView,
-    Status, Update,
+    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
+    SpaceView, Status, Update,
 };
 pub use term::{
-    install_panic_hook, restore_terminal, run, run_in_terminal, CrosstermEvents, EventSource, TerminalGuard,
-    TuiError,
+    install_panic_hook, restore_terminal, run, run_in_terminal, CrosstermEvents, EventSource,
+    TerminalGuard, TuiError,
 };
 pub use theme::Theme;
 pub use ui::draw;

@@ -185,7 +185,10 @@ pub enum Update {
     /// A space was added or its listing, signers or rejections changed.
     Space(Box<SpaceView>),
     /// New beacons for some pools of a space; pools not named keep their status.
-    Seats { space: SpaceId, pools: Vec<PoolStatus> },
+    Seats {
+        space: SpaceId,
+        pools: Vec<PoolStatus>,
+    },
     Status(Status),
     /// The whole roster, oldest first.
     Roster(Vec<RosterEntryView>),

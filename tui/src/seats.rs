@@ -53,7 +53,10 @@ impl SeatClass {
 /// [`STALE_FOR_S`] more, then unknown; closed when the beacon says so. It mirrors
 /// `beacon::freshness` (which takes a whole signed-beacon record); a test keeps the two equal.
 pub(crate) fn freshness(p: &PoolStatus, now: DateTime<Utc>) -> Freshness {
-    let age_ms = (now.timestamp_millis().saturating_sub(p.published_at.timestamp_millis())).max(0);
+    let age_ms = (now
+        .timestamp_millis()
+        .saturating_sub(p.published_at.timestamp_millis()))
+    .max(0);
     let age_s = u64::try_from(age_ms / 1000).unwrap_or(0);
     let ttl_ms = i64::from(p.ttl_s) * 1000;
     let stale_ms = ttl_ms + i64::try_from(STALE_FOR_S).unwrap_or(i64::MAX / 2_000) * 1000;
@@ -133,7 +136,8 @@ pub(crate) fn summary(space: &SpaceView, open: OpenState, now: DateTime<Utc>) ->
     let seats_free = summarise(states.iter().copied());
 
     let mut count = 0u32;
-    let (mut counted_any, mut many, mut few, mut stale, mut closed) = (false, false, false, false, false);
+    let (mut counted_any, mut many, mut few, mut stale, mut closed) =
+        (false, false, false, false, false);
     let mut oldest = 0u64;
     for (f, a) in &states {
         let age_s = match *f {
@@ -275,7 +279,11 @@ mod tests {
     fn freshness_mirrors_the_beacon_layer() {
         let author = crate::fake::key(1);
         for age_s in [0, 299, 300, 301, 900, 1199, 1200, 1201, 5000, -30] {
-            for a in [Availability::Count(3), Availability::Closed, Availability::Full] {
+            for a in [
+                Availability::Count(3),
+                Availability::Closed,
+                Availability::Full,
+            ] {
                 for is_open in [true, false] {
                     let mut p = beacon("a", a, age_s);
                     p.is_open = is_open;
@@ -323,7 +331,10 @@ mod tests {
     fn stale_is_marked_and_expired_is_unknown() {
         let mut s = space(&[("a", PoolKind::HotDesk)]);
         s.pools = vec![beacon("a", Availability::Count(4), 12 * 60)];
-        assert_eq!(summary(&s, OpenState::Open, now()).text(), "~4 free, 12 min ago");
+        assert_eq!(
+            summary(&s, OpenState::Open, now()).text(),
+            "~4 free, 12 min ago"
+        );
         s.pools = vec![beacon("a", Availability::Count(4), 60 * 60)];
         let sum = summary(&s, OpenState::Open, now());
         assert_eq!(sum.text(), "unknown");
@@ -345,7 +356,10 @@ mod tests {
     fn no_beacon_is_unknown_not_zero() {
         let s = space(&[("a", PoolKind::HotDesk)]);
         let sum = summary(&s, OpenState::Open, now());
-        assert_eq!((sum.class, sum.text()), (SeatClass::Unknown, "unknown".to_string()));
+        assert_eq!(
+            (sum.class, sum.text()),
+            (SeatClass::Unknown, "unknown".to_string())
+        );
         assert_eq!(pool_line(None, now()).1, "unknown (no beacon)");
     }
 
@@ -354,7 +368,10 @@ mod tests {
         let mut s = space(&[("a", PoolKind::HotDesk)]);
         s.pools = vec![beacon("a", Availability::Full, 90)];
         let full = summary(&s, OpenState::Open, now());
-        assert_eq!((full.class, full.text()), (SeatClass::Full, "full, 1 min ago".to_string()));
+        assert_eq!(
+            (full.class, full.text()),
+            (SeatClass::Full, "full, 1 min ago".to_string())
+        );
         assert_eq!(full.seats_free(), SeatsFree::No);
         s.pools = vec![beacon("a", Availability::Many, 0)];
         let many = summary(&s, OpenState::Unknown, now());

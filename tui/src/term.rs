@@ -16,7 +16,9 @@ use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
 };
 use crossterm::execute;
-use crossterm::terminal::{disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
 use ratatui::backend::{Backend, CrosstermBackend};
 use ratatui::layout::Rect;
 use ratatui::Terminal;
@@ -110,9 +112,15 @@ impl TerminalGuard {
         let guard = Self { restored: false };
         ACTIVE.store(true, Ordering::SeqCst);
         enable_raw_mode().map_err(TuiError::Setup)?;
-        execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, EnableBracketedPaste)
-            .map_err(TuiError::Setup)?;
-        let terminal = Terminal::new(CrosstermBackend::new(io::stdout())).map_err(TuiError::Setup)?;
+        execute!(
+            io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste
+        )
+        .map_err(TuiError::Setup)?;
+        let terminal =
+            Terminal::new(CrosstermBackend::new(io::stdout())).map_err(TuiError::Setup)?;
         Ok((guard, terminal))
     }
 
@@ -188,7 +196,7 @@ pub fn run<B: Backend>(
 }
 
 /// Let the app handle one event and run the command it asks for.
-fn handle(app: &mut App, node: &mut dyn NodeApi, event: &Event) {
+pub(crate) fn handle(app: &mut App, node: &mut dyn NodeApi, event: &Event) {
     if let Some(command) = app.handle(event) {
         let result = match &command {
             Command::Quit => Ok(()),
@@ -206,8 +214,19 @@ pub fn run_in_terminal(node: &mut dyn NodeApi, theme: Theme) -> Result<(), TuiEr
     let snapshot = node.snapshot().map_err(TuiError::Load)?;
     let (guard, mut terminal) = TerminalGuard::enter()?;
     let size = terminal.size().map_err(TuiError::Setup)?;
-    let mut app = App::new(snapshot, theme, Utc::now(), Rect::new(0, 0, size.width, size.height));
-    let result = run(&mut terminal, &mut app, node, &mut CrosstermEvents, &mut Utc::now);
+    let mut app = App::new(
+        snapshot,
+        theme,
+        Utc::now(),
+        Rect::new(0, 0, size.width, size.height),
+    );
+    let result = run(
+        &mut terminal,
+        &mut app,
+        node,
+        &mut CrosstermEvents,
+        &mut Utc::now,
+    );
     let restored = guard.restore().map_err(TuiError::Restore);
     result.and(restored)
 }

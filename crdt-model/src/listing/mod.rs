@@ -8,7 +8,9 @@
 //! one sentence that starts with the field path (`location.lat: 123 is out of range -90..90`).
 //!
 //! Field names and vocabularies follow the standard that owns each part (OSM tags, A11yJSON, GBFS, schema.org);
-//! see `listing-schema.md` in the shared reference notes.
+//! see `listing-schema.md` in the shared reference notes. `node/sample/alliance.json` holds twelve example
+//! listings with placeholder ids (`sp-sample...`), which the node replaces with the ids of keys it generates
+//! when it loads the sample.
 
 mod parts;
 mod validate;
@@ -184,11 +186,24 @@ impl Listing {
                 .span()
                 .map(|span| {
                     let (line, col) = line_col(text, span.start);
-                    format!(" at line {line} column {col}")
+                    format!(" (line {line}, column {col})")
                 })
                 .unwrap_or_default();
+            // toml's messages can span lines, and are empty for some syntax errors.
+            let msg = inner
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ");
+            let msg = if msg.is_empty() {
+                "invalid TOML syntax".to_string()
+            } else {
+                msg
+            };
             ListingError::Parse {
-                message: format!("{}: {}{at}", path_text(e.path()), inner.message().trim()),
+                message: format!("{}: {msg}{at}", path_text(e.path())),
             }
         })?;
         listing.finish()
@@ -319,7 +334,7 @@ fn json_message(e: &serde_json::Error) -> String {
     let msg = full
         .rfind(" at line ")
         .map_or(full.as_str(), |i| &full[..i]);
-    format!("{msg} at line {} column {}", e.line(), e.column())
+    format!("{msg} (line {}, column {})", e.line(), e.column())
 }
 
 /// 1-based line and column (in characters) of a byte offset.

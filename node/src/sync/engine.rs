@@ -209,6 +209,14 @@ enum Side {
 
 type SessionKey = (Side, u32);
 
+/// The parts of an incoming `Open` or `Round` that a session step needs.
+struct Incoming {
+    ranges: Vec<Range>,
+    lacking: Vec<ItemId>,
+    /// Encoded size, for the session's byte count.
+    len: usize,
+}
+
 #[derive(Debug)]
 struct Session {
     /// Our nonce while our opening round is unanswered (for the simultaneous-open tie-break).
@@ -216,6 +224,8 @@ struct Session {
     last_active: Duration,
     /// Items the peer provably lacks, sent when the session ends.
     push: BTreeSet<Item>,
+    /// Items we already named as lacking in this session, which the peer will push.
+    named: BTreeSet<ItemId>,
     stats: SessionStats,
 }
 
@@ -225,6 +235,7 @@ impl Session {
             opening: None,
             last_active: now,
             push: BTreeSet::new(),
+            named: BTreeSet::new(),
             stats: SessionStats {
                 initiated: side == Side::Ours,
                 started: now,
@@ -524,7 +535,12 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
                     }
                 }
                 st.sessions.insert(sk, Session::new(Side::Theirs, now));
-                self.step(key, st, sk, ranges, Vec::new(), len, now, out)
+                let round = Incoming {
+                    ranges,
+                    lacking: Vec::new(),
+                    len,
+                };
+                self.step(key, st, sk, round, now, out)
             }
             Msg::Round {
                 session,
@@ -538,7 +554,12 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
                     // A late round of a session that timed out or was dropped: harmless.
                     return Ok(());
                 }
-                self.step(key, st, sk, ranges, lacking, len, now, out)
+                let round = Incoming {
+                    ranges,
+                    lacking,
+                    len,
+                };
+                self.step(key, st, sk, round, now, out)
             }
             Msg::Want(ids) => {
                 if ids.len() > MAX_WANT_IDS {
@@ -562,15 +583,16 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
     }
 
     /// Handles one round of session `sk` and sends our answer.
-    #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
         key: &P,
         st: &mut Peer,
         sk: SessionKey,
-        ranges: Vec<Range>,
-        lacking: Vec<ItemId>,
-        len: usize,
+        Incoming {
+            ranges,
+            lacking,
+            len,
+        }: Incoming,
         now: Duration,
         out: &mut Vec<Intent<P>>,
     ) -> Result<(), SyncError> {
@@ -596,11 +618,18 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
 
         let mut ans = reconcile::answer(&self.set, &ranges, &self.config.params());
         s.push.extend(ans.push.iter().copied());
-        // What we lack goes in this round's `lacking` while it fits; the rest is fetched.
+        // What we lack goes in this round's `lacking` while it fits; the rest is fetched. Items already
+        // on their way (a fold can show a range twice) are not asked for again.
         let mut want: Vec<Item> = ans
             .lacking
             .iter()
-            .filter(|it| !self.set.contains(it) && !self.refused.contains_key(&it.id))
+            .filter(|it| {
+                !self.set.contains(it)
+                    && !self.refused.contains_key(&it.id)
+                    && !s.named.contains(&it.id)
+                    && !st.pending.contains_key(&it.id)
+                    && !st.queue.contains(it)
+            })
             .copied()
             .collect();
         want.sort_unstable();
@@ -608,6 +637,7 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
         s.stats.lacking += want.len();
         let room = self.config.lacking_budget() / 32;
         let overflow = want.split_off(want.len().min(room));
+        s.named.extend(want.iter().map(|it| it.id));
         let budget = self.config.max_message_bytes - HEADER_BYTES - 32 * want.len();
         let reply = Msg::Round {
             session: sk.1,

@@ -10,21 +10,22 @@
 //! initiator splits the key space into [`Config::buckets`] ranges of equal item count and sends one
 //! 16-byte fingerprint per range; the other side answers each range whose fingerprint differs from its
 //! own by splitting it again, until a range holds at most [`Config::id_list_threshold`] items, which is
-//! then sent as an explicit list of keys. Equal ranges cost two bytes (a `Skip`) and are never revisited,
+//! then sent as an explicit list of keys. Equal ranges cost a few bytes (a `Skip`) and are not revisited,
 //! so the bytes grow with the number of differences times log(set size), not with the set size: 10 new
-//! items among 30,000 cost about 9 KB in 2-3 round trips (see the figures printed by
-//! `sim::tests::figures`).
+//! items on one side of 30,000 cost about 8 KB in 3 round trips, 10 on each side about 16 KB, equal sets
+//! one 360-byte round (see the table printed by `sim::tests::figures`).
 //!
 //! A fixed-fanout hash-prefix trie was the alternative. It is simpler, but its split points are fixed by
 //! id bytes rather than by item counts, so sparse regions cost rounds and dense ones cost bytes, and a
 //! node with an empty set still walks the whole trie. Splitting by count adapts to any distribution, and
-//! a side whose range is (nearly) empty answers at once with its short key list: a cold join is one
-//! `IdList([])` and no other id crosses the wire.
+//! a side whose range is (nearly) empty answers at once with its short key list: in a cold join no id
+//! crosses the wire and the whole exchange is under 500 bytes besides the items.
 //!
 //! A fingerprint is SHA-256 of (the sum mod 2^256 of the ids in the range, the count), truncated to 16
-//! bytes, as in negentropy. Sums (unlike XOR) do not cancel duplicated or paired items and cannot be
-//! forced to collide by solving a linear system over crafted ids; prefix sums make any range's
-//! fingerprint cost two lookups in [`MemorySet`].
+//! bytes, as in negentropy. Sums (unlike XOR) do not cancel paired items, and a collision cannot be
+//! solved for as a linear system; ids are content hashes, so nobody picks them freely (structured test
+//! ids do collide: `sim::tests::replaced_beacons_leave_the_set` explains). Prefix sums make any range's
+//! fingerprint cost two binary searches in [`MemorySet`].
 //!
 //! # Transfer: push what the peer provably lacks, roster first
 //!
@@ -33,7 +34,7 @@
 //! (`lacking`), so the peer learns them too. When the session ends, each side emits one
 //! [`Intent::Serve`] with every item the peer lacks, sorted by key, so roster ops go before listing
 //! changes and listing changes before seat beacons. All items flowing in one direction are thus one
-//! ordered stream; no id crosses the wire twice; a cold join costs the items and almost nothing else.
+//! ordered stream (unless a `lacking` list overflows, below), and no id crosses the wire twice.
 //! [`Intent::Fetch`] (the I/O layer sends [`Msg::Want`]) is used for explicit requests by the I/O
 //! layer (a missing dependency) and for a `lacking` list too long for one message, with timeouts,
 //! retries and a per-peer window that never starts a later kind while an earlier one is outstanding.
@@ -54,7 +55,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{Config, ConfigError, Intent, SessionStats, SyncEngine};
-pub use reconcile::Params;
 pub use set::{Bound, Fingerprint, ItemSet, KeyRange, MemorySet};
 pub use wire::{Mode, Msg, Range, MAX_MESSAGE_BYTES, MAX_WANT_IDS, VERSION};
 

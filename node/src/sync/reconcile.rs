@@ -32,8 +32,8 @@ fn split(set: &impl ItemSet, range: KeyRange, p: &Params, out: &mut Vec<Range>) 
     for i in 1..p.buckets {
         let rank = n * i / p.buckets;
         let (Some(prev), Some(next)) = (set.nth(&range, rank - 1), set.nth(&range, rank)) else {
-            // The set changed under us (not possible through `&self`, but a foreign `ItemSet` might
-            // misreport); the last sub-range below covers what is left.
+            // Only an `ItemSet` whose `nth` disagrees with its `count` gets here; the last sub-range
+            // below then covers the rest, which is still a valid answer.
             break;
         };
         let upper = Bound::between(&prev, &next);

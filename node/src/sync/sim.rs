@@ -593,10 +593,11 @@ mod tests {
             max_message_bytes: 4096,
             ..Config::default()
         };
-        let (a, b) = pair(3000, 800, 11);
+        // Disjoint sets: every key list names items the receiver lacks, more than one round can name.
+        let (a, b) = pair(0, 3000, 11);
         let r = measure_session(&a, &b, &cfg);
         assert!(r.converged, "{r:?}");
-        assert_eq!((r.items_to_a, r.items_to_b), (800, 800));
+        assert_eq!((r.items_to_a, r.items_to_b), (3000, 3000));
         assert!(r.wanted > 0, "long lacking lists spill into fetches: {r:?}");
     }
 

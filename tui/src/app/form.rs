@@ -51,7 +51,9 @@ impl FieldId {
 
     /// The listing path whose validation errors belong to this field (`offers[i]` is the day pass).
     fn owns(self, path: &str, day_pass: Option<usize>) -> bool {
-        let under = |p: &str| path == p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["));
+        let under = |p: &str| {
+            path == p || path.starts_with(&format!("{p}.")) || path.starts_with(&format!("{p}["))
+        };
         let offer = day_pass.map(|i| format!("offers[{i}]"));
         match self {
             Self::Name => under("name"),
@@ -97,7 +99,11 @@ impl Form {
                     .map(|o| o.currency.clone())
                     .or_else(|| l.offers.first().map(|o| o.currency.clone()))
                     .unwrap_or_else(|| "EUR".to_string()),
-                FieldId::WifiDown => l.internet.down_mbps.map(|v| v.to_string()).unwrap_or_default(),
+                FieldId::WifiDown => l
+                    .internet
+                    .down_mbps
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             })
             .collect();
         Self {
@@ -281,10 +287,16 @@ mod tests {
         set(&mut f, FieldId::DayPass, "twelve");
         set(&mut f, FieldId::WifiDown, "-5");
         assert_eq!(f.build(), None);
-        let err = |id: FieldId| f.errors[FieldId::ALL.iter().position(|x| *x == id).unwrap()].clone();
+        let err =
+            |id: FieldId| f.errors[FieldId::ALL.iter().position(|x| *x == id).unwrap()].clone();
         assert_eq!(err(FieldId::Name).as_deref(), Some("must not be empty"));
-        assert!(err(FieldId::OpeningHours).unwrap().contains("not valid OSM opening_hours"));
-        assert_eq!(err(FieldId::DayPass).as_deref(), Some("\"twelve\" is not a number"));
+        assert!(err(FieldId::OpeningHours)
+            .unwrap()
+            .contains("not valid OSM opening_hours"));
+        assert_eq!(
+            err(FieldId::DayPass).as_deref(),
+            Some("\"twelve\" is not a number")
+        );
         assert!(err(FieldId::WifiDown).is_some());
         assert_eq!(err(FieldId::Website), None);
     }
@@ -295,8 +307,15 @@ mod tests {
         set(&mut f, FieldId::DayPass, "12.5");
         set(&mut f, FieldId::Currency, "eur");
         assert_eq!(f.build(), None);
-        let cur = FieldId::ALL.iter().position(|x| *x == FieldId::Currency).unwrap();
-        assert!(f.errors[cur].as_deref().unwrap_or("").contains("ISO 4217"), "{:?}", f.errors);
+        let cur = FieldId::ALL
+            .iter()
+            .position(|x| *x == FieldId::Currency)
+            .unwrap();
+        assert!(
+            f.errors[cur].as_deref().unwrap_or("").contains("ISO 4217"),
+            "{:?}",
+            f.errors
+        );
         set(&mut f, FieldId::Currency, "EUR");
         let l = f.build().unwrap();
         assert_eq!(l.day_pass().map(|o| o.price), Some(12.5));

@@ -12,17 +12,21 @@ mod form;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use deskmesh_crdt_model::Listing;
 use deskmesh_keys::SpaceId;
 use ratatui::layout::{Position, Rect};
 
-pub use directory::SortKey;
 pub(crate) use directory::Directory;
+pub use directory::SortKey;
 pub(crate) use filters::{items as filter_items, Filters, Item as FilterItem};
 pub(crate) use form::{FieldId, Form};
 
-use crate::model::{Availability, PoolStatus, RosterEntryView, Snapshot, SpaceView, Status, Update};
+use crate::model::{
+    Availability, PoolStatus, RosterEntryView, Snapshot, SpaceView, Status, Update,
+};
 use crate::theme::Theme;
 use crate::ui;
 
@@ -86,9 +90,10 @@ impl Default for MapState {
 }
 
 impl MapState {
-    const MAX_ZOOM: f64 = 256.0;
-    /// Zoom when centring on a space: about 11 by 6 degrees, a region around the city.
-    const CITY_ZOOM: f64 = 32.0;
+    /// About 10 km across: enough to tell a city's spaces apart.
+    const MAX_ZOOM: f64 = 4096.0;
+    /// Zoom when centring on a space: about 1.4 by 0.7 degrees, a city and its surroundings.
+    pub(crate) const CITY_ZOOM: f64 = 256.0;
 
     /// `[west, east]` and `[south, north]` in degrees.
     pub(crate) fn bounds(&self) -> ([f64; 2], [f64; 2]) {
@@ -260,12 +265,17 @@ impl App {
 
     /// The selected space's slot.
     pub(crate) fn selected_slot(&self) -> Option<usize> {
-        self.selected.as_ref().and_then(|id| self.slots.get(id).copied())
+        self.selected
+            .as_ref()
+            .and_then(|id| self.slots.get(id).copied())
     }
 
     /// This node's own space's slot, in operator mode.
     pub(crate) fn my_slot(&self) -> Option<usize> {
-        self.status.my_space.as_ref().and_then(|id| self.slots.get(id).copied())
+        self.status
+            .my_space
+            .as_ref()
+            .and_then(|id| self.slots.get(id).copied())
     }
 
     /// Rows of the table that fit on screen.
@@ -288,9 +298,12 @@ impl App {
             .collect();
         self.dir = Directory::build(&self.spaces);
         if self.point.is_none() {
-            self.point = self
-                .my_slot()
-                .map(|s| (self.spaces[s].listing.location.lat, self.spaces[s].listing.location.lon));
+            self.point = self.my_slot().map(|s| {
+                (
+                    self.spaces[s].listing.location.lat,
+                    self.spaces[s].listing.location.lon,
+                )
+            });
         }
         self.refilter(Keep::Place);
         self.leave_operator_if_not_a_space();
@@ -344,7 +357,9 @@ impl App {
             (Command::Quit, _) => {}
             (Command::SetSeats { pool, availability }, Ok(())) => {
                 if let Some(slot) = self.my_slot() {
-                    let ttl_s = self.spaces[slot].pool(pool).map_or(DEFAULT_TTL_S, |p| p.ttl_s);
+                    let ttl_s = self.spaces[slot]
+                        .pool(pool)
+                        .map_or(DEFAULT_TTL_S, |p| p.ttl_s);
                     merge_pool(
                         &mut self.spaces[slot].pools,
                         PoolStatus {
@@ -356,7 +371,10 @@ impl App {
                         },
                     );
                 }
-                self.say(format!("{pool}: published {}", availability_text(*availability)));
+                self.say(format!(
+                    "{pool}: published {}",
+                    availability_text(*availability)
+                ));
             }
             (Command::SetSeats { pool, .. }, Err(e)) => self.fail(format!("{pool}: {e}")),
             (Command::SaveListing(l), Ok(())) => {
@@ -412,7 +430,8 @@ impl App {
         } else {
             self.sort
         };
-        self.dir.refilter(&self.spaces, &query, sort, self.point, self.now);
+        self.dir
+            .refilter(&self.spaces, &query, sort, self.point, self.now);
         self.filtered_at = self.now;
 
         let found = self
@@ -585,7 +604,9 @@ impl App {
             self.view = View::Operator;
             self.pool_cursor = 0;
         } else {
-            self.fail("operator mode is for a space's own node; this node is not a space".to_string());
+            self.fail(
+                "operator mode is for a space's own node; this node is not a space".to_string(),
+            );
         }
     }
 
@@ -678,7 +699,9 @@ impl App {
             KeyCode::Down | KeyCode::Char('j') => {
                 self.panel_cursor = (self.panel_cursor + 1).min(items.len() - 1);
             }
-            KeyCode::Up | KeyCode::Char('k') => self.panel_cursor = self.panel_cursor.saturating_sub(1),
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.panel_cursor = self.panel_cursor.saturating_sub(1)
+            }
             KeyCode::Home | KeyCode::Char('g') => self.panel_cursor = 0,
             KeyCode::End | KeyCode::Char('G') => self.panel_cursor = items.len() - 1,
             KeyCode::Char(' ') | KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
@@ -702,8 +725,12 @@ impl App {
     fn detail_key(&mut self, k: &KeyEvent) {
         let max = ui::detail_max_scroll(self);
         match k.code {
-            KeyCode::Down | KeyCode::Char('j') => self.detail_scroll = self.detail_scroll.saturating_add(1).min(max),
-            KeyCode::Up | KeyCode::Char('k') => self.detail_scroll = self.detail_scroll.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.detail_scroll = self.detail_scroll.saturating_add(1).min(max)
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.detail_scroll = self.detail_scroll.saturating_sub(1)
+            }
             KeyCode::PageDown | KeyCode::Char(' ') => {
                 self.detail_scroll = self.detail_scroll.saturating_add(10).min(max);
             }
@@ -785,7 +812,9 @@ impl App {
         let slot = self.my_slot()?;
         let pools = &self.spaces[slot].listing.seat_pools;
         let npools = pools.len();
-        let pool = pools.get(self.pool_cursor.min(npools.saturating_sub(1))).cloned();
+        let pool = pools
+            .get(self.pool_cursor.min(npools.saturating_sub(1)))
+            .cloned();
         let set = |availability| {
             pool.as_ref().map(|p| Command::SetSeats {
                 pool: p.id.clone(),
@@ -807,7 +836,9 @@ impl App {
             KeyCode::Down | KeyCode::Char('j') => {
                 self.pool_cursor = (self.pool_cursor + 1).min(npools.saturating_sub(1));
             }
-            KeyCode::Up | KeyCode::Char('k') => self.pool_cursor = self.pool_cursor.saturating_sub(1),
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.pool_cursor = self.pool_cursor.saturating_sub(1)
+            }
             KeyCode::Char('+') | KeyCode::Char('=') => {
                 return set(Availability::Count(count.saturating_add(1).min(capacity)));
             }
@@ -892,7 +923,8 @@ impl App {
                 if let Some(panel) = panel.filter(|p| p.contains(at)) {
                     if wheel != 0 {
                         let last = filter_items().len() - 1;
-                        self.panel_cursor = self.panel_cursor.saturating_add_signed(wheel).min(last);
+                        self.panel_cursor =
+                            self.panel_cursor.saturating_add_signed(wheel).min(last);
                     } else if let Some(i) = ui::panel_item_at(self, panel, at) {
                         self.focus = Focus::Filters;
                         self.panel_cursor = i;
@@ -908,7 +940,10 @@ impl App {
             }
             View::Detail if wheel != 0 => {
                 let max = ui::detail_max_scroll(self);
-                self.detail_scroll = self.detail_scroll.saturating_add_signed(wheel as i16 * 3).min(max);
+                self.detail_scroll = self
+                    .detail_scroll
+                    .saturating_add_signed(wheel as i16 * 3)
+                    .min(max);
             }
             View::Map if wheel != 0 => self.map.zoom_by(if wheel < 0 { 2.0 } else { 0.5 }),
             View::Audit if wheel != 0 => {
@@ -918,8 +953,13 @@ impl App {
                 *s = s.saturating_add_signed(wheel as i16 * 3).min(max);
             }
             View::Operator if wheel != 0 && self.form.is_none() => {
-                let n = self.my_slot().map_or(0, |s| self.spaces[s].listing.seat_pools.len());
-                self.pool_cursor = self.pool_cursor.saturating_add_signed(wheel).min(n.saturating_sub(1));
+                let n = self
+                    .my_slot()
+                    .map_or(0, |s| self.spaces[s].listing.seat_pools.len());
+                self.pool_cursor = self
+                    .pool_cursor
+                    .saturating_add_signed(wheel)
+                    .min(n.saturating_sub(1));
             }
             _ => {}
         }

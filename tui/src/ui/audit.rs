@@ -25,7 +25,11 @@ fn panes(body: Rect) -> (Rect, Rect) {
 fn block(app: &App, title: String, pane: AuditPane) -> Block<'static> {
     let t = app.theme;
     let focused = app.audit_pane == pane;
-    let (mark, style) = if focused { ("▶ ", t.title()) } else { ("  ", t.header()) };
+    let (mark, style) = if focused {
+        ("▶ ", t.title())
+    } else {
+        ("  ", t.header())
+    };
     Block::new()
         .borders(Borders::TOP)
         .title(Span::styled(format!("{mark}{title} "), style))
@@ -37,7 +41,10 @@ pub(super) fn max_scroll(app: &App, body: Rect, pane: AuditPane) -> u16 {
         AuditPane::Roster => lines_scroll(app.roster.len(), roster.height.saturating_sub(2)),
         AuditPane::Listing => {
             let inner = block(app, String::new(), pane).inner(listing);
-            lines_scroll(listing_lines(app, usize::from(inner.width)).len(), inner.height)
+            lines_scroll(
+                listing_lines(app, usize::from(inner.width)).len(),
+                inner.height,
+            )
         }
     }
 }
@@ -48,8 +55,14 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
 
     let name = app
         .selected_slot()
-        .map_or("no space selected".to_string(), |s| app.spaces[s].listing.name.clone());
-    let b = block(app, format!("Signatures · {name} ([ ] other space)"), AuditPane::Listing);
+        .map_or("no space selected".to_string(), |s| {
+            app.spaces[s].listing.name.clone()
+        });
+    let b = block(
+        app,
+        format!("Signatures · {name} ([ ] other space)"),
+        AuditPane::Listing,
+    );
     let inner = b.inner(listing_area);
     frame.render_widget(b, listing_area);
     let lines = listing_lines(app, usize::from(inner.width));
@@ -59,22 +72,37 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
 
 fn draw_roster(app: &App, frame: &mut Frame, area: Rect) {
     let t = app.theme;
-    let b = block(app, format!("Roster · {} operations", app.roster.len()), AuditPane::Roster);
+    let b = block(
+        app,
+        format!("Roster · {} operations", app.roster.len()),
+        AuditPane::Roster,
+    );
     let inner = b.inner(area);
     frame.render_widget(b, area);
     if app.roster.is_empty() {
-        frame.render_widget(Paragraph::new(Line::styled("no roster operations known", t.dim())), inner);
+        frame.render_widget(
+            Paragraph::new(Line::styled("no roster operations known", t.dim())),
+            inner,
+        );
         return;
     }
     let fit = usize::from(inner.height.saturating_sub(1));
-    let scroll = usize::from(app.audit_scroll[0].min(lines_scroll(app.roster.len(), inner.height.saturating_sub(1))));
+    let scroll = usize::from(app.audit_scroll[0].min(lines_scroll(
+        app.roster.len(),
+        inner.height.saturating_sub(1),
+    )));
     let rows: Vec<Row> = app
         .roster
         .iter()
         .skip(scroll)
         .take(fit)
         .map(|e| {
-            let signed = e.signed_by.iter().map(|k| k.short()).collect::<Vec<_>>().join(" ");
+            let signed = e
+                .signed_by
+                .iter()
+                .map(|k| k.short())
+                .collect::<Vec<_>>()
+                .join(" ");
             Row::new(vec![
                 Cell::from(e.op.short()).style(t.dim()),
                 Cell::from(e.kind.clone()).style(t.label()),
@@ -84,12 +112,11 @@ fn draw_roster(app: &App, frame: &mut Frame, area: Rect) {
             ])
         })
         .collect();
-    let wide = inner.width >= 100;
     let table = Table::new(
         rows,
         [
             Constraint::Length(10),
-            Constraint::Length(if wide { 14 } else { 11 }),
+            Constraint::Length(13),
             Constraint::Fill(2),
             Constraint::Fill(1),
             Constraint::Length(10),
@@ -105,28 +132,43 @@ fn listing_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         return Vec::new();
     };
     let s = &app.spaces[slot];
-    let mut out = vec![Line::styled(format!("Signers ({})", s.signers.len()), t.header())];
+    let mut out = vec![Line::styled(
+        format!("Signers ({})", s.signers.len()),
+        t.header(),
+    )];
     if s.signers.is_empty() {
         out.push(Line::styled("  no signed changes known", t.dim()));
     }
     for sg in &s.signers {
         let mut spans = vec![
             Span::styled(format!("  {} ", sg.key.short()), t.label()),
-            Span::raw(format!("{} changes · authorised by {}", sg.changes, sg.authorised_by.short())),
+            Span::raw(format!(
+                "{} changes · authorised by {}",
+                sg.changes,
+                sg.authorised_by.short()
+            )),
         ];
         match sg.removed_by {
-            Some(r) => spans.push(Span::styled(format!(" · revoked by {}", r.short()), t.bad())),
+            Some(r) => spans.push(Span::styled(
+                format!(" · revoked by {}", r.short()),
+                t.bad(),
+            )),
             None => spans.push(Span::styled(" · active", t.good())),
         }
         out.push(Line::from(spans));
     }
     out.push(Line::default());
-    out.push(Line::styled(format!("Rejected changes ({})", s.rejected.len()), t.header()));
+    out.push(Line::styled(
+        format!("Rejected changes ({})", s.rejected.len()),
+        t.header(),
+    ));
     if s.rejected.is_empty() {
         out.push(Line::styled("  none", t.dim()));
     }
     for r in &s.rejected {
-        let author = r.author.map_or("unknown author".to_string(), |k| format!("by {}", k.short()));
+        let author = r.author.map_or("unknown author".to_string(), |k| {
+            format!("by {}", k.short())
+        });
         out.push(Line::from(vec![
             Span::styled(format!("  ✗ {} ", r.change), t.error()),
             Span::styled(author, t.label()),

@@ -32,22 +32,36 @@ fn columns(body: Rect) -> Vec<Rect> {
     }
 }
 
-/// The columns' lines for `width`-wide columns (one column holds both parts).
+/// The columns with their lines. One column reads heading, hours and seats, facts, accessibility and
+/// signers; two columns put the heading and facts on the left and the live part on the right.
 fn content(app: &App, body: Rect) -> Vec<(Rect, Vec<Line<'static>>)> {
     let Some(slot) = app.selected_slot() else {
-        return vec![(body, vec![Line::styled("no space selected", app.theme.dim())])];
+        return vec![(
+            body,
+            vec![Line::styled("no space selected", app.theme.dim())],
+        )];
     };
     let space = &app.spaces[slot];
     let cols = columns(body);
     match cols.as_slice() {
-        [left, right] => vec![
-            (*left, facts(app, space, usize::from(left.width))),
-            (*right, live(app, slot, space, usize::from(right.width))),
-        ],
+        [left, right] => {
+            let lw = usize::from(left.width);
+            let rw = usize::from(right.width);
+            let mut l = heading(app, space, lw);
+            l.extend(facts(app, space, lw));
+            let mut r = hours_and_seats(app, slot, space);
+            r.extend(accessibility(app, space, rw));
+            r.extend(signers(app, space));
+            vec![(*left, l), (*right, r)]
+        }
         _ => {
-            let mut all = facts(app, space, usize::from(body.width));
+            let w = usize::from(body.width);
+            let mut all = heading(app, space, w);
             all.push(Line::default());
-            all.extend(live(app, slot, space, usize::from(body.width)));
+            all.extend(hours_and_seats(app, slot, space));
+            all.extend(facts(app, space, w));
+            all.extend(accessibility(app, space, w));
+            all.extend(signers(app, space));
             vec![(body, all)]
         }
     }
@@ -73,8 +87,8 @@ fn section(title: &str, app: &App) -> Line<'static> {
     Line::styled(title.to_string(), app.theme.header())
 }
 
-/// The listing's slow-changing facts.
-fn facts(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
+/// The name, kind, place, id and description.
+fn heading(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
     let t = app.theme;
     let l = &s.listing;
     let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
@@ -100,22 +114,37 @@ fn facts(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
             out.push(f(&format!("name ({lang})"), vec![Span::raw(n.clone())]));
         }
     }
+    out
+}
 
-    out.push(Line::default());
-    out.push(section("Location", app));
+/// The listing's slow-changing facts.
+fn facts(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let l = &s.listing;
+    let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
+    let mut out = vec![Line::default(), section("Location", app)];
     let a = &l.location.address;
     out.push(f("street", vec![known(a.street.clone(), t)]));
     out.push(f(
         "city",
         vec![Span::raw(format!(
             "{}{}, {}",
-            a.postcode.as_deref().map(|p| format!("{p} ")).unwrap_or_default(),
+            a.postcode
+                .as_deref()
+                .map(|p| format!("{p} "))
+                .unwrap_or_default(),
             a.city,
             a.country
         ))],
     ));
     out.push(f("floor", vec![known(l.location.level.clone(), t)]));
-    out.push(f("point", vec![Span::raw(format!("{:.6}, {:.6}", l.location.lat, l.location.lon))]));
+    out.push(f(
+        "point",
+        vec![Span::raw(format!(
+            "{:.6}, {:.6}",
+            l.location.lat, l.location.lon
+        ))],
+    ));
     out.push(f("time zone", vec![Span::raw(l.location.timezone.clone())]));
 
     out.push(Line::default());
@@ -132,12 +161,20 @@ fn facts(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
     for o in &l.offers {
         out.push(f(
             &words(o.product.as_str()),
-            vec![Span::raw(format!("{:<12} {}", price(o), words(o.booking.as_str())))],
+            vec![Span::raw(format!(
+                "{:<12} {}",
+                price(o),
+                words(o.booking.as_str())
+            ))],
         ));
     }
     out.push(f(
         "coworking visa",
-        vec![Span::raw(if l.reciprocity.coworking_visa { "accepted" } else { "not listed" })],
+        vec![Span::raw(if l.reciprocity.coworking_visa {
+            "accepted"
+        } else {
+            "not listed"
+        })],
     ));
     if let Some(d) = l.reciprocity.free_days_per_visit {
         out.push(f("free days/visit", vec![Span::raw(d.to_string())]));
@@ -154,12 +191,17 @@ fn facts(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
             "{} down / {} up Mbit/s{}",
             d.map_or("?".into(), mbps),
             u.map_or("?".into(), mbps),
-            net.measured_on.map(|m| format!(", measured {m}")).unwrap_or_default()
+            net.measured_on
+                .map(|m| format!(", measured {m}"))
+                .unwrap_or_default()
         )),
     };
     out.push(f("speed", vec![speed]));
     out.push(f("guest access", vec![yes_no(net.guest_access, t)]));
-    out.push(f("power outlets", vec![known(l.power.map(|p| p.as_str()), t)]));
+    out.push(f(
+        "power outlets",
+        vec![known(l.power.map(|p| p.as_str()), t)],
+    ));
     out.push(f("noise", vec![known(l.noise.map(|n| n.as_str()), t)]));
     let amenities: Vec<String> = l
         .amenities
@@ -189,14 +231,20 @@ fn facts(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
 
     out.push(Line::default());
     out.push(section("Records", app));
-    out.push(f("OpenStreetMap", vec![known(l.external_ids.osm.clone(), t)]));
-    out.push(f("Wikidata", vec![known(l.external_ids.wikidata.clone(), t)]));
+    out.push(f(
+        "OpenStreetMap",
+        vec![known(l.external_ids.osm.clone(), t)],
+    ));
+    out.push(f(
+        "Wikidata",
+        vec![known(l.external_ids.wikidata.clone(), t)],
+    ));
     out.push(f("last checked", vec![known(l.provenance.check_date, t)]));
     out
 }
 
-/// Hours, seats, accessibility and signers.
-fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
+/// Opening hours (the week, today marked) and the seat pools with their live status.
+fn hours_and_seats(app: &App, slot: usize, s: &SpaceView) -> Vec<Line<'static>> {
     let t = app.theme;
     let l = &s.listing;
     let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
@@ -209,7 +257,10 @@ fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static
         OpenState::Closed => Span::styled("closed now", t.bad()),
         OpenState::Unknown => Span::styled("unknown now", t.dim()),
     };
-    out.push(f("public", vec![known(l.opening_hours.clone(), t), Span::raw("  "), state]));
+    out.push(f(
+        "public",
+        vec![known(l.opening_hours.clone(), t), Span::raw("  "), state],
+    ));
     out.extend(week(app, l));
     out.push(f("members", vec![known(l.member_access_hours.clone(), t)]));
 
@@ -230,7 +281,9 @@ fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static
         let (class, text) = pool_line(s.pool(&p.id), app.now);
         let accessible = p
             .accessible_capacity
-            .map_or(", accessible unknown".to_string(), |a| format!(", {a} accessible"));
+            .map_or(", accessible unknown".to_string(), |a| {
+                format!(", {a} accessible")
+            });
         out.push(f(
             &p.id,
             vec![Span::raw(format!(
@@ -240,11 +293,23 @@ fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static
                 words(p.access.as_str())
             ))],
         ));
-        out.push(f("", vec![Span::styled(format!("{} {text}", class.symbol()), class.style(t))]));
+        out.push(f(
+            "",
+            vec![Span::styled(
+                format!("{} {text}", class.symbol()),
+                class.style(t),
+            )],
+        ));
     }
+    out
+}
 
-    out.push(Line::default());
-    out.push(section("Accessibility", app));
+/// Every accessibility fact; unknown reads "unknown", never "no".
+fn accessibility(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let l = &s.listing;
+    let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
+    let mut out = vec![Line::default(), section("Accessibility", app)];
     let a = &l.accessibility;
     let wheel = match a.wheelchair {
         Some(Wheelchair::Yes) => Span::styled("yes", t.good()),
@@ -255,9 +320,15 @@ fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static
     out.push(f("wheelchair", vec![wheel]));
     let e = a.entrance.clone().unwrap_or_default();
     out.push(f("step-free entry", vec![yes_no(e.step_free, t)]));
-    out.push(f("step height", vec![known(e.step_height_cm.map(|c| format!("{c} cm")), t)]));
+    out.push(f(
+        "step height",
+        vec![known(e.step_height_cm.map(|c| format!("{c} cm")), t)],
+    ));
     out.push(f("ramp", vec![known(e.ramp.map(|r| r.as_str()), t)]));
-    out.push(f("door width", vec![known(e.door_width_cm.map(|c| format!("{c} cm")), t)]));
+    out.push(f(
+        "door width",
+        vec![known(e.door_width_cm.map(|c| format!("{c} cm")), t)],
+    ));
     out.push(f("automatic door", vec![yes_no(e.automatic_door, t)]));
     let lift = a.elevator.clone().unwrap_or_default();
     out.push(f("lift", vec![yes_no(lift.present, t)]));
@@ -269,7 +340,10 @@ fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static
         out.push(f("lift cabin", vec![known(cabin, t)]));
         out.push(f("lift working", vec![yes_no(lift.working, t)]));
     }
-    out.push(f("accessible toilet", vec![yes_no(a.toilets_wheelchair, t)]));
+    out.push(f(
+        "accessible toilet",
+        vec![yes_no(a.toilets_wheelchair, t)],
+    ));
     let r = a.restroom.clone().unwrap_or_default();
     out.push(f("grab rails", vec![yes_no(r.grab_rails, t)]));
     out.push(f("all-gender", vec![yes_no(r.all_gender, t)]));
@@ -280,17 +354,31 @@ fn live(app: &App, slot: usize, s: &SpaceView, width: usize) -> Vec<Line<'static
     out.push(f("service animals", vec![yes_no(a.service_animals, t)]));
     let desks = a.accessible_desks.clone().unwrap_or_default();
     out.push(f("accessible desks", vec![known(desks.count, t)]));
-    out.push(f("height-adjustable", vec![yes_no(desks.height_adjustable, t)]));
-    out.push(f("accessible parking", vec![yes_no(a.accessible_parking, t)]));
+    out.push(f(
+        "height-adjustable",
+        vec![yes_no(desks.height_adjustable, t)],
+    ));
+    out.push(f(
+        "accessible parking",
+        vec![yes_no(a.accessible_parking, t)],
+    ));
     out.push(f("tactile signage", vec![yes_no(a.tactile_signage, t)]));
     if let Some(n) = &a.notes {
-        for (i, line) in wrap(n, width.saturating_sub(PAD + 3)).into_iter().enumerate() {
+        for (i, line) in wrap(n, width.saturating_sub(PAD + 3))
+            .into_iter()
+            .enumerate()
+        {
             out.push(f(if i == 0 { "notes" } else { "" }, vec![Span::raw(line)]));
         }
     }
+    out
+}
 
-    out.push(Line::default());
-    out.push(section("Signed by", app));
+/// The keys that signed the listing, and how many changes were refused.
+fn signers(app: &App, s: &SpaceView) -> Vec<Line<'static>> {
+    let t = app.theme;
+    let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
+    let mut out = vec![Line::default(), section("Signed by", app)];
     if s.signers.is_empty() {
         out.push(Line::styled("  no signers known", t.dim()));
     }

@@ -11,15 +11,31 @@ use ratatui::Frame;
 use crate::app::App;
 use crate::seats::{self, SeatClass};
 
+/// At most this many spaces are labelled with their names.
+const MAX_NAMED: usize = 12;
+
+/// A distance rounded to two significant figures, for the map title.
+fn round_km(km: f64) -> String {
+    if km >= 100.0 {
+        let magnitude = 10f64.powi(km.log10().floor() as i32 - 1);
+        format!("{:.0}", (km / magnitude).round() * magnitude)
+    } else if km >= 10.0 {
+        format!("{km:.0}")
+    } else {
+        format!("{km:.1}")
+    }
+}
+
 pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let t = app.theme;
-    let [map_area, info] = Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(body);
+    let [map_area, info] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(body);
     let (xb, yb) = app.map.bounds();
 
     // Precompute what to print so the paint closure only places labels.
     let in_view = |lon: f64, lat: f64| lon >= xb[0] && lon <= xb[1] && lat >= yb[0] && lat <= yb[1];
     let selected = app.selected_slot();
-    let mut marks: Vec<(f64, f64, SeatClass)> = Vec::new();
+    let mut marks: Vec<(f64, f64, SeatClass, &str)> = Vec::new();
     for &slot in &app.dir.shown {
         if Some(slot) == selected {
             continue;
@@ -28,7 +44,8 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         let loc = &space.listing.location;
         if in_view(loc.lon, loc.lat) {
             let open = app.dir.open_state(slot, app.now);
-            marks.push((loc.lon, loc.lat, seats::summary(space, open, app.now).class));
+            let class = seats::summary(space, open, app.now).class;
+            marks.push((loc.lon, loc.lat, class, space.listing.name.as_str()));
         }
     }
     let chosen = selected.map(|slot| {
@@ -37,24 +54,41 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         (space, seats::summary(space, open, app.now))
     });
 
+    // Name every space when few are in view, so a zoomed-in city reads as a street map of spaces.
+    let named = app.map.zoom >= 16.0 && marks.len() <= MAX_NAMED;
+    let ns = if app.map.lat < 0.0 { 'S' } else { 'N' };
+    let ew = if app.map.lon < 0.0 { 'W' } else { 'E' };
+    let across_km = 40_075.0 * (xb[1] - xb[0]) / 360.0 * app.map.lat.to_radians().cos();
     let title = format!(
-        " Map · zoom {}x · centre {:.1}°, {:.1}° ",
-        app.map.zoom, app.map.lat, app.map.lon
+        " Map · zoom {}x · {:.2}°{ns} {:.2}°{ew} · about {} km across ",
+        app.map.zoom,
+        app.map.lat.abs(),
+        app.map.lon.abs(),
+        round_km(across_km)
     );
     let legend = Line::from(
-        [SeatClass::Free, SeatClass::Few, SeatClass::Full, SeatClass::Unknown, SeatClass::Closed]
-            .iter()
-            .flat_map(|c| {
-                let name = match c {
-                    SeatClass::Free => "free",
-                    SeatClass::Few => "few",
-                    SeatClass::Full => "full",
-                    SeatClass::Unknown => "unknown",
-                    SeatClass::Closed => "closed",
-                };
-                [Span::styled(format!(" {}", c.symbol()), c.style(t)), Span::raw(format!(" {name} "))]
-            })
-            .collect::<Vec<_>>(),
+        [
+            SeatClass::Free,
+            SeatClass::Few,
+            SeatClass::Full,
+            SeatClass::Unknown,
+            SeatClass::Closed,
+        ]
+        .iter()
+        .flat_map(|c| {
+            let name = match c {
+                SeatClass::Free => "free",
+                SeatClass::Few => "few",
+                SeatClass::Full => "full",
+                SeatClass::Unknown => "unknown",
+                SeatClass::Closed => "closed",
+            };
+            [
+                Span::styled(format!(" {}", c.symbol()), c.style(t)),
+                Span::raw(format!(" {name} ")),
+            ]
+        })
+        .collect::<Vec<_>>(),
     );
     let canvas = Canvas::default()
         .block(
@@ -71,8 +105,19 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
                 resolution: MapResolution::High,
             });
             ctx.layer();
-            for (lon, lat, class) in &marks {
-                ctx.print(*lon, *lat, Span::styled(class.symbol(), class.style(t)));
+            for (lon, lat, class, name) in &marks {
+                if named {
+                    ctx.print(
+                        *lon,
+                        *lat,
+                        Line::from(vec![
+                            Span::styled(class.symbol(), class.style(t)),
+                            Span::raw(format!(" {name}")),
+                        ]),
+                    );
+                } else {
+                    ctx.print(*lon, *lat, Span::styled(class.symbol(), class.style(t)));
+                }
             }
             if let Some((space, summary)) = &chosen {
                 let loc = &space.listing.location;
@@ -97,7 +142,10 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             Line::from(vec![
                 Span::styled(" ◉ ", t.selected()),
                 Span::styled(l.name.clone(), t.title()),
-                Span::raw(format!(", {}, {}  ", l.location.address.city, l.location.address.country)),
+                Span::raw(format!(
+                    ", {}, {}  ",
+                    l.location.address.city, l.location.address.country
+                )),
                 Span::styled(
                     format!("{} {}", summary.class.symbol(), summary.text()),
                     summary.class.style(t),

@@ -120,7 +120,12 @@ pub fn draw(app: &App, frame: &mut Frame) {
 fn header(app: &App, frame: &mut Frame, area: Rect) {
     let t = app.theme;
     let mut spans = vec![Span::styled(" deskmesh ", t.title()), Span::raw(" ")];
-    let mut tabs = vec![(View::Spaces, "spaces"), (View::Detail, "detail"), (View::Map, "map"), (View::Audit, "audit")];
+    let mut tabs = vec![
+        (View::Spaces, "spaces"),
+        (View::Detail, "detail"),
+        (View::Map, "map"),
+        (View::Audit, "audit"),
+    ];
     if app.my_slot().is_some() {
         tabs.push((View::Operator, "operator"));
     }
@@ -184,12 +189,22 @@ fn hint_text(app: &App) -> &'static str {
     }
     match (app.view, app.focus) {
         (View::Spaces, Focus::Search) => "type to search · ↑↓ move · Enter keep · Esc clear",
-        (View::Spaces, Focus::Filters) => "↑↓ move · Space toggle · ←→ value · x clear all · Tab back",
-        (View::Spaces, Focus::Table) => "Enter details · / search · Tab filters · s sort · m map · a audit · ? help",
-        (View::Detail, _) => "↑↓ scroll · [ ] prev/next space · m map · a audit · Esc back · ? help",
-        (View::Map, _) => "+ - zoom · ←↑↓→ hjkl pan · c centre · [ ] prev/next · 0 world · Esc back",
+        (View::Spaces, Focus::Filters) => {
+            "↑↓ move · Space toggle · ←→ value · x clear all · Tab back"
+        }
+        (View::Spaces, Focus::Table) => {
+            "Enter details · / search · Tab filters · s sort · m map · a audit · ? help"
+        }
+        (View::Detail, _) => {
+            "↑↓ scroll · [ ] prev/next space · m map · a audit · Esc back · ? help"
+        }
+        (View::Map, _) => {
+            "+ - zoom · ←↑↓→ hjkl pan · c centre · [ ] prev/next · 0 world · Esc back"
+        }
         (View::Audit, _) => "Tab pane · ↑↓ scroll · [ ] prev/next space · Esc back · ? help",
-        (View::Operator, _) => "↑↓ pool · + - seats · 0-9 set · f full · x closed · e edit listing · Esc back",
+        (View::Operator, _) => {
+            "↑↓ pool · + - seats · 0-9 set · f full · x closed · e edit listing · Esc back"
+        }
     }
 }
 
@@ -214,9 +229,9 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     };
     spans.push(Span::styled(peers, t.bar()));
     spans.push(sep());
-    let synced = s
-        .last_sync
-        .map_or("never synced".to_string(), |at| format!("synced {}", ago(at, app.now)));
+    let synced = s.last_sync.map_or("never synced".to_string(), |at| {
+        format!("synced {}", ago(at, app.now))
+    });
     spans.push(Span::styled(synced, t.bar()));
     spans.push(sep());
     let source = if s.attached_to_daemon {
@@ -234,7 +249,10 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
     let t = app.theme;
     let section = |s: &'static str| Line::styled(s, t.header());
     let key = |k: &'static str, what: &'static str| {
-        Line::from(vec![Span::styled(format!("  {k:<18}"), t.label()), Span::raw(what)])
+        Line::from(vec![
+            Span::styled(format!("  {k:<18}"), t.label()),
+            Span::raw(what),
+        ])
     };
     vec![
         section("Everywhere"),
@@ -316,6 +334,3 @@ fn help(app: &App, frame: &mut Frame, scroll: u16) {
         area,
     );
 }
-
-#[cfg(test)]
-mod tests;

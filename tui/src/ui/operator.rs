@@ -13,7 +13,10 @@ use crate::seats::pool_line;
 pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let t = app.theme;
     let Some(slot) = app.my_slot() else {
-        frame.render_widget(Paragraph::new(Line::styled("this node is not a space", t.dim())), body);
+        frame.render_widget(
+            Paragraph::new(Line::styled("this node is not a space", t.dim())),
+            body,
+        );
         return;
     };
     let space = &app.spaces[slot];
@@ -27,7 +30,8 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     ));
     let inner = block.inner(body);
     frame.render_widget(block, body);
-    let [pools_area, keys_area] = Layout::vertical([Constraint::Fill(1), Constraint::Length(4)]).areas(inner);
+    let [pools_area, keys_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(4)]).areas(inner);
 
     let rows: Vec<Row> = space
         .listing
@@ -46,7 +50,10 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         .collect();
     if rows.is_empty() {
         frame.render_widget(
-            Paragraph::new(Line::styled("no seat pools in the listing; add them with e", t.dim())),
+            Paragraph::new(Line::styled(
+                "no seat pools in the listing; add them with e",
+                t.dim(),
+            )),
             pools_area,
         );
     } else {
@@ -69,7 +76,10 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         frame.render_stateful_widget(table, pools_area, &mut state);
     }
     let keys = vec![
-        Line::styled("Seats are signed beacons: each key press publishes one.", t.dim()),
+        Line::styled(
+            "Seats are signed beacons: each key press publishes one.",
+            t.dim(),
+        ),
         Line::from(vec![
             Span::styled("+ -", t.label()),
             Span::raw(" one more, one less   "),
@@ -80,7 +90,10 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             Span::styled("x", t.label()),
             Span::raw(" closed"),
         ]),
-        Line::from(vec![Span::styled("e", t.label()), Span::raw(" edit the listing")]),
+        Line::from(vec![
+            Span::styled("e", t.label()),
+            Span::raw(" edit the listing"),
+        ]),
     ];
     frame.render_widget(Paragraph::new(keys), keys_area);
 }
@@ -117,13 +130,19 @@ fn draw_form(app: &App, form: &Form, frame: &mut Frame, body: Rect, name: &str) 
             Span::styled(shown, value_style),
         ];
         if value.is_empty() && !focused {
-            spans.push(Span::styled("unknown", t.dim()));
+            spans.push(Span::styled("(empty)", t.dim()));
         }
         lines.push(Line::from(spans));
         if let Some(e) = &form.errors[i] {
-            for (j, l) in wrap(e, value_width.saturating_sub(2)).into_iter().enumerate() {
+            for (j, l) in wrap(e, value_width.saturating_sub(2))
+                .into_iter()
+                .enumerate()
+            {
                 let mark = if j == 0 { "✗ " } else { "  " };
-                lines.push(Line::styled(format!("{:width$}{mark}{l}", "", width = LABEL + 2), t.error()));
+                lines.push(Line::styled(
+                    format!("{:width$}{mark}{l}", "", width = LABEL + 2),
+                    t.error(),
+                ));
             }
         }
     }
@@ -131,7 +150,11 @@ fn draw_form(app: &App, form: &Form, frame: &mut Frame, body: Rect, name: &str) 
     if form.on_save() {
         cursor_line = lines.len();
     }
-    let save_style = if form.on_save() { t.selected() } else { t.header() };
+    let save_style = if form.on_save() {
+        t.selected()
+    } else {
+        t.header()
+    };
     lines.push(Line::from(vec![
         Span::raw("  "),
         Span::styled("[ Save ]", save_style),

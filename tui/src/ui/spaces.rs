@@ -9,7 +9,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
-use super::text::{mbps, price};
+use super::text::{mbps, price, words};
 use super::{panel_area, table_area};
 use crate::app::{filter_items, App, FilterItem, Focus, SortKey};
 use crate::seats;
@@ -21,31 +21,135 @@ pub(super) fn draw(app: &App, frame: &mut Frame, _body: Rect) {
     draw_table(app, frame, table_area(app));
 }
 
+/// A table column. Columns are dropped from the end of [`Col::PRIORITY`] until the name has room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    Name,
+    City,
+    Kind,
+    Open,
+    Seats,
+    DayPass,
+    Wifi,
+    Noise,
+    Access,
+    Distance,
+}
+
+impl Col {
+    /// Most important first; the name is always kept.
+    const PRIORITY: [Col; 10] = [
+        Col::Name,
+        Col::Seats,
+        Col::Open,
+        Col::Distance,
+        Col::City,
+        Col::DayPass,
+        Col::Wifi,
+        Col::Access,
+        Col::Kind,
+        Col::Noise,
+    ];
+    /// Display order, left to right.
+    const ORDER: [Col; 10] = [
+        Col::Name,
+        Col::City,
+        Col::Kind,
+        Col::Open,
+        Col::Seats,
+        Col::DayPass,
+        Col::Wifi,
+        Col::Noise,
+        Col::Access,
+        Col::Distance,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Col::Name => "Name",
+            Col::City => "City",
+            Col::Kind => "Kind",
+            Col::Open => "Open",
+            Col::Seats => "Seats",
+            Col::DayPass => "Day pass",
+            Col::Wifi => "Mbit/s",
+            Col::Noise => "Noise",
+            Col::Access => "Acc.",
+            Col::Distance => "Distance",
+        }
+    }
+
+    fn width(self, wide: bool) -> u16 {
+        match self {
+            Col::Name => 0,
+            Col::City => {
+                if wide {
+                    16
+                } else {
+                    10
+                }
+            }
+            Col::Kind => 15,
+            Col::Open => 7,
+            Col::Seats => 21,
+            Col::DayPass => 9,
+            Col::Wifi => 6,
+            Col::Noise => 8,
+            Col::Access => 5,
+            Col::Distance => 8,
+        }
+    }
+}
+
+/// The name needs at least this many columns before any other column is shown.
+const MIN_NAME: u16 = 14;
+/// From this table width on, the city is wider and kind and noise are shown too.
+const WIDE_TABLE: u16 = 120;
+
+/// The columns that fit in `width`, in display order.
+fn columns(width: u16, distance: bool) -> Vec<Col> {
+    let wide = width >= WIDE_TABLE;
+    let mut keep: Vec<Col> = Col::PRIORITY
+        .into_iter()
+        .filter(|c| match c {
+            Col::Distance => distance,
+            Col::Kind | Col::Noise => wide,
+            _ => true,
+        })
+        .collect();
+    // Two columns for the highlight symbol, one space between columns.
+    let room = |cols: &[Col]| {
+        let fixed: u16 = cols.iter().map(|c| c.width(wide) + 1).sum();
+        width.saturating_sub(2 + fixed)
+    };
+    while keep.len() > 1 && room(&keep) < MIN_NAME {
+        keep.pop();
+    }
+    Col::ORDER
+        .into_iter()
+        .filter(|c| keep.contains(c))
+        .collect()
+}
+
 fn draw_table(app: &App, frame: &mut Frame, area: Rect) {
     let t = app.theme;
-    let wide = area.width >= 120;
     let distance = app.sort == SortKey::Distance && app.point.is_some();
-    let mut widths = vec![
-        Constraint::Fill(1),
-        Constraint::Length(if wide { 16 } else { 10 }),
-        Constraint::Length(7),
-        Constraint::Length(21),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(5),
-    ];
-    let mut titles = vec!["Name", "City", "Open", "Seats", "Day pass", "Mbit/s", "Acc."];
-    if distance {
-        widths.push(Constraint::Length(8));
-        titles.push("Distance");
-    }
-    let header = Row::new(titles.into_iter().map(|h| Cell::from(h).style(t.header())));
+    let cols = columns(area.width, distance);
+    let wide = area.width >= WIDE_TABLE;
+    let widths: Vec<Constraint> = cols
+        .iter()
+        .map(|c| match c {
+            Col::Name => Constraint::Fill(1),
+            c => Constraint::Length(c.width(wide)),
+        })
+        .collect();
+    let header = Row::new(cols.iter().map(|c| Cell::from(c.title()).style(t.header())));
 
     let rows_on_screen = usize::from(area.height.saturating_sub(1));
     let end = (app.offset + rows_on_screen).min(app.dir.shown.len());
     let rows: Vec<Row> = app.dir.shown[app.offset.min(end)..end]
         .iter()
-        .map(|&slot| row(app, slot, distance))
+        .map(|&slot| row(app, slot, &cols))
         .collect();
 
     if rows.is_empty() {
@@ -55,57 +159,78 @@ fn draw_table(app: &App, frame: &mut Frame, area: Rect) {
             "no spaces match; x clears the search and the filters"
         };
         frame.render_widget(
-            Paragraph::new(vec![Line::default(), Line::styled(msg, t.dim())]).alignment(Alignment::Center),
+            Paragraph::new(vec![Line::default(), Line::styled(msg, t.dim())])
+                .alignment(Alignment::Center),
             area,
         );
         return;
     }
-    let selected = app.cursor.checked_sub(app.offset).filter(|i| *i < rows.len());
+    let selected = app
+        .cursor
+        .checked_sub(app.offset)
+        .filter(|i| *i < rows.len());
     let table = Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
-        .row_highlight_style(if app.focus == Focus::Filters { t.normal() } else { t.selected() })
+        .row_highlight_style(if app.focus == Focus::Filters {
+            t.normal()
+        } else {
+            t.selected()
+        })
         .highlight_symbol("> ")
         .highlight_spacing(HighlightSpacing::Always);
     let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
 }
 
-fn row(app: &App, slot: usize, distance: bool) -> Row<'static> {
+fn right(text: String) -> Cell<'static> {
+    Cell::from(Line::from(text).alignment(Alignment::Right))
+}
+
+fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
     let t = app.theme;
     let space = &app.spaces[slot];
     let l = &space.listing;
     let open = app.dir.open_state(slot, app.now);
-    let open_cell = match open {
-        OpenState::Open => Cell::from("open").style(t.good()),
-        OpenState::Closed => Cell::from("closed").style(t.dim()),
-        OpenState::Unknown => Cell::from("unknown").style(t.dim()),
-    };
-    let summary = seats::summary(space, open, app.now);
-    let seats_cell = Cell::from(format!("{} {}", summary.class.symbol(), summary.text()))
-        .style(summary.class.style(t));
-    let day_pass = l.day_pass().map_or_else(|| Cell::from("-").style(t.dim()), |o| Cell::from(price(o)));
-    let wifi = l.internet.down_mbps.map_or_else(
-        || Cell::from(Line::from("?").alignment(Alignment::Right)).style(t.dim()),
-        |v| Cell::from(Line::from(mbps(v)).alignment(Alignment::Right)),
-    );
-    let mut cells = vec![
-        Cell::from(l.name.clone()),
-        Cell::from(l.location.address.city.clone()),
-        open_cell,
-        seats_cell,
-        day_pass,
-        wifi,
-        Cell::from(badges(l)),
-    ];
-    if distance {
-        if let Some((lat, lon)) = app.point {
-            let km = distance_km(lat, lon, l.location.lat, l.location.lon);
-            let text = if km < 10.0 { format!("{km:.1} km") } else { format!("{km:.0} km") };
-            cells.push(Cell::from(Line::from(text).alignment(Alignment::Right)));
+    let cell = |c: &Col| match c {
+        Col::Name => Cell::from(l.name.clone()),
+        Col::City => Cell::from(l.location.address.city.clone()),
+        Col::Kind => Cell::from(words(l.category.as_str())),
+        Col::Open => match open {
+            OpenState::Open => Cell::from("open").style(t.good()),
+            OpenState::Closed => Cell::from("closed").style(t.dim()),
+            OpenState::Unknown => Cell::from("unknown").style(t.dim()),
+        },
+        Col::Seats => {
+            let summary = seats::summary(space, open, app.now);
+            Cell::from(format!("{} {}", summary.class.symbol(), summary.text()))
+                .style(summary.class.style(t))
         }
-    }
-    Row::new(cells)
+        Col::DayPass => l
+            .day_pass()
+            .map_or_else(|| Cell::from("-").style(t.dim()), |o| Cell::from(price(o))),
+        Col::Wifi => l
+            .internet
+            .down_mbps
+            .map_or_else(|| right("?".into()).style(t.dim()), |v| right(mbps(v))),
+        Col::Noise => l.noise.map_or_else(
+            || Cell::from("?").style(t.dim()),
+            |n| Cell::from(n.as_str()),
+        ),
+        Col::Access => Cell::from(badges(l)),
+        Col::Distance => match app.point {
+            Some((lat, lon)) => {
+                let km = distance_km(lat, lon, l.location.lat, l.location.lon);
+                right(if km < 10.0 {
+                    format!("{km:.1} km")
+                } else {
+                    format!("{km:.0} km")
+                })
+            }
+            None => Cell::from(""),
+        },
+    };
+    Row::new(cols.iter().map(cell).collect::<Vec<_>>())
 }
 
 /// Five accessibility badges: wheelchair (W yes, w limited), accessible toilet (T), hearing loop (L),
@@ -183,4 +308,22 @@ fn draw_panel(app: &App, frame: &mut Frame, area: Rect) {
         lines.push(Line::styled(text, style));
     }
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_drop_by_priority_so_the_name_stays_readable() {
+        let all = columns(80, false);
+        assert_eq!(all.len(), 7, "{all:?}");
+        let with_distance = columns(80, true);
+        assert!(with_distance.contains(&Col::Distance));
+        assert!(!with_distance.contains(&Col::Access), "{with_distance:?}");
+        let narrow = columns(50, false);
+        assert_eq!(narrow, vec![Col::Name, Col::Open, Col::Seats]);
+        assert!(columns(130, false).contains(&Col::Kind));
+        assert_eq!(columns(5, true), vec![Col::Name]);
+    }
 }

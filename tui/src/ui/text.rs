@@ -60,7 +60,12 @@ pub(crate) fn known<T: ToString>(v: Option<T>, theme: Theme) -> Span<'static> {
 }
 
 /// `label: value` with the label padded to `pad` columns.
-pub(crate) fn field(label: &str, pad: usize, value: Vec<Span<'static>>, theme: Theme) -> Line<'static> {
+pub(crate) fn field(
+    label: &str,
+    pad: usize,
+    value: Vec<Span<'static>>,
+    theme: Theme,
+) -> Line<'static> {
     let mut spans = vec![Span::styled(format!("  {label:<pad$} "), theme.label())];
     spans.extend(value);
     Line::from(spans)
@@ -103,7 +108,10 @@ mod tests {
 
     #[test]
     fn wraps_by_words_and_cuts_long_words() {
-        assert_eq!(wrap("one two three four", 9), vec!["one two", "three", "four"]);
+        assert_eq!(
+            wrap("one two three four", 9),
+            vec!["one two", "three", "four"]
+        );
         assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
         assert_eq!(wrap("a\n\nb", 10), vec!["a", "", "b"]);
     }

@@ -1,0 +1,146 @@
+//! `deskmesh demo`: a sample alliance a newcomer can explore at once.
+//!
+//! The demo node founds an alliance, then for each of the sample listings (`node/sample/alliance.json`)
+//! creates a real device key for the space (kept under `<home>/demo/`), admits it, has that key sign the
+//! listing and a seat beacon per pool, and stores everything exactly as if it had arrived from the mesh:
+//! every signature in the resulting store is real and `deskmesh audit` verifies it.
+
+use std::fmt;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
+use deskmesh_crdt_model::doc::SpaceDoc;
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::query::Query;
+use deskmesh_keys::roster::OpBody;
+use deskmesh_keys::{keyfile, DeviceKey, Signer, SpaceId};
+use serde::Serialize;
+
+use crate::commands::Directory;
+use crate::home::Home;
+use crate::ops::{self, Node, RosterAuthority};
+
+/// The sample directory shipped with deskmesh.
+pub const SAMPLE: &str = include_str!("../sample/alliance.json");
+
+/// The sample listings, each given the id of a fresh space key.
+pub fn sample_listings() -> anyhow::Result<Vec<Listing>> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(SAMPLE).context("the bundled sample directory is not valid JSON")?;
+    values
+        .into_iter()
+        .map(|v| Listing::from_value(v).map_err(|e| anyhow::anyhow!("bundled sample listing: {e}")))
+        .collect()
+}
+
+/// What `demo` reports.
+#[derive(Debug, Serialize)]
+pub struct DemoReport {
+    pub home: String,
+    pub created: bool,
+    pub directory: Directory,
+}
+
+impl fmt::Display for DemoReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.directory)?;
+        writeln!(f)?;
+        if self.created {
+            writeln!(f, "A sample alliance was created in {}.", self.home)?;
+        } else {
+            writeln!(f, "Showing the sample alliance already in {}.", self.home)?;
+        }
+        writeln!(f, "Explore it:")?;
+        writeln!(
+            f,
+            "  deskmesh --home {} spaces list --open-now --amenity coffee",
+            self.home
+        )?;
+        writeln!(f, "  deskmesh --home {} alliance show", self.home)?;
+        write!(f, "  deskmesh --home {} audit", self.home)
+    }
+}
+
+/// Creates (or reopens) the sample alliance in `home` and shows its directory.
+pub fn run(home: &Home, now: DateTime<Utc>) -> anyhow::Result<DemoReport> {
+    let created = !home.is_initialised();
+    if created {
+        ops::init(home, Some("Demo coordinator".into()))?;
+        let mut node = Node::open(home)?;
+        node.alliance_create("Demo Coworking Alliance", 1, now)?;
+        populate(&mut node, now)?;
+    }
+    let node = Node::open(home)?;
+    Ok(DemoReport {
+        home: home.root().display().to_string(),
+        created,
+        directory: node.directory(&Query::default(), now)?,
+    })
+}
+
+/// Admits every sample space with its own key and stores its signed listing and seats.
+pub fn populate(node: &mut Node, now: DateTime<Utc>) -> anyhow::Result<Vec<(SpaceId, DeviceKey)>> {
+    let dir = node.home.demo_dir();
+    let mut spaces = Vec::new();
+    for (i, mut listing) in sample_listings()?.into_iter().enumerate() {
+        let key = DeviceKey::generate();
+        let space = SpaceId::derive(&key.public_key());
+        keyfile::write(&dir.join(format!("{space}.key")), &key)?;
+        listing.id = space.clone();
+        let roster = node.roster().context("the demo node has no alliance")?;
+        let admit = roster.propose(
+            node.signer(),
+            OpBody::AdmitSpace {
+                space: space.clone(),
+                name: listing.name.clone(),
+                devices: vec![key.public_key()],
+            },
+            now.timestamp_millis(),
+        );
+        node.accept_op(admit)?;
+        let roster = node.roster().context("the demo node has no alliance")?;
+        let mut doc = SpaceDoc::new(space.clone());
+        let heads = roster.heads();
+        if let Some(change) = doc.edit(
+            &listing,
+            &key,
+            &RosterAuthority(Some(roster)),
+            heads.clone(),
+            now.timestamp_millis(),
+        )? {
+            node.accept_change(&change)?;
+        }
+        for (j, pool) in listing.seat_pools.iter().enumerate() {
+            let (availability, age_min) = sample_seats(i + j, pool.capacity);
+            let beacon = SeatBeacon {
+                space: space.clone(),
+                pool: pool.id.clone(),
+                availability,
+                is_open: availability != Availability::Closed,
+                published_at_ms: now.timestamp_millis() - age_min * 60_000,
+                ttl_s: 900,
+                seq: 0,
+                author: key.public_key(),
+                roster_heads: heads.clone(),
+            };
+            let signed = beacon.sign(&key)?;
+            // A beacon too old to mean anything is not kept: that is the "unknown" state on purpose.
+            let _ = node.accept_beacon(&signed, now);
+        }
+        spaces.push((space, key));
+    }
+    Ok(spaces)
+}
+
+/// Varied but deterministic seat states: fresh counts, buckets, a stale one and a full one.
+fn sample_seats(n: usize, capacity: u32) -> (Availability, i64) {
+    match n % 6 {
+        0 => (Availability::Count(capacity.min(4)), 2),
+        1 => (Availability::Many, 5),
+        2 => (Availability::Few, 1),
+        3 => (Availability::Count(capacity.min(2)), 20),
+        4 => (Availability::Full, 3),
+        _ => (Availability::Count(capacity.min(7)), 0),
+    }
+}

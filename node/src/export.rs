@@ -1,0 +1,196 @@
+//! `deskmesh export`: the directory as JSON (the form `space edit --file` and `import` accept), GeoJSON
+//! (RFC 7946), CSV (one flat row per space) and schema.org JSON-LD (`LocalBusiness`).
+
+use deskmesh_crdt_model::listing::Listing;
+use serde_json::{json, Map, Value};
+
+use crate::cli::ExportFormat;
+use crate::ops::Node;
+
+impl Node {
+    /// The whole directory in `format`, as text.
+    pub fn export(&self, format: ExportFormat) -> anyhow::Result<String> {
+        let mut listings = Vec::new();
+        for e in self.entries()? {
+            listings.push(e.listing()?);
+        }
+        listings.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        render(&listings, format)
+    }
+}
+
+/// Renders listings in one of the export formats.
+pub fn render(listings: &[Listing], format: ExportFormat) -> anyhow::Result<String> {
+    let mut text = match format {
+        ExportFormat::Json => {
+            let all: Vec<Value> = listings.iter().map(Listing::to_value).collect();
+            serde_json::to_string_pretty(&all)?
+        }
+        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(listings))?,
+        ExportFormat::Jsonld => serde_json::to_string_pretty(&jsonld(listings))?,
+        ExportFormat::Csv => return csv(listings),
+    };
+    text.push('\n');
+    Ok(text)
+}
+
+/// RFC 7946: a FeatureCollection of Points, coordinates [lon, lat], the listing in `properties`.
+pub fn geojson(listings: &[Listing]) -> Value {
+    let features: Vec<geojson::Feature> = listings
+        .iter()
+        .map(|l| {
+            let mut props = match l.to_value() {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            // The geometry already carries the point; keep the address and the rest.
+            if let Some(Value::Object(loc)) = props.get_mut("location") {
+                loc.remove("lon");
+                loc.remove("lat");
+            }
+            geojson::Feature {
+                bbox: None,
+                geometry: Some(geojson::Geometry::new(geojson::Value::Point(vec![
+                    l.location.lon,
+                    l.location.lat,
+                ]))),
+                id: Some(geojson::feature::Id::String(l.id.to_string())),
+                properties: Some(props),
+                foreign_members: None,
+            }
+        })
+        .collect();
+    let fc = geojson::FeatureCollection {
+        bbox: None,
+        features,
+        foreign_members: None,
+    };
+    serde_json::to_value(&fc).unwrap_or(Value::Null)
+}
+
+/// schema.org JSON-LD: one `LocalBusiness` per space in an `ItemList`.
+pub fn jsonld(listings: &[Listing]) -> Value {
+    let items: Vec<Value> = listings
+        .iter()
+        .map(|l| {
+            let amenities: Vec<Value> = l
+                .amenities
+                .iter()
+                .map(|(a, _)| json!({"@type": "LocationFeatureSpecification", "name": a.to_string(), "value": true}))
+                .collect();
+            let offers: Vec<Value> = l
+                .offers
+                .iter()
+                .map(|o| json!({"@type": "Offer", "name": o.product.to_string(), "price": o.price, "priceCurrency": o.currency}))
+                .collect();
+            let mut v = json!({
+                "@type": "LocalBusiness",
+                "@id": format!("urn:deskmesh:{}", l.id),
+                "identifier": l.id.to_string(),
+                "name": l.name,
+                "address": {
+                    "@type": "PostalAddress",
+                    "streetAddress": l.location.address.street,
+                    "addressLocality": l.location.address.city,
+                    "postalCode": l.location.address.postcode,
+                    "addressCountry": l.location.address.country,
+                },
+                "geo": {"@type": "GeoCoordinates", "latitude": l.location.lat, "longitude": l.location.lon},
+                "amenityFeature": amenities,
+                "makesOffer": offers,
+            });
+            if let Value::Object(m) = &mut v {
+                if !l.description.is_empty() {
+                    m.insert("description".into(), json!(l.description));
+                }
+                if let Some(h) = &l.opening_hours {
+                    // OSM syntax is close to schema.org's openingHours text form; kept verbatim.
+                    m.insert("openingHours".into(), json!(h));
+                }
+                if let Some(w) = &l.contact.website {
+                    m.insert("url".into(), json!(w));
+                }
+                if let Some(e) = &l.contact.email {
+                    m.insert("email".into(), json!(e));
+                }
+                if let Some(p) = &l.contact.phone {
+                    m.insert("telephone".into(), json!(p));
+                }
+            }
+            v
+        })
+        .collect();
+    json!({
+        "@context": "https://schema.org",
+        "@type": "ItemList",
+        "numberOfItems": items.len(),
+        "itemListElement": items,
+    })
+}
+
+/// One flat row per space, the columns the coworking community's metadata sheets use.
+pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "id",
+        "name",
+        "category",
+        "lat",
+        "lon",
+        "street",
+        "city",
+        "postcode",
+        "country",
+        "timezone",
+        "website",
+        "email",
+        "phone",
+        "opening_hours",
+        "member_access_hours",
+        "day_pass_price",
+        "day_pass_currency",
+        "wifi_down_mbps",
+        "amenities",
+        "wheelchair",
+        "seat_capacity",
+    ])?;
+    for l in listings {
+        let a = &l.location.address;
+        let day = l.day_pass();
+        let capacity: u64 = l.seat_pools.iter().map(|p| u64::from(p.capacity)).sum();
+        let amenities: Vec<String> = l.amenities.iter().map(|(a, _)| a.to_string()).collect();
+        w.write_record([
+            l.id.to_string(),
+            l.name.clone(),
+            l.category.to_string(),
+            format!("{:.6}", l.location.lat),
+            format!("{:.6}", l.location.lon),
+            a.street.clone().unwrap_or_default(),
+            a.city.clone(),
+            a.postcode.clone().unwrap_or_default(),
+            a.country.clone(),
+            l.location.timezone.clone(),
+            l.contact.website.clone().unwrap_or_default(),
+            l.contact.email.clone().unwrap_or_default(),
+            l.contact.phone.clone().unwrap_or_default(),
+            l.opening_hours.clone().unwrap_or_default(),
+            l.member_access_hours.clone().unwrap_or_default(),
+            day.map(|o| o.price.to_string()).unwrap_or_default(),
+            day.map(|o| o.currency.clone()).unwrap_or_default(),
+            l.internet
+                .down_mbps
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            amenities.join(";"),
+            l.accessibility
+                .wheelchair
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            capacity.to_string(),
+        ])?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?;
+    Ok(String::from_utf8(bytes)?)
+}

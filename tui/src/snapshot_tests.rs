@@ -1,0 +1,212 @@
+//! Snapshot tests of every view at 80x24 and 160x48, drawn on ratatui's `TestBackend` from fixed data at
+//! a fixed instant with fixed keys, so the snapshots (in `src/snapshots/`) only change when the screen
+//! does. Review a changed snapshot by eye before accepting it.
+
+#![allow(clippy::unwrap_used)]
+
+use crossterm::event::{Event, KeyModifiers};
+use crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use crate::app::App;
+use crate::fake::FakeNode;
+use crate::model::{Snapshot, Update};
+use crate::testdata::{app, ctrl, key, press, typ};
+use crate::theme::Theme;
+use crate::ui::draw;
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+fn render(app: &App) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(app.size.width, app.size.height)).unwrap();
+    t.draw(|f| draw(app, f)).unwrap();
+    t
+}
+
+/// Snapshot the screen after `setup` at both sizes, as `{name}_{w}x{h}`.
+fn check(name: &str, setup: impl Fn(&mut App, &mut FakeNode)) {
+    for (w, h) in SIZES {
+        let mut a = app(w, h);
+        let mut node = FakeNode::new(Snapshot::default());
+        setup(&mut a, &mut node);
+        let t = render(&a);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), t.backend());
+    }
+}
+
+#[test]
+fn spaces_table() {
+    check("spaces", |_, _| {});
+}
+
+#[test]
+fn spaces_search_as_you_type() {
+    check("search", |a, n| {
+        typ(a, n, "/lis");
+    });
+}
+
+#[test]
+fn spaces_filter_panel() {
+    check("filters", |a, n| {
+        press(a, n, key(KeyCode::Tab));
+        typ(a, n, " jj  ");
+        assert!(a.counts().0 < a.counts().1, "filters must narrow the list");
+    });
+}
+
+#[test]
+fn spaces_sorted_by_distance() {
+    check("distance", |a, n| {
+        typ(a, n, "n");
+    });
+}
+
+#[test]
+fn spaces_nothing_matches_offline() {
+    check("empty_offline", |a, n| {
+        let mut s = a.status().clone();
+        s.online = false;
+        s.attached_to_daemon = false;
+        s.peers = 0;
+        s.last_sync = None;
+        a.update(Update::Status(s));
+        typ(a, n, "/zzzz");
+        press(a, n, key(KeyCode::Enter));
+    });
+}
+
+#[test]
+fn detail_view() {
+    check("detail", |a, n| {
+        press(a, n, key(KeyCode::Enter));
+    });
+}
+
+#[test]
+fn detail_view_scrolled() {
+    check("detail_scrolled", |a, n| {
+        press(a, n, key(KeyCode::Enter));
+        for _ in 0..30 {
+            press(a, n, key(KeyCode::Char('j')));
+        }
+    });
+}
+
+#[test]
+fn map_world() {
+    check("map", |a, n| {
+        typ(a, n, "m");
+    });
+}
+
+#[test]
+fn map_centred_on_city() {
+    check("map_city", |a, n| {
+        typ(a, n, "jjm");
+        typ(a, n, "c");
+    });
+}
+
+#[test]
+fn audit_view() {
+    check("audit", |a, n| {
+        typ(a, n, "a");
+    });
+}
+
+#[test]
+fn operator_view() {
+    check("operator", |a, n| {
+        typ(a, n, "o");
+    });
+}
+
+#[test]
+fn operator_form_with_errors() {
+    check("form", |a, n| {
+        typ(a, n, "oe");
+        press(a, n, ctrl('u'));
+        press(a, n, key(KeyCode::Down));
+        press(a, n, key(KeyCode::Down));
+        press(a, n, ctrl('u'));
+        typ(a, n, "Mo-Fr 8 to 6");
+        press(a, n, ctrl('s'));
+    });
+}
+
+#[test]
+fn help_overlay() {
+    check("help", |a, n| {
+        typ(a, n, "?");
+    });
+}
+
+#[test]
+fn no_color_theme_paints_no_colour() {
+    let mut a = App::new(
+        crate::testdata::snapshot(),
+        Theme::plain(),
+        crate::testdata::now(),
+        ratatui::layout::Rect::new(0, 0, 160, 48),
+    );
+    let mut n = FakeNode::default();
+    for keys in ["", "m", "\r", "a", "o"] {
+        for c in keys.chars() {
+            let ev = if c == '\r' {
+                key(KeyCode::Enter)
+            } else {
+                key(KeyCode::Char(c))
+            };
+            press(&mut a, &mut n, ev);
+        }
+        let t = render(&a);
+        for cell in t.backend().buffer().content() {
+            assert!(
+                matches!(cell.fg, Color::Reset) && matches!(cell.bg, Color::Reset),
+                "a coloured cell {cell:?} in view {:?}",
+                a.view()
+            );
+        }
+        press(&mut a, &mut n, key(KeyCode::Esc));
+    }
+}
+
+#[test]
+fn coloured_theme_uses_only_the_16_named_colours() {
+    let a = app(160, 48);
+    let t = render(&a);
+    for cell in t.backend().buffer().content() {
+        for c in [cell.fg, cell.bg] {
+            assert!(
+                !matches!(c, Color::Rgb(..) | Color::Indexed(_)),
+                "{c:?} is not one of the 16 colours"
+            );
+        }
+    }
+}
+
+#[test]
+fn mouse_click_selects_the_row_under_it() {
+    let mut a = app(80, 24);
+    let mut n = FakeNode::default();
+    // Row 2 is the table header; rows 3.. are spaces.
+    let click = |row| {
+        Event::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 10,
+            row,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    press(&mut a, &mut n, click(6));
+    let expected = a.shown_names()[3].to_string();
+    let t = render(&a);
+    let line: String = (0..80)
+        .map(|x| t.backend().buffer()[(x, 6)].symbol().to_string())
+        .collect();
+    assert!(line.starts_with("> "), "{line}");
+    assert!(line.contains(&expected[..8]), "{line} / {expected}");
+}
