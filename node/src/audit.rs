@@ -24,6 +24,8 @@ pub struct AuditReport {
     pub listings: Vec<ListingAudit>,
     pub beacons_verified: usize,
     pub beacons_failed: Vec<String>,
+    /// Signed items refused at the door (bad signature, not authorised): never stored, only logged.
+    pub refused: Vec<crate::ops::RefusalRecord>,
     pub ok: bool,
 }
 
@@ -157,7 +159,10 @@ impl Node {
             }
         }
         ok &= beacons_failed.is_empty();
+        let refused = self.refusals()?;
+        ok &= refused.is_empty();
         Ok(AuditReport {
+            refused,
             alliance: self.alliance_id(),
             roster: roster_ops,
             rejected_roster_ops,
@@ -279,6 +284,21 @@ impl fmt::Display for AuditReport {
         writeln!(f, "\nseat beacons: {} verified", self.beacons_verified)?;
         for b in &self.beacons_failed {
             writeln!(f, "  FAILED {b}")?;
+        }
+        if !self.refused.is_empty() {
+            writeln!(f, "\nrefused and not stored ({})", self.refused.len())?;
+            for r in &self.refused {
+                let who = r
+                    .author
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "unknown author".into());
+                let space = r
+                    .space
+                    .as_ref()
+                    .map(|s| format!(" for {s}"))
+                    .unwrap_or_default();
+                writeln!(f, "  REFUSED {} by {who}{space}: {}", r.kind, r.reason)?;
+            }
         }
         write!(
             f,

@@ -19,8 +19,7 @@ use serde::Serialize;
 
 use crate::cli::EditArgs;
 use crate::ops::{
-    beacon_now, parse_availability, read_listing_file, IndexEntry, Node, RejectionRecord,
-    RosterAuthority,
+    beacon_now, parse_availability, read_listing_file, IndexEntry, Node, RosterAuthority,
 };
 use crate::store::Store;
 
@@ -468,10 +467,7 @@ impl Node {
     }
 
     fn store_change(&self, change: &SignedChange) -> anyhow::Result<()> {
-        let env = change.envelope()?;
-        self.store
-            .put_change(&env.space, &env.change_hash, &change.to_bytes())?;
-        self.reindex(&env.space)?;
+        self.accept_change(change)?;
         Ok(())
     }
 
@@ -695,33 +691,39 @@ impl Node {
         })
     }
 
-    /// Verifies a beacon and keeps it if it is the newest for its pool. Refused beacons are recorded for
-    /// the audit.
+    /// Verifies a beacon and keeps it if it is the newest for its pool. A beacon with a bad signature or
+    /// an unauthorised author is logged for the audit and never stored.
     pub fn accept_beacon(
         &self,
         signed: &SignedBeacon,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<deskmesh_crdt_model::beacon::SeatBeacon> {
-        let b = signed.verify(ms(now))?;
+    ) -> Result<deskmesh_crdt_model::beacon::SeatBeacon, crate::ops::Refused> {
+        use crate::ops::Refused;
+        let b = match signed.verify(ms(now)) {
+            Ok(b) => b,
+            Err(e) => {
+                let author = signed.decode().ok().map(|b| b.author);
+                return Err(self.refuse("seat beacon", author, None, e.to_string()));
+            }
+        };
         if let Err(d) = deskmesh_crdt_model::change::Authority::authorise(
             &RosterAuthority(self.roster()),
             &b.roster_heads,
             &b.author,
             &b.space,
         ) {
-            let record = RejectionRecord {
-                author: Some(b.author),
-                reason: format!("seat beacon for pool {}: {}", b.pool, d.reason),
-            };
-            let id = Hash::of("seat-beacon", &signed.to_bytes());
-            self.store.put_rejected_change(
-                &b.space,
-                id.as_bytes(),
-                &serde_json::to_vec(&record)?,
-            )?;
-            bail!("seat beacon refused: {}", d.reason);
+            return Err(self.refuse(
+                "seat beacon",
+                Some(b.author),
+                Some(b.space.clone()),
+                format!("pool {}: {}", b.pool, d.reason),
+            ));
         }
-        let keep = match self.store.beacon(&b.space, &b.pool)? {
+        let held = self
+            .store
+            .beacon(&b.space, &b.pool)
+            .map_err(|e| Refused::Store(e.into()))?;
+        let keep = match held {
             Some(held) => match SignedBeacon::from_bytes(&held) {
                 Ok(held) => beacon::newer(signed, &held),
                 Err(_) => true,
@@ -730,7 +732,8 @@ impl Node {
         };
         if keep {
             self.store
-                .put_beacon(&b.space, &b.pool, &signed.to_bytes())?;
+                .put_beacon(&b.space, &b.pool, &signed.to_bytes())
+                .map_err(|e| Refused::Store(e.into()))?;
         }
         Ok(b)
     }

@@ -292,16 +292,75 @@ impl Node {
         Ok((doc, undecodable))
     }
 
-    /// Stores a signed change received or made here, then reindexes its space.
-    pub fn accept_change(&self, change: &SignedChange) -> anyhow::Result<bool> {
-        let env = change.verify()?;
+    /// Takes a signed change received from a peer, a bundle or made here: a bad signature or an author the
+    /// roster refuses for good is logged for the audit and never stored; anything else is stored (flushed)
+    /// and its space reindexed. Returns whether the change was new.
+    pub fn accept_change(&self, change: &SignedChange) -> Result<bool, Refused> {
+        let env = match change.verify() {
+            Ok(env) => env,
+            Err(e) => {
+                let author = change.envelope().ok().map(|e| e.author);
+                return Err(self.refuse("listing change", author, None, e.to_string()));
+            }
+        };
+        if let Err(d) = RosterAuthority(self.roster.as_ref()).authorise(
+            &env.roster_heads,
+            &env.author,
+            &env.space,
+        ) {
+            if !d.pending {
+                return Err(self.refuse(
+                    "listing change",
+                    Some(env.author),
+                    Some(env.space.clone()),
+                    d.reason,
+                ));
+            }
+        }
         let new = self
             .store
-            .put_change(&env.space, &env.change_hash, &change.to_bytes())?;
+            .put_change(&env.space, &env.change_hash, &change.to_bytes())
+            .map_err(|e| Refused::Store(e.into()))?;
         if new {
-            self.reindex(&env.space)?;
+            self.reindex(&env.space).map_err(Refused::Store)?;
         }
         Ok(new)
+    }
+
+    /// Records a refusal in the store's bounded log and returns it as an error.
+    pub fn refuse(
+        &self,
+        kind: &str,
+        author: Option<PublicKey>,
+        space: Option<SpaceId>,
+        reason: String,
+    ) -> Refused {
+        let record = RefusalRecord {
+            kind: kind.to_string(),
+            author,
+            space,
+            reason: reason.clone(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        match serde_json::to_vec(&record)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| Ok(self.store.log_refused(&b)?))
+        {
+            Ok(()) => {
+                tracing::info!(kind, ?author, reason = %reason, "refused a signed item");
+                Refused::Invalid(reason)
+            }
+            Err(e) => Refused::Store(e),
+        }
+    }
+
+    /// Every refusal the log keeps, oldest first.
+    pub fn refusals(&self) -> anyhow::Result<Vec<RefusalRecord>> {
+        let mut out = Vec::new();
+        for bytes in self.store.refused()? {
+            out.push(serde_json::from_slice(&bytes)?);
+        }
+        Ok(out)
     }
 
     /// Every listing in the index with its metadata.
@@ -326,6 +385,27 @@ impl Node {
         }
         Ok(out)
     }
+}
+
+/// Why a signed item was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The item is invalid (signature, authorisation, limits); it was logged for the audit.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed; nothing was lost but the item was not kept.
+    #[error(transparent)]
+    Store(anyhow::Error),
+}
+
+/// One refused item, as the audit shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusalRecord {
+    pub kind: String,
+    pub author: Option<PublicKey>,
+    pub space: Option<SpaceId>,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 /// The materialised view of one space kept in the index (rebuildable from the signed changes).

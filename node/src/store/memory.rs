@@ -4,14 +4,14 @@
 //! as the sled store does (space ids all have the same length, so ordering by `(space, hash)` equals
 //! ordering by the sled key bytes). Nothing survives a drop; it is never used for real data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use deskmesh_keys::{Hash, SpaceId};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, RejectedChange, RosterStore,
-    SpaceRejection, Store, StoreError, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, RefusedLog, RejectedChange,
+    RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 #[derive(Debug, Default)]
@@ -24,6 +24,7 @@ struct Inner {
     rejected_changes: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
     dirty: BTreeSet<SpaceId>,
     meta: BTreeMap<String, Vec<u8>>,
+    refused: VecDeque<Vec<u8>>,
 }
 
 impl Inner {
@@ -346,6 +347,21 @@ impl MetaStore for MemoryStore {
         check_meta_key(key)?;
         self.lock().meta.insert(key.to_string(), value.to_vec());
         Ok(())
+    }
+}
+
+impl RefusedLog for MemoryStore {
+    fn log_refused(&self, record_json: &[u8]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.refused.push_back(record_json.to_vec());
+        while inner.refused.len() > super::REFUSED_LOG_LIMIT {
+            inner.refused.pop_front();
+        }
+        Ok(())
+    }
+
+    fn refused(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.lock().refused.iter().cloned().collect())
     }
 }
 

@@ -213,9 +213,22 @@ pub trait MetaStore {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
 }
 
+/// A bounded log of signed items refused at the door: bad signatures and authors the roster does not
+/// authorise. Such items are never stored (a non-member cannot make a node keep its bytes), but the audit
+/// must still say what was refused and why. Oldest entries are dropped beyond [`REFUSED_LOG_LIMIT`].
+pub trait RefusedLog {
+    /// Appends one record (JSON) under a sequence number; durable when it returns.
+    fn log_refused(&self, record_json: &[u8]) -> Result<(), StoreError>;
+    /// Every record kept, oldest first.
+    fn refused(&self) -> Result<Vec<Vec<u8>>, StoreError>;
+}
+
+/// How many refusal records the log keeps.
+pub const REFUSED_LOG_LIMIT: usize = 10_000;
+
 /// Everything the node keeps locally. Object safe, so callers can hold an `Arc<dyn Store>`.
 pub trait Store:
-    RosterStore + ChangeStore + BeaconStore + IndexStore + MetaStore + Send + Sync
+    RosterStore + ChangeStore + BeaconStore + IndexStore + MetaStore + RefusedLog + Send + Sync
 {
     /// Makes every earlier write durable. Write methods already flush; this is for callers that want an
     /// explicit barrier (before exiting, say).

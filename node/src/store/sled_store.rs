@@ -15,8 +15,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, RejectedChange, RosterStore,
-    SpaceRejection, Store, StoreError, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, RefusedLog, RejectedChange,
+    RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
@@ -33,6 +33,7 @@ mod tree {
     pub const LISTINGS: &str = "listings";
     pub const REJECTED_CHANGES: &str = "rejected_changes";
     pub const INDEX_DIRTY: &str = "index_dirty";
+    pub const REFUSED: &str = "refused";
 }
 
 /// A row of a `space || 0x00 || rest` tree: `rest` and the value.
@@ -56,6 +57,7 @@ pub struct SledStore {
     listings: Tree,
     rejected_changes: Tree,
     index_dirty: Tree,
+    refused: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -125,6 +127,7 @@ impl SledStore {
             listings: open(tree::LISTINGS)?,
             rejected_changes: open(tree::REJECTED_CHANGES)?,
             index_dirty: open(tree::INDEX_DIRTY)?,
+            refused: open(tree::REFUSED)?,
             meta,
             path: dir.to_path_buf(),
             db,
@@ -705,6 +708,39 @@ impl MetaStore for SledStore {
         check_meta_key(key)?;
         self.meta.insert(key, value).at(&self.path)?;
         self.sync()
+    }
+}
+
+impl RefusedLog for SledStore {
+    fn log_refused(&self, record_json: &[u8]) -> Result<(), StoreError> {
+        // Keys are big-endian sequence numbers, so iteration order is arrival order.
+        let next = match self.refused.last().at(&self.path)? {
+            Some((k, _)) => k
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)
+                .wrapping_add(1),
+            None => 0,
+        };
+        self.refused
+            .insert(next.to_be_bytes(), record_json)
+            .at(&self.path)?;
+        while self.refused.len() > super::REFUSED_LOG_LIMIT {
+            if self.refused.pop_min().at(&self.path)?.is_none() {
+                break;
+            }
+        }
+        self.sync()
+    }
+
+    fn refused(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for row in self.refused.iter() {
+            let (_, v) = row.at(&self.path)?;
+            out.push(v.to_vec());
+        }
+        Ok(out)
     }
 }
 

@@ -90,6 +90,65 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         })
         .collect::<Vec<_>>(),
     );
+    // Lay labels out in cells, as the canvas will, so none is drawn over another: the selected space's
+    // label first, then each other space with its name when it fits, else its symbol alone, else nothing
+    // (it is under a label). With many spaces only the selected label is protected; symbols may overlap.
+    let inner = Block::bordered().inner(map_area);
+    let cell = |lon: f64, lat: f64| {
+        let x = ((lon - xb[0]) * f64::from(inner.width.saturating_sub(1)) / (xb[1] - xb[0])) as u16;
+        let y =
+            ((yb[1] - lat) * f64::from(inner.height.saturating_sub(1)) / (yb[1] - yb[0])) as u16;
+        (x, y)
+    };
+    let mut placed: Vec<(u16, u16, u16)> = Vec::new();
+    let free = |placed: &[(u16, u16, u16)], y: u16, x0: u16, x1: u16| {
+        placed
+            .iter()
+            .all(|&(py, a, b)| py != y || x1 <= a || x0 >= b)
+    };
+    let mut chosen_label = None;
+    if let Some((space, summary)) = &chosen {
+        let loc = &space.listing.location;
+        if in_view(loc.lon, loc.lat) {
+            let line = Line::from(vec![
+                Span::styled("◉", t.selected()),
+                Span::styled(format!(" {} ", space.listing.name), t.selected()),
+                Span::styled(summary.class.symbol(), summary.class.style(t)),
+            ]);
+            let (x, y) = cell(loc.lon, loc.lat);
+            placed.push((
+                y,
+                x,
+                x.saturating_add(u16::try_from(line.width()).unwrap_or(u16::MAX)),
+            ));
+            chosen_label = Some((loc.lon, loc.lat, line));
+        }
+    }
+    let mut labels: Vec<(f64, f64, Line)> = Vec::with_capacity(marks.len());
+    for (lon, lat, class, name) in &marks {
+        let (x, y) = cell(*lon, *lat);
+        if !free(&placed, y, x, x + 1) {
+            continue;
+        }
+        let symbol = Span::styled(class.symbol(), class.style(t));
+        if named {
+            let text = format!(" {name}");
+            let end = x.saturating_add(
+                1 + u16::try_from(Span::raw(text.as_str()).width()).unwrap_or(u16::MAX),
+            );
+            if free(&placed, y, x, end) {
+                placed.push((y, x, end));
+                labels.push((*lon, *lat, Line::from(vec![symbol, Span::raw(text)])));
+                continue;
+            }
+            placed.push((y, x, x + 1));
+        }
+        labels.push((*lon, *lat, Line::from(symbol)));
+    }
+    if let Some(l) = chosen_label {
+        labels.push(l);
+    }
+
     let canvas = Canvas::default()
         .block(
             Block::bordered()
@@ -105,33 +164,8 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
                 resolution: MapResolution::High,
             });
             ctx.layer();
-            for (lon, lat, class, name) in &marks {
-                if named {
-                    ctx.print(
-                        *lon,
-                        *lat,
-                        Line::from(vec![
-                            Span::styled(class.symbol(), class.style(t)),
-                            Span::raw(format!(" {name}")),
-                        ]),
-                    );
-                } else {
-                    ctx.print(*lon, *lat, Span::styled(class.symbol(), class.style(t)));
-                }
-            }
-            if let Some((space, summary)) = &chosen {
-                let loc = &space.listing.location;
-                if in_view(loc.lon, loc.lat) {
-                    ctx.print(
-                        loc.lon,
-                        loc.lat,
-                        Line::from(vec![
-                            Span::styled("◉", t.selected()),
-                            Span::styled(format!(" {} ", space.listing.name), t.selected()),
-                            Span::styled(summary.class.symbol(), summary.class.style(t)),
-                        ]),
-                    );
-                }
+            for (lon, lat, line) in &labels {
+                ctx.print(*lon, *lat, line.clone());
             }
         });
     frame.render_widget(canvas, map_area);

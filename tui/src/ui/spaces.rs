@@ -119,8 +119,11 @@ fn columns(width: u16, distance: bool) -> Vec<Col> {
         .collect();
     // Two columns for the highlight symbol, one space between columns.
     let room = |cols: &[Col]| {
-        let fixed: u16 = cols.iter().map(|c| c.width(wide) + 1).sum();
-        width.saturating_sub(2 + fixed)
+        let fixed: u16 = cols.iter().map(|c| c.width(wide)).sum();
+        let spacing = u16::try_from(cols.len())
+            .unwrap_or(u16::MAX)
+            .saturating_sub(1);
+        width.saturating_sub(2 + fixed + spacing)
     };
     while keep.len() > 1 && room(&keep) < MIN_NAME {
         keep.pop();
