@@ -14,7 +14,7 @@ use deskmesh_crdt_model::query::{AccessNeed, Query, Sort};
 
 use crate::home::Home;
 use crate::ops::{self, Node};
-use crate::output;
+use crate::{control, mesh, output};
 
 /// deskmesh: a shared, signed, offline-first directory of coworking spaces.
 #[derive(Debug, Parser)]
@@ -50,7 +50,8 @@ pub enum Command {
     /// Browse the directory.
     #[command(subcommand)]
     Spaces(SpacesCommand),
-    /// Import listings (the JSON form of `space show --json`, one object or an array) signed by this node.
+    /// Import listings (the JSON form of `space show --json`, one object or an array), signed by this node,
+    /// or a bundle of signed items from another node (`export --format bundle`).
     Import {
         file: PathBuf,
         #[arg(long)]
@@ -71,6 +72,28 @@ pub enum Command {
     },
     /// Create a sample alliance with a dozen spaces and show its directory.
     Demo {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the node: join the mesh, replicate the directory and serve the control socket.
+    Run {
+        /// Address to listen on (repeatable; default: all interfaces on node.toml's port, TCP and QUIC).
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<libp2p::Multiaddr>,
+        /// Peer to dial at start, with or without `/p2p/<peer id>` (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<libp2p::Multiaddr>,
+        /// Do not discover peers on the local network with mDNS.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Show the node: alliance, peer id, listen addresses, peers, listings, last sync.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the peers the running node is connected to.
+    Peers {
         #[arg(long)]
         json: bool,
     },
@@ -145,7 +168,7 @@ pub enum SpaceCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args, serde::Serialize, serde::Deserialize)]
 pub struct EditArgs {
     /// A listing file, `.json` or `.toml`.
     #[arg(long)]
@@ -196,7 +219,7 @@ pub enum SpacesCommand {
     List(ListArgs),
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default, serde::Serialize, serde::Deserialize)]
 pub struct ListArgs {
     /// Text to find in name, description, city or address.
     #[arg(long)]
@@ -237,6 +260,8 @@ pub enum ExportFormat {
     Geojson,
     Csv,
     Jsonld,
+    /// Every signed item (roster, listing changes, seat beacons) for offline exchange; `import` takes it.
+    Bundle,
 }
 
 /// Parses the arguments, runs the command, and reports the exit code.
@@ -267,9 +292,59 @@ pub fn run() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Sends a command to the running daemon, if there is one, and prints its answer. `Ok(false)` means no
+/// daemon answered and the caller should work on the store itself.
+fn via_daemon(home: &Home, req: &control::Request, json: bool) -> anyhow::Result<bool> {
+    let Some(resp) = control::call(&home.socket_path(), req)? else {
+        return Ok(false);
+    };
+    if let Some(e) = resp.error {
+        anyhow::bail!("{e}");
+    }
+    if json {
+        output::print_json(&resp.json)?;
+    } else {
+        let mut text = resp.text;
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        output::write_stdout(&text);
+    }
+    Ok(true)
+}
+
 fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     match command {
+        Command::Run {
+            listen,
+            bootstrap,
+            no_mdns,
+        } => {
+            init_tracing();
+            mesh::run(
+                home,
+                mesh::RunOptions {
+                    listen,
+                    bootstrap,
+                    mdns: !no_mdns,
+                },
+            )
+        }
+        Command::Status { json } => {
+            if via_daemon(home, &control::Request::Status, json)? {
+                return Ok(());
+            }
+            let node = Node::open(home)?;
+            output::print(json, &mesh::Status::offline(&node)?)
+        }
+        Command::Peers { json } => {
+            if via_daemon(home, &control::Request::Peers, json)? {
+                return Ok(());
+            }
+            home.require_initialised()?;
+            output::print(json, &mesh::Peers { peers: Vec::new() })
+        }
         Command::Init { name, json } => {
             let out = ops::init(home, name)?;
             output::print(json, &out)
@@ -304,7 +379,14 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
                 AllianceCommand::Show { json } => output::print(json, &node.alliance_show()?),
             }
         }
-        Command::Space(SpaceCommand::Edit(args)) => {
+        Command::Space(SpaceCommand::Edit(mut args)) => {
+            if let Some(file) = &args.file {
+                // The daemon may run in another directory: send it an absolute path.
+                args.file = Some(std::path::absolute(file).unwrap_or_else(|_| file.clone()));
+            }
+            if via_daemon(home, &control::Request::SpaceEdit(args.clone()), args.json)? {
+                return Ok(());
+            }
             let node = Node::open(home)?;
             let json = args.json;
             output::print(json, &node.space_edit(&args, now)?)
@@ -325,38 +407,70 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
             ttl,
             json,
         }) => {
+            let req = control::Request::SeatsSet {
+                pool: pool.clone(),
+                value: value.clone(),
+                ttl,
+            };
+            if via_daemon(home, &req, json)? {
+                return Ok(());
+            }
             let node = Node::open(home)?;
             output::print(json, &node.seats_set(pool.as_deref(), &value, ttl, now)?)
         }
         Command::Spaces(SpacesCommand::List(args)) => {
+            if via_daemon(home, &control::Request::SpacesList(args.clone()), args.json)? {
+                return Ok(());
+            }
             let node = Node::open(home)?;
             let query = query_from(&args)?;
             output::print(args.json, &node.directory(&query, now)?)
         }
         Command::Import { file, json } => {
-            let node = Node::open(home)?;
-            output::print(json, &node.import(&file, now)?)
+            let mut node = Node::open(home)?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            if crate::bundle::Bundle::is_bundle(&bytes) {
+                let bundle = crate::bundle::Bundle::decode(&bytes)
+                    .with_context(|| format!("{}", file.display()))?;
+                output::print(json, &node.import_bundle(&bundle, now)?)
+            } else {
+                output::print(json, &node.import(&file, now)?)
+            }
         }
         Command::Export {
             format,
             output: out,
         } => {
             let node = Node::open(home)?;
-            let text = node.export(format)?;
+            let bytes = node.export(format)?;
             match out {
-                Some(path) => std::fs::write(&path, text)
+                Some(path) => std::fs::write(&path, bytes)
                     .with_context(|| format!("cannot write {}", path.display())),
                 None => {
-                    output::write_stdout(&text);
+                    output::write_stdout_bytes(&bytes);
                     Ok(())
                 }
             }
         }
         Command::Audit { json } => {
+            if via_daemon(home, &control::Request::Audit, json)? {
+                return Ok(());
+            }
             let node = Node::open(home)?;
             output::print(json, &node.audit(now)?)
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info` for deskmesh, `warn` for libraries).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deskmesh_node=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Turns the list flags into a directory query, with one clear sentence per bad value.

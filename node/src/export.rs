@@ -8,14 +8,17 @@ use crate::cli::ExportFormat;
 use crate::ops::Node;
 
 impl Node {
-    /// The whole directory in `format`, as text.
-    pub fn export(&self, format: ExportFormat) -> anyhow::Result<String> {
+    /// The whole directory in `format`: text, or for `bundle` the signed items as bytes.
+    pub fn export(&self, format: ExportFormat) -> anyhow::Result<Vec<u8>> {
+        if format == ExportFormat::Bundle {
+            return self.bundle()?.encode();
+        }
         let mut listings = Vec::new();
         for e in self.entries()? {
             listings.push(e.listing()?);
         }
         listings.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        render(&listings, format)
+        Ok(render(&listings, format)?.into_bytes())
     }
 }
 
@@ -29,6 +32,9 @@ pub fn render(listings: &[Listing], format: ExportFormat) -> anyhow::Result<Stri
         ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(listings))?,
         ExportFormat::Jsonld => serde_json::to_string_pretty(&jsonld(listings))?,
         ExportFormat::Csv => return csv(listings),
+        ExportFormat::Bundle => {
+            anyhow::bail!("a bundle holds signed bytes, not listings; use Node::bundle")
+        }
     };
     text.push('\n');
     Ok(text)

@@ -2,15 +2,18 @@
 //!
 //! It owns the home directory layout ([`home`]), the sled store behind small traits ([`store`]), the
 //! operations every front end uses ([`ops`], [`commands`], [`audit`], [`export`], [`demo`]), the sans-I/O
-//! sync core ([`sync`]) and the `deskmesh` command line ([`cli`], [`output`]). It is the only crate that
-//! does file and network I/O.
+//! sync core ([`sync`]), the libp2p mesh with its daemon and control socket ([`mesh`], [`control`]) and the
+//! `deskmesh` command line ([`cli`], [`output`]). It is the only crate that does file and network I/O.
 
 pub mod audit;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
+pub mod control;
 pub mod demo;
 pub mod export;
 pub mod home;
+pub mod mesh;
 pub mod ops;
 pub mod output;
 pub mod store;

@@ -7,15 +7,8 @@ fn main() -> ExitCode {
     match deskmesh_node::cli::run() {
         Ok(code) => code,
         Err(err) => {
-            // One sentence: the outermost context, then the root cause when it adds information.
-            let mut msg = err.to_string();
-            if let Some(root) = err.chain().last() {
-                let root = root.to_string();
-                if !msg.contains(&root) {
-                    msg = format!("{msg}: {root}");
-                }
-            }
-            eprintln!("deskmesh: {msg}");
+            // One sentence: each context, then the cause, joined by colons (anyhow's alternate form).
+            eprintln!("deskmesh: {err:#}");
             ExitCode::from(1)
         }
     }

@@ -472,9 +472,9 @@ pub fn read_listing_file(path: &Path) -> anyhow::Result<Listing> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     // Refuse absurd files before reading them into memory; the listing's own limit is far smaller.
-    if meta.len() > 4 * 1024 * 1024 {
+    if meta.len() > 16 * 1024 * 1024 {
         bail!(
-            "{} is {} bytes; a listing file may be at most 4 MiB (and the listing itself 64 KiB)",
+            "{} is {} bytes; a listing file may be at most 16 MiB (and the listing itself 64 KiB)",
             path.display(),
             meta.len()
         );

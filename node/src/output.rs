@@ -37,6 +37,12 @@ pub fn write_stdout(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
+/// Writes raw bytes to standard output (bundles), treating a closed pipe like [`write_stdout`].
+pub fn write_stdout_bytes(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
 /// Human view of one listing.
 #[derive(Debug)]
 pub struct ListingText<'a>(pub &'a Listing);

@@ -139,7 +139,7 @@ pub fn space_view(listing: Listing, n: u64, now: DateTime<Utc>) -> SpaceView {
         authorised_by: hash(&format!("admit {n}")),
         removed_by: None,
     }];
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         signers.push(SignerView {
             key: key(k.wrapping_add(50)),
             changes: 1,
@@ -147,7 +147,7 @@ pub fn space_view(listing: Listing, n: u64, now: DateTime<Utc>) -> SpaceView {
             removed_by: Some(hash(&format!("revoke {n}"))),
         });
     }
-    let rejected = if n % 4 == 0 {
+    let rejected = if n.is_multiple_of(4) {
         vec![RejectedView {
             change: hash(&format!("change {n}")).short(),
             author: Some(key(k.wrapping_add(100))),
@@ -293,9 +293,9 @@ fn synthetic_listing(i: u64) -> Listing {
         .collect();
     l.accessibility = Accessibility {
         wheelchair: [Some(Wheelchair::Yes), Some(Wheelchair::Limited), None][(i % 3) as usize],
-        toilets_wheelchair: (i % 2 == 0).then_some(true),
+        toilets_wheelchair: i.is_multiple_of(2).then_some(true),
         hearing_loop: [Some(true), Some(false), None][(i % 3) as usize],
-        quiet_room: (i % 5 != 0).then_some(i % 2 == 1),
+        quiet_room: (!i.is_multiple_of(5)).then_some(i % 2 == 1),
         entrance: Some(Entrance {
             step_free: Some(i % 4 != 1),
             ..Entrance::default()

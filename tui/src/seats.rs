@@ -235,7 +235,6 @@ pub(crate) fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use chrono::Duration;

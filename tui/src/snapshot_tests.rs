@@ -2,8 +2,6 @@
 //! a fixed instant with fixed keys, so the snapshots (in `src/snapshots/`) only change when the screen
 //! does. Review a changed snapshot by eye before accepting it.
 
-#![allow(clippy::unwrap_used)]
-
 use crossterm::event::{Event, KeyModifiers};
 use crossterm::event::{KeyCode, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::backend::TestBackend;

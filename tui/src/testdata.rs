@@ -1,8 +1,6 @@
 //! Fixed test data: the sample alliance's twelve spaces with beacons, signers and a roster, seen at a
 //! fixed instant, and helpers to press keys.
 
-#![allow(clippy::unwrap_used)]
-
 use chrono::{DateTime, Utc};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use deskmesh_crdt_model::Listing;

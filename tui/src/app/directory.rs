@@ -8,10 +8,10 @@
 
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::query::fold;
-use deskmesh_crdt_model::{Listing, OpenState, Query, SearchIndex, Sort};
+use deskmesh_crdt_model::{OpenState, Query, SearchIndex, Sort};
 
 use crate::model::SpaceView;
-use crate::seats;
+use crate::seats::{self, Summary};
 
 /// Table order. `Distance` needs a point; the others always apply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,31 +60,75 @@ pub(crate) struct Directory {
     slot_row: Vec<usize>,
     /// Folded city per slot, the city sort key.
     city_key: Vec<String>,
+    /// Open state and seat summary per slot at `at`. The app's clock only moves on ticks, so these are
+    /// exact for every frame drawn until the next tick; they spare the map and the seat sort and filter
+    /// 10,000 evaluations of opening hours and beacons each.
+    open: Vec<OpenState>,
+    seats: Vec<Summary>,
+    at: DateTime<Utc>,
     /// Slots that pass the filters, in display order.
     pub(crate) shown: Vec<usize>,
 }
 
+/// Minutes since the epoch: opening hours change only on minute boundaries.
+fn minute(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(60)
+}
+
 impl Directory {
-    pub(crate) fn build(spaces: &[SpaceView]) -> Self {
-        let mut d = Self::default();
+    pub(crate) fn build(spaces: &[SpaceView], now: DateTime<Utc>) -> Self {
+        let mut d = Self {
+            at: now,
+            ..Self::default()
+        };
         for (slot, s) in spaces.iter().enumerate() {
-            d.set(slot, &s.listing);
+            d.set(slot, s);
         }
         d
     }
 
-    /// Index slot `slot` (a new one when `slot` is the next free slot) with `listing`.
-    pub(crate) fn set(&mut self, slot: usize, listing: &Listing) {
+    /// Move the caches to `now`: opening hours when the minute changed, seat summaries always.
+    pub(crate) fn refresh(&mut self, spaces: &[SpaceView], now: DateTime<Utc>) {
+        if now == self.at {
+            return;
+        }
+        if minute(now) != minute(self.at) {
+            for (slot, &row) in self.slot_row.iter().enumerate() {
+                self.open[slot] = self.index.open_state(row, now);
+            }
+        }
+        self.at = now;
+        for (slot, s) in spaces.iter().enumerate().take(self.seats.len()) {
+            self.seats[slot] = seats::summary(s, self.open[slot], now);
+        }
+    }
+
+    /// Index slot `slot` (a new one when `slot` is the next free slot) with `space`'s listing.
+    pub(crate) fn set(&mut self, slot: usize, space: &SpaceView) {
+        let listing = &space.listing;
         let row = self.index.len();
         self.index.push(listing);
         self.row_slot.push(slot);
         let city = fold(&listing.location.address.city);
+        let open = self.index.open_state(row, self.at);
+        let summary = seats::summary(space, open, self.at);
         if slot < self.slot_row.len() {
             self.slot_row[slot] = row;
             self.city_key[slot] = city;
+            self.open[slot] = open;
+            self.seats[slot] = summary;
         } else {
             self.slot_row.push(row);
             self.city_key.push(city);
+            self.open.push(open);
+            self.seats.push(summary);
+        }
+    }
+
+    /// Recompute the seat summary of `slot` after its beacons changed.
+    pub(crate) fn touch(&mut self, slot: usize, space: &SpaceView) {
+        if let (Some(summary), Some(&open)) = (self.seats.get_mut(slot), self.open.get(slot)) {
+            *summary = seats::summary(space, open, self.at);
         }
     }
 
@@ -93,15 +137,29 @@ impl Directory {
         let dead = self.index.len() - self.slot_row.len();
         if dead > 64 && dead > self.slot_row.len() {
             let shown = std::mem::take(&mut self.shown);
-            *self = Self::build(spaces);
+            *self = Self::build(spaces, self.at);
             self.shown = shown;
         }
     }
 
+    /// Whether slot `slot` is open at `now`, from the cache when `now` is in its minute.
     pub(crate) fn open_state(&self, slot: usize, now: DateTime<Utc>) -> OpenState {
+        if minute(now) == minute(self.at) {
+            if let Some(&open) = self.open.get(slot) {
+                return open;
+            }
+        }
         self.slot_row
             .get(slot)
             .map_or(OpenState::Unknown, |&row| self.index.open_state(row, now))
+    }
+
+    /// The seat summary of `slot` at `now`, from the cache when it is for `now`.
+    pub(crate) fn summary(&self, spaces: &[SpaceView], slot: usize, now: DateTime<Utc>) -> Summary {
+        match self.seats.get(slot) {
+            Some(s) if now == self.at => *s,
+            _ => seats::summary(&spaces[slot], self.open_state(slot, now), now),
+        }
     }
 
     /// Run `query` (its own sort is replaced) and order the hits by `sort`.
@@ -118,11 +176,7 @@ impl Directory {
             (SortKey::Distance, Some((lat, lon))) => Sort::Distance { lat, lon },
             _ => Sort::Name,
         };
-        let seats_free = |row: usize| {
-            let slot = self.row_slot[row];
-            let open = self.index.open_state(row, now);
-            seats::summary(&spaces[slot], open, now).seats_free()
-        };
+        let seats_free = |row: usize| self.summary(spaces, self.row_slot[row], now).seats_free();
         let hits = q.run_on(&self.index, seats_free, now);
         let mut shown: Vec<usize> = hits
             .into_iter()
@@ -148,10 +202,7 @@ impl Directory {
             SortKey::Seats => {
                 let mut keyed: Vec<(i64, usize)> = shown
                     .iter()
-                    .map(|&slot| {
-                        let open = self.open_state(slot, now);
-                        (-seats::summary(&spaces[slot], open, now).rank(), slot)
-                    })
+                    .map(|&slot| (-self.summary(spaces, slot, now).rank(), slot))
                     .collect();
                 keyed.sort_by_key(|(rank, _)| *rank);
                 shown = keyed.into_iter().map(|(_, slot)| slot).collect();

@@ -296,7 +296,7 @@ impl App {
             .enumerate()
             .map(|(i, s)| (s.listing.id.clone(), i))
             .collect();
-        self.dir = Directory::build(&self.spaces);
+        self.dir = Directory::build(&self.spaces, self.now);
         if self.point.is_none() {
             self.point = self.my_slot().map(|s| {
                 (
@@ -324,6 +324,7 @@ impl App {
                 for p in pools {
                     merge_pool(&mut self.spaces[slot].pools, p);
                 }
+                self.dir.touch(slot, &self.spaces[slot]);
                 if self.filters.seats_free || self.sort == SortKey::Seats {
                     self.refilter(Keep::Place);
                 }
@@ -339,6 +340,7 @@ impl App {
     /// Move the clock. Time-dependent filters are re-run now and then, not on every tick.
     pub fn tick(&mut self, now: DateTime<Utc>) {
         self.now = now;
+        self.dir.refresh(&self.spaces, now);
         let time_dependent = self.filters.time_dependent() || self.sort == SortKey::Seats;
         if time_dependent && now - self.filtered_at >= Duration::seconds(REFILTER_EVERY_S) {
             self.refilter(Keep::Place);
@@ -370,6 +372,7 @@ impl App {
                             ttl_s,
                         },
                     );
+                    self.dir.touch(slot, &self.spaces[slot]);
                 }
                 self.say(format!(
                     "{pool}: published {}",
@@ -401,14 +404,16 @@ impl App {
         match self.slots.get(&id) {
             Some(&slot) => {
                 if self.spaces[slot].listing != view.listing {
-                    self.dir.set(slot, &view.listing);
+                    self.dir.set(slot, &view);
+                } else {
+                    self.dir.touch(slot, &view);
                 }
                 self.spaces[slot] = view;
                 self.dir.compact_if_needed(&self.spaces);
             }
             None => {
                 let slot = self.spaces.len();
-                self.dir.set(slot, &view.listing);
+                self.dir.set(slot, &view);
                 self.spaces.push(view);
                 self.slots.insert(id, slot);
             }

@@ -1,8 +1,6 @@
 //! Unit tests of [`App::handle`], [`App::update`] and [`App::tick`] against a fake node: keys, mouse,
 //! live updates that must not move the selection, operator commands and the run loop itself.
 
-#![allow(clippy::unwrap_used)]
-
 use std::collections::VecDeque;
 use std::time::Duration as StdDuration;
 

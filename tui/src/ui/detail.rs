@@ -15,7 +15,7 @@ use super::max_scroll as lines_scroll;
 use super::text::{field, known, mbps, price, words, wrap, yes_no};
 use crate::app::App;
 use crate::model::SpaceView;
-use crate::seats::{self, pool_line};
+use crate::seats::pool_line;
 
 /// Width from which the view uses two columns.
 const TWO_COLUMNS: u16 = 110;
@@ -266,7 +266,7 @@ fn hours_and_seats(app: &App, slot: usize, s: &SpaceView) -> Vec<Line<'static>> 
 
     out.push(Line::default());
     out.push(section("Seats", app));
-    let summary = seats::summary(s, open, app.now);
+    let summary = app.dir.summary(&app.spaces, slot, app.now);
     out.push(f(
         "now",
         vec![Span::styled(

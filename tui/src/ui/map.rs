@@ -9,10 +9,21 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 use crate::app::App;
-use crate::seats::{self, SeatClass};
+use crate::seats::SeatClass;
 
 /// At most this many spaces are labelled with their names.
 const MAX_NAMED: usize = 12;
+
+/// Which news wins a shared map cell: free seats first, then few, full, closed, unknown.
+fn rank(c: SeatClass) -> u8 {
+    match c {
+        SeatClass::Free => 4,
+        SeatClass::Few => 3,
+        SeatClass::Full => 2,
+        SeatClass::Closed => 1,
+        SeatClass::Unknown => 0,
+    }
+}
 
 /// A distance rounded to two significant figures, for the map title.
 fn round_km(km: f64) -> String {
@@ -43,15 +54,15 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         let space = &app.spaces[slot];
         let loc = &space.listing.location;
         if in_view(loc.lon, loc.lat) {
-            let open = app.dir.open_state(slot, app.now);
-            let class = seats::summary(space, open, app.now).class;
+            let class = app.dir.summary(&app.spaces, slot, app.now).class;
             marks.push((loc.lon, loc.lat, class, space.listing.name.as_str()));
         }
     }
     let chosen = selected.map(|slot| {
-        let space = &app.spaces[slot];
-        let open = app.dir.open_state(slot, app.now);
-        (space, seats::summary(space, open, app.now))
+        (
+            &app.spaces[slot],
+            app.dir.summary(&app.spaces, slot, app.now),
+        )
     });
 
     // Name every space when few are in view, so a zoomed-in city reads as a street map of spaces.
@@ -124,14 +135,14 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             chosen_label = Some((loc.lon, loc.lat, line));
         }
     }
-    let mut labels: Vec<(f64, f64, Line)> = Vec::with_capacity(marks.len());
-    for (lon, lat, class, name) in &marks {
-        let (x, y) = cell(*lon, *lat);
-        if !free(&placed, y, x, x + 1) {
-            continue;
-        }
-        let symbol = Span::styled(class.symbol(), class.style(t));
-        if named {
+    let mut labels: Vec<(f64, f64, Line)> = Vec::new();
+    if named {
+        for (lon, lat, class, name) in &marks {
+            let (x, y) = cell(*lon, *lat);
+            if !free(&placed, y, x, x + 1) {
+                continue;
+            }
+            let symbol = Span::styled(class.symbol(), class.style(t));
             let text = format!(" {name}");
             let end = x.saturating_add(
                 1 + u16::try_from(Span::raw(text.as_str()).width()).unwrap_or(u16::MAX),
@@ -139,11 +150,34 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             if free(&placed, y, x, end) {
                 placed.push((y, x, end));
                 labels.push((*lon, *lat, Line::from(vec![symbol, Span::raw(text)])));
+            } else {
+                placed.push((y, x, x + 1));
+                labels.push((*lon, *lat, Line::from(symbol)));
+            }
+        }
+    } else {
+        // One symbol per cell, the best news in it (a cell with any free seat shows free), so 10,000
+        // spaces cost at most one label per cell.
+        let (w, h) = (usize::from(inner.width), usize::from(inner.height));
+        let mut grid: Vec<Option<(SeatClass, f64, f64)>> = vec![None; w * h];
+        for (lon, lat, class, _) in &marks {
+            let (x, y) = cell(*lon, *lat);
+            if !free(&placed, y, x, x + 1) {
                 continue;
             }
-            placed.push((y, x, x + 1));
+            if let Some(slot) = grid.get_mut(usize::from(y) * w + usize::from(x)) {
+                if slot.is_none_or(|(c, _, _)| rank(*class) > rank(c)) {
+                    *slot = Some((*class, *lon, *lat));
+                }
+            }
         }
-        labels.push((*lon, *lat, Line::from(symbol)));
+        labels.extend(grid.into_iter().flatten().map(|(class, lon, lat)| {
+            (
+                lon,
+                lat,
+                Line::from(Span::styled(class.symbol(), class.style(t))),
+            )
+        }));
     }
     if let Some(l) = chosen_label {
         labels.push(l);

@@ -12,7 +12,6 @@ use ratatui::Frame;
 use super::text::{mbps, price, words};
 use super::{panel_area, table_area};
 use crate::app::{filter_items, App, FilterItem, Focus, SortKey};
-use crate::seats;
 
 pub(super) fn draw(app: &App, frame: &mut Frame, _body: Rect) {
     if let Some(panel) = panel_area(app) {
@@ -205,7 +204,7 @@ fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
             OpenState::Unknown => Cell::from("unknown").style(t.dim()),
         },
         Col::Seats => {
-            let summary = seats::summary(space, open, app.now);
+            let summary = app.dir.summary(&app.spaces, slot, app.now);
             Cell::from(format!("{} {}", summary.class.symbol(), summary.text()))
                 .style(summary.class.style(t))
         }

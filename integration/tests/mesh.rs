@@ -1,0 +1,286 @@
+//! The mesh end to end: real `deskmesh run` processes on 127.0.0.1 (mDNS off), driven through the control
+//! socket, with every wait a poll of `spaces list --json` (or `status`, `audit`) against a deadline.
+//!
+//! - `five_nodes_replicate_listings_seats_and_catch_up`: a coordinator with no space (a member laptop) and
+//!   four spaces; every listing reaches every node, a seat update travels at once, and a node stopped while
+//!   others edit catches up after it restarts, keeping what it had.
+//! - `a_non_member_is_refused_and_never_shown`: a node of another alliance pushes its listing and seat
+//!   beacons; nobody shows them and the receiver's audit lists the refusals.
+
+use std::fs::OpenOptions;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use deskmesh_integration::{listing_json, TestNode};
+use serde_json::Value;
+
+/// How long any condition may take to come true.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// How often a condition is checked.
+const POLL: Duration = Duration::from_millis(150);
+
+/// A running `deskmesh run`, killed when dropped.
+struct Daemon {
+    child: Child,
+    /// The node's first listen address, ending in `/p2p/<peer id>`.
+    addr: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn log_path(node: &TestNode) -> PathBuf {
+    node.dir.path().join("run.log")
+}
+
+/// The daemon logs of these nodes, for failure messages.
+fn logs(nodes: &[&TestNode]) -> String {
+    let mut out = String::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let text = std::fs::read_to_string(log_path(n)).unwrap_or_default();
+        out.push_str(&format!("\n---- node {i} ----\n{text}"));
+    }
+    out
+}
+
+/// Polls `check` until it returns true; panics with `what` and the logs after [`DEADLINE`].
+fn wait_until(what: &str, nodes: &[&TestNode], mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > DEADLINE {
+            panic!("timed out waiting until {what}{}", logs(nodes));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Starts `deskmesh run` on a loopback port and waits until its control socket answers.
+fn start(node: &TestNode, bootstrap: Option<&str>) -> Daemon {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(node))
+        .expect("open log");
+    let mut cmd = node.cmd(&["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    cmd.env("RUST_LOG", "warn,deskmesh_node=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let child = cmd.spawn().expect("spawn deskmesh run");
+    let mut daemon = Daemon {
+        child,
+        addr: String::new(),
+    };
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("deskmesh run exited with {status}{}", logs(&[node]));
+        }
+        let out = node.run(&["status", "--json"]);
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+            if v["running"] == true {
+                if let Some(addr) = v["listen"][0].as_str() {
+                    assert!(
+                        addr.contains("/p2p/12D3"),
+                        "listen address without peer id: {addr}"
+                    );
+                    daemon.addr = addr.to_string();
+                    return daemon;
+                }
+            }
+        }
+        if start.elapsed() > DEADLINE {
+            panic!(
+                "deskmesh run never answered on its control socket{}",
+                logs(&[node])
+            );
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The rows of `spaces list --json`, or none while the node cannot answer.
+fn rows(node: &TestNode) -> Vec<Value> {
+    let out = node.run(&["spaces", "list", "--json"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).expect("spaces list JSON");
+    v["spaces"].as_array().cloned().unwrap_or_default()
+}
+
+fn row_of<'a>(rows: &'a [Value], space: &str) -> Option<&'a Value> {
+    rows.iter().find(|r| r["id"] == space)
+}
+
+/// Free seats of `space`'s pool "hot" as `spaces list` shows them.
+fn hot_seats(node: &TestNode, space: &str) -> Option<u64> {
+    let rows = rows(node);
+    let row = row_of(&rows, space)?;
+    row["seats"]
+        .as_array()?
+        .iter()
+        .find(|p| p["pool"] == "hot")
+        .and_then(|p| p["availability"]["Count"].as_u64())
+}
+
+/// A new space admitted by `coord`, joined, with its listing signed before any daemon runs.
+fn space(coord: &TestNode, name: &str) -> (TestNode, String) {
+    let node = TestNode::new();
+    let key = node.init(name);
+    let token = coord.ok(&["alliance", "invite", &key, "--space", name]);
+    let token = token.lines().next().expect("token line").to_string();
+    node.ok(&["alliance", "join", &token]);
+    let id = node.json(&["alliance", "show"])["this_space"]
+        .as_str()
+        .expect("this_space")
+        .to_string();
+    let file = node.dir.path().join("listing.json");
+    std::fs::write(&file, listing_json(&id, name).to_string()).expect("write listing");
+    node.ok(&[
+        "space",
+        "edit",
+        "--file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    (node, id)
+}
+
+#[test]
+fn five_nodes_replicate_listings_seats_and_catch_up() {
+    let coord = TestNode::new();
+    coord.init("coordinator");
+    coord.ok(&["alliance", "create", "Mesh Alliance"]);
+    let spaces: Vec<(TestNode, String)> = (1..=4)
+        .map(|i| space(&coord, &format!("Space {i}")))
+        .collect();
+    let mut all: Vec<&TestNode> = vec![&coord];
+    all.extend(spaces.iter().map(|(n, _)| n));
+
+    let hub = start(&coord, None);
+    let mut daemons: Vec<Option<Daemon>> = spaces
+        .iter()
+        .map(|(n, _)| Some(start(n, Some(&hub.addr))))
+        .collect();
+
+    // (a) Every listing reaches every node, the laptop without a space included.
+    for (i, node) in all.iter().enumerate() {
+        wait_until(&format!("node {i} shows all four listings"), &all, || {
+            let rows = rows(node);
+            spaces.iter().all(|(_, id)| row_of(&rows, id).is_some())
+        });
+    }
+    let peers = coord.json(&["peers"]);
+    assert!(
+        peers["peers"].as_array().map_or(0, Vec::len) >= 4,
+        "the coordinator should see the four spaces as peers: {peers}"
+    );
+    let status = coord.json(&["status"]);
+    assert_eq!(status["listings"], 4, "{status}");
+    assert!(status["last_sync"].is_string(), "{status}");
+
+    // (b) A seat update through the control socket shows on every other node.
+    let (s1, id1) = &spaces[0];
+    s1.ok(&["seats", "set", "--pool", "hot", "7"]);
+    for (i, node) in all.iter().enumerate() {
+        wait_until(&format!("node {i} shows 7 seats at space 1"), &all, || {
+            hot_seats(node, id1) == Some(7)
+        });
+    }
+
+    // (c) A node stopped while others edit catches up after it restarts and keeps what it had.
+    let (s4, _) = &spaces[3];
+    drop(daemons[3].take());
+    s1.ok(&["space", "edit", "--name", "Space 1 renamed"]);
+    let (s2, id2) = &spaces[1];
+    s2.ok(&["seats", "set", "--pool", "hot", "3"]);
+    wait_until("the coordinator shows the edits", &all, || {
+        let rows = rows(&coord);
+        row_of(&rows, id1).is_some_and(|r| r["name"] == "Space 1 renamed")
+            && hot_seats(&coord, id2) == Some(3)
+    });
+    // Stopped, the node still answers from its own store, with everything it had.
+    let offline = rows(s4);
+    assert_eq!(offline.len(), 4, "the stopped node keeps all listings");
+    assert!(row_of(&offline, id1).is_some_and(|r| r["name"] == "Space 1"));
+    daemons[3] = Some(start(s4, Some(&hub.addr)));
+    wait_until("the restarted node catches up", &all, || {
+        let rows = rows(s4);
+        rows.len() == 4
+            && row_of(&rows, id1).is_some_and(|r| r["name"] == "Space 1 renamed")
+            && hot_seats(s4, id2) == Some(3)
+    });
+    drop(daemons);
+    drop(hub);
+}
+
+#[test]
+fn a_non_member_is_refused_and_never_shown() {
+    let coord = TestNode::new();
+    coord.init("coordinator");
+    coord.ok(&["alliance", "create", "Mesh Alliance"]);
+    let (member, member_id) = space(&coord, "Member");
+
+    // The rogue founds an alliance of its own and signs a listing and a beacon in it.
+    let rogue = TestNode::new();
+    let rogue_key = rogue.init("rogue");
+    rogue.ok(&["alliance", "create", "Rogue Alliance"]);
+    let token = rogue.ok(&["alliance", "invite", &rogue_key, "--space", "Rogue"]);
+    rogue.ok(&[
+        "alliance",
+        "join",
+        token.lines().next().expect("token line"),
+    ]);
+    let rogue_id = rogue.json(&["alliance", "show"])["this_space"]
+        .as_str()
+        .expect("this_space")
+        .to_string();
+    let file = rogue.dir.path().join("listing.json");
+    std::fs::write(&file, listing_json(&rogue_id, "Rogue").to_string()).expect("write");
+    rogue.ok(&[
+        "space",
+        "edit",
+        "--file",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    rogue.ok(&["seats", "set", "--pool", "hot", "5"]);
+    let all = [&coord, &member, &rogue];
+
+    let hub = start(&coord, None);
+    let _member = start(&member, Some(&hub.addr));
+    let _rogue = start(&rogue, Some(&hub.addr));
+
+    wait_until("the coordinator refuses the rogue's beacon", &all, || {
+        let audit = coord.json(&["audit"]);
+        audit["refused"].as_array().is_some_and(|r| {
+            r.iter()
+                .any(|x| x["kind"] == "seat beacon" && x["author"] == rogue_key.as_str())
+        })
+    });
+    wait_until("the member's listing reaches the coordinator", &all, || {
+        row_of(&rows(&coord), &member_id).is_some()
+    });
+    for (i, node) in [&coord, &member].iter().enumerate() {
+        let rows = rows(node);
+        assert!(
+            row_of(&rows, &rogue_id).is_none(),
+            "node {i} shows the non-member's listing: {rows:?}"
+        );
+        assert_eq!(rows.len(), 1, "node {i}: {rows:?}");
+    }
+    let audit = coord.json(&["audit"]);
+    let refused = audit["refused"].as_array().cloned().unwrap_or_default();
+    assert!(
+        refused.iter().any(|x| x["kind"] == "roster operation"),
+        "the rogue alliance's roster operations are refused: {refused:?}"
+    );
+}

@@ -1,0 +1,150 @@
+//! The control socket `<home>/control.sock`: while `deskmesh run` holds the store, the other commands
+//! (`seats set`, `space edit`, `spaces list`, `audit`, `status`, `peers`) are served by the daemon through it, so an
+//! edit is published at once. The protocol is one JSON [`Request`] per line, answered by one JSON
+//! [`Response`] line. The socket is owner-only (mode 0600); a client that cannot connect falls back to
+//! opening the store itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cli::{EditArgs, ListArgs};
+
+/// Most bytes the daemon reads from one control connection; requests are small.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// A command sent to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    SeatsSet {
+        pool: Option<String>,
+        value: String,
+        ttl: u32,
+    },
+    SpaceEdit(EditArgs),
+    SpacesList(ListArgs),
+    Audit,
+    Status,
+    Peers,
+}
+
+/// The daemon's answer: the command's result both as JSON and as its human text, or an error sentence.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub error: Option<String>,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn from_result<T: Serialize + std::fmt::Display>(r: anyhow::Result<T>) -> Self {
+        let r = r.and_then(|v| Ok((serde_json::to_value(&v)?, v.to_string())));
+        match r {
+            Ok((json, text)) => Self {
+                error: None,
+                json,
+                text,
+            },
+            Err(e) => Self {
+                error: Some(format!("{e:#}")),
+                json: serde_json::Value::Null,
+                text: String::new(),
+            },
+        }
+    }
+}
+
+/// A request waiting for the event loop, with where to send its answer.
+pub type Call = (Request, oneshot::Sender<Response>);
+
+/// Sends `req` to the daemon of the home whose socket is `path`. `Ok(None)` means no daemon is running.
+pub fn call(path: &Path, req: &Request) -> anyhow::Result<Option<Response>> {
+    let mut stream = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(_) => return Ok(None),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .context("cannot send the command to the running daemon")?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader
+        .read_line(&mut answer)
+        .context("the running daemon did not answer")?;
+    if answer.is_empty() {
+        bail!("the running daemon closed the control socket without answering");
+    }
+    Ok(Some(serde_json::from_str(&answer).context(
+        "the running daemon sent an answer this deskmesh cannot read",
+    )?))
+}
+
+/// Binds the socket (removing a stale one) and forwards each request to `calls`.
+pub fn serve(
+    path: &Path,
+    calls: mpsc::Sender<Call>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            bail!(
+                "another deskmesh daemon answers on {}; stop it first",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let calls = calls.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client(stream, calls).await {
+                    tracing::debug!(error = %e, "control connection ended with an error");
+                }
+            });
+        }
+    }))
+}
+
+async fn client(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = tokio::io::BufReader::new(read)
+        .take(MAX_LINE as u64)
+        .lines();
+    while let Some(line) = lines.next_line().await? {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => {
+                let (tx, rx) = oneshot::channel();
+                calls
+                    .send((req, tx))
+                    .await
+                    .context("the daemon is shutting down")?;
+                rx.await.context("the daemon is shutting down")?
+            }
+            Err(e) => Response::from_result::<String>(Err(anyhow::anyhow!(
+                "the control request is not readable: {e}"
+            ))),
+        };
+        let mut out = serde_json::to_vec(&response)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+    }
+    Ok(())
+}

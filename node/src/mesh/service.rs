@@ -1,0 +1,797 @@
+//! The event loop of `deskmesh run`: one task owns the libp2p swarm, the opened node and the sync engine.
+//! It turns swarm events into engine events and store writes, executes the engine's intents (sync
+//! messages, item pushes, fetches), validates gossip through the node's `accept_*` paths before it is
+//! forwarded, and answers control-socket calls so local edits are published at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use deskmesh_crdt_model::beacon::SignedBeacon;
+use deskmesh_crdt_model::change::SignedChange;
+use deskmesh_keys::roster::{RosterError, SignedOp};
+use deskmesh_keys::{Hash, SpaceId};
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use tokio::sync::mpsc;
+
+use super::behaviour::{self, Behaviour, BehaviourEvent, Reply, Request, WireItem};
+use super::{PeerInfo, Peers, RunOptions, Status};
+use crate::control::{self, Call, Response};
+use crate::ops::{Node, Refused};
+use crate::sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
+
+/// Roster operations kept while their parents are missing.
+const MAX_PENDING_OPS: usize = 1024;
+/// Peers the node dials on its own when it learns of them (DHT, mDNS); more only when they dial us.
+const MAX_AUTO_DIAL: usize = 32;
+/// Label of the content hash that names a seat beacon item.
+const BEACON_ITEM: &str = "seat-beacon-item";
+
+/// Where the store keeps an item, so it can be served by id.
+#[derive(Clone, Debug)]
+enum Location {
+    Roster,
+    Change(SpaceId),
+    Beacon(SpaceId, String),
+}
+
+/// What became of one received item.
+#[derive(Debug)]
+enum Outcome {
+    /// Stored; `replaced` is a beacon it superseded.
+    Added(Item, Option<Item>),
+    Known,
+    /// Invalid (logged for the audit), or a beacon older than the one kept.
+    Refused(Option<ItemId>, String),
+    /// A roster operation waiting for its parents, or a store failure: neither accepted nor refused.
+    Deferred,
+}
+
+/// Starts listening and dialing, then runs the event loop until Ctrl-C or SIGTERM.
+pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
+    let mut seed = *node.signer().seed();
+    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns)?;
+    let alliance = node
+        .alliance_id()
+        .context("this node is not in an alliance yet")?;
+    let topic = gossipsub::IdentTopic::new(format!("deskmesh/v1/{alliance}"));
+    swarm
+        .behaviour_mut()
+        .gossip
+        .subscribe(&topic)
+        .context("cannot subscribe to the alliance topic")?;
+    let listen = if opts.listen.is_empty() {
+        let port = node.config.listen_port;
+        vec![
+            format!("/ip4/0.0.0.0/tcp/{port}").parse()?,
+            format!("/ip4/0.0.0.0/udp/{port}/quic-v1").parse()?,
+        ]
+    } else {
+        opts.listen.clone()
+    };
+    for addr in listen {
+        swarm
+            .listen_on(addr.clone())
+            .with_context(|| format!("cannot listen on {addr}"))?;
+    }
+
+    let (tx, mut calls) = mpsc::channel::<Call>(64);
+    let socket = node.home.socket_path();
+    let server = control::serve(&socket, tx)?;
+
+    let mut svc = Service::new(node, swarm, topic)?;
+    let mut bootstrap = opts.bootstrap.clone();
+    bootstrap.extend(svc.known_peer_addrs());
+    svc.bootstrap = bootstrap;
+    svc.dial_bootstrap();
+    tracing::info!(peer = %svc.me, items = svc.engine.items().len(), "node started");
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch for SIGTERM")?;
+    let result = loop {
+        tokio::select! {
+            event = svc.swarm.select_next_some() => svc.on_swarm(event),
+            Some((req, reply)) = calls.recv() => {
+                let answer = svc.on_call(req);
+                let _ = reply.send(answer);
+            }
+            _ = tick.tick() => svc.on_tick(),
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = terminate.recv() => break Ok(()),
+        }
+    };
+    server.abort();
+    let _ = std::fs::remove_file(&socket);
+    svc.node.store.flush()?;
+    tracing::info!("node stopped");
+    result
+}
+
+struct Service {
+    node: Node,
+    swarm: Swarm<Behaviour>,
+    topic: gossipsub::IdentTopic,
+    me: PeerId,
+    engine: SyncEngine<PeerId>,
+    started: Instant,
+    /// Every item the store holds, by id, so the engine's ids can be served.
+    index: HashMap<ItemId, Location>,
+    /// The id of the beacon kept for each (space, pool), to drop it from the set when it is replaced.
+    beacon_ids: BTreeMap<(SpaceId, String), ItemId>,
+    pending_ops: HashMap<Hash, SignedOp>,
+    connected: BTreeMap<PeerId, Vec<Multiaddr>>,
+    bootstrap: Vec<Multiaddr>,
+    last_sync: Option<chrono::DateTime<chrono::Utc>>,
+    last_maintenance: Duration,
+    outbound: HashMap<OutboundRequestId, PeerId>,
+}
+
+impl Service {
+    fn new(
+        node: Node,
+        swarm: Swarm<Behaviour>,
+        topic: gossipsub::IdentTopic,
+    ) -> anyhow::Result<Self> {
+        let me = *swarm.local_peer_id();
+        let mut svc = Self {
+            node,
+            swarm,
+            topic,
+            me,
+            engine: SyncEngine::new(Config::default(), seed())?,
+            started: Instant::now(),
+            index: HashMap::new(),
+            beacon_ids: BTreeMap::new(),
+            pending_ops: HashMap::new(),
+            connected: BTreeMap::new(),
+            bootstrap: Vec::new(),
+            last_sync: None,
+            last_maintenance: Duration::ZERO,
+            outbound: HashMap::new(),
+        };
+        let items = svc.scan()?;
+        svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
+        Ok(svc)
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Indexes every item in the store and returns the ones not indexed before.
+    fn scan(&mut self) -> anyhow::Result<Vec<Item>> {
+        let store = self.node.store.clone();
+        let mut new = Vec::new();
+        for (hash, _) in store.ops()? {
+            let id = ItemId(hash.0);
+            if self.index.insert(id, Location::Roster).is_none() {
+                new.push(Item::new(ItemKind::RosterOp, id));
+            }
+        }
+        for space in store.spaces()? {
+            for hash in store.change_hashes(&space)? {
+                let id = ItemId(hash);
+                if self
+                    .index
+                    .insert(id, Location::Change(space.clone()))
+                    .is_none()
+                {
+                    new.push(Item::new(ItemKind::ListingChange, id));
+                }
+            }
+        }
+        for (space, pool, bytes) in store.beacons()? {
+            let id = ItemId(Hash::of(BEACON_ITEM, &bytes).0);
+            if self
+                .index
+                .insert(id, Location::Beacon(space.clone(), pool.clone()))
+                .is_none()
+            {
+                new.push(Item::new(ItemKind::SeatBeacon, id));
+            }
+            if let Some(old) = self.beacon_ids.insert((space, pool), id) {
+                if old != id && self.index.remove(&old).is_some() {
+                    self.engine
+                        .item_removed(&Item::new(ItemKind::SeatBeacon, old));
+                }
+            }
+        }
+        Ok(new)
+    }
+
+    /// Addresses from the invite (meta `bootstrap_peers`) and the roster's `SetPeerAddrs`.
+    fn known_peer_addrs(&self) -> Vec<Multiaddr> {
+        let mut texts: Vec<String> = Vec::new();
+        if let Ok(Some(bytes)) = self.node.store.get_meta("bootstrap_peers") {
+            if let Ok(list) = serde_json::from_slice::<Vec<String>>(&bytes) {
+                texts.extend(list);
+            }
+        }
+        if let Some(roster) = self.node.roster() {
+            for space in roster.state().spaces.values() {
+                texts.extend(space.peer_addrs.iter().cloned());
+            }
+        }
+        texts
+            .iter()
+            .filter_map(|t| match t.parse::<Multiaddr>() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(address = %t, error = %e, "ignoring a peer address that is not a multiaddr");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
+                if peer == self.me || self.connected.contains_key(&peer) {
+                    continue;
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::debug!(address = %addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+    }
+
+    // ---- swarm events ------------------------------------------------------------------------------
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(address = %address.with(Protocol::P2p(self.me)), "listening");
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let addr = endpoint.get_remote_address().clone();
+                self.connected
+                    .entry(peer_id)
+                    .or_default()
+                    .push(addr.clone());
+                if num_established.get() == 1 {
+                    tracing::info!(peer = %peer_id, address = %addr, "peer connected");
+                    let now = self.now();
+                    let intents = self.engine.connected(peer_id, now);
+                    self.execute(intents);
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let addr = endpoint.get_remote_address();
+                if let Some(list) = self.connected.get_mut(&peer_id) {
+                    list.retain(|a| a != addr);
+                }
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.engine.disconnected(&peer_id);
+                    tracing::info!(peer = %peer_id, "peer disconnected");
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocol_version != "/deskmesh/1" {
+                    return;
+                }
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(list)) => {
+                for (peer, addr) in list {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr);
+                    self.maybe_dial(peer);
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => self.maybe_dial(peer),
+            BehaviourEvent::Gossip(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, message_id, message),
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .sync
+                            .send_response(channel, Reply::Ack);
+                        self.on_request(peer, request);
+                    }
+                    request_response::Message::Response { request_id, .. } => {
+                        self.outbound.remove(&request_id);
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                self.outbound.remove(&request_id);
+                tracing::debug!(peer = %peer, error = %error, "sync request failed");
+            }
+            BehaviourEvent::Sync(request_response::Event::InboundFailure {
+                peer, error, ..
+            }) => {
+                tracing::debug!(peer = %peer, error = %error, "inbound sync request failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn maybe_dial(&mut self, peer: PeerId) {
+        if peer == self.me
+            || self.connected.contains_key(&peer)
+            || self.connected.len() >= MAX_AUTO_DIAL
+        {
+            return;
+        }
+        if let Err(e) = self.swarm.dial(peer) {
+            tracing::debug!(peer = %peer, error = %e, "cannot dial discovered peer");
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        let acceptance = match postcard::from_bytes::<WireItem>(&message.data) {
+            Ok(item) => match self.ingest(&item) {
+                Outcome::Added(..) | Outcome::Known => gossipsub::MessageAcceptance::Accept,
+                Outcome::Refused(_, why) => {
+                    tracing::warn!(peer = %source, kind = ?item.kind, reason = %why, "rejected gossip message");
+                    gossipsub::MessageAcceptance::Reject
+                }
+                Outcome::Deferred => gossipsub::MessageAcceptance::Ignore,
+            },
+            Err(e) => {
+                tracing::warn!(peer = %source, error = %e, "rejected unreadable gossip message");
+                gossipsub::MessageAcceptance::Reject
+            }
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossip
+            .report_message_validation_result(&id, &source, acceptance);
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request) {
+        match request {
+            Request::Sync(bytes) => {
+                let now = self.now();
+                match self.engine.received_bytes(&peer, &bytes, now) {
+                    Ok(intents) => self.execute(intents),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "rejected sync message")
+                    }
+                }
+            }
+            Request::Items(items) => {
+                let mut added: BTreeMap<ItemKind, usize> = BTreeMap::new();
+                let mut refused = 0usize;
+                for item in &items {
+                    match self.ingest(item) {
+                        Outcome::Added(it, _) => *added.entry(it.kind).or_default() += 1,
+                        Outcome::Refused(..) => refused += 1,
+                        Outcome::Known | Outcome::Deferred => {}
+                    }
+                }
+                if !added.is_empty() {
+                    self.last_sync = Some(chrono::Utc::now());
+                    tracing::info!(
+                        peer = %peer,
+                        roster_ops = added.get(&ItemKind::RosterOp).copied().unwrap_or(0),
+                        changes = added.get(&ItemKind::ListingChange).copied().unwrap_or(0),
+                        beacons = added.get(&ItemKind::SeatBeacon).copied().unwrap_or(0),
+                        "synced new items from peer"
+                    );
+                }
+                if refused > 0 {
+                    tracing::warn!(peer = %peer, refused, "peer sent items that were refused");
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.now();
+        let intents = self.engine.tick(now);
+        self.execute(intents);
+        if now >= self.last_maintenance + Duration::from_secs(30) {
+            self.last_maintenance = now;
+            if self.connected.is_empty() {
+                self.dial_bootstrap();
+            } else {
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
+        }
+    }
+
+    // ---- the engine's intents ----------------------------------------------------------------------
+
+    fn execute(&mut self, intents: Vec<Intent<PeerId>>) {
+        for intent in intents {
+            match intent {
+                Intent::Send(peer, msg) => match msg.encode() {
+                    Ok(bytes) => self.send(peer, Request::Sync(bytes)),
+                    Err(e) => tracing::error!(error = %e, "cannot encode a sync message"),
+                },
+                Intent::Fetch { peer, ids } => match crate::sync::Msg::Want(ids).encode() {
+                    Ok(bytes) => self.send(peer, Request::Sync(bytes)),
+                    Err(e) => tracing::error!(error = %e, "cannot encode a fetch"),
+                },
+                Intent::Serve { peer, ids } => self.serve(peer, &ids),
+                Intent::Synced { peer, stats } => {
+                    if stats.completed {
+                        self.last_sync = Some(chrono::Utc::now());
+                    }
+                    tracing::debug!(
+                        peer = %peer,
+                        completed = stats.completed,
+                        pushed = stats.pushed,
+                        lacking = stats.lacking,
+                        bytes_sent = stats.bytes_sent,
+                        bytes_received = stats.bytes_received,
+                        "sync session ended"
+                    );
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, request: Request) {
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.outbound.insert(id, peer);
+    }
+
+    /// Loads the items and sends them in batches of about [`behaviour::ITEM_BATCH_BYTES`].
+    fn serve(&mut self, peer: PeerId, ids: &[ItemId]) {
+        let mut batch = Vec::new();
+        let mut size = 0usize;
+        let mut sent = 0usize;
+        for id in ids {
+            let item = match self.load(id) {
+                Ok(Some(item)) => item,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read an item to serve");
+                    continue;
+                }
+            };
+            size += item.bytes.len();
+            batch.push(item);
+            sent += 1;
+            if size >= behaviour::ITEM_BATCH_BYTES {
+                self.send(peer, Request::Items(std::mem::take(&mut batch)));
+                size = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.send(peer, Request::Items(batch));
+        }
+        if sent > 0 {
+            tracing::info!(peer = %peer, items = sent, "sent items the peer lacks");
+        }
+    }
+
+    fn load(&self, id: &ItemId) -> anyhow::Result<Option<WireItem>> {
+        let store = &self.node.store;
+        Ok(match self.index.get(id) {
+            None => None,
+            Some(Location::Roster) => store.op(&Hash(id.0))?.map(|bytes| WireItem {
+                kind: ItemKind::RosterOp,
+                bytes,
+            }),
+            Some(Location::Change(space)) => store.change(space, &id.0)?.map(|bytes| WireItem {
+                kind: ItemKind::ListingChange,
+                bytes,
+            }),
+            Some(Location::Beacon(space, pool)) => store
+                .beacon(space, pool)?
+                .filter(|bytes| Hash::of(BEACON_ITEM, bytes).0 == id.0)
+                .map(|bytes| WireItem {
+                    kind: ItemKind::SeatBeacon,
+                    bytes,
+                }),
+        })
+    }
+
+    // ---- ingest ------------------------------------------------------------------------------------
+
+    /// Verifies and stores one item through the node's `accept_*` paths and tells the engine.
+    fn ingest(&mut self, item: &WireItem) -> Outcome {
+        let outcome = match item.kind {
+            ItemKind::RosterOp => self.ingest_op(&item.bytes),
+            ItemKind::ListingChange => self.ingest_change(&item.bytes),
+            ItemKind::SeatBeacon => self.ingest_beacon(&item.bytes),
+        };
+        let now = self.now();
+        match &outcome {
+            Outcome::Added(it, replaced) => {
+                if let Some(old) = replaced {
+                    self.engine.item_removed(old);
+                }
+                self.engine.item_added(*it);
+            }
+            Outcome::Refused(Some(id), _) => self.engine.item_refused(*id, now),
+            _ => {}
+        }
+        outcome
+    }
+
+    fn ingest_op(&mut self, bytes: &[u8]) -> Outcome {
+        let op = match SignedOp::from_bytes(bytes) {
+            Ok(op) => op,
+            Err(e) => {
+                let r = self
+                    .node
+                    .refuse("roster operation", None, None, e.to_string());
+                return Outcome::Refused(None, r.to_string());
+            }
+        };
+        let id = ItemId(op.hash().0);
+        if self.index.contains_key(&id) {
+            return Outcome::Known;
+        }
+        match self.node.accept_op(op.clone()) {
+            Ok(_) => {
+                self.index.insert(id, Location::Roster);
+                tracing::info!(op = %op.hash().short(), "roster operation applied");
+                self.after_roster_change();
+                Outcome::Added(Item::new(ItemKind::RosterOp, id), None)
+            }
+            Err(e) => match e.downcast_ref::<RosterError>() {
+                Some(RosterError::MissingParents(_)) => {
+                    if self.pending_ops.len() < MAX_PENDING_OPS {
+                        self.pending_ops.insert(op.hash(), op);
+                    }
+                    Outcome::Deferred
+                }
+                _ => {
+                    let r = self
+                        .node
+                        .refuse("roster operation", None, None, e.to_string());
+                    Outcome::Refused(Some(id), r.to_string())
+                }
+            },
+        }
+    }
+
+    /// Applies waiting roster operations whose parents have arrived, then rebuilds every listing, since
+    /// the roster decides which changes count.
+    fn after_roster_change(&mut self) {
+        loop {
+            let mut progress = false;
+            let waiting: Vec<Hash> = self.pending_ops.keys().copied().collect();
+            for h in waiting {
+                let Some(op) = self.pending_ops.remove(&h) else {
+                    continue;
+                };
+                match self.node.accept_op(op.clone()) {
+                    Ok(_) => {
+                        let id = ItemId(h.0);
+                        self.index.insert(id, Location::Roster);
+                        self.engine.item_added(Item::new(ItemKind::RosterOp, id));
+                        progress = true;
+                    }
+                    Err(e) => {
+                        if matches!(
+                            e.downcast_ref::<RosterError>(),
+                            Some(RosterError::MissingParents(_))
+                        ) {
+                            self.pending_ops.insert(h, op);
+                        }
+                    }
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if let Err(e) = self.node.reindex_all() {
+            tracing::error!(error = %e, "cannot rebuild the directory after a roster change");
+        }
+    }
+
+    fn ingest_change(&mut self, bytes: &[u8]) -> Outcome {
+        let change = match SignedChange::from_bytes(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let r = self
+                    .node
+                    .refuse("listing change", None, None, e.to_string());
+                return Outcome::Refused(None, r.to_string());
+            }
+        };
+        let env = match change.envelope() {
+            Ok(env) => env,
+            Err(e) => {
+                let r = self
+                    .node
+                    .refuse("listing change", None, None, e.to_string());
+                return Outcome::Refused(None, r.to_string());
+            }
+        };
+        let id = ItemId(env.change_hash);
+        if self.index.contains_key(&id) {
+            return Outcome::Known;
+        }
+        match self.node.accept_change(&change) {
+            Ok(_) => {
+                self.index.insert(id, Location::Change(env.space.clone()));
+                tracing::debug!(space = %env.space, author = %env.author, "listing change stored");
+                Outcome::Added(Item::new(ItemKind::ListingChange, id), None)
+            }
+            Err(Refused::Invalid(why)) => Outcome::Refused(Some(id), why),
+            Err(Refused::Store(e)) => {
+                tracing::error!(error = %e, "cannot store a listing change");
+                Outcome::Deferred
+            }
+        }
+    }
+
+    fn ingest_beacon(&mut self, bytes: &[u8]) -> Outcome {
+        let id = ItemId(Hash::of(BEACON_ITEM, bytes).0);
+        if self.index.contains_key(&id) {
+            return Outcome::Known;
+        }
+        let signed = match SignedBeacon::from_bytes(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                let r = self.node.refuse("seat beacon", None, None, e.to_string());
+                return Outcome::Refused(Some(id), r.to_string());
+            }
+        };
+        match self.node.accept_beacon(&signed, chrono::Utc::now()) {
+            Ok(b) => {
+                let kept = matches!(self.node.store.beacon(&b.space, &b.pool), Ok(Some(held)) if held == bytes);
+                if !kept {
+                    return Outcome::Refused(Some(id), "an newer beacon is kept".to_string());
+                }
+                self.index
+                    .insert(id, Location::Beacon(b.space.clone(), b.pool.clone()));
+                let replaced = self
+                    .beacon_ids
+                    .insert((b.space.clone(), b.pool.clone()), id)
+                    .filter(|old| *old != id)
+                    .map(|old| {
+                        self.index.remove(&old);
+                        Item::new(ItemKind::SeatBeacon, old)
+                    });
+                tracing::debug!(space = %b.space, pool = %b.pool, "seat beacon stored");
+                Outcome::Added(Item::new(ItemKind::SeatBeacon, id), replaced)
+            }
+            Err(Refused::Invalid(why)) => Outcome::Refused(Some(id), why),
+            Err(Refused::Store(e)) => {
+                tracing::error!(error = %e, "cannot store a seat beacon");
+                Outcome::Deferred
+            }
+        }
+    }
+
+    // ---- local edits and the control socket --------------------------------------------------------
+
+    /// Finds items made here since the last scan, tells the engine and publishes each on gossip.
+    fn announce_local(&mut self) {
+        let new = match self.scan() {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot scan the store for local edits");
+                return;
+            }
+        };
+        for item in new {
+            self.engine.item_added(item);
+            let Ok(Some(wire)) = self.load(&item.id) else {
+                continue;
+            };
+            match postcard::to_stdvec(&wire) {
+                Ok(data) => match self
+                    .swarm
+                    .behaviour_mut()
+                    .gossip
+                    .publish(self.topic.clone(), data)
+                {
+                    Ok(_) => {
+                        tracing::info!(kind = ?item.kind, id = ?item.id, "published a local edit")
+                    }
+                    Err(e) => {
+                        tracing::info!(kind = ?item.kind, error = %e, "local edit not gossiped; peers get it at the next sync")
+                    }
+                },
+                Err(e) => tracing::error!(error = %e, "cannot encode a gossip message"),
+            }
+        }
+    }
+
+    fn on_call(&mut self, req: control::Request) -> Response {
+        let now = chrono::Utc::now();
+        match req {
+            control::Request::SeatsSet { pool, value, ttl } => {
+                let r = self.node.seats_set(pool.as_deref(), &value, ttl, now);
+                self.announce_local();
+                Response::from_result(r)
+            }
+            control::Request::SpaceEdit(args) => {
+                let r = self.node.space_edit(&args, now);
+                self.announce_local();
+                Response::from_result(r)
+            }
+            control::Request::SpacesList(args) => Response::from_result(
+                crate::cli::query_from(&args).and_then(|q| self.node.directory(&q, now)),
+            ),
+            control::Request::Audit => Response::from_result(self.node.audit(now)),
+            control::Request::Status => Response::from_result(self.status()),
+            control::Request::Peers => Response::from_result(Ok(Peers {
+                peers: self.peers(),
+            })),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        self.connected
+            .iter()
+            .map(|(peer, addrs)| PeerInfo {
+                peer_id: peer.to_string(),
+                addresses: addrs.iter().map(|a| a.to_string()).collect(),
+                relayed: !addrs.is_empty()
+                    && addrs
+                        .iter()
+                        .all(|a| a.iter().any(|p| matches!(p, Protocol::P2pCircuit))),
+            })
+            .collect()
+    }
+
+    fn status(&self) -> anyhow::Result<Status> {
+        let mut status = Status::offline(&self.node)?;
+        status.running = true;
+        status.listen = self
+            .swarm
+            .listeners()
+            .map(|a| a.clone().with(Protocol::P2p(self.me)).to_string())
+            .collect();
+        status.peers = self.peers();
+        status.last_sync = self.last_sync.map(|t| t.to_rfc3339());
+        Ok(status)
+    }
+}
+
+/// A seed for the engine's nonces and jitter; it only needs to differ between nodes and runs.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
