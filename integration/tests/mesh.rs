@@ -4,6 +4,8 @@
 //! - `five_nodes_replicate_listings_seats_and_catch_up`: a coordinator with no space (a member laptop) and
 //!   four spaces; every listing reaches every node, a seat update travels at once, and a node stopped while
 //!   others edit catches up after it restarts, keeping what it had.
+//! - `two_devices_of_one_space_edit_apart_and_merge`: two device keys of one space edit its listing while
+//!   neither daemon runs; once they meet, they and the coordinator show the same merged listing.
 //! - `a_non_member_is_refused_and_never_shown`: a node of another alliance pushes its listing and seat
 //!   beacons; nobody shows them and the receiver's audit lists the refusals.
 
@@ -66,6 +68,8 @@ fn start(node: &TestNode, bootstrap: Option<&str>) -> Daemon {
         .append(true)
         .open(log_path(node))
         .expect("open log");
+    // A daemon killed earlier leaves its socket file behind; the wait below must only see the new one.
+    let _ = std::fs::remove_file(node.home().join("control.sock"));
     let mut cmd = node.cmd(&["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
@@ -84,8 +88,11 @@ fn start(node: &TestNode, bootstrap: Option<&str>) -> Daemon {
         if let Ok(Some(status)) = daemon.child.try_wait() {
             panic!("deskmesh run exited with {status}{}", logs(&[node]));
         }
-        let out = node.run(&["status", "--json"]);
-        if out.status.success() {
+        // Without a daemon, `status` opens the store itself and would hold the lock the starting daemon
+        // needs, so ask only once the daemon has created its socket (after it opened the store).
+        let socket = node.home().join("control.sock");
+        let out = socket.exists().then(|| node.run(&["status", "--json"]));
+        if let Some(out) = out.filter(|o| o.status.success()) {
             let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
             if v["running"] == true {
                 if let Some(addr) = v["listen"][0].as_str() {
@@ -282,5 +289,59 @@ fn a_non_member_is_refused_and_never_shown() {
     assert!(
         refused.iter().any(|x| x["kind"] == "roster operation"),
         "the rogue alliance's roster operations are refused: {refused:?}"
+    );
+}
+
+#[test]
+fn two_devices_of_one_space_edit_apart_and_merge() {
+    let coord = TestNode::new();
+    coord.init("coordinator");
+    coord.ok(&["alliance", "create", "Mesh Alliance"]);
+    let (a, id) = space(&coord, "Shared");
+    let b = TestNode::new();
+    let b_key = b.init("second device");
+    let token = a.ok(&["alliance", "add-device", &b_key]);
+    b.ok(&[
+        "alliance",
+        "join",
+        token.lines().next().expect("token line"),
+    ]);
+    let all = [&coord, &a, &b];
+
+    let hub = start(&coord, None);
+    let da = start(&a, Some(&hub.addr));
+    let db = start(&b, Some(&hub.addr));
+    wait_until("the second device has the listing", &all, || {
+        row_of(&rows(&b), &id).is_some()
+    });
+    drop(da);
+    drop(db);
+
+    // Apart: each device changes a different field of the same listing.
+    a.ok(&["space", "edit", "--add-amenity", "meeting_room"]);
+    b.ok(&["space", "edit", "--name", "Shared and merged"]);
+
+    let _da = start(&a, Some(&hub.addr));
+    let _db = start(&b, Some(&hub.addr));
+    let merged = |node: &TestNode| {
+        let rows = rows(node);
+        row_of(&rows, &id).is_some_and(|r| {
+            r["name"] == "Shared and merged"
+                && r["amenities"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|x| x == "meeting_room"))
+        })
+    };
+    for (i, node) in all.iter().enumerate() {
+        wait_until(&format!("node {i} shows the merged listing"), &all, || {
+            merged(node)
+        });
+    }
+    let signers = row_of(&rows(&coord), &id).expect("row")["signers"].clone();
+    assert!(
+        signers
+            .as_array()
+            .is_some_and(|s| s.iter().any(|k| k == b_key.as_str())),
+        "the second device is among the signers: {signers}"
     );
 }

@@ -68,12 +68,12 @@ pub struct RejectedChangeAudit {
 }
 
 impl Node {
-    /// Verifies everything stored and reports signers and rejections.
-    pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
-        let mut roster_ops = Vec::new();
+    /// Every roster operation in causal order, with a one-line summary and its signers.
+    pub fn roster_log(&self) -> Vec<RosterOpAudit> {
+        let mut out = Vec::new();
         if let Some(roster) = self.roster() {
             for (hash, op, signed) in roster.ops_in_order() {
-                roster_ops.push(RosterOpAudit {
+                out.push(RosterOpAudit {
                     op: hash,
                     kind: op.body.kind().to_string(),
                     summary: summarise(&op.body, roster),
@@ -84,6 +84,12 @@ impl Node {
                 });
             }
         }
+        out
+    }
+
+    /// Verifies everything stored and reports signers and rejections.
+    pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
+        let roster_ops = self.roster_log();
         let mut rejected_roster_ops: Vec<RejectedOp> = self
             .store
             .rejected_ops()?

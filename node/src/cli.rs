@@ -70,6 +70,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Browse the directory in a terminal UI (and operate this space's seats and listing).
+    Tui,
     /// Create a sample alliance with a dozen spaces and show its directory.
     Demo {
         #[arg(long)]
@@ -350,6 +352,12 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
             output::print(json, &out)
         }
         Command::Demo { .. } => Ok(()),
+        Command::Tui => {
+            let node = Node::open(home)?;
+            let mut api = crate::tui_local::LocalTui::new(node);
+            deskmesh_tui::run_in_terminal(&mut api, deskmesh_tui::Theme::from_env())?;
+            Ok(())
+        }
         Command::Alliance(cmd) => {
             let mut node = Node::open(home)?;
             match cmd {

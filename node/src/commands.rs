@@ -645,6 +645,17 @@ impl Node {
         now: DateTime<Utc>,
     ) -> anyhow::Result<SeatsReport> {
         let availability = parse_availability(value)?;
+        self.set_seats(pool, availability, ttl_s, now)
+    }
+
+    /// Signs and stores a seat beacon for one of this space's pools (the default: its first pool).
+    pub fn set_seats(
+        &self,
+        pool: Option<&str>,
+        availability: Availability,
+        ttl_s: u32,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<SeatsReport> {
         let space = self.require_space()?;
         let listing = self.current_listing(&space)?.ok_or_else(|| {
             anyhow!("publish a listing with seat pools first (`deskmesh space edit --file listing.json`)")

@@ -148,3 +148,51 @@ async fn client(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> an
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_requests_round_trip_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("control.sock");
+        // A socket file nobody listens on, as a killed daemon leaves it.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind stale"));
+        assert!(call(&path, &Request::Status).expect("call").is_none());
+
+        let (tx, mut rx) = mpsc::channel::<Call>(4);
+        let server = serve(&path, tx).expect("serve");
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        tokio::spawn(async move {
+            while let Some((req, reply)) = rx.recv().await {
+                let answer = match req {
+                    Request::Status => Response::from_result(Ok("up".to_string())),
+                    _ => Response::from_result::<String>(Err(anyhow::anyhow!("not here"))),
+                };
+                let _ = reply.send(answer);
+            }
+        });
+        let p = path.clone();
+        let (ok, err) = tokio::task::spawn_blocking(move || {
+            (
+                call(&p, &Request::Status).expect("status"),
+                call(&p, &Request::Peers).expect("peers"),
+            )
+        })
+        .await
+        .expect("join");
+        let ok = ok.expect("daemon answered");
+        assert_eq!(ok.text, "up");
+        assert_eq!(ok.json, serde_json::json!("up"));
+        assert_eq!(
+            err.expect("daemon answered").error.as_deref(),
+            Some("not here")
+        );
+        // A second daemon on the same socket is refused while the first answers.
+        let (tx2, _rx2) = mpsc::channel::<Call>(1);
+        assert!(serve(&path, tx2).is_err());
+        server.abort();
+    }
+}

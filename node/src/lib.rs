@@ -18,3 +18,4 @@ pub mod ops;
 pub mod output;
 pub mod store;
 pub mod sync;
+pub mod tui_local;

@@ -226,10 +226,7 @@ impl Node {
     }
 
     /// The space's document rebuilt from the store.
-    pub fn space_doc(
-        &self,
-        space: &SpaceId,
-    ) -> anyhow::Result<(SpaceDoc, Vec<([u8; 32], String)>)> {
+    pub fn space_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Undecodable)> {
         self.load_doc(space)
     }
 
@@ -257,6 +254,13 @@ impl Node {
             };
             rejected.push((r.hash, serde_json::to_vec(&reason)?));
         }
+        for p in doc.pending() {
+            let reason = RejectionRecord {
+                author: p.change.envelope().ok().map(|e| e.author),
+                reason: format!("not applied yet: {}", p.reason),
+            };
+            rejected.push((p.hash, serde_json::to_vec(&reason)?));
+        }
         for (hash, why) in undecodable {
             let reason = RejectionRecord {
                 author: None,
@@ -272,7 +276,7 @@ impl Node {
     }
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
-    fn load_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Vec<([u8; 32], String)>)> {
+    fn load_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Undecodable)> {
         let mut changes = Vec::new();
         let mut undecodable = Vec::new();
         for hash in self.store.change_hashes(space)? {
@@ -386,6 +390,9 @@ impl Node {
         Ok(out)
     }
 }
+
+/// Stored changes that do not even decode, with why: (change hash as stored, reason).
+pub type Undecodable = Vec<([u8; 32], String)>;
 
 /// Why a signed item was not taken.
 #[derive(Debug, thiserror::Error)]

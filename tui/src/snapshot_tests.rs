@@ -208,3 +208,29 @@ fn mouse_click_selects_the_row_under_it() {
     assert!(line.starts_with("> "), "{line}");
     assert!(line.contains(&expected[..8]), "{line} / {expected}");
 }
+
+#[test]
+fn every_view_draws_at_tiny_and_odd_sizes() {
+    for (w, h) in [(1, 1), (10, 3), (20, 5), (39, 11), (81, 25), (300, 90)] {
+        for keys in ["", "\t", "/x", "\r", "m", "mc+++", "a", "o", "oe", "?"] {
+            let mut a = app(w, h);
+            let mut n = FakeNode::default();
+            for c in keys.chars() {
+                let ev = match c {
+                    '\r' => key(KeyCode::Enter),
+                    '\t' => key(KeyCode::Tab),
+                    c => key(KeyCode::Char(c)),
+                };
+                press(&mut a, &mut n, ev);
+            }
+            // Must not panic, and must leave the status bar on the last line.
+            let t = render(&a);
+            if h >= 5 && w >= 20 {
+                let last: String = (0..w)
+                    .map(|x| t.backend().buffer()[(x, h - 1)].symbol().to_string())
+                    .collect();
+                assert!(last.contains("Sample"), "{w}x{h} {keys:?}: {last}");
+            }
+        }
+    }
+}

@@ -187,3 +187,37 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
         .build();
     Ok(swarm)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::request_response::Codec;
+
+    #[tokio::test]
+    async fn requests_round_trip_through_the_cbor_codec_as_byte_strings() {
+        let item = WireItem {
+            kind: ItemKind::ListingChange,
+            bytes: vec![200u8; 1000],
+        };
+        let req = Request::Items(vec![item.clone()]);
+        let mut codec = request_response::cbor::codec::Codec::<Request, Reply>::default();
+        let protocol = StreamProtocol::new("/deskmesh/sync/1");
+        let mut buf = futures::io::Cursor::new(Vec::new());
+        codec
+            .write_request(&protocol, &mut buf, req)
+            .await
+            .expect("write");
+        let bytes = buf.into_inner();
+        // A byte string costs one byte per byte; an array of integers would cost two for values over 23.
+        assert!(bytes.len() < 1100, "{} bytes on the wire", bytes.len());
+        let mut read = futures::io::Cursor::new(bytes);
+        match codec
+            .read_request(&protocol, &mut read)
+            .await
+            .expect("read")
+        {
+            Request::Items(items) => assert_eq!(items, vec![item]),
+            other => panic!("unexpected request {other:?}"),
+        }
+    }
+}

@@ -40,7 +40,7 @@ pub fn peer_id(node: &Node) -> anyhow::Result<PeerId> {
 
 /// Starts the node and runs it until Ctrl-C or SIGTERM.
 pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
-    let node = Node::open(home)?;
+    let node = open_when_free(home)?;
     node.require_roster()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -48,6 +48,29 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(service::run(node, opts))
+}
+
+/// Opens the node, waiting up to five seconds while another process holds the store: a short command run
+/// just before the daemon (`status`, `spaces list`) holds it only for a moment.
+fn open_when_free(home: &Home) -> anyhow::Result<Node> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Node::open(home) {
+            Ok(node) => return Ok(node),
+            Err(e) => {
+                let locked = e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<crate::store::StoreError>(),
+                        Some(crate::store::StoreError::Locked { .. })
+                    )
+                });
+                if !locked || std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
 }
 
 /// One connected peer, as `status` and `peers` show it.

@@ -367,7 +367,11 @@ impl Service {
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let acceptance = match postcard::from_bytes::<WireItem>(&message.data) {
             Ok(item) => match self.ingest(&item) {
-                Outcome::Added(..) | Outcome::Known => gossipsub::MessageAcceptance::Accept,
+                Outcome::Added(it, _) => {
+                    tracing::info!(peer = %source, kind = ?it.kind, id = ?it.id, "new item by gossip");
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Outcome::Known => gossipsub::MessageAcceptance::Accept,
                 Outcome::Refused(_, why) => {
                     tracing::warn!(peer = %source, kind = ?item.kind, reason = %why, "rejected gossip message");
                     gossipsub::MessageAcceptance::Reject
@@ -677,7 +681,10 @@ impl Service {
             Ok(b) => {
                 let kept = matches!(self.node.store.beacon(&b.space, &b.pool), Ok(Some(held)) if held == bytes);
                 if !kept {
-                    return Outcome::Refused(Some(id), "an newer beacon is kept".to_string());
+                    return Outcome::Refused(
+                        Some(id),
+                        "a newer beacon is kept for its pool".to_string(),
+                    );
                 }
                 self.index
                     .insert(id, Location::Beacon(b.space.clone(), b.pool.clone()));

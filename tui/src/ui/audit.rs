@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
 use super::max_scroll as lines_scroll;
-use super::text::wrap;
+use super::text::{count, wrap};
 use crate::app::{App, AuditPane};
 use crate::seats::ago;
 
@@ -143,8 +143,8 @@ fn listing_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         let mut spans = vec![
             Span::styled(format!("  {} ", sg.key.short()), t.label()),
             Span::raw(format!(
-                "{} changes · authorised by {}",
-                sg.changes,
+                "{} · authorised by {}",
+                count(sg.changes as u64, "change", "changes"),
                 sg.authorised_by.short()
             )),
         ];

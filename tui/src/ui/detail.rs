@@ -12,7 +12,7 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::max_scroll as lines_scroll;
-use super::text::{field, known, mbps, price, words, wrap, yes_no};
+use super::text::{count, field, known, mbps, price, words, wrap, yes_no};
 use crate::app::App;
 use crate::model::SpaceView;
 use crate::seats::pool_line;
@@ -287,9 +287,9 @@ fn hours_and_seats(app: &App, slot: usize, s: &SpaceView) -> Vec<Line<'static>> 
         out.push(f(
             &p.id,
             vec![Span::raw(format!(
-                "{}, {} seats{accessible}, {}",
+                "{}, {}{accessible}, {}",
                 words(p.kind.as_str()),
-                p.capacity,
+                count(p.capacity, "seat", "seats"),
                 words(p.access.as_str())
             ))],
         ));
@@ -384,8 +384,8 @@ fn signers(app: &App, s: &SpaceView) -> Vec<Line<'static>> {
     }
     for sg in &s.signers {
         let mut v = vec![Span::raw(format!(
-            "{} changes, authorised by {}",
-            sg.changes,
+            "{}, authorised by {}",
+            count(sg.changes as u64, "change", "changes"),
             sg.authorised_by.short()
         ))];
         if let Some(r) = sg.removed_by {
@@ -395,7 +395,14 @@ fn signers(app: &App, s: &SpaceView) -> Vec<Line<'static>> {
     }
     if !s.rejected.is_empty() {
         out.push(Line::styled(
-            format!("  {} rejected changes (a: audit)", s.rejected.len()),
+            format!(
+                "  {} (a: audit)",
+                count(
+                    s.rejected.len() as u64,
+                    "rejected change",
+                    "rejected changes"
+                )
+            ),
             t.warn(),
         ));
     }

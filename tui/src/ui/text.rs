@@ -91,6 +91,14 @@ pub(crate) fn mbps(v: f64) -> String {
     }
 }
 
+/// "1 seat", "4 seats".
+pub(crate) fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    match n.into() {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
 /// "hot_desk" as "hot desk".
 pub(crate) fn words(s: &str) -> String {
     s.replace('_', " ")

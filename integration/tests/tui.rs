@@ -1,0 +1,102 @@
+//! End-to-end test of `deskmesh tui`: the real binary in a real terminal (tmux), driven with send-keys
+//! and read with capture-pane. Waits poll the screen with a deadline; nothing sleeps for a fixed time to
+//! synchronise.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use deskmesh_integration::{deskmesh_bin, TestNode};
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux").args(args).output().expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Polls the pane until `pred` holds or the deadline passes; returns the last screen.
+fn wait_screen(session: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let screen = tmux(&["capture-pane", "-p", "-t", session]);
+        if pred(&screen) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Session(String);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn search_shows_the_right_rows_and_q_restores_the_terminal() {
+    if !tmux_available() {
+        // .ci/run installs tmux; a developer machine without it skips this one test, loudly.
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let node = TestNode::new();
+    node.ok(&["demo"]);
+    let session = Session(format!("dm-tui-{}", std::process::id()));
+    let socket_dir = tempfile::tempdir().unwrap();
+    let marker = socket_dir.path().join("exited");
+    // After the UI exits, the shell prints the terminal mode so the test can check it was restored.
+    let script = format!(
+        "{} --home {} tui; stty -a | grep -o -- '-\\?icanon' > {}; sleep 30",
+        deskmesh_bin().display(),
+        node.home().display(),
+        marker.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session.0,
+        "-x",
+        "120",
+        "-y",
+        "32",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    wait_screen(&session.0, "the directory", |s| {
+        s.contains("12 of 12 spaces")
+    });
+    tmux(&["send-keys", "-t", &session.0, "/"]);
+    tmux(&["send-keys", "-t", &session.0, "-l", "berlin"]);
+    let screen = wait_screen(&session.0, "the search result", |s| {
+        s.contains(" 2 of 12 spaces")
+    });
+    assert!(screen.contains("Kanalwerk Coworking"), "{screen}");
+    assert!(!screen.contains("Azulejo Works"), "{screen}");
+    tmux(&["send-keys", "-t", &session.0, "Escape"]);
+    tmux(&["send-keys", "-t", &session.0, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() || std::fs::read_to_string(&marker).unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the UI did not exit on q");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Canonical mode back on means raw mode was left.
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "icanon");
+}

@@ -1,0 +1,656 @@
+//! `deskmesh-bench`: measures the node's own costs and prints small tables of figures.
+//!
+//! It owns the benchmark protocols of docs/BENCHMARKS.md that one process can run on its own: the crypto
+//! budget (sign and verify on real listing-change envelope bytes), storage (durable write latency, size on
+//! disk, reopen time and peak RSS for a directory of N spaces built through the real `Node` paths), directory
+//! queries and exports. Every space gets a real device key, a roster admission, a signed listing change and
+//! signed seat beacons, exactly as `deskmesh demo` does, so the store holds nothing a real node would not.
+//! Mesh propagation, cold join, catch-up and TUI frame time are measured elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, TimeZone, Utc};
+use clap::{Parser, Subcommand};
+use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
+use deskmesh_crdt_model::change::SignedChange;
+use deskmesh_crdt_model::doc::SpaceDoc;
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::query::{Query, SearchIndex};
+use deskmesh_keys::roster::OpBody;
+use deskmesh_keys::{DeviceKey, Domain, Signer, SpaceId};
+use deskmesh_node::cli::ExportFormat;
+use deskmesh_node::home::Home;
+use deskmesh_node::ops::{self, Node, RosterAuthority};
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deskmesh-bench",
+    about = "Measure deskmesh's crypto, store, query and export costs"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// ed25519 sign and verify on real listing-change envelope and beacon bytes.
+    Crypto {
+        /// Operations timed per figure.
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+    },
+    /// Build a directory of N spaces in a fresh sled store and report write latency, size and reopen time.
+    Store(StoreArgs),
+    /// Build (or reuse) a directory and time `Node::directory` queries.
+    Query(StoreArgs),
+    /// Build (or reuse) a directory and time JSON and GeoJSON exports.
+    Export(StoreArgs),
+    /// crypto, store, query and export in one run on one store.
+    All(StoreArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct StoreArgs {
+    /// Spaces in the directory.
+    #[arg(long, default_value_t = 10_000)]
+    spaces: usize,
+    /// Home directory to build in (or, with --reuse, to read); a fresh temporary one by default.
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// Keep the home directory afterwards instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+    /// Use the directory already built in --home instead of building one.
+    #[arg(long, requires = "home")]
+    reuse: bool,
+    /// Runs per query.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Operations timed by `all` for the crypto figures.
+    #[arg(long, default_value_t = 2000)]
+    iterations: usize,
+}
+
+/// A fixed clock (a Wednesday, 11:00 UTC) so open-now results and beacon freshness repeat run to run.
+fn bench_now() -> anyhow::Result<DateTime<Utc>> {
+    Utc.with_ymd_and_hms(2025, 3, 12, 11, 0, 0)
+        .single()
+        .context("the fixed benchmark time is not a valid date")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let now = bench_now()?;
+    match args.cmd {
+        Cmd::Crypto { iterations } => crypto(iterations, now),
+        Cmd::Store(a) => with_home(&a, now, |_, _| Ok(())),
+        Cmd::Query(a) => with_home(&a, now, |node, a| query(node, a.runs, now)),
+        Cmd::Export(a) => with_home(&a, now, |node, _| export(node)),
+        Cmd::All(a) => {
+            crypto(a.iterations, now)?;
+            with_home(&a, now, |node, a| {
+                query(node, a.runs, now)?;
+                export(node)
+            })
+        }
+    }
+}
+
+// ---- figures -----------------------------------------------------------------------------------
+
+/// p50 / p99 / max of a set of samples.
+struct Summary {
+    n: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    total: Duration,
+}
+
+fn summarise(samples: &[Duration]) -> Summary {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let n = s.len();
+    // Nearest-rank percentiles: the smallest sample with at least p% of samples at or below it.
+    let rank = |p: usize| s.get((n * p).div_ceil(100).saturating_sub(1)).copied();
+    Summary {
+        n,
+        p50: rank(50).unwrap_or_default(),
+        p99: rank(99).unwrap_or_default(),
+        max: s.last().copied().unwrap_or_default(),
+        total: s.iter().sum(),
+    }
+}
+
+fn fmt_d(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1_000.0 {
+        format!("{us:.1} us")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+fn header(title: &str) {
+    println!();
+    println!("## {title}");
+    println!(
+        "{:<44} {:>7} {:>11} {:>11} {:>11} {:>11}",
+        "what", "n", "p50", "p99", "max", "total"
+    );
+}
+
+fn row(what: &str, samples: &[Duration]) {
+    let s = summarise(samples);
+    println!(
+        "{:<44} {:>7} {:>11} {:>11} {:>11} {:>11}",
+        what,
+        s.n,
+        fmt_d(s.p50),
+        fmt_d(s.p99),
+        fmt_d(s.max),
+        fmt_d(s.total)
+    );
+}
+
+fn value(what: &str, v: impl std::fmt::Display) {
+    println!("{what:<44} {v}");
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB ({bytes} B)", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Peak resident set size so far, from the kernel's high-water mark.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown (no /proc/self/status)".into())
+}
+
+/// Apparent and allocated bytes of every file under `dir`.
+fn disk_usage(dir: &Path) -> anyhow::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut apparent = 0;
+    let mut allocated = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            let (a, b) = disk_usage(&entry.path())?;
+            apparent += a;
+            allocated += b;
+        } else {
+            apparent += meta.len();
+            allocated += meta.blocks() * 512;
+        }
+    }
+    Ok((apparent, allocated))
+}
+
+// ---- the directory -----------------------------------------------------------------------------
+
+/// One sample listing turned into space `i`: its own id, a numbered name and coordinates spread around the
+/// sample's city so no two spaces coincide.
+fn vary(template: &Listing, i: usize, space: SpaceId) -> Listing {
+    let mut l = template.clone();
+    l.id = space;
+    l.name = format!("{} {}", template.name, i);
+    let step = (i / 12) as f64;
+    l.location.lat = (template.location.lat + (step % 100.0) * 0.001).clamp(-89.9, 89.9);
+    l.location.lon = (template.location.lon + (step / 100.0).floor() * 0.001).clamp(-179.9, 179.9);
+    l
+}
+
+/// Varied but deterministic seat states, as `deskmesh demo` uses: fresh counts, buckets, a stale one and a
+/// full one.
+fn seats(n: usize, capacity: u32) -> (Availability, i64) {
+    match n % 6 {
+        0 => (Availability::Count(capacity.min(4)), 2),
+        1 => (Availability::Many, 5),
+        2 => (Availability::Few, 1),
+        3 => (Availability::Count(capacity.min(2)), 20),
+        4 => (Availability::Full, 3),
+        _ => (Availability::Count(capacity.min(7)), 0),
+    }
+}
+
+/// What building the directory measured.
+struct Built {
+    admit: Vec<Duration>,
+    change: Vec<Duration>,
+    beacon: Vec<Duration>,
+    change_bytes: Vec<usize>,
+    signed_bytes: Vec<usize>,
+    save_bytes: Vec<usize>,
+    total: Duration,
+}
+
+/// Creates a node in `home`, founds an alliance, and adds `n` spaces through the real accept paths.
+fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
+    let templates = deskmesh_node::demo::sample_listings()?;
+    if templates.is_empty() {
+        bail!("the bundled sample directory is empty");
+    }
+    let started = Instant::now();
+    ops::init(home, Some("bench coordinator".into()))?;
+    let mut node = Node::open(home)?;
+    node.alliance_create("Bench Alliance", 1, now)?;
+    let now_ms = now.timestamp_millis();
+    let mut b = Built {
+        admit: Vec::with_capacity(n),
+        change: Vec::with_capacity(n),
+        beacon: Vec::new(),
+        change_bytes: Vec::with_capacity(n),
+        signed_bytes: Vec::with_capacity(n),
+        save_bytes: Vec::with_capacity(n),
+        total: Duration::ZERO,
+    };
+    let progress = (n / 10).max(1);
+    for i in 0..n {
+        let key = DeviceKey::generate();
+        let space = SpaceId::derive(&key.public_key());
+        let listing = vary(&templates[i % templates.len()], i, space.clone());
+        let roster = node.roster().context("the bench node has no alliance")?;
+        let admit = roster.propose(
+            node.signer(),
+            OpBody::AdmitSpace {
+                space: space.clone(),
+                name: listing.name.clone(),
+                devices: vec![key.public_key()],
+            },
+            now_ms,
+        );
+        let (r, d) = time(|| node.accept_op(admit));
+        r?;
+        b.admit.push(d);
+
+        let roster = node.roster().context("the bench node has no alliance")?;
+        let heads = roster.heads();
+        let mut doc = SpaceDoc::new(space.clone());
+        let change = doc
+            .edit(
+                &listing,
+                &key,
+                &RosterAuthority(Some(roster)),
+                heads.clone(),
+                now_ms,
+            )?
+            .context("a fresh document took no change")?;
+        b.change_bytes.push(change.change.len());
+        b.signed_bytes.push(change.to_bytes().len());
+        b.save_bytes.push(doc.doc().save().len());
+        let (r, d) = time(|| node.accept_change(&change));
+        if !r? {
+            bail!("space {i}: its first listing change was not new");
+        }
+        b.change.push(d);
+
+        for (j, pool) in listing.seat_pools.iter().enumerate() {
+            let (availability, age_min) = seats(i + j, pool.capacity);
+            let beacon = SeatBeacon {
+                space: space.clone(),
+                pool: pool.id.clone(),
+                availability,
+                is_open: availability != Availability::Closed,
+                published_at_ms: now_ms - age_min * 60_000,
+                ttl_s: 900,
+                seq: 0,
+                author: key.public_key(),
+                roster_heads: heads.clone(),
+            };
+            let signed = beacon.sign(&key)?;
+            let (r, d) = time(|| node.accept_beacon(&signed, now));
+            r?;
+            b.beacon.push(d);
+        }
+        if (i + 1) % progress == 0 {
+            eprintln!(
+                "built {}/{n} spaces in {:.1} s",
+                i + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    b.total = started.elapsed();
+    Ok(b)
+}
+
+fn report_build(b: &Built, n: usize) {
+    header(&format!(
+        "store: build {n} spaces (sled, every write flushed)"
+    ));
+    row("accept_op (roster admission)", &b.admit);
+    row("accept_change (verify+store+reindex)", &b.change);
+    row("accept_beacon (verify+store)", &b.beacon);
+    // The cost of a write grows with the directory when it depends on the roster size; show both ends.
+    let tenth = (n / 10).max(1);
+    if n >= 20 {
+        row("accept_change, first 10% of spaces", &b.change[..tenth]);
+        row("accept_change, last 10% of spaces", &b.change[n - tenth..]);
+        row("accept_op, first 10% of spaces", &b.admit[..tenth]);
+        row("accept_op, last 10% of spaces", &b.admit[n - tenth..]);
+    }
+    let avg = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len().max(1) as f64;
+    value("build wall time", fmt_d(b.total));
+    value(
+        "automerge change bytes per listing (mean)",
+        format!("{:.0} B", avg(&b.change_bytes)),
+    );
+    value(
+        "signed change bytes per listing (mean)",
+        format!("{:.0} B", avg(&b.signed_bytes)),
+    );
+    value(
+        "automerge save() bytes per listing (mean)",
+        format!("{:.0} B", avg(&b.save_bytes)),
+    );
+}
+
+/// Builds (or reuses) a directory, reports the store figures, reopens it and hands the node to `then`.
+fn with_home(
+    a: &StoreArgs,
+    now: DateTime<Utc>,
+    then: impl FnOnce(&Node, &StoreArgs) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (root, temporary) = match &a.home {
+        Some(p) => (p.clone(), false),
+        None => {
+            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            let p =
+                std::env::temp_dir().join(format!("deskmesh-bench-{}-{nanos}", std::process::id()));
+            (p, true)
+        }
+    };
+    let home = Home::at(&root);
+    let result = run_with_home(&home, a, now, then);
+    if temporary && !a.keep {
+        if let Err(e) = std::fs::remove_dir_all(&root) {
+            eprintln!("could not remove {}: {e}", root.display());
+        }
+    } else {
+        eprintln!("kept the bench home at {}", root.display());
+    }
+    result
+}
+
+fn run_with_home(
+    home: &Home,
+    a: &StoreArgs,
+    now: DateTime<Utc>,
+    then: impl FnOnce(&Node, &StoreArgs) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if !a.reuse {
+        if home.is_initialised() {
+            bail!(
+                "{} already holds a node; pass --reuse to measure it or choose an empty --home",
+                home.root().display()
+            );
+        }
+        if a.spaces == 0 {
+            bail!("--spaces must be at least 1");
+        }
+        let built = build(home, a.spaces, now)?;
+        report_build(&built, a.spaces);
+        value("peak RSS after build (VmHWM)", peak_rss());
+    }
+    let (apparent, allocated) = disk_usage(&home.store_path())?;
+    value("store size on disk, apparent", mib(apparent));
+    value("store size on disk, allocated", mib(allocated));
+    let (node, d) = time(|| Node::open(home));
+    let node = node?;
+    value("reopen (Node::open: roster + dirty reindex)", fmt_d(d));
+    let spaces = node.entries()?.len();
+    value("spaces in the reopened index", spaces);
+    if !a.reuse && spaces != a.spaces {
+        bail!(
+            "the reopened index holds {spaces} spaces, {} were written",
+            a.spaces
+        );
+    }
+    // A raw flushed sled write with no verification, as the floor under every accept_* figure.
+    let mut raw = Vec::with_capacity(200);
+    for i in 0..200u32 {
+        let (r, d) = time(|| node.store.put_meta("bench-probe", &i.to_be_bytes()));
+        r?;
+        raw.push(d);
+    }
+    header("store: raw durable write");
+    row("put_meta + flush (one small key)", &raw);
+    then(&node, a)?;
+    value("peak RSS at the end (VmHWM)", peak_rss());
+    Ok(())
+}
+
+// ---- crypto ------------------------------------------------------------------------------------
+
+fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let iterations = iterations.max(1);
+    let template = deskmesh_node::demo::sample_listings()?
+        .into_iter()
+        .next()
+        .context("the bundled sample directory is empty")?;
+    // A real listing change needs a roster that authorises its author: found an in-memory alliance.
+    let coordinator = DeviceKey::generate();
+    let (mut roster, _) = deskmesh_keys::roster::Roster::create(
+        &coordinator,
+        "Bench Alliance",
+        Vec::new(),
+        1,
+        now.timestamp_millis(),
+    )?;
+    let key = DeviceKey::generate();
+    let space = SpaceId::derive(&key.public_key());
+    let admit = roster.propose(
+        &coordinator,
+        OpBody::AdmitSpace {
+            space: space.clone(),
+            name: template.name.clone(),
+            devices: vec![key.public_key()],
+        },
+        now.timestamp_millis(),
+    );
+    roster.insert(admit)?;
+    let listing = vary(&template, 0, space.clone());
+    let mut doc = SpaceDoc::new(space.clone());
+    let change: SignedChange = doc
+        .edit(
+            &listing,
+            &key,
+            &RosterAuthority(Some(&roster)),
+            roster.heads(),
+            now.timestamp_millis(),
+        )?
+        .context("a fresh document took no change")?;
+    let env = &change.envelope_bytes;
+    let pk = key.public_key();
+
+    let mut sign = Vec::with_capacity(iterations);
+    let mut verify = Vec::with_capacity(iterations);
+    let mut full = Vec::with_capacity(iterations);
+    let mut sig = change.signature;
+    for _ in 0..iterations {
+        let (s, d) = time(|| key.sign(Domain::ListingChange, env));
+        sign.push(d);
+        sig = s;
+    }
+    for _ in 0..iterations {
+        let (r, d) = time(|| pk.verify(Domain::ListingChange, env, &sig));
+        r?;
+        verify.push(d);
+    }
+    for _ in 0..iterations {
+        let (r, d) = time(|| change.verify());
+        r?;
+        full.push(d);
+    }
+    let beacon = SeatBeacon {
+        space,
+        pool: listing
+            .seat_pools
+            .first()
+            .map(|p| p.id.clone())
+            .context("the sample listing has no seat pool")?,
+        availability: Availability::Count(3),
+        is_open: true,
+        published_at_ms: now.timestamp_millis(),
+        ttl_s: 900,
+        seq: 0,
+        author: pk,
+        roster_heads: roster.heads(),
+    };
+    let mut bsign = Vec::with_capacity(iterations);
+    let mut bverify = Vec::with_capacity(iterations);
+    let mut signed = beacon.sign(&key)?;
+    for _ in 0..iterations {
+        let (s, d) = time(|| beacon.sign(&key));
+        signed = s?;
+        bsign.push(d);
+    }
+    for _ in 0..iterations {
+        let (r, d) = time(|| signed.verify(now.timestamp_millis()));
+        r?;
+        bverify.push(d);
+    }
+    header("crypto: ed25519 (deskmesh-keys, ed25519-dalek verify_strict)");
+    row(
+        &format!("sign listing-change envelope ({} B)", env.len()),
+        &sign,
+    );
+    row("verify listing-change envelope", &verify);
+    row(
+        &format!(
+            "SignedChange::verify (+decode {} B change)",
+            change.change.len()
+        ),
+        &full,
+    );
+    row(
+        &format!("sign seat beacon ({} B)", signed.bytes.len()),
+        &bsign,
+    );
+    row("SignedBeacon::verify", &bverify);
+    value(
+        "batch verify",
+        "not measured: deskmesh-keys exposes no batch API",
+    );
+    Ok(())
+}
+
+// ---- queries and exports -----------------------------------------------------------------------
+
+fn query(node: &Node, runs: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let runs = runs.max(1);
+    let entries = node.entries()?;
+    let listings: Vec<Listing> = entries
+        .iter()
+        .map(|e| e.listing())
+        .collect::<anyhow::Result<_>>()?;
+    let mut build = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (index, d) = time(|| SearchIndex::build(listings.iter()));
+        if index.len() != listings.len() {
+            bail!(
+                "the search index holds {} rows for {} listings",
+                index.len(),
+                listings.len()
+            );
+        }
+        build.push(d);
+    }
+    let cases: [(&str, Query); 4] = [
+        ("directory, no filter", Query::default()),
+        (
+            "directory --city Berlin",
+            Query {
+                city: Some("Berlin".into()),
+                ..Query::default()
+            },
+        ),
+        (
+            "directory --open-now --seats-free",
+            Query {
+                open_now: true,
+                seats_free_now: true,
+                ..Query::default()
+            },
+        ),
+        (
+            "directory text \"coworking\"",
+            Query {
+                text: Some("coworking".into()),
+                ..Query::default()
+            },
+        ),
+    ];
+    header(&format!(
+        "query: {} spaces, {runs} runs each",
+        listings.len()
+    ));
+    row("SearchIndex::build (listings in memory)", &build);
+    for (name, q) in cases {
+        let mut samples = Vec::with_capacity(runs);
+        let mut matched = 0;
+        for _ in 0..runs {
+            let (dir, d) = time(|| node.directory(&q, now));
+            matched = dir?.matched;
+            samples.push(d);
+        }
+        row(&format!("{name} ({matched} hits)"), &samples);
+    }
+    Ok(())
+}
+
+fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?)
+}
+
+fn export(node: &Node) -> anyhow::Result<()> {
+    header("export");
+    for (name, format) in [
+        ("json", ExportFormat::Json),
+        ("geojson", ExportFormat::Geojson),
+    ] {
+        let mut samples = Vec::with_capacity(5);
+        let mut out = Vec::new();
+        for _ in 0..5 {
+            let (r, d) = time(|| node.export(format));
+            out = r?;
+            samples.push(d);
+        }
+        row(&format!("export {name}"), &samples);
+        let (gz, d) = time(|| gzip(&out));
+        let gz = gz?;
+        value(
+            &format!("  {name} size / gzip size / gzip time"),
+            format!(
+                "{} / {} / {}",
+                mib(out.len() as u64),
+                mib(gz.len() as u64),
+                fmt_d(d)
+            ),
+        );
+    }
+    Ok(())
+}
