@@ -312,7 +312,13 @@ impl Node {
             &env.author,
             &env.space,
         ) {
-            if !d.pending {
+            // Unknown roster heads may be an admission still on its way, so such a change waits; but only
+            // when its author is a device this node already knows, or anyone could fill the store.
+            let known_author = self
+                .roster
+                .as_ref()
+                .is_some_and(|r| !r.state().spaces_of(&env.author).is_empty());
+            if !d.pending || !known_author {
                 return Err(self.refuse(
                     "listing change",
                     Some(env.author),
