@@ -2,7 +2,8 @@
 //! temporary homes. The tests themselves live in `tests/`, one file per area.
 //!
 //! The binary is the one `cargo test --workspace` builds beside the test executables
-//! (`target/<profile>/deskmesh`); when a test crate is run alone and it is missing, it is built once.
+//! (`target/<profile>/deskmesh`); when this crate's tests run alone and it is missing or stale, it is built
+//! once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,23 +23,32 @@ pub fn deskmesh_bin() -> &'static Path {
             .and_then(Path::parent)
             .expect("test executable lives in target/<profile>/deps");
         let bin = profile_dir.join(format!("deskmesh{}", std::env::consts::EXE_SUFFIX));
-        // `cargo test -p deskmesh-integration` alone does not rebuild another package's binary, so make
-        // sure it is current: a no-op when `cargo test --workspace` already built it.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "deskmesh-node",
-            "--bin",
-            "deskmesh",
-        ]);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
+        // `cargo test --workspace` builds the binary in the same run as this test executable (node has an
+        // integration test of its own, which makes cargo build its binary). `cargo test -p
+        // deskmesh-integration` alone relinks this executable when the node changed (it depends on the
+        // node crate) but not the binary: a binary much older than this executable is stale, so build it.
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let stale = match (modified(&bin), modified(&exe)) {
+            (Some(b), Some(e)) => b + std::time::Duration::from_secs(600) < e,
+            _ => true,
+        };
+        if stale {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args([
+                "build",
+                "--quiet",
+                "-p",
+                "deskmesh-node",
+                "--bin",
+                "deskmesh",
+            ]);
+            if profile_dir.file_name().is_some_and(|p| p == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "cargo build of deskmesh failed");
         }
-        let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of deskmesh failed");
         bin
     })
 }

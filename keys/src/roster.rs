@@ -605,6 +605,151 @@ struct Entry {
     op: Op,
 }
 
+/// The operations of one space that decide who may sign for it, by dense operation index.
+#[derive(Debug, Clone, Default)]
+struct SpaceIndex {
+    admissions: Vec<(usize, Hash)>,
+    /// `AddDevice` operations per added key.
+    adds: HashMap<PublicKey, Vec<(usize, Hash)>>,
+    /// Every key ever granted to the space; past the device limit the fold may drop grants.
+    granted: HashSet<PublicKey>,
+    /// A device removal or a revocation exists: only the fold can judge it.
+    removals: bool,
+}
+
+/// Indexes that answer [`Roster::may_sign`] without folding, kept by `insert`.
+///
+/// Each operation gets a dense index in insertion order (parents are always inserted first) and the set
+/// of its ancestors, itself included, as a bitset; so "is this operation in the causal closure of these
+/// heads" is a few bit tests.
+#[derive(Debug, Clone, Default)]
+struct Ancestry {
+    index: HashMap<Hash, usize>,
+    /// Bitset words per operation; operation `i` needs only `i / 64 + 1` words.
+    sets: Vec<Vec<u64>>,
+    spaces: HashMap<SpaceId, SpaceIndex>,
+    /// The last coordinator change (`AddCoordinator`, `SetThreshold`) inserted.
+    last_coordinator_change: Option<usize>,
+    /// No coordinator was ever removed and the coordinator changes form one causal chain, so in every
+    /// fold the coordinators only grow: whoever was a coordinator at an operation's parents still is
+    /// where the fold applies it.
+    coordinators_monotone: bool,
+}
+
+impl Ancestry {
+    fn new(create: Hash) -> Self {
+        let mut ancestry = Ancestry {
+            coordinators_monotone: true,
+            ..Ancestry::default()
+        };
+        ancestry.index.insert(create, 0);
+        ancestry.sets.push(vec![1]);
+        ancestry
+    }
+
+    /// `a` is `b` or one of its ancestors.
+    fn reaches(&self, b: usize, a: usize) -> bool {
+        self.sets
+            .get(b)
+            .and_then(|words| words.get(a / 64))
+            .is_some_and(|w| w & (1 << (a % 64)) != 0)
+    }
+
+    /// Records an operation whose parents are all recorded already.
+    fn record(&mut self, hash: Hash, op: &Op) {
+        let me = self.sets.len();
+        let mut words = vec![0u64; me / 64 + 1];
+        for parent in &op.parents {
+            if let Some(set) = self.index.get(parent).and_then(|p| self.sets.get(*p)) {
+                for (w, p) in words.iter_mut().zip(set) {
+                    *w |= p;
+                }
+            }
+        }
+        if let Some(w) = words.last_mut() {
+            *w |= 1 << (me % 64);
+        }
+        self.sets.push(words);
+        self.index.insert(hash, me);
+        match &op.body {
+            OpBody::AddCoordinator { .. } | OpBody::SetThreshold { .. } => {
+                if let Some(last) = self.last_coordinator_change {
+                    if !self.reaches(me, last) {
+                        self.coordinators_monotone = false;
+                    }
+                }
+                self.last_coordinator_change = Some(me);
+            }
+            OpBody::RemoveCoordinator { .. } => self.coordinators_monotone = false,
+            OpBody::AdmitSpace { space, devices, .. } => {
+                let entry = self.spaces.entry(space.clone()).or_default();
+                entry.admissions.push((me, hash));
+                entry.granted.extend(devices.iter().copied());
+            }
+            OpBody::AddDevice { space, device } => {
+                let entry = self.spaces.entry(space.clone()).or_default();
+                entry.adds.entry(*device).or_default().push((me, hash));
+                entry.granted.insert(*device);
+            }
+            OpBody::RemoveDevice { space, .. } | OpBody::RevokeSpace { space, .. } => {
+                self.spaces.entry(space.clone()).or_default().removals = true;
+            }
+            OpBody::CreateAlliance { .. } | OpBody::SetPeerAddrs { .. } => {}
+        }
+    }
+
+    /// The answer of the fold at `heads` (as indexes), when it follows from the indexes alone; `None`
+    /// when only the fold can tell.
+    ///
+    /// Without removals for the space and with monotone coordinators every operation on the space in
+    /// the closure takes effect in the fold (its author's authority is still there when it is applied),
+    /// so the space exists iff its one admission is in the closure and a key is a device iff the
+    /// admission names it or exactly one `AddDevice` of it is in the closure. Two concurrent adds of the
+    /// same key, two admissions or a space at the device limit are settled by the fold order: left to it.
+    fn may_sign(
+        &self,
+        roster: &Roster,
+        heads: &[usize],
+        key: &PublicKey,
+        space: &SpaceId,
+    ) -> Option<Result<Authorisation, Denied>> {
+        let in_closure = |i: usize| heads.iter().any(|h| self.reaches(*h, i));
+        let Some(entry) = self.spaces.get(space) else {
+            // Nothing ever named the space, so no fold has it.
+            return Some(Err(Denied::UnknownSpace));
+        };
+        if !self.coordinators_monotone
+            || entry.removals
+            || entry.admissions.len() != 1
+            || entry.granted.len() > MAX_DEVICES_PER_SPACE
+        {
+            return None;
+        }
+        let (admission, admitted_by) = *entry.admissions.first()?;
+        if !in_closure(admission) {
+            return Some(Err(Denied::UnknownSpace));
+        }
+        match roster.get_op(&admitted_by).map(|op| &op.body) {
+            Some(OpBody::AdmitSpace { devices, .. }) if devices.contains(key) => {
+                return Some(Ok(Authorisation { op: admitted_by }));
+            }
+            Some(OpBody::AdmitSpace { .. }) => {}
+            _ => return None,
+        }
+        let mut adds = entry
+            .adds
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|(i, _)| in_closure(*i));
+        match (adds.next(), adds.next()) {
+            (None, _) => Some(Err(Denied::NotADevice)),
+            (Some((_, op)), None) => Some(Ok(Authorisation { op: *op })),
+            (Some(_), Some(_)) => None,
+        }
+    }
+}
+
 /// The verified roster operations of one alliance.
 #[derive(Debug, Clone)]
 pub struct Roster {
@@ -615,6 +760,7 @@ pub struct Roster {
     genesis: RosterState,
     /// The state at `heads`, kept current by `insert`.
     current: RosterState,
+    ancestry: Ancestry,
 }
 
 impl Roster {
@@ -643,6 +789,7 @@ impl Roster {
             heads: BTreeSet::from([hash]),
             current: genesis.clone(),
             genesis,
+            ancestry: Ancestry::new(hash),
         })
     }
 
@@ -715,32 +862,34 @@ impl Roster {
         let parents: BTreeSet<Hash> = op.parents.iter().copied().collect();
         // The common case: the operation follows everything we hold.
         let linear = parents == self.heads;
-        let mut state = if linear {
-            self.current.clone()
-        } else {
-            self.state_at(&op.parents)?
-        };
         let signers = signed.signers();
-        authorise(&state, &op, &signers)
-            .map_err(|reason| RosterError::Unauthorised { op: hash, reason })?;
+        let verdict = if linear {
+            // Judged in place: cloning the whole state per operation made loading a roster quadratic.
+            authorise(&self.current, &op, &signers)
+        } else {
+            authorise(&self.state_at(&op.parents)?, &op, &signers)
+        };
+        verdict.map_err(|reason| RosterError::Unauthorised { op: hash, reason })?;
 
         if linear {
             // Every other operation is an ancestor of this one, so it sorts last, nothing concurrent
-            // can void it and it voids nothing: the new state is the old one plus this operation.
+            // can void it and it voids nothing: the new state is the old one plus this operation. The
+            // state is moved out for the call (the placeholder costs nothing: genesis has no spaces).
+            let mut state = std::mem::replace(&mut self.current, self.genesis.clone());
             Fold::linear(self).apply(&mut state, &hash, &op, &signers);
+            self.current = state;
         }
         for parent in &op.parents {
             self.heads.remove(parent);
         }
         self.heads.insert(hash);
+        self.ancestry.record(hash, &op);
         self.entries.insert(hash, Entry { signed, op });
-        self.current = if linear {
-            state
-        } else {
+        if !linear {
             // Not `state_at`: its shortcut would return the state we are replacing.
             let heads = self.heads();
-            self.fold_at(&heads)?
-        };
+            self.current = self.fold_at(&heads)?;
+        }
         Ok(Inserted::New)
     }
 
@@ -875,6 +1024,26 @@ impl Roster {
     /// May `key` sign for `space` according to the roster at `heads`? A pure function of the roster graph:
     /// the same answer on every node that holds those heads.
     pub fn may_sign(
+        &self,
+        heads: &[Hash],
+        key: &PublicKey,
+        space: &SpaceId,
+    ) -> Result<Authorisation, Denied> {
+        let known: Vec<usize> = heads
+            .iter()
+            .filter_map(|h| self.ancestry.index.get(h).copied())
+            .collect();
+        if known.len() == heads.len() {
+            let at = if heads.is_empty() { &[0][..] } else { &known };
+            if let Some(answer) = self.ancestry.may_sign(self, at, key, space) {
+                return answer;
+            }
+        }
+        self.may_sign_by_fold(heads, key, space)
+    }
+
+    /// The reference answer of [`Roster::may_sign`]: a fold of the closure of `heads`.
+    fn may_sign_by_fold(
         &self,
         heads: &[Hash],
         key: &PublicKey,
@@ -2307,8 +2476,139 @@ mod tests {
         assert_eq!(again, order.iter().map(|(h, _, _)| *h).collect::<Vec<_>>());
     }
 
+    #[test]
+    fn may_sign_at_old_heads_needs_no_fold() {
+        let mut roster = alliance(&[], 1);
+        let genesis = roster.heads();
+        let admit = commit(&mut roster, &key(1), admit_body(&[10]), T0 + 1);
+        let add = commit(
+            &mut roster,
+            &key(10),
+            OpBody::AddDevice {
+                space: space(10),
+                device: pk(11),
+            },
+            T0 + 2,
+        );
+        commit(&mut roster, &key(1), admit_body(&[12]), T0 + 3);
+        let at = |heads: &[Hash]| -> Vec<usize> {
+            heads.iter().map(|h| roster.ancestry.index[h]).collect()
+        };
+        let fast = |heads: &[Hash], key: u8, founder: u8| {
+            roster
+                .ancestry
+                .may_sign(&roster, &at(heads), &pk(key), &space(founder))
+        };
+        assert_eq!(
+            fast(&[admit], 10, 10),
+            Some(Ok(Authorisation { op: admit }))
+        );
+        assert_eq!(fast(&[admit], 11, 10), Some(Err(Denied::NotADevice)));
+        assert_eq!(fast(&[add], 11, 10), Some(Ok(Authorisation { op: add })));
+        assert_eq!(fast(&[add], 12, 12), Some(Err(Denied::UnknownSpace)));
+        assert_eq!(fast(&genesis, 10, 10), Some(Err(Denied::UnknownSpace)));
+
+        // A removal for the space hands its questions to the fold, with the same answers.
+        commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveDevice {
+                space: space(10),
+                device: pk(11),
+            },
+            T0 + 4,
+        );
+        assert_eq!(fast(&[add], 11, 10), None);
+        assert_eq!(
+            roster.may_sign(&[add], &pk(11), &space(10)),
+            Ok(Authorisation { op: add })
+        );
+        assert!(matches!(
+            roster.may_sign(&roster.heads(), &pk(11), &space(10)),
+            Err(Denied::DeviceRemoved { .. })
+        ));
+        assert_eq!(fast(&[add], 12, 12), Some(Err(Denied::UnknownSpace)));
+    }
+
+    /// Ten thousand admissions load and answer at old heads; prints the times (`--nocapture`).
+    #[test]
+    fn ten_thousand_admissions() {
+        const SPACES: u16 = 10_000;
+        let (mut source, create) = Roster::create(&key(1), "Big", vec![], 1, T0).unwrap();
+        let founders: Vec<PublicKey> = (0..SPACES)
+            .map(|n| {
+                let mut seed = [7u8; 32];
+                seed[..2].copy_from_slice(&n.to_le_bytes());
+                DeviceKey::from_seed(&seed).public_key()
+            })
+            .collect();
+        let mut ops = Vec::new();
+        for (n, founder) in founders.iter().enumerate() {
+            let body = OpBody::AdmitSpace {
+                space: SpaceId::derive(founder),
+                name: format!("Space {n}"),
+                devices: vec![*founder],
+            };
+            let op = source.propose(&key(1), body, T0 + n as i64);
+            assert_eq!(source.insert(op.clone()), Ok(Inserted::New));
+            ops.push(op);
+        }
+
+        let started = std::time::Instant::now();
+        let mut roster = Roster::new(create).unwrap();
+        let report = roster.insert_all(ops.clone());
+        let loaded = started.elapsed();
+        assert_eq!(report.inserted.len(), usize::from(SPACES));
+        assert!(report.pending.is_empty() && report.rejected.is_empty());
+        assert_eq!(roster.heads(), source.heads());
+        assert_eq!(roster.state().spaces.len(), usize::from(SPACES));
+
+        // Each space's first change names the heads right after its admission.
+        let started = std::time::Instant::now();
+        for (n, (founder, op)) in founders.iter().zip(&ops).enumerate() {
+            let heads = [op.hash()];
+            let sp = SpaceId::derive(founder);
+            assert_eq!(
+                roster.may_sign(&heads, founder, &sp),
+                Ok(Authorisation { op: op.hash() })
+            );
+            let other = &founders[(n + 1) % founders.len()];
+            let expected = if n + 1 < founders.len() {
+                Err(Denied::UnknownSpace)
+            } else {
+                Err(Denied::NotADevice)
+            };
+            let answer = roster.may_sign(&heads, other, &SpaceId::derive(other));
+            assert_eq!(
+                answer,
+                if n + 1 < founders.len() {
+                    expected
+                } else {
+                    Ok(Authorisation { op: ops[0].hash() })
+                }
+            );
+            assert_eq!(roster.may_sign(&heads, other, &sp), Err(Denied::NotADevice));
+        }
+        let asked = started.elapsed();
+        println!(
+            "10000 admissions: insert_all {loaded:?}, {} may_sign at old heads {asked:?} ({:?} each)",
+            3 * SPACES,
+            asked / (3 * u32::from(SPACES))
+        );
+    }
+
     /// Random valid operations issued at random (often concurrent) parents, by keys authorised there.
     fn random_history(seed: u64, steps: usize) -> (SignedOp, Vec<SignedOp>, Roster) {
+        random_history_with(seed, steps, true)
+    }
+
+    /// As [`random_history`]; without `churn` no coordinator is ever removed and more spaces are
+    /// admitted, so [`Roster::may_sign`] can often answer without a fold.
+    fn random_history_with(
+        seed: u64,
+        steps: usize,
+        churn: bool,
+    ) -> (SignedOp, Vec<SignedOp>, Roster) {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let signers: Vec<DeviceKey> = [1u8, 2, 3, 4, 10, 11, 12, 13, 14, 15]
             .iter()
@@ -2329,6 +2629,9 @@ mod tests {
             let device = pk(*[10u8, 11, 12, 13, 14, 15].choose(&mut rng).unwrap_or(&10));
             let some_space = spaces.choose(&mut rng).cloned();
             let body = match (rng.gen_range(0..10), some_space) {
+                (0 | 1 | 8, _) if !churn => {
+                    admit_body(&[*[10u8, 12, 14, 15].choose(&mut rng).unwrap_or(&10)])
+                }
                 (0, _) => admit_body(&[10, 11]),
                 (1, _) => admit_body(&[13]),
                 (2 | 3, Some(space)) => OpBody::AddDevice { space, device },
@@ -2423,6 +2726,35 @@ mod tests {
             let report = batch.insert_all(shuffled);
             prop_assert!(report.pending.is_empty() && report.rejected.is_empty());
             prop_assert_eq!(batch.state(), reference.state());
+        }
+
+        /// The indexed answer of `may_sign` is the fold's, at random heads of random histories with
+        /// removals, revocations and concurrent branches.
+        #[test]
+        fn may_sign_matches_the_fold(seed in any::<u64>(), pick in any::<u64>(), steps in 5usize..50, churn in any::<bool>()) {
+            let (_, ops, roster) = random_history_with(seed, steps, churn);
+            let all: Vec<Hash> = roster.ops_in_order().iter().map(|(h, _, _)| *h).collect();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(pick);
+            let mut head_sets = vec![vec![], roster.heads(), vec![Hash::of("roster-op", b"unknown"), all[0]]];
+            for _ in 0..12 {
+                let n = rng.gen_range(1..=3.min(all.len()));
+                head_sets.push(all.choose_multiple(&mut rng, n).copied().collect());
+            }
+            let keys: Vec<PublicKey> = [1u8, 2, 3, 10, 11, 12, 13, 14, 15].iter().map(|n| pk(*n)).collect();
+            let spaces: Vec<SpaceId> = [10u8, 12, 13, 14, 15].iter().map(|n| space(*n)).collect();
+            for heads in &head_sets {
+                let reference = roster.state_at(heads);
+                for key in &keys {
+                    for sp in &spaces {
+                        let expected = match &reference {
+                            Ok(state) => state.may_sign(key, sp),
+                            Err(RosterError::UnknownHeads(u)) => Err(Denied::UnknownHeads(u.clone())),
+                            Err(e) => panic!("unexpected {e}"),
+                        };
+                        prop_assert_eq!(roster.may_sign(heads, key, sp), expected, "{} ops, heads {:?}", ops.len(), heads);
+                    }
+                }
+            }
         }
 
         #[test]
