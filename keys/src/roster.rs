@@ -23,6 +23,12 @@
 //! change racing a coordinator change are settled by the topological order: deterministic, though not
 //! meaningful. The fold also never removes the last coordinator and lowers the threshold when concurrent
 //! removals leave fewer coordinators than it.
+//!
+//! Folding is linear in the roster, so the common questions avoid it: an insert after the current heads
+//! updates the current state in place, and per-operation ancestor bitsets with per-space indexes of
+//! admissions and grants let [`Roster::may_sign`] answer at old heads in microseconds whenever the space
+//! has no removals and coordinators were never removed nor changed concurrently; anything else is left
+//! to the fold, the reference.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -2491,14 +2497,18 @@ mod tests {
             T0 + 2,
         );
         commit(&mut roster, &key(1), admit_body(&[12]), T0 + 3);
-        let at = |heads: &[Hash]| -> Vec<usize> {
-            heads.iter().map(|h| roster.ancestry.index[h]).collect()
-        };
-        let fast = |heads: &[Hash], key: u8, founder: u8| {
+        fn fast_at(
+            roster: &Roster,
+            heads: &[Hash],
+            key: u8,
+            founder: u8,
+        ) -> Option<Result<Authorisation, Denied>> {
+            let at: Vec<usize> = heads.iter().map(|h| roster.ancestry.index[h]).collect();
             roster
                 .ancestry
-                .may_sign(&roster, &at(heads), &pk(key), &space(founder))
-        };
+                .may_sign(roster, &at, &pk(key), &space(founder))
+        }
+        let fast = |heads: &[Hash], key: u8, founder: u8| fast_at(&roster, heads, key, founder);
         assert_eq!(
             fast(&[admit], 10, 10),
             Some(Ok(Authorisation { op: admit }))
@@ -2518,6 +2528,7 @@ mod tests {
             },
             T0 + 4,
         );
+        let fast = |heads: &[Hash], key: u8, founder: u8| fast_at(&roster, heads, key, founder);
         assert_eq!(fast(&[add], 11, 10), None);
         assert_eq!(
             roster.may_sign(&[add], &pk(11), &space(10)),
@@ -2572,26 +2583,26 @@ mod tests {
                 roster.may_sign(&heads, founder, &sp),
                 Ok(Authorisation { op: op.hash() })
             );
+            // The next space is admitted later (the last one looks back at the first).
             let other = &founders[(n + 1) % founders.len()];
-            let expected = if n + 1 < founders.len() {
-                Err(Denied::UnknownSpace)
-            } else {
-                Err(Denied::NotADevice)
+            let expected = match ops.get(n + 1) {
+                Some(_) => Err(Denied::UnknownSpace),
+                None => Ok(Authorisation { op: ops[0].hash() }),
             };
-            let answer = roster.may_sign(&heads, other, &SpaceId::derive(other));
             assert_eq!(
-                answer,
-                if n + 1 < founders.len() {
-                    expected
-                } else {
-                    Ok(Authorisation { op: ops[0].hash() })
-                }
+                roster.may_sign(&heads, other, &SpaceId::derive(other)),
+                expected
             );
             assert_eq!(roster.may_sign(&heads, other, &sp), Err(Denied::NotADevice));
         }
         let asked = started.elapsed();
+        // For the report: how much of loading is signature checking alone.
+        let started = std::time::Instant::now();
+        assert!(ops.iter().all(|op| op.verified().is_ok()));
+        let verifying = started.elapsed();
         println!(
-            "10000 admissions: insert_all {loaded:?}, {} may_sign at old heads {asked:?} ({:?} each)",
+            "10000 admissions: insert_all {loaded:?} (of which decoding and verifying alone take \
+             {verifying:?}), {} may_sign at old heads {asked:?} ({:?} each)",
             3 * SPACES,
             asked / (3 * u32::from(SPACES))
         );
@@ -2635,6 +2646,10 @@ mod tests {
                 (0, _) => admit_body(&[10, 11]),
                 (1, _) => admit_body(&[13]),
                 (2 | 3, Some(space)) => OpBody::AddDevice { space, device },
+                // Without churn removals are rarer, so more spaces keep the indexed answer.
+                (4 | 5, Some(space)) if !churn && rng.gen_bool(0.7) => {
+                    OpBody::AddDevice { space, device }
+                }
                 (4 | 5, Some(space)) => {
                     let current: Vec<PublicKey> =
                         state.spaces[&space].devices.keys().copied().collect();
@@ -2651,6 +2666,8 @@ mod tests {
                     space,
                     addrs: vec![format!("/ip4/10.0.0.{step}/tcp/1")],
                 },
+                // Without churn coordinator changes are rare too: concurrent ones end the indexed path.
+                (7 | 9, _) if !churn && rng.gen_bool(0.8) => continue,
                 (7, _) => OpBody::AddCoordinator {
                     key: pk(*[2u8, 3, 4].choose(&mut rng).unwrap_or(&3)),
                 },
@@ -2751,7 +2768,14 @@ mod tests {
                             Err(RosterError::UnknownHeads(u)) => Err(Denied::UnknownHeads(u.clone())),
                             Err(e) => panic!("unexpected {e}"),
                         };
-                        prop_assert_eq!(roster.may_sign(heads, key, sp), expected, "{} ops, heads {:?}", ops.len(), heads);
+                        prop_assert_eq!(roster.may_sign(heads, key, sp), expected.clone(), "{} ops, heads {:?}", ops.len(), heads);
+                        // The indexed path itself, where it answers (the wrapper may have folded).
+                        let at: Option<Vec<usize>> = heads.iter().map(|h| roster.ancestry.index.get(h).copied()).collect();
+                        if let Some(at) = at.filter(|at| !at.is_empty()) {
+                            if let Some(fast) = roster.ancestry.may_sign(&roster, &at, key, sp) {
+                                prop_assert_eq!(fast, expected, "indexed answer, heads {:?}", heads);
+                            }
+                        }
                     }
                 }
             }
