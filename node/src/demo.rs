@@ -133,8 +133,9 @@ pub fn populate(node: &mut Node, now: DateTime<Utc>) -> anyhow::Result<Vec<(Spac
     Ok(spaces)
 }
 
-/// Varied but deterministic seat states: fresh counts, buckets, a stale one and a full one.
-fn sample_seats(n: usize, capacity: u32) -> (Availability, i64) {
+/// Varied but deterministic seat states: fresh counts, buckets, a stale one and a full one, as
+/// (availability, age in minutes). The benchmark uses the same mix.
+pub fn sample_seats(n: usize, capacity: u32) -> (Availability, i64) {
     match n % 6 {
         0 => (Availability::Count(capacity.min(4)), 2),
         1 => (Availability::Many, 5),

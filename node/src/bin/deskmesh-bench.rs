@@ -220,19 +220,6 @@ fn vary(template: &Listing, i: usize, space: SpaceId) -> Listing {
     l
 }
 
-/// Varied but deterministic seat states, as `deskmesh demo` uses: fresh counts, buckets, a stale one and a
-/// full one.
-fn seats(n: usize, capacity: u32) -> (Availability, i64) {
-    match n % 6 {
-        0 => (Availability::Count(capacity.min(4)), 2),
-        1 => (Availability::Many, 5),
-        2 => (Availability::Few, 1),
-        3 => (Availability::Count(capacity.min(2)), 20),
-        4 => (Availability::Full, 3),
-        _ => (Availability::Count(capacity.min(7)), 0),
-    }
-}
-
 /// What building the directory measured.
 struct Built {
     admit: Vec<Duration>,
@@ -305,7 +292,7 @@ fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
         b.change.push(d);
 
         for (j, pool) in listing.seat_pools.iter().enumerate() {
-            let (availability, age_min) = seats(i + j, pool.capacity);
+            let (availability, age_min) = deskmesh_node::demo::sample_seats(i + j, pool.capacity);
             let beacon = SeatBeacon {
                 space: space.clone(),
                 pool: pool.id.clone(),
