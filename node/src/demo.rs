@@ -51,7 +51,10 @@ impl fmt::Display for DemoReport {
         } else {
             writeln!(f, "Showing the sample alliance already in {}.", self.home)?;
         }
-        writeln!(f, "Explore it:")?;
+        writeln!(
+            f,
+            "Explore it (from a checkout, `deskmesh` is target/release/deskmesh; `cargo install --path node` puts it on PATH):"
+        )?;
         writeln!(
             f,
             "  deskmesh --home {} spaces list --open-now --amenity coffee",
