@@ -13,7 +13,6 @@ use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
 use serde::Serialize;
 
 use crate::ops::{hex, Node, RejectionRecord, SignerInfo};
-use crate::store::Store;
 
 /// The whole audit.
 #[derive(Debug, Serialize)]
@@ -317,6 +316,3 @@ impl fmt::Display for AuditReport {
         )
     }
 }
-
-#[allow(dead_code)]
-fn _t(_: &dyn Store) {}

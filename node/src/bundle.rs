@@ -139,9 +139,6 @@ impl Node {
             }
             pending = still.into_iter().map(|(op, _)| op).collect();
         }
-        if report.roster_ops_new > 0 {
-            self.reindex_all()?;
-        }
         for bytes in &bundle.changes {
             let change = match SignedChange::from_bytes(bytes) {
                 Ok(c) => c,

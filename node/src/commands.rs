@@ -21,7 +21,6 @@ use crate::cli::EditArgs;
 use crate::ops::{
     beacon_now, parse_availability, read_listing_file, IndexEntry, Node, RosterAuthority,
 };
-use crate::store::Store;
 
 const META_ALLIANCE: &str = "alliance";
 
@@ -330,9 +329,8 @@ impl Node {
         let kind = body.kind().to_string();
         let op = roster.propose(self.signer(), body, ms(now));
         let hash = op.hash();
+        // `accept_op` rebuilds the index of what the op can affect.
         self.accept_op(op)?;
-        // A removal can change which stored changes are authorised: rebuild every listing's index.
-        self.reindex_all()?;
         Ok(RosterChanged {
             op: hash,
             kind,
@@ -987,6 +985,3 @@ fn row(
         signers: entry.signers.iter().map(|s| s.key).collect(),
     }
 }
-
-#[allow(dead_code)]
-fn _types(_: &dyn Store) {}

@@ -188,7 +188,26 @@ impl Node {
             .ok_or_else(|| anyhow!("this node is not in an alliance yet"))?;
         let hash = op.hash();
         roster.insert(op.clone())?;
-        Ok(self.store.put_op(&hash, &op.to_bytes())?)
+        let new = self.store.put_op(&hash, &op.to_bytes())?;
+        if new {
+            self.reindex_for(&op)?;
+        }
+        Ok(new)
+    }
+
+    /// Brings the index up to date after a roster operation: an op about one space (admission, device
+    /// change, revocation) can only change which of that space's stored changes count; an op about the
+    /// coordinators can change which grants take effect, so every space is rebuilt (rare).
+    fn reindex_for(&self, op: &SignedOp) -> anyhow::Result<()> {
+        match op.op()?.body.space() {
+            Some(space) => {
+                if !self.store.change_hashes(space)?.is_empty() {
+                    self.reindex(space)?;
+                }
+                Ok(())
+            }
+            None => self.reindex_all(),
+        }
     }
 
     /// This node's space: the one whose current devices include this node's key.

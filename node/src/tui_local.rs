@@ -18,7 +18,6 @@ use deskmesh_tui::{
 };
 
 use crate::ops::{Node, RejectionRecord};
-use crate::store::Store;
 
 /// The UI's view of everything this node holds.
 pub fn snapshot(node: &Node, status: Status) -> anyhow::Result<Snapshot> {
@@ -164,6 +163,3 @@ impl NodeApi for LocalTui {
         Ok(())
     }
 }
-
-#[allow(dead_code)]
-fn _t(_: &dyn Store) {}

@@ -623,9 +623,6 @@ impl Service {
                 break;
             }
         }
-        if let Err(e) = self.node.reindex_all() {
-            tracing::error!(error = %e, "cannot rebuild the directory after a roster change");
-        }
     }
 
     fn ingest_change(&mut self, bytes: &[u8]) -> Outcome {
