@@ -91,7 +91,7 @@ fn seats_set_shows_in_the_directory_with_freshness() {
 #[test]
 fn spaces_list_filters_and_sorts() {
     let demo = TestNode::new();
-    demo.ok(&["demo"]);
+    demo.ok(&["demo", "--setup-only"]);
     let all = demo.json(&["spaces", "list"]);
     assert_eq!(all["total"], 12);
     let berlin = demo.json(&["spaces", "list", "--city", "berlin"]);
@@ -137,7 +137,7 @@ fn exports_are_valid_in_every_format_and_json_reimports() {
 #[test]
 fn audit_lists_signers_with_the_roster_op_that_authorised_them() {
     let demo = TestNode::new();
-    demo.ok(&["demo"]);
+    demo.ok(&["demo", "--setup-only"]);
     let audit = demo.json(&["audit"]);
     assert_eq!(audit["ok"], true, "{audit}");
     let listings = audit["listings"].as_array().unwrap();

@@ -56,7 +56,7 @@ fn search_shows_the_right_rows_and_q_restores_the_terminal() {
         return;
     }
     let node = TestNode::new();
-    node.ok(&["demo"]);
+    node.ok(&["demo", "--setup-only"]);
     let session = Session(format!("dm-tui-{}", std::process::id()));
     let socket_dir = tempfile::tempdir().unwrap();
     let marker = socket_dir.path().join("exited");
@@ -99,4 +99,108 @@ fn search_shows_the_right_rows_and_q_restores_the_terminal() {
     }
     // Canonical mode back on means raw mode was left.
     assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "icanon");
+}
+
+/// The sample listing named `name`: (first pool id, its capacity).
+fn sample_pool(name: &str) -> (String, u64) {
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../node/sample/alliance.json")).unwrap();
+    let listing = sample
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in the sample"));
+    let pool = &listing["seat_pools"][0];
+    (
+        pool["id"].as_str().unwrap().to_string(),
+        pool["capacity"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn demo_opens_on_a_member_and_a_seat_update_elsewhere_appears_live() {
+    if !tmux_available() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("demo");
+    let session = Session(format!("dm-demo-{}", std::process::id()));
+    let script = format!(
+        "{} --home {} demo --seat-changes 0; sleep 30",
+        deskmesh_bin().display(),
+        home.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session.0,
+        "-x",
+        "120",
+        "-y",
+        "32",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    // The member starts with the roster only: all twelve listings arrive over the mesh.
+    wait_screen(&session.0, "the member's directory, replicated", |s| {
+        s.contains("12 of 12 spaces")
+            && s.contains("attached to daemon")
+            && s.contains("Member laptop")
+    });
+
+    // One of the space nodes the demo runs, and a seat count its first pool does not show yet.
+    let nodes = home.join("demo").join("nodes");
+    let space_home = std::fs::read_dir(&nodes)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("member"))
+        .min()
+        .expect("a space node");
+    let config = std::fs::read_to_string(space_home.join("node.toml")).unwrap();
+    let name = config
+        .lines()
+        .find_map(|l| l.strip_prefix("name = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let (pool, capacity) = sample_pool(&name);
+
+    tmux(&["send-keys", "-t", &session.0, "/"]);
+    tmux(&["send-keys", "-t", &session.0, "-l", &name]);
+    tmux(&["send-keys", "-t", &session.0, "Enter"]);
+    tmux(&["send-keys", "-t", &session.0, "Enter"]);
+    let before = wait_screen(&session.0, "the space's detail view", |s| {
+        s.contains(&pool) && s.contains(&name)
+    });
+    let count = (1..=capacity)
+        .rev()
+        .find(|n| !before.contains(&format!(" {n} free")))
+        .unwrap();
+
+    // The update goes through the space node's control socket, then over the mesh to the member.
+    let out = Command::new(deskmesh_bin())
+        .args(["--home", space_home.to_str().unwrap()])
+        .args(["seats", "set", "--pool", &pool, &count.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_screen(
+        &session.0,
+        "the new seat count on the member's screen",
+        |s| s.contains(&format!(" {count} free")),
+    );
+
+    tmux(&["send-keys", "-t", &session.0, "q"]);
+    wait_screen(&session.0, "the demo stopping its nodes", |s| {
+        s.contains("The demo's nodes stopped")
+    });
 }

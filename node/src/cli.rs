@@ -72,8 +72,20 @@ pub enum Command {
     },
     /// Browse the directory in a terminal UI (and operate this space's seats and listing).
     Tui,
-    /// Create a sample alliance with a dozen spaces and show its directory.
+    /// Start a sample alliance on this machine (a coordinator, three spaces and a member, each a real
+    /// node on 127.0.0.1) and open the TUI on the member's node. Data lives in a temporary home unless
+    /// --home is given.
     Demo {
+        /// Only create the sample alliance in the home, print its directory and exit.
+        #[arg(long)]
+        setup_only: bool,
+        /// Run the nodes without the TUI until Ctrl-C (also what happens without a terminal).
+        #[arg(long)]
+        no_tui: bool,
+        /// Mean seconds between seat changes on the space nodes; 0 leaves seats alone.
+        #[arg(long, default_value_t = 8, value_name = "SECONDS")]
+        seat_changes: u64,
+        /// With --setup-only: print the directory as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -276,7 +288,13 @@ pub fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
         }
     };
-    if let Command::Demo { json } = cli.command {
+    if let Command::Demo {
+        setup_only,
+        no_tui,
+        seat_changes,
+        json,
+    } = cli.command
+    {
         // The demo lives in a fresh temporary home unless one is given.
         let home = match cli.home {
             Some(h) => Home::at(h),
@@ -286,7 +304,15 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 chrono::Utc::now().timestamp()
             ))),
         };
-        output::print(json, &crate::demo::run(&home, chrono::Utc::now())?)?;
+        if setup_only {
+            output::print(json, &crate::demo::run(&home, chrono::Utc::now())?)?;
+        } else {
+            let opts = crate::demo_live::DemoOptions {
+                tui: !no_tui,
+                churn: (seat_changes > 0).then(|| std::time::Duration::from_secs(seat_changes)),
+            };
+            crate::demo_live::run(&home, &opts)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let home = Home::resolve(cli.home.clone())?;
@@ -330,6 +356,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
                     listen,
                     bootstrap,
                     mdns: !no_mdns,
+                    shutdown: None,
                 },
             )
         }
@@ -353,9 +380,15 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
         }
         Command::Demo { .. } => Ok(()),
         Command::Tui => {
+            let theme = deskmesh_tui::Theme::from_env();
+            // A running daemon holds the store: attach to it, so the mesh's changes show live.
+            if let Some(mut api) = crate::tui_remote::RemoteTui::attach(&home.socket_path())? {
+                deskmesh_tui::run_in_terminal(&mut api, theme)?;
+                return Ok(());
+            }
             let node = Node::open(home)?;
             let mut api = crate::tui_local::LocalTui::new(node);
-            deskmesh_tui::run_in_terminal(&mut api, deskmesh_tui::Theme::from_env())?;
+            deskmesh_tui::run_in_terminal(&mut api, theme)?;
             Ok(())
         }
         Command::Alliance(cmd) => {

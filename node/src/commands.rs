@@ -13,7 +13,7 @@ use deskmesh_crdt_model::listing::{Amenity, AmenityDetail, Listing};
 use deskmesh_crdt_model::query::{distance_km, Query, SearchIndex, SeatsFree, Sort};
 use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::invite::Invite;
-use deskmesh_keys::roster::{OpBody, Roster};
+use deskmesh_keys::roster::{OpBody, Roster, SignedOp};
 use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
 use serde::Serialize;
 
@@ -345,25 +345,9 @@ impl Node {
         if let Some(ours) = self.alliance_id() {
             invite.check_alliance(&ours)?;
         }
-        let verified = invite.roster()?;
-        if self.roster().is_none() {
-            self.store
-                .put_meta(META_ALLIANCE, invite.alliance.to_string().as_bytes())?;
-            // Store the create op first so the roster can be rebuilt from the store.
-            let create = verified
-                .get(&invite.alliance.0)
-                .ok_or_else(|| anyhow!("the invite does not hold its alliance's create operation"))?
-                .clone();
-            self.store.put_op(&create.hash(), &create.to_bytes())?;
-            self.set_roster(Roster::new(create)?);
-        }
-        for op in &invite.ops {
-            self.accept_op(op.clone())?;
-        }
-        if !invite.peers.is_empty() {
-            let peers = serde_json::to_vec(&invite.peers)?;
-            self.store.put_meta("bootstrap_peers", &peers)?;
-        }
+        // Verified as a whole before anything is stored.
+        invite.roster()?;
+        self.adopt_roster(&invite.ops, &invite.peers)?;
         let roster = self.require_roster()?;
         let space_name = roster
             .state()
@@ -378,6 +362,31 @@ impl Node {
             space_name,
             peers: invite.peers,
         })
+    }
+
+    /// Takes an alliance's roster operations (the create operation first, parents before children) and
+    /// the peers to dial first. Each operation is verified as it is applied; a node already in another
+    /// alliance refuses them.
+    pub fn adopt_roster(&mut self, ops: &[SignedOp], peers: &[String]) -> anyhow::Result<()> {
+        let create = ops
+            .first()
+            .ok_or_else(|| anyhow!("there is no roster operation to start the alliance from"))?;
+        if self.roster().is_none() {
+            let roster = Roster::new(create.clone())?;
+            self.store
+                .put_meta(META_ALLIANCE, roster.alliance_id().to_string().as_bytes())?;
+            // Store the create op first so the roster can be rebuilt from the store.
+            self.store.put_op(&create.hash(), &create.to_bytes())?;
+            self.set_roster(roster);
+        }
+        for op in ops {
+            self.accept_op(op.clone())?;
+        }
+        if !peers.is_empty() {
+            self.store
+                .put_meta("bootstrap_peers", &serde_json::to_vec(peers)?)?;
+        }
+        Ok(())
     }
 
     /// The roster as it stands.

@@ -3,6 +3,10 @@
 //! edit is published at once. The protocol is one JSON [`Request`] per line, answered by one JSON
 //! [`Response`] line. The socket is owner-only (mode 0600); a client that cannot connect falls back to
 //! opening the store itself.
+//!
+//! `deskmesh tui` attached to a daemon uses the `Tui*` requests: a snapshot of the view model, its two
+//! commands, and [`Request::TuiSubscribe`], after whose answer the connection stays open and carries one
+//! [`Push`] line per live change (a listing, seats, the roster, the status bar) until the client hangs up.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::cli::{EditArgs, ListArgs};
 
@@ -33,7 +37,27 @@ pub enum Request {
     Audit,
     Status,
     Peers,
+    /// The TUI's whole view model.
+    TuiSnapshot,
+    /// Stream live changes on this connection after the answer.
+    TuiSubscribe,
+    TuiSetSeats {
+        pool: String,
+        availability: deskmesh_crdt_model::beacon::Availability,
+    },
+    TuiEditListing(Box<deskmesh_crdt_model::listing::Listing>),
 }
+
+/// One line pushed to a subscribed TUI.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Push {
+    Update(deskmesh_tui::Update),
+    /// The client fell behind and changes were dropped: it should fetch a fresh snapshot.
+    Resync,
+}
+
+/// Changes waiting per subscriber before it is told to resync instead.
+pub const PUSH_BACKLOG: usize = 1024;
 
 /// The daemon's answer: the command's result both as JSON and as its human text, or an error sentence.
 #[derive(Debug, Serialize, Deserialize)]
@@ -89,10 +113,12 @@ pub fn call(path: &Path, req: &Request) -> anyhow::Result<Option<Response>> {
     )?))
 }
 
-/// Binds the socket (removing a stale one) and forwards each request to `calls`.
+/// Binds the socket (removing a stale one) and forwards each request to `calls`; subscribers get the
+/// lines sent on `pushes` (JSON [`Push`] lines, serialised once by the daemon).
 pub fn serve(
     path: &Path,
     calls: mpsc::Sender<Call>,
+    pushes: broadcast::Sender<std::sync::Arc<str>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
@@ -114,8 +140,9 @@ pub fn serve(
                 continue;
             };
             let calls = calls.clone();
+            let pushes = pushes.clone();
             tokio::spawn(async move {
-                if let Err(e) = client(stream, calls).await {
+                if let Err(e) = client(stream, calls, pushes).await {
                     tracing::debug!(error = %e, "control connection ended with an error");
                 }
             });
@@ -123,13 +150,25 @@ pub fn serve(
     }))
 }
 
-async fn client(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> anyhow::Result<()> {
+async fn client(
+    stream: tokio::net::UnixStream,
+    calls: mpsc::Sender<Call>,
+    pushes: broadcast::Sender<std::sync::Arc<str>>,
+) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = tokio::io::BufReader::new(read)
         .take(MAX_LINE as u64)
         .lines();
     while let Some(line) = lines.next_line().await? {
         let response = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::TuiSubscribe) => {
+                // Subscribe before answering, so nothing published after the answer is missed.
+                let rx = pushes.subscribe();
+                let mut out = serde_json::to_vec(&Response::from_result(Ok("subscribed")))?;
+                out.push(b'\n');
+                write.write_all(&out).await?;
+                return stream_pushes(rx, write).await;
+            }
             Ok(req) => {
                 let (tx, rx) = oneshot::channel();
                 calls
@@ -149,6 +188,30 @@ async fn client(stream: tokio::net::UnixStream, calls: mpsc::Sender<Call>) -> an
     Ok(())
 }
 
+/// Forwards pushed lines to one subscriber until it hangs up; a subscriber that fell behind is told to
+/// resync rather than being sent a partial history.
+async fn stream_pushes(
+    mut rx: broadcast::Receiver<std::sync::Arc<str>>,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) -> anyhow::Result<()> {
+    loop {
+        let line: std::sync::Arc<str> = match rx.recv().await {
+            Ok(line) => line,
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                std::sync::Arc::from(serde_json::to_string(&Push::Resync)?.as_str())
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        write.write_all(line.as_bytes()).await?;
+        write.write_all(b"\n").await?;
+    }
+}
+
+/// Serialises a push once for every subscriber.
+pub fn push_line(push: &Push) -> anyhow::Result<std::sync::Arc<str>> {
+    Ok(std::sync::Arc::from(serde_json::to_string(push)?.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +225,8 @@ mod tests {
         assert!(call(&path, &Request::Status).expect("call").is_none());
 
         let (tx, mut rx) = mpsc::channel::<Call>(4);
-        let server = serve(&path, tx).expect("serve");
+        let (push_tx, _) = broadcast::channel(4);
+        let server = serve(&path, tx, push_tx.clone()).expect("serve");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         tokio::spawn(async move {
@@ -192,7 +256,7 @@ mod tests {
         );
         // A second daemon on the same socket is refused while the first answers.
         let (tx2, _rx2) = mpsc::channel::<Call>(1);
-        assert!(serve(&path, tx2).is_err());
+        assert!(serve(&path, tx2, push_tx).is_err());
         server.abort();
     }
 }

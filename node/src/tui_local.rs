@@ -17,7 +17,10 @@ use deskmesh_tui::{
     Update,
 };
 
-use crate::ops::{Node, RejectionRecord};
+use anyhow::Context;
+use deskmesh_crdt_model::beacon::SignedBeacon;
+
+use crate::ops::{IndexEntry, Node, RejectionRecord};
 
 /// The UI's view of everything this node holds.
 pub fn snapshot(node: &Node, status: Status) -> anyhow::Result<Snapshot> {
@@ -30,34 +33,11 @@ pub fn snapshot(node: &Node, status: Status) -> anyhow::Result<Snapshot> {
     }
     let mut spaces = Vec::new();
     for entry in node.entries()? {
-        let listing = match entry.listing() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!("not showing {}: {e}", entry.space);
-                continue;
-            }
-        };
-        let mut view = SpaceView::new(listing);
-        view.pools = beacons.remove(&entry.space).unwrap_or_default();
-        view.signers = entry
-            .signers
-            .iter()
-            .map(|s| SignerView {
-                key: s.key,
-                changes: s.changes,
-                authorised_by: s.authorised_by,
-                removed_by: s.removed_by,
-            })
-            .collect();
-        for (hash, reason) in node.store.space_rejections(&entry.space)? {
-            let r: RejectionRecord = serde_json::from_slice(&reason)?;
-            view.rejected.push(RejectedView {
-                change: crate::ops::hex(&hash),
-                author: r.author,
-                reason: r.reason,
-            });
+        let pools = beacons.remove(&entry.space).unwrap_or_default();
+        match view_of(node, &entry, pools) {
+            Ok(view) => spaces.push(view),
+            Err(e) => tracing::warn!("not showing {}: {e:#}", entry.space),
         }
-        spaces.push(view);
     }
     let roster = node
         .roster_log()
@@ -75,6 +55,58 @@ pub fn snapshot(node: &Node, status: Status) -> anyhow::Result<Snapshot> {
         spaces,
         roster,
     })
+}
+
+/// One space's view from its index entry, with `pools` its verified beacons.
+fn view_of(node: &Node, entry: &IndexEntry, pools: Vec<PoolStatus>) -> anyhow::Result<SpaceView> {
+    let mut view = SpaceView::new(entry.listing()?);
+    view.pools = pools;
+    view.signers = entry
+        .signers
+        .iter()
+        .map(|s| SignerView {
+            key: s.key,
+            changes: s.changes,
+            authorised_by: s.authorised_by,
+            removed_by: s.removed_by,
+        })
+        .collect();
+    for (hash, reason) in node.store.space_rejections(&entry.space)? {
+        let r: RejectionRecord = serde_json::from_slice(&reason)?;
+        view.rejected.push(RejectedView {
+            change: crate::ops::hex(&hash),
+            author: r.author,
+            reason: r.reason,
+        });
+    }
+    Ok(view)
+}
+
+/// The newest verified beacon of each pool `listing` declares, read pool by pool (not a full scan).
+pub fn pools_of(node: &Node, listing: &Listing) -> Vec<PoolStatus> {
+    listing
+        .seat_pools
+        .iter()
+        .filter_map(|p| node.store.beacon(&listing.id, &p.id).ok().flatten())
+        .filter_map(|bytes| {
+            SignedBeacon::from_bytes(&bytes)
+                .and_then(|b| b.decode())
+                .ok()
+        })
+        .map(|b| PoolStatus::from(&b))
+        .collect()
+}
+
+/// One space as the UI shows it, read from the index; `None` while it has no valid listing.
+pub fn space_view(node: &Node, space: &SpaceId) -> anyhow::Result<Option<SpaceView>> {
+    let Some(bytes) = node.store.entry(space)? else {
+        return Ok(None);
+    };
+    let entry: IndexEntry = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the index entry of {space} is corrupt; it will be rebuilt"))?;
+    let listing = entry.listing()?;
+    let pools = pools_of(node, &listing);
+    view_of(node, &entry, pools).map(Some)
 }
 
 /// The status line of a node whose store is open in this process (no mesh running).
@@ -103,11 +135,6 @@ impl LocalTui {
             node,
             updates: VecDeque::new(),
         }
-    }
-
-    fn space_view(&self, space: &SpaceId) -> anyhow::Result<Option<SpaceView>> {
-        let snap = snapshot(&self.node, local_status(&self.node))?;
-        Ok(snap.spaces.into_iter().find(|s| &s.listing.id == space))
     }
 }
 
@@ -157,7 +184,7 @@ impl NodeApi for LocalTui {
         self.node
             .publish_listing(&listing, now())
             .map_err(|e| format!("{e:#}"))?;
-        if let Ok(Some(view)) = self.space_view(&space) {
+        if let Ok(Some(view)) = space_view(&self.node, &space) {
             self.updates.push_back(Update::Space(Box::new(view)));
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The view model the node hands to the TUI and the interface the TUI calls back through.
 //!
-//! These are plain values, free of serde and of any store or network type, so the node maps its own data
-//! into them (from the local store or over the control socket) and tests build them by hand. The TUI
+//! These are plain values, free of any store or network type, so the node maps its own data into them
+//! and tests build them by hand; with the `serde` feature they also cross the daemon's control socket. The TUI
 //! reads a whole [`Snapshot`] once, then applies [`Update`]s as the mesh delivers them; it sends its two
 //! commands (publish seats, edit the listing) through [`NodeApi`].
 
@@ -60,6 +60,7 @@ impl<T: NodeApi + ?Sized> NodeApi for Box<T> {
 
 /// Everything the TUI shows.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     pub status: Status,
     pub spaces: Vec<SpaceView>,
@@ -69,6 +70,7 @@ pub struct Snapshot {
 
 /// The node and its connection to the mesh, for the status bar.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Status {
     /// The alliance's name, `None` before this node joined one.
     pub alliance: Option<String>,
@@ -87,6 +89,7 @@ pub struct Status {
 
 /// One space: its listing, the live state of its seat pools, and who signed it.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SpaceView {
     pub listing: Listing,
     /// The newest beacon per pool, as the beacon layer kept it; pools with no beacon are absent.
@@ -116,6 +119,7 @@ impl SpaceView {
 
 /// The newest seat beacon of one pool: the parts of a verified [`SeatBeacon`] the TUI shows.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PoolStatus {
     /// The pool id, as in the listing's `seat_pools`.
     pub pool: String,
@@ -142,6 +146,7 @@ impl From<&SeatBeacon> for PoolStatus {
 
 /// A key that signed changes to a listing, and the roster operations that let it (and stopped it).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SignerView {
     pub key: PublicKey,
     /// Accepted changes signed by this key.
@@ -154,6 +159,7 @@ pub struct SignerView {
 
 /// A listing change that was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RejectedView {
     /// The change, as the node names it (usually a short hash).
     pub change: String,
@@ -165,6 +171,7 @@ pub struct RejectedView {
 
 /// One roster operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RosterEntryView {
     pub op: Hash,
     /// What kind of operation: `create`, `admit space`, `add device`, `revoke`, ...
@@ -179,6 +186,7 @@ pub struct RosterEntryView {
 
 /// A live change from the mesh.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Update {
     /// Replace everything (after reconnecting to the daemon, say).
     Snapshot(Box<Snapshot>),

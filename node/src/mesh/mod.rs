@@ -6,8 +6,17 @@
 //! ([`crate::control`]). Two-stage sync: gossipsub (one topic per alliance, strict validation) carries each
 //! new signed item at once; on every connection and every ~30 s the engine reconciles item sets with the
 //! peer and the missing items flow over request-response, roster operations first.
+//!
+//! Reachability: every node is a circuit-relay v2 server with conservative limits, so a member space with
+//! a public address serves as a relay for the others; [`nat`] decides when this node listens through a
+//! relay itself (a `/p2p-circuit` `--listen` address, or AutoNAT saying it is private) and DCUtR then
+//! tries to turn relayed connections into direct ones. What a peer may cost the node is bounded: connections
+//! and requests per peer ([`behaviour`]'s constants), gossip peer scores that graylist peers sending
+//! rejected messages, and listing changes stored per space per hour ([`limits`]).
 
 pub mod behaviour;
+pub mod limits;
+pub mod nat;
 pub mod service;
 
 use std::fmt;
@@ -28,6 +37,9 @@ pub struct RunOptions {
     pub bootstrap: Vec<Multiaddr>,
     /// Local-network discovery.
     pub mdns: bool,
+    /// Stops the node when it turns true (the demo runs several nodes in one process); Ctrl-C and
+    /// SIGTERM always stop it.
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// This node's libp2p peer id: the device key read as a libp2p ed25519 key.
@@ -52,7 +64,7 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
 
 /// Opens the node, waiting up to five seconds while another process holds the store: a short command run
 /// just before the daemon (`status`, `spaces list`) holds it only for a moment.
-fn open_when_free(home: &Home) -> anyhow::Result<Node> {
+pub fn open_when_free(home: &Home) -> anyhow::Result<Node> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match Node::open(home) {

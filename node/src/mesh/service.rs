@@ -16,7 +16,8 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent, Reply, Request, WireItem};
 use super::{PeerInfo, Peers, RunOptions, Status};
@@ -80,10 +81,13 @@ pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
     }
 
     let (tx, mut calls) = mpsc::channel::<Call>(64);
+    let (pushes, _) = broadcast::channel(control::PUSH_BACKLOG);
     let socket = node.home.socket_path();
-    let server = control::serve(&socket, tx)?;
+    let server = control::serve(&socket, tx, pushes.clone())?;
 
     let mut svc = Service::new(node, swarm, topic)?;
+    svc.pushes = pushes;
+    let mut shutdown = opts.shutdown.clone();
     let mut bootstrap = opts.bootstrap.clone();
     bootstrap.extend(svc.known_peer_addrs());
     svc.bootstrap = bootstrap;
@@ -101,6 +105,7 @@ pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
                 let _ = reply.send(answer);
             }
             _ = tick.tick() => svc.on_tick(),
+            _ = stopped(&mut shutdown) => break Ok(()),
             _ = tokio::signal::ctrl_c() => break Ok(()),
             _ = terminate.recv() => break Ok(()),
         }
@@ -129,6 +134,12 @@ struct Service {
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
     last_maintenance: Duration,
     outbound: HashMap<OutboundRequestId, PeerId>,
+    /// Live changes for TUIs attached through the control socket.
+    pushes: broadcast::Sender<Arc<str>>,
+    /// The status bar changed (peers, last sync) since it was last pushed.
+    status_dirty: bool,
+    /// The last sync time the attached TUIs were told of.
+    pushed_sync: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Service {
@@ -153,6 +164,9 @@ impl Service {
             last_sync: None,
             last_maintenance: Duration::ZERO,
             outbound: HashMap::new(),
+            pushes: broadcast::channel(1).0,
+            status_dirty: false,
+            pushed_sync: None,
         };
         let items = svc.scan()?;
         svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
@@ -265,6 +279,7 @@ impl Service {
                     .or_default()
                     .push(addr.clone());
                 if num_established.get() == 1 {
+                    self.status_dirty = true;
                     tracing::info!(peer = %peer_id, address = %addr, "peer connected");
                     let now = self.now();
                     let intents = self.engine.connected(peer_id, now);
@@ -284,6 +299,7 @@ impl Service {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     self.engine.disconnected(&peer_id);
+                    self.status_dirty = true;
                     tracing::info!(peer = %peer_id, "peer disconnected");
                 }
             }
@@ -429,6 +445,10 @@ impl Service {
     }
 
     fn on_tick(&mut self) {
+        if std::mem::take(&mut self.status_dirty) || self.pushed_sync != self.last_sync {
+            self.pushed_sync = self.last_sync;
+            self.push_status();
+        }
         let now = self.now();
         let intents = self.engine.tick(now);
         self.execute(intents);
@@ -547,6 +567,7 @@ impl Service {
                     self.engine.item_removed(old);
                 }
                 self.engine.item_added(*it);
+                self.push_item(it);
             }
             Outcome::Refused(Some(id), _) => self.engine.item_refused(*id, now),
             _ => {}
@@ -717,6 +738,7 @@ impl Service {
         };
         for item in new {
             self.engine.item_added(item);
+            self.push_item(&item);
             let Ok(Some(wire)) = self.load(&item.id) else {
                 continue;
             };
@@ -760,6 +782,81 @@ impl Service {
             control::Request::Peers => Response::from_result(Ok(Peers {
                 peers: self.peers(),
             })),
+            control::Request::TuiSnapshot => Response::from_result(
+                crate::tui_local::snapshot(&self.node, self.tui_status()).map(TuiSnapshot),
+            ),
+            control::Request::TuiSetSeats { pool, availability } => {
+                let r = self
+                    .node
+                    .set_seats(Some(&pool), availability, TUI_SEATS_TTL_S, now);
+                self.announce_local();
+                Response::from_result(r)
+            }
+            control::Request::TuiEditListing(listing) => {
+                let r = self.node.publish_listing(&listing, now);
+                self.announce_local();
+                Response::from_result(r)
+            }
+            // Answered by the socket task itself, which then streams pushes.
+            control::Request::TuiSubscribe => Response::from_result::<String>(Err(
+                anyhow::anyhow!("subscribe is handled by the control socket"),
+            )),
+        }
+    }
+
+    // ---- live changes for attached TUIs ------------------------------------------------------------
+
+    /// The status bar as an attached TUI shows it.
+    fn tui_status(&self) -> deskmesh_tui::Status {
+        let mut status = crate::tui_local::local_status(&self.node);
+        status.peers = self.connected.len();
+        status.online = !self.connected.is_empty();
+        status.last_sync = self.last_sync;
+        status.attached_to_daemon = true;
+        status
+    }
+
+    fn push(&self, update: deskmesh_tui::Update) {
+        match control::push_line(&control::Push::Update(update)) {
+            // No subscriber is not an error: the change is in the store either way.
+            Ok(line) => {
+                let _ = self.pushes.send(line);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a TUI update"),
+        }
+    }
+
+    fn push_status(&self) {
+        if self.pushes.receiver_count() > 0 {
+            self.push(deskmesh_tui::Update::Status(self.tui_status()));
+        }
+    }
+
+    /// Tells attached TUIs what a newly stored item changed, read back from the store.
+    fn push_item(&mut self, item: &Item) {
+        use deskmesh_tui::Update;
+        if self.pushes.receiver_count() == 0 {
+            return;
+        }
+        let result = match self.index.get(&item.id).cloned() {
+            // A roster operation can change which listings and signers count: resend everything.
+            Some(Location::Roster) => crate::tui_local::snapshot(&self.node, self.tui_status())
+                .map(|s| Some(Update::Snapshot(Box::new(s)))),
+            Some(Location::Change(space)) => crate::tui_local::space_view(&self.node, &space)
+                .map(|v| v.map(|v| Update::Space(Box::new(v)))),
+            Some(Location::Beacon(space, _)) => crate::tui_local::space_view(&self.node, &space)
+                .map(|v| {
+                    v.map(|v| Update::Seats {
+                        space,
+                        pools: v.pools,
+                    })
+                }),
+            None => Ok(None),
+        };
+        match result {
+            Ok(Some(update)) => self.push(update),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read a change back for the TUI"),
         }
     }
 
@@ -788,6 +885,30 @@ impl Service {
         status.peers = self.peers();
         status.last_sync = self.last_sync.map(|t| t.to_rfc3339());
         Ok(status)
+    }
+}
+
+/// The control-socket answer to `TuiSnapshot`: the view model as JSON.
+#[derive(serde::Serialize)]
+struct TuiSnapshot(deskmesh_tui::Snapshot);
+
+impl std::fmt::Display for TuiSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} spaces", self.0.spaces.len())
+    }
+}
+
+/// Seconds a seat count set from the TUI stays fresh, as `seats set` defaults to.
+const TUI_SEATS_TTL_S: u32 = 900;
+
+/// Resolves when the embedding program (the demo) asks the node to stop; never without one.
+async fn stopped(shutdown: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match shutdown {
+        Some(rx) => {
+            // An error means the sender is gone, which also means stop.
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
