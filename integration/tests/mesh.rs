@@ -1,9 +1,10 @@
 //! The mesh end to end: real `deskmesh run` processes on 127.0.0.1 (mDNS off), driven through the control
 //! socket, with every wait a poll of `spaces list --json` (or `status`, `audit`) against a deadline.
 //!
-//! - `five_nodes_replicate_listings_seats_and_catch_up`: a coordinator with no space (a member laptop) and
-//!   four spaces; every listing reaches every node, a seat update travels at once, and a node stopped while
-//!   others edit catches up after it restarts, keeping what it had.
+//! - `five_nodes_replicate_listings_seats_and_catch_up`: a coordinator with no space and four spaces, then
+//!   a member's laptop joined with a member token (`dmm1`, the alliance's create operation only); every
+//!   listing reaches every node, a seat update travels at once, and a node stopped while others edit
+//!   catches up after it restarts, keeping what it had.
 //! - `two_devices_of_one_space_edit_apart_and_merge`: two device keys of one space edit its listing while
 //!   neither daemon runs; once they meet, they and the coordinator show the same merged listing.
 //! - `a_non_member_is_refused_and_never_shown`: a node of another alliance pushes its listing and seat
@@ -194,6 +195,28 @@ fn five_nodes_replicate_listings_seats_and_catch_up() {
     let status = coord.json(&["status"]);
     assert_eq!(status["listings"], 4, "{status}");
     assert!(status["last_sync"].is_string(), "{status}");
+
+    // A member's laptop follows with a member token: it gets the rest of the roster and every listing
+    // from the mesh, and verifies them itself.
+    let laptop = TestNode::new();
+    laptop.init("member laptop");
+    let token = coord.ok(&["alliance", "invite-member"]);
+    let joined = laptop.ok(&[
+        "alliance",
+        "join",
+        token.lines().next().expect("token line"),
+    ]);
+    assert!(joined.contains("as a member"), "{joined}");
+    assert!(
+        rows(&laptop).is_empty(),
+        "a new member starts with no listings"
+    );
+    let _laptop_daemon = start(&laptop, Some(&hub.addr));
+    wait_until("the member laptop shows all four listings", &all, || {
+        let rows = rows(&laptop);
+        spaces.iter().all(|(_, id)| row_of(&rows, id).is_some())
+    });
+    all.push(&laptop);
 
     // (b) A seat update through the control socket shows on every other node.
     let (s1, id1) = &spaces[0];

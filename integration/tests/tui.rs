@@ -62,7 +62,7 @@ fn search_shows_the_right_rows_and_q_restores_the_terminal() {
     let marker = socket_dir.path().join("exited");
     // After the UI exits, the shell prints the terminal mode so the test can check it was restored.
     let script = format!(
-        "{} --home {} tui; stty -a | grep -o -- '-\\?icanon' > {}; sleep 30",
+        "{} --home {} tui --offline; stty -a | grep -o -- '-\\?icanon' > {}; sleep 30",
         deskmesh_bin().display(),
         node.home().display(),
         marker.display()
@@ -80,8 +80,9 @@ fn search_shows_the_right_rows_and_q_restores_the_terminal() {
         "-c",
         &script,
     ]);
+    // Offline, from the local store, and the status bar says so.
     wait_screen(&session.0, "the directory", |s| {
-        s.contains("12 of 12 spaces")
+        s.contains("12 of 12 spaces") && s.contains("OFFLINE") && s.contains("local store")
     });
     tmux(&["send-keys", "-t", &session.0, "/"]);
     tmux(&["send-keys", "-t", &session.0, "-l", "berlin"]);

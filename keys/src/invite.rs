@@ -5,6 +5,8 @@
 //! invitee can check every signature and authorisation without trusting whoever passed the token along.
 //! The token is `dmi1` followed by lowercase base32 (no padding) of `postcard(Invite)` and a 4-byte
 //! checksum, so a typo or a line cut short by a chat client is caught before anything is decoded.
+//! A [`MemberInvite`] (`dmm1…`, same encoding) lets a member's laptop follow the alliance read-only: it
+//! carries only the alliance's create operation and peers to dial.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,8 +16,10 @@ use crate::roster::{
     Denied, OpBody, Roster, RosterError, SignedOp, MAX_ADDR_CHARS, MAX_PEER_ADDRS,
 };
 
-/// Every token starts with this, so it is recognisable and versioned.
+/// Every space or device token starts with this, so it is recognisable and versioned.
 pub const TOKEN_PREFIX: &str = "dmi1";
+/// Every member token starts with this.
+pub const MEMBER_PREFIX: &str = "dmm1";
 /// Longest token accepted, in characters (about 650 KB of roster operations), so a pasted file never
 /// makes us decode megabytes.
 pub const MAX_TOKEN_CHARS: usize = 1 << 20;
@@ -27,7 +31,9 @@ const CHECKSUM_LABEL: &str = "invite-checksum";
 /// Why an invite token was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum InviteError {
-    #[error("this is not a deskmesh invite token (it should start with dmi1)")]
+    #[error(
+        "this is not a deskmesh invite token (it should start with dmi1, or dmm1 for a member)"
+    )]
     NotAnInvite,
     #[error(
         "the invite token is damaged or cut short (checksum mismatch); copy the whole line again"
@@ -126,75 +132,21 @@ impl Invite {
 
     /// The one-line token: `dmi1` + base32(postcard(invite) || checksum).
     pub fn to_token(&self) -> String {
-        // Serialising our own types cannot fail (no unknown-length sequences, no failing Display); an
-        // empty payload would be refused by `parse` rather than panic here.
-        let mut payload = postcard::to_allocvec(self).unwrap_or_default();
-        let sum = checksum(&payload);
-        payload.extend_from_slice(&sum);
-        let body = data_encoding::BASE32_NOPAD
-            .encode(&payload)
-            .to_ascii_lowercase();
-        format!("{TOKEN_PREFIX}{body}")
+        encode(TOKEN_PREFIX, self)
     }
 
     /// Reads a token and verifies it completely: checksum, every signature and authorisation of its
     /// roster operations, and that the grant gives the invitee to the space. Whitespace anywhere (a line
     /// wrapped by a terminal or mail client) is ignored.
     pub fn parse(token: &str) -> Result<Invite, InviteError> {
-        let token: String = token
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_uppercase();
-        if token.len() > MAX_TOKEN_CHARS {
-            return Err(InviteError::TooLong {
-                len: token.len(),
-                max: MAX_TOKEN_CHARS,
-            });
-        }
-        let body = token
-            .strip_prefix(&TOKEN_PREFIX.to_ascii_uppercase())
-            .ok_or(InviteError::NotAnInvite)?;
-        let bytes = data_encoding::BASE32_NOPAD
-            .decode(body.as_bytes())
-            .map_err(|_| InviteError::Damaged)?;
-        if bytes.len() <= CHECKSUM_BYTES {
-            return Err(InviteError::Damaged);
-        }
-        let (payload, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
-        if checksum(payload) != sum {
-            return Err(InviteError::Damaged);
-        }
-        let (invite, rest): (Invite, &[u8]) = postcard::take_from_bytes(payload)
-            .map_err(|e| InviteError::Unreadable(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(InviteError::Unreadable(format!(
-                "{} unexpected trailing bytes",
-                rest.len()
-            )));
-        }
+        let invite: Invite = decode(TOKEN_PREFIX, token)?;
         invite.roster()?;
         Ok(invite)
     }
 
     /// Rebuilds and verifies the roster the invite carries (as [`Invite::parse`] does).
     pub fn roster(&self) -> Result<Roster, InviteError> {
-        if self.peers.len() > MAX_PEER_ADDRS {
-            return Err(InviteError::BadPeers(format!(
-                "there are {}, more than the limit of {MAX_PEER_ADDRS}",
-                self.peers.len()
-            )));
-        }
-        if let Some(long) = self
-            .peers
-            .iter()
-            .find(|p| p.chars().count() > MAX_ADDR_CHARS)
-        {
-            return Err(InviteError::BadPeers(format!(
-                "one is {} characters, more than the limit of {MAX_ADDR_CHARS}",
-                long.chars().count()
-            )));
-        }
+        check_peers(&self.peers)?;
         let mut ops = self.ops.iter();
         let create = ops.next().ok_or(InviteError::NoOps)?;
         let mut roster = Roster::new(create.clone())?;
@@ -263,6 +215,132 @@ impl Invite {
     }
 }
 
+/// An invitation for a member's laptop: it signs for no space, and only needs the alliance to follow (its
+/// create operation, which names the coordinators) and peers to dial; the rest of the roster and every
+/// listing arrive over the mesh and are verified there like any other item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInvite {
+    pub alliance: AllianceId,
+    /// The alliance's `CreateAlliance` operation.
+    pub create: SignedOp,
+    /// Multiaddrs (text) of peers to dial first; may be empty.
+    pub peers: Vec<String>,
+}
+
+impl MemberInvite {
+    /// A member invite for `roster`'s alliance.
+    pub fn new(roster: &Roster, peers: Vec<String>) -> Result<MemberInvite, InviteError> {
+        let create = roster
+            .get(&roster.alliance_id().0)
+            .cloned()
+            .ok_or(InviteError::NoOps)?;
+        let invite = MemberInvite {
+            alliance: roster.alliance_id(),
+            create,
+            peers,
+        };
+        invite.roster()?;
+        Ok(invite)
+    }
+
+    /// The one-line token: `dmm1` + base32(postcard(invite) || checksum).
+    pub fn to_token(&self) -> String {
+        encode(MEMBER_PREFIX, self)
+    }
+
+    /// Reads a member token and verifies its create operation and peer list.
+    pub fn parse(token: &str) -> Result<MemberInvite, InviteError> {
+        let invite: MemberInvite = decode(MEMBER_PREFIX, token)?;
+        invite.roster()?;
+        Ok(invite)
+    }
+
+    /// The roster the invite starts: the alliance with its founding coordinators only.
+    pub fn roster(&self) -> Result<Roster, InviteError> {
+        check_peers(&self.peers)?;
+        let roster = Roster::new(self.create.clone())?;
+        if roster.alliance_id() != self.alliance {
+            return Err(InviteError::AllianceMismatch {
+                named: self.alliance,
+                actual: roster.alliance_id(),
+            });
+        }
+        Ok(roster)
+    }
+}
+
+/// True when `token` looks like a member invite rather than a space's.
+pub fn is_member_token(token: &str) -> bool {
+    token
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with(MEMBER_PREFIX)
+}
+
+fn check_peers(peers: &[String]) -> Result<(), InviteError> {
+    if peers.len() > MAX_PEER_ADDRS {
+        return Err(InviteError::BadPeers(format!(
+            "there are {}, more than the limit of {MAX_PEER_ADDRS}",
+            peers.len()
+        )));
+    }
+    if let Some(long) = peers.iter().find(|p| p.chars().count() > MAX_ADDR_CHARS) {
+        return Err(InviteError::BadPeers(format!(
+            "one is {} characters, more than the limit of {MAX_ADDR_CHARS}",
+            long.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+fn encode<T: Serialize>(prefix: &str, value: &T) -> String {
+    // Serialising our own types cannot fail (no unknown-length sequences, no failing Display); an
+    // empty payload would be refused by `decode` rather than panic here.
+    let mut payload = postcard::to_allocvec(value).unwrap_or_default();
+    let sum = checksum(&payload);
+    payload.extend_from_slice(&sum);
+    let body = data_encoding::BASE32_NOPAD
+        .encode(&payload)
+        .to_ascii_lowercase();
+    format!("{prefix}{body}")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(prefix: &str, token: &str) -> Result<T, InviteError> {
+    let token: String = token
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if token.len() > MAX_TOKEN_CHARS {
+        return Err(InviteError::TooLong {
+            len: token.len(),
+            max: MAX_TOKEN_CHARS,
+        });
+    }
+    let body = token
+        .strip_prefix(&prefix.to_ascii_uppercase())
+        .ok_or(InviteError::NotAnInvite)?;
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(body.as_bytes())
+        .map_err(|_| InviteError::Damaged)?;
+    if bytes.len() <= CHECKSUM_BYTES {
+        return Err(InviteError::Damaged);
+    }
+    let (payload, sum) = bytes.split_at(bytes.len() - CHECKSUM_BYTES);
+    if checksum(payload) != sum {
+        return Err(InviteError::Damaged);
+    }
+    let (value, rest): (T, &[u8]) =
+        postcard::take_from_bytes(payload).map_err(|e| InviteError::Unreadable(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(InviteError::Unreadable(format!(
+            "{} unexpected trailing bytes",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
 fn checksum(payload: &[u8]) -> [u8; CHECKSUM_BYTES] {
     let h = Hash::of(CHECKSUM_LABEL, payload);
     let mut out = [0; CHECKSUM_BYTES];
@@ -285,6 +363,34 @@ mod tests {
 
     fn pk(n: u8) -> PublicKey {
         key(n).public_key()
+    }
+
+    #[test]
+    fn member_tokens_round_trip_and_are_not_space_tokens() {
+        let (roster, _, _) = setup();
+        let invite = MemberInvite::new(&roster, vec!["/ip4/127.0.0.1/tcp/4717".into()]).unwrap();
+        let token = invite.to_token();
+        assert!(is_member_token(&token));
+        assert!(token.starts_with(MEMBER_PREFIX));
+        let back = MemberInvite::parse(&token).unwrap();
+        assert_eq!(back, invite);
+        assert_eq!(back.roster().unwrap().alliance_id(), roster.alliance_id());
+        // A member token is not a space token, and the other way round.
+        assert_eq!(Invite::parse(&token), Err(InviteError::NotAnInvite));
+        let mut damaged = token.clone();
+        damaged.pop();
+        assert!(MemberInvite::parse(&damaged).is_err());
+        // A create operation from another alliance under this alliance's name is refused.
+        let (other, _) = Roster::create(&key(2), "South", vec![], 1, T0).unwrap();
+        let forged = MemberInvite {
+            alliance: roster.alliance_id(),
+            create: other.get(&other.alliance_id().0).unwrap().clone(),
+            peers: vec![],
+        };
+        assert!(matches!(
+            MemberInvite::parse(&forged.to_token()),
+            Err(InviteError::AllianceMismatch { .. })
+        ));
     }
 
     /// An alliance with one admitted space (devices 10 and 11) and a device 12 added later.
@@ -398,7 +504,7 @@ mod tests {
         }
         assert_eq!(
             InviteError::NotAnInvite.to_string(),
-            "this is not a deskmesh invite token (it should start with dmi1)"
+            "this is not a deskmesh invite token (it should start with dmi1, or dmm1 for a member)"
         );
     }
 

@@ -17,7 +17,7 @@ pub mod roster;
 
 pub use domain::Domain;
 pub use id::{AllianceId, Hash, SpaceId};
-pub use invite::{Invite, InviteError};
+pub use invite::{Invite, InviteError, MemberInvite};
 pub use key::{BadSignature, DeviceKey, ParseError, PublicKey, Signature, Signer};
 pub use roster::{
     Authorisation, Denied, Inserted, Op, OpBody, Roster, RosterError, RosterState, SignedOp,

@@ -70,8 +70,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Browse the directory in a terminal UI (and operate this space's seats and listing).
-    Tui,
+    /// Browse the directory in a terminal UI (and operate this space's seats and listing). Attaches to
+    /// the running node; with none running, runs the node inside the TUI (logs in <home>/tui.log).
+    Tui {
+        /// Do not go online: show and edit the local store only.
+        #[arg(long)]
+        offline: bool,
+        /// Without a running node: do not discover peers on the local network.
+        #[arg(long)]
+        no_mdns: bool,
+    },
     /// Start a sample alliance on this machine (a coordinator, three spaces and a member, each a real
     /// node on 127.0.0.1) and open the TUI on the member's node. Data lives in a temporary home unless
     /// --home is given.
@@ -137,6 +145,14 @@ pub enum AllianceCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a token with which a member's laptop joins the alliance read-only (it signs for no space).
+    InviteMember {
+        /// Peer addresses to put in the token (multiaddrs), repeatable.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Add another device key to this node's space and print an invite token for that device.
     AddDevice {
         pubkey: String,
@@ -156,7 +172,7 @@ pub enum AllianceCommand {
         #[arg(long, default_value = "revoked by a coordinator")]
         reason: String,
     },
-    /// Join an alliance with an invite token.
+    /// Join an alliance with an invite token (`dmi1...` for a space or device, `dmm1...` for a member).
     Join {
         token: String,
         #[arg(long)]
@@ -379,17 +395,16 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
             output::print(json, &out)
         }
         Command::Demo { .. } => Ok(()),
-        Command::Tui => {
-            let theme = deskmesh_tui::Theme::from_env();
-            // A running daemon holds the store: attach to it, so the mesh's changes show live.
-            if let Some(mut api) = crate::tui_remote::RemoteTui::attach(&home.socket_path())? {
-                deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        Command::Tui { offline, no_mdns } => tui(home, offline, !no_mdns),
+        Command::Alliance(AllianceCommand::InviteMember { peers, json }) => {
+            let req = control::Request::InviteMember {
+                peers: peers.clone(),
+            };
+            if via_daemon(home, &req, json)? {
                 return Ok(());
             }
             let node = Node::open(home)?;
-            let mut api = crate::tui_local::LocalTui::new(node);
-            deskmesh_tui::run_in_terminal(&mut api, theme)?;
-            Ok(())
+            output::print(json, &node.member_invite(peers)?)
         }
         Command::Alliance(cmd) => {
             let mut node = Node::open(home)?;
@@ -405,6 +420,9 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<()> {
                     peers,
                     json,
                 } => output::print(json, &node.alliance_invite(&pubkey, &space, peers, now)?),
+                AllianceCommand::InviteMember { peers, json } => {
+                    output::print(json, &node.member_invite(peers)?)
+                }
                 AllianceCommand::AddDevice { pubkey, json } => {
                     output::print(json, &node.add_device(&pubkey, now)?)
                 }
@@ -512,6 +530,42 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// `deskmesh tui`: attach to the running node, or run one inside the TUI, or (offline, or before the
+/// node is in an alliance) show the local store.
+fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
+    let theme = deskmesh_tui::Theme::from_env();
+    // A running daemon holds the store: attach to it, so the mesh's changes show live.
+    if let Some(mut api) = crate::tui_remote::RemoteTui::attach(&home.socket_path())? {
+        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        return Ok(());
+    }
+    let node = Node::open(home)?;
+    if offline || node.roster().is_none() {
+        let mut api = crate::tui_local::LocalTui::new(node);
+        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        return Ok(());
+    }
+    drop(node);
+    crate::mesh::embedded::log_to_file(&home.root().join("tui.log"))?;
+    let mut mesh = crate::mesh::embedded::Embedded::new()?;
+    let name = home.read_config()?.name;
+    if let Err(e) = mesh.start(&name, home, Vec::new(), Vec::new(), mdns) {
+        mesh.stop();
+        return Err(
+            e.context("use `deskmesh tui --offline` to browse the local store without the mesh")
+        );
+    }
+    let result = match crate::tui_remote::RemoteTui::attach(&home.socket_path()) {
+        Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(&mut api, theme).map_err(Into::into),
+        Ok(None) => Err(anyhow::anyhow!(
+            "the node stopped before the TUI could attach"
+        )),
+        Err(e) => Err(e),
+    };
+    mesh.stop();
+    result
 }
 
 /// Turns the list flags into a directory query, with one clear sentence per bad value.

@@ -12,7 +12,7 @@ use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_crdt_model::listing::{Amenity, AmenityDetail, Listing};
 use deskmesh_crdt_model::query::{distance_km, Query, SearchIndex, SeatsFree, Sort};
 use deskmesh_crdt_model::OpenState;
-use deskmesh_keys::invite::Invite;
+use deskmesh_keys::invite::{Invite, MemberInvite};
 use deskmesh_keys::roster::{OpBody, Roster, SignedOp};
 use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
 use serde::Serialize;
@@ -75,17 +75,44 @@ impl fmt::Display for InviteReport {
 pub struct Joined {
     pub alliance: AllianceId,
     pub alliance_name: String,
-    pub space: SpaceId,
+    /// The space this node signs for; `None` for a member's node, which signs nothing.
+    pub space: Option<SpaceId>,
     pub space_name: String,
     pub peers: Vec<String>,
 }
 
 impl fmt::Display for Joined {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.space {
+            Some(space) => write!(
+                f,
+                "joined alliance {:?} ({}) as space {:?} ({space}); edit your listing with `deskmesh space edit --file listing.json`",
+                self.alliance_name, self.alliance, self.space_name
+            ),
+            None => write!(
+                f,
+                "joined alliance {:?} ({}) as a member; `deskmesh run` replicates the directory, `deskmesh tui` browses it",
+                self.alliance_name, self.alliance
+            ),
+        }
+    }
+}
+
+/// What `alliance invite-member` reports.
+#[derive(Debug, Serialize)]
+pub struct MemberInviteReport {
+    pub token: String,
+    pub alliance: AllianceId,
+    pub peers: Vec<String>,
+}
+
+impl fmt::Display for MemberInviteReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.token)?;
         write!(
             f,
-            "joined alliance {:?} ({}) as space {:?} ({}); edit your listing with `deskmesh space edit --file listing.json`",
-            self.alliance_name, self.alliance, self.space_name, self.space
+            "member invite for alliance {}; on the member's machine run `deskmesh init` then `deskmesh alliance join TOKEN`",
+            self.alliance
         )
     }
 }
@@ -338,8 +365,42 @@ impl Node {
         })
     }
 
+    /// A token with which a member's laptop follows the alliance read-only. Any node in the alliance can
+    /// make one: it holds only public roster data and peer addresses.
+    pub fn member_invite(&self, mut peers: Vec<String>) -> anyhow::Result<MemberInviteReport> {
+        let roster = self.require_roster()?;
+        peers.extend(self.known_peer_addrs());
+        peers.dedup();
+        let invite = MemberInvite::new(roster, peers)?;
+        Ok(MemberInviteReport {
+            token: invite.to_token(),
+            alliance: invite.alliance,
+            peers: invite.peers,
+        })
+    }
+
     /// Joins the alliance an invite token names.
     pub fn alliance_join(&mut self, token: &str) -> anyhow::Result<Joined> {
+        if deskmesh_keys::invite::is_member_token(token) {
+            let invite = MemberInvite::parse(token)?;
+            if let Some(ours) = self.alliance_id() {
+                if ours != invite.alliance {
+                    bail!(
+                        "this invite is for alliance {}, but this node is in alliance {ours}",
+                        invite.alliance
+                    );
+                }
+            }
+            self.adopt_roster(std::slice::from_ref(&invite.create), &invite.peers)?;
+            let roster = self.require_roster()?;
+            return Ok(Joined {
+                alliance: invite.alliance,
+                alliance_name: roster.name().to_string(),
+                space: None,
+                space_name: String::new(),
+                peers: invite.peers,
+            });
+        }
         let invite = Invite::parse(token)?;
         invite.check_invitee(&self.public_key())?;
         if let Some(ours) = self.alliance_id() {
@@ -358,7 +419,7 @@ impl Node {
         Ok(Joined {
             alliance: invite.alliance,
             alliance_name: roster.name().to_string(),
-            space: invite.space,
+            space: Some(invite.space),
             space_name,
             peers: invite.peers,
         })

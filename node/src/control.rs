@@ -37,6 +37,10 @@ pub enum Request {
     Audit,
     Status,
     Peers,
+    /// A member token; the daemon adds its own listen addresses as peers to dial.
+    InviteMember {
+        peers: Vec<String>,
+    },
     /// The TUI's whole view model.
     TuiSnapshot,
     /// Stream live changes on this connection after the answer.

@@ -2,8 +2,8 @@
 //!
 //! [`prepare`] lays the demo out once in its home: the home itself is the coordinator's node, holding the
 //! sample alliance [`crate::demo`] creates; under `<home>/demo/nodes/` it adds a node for a few of the
-//! sample spaces (each with that space's own device key) and a member's laptop with no space. The space
-//! and member nodes start with the roster only and get every listing and seat beacon over the mesh.
+//! sample spaces (each with that space's own device key) and a member's laptop with no space, joined with
+//! a member token as a real member would. The space and member nodes start with (part of) the roster only and get every listing and seat beacon over the mesh.
 //! [`run`] starts all of them as real mesh nodes in this process (TCP and QUIC on 127.0.0.1, noise,
 //! each with its own sled store and control socket, mDNS off so the demo stays on this machine), has the
 //! space nodes change their open seats now and then, and opens the TUI on the member node through its
@@ -14,23 +14,21 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::Utc;
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_keys::keyfile;
 use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::SpaceId;
-use tracing::Instrument;
+use libp2p::Multiaddr;
 
 use crate::control::{self, Request};
 use crate::home::{Home, NodeConfig};
-use crate::mesh::{self, RunOptions};
+use crate::mesh::{self, embedded::Embedded};
 use crate::ops::{self, Node};
 
 /// How many sample spaces get a running node of their own.
 const SPACE_NODES: usize = 3;
-/// How long the demo waits for a node to come up.
-const START_DEADLINE: Duration = Duration::from_secs(20);
 
 /// What `demo` was asked for.
 #[derive(Debug, Clone)]
@@ -143,8 +141,11 @@ pub fn prepare(home: &Home) -> anyhow::Result<Vec<DemoNode>> {
     }
     let member = Home::at(nodes_dir.join("member"));
     if !member.is_initialised() {
+        // The way a real member joins: a member token with the alliance's create operation only; the
+        // rest of the roster comes over the mesh.
+        let token = coordinator.member_invite(Vec::new())?.token;
         ops::init(&member, Some("Member laptop".into()))?;
-        Node::open(&member)?.adopt_roster(&ops, &[])?;
+        Node::open(&member)?.alliance_join(&token)?;
     }
     nodes.push(DemoNode {
         name: "Member laptop".into(),
@@ -176,39 +177,38 @@ fn slug(name: &str) -> String {
 pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
     let nodes = prepare(home)?;
     let log_path = home.demo_dir().join("demo.log");
-    init_file_tracing(&log_path)?;
+    mesh::embedded::log_to_file(&log_path)?;
     let interactive = opts.tui && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut hub: Option<String> = None;
+    let mut mesh = Embedded::new()?;
+    let mut hub: Vec<Multiaddr> = Vec::new();
     let mut addresses = Vec::new();
     for node in &nodes {
-        let opened = mesh::open_when_free(&node.home)?;
-        let run_opts = RunOptions {
-            listen: vec![
+        let started = mesh.start(
+            &node.name,
+            &node.home,
+            vec![
                 "/ip4/127.0.0.1/tcp/0".parse()?,
                 "/ip4/127.0.0.1/udp/0/quic-v1".parse()?,
             ],
-            bootstrap: hub.iter().filter_map(|a| a.parse().ok()).collect(),
-            mdns: false,
-            shutdown: Some(stop_rx.clone()),
+            hub.clone(),
+            false,
+        );
+        let listen = match started {
+            Ok(listen) => listen,
+            Err(e) => {
+                mesh.stop();
+                return Err(e.context(format!("see {}", log_path.display())));
+            }
         };
-        let span = tracing::info_span!("node", name = %node.name);
-        tasks.push(rt.spawn(mesh::service::run(opened, run_opts).instrument(span)));
-        let listen = wait_listening(&node.home)?;
         let tcp = listen
             .iter()
             .find(|a| a.contains("/tcp/"))
             .cloned()
             .unwrap_or_default();
-        if hub.is_none() {
-            hub = Some(tcp.clone());
+        // Every node dials the coordinator; identify and the DHT introduce them to each other.
+        if hub.is_empty() {
+            hub = tcp.parse().into_iter().collect();
         }
         addresses.push(tcp);
     }
@@ -221,7 +221,7 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
                 _ => None,
             })
             .collect();
-        let stop = stop_rx.clone();
+        let stop = mesh.stopping();
         std::thread::spawn(move || churn_seats(&spaces, period, &stop))
     });
 
@@ -230,40 +230,22 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
         .map(|n| n.home.clone())
         .context("the demo has no member node")?;
     let outcome = if interactive {
-        match crate::tui_remote::RemoteTui::attach(&member.socket_path())? {
-            Some(mut api) => {
+        match crate::tui_remote::RemoteTui::attach(&member.socket_path()) {
+            Ok(Some(mut api)) => {
                 deskmesh_tui::run_in_terminal(&mut api, deskmesh_tui::Theme::from_env())
                     .map_err(anyhow::Error::from)
             }
-            None => Err(anyhow::anyhow!(
+            Ok(None) => Err(anyhow::anyhow!(
                 "the member node stopped before the TUI could attach"
             )),
+            Err(e) => Err(e),
         }
     } else {
-        print_layout(home, &nodes, &addresses, &log_path)?;
-        rt.block_on(async {
-            let mut terminate =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => r,
-                _ = terminate.recv() => Ok(()),
-            }
-        })
-        .context("cannot wait for Ctrl-C")
+        print_layout(home, &nodes, &addresses, &log_path).and_then(|()| mesh.wait_for_signal())
     };
 
     // Stop every node and wait for each to flush its store.
-    let _ = stop_tx.send(true);
-    rt.block_on(async {
-        for task in tasks {
-            match tokio::time::timeout(Duration::from_secs(10), task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::error!(error = %e, "a demo node stopped with an error"),
-                Ok(Err(e)) => tracing::error!(error = %e, "a demo node failed"),
-                Err(_) => tracing::error!("a demo node did not stop within 10 s"),
-            }
-        }
-    });
+    mesh.stop();
     if let Some(handle) = churn {
         let _ = handle.join();
     }
@@ -274,35 +256,6 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
         home.root().display()
     );
     Ok(())
-}
-
-/// Waits until the node answers on its control socket with its listen addresses.
-fn wait_listening(home: &Home) -> anyhow::Result<Vec<String>> {
-    let deadline = Instant::now() + START_DEADLINE;
-    loop {
-        if let Some(resp) = control::call(&home.socket_path(), &Request::Status)? {
-            let listen: Vec<String> = resp.json["listen"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !listen.is_empty() {
-                return Ok(listen);
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the demo node in {} did not start listening within {} s; see {}",
-                home.root().display(),
-                START_DEADLINE.as_secs(),
-                home.demo_dir().join("demo.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn print_layout(
@@ -438,23 +391,6 @@ impl Rng {
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// Logs go to a file: the TUI owns the terminal.
-fn init_file_tracing(path: &std::path::Path) -> anyhow::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open the demo log {}", path.display()))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,deskmesh_node=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
-    Ok(())
 }
 
 #[cfg(test)]

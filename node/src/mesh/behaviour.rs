@@ -1,8 +1,18 @@
-//! The libp2p side of the mesh: the composed [`Behaviour`] (identify, ping, mDNS, Kademlia, gossipsub,
-//! request-response for sync, connection limits), the wire types carried by request-response, and
-//! [`build_swarm`], which derives the transport identity from the device key so a node's `PeerId` is its
-//! device key.
+//! The libp2p side of the mesh: the composed [`Behaviour`] (connection limits, circuit relay v2 client and
+//! server, AutoNAT, DCUtR, identify, ping, mDNS, Kademlia, gossipsub with peer scoring, request-response
+//! for sync), the wire types carried by request-response, and [`build_swarm`], which derives the
+//! transport identity from the device key so a node's `PeerId` is its device key.
+//!
+//! Every node is a relay server with conservative limits ([`relay_config`]), so a member space with a
+//! public address serves as a relay for the others; every node also has the relay client transport, so
+//! it can listen through a relay and dial `/p2p-circuit` addresses, and DCUtR, which tries to upgrade a
+//! relayed connection to a direct one. Gossip peers are scored ([`score_params`], [`score_topic`]): a
+//! peer whose messages the node rejects quickly falls below the gossip, publish and graylist thresholds.
+//! Hard limits a peer cannot get past: [`MAX_CONNECTIONS`] and [`MAX_CONNECTIONS_PER_PEER`] connections
+//! (relayed ones included), [`MAX_STREAMS_PER_PEER`] sync requests in flight per peer,
+//! [`MAX_REQUEST_BYTES`] per request and [`MAX_GOSSIP_BYTES`] per gossip message.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,8 +20,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    connection_limits, gossipsub, identify, identity, kad, mdns, noise, ping, tcp, yamux,
-    StreamProtocol, Swarm,
+    autonat, connection_limits, dcutr, gossipsub, identify, identity, kad, mdns, noise, ping,
+    relay, tcp, yamux, StreamProtocol, Swarm,
 };
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +38,26 @@ pub const MAX_STREAMS_PER_PEER: usize = 32;
 /// Connections in total and per peer.
 pub const MAX_CONNECTIONS: u32 = 256;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+
+/// Relay server limits. Reservations others hold on this node at once, and per peer.
+pub const RELAY_MAX_RESERVATIONS: usize = 64;
+pub const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
+/// Circuits relayed at once, and per peer.
+pub const RELAY_MAX_CIRCUITS: usize = 32;
+pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
+/// One circuit ends after this long or this many bytes, whichever first: long enough for DCUtR and for a
+/// sync batch ([`ITEM_BATCH_BYTES`]), short enough that a relaying space does not carry bulk traffic.
+pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
+pub const RELAY_MAX_CIRCUIT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Gossip score thresholds (see [`score_thresholds`]): below the first a peer gets no gossip from us,
+/// below the second nothing we publish, below the third everything it sends is ignored (graylisted).
+pub const SCORE_GOSSIP_THRESHOLD: f64 = -10.0;
+pub const SCORE_PUBLISH_THRESHOLD: f64 = -40.0;
+pub const SCORE_GRAYLIST_THRESHOLD: f64 = -80.0;
+/// Weight of the squared count of rejected messages a peer sent on the alliance topic: one costs 20
+/// points, two 80, three 180, so a peer sending several invalid messages is graylisted at once.
+pub const SCORE_INVALID_MESSAGE_WEIGHT: f64 = -20.0;
 
 /// One signed item as it crosses the wire: its kind and its exact signed bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +123,12 @@ mod serde_bytes_vec {
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    // First, so a connection over the limits is denied before any other protocol keeps state for it.
     pub limits: connection_limits::Behaviour,
+    pub relay_client: relay::client::Behaviour,
+    pub relay: relay::Behaviour,
+    pub autonat: autonat::Behaviour,
+    pub dcutr: dcutr::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
@@ -114,8 +149,9 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
             yamux::Config::default,
         )?
         .with_quic()
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
         .with_behaviour(
-            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+            |key, relay_client| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
                 let peer_id = key.public().to_peer_id();
                 let gossip_config = gossipsub::ConfigBuilder::default()
                     .validation_mode(gossipsub::ValidationMode::Strict)
@@ -129,10 +165,12 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
                         )
                     })
                     .build()?;
-                let gossip = gossipsub::Behaviour::new(
+                let mut gossip = gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossip_config,
                 )?;
+                // Topic parameters come once the alliance topic is known ([`score_topic`]).
+                gossip.with_peer_score(score_params(), score_thresholds())?;
                 let mut kad_config = kad::Config::new(StreamProtocol::new("/deskmesh/kad/1.0.0"));
                 kad_config.set_query_timeout(Duration::from_secs(30));
                 let mut kad = kad::Behaviour::with_config(
@@ -171,6 +209,10 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
                 );
                 Ok(Behaviour {
                     limits,
+                    relay_client,
+                    relay: relay::Behaviour::new(peer_id, relay_config()),
+                    autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                    dcutr: dcutr::Behaviour::new(peer_id),
                     identify: identify::Behaviour::new(identify::Config::new(
                         "/deskmesh/1".into(),
                         key.public(),
@@ -188,10 +230,169 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
     Ok(swarm)
 }
 
+/// The relay server's limits: few reservations and circuits, each circuit short and small, and per-peer
+/// and per-IP rates for new reservations and circuits, so relaying for others stays cheap.
+pub fn relay_config() -> relay::Config {
+    // Rate limiters take a burst and the time one more takes to come back.
+    let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+    relay::Config {
+        max_reservations: RELAY_MAX_RESERVATIONS,
+        max_reservations_per_peer: RELAY_MAX_RESERVATIONS_PER_PEER,
+        reservation_duration: Duration::from_secs(60 * 60),
+        max_circuits: RELAY_MAX_CIRCUITS,
+        max_circuits_per_peer: RELAY_MAX_CIRCUITS_PER_PEER,
+        max_circuit_duration: RELAY_MAX_CIRCUIT_DURATION,
+        max_circuit_bytes: RELAY_MAX_CIRCUIT_BYTES,
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
+    }
+    .reservation_rate_per_peer(n(8), Duration::from_secs(2 * 60))
+    .reservation_rate_per_ip(n(32), Duration::from_secs(60))
+    .circuit_src_per_peer(n(16), Duration::from_secs(60))
+    .circuit_src_per_ip(n(64), Duration::from_secs(30))
+}
+
+/// Peer-score parameters apart from the topic's. IP colocation is not penalised: relayed peers share
+/// their relay's IP, and several spaces behind one NAT are normal.
+pub fn score_params() -> gossipsub::PeerScoreParams {
+    gossipsub::PeerScoreParams {
+        // Good behaviour can offset one stray rejected message, not a stream of them.
+        topic_score_cap: 20.0,
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    }
+}
+
+pub fn score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds {
+        gossip_threshold: SCORE_GOSSIP_THRESHOLD,
+        publish_threshold: SCORE_PUBLISH_THRESHOLD,
+        graylist_threshold: SCORE_GRAYLIST_THRESHOLD,
+        // Peer exchange is not used; positive scores stay small.
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 3.0,
+    }
+}
+
+/// Scoring on the alliance topic. Traffic is sparse (a few edits and seat updates an hour), so peers are
+/// not penalised for delivering few messages; they earn a little for time in the mesh and first
+/// deliveries, and lose much for every message the node rejects (forgiven over a few minutes: the
+/// counter decays by 1% a second).
+pub fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 600.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.99,
+        first_message_deliveries_cap: 10.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: SCORE_INVALID_MESSAGE_WEIGHT,
+        invalid_message_deliveries_decay: 0.99,
+        ..Default::default()
+    }
+}
+
+/// Turns on scoring for the alliance topic (the swarm is built before the topic is known).
+pub fn score_topic(
+    gossip: &mut gossipsub::Behaviour,
+    topic: &gossipsub::IdentTopic,
+) -> anyhow::Result<()> {
+    gossip
+        .set_topic_params(topic.clone(), topic_score_params())
+        .map_err(|e| anyhow::anyhow!("cannot score the alliance topic: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
     use libp2p::request_response::Codec;
+    use libp2p::swarm::SwarmEvent;
+
+    #[test]
+    fn score_parameters_are_valid() {
+        score_params().validate().expect("peer score params");
+        score_thresholds().validate().expect("thresholds");
+        topic_score_params().validate().expect("topic params");
+        // One rejected message costs more than good behaviour can earn; three graylist the peer.
+        let cap = score_params().topic_score_cap;
+        assert!(SCORE_INVALID_MESSAGE_WEIGHT + cap <= 0.0);
+        assert!(SCORE_INVALID_MESSAGE_WEIGHT * 9.0 + cap < SCORE_GRAYLIST_THRESHOLD);
+    }
+
+    /// Two real swarms on loopback: a peer whose gossip is rejected falls below the gossip threshold after
+    /// one message and below the graylist threshold after three.
+    #[tokio::test]
+    async fn a_peer_sending_rejected_gossip_is_graylisted() {
+        let topic = gossipsub::IdentTopic::new("deskmesh/v1/test");
+        let mut a = build_swarm(&mut [1u8; 32], false).expect("swarm a");
+        let mut b = build_swarm(&mut [2u8; 32], false).expect("swarm b");
+        for s in [&mut a, &mut b] {
+            s.behaviour_mut()
+                .gossip
+                .subscribe(&topic)
+                .expect("subscribe");
+            score_topic(&mut s.behaviour_mut().gossip, &topic).expect("score the topic");
+        }
+        let a_id = *a.local_peer_id();
+        b.listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+            .expect("listen");
+        let run = async {
+            let mut scores = Vec::new();
+            loop {
+                tokio::select! {
+                    ev = a.select_next_some() => {
+                        if let SwarmEvent::Behaviour(BehaviourEvent::Gossip(
+                            gossipsub::Event::Subscribed { .. },
+                        )) = ev
+                        {
+                            for i in 0..4u8 {
+                                a.behaviour_mut()
+                                    .gossip
+                                    .publish(topic.clone(), vec![0xff, i])
+                                    .expect("publish");
+                            }
+                        }
+                    }
+                    ev = b.select_next_some() => match ev {
+                        SwarmEvent::NewListenAddr { address, .. } => {
+                            a.dial(address).expect("dial");
+                        }
+                        SwarmEvent::Behaviour(BehaviourEvent::Gossip(gossipsub::Event::Message {
+                            propagation_source,
+                            message_id,
+                            ..
+                        })) => {
+                            b.behaviour_mut().gossip.report_message_validation_result(
+                                &message_id,
+                                &propagation_source,
+                                gossipsub::MessageAcceptance::Reject,
+                            );
+                            scores.push(b.behaviour().gossip.peer_score(&a_id).expect("scoring on"));
+                            if scores.len() == 3 {
+                                return scores;
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        };
+        let scores = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("three gossip messages arrive in time");
+        assert!(
+            scores[0] < SCORE_GOSSIP_THRESHOLD && scores[0] > SCORE_GRAYLIST_THRESHOLD,
+            "one rejected message: {scores:?}"
+        );
+        assert!(
+            scores[2] < SCORE_GRAYLIST_THRESHOLD,
+            "three rejected messages: {scores:?}"
+        );
+    }
 
     #[tokio::test]
     async fn requests_round_trip_through_the_cbor_codec_as_byte_strings() {

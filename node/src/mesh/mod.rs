@@ -15,6 +15,7 @@
 //! rejected messages, and listing changes stored per space per hour ([`limits`]).
 
 pub mod behaviour;
+pub mod embedded;
 pub mod limits;
 pub mod nat;
 pub mod service;

@@ -15,12 +15,12 @@ use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{gossipsub, identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{autonat, dcutr, gossipsub, identify, kad, mdns, relay, Multiaddr, PeerId, Swarm};
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent, Reply, Request, WireItem};
-use super::{PeerInfo, Peers, RunOptions, Status};
+use super::{limits, nat, PeerInfo, Peers, RunOptions, Status};
 use crate::control::{self, Call, Response};
 use crate::ops::{Node, Refused};
 use crate::sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
@@ -31,6 +31,9 @@ const MAX_PENDING_OPS: usize = 1024;
 const MAX_AUTO_DIAL: usize = 32;
 /// Label of the content hash that names a seat beacon item.
 const BEACON_ITEM: &str = "seat-beacon-item";
+/// Why a valid beacon older than the one kept is refused. Two beacons of one pool can cross on the
+/// way, so gossip ignores it rather than rejecting it, or honest peers would lose score.
+const SUPERSEDED_BEACON: &str = "a newer beacon is kept for its pool";
 
 /// Where the store keeps an item, so it can be served by id.
 #[derive(Clone, Debug)]
@@ -48,7 +51,8 @@ enum Outcome {
     Known,
     /// Invalid (logged for the audit), or a beacon older than the one kept.
     Refused(Option<ItemId>, String),
-    /// A roster operation waiting for its parents, or a store failure: neither accepted nor refused.
+    /// A roster operation waiting for its parents, a listing change over its space's hourly limit, or a
+    /// store failure: neither accepted nor refused.
     Deferred,
 }
 
@@ -65,6 +69,7 @@ pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
         .gossip
         .subscribe(&topic)
         .context("cannot subscribe to the alliance topic")?;
+    behaviour::score_topic(&mut swarm.behaviour_mut().gossip, &topic)?;
     let listen = if opts.listen.is_empty() {
         let port = node.config.listen_port;
         vec![
@@ -74,7 +79,9 @@ pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
     } else {
         opts.listen.clone()
     };
-    for addr in listen {
+    // Relay circuits are listened on by the NAT policy, which retries them when a relay goes away.
+    let nat_state = nat::NatState::new(&listen)?;
+    for addr in listen.into_iter().filter(|a| !nat::is_relayed(a)) {
         swarm
             .listen_on(addr.clone())
             .with_context(|| format!("cannot listen on {addr}"))?;
@@ -92,6 +99,8 @@ pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
     bootstrap.extend(svc.known_peer_addrs());
     svc.bootstrap = bootstrap;
     svc.dial_bootstrap();
+    svc.nat = nat_state;
+    svc.listen_on_relays();
     tracing::info!(peer = %svc.me, items = svc.engine.items().len(), "node started");
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -134,6 +143,10 @@ struct Service {
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
     last_maintenance: Duration,
     outbound: HashMap<OutboundRequestId, PeerId>,
+    /// Reachability: relays this node listens through, and whether AutoNAT thinks it is private.
+    nat: nat::NatState,
+    /// Listing changes stored per space per hour.
+    change_limit: limits::RateLimiter<SpaceId>,
     /// Live changes for TUIs attached through the control socket.
     pushes: broadcast::Sender<Arc<str>>,
     /// The status bar changed (peers, last sync) since it was last pushed.
@@ -164,6 +177,8 @@ impl Service {
             last_sync: None,
             last_maintenance: Duration::ZERO,
             outbound: HashMap::new(),
+            nat: nat::NatState::default(),
+            change_limit: limits::RateLimiter::for_changes(),
             pushes: broadcast::channel(1).0,
             status_dirty: false,
             pushed_sync: None,
@@ -265,15 +280,24 @@ impl Service {
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
-                tracing::info!(address = %address.with(Protocol::P2p(self.me)), "listening");
+                if self.nat.is_declared(&address) {
+                    // An address the operator named is announced as is (relay reservations carry it).
+                    self.swarm.add_external_address(address.clone());
+                }
+                tracing::info!(address = %nat::with_peer(address, self.me), "listening");
             }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => self.on_listener_closed(listener_id, reason),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 endpoint,
                 num_established,
                 ..
             } => {
-                let addr = endpoint.get_remote_address().clone();
+                let addr = nat::remote_addr(&endpoint, peer_id);
                 self.connected
                     .entry(peer_id)
                     .or_default()
@@ -292,9 +316,9 @@ impl Service {
                 num_established,
                 ..
             } => {
-                let addr = endpoint.get_remote_address();
+                let addr = nat::remote_addr(&endpoint, peer_id);
                 if let Some(list) = self.connected.get_mut(&peer_id) {
-                    list.retain(|a| a != addr);
+                    list.retain(|a| *a != addr);
                 }
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
@@ -316,6 +340,13 @@ impl Service {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocol_version != "/deskmesh/1" {
                     return;
+                }
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    let connected = self.connected.get(&peer_id).cloned().unwrap_or_default();
+                    if let Some(addr) = nat::pick_relay_addr(&info.listen_addrs, &connected) {
+                        self.nat.relay_found(peer_id, addr);
+                        self.listen_on_relays();
+                    }
                 }
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
@@ -364,6 +395,10 @@ impl Service {
             }) => {
                 tracing::debug!(peer = %peer, error = %error, "inbound sync request failed");
             }
+            BehaviourEvent::RelayClient(ev) => self.on_relay_client(ev),
+            BehaviourEvent::Relay(ev) => on_relay_server(ev),
+            BehaviourEvent::Autonat(ev) => self.on_autonat(ev),
+            BehaviourEvent::Dcutr(ev) => on_dcutr(ev),
             _ => {}
         }
     }
@@ -388,6 +423,9 @@ impl Service {
                     gossipsub::MessageAcceptance::Accept
                 }
                 Outcome::Known => gossipsub::MessageAcceptance::Accept,
+                Outcome::Refused(_, why) if why == SUPERSEDED_BEACON => {
+                    gossipsub::MessageAcceptance::Ignore
+                }
                 Outcome::Refused(_, why) => {
                     tracing::warn!(peer = %source, kind = ?item.kind, reason = %why, "rejected gossip message");
                     gossipsub::MessageAcceptance::Reject
@@ -452,6 +490,7 @@ impl Service {
         let now = self.now();
         let intents = self.engine.tick(now);
         self.execute(intents);
+        self.listen_on_relays();
         if now >= self.last_maintenance + Duration::from_secs(30) {
             self.last_maintenance = now;
             if self.connected.is_empty() {
@@ -669,8 +708,19 @@ impl Service {
         if self.index.contains_key(&id) {
             return Outcome::Known;
         }
+        let now = self.now();
+        if let limits::Verdict::Limited { warn } = self.change_limit.check(&env.space, now) {
+            if warn {
+                tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
+            }
+            // Not the sender's fault (it may only relay a burst): the engine asks again after a while.
+            self.engine.item_refused(id, now);
+            return Outcome::Deferred;
+        }
         match self.node.accept_change(&change) {
             Ok(_) => {
+                // Only stored changes spend the budget, so invalid ones cannot exhaust a space's.
+                self.change_limit.spend(env.space.clone(), now);
                 self.index.insert(id, Location::Change(env.space.clone()));
                 tracing::debug!(space = %env.space, author = %env.author, "listing change stored");
                 Outcome::Added(Item::new(ItemKind::ListingChange, id), None)
@@ -699,10 +749,7 @@ impl Service {
             Ok(b) => {
                 let kept = matches!(self.node.store.beacon(&b.space, &b.pool), Ok(Some(held)) if held == bytes);
                 if !kept {
-                    return Outcome::Refused(
-                        Some(id),
-                        "a newer beacon is kept for its pool".to_string(),
-                    );
+                    return Outcome::Refused(Some(id), SUPERSEDED_BEACON.to_string());
                 }
                 self.index
                     .insert(id, Location::Beacon(b.space.clone(), b.pool.clone()));
@@ -782,6 +829,10 @@ impl Service {
             control::Request::Peers => Response::from_result(Ok(Peers {
                 peers: self.peers(),
             })),
+            control::Request::InviteMember { mut peers } => {
+                peers.extend(self.status().map(|s| s.listen).unwrap_or_default());
+                Response::from_result(self.node.member_invite(peers))
+            }
             control::Request::TuiSnapshot => Response::from_result(
                 crate::tui_local::snapshot(&self.node, self.tui_status()).map(TuiSnapshot),
             ),
@@ -880,7 +931,7 @@ impl Service {
         status.listen = self
             .swarm
             .listeners()
-            .map(|a| a.clone().with(Protocol::P2p(self.me)).to_string())
+            .map(|a| nat::with_peer(a.clone(), self.me).to_string())
             .collect();
         status.peers = self.peers();
         status.last_sync = self.last_sync.map(|t| t.to_rfc3339());
@@ -909,6 +960,115 @@ async fn stopped(shutdown: &mut Option<tokio::sync::watch::Receiver<bool>>) {
             let _ = rx.wait_for(|stop| *stop).await;
         }
         None => std::future::pending().await,
+    }
+}
+
+// ---- NAT traversal: relays, AutoNAT, hole punching (the policy lives in `nat`) ---------------------
+
+impl Service {
+    /// Listens on the relay circuits the NAT policy wants now (pinned ones, or a relay chosen because
+    /// AutoNAT says this node is private).
+    fn listen_on_relays(&mut self) {
+        let now = self.now();
+        let swarm = &self.swarm;
+        let due = self.nat.due(now, |p| swarm.is_connected(p));
+        for addr in due {
+            let id = match self.swarm.listen_on(addr.clone()) {
+                Ok(id) => {
+                    tracing::debug!(address = %addr, "asking a relay for a reservation");
+                    Some(id)
+                }
+                Err(e) => {
+                    tracing::warn!(address = %addr, error = %e, "cannot listen through a relay");
+                    None
+                }
+            };
+            self.nat.started(&addr, id, now);
+        }
+    }
+
+    fn on_listener_closed(
+        &mut self,
+        id: libp2p::core::transport::ListenerId,
+        reason: Result<(), std::io::Error>,
+    ) {
+        let now = self.now();
+        if let Some(addr) = self.nat.closed(id, now) {
+            match reason {
+                Ok(()) => tracing::info!(address = %addr, "relay reservation ended; listening through a relay again later"),
+                Err(e) => tracing::warn!(address = %addr, error = %e, "relay reservation failed; listening through a relay again later"),
+            }
+            self.status_dirty = true;
+        }
+    }
+
+    fn on_relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                self.nat.accepted(relay_peer_id);
+                if renewal {
+                    tracing::debug!(relay = %relay_peer_id, "relay reservation renewed");
+                } else {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted; reachable through the relay");
+                    self.status_dirty = true;
+                }
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::info!(relay = %relay_peer_id, "relayed connection opened through a relay");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::info!(peer = %src_peer_id, "relayed connection accepted from a peer");
+            }
+        }
+    }
+
+    fn on_autonat(&mut self, event: autonat::Event) {
+        let autonat::Event::StatusChanged { old, new } = event else {
+            return;
+        };
+        tracing::info!(old = ?old, new = ?new, "reachability changed (AutoNAT)");
+        let private = matches!(new, autonat::NatStatus::Private);
+        if let Some(listener) = self.nat.set_private(private) {
+            tracing::info!("publicly reachable: dropping the relay reservation");
+            self.swarm.remove_listener(listener);
+        }
+        self.listen_on_relays();
+    }
+}
+
+/// Logs what the relay server does for others: reservations and circuits at info, refusals at debug.
+fn on_relay_server(event: relay::Event) {
+    match event {
+        relay::Event::ReservationReqAccepted {
+            src_peer_id,
+            renewed: false,
+        } => tracing::info!(peer = %src_peer_id, "serving a relay reservation"),
+        relay::Event::ReservationReqDenied {
+            src_peer_id,
+            status,
+        } => tracing::debug!(peer = %src_peer_id, status = ?status, "relay reservation denied"),
+        relay::Event::CircuitReqAccepted {
+            src_peer_id,
+            dst_peer_id,
+        } => tracing::info!(from = %src_peer_id, to = %dst_peer_id, "relaying a circuit"),
+        relay::Event::CircuitReqDenied {
+            src_peer_id,
+            dst_peer_id,
+            status,
+        } => tracing::debug!(from = %src_peer_id, to = %dst_peer_id, status = ?status, "relay circuit denied"),
+        _ => {}
+    }
+}
+
+/// One line per hole-punch attempt that ends.
+fn on_dcutr(event: dcutr::Event) {
+    match event.result {
+        Ok(_) => tracing::info!(peer = %event.remote_peer_id, "hole punch succeeded: direct connection"),
+        Err(e) => tracing::info!(peer = %event.remote_peer_id, error = %e, "hole punch failed; staying relayed"),
     }
 }
 
