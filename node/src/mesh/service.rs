@@ -29,6 +29,8 @@ use crate::sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
 const MAX_PENDING_OPS: usize = 1024;
 /// Peers the node dials on its own when it learns of them (DHT, mDNS); more only when they dial us.
 const MAX_AUTO_DIAL: usize = 32;
+/// Spaces named one per log line at info level when a batch of changes arrives; more go to debug.
+const PER_SPACE_LOG_LINES: usize = 8;
 /// Label of the content hash that names a seat beacon item.
 const BEACON_ITEM: &str = "seat-beacon-item";
 /// Why a valid beacon older than the one kept is refused. Two beacons of one pool can cross on the
@@ -457,12 +459,26 @@ impl Service {
             }
             Request::Items(items) => {
                 let mut added: BTreeMap<ItemKind, usize> = BTreeMap::new();
+                let mut by_space: BTreeMap<SpaceId, usize> = BTreeMap::new();
                 let mut refused = 0usize;
                 for item in &items {
                     match self.ingest(item) {
-                        Outcome::Added(it, _) => *added.entry(it.kind).or_default() += 1,
+                        Outcome::Added(it, _) => {
+                            *added.entry(it.kind).or_default() += 1;
+                            if let Some(Location::Change(space)) = self.index.get(&it.id) {
+                                *by_space.entry(space.clone()).or_default() += 1;
+                            }
+                        }
                         Outcome::Refused(..) => refused += 1,
                         Outcome::Known | Outcome::Deferred => {}
+                    }
+                }
+                // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
+                for (space, n) in &by_space {
+                    if by_space.len() <= PER_SPACE_LOG_LINES {
+                        tracing::info!(peer = %peer, space = %space, changes = n, "synced listing changes");
+                    } else {
+                        tracing::debug!(peer = %peer, space = %space, changes = n, "synced listing changes");
                     }
                 }
                 if !added.is_empty() {
