@@ -119,6 +119,7 @@ pub fn local_status(node: &Node) -> Status {
         last_sync: None,
         online: false,
         attached_to_daemon: false,
+        daemon_stopped: false,
     }
 }
 

@@ -164,8 +164,8 @@ fn feed(
             let held = status.lock().unwrap_or_else(|p| p.into_inner());
             Status {
                 online: false,
-                attached_to_daemon: false,
                 peers: 0,
+                daemon_stopped: true,
                 ..held.clone()
             }
         };

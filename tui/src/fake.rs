@@ -206,6 +206,7 @@ pub fn status(my_space: Option<SpaceId>, now: DateTime<Utc>) -> Status {
         last_sync: Some(now - Duration::seconds(130)),
         online: true,
         attached_to_daemon: true,
+        daemon_stopped: false,
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Status {
     pub online: bool,
     /// True when the TUI talks to a running daemon, false when it opened the store itself.
     pub attached_to_daemon: bool,
+    /// The daemon the TUI was attached to stopped; what is shown is as it last was, until it is back.
+    pub daemon_stopped: bool,
 }
 
 /// One space: its listing, the live state of its seat pools, and who signed it.

@@ -234,3 +234,31 @@ fn every_view_draws_at_tiny_and_odd_sizes() {
         }
     }
 }
+
+#[test]
+fn the_status_bar_says_where_the_data_comes_from() {
+    let last_line = |a: &App| -> String {
+        let t = render(a);
+        let (w, h) = (a.size.width, a.size.height);
+        (0..w)
+            .map(|x| t.backend().buffer()[(x, h - 1)].symbol().to_string())
+            .collect()
+    };
+    let mut a = app(160, 48);
+    let mut s = a.status().clone();
+    s.online = true;
+    s.attached_to_daemon = true;
+    a.update(crate::Update::Status(s.clone()));
+    assert!(last_line(&a).contains("attached to daemon"));
+    assert!(!last_line(&a).contains("OFFLINE"));
+    s.online = false;
+    s.daemon_stopped = true;
+    a.update(crate::Update::Status(s.clone()));
+    let line = last_line(&a);
+    assert!(line.contains("OFFLINE") && line.contains("daemon stopped"), "{line}");
+    s.attached_to_daemon = false;
+    s.daemon_stopped = false;
+    a.update(crate::Update::Status(s));
+    let line = last_line(&a);
+    assert!(line.contains("OFFLINE") && line.contains("local store"), "{line}");
+}

@@ -234,7 +234,9 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     });
     spans.push(Span::styled(synced, t.bar()));
     spans.push(sep());
-    let source = if s.attached_to_daemon {
+    let source = if s.daemon_stopped {
+        "daemon stopped, reconnecting"
+    } else if s.attached_to_daemon {
         "attached to daemon"
     } else {
         "local store"
