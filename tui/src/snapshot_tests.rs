@@ -255,10 +255,16 @@ fn the_status_bar_says_where_the_data_comes_from() {
     s.daemon_stopped = true;
     a.update(crate::Update::Status(s.clone()));
     let line = last_line(&a);
-    assert!(line.contains("OFFLINE") && line.contains("daemon stopped"), "{line}");
+    assert!(
+        line.contains("OFFLINE") && line.contains("daemon stopped"),
+        "{line}"
+    );
     s.attached_to_daemon = false;
     s.daemon_stopped = false;
     a.update(crate::Update::Status(s));
     let line = last_line(&a);
-    assert!(line.contains("OFFLINE") && line.contains("local store"), "{line}");
+    assert!(
+        line.contains("OFFLINE") && line.contains("local store"),
+        "{line}"
+    );
 }
