@@ -2,6 +2,10 @@
 //! It turns swarm events into engine events and store writes, executes the engine's intents (sync
 //! messages, item pushes, fetches), validates gossip through the node's `accept_*` paths before it is
 //! forwarded, and answers control-socket calls so local edits are published at once.
+//!
+//! It also carries out the NAT policy of [`super::nat`] (listening through relays, logging reservations,
+//! circuits and hole punches) and the per-space change budget of [`super::limits`]: a listing change over
+//! it is not stored and its gossip message is ignored, not rejected, since an honest peer may relay a burst.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -1011,8 +1015,12 @@ impl Service {
         let now = self.now();
         if let Some(addr) = self.nat.closed(id, now) {
             match reason {
-                Ok(()) => tracing::info!(address = %addr, "relay reservation ended; listening through a relay again later"),
-                Err(e) => tracing::warn!(address = %addr, error = %e, "relay reservation failed; listening through a relay again later"),
+                Ok(()) => {
+                    tracing::info!(address = %addr, "relay reservation ended; listening through a relay again later")
+                }
+                Err(e) => {
+                    tracing::warn!(address = %addr, error = %e, "relay reservation failed; listening through a relay again later")
+                }
             }
             self.status_dirty = true;
         }
@@ -1047,7 +1055,12 @@ impl Service {
             return;
         };
         tracing::info!(old = ?old, new = ?new, "reachability changed (AutoNAT)");
-        let private = matches!(new, autonat::NatStatus::Private);
+        let private = match new {
+            autonat::NatStatus::Private => true,
+            autonat::NatStatus::Public(_) => false,
+            // No verdict (no peer to probe with): keep whatever reservation the node holds.
+            autonat::NatStatus::Unknown => return,
+        };
         if let Some(listener) = self.nat.set_private(private) {
             tracing::info!("publicly reachable: dropping the relay reservation");
             self.swarm.remove_listener(listener);
@@ -1075,7 +1088,9 @@ fn on_relay_server(event: relay::Event) {
             src_peer_id,
             dst_peer_id,
             status,
-        } => tracing::debug!(from = %src_peer_id, to = %dst_peer_id, status = ?status, "relay circuit denied"),
+        } => {
+            tracing::debug!(from = %src_peer_id, to = %dst_peer_id, status = ?status, "relay circuit denied")
+        }
         _ => {}
     }
 }
@@ -1083,8 +1098,12 @@ fn on_relay_server(event: relay::Event) {
 /// One line per hole-punch attempt that ends.
 fn on_dcutr(event: dcutr::Event) {
     match event.result {
-        Ok(_) => tracing::info!(peer = %event.remote_peer_id, "hole punch succeeded: direct connection"),
-        Err(e) => tracing::info!(peer = %event.remote_peer_id, error = %e, "hole punch failed; staying relayed"),
+        Ok(_) => {
+            tracing::info!(peer = %event.remote_peer_id, "hole punch succeeded: direct connection")
+        }
+        Err(e) => {
+            tracing::info!(peer = %event.remote_peer_id, error = %e, "hole punch failed; staying relayed")
+        }
     }
 }
 
