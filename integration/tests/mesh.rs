@@ -368,3 +368,53 @@ fn two_devices_of_one_space_edit_apart_and_merge() {
         "the second device is among the signers: {signers}"
     );
 }
+
+#[test]
+fn a_new_member_gets_a_large_directory_in_order_with_nothing_refused() {
+    // A coordinator holding 204 spaces (the sample alliance admitted 17 times, each space with its own
+    // key, signed listing and beacons), built through the library to keep the test short.
+    let coord = TestNode::new();
+    coord.init("coordinator");
+    coord.ok(&["alliance", "create", "Big Alliance"]);
+    {
+        let home = deskmesh_node::home::Home::at(coord.home());
+        let mut node = deskmesh_node::ops::Node::open(&home).expect("open coordinator");
+        for _ in 0..17 {
+            deskmesh_node::demo::populate(&mut node, chrono::Utc::now()).expect("populate");
+        }
+    }
+    let total = coord.json(&["status"])["listings"]
+        .as_u64()
+        .expect("listings");
+    assert_eq!(total, 204);
+    let hub = start(&coord, None);
+
+    // The member starts from the alliance's create operation alone: 204 admissions, 204 listings and
+    // their beacons must arrive with every admission before the listings it authorises.
+    let laptop = TestNode::new();
+    laptop.init("member laptop");
+    let token = coord.ok(&["alliance", "invite-member"]);
+    laptop.ok(&[
+        "alliance",
+        "join",
+        token.lines().next().expect("token line"),
+    ]);
+    let _member = start(&laptop, Some(&hub.addr));
+    wait_until("the member holds every listing", &[&coord, &laptop], || {
+        laptop.json(&["status"])["listings"].as_u64() == Some(total)
+    });
+    let audit = laptop.json(&["audit"]);
+    assert_eq!(
+        audit["refused"].as_array().map_or(0, Vec::len),
+        0,
+        "items were refused on the way: {}",
+        audit["refused"]
+    );
+    let log = std::fs::read_to_string(log_path(&laptop)).unwrap_or_default();
+    assert!(
+        !log.contains("at capacity"),
+        "the member dropped requests:{}",
+        logs(&[&laptop])
+    );
+    drop(hub);
+}

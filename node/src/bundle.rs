@@ -156,6 +156,11 @@ impl Node {
                 Ok(true) => report.changes_new += 1,
                 Ok(false) => {}
                 Err(Refused::Invalid(why)) => report.refused.push(format!("listing change: {why}")),
+                Err(Refused::Waiting(why)) => {
+                    let author = change.envelope().ok().map(|e| e.author);
+                    self.refuse("listing change", author, None, why.clone());
+                    report.refused.push(format!("listing change: {why}"));
+                }
                 Err(Refused::Store(e)) => return Err(e),
             }
         }
@@ -170,6 +175,11 @@ impl Node {
             match self.accept_beacon(&beacon, now) {
                 Ok(_) => report.beacons_taken += 1,
                 Err(Refused::Invalid(why)) => report.refused.push(format!("seat beacon: {why}")),
+                Err(Refused::Waiting(why)) => {
+                    let author = beacon.decode().ok().map(|b| b.author);
+                    self.refuse("seat beacon", author, None, why.clone());
+                    report.refused.push(format!("seat beacon: {why}"));
+                }
                 Err(Refused::Store(e)) => return Err(e),
             }
         }

@@ -791,6 +791,9 @@ impl Node {
             &b.author,
             &b.space,
         ) {
+            if d.pending {
+                return Err(Refused::Waiting(format!("pool {}: {}", b.pool, d.reason)));
+            }
             return Err(self.refuse(
                 "seat beacon",
                 Some(b.author),

@@ -337,13 +337,17 @@ impl Node {
                 .roster
                 .as_ref()
                 .is_some_and(|r| !r.state().spaces_of(&env.author).is_empty());
-            if !d.pending || !known_author {
+            if !d.pending {
                 return Err(self.refuse(
                     "listing change",
                     Some(env.author),
                     Some(env.space.clone()),
                     d.reason,
                 ));
+            }
+            if !known_author {
+                // Not stored and not logged: the caller may hold it until the roster catches up.
+                return Err(Refused::Waiting(d.reason));
             }
         }
         let new = self
@@ -428,6 +432,11 @@ pub enum Refused {
     /// The store failed; nothing was lost but the item was not kept.
     #[error(transparent)]
     Store(anyhow::Error),
+    /// The item names roster operations this node does not know yet (an admission still on its way) and
+    /// an author it does not know: neither stored nor logged. The mesh keeps it in memory and tries again
+    /// when roster operations arrive; a one-shot caller records it as refused with [`Node::refuse`].
+    #[error("{0}")]
+    Waiting(String),
 }
 
 /// One refused item, as the audit shows it.

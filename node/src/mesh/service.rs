@@ -29,6 +29,16 @@ use crate::control::{self, Call, Response};
 use crate::ops::{Node, Refused};
 use crate::sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
 
+/// Item batches in flight to one peer at once; the rest wait in its outbox, so a large transfer neither
+/// exceeds the peer's stream limit (which drops requests) nor overtakes the roster operations it needs.
+const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Bytes of items queued for one peer; a fetch beyond that is dropped and asked for again next session.
+const MAX_OUTBOX_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of items kept in memory while they wait for roster operations this node does not know yet.
+const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
+/// How long an item may wait for the roster operations it names before it is refused (and logged for the
+/// audit) as coming from outside the alliance.
+const MAX_WAIT: Duration = Duration::from_secs(20);
 /// Roster operations kept while their parents are missing.
 const MAX_PENDING_OPS: usize = 1024;
 /// Peers the node dials on its own when it learns of them (DHT, mDNS); more only when they dial us.
@@ -149,6 +159,13 @@ struct Service {
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
     last_maintenance: Duration,
     outbound: HashMap<OutboundRequestId, PeerId>,
+    /// Item batches per peer, sent a few at a time, roster operations first.
+    outboxes: HashMap<PeerId, Outbox>,
+    /// Items that name roster operations not known here yet, tried again when the roster grows.
+    waiting: std::collections::VecDeque<(WireItem, Duration)>,
+    waiting_bytes: usize,
+    /// A roster operation was applied since the waiting items were last tried.
+    roster_grew: bool,
     /// Reachability: relays this node listens through, and whether AutoNAT thinks it is private.
     nat: nat::NatState,
     /// Listing changes stored per space per hour.
@@ -183,6 +200,10 @@ impl Service {
             last_sync: None,
             last_maintenance: Duration::ZERO,
             outbound: HashMap::new(),
+            outboxes: HashMap::new(),
+            waiting: std::collections::VecDeque::new(),
+            waiting_bytes: 0,
+            roster_grew: false,
             nat: nat::NatState::default(),
             change_limit: limits::RateLimiter::for_changes(),
             pushes: broadcast::channel(1).0,
@@ -329,6 +350,7 @@ impl Service {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     self.engine.disconnected(&peer_id);
+                    self.outboxes.remove(&peer_id);
                     self.status_dirty = true;
                     tracing::info!(peer = %peer_id, "peer disconnected");
                 }
@@ -384,6 +406,7 @@ impl Service {
                     }
                     request_response::Message::Response { request_id, .. } => {
                         self.outbound.remove(&request_id);
+                        self.batch_done(peer, request_id);
                     }
                 }
             }
@@ -394,6 +417,8 @@ impl Service {
                 ..
             }) => {
                 self.outbound.remove(&request_id);
+                // A lost batch is not resent: the next reconciliation asks for what is still missing.
+                self.batch_done(peer, request_id);
                 tracing::debug!(peer = %peer, error = %error, "sync request failed");
             }
             BehaviourEvent::Sync(request_response::Event::InboundFailure {
@@ -498,6 +523,7 @@ impl Service {
                 if refused > 0 {
                     tracing::warn!(peer = %peer, refused, "peer sent items that were refused");
                 }
+                self.retry_waiting();
             }
         }
     }
@@ -507,6 +533,8 @@ impl Service {
             self.pushed_sync = self.last_sync;
             self.push_status();
         }
+        self.retry_waiting();
+        self.expire_waiting();
         let now = self.now();
         let intents = self.engine.tick(now);
         self.execute(intents);
@@ -558,34 +586,195 @@ impl Service {
         self.outbound.insert(id, peer);
     }
 
-    /// Loads the items and sends them in batches of about [`behaviour::ITEM_BATCH_BYTES`].
+    /// Loads the items into batches of about [`behaviour::ITEM_BATCH_BYTES`] (roster operations in
+    /// batches of their own) and queues them for the peer.
     fn serve(&mut self, peer: PeerId, ids: &[ItemId]) {
-        let mut batch = Vec::new();
-        let mut size = 0usize;
-        let mut sent = 0usize;
+        let mut items = Vec::new();
         for id in ids {
-            let item = match self.load(id) {
-                Ok(Some(item)) => item,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read an item to serve");
-                    continue;
-                }
-            };
-            size += item.bytes.len();
-            batch.push(item);
-            sent += 1;
-            if size >= behaviour::ITEM_BATCH_BYTES {
-                self.send(peer, Request::Items(std::mem::take(&mut batch)));
-                size = 0;
+            match self.load(id) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "cannot read an item to serve"),
             }
         }
+        // Roster operations first: the peer needs them to check everything else.
+        items.sort_by_key(|item| item.kind);
+        let sent = items.len();
+        let outbox = self.outboxes.entry(peer).or_default();
+        let mut batch: Vec<WireItem> = Vec::new();
+        let mut size = 0usize;
+        let mut dropped = 0usize;
+        for item in items {
+            let roster = item.kind == ItemKind::RosterOp;
+            let kind_changes = batch
+                .first()
+                .is_some_and(|first| (first.kind == ItemKind::RosterOp) != roster);
+            if kind_changes || size >= behaviour::ITEM_BATCH_BYTES {
+                dropped += outbox.push(std::mem::take(&mut batch), size);
+                size = 0;
+            }
+            size += item.bytes.len();
+            batch.push(item);
+        }
         if !batch.is_empty() {
-            self.send(peer, Request::Items(batch));
+            dropped += outbox.push(batch, size);
         }
-        if sent > 0 {
-            tracing::info!(peer = %peer, items = sent, "sent items the peer lacks");
+        if dropped > 0 {
+            tracing::warn!(peer = %peer, items = dropped, "the peer's outbox is full; it will ask again");
         }
+        if sent > dropped {
+            tracing::info!(peer = %peer, items = sent - dropped, "sending items the peer lacks");
+        }
+        self.pump(peer);
+    }
+
+    /// Sends queued batches while fewer than [`MAX_BATCHES_IN_FLIGHT`] are unanswered; a batch of other
+    /// items waits until every roster batch before it has been answered (the peer handles requests in
+    /// order of arrival, but several streams may arrive in any order).
+    fn pump(&mut self, peer: PeerId) {
+        loop {
+            let Some(outbox) = self.outboxes.get_mut(&peer) else {
+                return;
+            };
+            if outbox.in_flight.len() >= MAX_BATCHES_IN_FLIGHT {
+                return;
+            }
+            let Some((batch, size)) = outbox.queue.front() else {
+                return;
+            };
+            let roster = batch.first().is_some_and(|i| i.kind == ItemKind::RosterOp);
+            if !roster && outbox.in_flight.values().any(|r| *r) {
+                return;
+            }
+            let size = *size;
+            let Some((batch, _)) = outbox.queue.pop_front() else {
+                return;
+            };
+            outbox.queued_bytes = outbox.queued_bytes.saturating_sub(size);
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, Request::Items(batch));
+            self.outbound.insert(id, peer);
+            if let Some(outbox) = self.outboxes.get_mut(&peer) {
+                outbox.in_flight.insert(id, roster);
+            }
+        }
+    }
+
+    /// A batch was answered (or lost): send the next.
+    fn batch_done(&mut self, peer: PeerId, request: OutboundRequestId) {
+        let was_batch = self
+            .outboxes
+            .get_mut(&peer)
+            .is_some_and(|o| o.in_flight.remove(&request).is_some());
+        if was_batch {
+            self.pump(peer);
+        }
+    }
+
+    /// Holds an item that names roster operations not known yet (bounded; the oldest go first, and a
+    /// later reconciliation fetches them again).
+    fn wait_for_roster(&mut self, item: WireItem) {
+        self.waiting_bytes += item.bytes.len();
+        let now = self.now();
+        self.waiting.push_back((item, now));
+        while self.waiting_bytes > MAX_WAITING_BYTES {
+            let Some((old, _)) = self.waiting.pop_front() else {
+                break;
+            };
+            self.waiting_bytes = self.waiting_bytes.saturating_sub(old.bytes.len());
+        }
+    }
+
+    /// Refuses, for the audit, items that waited [`MAX_WAIT`] for roster operations that never came:
+    /// they name another alliance's roster or a key this alliance never admitted.
+    fn expire_waiting(&mut self) {
+        let now = self.now();
+        while self
+            .waiting
+            .front()
+            .is_some_and(|(_, since)| now.saturating_sub(*since) >= MAX_WAIT)
+        {
+            let Some((item, _)) = self.waiting.pop_front() else {
+                break;
+            };
+            self.waiting_bytes = self.waiting_bytes.saturating_sub(item.bytes.len());
+            let (what, author, space, id, verdict) = match item.kind {
+                ItemKind::ListingChange => {
+                    let Ok(change) = SignedChange::from_bytes(&item.bytes) else {
+                        continue;
+                    };
+                    let env = change.envelope().ok();
+                    (
+                        "listing change",
+                        env.as_ref().map(|e| e.author),
+                        env.as_ref().map(|e| e.space.clone()),
+                        env.as_ref().map(|e| ItemId(e.change_hash)),
+                        self.node.accept_change(&change).map(drop),
+                    )
+                }
+                ItemKind::SeatBeacon => {
+                    let Ok(signed) = SignedBeacon::from_bytes(&item.bytes) else {
+                        continue;
+                    };
+                    let beacon = signed.decode().ok();
+                    (
+                        "seat beacon",
+                        beacon.as_ref().map(|b| b.author),
+                        beacon.as_ref().map(|b| b.space.clone()),
+                        Some(ItemId(Hash::of(BEACON_ITEM, &item.bytes).0)),
+                        self.node
+                            .accept_beacon(&signed, chrono::Utc::now())
+                            .map(drop),
+                    )
+                }
+                ItemKind::RosterOp => continue,
+            };
+            match verdict {
+                Err(Refused::Waiting(why)) => {
+                    self.node.refuse(what, author, space, why);
+                    if let Some(id) = id {
+                        self.engine.item_refused(id, now);
+                    }
+                }
+                // Its roster operations arrived after all: take it the usual way.
+                Ok(()) => {
+                    self.ingest(&item);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Tries the waiting items again once the roster has grown.
+    fn retry_waiting(&mut self) {
+        if !std::mem::take(&mut self.roster_grew) || self.waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        self.waiting_bytes = 0;
+        let total = waiting.len();
+        let mut added = 0usize;
+        for (item, since) in waiting {
+            let before = self.waiting.len();
+            if let Outcome::Added(..) = self.ingest(&item) {
+                added += 1;
+            }
+            // Still waiting: it keeps the time it first arrived, so it does not wait for ever.
+            if self.waiting.len() > before {
+                if let Some(back) = self.waiting.back_mut() {
+                    back.1 = since;
+                }
+            }
+        }
+        tracing::debug!(
+            tried = total,
+            added,
+            still_waiting = self.waiting.len(),
+            "items waiting for roster operations tried again"
+        );
     }
 
     fn load(&self, id: &ItemId) -> anyhow::Result<Option<WireItem>> {
@@ -651,6 +840,7 @@ impl Service {
         match self.node.accept_op(op.clone()) {
             Ok(_) => {
                 self.index.insert(id, Location::Roster);
+                self.roster_grew = true;
                 tracing::info!(op = %op.hash().short(), "roster operation applied");
                 self.after_roster_change();
                 Outcome::Added(Item::new(ItemKind::RosterOp, id), None)
@@ -687,6 +877,7 @@ impl Service {
                         let id = ItemId(h.0);
                         self.index.insert(id, Location::Roster);
                         self.engine.item_added(Item::new(ItemKind::RosterOp, id));
+                        self.roster_grew = true;
                         progress = true;
                     }
                     Err(e) => {
@@ -746,6 +937,13 @@ impl Service {
                 Outcome::Added(Item::new(ItemKind::ListingChange, id), None)
             }
             Err(Refused::Invalid(why)) => Outcome::Refused(Some(id), why),
+            Err(Refused::Waiting(_)) => {
+                self.wait_for_roster(WireItem {
+                    kind: ItemKind::ListingChange,
+                    bytes: bytes.to_vec(),
+                });
+                Outcome::Deferred
+            }
             Err(Refused::Store(e)) => {
                 tracing::error!(error = %e, "cannot store a listing change");
                 Outcome::Deferred
@@ -785,6 +983,13 @@ impl Service {
                 Outcome::Added(Item::new(ItemKind::SeatBeacon, id), replaced)
             }
             Err(Refused::Invalid(why)) => Outcome::Refused(Some(id), why),
+            Err(Refused::Waiting(_)) => {
+                self.wait_for_roster(WireItem {
+                    kind: ItemKind::SeatBeacon,
+                    bytes: bytes.to_vec(),
+                });
+                Outcome::Deferred
+            }
             Err(Refused::Store(e)) => {
                 tracing::error!(error = %e, "cannot store a seat beacon");
                 Outcome::Deferred
@@ -956,6 +1161,31 @@ impl Service {
         status.peers = self.peers();
         status.last_sync = self.last_sync.map(|t| t.to_rfc3339());
         Ok(status)
+    }
+}
+
+/// Item batches waiting to go to one peer.
+#[derive(Default)]
+struct Outbox {
+    /// Batches with their size in bytes, in sending order.
+    queue: std::collections::VecDeque<(Vec<WireItem>, usize)>,
+    queued_bytes: usize,
+    /// Requests sent and not answered yet, and whether each carries roster operations.
+    in_flight: HashMap<OutboundRequestId, bool>,
+}
+
+impl Outbox {
+    /// Queues a batch; returns how many items were dropped because the outbox is full.
+    fn push(&mut self, batch: Vec<WireItem>, size: usize) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        if self.queued_bytes + size > MAX_OUTBOX_BYTES {
+            return batch.len();
+        }
+        self.queued_bytes += size;
+        self.queue.push_back((batch, size));
+        0
     }
 }
 
