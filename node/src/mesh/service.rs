@@ -487,6 +487,7 @@ impl Service {
                 }
             }
             Request::Items(items) => {
+                let items = causal_order(items);
                 let mut added: BTreeMap<ItemKind, usize> = BTreeMap::new();
                 let mut by_space: BTreeMap<SpaceId, usize> = BTreeMap::new();
                 let mut refused = 0usize;
@@ -592,13 +593,24 @@ impl Service {
         let mut items = Vec::new();
         for id in ids {
             match self.load(id) {
-                Ok(Some(item)) => items.push(item),
+                Ok(Some(item)) => items.push((*id, item)),
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "cannot read an item to serve"),
             }
         }
-        // Roster operations first: the peer needs them to check everything else.
-        items.sort_by_key(|item| item.kind);
+        // Roster operations first, parents before children (the peer applies an operation only once
+        // its parents are there); then everything they authorise.
+        let causal: HashMap<ItemId, usize> = match self.node.roster() {
+            Some(roster) if items.iter().any(|(_, i)| i.kind == ItemKind::RosterOp) => roster
+                .ops_in_order()
+                .iter()
+                .enumerate()
+                .map(|(n, (hash, _, _))| (ItemId(hash.0), n))
+                .collect(),
+            _ => HashMap::new(),
+        };
+        items.sort_by_key(|(id, item)| (item.kind, causal.get(id).copied().unwrap_or(usize::MAX)));
+        let items: Vec<WireItem> = items.into_iter().map(|(_, item)| item).collect();
         let sent = items.len();
         let outbox = self.outboxes.entry(peer).or_default();
         let mut batch: Vec<WireItem> = Vec::new();
@@ -1164,6 +1176,66 @@ impl Service {
     }
 }
 
+/// Puts the roster operations of a batch first, each after the parents it has in the batch (Kahn's
+/// algorithm over the in-batch edges), so a batch in any order costs no retries; other items keep their
+/// order after them. An operation that does not decode goes last, to be refused by the usual path.
+fn causal_order(items: Vec<WireItem>) -> Vec<WireItem> {
+    let (ops, rest): (Vec<WireItem>, Vec<WireItem>) = items
+        .into_iter()
+        .partition(|i| i.kind == ItemKind::RosterOp);
+    if ops.len() < 2 {
+        return ops.into_iter().chain(rest).collect();
+    }
+    let mut parsed: Vec<(WireItem, Option<(Hash, Vec<Hash>)>)> = ops
+        .into_iter()
+        .map(|item| {
+            let meta = SignedOp::from_bytes(&item.bytes)
+                .ok()
+                .and_then(|op| op.op().ok().map(|o| (op.hash(), o.parents)));
+            (item, meta)
+        })
+        .collect();
+    let index: HashMap<Hash, usize> = parsed
+        .iter()
+        .enumerate()
+        .filter_map(|(n, (_, meta))| meta.as_ref().map(|(h, _)| (*h, n)))
+        .collect();
+    let mut waiting_on = vec![0usize; parsed.len()];
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); parsed.len()];
+    for (n, (_, meta)) in parsed.iter().enumerate() {
+        if let Some((_, parents)) = meta {
+            for p in parents {
+                if let Some(&pn) = index.get(p) {
+                    waiting_on[n] += 1;
+                    children[pn].push(n);
+                }
+            }
+        }
+    }
+    let mut ready: std::collections::VecDeque<usize> = (0..parsed.len())
+        .filter(|&n| waiting_on[n] == 0 && parsed[n].1.is_some())
+        .collect();
+    let mut order = Vec::with_capacity(parsed.len());
+    while let Some(n) = ready.pop_front() {
+        order.push(n);
+        for &c in &children[n] {
+            waiting_on[c] -= 1;
+            if waiting_on[c] == 0 {
+                ready.push_back(c);
+            }
+        }
+    }
+    // Undecodable operations (and any cycle, which signatures over hashes make impossible) go last.
+    let placed: std::collections::HashSet<usize> = order.iter().copied().collect();
+    order.extend((0..parsed.len()).filter(|n| !placed.contains(n)));
+    let mut slots: Vec<Option<WireItem>> = parsed.drain(..).map(|(item, _)| Some(item)).collect();
+    order
+        .into_iter()
+        .filter_map(|n| slots[n].take())
+        .chain(rest)
+        .collect()
+}
+
 /// Item batches waiting to go to one peer.
 #[derive(Default)]
 struct Outbox {
@@ -1344,4 +1416,52 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskmesh_keys::roster::{OpBody, Roster};
+    use deskmesh_keys::{DeviceKey, Signer};
+
+    #[test]
+    fn a_batch_of_roster_operations_in_any_order_is_applied_parents_first() {
+        let coordinator = DeviceKey::from_seed(&[1; 32]);
+        let (mut roster, create) =
+            Roster::create(&coordinator, "North", vec![], 1, 1_700_000_000_000).expect("create");
+        let mut chain = vec![create];
+        for n in 0..5u8 {
+            let device = DeviceKey::from_seed(&[10 + n; 32]).public_key();
+            let op = roster.propose(
+                &coordinator,
+                OpBody::AdmitSpace {
+                    space: SpaceId::derive(&device),
+                    name: format!("Space {n}"),
+                    devices: vec![device],
+                },
+                1_700_000_000_000 + i64::from(n),
+            );
+            roster.insert(op.clone()).expect("insert");
+            chain.push(op);
+        }
+        let wire = |op: &SignedOp| WireItem {
+            kind: ItemKind::RosterOp,
+            bytes: op.to_bytes(),
+        };
+        let beacon = WireItem {
+            kind: ItemKind::SeatBeacon,
+            bytes: vec![1, 2, 3],
+        };
+        // Children first, a beacon in the middle and a garbage operation.
+        let garbage = WireItem {
+            kind: ItemKind::RosterOp,
+            bytes: vec![0xff; 8],
+        };
+        let mut batch: Vec<WireItem> = chain.iter().rev().map(wire).collect();
+        batch.insert(2, beacon.clone());
+        batch.insert(4, garbage.clone());
+        let ordered = causal_order(batch);
+        let expected: Vec<WireItem> = chain.iter().map(wire).chain([garbage, beacon]).collect();
+        assert_eq!(ordered, expected);
+    }
 }
