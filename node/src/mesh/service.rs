@@ -1186,7 +1186,9 @@ fn causal_order(items: Vec<WireItem>) -> Vec<WireItem> {
     if ops.len() < 2 {
         return ops.into_iter().chain(rest).collect();
     }
-    let mut parsed: Vec<(WireItem, Option<(Hash, Vec<Hash>)>)> = ops
+    // Each operation with its hash and parents, when it decodes.
+    type Parsed = (WireItem, Option<(Hash, Vec<Hash>)>);
+    let mut parsed: Vec<Parsed> = ops
         .into_iter()
         .map(|item| {
             let meta = SignedOp::from_bytes(&item.bytes)
