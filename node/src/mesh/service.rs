@@ -488,6 +488,10 @@ impl Service {
             }
             Request::Items(items) => {
                 let items = causal_order(items);
+                // One flush for the batch: nothing in it is reported stored before the end.
+                if let Err(e) = self.node.store.defer_flush(true) {
+                    tracing::error!(error = %e, "cannot defer store flushes");
+                }
                 let mut added: BTreeMap<ItemKind, usize> = BTreeMap::new();
                 let mut by_space: BTreeMap<SpaceId, usize> = BTreeMap::new();
                 let mut refused = 0usize;
@@ -502,6 +506,9 @@ impl Service {
                         Outcome::Refused(..) => refused += 1,
                         Outcome::Known | Outcome::Deferred => {}
                     }
+                }
+                if let Err(e) = self.node.store.defer_flush(false) {
+                    tracing::error!(error = %e, "cannot flush the items just received");
                 }
                 // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
                 for (space, n) in &by_space {

@@ -369,4 +369,8 @@ impl Store for MemoryStore {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn defer_flush(&self, _deferred: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

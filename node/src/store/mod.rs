@@ -233,6 +233,11 @@ pub trait Store:
     /// Makes every earlier write durable. Write methods already flush; this is for callers that want an
     /// explicit barrier (before exiting, say).
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// While `true`, write methods skip their own flush; setting it back to `false` flushes once. For a
+    /// caller applying a batch of items received together (a sync transfer), which reports none of them
+    /// stored before the batch is flushed: one fsync per batch instead of two per item.
+    fn defer_flush(&self, deferred: bool) -> Result<(), StoreError>;
 }
 
 /// Refuses writes to keys the store manages itself.

@@ -58,6 +58,8 @@ pub struct SledStore {
     rejected_changes: Tree,
     index_dirty: Tree,
     refused: Tree,
+    /// Set while a caller applies a batch: writes then skip their flush (see `Store::defer_flush`).
+    deferred: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -131,6 +133,7 @@ impl SledStore {
             meta,
             path: dir.to_path_buf(),
             db,
+            deferred: std::sync::atomic::AtomicBool::new(false),
         };
         store.sync()?;
         Ok(store)
@@ -141,8 +144,11 @@ impl SledStore {
         &self.path
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable, unless a batch is being applied (then its end does).
     fn sync(&self) -> Result<(), StoreError> {
+        if self.deferred.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         self.db.flush().at(&self.path)?;
         Ok(())
     }
@@ -746,7 +752,18 @@ impl RefusedLog for SledStore {
 
 impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
-        self.sync()
+        self.db.flush().at(&self.path)?;
+        Ok(())
+    }
+
+    fn defer_flush(&self, deferred: bool) -> Result<(), StoreError> {
+        self.deferred
+            .store(deferred, std::sync::atomic::Ordering::Relaxed);
+        if deferred {
+            Ok(())
+        } else {
+            self.flush()
+        }
     }
 }
 
