@@ -580,6 +580,8 @@ impl Service {
                         completed = stats.completed,
                         pushed = stats.pushed,
                         lacking = stats.lacking,
+                        messages_sent = stats.messages_sent,
+                        messages_received = stats.messages_received,
                         bytes_sent = stats.bytes_sent,
                         bytes_received = stats.bytes_received,
                         "sync session ended"
