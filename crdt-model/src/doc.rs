@@ -111,6 +111,10 @@ pub struct SpaceDoc {
     /// change). Unlike a bad envelope, this verdict carries over to any other envelope of the same change
     /// and to every change that depends on it.
     excluded: BTreeMap<ChangeId, String>,
+    /// The listing last found valid with the heads it was read at: when those are still the document's
+    /// heads, `listing()` returns it instead of reading and validating the document again (a rebuild then
+    /// costs one read per change, not two).
+    valid_at: Option<(Vec<ChangeHash>, Listing)>,
 }
 
 /// A change that passed the envelope, space and authority checks and now waits for its place.
@@ -133,6 +137,7 @@ impl SpaceDoc {
             rejected: Vec::new(),
             pending: Vec::new(),
             excluded: BTreeMap::new(),
+            valid_at: None,
         }
     }
 
@@ -301,6 +306,11 @@ impl SpaceDoc {
         let mut heads = self.doc.get_heads();
         if heads.is_empty() {
             return None;
+        }
+        if let Some((at, listing)) = &self.valid_at {
+            if *at == heads {
+                return Some(listing.clone());
+            }
         }
         if let Ok(l) = self.check_state(None) {
             return Some(l);
@@ -504,12 +514,14 @@ impl SpaceDoc {
             }
             Ok(()) => {
                 let heads = self.doc.get_heads();
-                let at = if heads == [hash] {
-                    None
+                if heads == [hash] {
+                    // The change is the only head: the listing as of it is the document's listing.
+                    self.check_state(None).map(|listing| {
+                        self.valid_at = Some((heads, listing));
+                    })
                 } else {
-                    Some(&[hash][..])
-                };
-                self.check_state(at).map(|_| ())
+                    self.check_state(Some(&[hash][..])).map(|_| ())
+                }
             }
         };
         match checked {

@@ -649,9 +649,9 @@ impl Service {
         self.pump(peer);
     }
 
-    /// Sends queued batches while fewer than [`MAX_BATCHES_IN_FLIGHT`] are unanswered; a batch of other
-    /// items waits until every roster batch before it has been answered (the peer handles requests in
-    /// order of arrival, but several streams may arrive in any order).
+    /// Sends queued batches while fewer than [`MAX_BATCHES_IN_FLIGHT`] are unanswered. Roster batches go
+    /// one at a time and nothing follows one until it is answered (the peer handles requests in order of
+    /// arrival, but several streams may arrive in any order).
     fn pump(&mut self, peer: PeerId) {
         loop {
             let Some(outbox) = self.outboxes.get_mut(&peer) else {
@@ -664,7 +664,9 @@ impl Service {
                 return;
             };
             let roster = batch.first().is_some_and(|i| i.kind == ItemKind::RosterOp);
-            if !roster && outbox.in_flight.values().any(|r| *r) {
+            // Roster batches go one at a time (streams may arrive in any order, and an operation whose
+            // parents are in a later batch would wait); nothing else goes while one is unanswered.
+            if outbox.in_flight.values().any(|r| *r) {
                 return;
             }
             let size = *size;
@@ -886,10 +888,24 @@ impl Service {
     /// Applies waiting roster operations whose parents have arrived, then rebuilds every listing, since
     /// the roster decides which changes count.
     fn after_roster_change(&mut self) {
-        loop {
+        while !self.pending_ops.is_empty() {
             let mut progress = false;
-            let waiting: Vec<Hash> = self.pending_ops.keys().copied().collect();
-            for h in waiting {
+            // Only operations whose parents are all known now are tried (a hash lookup each), so a long
+            // backlog costs no signature checks until it can apply.
+            let ready: Vec<Hash> = match self.node.roster() {
+                Some(roster) => self
+                    .pending_ops
+                    .iter()
+                    .filter(|(_, op)| {
+                        op.op()
+                            .map(|o| o.parents.iter().all(|p| roster.contains(p)))
+                            .unwrap_or(true)
+                    })
+                    .map(|(h, _)| *h)
+                    .collect(),
+                None => Vec::new(),
+            };
+            for h in ready {
                 let Some(op) = self.pending_ops.remove(&h) else {
                     continue;
                 };
