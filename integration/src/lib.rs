@@ -3,7 +3,9 @@
 //!
 //! The binary is the one `cargo test --workspace` builds beside the test executables
 //! (`target/<profile>/deskmesh`); when this crate's tests run alone and it is missing or stale, it is built
-//! once.
+//! once. [`daemon`] starts `deskmesh run` processes and waits on them.
+
+pub mod daemon;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -10,157 +10,18 @@
 //! - `a_non_member_is_refused_and_never_shown`: a node of another alliance pushes its listing and seat
 //!   beacons; nobody shows them and the receiver's audit lists the refusals.
 
-use std::fs::OpenOptions;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
+use deskmesh_integration::daemon::{
+    self, hot_seats, log_path, logs, row_of, rows, space, wait_until, Daemon,
+};
 use deskmesh_integration::{listing_json, TestNode};
-use serde_json::Value;
 
-/// How long any condition may take to come true.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// How often a condition is checked.
-const POLL: Duration = Duration::from_millis(150);
-
-/// A running `deskmesh run`, killed when dropped.
-struct Daemon {
-    child: Child,
-    /// The node's first listen address, ending in `/p2p/<peer id>`.
-    addr: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log_path(node: &TestNode) -> PathBuf {
-    node.dir.path().join("run.log")
-}
-
-/// The daemon logs of these nodes, for failure messages.
-fn logs(nodes: &[&TestNode]) -> String {
-    let mut out = String::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let text = std::fs::read_to_string(log_path(n)).unwrap_or_default();
-        out.push_str(&format!("\n---- node {i} ----\n{text}"));
-    }
-    out
-}
-
-/// Polls `check` until it returns true; panics with `what` and the logs after [`DEADLINE`].
-fn wait_until(what: &str, nodes: &[&TestNode], mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > DEADLINE {
-            panic!("timed out waiting until {what}{}", logs(nodes));
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Starts `deskmesh run` on a loopback port and waits until its control socket answers.
+/// Starts `deskmesh run` on a loopback TCP port, dialing `bootstrap` first if given.
 fn start(node: &TestNode, bootstrap: Option<&str>) -> Daemon {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(node))
-        .expect("open log");
-    // A daemon killed earlier leaves its socket file behind; the wait below must only see the new one.
-    let _ = std::fs::remove_file(node.home().join("control.sock"));
-    let mut cmd = node.cmd(&["run", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"]);
+    let mut args = vec!["--listen", "/ip4/127.0.0.1/tcp/0"];
     if let Some(b) = bootstrap {
-        cmd.args(["--bootstrap", b]);
+        args.extend(["--bootstrap", b]);
     }
-    cmd.env("RUST_LOG", "warn,deskmesh_node=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let child = cmd.spawn().expect("spawn deskmesh run");
-    let mut daemon = Daemon {
-        child,
-        addr: String::new(),
-    };
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            panic!("deskmesh run exited with {status}{}", logs(&[node]));
-        }
-        // Without a daemon, `status` opens the store itself and would hold the lock the starting daemon
-        // needs, so ask only once the daemon has created its socket (after it opened the store).
-        let socket = node.home().join("control.sock");
-        let out = socket.exists().then(|| node.run(&["status", "--json"]));
-        if let Some(out) = out.filter(|o| o.status.success()) {
-            let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-            if v["running"] == true {
-                if let Some(addr) = v["listen"][0].as_str() {
-                    assert!(
-                        addr.contains("/p2p/12D3"),
-                        "listen address without peer id: {addr}"
-                    );
-                    daemon.addr = addr.to_string();
-                    return daemon;
-                }
-            }
-        }
-        if start.elapsed() > DEADLINE {
-            panic!(
-                "deskmesh run never answered on its control socket{}",
-                logs(&[node])
-            );
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// The rows of `spaces list --json`, or none while the node cannot answer.
-fn rows(node: &TestNode) -> Vec<Value> {
-    let out = node.run(&["spaces", "list", "--json"]);
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("spaces list JSON");
-    v["spaces"].as_array().cloned().unwrap_or_default()
-}
-
-fn row_of<'a>(rows: &'a [Value], space: &str) -> Option<&'a Value> {
-    rows.iter().find(|r| r["id"] == space)
-}
-
-/// Free seats of `space`'s pool "hot" as `spaces list` shows them.
-fn hot_seats(node: &TestNode, space: &str) -> Option<u64> {
-    let rows = rows(node);
-    let row = row_of(&rows, space)?;
-    row["seats"]
-        .as_array()?
-        .iter()
-        .find(|p| p["pool"] == "hot")
-        .and_then(|p| p["availability"]["Count"].as_u64())
-}
-
-/// A new space admitted by `coord`, joined, with its listing signed before any daemon runs.
-fn space(coord: &TestNode, name: &str) -> (TestNode, String) {
-    let node = TestNode::new();
-    let key = node.init(name);
-    let token = coord.ok(&["alliance", "invite", &key, "--space", name]);
-    let token = token.lines().next().expect("token line").to_string();
-    node.ok(&["alliance", "join", &token]);
-    let id = node.json(&["alliance", "show"])["this_space"]
-        .as_str()
-        .expect("this_space")
-        .to_string();
-    let file = node.dir.path().join("listing.json");
-    std::fs::write(&file, listing_json(&id, name).to_string()).expect("write listing");
-    node.ok(&[
-        "space",
-        "edit",
-        "--file",
-        file.to_str().expect("utf-8 path"),
-    ]);
-    (node, id)
+    daemon::start(node, &args)
 }
 
 #[test]

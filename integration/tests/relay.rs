@@ -7,96 +7,9 @@
 //!   replicate listings and seat updates. DCUtR may upgrade the connection to a direct one on loopback,
 //!   so the test accepts either outcome but checks that `relayed` always matches the addresses.
 
-use std::fs::OpenOptions;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-use deskmesh_integration::{listing_json, TestNode};
+use deskmesh_integration::daemon::{hot_seats, log, logs, rows, space, start, wait_until};
+use deskmesh_integration::TestNode;
 use serde_json::Value;
-
-/// How long any condition may take to come true.
-const DEADLINE: Duration = Duration::from_secs(60);
-/// How often a condition is checked.
-const POLL: Duration = Duration::from_millis(100);
-
-/// A running `deskmesh run`, killed when dropped.
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn log_path(node: &TestNode) -> PathBuf {
-    node.dir.path().join("run.log")
-}
-
-fn log(node: &TestNode) -> String {
-    std::fs::read_to_string(log_path(node)).unwrap_or_default()
-}
-
-/// The daemon logs of these nodes, for failure messages.
-fn logs(nodes: &[(&str, &TestNode)]) -> String {
-    let mut out = String::new();
-    for (name, n) in nodes {
-        out.push_str(&format!("\n---- node {name} ----\n{}", log(n)));
-    }
-    out
-}
-
-/// Polls `check` until it returns true; panics with `what` and the logs after [`DEADLINE`].
-fn wait_until(what: &str, nodes: &[(&str, &TestNode)], mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        if start.elapsed() > DEADLINE {
-            panic!("timed out waiting until {what}{}", logs(nodes));
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Starts `deskmesh run --no-mdns ARGS` and waits until its control socket answers.
-fn start(node: &TestNode, args: &[&str]) -> Daemon {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(node))
-        .expect("open log");
-    let _ = std::fs::remove_file(node.home().join("control.sock"));
-    let mut cmd = node.cmd(&["run", "--no-mdns"]);
-    cmd.args(args)
-        .env("RUST_LOG", "warn,deskmesh_node=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    let mut daemon = Daemon {
-        child: cmd.spawn().expect("spawn deskmesh run"),
-    };
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            panic!("deskmesh run exited with {status}{}", logs(&[("", node)]));
-        }
-        // Ask only once the daemon has its socket: without one, `status` would open the store itself.
-        let socket = node.home().join("control.sock");
-        let out = socket.exists().then(|| node.run(&["status", "--json"]));
-        if let Some(out) = out.filter(|o| o.status.success()) {
-            let v: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-            if v["running"] == true {
-                return daemon;
-            }
-        }
-        if start.elapsed() > DEADLINE {
-            panic!("deskmesh run never answered{}", logs(&[("", node)]));
-        }
-        std::thread::sleep(POLL);
-    }
-}
 
 /// The listen addresses `status` shows (full multiaddrs ending in the node's peer id).
 fn listen_addrs(node: &TestNode) -> Vec<String> {
@@ -125,51 +38,8 @@ fn peers(node: &TestNode) -> Vec<Value> {
     v["peers"].as_array().cloned().unwrap_or_default()
 }
 
-fn rows(node: &TestNode) -> Vec<Value> {
-    let out = node.run(&["spaces", "list", "--json"]);
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).expect("spaces list JSON");
-    v["spaces"].as_array().cloned().unwrap_or_default()
-}
-
 fn shows(node: &TestNode, space: &str) -> bool {
     rows(node).iter().any(|r| r["id"] == space)
-}
-
-/// Free seats of `space`'s pool "hot" as `spaces list` shows them.
-fn hot_seats(node: &TestNode, space: &str) -> Option<u64> {
-    rows(node)
-        .iter()
-        .find(|r| r["id"] == space)?
-        .get("seats")?
-        .as_array()?
-        .iter()
-        .find(|p| p["pool"] == "hot")
-        .and_then(|p| p["availability"]["Count"].as_u64())
-}
-
-/// A new space admitted by `coord`, joined, with its listing signed before any daemon runs.
-fn space(coord: &TestNode, name: &str) -> (TestNode, String) {
-    let node = TestNode::new();
-    let key = node.init(name);
-    let token = coord.ok(&["alliance", "invite", &key, "--space", name]);
-    let token = token.lines().next().expect("token line").to_string();
-    node.ok(&["alliance", "join", &token]);
-    let id = node.json(&["alliance", "show"])["this_space"]
-        .as_str()
-        .expect("this_space")
-        .to_string();
-    let file = node.dir.path().join("listing.json");
-    std::fs::write(&file, listing_json(&id, name).to_string()).expect("write listing");
-    node.ok(&[
-        "space",
-        "edit",
-        "--file",
-        file.to_str().expect("utf-8 path"),
-    ]);
-    (node, id)
 }
 
 /// Whether `node`'s `peers` lists `peer` with a `/p2p-circuit` address; asserts on the way that `relayed`
@@ -206,7 +76,8 @@ fn a_node_listening_only_through_a_relay_is_reached_by_its_circuit() {
     let (b, b_space) = space(&a, "Space B");
     let (c, c_space) = space(&a, "Space C");
     let (a_id, b_id, c_id) = (peer_id(&a), peer_id(&b), peer_id(&c));
-    let all = [("A", &a), ("B", &b), ("C", &c)];
+    // In failure logs node 0 is A, 1 is B and 2 is C.
+    let all = [&a, &b, &c];
 
     let _da = start(&a, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
     let mut a_addr = String::new();
