@@ -91,49 +91,70 @@ pub fn populate(node: &mut Node, now: DateTime<Utc>) -> anyhow::Result<Vec<(Spac
         let space = SpaceId::derive(&key.public_key());
         keyfile::write(&dir.join(format!("{space}.key")), &key)?;
         listing.id = space.clone();
-        let roster = node.roster().context("the demo node has no alliance")?;
-        let admit = roster.propose(
-            node.signer(),
-            OpBody::AdmitSpace {
-                space: space.clone(),
-                name: listing.name.clone(),
-                devices: vec![key.public_key()],
-            },
-            now.timestamp_millis(),
-        );
-        node.accept_op(admit)?;
-        let roster = node.roster().context("the demo node has no alliance")?;
-        let mut doc = SpaceDoc::new(space.clone());
-        let heads = roster.heads();
-        if let Some(change) = doc.edit(
-            &listing,
-            &key,
-            &RosterAuthority(Some(roster)),
-            heads.clone(),
-            now.timestamp_millis(),
-        )? {
-            node.accept_change(&change)?;
-        }
-        for (j, pool) in listing.seat_pools.iter().enumerate() {
-            let (availability, age_min) = sample_seats(i + j, pool.capacity);
-            let beacon = SeatBeacon {
-                space: space.clone(),
-                pool: pool.id.clone(),
-                availability,
-                is_open: availability != Availability::Closed,
-                published_at_ms: now.timestamp_millis() - age_min * 60_000,
-                ttl_s: 900,
-                seq: 0,
-                author: key.public_key(),
-                roster_heads: heads.clone(),
-            };
-            let signed = beacon.sign(&key)?;
-            // A beacon too old to mean anything is not kept: that is the "unknown" state on purpose.
-            let _ = node.accept_beacon(&signed, now);
-        }
+        // A beacon too old to mean anything is not kept: that is the "unknown" state on purpose.
+        admit_space(node, &key, &listing, now, |j, capacity| {
+            sample_seats(i + j, capacity)
+        })?;
         spaces.push((space, key));
     }
     Ok(spaces)
+}
+
+/// Admits `key`'s space (signed by this node, a coordinator), has `key` sign `listing` and one seat
+/// beacon per pool with the (availability, age in minutes) `seats(pool index, capacity)` gives, and takes
+/// everything through the node's `accept_*` paths, as if it came from the mesh. Returns the listing's
+/// document. A beacon too old to be kept is skipped, not an error.
+pub fn admit_space(
+    node: &mut Node,
+    key: &DeviceKey,
+    listing: &Listing,
+    now: DateTime<Utc>,
+    seats: impl Fn(usize, u32) -> (Availability, i64),
+) -> anyhow::Result<SpaceDoc> {
+    let space = listing.id.clone();
+    let roster = node.roster().context("this node is not in an alliance")?;
+    let admit = roster.propose(
+        node.signer(),
+        OpBody::AdmitSpace {
+            space: space.clone(),
+            name: listing.name.clone(),
+            devices: vec![key.public_key()],
+        },
+        now.timestamp_millis(),
+    );
+    node.accept_op(admit)?;
+    let roster = node.roster().context("this node is not in an alliance")?;
+    let heads = roster.heads();
+    let mut doc = SpaceDoc::new(space.clone());
+    if let Some(change) = doc.edit(
+        listing,
+        key,
+        &RosterAuthority(Some(roster)),
+        heads.clone(),
+        now.timestamp_millis(),
+    )? {
+        node.accept_change(&change)?;
+    }
+    for (j, pool) in listing.seat_pools.iter().enumerate() {
+        let (availability, age_min) = seats(j, pool.capacity);
+        let beacon = SeatBeacon {
+            space: space.clone(),
+            pool: pool.id.clone(),
+            availability,
+            is_open: availability != Availability::Closed,
+            published_at_ms: now.timestamp_millis() - age_min * 60_000,
+            ttl_s: 900,
+            seq: 0,
+            author: key.public_key(),
+            roster_heads: heads.clone(),
+        };
+        let signed = beacon.sign(key)?;
+        match node.accept_beacon(&signed, now) {
+            Ok(_) | Err(ops::Refused::Invalid(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(doc)
 }
 
 /// Varied but deterministic seat states: fresh counts, buckets, a stale one and a full one, as

@@ -27,11 +27,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
-use deskmesh_crdt_model::beacon::{Availability, SeatBeacon, SignedBeacon};
+use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_crdt_model::change::SignedChange;
-use deskmesh_crdt_model::doc::SpaceDoc;
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_keys::roster::{OpBody, SignedOp};
+use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::{DeviceKey, Domain, Hash, Signer, SpaceId};
 use deskmesh_node::home::Home;
 use deskmesh_node::ops::{self, Node, RosterAuthority};
@@ -1051,7 +1050,6 @@ fn fixture(work: &Path, n: usize) -> anyhow::Result<Fixture> {
 fn build_fixture(dir: &Path, n: usize, salt: &[u8; 32]) -> anyhow::Result<Value> {
     let started = Instant::now();
     let now = Utc::now();
-    let now_ms = now.timestamp_millis();
     let templates = deskmesh_node::demo::sample_listings()?;
     if templates.is_empty() {
         bail!("the bundled sample directory is empty");
@@ -1106,46 +1104,11 @@ fn build_fixture(dir: &Path, n: usize, salt: &[u8; 32]) -> anyhow::Result<Value>
         listing
             .validate()
             .map_err(|e| anyhow!("generated listing {i} is not valid: {e}"))?;
-        let roster = node.roster().context("the server has no alliance")?;
-        let admit = roster.propose(
-            node.signer(),
-            OpBody::AdmitSpace {
-                space: space.clone(),
-                name: listing.name.clone(),
-                devices: vec![key.public_key()],
-            },
-            now_ms,
-        );
-        node.accept_op(admit)?;
-        let roster = node.roster().context("the server has no alliance")?;
-        let heads = roster.heads();
-        let mut doc = SpaceDoc::new(space.clone());
-        let change = doc
-            .edit(
-                &listing,
-                &key,
-                &RosterAuthority(Some(roster)),
-                heads.clone(),
-                now_ms,
-            )?
-            .context("a fresh document took no change")?;
+        let doc =
+            deskmesh_node::demo::admit_space(&mut node, &key, &listing, now, |j, capacity| {
+                deskmesh_node::demo::sample_seats(i + j, capacity)
+            })?;
         save_bytes += doc.doc().save().len() as u64;
-        node.accept_change(&change)?;
-        for (j, pool) in listing.seat_pools.iter().enumerate() {
-            let (availability, age_min) = deskmesh_node::demo::sample_seats(i + j, pool.capacity);
-            let beacon = SeatBeacon {
-                space: space.clone(),
-                pool: pool.id.clone(),
-                availability,
-                is_open: availability != Availability::Closed,
-                published_at_ms: now_ms - age_min * 60_000,
-                ttl_s: 900,
-                seq: 0,
-                author: key.public_key(),
-                roster_heads: heads.clone(),
-            };
-            node.accept_beacon(&beacon.sign(&key)?, now)?;
-        }
         if (i + 1) % progress == 0 {
             eprintln!(
                 "  built {}/{n} spaces in {:.1} s",
