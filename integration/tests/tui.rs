@@ -39,6 +39,25 @@ fn wait_screen(session: &str, what: &str, pred: impl Fn(&str) -> bool) -> String
 
 struct Session(String);
 
+impl Session {
+    /// Runs `script` with `sh -c` in a detached 120x32 tmux session of this name.
+    fn start(&self, script: &str) {
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &self.0,
+            "-x",
+            "120",
+            "-y",
+            "32",
+            "sh",
+            "-c",
+            script,
+        ]);
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
@@ -67,19 +86,7 @@ fn search_shows_the_right_rows_and_q_restores_the_terminal() {
         node.home().display(),
         marker.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session.0,
-        "-x",
-        "120",
-        "-y",
-        "32",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    session.start(&script);
     // Offline, from the local store, and the status bar says so.
     wait_screen(&session.0, "the directory", |s| {
         s.contains("12 of 12 spaces") && s.contains("OFFLINE") && s.contains("local store")
@@ -134,19 +141,7 @@ fn demo_opens_on_a_member_and_a_seat_update_elsewhere_appears_live() {
         deskmesh_bin().display(),
         home.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session.0,
-        "-x",
-        "120",
-        "-y",
-        "32",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    session.start(&script);
     // The member starts with the roster only: all twelve listings arrive over the mesh.
     wait_screen(&session.0, "the member's directory, replicated", |s| {
         s.contains("12 of 12 spaces")
