@@ -67,7 +67,7 @@ pub struct Entry<'a> {
 }
 
 /// Result order.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Sort {
     /// By name (case- and accent-insensitive), then by position.
     #[default]
@@ -77,7 +77,7 @@ pub enum Sort {
 }
 
 /// A radius filter: only spaces within `radius_km` of a point.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Near {
     pub lat: f64,
     pub lon: f64,
@@ -85,7 +85,11 @@ pub struct Near {
 }
 
 /// A directory query. Every set filter must match (AND); the default matches everything, sorted by name.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// It crosses a node's control socket as it is (serde), so a query means the same in process and through
+/// a running daemon.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Query {
     /// Words that must all appear (case- and accent-insensitive) in the name, description, translations,
     /// city, street or postcode.

@@ -238,10 +238,10 @@ fn a_new_member_gets_a_large_directory_in_order_with_nothing_refused() {
     coord.init("coordinator");
     coord.ok(&["alliance", "create", "Big Alliance"]);
     {
-        let home = deskmesh_node::home::Home::at(coord.home());
-        let mut node = deskmesh_node::ops::Node::open(&home).expect("open coordinator");
+        let home = deskmesh_core::home::Home::at(coord.home());
+        let mut node = deskmesh_core::Node::open(&home).expect("open coordinator");
         for _ in 0..17 {
-            deskmesh_node::demo::populate(&mut node, chrono::Utc::now()).expect("populate");
+            deskmesh_node::demo::populate(&home, &mut node, chrono::Utc::now()).expect("populate");
         }
     }
     let total = coord.json(&["status"])["listings"]

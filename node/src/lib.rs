@@ -1,24 +1,23 @@
-//! deskmesh-node: one space's (or member's) node.
+//! deskmesh-node: the running node and the `deskmesh` command.
 //!
-//! It owns the home directory layout ([`home`]), the sled store behind small traits ([`store`]), the
-//! operations every front end uses ([`ops`], [`commands`], [`audit`], [`export`], [`demo`], [`demo_live`]), the sans-I/O
-//! sync core ([`sync`]), the libp2p mesh with its daemon and control socket ([`mesh`], [`control`]) and the
-//! `deskmesh` command line ([`cli`], [`output`]), and the node side of the terminal UI, on a store opened
-//! here ([`tui_local`]) or attached to a running daemon ([`tui_remote`]). It is the only crate that does file and network I/O.
+//! The layers, bottom to top (each imports only those below it; `tests::layering` checks it):
+//!
+//! - [`control`]: the control socket's protocol, its server (run by the daemon) and [`control::Remote`],
+//!   the client-side [`deskmesh_core::api::Handle`] over it.
+//! - [`mesh`]: `deskmesh run`, the libp2p daemon: one task owns the swarm, the opened node and the sans-I/O
+//!   sync engine; it serves the control socket and can run embedded in another program.
+//! - [`tui_client`]: the terminal UI's `NodeApi` over any handle.
+//! - [`demo`]: the sample alliance and the live five-node demo.
+//! - [`cli`]: argument parsing, file reading and text rendering; nothing imports it.
+//!
+//! The node's core — its home, store, ingest path, operations and typed API — is `deskmesh-core`; the store
+//! and the sync engine are `deskmesh-store` and `deskmesh-sync`.
 
-pub mod audit;
-pub mod bundle;
 pub mod cli;
-pub mod commands;
 pub mod control;
 pub mod demo;
-pub mod demo_live;
-pub mod export;
-pub mod home;
 pub mod mesh;
-pub mod ops;
-pub mod output;
-pub mod store;
-pub mod sync;
-pub mod tui_local;
-pub mod tui_remote;
+pub mod tui_client;
+
+#[cfg(test)]
+mod tests;

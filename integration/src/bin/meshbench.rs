@@ -27,13 +27,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
+use deskmesh_core::home::Home;
+use deskmesh_core::ingest::{At, SignedItem, Source, Verdict};
+use deskmesh_core::node::{self as ops, RosterAuthority};
+use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::{DeviceKey, Domain, Hash, Signer, SpaceId};
-use deskmesh_node::home::Home;
-use deskmesh_node::ops::{self, Node, RosterAuthority};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
@@ -1076,12 +1078,7 @@ fn build_fixture(dir: &Path, n: usize, salt: &[u8; 32]) -> anyhow::Result<Value>
     ops::init(&joiner, Some("meshbench joiner".into()))?;
     {
         let mut j = Node::open(&joiner)?;
-        let invite = node.alliance_invite(
-            &j.public_key().to_string(),
-            "Meshbench joiner",
-            Vec::new(),
-            now,
-        )?;
+        let invite = node.alliance_invite(j.public_key(), "Meshbench joiner", Vec::new(), now)?;
         j.alliance_join(&invite.token)?;
         j.store.flush()?;
     }
@@ -1645,17 +1642,22 @@ fn ensure_synced(fx: &Fixture) -> anyhow::Result<()> {
         let roster = server.require_roster()?;
         for hash in roster.causal_closure(&roster.heads())? {
             if let Some(op) = roster.get(&hash) {
-                joiner.accept_op(op.clone())?;
+                take(&mut joiner, SignedItem::op(op))?;
             }
         }
         for space in server.store.spaces()? {
             for bytes in server.store.changes(&space)? {
-                joiner.accept_change(&SignedChange::from_bytes(&bytes)?)?;
+                take(
+                    &mut joiner,
+                    SignedItem::new(deskmesh_core::ingest::ItemKind::ListingChange, bytes),
+                )?;
             }
         }
-        let now = Utc::now();
         for (_, _, bytes) in server.store.beacons()? {
-            joiner.accept_beacon(&SignedBeacon::from_bytes(&bytes)?, now)?;
+            take(
+                &mut joiner,
+                SignedItem::new(deskmesh_core::ingest::ItemKind::SeatBeacon, bytes),
+            )?;
         }
         joiner.store.flush()?;
     }
@@ -1767,18 +1769,18 @@ fn reconnect(
 
 /// Re-signs `k` listings spread over the directory, each with its own space key, on the closed server store.
 fn change_listings(fx: &Fixture, server: &Path, k: usize) -> anyhow::Result<HashSet<String>> {
-    let node = Node::open(&Home::at(server))?;
-    let roster = node.require_roster()?;
+    let mut node = Node::open(&Home::at(server))?;
     let now = Utc::now();
     let mut changed = HashSet::new();
     for j in 0..k {
         let i = j * fx.n / k.max(1);
         let key = space_key(&fx.salt, i);
         let space = SpaceId::derive(&key.public_key());
-        let mut listing = node.space_show(Some(&space.to_string()))?;
+        let mut listing = node.space_show(Some(&space))?;
         listing.name = format!("{} (changed)", listing.name);
         listing.description = format!("{} Renovated.", listing.description);
         let (mut doc, _) = node.space_doc(&space)?;
+        let roster = node.require_roster()?;
         let change = doc
             .edit(
                 &listing,
@@ -1788,7 +1790,7 @@ fn change_listings(fx: &Fixture, server: &Path, k: usize) -> anyhow::Result<Hash
                 now.timestamp_millis(),
             )?
             .context("the edited listing made no change")?;
-        node.accept_change(&change)?;
+        take(&mut node, SignedItem::change(&change))?;
         changed.insert(space.to_string());
     }
     node.store.flush()?;
@@ -1999,7 +2001,7 @@ fn mesh_homes(run: &Path, n: usize) -> anyhow::Result<Vec<MeshNode>> {
         let mut node = Node::open(&home)?;
         let t = &templates[i % templates.len()];
         let name = format!("{} {i}", t.name);
-        let invite = c.alliance_invite(&node.public_key().to_string(), &name, Vec::new(), now)?;
+        let invite = c.alliance_invite(node.public_key(), &name, Vec::new(), now)?;
         node.alliance_join(&invite.token)?;
         let mut listing = t.clone();
         listing.id = invite.space.clone();
@@ -2354,4 +2356,14 @@ fn propagation(ctx: &Ctx, a: &PropArgs) -> anyhow::Result<()> {
     );
     ctx.finish(&run);
     Ok(())
+}
+
+/// Takes one signed item through a node's ingest path, as a bundle or a completed sync would.
+fn take(node: &mut Node, item: SignedItem) -> anyhow::Result<()> {
+    let report = node.ingest(vec![item], Source::Bundle, At::now());
+    node.take_made();
+    match report.outcomes.into_iter().next().map(|o| o.verdict) {
+        Some(Verdict::Refused(why)) | Some(Verdict::Failed(why)) => bail!("{why}"),
+        _ => Ok(()),
+    }
 }

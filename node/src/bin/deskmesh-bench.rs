@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::{DateTime, TimeZone, Utc};
 use clap::{Parser, Subcommand};
+use deskmesh_core::export::ExportFormat;
+use deskmesh_core::home::Home;
+use deskmesh_core::ingest::{At, SignedItem, Source, Verdict};
+use deskmesh_core::node::{self as ops, RosterAuthority};
+use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_crdt_model::doc::SpaceDoc;
@@ -20,9 +25,6 @@ use deskmesh_crdt_model::listing::Listing;
 use deskmesh_crdt_model::query::{Query, SearchIndex};
 use deskmesh_keys::roster::OpBody;
 use deskmesh_keys::{DeviceKey, Domain, Signer, SpaceId};
-use deskmesh_node::cli::ExportFormat;
-use deskmesh_node::home::Home;
-use deskmesh_node::ops::{self, Node, RosterAuthority};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
@@ -266,7 +268,7 @@ fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
             },
             now_ms,
         );
-        let (r, d) = time(|| node.accept_op(admit));
+        let (r, d) = time(|| take(&mut node, SignedItem::op(&admit)));
         r?;
         b.admit.push(d);
 
@@ -285,7 +287,7 @@ fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
         b.change_bytes.push(change.change.len());
         b.signed_bytes.push(change.to_bytes().len());
         b.save_bytes.push(doc.doc().save().len());
-        let (r, d) = time(|| node.accept_change(&change));
+        let (r, d) = time(|| take(&mut node, SignedItem::change(&change)));
         if !r? {
             bail!("space {i}: its first listing change was not new");
         }
@@ -305,7 +307,7 @@ fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
                 roster_heads: heads.clone(),
             };
             let signed = beacon.sign(&key)?;
-            let (r, d) = time(|| node.accept_beacon(&signed, now));
+            let (r, d) = time(|| take(&mut node, SignedItem::beacon(&signed)));
             r?;
             b.beacon.push(d);
         }
@@ -640,4 +642,16 @@ fn export(node: &Node) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Takes one signed item through the node's ingest path, as a bundle would; `Ok(true)` when it was new.
+fn take(node: &mut Node, item: SignedItem) -> anyhow::Result<bool> {
+    let report = node.ingest(vec![item], Source::Bundle, At::now());
+    node.take_made();
+    match report.outcomes.into_iter().next().map(|o| o.verdict) {
+        Some(Verdict::Added(_)) => Ok(true),
+        Some(Verdict::Known) | Some(Verdict::Superseded) => Ok(false),
+        Some(Verdict::Refused(why)) | Some(Verdict::Failed(why)) => bail!("{why}"),
+        Some(Verdict::Waiting) | None => bail!("the item was not judged"),
+    }
 }

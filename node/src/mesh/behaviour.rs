@@ -25,7 +25,7 @@ use libp2p::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::sync::ItemKind;
+use deskmesh_sync::ItemKind;
 
 /// Largest gossip message: announcements are single signed items, which are small.
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;

@@ -13,9 +13,11 @@ use libp2p::Multiaddr;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use deskmesh_core::api::Handle;
+use deskmesh_core::home::Home;
+
 use super::RunOptions;
-use crate::control::{self, Request};
-use crate::home::Home;
+use crate::control::Remote;
 
 /// How long a node may take to answer on its control socket after it starts.
 const START_DEADLINE: Duration = Duration::from_secs(20);
@@ -64,7 +66,7 @@ impl Embedded {
         let span = tracing::info_span!("node", name = %name);
         let task = self
             .rt
-            .spawn(super::service::run(node, opts).instrument(span));
+            .spawn(super::service::run(node, home.socket_path(), opts).instrument(span));
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if task.is_finished() {
@@ -74,15 +76,8 @@ impl Embedded {
                     Err(e) => bail!("the node {name} failed while starting: {e}"),
                 };
             }
-            if let Some(resp) = control::call(&home.socket_path(), &Request::Status)? {
-                let listen: Vec<String> = resp.json["listen"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            if let Some(mut remote) = Remote::connect(&home.socket_path())? {
+                let listen = remote.status()?.listen;
                 if !listen.is_empty() {
                     self.nodes.push((name.to_string(), task));
                     return Ok(listen);

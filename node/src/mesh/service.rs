@@ -1,55 +1,49 @@
 //! The event loop of `deskmesh run`: one task owns the libp2p swarm, the opened node and the sync engine.
-//! It turns swarm events into engine events and store writes, executes the engine's intents (sync
-//! messages, item pushes, fetches), validates gossip through the node's `accept_*` paths before it is
-//! forwarded, and answers control-socket calls so local edits are published at once.
+//! It turns swarm events into engine events, hands every received item to the node's one ingest path
+//! ([`Node::ingest`]) before gossip is forwarded, executes the engine's intents (sync messages, item
+//! pushes, fetches), and answers control-socket requests through the core's dispatcher
+//! ([`deskmesh_core::api::serve`]), announcing at once whatever a request signed or imported.
 //!
 //! It also carries out the NAT policy of [`super::nat`] (listening through relays, logging reservations,
 //! circuits and hole punches) and the per-space change budget of [`super::limits`]: a listing change over
 //! it is not stored and its gossip message is ignored, not rejected, since an honest peer may relay a burst.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use deskmesh_crdt_model::beacon::SignedBeacon;
+use deskmesh_core::api::{self, ApiError, Request as ApiRequest, Response};
+use deskmesh_core::ingest::{self, Accepted, At, Made, Outcome, SignedItem, Source, Verdict};
+use deskmesh_core::view::{Event, NodeStatus, PeerInfo};
+use deskmesh_core::Node;
 use deskmesh_crdt_model::change::SignedChange;
-use deskmesh_keys::roster::{RosterError, SignedOp};
 use deskmesh_keys::{Hash, SpaceId};
+use deskmesh_sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{autonat, dcutr, gossipsub, identify, kad, mdns, relay, Multiaddr, PeerId, Swarm};
-use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent, Reply, Request, WireItem};
-use super::{limits, nat, PeerInfo, Peers, RunOptions, Status};
-use crate::control::{self, Call, Response};
-use crate::ops::{Node, Refused};
-use crate::sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
+use super::{limits, nat, RunOptions};
+use crate::control::server::{self as control, Call};
 
 /// Item batches in flight to one peer at once; the rest wait in its outbox, so a large transfer neither
 /// exceeds the peer's stream limit (which drops requests) nor overtakes the roster operations it needs.
 const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// Bytes of items queued for one peer; a fetch beyond that is dropped and asked for again next session.
 const MAX_OUTBOX_BYTES: usize = 64 * 1024 * 1024;
-/// Bytes of items kept in memory while they wait for roster operations this node does not know yet.
-const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
-/// How long an item may wait for the roster operations it names before it is refused (and logged for the
-/// audit) as coming from outside the alliance.
-const MAX_WAIT: Duration = Duration::from_secs(20);
-/// Roster operations kept while their parents are missing.
-const MAX_PENDING_OPS: usize = 1024;
 /// Peers the node dials on its own when it learns of them (DHT, mDNS); more only when they dial us.
 const MAX_AUTO_DIAL: usize = 32;
 /// Spaces named one per log line at info level when a batch of changes arrives; more go to debug.
 const PER_SPACE_LOG_LINES: usize = 8;
-/// Label of the content hash that names a seat beacon item.
-const BEACON_ITEM: &str = "seat-beacon-item";
-/// Why a valid beacon older than the one kept is refused. Two beacons of one pool can cross on the
-/// way, so gossip ignores it rather than rejecting it, or honest peers would lose score.
-const SUPERSEDED_BEACON: &str = "a newer beacon is kept for its pool";
+/// Items a request may make (an import) that are still gossiped one by one; peers get larger imports at
+/// the next reconciliation.
+const MAX_GOSSIPED_PER_REQUEST: usize = 64;
 
 /// Where the store keeps an item, so it can be served by id.
 #[derive(Clone, Debug)]
@@ -59,21 +53,31 @@ enum Location {
     Beacon(SpaceId, String),
 }
 
-/// What became of one received item.
-#[derive(Debug)]
-enum Outcome {
-    /// Stored; `replaced` is a beacon it superseded.
-    Added(Item, Option<Item>),
-    Known,
-    /// Invalid (logged for the audit), or a beacon older than the one kept.
-    Refused(Option<ItemId>, String),
-    /// A roster operation waiting for its parents, a listing change over its space's hourly limit, or a
-    /// store failure: neither accepted nor refused.
-    Deferred,
+/// The sync engine's kind of a core item kind, and back (the two enums list the same kinds in the same
+/// transfer order).
+fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
+    match kind {
+        ingest::ItemKind::RosterOp => ItemKind::RosterOp,
+        ingest::ItemKind::ListingChange => ItemKind::ListingChange,
+        ingest::ItemKind::SeatBeacon => ItemKind::SeatBeacon,
+    }
 }
 
-/// Starts listening and dialing, then runs the event loop until Ctrl-C or SIGTERM.
-pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
+fn core_kind(kind: ItemKind) -> ingest::ItemKind {
+    match kind {
+        ItemKind::RosterOp => ingest::ItemKind::RosterOp,
+        ItemKind::ListingChange => ingest::ItemKind::ListingChange,
+        ItemKind::SeatBeacon => ingest::ItemKind::SeatBeacon,
+    }
+}
+
+fn signed_item(wire: &WireItem) -> SignedItem {
+    SignedItem::new(core_kind(wire.kind), wire.bytes.clone())
+}
+
+/// Starts listening and dialing, then runs the event loop until Ctrl-C, SIGTERM or `opts.shutdown`.
+/// `socket` is where the control socket is served.
+pub async fn run(node: Node, socket: PathBuf, opts: RunOptions) -> anyhow::Result<()> {
     let mut seed = *node.signer().seed();
     let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns)?;
     let alliance = node
@@ -104,12 +108,11 @@ pub async fn run(node: Node, opts: RunOptions) -> anyhow::Result<()> {
     }
 
     let (tx, mut calls) = mpsc::channel::<Call>(64);
-    let (pushes, _) = broadcast::channel(control::PUSH_BACKLOG);
-    let socket = node.home.socket_path();
-    let server = control::serve(&socket, tx, pushes.clone())?;
+    let (events, _) = broadcast::channel(crate::control::PUSH_BACKLOG);
+    let server = control::serve(&socket, tx, events.clone())?;
 
     let mut svc = Service::new(node, swarm, topic)?;
-    svc.pushes = pushes;
+    svc.events = events;
     let mut shutdown = opts.shutdown.clone();
     let mut bootstrap = opts.bootstrap.clone();
     bootstrap.extend(svc.known_peer_addrs());
@@ -153,7 +156,6 @@ struct Service {
     index: HashMap<ItemId, Location>,
     /// The id of the beacon kept for each (space, pool), to drop it from the set when it is replaced.
     beacon_ids: BTreeMap<(SpaceId, String), ItemId>,
-    pending_ops: HashMap<Hash, SignedOp>,
     connected: BTreeMap<PeerId, Vec<Multiaddr>>,
     bootstrap: Vec<Multiaddr>,
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
@@ -161,20 +163,17 @@ struct Service {
     outbound: HashMap<OutboundRequestId, PeerId>,
     /// Item batches per peer, sent a few at a time, roster operations first.
     outboxes: HashMap<PeerId, Outbox>,
-    /// Items that name roster operations not known here yet, tried again when the roster grows.
-    waiting: std::collections::VecDeque<(WireItem, Duration)>,
-    waiting_bytes: usize,
-    /// A roster operation was applied since the waiting items were last tried.
-    roster_grew: bool,
     /// Reachability: relays this node listens through, and whether AutoNAT thinks it is private.
     nat: nat::NatState,
     /// Listing changes stored per space per hour.
     change_limit: limits::RateLimiter<SpaceId>,
-    /// Live changes for TUIs attached through the control socket.
-    pushes: broadcast::Sender<Arc<str>>,
-    /// The status bar changed (peers, last sync) since it was last pushed.
+    /// Live events for front ends subscribed through the control socket.
+    events: broadcast::Sender<Arc<str>>,
+    /// The status (peers, last sync) changed since it was last sent to subscribers.
     status_dirty: bool,
-    /// The last sync time the attached TUIs were told of.
+    /// A roster operation arrived since subscribers were last told to reload (sent once per tick).
+    reload_due: bool,
+    /// The last sync time subscribers were told of.
     pushed_sync: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -194,20 +193,17 @@ impl Service {
             started: Instant::now(),
             index: HashMap::new(),
             beacon_ids: BTreeMap::new(),
-            pending_ops: HashMap::new(),
             connected: BTreeMap::new(),
             bootstrap: Vec::new(),
             last_sync: None,
             last_maintenance: Duration::ZERO,
             outbound: HashMap::new(),
             outboxes: HashMap::new(),
-            waiting: std::collections::VecDeque::new(),
-            waiting_bytes: 0,
-            roster_grew: false,
             nat: nat::NatState::default(),
             change_limit: limits::RateLimiter::for_changes(),
-            pushes: broadcast::channel(1).0,
+            events: broadcast::channel(1).0,
             status_dirty: false,
+            reload_due: false,
             pushed_sync: None,
         };
         let items = svc.scan()?;
@@ -219,7 +215,7 @@ impl Service {
         self.started.elapsed()
     }
 
-    /// Indexes every item in the store and returns the ones not indexed before.
+    /// Indexes every item in the store (once, at start) and returns them.
     fn scan(&mut self) -> anyhow::Result<Vec<Item>> {
         let store = self.node.store.clone();
         let mut new = Vec::new();
@@ -242,7 +238,7 @@ impl Service {
             }
         }
         for (space, pool, bytes) in store.beacons()? {
-            let id = ItemId(Hash::of(BEACON_ITEM, &bytes).0);
+            let id = ItemId(Hash::of(ingest::BEACON_ITEM, &bytes).0);
             if self
                 .index
                 .insert(id, Location::Beacon(space.clone(), pool.clone()))
@@ -263,11 +259,7 @@ impl Service {
     /// Addresses from the invite (meta `bootstrap_peers`) and the roster's `SetPeerAddrs`.
     fn known_peer_addrs(&self) -> Vec<Multiaddr> {
         let mut texts: Vec<String> = Vec::new();
-        if let Ok(Some(bytes)) = self.node.store.get_meta("bootstrap_peers") {
-            if let Ok(list) = serde_json::from_slice::<Vec<String>>(&bytes) {
-                texts.extend(list);
-            }
-        }
+        texts.extend(self.node.bootstrap_peers());
         if let Some(roster) = self.node.roster() {
             for space in roster.state().spaces.values() {
                 texts.extend(space.peer_addrs.iter().cloned());
@@ -448,21 +440,23 @@ impl Service {
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let acceptance = match postcard::from_bytes::<WireItem>(&message.data) {
-            Ok(item) => match self.ingest(&item) {
-                Outcome::Added(it, _) => {
-                    tracing::info!(peer = %source, kind = ?it.kind, id = ?it.id, "new item by gossip");
-                    gossipsub::MessageAcceptance::Accept
+            Ok(item) => {
+                let outcomes = self.ingest(vec![item], Some(source));
+                match outcomes.first().map(|o| &o.verdict) {
+                    Some(Verdict::Added(a)) => {
+                        tracing::info!(peer = %source, kind = ?a.kind, id = %a.id.short(), "new item by gossip");
+                        gossipsub::MessageAcceptance::Accept
+                    }
+                    Some(Verdict::Known) => gossipsub::MessageAcceptance::Accept,
+                    Some(Verdict::Refused(why)) => {
+                        tracing::warn!(peer = %source, reason = %why, "rejected gossip message");
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                    // Superseded beacons, items waiting for roster operations, over-limit changes and
+                    // store failures are not the sender's fault: neither forwarded nor punished.
+                    _ => gossipsub::MessageAcceptance::Ignore,
                 }
-                Outcome::Known => gossipsub::MessageAcceptance::Accept,
-                Outcome::Refused(_, why) if why == SUPERSEDED_BEACON => {
-                    gossipsub::MessageAcceptance::Ignore
-                }
-                Outcome::Refused(_, why) => {
-                    tracing::warn!(peer = %source, kind = ?item.kind, reason = %why, "rejected gossip message");
-                    gossipsub::MessageAcceptance::Reject
-                }
-                Outcome::Deferred => gossipsub::MessageAcceptance::Ignore,
-            },
+            }
             Err(e) => {
                 tracing::warn!(peer = %source, error = %e, "rejected unreadable gossip message");
                 gossipsub::MessageAcceptance::Reject
@@ -487,28 +481,23 @@ impl Service {
                 }
             }
             Request::Items(items) => {
-                let items = causal_order(items);
-                // One flush for the batch: nothing in it is reported stored before the end.
-                if let Err(e) = self.node.store.defer_flush(true) {
-                    tracing::error!(error = %e, "cannot defer store flushes");
-                }
-                let mut added: BTreeMap<ItemKind, usize> = BTreeMap::new();
+                let outcomes = self.ingest(items, Some(peer));
+                let mut added: BTreeMap<ingest::ItemKind, usize> = BTreeMap::new();
                 let mut by_space: BTreeMap<SpaceId, usize> = BTreeMap::new();
                 let mut refused = 0usize;
-                for item in &items {
-                    match self.ingest(item) {
-                        Outcome::Added(it, _) => {
-                            *added.entry(it.kind).or_default() += 1;
-                            if let Some(Location::Change(space)) = self.index.get(&it.id) {
-                                *by_space.entry(space.clone()).or_default() += 1;
+                for o in &outcomes {
+                    match &o.verdict {
+                        Verdict::Added(a) => {
+                            *added.entry(a.kind).or_default() += 1;
+                            if a.kind == ingest::ItemKind::ListingChange {
+                                if let Some(space) = &a.space {
+                                    *by_space.entry(space.clone()).or_default() += 1;
+                                }
                             }
                         }
-                        Outcome::Refused(..) => refused += 1,
-                        Outcome::Known | Outcome::Deferred => {}
+                        Verdict::Refused(_) => refused += 1,
+                        _ => {}
                     }
-                }
-                if let Err(e) = self.node.store.defer_flush(false) {
-                    tracing::error!(error = %e, "cannot flush the items just received");
                 }
                 // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
                 for (space, n) in &by_space {
@@ -522,16 +511,15 @@ impl Service {
                     self.last_sync = Some(chrono::Utc::now());
                     tracing::info!(
                         peer = %peer,
-                        roster_ops = added.get(&ItemKind::RosterOp).copied().unwrap_or(0),
-                        changes = added.get(&ItemKind::ListingChange).copied().unwrap_or(0),
-                        beacons = added.get(&ItemKind::SeatBeacon).copied().unwrap_or(0),
+                        roster_ops = added.get(&ingest::ItemKind::RosterOp).copied().unwrap_or(0),
+                        changes = added.get(&ingest::ItemKind::ListingChange).copied().unwrap_or(0),
+                        beacons = added.get(&ingest::ItemKind::SeatBeacon).copied().unwrap_or(0),
                         "synced new items from peer"
                     );
                 }
                 if refused > 0 {
                     tracing::warn!(peer = %peer, refused, "peer sent items that were refused");
                 }
-                self.retry_waiting();
             }
         }
     }
@@ -541,8 +529,13 @@ impl Service {
             self.pushed_sync = self.last_sync;
             self.push_status();
         }
-        self.retry_waiting();
-        self.expire_waiting();
+        if std::mem::take(&mut self.reload_due) {
+            self.push(&Event::Reload);
+        }
+        let expired = self.node.expire_waiting(At::now());
+        for o in &expired {
+            self.record(o);
+        }
         let now = self.now();
         let intents = self.engine.tick(now);
         self.execute(intents);
@@ -566,7 +559,7 @@ impl Service {
                     Ok(bytes) => self.send(peer, Request::Sync(bytes)),
                     Err(e) => tracing::error!(error = %e, "cannot encode a sync message"),
                 },
-                Intent::Fetch { peer, ids } => match crate::sync::Msg::Want(ids).encode() {
+                Intent::Fetch { peer, ids } => match deskmesh_sync::Msg::Want(ids).encode() {
                     Ok(bytes) => self.send(peer, Request::Sync(bytes)),
                     Err(e) => tracing::error!(error = %e, "cannot encode a fetch"),
                 },
@@ -697,109 +690,6 @@ impl Service {
         }
     }
 
-    /// Holds an item that names roster operations not known yet (bounded; the oldest go first, and a
-    /// later reconciliation fetches them again).
-    fn wait_for_roster(&mut self, item: WireItem) {
-        self.waiting_bytes += item.bytes.len();
-        let now = self.now();
-        self.waiting.push_back((item, now));
-        while self.waiting_bytes > MAX_WAITING_BYTES {
-            let Some((old, _)) = self.waiting.pop_front() else {
-                break;
-            };
-            self.waiting_bytes = self.waiting_bytes.saturating_sub(old.bytes.len());
-        }
-    }
-
-    /// Refuses, for the audit, items that waited [`MAX_WAIT`] for roster operations that never came:
-    /// they name another alliance's roster or a key this alliance never admitted.
-    fn expire_waiting(&mut self) {
-        let now = self.now();
-        while self
-            .waiting
-            .front()
-            .is_some_and(|(_, since)| now.saturating_sub(*since) >= MAX_WAIT)
-        {
-            let Some((item, _)) = self.waiting.pop_front() else {
-                break;
-            };
-            self.waiting_bytes = self.waiting_bytes.saturating_sub(item.bytes.len());
-            let (what, author, space, id, verdict) = match item.kind {
-                ItemKind::ListingChange => {
-                    let Ok(change) = SignedChange::from_bytes(&item.bytes) else {
-                        continue;
-                    };
-                    let env = change.envelope().ok();
-                    (
-                        "listing change",
-                        env.as_ref().map(|e| e.author),
-                        env.as_ref().map(|e| e.space.clone()),
-                        env.as_ref().map(|e| ItemId(e.change_hash)),
-                        self.node.accept_change(&change).map(drop),
-                    )
-                }
-                ItemKind::SeatBeacon => {
-                    let Ok(signed) = SignedBeacon::from_bytes(&item.bytes) else {
-                        continue;
-                    };
-                    let beacon = signed.decode().ok();
-                    (
-                        "seat beacon",
-                        beacon.as_ref().map(|b| b.author),
-                        beacon.as_ref().map(|b| b.space.clone()),
-                        Some(ItemId(Hash::of(BEACON_ITEM, &item.bytes).0)),
-                        self.node
-                            .accept_beacon(&signed, chrono::Utc::now())
-                            .map(drop),
-                    )
-                }
-                ItemKind::RosterOp => continue,
-            };
-            match verdict {
-                Err(Refused::Waiting(why)) => {
-                    self.node.refuse(what, author, space, why);
-                    if let Some(id) = id {
-                        self.engine.item_refused(id, now);
-                    }
-                }
-                // Its roster operations arrived after all: take it the usual way.
-                Ok(()) => {
-                    self.ingest(&item);
-                }
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// Tries the waiting items again once the roster has grown.
-    fn retry_waiting(&mut self) {
-        if !std::mem::take(&mut self.roster_grew) || self.waiting.is_empty() {
-            return;
-        }
-        let waiting = std::mem::take(&mut self.waiting);
-        self.waiting_bytes = 0;
-        let total = waiting.len();
-        let mut added = 0usize;
-        for (item, since) in waiting {
-            let before = self.waiting.len();
-            if let Outcome::Added(..) = self.ingest(&item) {
-                added += 1;
-            }
-            // Still waiting: it keeps the time it first arrived, so it does not wait for ever.
-            if self.waiting.len() > before {
-                if let Some(back) = self.waiting.back_mut() {
-                    back.1 = since;
-                }
-            }
-        }
-        tracing::debug!(
-            tried = total,
-            added,
-            still_waiting = self.waiting.len(),
-            "items waiting for roster operations tried again"
-        );
-    }
-
     fn load(&self, id: &ItemId) -> anyhow::Result<Option<WireItem>> {
         let store = &self.node.store;
         Ok(match self.index.get(id) {
@@ -814,7 +704,7 @@ impl Service {
             }),
             Some(Location::Beacon(space, pool)) => store
                 .beacon(space, pool)?
-                .filter(|bytes| Hash::of(BEACON_ITEM, bytes).0 == id.0)
+                .filter(|bytes| Hash::of(ingest::BEACON_ITEM, bytes).0 == id.0)
                 .map(|bytes| WireItem {
                     kind: ItemKind::SeatBeacon,
                     bytes,
@@ -824,232 +714,115 @@ impl Service {
 
     // ---- ingest ------------------------------------------------------------------------------------
 
-    /// Verifies and stores one item through the node's `accept_*` paths and tells the engine.
-    fn ingest(&mut self, item: &WireItem) -> Outcome {
-        let outcome = match item.kind {
-            ItemKind::RosterOp => self.ingest_op(&item.bytes),
-            ItemKind::ListingChange => self.ingest_change(&item.bytes),
-            ItemKind::SeatBeacon => self.ingest_beacon(&item.bytes),
-        };
+    // ---- ingest ------------------------------------------------------------------------------------
+
+    /// Takes items from the mesh through the node's ingest path (after the per-space change budget) and
+    /// tells the engine and subscribers what was stored. Returns one outcome per item, in order.
+    fn ingest(&mut self, wire: Vec<WireItem>, peer: Option<PeerId>) -> Vec<Outcome> {
         let now = self.now();
-        match &outcome {
-            Outcome::Added(it, replaced) => {
-                if let Some(old) = replaced {
-                    self.engine.item_removed(old);
+        let mut items = Vec::with_capacity(wire.len());
+        // Positions of items the change budget held back, with their outcome.
+        let mut limited: Vec<(usize, Outcome)> = Vec::new();
+        for (n, w) in wire.iter().enumerate() {
+            let item = signed_item(w);
+            if let Some(id) = item.id() {
+                if self.index.contains_key(&ItemId(id.0)) {
+                    limited.push((n, outcome(item.kind, Some(id), Verdict::Known)));
+                    continue;
                 }
-                self.engine.item_added(*it);
-                self.push_item(it);
             }
-            Outcome::Refused(Some(id), _) => self.engine.item_refused(*id, now),
+            if item.kind == ingest::ItemKind::ListingChange {
+                if let Ok(env) = SignedChange::from_bytes(&item.bytes.0).and_then(|c| c.envelope())
+                {
+                    if let limits::Verdict::Limited { warn } =
+                        self.change_limit.check(&env.space, now)
+                    {
+                        if warn {
+                            tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
+                        }
+                        // Not the sender's fault (it may only relay a burst): the engine asks again later.
+                        let id = Hash(env.change_hash);
+                        self.engine.item_refused(ItemId(id.0), now);
+                        limited.push((n, outcome(item.kind, Some(id), Verdict::Waiting)));
+                        continue;
+                    }
+                }
+            }
+            items.push(item);
+        }
+        let report = self.node.ingest(items, Source::Mesh, At::now());
+        if let Some(e) = &report.flush_error {
+            tracing::error!(peer = ?peer, error = %e, "cannot flush the items just received");
+        }
+        for o in report.outcomes.iter().chain(&report.woken) {
+            if let Verdict::Added(a) = &o.verdict {
+                if a.kind == ingest::ItemKind::ListingChange {
+                    if let Some(space) = &a.space {
+                        // Only stored changes spend the budget, so invalid ones cannot exhaust a space's.
+                        self.change_limit.spend(space.clone(), now);
+                    }
+                }
+            }
+            self.record(o);
+        }
+        // Put the held-back outcomes back in input order.
+        let mut out = report.outcomes;
+        for (n, o) in limited {
+            out.insert(n.min(out.len()), o);
+        }
+        out
+    }
+
+    /// Tells the engine, the item index and subscribers what became of one item.
+    fn record(&mut self, o: &Outcome) {
+        let now = self.now();
+        match &o.verdict {
+            Verdict::Added(a) => self.added(a),
+            Verdict::Refused(_) => {
+                if let Some(id) = o.id {
+                    self.engine.item_refused(ItemId(id.0), now);
+                }
+            }
+            Verdict::Failed(e) => {
+                tracing::error!(kind = ?o.kind, error = %e, "cannot store an item")
+            }
             _ => {}
         }
-        outcome
     }
 
-    fn ingest_op(&mut self, bytes: &[u8]) -> Outcome {
-        let op = match SignedOp::from_bytes(bytes) {
-            Ok(op) => op,
-            Err(e) => {
-                let r = self
-                    .node
-                    .refuse("roster operation", None, None, e.to_string());
-                return Outcome::Refused(None, r.to_string());
-            }
-        };
-        let id = ItemId(op.hash().0);
-        if self.index.contains_key(&id) {
-            return Outcome::Known;
-        }
-        match self.node.accept_op(op.clone()) {
-            Ok(_) => {
-                self.index.insert(id, Location::Roster);
-                self.roster_grew = true;
-                tracing::info!(op = %op.hash().short(), "roster operation applied");
-                self.after_roster_change();
-                Outcome::Added(Item::new(ItemKind::RosterOp, id), None)
-            }
-            Err(e) => match e.downcast_ref::<RosterError>() {
-                Some(RosterError::MissingParents(_)) => {
-                    if self.pending_ops.len() < MAX_PENDING_OPS {
-                        self.pending_ops.insert(op.hash(), op);
-                    }
-                    Outcome::Deferred
-                }
-                _ => {
-                    let r = self
-                        .node
-                        .refuse("roster operation", None, None, e.to_string());
-                    Outcome::Refused(Some(id), r.to_string())
-                }
-            },
-        }
-    }
-
-    /// Applies waiting roster operations whose parents have arrived, then rebuilds every listing, since
-    /// the roster decides which changes count.
-    fn after_roster_change(&mut self) {
-        while !self.pending_ops.is_empty() {
-            let mut progress = false;
-            // Only operations whose parents are all known now are tried (a hash lookup each), so a long
-            // backlog costs no signature checks until it can apply.
-            let ready: Vec<Hash> = match self.node.roster() {
-                Some(roster) => self
-                    .pending_ops
-                    .iter()
-                    .filter(|(_, op)| {
-                        op.op()
-                            .map(|o| o.parents.iter().all(|p| roster.contains(p)))
-                            .unwrap_or(true)
-                    })
-                    .map(|(h, _)| *h)
-                    .collect(),
-                None => Vec::new(),
-            };
-            for h in ready {
-                let Some(op) = self.pending_ops.remove(&h) else {
-                    continue;
-                };
-                match self.node.accept_op(op.clone()) {
-                    Ok(_) => {
-                        let id = ItemId(h.0);
-                        self.index.insert(id, Location::Roster);
-                        self.engine.item_added(Item::new(ItemKind::RosterOp, id));
-                        self.roster_grew = true;
-                        progress = true;
-                    }
-                    Err(e) => {
-                        if matches!(
-                            e.downcast_ref::<RosterError>(),
-                            Some(RosterError::MissingParents(_))
-                        ) {
-                            self.pending_ops.insert(h, op);
-                        }
+    fn added(&mut self, a: &Accepted) {
+        let id = ItemId(a.id.0);
+        let location = match (a.kind, &a.space, &a.pool) {
+            (ingest::ItemKind::RosterOp, ..) => Location::Roster,
+            (ingest::ItemKind::ListingChange, Some(space), _) => Location::Change(space.clone()),
+            (ingest::ItemKind::SeatBeacon, Some(space), Some(pool)) => {
+                if let Some(old) = self.beacon_ids.insert((space.clone(), pool.clone()), id) {
+                    if old != id && self.index.remove(&old).is_some() {
+                        self.engine
+                            .item_removed(&Item::new(ItemKind::SeatBeacon, old));
                     }
                 }
+                Location::Beacon(space.clone(), pool.clone())
             }
-            if !progress {
-                break;
-            }
-        }
+            _ => return,
+        };
+        self.index.insert(id, location);
+        self.engine.item_added(Item::new(engine_kind(a.kind), id));
+        self.push_accepted(a);
     }
 
-    fn ingest_change(&mut self, bytes: &[u8]) -> Outcome {
-        let change = match SignedChange::from_bytes(bytes) {
-            Ok(c) => c,
-            Err(e) => {
-                let r = self
-                    .node
-                    .refuse("listing change", None, None, e.to_string());
-                return Outcome::Refused(None, r.to_string());
-            }
-        };
-        let env = match change.envelope() {
-            Ok(env) => env,
-            Err(e) => {
-                let r = self
-                    .node
-                    .refuse("listing change", None, None, e.to_string());
-                return Outcome::Refused(None, r.to_string());
-            }
-        };
-        let id = ItemId(env.change_hash);
-        if self.index.contains_key(&id) {
-            return Outcome::Known;
-        }
-        let now = self.now();
-        if let limits::Verdict::Limited { warn } = self.change_limit.check(&env.space, now) {
-            if warn {
-                tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
-            }
-            // Not the sender's fault (it may only relay a burst): the engine asks again after a while.
-            self.engine.item_refused(id, now);
-            return Outcome::Deferred;
-        }
-        match self.node.accept_change(&change) {
-            Ok(_) => {
-                // Only stored changes spend the budget, so invalid ones cannot exhaust a space's.
-                self.change_limit.spend(env.space.clone(), now);
-                self.index.insert(id, Location::Change(env.space.clone()));
-                tracing::debug!(space = %env.space, author = %env.author, "listing change stored");
-                Outcome::Added(Item::new(ItemKind::ListingChange, id), None)
-            }
-            Err(Refused::Invalid(why)) => Outcome::Refused(Some(id), why),
-            Err(Refused::Waiting(_)) => {
-                self.wait_for_roster(WireItem {
-                    kind: ItemKind::ListingChange,
-                    bytes: bytes.to_vec(),
-                });
-                Outcome::Deferred
-            }
-            Err(Refused::Store(e)) => {
-                tracing::error!(error = %e, "cannot store a listing change");
-                Outcome::Deferred
-            }
-        }
-    }
-
-    fn ingest_beacon(&mut self, bytes: &[u8]) -> Outcome {
-        let id = ItemId(Hash::of(BEACON_ITEM, bytes).0);
-        if self.index.contains_key(&id) {
-            return Outcome::Known;
-        }
-        let signed = match SignedBeacon::from_bytes(bytes) {
-            Ok(b) => b,
-            Err(e) => {
-                let r = self.node.refuse("seat beacon", None, None, e.to_string());
-                return Outcome::Refused(Some(id), r.to_string());
-            }
-        };
-        match self.node.accept_beacon(&signed, chrono::Utc::now()) {
-            Ok(b) => {
-                let kept = matches!(self.node.store.beacon(&b.space, &b.pool), Ok(Some(held)) if held == bytes);
-                if !kept {
-                    return Outcome::Refused(Some(id), SUPERSEDED_BEACON.to_string());
-                }
-                self.index
-                    .insert(id, Location::Beacon(b.space.clone(), b.pool.clone()));
-                let replaced = self
-                    .beacon_ids
-                    .insert((b.space.clone(), b.pool.clone()), id)
-                    .filter(|old| *old != id)
-                    .map(|old| {
-                        self.index.remove(&old);
-                        Item::new(ItemKind::SeatBeacon, old)
-                    });
-                tracing::debug!(space = %b.space, pool = %b.pool, "seat beacon stored");
-                Outcome::Added(Item::new(ItemKind::SeatBeacon, id), replaced)
-            }
-            Err(Refused::Invalid(why)) => Outcome::Refused(Some(id), why),
-            Err(Refused::Waiting(_)) => {
-                self.wait_for_roster(WireItem {
-                    kind: ItemKind::SeatBeacon,
-                    bytes: bytes.to_vec(),
-                });
-                Outcome::Deferred
-            }
-            Err(Refused::Store(e)) => {
-                tracing::error!(error = %e, "cannot store a seat beacon");
-                Outcome::Deferred
-            }
-        }
-    }
-
-    // ---- local edits and the control socket --------------------------------------------------------
-
-    /// Finds items made here since the last scan, tells the engine and publishes each on gossip.
-    fn announce_local(&mut self) {
-        let new = match self.scan() {
-            Ok(new) => new,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot scan the store for local edits");
-                return;
-            }
-        };
-        for item in new {
-            self.engine.item_added(item);
-            self.push_item(&item);
-            let Ok(Some(wire)) = self.load(&item.id) else {
+    /// Announces what a control request signed or imported: to the engine, to subscribers, and on
+    /// gossip (a large import reaches peers at the next reconciliation instead).
+    fn announce(&mut self, made: Vec<Made>) {
+        let gossip = made.len() <= MAX_GOSSIPED_PER_REQUEST;
+        for m in made {
+            self.added(&m.accepted);
+            if !gossip {
                 continue;
+            }
+            let wire = WireItem {
+                kind: engine_kind(m.item.kind),
+                bytes: m.item.bytes.0,
             };
             match postcard::to_stdvec(&wire) {
                 Ok(data) => match self
@@ -1059,10 +832,10 @@ impl Service {
                     .publish(self.topic.clone(), data)
                 {
                     Ok(_) => {
-                        tracing::info!(kind = ?item.kind, id = ?item.id, "published a local edit")
+                        tracing::info!(kind = ?m.accepted.kind, id = %m.accepted.id.short(), "published a local edit")
                     }
                     Err(e) => {
-                        tracing::info!(kind = ?item.kind, error = %e, "local edit not gossiped; peers get it at the next sync")
+                        tracing::info!(kind = ?m.accepted.kind, error = %e, "local edit not gossiped; peers get it at the next sync")
                     }
                 },
                 Err(e) => tracing::error!(error = %e, "cannot encode a gossip message"),
@@ -1070,106 +843,80 @@ impl Service {
         }
     }
 
-    fn on_call(&mut self, req: control::Request) -> Response {
+    // ---- the control socket ------------------------------------------------------------------------
+
+    /// Answers one control request: the mesh's own state for status and peers, the core's dispatcher for
+    /// everything else; then announces what the request made.
+    fn on_call(&mut self, req: ApiRequest) -> Result<Response, ApiError> {
         let now = chrono::Utc::now();
-        match req {
-            control::Request::SeatsSet { pool, value, ttl } => {
-                let r = self.node.seats_set(pool.as_deref(), &value, ttl, now);
-                self.announce_local();
-                Response::from_result(r)
+        let result = match req {
+            ApiRequest::Status => Ok(Response::Status(Box::new(self.status()?))),
+            ApiRequest::Peers => Ok(Response::Peers(self.peers())),
+            ApiRequest::AllianceInviteMember { mut peers } => {
+                // A member's laptop can dial this running node first.
+                peers.extend(self.listen_addrs());
+                api::serve(
+                    &mut self.node,
+                    ApiRequest::AllianceInviteMember { peers },
+                    now,
+                )
             }
-            control::Request::SpaceEdit(args) => {
-                let r = self.node.space_edit(&args, now);
-                self.announce_local();
-                Response::from_result(r)
+            ApiRequest::Snapshot => {
+                let status = self.status()?;
+                self.node
+                    .snapshot(status)
+                    .map(|s| Response::Snapshot(Box::new(s)))
+                    .map_err(ApiError::from)
             }
-            control::Request::SpacesList(args) => Response::from_result(
-                crate::cli::query_from(&args).and_then(|q| self.node.directory(&q, now)),
-            ),
-            control::Request::Audit => Response::from_result(self.node.audit(now)),
-            control::Request::Status => Response::from_result(self.status()),
-            control::Request::Peers => Response::from_result(Ok(Peers {
-                peers: self.peers(),
-            })),
-            control::Request::InviteMember { mut peers } => {
-                peers.extend(self.status().map(|s| s.listen).unwrap_or_default());
-                Response::from_result(self.node.member_invite(peers))
-            }
-            control::Request::TuiSnapshot => Response::from_result(
-                crate::tui_local::snapshot(&self.node, self.tui_status()).map(TuiSnapshot),
-            ),
-            control::Request::TuiSetSeats { pool, availability } => {
-                let r = self
-                    .node
-                    .set_seats(Some(&pool), availability, TUI_SEATS_TTL_S, now);
-                self.announce_local();
-                Response::from_result(r)
-            }
-            control::Request::TuiEditListing(listing) => {
-                let r = self.node.publish_listing(&listing, now);
-                self.announce_local();
-                Response::from_result(r)
-            }
-            // Answered by the socket task itself, which then streams pushes.
-            control::Request::TuiSubscribe => Response::from_result::<String>(Err(
-                anyhow::anyhow!("subscribe is handled by the control socket"),
-            )),
+            other => api::serve(&mut self.node, other, now),
+        };
+        let made = self.node.take_made();
+        if !made.is_empty() {
+            self.announce(made);
         }
+        result
     }
 
-    // ---- live changes for attached TUIs ------------------------------------------------------------
+    // ---- live events for subscribed front ends -----------------------------------------------------
 
-    /// The status bar as an attached TUI shows it.
-    fn tui_status(&self) -> deskmesh_tui::Status {
-        let mut status = crate::tui_local::local_status(&self.node);
-        status.peers = self.connected.len();
-        status.online = !self.connected.is_empty();
-        status.last_sync = self.last_sync;
-        status.attached_to_daemon = true;
-        status
-    }
-
-    fn push(&self, update: deskmesh_tui::Update) {
-        match control::push_line(&control::Push::Update(update)) {
+    fn push(&self, event: &Event) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        match control::event_line(event) {
             // No subscriber is not an error: the change is in the store either way.
             Ok(line) => {
-                let _ = self.pushes.send(line);
+                let _ = self.events.send(line);
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode a TUI update"),
+            Err(e) => tracing::error!(error = %e, "cannot encode an event"),
         }
     }
 
     fn push_status(&self) {
-        if self.pushes.receiver_count() > 0 {
-            self.push(deskmesh_tui::Update::Status(self.tui_status()));
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        match self.status() {
+            Ok(s) => self.push(&Event::Status(Box::new(s))),
+            Err(e) => tracing::warn!(error = %e, "cannot read the status for subscribers"),
         }
     }
 
-    /// Tells attached TUIs what a newly stored item changed, read back from the store.
-    fn push_item(&mut self, item: &Item) {
-        use deskmesh_tui::Update;
-        if self.pushes.receiver_count() == 0 {
+    /// Tells subscribers what a newly stored item changed; roster operations are coalesced into one
+    /// reload per tick, since a cold join can bring thousands.
+    fn push_accepted(&mut self, a: &Accepted) {
+        if self.events.receiver_count() == 0 {
             return;
         }
-        let result = match self.index.get(&item.id).cloned() {
-            // A roster operation can change which listings and signers count: resend everything.
-            Some(Location::Roster) => crate::tui_local::snapshot(&self.node, self.tui_status())
-                .map(|s| Some(Update::Snapshot(Box::new(s)))),
-            Some(Location::Change(space)) => crate::tui_local::space_view(&self.node, &space)
-                .map(|v| v.map(|v| Update::Space(Box::new(v)))),
-            Some(Location::Beacon(space, _)) => crate::tui_local::space_view(&self.node, &space)
-                .map(|v| {
-                    v.map(|v| Update::Seats {
-                        space,
-                        pools: v.pools,
-                    })
-                }),
-            None => Ok(None),
-        };
-        match result {
-            Ok(Some(update)) => self.push(update),
+        if a.kind == ingest::ItemKind::RosterOp {
+            self.reload_due = true;
+            return;
+        }
+        match self.node.event_for(a) {
+            Ok(Some(Event::Reload)) => self.reload_due = true,
+            Ok(Some(event)) => self.push(&event),
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot read a change back for the TUI"),
+            Err(e) => tracing::warn!(error = %e, "cannot read a change back for subscribers"),
         }
     }
 
@@ -1187,80 +934,25 @@ impl Service {
             .collect()
     }
 
-    fn status(&self) -> anyhow::Result<Status> {
-        let mut status = Status::offline(&self.node)?;
-        status.running = true;
-        status.listen = self
-            .swarm
+    fn listen_addrs(&self) -> Vec<String> {
+        self.swarm
             .listeners()
             .map(|a| nat::with_peer(a.clone(), self.me).to_string())
-            .collect();
+            .collect()
+    }
+
+    fn status(&self) -> anyhow::Result<NodeStatus> {
+        let mut status = self.node.status()?;
+        status.running = true;
+        status.listen = self.listen_addrs();
         status.peers = self.peers();
-        status.last_sync = self.last_sync.map(|t| t.to_rfc3339());
+        status.last_sync = self.last_sync;
         Ok(status)
     }
 }
 
-/// Puts the roster operations of a batch first, each after the parents it has in the batch (Kahn's
-/// algorithm over the in-batch edges), so a batch in any order costs no retries; other items keep their
-/// order after them. An operation that does not decode goes last, to be refused by the usual path.
-fn causal_order(items: Vec<WireItem>) -> Vec<WireItem> {
-    let (ops, rest): (Vec<WireItem>, Vec<WireItem>) = items
-        .into_iter()
-        .partition(|i| i.kind == ItemKind::RosterOp);
-    if ops.len() < 2 {
-        return ops.into_iter().chain(rest).collect();
-    }
-    // Each operation with its hash and parents, when it decodes.
-    type Parsed = (WireItem, Option<(Hash, Vec<Hash>)>);
-    let mut parsed: Vec<Parsed> = ops
-        .into_iter()
-        .map(|item| {
-            let meta = SignedOp::from_bytes(&item.bytes)
-                .ok()
-                .and_then(|op| op.op().ok().map(|o| (op.hash(), o.parents)));
-            (item, meta)
-        })
-        .collect();
-    let index: HashMap<Hash, usize> = parsed
-        .iter()
-        .enumerate()
-        .filter_map(|(n, (_, meta))| meta.as_ref().map(|(h, _)| (*h, n)))
-        .collect();
-    let mut waiting_on = vec![0usize; parsed.len()];
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); parsed.len()];
-    for (n, (_, meta)) in parsed.iter().enumerate() {
-        if let Some((_, parents)) = meta {
-            for p in parents {
-                if let Some(&pn) = index.get(p) {
-                    waiting_on[n] += 1;
-                    children[pn].push(n);
-                }
-            }
-        }
-    }
-    let mut ready: std::collections::VecDeque<usize> = (0..parsed.len())
-        .filter(|&n| waiting_on[n] == 0 && parsed[n].1.is_some())
-        .collect();
-    let mut order = Vec::with_capacity(parsed.len());
-    while let Some(n) = ready.pop_front() {
-        order.push(n);
-        for &c in &children[n] {
-            waiting_on[c] -= 1;
-            if waiting_on[c] == 0 {
-                ready.push_back(c);
-            }
-        }
-    }
-    // Undecodable operations (and any cycle, which signatures over hashes make impossible) go last.
-    let placed: std::collections::HashSet<usize> = order.iter().copied().collect();
-    order.extend((0..parsed.len()).filter(|n| !placed.contains(n)));
-    let mut slots: Vec<Option<WireItem>> = parsed.drain(..).map(|(item, _)| Some(item)).collect();
-    order
-        .into_iter()
-        .filter_map(|n| slots[n].take())
-        .chain(rest)
-        .collect()
+fn outcome(kind: ingest::ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
+    Outcome { kind, id, verdict }
 }
 
 /// Item batches waiting to go to one peer.
@@ -1287,19 +979,6 @@ impl Outbox {
         0
     }
 }
-
-/// The control-socket answer to `TuiSnapshot`: the view model as JSON.
-#[derive(serde::Serialize)]
-struct TuiSnapshot(deskmesh_tui::Snapshot);
-
-impl std::fmt::Display for TuiSnapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} spaces", self.0.spaces.len())
-    }
-}
-
-/// Seconds a seat count set from the TUI stays fresh, as `seats set` defaults to.
-const TUI_SEATS_TTL_S: u32 = 900;
 
 /// Resolves when the embedding program (the demo) asks the node to stop; never without one.
 async fn stopped(shutdown: &mut Option<tokio::sync::watch::Receiver<bool>>) {
@@ -1443,52 +1122,4 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     nanos ^ (u64::from(std::process::id()) << 32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use deskmesh_keys::roster::{OpBody, Roster};
-    use deskmesh_keys::{DeviceKey, Signer};
-
-    #[test]
-    fn a_batch_of_roster_operations_in_any_order_is_applied_parents_first() {
-        let coordinator = DeviceKey::from_seed(&[1; 32]);
-        let (mut roster, create) =
-            Roster::create(&coordinator, "North", vec![], 1, 1_700_000_000_000).expect("create");
-        let mut chain = vec![create];
-        for n in 0..5u8 {
-            let device = DeviceKey::from_seed(&[10 + n; 32]).public_key();
-            let op = roster.propose(
-                &coordinator,
-                OpBody::AdmitSpace {
-                    space: SpaceId::derive(&device),
-                    name: format!("Space {n}"),
-                    devices: vec![device],
-                },
-                1_700_000_000_000 + i64::from(n),
-            );
-            roster.insert(op.clone()).expect("insert");
-            chain.push(op);
-        }
-        let wire = |op: &SignedOp| WireItem {
-            kind: ItemKind::RosterOp,
-            bytes: op.to_bytes(),
-        };
-        let beacon = WireItem {
-            kind: ItemKind::SeatBeacon,
-            bytes: vec![1, 2, 3],
-        };
-        // Children first, a beacon in the middle and a garbage operation.
-        let garbage = WireItem {
-            kind: ItemKind::RosterOp,
-            bytes: vec![0xff; 8],
-        };
-        let mut batch: Vec<WireItem> = chain.iter().rev().map(wire).collect();
-        batch.insert(2, beacon.clone());
-        batch.insert(4, garbage.clone());
-        let ordered = causal_order(batch);
-        let expected: Vec<WireItem> = chain.iter().map(wire).chain([garbage, beacon]).collect();
-        assert_eq!(ordered, expected);
-    }
 }

@@ -1,11 +1,30 @@
 //! `deskmesh export`: the directory as JSON (the form `space edit --file` and `import` accept), GeoJSON
-//! (RFC 7946), CSV (one flat row per space) and schema.org JSON-LD (`LocalBusiness`).
+//! (RFC 7946), CSV (one flat row per space) and schema.org JSON-LD (`LocalBusiness`), or every signed item
+//! as a bundle.
 
 use deskmesh_crdt_model::listing::Listing;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::cli::ExportFormat;
-use crate::ops::Node;
+use crate::node::Node;
+
+/// The forms `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExportFormat {
+    Json,
+    Geojson,
+    Csv,
+    Jsonld,
+    /// Every signed item (roster, listing changes, seat beacons) for offline exchange; `import` takes it.
+    Bundle,
+}
+
+impl ExportFormat {
+    /// Whether the format is binary (a bundle) rather than text.
+    pub fn is_binary(self) -> bool {
+        self == Self::Bundle
+    }
+}
 
 impl Node {
     /// The whole directory in `format`: text, or for `bundle` the signed items as bytes.

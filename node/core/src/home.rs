@@ -5,6 +5,7 @@
 //! ├── device.key               this node's ed25519 secret, mode 0600 (deskmesh-keys::keyfile)
 //! ├── node.toml                node settings: display name, listen port (written by `init`)
 //! ├── store/                   the sled database (see docs/STORAGE.md)
+//! ├── store.pid                which process holds the store now: pid and command (see [`StoreLock`])
 //! ├── control.sock             the running daemon's control socket, owner-only (only while `run` is up)
 //! └── demo/                    device keys of the sample spaces created by `deskmesh demo`
 //! ```
@@ -68,6 +69,10 @@ impl Home {
         self.root.join("control.sock")
     }
 
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("store.pid")
+    }
+
     pub fn demo_dir(&self) -> PathBuf {
         self.root.join("demo")
     }
@@ -118,4 +123,70 @@ impl Home {
         }
         Ok(())
     }
+}
+
+/// Says which process holds the store while this value lives: `<home>/store.pid` holds its pid and
+/// command line. sled's own file lock is what keeps a second process out; this file only lets that second
+/// process say *who* holds the store and what to do about it. It is removed on drop (a killed process
+/// leaves it behind, which [`holder`] notices because that pid is gone).
+#[derive(Debug)]
+pub struct StoreLock {
+    path: PathBuf,
+}
+
+impl StoreLock {
+    /// Records this process as the store's holder. Failing to write the note is not an error: the lock
+    /// itself is sled's.
+    pub fn record(home: &Home) -> Self {
+        let path = home.lock_path();
+        let command: Vec<String> = std::env::args()
+            .take(4)
+            .map(|a| {
+                Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or(a)
+            })
+            .collect();
+        let text = format!("{}\n{}\n", std::process::id(), command.join(" "));
+        if let Err(e) = fs::write(&path, text) {
+            tracing::debug!(path = %path.display(), error = %e, "cannot note which process holds the store");
+        }
+        Self { path }
+    }
+}
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        // Only our own note is removed: a later holder may have written its own.
+        if holder_at(&self.path).is_some_and(|h| h.pid == std::process::id()) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The process that holds a home's store, as its note says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    /// The first words of its command line, such as `deskmesh run` or `deskmesh tui`.
+    pub command: String,
+}
+
+/// The live process that noted it holds `home`'s store, if any.
+pub fn holder(home: &Home) -> Option<Holder> {
+    let h = holder_at(&home.lock_path())?;
+    // A note left by a killed process names a pid that is gone (or reused; then the message is merely
+    // less precise).
+    let alive =
+        Path::new("/proc").join(h.pid.to_string()).exists() || !Path::new("/proc/self").exists();
+    alive.then_some(h)
+}
+
+fn holder_at(path: &Path) -> Option<Holder> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let command = lines.next().unwrap_or("deskmesh").trim().to_string();
+    Some(Holder { pid, command })
 }

@@ -22,10 +22,13 @@ use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::SpaceId;
 use libp2p::Multiaddr;
 
-use crate::control::{self, Request};
-use crate::home::{Home, NodeConfig};
+use deskmesh_core::api::Handle;
+use deskmesh_core::home::{Home, NodeConfig};
+use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::{node, Node};
+
+use crate::control::Remote;
 use crate::mesh::{self, embedded::Embedded};
-use crate::ops::{self, Node};
 
 /// How many sample spaces get a running node of their own.
 const SPACE_NODES: usize = 3;
@@ -144,7 +147,7 @@ pub fn prepare(home: &Home) -> anyhow::Result<Vec<DemoNode>> {
         // The way a real member joins: a member token with the alliance's create operation only; the
         // rest of the roster comes over the mesh.
         let token = coordinator.member_invite(Vec::new())?.token;
-        ops::init(&member, Some("Member laptop".into()))?;
+        node::init(&member, Some("Member laptop".into()))?;
         Node::open(&member)?.alliance_join(&token)?;
     }
     nodes.push(DemoNode {
@@ -230,7 +233,7 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
         .map(|n| n.home.clone())
         .context("the demo has no member node")?;
     let outcome = if interactive {
-        match crate::tui_remote::RemoteTui::attach(&member.socket_path()) {
+        match crate::tui_client::attach(&member.socket_path()) {
             Ok(Some(mut api)) => {
                 deskmesh_tui::run_in_terminal(&mut api, deskmesh_tui::Theme::from_env())
                     .map_err(anyhow::Error::from)
@@ -238,7 +241,7 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
             Ok(None) => Err(anyhow::anyhow!(
                 "the member node stopped before the TUI could attach"
             )),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     } else {
         print_layout(home, &nodes, &addresses, &log_path).and_then(|()| mesh.wait_for_signal())
@@ -346,17 +349,17 @@ fn churn_seats(
             1 => Availability::Few,
             _ => Availability::Count(rng.below(*capacity as usize + 1) as u32),
         };
-        let req = Request::TuiSetSeats {
-            pool: pool.clone(),
-            availability,
-        };
-        match control::call(socket, &req) {
-            Ok(Some(resp)) if resp.error.is_none() => {
-                tracing::info!(pool = %pool, ?availability, "demo: seats changed")
-            }
-            Ok(Some(resp)) => tracing::warn!(error = ?resp.error, "demo: seat change refused"),
+        let mut remote = match Remote::connect(socket) {
+            Ok(Some(r)) => r,
             Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e, "demo: cannot reach a space node"),
+            Err(e) => {
+                tracing::warn!(error = %e, "demo: cannot reach a space node");
+                continue;
+            }
+        };
+        match remote.seats_set(Some(pool.clone()), availability, DEFAULT_TTL_S) {
+            Ok(_) => tracing::info!(pool = %pool, ?availability, "demo: seats changed"),
+            Err(e) => tracing::warn!(error = %e, "demo: seat change refused"),
         }
     }
 }

@@ -177,8 +177,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sync::set::MemorySet;
-    use crate::sync::{ItemId, ItemKind};
+    use crate::set::MemorySet;
+    use crate::{ItemId, ItemKind};
 
     const P: Params = Params {
         buckets: 16,

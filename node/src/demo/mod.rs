@@ -5,8 +5,6 @@
 //! listing and a seat beacon per pool, and stores everything exactly as if it had arrived from the mesh:
 //! every signature in the resulting store is real and `deskmesh audit` verifies it.
 
-use std::fmt;
-
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
@@ -17,12 +15,16 @@ use deskmesh_keys::roster::OpBody;
 use deskmesh_keys::{keyfile, DeviceKey, Signer, SpaceId};
 use serde::Serialize;
 
-use crate::commands::Directory;
-use crate::home::Home;
-use crate::ops::{self, Node, RosterAuthority};
+use deskmesh_core::home::Home;
+use deskmesh_core::ingest::{At, SignedItem, Source, Verdict};
+use deskmesh_core::node::{self, RosterAuthority};
+use deskmesh_core::ops::directory::Directory;
+use deskmesh_core::Node;
+
+pub mod live;
 
 /// The sample directory shipped with deskmesh.
-pub const SAMPLE: &str = include_str!("../sample/alliance.json");
+pub const SAMPLE: &str = include_str!("../../sample/alliance.json");
 
 /// The sample listings, each given the id of a fresh space key.
 pub fn sample_listings() -> anyhow::Result<Vec<Listing>> {
@@ -42,37 +44,14 @@ pub struct DemoReport {
     pub directory: Directory,
 }
 
-impl fmt::Display for DemoReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.directory)?;
-        writeln!(f)?;
-        if self.created {
-            writeln!(f, "A sample alliance was created in {}.", self.home)?;
-        } else {
-            writeln!(f, "Showing the sample alliance already in {}.", self.home)?;
-        }
-        writeln!(
-            f,
-            "Explore it (from a checkout, `deskmesh` is target/release/deskmesh; `cargo install --path node` puts it on PATH):"
-        )?;
-        writeln!(
-            f,
-            "  deskmesh --home {} spaces list --open-now --amenity coffee",
-            self.home
-        )?;
-        writeln!(f, "  deskmesh --home {} alliance show", self.home)?;
-        write!(f, "  deskmesh --home {} audit", self.home)
-    }
-}
-
 /// Creates (or reopens) the sample alliance in `home` and shows its directory.
 pub fn run(home: &Home, now: DateTime<Utc>) -> anyhow::Result<DemoReport> {
     let created = !home.is_initialised();
     if created {
-        ops::init(home, Some("Demo coordinator".into()))?;
+        node::init(home, Some("Demo coordinator".into()))?;
         let mut node = Node::open(home)?;
         node.alliance_create("Demo Coworking Alliance", 1, now)?;
-        populate(&mut node, now)?;
+        populate(home, &mut node, now)?;
     }
     let node = Node::open(home)?;
     Ok(DemoReport {
@@ -83,8 +62,12 @@ pub fn run(home: &Home, now: DateTime<Utc>) -> anyhow::Result<DemoReport> {
 }
 
 /// Admits every sample space with its own key and stores its signed listing and seats.
-pub fn populate(node: &mut Node, now: DateTime<Utc>) -> anyhow::Result<Vec<(SpaceId, DeviceKey)>> {
-    let dir = node.home.demo_dir();
+pub fn populate(
+    home: &Home,
+    node: &mut Node,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(SpaceId, DeviceKey)>> {
+    let dir = home.demo_dir();
     let mut spaces = Vec::new();
     for (i, mut listing) in sample_listings()?.into_iter().enumerate() {
         let key = DeviceKey::generate();
@@ -102,8 +85,9 @@ pub fn populate(node: &mut Node, now: DateTime<Utc>) -> anyhow::Result<Vec<(Spac
 
 /// Admits `key`'s space (signed by this node, a coordinator), has `key` sign `listing` and one seat
 /// beacon per pool with the (availability, age in minutes) `seats(pool index, capacity)` gives, and takes
-/// everything through the node's `accept_*` paths, as if it came from the mesh. Returns the listing's
-/// document. A beacon too old to be kept is skipped, not an error.
+/// everything through the node's ingest path, as if it came from a bundle. Returns the listing's
+/// document. A beacon too old to be kept is skipped, not an error. Nothing is announced: this runs
+/// before the node is on the mesh.
 pub fn admit_space(
     node: &mut Node,
     key: &DeviceKey,
@@ -122,10 +106,11 @@ pub fn admit_space(
         },
         now.timestamp_millis(),
     );
-    node.accept_op(admit)?;
+    take(node, vec![SignedItem::op(&admit)])?;
     let roster = node.roster().context("this node is not in an alliance")?;
     let heads = roster.heads();
     let mut doc = SpaceDoc::new(space.clone());
+    let mut items = Vec::new();
     if let Some(change) = doc.edit(
         listing,
         key,
@@ -133,7 +118,7 @@ pub fn admit_space(
         heads.clone(),
         now.timestamp_millis(),
     )? {
-        node.accept_change(&change)?;
+        items.push(SignedItem::change(&change));
     }
     for (j, pool) in listing.seat_pools.iter().enumerate() {
         let (availability, age_min) = seats(j, pool.capacity);
@@ -148,13 +133,28 @@ pub fn admit_space(
             author: key.public_key(),
             roster_heads: heads.clone(),
         };
-        let signed = beacon.sign(key)?;
-        match node.accept_beacon(&signed, now) {
-            Ok(_) | Err(ops::Refused::Invalid(_)) => {}
-            Err(e) => return Err(e.into()),
+        items.push(SignedItem::beacon(&beacon.sign(key)?));
+    }
+    take(node, items)?;
+    Ok(doc)
+}
+
+/// Ingests items signed for the demo; any refusal is a bug in the demo, reported as an error.
+fn take(node: &mut Node, items: Vec<SignedItem>) -> anyhow::Result<()> {
+    let report = node.ingest(items, Source::Bundle, At::now());
+    node.take_made();
+    if let Some(e) = report.flush_error {
+        anyhow::bail!("{e}");
+    }
+    for o in report.outcomes {
+        match o.verdict {
+            Verdict::Refused(why) | Verdict::Failed(why) => {
+                anyhow::bail!("the demo's own {} was refused: {why}", o.kind.label())
+            }
+            _ => {}
         }
     }
-    Ok(doc)
+    Ok(())
 }
 
 /// Varied but deterministic seat states: fresh counts, buckets, a stale one and a full one, as

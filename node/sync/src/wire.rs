@@ -168,7 +168,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sync::ItemKind;
+    use crate::ItemKind;
 
     fn item(first: u8) -> Item {
         Item::new(ItemKind::ListingChange, ItemId([first; 32]))

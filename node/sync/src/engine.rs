@@ -799,8 +799,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sync::wire::{Mode, VERSION};
-    use crate::sync::{Bound, Fingerprint, KeyRange};
+    use crate::wire::{Mode, VERSION};
+    use crate::{Bound, Fingerprint, KeyRange};
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -991,8 +991,8 @@ mod tests {
             session,
             nonce: 1,
             ranges: vec![Range {
-                upper: crate::sync::Bound::End,
-                mode: Mode::Fingerprint(crate::sync::Fingerprint([0; 16])),
+                upper: crate::Bound::End,
+                mode: Mode::Fingerprint(crate::Fingerprint([0; 16])),
             }],
         };
         assert!(e.received(&"p", open(1), secs(0)).is_ok());
@@ -1020,8 +1020,8 @@ mod tests {
             session,
             initiator,
             ranges: vec![Range {
-                upper: crate::sync::Bound::End,
-                mode: Mode::Fingerprint(crate::sync::Fingerprint([0; 16])),
+                upper: crate::Bound::End,
+                mode: Mode::Fingerprint(crate::Fingerprint([0; 16])),
             }],
             lacking: vec![],
         };

@@ -5,17 +5,15 @@
 //! signers with the roster operation that authorised each, and every rejected change or beacon with its
 //! reason. It changes nothing but the rebuildable index.
 
-use std::fmt;
-
 use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::ops::{hex, Node, RejectionRecord, SignerInfo};
+use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, SignerInfo};
 
 /// The whole audit.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditReport {
     pub alliance: Option<AllianceId>,
     pub roster: Vec<RosterOpAudit>,
@@ -24,12 +22,12 @@ pub struct AuditReport {
     pub beacons_verified: usize,
     pub beacons_failed: Vec<String>,
     /// Signed items refused at the door (bad signature, not authorised): never stored, only logged.
-    pub refused: Vec<crate::ops::RefusalRecord>,
+    pub refused: Vec<RefusalRecord>,
     pub ok: bool,
 }
 
 /// One roster operation, in causal order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RosterOpAudit {
     pub op: Hash,
     pub kind: String,
@@ -41,14 +39,14 @@ pub struct RosterOpAudit {
 }
 
 /// A roster operation that was refused.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectedOp {
     pub op: Hash,
     pub reason: String,
 }
 
 /// One listing: who signed it under which roster operation, and what was excluded.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListingAudit {
     pub space: SpaceId,
     pub name: Option<String>,
@@ -59,7 +57,7 @@ pub struct ListingAudit {
 }
 
 /// A stored change (or beacon) that does not count, and why.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RejectedChangeAudit {
     pub change: String,
     pub author: Option<PublicKey>,
@@ -124,7 +122,7 @@ impl Node {
             let entry = self.store.entry(&space)?;
             let (name, signers) = match entry {
                 Some(bytes) => {
-                    let e: crate::ops::IndexEntry = serde_json::from_slice(&bytes)?;
+                    let e: IndexEntry = serde_json::from_slice(&bytes)?;
                     let name = e
                         .listing
                         .get("name")
@@ -223,96 +221,5 @@ fn summarise(body: &deskmesh_keys::roster::OpBody, roster: &deskmesh_keys::Roste
                 addrs.len()
             )
         }
-    }
-}
-
-impl fmt::Display for AuditReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.alliance {
-            Some(a) => writeln!(f, "alliance {a}")?,
-            None => writeln!(f, "this node is not in an alliance")?,
-        }
-        writeln!(
-            f,
-            "\nroster ({} operations, every signature verified)",
-            self.roster.len()
-        )?;
-        for op in &self.roster {
-            let signers: Vec<String> = op.signed_by.iter().map(|k| k.short()).collect();
-            writeln!(
-                f,
-                "  {}  {}  signed by {}",
-                op.op.short(),
-                op.summary,
-                signers.join(", ")
-            )?;
-        }
-        for r in &self.rejected_roster_ops {
-            writeln!(f, "  REJECTED {}: {}", r.op.short(), r.reason)?;
-        }
-        writeln!(f, "\nlistings ({})", self.listings.len())?;
-        for l in &self.listings {
-            writeln!(
-                f,
-                "  {}  {}  {} of {} stored changes accepted",
-                l.space,
-                l.name.as_deref().unwrap_or("(no valid listing)"),
-                l.changes_accepted,
-                l.changes_stored
-            )?;
-            for s in &l.signers {
-                let removed = match &s.removed_by {
-                    Some(h) => format!("; key since removed by {}", h.short()),
-                    None => String::new(),
-                };
-                writeln!(
-                    f,
-                    "      signed by {} ({} change(s)) under roster op {}{removed}",
-                    s.key,
-                    s.changes,
-                    s.authorised_by.short()
-                )?;
-            }
-            for r in &l.rejected {
-                let who = r
-                    .author
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "unknown author".into());
-                writeln!(
-                    f,
-                    "      REJECTED {} by {who}: {}",
-                    &r.change[..12.min(r.change.len())],
-                    r.reason
-                )?;
-            }
-        }
-        writeln!(f, "\nseat beacons: {} verified", self.beacons_verified)?;
-        for b in &self.beacons_failed {
-            writeln!(f, "  FAILED {b}")?;
-        }
-        if !self.refused.is_empty() {
-            writeln!(f, "\nrefused and not stored ({})", self.refused.len())?;
-            for r in &self.refused {
-                let who = r
-                    .author
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "unknown author".into());
-                let space = r
-                    .space
-                    .as_ref()
-                    .map(|s| format!(" for {s}"))
-                    .unwrap_or_default();
-                writeln!(f, "  REFUSED {} by {who}{space}: {}", r.kind, r.reason)?;
-            }
-        }
-        write!(
-            f,
-            "\n{}",
-            if self.ok {
-                "audit passed: every stored signature verifies and nothing was rejected"
-            } else {
-                "audit found rejected or unverifiable items (listed above)"
-            }
-        )
     }
 }

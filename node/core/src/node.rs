@@ -1,45 +1,52 @@
-//! The operations every front end uses: the command line today, the daemon and the terminal UI later.
+//! [`Node`]: one home opened. It holds the device key, the settings, a store (sled on disk, or the
+//! in-memory twin in unit tests) and the alliance roster loaded from the store, and keeps the derived
+//! directory index up to date as signed items arrive through [`crate::ingest`].
 //!
-//! A [`Node`] is one home directory opened: its device key, its settings, its store and the alliance roster
-//! loaded from the store. Every method validates its input before it writes anything, signs with the device
-//! key through `deskmesh-keys`, writes signed bytes to the store (flushed before returning), and then brings
-//! the rebuildable directory index up to date. Results are plain serde structs with a human `Display`.
+//! Every operation in [`crate::ops`] validates its input before it writes anything, signs with the device
+//! key through `deskmesh-keys`, and hands what it signed to the same ingest path items from peers take, so
+//! local edits and received items are checked and stored alike (flushed before the call returns).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
-use deskmesh_crdt_model::beacon::{Availability, SeatBeacon, SignedBeacon};
+use anyhow::{anyhow, Context};
+use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, SignedChange};
 use deskmesh_crdt_model::doc::SpaceDoc;
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::{Roster, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
+use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::home::{Home, NodeConfig};
-use crate::store::{SledStore, Store};
+use crate::home::{self, Home, NodeConfig, StoreLock};
+use crate::ingest::{IngestState, Made};
 
 /// Meta key holding the alliance id this node belongs to.
-const META_ALLIANCE: &str = "alliance";
+pub(crate) const META_ALLIANCE: &str = "alliance";
+/// Meta key holding the peer addresses an invite named, to dial first.
+pub const META_BOOTSTRAP_PEERS: &str = "bootstrap_peers";
 /// The default mesh port; `init` stores it in node.toml so peers can save the address.
 pub const DEFAULT_PORT: u16 = 4717;
 
 /// One node's home, opened.
 pub struct Node {
-    pub home: Home,
     key: DeviceKey,
     pub config: NodeConfig,
     pub store: Arc<dyn Store>,
     roster: Option<Roster>,
+    pub(crate) ingest: IngestState,
+    /// Items this node signed or imported since the last [`Node::take_made`], for the caller to announce.
+    pub(crate) made: Vec<Made>,
+    /// Notes this process as the store's holder while the node is open (sled stores only).
+    _lock: Option<StoreLock>,
 }
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
-            .field("home", &self.home.root())
+            .field("name", &self.config.name)
             .field("key", &self.key.public_key())
             .finish_non_exhaustive()
     }
@@ -59,7 +66,7 @@ impl Authority for RosterAuthority<'_> {
 }
 
 /// What `init` reports.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct InitReport {
     pub public_key: PublicKey,
     pub name: String,
@@ -67,21 +74,10 @@ pub struct InitReport {
     pub listen_port: u16,
 }
 
-impl fmt::Display for InitReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.public_key)?;
-        write!(
-            f,
-            "node {:?} initialised in {}; give the key above to your alliance coordinator",
-            self.name, self.home
-        )
-    }
-}
-
 /// Creates the node's identity in `home`. Refuses to replace an existing key.
 pub fn init(home: &Home, name: Option<String>) -> anyhow::Result<InitReport> {
     if home.is_initialised() {
-        bail!(
+        anyhow::bail!(
             "a deskmesh node already exists at {}; use another --home to create a second one",
             home.root().display()
         );
@@ -105,19 +101,48 @@ pub fn init(home: &Home, name: Option<String>) -> anyhow::Result<InitReport> {
     })
 }
 
+/// Why a home's store could not be opened because another process holds it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Busy {
+    pub message: String,
+    /// The process holding the store, when its note says so.
+    pub holder: Option<home::Holder>,
+}
+
 impl Node {
-    /// Opens an initialised home: key, settings, store, roster.
+    /// Opens an initialised home: key, settings, store, roster. When another process holds the store the
+    /// error is a [`Busy`] that names that process.
     pub fn open(home: &Home) -> anyhow::Result<Self> {
         home.require_initialised()?;
         let key = keyfile::read(&home.key_path())?;
         let config = home.read_config()?;
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&home.store_path())?);
+        let store = match SledStore::open(&home.store_path()) {
+            Ok(s) => s,
+            Err(StoreError::Locked { path }) => return Err(busy(home, &path).into()),
+            Err(e) => return Err(e.into()),
+        };
+        let lock = StoreLock::record(home);
+        let mut node = Self::with_store(key, config, Arc::new(store))?;
+        node._lock = Some(lock);
+        Ok(node)
+    }
+
+    /// A node over any store (the in-memory one in tests): loads the roster and rebuilds what a crash left
+    /// dirty.
+    pub fn with_store(
+        key: DeviceKey,
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Self> {
         let mut node = Self {
-            home: home.clone(),
             key,
             config,
             store,
             roster: None,
+            ingest: IngestState::default(),
+            made: Vec::new(),
+            _lock: None,
         };
         node.roster = node.load_roster()?;
         node.reindex_dirty()?;
@@ -136,6 +161,10 @@ impl Node {
         self.roster.as_ref()
     }
 
+    pub(crate) fn roster_mut(&mut self) -> Option<&mut Roster> {
+        self.roster.as_mut()
+    }
+
     pub fn alliance_id(&self) -> Option<AllianceId> {
         self.roster.as_ref().map(|r| r.alliance_id())
     }
@@ -144,6 +173,17 @@ impl Node {
         self.roster.as_ref().ok_or_else(|| {
             anyhow!("this node is not in an alliance yet; run `deskmesh alliance create NAME` or `deskmesh alliance join TOKEN`")
         })
+    }
+
+    /// Replaces the roster (after creating or joining an alliance).
+    pub(crate) fn set_roster(&mut self, roster: Roster) {
+        self.roster = Some(roster);
+    }
+
+    /// The items this node signed or imported since the last call, oldest first, for the caller to
+    /// announce (the daemon publishes them; a command that exits has nobody to tell).
+    pub fn take_made(&mut self) -> Vec<Made> {
+        std::mem::take(&mut self.made)
     }
 
     /// Rebuilds the roster from the signed ops in the store.
@@ -180,36 +220,6 @@ impl Node {
         Ok(Some(roster))
     }
 
-    /// Verifies `op` against the roster, then stores it (flushed).
-    pub fn accept_op(&mut self, op: SignedOp) -> anyhow::Result<bool> {
-        let roster = self
-            .roster
-            .as_mut()
-            .ok_or_else(|| anyhow!("this node is not in an alliance yet"))?;
-        let hash = op.hash();
-        roster.insert(op.clone())?;
-        let new = self.store.put_op(&hash, &op.to_bytes())?;
-        if new {
-            self.reindex_for(&op)?;
-        }
-        Ok(new)
-    }
-
-    /// Brings the index up to date after a roster operation: an op about one space (admission, device
-    /// change, revocation) can only change which of that space's stored changes count; an op about the
-    /// coordinators can change which grants take effect, so every space is rebuilt (rare).
-    fn reindex_for(&self, op: &SignedOp) -> anyhow::Result<()> {
-        match op.op()?.body.space() {
-            Some(space) => {
-                if !self.store.change_hashes(space)?.is_empty() {
-                    self.reindex(space)?;
-                }
-                Ok(())
-            }
-            None => self.reindex_all(),
-        }
-    }
-
     /// This node's space: the one whose current devices include this node's key.
     pub fn my_space(&self) -> Option<SpaceId> {
         let roster = self.roster.as_ref()?;
@@ -231,9 +241,19 @@ impl Node {
 
     // ---- the directory index -------------------------------------------------------------------
 
-    /// Replaces the roster (after creating or joining an alliance).
-    pub fn set_roster(&mut self, roster: Roster) {
-        self.roster = Some(roster);
+    /// Brings the index up to date after a roster operation: an op about one space (admission, device
+    /// change, revocation) can only change which of that space's stored changes count; an op about the
+    /// coordinators can change which grants take effect, so every space is rebuilt (rare).
+    pub(crate) fn reindex_for(&self, op: &SignedOp) -> anyhow::Result<()> {
+        match op.op()?.body.space() {
+            Some(space) => {
+                if !self.store.change_hashes(space)?.is_empty() {
+                    self.reindex(space)?;
+                }
+                Ok(())
+            }
+            None => self.reindex_all(),
+        }
     }
 
     /// Rebuilds every space's index, e.g. after a roster change that may authorise or exclude changes.
@@ -242,11 +262,6 @@ impl Node {
             self.reindex(&space)?;
         }
         Ok(())
-    }
-
-    /// The space's document rebuilt from the store.
-    pub fn space_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Undecodable)> {
-        self.load_doc(space)
     }
 
     /// Rebuilds the index of every space the store marks dirty (after a crash, or after new changes).
@@ -259,7 +274,7 @@ impl Node {
 
     /// Rebuilds one space's document from its stored signed changes and writes its index entry.
     pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<SpaceDoc> {
-        let (doc, undecodable) = self.load_doc(space)?;
+        let (doc, undecodable) = self.space_doc(space)?;
         let entry = IndexEntry::from_doc(&doc, self.roster.as_ref());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
@@ -295,7 +310,7 @@ impl Node {
     }
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
-    fn load_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Undecodable)> {
+    pub fn space_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Undecodable)> {
         let mut changes = Vec::new();
         let mut undecodable = Vec::new();
         for hash in self.store.change_hashes(space)? {
@@ -315,59 +330,18 @@ impl Node {
         Ok((doc, undecodable))
     }
 
-    /// Takes a signed change received from a peer, a bundle or made here: a bad signature or an author the
-    /// roster refuses for good is logged for the audit and never stored; anything else is stored (flushed)
-    /// and its space reindexed. Returns whether the change was new.
-    pub fn accept_change(&self, change: &SignedChange) -> Result<bool, Refused> {
-        let env = match change.verify() {
-            Ok(env) => env,
-            Err(e) => {
-                let author = change.envelope().ok().map(|e| e.author);
-                return Err(self.refuse("listing change", author, None, e.to_string()));
-            }
-        };
-        if let Err(d) = RosterAuthority(self.roster.as_ref()).authorise(
-            &env.roster_heads,
-            &env.author,
-            &env.space,
-        ) {
-            // Unknown roster heads may be an admission still on its way, so such a change waits; but only
-            // when its author is a device this node already knows, or anyone could fill the store.
-            let known_author = self
-                .roster
-                .as_ref()
-                .is_some_and(|r| !r.state().spaces_of(&env.author).is_empty());
-            if !d.pending {
-                return Err(self.refuse(
-                    "listing change",
-                    Some(env.author),
-                    Some(env.space.clone()),
-                    d.reason,
-                ));
-            }
-            if !known_author {
-                // Not stored and not logged: the caller may hold it until the roster catches up.
-                return Err(Refused::Waiting(d.reason));
-            }
-        }
-        let new = self
-            .store
-            .put_change(&env.space, &env.change_hash, &change.to_bytes())
-            .map_err(|e| Refused::Store(e.into()))?;
-        if new {
-            self.reindex(&env.space).map_err(Refused::Store)?;
-        }
-        Ok(new)
-    }
+    // ---- the refusal sink ----------------------------------------------------------------------
 
-    /// Records a refusal in the store's bounded log and returns it as an error.
+    /// Records a refused item in the store's bounded log (the audit lists it) and returns the reason.
+    /// Every source's refusals end here. A store that cannot record it is logged, not fatal: the item is
+    /// refused either way.
     pub fn refuse(
         &self,
         kind: &str,
         author: Option<PublicKey>,
         space: Option<SpaceId>,
         reason: String,
-    ) -> Refused {
+    ) -> String {
         let record = RefusalRecord {
             kind: kind.to_string(),
             author,
@@ -375,16 +349,16 @@ impl Node {
             reason: reason.clone(),
             at_ms: chrono::Utc::now().timestamp_millis(),
         };
-        match serde_json::to_vec(&record)
+        let logged = serde_json::to_vec(&record)
             .map_err(anyhow::Error::from)
-            .and_then(|b| Ok(self.store.log_refused(&b)?))
-        {
-            Ok(()) => {
-                tracing::info!(kind, ?author, reason = %reason, "refused a signed item");
-                Refused::Invalid(reason)
+            .and_then(|b| Ok(self.store.log_refused(&b)?));
+        match logged {
+            Ok(()) => tracing::info!(kind, ?author, reason = %reason, "refused a signed item"),
+            Err(e) => {
+                tracing::error!(kind, reason = %reason, error = %e, "refused a signed item but cannot log it for the audit")
             }
-            Err(e) => Refused::Store(e),
         }
+        reason
     }
 
     /// Every refusal the log keeps, oldest first.
@@ -395,6 +369,8 @@ impl Node {
         }
         Ok(out)
     }
+
+    // ---- reading the index ---------------------------------------------------------------------
 
     /// Every listing in the index with its metadata.
     pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
@@ -408,6 +384,24 @@ impl Node {
         Ok(out)
     }
 
+    /// One space's index entry, if it has a valid listing.
+    pub fn entry(&self, space: &SpaceId) -> anyhow::Result<Option<IndexEntry>> {
+        match self.store.entry(space)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("the index entry of {space} is corrupt; it will be rebuilt")
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The listing of `space` as the index holds it.
+    pub fn current_listing(&self, space: &SpaceId) -> anyhow::Result<Option<Listing>> {
+        match self.entry(space)? {
+            Some(e) => Ok(Some(e.listing()?)),
+            None => Ok(None),
+        }
+    }
+
     /// The newest verified beacon of every (space, pool).
     pub fn beacons(&self) -> anyhow::Result<Vec<SeatBeacon>> {
         let mut out = Vec::new();
@@ -418,29 +412,45 @@ impl Node {
         }
         Ok(out)
     }
+
+    /// The newest verified beacon of each pool of one space.
+    pub fn space_beacons(&self, space: &SpaceId) -> anyhow::Result<Vec<SeatBeacon>> {
+        Ok(self
+            .store
+            .space_beacons(space)?
+            .into_iter()
+            .filter_map(|(_, bytes)| {
+                SignedBeacon::from_bytes(&bytes)
+                    .and_then(|b| b.decode())
+                    .ok()
+            })
+            .collect())
+    }
+}
+
+fn busy(home: &Home, path: &std::path::Path) -> Busy {
+    let holder = home::holder(home);
+    let message = match &holder {
+        Some(h) => format!(
+            "another deskmesh process (pid {}, `{}`) is using the store at {}; stop it (`kill {}`), or if it is `deskmesh run`, wait until its control socket answers and try again",
+            h.pid,
+            h.command,
+            path.display(),
+            h.pid
+        ),
+        None => format!(
+            "another deskmesh process is using the store at {}; stop it, or if it is `deskmesh run`, wait until its control socket answers and try again",
+            path.display()
+        ),
+    };
+    Busy { message, holder }
 }
 
 /// Stored changes that do not even decode, with why: (change hash as stored, reason).
 pub type Undecodable = Vec<([u8; 32], String)>;
 
-/// Why a signed item was not taken.
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    /// The item is invalid (signature, authorisation, limits); it was logged for the audit.
-    #[error("{0}")]
-    Invalid(String),
-    /// The store failed; nothing was lost but the item was not kept.
-    #[error(transparent)]
-    Store(anyhow::Error),
-    /// The item names roster operations this node does not know yet (an admission still on its way) and
-    /// an author it does not know: neither stored nor logged. The mesh keeps it in memory and tries again
-    /// when roster operations arrive; a one-shot caller records it as refused with [`Node::refuse`].
-    #[error("{0}")]
-    Waiting(String),
-}
-
 /// One refused item, as the audit shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RefusalRecord {
     pub kind: String,
     pub author: Option<PublicKey>,
@@ -460,7 +470,7 @@ pub struct IndexEntry {
 }
 
 /// Who signed a listing, how often, and under which roster operation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SignerInfo {
     pub key: PublicKey,
     pub changes: usize,
@@ -511,81 +521,7 @@ impl IndexEntry {
     }
 }
 
+/// Lower-case hex of a 32-byte hash.
 pub fn hex(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads a listing file, JSON or TOML by extension (JSON when unsure).
-pub fn read_listing_file(path: &Path) -> anyhow::Result<Listing> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    // Refuse absurd files before reading them into memory; the listing's own limit is far smaller.
-    if meta.len() > 16 * 1024 * 1024 {
-        bail!(
-            "{} is {} bytes; a listing file may be at most 16 MiB (and the listing itself 64 KiB)",
-            path.display(),
-            meta.len()
-        );
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let is_toml = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
-    let parsed = if is_toml {
-        Listing::from_toml(&text)
-    } else {
-        Listing::from_json(&text)
-    };
-    parsed.map_err(|e| anyhow!("{}: {e}", path.display()))
-}
-
-/// Parses `seats set` values: a count, or many|few|full|closed.
-pub fn parse_availability(value: &str) -> anyhow::Result<Availability> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "many" => Ok(Availability::Many),
-        "few" => Ok(Availability::Few),
-        "full" => Ok(Availability::Full),
-        "closed" => Ok(Availability::Closed),
-        other => match other.parse::<i64>() {
-            Ok(n) if n < 0 => bail!("open seats cannot be negative (got {n}); use 0 or `full`"),
-            Ok(n) if n > 100_000 => {
-                bail!("{n} open seats is more than any space has (limit 100000)")
-            }
-            Ok(n) => Ok(Availability::Count(n as u32)),
-            Err(_) => {
-                bail!("{value:?} is not a seat count; use a number or many, few, full, closed")
-            }
-        },
-    }
-}
-
-pub(crate) fn beacon_now(
-    node: &Node,
-    space: &SpaceId,
-    pool: &str,
-    availability: Availability,
-    ttl_s: u32,
-    published_at_ms: i64,
-) -> anyhow::Result<SignedBeacon> {
-    let roster = node.require_roster()?;
-    let seq = node
-        .store
-        .beacon(space, pool)?
-        .and_then(|b| SignedBeacon::from_bytes(&b).ok())
-        .and_then(|b| b.decode().ok())
-        .map_or(0, |b| b.seq + 1);
-    let is_open = !matches!(availability, Availability::Closed);
-    let b = SeatBeacon {
-        space: space.clone(),
-        pool: pool.to_string(),
-        availability,
-        is_open,
-        published_at_ms,
-        ttl_s,
-        seq,
-        author: node.public_key(),
-        roster_heads: roster.heads(),
-    };
-    Ok(b.sign(node.signer())?)
 }

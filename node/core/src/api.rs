@@ -1,0 +1,491 @@
+//! The typed API of a node: everything a front end (the command line, the terminal UI, the demo) can ask
+//! of a node, and the one [`Handle`] trait it asks through.
+//!
+//! A [`Request`] is answered by a [`Response`] or an [`ApiError`] (one sentence for people and a coarse
+//! [`ErrorKind`]). Three implementations of [`Handle`] exist: [`Local`] over a node opened in this process,
+//! the control-socket client in the node crate (a running daemon answers), and test fakes. [`serve`] is the
+//! one dispatcher: [`Local`] calls it and so does the daemon, which answers only `Status` and `Peers` from
+//! its own state (it knows the mesh) and announces what a request made. A front end therefore behaves the
+//! same whether or not a daemon runs, and renders text itself: nothing here is formatted for a terminal.
+//!
+//! Requests and responses are serde types. Over a socket they travel as JSON after a handshake in which
+//! both sides name [`PROTOCOL`]; bytes ([`Bytes`]) are base64 in JSON and raw in binary encodings.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deskmesh_crdt_model::beacon::Availability;
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::query::Query;
+use deskmesh_keys::{PublicKey, SpaceId};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditReport;
+use crate::bundle::BundleReport;
+use crate::export::ExportFormat;
+use crate::ingest::SignedItem;
+use crate::node::{Busy, Node};
+use crate::ops::alliance::{
+    AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, RosterChanged,
+};
+use crate::ops::directory::Directory;
+use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
+use crate::ops::seats::SeatsReport;
+use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
+
+/// The version of the request/response protocol. A peer naming another version is refused with a
+/// sentence that says which side to upgrade.
+pub const PROTOCOL: u32 = 1;
+
+/// Bytes that cross the API: base64 text in JSON, raw bytes in binary encodings.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Bytes(pub Vec<u8>);
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&data_encoding::BASE64.encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("base64 text or bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bytes, E> {
+                data_encoding::BASE64
+                    .decode(v.as_bytes())
+                    .map(Bytes)
+                    .map_err(|e| E::custom(format!("not base64: {e}")))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bytes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Bytes(out))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_bytes(V)
+        }
+    }
+}
+
+/// Everything a front end can ask of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// The node and its place in the mesh.
+    Status,
+    /// The peers connected now (none without a running mesh node).
+    Peers,
+    /// Found an alliance with this node as its first coordinator.
+    AllianceCreate {
+        name: String,
+        threshold: u8,
+    },
+    /// Admit a space's device key; answers with its invite token.
+    AllianceInvite {
+        invitee: PublicKey,
+        space_name: String,
+        peers: Vec<String>,
+    },
+    /// A token for a member's laptop; a running node adds its own listen addresses.
+    AllianceInviteMember {
+        peers: Vec<String>,
+    },
+    /// Add another device to this node's space; answers with its invite token.
+    AllianceAddDevice {
+        device: PublicKey,
+    },
+    AllianceRemoveDevice {
+        device: PublicKey,
+        space: Option<SpaceId>,
+    },
+    AllianceRevoke {
+        space: SpaceId,
+        reason: String,
+    },
+    /// Join with a `dmi1…` or `dmm1…` token.
+    AllianceJoin {
+        token: String,
+    },
+    AllianceShow,
+    /// A listing (default: this node's space).
+    SpaceShow {
+        space: Option<SpaceId>,
+    },
+    SpaceEdit(ListingEdit),
+    SeatsSet {
+        pool: Option<String>,
+        availability: Availability,
+        ttl_s: u32,
+    },
+    SpacesList(Query),
+    Export(ExportFormat),
+    /// Listings (JSON, one or an array) this node may sign for.
+    ImportListings(FileBytes),
+    /// Signed items from a bundle; send every roster operation before the items they authorise.
+    ImportItems(Vec<SignedItem>),
+    Audit,
+    /// Everything a live front end shows.
+    Snapshot,
+    /// After the answer, the connection carries [`Event`]s until the client hangs up (sockets only).
+    Subscribe,
+}
+
+impl Request {
+    /// Whether the request can change what the node stores.
+    pub fn writes(&self) -> bool {
+        !matches!(
+            self,
+            Self::Status
+                | Self::Peers
+                | Self::AllianceShow
+                | Self::AllianceInviteMember { .. }
+                | Self::SpaceShow { .. }
+                | Self::SpacesList(_)
+                | Self::Export(_)
+                | Self::Audit
+                | Self::Snapshot
+                | Self::Subscribe
+        )
+    }
+}
+
+/// A node's answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    Status(Box<NodeStatus>),
+    Peers(Vec<PeerInfo>),
+    AllianceCreated(AllianceCreated),
+    Invite(InviteReport),
+    MemberInvite(MemberInviteReport),
+    RosterChanged(RosterChanged),
+    Joined(Joined),
+    Alliance(AllianceView),
+    Listing(Box<Listing>),
+    Edited(EditReport),
+    Seats(SeatsReport),
+    Directory(Directory),
+    /// An export: text for the text formats, the bundle's bytes for a bundle.
+    Exported(Bytes),
+    Imported(ImportReport),
+    ImportedItems(BundleReport),
+    Audit(Box<AuditReport>),
+    Snapshot(Box<Snapshot>),
+    Subscribed,
+}
+
+/// What kind of failure an [`ApiError`] is, for callers that react differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request was understood and refused: bad input, or the node is not in the state it needs.
+    Refused,
+    /// The store failed (disk full, not writable, corrupt); nothing stored was lost.
+    Store,
+    /// Another process holds the store.
+    Busy,
+    /// The request or answer could not be read: another protocol version, an unknown request, a line
+    /// too long.
+    Protocol,
+    /// No node answers (the daemon stopped).
+    Unavailable,
+}
+
+/// Why a request failed: one sentence that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Protocol, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+
+    /// A response of the wrong kind: a node and client out of step.
+    pub fn unexpected(response: &Response) -> Self {
+        let name = format!("{response:?}");
+        let name = name
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        Self::protocol(format!(
+            "the node answered with {name}, which does not fit the request; are the client and the daemon the same deskmesh version?"
+        ))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        let kind = if e.chain().any(|c| c.downcast_ref::<Busy>().is_some()) {
+            ErrorKind::Busy
+        } else if e
+            .chain()
+            .any(|c| c.downcast_ref::<deskmesh_store::StoreError>().is_some())
+        {
+            ErrorKind::Store
+        } else {
+            ErrorKind::Refused
+        };
+        Self::new(kind, format!("{e:#}"))
+    }
+}
+
+/// The first line a client sends on a control connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    /// The client program and version, for the daemon's logs.
+    pub client: String,
+}
+
+/// The daemon's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol: u32,
+    /// The daemon program and version.
+    pub server: String,
+    pub pid: u32,
+}
+
+/// This program's name and version, as handshakes carry it.
+pub fn software() -> String {
+    format!("deskmesh {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Live events from a node, in the order it stored what they describe.
+#[derive(Debug)]
+pub struct Subscription(mpsc::Receiver<Event>);
+
+impl Subscription {
+    /// A subscription and the sender that feeds it.
+    pub fn channel() -> (mpsc::Sender<Event>, Self) {
+        let (tx, rx) = mpsc::channel();
+        (tx, Self(rx))
+    }
+
+    /// The next event if one is waiting; never blocks.
+    pub fn try_next(&self) -> Option<Event> {
+        self.0.try_recv().ok()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub fn next_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.0.recv_timeout(timeout).ok()
+    }
+}
+
+/// Generates the typed methods of [`Handle`]: each sends one request and takes the response variant
+/// that answers it.
+macro_rules! typed {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $variant:ident($out:ty) = $req:expr; )*) => {
+        $(
+            $(#[$doc])*
+            fn $name(&mut self, $($arg: $ty),*) -> Result<$out, ApiError> {
+                match self.call($req)? {
+                    Response::$variant(v) => Ok(v),
+                    other => Err(ApiError::unexpected(&other)),
+                }
+            }
+        )*
+    };
+}
+
+/// A node as a front end sees it: in this process, behind a daemon's control socket, or a test fake.
+pub trait Handle {
+    /// Sends one request and waits for its answer.
+    fn call(&mut self, request: Request) -> Result<Response, ApiError>;
+
+    /// Live events from now on: everything a daemon stores, or what an in-process node writes itself.
+    fn subscribe(&mut self) -> Result<Subscription, ApiError>;
+
+    /// Whether a running mesh node answers (a daemon, or one embedded in this program).
+    fn is_running(&self) -> bool;
+
+    typed! {
+        fn status() -> Status(Box<NodeStatus>) = Request::Status;
+        fn peers() -> Peers(Vec<PeerInfo>) = Request::Peers;
+        fn alliance_create(name: String, threshold: u8) -> AllianceCreated(AllianceCreated) =
+            Request::AllianceCreate { name, threshold };
+        fn alliance_invite(invitee: PublicKey, space_name: String, peers: Vec<String>) -> Invite(InviteReport) =
+            Request::AllianceInvite { invitee, space_name, peers };
+        fn alliance_invite_member(peers: Vec<String>) -> MemberInvite(MemberInviteReport) =
+            Request::AllianceInviteMember { peers };
+        fn alliance_add_device(device: PublicKey) -> Invite(InviteReport) =
+            Request::AllianceAddDevice { device };
+        fn alliance_remove_device(device: PublicKey, space: Option<SpaceId>) -> RosterChanged(RosterChanged) =
+            Request::AllianceRemoveDevice { device, space };
+        fn alliance_revoke(space: SpaceId, reason: String) -> RosterChanged(RosterChanged) =
+            Request::AllianceRevoke { space, reason };
+        fn alliance_join(token: String) -> Joined(Joined) = Request::AllianceJoin { token };
+        fn alliance_show() -> Alliance(AllianceView) = Request::AllianceShow;
+        fn space_show(space: Option<SpaceId>) -> Listing(Box<Listing>) = Request::SpaceShow { space };
+        fn space_edit(edit: ListingEdit) -> Edited(EditReport) = Request::SpaceEdit(edit);
+        fn seats_set(pool: Option<String>, availability: Availability, ttl_s: u32) -> Seats(SeatsReport) =
+            Request::SeatsSet { pool, availability, ttl_s };
+        fn spaces_list(query: Query) -> Directory(Directory) = Request::SpacesList(query);
+        fn export(format: ExportFormat) -> Exported(Bytes) = Request::Export(format);
+        fn import_listings(file: FileBytes) -> Imported(ImportReport) = Request::ImportListings(file);
+        fn import_items(items: Vec<SignedItem>) -> ImportedItems(BundleReport) = Request::ImportItems(items);
+        fn audit() -> Audit(Box<AuditReport>) = Request::Audit;
+        fn snapshot() -> Snapshot(Box<Snapshot>) = Request::Snapshot;
+    }
+}
+
+impl<H: Handle + ?Sized> Handle for Box<H> {
+    fn call(&mut self, request: Request) -> Result<Response, ApiError> {
+        (**self).call(request)
+    }
+    fn subscribe(&mut self) -> Result<Subscription, ApiError> {
+        (**self).subscribe()
+    }
+    fn is_running(&self) -> bool {
+        (**self).is_running()
+    }
+}
+
+/// Answers one request with an opened node: the dispatcher behind every [`Handle`]. `Status` and `Peers`
+/// describe a node with no mesh running (a daemon answers those itself); `Subscribe` belongs to the
+/// transport. What the request signed or imported is left in [`Node::take_made`] for the caller.
+pub fn serve(node: &mut Node, request: Request, now: DateTime<Utc>) -> Result<Response, ApiError> {
+    Ok(match request {
+        Request::Status => Response::Status(Box::new(node.status()?)),
+        Request::Peers => Response::Peers(Vec::new()),
+        Request::AllianceCreate { name, threshold } => {
+            Response::AllianceCreated(node.alliance_create(&name, threshold, now)?)
+        }
+        Request::AllianceInvite {
+            invitee,
+            space_name,
+            peers,
+        } => Response::Invite(node.alliance_invite(invitee, &space_name, peers, now)?),
+        Request::AllianceInviteMember { peers } => {
+            Response::MemberInvite(node.member_invite(peers)?)
+        }
+        Request::AllianceAddDevice { device } => Response::Invite(node.add_device(device, now)?),
+        Request::AllianceRemoveDevice { device, space } => {
+            Response::RosterChanged(node.remove_device(device, space, now)?)
+        }
+        Request::AllianceRevoke { space, reason } => {
+            Response::RosterChanged(node.revoke(space, &reason, now)?)
+        }
+        Request::AllianceJoin { token } => Response::Joined(node.alliance_join(&token)?),
+        Request::AllianceShow => Response::Alliance(node.alliance_show()?),
+        Request::SpaceShow { space } => {
+            Response::Listing(Box::new(node.space_show(space.as_ref())?))
+        }
+        Request::SpaceEdit(edit) => Response::Edited(node.space_edit(&edit, now)?),
+        Request::SeatsSet {
+            pool,
+            availability,
+            ttl_s,
+        } => Response::Seats(node.seats_set(pool.as_deref(), availability, ttl_s, now)?),
+        Request::SpacesList(query) => Response::Directory(node.directory(&query, now)?),
+        Request::Export(format) => Response::Exported(Bytes(node.export(format)?)),
+        Request::ImportListings(file) => Response::Imported(node.import_listings(&file, now)?),
+        Request::ImportItems(items) => Response::ImportedItems(node.import_items(items)?),
+        Request::Audit => Response::Audit(Box::new(node.audit(now)?)),
+        Request::Snapshot => {
+            let status = node.status()?;
+            Response::Snapshot(Box::new(node.snapshot(status)?))
+        }
+        Request::Subscribe => {
+            return Err(ApiError::protocol(
+                "subscribe is answered by the connection, not by the node",
+            ))
+        }
+    })
+}
+
+/// A [`Handle`] over a node opened in this process: every command when no daemon runs, and the offline
+/// terminal UI. Its subscribers hear of what it writes itself.
+#[derive(Debug)]
+pub struct Local {
+    node: Node,
+    subscribers: Vec<mpsc::Sender<Event>>,
+}
+
+impl Local {
+    pub fn new(node: Node) -> Self {
+        Self {
+            node,
+            subscribers: Vec::new(),
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    pub fn into_node(self) -> Node {
+        self.node
+    }
+}
+
+impl Handle for Local {
+    fn call(&mut self, request: Request) -> Result<Response, ApiError> {
+        let result = serve(&mut self.node, request, Utc::now());
+        let made = self.node.take_made();
+        if !self.subscribers.is_empty() {
+            for m in made {
+                match self.node.event_for(&m.accepted) {
+                    Ok(Some(event)) => self.subscribers.retain(|s| s.send(event.clone()).is_ok()),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read back what was just stored"),
+                }
+            }
+        }
+        result
+    }
+
+    fn subscribe(&mut self) -> Result<Subscription, ApiError> {
+        let (tx, sub) = Subscription::channel();
+        self.subscribers.push(tx);
+        Ok(sub)
+    }
+
+    fn is_running(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,165 @@
+//! Bundles: every signed item a node holds, in one file, for offline exchange (a USB stick, an email) and
+//! for tests that feed a node items it did not sign itself.
+//!
+//! A bundle is `DMBUNDLE1\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
+//! roster operations (in causal order), listing changes and seat beacons. Importing one takes every item
+//! through [`Node::ingest`], exactly as items from the mesh: whatever does not verify, or whose author the
+//! roster does not authorise, is refused, logged for the audit and not stored. A client that reads a
+//! bundle file hands it to the node in [`Bundle::batches`], so a large bundle crosses a control socket in
+//! bounded requests and its progress can be shown.
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::ingest::{At, ItemKind, SignedItem, Source, Verdict};
+use crate::node::Node;
+
+/// The first bytes of every bundle file.
+pub const MAGIC: &[u8] = b"DMBUNDLE1\n";
+/// The most bytes a bundle file may have.
+pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
+
+/// The signed items of a bundle, as exact bytes.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Bundle {
+    pub roster_ops: Vec<Vec<u8>>,
+    pub changes: Vec<Vec<u8>>,
+    pub beacons: Vec<Vec<u8>>,
+}
+
+impl Bundle {
+    pub fn encode(&self) -> anyhow::Result<Vec<u8>> {
+        let mut out = MAGIC.to_vec();
+        out.extend(postcard::to_allocvec(self).context("cannot encode the bundle")?);
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
+        let body = bytes
+            .strip_prefix(MAGIC)
+            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE1)")?;
+        postcard::from_bytes(body).context("the bundle is damaged or cut short")
+    }
+
+    pub fn is_bundle(bytes: &[u8]) -> bool {
+        bytes.starts_with(MAGIC)
+    }
+
+    /// How many items the bundle holds.
+    pub fn len(&self) -> usize {
+        self.roster_ops.len() + self.changes.len() + self.beacons.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The items in batches of about `max_bytes`: every roster operation before any change or beacon, so
+    /// each batch finds the operations that authorise it already applied.
+    pub fn batches(self, max_bytes: usize) -> Vec<Vec<SignedItem>> {
+        let items = self
+            .roster_ops
+            .into_iter()
+            .map(|b| SignedItem::new(ItemKind::RosterOp, b))
+            .chain(
+                self.changes
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::ListingChange, b)),
+            )
+            .chain(
+                self.beacons
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::SeatBeacon, b)),
+            );
+        let mut out: Vec<Vec<SignedItem>> = Vec::new();
+        let mut size = 0usize;
+        for item in items {
+            let len = item.bytes.0.len();
+            match out.last_mut() {
+                Some(batch) if size + len <= max_bytes || batch.is_empty() => {
+                    size += len;
+                    batch.push(item);
+                }
+                _ => {
+                    size = len;
+                    out.push(vec![item]);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What importing (part of) a bundle did.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BundleReport {
+    pub roster_ops_new: usize,
+    pub changes_new: usize,
+    pub beacons_taken: usize,
+    /// Items already held (or, for beacons, older than the one held).
+    pub known: usize,
+    /// One sentence per refused item.
+    pub refused: Vec<String>,
+}
+
+impl BundleReport {
+    /// Adds another batch's report to this one.
+    pub fn merge(&mut self, other: BundleReport) {
+        self.roster_ops_new += other.roster_ops_new;
+        self.changes_new += other.changes_new;
+        self.beacons_taken += other.beacons_taken;
+        self.known += other.known;
+        self.refused.extend(other.refused);
+    }
+}
+
+impl Node {
+    /// Every signed item in the store.
+    pub fn bundle(&self) -> anyhow::Result<Bundle> {
+        let mut b = Bundle::default();
+        if let Some(roster) = self.roster() {
+            for (_, _, op) in roster.ops_in_order() {
+                b.roster_ops.push(op.to_bytes());
+            }
+        }
+        for space in self.store.spaces()? {
+            b.changes.extend(self.store.changes(&space)?);
+        }
+        b.beacons = self
+            .store
+            .beacons()?
+            .into_iter()
+            .map(|(_, _, bytes)| bytes)
+            .collect();
+        Ok(b)
+    }
+
+    /// Takes items from a bundle through the ingest path every source shares.
+    pub fn import_items(&mut self, items: Vec<SignedItem>) -> anyhow::Result<BundleReport> {
+        if self.roster().is_none() {
+            bail!("join an alliance (`deskmesh alliance join TOKEN`) before importing a bundle");
+        }
+        let ingested = self.ingest(items, Source::Bundle, At::now());
+        if let Some(e) = ingested.flush_error {
+            bail!("{e}");
+        }
+        let mut report = BundleReport::default();
+        for o in ingested.outcomes {
+            match o.verdict {
+                Verdict::Added(_) => match o.kind {
+                    ItemKind::RosterOp => report.roster_ops_new += 1,
+                    ItemKind::ListingChange => report.changes_new += 1,
+                    ItemKind::SeatBeacon => report.beacons_taken += 1,
+                },
+                Verdict::Known | Verdict::Superseded => report.known += 1,
+                Verdict::Refused(why) => report.refused.push(format!("{}: {why}", o.kind.label())),
+                Verdict::Waiting => report.refused.push(format!(
+                    "{}: still waiting for its roster operations",
+                    o.kind.label()
+                )),
+                Verdict::Failed(e) => bail!("{e}"),
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,676 @@
+//! The one path from signed bytes to a verdict, for every source: gossip and sync batches from the mesh,
+//! bundles carried offline, and the node's own edits.
+//!
+//! [`Node::ingest`] takes a batch of [`SignedItem`]s and returns one [`Outcome`] per item, in input order:
+//!
+//! 1. Roster operations go first, in the order they came. One whose parents are not known yet is *parked*
+//!    under a parent it lacks and tried again the moment that parent is applied, here or in a later batch,
+//!    so a batch in any order costs no retries and no second sort (this is the only causal ordering of
+//!    roster operations in the node).
+//! 2. Listing changes and seat beacons are verified and authorised against the roster. One that names
+//!    roster operations not known yet, from an author the roster does not know yet, may be an admission
+//!    still on its way: from the mesh it *waits* in memory (bounded) and is tried again whenever the roster
+//!    grows; from a bundle or a local edit there is nobody to wait for, so it is refused.
+//! 3. Everything refused goes to one sink, [`Node::refuse`], which logs it for the audit; refused bytes are
+//!    never stored, so a stranger cannot make a node keep anything.
+//!
+//! A batch of more than one item is flushed once at its end. Items a bundle or a local edit added are kept
+//! for [`Node::take_made`], so whoever runs the node (the daemon) can announce them without scanning the
+//! store.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use deskmesh_crdt_model::beacon::{self, SignedBeacon};
+use deskmesh_crdt_model::change::{Authority, Envelope, SignedChange};
+use deskmesh_keys::roster::{Inserted, RosterError, SignedOp};
+use deskmesh_keys::{Hash, PublicKey, SpaceId};
+use serde::{Deserialize, Serialize};
+
+use crate::api::Bytes;
+use crate::node::{Node, RosterAuthority};
+
+/// Label of the content hash that names a seat beacon item (a beacon has no hash of its own).
+pub const BEACON_ITEM: &str = "seat-beacon-item";
+/// Roster operations kept while their parents are missing.
+const MAX_PARKED_OPS: usize = 1024;
+/// How long a parked roster operation is kept; a later reconciliation fetches it again.
+const MAX_PARKED_FOR: Duration = Duration::from_secs(600);
+/// Bytes of changes and beacons kept in memory while they wait for roster operations.
+const MAX_WAITING_BYTES: usize = 32 * 1024 * 1024;
+/// How long an item may wait for the roster operations it names before it is refused (and logged for the
+/// audit) as coming from outside the alliance.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// What a signed item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ItemKind {
+    RosterOp,
+    ListingChange,
+    SeatBeacon,
+}
+
+impl ItemKind {
+    /// How the audit and the logs name this kind.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::RosterOp => "roster operation",
+            Self::ListingChange => "listing change",
+            Self::SeatBeacon => "seat beacon",
+        }
+    }
+}
+
+/// One signed item as exact bytes, the unit every source hands to [`Node::ingest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedItem {
+    pub kind: ItemKind,
+    pub bytes: Bytes,
+}
+
+impl SignedItem {
+    pub fn new(kind: ItemKind, bytes: Vec<u8>) -> Self {
+        Self {
+            kind,
+            bytes: Bytes(bytes),
+        }
+    }
+
+    pub fn op(op: &SignedOp) -> Self {
+        Self::new(ItemKind::RosterOp, op.to_bytes())
+    }
+
+    pub fn change(change: &SignedChange) -> Self {
+        Self::new(ItemKind::ListingChange, change.to_bytes())
+    }
+
+    pub fn beacon(beacon: &SignedBeacon) -> Self {
+        Self::new(ItemKind::SeatBeacon, beacon.to_bytes())
+    }
+
+    /// The item's content id: a roster operation's hash, a change's hash, or the hash of a beacon's bytes.
+    /// `None` when the bytes do not decode far enough to tell.
+    pub fn id(&self) -> Option<Hash> {
+        match self.kind {
+            ItemKind::RosterOp => SignedOp::from_bytes(&self.bytes.0).ok().map(|op| op.hash()),
+            ItemKind::ListingChange => SignedChange::from_bytes(&self.bytes.0)
+                .and_then(|c| c.envelope())
+                .ok()
+                .map(|e| Hash(e.change_hash)),
+            ItemKind::SeatBeacon => Some(Hash::of(BEACON_ITEM, &self.bytes.0)),
+        }
+    }
+}
+
+/// Where a batch comes from, which decides what happens to items that wait for roster operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Gossip or a sync batch: waiting items stay in memory and are retried as the roster grows.
+    Mesh,
+    /// A bundle file: nothing more will come, so waiting items are refused; added items are announced.
+    Bundle,
+    /// Signed by this node: announced once added.
+    Local,
+}
+
+/// The clock readings an ingest needs: monotonic for waiting, wall time for beacon expiry.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub mono: Instant,
+    pub wall: DateTime<Utc>,
+}
+
+impl At {
+    pub fn now() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: Utc::now(),
+        }
+    }
+}
+
+/// An item that was stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: Hash,
+    pub kind: ItemKind,
+    /// The space a listing change or beacon is about, or a roster operation names.
+    pub space: Option<SpaceId>,
+    /// A beacon's pool.
+    pub pool: Option<String>,
+    /// The beacon this one replaced as its pool's newest.
+    pub replaced: Option<Hash>,
+}
+
+/// An item this node signed or imported, with what became of it, for the caller to announce.
+#[derive(Clone, Debug)]
+pub struct Made {
+    pub item: SignedItem,
+    pub accepted: Accepted,
+}
+
+/// What became of one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stored (and the index brought up to date).
+    Added(Accepted),
+    /// Already held.
+    Known,
+    /// Valid, but an equal or newer beacon is kept for its pool: not stored, and not the sender's fault
+    /// (two beacons of one pool can cross on the way).
+    Superseded,
+    /// Invalid: logged for the audit, never stored. The sentence says why.
+    Refused(String),
+    /// Held in memory until the roster operations it needs arrive (mesh only).
+    Waiting,
+    /// The store failed; the item may come again.
+    Failed(String),
+}
+
+/// The verdict on one item with what it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub kind: ItemKind,
+    /// `None` when the bytes do not decode far enough to name the item.
+    pub id: Option<Hash>,
+    pub verdict: Verdict,
+}
+
+/// What one [`Node::ingest`] call did.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    /// One outcome per input item, in input order.
+    pub outcomes: Vec<Outcome>,
+    /// Items from earlier batches that this one settled: parked roster operations and waiting items
+    /// that could now be applied (or, once their wait was over, were refused).
+    pub woken: Vec<Outcome>,
+    /// The flush at the end of the batch failed: nothing in it may be durable.
+    pub flush_error: Option<String>,
+}
+
+/// Items held between batches.
+#[derive(Debug, Default)]
+pub(crate) struct IngestState {
+    /// Roster operations whose parents are missing, keyed by one parent they lack.
+    parked: HashMap<Hash, Vec<(SignedOp, Instant)>>,
+    parked_count: usize,
+    /// Changes and beacons naming roster operations not known yet, oldest first.
+    waiting: VecDeque<(SignedItem, Instant)>,
+    waiting_bytes: usize,
+    /// A roster operation was applied since the waiting items were last tried.
+    roster_grew: bool,
+}
+
+impl IngestState {
+    /// Items held in memory now: parked roster operations and waiting changes or beacons.
+    pub(crate) fn held(&self) -> (usize, usize) {
+        (self.parked_count, self.waiting.len())
+    }
+}
+
+/// A change or beacon decoded far enough to judge.
+enum Other {
+    Change(SignedChange, Envelope),
+    Beacon(SignedBeacon),
+}
+
+impl Node {
+    /// Takes a batch of signed items through the checks every source shares (see the module doc).
+    pub fn ingest(&mut self, items: Vec<SignedItem>, source: Source, at: At) -> IngestReport {
+        let batch = items.len() > 1;
+        if batch {
+            if let Err(e) = self.store.defer_flush(true) {
+                tracing::error!(error = %e, "cannot defer store flushes");
+            }
+        }
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; items.len()];
+        let mut woken = Vec::new();
+        // Roster operations of this batch still parked, by hash -> input position.
+        let mut batch_ops: HashMap<Hash, usize> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            if item.kind != ItemKind::RosterOp {
+                continue;
+            }
+            let op = match SignedOp::from_bytes(&item.bytes.0) {
+                Ok(op) => op,
+                Err(e) => {
+                    let why = self.refuse(ItemKind::RosterOp.label(), None, None, e.to_string());
+                    outcomes[i] = Some(outcome(item.kind, None, Verdict::Refused(why)));
+                    continue;
+                }
+            };
+            let hash = op.hash();
+            let mut settled = Vec::new();
+            let verdict = self.take_op(op, at, &mut settled);
+            if verdict == Verdict::Waiting {
+                batch_ops.insert(hash, i);
+            }
+            outcomes[i] = Some(outcome(item.kind, Some(hash), verdict));
+            for (h, v) in settled {
+                match batch_ops.remove(&h) {
+                    Some(j) => outcomes[j] = Some(outcome(ItemKind::RosterOp, Some(h), v)),
+                    None => woken.push(outcome(ItemKind::RosterOp, Some(h), v)),
+                }
+            }
+        }
+        if source != Source::Mesh && !batch_ops.is_empty() {
+            // Nothing more will come from a bundle or this node: operations still missing parents are
+            // refused (and unparked), as the audit will say.
+            for (hash, i) in std::mem::take(&mut batch_ops) {
+                if let Some(op) = self.unpark(&hash) {
+                    let author = op.op().ok().map(|o| o.author);
+                    let why = self.refuse(
+                        ItemKind::RosterOp.label(),
+                        author,
+                        None,
+                        "its parent roster operations are not known here".into(),
+                    );
+                    outcomes[i] = Some(outcome(
+                        ItemKind::RosterOp,
+                        Some(hash),
+                        Verdict::Refused(why),
+                    ));
+                }
+            }
+        }
+        for (i, item) in items.iter().enumerate() {
+            if item.kind == ItemKind::RosterOp {
+                continue;
+            }
+            outcomes[i] = Some(self.take_other(item, source, at, None));
+        }
+        if std::mem::take(&mut self.ingest.roster_grew) {
+            self.retry_waiting(at, &mut woken);
+        }
+        let mut report = IngestReport {
+            outcomes: outcomes
+                .into_iter()
+                .zip(&items)
+                .map(|(o, item)| {
+                    o.unwrap_or_else(|| {
+                        outcome(item.kind, None, Verdict::Failed("not judged".into()))
+                    })
+                })
+                .collect(),
+            woken,
+            flush_error: None,
+        };
+        if batch {
+            if let Err(e) = self.store.defer_flush(false) {
+                tracing::error!(error = %e, "cannot flush the items just received");
+                report.flush_error = Some(e.to_string());
+            }
+        }
+        if source != Source::Mesh {
+            for (o, item) in report.outcomes.iter().zip(items) {
+                if let Verdict::Added(a) = &o.verdict {
+                    self.made.push(Made {
+                        item,
+                        accepted: a.clone(),
+                    });
+                }
+            }
+        }
+        report
+    }
+
+    /// Refuses, for the audit, items that waited [`MAX_WAIT`] for roster operations that never came (they
+    /// name another alliance's roster or a key this alliance never admitted), and forgets roster
+    /// operations parked longer than ten minutes (a later reconciliation fetches them again).
+    pub fn expire_waiting(&mut self, at: At) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        while self
+            .ingest
+            .waiting
+            .front()
+            .is_some_and(|(_, since)| at.mono.saturating_duration_since(*since) >= MAX_WAIT)
+        {
+            let Some((item, since)) = self.ingest.waiting.pop_front() else {
+                break;
+            };
+            self.ingest.waiting_bytes =
+                self.ingest.waiting_bytes.saturating_sub(item.bytes.0.len());
+            // One last try (its roster operations may have come after all), refusing if it still waits.
+            out.push(self.take_other(&item, Source::Bundle, at, Some(since)));
+        }
+        let before = self.ingest.parked_count;
+        for list in self.ingest.parked.values_mut() {
+            list.retain(|(_, since)| at.mono.saturating_duration_since(*since) < MAX_PARKED_FOR);
+        }
+        self.ingest.parked.retain(|_, list| !list.is_empty());
+        self.ingest.parked_count = self.ingest.parked.values().map(Vec::len).sum();
+        if self.ingest.parked_count < before {
+            tracing::debug!(
+                dropped = before - self.ingest.parked_count,
+                "forgot roster operations whose parents never came"
+            );
+        }
+        out
+    }
+
+    /// Parked roster operations and waiting items held in memory now.
+    pub fn held_for_roster(&self) -> (usize, usize) {
+        self.ingest.held()
+    }
+
+    /// Applies one roster operation; every parked operation it (transitively) unblocks is applied too and
+    /// reported in `settled` with its verdict.
+    fn take_op(&mut self, op: SignedOp, at: At, settled: &mut Vec<(Hash, Verdict)>) -> Verdict {
+        let first = self.apply_op(op, at);
+        let mut ready: Vec<Hash> = match &first {
+            Verdict::Added(a) => vec![a.id],
+            _ => Vec::new(),
+        };
+        while let Some(parent) = ready.pop() {
+            let Some(children) = self.ingest.parked.remove(&parent) else {
+                continue;
+            };
+            self.ingest.parked_count = self.ingest.parked_count.saturating_sub(children.len());
+            for (child, _) in children {
+                let hash = child.hash();
+                let v = self.apply_op(child, at);
+                match &v {
+                    Verdict::Added(_) => {
+                        ready.push(hash);
+                        settled.push((hash, v));
+                    }
+                    // Parked again under another parent it lacks: not settled yet.
+                    Verdict::Waiting => {}
+                    _ => settled.push((hash, v)),
+                }
+            }
+        }
+        first
+    }
+
+    fn apply_op(&mut self, op: SignedOp, at: At) -> Verdict {
+        let hash = op.hash();
+        let author = op.op().ok().map(|o| o.author);
+        let space = op.op().ok().and_then(|o| o.body.space().cloned());
+        let Some(roster) = self.roster_mut() else {
+            let why = self.refuse(
+                ItemKind::RosterOp.label(),
+                author,
+                space,
+                "this node is not in an alliance yet".into(),
+            );
+            return Verdict::Refused(why);
+        };
+        if roster.contains(&hash) {
+            return Verdict::Known;
+        }
+        match roster.insert(op.clone()) {
+            Ok(Inserted::Duplicate) => Verdict::Known,
+            Ok(Inserted::New) => {
+                self.ingest.roster_grew = true;
+                if let Err(e) = self.store.put_op(&hash, &op.to_bytes()) {
+                    return Verdict::Failed(e.to_string());
+                }
+                if let Err(e) = self.reindex_for(&op) {
+                    return Verdict::Failed(format!("{e:#}"));
+                }
+                tracing::debug!(op = %hash.short(), "roster operation applied");
+                Verdict::Added(Accepted {
+                    id: hash,
+                    kind: ItemKind::RosterOp,
+                    space,
+                    pool: None,
+                    replaced: None,
+                })
+            }
+            Err(RosterError::MissingParents(missing)) => {
+                if self.ingest.parked_count >= MAX_PARKED_OPS {
+                    // Dropped, not refused: a later reconciliation offers it again.
+                    return Verdict::Waiting;
+                }
+                let key = missing.first().copied().unwrap_or(hash);
+                self.ingest
+                    .parked
+                    .entry(key)
+                    .or_default()
+                    .push((op, at.mono));
+                self.ingest.parked_count += 1;
+                Verdict::Waiting
+            }
+            Err(e) => {
+                let why = self.refuse(ItemKind::RosterOp.label(), author, space, e.to_string());
+                Verdict::Refused(why)
+            }
+        }
+    }
+
+    /// Takes a parked roster operation back out (a one-shot source gives up on it).
+    fn unpark(&mut self, hash: &Hash) -> Option<SignedOp> {
+        let mut found = None;
+        for list in self.ingest.parked.values_mut() {
+            if let Some(pos) = list.iter().position(|(op, _)| op.hash() == *hash) {
+                found = Some(list.remove(pos).0);
+                break;
+            }
+        }
+        if found.is_some() {
+            self.ingest.parked.retain(|_, list| !list.is_empty());
+            self.ingest.parked_count = self.ingest.parked_count.saturating_sub(1);
+        }
+        found
+    }
+
+    /// Judges a change or a beacon. `waited_since` is set when the item comes back from the waiting queue:
+    /// if it must still wait, it keeps its first arrival time so it does not wait for ever.
+    fn take_other(
+        &mut self,
+        item: &SignedItem,
+        source: Source,
+        at: At,
+        waited_since: Option<Instant>,
+    ) -> Outcome {
+        let decoded = match item.kind {
+            ItemKind::ListingChange => SignedChange::from_bytes(&item.bytes.0)
+                .and_then(|c| c.envelope().map(|e| Other::Change(c, e)))
+                .map_err(|e| e.to_string()),
+            ItemKind::SeatBeacon => SignedBeacon::from_bytes(&item.bytes.0)
+                .map(Other::Beacon)
+                .map_err(|e| e.to_string()),
+            ItemKind::RosterOp => Err("a roster operation is not a change or a beacon".into()),
+        };
+        let id = item.id();
+        let other = match decoded {
+            Ok(o) => o,
+            Err(e) => {
+                let why = self.refuse(item.kind.label(), None, None, e);
+                return outcome(item.kind, id, Verdict::Refused(why));
+            }
+        };
+        let judged = match &other {
+            Other::Change(change, env) => self.judge_change(change, env),
+            Other::Beacon(beacon) => self.judge_beacon(beacon, &item.bytes.0, at.wall),
+        };
+        let verdict = match judged {
+            Judged::Verdict(v) => v,
+            Judged::Wait { author, space, why } => {
+                if source == Source::Mesh {
+                    self.wait(item.clone(), waited_since.unwrap_or(at.mono));
+                    Verdict::Waiting
+                } else {
+                    Verdict::Refused(self.refuse(item.kind.label(), Some(author), Some(space), why))
+                }
+            }
+        };
+        outcome(item.kind, id, verdict)
+    }
+
+    fn wait(&mut self, item: SignedItem, since: Instant) {
+        self.ingest.waiting_bytes += item.bytes.0.len();
+        self.ingest.waiting.push_back((item, since));
+        while self.ingest.waiting_bytes > MAX_WAITING_BYTES {
+            let Some((old, _)) = self.ingest.waiting.pop_front() else {
+                break;
+            };
+            self.ingest.waiting_bytes = self.ingest.waiting_bytes.saturating_sub(old.bytes.0.len());
+        }
+    }
+
+    /// Tries the waiting items again after the roster grew.
+    fn retry_waiting(&mut self, at: At, woken: &mut Vec<Outcome>) {
+        if self.ingest.waiting.is_empty() {
+            return;
+        }
+        let waiting = std::mem::take(&mut self.ingest.waiting);
+        self.ingest.waiting_bytes = 0;
+        let total = waiting.len();
+        for (item, since) in waiting {
+            let o = self.take_other(&item, Source::Mesh, at, Some(since));
+            if o.verdict != Verdict::Waiting {
+                woken.push(o);
+            }
+        }
+        tracing::debug!(
+            tried = total,
+            still_waiting = self.ingest.waiting.len(),
+            "items waiting for roster operations tried again"
+        );
+    }
+
+    /// A listing change: a bad signature or an author the roster refuses for good is refused; anything
+    /// else is stored and its space reindexed.
+    fn judge_change(&mut self, change: &SignedChange, env: &Envelope) -> Judged {
+        let kind = ItemKind::ListingChange.label();
+        let id = Hash(env.change_hash);
+        match self.store.has_change(&env.space, &env.change_hash) {
+            Ok(true) => return Judged::Verdict(Verdict::Known),
+            Ok(false) => {}
+            Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
+        }
+        if let Err(e) = change.verify() {
+            let why = self.refuse(
+                kind,
+                Some(env.author),
+                Some(env.space.clone()),
+                e.to_string(),
+            );
+            return Judged::Verdict(Verdict::Refused(why));
+        }
+        if let Err(d) =
+            RosterAuthority(self.roster()).authorise(&env.roster_heads, &env.author, &env.space)
+        {
+            if !d.pending {
+                let why = self.refuse(kind, Some(env.author), Some(env.space.clone()), d.reason);
+                return Judged::Verdict(Verdict::Refused(why));
+            }
+            // Unknown roster heads may be an admission still on its way. A change by a device this node
+            // already knows is stored (the document keeps it pending); one by an unknown author waits in
+            // memory, or anyone could fill the store.
+            let known_author = self
+                .roster()
+                .is_some_and(|r| !r.state().spaces_of(&env.author).is_empty());
+            if !known_author {
+                return Judged::Wait {
+                    author: env.author,
+                    space: env.space.clone(),
+                    why: d.reason,
+                };
+            }
+        }
+        match self
+            .store
+            .put_change(&env.space, &env.change_hash, &change.to_bytes())
+        {
+            Ok(true) => {}
+            Ok(false) => return Judged::Verdict(Verdict::Known),
+            Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
+        }
+        if let Err(e) = self.reindex(&env.space) {
+            return Judged::Verdict(Verdict::Failed(format!("{e:#}")));
+        }
+        Judged::Verdict(Verdict::Added(Accepted {
+            id,
+            kind: ItemKind::ListingChange,
+            space: Some(env.space.clone()),
+            pool: None,
+            replaced: None,
+        }))
+    }
+
+    /// A seat beacon: verified, authorised, and kept if it is the newest for its pool.
+    fn judge_beacon(&mut self, signed: &SignedBeacon, bytes: &[u8], wall: DateTime<Utc>) -> Judged {
+        let kind = ItemKind::SeatBeacon.label();
+        let b = match signed.verify(wall.timestamp_millis()) {
+            Ok(b) => b,
+            Err(e) => {
+                let author = signed.decode().ok().map(|b| b.author);
+                let why = self.refuse(kind, author, None, e.to_string());
+                return Judged::Verdict(Verdict::Refused(why));
+            }
+        };
+        if let Err(d) =
+            RosterAuthority(self.roster()).authorise(&b.roster_heads, &b.author, &b.space)
+        {
+            let why = format!("pool {}: {}", b.pool, d.reason);
+            if d.pending {
+                return Judged::Wait {
+                    author: b.author,
+                    space: b.space.clone(),
+                    why,
+                };
+            }
+            let why = self.refuse(kind, Some(b.author), Some(b.space.clone()), why);
+            return Judged::Verdict(Verdict::Refused(why));
+        }
+        let held = match self.store.beacon(&b.space, &b.pool) {
+            Ok(h) => h,
+            Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
+        };
+        let replaced = match &held {
+            Some(held) if held.as_slice() == bytes => return Judged::Verdict(Verdict::Known),
+            Some(held) => match SignedBeacon::from_bytes(held) {
+                Ok(h) if !beacon::newer(signed, &h) => return Judged::Verdict(Verdict::Superseded),
+                _ => Some(Hash::of(BEACON_ITEM, held)),
+            },
+            None => None,
+        };
+        if let Err(e) = self.store.put_beacon(&b.space, &b.pool, bytes) {
+            return Judged::Verdict(Verdict::Failed(e.to_string()));
+        }
+        Judged::Verdict(Verdict::Added(Accepted {
+            id: Hash::of(BEACON_ITEM, bytes),
+            kind: ItemKind::SeatBeacon,
+            space: Some(b.space.clone()),
+            pool: Some(b.pool.clone()),
+            replaced,
+        }))
+    }
+
+    /// Ingests one item this node made and says what became of it: `Ok(Some)` stored, `Ok(None)` already
+    /// held, an error with the refusal's sentence otherwise.
+    pub(crate) fn ingest_local(&mut self, item: SignedItem) -> anyhow::Result<Option<Accepted>> {
+        let report = self.ingest(vec![item], Source::Local, At::now());
+        let verdict = report
+            .outcomes
+            .into_iter()
+            .next()
+            .map(|o| o.verdict)
+            .unwrap_or(Verdict::Failed("nothing was judged".into()));
+        match verdict {
+            Verdict::Added(a) => Ok(Some(a)),
+            Verdict::Known | Verdict::Superseded => Ok(None),
+            Verdict::Refused(why) => anyhow::bail!("{why}"),
+            Verdict::Waiting => anyhow::bail!("it names roster operations this node does not know"),
+            Verdict::Failed(e) => anyhow::bail!("{e}"),
+        }
+    }
+}
+
+/// A judgement before the source decides what waiting means.
+enum Judged {
+    Verdict(Verdict),
+    Wait {
+        author: PublicKey,
+        space: SpaceId,
+        why: String,
+    },
+}
+
+fn outcome(kind: ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
+    Outcome { kind, id, verdict }
+}

@@ -1,0 +1,34 @@
+//! deskmesh-core: one node's home opened, the one path every signed item takes into it, the operations a
+//! node performs, and the typed API through which every front end asks for them.
+//!
+//! - [`home`]: the home directory layout and the lock that says which process holds the store.
+//! - [`node`]: [`Node`], one opened home over any [`deskmesh_store::Store`]: key, settings, roster, the
+//!   derived directory index and the refusal log.
+//! - [`ingest`]: the one path from signed bytes to a verdict, whatever their source (gossip, sync batches,
+//!   bundles, local edits): roster operations in causal order, items that wait for roster operations,
+//!   and one refusal sink.
+//! - [`ops`]: what a node does (alliance administration, its listing, seats, the directory, imports),
+//!   typed in and typed out; [`audit`], [`export`] and [`bundle`] beside them; [`view`] maps what the node
+//!   holds into the states and events a live front end shows.
+//! - [`api`]: the versioned [`api::Request`]/[`api::Response`] pair, the [`api::Handle`] trait every front
+//!   end calls, [`api::serve`] (the one dispatcher, used in process and by the daemon) and
+//!   [`api::Local`], the handle over a node opened in this process.
+//!
+//! **Architecture invariant:** the core knows nothing of clap, sockets, libp2p, tokio or terminals, and
+//! renders no text for people: results are serde structs, errors are one sentence.
+
+pub mod api;
+pub mod audit;
+pub mod bundle;
+pub mod export;
+pub mod home;
+pub mod ingest;
+pub mod node;
+pub mod ops;
+pub mod peer_id;
+pub mod view;
+
+#[cfg(test)]
+mod testkit;
+
+pub use node::Node;

@@ -1,0 +1,215 @@
+//! What a live front end shows of a node: its status, each space's state (listing, seat pools, signers,
+//! rejected changes), a whole [`Snapshot`], and the [`Event`]s that keep a snapshot current. The daemon and
+//! the in-process [`crate::api::Local`] handle build them with the same functions, so a front end sees the
+//! same thing whether or not a daemon runs.
+
+use chrono::{DateTime, Utc};
+use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{RejectedChangeAudit, RosterOpAudit};
+use crate::ingest::{Accepted, ItemKind};
+use crate::node::{hex, Node, RejectionRecord, SignerInfo};
+
+/// The node and its place in the mesh.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Whether a mesh node answers for this home: a `deskmesh run` daemon, or one running inside
+    /// `deskmesh tui`.
+    pub running: bool,
+    pub node_name: String,
+    pub public_key: PublicKey,
+    /// The libp2p peer id peers see (derived from the device key).
+    pub peer_id: String,
+    pub alliance: Option<AllianceId>,
+    pub alliance_name: Option<String>,
+    /// The space this node signs for, if it is a space's device.
+    pub my_space: Option<SpaceId>,
+    /// Full multiaddrs ending in `/p2p/<peer id>`.
+    pub listen: Vec<String>,
+    pub peers: Vec<PeerInfo>,
+    pub listings: usize,
+    /// When a sync session with any peer last completed.
+    pub last_sync: Option<DateTime<Utc>>,
+}
+
+/// One connected peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    pub addresses: Vec<String>,
+    /// Whether every connection to the peer goes through a relay.
+    pub relayed: bool,
+}
+
+/// The newest verified beacon of one seat pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolState {
+    pub pool: String,
+    pub availability: Availability,
+    pub is_open: bool,
+    pub published_at_ms: i64,
+    pub ttl_s: u32,
+}
+
+impl From<&SeatBeacon> for PoolState {
+    fn from(b: &SeatBeacon) -> Self {
+        Self {
+            pool: b.pool.clone(),
+            availability: b.availability,
+            is_open: b.is_open,
+            published_at_ms: b.published_at_ms,
+            ttl_s: b.ttl_s,
+        }
+    }
+}
+
+/// One space: its listing, its pools' newest beacons, who signed it and what was rejected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpaceState {
+    pub listing: Listing,
+    pub pools: Vec<PoolState>,
+    pub signers: Vec<SignerInfo>,
+    pub rejected: Vec<RejectedChangeAudit>,
+}
+
+/// Everything a live front end shows, read at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub status: NodeStatus,
+    pub spaces: Vec<SpaceState>,
+    /// Roster operations in causal order, oldest first.
+    pub roster: Vec<RosterOpAudit>,
+}
+
+/// A live change, in the order the node stored it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A space's listing, signers or rejections changed (or it appeared).
+    Space(Box<SpaceState>),
+    /// New beacons for some pools of a space; pools not named keep theirs.
+    Seats {
+        space: SpaceId,
+        pools: Vec<PoolState>,
+    },
+    /// The node's status changed (peers, last sync, listen addresses).
+    Status(Box<NodeStatus>),
+    /// Something changed that can touch every space (a roster operation), or the subscriber fell behind:
+    /// fetch a fresh snapshot.
+    Reload,
+    /// Made by a client, never sent: the daemon stopped answering. When one answers again the client
+    /// gets a [`Event::Reload`].
+    Disconnected,
+}
+
+impl Node {
+    /// This node's status with no mesh running here.
+    pub fn status(&self) -> anyhow::Result<NodeStatus> {
+        Ok(NodeStatus {
+            running: false,
+            node_name: self.config.name.clone(),
+            public_key: self.public_key(),
+            peer_id: crate::peer_id::peer_id(&self.public_key()),
+            alliance: self.alliance_id(),
+            alliance_name: self.roster().map(|r| r.name().to_string()),
+            my_space: self.my_space(),
+            listen: Vec::new(),
+            peers: Vec::new(),
+            listings: self.store.entries()?.len(),
+            last_sync: None,
+        })
+    }
+
+    /// Everything a front end shows, with `status` as the caller knows it.
+    pub fn snapshot(&self, status: NodeStatus) -> anyhow::Result<Snapshot> {
+        let mut pools: std::collections::BTreeMap<SpaceId, Vec<PoolState>> = Default::default();
+        for b in self.beacons()? {
+            pools
+                .entry(b.space.clone())
+                .or_default()
+                .push(PoolState::from(&b));
+        }
+        let mut spaces = Vec::new();
+        for entry in self.entries()? {
+            let listing = match entry.listing() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("not showing {}: {e:#}", entry.space);
+                    continue;
+                }
+            };
+            spaces.push(SpaceState {
+                pools: pools.remove(&entry.space).unwrap_or_default(),
+                signers: entry.signers.clone(),
+                rejected: self.rejections(&entry.space)?,
+                listing,
+            });
+        }
+        Ok(Snapshot {
+            status,
+            spaces,
+            roster: self.roster_log(),
+        })
+    }
+
+    /// One space as a front end shows it; `None` while it has no valid listing.
+    pub fn space_state(&self, space: &SpaceId) -> anyhow::Result<Option<SpaceState>> {
+        let Some(entry) = self.entry(space)? else {
+            return Ok(None);
+        };
+        let listing = entry.listing()?;
+        let pools = self
+            .space_beacons(space)?
+            .iter()
+            .filter(|b| listing.seat_pools.iter().any(|p| p.id == b.pool))
+            .map(PoolState::from)
+            .collect();
+        Ok(Some(SpaceState {
+            listing,
+            pools,
+            signers: entry.signers,
+            rejected: self.rejections(space)?,
+        }))
+    }
+
+    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<RejectedChangeAudit>> {
+        let mut out = Vec::new();
+        for (hash, reason) in self.store.space_rejections(space)? {
+            let r: RejectionRecord = serde_json::from_slice(&reason)?;
+            out.push(RejectedChangeAudit {
+                change: hex(&hash),
+                author: r.author,
+                reason: r.reason,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What a subscriber should be told about an item just stored.
+    pub fn event_for(&self, accepted: &Accepted) -> anyhow::Result<Option<Event>> {
+        Ok(match (accepted.kind, &accepted.space) {
+            // A roster operation can change which listings and signers count anywhere.
+            (ItemKind::RosterOp, _) => Some(Event::Reload),
+            (ItemKind::ListingChange, Some(space)) => match self.space_state(space)? {
+                Some(state) => Some(Event::Space(Box::new(state))),
+                // Its listing stopped being valid: only a full reload can take it away.
+                None => Some(Event::Reload),
+            },
+            (ItemKind::SeatBeacon, Some(space)) => {
+                let pools = self
+                    .space_beacons(space)?
+                    .iter()
+                    .filter(|b| Some(&b.pool) == accepted.pool.as_ref())
+                    .map(PoolState::from)
+                    .collect();
+                Some(Event::Seats {
+                    space: space.clone(),
+                    pools,
+                })
+            }
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,782 @@
+//! The `deskmesh` command line: the top floor. It parses arguments (clap) into the core's typed requests,
+//! reads the files a command names (bounded; regular files or stdin), sends the request through a
+//! [`Handle`] — the running daemon's control socket when one answers, the store opened in this process
+//! when none does — and renders the typed answer: data on stdout, hints on stderr, `--json` for the serde
+//! form. Nothing below imports this module; no clap type travels past it.
+
+mod files;
+mod output;
+mod render;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use deskmesh_core::api::{Handle, Local};
+use deskmesh_core::bundle::{Bundle, MAX_BUNDLE_FILE};
+use deskmesh_core::export::ExportFormat;
+use deskmesh_core::home::Home;
+use deskmesh_core::node::{self, Busy};
+use deskmesh_core::ops::listing::{
+    FieldEdits, ListingBase, ListingEdit, MAX_IMPORT_FILE, MAX_LISTING_FILE,
+};
+use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::Node;
+use deskmesh_crdt_model::beacon::Availability;
+use deskmesh_crdt_model::listing::Amenity;
+use deskmesh_crdt_model::query::{AccessNeed, Query, Sort};
+use deskmesh_keys::{PublicKey, SpaceId};
+
+use crate::control::Remote;
+use crate::mesh;
+use render::Peers;
+
+/// Help for every `--json` flag.
+const JSON_HELP: &str =
+    "Print the result as JSON (the same fields whether or not a daemon is running)";
+/// Exit code of `audit` when it reports a refused, pending or unverifiable item.
+pub const EXIT_AUDIT_FINDINGS: u8 = 3;
+/// Bytes of signed items per request when a bundle is imported through the control socket.
+const IMPORT_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long a command waits for a store another deskmesh process holds for a moment.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// deskmesh: a shared, signed, offline-first directory of coworking spaces.
+///
+/// Every command works the same whether or not this home's node is running (`deskmesh run`): with one
+/// running it goes through the node's control socket, so edits are published at once.
+#[derive(Debug, Parser)]
+#[command(name = "deskmesh", version, about, long_about)]
+pub struct Cli {
+    /// The node's home directory (default: the platform data directory).
+    #[arg(long, global = true, env = "DESKMESH_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this node's device identity and print its public key.
+    Init {
+        /// A human name for this node.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Create, join, inspect and administer the alliance roster.
+    #[command(subcommand)]
+    Alliance(AllianceCommand),
+    /// Edit or show this node's own space listing.
+    #[command(subcommand)]
+    Space(SpaceCommand),
+    /// Publish open seats for one of this space's seat pools.
+    #[command(subcommand)]
+    Seats(SeatsCommand),
+    /// Browse the directory.
+    #[command(subcommand)]
+    Spaces(SpacesCommand),
+    /// Import listings (the JSON of `space show --json` or `export --format json`, one object or an
+    /// array) signed by this node, or a bundle of signed items from another node (`export --format bundle`).
+    Import {
+        /// The file to import, or - for standard input.
+        file: PathBuf,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Export the directory.
+    Export {
+        /// The form to write.
+        #[arg(long, value_enum, default_value_t = FormatArg::Json)]
+        format: FormatArg,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Verify every stored change and roster operation; list signers and rejections. Exits with status 3
+    /// when it reports a refused, pending or unverifiable item, 0 when everything verifies.
+    Audit {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Browse the directory in a terminal UI (and operate this space's seats and listing). Attaches to
+    /// the running node; with none running, runs the node inside the TUI (logs in <home>/tui.log).
+    Tui {
+        /// Do not go online: show and edit the local store only.
+        #[arg(long)]
+        offline: bool,
+        /// Without a running node: do not discover peers on the local network.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Start a sample alliance on this machine (a coordinator, three spaces and a member, each a real
+    /// node on 127.0.0.1) and open the TUI on the member's node. Data lives in a temporary home unless
+    /// --home is given.
+    Demo {
+        /// Only create the sample alliance in the home, print its directory and exit.
+        #[arg(long)]
+        setup_only: bool,
+        /// Run the nodes without the TUI until Ctrl-C (also what happens without a terminal).
+        #[arg(long)]
+        no_tui: bool,
+        /// Mean seconds between seat changes on the space nodes; 0 leaves seats alone.
+        #[arg(long, default_value_t = 8, value_name = "SECONDS")]
+        seat_changes: u64,
+        /// With --setup-only: print the directory as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the node: join the mesh, replicate the directory and serve the control socket.
+    Run {
+        /// Address to listen on (repeatable; default: all interfaces on node.toml's port, TCP and QUIC).
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<libp2p::Multiaddr>,
+        /// Peer to dial at start, with or without `/p2p/<peer id>` (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<libp2p::Multiaddr>,
+        /// Do not discover peers on the local network with mDNS.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Show the node: alliance, key, peer id, listen addresses, peers, listings, last sync.
+    Status {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// List the peers the running node is connected to.
+    Peers {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Print a shell completion script (for example `deskmesh completions bash > ~/.local/share/bash-completion/completions/deskmesh`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `deskmesh.1` and a page per subcommand here instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllianceCommand {
+    /// Found an alliance: this node becomes its first coordinator.
+    Create {
+        /// The alliance's name.
+        name: String,
+        /// How many coordinators must co-sign coordinator changes.
+        #[arg(long, default_value_t = 1)]
+        threshold: u8,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Admit a space's device key and print a one-line invite token for it (the token alone on stdout).
+    Invite {
+        /// The space's device public key (`deskmesh init` printed it on the space's machine).
+        pubkey: PublicKey,
+        /// The space's display name.
+        #[arg(long)]
+        space: String,
+        /// Peer addresses to put in the token (multiaddrs), repeatable.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Print a token with which a member's laptop joins the alliance read-only (it signs for no space).
+    InviteMember {
+        /// Peer addresses to put in the token (multiaddrs), repeatable.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Add another device key to this node's space and print an invite token for that device.
+    AddDevice {
+        /// The new device's public key (`deskmesh init` printed it on that machine).
+        pubkey: PublicKey,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Remove a device key from a space (a coordinator, or a device of that space).
+    RemoveDevice {
+        /// The device's public key.
+        pubkey: PublicKey,
+        /// The space (default: this node's space).
+        #[arg(long)]
+        space: Option<SpaceId>,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Revoke a space's membership (coordinators only).
+    Revoke {
+        /// The space's id (`sp-…`, as `alliance show` lists it).
+        space: SpaceId,
+        /// Why, as members and the space will read it.
+        #[arg(long, default_value = "revoked by a coordinator")]
+        reason: String,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Join an alliance with an invite token (`dmi1...` for a space or device, `dmm1...` for a member).
+    Join {
+        /// The token `alliance invite`, `add-device` or `invite-member` printed.
+        token: String,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Show the alliance roster.
+    Show {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpaceCommand {
+    /// Change this space's listing from a file (JSON or TOML, or - for stdin) and/or flags; validated,
+    /// then signed.
+    Edit(EditArgs),
+    /// Print this space's listing (or another's with --space) in the form `edit --file` accepts.
+    Show {
+        /// Another space's id (default: this node's space).
+        #[arg(long)]
+        space: Option<SpaceId>,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EditArgs {
+    /// A listing file, `.json` or `.toml` (at most 1 MiB), or - to read standard input.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// The space's display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A description for members.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Opening hours in OpenStreetMap syntax, such as "Mo-Fr 08:00-19:00".
+    #[arg(long)]
+    pub opening_hours: Option<String>,
+    /// The space's website.
+    #[arg(long)]
+    pub website: Option<String>,
+    /// A contact email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// A contact phone number.
+    #[arg(long)]
+    pub phone: Option<String>,
+    /// Add an amenity (repeatable), such as coffee or meeting_room.
+    #[arg(long = "add-amenity")]
+    pub add_amenities: Vec<Amenity>,
+    /// Remove an amenity (repeatable).
+    #[arg(long = "remove-amenity")]
+    pub remove_amenities: Vec<Amenity>,
+    #[arg(long, help = JSON_HELP)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeatsCommand {
+    /// Set open seats: a number, or many|few|full|closed.
+    Set {
+        /// The seat pool (default: the listing's first pool).
+        #[arg(long)]
+        pool: Option<String>,
+        /// A count, or many|few|full|closed.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// How long the figure stays fresh, in seconds.
+        #[arg(long, default_value_t = DEFAULT_TTL_S)]
+        ttl: u32,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpacesCommand {
+    /// List the directory with each space's seat freshness.
+    List(ListArgs),
+}
+
+#[derive(Debug, Clone, Args, Default)]
+pub struct ListArgs {
+    /// Text to find in name, description, city or address.
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Only spaces in this city.
+    #[arg(long)]
+    pub city: Option<String>,
+    /// Required amenity (repeatable), e.g. coffee, meeting_room.
+    #[arg(long = "amenity")]
+    pub amenities: Vec<Amenity>,
+    /// Required accessibility (repeatable): wheelchair, accessible_toilet, hearing_loop, quiet_room,
+    /// step_free_entrance.
+    #[arg(long = "access")]
+    pub access: Vec<AccessNeed>,
+    /// Only spaces open now (in their own time zone).
+    #[arg(long)]
+    pub open_now: bool,
+    /// Only spaces with seats free now.
+    #[arg(long)]
+    pub seats_free: bool,
+    /// Highest day-pass price.
+    #[arg(long)]
+    pub max_price: Option<f64>,
+    /// Lowest wifi download speed in Mbit/s.
+    #[arg(long)]
+    pub min_wifi: Option<f64>,
+    /// Sort by distance from LAT,LON instead of by name.
+    #[arg(long, value_name = "LAT,LON")]
+    pub near: Option<String>,
+    /// Show at most this many spaces.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, help = JSON_HELP)]
+    pub json: bool,
+}
+
+/// The export formats, as the command line names them.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FormatArg {
+    /// Listings as JSON, the form `import` and `space edit --file` take.
+    Json,
+    /// RFC 7946 GeoJSON: one Point feature per space.
+    Geojson,
+    /// One row per space.
+    Csv,
+    /// schema.org JSON-LD (`LocalBusiness` items).
+    Jsonld,
+    /// Every signed item (roster, listing changes, seat beacons) for offline exchange; `import` takes it.
+    Bundle,
+}
+
+impl From<FormatArg> for ExportFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Json => Self::Json,
+            FormatArg::Geojson => Self::Geojson,
+            FormatArg::Csv => Self::Csv,
+            FormatArg::Jsonld => Self::Jsonld,
+            FormatArg::Bundle => Self::Bundle,
+        }
+    }
+}
+
+/// Parses the arguments, runs the command, and reports the exit code.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with exit 0 and usage errors to stderr with exit 2.
+            let _ = e.print();
+            return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
+        }
+    };
+    match cli.command {
+        Command::Demo {
+            setup_only,
+            no_tui,
+            seat_changes,
+            json,
+        } => {
+            demo(cli.home, setup_only, no_tui, seat_changes, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "deskmesh", &mut out);
+            output::write_stdout(&out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            man(dir.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let home = Home::resolve(cli.home)?;
+            execute(&home, command)
+        }
+    }
+}
+
+/// The handle for `home`: the daemon's control socket when one answers, else the store opened here.
+/// While another process holds the store for a moment (a command, a daemon starting) it waits up to
+/// five seconds, then names that process.
+pub fn connect(home: &Home) -> anyhow::Result<Box<dyn Handle>> {
+    let deadline = Instant::now() + BUSY_WAIT;
+    loop {
+        if let Some(remote) = Remote::connect(&home.socket_path())? {
+            return Ok(Box::new(remote));
+        }
+        match Node::open(home) {
+            Ok(node) => return Ok(Box::new(Local::new(node))),
+            Err(e) => {
+                let busy = e.chain().any(|c| c.downcast_ref::<Busy>().is_some());
+                if !busy || Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Init { name, json } => output::print(json, &node::init(home, name)?)?,
+        Command::Run {
+            listen,
+            bootstrap,
+            no_mdns,
+        } => {
+            init_tracing();
+            mesh::run(
+                home,
+                mesh::RunOptions {
+                    listen,
+                    bootstrap,
+                    mdns: !no_mdns,
+                    shutdown: None,
+                },
+            )?;
+        }
+        Command::Tui { offline, no_mdns } => tui(home, offline, !no_mdns)?,
+        Command::Audit { json } => {
+            let report = connect(home)?.audit()?;
+            output::print(json, &*report)?;
+            if !report.ok {
+                return Ok(ExitCode::from(EXIT_AUDIT_FINDINGS));
+            }
+        }
+        Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => {
+            unreachable!("handled before a home is resolved")
+        }
+        other => {
+            let mut handle = connect(home)?;
+            request(&mut *handle, other)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one command through `handle` and prints its answer.
+fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Alliance(cmd) => alliance(handle, cmd),
+        Command::Space(SpaceCommand::Edit(args)) => {
+            let json = args.json;
+            let report = handle.space_edit(edit_from(args)?)?;
+            output::print(json, &report)
+        }
+        Command::Space(SpaceCommand::Show { space, json }) => {
+            let listing = handle.space_show(space)?;
+            if json {
+                output::print_json(&listing.to_value())
+            } else {
+                output::print(false, &*listing)
+            }
+        }
+        Command::Seats(SeatsCommand::Set {
+            pool,
+            value,
+            ttl,
+            json,
+        }) => {
+            let report = handle.seats_set(pool, parse_availability(&value)?, ttl)?;
+            output::print(json, &report)
+        }
+        Command::Spaces(SpacesCommand::List(args)) => {
+            let directory = handle.spaces_list(query_from(&args)?)?;
+            output::print(args.json, &directory)
+        }
+        Command::Import { file, json } => import(handle, &file, json),
+        Command::Export { format, output } => export(handle, format.into(), output.as_deref()),
+        Command::Status { json } => output::print(json, &*handle.status()?),
+        Command::Peers { json } => {
+            if !handle.is_running() {
+                output::hint_line("the node is not running (start it with `deskmesh run`)");
+            }
+            output::print(json, &Peers(handle.peers()?))
+        }
+        other => bail!("{other:?} is not a request to a node"),
+    }
+}
+
+fn alliance(handle: &mut dyn Handle, cmd: AllianceCommand) -> anyhow::Result<()> {
+    match cmd {
+        AllianceCommand::Create {
+            name,
+            threshold,
+            json,
+        } => output::print(json, &handle.alliance_create(name, threshold)?),
+        AllianceCommand::Invite {
+            pubkey,
+            space,
+            peers,
+            json,
+        } => output::print(json, &handle.alliance_invite(pubkey, space, peers)?),
+        AllianceCommand::InviteMember { peers, json } => {
+            output::print(json, &handle.alliance_invite_member(peers)?)
+        }
+        AllianceCommand::AddDevice { pubkey, json } => {
+            output::print(json, &handle.alliance_add_device(pubkey)?)
+        }
+        AllianceCommand::RemoveDevice {
+            pubkey,
+            space,
+            json,
+        } => output::print(json, &handle.alliance_remove_device(pubkey, space)?),
+        AllianceCommand::Revoke {
+            space,
+            reason,
+            json,
+        } => output::print(json, &handle.alliance_revoke(space, reason)?),
+        AllianceCommand::Join { token, json } => output::print(json, &handle.alliance_join(token)?),
+        AllianceCommand::Show { json } => output::print(json, &handle.alliance_show()?),
+    }
+}
+
+/// The edit `space edit` asks for: the file's bytes (read here, bounded) and the flags.
+fn edit_from(args: EditArgs) -> anyhow::Result<ListingEdit> {
+    let base = match &args.file {
+        Some(path) => Some(ListingBase::File(files::read_listing(
+            path,
+            MAX_LISTING_FILE,
+        )?)),
+        None => None,
+    };
+    Ok(ListingEdit {
+        base,
+        fields: FieldEdits {
+            name: args.name,
+            description: args.description,
+            opening_hours: args.opening_hours,
+            website: args.website,
+            email: args.email,
+            phone: args.phone,
+            add_amenities: args.add_amenities,
+            remove_amenities: args.remove_amenities,
+        },
+    })
+}
+
+/// `import FILE`: a bundle goes to the node in batches (with progress for a large one); anything else is
+/// a JSON file of listings.
+fn import(handle: &mut dyn Handle, path: &Path, json: bool) -> anyhow::Result<()> {
+    let limit = MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE);
+    let (name, bytes) = files::read_bounded(path, limit, "a file to import")?;
+    if !Bundle::is_bundle(&bytes) {
+        if bytes.len() as u64 > MAX_IMPORT_FILE {
+            bail!(
+                "{name} is {} bytes; a file of listings may be at most {} MiB",
+                bytes.len(),
+                MAX_IMPORT_FILE / (1024 * 1024)
+            );
+        }
+        let file = deskmesh_core::ops::listing::FileBytes {
+            name,
+            format: deskmesh_core::ops::listing::FileFormat::Json,
+            bytes: deskmesh_core::api::Bytes(bytes),
+        };
+        return output::print(json, &handle.import_listings(file)?);
+    }
+    let bundle = Bundle::decode(&bytes).with_context(|| name.clone())?;
+    drop(bytes);
+    let total = bundle.len() as u64;
+    let progress = progress_bar(total, "importing signed items");
+    let mut report = deskmesh_core::bundle::BundleReport::default();
+    for batch in bundle.batches(IMPORT_BATCH_BYTES) {
+        let n = batch.len() as u64;
+        report.merge(handle.import_items(batch)?);
+        progress.inc(n);
+    }
+    progress.finish_and_clear();
+    output::print(json, &report)
+}
+
+/// A progress bar on stderr, drawn only on a terminal and only for work that may take a while.
+fn progress_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
+    if total < 2_000 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg}: {bar:30} {pos}/{len} ({eta} left)")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar
+}
+
+fn export(handle: &mut dyn Handle, format: ExportFormat, out: Option<&Path>) -> anyhow::Result<()> {
+    if format.is_binary() && out.is_none() && output::stdout_is_terminal() {
+        bail!("a bundle is binary and would garble this terminal; write it with --output FILE or redirect standard output to a file");
+    }
+    let bytes = handle.export(format)?;
+    match out {
+        Some(path) => std::fs::write(path, &bytes.0)
+            .with_context(|| format!("cannot write {}", path.display())),
+        None => {
+            output::write_stdout(&bytes.0);
+            Ok(())
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info` for deskmesh, `warn` for libraries), without
+/// colour codes unless stderr is a terminal and `NO_COLOR` is unset.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,deskmesh_node=info,deskmesh_core=info")
+    });
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `deskmesh tui`: attach to the running node, or run one inside the TUI, or (offline, or before the
+/// node is in an alliance) show the local store.
+fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
+    let theme = deskmesh_tui::Theme::from_env();
+    // A running daemon holds the store: attach to it, so the mesh's changes show live.
+    if let Some(mut api) = crate::tui_client::attach(&home.socket_path())? {
+        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        return Ok(());
+    }
+    let node = mesh::open_when_free(home)?;
+    if offline || node.roster().is_none() {
+        let mut api = crate::tui_client::TuiClient::new(Local::new(node), None)?;
+        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        return Ok(());
+    }
+    drop(node);
+    mesh::embedded::log_to_file(&home.root().join("tui.log"))?;
+    let mut embedded = mesh::embedded::Embedded::new()?;
+    let name = home.read_config()?.name;
+    if let Err(e) = embedded.start(&name, home, Vec::new(), Vec::new(), mdns) {
+        embedded.stop();
+        return Err(
+            e.context("use `deskmesh tui --offline` to browse the local store without the mesh")
+        );
+    }
+    let result = match crate::tui_client::attach(&home.socket_path()) {
+        Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(&mut api, theme).map_err(Into::into),
+        Ok(None) => Err(anyhow::anyhow!(
+            "the node stopped before the TUI could attach"
+        )),
+        Err(e) => Err(e.into()),
+    };
+    embedded.stop();
+    result
+}
+
+fn demo(
+    home: Option<PathBuf>,
+    setup_only: bool,
+    no_tui: bool,
+    seat_changes: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    // The demo lives in a fresh temporary home unless one is given.
+    let home = match home {
+        Some(h) => Home::at(h),
+        None => Home::at(std::env::temp_dir().join(format!(
+            "deskmesh-demo-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp()
+        ))),
+    };
+    if setup_only {
+        output::print(json, &crate::demo::run(&home, chrono::Utc::now())?)
+    } else {
+        let opts = crate::demo::live::DemoOptions {
+            tui: !no_tui,
+            churn: (seat_changes > 0).then(|| Duration::from_secs(seat_changes)),
+        };
+        crate::demo::live::run(&home, &opts)
+    }
+}
+
+/// `deskmesh man`: the main page on stdout, or every page into `dir`.
+fn man(dir: Option<&Path>) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        output::write_stdout(&out);
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir)
+        .with_context(|| format!("cannot write manual pages into {}", dir.display()))?;
+    output::hint_line(&format!("manual pages written to {}", dir.display()));
+    Ok(())
+}
+
+/// Parses `seats set` values: a count, or many|few|full|closed.
+pub fn parse_availability(value: &str) -> anyhow::Result<Availability> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "many" => Ok(Availability::Many),
+        "few" => Ok(Availability::Few),
+        "full" => Ok(Availability::Full),
+        "closed" => Ok(Availability::Closed),
+        other => match other.parse::<i64>() {
+            Ok(n) if n < 0 => bail!("open seats cannot be negative (got {n}); use 0 or `full`"),
+            Ok(n) if n > 100_000 => {
+                bail!("{n} open seats is more than any space has (limit 100000)")
+            }
+            Ok(n) => Ok(Availability::Count(n as u32)),
+            Err(_) => {
+                bail!("{value:?} is not a seat count; use a number or many, few, full, closed")
+            }
+        },
+    }
+}
+
+/// Turns the list flags into a directory query, with one clear sentence per bad value.
+pub fn query_from(args: &ListArgs) -> anyhow::Result<Query> {
+    let mut q = Query {
+        text: args.search.clone(),
+        city: args.city.clone(),
+        open_now: args.open_now,
+        seats_free_now: args.seats_free,
+        max_day_pass_price: args.max_price,
+        min_wifi_down_mbps: args.min_wifi,
+        limit: args.limit,
+        amenities: args.amenities.clone(),
+        access: args.access.clone(),
+        ..Query::default()
+    };
+    if let Some(near) = &args.near {
+        let (lat, lon) = near
+            .split_once(',')
+            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
+            .with_context(|| format!("--near expects LAT,LON such as 38.72,-9.14, got {near:?}"))?;
+        q.sort = Sort::Distance { lat, lon };
+    }
+    Ok(q)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,458 @@
+//! How each result reads for people. A result has *data* (stdout: what a script captures with
+//! `x=$(deskmesh …)`) and may have a *hint* (stderr: what to do next, never captured with the data).
+//! `--json` prints the serde form instead and no hint. The node renders nothing: these are the only text
+//! forms of its results.
+
+use std::fmt::Write as _;
+
+use deskmesh_core::audit::AuditReport;
+use deskmesh_core::bundle::BundleReport;
+use deskmesh_core::node::InitReport;
+use deskmesh_core::ops::alliance::{
+    AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, RosterChanged,
+};
+use deskmesh_core::ops::directory::Directory;
+use deskmesh_core::ops::listing::{EditReport, ImportReport};
+use deskmesh_core::ops::seats::SeatsReport;
+use deskmesh_core::view::{NodeStatus, PeerInfo};
+use deskmesh_crdt_model::beacon::Availability;
+use deskmesh_crdt_model::listing::Listing;
+
+use crate::demo::DemoReport;
+
+/// A result as people read it.
+pub trait Human {
+    /// The data, printed on stdout.
+    fn data(&self) -> String;
+    /// What to do next, printed on stderr.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Human for InitReport {
+    fn data(&self) -> String {
+        self.public_key.to_string()
+    }
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "node {:?} initialised in {}; give the key above to your alliance coordinator",
+            self.name, self.home
+        ))
+    }
+}
+
+impl Human for AllianceCreated {
+    fn data(&self) -> String {
+        self.alliance.to_string()
+    }
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "alliance {:?} created; this node ({}) is its founding coordinator; admit spaces with `deskmesh alliance invite KEY --space NAME`",
+            self.name, self.coordinator
+        ))
+    }
+}
+
+impl Human for InviteReport {
+    fn data(&self) -> String {
+        self.token.clone()
+    }
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "invite for {} as space {}; on that machine run `deskmesh alliance join TOKEN`",
+            self.invitee, self.space
+        ))
+    }
+}
+
+impl Human for MemberInviteReport {
+    fn data(&self) -> String {
+        self.token.clone()
+    }
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "member invite for alliance {}; on the member's machine run `deskmesh init` then `deskmesh alliance join TOKEN`",
+            self.alliance
+        ))
+    }
+}
+
+impl Human for Joined {
+    fn data(&self) -> String {
+        match &self.space {
+            Some(space) => format!(
+                "joined alliance {:?} ({}) as space {:?} ({space})",
+                self.alliance_name, self.alliance, self.space_name
+            ),
+            None => format!(
+                "joined alliance {:?} ({}) as a member",
+                self.alliance_name, self.alliance
+            ),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        Some(match &self.space {
+            Some(_) => "write your listing (`deskmesh space show --json` after a first edit shows its form) and sign it with `deskmesh space edit --file listing.json`; `deskmesh run` joins the mesh".into(),
+            None => "`deskmesh run` replicates the directory, `deskmesh tui` browses it".into(),
+        })
+    }
+}
+
+impl Human for RosterChanged {
+    fn data(&self) -> String {
+        format!("{} (roster op {})", self.summary, self.op.short())
+    }
+}
+
+impl Human for AllianceView {
+    fn data(&self) -> String {
+        let mut f = String::new();
+        let _ = writeln!(f, "alliance  {} ({})", self.name, self.alliance);
+        let _ = writeln!(
+            f,
+            "roster    {} operations; coordinator changes need {} signature(s)",
+            self.operations, self.threshold
+        );
+        let _ = writeln!(f, "coordinators");
+        for c in &self.coordinators {
+            let me = if *c == self.this_node {
+                "  (this node)"
+            } else {
+                ""
+            };
+            let _ = writeln!(f, "  {c}{me}");
+        }
+        let _ = write!(f, "spaces ({})", self.spaces.len());
+        for s in &self.spaces {
+            let state = match &s.revoked {
+                Some(r) => format!("  REVOKED: {r}"),
+                None => String::new(),
+            };
+            let _ = write!(f, "\n  {}  {}{}", s.id, s.name, state);
+            for d in &s.devices {
+                let me = if *d == self.this_node {
+                    "  (this node)"
+                } else {
+                    ""
+                };
+                let _ = write!(f, "\n      device {d}{me}");
+            }
+        }
+        f
+    }
+}
+
+impl Human for EditReport {
+    fn data(&self) -> String {
+        match &self.change {
+            Some(c) => format!(
+                "listing of {:?} ({}) signed and stored as change {c}",
+                self.name, self.space
+            ),
+            None => format!("listing of {:?} ({}) unchanged", self.name, self.space),
+        }
+    }
+}
+
+impl Human for ImportReport {
+    fn data(&self) -> String {
+        let changed = self.listings.iter().filter(|l| l.change.is_some()).count();
+        let mut f = format!(
+            "imported {} listing(s), {} changed",
+            self.listings.len(),
+            changed
+        );
+        for l in &self.listings {
+            let _ = write!(f, "\n  {}", l.data());
+        }
+        f
+    }
+}
+
+impl Human for BundleReport {
+    fn data(&self) -> String {
+        let mut f = format!(
+            "bundle imported: {} new roster operation(s), {} new listing change(s), {} seat beacon(s), {} already held; {} refused",
+            self.roster_ops_new,
+            self.changes_new,
+            self.beacons_taken,
+            self.known,
+            self.refused.len()
+        );
+        for r in &self.refused {
+            let _ = write!(f, "\n  refused: {r}");
+        }
+        f
+    }
+}
+
+impl Human for SeatsReport {
+    fn data(&self) -> String {
+        let what = match self.availability {
+            Availability::Count(n) => format!("{n} seats free"),
+            Availability::Many => "many seats free".into(),
+            Availability::Few => "few seats free".into(),
+            Availability::Full => "full".into(),
+            Availability::Closed => "closed".into(),
+        };
+        format!(
+            "{} pool {}: {what}, fresh for {} s (beacon #{})",
+            self.space, self.pool, self.ttl_s, self.seq
+        )
+    }
+}
+
+impl Human for Directory {
+    fn data(&self) -> String {
+        let mut f = String::new();
+        let _ = writeln!(
+            f,
+            "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}  access",
+            "NAME", "CITY", "OPEN", "SEATS", "DAY PASS", "WIFI"
+        );
+        for r in &self.spaces {
+            let open = match r.open_now {
+                Some(true) => "open",
+                Some(false) => "closed",
+                None => "?",
+            };
+            let seats = r
+                .seats
+                .first()
+                .map(|p| p.status.clone())
+                .unwrap_or_else(|| "no pools".into());
+            let wifi = r
+                .wifi_down_mbps
+                .map(|w| format!("{w:.0}M"))
+                .unwrap_or_else(|| "?".into());
+            let _ = writeln!(
+                f,
+                "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}  {}",
+                truncate(&r.name, 28),
+                truncate(&r.city, 14),
+                open,
+                truncate(&seats, 24),
+                r.day_pass.as_deref().unwrap_or("-"),
+                wifi,
+                r.access.join(",")
+            );
+        }
+        let _ = write!(f, "{} of {} spaces", self.matched, self.total);
+        f
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+impl Human for NodeStatus {
+    fn data(&self) -> String {
+        let alliance = match (&self.alliance_name, &self.alliance) {
+            (Some(n), Some(a)) => format!("{n} ({a})"),
+            _ => "none".to_string(),
+        };
+        let mut f = String::new();
+        let _ = writeln!(
+            f,
+            "daemon:    {}",
+            if self.running {
+                "running"
+            } else {
+                "not running (start it with `deskmesh run`)"
+            }
+        );
+        let _ = writeln!(f, "node:      {}", self.node_name);
+        let _ = writeln!(f, "alliance:  {alliance}");
+        if let Some(space) = &self.my_space {
+            let _ = writeln!(f, "space:     {space}");
+        }
+        let _ = writeln!(f, "key:       {}", self.public_key);
+        let _ = writeln!(f, "peer id:   {}", self.peer_id);
+        for a in &self.listen {
+            let _ = writeln!(f, "listening: {a}");
+        }
+        let _ = writeln!(f, "peers:     {}", self.peers.len());
+        let _ = writeln!(f, "listings:  {}", self.listings);
+        let _ = write!(
+            f,
+            "last sync: {}",
+            self.last_sync
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into())
+        );
+        f
+    }
+}
+
+/// `deskmesh peers`.
+pub struct Peers(pub Vec<PeerInfo>);
+
+impl serde::Serialize for Peers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            peers: &'a [PeerInfo],
+        }
+        Out { peers: &self.0 }.serialize(s)
+    }
+}
+
+impl Human for Peers {
+    fn data(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {}",
+                    p.peer_id,
+                    if p.relayed { "relayed" } else { "direct" },
+                    p.addresses.join(" ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    fn hint(&self) -> Option<String> {
+        self.0.is_empty().then(|| "no peers connected".to_string())
+    }
+}
+
+impl Human for Listing {
+    fn data(&self) -> String {
+        // The JSON form is exactly what `space edit --file` takes; the human view is the same data, so
+        // nothing a user sees is missing from it.
+        serde_json::to_string_pretty(&self.to_value())
+            .unwrap_or_else(|_| "(listing cannot be shown)".into())
+    }
+}
+
+impl Human for AuditReport {
+    fn data(&self) -> String {
+        let mut f = String::new();
+        match &self.alliance {
+            Some(a) => {
+                let _ = writeln!(f, "alliance {a}");
+            }
+            None => {
+                let _ = writeln!(f, "this node is not in an alliance");
+            }
+        }
+        let _ = writeln!(
+            f,
+            "\nroster ({} operations, every signature verified)",
+            self.roster.len()
+        );
+        for op in &self.roster {
+            let signers: Vec<String> = op.signed_by.iter().map(|k| k.short()).collect();
+            let _ = writeln!(
+                f,
+                "  {}  {}  signed by {}",
+                op.op.short(),
+                op.summary,
+                signers.join(", ")
+            );
+        }
+        for r in &self.rejected_roster_ops {
+            let _ = writeln!(f, "  REJECTED {}: {}", r.op.short(), r.reason);
+        }
+        let _ = writeln!(f, "\nlistings ({})", self.listings.len());
+        for l in &self.listings {
+            let _ = writeln!(
+                f,
+                "  {}  {}  {} of {} stored changes accepted",
+                l.space,
+                l.name.as_deref().unwrap_or("(no valid listing)"),
+                l.changes_accepted,
+                l.changes_stored
+            );
+            for s in &l.signers {
+                let removed = match &s.removed_by {
+                    Some(h) => format!("; key since removed by {}", h.short()),
+                    None => String::new(),
+                };
+                let _ = writeln!(
+                    f,
+                    "      signed by {} ({} change(s)) under roster op {}{removed}",
+                    s.key,
+                    s.changes,
+                    s.authorised_by.short()
+                );
+            }
+            for r in &l.rejected {
+                let who = r
+                    .author
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "unknown author".into());
+                let _ = writeln!(
+                    f,
+                    "      REJECTED {} by {who}: {}",
+                    &r.change[..12.min(r.change.len())],
+                    r.reason
+                );
+            }
+        }
+        let _ = writeln!(f, "\nseat beacons: {} verified", self.beacons_verified);
+        for b in &self.beacons_failed {
+            let _ = writeln!(f, "  FAILED {b}");
+        }
+        if !self.refused.is_empty() {
+            let _ = writeln!(f, "\nrefused and not stored ({})", self.refused.len());
+            for r in &self.refused {
+                let who = r
+                    .author
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "unknown author".into());
+                let space = r
+                    .space
+                    .as_ref()
+                    .map(|s| format!(" for {s}"))
+                    .unwrap_or_default();
+                let _ = writeln!(f, "  REFUSED {} by {who}{space}: {}", r.kind, r.reason);
+            }
+        }
+        let _ = write!(
+            f,
+            "\n{}",
+            if self.ok {
+                "audit passed: every stored signature verifies and nothing was rejected"
+            } else {
+                "audit found rejected or unverifiable items (listed above)"
+            }
+        );
+        f
+    }
+}
+
+impl Human for DemoReport {
+    fn data(&self) -> String {
+        self.directory.data()
+    }
+    fn hint(&self) -> Option<String> {
+        let mut f = String::new();
+        if self.created {
+            let _ = writeln!(f, "A sample alliance was created in {}.", self.home);
+        } else {
+            let _ = writeln!(f, "Showing the sample alliance already in {}.", self.home);
+        }
+        let _ = writeln!(
+            f,
+            "Explore it (from a checkout, `deskmesh` is target/release/deskmesh; `cargo install --path node` puts it on PATH):"
+        );
+        let _ = writeln!(
+            f,
+            "  deskmesh --home {} spaces list --open-now --amenity coffee",
+            self.home
+        );
+        let _ = writeln!(f, "  deskmesh --home {} alliance show", self.home);
+        let _ = write!(f, "  deskmesh --home {} audit", self.home);
+        Some(f)
+    }
+}

@@ -1,0 +1,249 @@
+//! [`Remote`]: the [`Handle`] over a running daemon's control socket. Every command of the command line and
+//! the terminal UI uses it while a daemon runs; with none, they open the store in process instead
+//! ([`deskmesh_core::api::Local`]) and behave the same.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use deskmesh_core::api::{
+    self, ApiError, Handle, Hello, Request, Response, Subscription, Welcome, PROTOCOL,
+};
+use deskmesh_core::view::Event;
+
+use super::{MAX_HELLO, MAX_REQUEST, MAX_RESPONSE};
+
+/// How long a call may wait for its answer (a large import batch or a snapshot of a big directory).
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a subscription whose daemon stopped tries to reach one again.
+const RECONNECT: Duration = Duration::from_secs(1);
+/// Most bytes of one event line.
+const MAX_EVENT: usize = 64 * 1024 * 1024;
+
+/// A connection to a running daemon.
+#[derive(Debug)]
+pub struct Remote {
+    socket: PathBuf,
+    conn: Option<Conn>,
+    welcome: Welcome,
+}
+
+#[derive(Debug)]
+struct Conn {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Remote {
+    /// Connects to the daemon answering on `socket`; `Ok(None)` when none answers (no socket, or a stale
+    /// one a killed daemon left).
+    pub fn connect(socket: &Path) -> Result<Option<Self>, ApiError> {
+        Ok(open(socket)?.map(|(conn, welcome)| Self {
+            socket: socket.to_path_buf(),
+            conn: Some(conn),
+            welcome,
+        }))
+    }
+
+    /// What the daemon said about itself in the handshake.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    fn conn(&mut self) -> Result<&mut Conn, ApiError> {
+        if self.conn.is_none() {
+            let (conn, welcome) = open(&self.socket)?.ok_or_else(|| {
+                ApiError::unavailable("the deskmesh daemon is not running any more")
+            })?;
+            self.welcome = welcome;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| ApiError::unavailable("the deskmesh daemon is not running any more"))
+    }
+}
+
+impl Handle for Remote {
+    fn call(&mut self, request: Request) -> Result<Response, ApiError> {
+        let mut line = serde_json::to_vec(&request)
+            .map_err(|e| ApiError::protocol(format!("cannot encode the request: {e}")))?;
+        if line.len() > MAX_REQUEST {
+            return Err(ApiError::protocol(format!(
+                "the request is {} MiB, more than the {} MiB the control socket takes in one line",
+                line.len() / (1024 * 1024),
+                MAX_REQUEST / (1024 * 1024)
+            )));
+        }
+        line.push(b'\n');
+        let conn = self.conn()?;
+        let answer = conn
+            .writer
+            .write_all(&line)
+            .map_err(|e| stopped(&e))
+            .and_then(|()| read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_RESPONSE));
+        match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                // The connection is in an unknown state: the next call opens a new one.
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn subscribe(&mut self) -> Result<Subscription, ApiError> {
+        let reader = subscribed(&self.socket)?
+            .ok_or_else(|| ApiError::unavailable("the deskmesh daemon is not running any more"))?;
+        let (tx, sub) = Subscription::channel();
+        let socket = self.socket.clone();
+        std::thread::Builder::new()
+            .name("deskmesh-events".into())
+            .spawn(move || feed(socket, reader, tx))
+            .map_err(|e| ApiError::unavailable(format!("cannot start the event reader: {e}")))?;
+        Ok(sub)
+    }
+
+    fn is_running(&self) -> bool {
+        true
+    }
+}
+
+/// Connects and shakes hands. `Ok(None)` when nothing listens on the socket.
+fn open(socket: &Path) -> Result<Option<(Conn, Welcome)>, ApiError> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(ApiError::unavailable(format!(
+                "cannot reach the daemon's control socket {}: {e}",
+                socket.display()
+            )))
+        }
+    };
+    stream
+        .set_read_timeout(Some(CALL_TIMEOUT))
+        .map_err(|e| stopped(&e))?;
+    let mut writer = stream.try_clone().map_err(|e| stopped(&e))?;
+    let mut reader = BufReader::new(stream);
+    let hello = Hello {
+        protocol: PROTOCOL,
+        client: api::software(),
+    };
+    let mut line = serde_json::to_vec(&hello).map_err(|e| ApiError::protocol(e.to_string()))?;
+    line.push(b'\n');
+    writer.write_all(&line).map_err(|e| stopped(&e))?;
+    let welcome = read_json::<Result<Welcome, ApiError>>(&mut reader, MAX_HELLO)??;
+    Ok(Some((Conn { reader, writer }, welcome)))
+}
+
+/// Opens a connection that has subscribed; the reader is positioned after the daemon's answer.
+fn subscribed(socket: &Path) -> Result<Option<BufReader<UnixStream>>, ApiError> {
+    let Some((mut conn, _)) = open(socket)? else {
+        return Ok(None);
+    };
+    let mut line =
+        serde_json::to_vec(&Request::Subscribe).map_err(|e| ApiError::protocol(e.to_string()))?;
+    line.push(b'\n');
+    conn.writer.write_all(&line).map_err(|e| stopped(&e))?;
+    match read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_HELLO)?? {
+        Response::Subscribed => {}
+        other => return Err(ApiError::unexpected(&other)),
+    }
+    // Events may be far apart: the subscription waits without a deadline.
+    conn.reader
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|e| stopped(&e))?;
+    Ok(Some(conn.reader))
+}
+
+/// Reads events until the subscriber goes away; while the daemon is down it says so once, then tries
+/// again every second and asks for a reload when a daemon answers.
+fn feed(socket: PathBuf, mut reader: BufReader<UnixStream>, tx: mpsc::Sender<Event>) {
+    loop {
+        match read_json::<Event>(&mut reader, MAX_EVENT) {
+            Ok(event) => {
+                if tx.send(event).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(e) if e.kind == api::ErrorKind::Protocol => {
+                tracing::warn!(error = %e, "ignoring an unreadable event from the daemon");
+                continue;
+            }
+            Err(_) => {}
+        }
+        if tx.send(Event::Disconnected).is_err() {
+            return;
+        }
+        reader = loop {
+            std::thread::sleep(RECONNECT);
+            if let Ok(Some(r)) = subscribed(&socket) {
+                break r;
+            }
+        };
+        if tx.send(Event::Reload).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads one bounded line and decodes it.
+fn read_json<T: serde::de::DeserializeOwned>(
+    reader: &mut BufReader<UnixStream>,
+    max: usize,
+) -> Result<T, ApiError> {
+    let mut out = Vec::new();
+    loop {
+        let buf = reader.fill_buf().map_err(|e| stopped(&e))?;
+        if buf.is_empty() {
+            return Err(ApiError::unavailable(
+                "the deskmesh daemon closed the control socket without answering",
+            ));
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(pos) => (&buf[..pos], Some(pos + 1)),
+            None => (buf, None),
+        };
+        if out.len() + chunk.len() > max {
+            return Err(ApiError::protocol(format!(
+                "the daemon's answer is longer than {} MiB",
+                max / (1024 * 1024)
+            )));
+        }
+        out.extend_from_slice(chunk);
+        let used = done.unwrap_or(chunk.len());
+        reader.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    serde_json::from_slice(&out).map_err(|e| {
+        ApiError::protocol(format!(
+            "the daemon sent an answer this deskmesh ({}) cannot read: {e}",
+            api::software()
+        ))
+    })
+}
+
+fn stopped(e: &std::io::Error) -> ApiError {
+    if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut {
+        ApiError::unavailable(format!(
+            "the deskmesh daemon did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))
+    } else {
+        ApiError::unavailable(format!("the deskmesh daemon stopped answering: {e}"))
+    }
+}

@@ -1,0 +1,228 @@
+//! The daemon's side of the control socket: binds it owner-only, checks each client's handshake, reads
+//! bounded request lines and hands each typed request to the daemon's event loop, and streams events to
+//! subscribers. It knows nothing of the mesh: requests go out on a channel and answers come back on one.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use deskmesh_core::api::{self, ApiError, Hello, Request, Response, Welcome, PROTOCOL};
+use deskmesh_core::view::Event;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+
+use super::{MAX_CONNECTIONS, MAX_HELLO, MAX_REQUEST};
+
+/// How long a client may take to say hello.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A request waiting for the event loop, with where to send its answer.
+pub type Call = (Request, oneshot::Sender<Result<Response, ApiError>>);
+
+/// Binds the socket (removing a stale one) and serves it until the returned task is aborted. Requests go
+/// to `calls`; subscribers get the lines sent on `events` (JSON [`Event`]s, serialised once).
+pub fn serve(
+    path: &Path,
+    calls: mpsc::Sender<Call>,
+    events: broadcast::Sender<Arc<str>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if path.exists() {
+        if StdUnixStream::connect(path).is_ok() {
+            bail!(
+                "another deskmesh daemon answers on {}; stop it first",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let calls = calls.clone();
+            let events = events.clone();
+            let slot = Arc::clone(&slots).try_acquire_owned();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let Ok(_slot) = slot else {
+                    let busy = ApiError::unavailable(format!(
+                        "the daemon already serves {MAX_CONNECTIONS} control connections; try again in a moment"
+                    ));
+                    let _ = send(&mut write, &Err::<Response, _>(busy)).await;
+                    return;
+                };
+                let reader = tokio::io::BufReader::new(read);
+                if let Err(e) = client(reader, write, calls, events).await {
+                    tracing::debug!(error = %e, "control connection ended with an error");
+                }
+            });
+        }
+    }))
+}
+
+/// Serves one connection: handshake, then requests until the client hangs up or subscribes.
+async fn client<R: AsyncBufRead + Unpin>(
+    mut reader: R,
+    mut write: OwnedWriteHalf,
+    calls: mpsc::Sender<Call>,
+    events: broadcast::Sender<Arc<str>>,
+) -> anyhow::Result<()> {
+    let hello = match tokio::time::timeout(HELLO_DEADLINE, read_line(&mut reader, MAX_HELLO)).await
+    {
+        Ok(line) => line?,
+        Err(_) => return Ok(()),
+    };
+    let hello = match hello {
+        Line::Eof => return Ok(()),
+        Line::TooLong => {
+            let e =
+                ApiError::protocol("the control handshake is too long; is this a deskmesh client?");
+            return send(&mut write, &Err::<Welcome, _>(e)).await;
+        }
+        Line::Full(bytes) => serde_json::from_slice::<Hello>(&bytes),
+    };
+    match hello {
+        Ok(h) if h.protocol == PROTOCOL => {
+            let welcome = Welcome {
+                protocol: PROTOCOL,
+                server: api::software(),
+                pid: std::process::id(),
+            };
+            send(&mut write, &Ok::<_, ApiError>(welcome)).await?;
+        }
+        Ok(h) => {
+            let upgrade = if h.protocol > PROTOCOL {
+                "the daemon"
+            } else {
+                "the client"
+            };
+            let e = ApiError::protocol(format!(
+                "{} speaks control protocol {} and this daemon ({}) speaks {PROTOCOL}; upgrade {upgrade} so both are the same deskmesh version",
+                h.client,
+                h.protocol,
+                api::software()
+            ));
+            return send(&mut write, &Err::<Welcome, _>(e)).await;
+        }
+        Err(e) => {
+            let e = ApiError::protocol(format!(
+                "the control handshake is not readable ({e}); is this a deskmesh client?"
+            ));
+            return send(&mut write, &Err::<Welcome, _>(e)).await;
+        }
+    }
+    loop {
+        let line = match read_line(&mut reader, MAX_REQUEST).await? {
+            Line::Eof => return Ok(()),
+            Line::TooLong => {
+                let e = ApiError::protocol(format!(
+                    "the request is longer than {} MiB, the most the control socket reads in one line; send large imports in parts",
+                    MAX_REQUEST / (1024 * 1024)
+                ));
+                // The rest of the line is never read: the connection ends here.
+                return send(&mut write, &Err::<Response, _>(e)).await;
+            }
+            Line::Full(bytes) => bytes,
+        };
+        let request = match serde_json::from_slice::<Request>(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = ApiError::protocol(format!(
+                    "this daemon ({}) cannot read the request: {e}",
+                    api::software()
+                ));
+                send(&mut write, &Err::<Response, _>(e)).await?;
+                continue;
+            }
+        };
+        if request == Request::Subscribe {
+            // Subscribe before answering, so nothing published after the answer is missed.
+            let rx = events.subscribe();
+            send(&mut write, &Ok::<_, ApiError>(Response::Subscribed)).await?;
+            return stream_events(rx, write).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        let gone = || ApiError::unavailable("the daemon is shutting down");
+        let answer = match calls.send((request, tx)).await {
+            Ok(()) => rx.await.unwrap_or_else(|_| Err(gone())),
+            Err(_) => Err(gone()),
+        };
+        send(&mut write, &answer).await?;
+    }
+}
+
+/// Forwards event lines to one subscriber until it hangs up; one that fell behind is told to reload
+/// rather than being sent a partial history.
+async fn stream_events(
+    mut rx: broadcast::Receiver<Arc<str>>,
+    mut write: OwnedWriteHalf,
+) -> anyhow::Result<()> {
+    loop {
+        let line: Arc<str> = match rx.recv().await {
+            Ok(line) => line,
+            Err(broadcast::error::RecvError::Lagged(_)) => event_line(&Event::Reload)?,
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        write.write_all(line.as_bytes()).await?;
+        write.write_all(b"\n").await?;
+    }
+}
+
+/// Serialises an event once for every subscriber.
+pub fn event_line(event: &Event) -> anyhow::Result<Arc<str>> {
+    Ok(Arc::from(serde_json::to_string(event)?.as_str()))
+}
+
+async fn send<T: serde::Serialize>(write: &mut OwnedWriteHalf, value: &T) -> anyhow::Result<()> {
+    let mut out = serde_json::to_vec(value)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    Ok(())
+}
+
+/// One line read with a bound.
+enum Line {
+    Eof,
+    Full(Vec<u8>),
+    /// Longer than the bound; what was read so far is dropped.
+    TooLong,
+}
+
+async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
+    let mut out = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if out.is_empty() {
+                Line::Eof
+            } else {
+                Line::Full(out)
+            });
+        }
+        if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            if out.len() + pos > max {
+                return Ok(Line::TooLong);
+            }
+            out.extend_from_slice(&buf[..pos]);
+            reader.consume(pos + 1);
+            return Ok(Line::Full(out));
+        }
+        let n = buf.len();
+        if out.len() + n > max {
+            return Ok(Line::TooLong);
+        }
+        out.extend_from_slice(buf);
+        reader.consume(n);
+    }
+}

@@ -1,0 +1,262 @@
+//! The terminal UI's [`NodeApi`] over any [`Handle`]: the node in this process (offline) or a running
+//! daemon (live). It maps the core's views and events into the UI's view model, so the UI needs nothing of
+//! the node, and the daemon nothing of the UI.
+//!
+//! Events arrive on the handle's subscription. A reload (after a roster change, or when the subscriber fell
+//! behind) fetches a whole snapshot, which takes a while for a large directory, so when the caller gives a
+//! way to fetch one elsewhere ([`Reloader`]) it runs on a thread of its own and `poll` never blocks.
+
+use std::collections::VecDeque;
+use std::sync::mpsc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use deskmesh_core::api::{ApiError, Handle, Subscription};
+use deskmesh_core::ops::listing::{ListingBase, ListingEdit};
+use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::view::{self, Event, NodeStatus};
+use deskmesh_crdt_model::beacon::Availability;
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_tui::{
+    NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot, SpaceView, Status,
+    Update,
+};
+
+/// Fetches a fresh snapshot away from the UI thread (over its own connection to the daemon).
+pub type Reloader = Box<dyn FnMut() -> Result<view::Snapshot, ApiError> + Send>;
+
+/// [`NodeApi`] over a [`Handle`].
+pub struct TuiClient<H: Handle> {
+    handle: H,
+    events: Subscription,
+    /// Updates made here, waiting for `poll`.
+    pending: VecDeque<Update>,
+    /// The status bar as last known, so "daemon stopped" keeps the alliance and node names.
+    status: Status,
+    reloads: Option<Reloads>,
+}
+
+impl<H: Handle> std::fmt::Debug for TuiClient<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TuiClient")
+            .field("running", &self.handle.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A thread that fetches snapshots on request.
+struct Reloads {
+    ask: mpsc::Sender<()>,
+    done: mpsc::Receiver<Result<view::Snapshot, ApiError>>,
+}
+
+impl<H: Handle> TuiClient<H> {
+    /// Subscribes to the handle's events; `reloader`, when given, fetches reloads on a thread.
+    pub fn new(mut handle: H, reloader: Option<Reloader>) -> Result<Self, ApiError> {
+        let events = handle.subscribe()?;
+        let reloads = reloader.map(|mut fetch| {
+            let (ask, asked) = mpsc::channel::<()>();
+            let (tell, done) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("deskmesh-tui-reload".into())
+                .spawn(move || {
+                    while asked.recv().is_ok() {
+                        // Requests that piled up while fetching are answered by one snapshot.
+                        while asked.try_recv().is_ok() {}
+                        if tell.send(fetch()).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map(|_| Reloads { ask, done })
+        });
+        let reloads = match reloads {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot start the reload thread; reloads will block the UI");
+                None
+            }
+            None => None,
+        };
+        Ok(Self {
+            handle,
+            events,
+            pending: VecDeque::new(),
+            status: Status::default(),
+            reloads,
+        })
+    }
+
+    fn reload(&mut self) -> Option<Update> {
+        match &self.reloads {
+            Some(r) => {
+                let _ = r.ask.send(());
+                None
+            }
+            None => match self.handle.snapshot() {
+                Ok(s) => Some(self.snapshot_update(*s)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reload the view");
+                    None
+                }
+            },
+        }
+    }
+
+    fn snapshot_update(&mut self, s: view::Snapshot) -> Update {
+        let s = snapshot_of(s);
+        self.status = s.status.clone();
+        Update::Snapshot(Box::new(s))
+    }
+}
+
+impl<H: Handle> NodeApi for TuiClient<H> {
+    fn snapshot(&mut self) -> Result<Snapshot, String> {
+        let s = snapshot_of(*self.handle.snapshot().map_err(|e| e.message)?);
+        self.status = s.status.clone();
+        Ok(s)
+    }
+
+    fn poll(&mut self) -> Option<Update> {
+        if let Some(u) = self.pending.pop_front() {
+            return Some(u);
+        }
+        if let Some(done) = self.reloads.as_ref().and_then(|r| r.done.try_recv().ok()) {
+            match done {
+                Ok(s) => return Some(self.snapshot_update(s)),
+                Err(e) => tracing::warn!(error = %e, "cannot reload the view"),
+            }
+        }
+        loop {
+            let update = match self.events.try_next()? {
+                Event::Space(s) => Some(Update::Space(Box::new(space_view(*s)))),
+                Event::Seats { space, pools } => Some(Update::Seats {
+                    space,
+                    pools: pools.iter().map(pool_status).collect(),
+                }),
+                Event::Status(s) => {
+                    self.status = status_of(&s, false);
+                    Some(Update::Status(self.status.clone()))
+                }
+                Event::Reload => self.reload(),
+                Event::Disconnected => {
+                    self.status = Status {
+                        online: false,
+                        peers: 0,
+                        daemon_stopped: true,
+                        ..self.status.clone()
+                    };
+                    Some(Update::Status(self.status.clone()))
+                }
+            };
+            if update.is_some() {
+                return update;
+            }
+        }
+    }
+
+    fn set_seats(&mut self, pool: &str, availability: Availability) -> Result<(), String> {
+        self.handle
+            .seats_set(Some(pool.to_string()), availability, DEFAULT_TTL_S)
+            .map(drop)
+            .map_err(|e| e.message)
+    }
+
+    fn edit_listing(&mut self, listing: Listing) -> Result<(), String> {
+        // Checked here first, so the form gets the `path: message` form it places beside the field.
+        listing.validate().map_err(|e| e.to_string())?;
+        self.handle
+            .space_edit(ListingEdit {
+                base: Some(ListingBase::Listing(Box::new(listing))),
+                fields: Default::default(),
+            })
+            .map(drop)
+            .map_err(|e| e.message)
+    }
+}
+
+/// The status bar of a node status; `stopped` when its daemon stopped answering.
+pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
+    Status {
+        alliance: s.alliance_name.clone(),
+        node_name: s.node_name.clone(),
+        my_space: s.my_space.clone(),
+        peers: s.peers.len(),
+        last_sync: s.last_sync,
+        online: !s.peers.is_empty(),
+        attached_to_daemon: s.running,
+        daemon_stopped: stopped,
+    }
+}
+
+fn pool_status(p: &view::PoolState) -> PoolStatus {
+    PoolStatus {
+        pool: p.pool.clone(),
+        availability: p.availability,
+        is_open: p.is_open,
+        // Out-of-range times (far beyond any real clock) read as the epoch: shown as unknown.
+        published_at: DateTime::from_timestamp_millis(p.published_at_ms).unwrap_or_default(),
+        ttl_s: p.ttl_s,
+    }
+}
+
+/// One space as the UI shows it.
+pub fn space_view(s: view::SpaceState) -> SpaceView {
+    let mut v = SpaceView::new(s.listing);
+    v.pools = s.pools.iter().map(pool_status).collect();
+    v.signers = s
+        .signers
+        .into_iter()
+        .map(|s| SignerView {
+            key: s.key,
+            changes: s.changes,
+            authorised_by: s.authorised_by,
+            removed_by: s.removed_by,
+        })
+        .collect();
+    v.rejected = s
+        .rejected
+        .into_iter()
+        .map(|r| RejectedView {
+            change: r.change,
+            author: r.author,
+            reason: r.reason,
+        })
+        .collect();
+    v
+}
+
+/// The UI's whole view model.
+pub fn snapshot_of(s: view::Snapshot) -> Snapshot {
+    Snapshot {
+        status: status_of(&s.status, false),
+        spaces: s.spaces.into_iter().map(space_view).collect(),
+        roster: s
+            .roster
+            .into_iter()
+            .map(|op| RosterEntryView {
+                op: op.op,
+                kind: op.kind,
+                summary: op.summary,
+                signed_by: op.signed_by,
+                at: Utc.timestamp_millis_opt(op.created_at_ms).single(),
+            })
+            .collect(),
+    }
+}
+
+/// The UI attached to the daemon answering on `socket`, with reloads fetched over a connection of their
+/// own; `Ok(None)` when no daemon answers.
+pub fn attach(
+    socket: &std::path::Path,
+) -> Result<Option<TuiClient<crate::control::Remote>>, ApiError> {
+    let Some(remote) = crate::control::Remote::connect(socket)? else {
+        return Ok(None);
+    };
+    let path = socket.to_path_buf();
+    let reloader: Reloader = Box::new(move || {
+        let mut fresh = crate::control::Remote::connect(&path)?
+            .ok_or_else(|| ApiError::unavailable("the deskmesh daemon is not running"))?;
+        fresh.snapshot().map(|s| *s)
+    });
+    TuiClient::new(remote, Some(reloader)).map(Some)
+}
