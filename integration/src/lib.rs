@@ -125,6 +125,39 @@ impl TestNode {
         serde_json::from_str(&self.ok(&all)).expect("valid JSON output")
     }
 
+    /// Runs a `--json` command that must exit with `code` (0 is success) and parses its output.
+    pub fn json_exit(&self, args: &[&str], code: i32) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "deskmesh {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("valid JSON output")
+    }
+
+    /// `audit --json`: exit 0 when it reports nothing wrong, 3 when it reports something (checked against
+    /// its `ok` field).
+    pub fn audit(&self) -> serde_json::Value {
+        let out = self.run(&["audit", "--json"]);
+        let audit: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "audit printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let expected = if audit["ok"] == true { 0 } else { 3 };
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "audit exit code for {audit}"
+        );
+        audit
+    }
+
     /// `init`, returning the node's public key.
     pub fn init(&self, name: &str) -> String {
         let out = self.ok(&["init", "--name", name]);

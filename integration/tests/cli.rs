@@ -138,7 +138,7 @@ fn exports_are_valid_in_every_format_and_json_reimports() {
 fn audit_lists_signers_with_the_roster_op_that_authorised_them() {
     let demo = TestNode::new();
     demo.ok(&["demo", "--setup-only"]);
-    let audit = demo.json(&["audit"]);
+    let audit = demo.audit();
     assert_eq!(audit["ok"], true, "{audit}");
     let listings = audit["listings"].as_array().unwrap();
     assert_eq!(listings.len(), 12);
@@ -170,12 +170,15 @@ fn bad_listings_are_refused_and_the_stored_listing_survives() {
     let mut hours = good.clone();
     hours["opening_hours"] = serde_json::json!("sometimes");
     let mut big = good.clone();
-    big["description"] = serde_json::json!("x".repeat(5_000_000));
+    big["description"] = serde_json::json!("x".repeat(200_000));
+    let mut huge = good.clone();
+    huge["description"] = serde_json::json!("x".repeat(5_000_000));
     for (name, bad, expect) in [
         ("lat.json", lat, "lat"),
         ("amenity.json", amenity, "jacuzzi"),
         ("hours.json", hours, "sometimes"),
         ("big.json", big, "limit"),
+        ("huge.json", huge, "may be at most 1.0 MiB"),
     ] {
         let path = write_json(&space, name, &bad);
         let err = space.fails(&["space", "edit", "--file", &path]);
@@ -320,7 +323,8 @@ fn a_change_signed_by_a_non_member_is_refused_and_audited() {
     let dir = space.json(&["spaces", "list"]);
     assert_eq!(dir["total"], 1, "only the genuine listing is shown: {dir}");
     assert_eq!(dir["spaces"][0]["name"], "Genuine");
-    let audit = space.json(&["audit"]);
+    // An audit that reports a refusal exits 3, so scripts and monitoring notice.
+    let audit = space.json_exit(&["audit"], 3);
     assert_eq!(audit["ok"], false);
     let text = audit.to_string();
     assert!(
@@ -350,7 +354,7 @@ fn bundles_carry_signed_items_between_members_offline() {
         .as_str()
         .unwrap()
         .starts_with("3 free"));
-    assert_eq!(coord.json(&["audit"])["ok"], true);
+    assert_eq!(coord.audit()["ok"], true);
     // A damaged bundle changes nothing.
     let bytes = fs::read(&bundle).unwrap();
     let cut = space.dir.path().join("cut.dmb");

@@ -151,7 +151,7 @@ fn a_non_member_is_refused_and_never_shown() {
     let _rogue = start(&rogue, Some(&hub.addr));
 
     wait_until("the coordinator refuses the rogue's beacon", &all, || {
-        let audit = coord.json(&["audit"]);
+        let audit = coord.audit();
         audit["refused"].as_array().is_some_and(|r| {
             r.iter()
                 .any(|x| x["kind"] == "seat beacon" && x["author"] == rogue_key.as_str())
@@ -168,7 +168,7 @@ fn a_non_member_is_refused_and_never_shown() {
         );
         assert_eq!(rows.len(), 1, "node {i}: {rows:?}");
     }
-    let audit = coord.json(&["audit"]);
+    let audit = coord.audit();
     let refused = audit["refused"].as_array().cloned().unwrap_or_default();
     assert!(
         refused.iter().any(|x| x["kind"] == "roster operation"),
@@ -264,7 +264,7 @@ fn a_new_member_gets_a_large_directory_in_order_with_nothing_refused() {
     wait_until("the member holds every listing", &[&coord, &laptop], || {
         laptop.json(&["status"])["listings"].as_u64() == Some(total)
     });
-    let audit = laptop.json(&["audit"]);
+    let audit = laptop.audit();
     assert_eq!(
         audit["refused"].as_array().map_or(0, Vec::len),
         0,

@@ -381,8 +381,19 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // clap prints help/version to stdout with exit 0 and usage errors to stderr with exit 2.
-            let _ = e.print();
+            use clap::error::ErrorKind as Clap;
+            // A value that does not parse gets one sentence, like every other bad input; help and
+            // version go to stdout with exit 0 and other usage errors to stderr with clap's usage line.
+            if matches!(e.kind(), Clap::InvalidValue | Clap::ValueValidation) {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default();
+                output::hint_line(&format!(
+                    "deskmesh: {}",
+                    first.trim_start_matches("error: ")
+                ));
+            } else {
+                let _ = e.print();
+            }
             return Ok(ExitCode::from(e.exit_code().clamp(0, 255) as u8));
         }
     };

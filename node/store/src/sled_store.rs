@@ -70,6 +70,55 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        closed::record(&self.path);
+    }
+}
+
+/// Stores this process closed lately. sled gives up its file lock only when its background flusher thread
+/// has stopped, a moment *after* the last handle is dropped, so reopening a store this process just closed
+/// can find it locked by ourselves. Such a lock is waited out; a lock held by another process is not.
+mod closed {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// How long after a close its lock may still be held by our own flusher thread.
+    pub const GRACE: Duration = Duration::from_secs(5);
+
+    static CLOSED: Mutex<Vec<(PathBuf, Instant)>> = Mutex::new(Vec::new());
+
+    pub fn record(path: &Path) {
+        let mut list = CLOSED.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|(_, at)| at.elapsed() < GRACE);
+        list.push((path.to_path_buf(), Instant::now()));
+    }
+
+    /// Whether this process closed the store at `path` within [`GRACE`].
+    pub fn lately(path: &Path) -> bool {
+        let list = CLOSED.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter().any(|(p, at)| p == path && at.elapsed() < GRACE)
+    }
+}
+
+/// Opens sled in `dir`, waiting out a lock this process's own just-closed store still holds.
+fn open_db(dir: &Path) -> Result<Db, StoreError> {
+    loop {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .at(dir)
+        {
+            Err(StoreError::Locked { .. }) if closed::lately(dir) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Refuses a directory that is not writable, that
     /// another process holds, or whose store was written by a newer deskmesh; stamps an unversioned store
@@ -87,11 +136,7 @@ impl SledStore {
             check_version(dir, found)?;
         }
 
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .at(dir)?;
+        let db = open_db(dir)?;
 
         // Check the version before creating any other tree, so a newer store is left exactly as it was.
         let meta = db.open_tree(tree::META).at(dir)?;
@@ -772,6 +817,28 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
+    /// A raw sled database in `dir`, for writing stores by hand; when dropped it counts as this process
+    /// closing the store, so reopening it waits for sled's flusher to let go of the lock.
+    struct Raw(Option<sled::Db>, std::path::PathBuf);
+
+    impl std::ops::Deref for Raw {
+        type Target = sled::Db;
+        fn deref(&self) -> &sled::Db {
+            self.0.as_ref().unwrap()
+        }
+    }
+
+    impl Drop for Raw {
+        fn drop(&mut self) {
+            drop(self.0.take());
+            closed::record(&self.1);
+        }
+    }
+
+    fn raw(dir: &Path) -> Raw {
+        Raw(Some(open_db(dir).unwrap()), dir.to_path_buf())
+    }
+
     fn space(c: char) -> SpaceId {
         format!("sp-{}", c.to_string().repeat(16)).parse().unwrap()
     }
@@ -879,7 +946,7 @@ mod tests {
     fn store_written_by_a_newer_version_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = raw(dir.path());
             db.open_tree("meta")
                 .unwrap()
                 .insert("format_version", "2")
@@ -905,7 +972,7 @@ mod tests {
                 dir.path().display()
             )
         );
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw(dir.path());
         let mut trees: Vec<String> = db
             .tree_names()
             .iter()
@@ -925,7 +992,7 @@ mod tests {
     fn store_with_a_garbled_version_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = raw(dir.path());
             db.open_tree("meta")
                 .unwrap()
                 .insert("format_version", "one")
@@ -943,7 +1010,7 @@ mod tests {
     fn store_without_a_version_is_stamped() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = raw(dir.path());
             db.open_tree("changes")
                 .unwrap()
                 .insert(b"sp-aaaaaaaaaaaaaaaa\0x", b"kept")
@@ -955,7 +1022,7 @@ mod tests {
             fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
             "1\n"
         );
-        let db = sled::open(dir.path()).unwrap();
+        let db = raw(dir.path());
         let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
         assert_eq!(version.as_deref(), Some(&b"1"[..]));
         let kept = db
@@ -973,7 +1040,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (space('a'), space('b'));
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = raw(dir.path());
             let t = |name: &str| db.open_tree(name).unwrap();
             t("meta").insert("format_version", "1").unwrap();
             t("meta").insert("name", "old node").unwrap();
@@ -1021,7 +1088,7 @@ mod tests {
     fn store_with_a_damaged_row_reports_corruption_not_panic() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = raw(dir.path());
             db.open_tree("roster_ops")
                 .unwrap()
                 .insert(b"short", "op")
