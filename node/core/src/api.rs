@@ -447,7 +447,9 @@ pub struct Local {
 }
 
 impl Local {
-    pub fn new(node: Node) -> Self {
+    pub fn new(mut node: Node) -> Self {
+        // What the node made before it had a handle was never for this handle's subscribers.
+        node.take_made();
         Self {
             node,
             subscribers: Vec::new(),
@@ -487,5 +489,115 @@ impl Handle for Local {
 
     fn is_running(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use deskmesh_crdt_model::beacon::Availability;
+
+    use super::*;
+    use crate::ops::listing::{FieldEdits, ListingBase, ListingEdit};
+    use crate::testkit;
+
+    #[test]
+    fn bytes_are_base64_in_json_and_raw_in_binary_encodings() {
+        let b = Bytes(vec![0, 1, 2, 250]);
+        let json = serde_json::to_string(&b).unwrap();
+        assert_eq!(json, "\"AAEC+g==\"");
+        assert_eq!(serde_json::from_str::<Bytes>(&json).unwrap(), b);
+        let raw = postcard::to_allocvec(&b).unwrap();
+        assert_eq!(raw, vec![4, 0, 1, 2, 250]);
+        assert_eq!(postcard::from_bytes::<Bytes>(&raw).unwrap(), b);
+        assert!(serde_json::from_str::<Bytes>("\"not base64!\"").is_err());
+    }
+
+    #[test]
+    fn requests_and_answers_round_trip_through_json() {
+        let requests = [
+            Request::Status,
+            Request::SeatsSet {
+                pool: Some("hot".into()),
+                availability: Availability::Count(3),
+                ttl_s: 900,
+            },
+            Request::SpacesList(Query {
+                city: Some("Lisbon".into()),
+                open_now: true,
+                ..Query::default()
+            }),
+            Request::SpaceEdit(ListingEdit {
+                base: None,
+                fields: FieldEdits {
+                    name: Some("x".into()),
+                    ..FieldEdits::default()
+                },
+            }),
+            Request::Export(ExportFormat::Bundle),
+        ];
+        for r in requests {
+            let line = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r, "{line}");
+        }
+        let err = serde_json::from_str::<Request>("\"Teleport\"").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown variant `Teleport`"),
+            "{err}"
+        );
+        let answer: Result<Response, ApiError> =
+            Err(ApiError::new(ErrorKind::Refused, "no listing yet"));
+        let line = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Result<Response, ApiError>>(&line).unwrap(),
+            answer
+        );
+    }
+
+    #[test]
+    fn the_local_handle_serves_requests_and_tells_subscribers_what_it_wrote() {
+        let mut coordinator = testkit::coordinator();
+        let space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        let mut handle = Local::new(space);
+        let events = handle.subscribe().unwrap();
+        assert!(!handle.is_running());
+        let status = handle.status().unwrap();
+        assert_eq!(status.my_space.as_ref(), Some(&id));
+        assert!(status.peer_id.starts_with("12D3KooW"));
+
+        let err = handle.space_show(None).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Refused);
+        assert!(err.message.contains("no listing"), "{err}");
+
+        let listing = testkit::listing(&id, "Riverside");
+        handle
+            .space_edit(ListingEdit {
+                base: Some(ListingBase::Listing(Box::new(listing))),
+                fields: FieldEdits::default(),
+            })
+            .unwrap();
+        match events.try_next() {
+            Some(Event::Space(state)) => assert_eq!(state.listing.name, "Riverside"),
+            other => panic!("expected the space's new state, got {other:?}"),
+        }
+        handle.seats_set(None, Availability::Few, 900).unwrap();
+        match events.try_next() {
+            Some(Event::Seats { space, pools }) => {
+                assert_eq!(space, id);
+                assert_eq!(pools[0].availability, Availability::Few);
+            }
+            other => panic!("expected seats, got {other:?}"),
+        }
+        let snapshot = handle.snapshot().unwrap();
+        assert_eq!(snapshot.spaces.len(), 1);
+        assert_eq!(snapshot.roster.len(), 2);
+        assert!(matches!(
+            handle.call(Request::Subscribe),
+            Err(ApiError {
+                kind: ErrorKind::Protocol,
+                ..
+            })
+        ));
     }
 }

@@ -223,3 +223,36 @@ fn summarise(body: &deskmesh_keys::roster::OpBody, roster: &deskmesh_keys::Roste
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::ingest::{At, ItemKind, SignedItem, Source};
+    use crate::testkit::{self, now};
+
+    #[test]
+    fn a_clean_store_passes_and_a_refused_item_fails_the_audit() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside"), now())
+            .unwrap();
+        let audit = space.audit(now()).unwrap();
+        assert!(audit.ok, "{audit:?}");
+        assert_eq!(audit.roster.len(), 2);
+        assert_eq!(audit.listings.len(), 1);
+        assert_eq!(audit.listings[0].signers[0].key, testkit::key_of(&space));
+        assert_eq!(audit.listings[0].name.as_deref(), Some("Riverside"));
+
+        space.ingest(
+            vec![SignedItem::new(ItemKind::SeatBeacon, vec![9; 20])],
+            Source::Mesh,
+            At::now(),
+        );
+        let audit = space.audit(now()).unwrap();
+        assert!(!audit.ok);
+        assert_eq!(audit.refused.len(), 1);
+        assert_eq!(audit.refused[0].kind, "seat beacon");
+    }
+}

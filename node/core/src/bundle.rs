@@ -163,3 +163,87 @@ impl Node {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use deskmesh_crdt_model::beacon::Availability;
+
+    use super::*;
+    use crate::testkit::{self, now};
+
+    #[test]
+    fn a_bundle_carries_a_space_to_a_member_and_importing_it_twice_adds_nothing() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside"), now())
+            .unwrap();
+        space
+            .seats_set(None, Availability::Count(3), 900, chrono::Utc::now())
+            .unwrap();
+
+        let bytes = space.bundle().unwrap().encode().unwrap();
+        assert!(Bundle::is_bundle(&bytes));
+        let bundle = Bundle::decode(&bytes).unwrap();
+        assert_eq!(bundle.len(), 4, "create, admission, change, beacon");
+
+        let mut member = testkit::node("member");
+        member
+            .alliance_join(&coordinator.member_invite(Vec::new()).unwrap().token)
+            .unwrap();
+        let mut report = BundleReport::default();
+        // Tiny batches: every roster operation comes before what it authorises, batch after batch.
+        for batch in Bundle::decode(&bytes).unwrap().batches(1) {
+            report.merge(member.import_items(batch).unwrap());
+        }
+        assert_eq!(
+            (
+                report.roster_ops_new,
+                report.changes_new,
+                report.beacons_taken
+            ),
+            (1, 1, 1),
+            "{report:?}"
+        );
+        assert!(report.refused.is_empty(), "{report:?}");
+        assert_eq!(member.entries().unwrap().len(), 1);
+        assert_eq!(member.take_made().len(), 3, "imported items are announced");
+
+        let again = member
+            .import_items(bundle.batches(usize::MAX).remove(0))
+            .unwrap();
+        assert_eq!(again.known, 4);
+        assert_eq!(again.changes_new, 0);
+    }
+
+    #[test]
+    fn damaged_bundles_and_items_are_refused_with_a_reason() {
+        assert!(Bundle::decode(b"not a bundle").is_err());
+        let mut cut = Bundle {
+            roster_ops: vec![vec![1; 40]],
+            ..Bundle::default()
+        }
+        .encode()
+        .unwrap();
+        cut.truncate(cut.len() - 5);
+        let err = Bundle::decode(&cut).unwrap_err();
+        assert!(err.to_string().contains("damaged or cut short"), "{err}");
+
+        let mut coordinator = testkit::coordinator();
+        let report = coordinator
+            .import_items(vec![
+                SignedItem::new(ItemKind::ListingChange, vec![7; 30]),
+                SignedItem::new(ItemKind::SeatBeacon, vec![8; 30]),
+            ])
+            .unwrap();
+        assert_eq!(report.refused.len(), 2, "{report:?}");
+        assert!(report.refused[0].starts_with("listing change: "));
+        assert_eq!(coordinator.refusals().unwrap().len(), 2);
+
+        let mut stranger = testkit::node("stranger");
+        let err = stranger.import_items(Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("join an alliance"), "{err}");
+    }
+}

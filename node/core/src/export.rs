@@ -219,3 +219,45 @@ pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot write CSV: {e}"))?;
     Ok(String::from_utf8(bytes)?)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testkit::{self, now};
+
+    #[test]
+    fn every_format_parses_with_a_real_reader() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        let listing = testkit::listing(&id, "Riverside");
+        space.publish_listing(&listing, now()).unwrap();
+
+        let json = space.export(ExportFormat::Json).unwrap();
+        let values: Vec<Value> = serde_json::from_slice(&json).unwrap();
+        let back = Listing::from_value(values[0].clone()).unwrap();
+        assert_eq!(back, listing);
+
+        let geo = String::from_utf8(space.export(ExportFormat::Geojson).unwrap()).unwrap();
+        let parsed: geojson::GeoJson = geo.parse().unwrap();
+        let geojson::GeoJson::FeatureCollection(fc) = parsed else {
+            panic!("not a feature collection");
+        };
+        assert_eq!(fc.features.len(), 1);
+
+        let csv = space.export(ExportFormat::Csv).unwrap();
+        let mut reader = ::csv::Reader::from_reader(csv.as_slice());
+        let headers = reader.headers().unwrap().clone();
+        let row = reader.records().next().unwrap().unwrap();
+        let name = headers.iter().position(|h| h == "name").unwrap();
+        assert_eq!(&row[name], "Riverside");
+
+        let ld: Value =
+            serde_json::from_slice(&space.export(ExportFormat::Jsonld).unwrap()).unwrap();
+        assert_eq!(ld["itemListElement"][0]["@type"], "LocalBusiness");
+
+        let bundle = space.export(ExportFormat::Bundle).unwrap();
+        assert!(crate::bundle::Bundle::is_bundle(&bundle));
+    }
+}

@@ -674,3 +674,232 @@ enum Judged {
 fn outcome(kind: ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
     Outcome { kind, id, verdict }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
+    use deskmesh_keys::roster::{OpBody, Roster};
+    use deskmesh_keys::{DeviceKey, Signer};
+
+    use super::*;
+    use crate::testkit;
+
+    /// A coordinator's roster with `n` admissions, as signed operations in causal order (create first).
+    fn chain(n: u8) -> (DeviceKey, Vec<SignedOp>) {
+        let coordinator = DeviceKey::from_seed(&[1; 32]);
+        let (mut roster, create) =
+            Roster::create(&coordinator, "North", vec![], 1, 1_700_000_000_000).unwrap();
+        let mut ops = vec![create];
+        for i in 0..n {
+            let device = DeviceKey::from_seed(&[10 + i; 32]).public_key();
+            let op = roster.propose(
+                &coordinator,
+                OpBody::AdmitSpace {
+                    space: SpaceId::derive(&device),
+                    name: format!("Space {i}"),
+                    devices: vec![device],
+                },
+                1_700_000_000_000 + i64::from(i),
+            );
+            roster.insert(op.clone()).unwrap();
+            ops.push(op);
+        }
+        (coordinator, ops)
+    }
+
+    /// A node that joined the roster whose create operation is `create` (and nothing else yet).
+    fn joiner(create: &SignedOp) -> Node {
+        let mut node = testkit::node("joiner");
+        node.adopt_roster(std::slice::from_ref(create), &[])
+            .unwrap();
+        node
+    }
+
+    fn added(o: &Outcome) -> bool {
+        matches!(o.verdict, Verdict::Added(_))
+    }
+
+    #[test]
+    fn roster_operations_in_any_order_are_applied_parents_first_within_and_across_batches() {
+        let (_, ops) = chain(5);
+        let mut node = joiner(&ops[0]);
+        // Children first, with garbage in the middle: every valid one is applied, in one pass.
+        let mut batch: Vec<SignedItem> = ops[1..].iter().rev().map(SignedItem::op).collect();
+        batch.insert(2, SignedItem::new(ItemKind::RosterOp, vec![0xff; 8]));
+        let report = node.ingest(batch, Source::Mesh, At::now());
+        assert_eq!(report.outcomes.iter().filter(|o| added(o)).count(), 5);
+        assert!(matches!(report.outcomes[2].verdict, Verdict::Refused(_)));
+        assert_eq!(node.roster().unwrap().len(), 6);
+
+        // Across batches: a child alone waits, parked; its parent in a later batch wakes it.
+        let (_, ops) = chain(2);
+        let mut node = joiner(&ops[0]);
+        let first = node.ingest(vec![SignedItem::op(&ops[2])], Source::Mesh, At::now());
+        assert_eq!(first.outcomes[0].verdict, Verdict::Waiting);
+        assert_eq!(node.held_for_roster(), (1, 0));
+        let second = node.ingest(vec![SignedItem::op(&ops[1])], Source::Mesh, At::now());
+        assert!(added(&second.outcomes[0]));
+        assert_eq!(second.woken.len(), 1);
+        assert!(added(&second.woken[0]));
+        assert_eq!(node.held_for_roster(), (0, 0));
+    }
+
+    #[test]
+    fn an_operation_missing_its_parents_in_a_bundle_is_refused_not_kept() {
+        let (_, ops) = chain(2);
+        let mut node = joiner(&ops[0]);
+        let report = node.ingest(vec![SignedItem::op(&ops[2])], Source::Bundle, At::now());
+        assert!(matches!(report.outcomes[0].verdict, Verdict::Refused(_)));
+        assert_eq!(node.held_for_roster(), (0, 0));
+        assert_eq!(node.refusals().unwrap().len(), 1);
+    }
+
+    /// A space admitted by a coordinator, and its first listing change signed by the space's own key.
+    fn space_and_change(coordinator: &mut Node) -> (DeviceKey, SignedChange) {
+        let key = DeviceKey::generate();
+        let invite = coordinator
+            .alliance_invite(key.public_key(), "Riverside", Vec::new(), testkit::now())
+            .unwrap();
+        let roster = coordinator.roster().unwrap();
+        let listing = testkit::listing(&invite.space, "Riverside");
+        let mut doc = deskmesh_crdt_model::doc::SpaceDoc::new(invite.space.clone());
+        let change = doc
+            .edit(
+                &listing,
+                &key,
+                &RosterAuthority(Some(roster)),
+                roster.heads(),
+                testkit::now().timestamp_millis(),
+            )
+            .unwrap()
+            .unwrap();
+        (key, change)
+    }
+
+    #[test]
+    fn a_change_waits_for_its_admission_from_the_mesh_and_is_refused_from_a_bundle() {
+        let mut coordinator = testkit::coordinator();
+        let (_, change) = space_and_change(&mut coordinator);
+        let create = SignedOp::from_bytes(&coordinator.bundle().unwrap().roster_ops[0]).unwrap();
+        let admission = SignedOp::from_bytes(&coordinator.bundle().unwrap().roster_ops[1]).unwrap();
+
+        // From a bundle there is nobody to wait for: refused, logged, not stored.
+        let mut offline = joiner(&create);
+        let report = offline.ingest(vec![SignedItem::change(&change)], Source::Bundle, At::now());
+        assert!(matches!(report.outcomes[0].verdict, Verdict::Refused(_)));
+        assert!(offline.store.spaces().unwrap().is_empty());
+
+        // From the mesh it waits, and the admission arriving later stores it.
+        let mut online = joiner(&create);
+        let report = online.ingest(vec![SignedItem::change(&change)], Source::Mesh, At::now());
+        assert_eq!(report.outcomes[0].verdict, Verdict::Waiting);
+        assert_eq!(online.held_for_roster(), (0, 1));
+        let report = online.ingest(vec![SignedItem::op(&admission)], Source::Mesh, At::now());
+        assert!(added(&report.outcomes[0]));
+        assert_eq!(report.woken.len(), 1, "{report:?}");
+        assert!(added(&report.woken[0]));
+        assert_eq!(online.entries().unwrap().len(), 1);
+        assert!(online.refusals().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_waiting_item_whose_roster_never_comes_is_refused_after_the_wait() {
+        let mut coordinator = testkit::coordinator();
+        let (_, change) = space_and_change(&mut coordinator);
+        let create = SignedOp::from_bytes(&coordinator.bundle().unwrap().roster_ops[0]).unwrap();
+        let mut node = joiner(&create);
+        let start = At::now();
+        node.ingest(vec![SignedItem::change(&change)], Source::Mesh, start);
+        assert!(node.expire_waiting(start).is_empty(), "not yet");
+        let later = At {
+            mono: start.mono + MAX_WAIT + Duration::from_secs(1),
+            wall: start.wall,
+        };
+        let expired = node.expire_waiting(later);
+        assert_eq!(expired.len(), 1);
+        assert!(matches!(expired[0].verdict, Verdict::Refused(_)));
+        assert_eq!(node.held_for_roster(), (0, 0));
+        let refusals = node.refusals().unwrap();
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].kind, "listing change");
+    }
+
+    #[test]
+    fn forged_items_are_refused_logged_and_never_stored() {
+        let mut coordinator = testkit::coordinator();
+        let (_, change) = space_and_change(&mut coordinator);
+        let mut forged = change.to_bytes();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x55;
+        let report = coordinator.ingest(
+            vec![
+                SignedItem::new(ItemKind::ListingChange, forged),
+                SignedItem::new(ItemKind::SeatBeacon, b"not a beacon".to_vec()),
+            ],
+            Source::Mesh,
+            At::now(),
+        );
+        for o in &report.outcomes {
+            assert!(matches!(o.verdict, Verdict::Refused(_)), "{o:?}");
+        }
+        assert!(coordinator.store.spaces().unwrap().is_empty());
+        assert!(coordinator.store.beacons().unwrap().is_empty());
+        assert_eq!(coordinator.refusals().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_newer_beacon_replaces_the_kept_one_and_an_older_one_is_superseded() {
+        let mut coordinator = testkit::coordinator();
+        let (key, change) = space_and_change(&mut coordinator);
+        coordinator.ingest(vec![SignedItem::change(&change)], Source::Mesh, At::now());
+        let space = SpaceId::derive(&key.public_key());
+        let beacon = |seq: u64, n: u32| {
+            SeatBeacon {
+                space: space.clone(),
+                pool: "hot".into(),
+                availability: Availability::Count(n),
+                is_open: true,
+                published_at_ms: chrono::Utc::now().timestamp_millis(),
+                ttl_s: 900,
+                seq,
+                author: key.public_key(),
+                roster_heads: coordinator.roster().unwrap().heads(),
+            }
+            .sign(&key)
+            .unwrap()
+        };
+        let (old, new) = (beacon(0, 3), beacon(1, 2));
+        let first = coordinator.ingest(vec![SignedItem::beacon(&old)], Source::Mesh, At::now());
+        assert!(added(&first.outcomes[0]));
+        let second = coordinator.ingest(vec![SignedItem::beacon(&new)], Source::Mesh, At::now());
+        match &second.outcomes[0].verdict {
+            Verdict::Added(a) => {
+                assert_eq!(a.replaced, SignedItem::beacon(&old).id());
+                assert_eq!(a.pool.as_deref(), Some("hot"));
+            }
+            other => panic!("the newer beacon was not kept: {other:?}"),
+        }
+        let again = coordinator.ingest(
+            vec![SignedItem::beacon(&old), SignedItem::beacon(&new)],
+            Source::Mesh,
+            At::now(),
+        );
+        assert_eq!(again.outcomes[0].verdict, Verdict::Superseded);
+        assert_eq!(again.outcomes[1].verdict, Verdict::Known);
+    }
+
+    #[test]
+    fn local_and_bundle_items_are_kept_for_announcing_and_mesh_items_are_not() {
+        let mut coordinator = testkit::coordinator();
+        let (_, change) = space_and_change(&mut coordinator);
+        // The invite above signed an admission here.
+        let made = coordinator.take_made();
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].accepted.kind, ItemKind::RosterOp);
+        coordinator.ingest(vec![SignedItem::change(&change)], Source::Mesh, At::now());
+        assert!(coordinator.take_made().is_empty());
+    }
+}

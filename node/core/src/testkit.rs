@@ -63,8 +63,10 @@ pub fn listing(space: &SpaceId, name: &str) -> Listing {
             "address": {"city": "Lisbon", "country": "PT", "street": "Rua Augusta 1"}
         },
         "opening_hours": "Mo-Su 00:00-24:00",
-        "amenities": {"coffee": {}},
-        "seat_pools": [{"id": "hot", "kind": "hot_desk", "capacity": 10}]
+        "offers": [{"product": "day_pass", "price": 15.0, "currency": "EUR", "booking": "walk_in"}],
+        "amenities": ["coffee"],
+        "accessibility": {"wheelchair": "yes"},
+        "seat_pools": [{"id": "hot", "kind": "hot_desk", "capacity": 10, "access": "walk_in"}]
     });
     Listing::from_value(value).expect("the test listing is valid")
 }
