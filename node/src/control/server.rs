@@ -226,3 +226,150 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::
         reader.consume(n);
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
+    use deskmesh_core::api::{ErrorKind, Handle};
+
+    use super::*;
+    use crate::control::Remote;
+
+    /// A control socket whose "daemon" answers `Status` with an error naming it and everything else with
+    /// `Subscribed`, and sends one event to subscribers when asked.
+    fn serve_fake(
+        dir: &Path,
+    ) -> (
+        tokio::runtime::Runtime,
+        std::path::PathBuf,
+        broadcast::Sender<Arc<str>>,
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let path = dir.join("control.sock");
+        let (tx, mut rx) = mpsc::channel::<Call>(4);
+        let (events, _) = broadcast::channel(16);
+        let p = path.clone();
+        let ev = events.clone();
+        rt.block_on(async move {
+            serve(&p, tx, ev).unwrap();
+        });
+        rt.spawn(async move {
+            while let Some((req, reply)) = rx.recv().await {
+                let answer = match req {
+                    Request::Status => Err(ApiError::new(ErrorKind::Refused, "fake status")),
+                    _ => Ok(Response::Subscribed),
+                };
+                let _ = reply.send(answer);
+            }
+        });
+        (rt, path, events)
+    }
+
+    /// A raw connection: the stream to write and a reader of answer lines.
+    fn raw(path: &Path) -> (StdUnixStream, BufReader<StdUnixStream>) {
+        let s = StdUnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let reader = BufReader::new(s.try_clone().unwrap());
+        (s, reader)
+    }
+
+    fn answer(reader: &mut BufReader<StdUnixStream>) -> serde_json::Value {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn a_client_of_this_version_is_welcomed_and_requests_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rt, path, _events) = serve_fake(dir.path());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let mut remote = Remote::connect(&path).unwrap().expect("a daemon answers");
+        assert_eq!(remote.welcome().protocol, PROTOCOL);
+        let err = remote.status().unwrap_err();
+        assert_eq!(err.message, "fake status");
+        assert_eq!(remote.call(Request::Peers).unwrap(), Response::Subscribed);
+        // A second daemon on the same socket is refused while the first answers.
+        let (tx, _rx) = mpsc::channel::<Call>(1);
+        let (ev, _) = broadcast::channel(1);
+        let err = serve(&path, tx, ev).unwrap_err();
+        assert!(err.to_string().contains("another deskmesh daemon"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_client_an_unknown_request_and_a_huge_line_each_get_one_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rt, path, _events) = serve_fake(dir.path());
+
+        let (mut s, mut r) = raw(&path);
+        s.write_all(b"{\"protocol\":99,\"client\":\"deskmesh 9.0\"}\n")
+            .unwrap();
+        let a = answer(&mut r);
+        let msg = a["Err"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("protocol 99") && msg.contains("upgrade the daemon"),
+            "{msg}"
+        );
+
+        let (mut s, mut r) = raw(&path);
+        let hello = serde_json::to_string(&Hello {
+            protocol: PROTOCOL,
+            client: "test".into(),
+        })
+        .unwrap();
+        s.write_all(format!("{hello}\n").as_bytes()).unwrap();
+        assert!(answer(&mut r)["Ok"]["pid"].is_number());
+        s.write_all(b"\"Teleport\"\n").unwrap();
+        let a = answer(&mut r);
+        assert_eq!(a["Err"]["kind"], "Protocol");
+        assert!(
+            a["Err"]["message"].as_str().unwrap().contains("Teleport"),
+            "{a}"
+        );
+        // The connection still serves the next request.
+        s.write_all(b"\"Peers\"\n").unwrap();
+        assert_eq!(answer(&mut r)["Ok"], "Subscribed");
+
+        // 100 MB on one line: refused after the bound, without reading the rest.
+        let chunk = vec![b'x'; 1024 * 1024];
+        let mut sent = 0usize;
+        while sent < 100 * 1024 * 1024 {
+            if s.write_all(&chunk).is_err() {
+                break; // the daemon hung up after answering
+            }
+            sent += chunk.len();
+        }
+        let a = answer(&mut r);
+        assert!(
+            a["Err"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("longer than 16 MiB"),
+            "{a}"
+        );
+        assert!(sent < 100 * 1024 * 1024, "the daemon read the whole line");
+        // The daemon still serves others.
+        assert!(Remote::connect(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn subscribers_get_the_events_published_after_they_subscribed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rt, path, events) = serve_fake(dir.path());
+        let mut remote = Remote::connect(&path).unwrap().unwrap();
+        let sub = remote.subscribe().unwrap();
+        // The subscription is registered before its answer, so this is not lost.
+        events.send(event_line(&Event::Reload).unwrap()).unwrap();
+        assert_eq!(
+            sub.next_timeout(Duration::from_secs(20)),
+            Some(Event::Reload)
+        );
+    }
+}
