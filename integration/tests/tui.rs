@@ -200,3 +200,37 @@ fn demo_opens_on_a_member_and_a_seat_update_elsewhere_appears_live() {
         s.contains("The demo's nodes stopped")
     });
 }
+
+#[test]
+fn tui_attaches_to_a_running_node_notices_it_stop_and_reconnects() {
+    if !tmux_available() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let node = TestNode::new();
+    node.ok(&["demo", "--setup-only"]);
+    let listen = ["--listen", "/ip4/127.0.0.1/tcp/0"];
+    let daemon = deskmesh_integration::daemon::start(&node, &listen);
+    let session = Session(format!("dm-attach-{}", std::process::id()));
+    let script = format!(
+        "{} --home {} tui; sleep 30",
+        deskmesh_bin().display(),
+        node.home().display()
+    );
+    session.start(&script);
+    wait_screen(&session.0, "the directory through the daemon", |s| {
+        s.contains("12 of 12 spaces") && s.contains("attached to daemon")
+    });
+    drop(daemon);
+    wait_screen(
+        &session.0,
+        "the status bar saying the daemon stopped",
+        |s| s.contains("daemon stopped") && s.contains("12 of 12 spaces"),
+    );
+    let _again = deskmesh_integration::daemon::start(&node, &listen);
+    wait_screen(&session.0, "the TUI attached again", |s| {
+        s.contains("attached to daemon") && !s.contains("daemon stopped")
+    });
+    tmux(&["send-keys", "-t", &session.0, "q"]);
+}

@@ -139,16 +139,26 @@ impl StoreLock {
     /// itself is sled's.
     pub fn record(home: &Home) -> Self {
         let path = home.lock_path();
-        let command: Vec<String> = std::env::args()
-            .take(4)
-            .map(|a| {
-                Path::new(&a)
+        // The program's file name and its arguments as given, on one line.
+        let mut args = std::env::args();
+        let program = args
+            .next()
+            .map(|p| {
+                Path::new(&p)
                     .file_name()
                     .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or(a)
+                    .unwrap_or(p)
             })
-            .collect();
-        let text = format!("{}\n{}\n", std::process::id(), command.join(" "));
+            .unwrap_or_else(|| "deskmesh".into());
+        let mut command = std::iter::once(program)
+            .chain(args)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace('\n', " ");
+        if command.chars().count() > 120 {
+            command = command.chars().take(119).chain(['…']).collect();
+        }
+        let text = format!("{}\n{command}\n", std::process::id());
         if let Err(e) = fs::write(&path, text) {
             tracing::debug!(path = %path.display(), error = %e, "cannot note which process holds the store");
         }

@@ -93,7 +93,7 @@ impl Human for Joined {
     }
     fn hint(&self) -> Option<String> {
         Some(match &self.space {
-            Some(_) => "write your listing (`deskmesh space show --json` after a first edit shows its form) and sign it with `deskmesh space edit --file listing.json`; `deskmesh run` joins the mesh".into(),
+            Some(_) => "next: sign your listing with `deskmesh space edit --file listing.json`, then `deskmesh run` to join the mesh".into(),
             None => "`deskmesh run` replicates the directory, `deskmesh tui` browses it".into(),
         })
     }

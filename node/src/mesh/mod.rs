@@ -50,6 +50,13 @@ pub fn peer_id(node: &Node) -> anyhow::Result<PeerId> {
 
 /// Starts the node and runs it until Ctrl-C or SIGTERM.
 pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
+    if let Some(running) = crate::control::Remote::connect(&home.socket_path())? {
+        anyhow::bail!(
+            "this node is already running (pid {}, {}); stop it first, or give another --home",
+            running.welcome().pid,
+            running.welcome().server
+        );
+    }
     let node = open_when_free(home)?;
     node.require_roster()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
