@@ -253,6 +253,12 @@ fn scenario(mode: Mode) -> Transcript {
     let status = space.json(&["status"]);
     assert_eq!(status["running"], mode == Mode::Running);
     assert_eq!(status["my_space"], id.as_str());
+    if mode == Mode::Running {
+        // A second daemon on the same home is refused with one sentence, and the first keeps running.
+        let err = space.fails(&["run", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+        assert!(err.contains("already running"), "{err}");
+        assert_eq!(space.json(&["status"])["running"], true);
+    }
     let peers = space.json(&["peers"]);
     assert_eq!(peers["peers"], json!([]));
     t.record("peers", &peers);

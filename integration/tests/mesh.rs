@@ -271,7 +271,12 @@ fn a_new_member_gets_a_large_directory_in_order_with_nothing_refused() {
         "items were refused on the way: {}",
         audit["refused"]
     );
+    // A first sync this large is reported as it goes, and its end too.
+    wait_until("the member reports it caught up", &[&laptop], || {
+        std::fs::read_to_string(log_path(&laptop)).is_ok_and(|l| l.contains("caught up with peers"))
+    });
     let log = std::fs::read_to_string(log_path(&laptop)).unwrap_or_default();
+    assert!(log.contains("catching up with peers"), "{log}");
     assert!(
         !log.contains("at capacity"),
         "the member dropped requests:{}",

@@ -1,7 +1,8 @@
 //! The view model the node hands to the TUI and the interface the TUI calls back through.
 //!
-//! These are plain values, free of any store or network type, so the node maps its own data into them
-//! and tests build them by hand; with the `serde` feature they also cross the daemon's control socket. The TUI
+//! These are plain values, free of any store or network type, so the node maps its own views into them
+//! (`deskmesh-node`'s `tui_client`, the same way for a daemon and for an offline store) and tests build
+//! them by hand. The TUI
 //! reads a whole [`Snapshot`] once, then applies [`Update`]s as the mesh delivers them; it sends its two
 //! commands (publish seats, edit the listing) through [`NodeApi`].
 
@@ -60,7 +61,6 @@ impl<T: NodeApi + ?Sized> NodeApi for Box<T> {
 
 /// Everything the TUI shows.
 #[derive(Clone, Debug, Default, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     pub status: Status,
     pub spaces: Vec<SpaceView>,
@@ -70,7 +70,6 @@ pub struct Snapshot {
 
 /// The node and its connection to the mesh, for the status bar.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Status {
     /// The alliance's name, `None` before this node joined one.
     pub alliance: Option<String>,
@@ -91,7 +90,6 @@ pub struct Status {
 
 /// One space: its listing, the live state of its seat pools, and who signed it.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SpaceView {
     pub listing: Listing,
     /// The newest beacon per pool, as the beacon layer kept it; pools with no beacon are absent.
@@ -121,7 +119,6 @@ impl SpaceView {
 
 /// The newest seat beacon of one pool: the parts of a verified [`SeatBeacon`] the TUI shows.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PoolStatus {
     /// The pool id, as in the listing's `seat_pools`.
     pub pool: String,
@@ -148,7 +145,6 @@ impl From<&SeatBeacon> for PoolStatus {
 
 /// A key that signed changes to a listing, and the roster operations that let it (and stopped it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SignerView {
     pub key: PublicKey,
     /// Accepted changes signed by this key.
@@ -161,7 +157,6 @@ pub struct SignerView {
 
 /// A listing change that was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RejectedView {
     /// The change, as the node names it (usually a short hash).
     pub change: String,
@@ -173,7 +168,6 @@ pub struct RejectedView {
 
 /// One roster operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RosterEntryView {
     pub op: Hash,
     /// What kind of operation: `create`, `admit space`, `add device`, `revoke`, ...
@@ -188,7 +182,6 @@ pub struct RosterEntryView {
 
 /// A live change from the mesh.
 #[derive(Clone, Debug, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Update {
     /// Replace everything (after reconnecting to the daemon, say).
     Snapshot(Box<Snapshot>),

@@ -33,6 +33,18 @@ pub struct NodeStatus {
     pub listings: usize,
     /// When a sync session with any peer last completed.
     pub last_sync: Option<DateTime<Utc>>,
+    /// While a large transfer from peers runs (a first sync).
+    #[serde(default)]
+    pub catching_up: Option<CatchingUp>,
+}
+
+/// A large transfer from peers in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchingUp {
+    pub received: usize,
+    /// How many items the node's own sync sessions found missing, when they did (a peer may be the one
+    /// that found them).
+    pub expected: Option<usize>,
 }
 
 /// One connected peer.
@@ -119,6 +131,7 @@ impl Node {
             peers: Vec::new(),
             listings: self.store.entries()?.len(),
             last_sync: None,
+            catching_up: None,
         })
     }
 

@@ -281,6 +281,16 @@ impl Human for NodeStatus {
         }
         let _ = writeln!(f, "peers:     {}", self.peers.len());
         let _ = writeln!(f, "listings:  {}", self.listings);
+        if let Some(c) = self.catching_up {
+            let _ = match c.expected {
+                Some(expected) => writeln!(
+                    f,
+                    "syncing:   {} of {expected} items from peers",
+                    c.received
+                ),
+                None => writeln!(f, "syncing:   {} items from peers so far", c.received),
+            };
+        }
         let _ = write!(
             f,
             "last sync: {}",

@@ -24,7 +24,7 @@ use anyhow::Context;
 use deskmesh_core::home::Home;
 use deskmesh_core::node::Busy;
 use deskmesh_core::Node;
-use libp2p::{identity, Multiaddr, PeerId};
+use libp2p::Multiaddr;
 
 /// What `deskmesh run` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -38,14 +38,6 @@ pub struct RunOptions {
     /// Stops the node when it turns true (the demo runs several nodes in one process); Ctrl-C and
     /// SIGTERM always stop it.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
-}
-
-/// This node's libp2p peer id: the device key read as a libp2p ed25519 key.
-pub fn peer_id(node: &Node) -> anyhow::Result<PeerId> {
-    let mut seed = *node.signer().seed();
-    let keypair = identity::Keypair::ed25519_from_bytes(&mut seed)
-        .context("the device key cannot be used as a libp2p identity")?;
-    Ok(keypair.public().to_peer_id())
 }
 
 /// Starts the node and runs it until Ctrl-C or SIGTERM.

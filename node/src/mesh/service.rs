@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use deskmesh_core::api::{self, ApiError, Request as ApiRequest, Response};
 use deskmesh_core::ingest::{self, Accepted, At, Made, Outcome, SignedItem, Source, Verdict};
-use deskmesh_core::view::{Event, NodeStatus, PeerInfo};
+use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo};
 use deskmesh_core::Node;
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_keys::{Hash, SpaceId};
@@ -175,6 +175,103 @@ struct Service {
     reload_due: bool,
     /// The last sync time subscribers were told of.
     pushed_sync: Option<chrono::DateTime<chrono::Utc>>,
+    /// A large transfer from peers (a first sync), reported as it goes.
+    catch_up: CatchUp,
+}
+
+/// Progress of a large transfer from peers, such as a new member's first sync. A transfer starts with the
+/// first item after a quiet spell and ends after [`CatchUp::QUIET`] without one; while it runs and has
+/// brought at least [`CatchUp::MIN_ITEMS`], it is reported on stderr every few seconds and in `status`.
+/// The total is known only when this side's own sync sessions found what it lacks; when a peer found it
+/// (the usual cold join), the count alone is reported.
+#[derive(Debug, Default)]
+struct CatchUp {
+    /// Items missing here according to this side's sync sessions, 0 when unknown.
+    expected: usize,
+    received: usize,
+    started: Option<Instant>,
+    last_report: Option<Instant>,
+    last_item: Option<Instant>,
+}
+
+impl CatchUp {
+    /// Transfers smaller than this are not worth a progress report.
+    const MIN_ITEMS: usize = 500;
+    /// How often progress is reported.
+    const EVERY: Duration = Duration::from_secs(3);
+    /// A transfer with no item for this long is over.
+    const QUIET: Duration = Duration::from_secs(3);
+
+    /// A sync session found `lacking` items missing here.
+    fn expect(&mut self, lacking: usize, now: Instant) {
+        if lacking == 0 {
+            return;
+        }
+        self.begin(now);
+        self.expected = self.expected.max(self.received + lacking);
+    }
+
+    fn begin(&mut self, now: Instant) {
+        if self.started.is_none() {
+            *self = Self {
+                started: Some(now),
+                last_item: Some(now),
+                ..Self::default()
+            };
+        }
+    }
+
+    fn received(&mut self, now: Instant) {
+        self.begin(now);
+        self.received += 1;
+        self.last_item = Some(now);
+    }
+
+    /// Items received so far and, when known, expected, while a large transfer runs.
+    fn progress(&self) -> Option<CatchingUp> {
+        (self.started.is_some() && self.received >= Self::MIN_ITEMS).then(|| CatchingUp {
+            received: self.received,
+            expected: (self.expected > 0).then_some(self.expected.max(self.received)),
+        })
+    }
+
+    /// Reports progress now and then, and the end.
+    fn tick(&mut self, now: Instant) {
+        let Some(started) = self.started else {
+            return;
+        };
+        let quiet = self
+            .last_item
+            .is_none_or(|t| now.duration_since(t) >= Self::QUIET);
+        if quiet {
+            if self.received >= Self::MIN_ITEMS {
+                tracing::info!(
+                    items = self.received,
+                    seconds = format!("{:.1}", now.duration_since(started).as_secs_f64()),
+                    "caught up with peers"
+                );
+            }
+            *self = Self::default();
+            return;
+        }
+        if self.received < Self::MIN_ITEMS
+            || self
+                .last_report
+                .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        self.last_report = Some(now);
+        match self.progress().and_then(|p| p.expected) {
+            Some(expected) => tracing::info!(
+                received = self.received,
+                expected,
+                "catching up with peers: {} %",
+                self.received * 100 / expected.max(1)
+            ),
+            None => tracing::info!(received = self.received, "catching up with peers"),
+        }
+    }
 }
 
 impl Service {
@@ -205,6 +302,7 @@ impl Service {
             status_dirty: false,
             reload_due: false,
             pushed_sync: None,
+            catch_up: CatchUp::default(),
         };
         let items = svc.scan()?;
         svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
@@ -532,6 +630,7 @@ impl Service {
         if std::mem::take(&mut self.reload_due) {
             self.push(&Event::Reload);
         }
+        self.catch_up.tick(Instant::now());
         let expired = self.node.expire_waiting(At::now());
         for o in &expired {
             self.record(o);
@@ -568,6 +667,7 @@ impl Service {
                     if stats.completed {
                         self.last_sync = Some(chrono::Utc::now());
                     }
+                    self.catch_up.expect(stats.lacking, Instant::now());
                     tracing::debug!(
                         peer = %peer,
                         completed = stats.completed,
@@ -791,6 +891,7 @@ impl Service {
     }
 
     fn added(&mut self, a: &Accepted) {
+        self.catch_up.received(Instant::now());
         let id = ItemId(a.id.0);
         let location = match (a.kind, &a.space, &a.pool) {
             (ingest::ItemKind::RosterOp, ..) => Location::Roster,
@@ -947,6 +1048,7 @@ impl Service {
         status.listen = self.listen_addrs();
         status.peers = self.peers();
         status.last_sync = self.last_sync;
+        status.catching_up = self.catch_up.progress();
         Ok(status)
     }
 }
