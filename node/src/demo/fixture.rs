@@ -914,8 +914,9 @@ fn description(r: &mut Rng) -> String {
         r.pick(PLACES)
     );
     for _ in 0..1 + r.below(3) {
+        let extra: &str = r.pick(EXTRAS);
         text.push(' ');
-        text.push_str(r.pick(EXTRAS));
+        text.push_str(extra);
     }
     if r.chance(0.5) {
         text.push_str(&format!(
