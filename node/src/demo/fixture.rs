@@ -914,7 +914,7 @@ fn description(r: &mut Rng) -> String {
         r.pick(PLACES)
     );
     for _ in 0..1 + r.below(3) {
-        let extra: &str = r.pick(EXTRAS);
+        let extra: &&str = r.pick(EXTRAS);
         text.push(' ');
         text.push_str(extra);
     }
