@@ -116,6 +116,10 @@ pub struct Query {
     pub coworking_visa: bool,
     pub near: Option<Near>,
     pub sort: Sort,
+    /// Sort by distance from the middle of this city's spaces (the directory's own cities, compared
+    /// whole); the node resolves it and answers with the point. Overrides [`Query::sort`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_city: Option<String>,
     /// At most this many results, after sorting.
     pub limit: Option<usize>,
 }
@@ -357,7 +361,11 @@ impl Query {
             .map(|(i, _)| i)
             .collect();
 
-        match self.sort {
+        let sort = match self.near_city.as_deref().and_then(|c| index.city_point(c)) {
+            Some((lat, lon)) => Sort::Distance { lat, lon },
+            None => self.sort,
+        };
+        match sort {
             Sort::Name => hits.sort_unstable_by(|&a, &b| {
                 index.rows[a]
                     .name_key

@@ -10,6 +10,7 @@ use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{RejectedChangeAudit, RosterOpAudit};
+use crate::home::SavedPlace;
 use crate::ingest::{Accepted, ItemKind};
 use crate::node::{hex, Node, RejectionRecord, SignerInfo};
 
@@ -36,6 +37,9 @@ pub struct NodeStatus {
     /// While a large transfer from peers runs (a first sync).
     #[serde(default)]
     pub catching_up: Option<CatchingUp>,
+    /// The location saved in `node.toml`, distances are measured from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SavedPlace>,
 }
 
 /// A large transfer from peers in progress.
@@ -132,6 +136,7 @@ impl Node {
             listings: self.store.entries()?.len(),
             last_sync: None,
             catching_up: None,
+            location: self.config.location.clone(),
         })
     }
 

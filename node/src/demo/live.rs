@@ -133,6 +133,7 @@ pub fn prepare(home: &Home) -> anyhow::Result<Vec<DemoNode>> {
             node_home.write_config(&NodeConfig {
                 name: name.clone(),
                 listen_port: 0,
+                location: None,
             })?;
             Node::open(&node_home)?.adopt_roster(&ops, &[])?;
         }
