@@ -520,10 +520,16 @@ mod tests {
         let mut board = BeaconBoard::new();
         let b = beacon(&k, NOW, 1, Availability::Count(3));
         let space = b.space.clone();
-        assert_eq!(board.offer(b.sign(&k).unwrap(), &auth, NOW), Offered::Stored);
+        assert_eq!(
+            board.offer(b.sign(&k).unwrap(), &auth, NOW),
+            Offered::Stored
+        );
         let mut room = beacon(&k, NOW, 1, Availability::Full);
         room.pool = "room".into();
-        assert_eq!(board.offer(room.sign(&k).unwrap(), &auth, NOW), Offered::Stored);
+        assert_eq!(
+            board.offer(room.sign(&k).unwrap(), &auth, NOW),
+            Offered::Stored
+        );
         assert_eq!(board.pools(&space).count(), 2);
         assert_eq!(board.prune(NOW + 3_600_000), 2);
         assert!(board.is_empty());

@@ -465,9 +465,7 @@ fn cheapest(row: &Row, currency: Option<[u8; 3]>) -> Option<(f64, [u8; 3])> {
 /// Price order: the group of `first` (a currency), then the other currencies by code, then no day pass;
 /// cheapest first within a currency.
 fn price_order(a: &Row, b: &Row, first: Option<[u8; 3]>) -> std::cmp::Ordering {
-    let key = |r: &Row| {
-        cheapest(r, first).map(|(price, cur)| (Some(cur) != first, cur, price))
-    };
+    let key = |r: &Row| cheapest(r, first).map(|(price, cur)| (Some(cur) != first, cur, price));
     match (key(a), key(b)) {
         (Some(x), Some(y)) => x.0.cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.total_cmp(&y.2)),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -881,7 +879,11 @@ mod tests {
             currency: Some("ZAR".into()),
             ..Query::default()
         };
-        assert_eq!(run(&ls, &q)[0], "Bo-Kaap Studio Desks", "the chosen currency first");
+        assert_eq!(
+            run(&ls, &q)[0],
+            "Bo-Kaap Studio Desks",
+            "the chosen currency first"
+        );
         // 15 in ARS matches nothing; 15000 ARS does.
         let q = Query {
             max_day_pass_price: Some(15.0),
@@ -902,7 +904,10 @@ mod tests {
         let ls = sample();
         let index = SearchIndex::build(&ls);
         let (lat, lon) = index.city_point(" LISBON ").unwrap();
-        assert!((lat - 38.71).abs() < 0.05 && (lon + 9.14).abs() < 0.05, "{lat},{lon}");
+        assert!(
+            (lat - 38.71).abs() < 0.05 && (lon + 9.14).abs() < 0.05,
+            "{lat},{lon}"
+        );
         assert!(index.city_point("Atlantis").is_none());
         assert!(index.city_keys().contains(&"montreal"));
         let q = Query {

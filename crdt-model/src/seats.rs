@@ -445,7 +445,10 @@ mod tests {
             &[("room", at(Availability::Many, 1))],
             OpenState::Open,
         );
-        assert_eq!((s.state, s.text().as_str()), (SeatState::NoDesks, "no desks listed"));
+        assert_eq!(
+            (s.state, s.text().as_str()),
+            (SeatState::NoDesks, "no desks listed")
+        );
         assert_eq!(space(&[], &[], OpenState::Open).state, SeatState::NoDesks);
 
         let two_kinds_of_desk = [
@@ -470,7 +473,10 @@ mod tests {
         let r = [("hot", at(Availability::Count(4), 10))];
         assert_eq!(space(&pools, &r, OpenState::Open).state, SeatState::Free);
         let closed = space(&pools, &r, OpenState::Closed);
-        assert_eq!((closed.state, closed.text().as_str()), (SeatState::Closed, "closed"));
+        assert_eq!(
+            (closed.state, closed.text().as_str()),
+            (SeatState::Closed, "closed")
+        );
         assert!(!closed.free_now());
         // No hours known: the beacons alone decide.
         assert!(space(&pools, &r, OpenState::Unknown).free_now());
@@ -486,28 +492,70 @@ mod tests {
     fn only_fresh_figures_are_free_and_stale_says_its_age() {
         let pools = [pool("hot", PoolKind::HotDesk), pool("b", PoolKind::HotDesk)];
         // 12 minutes old with a 5-minute ttl: stale.
-        let stale = space(&pools, &[("hot", at(Availability::Count(4), 720)), ("b", at(Availability::Full, 10))], OpenState::Open);
+        let stale = space(
+            &pools,
+            &[
+                ("hot", at(Availability::Count(4), 720)),
+                ("b", at(Availability::Full, 10)),
+            ],
+            OpenState::Open,
+        );
         assert_eq!(stale.state, SeatState::Stale);
         assert_eq!(stale.text(), "~4 free, 12 min ago");
         assert!(!stale.free_now());
         // A fresh free pool wins over a stale one.
-        let fresh = space(&pools, &[("hot", at(Availability::Count(4), 720)), ("b", at(Availability::Few, 30))], OpenState::Open);
-        assert_eq!((fresh.text().as_str(), fresh.symbol()), ("few free, just now", "◐"));
+        let fresh = space(
+            &pools,
+            &[
+                ("hot", at(Availability::Count(4), 720)),
+                ("b", at(Availability::Few, 30)),
+            ],
+            OpenState::Open,
+        );
+        assert_eq!(
+            (fresh.text().as_str(), fresh.symbol()),
+            ("few free, just now", "◐")
+        );
         // Past ttl + 15 min: unknown, never "0 free".
-        let old = space(&pools, &[("hot", at(Availability::Count(4), 3600)), ("b", at(Availability::Full, 10))], OpenState::Open);
-        assert_eq!((old.state, old.text().as_str()), (SeatState::Unknown, "unknown"));
+        let old = space(
+            &pools,
+            &[
+                ("hot", at(Availability::Count(4), 3600)),
+                ("b", at(Availability::Full, 10)),
+            ],
+            OpenState::Open,
+        );
+        assert_eq!(
+            (old.state, old.text().as_str()),
+            (SeatState::Unknown, "unknown")
+        );
         // Known full everywhere, one of them stale: stale full, aged by the oldest.
-        let stale_full = space(&pools, &[("hot", at(Availability::Count(0), 600)), ("b", at(Availability::Full, 10))], OpenState::Open);
+        let stale_full = space(
+            &pools,
+            &[
+                ("hot", at(Availability::Count(0), 600)),
+                ("b", at(Availability::Full, 10)),
+            ],
+            OpenState::Open,
+        );
         assert_eq!(stale_full.text(), "~full, 10 min ago");
         // No beacon at all.
-        assert_eq!(space(&pools, &[], OpenState::Open).state, SeatState::Unknown);
+        assert_eq!(
+            space(&pools, &[], OpenState::Open).state,
+            SeatState::Unknown
+        );
     }
 
     #[test]
     fn boundaries_follow_the_beacon_layer() {
         let k = DeviceKey::from_seed(&[1; 32]);
         for age_s in [0, 299, 300, 301, 1199, 1200, 1201, 5000, -30] {
-            for a in [Availability::Count(3), Availability::Count(0), Availability::Closed, Availability::Many] {
+            for a in [
+                Availability::Count(3),
+                Availability::Count(0),
+                Availability::Closed,
+                Availability::Many,
+            ] {
                 for is_open in [true, false] {
                     let b = SeatBeacon {
                         space: SpaceId::derive(&k.public_key()),
@@ -521,7 +569,11 @@ mod tests {
                         roster_heads: Vec::new(),
                     };
                     let r = Reading::from(&b);
-                    assert_eq!(r.freshness(NOW), freshness(&b, NOW), "{age_s} {a:?} {is_open}");
+                    assert_eq!(
+                        r.freshness(NOW),
+                        freshness(&b, NOW),
+                        "{age_s} {a:?} {is_open}"
+                    );
                 }
             }
         }
@@ -544,7 +596,10 @@ mod tests {
         assert_eq!(pool_now(Some(&long), NOW).text(), "many free, 2 h ago");
         let symbols: Vec<&str> = legend().iter().map(|(s, _)| *s).collect();
         assert_eq!(symbols, ["●", "◐", "○", "◌", "-", "?", "·"]);
-        assert_eq!(serde_json::to_string(&SeatState::NoDesks).unwrap(), "\"no_desks\"");
+        assert_eq!(
+            serde_json::to_string(&SeatState::NoDesks).unwrap(),
+            "\"no_desks\""
+        );
         let ranks: Vec<i64> = [
             pool_now(Some(&at(Availability::Many, 1)), NOW),
             pool_now(Some(&at(Availability::Count(2), 1)), NOW),
