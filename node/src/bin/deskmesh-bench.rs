@@ -617,6 +617,7 @@ fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 
 fn export(node: &Node) -> anyhow::Result<()> {
     header("export");
+    let now = bench_now()?;
     for (name, format) in [
         ("json", ExportFormat::Json),
         ("geojson", ExportFormat::Geojson),

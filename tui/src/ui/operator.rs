@@ -8,7 +8,7 @@ use ratatui::Frame;
 
 use super::text::{tail, words, wrap};
 use crate::app::{App, FieldId, Form};
-use crate::seats::pool_line;
+use crate::seats::{label, pool_line, style};
 
 pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let t = app.theme;
@@ -38,13 +38,13 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         .seat_pools
         .iter()
         .map(|p| {
-            let (class, text) = pool_line(space.pool(&p.id), app.now);
+            let now = pool_line(space.pool(&p.id), app.now);
             Row::new(vec![
                 Cell::from(p.id.clone()),
                 Cell::from(words(p.kind.as_str())),
                 Cell::from(p.capacity.to_string()),
                 Cell::from(words(p.access.as_str())),
-                Cell::from(format!("{} {text}", class.symbol())).style(class.style(t)),
+                Cell::from(label(&now)).style(style(&now, t)),
             ])
         })
         .collect();

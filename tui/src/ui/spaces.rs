@@ -12,6 +12,7 @@ use ratatui::Frame;
 use super::text::{mbps, price, words};
 use super::{panel_area, table_area};
 use crate::app::{filter_items, App, FilterItem, Focus, SortKey};
+use crate::seats;
 
 pub(super) fn draw(app: &App, frame: &mut Frame, _body: Rect) {
     if let Some(panel) = panel_area(app) {
@@ -205,8 +206,7 @@ fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
         },
         Col::Seats => {
             let summary = app.dir.summary(&app.spaces, slot, app.now);
-            Cell::from(format!("{} {}", summary.class.symbol(), summary.text()))
-                .style(summary.class.style(t))
+            Cell::from(seats::label(&summary)).style(seats::style(&summary, t))
         }
         Col::DayPass => l
             .day_pass()
