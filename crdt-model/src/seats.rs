@@ -115,10 +115,10 @@ impl SeatState {
         match self {
             Self::Free => "seats free (a fresh figure)",
             Self::Full => "no seat free (a fresh figure)",
-            Self::Stale => "last figure past its ttl, shown with its age; not counted as free",
-            Self::Closed => "closed now (opening hours, or the space says so)",
+            Self::Stale => "stale: past its ttl, shown with its age",
+            Self::Closed => "closed now (by its hours, or the space says so)",
             Self::Unknown => "no recent figure",
-            Self::NoDesks => "no desk pools listed (rooms and booths are not seats)",
+            Self::NoDesks => "no desk pools (rooms and booths are not seats)",
         }
     }
 }
@@ -221,15 +221,17 @@ pub fn symbol(state: SeatState) -> &'static str {
     }
 }
 
-/// Every seat symbol with its meaning, in the order legends list them.
-pub fn legend() -> Vec<(&'static str, &'static str)> {
-    let mut out = vec![(symbol(SeatState::Free), SeatState::Free.meaning())];
-    out.push(("◐", "one or few seats free (a fresh figure)"));
-    out.extend(
-        SeatState::ALL[1..]
-            .iter()
-            .map(|s| (symbol(*s), s.meaning())),
-    );
+/// Every seat symbol with a one-word name and its meaning, in the order legends list them.
+pub fn legend() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out = vec![(symbol(SeatState::Free), "free", SeatState::Free.meaning())];
+    out.push(("◐", "few", "one or few seats free (a fresh figure)"));
+    out.extend(SeatState::ALL[1..].iter().map(|s| {
+        let word = match s {
+            SeatState::NoDesks => "no desks",
+            other => other.as_str(),
+        };
+        (symbol(*s), word, s.meaning())
+    }));
     out
 }
 
@@ -594,7 +596,7 @@ mod tests {
         let mut long = at(Availability::Many, 7300);
         long.ttl_s = 24 * 3600;
         assert_eq!(pool_now(Some(&long), NOW).text(), "many free, 2 h ago");
-        let symbols: Vec<&str> = legend().iter().map(|(s, _)| *s).collect();
+        let symbols: Vec<&str> = legend().iter().map(|(s, _, _)| *s).collect();
         assert_eq!(symbols, ["●", "◐", "○", "◌", "-", "?", "·"]);
         assert_eq!(
             serde_json::to_string(&SeatState::NoDesks).unwrap(),

@@ -28,6 +28,9 @@ pub struct NodeStatus {
     pub alliance_name: Option<String>,
     /// The space this node signs for, if it is a space's device.
     pub my_space: Option<SpaceId>,
+    /// The name the roster admitted that space under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub my_space_name: Option<String>,
     /// Full multiaddrs ending in `/p2p/<peer id>`.
     pub listen: Vec<String>,
     pub peers: Vec<PeerInfo>,
@@ -131,6 +134,10 @@ impl Node {
             alliance: self.alliance_id(),
             alliance_name: self.roster().map(|r| r.name().to_string()),
             my_space: self.my_space(),
+            my_space_name: self.my_space().and_then(|id| {
+                self.roster()
+                    .and_then(|r| r.state().spaces.get(&id).map(|s| s.name.clone()))
+            }),
             listen: Vec::new(),
             peers: Vec::new(),
             listings: self.store.entries()?.len(),

@@ -775,13 +775,13 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
     let theme = deskmesh_tui::Theme::from_env();
     // A running daemon holds the store: attach to it, so the mesh's changes show live.
     if let Some(mut api) = crate::tui_client::attach(&home.socket_path())? {
-        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
     let node = mesh::open_when_free(home)?;
     if offline || node.roster().is_none() {
         let mut api = crate::tui_client::TuiClient::new(Local::new(node), None)?;
-        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
     drop(node);
@@ -795,7 +795,7 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
         );
     }
     let result = match crate::tui_client::attach(&home.socket_path()) {
-        Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(&mut api, theme).map_err(Into::into),
+        Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock).map_err(Into::into),
         Ok(None) => Err(anyhow::anyhow!(
             "the node stopped before the TUI could attach"
         )),

@@ -236,7 +236,11 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
     let outcome = if interactive {
         match crate::tui_client::attach(&member.socket_path()) {
             Ok(Some(mut api)) => {
-                deskmesh_tui::run_in_terminal(&mut api, deskmesh_tui::Theme::from_env())
+                deskmesh_tui::run_in_terminal(
+                    &mut api,
+                    deskmesh_tui::Theme::from_env(),
+                    &mut chrono::Utc::now,
+                )
                     .map_err(anyhow::Error::from)
             }
             Ok(None) => Err(anyhow::anyhow!(

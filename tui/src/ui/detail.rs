@@ -4,7 +4,7 @@
 //! Lines are built (and wrapped) here rather than by the paragraph widget so the view knows its own
 //! height and scrolling stops at the end. On wide terminals the facts and the live part sit side by side.
 
-use deskmesh_crdt_model::listing::Wheelchair;
+use deskmesh_crdt_model::listing::{for_display, Wheelchair};
 use deskmesh_crdt_model::{Listing, OpenState};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -93,7 +93,7 @@ fn heading(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
     let l = &s.listing;
     let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
     let mut out = vec![
-        Line::styled(l.name.clone(), t.title()),
+        Line::styled(for_display(&l.name).into_owned(), t.title()),
         Line::styled(
             format!(
                 "{} · {}, {} · {}",

@@ -9,6 +9,9 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 use crate::app::App;
+use std::borrow::Cow;
+
+use deskmesh_crdt_model::listing::for_display;
 use deskmesh_crdt_model::seats::legend;
 use deskmesh_crdt_model::SeatsNow;
 
@@ -38,7 +41,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     // Precompute what to print so the paint closure only places labels.
     let in_view = |lon: f64, lat: f64| lon >= xb[0] && lon <= xb[1] && lat >= yb[0] && lat <= yb[1];
     let selected = app.selected_slot();
-    let mut marks: Vec<(f64, f64, SeatsNow, &str)> = Vec::new();
+    let mut marks: Vec<(f64, f64, SeatsNow, Cow<str>)> = Vec::new();
     for &slot in &app.dir.shown {
         if Some(slot) == selected {
             continue;
@@ -47,7 +50,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         let loc = &space.listing.location;
         if in_view(loc.lon, loc.lat) {
             let class = app.dir.summary(&app.spaces, slot, app.now);
-            marks.push((loc.lon, loc.lat, class, space.listing.name.as_str()));
+            marks.push((loc.lon, loc.lat, class, for_display(&space.listing.name)));
         }
     }
     let chosen = selected.map(|slot| {
@@ -73,18 +76,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let legend = Line::from(
         legend()
             .into_iter()
-            .flat_map(|(symbol, meaning)| {
-                let word = meaning.split([' ', '(', ',']).next().unwrap_or(meaning);
-                let word = match symbol {
-                    "◐" => "few",
-                    "·" => "no desks",
-                    "◌" => "stale",
-                    "-" => "closed",
-                    "?" => "unknown",
-                    _ => word,
-                };
-                [Span::styled(format!(" {symbol}"), t.normal()), Span::raw(format!(" {word} "))]
-            })
+            .flat_map(|(symbol, word, _)| [Span::raw(format!(" {symbol}")), Span::raw(format!(" {word} "))])
             .collect::<Vec<_>>(),
     );
     // Lay labels out in cells, as the canvas will, so none is drawn over another: the selected space's
@@ -109,7 +101,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         if in_view(loc.lon, loc.lat) {
             let line = Line::from(vec![
                 Span::styled("◉", t.selected()),
-                Span::styled(format!(" {} ", space.listing.name), t.selected()),
+                Span::styled(format!(" {} ", for_display(&space.listing.name)), t.selected()),
                 Span::styled(summary.symbol(), style(summary, t)),
             ]);
             let (x, y) = cell(loc.lon, loc.lat);
@@ -195,7 +187,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             let l = &space.listing;
             Line::from(vec![
                 Span::styled(" ◉ ", t.selected()),
-                Span::styled(l.name.clone(), t.title()),
+                Span::styled(for_display(&l.name).into_owned(), t.title()),
                 Span::raw(format!(
                     ", {}, {}  ",
                     l.location.address.city, l.location.address.country
