@@ -331,6 +331,7 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    eprintln!("spaces with seats free now at each time: {seen_counts:?}");
     // The times were chosen so the answer changes: some spaces free at first, fewer as figures age,
     // none once every figure is too old.
     assert!(seen_counts[0] > 0 && seen_counts[0] < 12, "{seen_counts:?}");

@@ -258,10 +258,8 @@ impl Human for Directory {
             .iter()
             .any(|r| r.seats_now.state == SeatState::Stale);
         stale.then(|| {
-            format!(
-                "~ marks a stale seat figure: {}",
-                SeatState::Stale.meaning()
-            )
+            "~ marks a stale seat figure: past its ttl, shown with its age, never counted as free"
+                .to_string()
         })
     }
 }
