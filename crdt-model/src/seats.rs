@@ -590,7 +590,7 @@ mod tests {
         assert_eq!(zero.symbol(), "○");
         assert_eq!(pool_now(None, NOW).text(), "unknown");
         assert_eq!(
-            pool_now(Some(&at(Availability::Many, 7300)), NOW + 0).state,
+            pool_now(Some(&at(Availability::Many, 7300)), NOW).state,
             SeatState::Unknown
         );
         let mut long = at(Availability::Many, 7300);

@@ -129,9 +129,15 @@ fn spaces_list_filters_and_sorts() {
     // A city of the directory is a place too, and the table shows the distance.
     let text = demo.ok(&["spaces", "list", "--near", "berlin", "--limit", "3"]);
     assert!(text.lines().next().unwrap().contains("DISTANCE"), "{text}");
-    assert!(text.contains("distances from the middle of berlin"), "{text}");
+    assert!(
+        text.contains("distances from the middle of berlin"),
+        "{text}"
+    );
     let err = demo.fails(&["spaces", "list", "--near", "Atlantis"]);
-    assert!(err.contains("no space in the directory is in \"Atlantis\""), "{err}");
+    assert!(
+        err.contains("no space in the directory is in \"Atlantis\""),
+        "{err}"
+    );
     // Saved once, used by --near alone.
     demo.ok(&["location", "set", "Lisbon"]);
     assert!(demo.ok(&["location", "show"]).contains("(Lisbon)"));
@@ -164,7 +170,11 @@ fn spaces_list_filters_and_sorts() {
     let mut distinct = currencies.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    assert_eq!(currencies.len(), distinct.len(), "grouped by currency: {passes:?}");
+    assert_eq!(
+        currencies.len(),
+        distinct.len(),
+        "grouped by currency: {passes:?}"
+    );
     let err = demo.fails(&["spaces", "list", "--amenity", "jacuzzi"]);
     assert!(err.contains("jacuzzi"), "{err}");
 }

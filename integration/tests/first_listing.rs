@@ -74,7 +74,10 @@ fn a_new_space_writes_its_first_listing_from_the_template() {
     let template = std::fs::read_to_string(&path).unwrap();
     assert!(template.contains(&format!("id = \"{id}\"")), "{template}");
     assert!(template.contains("name = \"Space One\""), "{template}");
-    assert!(template.contains("hot_desk, dedicated_desk, phone_booth"), "pool kinds listed");
+    assert!(
+        template.contains("hot_desk, dedicated_desk, phone_booth"),
+        "pool kinds listed"
+    );
     // A second init keeps the file.
     let (ok, err) = stderr(&space, &["space", "init"], cwd);
     assert!(!ok && err.contains("exists already"), "{err}");

@@ -265,7 +265,11 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
         .env("DESKMESH_TEST_NOW", setup)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let names = sample_names();
     let mut seen_counts = Vec::new();
     for (i, at) in [
@@ -282,7 +286,11 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
             .env("DESKMESH_TEST_NOW", at)
             .output()
             .unwrap();
-        assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+        assert!(
+            cli.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
         let dir: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
         let mut cli_names: Vec<String> = dir["spaces"]
             .as_array()
@@ -305,7 +313,9 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
             node.home().display(),
             marker.display()
         ));
-        wait_screen(&session.0, "the directory", |s| s.contains("12 of 12 spaces"));
+        wait_screen(&session.0, "the directory", |s| {
+            s.contains("12 of 12 spaces")
+        });
         // Tab to the filter panel, down to "seats free now", toggle it, back to the table.
         tmux(&["send-keys", "-t", &session.0, "Tab"]);
         tmux(&["send-keys", "-t", &session.0, "j"]);
@@ -335,7 +345,10 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
     // The times were chosen so the answer changes: some spaces free at first, fewer as figures age,
     // none once every figure is too old.
     assert!(seen_counts[0] > 0 && seen_counts[0] < 12, "{seen_counts:?}");
-    assert!(seen_counts.windows(2).all(|w| w[0] >= w[1]), "{seen_counts:?}");
+    assert!(
+        seen_counts.windows(2).all(|w| w[0] >= w[1]),
+        "{seen_counts:?}"
+    );
     assert!(seen_counts[0] > seen_counts[2], "{seen_counts:?}");
     assert_eq!(seen_counts[3], 0, "{seen_counts:?}");
 }

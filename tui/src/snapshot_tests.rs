@@ -174,7 +174,11 @@ fn at_80x24_name_city_open_and_seats_stay_with_the_panel_open() {
         let mut a = app(80, 24);
         let mut n = FakeNode::default();
         for c in keys.chars() {
-            let ev = if c == '\t' { key(KeyCode::Tab) } else { key(KeyCode::Char(c)) };
+            let ev = if c == '\t' {
+                key(KeyCode::Tab)
+            } else {
+                key(KeyCode::Char(c))
+            };
             press(&mut a, &mut n, ev);
         }
         let screen = render(&a).backend().to_string();

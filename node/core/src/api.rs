@@ -24,15 +24,15 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditReport;
 use crate::bundle::BundleReport;
 use crate::export::ExportFormat;
+use crate::home::SavedPlace;
 use crate::ingest::SignedItem;
 use crate::node::{Busy, Node};
 use crate::ops::alliance::{
     AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, RosterChanged,
 };
-use crate::home::SavedPlace;
 use crate::ops::directory::Directory;
-use crate::ops::place::PlaceSpec;
 use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
+use crate::ops::place::PlaceSpec;
 use crate::ops::seats::SeatsReport;
 use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
 

@@ -52,7 +52,11 @@ impl Node {
 pub type SeatMap = BTreeMap<SpaceId, SeatsNow>;
 
 /// Renders listings in one of the export formats.
-pub fn render(listings: &[Listing], seats: &SeatMap, format: ExportFormat) -> anyhow::Result<String> {
+pub fn render(
+    listings: &[Listing],
+    seats: &SeatMap,
+    format: ExportFormat,
+) -> anyhow::Result<String> {
     let mut text = match format {
         ExportFormat::Json => {
             let all: Vec<Value> = listings.iter().map(Listing::to_value).collect();

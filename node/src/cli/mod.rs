@@ -569,7 +569,10 @@ fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
             let mine = space.is_none();
             let listing = handle.space_show(space).map_err(|e| {
                 if mine && e.message.contains("no listing") {
-                    anyhow::anyhow!("{}; write your first one with `deskmesh space init`", e.message)
+                    anyhow::anyhow!(
+                        "{}; write your first one with `deskmesh space init`",
+                        e.message
+                    )
                 } else {
                     e.into()
                 }
@@ -795,7 +798,9 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
         );
     }
     let result = match crate::tui_client::attach(&home.socket_path()) {
-        Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock).map_err(Into::into),
+        Ok(Some(mut api)) => {
+            deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock).map_err(Into::into)
+        }
         Ok(None) => Err(anyhow::anyhow!(
             "the node stopped before the TUI could attach"
         )),
@@ -895,14 +900,12 @@ pub fn query_from(args: &ListArgs, at: Option<DateTime<Utc>>) -> anyhow::Result<
         },
     }
     match args.sort {
-        None => {}
+        None | Some(SortArg::Distance) => {}
         Some(SortArg::Name) => q.sort = Sort::Name,
         Some(SortArg::Price) => q.sort = Sort::Price,
-        Some(SortArg::Distance) => {
-            if args.near.is_none() {
-                bail!("--sort distance needs a point: add --near LAT,LON, --near CITY, or --near alone for your saved location");
-            }
-        }
+    }
+    if args.sort == Some(SortArg::Distance) && args.near.is_none() {
+        bail!("--sort distance needs a point: add --near LAT,LON, --near CITY, or --near alone for your saved location");
     }
     if args.sort.is_some_and(|s| s != SortArg::Distance) && args.near.is_some() {
         bail!("--near sorts by distance; leave out --sort, or leave out --near");
@@ -916,20 +919,22 @@ fn price_filter(
     max_price: Option<&str>,
     currency: Option<&str>,
 ) -> anyhow::Result<(Option<f64>, Option<String>)> {
-    let flag_currency = currency.map(|c| check_currency(c, "--currency")).transpose()?;
+    let flag_currency = currency
+        .map(|c| check_currency(c, "--currency"))
+        .transpose()?;
     let Some(text) = max_price else {
         return Ok((None, flag_currency));
     };
     let t = text.trim();
-    let split = t
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (amount, code) = (t[..split].trim(), t[split..].trim());
     let amount: f64 = amount
         .parse()
         .ok()
         .filter(|a: &f64| a.is_finite() && *a >= 0.0)
-        .with_context(|| format!("--max-price expects an amount and a currency such as 20EUR, got {text:?}"))?;
+        .with_context(|| {
+            format!("--max-price expects an amount and a currency such as 20EUR, got {text:?}")
+        })?;
     let code = if code.is_empty() {
         None
     } else {

@@ -7,11 +7,11 @@ use std::fmt::Write as _;
 
 use deskmesh_core::audit::AuditReport;
 use deskmesh_core::bundle::BundleReport;
+use deskmesh_core::home::SavedPlace;
 use deskmesh_core::node::InitReport;
 use deskmesh_core::ops::alliance::{
     AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, RosterChanged,
 };
-use deskmesh_core::home::SavedPlace;
 use deskmesh_core::ops::directory::Directory;
 use deskmesh_core::ops::listing::{EditReport, ImportReport};
 use deskmesh_core::ops::seats::SeatsReport;
@@ -246,7 +246,11 @@ impl Human for Directory {
         let _ = write!(f, "{} of {} spaces", self.matched, self.total);
         if let Some(o) = &self.origin {
             let _ = match &o.city {
-                Some(c) => write!(f, "; distances from the middle of {c} ({:.4}, {:.4})", o.lat, o.lon),
+                Some(c) => write!(
+                    f,
+                    "; distances from the middle of {c} ({:.4}, {:.4})",
+                    o.lat, o.lon
+                ),
                 None => write!(f, "; distances from {:.4}, {:.4}", o.lat, o.lon),
             };
         }
@@ -304,7 +308,9 @@ impl Human for Location {
     fn hint(&self) -> Option<String> {
         Some(match self.0 {
             Some(_) => "`deskmesh spaces list --near` sorts by distance from here".into(),
-            None => "no location saved; `deskmesh location set LAT,LON` (or a city) saves one".into(),
+            None => {
+                "no location saved; `deskmesh location set LAT,LON` (or a city) saves one".into()
+            }
         })
     }
 }

@@ -159,7 +159,12 @@ impl Directory {
     }
 
     /// The seat summary of `slot` at `now`, from the cache when it is for `now`.
-    pub(crate) fn summary(&self, spaces: &[SpaceView], slot: usize, now: DateTime<Utc>) -> SeatsNow {
+    pub(crate) fn summary(
+        &self,
+        spaces: &[SpaceView],
+        slot: usize,
+        now: DateTime<Utc>,
+    ) -> SeatsNow {
         match self.seats.get(slot) {
             Some(s) if now == self.at => *s,
             _ => seats::summary(&spaces[slot], self.open_state(slot, now), now),
@@ -210,10 +215,18 @@ impl Directory {
                     first
                         .and_then(|c| pass(Some(c)))
                         .or_else(|| pass(None))
-                        .map(|o| (Some(o.currency.as_str()) != first, o.currency.clone(), o.price))
+                        .map(|o| {
+                            (
+                                Some(o.currency.as_str()) != first,
+                                o.currency.clone(),
+                                o.price,
+                            )
+                        })
                 };
                 shown.sort_by(|&a, &b| match (key(a), key(b)) {
-                    (Some(x), Some(y)) => x.0.cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.total_cmp(&y.2)),
+                    (Some(x), Some(y)) => {
+                        x.0.cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.total_cmp(&y.2))
+                    }
                     (Some(_), None) => std::cmp::Ordering::Less,
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => std::cmp::Ordering::Equal,

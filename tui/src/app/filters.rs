@@ -60,7 +60,12 @@ pub(crate) fn items() -> Vec<Item> {
 pub(crate) fn currencies(spaces: &[SpaceView]) -> Vec<(String, Vec<f64>)> {
     let mut by: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     for s in spaces {
-        for o in s.listing.offers.iter().filter(|o| o.product == Product::DayPass) {
+        for o in s
+            .listing
+            .offers
+            .iter()
+            .filter(|o| o.product == Product::DayPass)
+        {
             by.entry(o.currency.as_str()).or_default().push(o.price);
         }
     }
@@ -137,9 +142,7 @@ impl Filters {
             Item::SeatsFree => self.seats_free = !self.seats_free,
             Item::Visa => self.visa = !self.visa,
             Item::Currency => self.step_currency(prices, true),
-            Item::MaxPrice => {
-                self.max_price = step(self.max_price, self.steps(prices).len(), true)
-            }
+            Item::MaxPrice => self.max_price = step(self.max_price, self.steps(prices).len(), true),
             Item::MinWifi => self.min_wifi = step(self.min_wifi, WIFI_STEPS.len(), true),
             Item::Access(a) => flip(&mut self.access, a),
             Item::Amenity(a) => flip(&mut self.amenities, a),
@@ -270,7 +273,10 @@ mod tests {
         assert_eq!(f.max_price, Some(3));
         assert_eq!(f.item_text(Item::MaxPrice, &p), "day pass ≤ 25 EUR");
         let q = f.query("", &p);
-        assert_eq!((q.max_day_pass_price, q.currency.as_deref()), (Some(25.0), Some("EUR")));
+        assert_eq!(
+            (q.max_day_pass_price, q.currency.as_deref()),
+            (Some(25.0), Some("EUR"))
+        );
         // Another currency has its own steps, and starts from off: 15 never means 15 pesos.
         f.toggle(Item::Currency, &p);
         assert_eq!((f.currency.as_deref(), f.max_price), (Some("ARS"), None));

@@ -113,7 +113,9 @@ impl FieldId {
             Self::Street | Self::Postcode => "as on letters; optional".into(),
             Self::City => "the city, as members search for it".into(),
             Self::Country => "ISO 3166 code, upper case: PT, DE, GB".into(),
-            Self::Lat | Self::Lon => "decimal degrees of the entrance, such as 38.7139 and -9.1394".into(),
+            Self::Lat | Self::Lon => {
+                "decimal degrees of the entrance, such as 38.7139 and -9.1394".into()
+            }
             Self::Timezone => "IANA time zone, such as Europe/Lisbon".into(),
             Self::OpeningHours | Self::MemberHours => {
                 "OpenStreetMap syntax: Mo-Fr 08:00-19:00; Sa 10:00-14:00".into()
@@ -241,7 +243,10 @@ impl Form {
                     .map(|(a, _)| a.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
-                FieldId::Wheelchair => a.wheelchair.map(|w| w.as_str().to_string()).unwrap_or_default(),
+                FieldId::Wheelchair => a
+                    .wheelchair
+                    .map(|w| w.as_str().to_string())
+                    .unwrap_or_default(),
                 FieldId::StepFree => yes_no(a.entrance.as_ref().and_then(|e| e.step_free)),
                 FieldId::AccessibleToilet => yes_no(a.toilets_wheelchair),
                 FieldId::HearingLoop => yes_no(a.hearing_loop),
@@ -451,11 +456,19 @@ impl Form {
     fn amenities(&mut self, l: &mut Listing) {
         let mut out = Amenities::default();
         let text = self.value(FieldId::Amenities).to_string();
-        for name in text.split([',', ';']).map(str::trim).filter(|n| !n.is_empty()) {
+        for name in text
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
             match Amenity::from_str(name) {
                 Ok(a) => out.insert(
                     a,
-                    l.amenities.0.get(&a).copied().unwrap_or(AmenityDetail::default()),
+                    l.amenities
+                        .0
+                        .get(&a)
+                        .copied()
+                        .unwrap_or(AmenityDetail::default()),
                 ),
                 Err(e) => {
                     self.set_error(FieldId::Amenities, e.to_string());
@@ -499,7 +512,12 @@ impl Form {
     fn pools(&mut self, l: &mut Listing) {
         let text = self.value(FieldId::SeatPools).to_string();
         let mut pools = Vec::new();
-        for (i, item) in text.split(';').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
+        for (i, item) in text
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .enumerate()
+        {
             let words: Vec<&str> = item.split_whitespace().collect();
             let [id, kind, seats, access] = words[..] else {
                 self.set_error(
@@ -654,7 +672,13 @@ mod tests {
         let mut f = Form::first(id.clone(), "Casa".into());
         assert!(f.first);
         assert_eq!(f.build(), None);
-        for field in [FieldId::City, FieldId::Country, FieldId::Lat, FieldId::Lon, FieldId::Timezone] {
+        for field in [
+            FieldId::City,
+            FieldId::Country,
+            FieldId::Lat,
+            FieldId::Lon,
+            FieldId::Timezone,
+        ] {
             assert!(err(&f, field).is_some(), "{field:?}: {:?}", f.errors);
         }
         set(&mut f, FieldId::City, "Lisbon");
@@ -674,7 +698,9 @@ mod tests {
         set(&mut f, FieldId::Currency, "eur");
         assert_eq!(f.build(), None);
         assert!(
-            err(&f, FieldId::Currency).unwrap_or_default().contains("ISO 4217"),
+            err(&f, FieldId::Currency)
+                .unwrap_or_default()
+                .contains("ISO 4217"),
             "{:?}",
             f.errors
         );

@@ -469,7 +469,12 @@ impl App {
     /// The currency the price filter starts in: this space's own, else the one most day passes use.
     fn default_currency(&self) -> Option<String> {
         self.my_slot()
-            .and_then(|s| self.spaces[s].listing.day_pass().map(|o| o.currency.clone()))
+            .and_then(|s| {
+                self.spaces[s]
+                    .listing
+                    .day_pass()
+                    .map(|o| o.currency.clone())
+            })
             .or_else(|| self.prices.first().map(|(c, _)| c.clone()))
     }
 
@@ -992,11 +997,7 @@ impl App {
     /// The form for this space's first listing, started from its id and admitted name.
     fn first_listing_form(&self) -> Option<Form> {
         let id = self.status.my_space.clone()?;
-        let name = self
-            .status
-            .my_space_name
-            .clone()
-            .unwrap_or_default();
+        let name = self.status.my_space_name.clone().unwrap_or_default();
         Some(Form::first(id, name))
     }
 
@@ -1005,7 +1006,10 @@ impl App {
         if form.confirming {
             // "Discard your changes?": y (or Esc again) discards, anything else goes back to the form.
             form.confirming = false;
-            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Esc) {
+            if matches!(
+                k.code,
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Esc
+            ) {
                 self.form = None;
                 self.say("edit cancelled; nothing was saved".to_string());
             } else {
@@ -1016,7 +1020,10 @@ impl App {
         match k.code {
             KeyCode::Esc if form.changed() => {
                 form.confirming = true;
-                self.fail("discard your changes? y or Esc discards, any other key keeps editing".to_string());
+                self.fail(
+                    "discard your changes? y or Esc discards, any other key keeps editing"
+                        .to_string(),
+                );
             }
             KeyCode::Esc => {
                 self.form = None;

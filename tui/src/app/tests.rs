@@ -14,9 +14,9 @@ use ratatui::Terminal;
 use super::*;
 use crate::fake::{self, FakeNode};
 use crate::model::{NodeApi, Update};
-use crate::theme::Theme;
 use crate::term::{run, EventSource};
 use crate::testdata::{self, app, ctrl, key, my_space, now, press, typ};
+use crate::theme::Theme;
 
 fn node() -> FakeNode {
     FakeNode::new(testdata::snapshot())
@@ -190,9 +190,15 @@ fn sort_cycles_and_keeps_the_selected_space() {
     let mut distinct = groups.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    assert_eq!(groups.len(), distinct.len(), "each currency is one group: {prices:?}");
+    assert_eq!(
+        groups.len(),
+        distinct.len(),
+        "each currency is one group: {prices:?}"
+    );
     assert!(
-        prices.windows(2).all(|w| w[0].0 != w[1].0 || w[0].1 <= w[1].1),
+        prices
+            .windows(2)
+            .all(|w| w[0].0 != w[1].0 || w[0].1 <= w[1].1),
         "{prices:?}"
     );
     // The operator's own space sets a point, so distance is in the cycle.
@@ -390,7 +396,12 @@ fn map_zooms_pans_and_centres_on_the_city() {
     let (mut a, mut n) = (app(80, 24), node());
     typ(&mut a, &mut n, "m");
     // The map opens on the selected space, not on the ocean at 0° 0°.
-    let loc = a.space(a.selected().unwrap()).unwrap().listing.location.clone();
+    let loc = a
+        .space(a.selected().unwrap())
+        .unwrap()
+        .listing
+        .location
+        .clone();
     assert_eq!((a.map.lon, a.map.lat), (loc.lon, loc.lat));
     assert_eq!(a.map.zoom, MapState::REGION_ZOOM);
     typ(&mut a, &mut n, "0-");
@@ -489,8 +500,15 @@ fn a_digit_above_capacity_is_refused_and_node_errors_are_shown() {
 fn a_typed_number_is_published_once_after_a_pause_or_on_enter() {
     let (mut a, mut n) = (app(80, 24), node());
     typ(&mut a, &mut n, "o12");
-    assert!(n.seats_set.is_empty(), "nothing is published digit by digit");
-    assert_eq!(a.tick(now() + Duration::milliseconds(500)), None, "still typing");
+    assert!(
+        n.seats_set.is_empty(),
+        "nothing is published digit by digit"
+    );
+    assert_eq!(
+        a.tick(now() + Duration::milliseconds(500)),
+        None,
+        "still typing"
+    );
     let command = a.tick(now() + Duration::milliseconds(TYPING_PAUSE_MS));
     assert_eq!(
         command,
@@ -499,16 +517,27 @@ fn a_typed_number_is_published_once_after_a_pause_or_on_enter() {
             availability: Availability::Count(12)
         })
     );
-    assert_eq!(a.tick(now() + Duration::seconds(10)), None, "published once");
+    assert_eq!(
+        a.tick(now() + Duration::seconds(10)),
+        None,
+        "published once"
+    );
     // Enter publishes at once; Backspace corrects; Esc drops the number.
     typ(&mut a, &mut n, "34");
     press(&mut a, &mut n, key(KeyCode::Backspace));
     press(&mut a, &mut n, key(KeyCode::Enter));
-    assert_eq!(n.seats_set, vec![("hot-desks".into(), Availability::Count(3))]);
+    assert_eq!(
+        n.seats_set,
+        vec![("hot-desks".into(), Availability::Count(3))]
+    );
     typ(&mut a, &mut n, "9");
     press(&mut a, &mut n, key(KeyCode::Esc));
     assert_eq!(a.tick(now() + Duration::seconds(60)), None);
-    assert_eq!(a.view(), View::Operator, "Esc dropped the number, not the view");
+    assert_eq!(
+        a.view(),
+        View::Operator,
+        "Esc dropped the number, not the view"
+    );
 }
 
 #[test]
@@ -519,7 +548,10 @@ fn esc_on_a_changed_form_asks_before_discarding() {
     press(&mut a, &mut n, key(KeyCode::Esc));
     assert!(a.form.as_ref().is_some_and(|f| f.confirming), "asks first");
     typ(&mut a, &mut n, "n");
-    assert!(a.form.as_ref().is_some_and(|f| !f.confirming), "kept editing");
+    assert!(
+        a.form.as_ref().is_some_and(|f| !f.confirming),
+        "kept editing"
+    );
     press(&mut a, &mut n, key(KeyCode::Esc));
     typ(&mut a, &mut n, "y");
     assert!(a.form.is_none());
@@ -539,7 +571,11 @@ fn a_space_without_a_listing_writes_its_first_one_in_the_form() {
     let mut n = FakeNode::new(snap.clone());
     let mut a = App::new(snap, Theme::plain(), now(), Rect::new(0, 0, 80, 24));
     typ(&mut a, &mut n, "o");
-    assert_eq!(a.view(), View::Operator, "a freshly joined space is a space");
+    assert_eq!(
+        a.view(),
+        View::Operator,
+        "a freshly joined space is a space"
+    );
     typ(&mut a, &mut n, "e");
     let f = a.form.as_ref().unwrap();
     assert!(f.first);

@@ -290,10 +290,7 @@ fn hours_and_seats(app: &App, slot: usize, s: &SpaceView) -> Vec<Line<'static>> 
                 words(p.access.as_str())
             ))],
         ));
-        out.push(f(
-            "",
-            vec![Span::styled(label(&now), style(&now, t))],
-        ));
+        out.push(f("", vec![Span::styled(label(&now), style(&now, t))]));
     }
     out
 }

@@ -76,7 +76,12 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let legend = Line::from(
         legend()
             .into_iter()
-            .flat_map(|(symbol, word, _)| [Span::raw(format!(" {symbol}")), Span::raw(format!(" {word} "))])
+            .flat_map(|(symbol, word, _)| {
+                [
+                    Span::raw(format!(" {symbol}")),
+                    Span::raw(format!(" {word} ")),
+                ]
+            })
             .collect::<Vec<_>>(),
     );
     // Lay labels out in cells, as the canvas will, so none is drawn over another: the selected space's
@@ -101,7 +106,10 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         if in_view(loc.lon, loc.lat) {
             let line = Line::from(vec![
                 Span::styled("◉", t.selected()),
-                Span::styled(format!(" {} ", for_display(&space.listing.name)), t.selected()),
+                Span::styled(
+                    format!(" {} ", for_display(&space.listing.name)),
+                    t.selected(),
+                ),
                 Span::styled(summary.symbol(), style(summary, t)),
             ]);
             let (x, y) = cell(loc.lon, loc.lat);

@@ -298,8 +298,14 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         key("PgUp PgDn  g G", "page up and down, first, last"),
         key("/", "search as you type (Enter keeps it)"),
         key("Tab", "filter panel"),
-        key("s", "sort: name, city, seats, price (by currency), distance"),
-        key("n  N", "measure distances from the selected space; from home"),
+        key(
+            "s",
+            "sort: name, city, seats, price (by currency), distance",
+        ),
+        key(
+            "n  N",
+            "measure distances from the selected space; from home",
+        ),
         key("x", "clear the search and every filter"),
         key("mouse", "click selects a row; the wheel scrolls"),
         section("Filter panel"),
@@ -313,7 +319,10 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         section("Map"),
         key("+  -", "zoom in, out (also the wheel)"),
         key("←↑↓→  h k j l", "pan"),
-        key("c", "zoom to the selected space's city (the map opens on it)"),
+        key(
+            "c",
+            "zoom to the selected space's city (the map opens on it)",
+        ),
         key("[  ]", "previous, next space"),
         key("0", "the whole world"),
         section("Audit"),
@@ -322,7 +331,10 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         section("Operator (your own space)"),
         key("↑↓  j k", "choose a seat pool"),
         key("+  -", "one seat more, one less"),
-        key("0-9  Enter", "type a number: published on Enter, or after a pause"),
+        key(
+            "0-9  Enter",
+            "type a number: published on Enter, or after a pause",
+        ),
         key("f  x", "full, closed"),
         key("e", "edit the listing (or write the first one)"),
         section("Listing form"),
@@ -331,14 +343,19 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         key("Ctrl-S", "validate and save (or Enter on Save)"),
         key("Esc", "cancel; asks first when something changed"),
     ];
-    lines.push(section("Seats (desk pools, in opening hours, fresh figures)"));
+    lines.push(section(
+        "Seats (desk pools, in opening hours, fresh figures)",
+    ));
     for (symbol, _, meaning) in legend() {
         lines.push(Line::from(vec![
             Span::styled(format!("  {symbol:<18}"), t.label()),
             Span::raw(meaning),
         ]));
     }
-    lines.push(key("~  dimmed", "stale: \"~4 free, 12 min ago\" is not free now"));
+    lines.push(key(
+        "~  dimmed",
+        "stale: \"~4 free, 12 min ago\" is not free now",
+    ));
     lines.push(section("Accessibility badges (Acc. column)"));
     lines.extend([
         key("W  w", "wheelchair: yes, limited (one small step)"),
@@ -349,7 +366,10 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         key("-  ?", "known to be absent, unknown"),
     ]);
     lines.push(section("Prices"));
-    lines.push(key("day pass ≤ 20 EUR", "only day passes in that currency; never converted"));
+    lines.push(key(
+        "day pass ≤ 20 EUR",
+        "only day passes in that currency; never converted",
+    ));
     lines
 }
 

@@ -134,7 +134,14 @@ impl Node {
             let (entry, l) = &listings[i];
             let (now_seats, pool_rows) = std::mem::replace(
                 &mut seats[i],
-                (SeatsNow { state: SeatState::Unknown, availability: None, age_s: None }, Vec::new()),
+                (
+                    SeatsNow {
+                        state: SeatState::Unknown,
+                        availability: None,
+                        age_s: None,
+                    },
+                    Vec::new(),
+                ),
             );
             rows.push(row(
                 entry,
@@ -187,7 +194,10 @@ impl Node {
                 _ => OpenState::Unknown,
             };
             let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
-            out.insert(l.id.clone(), pool_seats(&l, beacons, open, now.timestamp_millis()).0);
+            out.insert(
+                l.id.clone(),
+                pool_seats(&l, beacons, open, now.timestamp_millis()).0,
+            );
         }
         Ok(out)
     }
@@ -195,15 +205,20 @@ impl Node {
 
 /// One sentence for a city no space is in, naming a few that are.
 fn unknown_city<'a>(city: &str, listings: impl Iterator<Item = &'a Listing>) -> String {
-    let mut cities: Vec<&str> = listings
-        .map(|l| l.location.address.city.as_str())
-        .collect();
+    let mut cities: Vec<&str> = listings.map(|l| l.location.address.city.as_str()).collect();
     cities.sort_by_key(|c| fold(c));
     cities.dedup_by_key(|c| fold(c));
     let shown: Vec<&str> = cities.iter().take(12).copied().collect();
-    let more = if cities.len() > shown.len() { ", ..." } else { "" };
+    let more = if cities.len() > shown.len() {
+        ", ..."
+    } else {
+        ""
+    };
     if shown.is_empty() {
-        format!("no space in the directory is in {:?}; the directory is empty", city.trim())
+        format!(
+            "no space in the directory is in {:?}; the directory is empty",
+            city.trim()
+        )
     } else {
         format!(
             "no space in the directory is in {:?}; give LAT,LON or one of: {}{more}",
@@ -274,8 +289,8 @@ fn row(
     if a.entrance.as_ref().and_then(|e| e.step_free) == Some(true) {
         access.push("step_free_entrance");
     }
-    let distance_km =
-        origin.map(|o| (distance_km(o.lat, o.lon, l.location.lat, l.location.lon) * 10.0).round() / 10.0);
+    let distance_km = origin
+        .map(|o| (distance_km(o.lat, o.lon, l.location.lat, l.location.lon) * 10.0).round() / 10.0);
     DirectoryRow {
         id: l.id.clone(),
         name: l.name.clone(),

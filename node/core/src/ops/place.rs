@@ -10,7 +10,10 @@ use crate::node::Node;
 /// A place as a member names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PlaceSpec {
-    Point { lat: f64, lon: f64 },
+    Point {
+        lat: f64,
+        lon: f64,
+    },
     /// A city of the directory, compared whole (case- and accent-insensitive).
     City(String),
 }
@@ -95,7 +98,8 @@ mod tests {
             .resolve_place(&PlaceSpec::City("Atlantis".into()))
             .unwrap_err();
         assert!(
-            err.to_string().contains("no space in the directory is in \"Atlantis\""),
+            err.to_string()
+                .contains("no space in the directory is in \"Atlantis\""),
             "{err}"
         );
         // An in-memory node has nowhere to save it.
