@@ -131,7 +131,7 @@ impl Human for AllianceView {
                 Some(r) => format!("  REVOKED: {r}"),
                 None => String::new(),
             };
-            let _ = write!(f, "\n  {}  {}{}", s.id, s.name, state);
+            let _ = write!(f, "\n  {}  {}{}", s.id, for_display(&s.name), state);
             for d in &s.devices {
                 let me = if *d == self.this_node {
                     "  (this node)"
@@ -451,7 +451,7 @@ impl Human for AuditReport {
                 f,
                 "  {}  {}  {} of {} stored changes accepted",
                 l.space,
-                l.name.as_deref().unwrap_or("(no valid listing)"),
+                for_display(l.name.as_deref().unwrap_or("(no valid listing)")),
                 l.changes_accepted,
                 l.changes_stored
             );
