@@ -41,6 +41,8 @@ pub struct Node {
     pub(crate) made: Vec<Made>,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
+    /// The home it was opened from (none over an in-memory store), where settings are saved.
+    pub(crate) home: Option<Home>,
 }
 
 impl fmt::Debug for Node {
@@ -89,6 +91,7 @@ pub fn init(home: &Home, name: Option<String>) -> anyhow::Result<InitReport> {
     let config = NodeConfig {
         name: name.clone(),
         listen_port: DEFAULT_PORT,
+        location: None,
     };
     home.write_config(&config)?;
     // Open the store once so a read-only or full disk is reported now rather than at the first edit.
@@ -125,6 +128,7 @@ impl Node {
         let lock = StoreLock::record(home);
         let mut node = Self::with_store(key, config, Arc::new(store))?;
         node._lock = Some(lock);
+        node.home = Some(home.clone());
         Ok(node)
     }
 
@@ -143,6 +147,7 @@ impl Node {
             ingest: IngestState::default(),
             made: Vec::new(),
             _lock: None,
+            home: None,
         };
         node.roster = node.load_roster()?;
         node.reindex_dirty()?;

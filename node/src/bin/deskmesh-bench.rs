@@ -633,6 +633,7 @@ fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 
 fn export(node: &Node) -> anyhow::Result<()> {
     header("export");
+    let now = bench_now()?;
     for (name, format) in [
         ("json", ExportFormat::Json),
         ("geojson", ExportFormat::Geojson),
@@ -640,7 +641,7 @@ fn export(node: &Node) -> anyhow::Result<()> {
         let mut samples = Vec::with_capacity(5);
         let mut out = Vec::new();
         for _ in 0..5 {
-            let (r, d) = time(|| node.export(format));
+            let (r, d) = time(|| node.export(format, now));
             out = r?;
             samples.push(d);
         }
