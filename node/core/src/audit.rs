@@ -118,7 +118,7 @@ impl Node {
         }
         spaces.sort();
         for space in spaces {
-            let doc = self.reindex(&space)?;
+            let changes_accepted = self.reindex(&space)?;
             let entry = self.store.entry(&space)?;
             let (name, signers) = match entry {
                 Some(bytes) => {
@@ -146,7 +146,7 @@ impl Node {
                 space: space.clone(),
                 name,
                 changes_stored: self.store.change_hashes(&space)?.len(),
-                changes_accepted: doc.accepted().len(),
+                changes_accepted,
                 signers,
                 rejected,
             });

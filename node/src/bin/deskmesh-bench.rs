@@ -733,7 +733,6 @@ fn history(a: &HistoryArgs) -> anyhow::Result<()> {
         drop(node);
         let (reopened, first_open) = time(|| Node::open(&home));
         let mut node = reopened?;
-        let (_, reopen) = time(|| Node::open(&home).map(drop));
         let mut samples = Vec::with_capacity(a.edits);
         for _ in 0..a.edits {
             listing = gen.edit(&listing);
@@ -746,6 +745,9 @@ fn history(a: &HistoryArgs) -> anyhow::Result<()> {
             samples.push(d);
         }
         node.take_made();
+        drop(node);
+        let (reopened, reopen) = time(|| Node::open(&home));
+        let node = reopened?;
         row(&format!("space edit at history {history_len}"), &samples);
         value(
             &format!("  first open (indexes the history) at {history_len}"),
