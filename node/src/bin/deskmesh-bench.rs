@@ -624,7 +624,7 @@ fn export(node: &Node) -> anyhow::Result<()> {
         let mut samples = Vec::with_capacity(5);
         let mut out = Vec::new();
         for _ in 0..5 {
-            let (r, d) = time(|| node.export(format));
+            let (r, d) = time(|| node.export(format, chrono::Utc::now()));
             out = r?;
             samples.push(d);
         }

@@ -1,0 +1,183 @@
+//! Listings started from data that already exists: one entry of an OSM, GeoJSON, CSV or JSON file merged
+//! into this space's listing (`space edit --from`), and a regional extract turned into one draft listing
+//! per space (`space draft`), which a coordinator hands over with the invites and each space signs on its
+//! own node with `space edit --file` (a draft has no `id`; the signing node gives it its own).
+
+use anyhow::{anyhow, bail};
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_keys::SpaceId;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::formats::{self, merge, Defaults, Entry};
+use crate::node::Node;
+use crate::ops::listing::{FileBytes, ImportSource};
+
+/// What `space draft` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DraftRequest {
+    pub file: FileBytes,
+    pub defaults: Defaults,
+}
+
+/// One draft listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    /// The entry in the source (`node/123`, `#3`).
+    pub key: String,
+    pub name: Option<String>,
+    /// The listing without an `id`: canonical when it is valid, as read when it is not.
+    pub listing: Value,
+    /// What must be fixed before the draft can be signed; empty when it is ready.
+    pub problems: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What `space draft` reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DraftReport {
+    pub source: String,
+    pub drafts: Vec<Draft>,
+}
+
+impl DraftReport {
+    /// How many drafts can be signed as they are.
+    pub fn ready(&self) -> usize {
+        self.drafts.iter().filter(|d| d.problems.is_empty()).count()
+    }
+}
+
+impl Node {
+    /// One draft per space in the file. Writes nothing: drafts are files for people to hand over.
+    pub fn drafts(&self, request: &DraftRequest) -> anyhow::Result<DraftReport> {
+        let entries = formats::entries(&request.file, &request.defaults)?;
+        // A stand-in id so a draft is checked like a listing; it is taken out again.
+        let stand_in = SpaceId::derive(&self.public_key());
+        let drafts = entries
+            .into_iter()
+            .map(|e| draft(e, &stand_in))
+            .collect();
+        Ok(DraftReport {
+            source: request.file.name.clone(),
+            drafts,
+        })
+    }
+
+    /// This space's listing with one entry of `source` merged over the current listing (or starting it),
+    /// and the entry it used.
+    pub fn listing_from(
+        &self,
+        space: &SpaceId,
+        source: &ImportSource,
+    ) -> anyhow::Result<(Listing, Entry)> {
+        let name = &source.file.name;
+        let entries = formats::entries(&source.file, &source.defaults)?;
+        let entry = pick(entries, source.pick.as_deref(), name)?;
+        let mut value = match self.current_listing(space)? {
+            Some(l) => l.to_value(),
+            None => json!({}),
+        };
+        let mut top = entry.value.clone();
+        if let Value::Object(m) = &mut top {
+            m.remove("id");
+        }
+        merge(&mut value, top);
+        formats::set_path(&mut value, "id", json!(space.to_string()));
+        let listing = Listing::from_value(value).map_err(|e| {
+            anyhow!(
+                "{name}: {} does not make a valid listing: {e}{}",
+                entry.key,
+                hint_for(&e.to_string())
+            )
+        })?;
+        Ok((listing, entry))
+    }
+}
+
+fn draft(e: Entry, stand_in: &SpaceId) -> Draft {
+    let mut value = e.value.clone();
+    formats::set_path(&mut value, "id", json!(stand_in.to_string()));
+    let (listing, problems) = match Listing::from_value(value) {
+        Ok(l) => {
+            let mut v = l.to_value();
+            if let Value::Object(m) = &mut v {
+                m.remove("id");
+            }
+            (v, Vec::new())
+        }
+        Err(err) => {
+            let mut v = e.value.clone();
+            if let Value::Object(m) = &mut v {
+                m.remove("id");
+            }
+            let msg = err.to_string();
+            (v, vec![format!("{msg}{}", hint_for(&msg))])
+        }
+    };
+    Draft {
+        key: e.key.clone(),
+        name: e.name().map(str::to_string),
+        listing,
+        problems,
+        unmapped: e.unmapped,
+        notes: e.notes,
+    }
+}
+
+/// What to do about the fields OSM data most often lacks.
+fn hint_for(message: &str) -> &'static str {
+    if message.contains("`timezone`") {
+        " (give the time zone with --timezone, such as Europe/Lisbon)"
+    } else if message.contains("`country`") {
+        " (give the country with --country, such as PT)"
+    } else if message.contains("`city`") {
+        " (give the city with --city)"
+    } else if message.contains("`name`") {
+        " (the entry has no name tag)"
+    } else {
+        ""
+    }
+}
+
+/// The entry `pick` names, or the only one.
+fn pick(entries: Vec<Entry>, pick: Option<&str>, file: &str) -> anyhow::Result<Entry> {
+    let listed = |es: &[&Entry]| {
+        let mut names: Vec<String> = es
+            .iter()
+            .take(5)
+            .map(|e| format!("{} ({})", e.key, e.name().unwrap_or("no name")))
+            .collect();
+        if es.len() > 5 {
+            names.push(format!("and {} more", es.len() - 5));
+        }
+        names.join(", ")
+    };
+    match pick {
+        None if entries.len() == 1 => Ok(entries.into_iter().next().ok_or_else(|| anyhow!("{file} is empty"))?),
+        None => {
+            let all: Vec<&Entry> = entries.iter().collect();
+            bail!(
+                "{file} holds {} spaces; choose one with --pick: {}",
+                entries.len(),
+                listed(&all)
+            )
+        }
+        Some(p) => {
+            let found: Vec<&Entry> = entries.iter().filter(|e| e.matches(p)).collect();
+            match found.len() {
+                0 => bail!("{file} has no space {p:?}; it holds {}", listed(&entries.iter().collect::<Vec<_>>())),
+                1 => {
+                    let key = found[0].key.clone();
+                    entries
+                        .into_iter()
+                        .find(|e| e.key == key)
+                        .ok_or_else(|| anyhow!("{file} has no space {p:?}"))
+                }
+                _ => bail!("{p:?} matches {} spaces in {file}: {}; pick by OSM id or #N", found.len(), listed(&found)),
+            }
+        }
+    }
+}
