@@ -588,8 +588,9 @@ fn is_lang(tag: &str) -> bool {
         && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
-/// The IANA time zone of a country that has one (or whose people nearly all live in one); `None` for
-/// countries with several, where the coordinator must say which.
+/// The IANA time zone of a country that has one, or whose people nearly all live in one (Portugal's
+/// mainland, Spain's peninsula); `None` for countries with several, where the coordinator must say which
+/// with `--timezone`. A zone taken from here is always noted, since islands may differ.
 pub fn timezone_of(country: &str) -> Option<&'static str> {
     Some(match country {
         "AT" => "Europe/Vienna",
@@ -617,6 +618,8 @@ pub fn timezone_of(country: &str) -> Option<&'static str> {
         "NL" => "Europe/Amsterdam",
         "NO" => "Europe/Oslo",
         "PL" => "Europe/Warsaw",
+        "PT" => "Europe/Lisbon",
+        "ES" => "Europe/Madrid",
         "RO" => "Europe/Bucharest",
         "RS" => "Europe/Belgrade",
         "SE" => "Europe/Stockholm",
