@@ -181,3 +181,168 @@ fn pick(entries: Vec<Entry>, pick: Option<&str>, file: &str) -> anyhow::Result<E
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::api::Bytes;
+    use crate::export::ExportFormat;
+    use crate::ops::listing::{FieldEdits, FileFormat, ListingBase, ListingEdit};
+    use crate::testkit::{self, now};
+
+    fn fixture(path: &str, format: FileFormat) -> FileBytes {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path);
+        FileBytes {
+            name: path.into(),
+            format,
+            bytes: Bytes(std::fs::read(full).unwrap()),
+        }
+    }
+
+    fn from(file: FileBytes, pick: Option<&str>) -> ListingEdit {
+        ListingEdit {
+            base: Some(ListingBase::Import(ImportSource {
+                file,
+                pick: pick.map(str::to_string),
+                defaults: Defaults::default(),
+            })),
+            fields: FieldEdits::default(),
+        }
+    }
+
+    #[test]
+    fn a_space_starts_its_listing_from_its_osm_entry_and_signs_a_draft_without_an_id() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Ribeira");
+        let id = space.my_space().unwrap();
+        let report = space
+            .space_edit(&from(fixture("osm/api-node.json", FileFormat::Auto), None), now())
+            .unwrap();
+        assert!(report.change.is_some());
+        let l = space.space_show(None).unwrap();
+        assert_eq!(l.id, id);
+        assert_eq!(l.name, "Ribeira Desks");
+        assert_eq!(l.external_ids.osm.as_deref(), Some("node/7000001"));
+        assert_eq!(l.seat_pools[0].capacity, 18);
+        assert!(report.notes.iter().any(|n| n.contains("Europe/Lisbon")));
+
+        // Several spaces in a file: one must be picked, and a wrong pick names what there is.
+        let overpass = fixture("osm/overpass-lisbon.json", FileFormat::Osm);
+        let err = space.space_edit(&from(overpass.clone(), None), now()).unwrap_err();
+        assert!(err.to_string().contains("holds 4 spaces; choose one with --pick"), "{err}");
+        let err = space
+            .space_edit(&from(overpass.clone(), Some("node/1")), now())
+            .unwrap_err();
+        assert!(err.to_string().contains("has no space \"node/1\""), "{err}");
+        // An update from OSM keeps what OSM does not say (the seat pools here).
+        let r = space
+            .space_edit(&from(overpass, Some("Miradouro Café Desks")), now())
+            .unwrap();
+        let l = space.space_show(None).unwrap();
+        assert_eq!(l.name, "Miradouro Café Desks");
+        assert_eq!(l.seat_pools[0].capacity, 18, "kept from the earlier listing");
+        assert!(r.unmapped.iter().any(|u| u.starts_with("cuisine=")), "{:?}", r.unmapped);
+
+        // A draft (no id) is this space's listing when it signs it.
+        let drafts = space
+            .drafts(&DraftRequest {
+                file: fixture("osm/api-berlin.osm", FileFormat::Osm),
+                defaults: Defaults::default(),
+            })
+            .unwrap();
+        let kanal = drafts.drafts.iter().find(|d| d.key == "node/3001").unwrap();
+        assert!(kanal.problems.is_empty(), "{:?}", kanal.problems);
+        assert!(kanal.listing.get("id").is_none());
+        let edit = ListingEdit {
+            base: Some(ListingBase::File(FileBytes {
+                name: "kanal-desk.json".into(),
+                format: FileFormat::Json,
+                bytes: Bytes(kanal.listing.to_string().into_bytes()),
+            })),
+            fields: FieldEdits::default(),
+        };
+        space.space_edit(&edit, now()).unwrap();
+        assert_eq!(space.space_show(None).unwrap().name, "Kanal Desk");
+    }
+
+    #[test]
+    fn drafts_name_what_is_missing_and_defaults_fill_it() {
+        let coordinator = testkit::coordinator();
+        let file = fixture("osm/api-berlin.osm", FileFormat::Osm);
+        let report = coordinator
+            .drafts(&DraftRequest {
+                file: file.clone(),
+                defaults: Defaults::default(),
+            })
+            .unwrap();
+        assert_eq!(report.drafts.len(), 2);
+        assert_eq!(report.ready(), 1);
+        let loft = report.drafts.iter().find(|d| d.key == "way/4001").unwrap();
+        assert_eq!(loft.problems.len(), 1);
+        assert!(loft.problems[0].contains("--city"), "{:?}", loft.problems);
+        let report = coordinator
+            .drafts(&DraftRequest {
+                file,
+                defaults: Defaults {
+                    city: Some("Berlin".into()),
+                    country: Some("DE".into()),
+                    timezone: None,
+                },
+            })
+            .unwrap();
+        assert_eq!(report.ready(), 2, "{report:?}");
+    }
+
+    #[test]
+    fn import_takes_what_export_writes_and_refuses_osm_with_a_pointer() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        let mut listing = testkit::listing(&id, "Riverside");
+        listing.description = "Line one,\n\"quoted\"; line two".into();
+        space.publish_listing(&listing, now()).unwrap();
+        for format in [ExportFormat::Csv, ExportFormat::Geojson, ExportFormat::Json] {
+            let bytes = space.export(format, now()).unwrap();
+            let report = space
+                .import_listings(
+                    &FileBytes {
+                        name: format!("{format:?}"),
+                        format: FileFormat::Auto,
+                        bytes: Bytes(bytes),
+                    },
+                    now(),
+                )
+                .unwrap();
+            assert_eq!(report.listings[0].change, None, "{format:?}: nothing lost, nothing changed");
+        }
+        let err = space
+            .import_listings(&fixture("osm/api-node.json", FileFormat::Auto), now())
+            .unwrap_err();
+        assert!(err.to_string().contains("deskmesh space draft --from"), "{err}");
+    }
+
+    #[test]
+    fn the_automerge_document_loads_in_automerge() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        let err = space.space_document(None).unwrap_err();
+        assert!(err.to_string().contains("no document yet"), "{err}");
+        let listing = testkit::listing(&id, "Riverside");
+        space.publish_listing(&listing, now()).unwrap();
+        let mut renamed = listing.clone();
+        renamed.name = "Riverside Two".into();
+        space.publish_listing(&renamed, now()).unwrap();
+        let bytes = space.space_document(None).unwrap();
+        let doc = automerge::Automerge::load(&bytes).unwrap();
+        use automerge::ReadDoc;
+        let (name, _) = doc.get(automerge::ROOT, "name").unwrap().unwrap();
+        assert_eq!(name.as_str(), Some("Riverside Two"));
+        assert_eq!(doc.get_changes(&[]).len(), 2, "both signed changes are in the history");
+        let whole = deskmesh_crdt_model::doc::hydrate(&doc, None);
+        assert_eq!(Listing::from_value(whole).unwrap(), renamed);
+    }
+}
