@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use automerge::ReadDoc;
-use deskmesh_integration::daemon::{self, Daemon};
 use deskmesh_integration::alliance_with_space;
+use deskmesh_integration::daemon::{self, Daemon};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
@@ -31,8 +31,19 @@ fn scenario(running: bool) {
 
     // The space starts from its OSM entry; the tags it cannot use are named on stderr.
     let overpass = fixture("osm/overpass-lisbon.json");
-    let out = space.run(&["space", "edit", "--from", &overpass, "--pick", "node/4815162342"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = space.run(&[
+        "space",
+        "edit",
+        "--from",
+        &overpass,
+        "--pick",
+        "node/4815162342",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("operator=Azulejo Works Lda"), "{stderr}");
     let listing = space.json(&["space", "show"]);
@@ -51,7 +62,11 @@ fn scenario(running: bool) {
         let report = space.json(&["import", path]);
         let listings = report["listings"].as_array().unwrap();
         assert_eq!(listings.len(), 1, "{format}");
-        assert_eq!(listings[0]["change"], Value::Null, "{format}: the listing came back unchanged");
+        assert_eq!(
+            listings[0]["change"],
+            Value::Null,
+            "{format}: the listing came back unchanged"
+        );
     }
     let err = space.fails(&["import", &overpass]);
     assert!(err.contains("space draft --from"), "{err}");
@@ -71,20 +86,40 @@ fn scenario(running: bool) {
 
     // The Automerge document, loaded by Automerge itself.
     let doc_path = space.dir.path().join("space.automerge");
-    space.ok(&["space", "show", "--automerge", "--output", doc_path.to_str().unwrap()]);
+    space.ok(&[
+        "space",
+        "show",
+        "--automerge",
+        "--output",
+        doc_path.to_str().unwrap(),
+    ]);
     let doc = automerge::Automerge::load(&std::fs::read(&doc_path).unwrap()).unwrap();
     let (name, _) = doc.get(automerge::ROOT, "name").unwrap().unwrap();
     assert_eq!(name.as_str(), Some("Azulejo Works"));
     // The coordinator has no space of its own, so no document.
     let err = coord.fails(&["space", "show", "--automerge", "--output", "x.automerge"]);
-    assert!(err.contains("not a space") || err.contains("signs for no space") || err.contains("space"), "{err}");
+    assert!(
+        err.contains("not a space") || err.contains("signs for no space") || err.contains("space"),
+        "{err}"
+    );
 
     // The coordinator turns the extract into drafts; a space signs its draft (no id) as its own.
     let out_dir = coord.dir.path().join("drafts");
     let out = coord.run(&[
-        "space", "draft", "--from", &overpass, "--out", out_dir.to_str().unwrap(), "--country", "PT",
+        "space",
+        "draft",
+        "--from",
+        &overpass,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--country",
+        "PT",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut files: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -92,7 +127,12 @@ fn scenario(running: bool) {
     files.sort();
     assert_eq!(
         files,
-        ["avenida-hub.json", "azulejo-works.json", "miradouro-cafe-desks.json", "node-5550001.json"]
+        [
+            "avenida-hub.json",
+            "azulejo-works.json",
+            "miradouro-cafe-desks.json",
+            "node-5550001.json"
+        ]
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("4 draft(s)"), "{stdout}");
@@ -101,11 +141,21 @@ fn scenario(running: bool) {
         stdout.contains("missing field `name`"),
         "the nameless one says what it lacks: {stdout}"
     );
-    let again = coord.fails(&["space", "draft", "--from", &overpass, "--out", out_dir.to_str().unwrap()]);
+    let again = coord.fails(&[
+        "space",
+        "draft",
+        "--from",
+        &overpass,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
     assert!(again.contains("never overwritten"), "{again}");
     let draft = out_dir.join("miradouro-cafe-desks.json");
     space.ok(&["space", "edit", "--file", draft.to_str().unwrap()]);
-    assert_eq!(space.json(&["space", "show"])["name"], "Miradouro Café Desks");
+    assert_eq!(
+        space.json(&["space", "show"])["name"],
+        "Miradouro Café Desks"
+    );
     drop(daemons);
 }
 

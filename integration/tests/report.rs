@@ -82,7 +82,10 @@ fn count(haystack: &str, needle: &str) -> usize {
 #[test]
 fn the_report_renders_in_chromium_with_its_map_and_charts() {
     let Some(browser) = chromium() else {
-        assert!(std::env::var_os("CI").is_none(), "chromium is required in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is required in CI"
+        );
         eprintln!("skipping: chromium is not installed (apt-get install chromium)");
         return;
     };
@@ -92,29 +95,62 @@ fn the_report_renders_in_chromium_with_its_map_and_charts() {
     let page = dir.join("report.html");
     node.ok(&["report", "--output", page.to_str().unwrap()]);
     let html = std::fs::read_to_string(&page).unwrap();
-    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src="),
-        "the page loads nothing from anywhere");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("src="),
+        "the page loads nothing from anywhere"
+    );
 
     // The console check itself is checked: a page that logs an error is caught.
     let control = dir.join("control.html");
-    std::fs::write(&control, "<!DOCTYPE html><html><body><script>console.error('control error')</script></body></html>").unwrap();
+    std::fs::write(
+        &control,
+        "<!DOCTYPE html><html><body><script>console.error('control error')</script></body></html>",
+    )
+    .unwrap();
     let out = headless(&browser, &control, &["--dump-dom"]);
     let caught = console_errors(&String::from_utf8_lossy(&out.stderr));
-    assert!(caught.iter().any(|l| l.contains("control error")), "the console check misses errors: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        caught.iter().any(|l| l.contains("control error")),
+        "the console check misses errors: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The DOM the browser built from the report.
     let out = headless(&browser, &page, &["--dump-dom"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dom = String::from_utf8_lossy(&out.stdout);
     let errors = console_errors(&String::from_utf8_lossy(&out.stderr));
     assert!(errors.is_empty(), "console errors: {errors:?}");
     assert!(dom.contains("<svg id=\"map\""), "no map in the DOM");
-    assert_eq!(count(&dom, "<circle class=\"space"), 12, "a dot per demo space");
+    assert_eq!(
+        count(&dom, "<circle class=\"space"),
+        12,
+        "a dot per demo space"
+    );
     assert!(count(&dom, "M") > 1000, "the coastline is drawn");
-    for id in ["seats-by-city", "seats-by-country", "seats-now", "hours", "accessibility", "amenities", "day-pass", "visa", "freshness"] {
-        let start = dom.find(&format!("<section id=\"{id}\"")).unwrap_or_else(|| panic!("no section {id}"));
+    for id in [
+        "seats-by-city",
+        "seats-by-country",
+        "seats-now",
+        "hours",
+        "accessibility",
+        "amenities",
+        "day-pass",
+        "visa",
+        "freshness",
+    ] {
+        let start = dom
+            .find(&format!("<section id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no section {id}"));
         let section = &dom[start..start + dom[start..].find("</section>").unwrap()];
-        assert!(section.contains("<svg class=\"chart\"") || section.contains("<table"), "{id} has no chart");
+        assert!(
+            section.contains("<svg class=\"chart\"") || section.contains("<table"),
+            "{id} has no chart"
+        );
     }
     assert!(dom.contains("Berlin, DE"));
     // Unknown is its own segment in the accessibility chart.
@@ -126,8 +162,16 @@ fn the_report_renders_in_chromium_with_its_map_and_charts() {
     std::fs::create_dir_all(&artefacts).unwrap();
     let shot = artefacts.join("report-1280x800.png");
     let _ = std::fs::remove_file(&shot);
-    let out = headless(&browser, &page, &[&format!("--screenshot={}", shot.display())]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = headless(
+        &browser,
+        &page,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let png = std::fs::read(&shot).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
@@ -140,7 +184,8 @@ fn the_report_renders_in_chromium_with_its_map_and_charts() {
     let md = node.ok(&["report", "--city", "Lisbon", "--format", "markdown"]);
     assert!(md.contains("2 of 12 spaces: city Lisbon"), "{md}");
     assert!(md.contains("| Lisbon, PT | 2 |"), "{md}");
-    let json: serde_json::Value = serde_json::from_str(&node.ok(&["report", "--country", "de", "--format", "json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&node.ok(&["report", "--country", "de", "--format", "json"])).unwrap();
     assert_eq!(json["spaces"], 2);
     assert_eq!(json["points"].as_array().unwrap().len(), 2);
 }

@@ -32,8 +32,8 @@ use crate::ops::alliance::{
 use crate::ops::directory::Directory;
 use crate::ops::drafts::{DraftReport, DraftRequest};
 use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
-use crate::report::{AllianceReport, ReportScope};
 use crate::ops::seats::SeatsReport;
+use crate::report::{AllianceReport, ReportScope};
 use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
 
 /// The version of the request/response protocol. A peer naming another version is refused with a

@@ -189,7 +189,11 @@ impl ReportScope {
 
 impl Node {
     /// The report over the spaces `scope` covers, as of `now`.
-    pub fn report(&self, scope: &ReportScope, now: DateTime<Utc>) -> anyhow::Result<AllianceReport> {
+    pub fn report(
+        &self,
+        scope: &ReportScope,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<AllianceReport> {
         let directory = self.directory(&Query::default(), now)?;
         let rows: BTreeMap<_, _> = directory
             .spaces
@@ -221,7 +225,10 @@ impl Node {
             points: pairs.iter().map(|(l, r)| point(l, *r)).collect(),
             seats: seat_totals(&listings),
             seats_by_city: tally(&listings, |l| {
-                format!("{}, {}", l.location.address.city, l.location.address.country)
+                format!(
+                    "{}, {}",
+                    l.location.address.city, l.location.address.country
+                )
             }),
             seats_by_country: tally(&listings, |l| l.location.address.country.clone()),
             seats_now: seats_now(&pairs),
@@ -364,10 +371,7 @@ fn evening_and_weekend(hours: &Hours, now: DateTime<Utc>) -> (bool, bool) {
     let mut evening = false;
     let mut weekend = false;
     for d in &week.days {
-        let open = d
-            .intervals
-            .iter()
-            .filter(|i| i.state == OpenState::Open);
+        let open = d.intervals.iter().filter(|i| i.state == OpenState::Open);
         if d.date.weekday().num_days_from_monday() >= 5 {
             weekend |= open.clone().next().is_some();
         } else {
@@ -431,7 +435,10 @@ fn amenities(listings: &[Listing]) -> Vec<Tally> {
     let mut out: Vec<Tally> = Amenity::ALL
         .iter()
         .map(|a| {
-            let with: Vec<&Listing> = listings.iter().filter(|l| l.amenities.contains(*a)).collect();
+            let with: Vec<&Listing> = listings
+                .iter()
+                .filter(|l| l.amenities.contains(*a))
+                .collect();
             Tally {
                 label: a.as_str().replace('_', " "),
                 spaces: with.len(),

@@ -19,16 +19,16 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use deskmesh_core::api::{Handle, Local};
 use deskmesh_core::bundle::{Bundle, MAX_BUNDLE_FILE};
 use deskmesh_core::export::ExportFormat;
+use deskmesh_core::formats::Defaults;
 use deskmesh_core::home::Home;
 use deskmesh_core::node::{self, Busy};
-use deskmesh_core::formats::Defaults;
 use deskmesh_core::ops::drafts::DraftRequest;
 use deskmesh_core::ops::listing::{
     FieldEdits, FileBytes, FileFormat, ImportSource, ListingBase, ListingEdit, MAX_IMPORT_FILE,
     MAX_LISTING_FILE,
 };
-use deskmesh_core::report::ReportScope;
 use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::report::ReportScope;
 use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Amenity;
@@ -777,7 +777,12 @@ fn edit_from(args: EditArgs) -> anyhow::Result<ListingEdit> {
 
 /// `import FILE`: a bundle goes to the node in batches (with progress for a large one); anything else is
 /// a JSON file of listings.
-fn import(handle: &mut dyn Handle, path: &Path, format: InputArg, json: bool) -> anyhow::Result<()> {
+fn import(
+    handle: &mut dyn Handle,
+    path: &Path,
+    format: InputArg,
+    json: bool,
+) -> anyhow::Result<()> {
     let limit = MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE);
     let (name, bytes) = files::read_bounded(path, limit, "a file to import")?;
     if !Bundle::is_bundle(&bytes) {

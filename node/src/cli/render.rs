@@ -189,7 +189,12 @@ impl Human for DraftsWritten {
             } else {
                 format!("needs: {}", d.problems.join("; "))
             };
-            let _ = writeln!(f, "{file}  {}  {}  {state}", d.key, d.name.as_deref().unwrap_or("(no name)"));
+            let _ = writeln!(
+                f,
+                "{file}  {}  {}  {state}",
+                d.key,
+                d.name.as_deref().unwrap_or("(no name)")
+            );
         }
         let _ = write!(
             f,

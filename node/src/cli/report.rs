@@ -46,7 +46,10 @@ pub fn html(r: &AllianceReport) -> String {
         (r.countries.to_string(), "countries"),
         (r.seats.total.to_string(), "seats"),
         (r.seats.desks.to_string(), "desks"),
-        (r.seats.accessible.to_string(), "wheelchair-accessible seats"),
+        (
+            r.seats.accessible.to_string(),
+            "wheelchair-accessible seats",
+        ),
     ] {
         let _ = write!(
             f,
@@ -176,7 +179,11 @@ pub fn html(r: &AllianceReport) -> String {
         "Coworking Visa",
         &bars(
             &[
-                ("Participating".into(), v.participating as f64, String::new()),
+                (
+                    "Participating".into(),
+                    v.participating as f64,
+                    String::new(),
+                ),
                 ("Not stated".into(), v.not_stated as f64, String::new()),
             ],
             "#d53f8c",
@@ -197,8 +204,16 @@ pub fn html(r: &AllianceReport) -> String {
         "How fresh the data is",
         &bars(
             &[
-                ("Checked within 90 days".into(), fr.within_90_days as f64, String::new()),
-                ("Within a year".into(), fr.within_a_year as f64, String::new()),
+                (
+                    "Checked within 90 days".into(),
+                    fr.within_90_days as f64,
+                    String::new(),
+                ),
+                (
+                    "Within a year".into(),
+                    fr.within_a_year as f64,
+                    String::new(),
+                ),
                 ("Older".into(), fr.older as f64, String::new()),
                 ("Never checked".into(), fr.never as f64, String::new()),
             ],
@@ -411,8 +426,12 @@ fn coastline(west: f64, east: f64, south: f64, north: f64) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     for y in 0..rows {
         for x in 0..cols {
-            let Some(cell) = buf.cell((x, y)) else { continue };
-            let Some(ch) = cell.symbol().chars().next() else { continue };
+            let Some(cell) = buf.cell((x, y)) else {
+                continue;
+            };
+            let Some(ch) = cell.symbol().chars().next() else {
+                continue;
+            };
             let code = ch as u32;
             if !(0x2801..=0x28FF).contains(&code) {
                 continue;
@@ -460,7 +479,12 @@ fn map_svg(r: &AllianceReport) -> String {
     s.push_str(&g);
     let mut coast = String::from("<path class=\"coast\" d=\"");
     for (lon, lat) in coastline(west, east, south, north) {
-        let _ = write!(coast, "M{:.1} {:.1}h1.6v1.6h-1.6z", x(lon) - 0.8, y(lat) - 0.8);
+        let _ = write!(
+            coast,
+            "M{:.1} {:.1}h1.6v1.6h-1.6z",
+            x(lon) - 0.8,
+            y(lat) - 0.8
+        );
     }
     coast.push_str("\"/>");
     s.push_str(&coast);

@@ -47,10 +47,12 @@ pub fn write(listings: &[Listing]) -> Value {
 
 /// Reads a FeatureCollection or a single Feature.
 pub fn read(text: &str, defaults: &Defaults) -> Result<Vec<Entry>, FormatError> {
-    let parsed: geojson::GeoJson = text.parse().map_err(|e: geojson::Error| FormatError::Syntax {
-        format: "GeoJSON",
-        message: e.to_string(),
-    })?;
+    let parsed: geojson::GeoJson =
+        text.parse()
+            .map_err(|e: geojson::Error| FormatError::Syntax {
+                format: "GeoJSON",
+                message: e.to_string(),
+            })?;
     let features = match parsed {
         geojson::GeoJson::FeatureCollection(fc) => fc.features,
         geojson::GeoJson::Feature(f) => vec![f],

@@ -246,9 +246,7 @@ fn in_year(date: NaiveDate, now: DateTime<Utc>) -> bool {
 
 /// Amenities and the accessibility facts that are known, as `LocationFeatureSpecification`s.
 fn features(l: &Listing) -> Vec<Value> {
-    let feature = |name: &str, value: Value| {
-        json!({"@type": "LocationFeatureSpecification", "name": name, "value": value})
-    };
+    let feature = |name: &str, value: Value| json!({"@type": "LocationFeatureSpecification", "name": name, "value": value});
     let mut out: Vec<Value> = l
         .amenities
         .iter()
@@ -259,7 +257,10 @@ fn features(l: &Listing) -> Vec<Value> {
         out.push(feature("Wheelchair access", json!(w.as_str())));
     }
     let facts = [
-        ("Step-free entrance", acc.entrance.as_ref().and_then(|e| e.step_free)),
+        (
+            "Step-free entrance",
+            acc.entrance.as_ref().and_then(|e| e.step_free),
+        ),
         ("Elevator", acc.elevator.as_ref().and_then(|e| e.present)),
         ("Wheelchair-accessible toilet", acc.toilets_wheelchair),
         ("Hearing loop", acc.hearing_loop),

@@ -163,10 +163,7 @@ fn read_xml(text: &str) -> Result<(Vec<Element>, Refs), FormatError> {
             .and_then(|v| v.parse::<i64>().ok())
             .ok_or_else(|| FormatError::Syntax {
                 format: "OSM XML",
-                message: format!(
-                    "a <{kind}> at byte {} has no numeric id",
-                    n.range().start
-                ),
+                message: format!("a <{kind}> at byte {} has no numeric id", n.range().start),
             })?;
         let coord = |e: roxmltree::Node| -> Option<(f64, f64)> {
             Some((
@@ -225,7 +222,10 @@ fn place_ways(elements: &mut [Element], refs: &Refs) {
         .filter_map(|e| Some(((e.kind.clone(), e.id), e.point?)))
         .collect();
     for kind in ["way", "relation"] {
-        for e in elements.iter_mut().filter(|e| e.kind == kind && e.point.is_none()) {
+        for e in elements
+            .iter_mut()
+            .filter(|e| e.kind == kind && e.point.is_none())
+        {
             let Some(members) = refs.get(&(e.kind.clone(), e.id)) else {
                 continue;
             };
@@ -326,9 +326,13 @@ pub fn map_tags(tags: &BTreeMap<String, String>, defaults: &Defaults) -> Mapped 
     let street = take("addr:street", &mut used);
     let number = take("addr:housenumber", &mut used);
     match (street, number) {
-        (Some(s), Some(n)) => set_path(&mut v, "location.address.street", json!(format!("{s} {n}"))),
+        (Some(s), Some(n)) => {
+            set_path(&mut v, "location.address.street", json!(format!("{s} {n}")))
+        }
         (Some(s), None) => set_path(&mut v, "location.address.street", json!(s)),
-        (None, Some(n)) => unmapped.push(odd("addr:housenumber", n, "no addr:street to go with it")),
+        (None, Some(n)) => {
+            unmapped.push(odd("addr:housenumber", n, "no addr:street to go with it"))
+        }
         (None, None) => {}
     }
     let city = take("addr:city", &mut used)
@@ -409,7 +413,11 @@ pub fn map_tags(tags: &BTreeMap<String, String>, defaults: &Defaults) -> Mapped 
                 set_path(&mut v, "internet.wifi", json!(false));
                 set_path(&mut v, "internet.wired", json!(false));
             }
-            other => unmapped.push(odd("internet_access", other, "expected wlan, wired, yes or no")),
+            other => unmapped.push(odd(
+                "internet_access",
+                other,
+                "expected wlan, wired, yes or no",
+            )),
         }
     }
 
@@ -419,7 +427,11 @@ pub fn map_tags(tags: &BTreeMap<String, String>, defaults: &Defaults) -> Mapped 
             "yes" | "designated" => set_path(&mut v, "accessibility.wheelchair", json!("yes")),
             "limited" => set_path(&mut v, "accessibility.wheelchair", json!("limited")),
             "no" => set_path(&mut v, "accessibility.wheelchair", json!("no")),
-            other => unmapped.push(odd("wheelchair", other, "expected yes, limited or no; left unknown")),
+            other => unmapped.push(odd(
+                "wheelchair",
+                other,
+                "expected yes, limited or no; left unknown",
+            )),
         }
     }
     if let Some(d) = take("wheelchair:description", &mut used) {

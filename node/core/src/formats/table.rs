@@ -264,7 +264,10 @@ fn cell(l: &Listing, v: &Value, column: &str) -> String {
         };
     }
     match column {
-        "day_pass_price" => l.day_pass().map(|o| o.price.to_string()).unwrap_or_default(),
+        "day_pass_price" => l
+            .day_pass()
+            .map(|o| o.price.to_string())
+            .unwrap_or_default(),
         "day_pass_currency" => l.day_pass().map(|o| o.currency.clone()).unwrap_or_default(),
         "seat_capacity" => l
             .seat_pools
@@ -373,12 +376,16 @@ pub fn read(text: &str) -> Result<Vec<Entry>, FormatError> {
             if let Some((_, pointer, kind)) = SIMPLE.iter().find(|(col, _, _)| col == c) {
                 let value = match kind {
                     Kind::Text => json!(cell),
-                    Kind::Number => json!(cell
-                        .parse::<f64>()
-                        .map_err(|_| bad(c, cell, "is not a number"))?),
-                    Kind::Whole => json!(cell
-                        .parse::<u64>()
-                        .map_err(|_| bad(c, cell, "is not a whole number"))?),
+                    Kind::Number => {
+                        json!(cell
+                            .parse::<f64>()
+                            .map_err(|_| bad(c, cell, "is not a number"))?)
+                    }
+                    Kind::Whole => json!(cell.parse::<u64>().map_err(|_| bad(
+                        c,
+                        cell,
+                        "is not a whole number"
+                    ))?),
                     Kind::Bool => match cell.to_ascii_lowercase().as_str() {
                         "true" | "yes" => json!(true),
                         "false" | "no" => json!(false),
@@ -425,7 +432,11 @@ pub fn read(text: &str) -> Result<Vec<Entry>, FormatError> {
             for item in o.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 let t: Vec<&str> = item.split_whitespace().collect();
                 let [product, price, currency, booking] = t[..] else {
-                    return Err(bad("offers", item, "is not `product price currency booking`"));
+                    return Err(bad(
+                        "offers",
+                        item,
+                        "is not `product price currency booking`",
+                    ));
                 };
                 let price: f64 = price
                     .parse()
@@ -434,7 +445,8 @@ pub fn read(text: &str) -> Result<Vec<Entry>, FormatError> {
             }
             set_path(&mut v, "offers", Value::Array(offers));
         } else if !has_offers {
-            if let (Some(price), Some(currency)) = (get("day_pass_price"), get("day_pass_currency")) {
+            if let (Some(price), Some(currency)) = (get("day_pass_price"), get("day_pass_currency"))
+            {
                 let price: f64 = price
                     .parse()
                     .map_err(|_| bad("day_pass_price", price, "is not a number"))?;
@@ -451,7 +463,9 @@ pub fn read(text: &str) -> Result<Vec<Entry>, FormatError> {
                 let t: Vec<&str> = item.split_whitespace().collect();
                 let (id, kind, capacity, access, extra) = match t[..] {
                     [id, kind, capacity, access] => (id, kind, capacity, access, None),
-                    [id, kind, capacity, access, extra] => (id, kind, capacity, access, Some(extra)),
+                    [id, kind, capacity, access, extra] => {
+                        (id, kind, capacity, access, Some(extra))
+                    }
                     _ => {
                         return Err(bad(
                             "seat_pools",
@@ -460,15 +474,26 @@ pub fn read(text: &str) -> Result<Vec<Entry>, FormatError> {
                         ))
                     }
                 };
-                let capacity: u32 = capacity
-                    .parse()
-                    .map_err(|_| bad("seat_pools", item, "has a capacity that is not a whole number"))?;
-                let mut pool = json!({"id": id, "kind": kind, "capacity": capacity, "access": access});
+                let capacity: u32 = capacity.parse().map_err(|_| {
+                    bad(
+                        "seat_pools",
+                        item,
+                        "has a capacity that is not a whole number",
+                    )
+                })?;
+                let mut pool =
+                    json!({"id": id, "kind": kind, "capacity": capacity, "access": access});
                 if let Some(extra) = extra {
                     let n: u32 = extra
                         .strip_prefix("accessible=")
                         .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| bad("seat_pools", item, "ends in something other than accessible=N"))?;
+                        .ok_or_else(|| {
+                            bad(
+                                "seat_pools",
+                                item,
+                                "ends in something other than accessible=N",
+                            )
+                        })?;
                     set_path(&mut pool, "accessible_capacity", json!(n));
                 }
                 pools.push(pool);

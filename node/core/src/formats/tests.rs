@@ -81,7 +81,12 @@ fn an_overpass_answer_maps_tags_and_reports_what_it_cannot_use() {
     let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
-        ["node/4815162342", "node/9876543210", "way/123456789", "node/5550001"]
+        [
+            "node/4815162342",
+            "node/9876543210",
+            "way/123456789",
+            "node/5550001"
+        ]
     );
 
     let azulejo = by_key(&entries, "node/4815162342");
@@ -104,10 +109,7 @@ fn an_overpass_answer_maps_tags_and_reports_what_it_cannot_use() {
     assert_eq!(l["seat_pools"][0]["capacity"], 40);
     assert_eq!(l["external_ids"]["osm"], "node/4815162342");
     assert_eq!(l["provenance"]["check_date"], "2025-03-01");
-    assert_eq!(
-        l["provenance"]["by_field"]["opening_hours"],
-        "2025-02-20"
-    );
+    assert_eq!(l["provenance"]["by_field"]["opening_hours"], "2025-02-20");
     assert_eq!(l["translations"]["pt"]["name"], "Azulejo Works");
     // Tags with no listing field are reported, each with its value.
     let unmapped: BTreeSet<&str> = azulejo.unmapped.iter().map(String::as_str).collect();
@@ -178,10 +180,13 @@ fn an_overpass_answer_maps_tags_and_reports_what_it_cannot_use() {
 
 #[test]
 fn osm_xml_gives_ways_the_centre_of_their_nodes() {
-    let entries = entries(&file("osm/api-berlin.osm", FileFormat::Osm), &Defaults {
-        city: Some("Berlin".into()),
-        ..Defaults::default()
-    })
+    let entries = entries(
+        &file("osm/api-berlin.osm", FileFormat::Osm),
+        &Defaults {
+            city: Some("Berlin".into()),
+            ..Defaults::default()
+        },
+    )
     .unwrap();
     assert_eq!(entries.len(), 2, "the bakery is not a workspace");
     let kanal = by_key(&entries, "node/3001");
@@ -189,7 +194,10 @@ fn osm_xml_gives_ways_the_centre_of_their_nodes() {
         kanal.value["description"],
         "Desks by the Landwehr canal & a quiet room."
     );
-    assert_eq!(kanal.value["location"]["address"]["street"], "Paul-Lincke-Ufer 8b");
+    assert_eq!(
+        kanal.value["location"]["address"]["street"],
+        "Paul-Lincke-Ufer 8b"
+    );
     assert_eq!(kanal.value["location"]["timezone"], "Europe/Berlin");
     assert_eq!(kanal.value["accessibility"]["wheelchair"], "no");
     assert_eq!(kanal.value["accessibility"]["hearing_loop"], false);
@@ -205,7 +213,10 @@ fn osm_xml_gives_ways_the_centre_of_their_nodes() {
     // The closed ring's mean, counting the repeated first node twice as OSM lists it.
     let lat = loft.value["location"]["lat"].as_f64().unwrap();
     let lon = loft.value["location"]["lon"].as_f64().unwrap();
-    assert!((lat - 52.5038).abs() < 1e-3 && (lon - 13.4188).abs() < 1e-3, "{lat},{lon}");
+    assert!(
+        (lat - 52.5038).abs() < 1e-3 && (lon - 13.4188).abs() < 1e-3,
+        "{lat},{lon}"
+    );
     // No addr:city or addr:country on the way: the defaults fill the city; the country is missing.
     assert_eq!(loft.value["location"]["address"]["city"], "Berlin");
     assert!(loft.value["location"]["address"].get("country").is_none());
@@ -237,17 +248,34 @@ fn a_listing_goes_to_osm_tags_and_back() {
         let v = &back.value;
         assert_eq!(v["name"], json!(l.name));
         assert_eq!(v["category"], json!(l.category.as_str()));
-        assert_eq!(v["location"]["address"]["street"], json!(l.location.address.street));
-        assert_eq!(v["location"]["address"]["city"], json!(l.location.address.city));
-        assert_eq!(v.get("opening_hours"), l.opening_hours.as_ref().map(|h| json!(h)).as_ref());
+        assert_eq!(
+            v["location"]["address"]["street"],
+            json!(l.location.address.street)
+        );
+        assert_eq!(
+            v["location"]["address"]["city"],
+            json!(l.location.address.city)
+        );
+        assert_eq!(
+            v.get("opening_hours"),
+            l.opening_hours.as_ref().map(|h| json!(h)).as_ref()
+        );
         assert_eq!(
             v["accessibility"].get("wheelchair"),
-            l.accessibility.wheelchair.map(|w| json!(w.as_str())).as_ref()
+            l.accessibility
+                .wheelchair
+                .map(|w| json!(w.as_str()))
+                .as_ref()
         );
-        assert_eq!(v["contact"].get("website"), l.contact.website.as_ref().map(|w| json!(w)).as_ref());
+        assert_eq!(
+            v["contact"].get("website"),
+            l.contact.website.as_ref().map(|w| json!(w)).as_ref()
+        );
         assert_eq!(
             v["location"].get("timezone"),
-            osm::timezone_of(&l.location.address.country).map(|t| json!(t)).as_ref(),
+            osm::timezone_of(&l.location.address.country)
+                .map(|t| json!(t))
+                .as_ref(),
             "the time zone comes back where the country has one"
         );
     }
@@ -280,7 +308,12 @@ fn osm_xml_export_reads_back_with_an_xml_parser() {
         let tags: BTreeMap<String, String> = node
             .children()
             .filter(|c| c.has_tag_name("tag"))
-            .map(|t| (t.attribute("k").unwrap().into(), t.attribute("v").unwrap().into()))
+            .map(|t| {
+                (
+                    t.attribute("k").unwrap().into(),
+                    t.attribute("v").unwrap().into(),
+                )
+            })
             .collect();
         assert_eq!(tags, osm::tags_of(l), "{}", l.name);
     }
@@ -322,7 +355,10 @@ fn csv_made_by_hand_reads_with_summaries_and_reports_unknown_columns() {
     assert_eq!(l.accessibility.wheelchair, None, "unknown stays unknown");
 
     let err = table::read("name,lat\nX,north\n").unwrap_err();
-    assert_eq!(err.to_string(), "line 2, column lat: \"north\" is not a number");
+    assert_eq!(
+        err.to_string(),
+        "line 2, column lat: \"north\" is not a number"
+    );
     let err = table::read("a,b\n1,2\n").unwrap_err();
     assert!(err.to_string().contains("no `name` column"), "{err}");
 }
@@ -389,7 +425,9 @@ fn expand(doc: &Value) -> Vec<Value> {
     let input = RemoteDocument::new(
         Some(IriBuf::new("https://deskmesh.example/export.jsonld".to_string()).unwrap()),
         None,
-        json_ld::syntax::Value::parse_str(&doc.to_string()).unwrap().0,
+        json_ld::syntax::Value::parse_str(&doc.to_string())
+            .unwrap()
+            .0,
     );
     let expanded = futures::executor::block_on(input.expand(&loader)).unwrap();
     expanded
@@ -406,9 +444,10 @@ struct Vocab {
 }
 
 fn vocab() -> Vocab {
-    let v: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("schemaorg/vocabulary.json")).unwrap())
-            .unwrap();
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("schemaorg/vocabulary.json")).unwrap(),
+    )
+    .unwrap();
     let parents: BTreeMap<String, Vec<String>> =
         serde_json::from_value(v["classes"].clone()).unwrap();
     fn up(c: &str, parents: &BTreeMap<String, Vec<String>>, out: &mut BTreeSet<String>) {
@@ -457,8 +496,13 @@ fn check_node(node: &Value, vocab: &Vocab, seen: &mut BTreeSet<String>, path: &s
         .iter()
         .map(|t| {
             let t = t.as_str().unwrap();
-            let name = t.strip_prefix(SCHEMA).unwrap_or_else(|| panic!("{path}: type {t} is not schema.org"));
-            assert!(vocab.ancestors.contains_key(name), "{path}: unknown class {name}");
+            let name = t
+                .strip_prefix(SCHEMA)
+                .unwrap_or_else(|| panic!("{path}: type {t} is not schema.org"));
+            assert!(
+                vocab.ancestors.contains_key(name),
+                "{path}: unknown class {name}"
+            );
             name.to_string()
         })
         .collect();
@@ -470,10 +514,9 @@ fn check_node(node: &Value, vocab: &Vocab, seen: &mut BTreeSet<String>, path: &s
         let prop = key
             .strip_prefix(SCHEMA)
             .unwrap_or_else(|| panic!("{path}: property {key} is not schema.org"));
-        let (domain, range) = vocab
-            .properties
-            .get(prop)
-            .unwrap_or_else(|| panic!("{path}: {prop} is not a schema.org property in the fixture"));
+        let (domain, range) = vocab.properties.get(prop).unwrap_or_else(|| {
+            panic!("{path}: {prop} is not a schema.org property in the fixture")
+        });
         assert!(
             domain.iter().any(|d| classes.contains(d)),
             "{path}: {prop} does not apply to {types:?}"
@@ -493,7 +536,10 @@ fn check_node(node: &Value, vocab: &Vocab, seen: &mut BTreeSet<String>, path: &s
                     let day = id.strip_prefix(SCHEMA).unwrap();
                     assert!(vocab.days.contains(day), "{here}: {day} is not a DayOfWeek");
                 } else {
-                    assert!(range.contains(&"URL".to_string()), "{here}: an IRI where {range:?}");
+                    assert!(
+                        range.contains(&"URL".to_string()),
+                        "{here}: an IRI where {range:?}"
+                    );
                     assert!(id.starts_with("https://"), "{here}: {id}");
                 }
             } else {
@@ -502,11 +548,17 @@ fn check_node(node: &Value, vocab: &Vocab, seen: &mut BTreeSet<String>, path: &s
                 match typed {
                     Some(t) if t == format!("{SCHEMA}Time") => {
                         let s = value.as_str().unwrap();
-                        assert!(chrono::NaiveTime::parse_from_str(s, "%H:%M").is_ok(), "{here}: {s}");
+                        assert!(
+                            chrono::NaiveTime::parse_from_str(s, "%H:%M").is_ok(),
+                            "{here}: {s}"
+                        );
                     }
                     Some(t) if t == format!("{SCHEMA}Date") => {
                         let s = value.as_str().unwrap();
-                        assert!(chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(), "{here}: {s}");
+                        assert!(
+                            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+                            "{here}: {s}"
+                        );
                     }
                     Some(t) => panic!("{here}: unexpected datatype {t}"),
                     None => {
@@ -518,12 +570,17 @@ fn check_node(node: &Value, vocab: &Vocab, seen: &mut BTreeSet<String>, path: &s
                             other => panic!("{here}: {other}"),
                         };
                         let ok = range.iter().any(|r| {
-                            r == kind || (r == "Number" && kind == "Integer") || (r == "Text" && kind == "Text")
+                            r == kind
+                                || (r == "Number" && kind == "Integer")
+                                || (r == "Text" && kind == "Text")
                         });
                         assert!(ok, "{here}: a {kind} where {range:?}");
                         if prop == "priceCurrency" {
                             let c = value.as_str().unwrap();
-                            assert!(c.len() == 3 && c.chars().all(|c| c.is_ascii_uppercase()), "{here}: {c}");
+                            assert!(
+                                c.len() == 3 && c.chars().all(|c| c.is_ascii_uppercase()),
+                                "{here}: {c}"
+                            );
                         }
                     }
                 }
@@ -562,19 +619,33 @@ fn json_ld_expands_against_schema_org_and_uses_only_its_vocabulary() {
     }
 
     // The first space: Mo-Fr 08:00-20:00; Sa 10:00-16:00; PH off.
-    let items = expanded[0][format!("{SCHEMA}itemListElement")].as_array().unwrap();
+    let items = expanded[0][format!("{SCHEMA}itemListElement")]
+        .as_array()
+        .unwrap();
     let first = &items[0][format!("{SCHEMA}item")][0];
     assert_eq!(
         first[format!("{SCHEMA}name")][0]["@value"],
         json!(listings[0].name)
     );
-    let specs = first[format!("{SCHEMA}openingHoursSpecification")].as_array().unwrap();
+    let specs = first[format!("{SCHEMA}openingHoursSpecification")]
+        .as_array()
+        .unwrap();
     let mut week: BTreeMap<String, (String, String)> = BTreeMap::new();
     for s in specs {
-        let opens = s[format!("{SCHEMA}opens")][0]["@value"].as_str().unwrap().to_string();
-        let closes = s[format!("{SCHEMA}closes")][0]["@value"].as_str().unwrap().to_string();
+        let opens = s[format!("{SCHEMA}opens")][0]["@value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let closes = s[format!("{SCHEMA}closes")][0]["@value"]
+            .as_str()
+            .unwrap()
+            .to_string();
         for d in s[format!("{SCHEMA}dayOfWeek")].as_array().unwrap() {
-            let day = d["@id"].as_str().unwrap().trim_start_matches(SCHEMA).to_string();
+            let day = d["@id"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches(SCHEMA)
+                .to_string();
             week.insert(day, (opens.clone(), closes.clone()));
         }
     }
@@ -585,9 +656,9 @@ fn json_ld_expands_against_schema_org_and_uses_only_its_vocabulary() {
     let special = first[format!("{SCHEMA}specialOpeningHoursSpecification")]
         .as_array()
         .unwrap();
-    let good_friday = special.iter().find(|s| {
-        s[format!("{SCHEMA}validFrom")][0]["@value"] == "2025-04-18"
-    });
+    let good_friday = special
+        .iter()
+        .find(|s| s[format!("{SCHEMA}validFrom")][0]["@value"] == "2025-04-18");
     let good_friday = good_friday.unwrap_or_else(|| panic!("no Good Friday in {special:?}"));
     assert_eq!(good_friday[format!("{SCHEMA}opens")][0]["@value"], "00:00");
     assert_eq!(good_friday[format!("{SCHEMA}closes")][0]["@value"], "00:00");

@@ -56,10 +56,7 @@ impl Node {
         let entries = formats::entries(&request.file, &request.defaults)?;
         // A stand-in id so a draft is checked like a listing; it is taken out again.
         let stand_in = SpaceId::derive(&self.public_key());
-        let drafts = entries
-            .into_iter()
-            .map(|e| draft(e, &stand_in))
-            .collect();
+        let drafts = entries.into_iter().map(|e| draft(e, &stand_in)).collect();
         Ok(DraftReport {
             source: request.file.name.clone(),
             drafts,
@@ -156,7 +153,10 @@ fn pick(entries: Vec<Entry>, pick: Option<&str>, file: &str) -> anyhow::Result<E
         names.join(", ")
     };
     match pick {
-        None if entries.len() == 1 => Ok(entries.into_iter().next().ok_or_else(|| anyhow!("{file} is empty"))?),
+        None if entries.len() == 1 => Ok(entries
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("{file} is empty"))?),
         None => {
             let all: Vec<&Entry> = entries.iter().collect();
             bail!(
@@ -168,7 +168,10 @@ fn pick(entries: Vec<Entry>, pick: Option<&str>, file: &str) -> anyhow::Result<E
         Some(p) => {
             let found: Vec<&Entry> = entries.iter().filter(|e| e.matches(p)).collect();
             match found.len() {
-                0 => bail!("{file} has no space {p:?}; it holds {}", listed(&entries.iter().collect::<Vec<_>>())),
+                0 => bail!(
+                    "{file} has no space {p:?}; it holds {}",
+                    listed(&entries.iter().collect::<Vec<_>>())
+                ),
                 1 => {
                     let key = found[0].key.clone();
                     entries
@@ -176,7 +179,11 @@ fn pick(entries: Vec<Entry>, pick: Option<&str>, file: &str) -> anyhow::Result<E
                         .find(|e| e.key == key)
                         .ok_or_else(|| anyhow!("{file} has no space {p:?}"))
                 }
-                _ => bail!("{p:?} matches {} spaces in {file}: {}; pick by OSM id or #N", found.len(), listed(&found)),
+                _ => bail!(
+                    "{p:?} matches {} spaces in {file}: {}; pick by OSM id or #N",
+                    found.len(),
+                    listed(&found)
+                ),
             }
         }
     }
@@ -219,7 +226,10 @@ mod tests {
         let mut space = testkit::space(&mut coordinator, "Ribeira");
         let id = space.my_space().unwrap();
         let report = space
-            .space_edit(&from(fixture("osm/api-node.json", FileFormat::Auto), None), now())
+            .space_edit(
+                &from(fixture("osm/api-node.json", FileFormat::Auto), None),
+                now(),
+            )
             .unwrap();
         assert!(report.change.is_some());
         let l = space.space_show(None).unwrap();
@@ -231,8 +241,14 @@ mod tests {
 
         // Several spaces in a file: one must be picked, and a wrong pick names what there is.
         let overpass = fixture("osm/overpass-lisbon.json", FileFormat::Osm);
-        let err = space.space_edit(&from(overpass.clone(), None), now()).unwrap_err();
-        assert!(err.to_string().contains("holds 4 spaces; choose one with --pick"), "{err}");
+        let err = space
+            .space_edit(&from(overpass.clone(), None), now())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 4 spaces; choose one with --pick"),
+            "{err}"
+        );
         let err = space
             .space_edit(&from(overpass.clone(), Some("node/1")), now())
             .unwrap_err();
@@ -243,8 +259,15 @@ mod tests {
             .unwrap();
         let l = space.space_show(None).unwrap();
         assert_eq!(l.name, "Miradouro Café Desks");
-        assert_eq!(l.seat_pools[0].capacity, 18, "kept from the earlier listing");
-        assert!(r.unmapped.iter().any(|u| u.starts_with("cuisine=")), "{:?}", r.unmapped);
+        assert_eq!(
+            l.seat_pools[0].capacity, 18,
+            "kept from the earlier listing"
+        );
+        assert!(
+            r.unmapped.iter().any(|u| u.starts_with("cuisine=")),
+            "{:?}",
+            r.unmapped
+        );
 
         // A draft (no id) is this space's listing when it signs it.
         let drafts = space
@@ -316,12 +339,18 @@ mod tests {
                     now(),
                 )
                 .unwrap();
-            assert_eq!(report.listings[0].change, None, "{format:?}: nothing lost, nothing changed");
+            assert_eq!(
+                report.listings[0].change, None,
+                "{format:?}: nothing lost, nothing changed"
+            );
         }
         let err = space
             .import_listings(&fixture("osm/api-node.json", FileFormat::Auto), now())
             .unwrap_err();
-        assert!(err.to_string().contains("deskmesh space draft --from"), "{err}");
+        assert!(
+            err.to_string().contains("deskmesh space draft --from"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -341,7 +370,11 @@ mod tests {
         use automerge::ReadDoc;
         let (name, _) = doc.get(automerge::ROOT, "name").unwrap().unwrap();
         assert_eq!(name.as_str(), Some("Riverside Two"));
-        assert_eq!(doc.get_changes(&[]).len(), 2, "both signed changes are in the history");
+        assert_eq!(
+            doc.get_changes(&[]).len(),
+            2,
+            "both signed changes are in the history"
+        );
         let whole = deskmesh_crdt_model::doc::hydrate(&doc, None);
         assert_eq!(Listing::from_value(whole).unwrap(), renamed);
     }
