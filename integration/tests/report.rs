@@ -29,7 +29,7 @@ fn chromium() -> Option<PathBuf> {
 /// Runs headless Chromium on `page` with `args`, in a fresh profile, killed after a deadline.
 fn headless(browser: &Path, page: &Path, args: &[&str]) -> Output {
     let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new(browser)
+    let child = Command::new(browser)
         .args([
             "--headless",
             "--no-sandbox",

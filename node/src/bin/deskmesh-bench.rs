@@ -680,6 +680,7 @@ fn osm(n: usize, runs: usize) -> anyhow::Result<()> {
     header(&format!("osm: an Overpass extract of {n} nodes"));
     let elements: Vec<serde_json::Value> = (0..n)
         .map(|i| {
+            let wheelchair = ["yes", "limited", "no"][i % 3];
             serde_json::json!({
                 "type": "node", "id": 1_000_000 + i, "lat": 38.7 + (i % 100) as f64 * 0.001,
                 "lon": -9.1 - (i / 100) as f64 * 0.001,
@@ -689,7 +690,7 @@ fn osm(n: usize, runs: usize) -> anyhow::Result<()> {
                     "addr:city": "Lisboa", "addr:postcode": "1100-048",
                     "opening_hours": "Mo-Fr 08:00-20:00; Sa 10:00-16:00; PH off",
                     "website": format!("https://space{i}.example"), "phone": "+351 21 000 0000",
-                    "wheelchair": ["yes", "limited", "no"][i % 3], "internet_access": "wlan",
+                    "wheelchair": wheelchair, "internet_access": "wlan",
                     "capacity": (10 + i % 50).to_string(), "check_date": "2025-03-01",
                     "operator": "Example Lda", "start_date": "2020"
                 }

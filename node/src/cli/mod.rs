@@ -269,7 +269,7 @@ pub enum AllianceCommand {
 pub enum SpaceCommand {
     /// Change this space's listing from a file (JSON or TOML, or - for stdin) and/or flags; validated,
     /// then signed.
-    Edit(EditArgs),
+    Edit(Box<EditArgs>),
     /// Print this space's listing (or another's with --space) in the form `edit --file` accepts, or its
     /// Automerge document.
     Show {
@@ -623,7 +623,7 @@ fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
         Command::Alliance(cmd) => alliance(handle, cmd),
         Command::Space(SpaceCommand::Edit(args)) => {
             let json = args.json;
-            let report = handle.space_edit(edit_from(args)?)?;
+            let report = handle.space_edit(edit_from(*args)?)?;
             if !json {
                 unmapped_hints(&report.name, &report.unmapped, &report.notes);
             }

@@ -31,9 +31,9 @@ pub fn html(r: &AllianceReport) -> String {
          <title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
         esc(&title)
     );
-    let _ = write!(
+    let _ = writeln!(
         f,
-        "<header><h1>{}</h1><p class=\"sub\">{} · generated {} UTC by deskmesh from the alliance's signed directory</p></header>\n",
+        "<header><h1>{}</h1><p class=\"sub\">{} · generated {} UTC by deskmesh from the alliance's signed directory</p></header>",
         esc(&title),
         esc(&scope_text(r)),
         r.generated_at.format("%Y-%m-%d %H:%M")
@@ -60,9 +60,9 @@ pub fn html(r: &AllianceReport) -> String {
     }
     f.push_str("</section>\n");
 
-    let _ = write!(
+    let _ = writeln!(
         f,
-        "<section id=\"map-section\"><h2>Where the spaces are</h2>{}<p class=\"note\">Each dot is a space, sized by its seats; green: seats free now, red: full, grey: unknown. Coastline: ratatui's world map.</p></section>\n",
+        "<section id=\"map-section\"><h2>Where the spaces are</h2>{}<p class=\"note\">Each dot is a space, sized by its seats; green: seats free now, red: full, grey: unknown. Coastline: ratatui's world map.</p></section>",
         map_svg(r)
     );
 

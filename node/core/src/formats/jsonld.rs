@@ -170,7 +170,9 @@ fn hhmm(minutes: u16) -> String {
 /// The open intervals of each day of a week, grouped: days with the same intervals share a
 /// specification.
 fn weekly(days: &[DayRow]) -> Vec<Value> {
-    let mut groups: Vec<(Vec<(u16, u16)>, Vec<&str>)> = Vec::new();
+    // Open intervals (start, end minutes) and the days that have exactly them.
+    type Group<'a> = (Vec<(u16, u16)>, Vec<&'a str>);
+    let mut groups: Vec<Group> = Vec::new();
     for d in days.iter().take(7) {
         let day = DAYS[d.date.weekday().num_days_from_monday() as usize % 7];
         let open: Vec<(u16, u16)> = d
