@@ -228,7 +228,7 @@ pub struct Checked {
 enum Body {
     /// A roster operation (the roster verifies its signatures when it applies it).
     Op(SignedOp),
-    Change(VerifiedChange),
+    Change(Box<VerifiedChange>),
     Beacon(SignedBeacon, SeatBeacon),
     /// Refused whatever the roster says: the sentence, and the author and space when they could be read.
     Bad {
@@ -258,7 +258,7 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
             Ok(change) => {
                 let env = change.envelope().ok();
                 match change.into_verified() {
-                    Ok(v) => Body::Change(v),
+                    Ok(v) => Body::Change(Box::new(v)),
                     Err(e) => bad(
                         e.to_string(),
                         env.as_ref().map(|e| e.author),
@@ -678,7 +678,10 @@ impl Node {
             Ok(false) => return Judged::Verdict(Verdict::Known),
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
         }
-        self.apply_to_doc(v.clone());
+        if let Err(e) = self.apply_to_doc(v.clone()) {
+            // Stored but not indexed: the space stays dirty and is rebuilt at the next open.
+            tracing::error!(space = %env.space, error = %e, "cannot apply a stored change to its document");
+        }
         Judged::Verdict(Verdict::Added(Accepted {
             id,
             kind: ItemKind::ListingChange,
@@ -977,6 +980,38 @@ mod tests {
         );
         assert_eq!(again.outcomes[0].verdict, Verdict::Superseded);
         assert_eq!(again.outcomes[1].verdict, Verdict::Known);
+    }
+
+    #[test]
+    fn a_batch_touching_more_spaces_than_the_cache_holds_indexes_every_one() {
+        let mut coordinator = testkit::coordinator();
+        for n in 0..90 {
+            let mut space = testkit::space(&mut coordinator, &format!("Space {n}"));
+            let id = space.my_space().unwrap();
+            space
+                .publish_listing(
+                    &testkit::listing(&id, &format!("Space {n}")),
+                    testkit::now(),
+                )
+                .unwrap();
+            let items: Vec<SignedItem> = space.take_made().into_iter().map(|m| m.item).collect();
+            coordinator.ingest(items, Source::Bundle, At::now());
+        }
+        assert_eq!(coordinator.entries().unwrap().len(), 90);
+        let mut member = testkit::node("member");
+        member
+            .alliance_join(&coordinator.member_invite(Vec::new()).unwrap().token)
+            .unwrap();
+        let all: Vec<SignedItem> = coordinator
+            .bundle()
+            .unwrap()
+            .batches(usize::MAX)
+            .into_iter()
+            .flatten()
+            .collect();
+        let report = member.ingest(all, Source::Mesh, At::now());
+        assert!(report.flush_error.is_none(), "{:?}", report.flush_error);
+        assert_eq!(member.entries().unwrap().len(), 90);
     }
 
     #[test]

@@ -336,19 +336,27 @@ impl Node {
 
     /// Applies a verified change to its space's warm document (see [`Node::warm`]) and pins the document
     /// until its index is written.
-    pub(crate) fn apply_to_doc(&self, change: deskmesh_crdt_model::change::VerifiedChange) {
+    pub(crate) fn apply_to_doc(
+        &self,
+        change: deskmesh_crdt_model::change::VerifiedChange,
+    ) -> anyhow::Result<()> {
         let space = change.envelope().space.clone();
-        let authority = RosterAuthority(self.roster.as_ref());
-        let mut docs = self.docs.borrow_mut();
-        if let Some(w) = docs.get_mut(&space) {
-            w.doc.apply_verified(change, &authority);
+        if !self.docs.borrow().contains(&space) {
+            // Not warm after all: the store already holds the change, so a rebuild includes it.
+            self.warm(&space)?;
+        } else {
+            let authority = RosterAuthority(self.roster.as_ref());
+            if let Some(w) = self.docs.borrow_mut().get_mut(&space) {
+                w.doc.apply_verified(change, &authority);
+            }
         }
-        docs.pin(&space);
+        self.docs.borrow_mut().pin(&space);
+        Ok(())
     }
 
     /// Writes the index of every space whose document changed since the last call.
     pub(crate) fn write_touched(&self) -> anyhow::Result<()> {
-        let touched = self.docs.borrow_mut().unpin_all();
+        let touched = self.docs.borrow().pinned();
         let mut first_error = None;
         for space in touched {
             if let Err(e) = self.write_index(&space) {
@@ -357,6 +365,8 @@ impl Node {
                 first_error.get_or_insert(e);
             }
         }
+        // Only now may the written documents leave the cache.
+        self.docs.borrow_mut().release();
         first_error.map_or(Ok(()), Err)
     }
 
