@@ -242,6 +242,15 @@ impl Checked {
     fn bytes_len(&self) -> usize {
         self.item.bytes.0.len()
     }
+
+    /// Where the item goes in a batch: changes grouped by space, each space's in the order they were
+    /// made (the order of authoring is a causal order for each author); everything else after.
+    fn order_key(&self) -> (u8, Option<&SpaceId>, i64) {
+        match &self.body {
+            Body::Change(v) => (0, Some(&v.envelope().space), v.envelope().created_at_ms),
+            _ => (1, None, 0),
+        }
+    }
 }
 
 /// Decodes `item` and verifies what can be verified without the node: signatures, sizes, hashes and, for
@@ -377,13 +386,16 @@ impl Node {
         }
         let kinds: Vec<ItemKind> = items.iter().map(|c| c.item.kind).collect();
         let mut made_items: Vec<Option<SignedItem>> = Vec::with_capacity(items.len());
+        // Changes of one space are applied oldest first, so few wait for their dependencies.
+        let mut rest: Vec<(usize, Checked)> = Vec::with_capacity(items.len());
         for (i, c) in items.into_iter().enumerate() {
-            if source != Source::Mesh {
-                made_items.push(Some(c.item.clone()));
+            made_items.push((source != Source::Mesh).then(|| c.item.clone()));
+            if c.item.kind != ItemKind::RosterOp {
+                rest.push((i, c));
             }
-            if c.item.kind == ItemKind::RosterOp {
-                continue;
-            }
+        }
+        rest.sort_by(|(a, ca), (b, cb)| ca.order_key().cmp(&cb.order_key()).then(a.cmp(b)));
+        for (i, c) in rest {
             outcomes[i] = Some(self.take_other(c, source, at, None));
         }
         if std::mem::take(&mut self.ingest.roster_grew) {

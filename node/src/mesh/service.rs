@@ -711,7 +711,26 @@ impl Service {
                 .collect(),
             _ => HashMap::new(),
         };
-        items.sort_by_key(|(id, item)| (item.kind, causal.get(id).copied().unwrap_or(usize::MAX)));
+        // Listing changes go space by space, each space's in the order they were made, so the peer
+        // applies them in turn instead of holding many that wait for their dependencies.
+        let made_at = |item: &WireItem| {
+            SignedChange::from_bytes(&item.bytes)
+                .and_then(|c| c.envelope())
+                .map_or((None, i64::MAX), |e| (Some(e.space), e.created_at_ms))
+        };
+        items.sort_by_cached_key(|(id, item)| {
+            let (space, at) = if item.kind == ItemKind::ListingChange {
+                made_at(item)
+            } else {
+                (None, 0)
+            };
+            (
+                item.kind,
+                causal.get(id).copied().unwrap_or(usize::MAX),
+                space,
+                at,
+            )
+        });
         let items: Vec<WireItem> = items.into_iter().map(|(_, item)| item).collect();
         let sent = items.len();
         let outbox = self.outboxes.entry(peer).or_default();
