@@ -15,8 +15,10 @@ pub enum Domain {
     SeatBeacon,
     /// A gossip announcement of a space's heads.
     HeadsAnnouncement,
-    /// Reserved for node-to-node messages that need their own signature (e.g. checkpoints).
+    /// Reserved for node-to-node messages that need their own signature.
     NodeMessage,
+    /// A space device's signed checkpoint of its listing document (the whole document at some heads).
+    Checkpoint,
 }
 
 impl Domain {
@@ -28,6 +30,7 @@ impl Domain {
             Domain::SeatBeacon => "seat-beacon",
             Domain::HeadsAnnouncement => "heads-announcement",
             Domain::NodeMessage => "node-message",
+            Domain::Checkpoint => "checkpoint",
         }
     }
 

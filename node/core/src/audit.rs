@@ -52,8 +52,24 @@ pub struct ListingAudit {
     pub name: Option<String>,
     pub changes_stored: usize,
     pub changes_accepted: usize,
+    /// Accepted changes this node holds only inside checkpoints: their signers vouch for them; each one
+    /// can be fetched and checked from a node that received it.
+    #[serde(default)]
+    pub changes_vouched: usize,
+    /// The checkpoints kept for the space, each verified again by this audit.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointAudit>,
     pub signers: Vec<SignerInfo>,
     pub rejected: Vec<RejectedChangeAudit>,
+}
+
+/// A kept checkpoint: who signed it, when, and how many changes it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointAudit {
+    pub id: Hash,
+    pub author: PublicKey,
+    pub changes: u32,
+    pub created_at_ms: i64,
 }
 
 /// A stored change (or beacon) that does not count, and why.
@@ -110,12 +126,13 @@ impl Node {
 
         let mut listings = Vec::new();
         let mut ok = rejected_roster_ops.is_empty();
-        let mut spaces = self.store.spaces()?;
+        let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
             if !spaces.contains(&space) {
                 spaces.push(space);
             }
         }
+
         spaces.sort();
         for space in spaces {
             let changes_accepted = self.reindex(&space)?;
@@ -142,11 +159,31 @@ impl Node {
                 });
             }
             ok &= rejected.is_empty();
+            let mut checkpoints = Vec::new();
+            for (id, bytes) in self.store.space_checkpoints(&space)? {
+                let header = deskmesh_crdt_model::checkpoint::SignedCheckpoint::from_bytes(&bytes)
+                    .and_then(|c| c.verify());
+                match header {
+                    Ok(h) => checkpoints.push(CheckpointAudit {
+                        id,
+                        author: h.author,
+                        changes: h.changes,
+                        created_at_ms: h.created_at_ms,
+                    }),
+                    Err(e) => rejected.push(RejectedChangeAudit {
+                        change: id.to_string(),
+                        author: None,
+                        reason: format!("stored checkpoint: {e}"),
+                    }),
+                }
+            }
             listings.push(ListingAudit {
                 space: space.clone(),
                 name,
                 changes_stored: self.store.change_hashes(&space)?.len(),
                 changes_accepted,
+                changes_vouched: self.vouched(&space),
+                checkpoints,
                 signers,
                 rejected,
             });

@@ -1,8 +1,9 @@
 //! Bundles: every signed item a node holds, in one file, for offline exchange (a USB stick, an email) and
 //! for tests that feed a node items it did not sign itself.
 //!
-//! A bundle is `DMBUNDLE1\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
-//! roster operations (in causal order), listing changes and seat beacons. Importing one takes every item
+//! A bundle is `DMBUNDLE2\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
+//! roster operations (in causal order), checkpoints, listing changes and seat beacons. Bundles of the
+//! first format (`DMBUNDLE1\n`, before checkpoints) are still read. Importing one takes every item
 //! through [`Node::ingest`], exactly as items from the mesh: whatever does not verify, or whose author the
 //! roster does not authorise, is refused, logged for the audit and not stored. A client that reads a
 //! bundle file hands it to the node in [`Bundle::batches`], so a large bundle crosses a control socket in
@@ -14,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::ingest::{At, ItemKind, SignedItem, Source, Verdict};
 use crate::node::Node;
 
-/// The first bytes of every bundle file.
-pub const MAGIC: &[u8] = b"DMBUNDLE1\n";
+/// The first bytes of every bundle file this build writes.
+pub const MAGIC: &[u8] = b"DMBUNDLE2\n";
+/// The first bytes of a bundle of the first format, which had no checkpoints.
+const MAGIC_V1: &[u8] = b"DMBUNDLE1\n";
 /// The most bytes a bundle file may have.
 pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
 
@@ -23,8 +26,17 @@ pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Bundle {
     pub roster_ops: Vec<Vec<u8>>,
+    pub checkpoints: Vec<Vec<u8>>,
     pub changes: Vec<Vec<u8>>,
     pub beacons: Vec<Vec<u8>>,
+}
+
+/// The first bundle format.
+#[derive(Deserialize)]
+struct BundleV1 {
+    roster_ops: Vec<Vec<u8>>,
+    changes: Vec<Vec<u8>>,
+    beacons: Vec<Vec<u8>>,
 }
 
 impl Bundle {
@@ -35,32 +47,48 @@ impl Bundle {
     }
 
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
+        if let Some(body) = bytes.strip_prefix(MAGIC_V1) {
+            let v1: BundleV1 =
+                postcard::from_bytes(body).context("the bundle is damaged or cut short")?;
+            return Ok(Self {
+                roster_ops: v1.roster_ops,
+                checkpoints: Vec::new(),
+                changes: v1.changes,
+                beacons: v1.beacons,
+            });
+        }
         let body = bytes
             .strip_prefix(MAGIC)
-            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE1)")?;
+            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
         postcard::from_bytes(body).context("the bundle is damaged or cut short")
     }
 
     pub fn is_bundle(bytes: &[u8]) -> bool {
-        bytes.starts_with(MAGIC)
+        bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V1)
     }
 
     /// How many items the bundle holds.
     pub fn len(&self) -> usize {
-        self.roster_ops.len() + self.changes.len() + self.beacons.len()
+        self.roster_ops.len() + self.checkpoints.len() + self.changes.len() + self.beacons.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The items in batches of about `max_bytes`: every roster operation before any change or beacon, so
-    /// each batch finds the operations that authorise it already applied.
+    /// The items in batches of about `max_bytes`: every roster operation before any checkpoint, change or
+    /// beacon, so each batch finds the operations that authorise it already applied, and checkpoints
+    /// before the changes that come after them.
     pub fn batches(self, max_bytes: usize) -> Vec<Vec<SignedItem>> {
         let items = self
             .roster_ops
             .into_iter()
             .map(|b| SignedItem::new(ItemKind::RosterOp, b))
+            .chain(
+                self.checkpoints
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::Checkpoint, b)),
+            )
             .chain(
                 self.changes
                     .into_iter()
@@ -107,6 +135,8 @@ pub fn in_authoring_order(mut changes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BundleReport {
     pub roster_ops_new: usize,
+    #[serde(default)]
+    pub checkpoints_new: usize,
     pub changes_new: usize,
     pub beacons_taken: usize,
     /// Items already held (or, for beacons, older than the one held).
@@ -119,6 +149,7 @@ impl BundleReport {
     /// Adds another batch's report to this one.
     pub fn merge(&mut self, other: BundleReport) {
         self.roster_ops_new += other.roster_ops_new;
+        self.checkpoints_new += other.checkpoints_new;
         self.changes_new += other.changes_new;
         self.beacons_taken += other.beacons_taken;
         self.known += other.known;
@@ -162,6 +193,7 @@ impl Node {
             match o.verdict {
                 Verdict::Added(_) => match o.kind {
                     ItemKind::RosterOp => report.roster_ops_new += 1,
+                    ItemKind::Checkpoint => report.checkpoints_new += 1,
                     ItemKind::ListingChange => report.changes_new += 1,
                     ItemKind::SeatBeacon => report.beacons_taken += 1,
                 },

@@ -28,6 +28,9 @@ use crate::ingest::{IngestState, Made};
 pub(crate) const META_ALLIANCE: &str = "alliance";
 /// Meta key holding the peer addresses an invite named, to dial first.
 pub const META_BOOTSTRAP_PEERS: &str = "bootstrap_peers";
+/// A space's device checkpoints its document after this many changes not yet covered by one, so a new
+/// node joining needs at most this many changes of the space one by one.
+pub const CHECKPOINT_EVERY: usize = 32;
 /// The default mesh port; `init` stores it in node.toml so peers can save the address.
 pub const DEFAULT_PORT: u16 = 4717;
 
@@ -260,7 +263,9 @@ impl Node {
     pub(crate) fn reindex_for(&self, op: &SignedOp) -> anyhow::Result<()> {
         match op.op()?.body.space() {
             Some(space) => {
-                if !self.store.change_hashes(space)?.is_empty() {
+                if self.store.change_count(space)? > 0
+                    || !self.store.space_checkpoints(space)?.is_empty()
+                {
                     self.reindex(space)?;
                 }
                 Ok(())
@@ -269,9 +274,17 @@ impl Node {
         }
     }
 
+    /// Every space the node holds changes or checkpoints of, ordered.
+    pub fn listed_spaces(&self) -> anyhow::Result<Vec<SpaceId>> {
+        let mut spaces: std::collections::BTreeSet<SpaceId> =
+            self.store.spaces()?.into_iter().collect();
+        spaces.extend(self.store.checkpoints()?.into_iter().map(|(s, _, _)| s));
+        Ok(spaces.into_iter().collect())
+    }
+
     /// Rebuilds every space's index, e.g. after a roster change that may authorise or exclude changes.
     pub fn reindex_all(&self) -> anyhow::Result<()> {
-        for space in self.store.spaces()? {
+        for space in self.listed_spaces()? {
             self.reindex(&space)?;
         }
         Ok(())
@@ -416,6 +429,38 @@ impl Node {
         )?)
     }
 
+    /// Merges a checked checkpoint's document into `space`'s warm document and pins it.
+    pub(crate) fn merge_into_doc(
+        &self,
+        space: &SpaceId,
+        id: Hash,
+        doc: &automerge::Automerge,
+        auth_op: Hash,
+    ) -> anyhow::Result<usize> {
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut docs = self.docs.borrow_mut();
+        let w = docs
+            .get_mut(space)
+            .ok_or_else(|| anyhow!("the document of {space} could not be loaded"))?;
+        let n = w.doc.merge_checkpoint(id, doc, auth_op, &authority)?;
+        docs.pin(space);
+        Ok(n)
+    }
+
+    /// How many of `space`'s accepted changes this node holds only inside checkpoints (after a
+    /// [`Node::reindex`], which leaves the document warm).
+    pub fn vouched(&self, space: &SpaceId) -> usize {
+        self.docs.borrow().get(space).map_or(0, |w| {
+            w.doc
+                .accepted()
+                .iter()
+                .filter(|(id, a)| {
+                    a.vouched_by.is_some() && !self.store.has_change(space, id).unwrap_or(false)
+                })
+                .count()
+        })
+    }
+
     /// Forgets a warm document (after a failed write, its memory may be ahead of the store).
     pub(crate) fn forget_doc(&self, space: &SpaceId) {
         self.docs.borrow_mut().remove(space);
@@ -480,12 +525,68 @@ impl Node {
                 Err(e) => undecodable.push((hash, e.to_string())),
             }
         }
-        let doc = SpaceDoc::rebuild(
-            space.clone(),
-            changes,
-            &RosterAuthority(self.roster.as_ref()),
-        );
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut doc = SpaceDoc::rebuild(space.clone(), changes, &authority);
+        // The changes the node holds only inside checkpoints come from them (verified again here).
+        for (id, bytes) in self.store.space_checkpoints(space)? {
+            if let Err(why) = self.merge_stored_checkpoint(&mut doc, space, id, &bytes) {
+                tracing::warn!(space = %space, checkpoint = %id.short(), reason = %why, "a stored checkpoint no longer applies");
+            }
+        }
         Ok((doc, undecodable))
+    }
+
+    /// Verifies a stored checkpoint again (its signature, its signer's authority, its document) and merges
+    /// it into `doc`.
+    fn merge_stored_checkpoint(
+        &self,
+        doc: &mut SpaceDoc,
+        space: &SpaceId,
+        id: Hash,
+        bytes: &[u8],
+    ) -> Result<usize, String> {
+        use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
+        let signed = SignedCheckpoint::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let header = signed.verify().map_err(|e| e.to_string())?;
+        let roster = self.roster.as_ref();
+        let authority = RosterAuthority(roster);
+        let auth_op = authority
+            .authorise(&header.roster_heads, &header.author, space)
+            .map_err(|d| d.reason)?;
+        let (opened, _) = signed
+            .open(&header, |k| {
+                roster.is_some_and(|r| r.ever_granted(k, space))
+            })
+            .map_err(|e| e.to_string())?;
+        doc.merge_checkpoint(id, &opened, auth_op, &authority)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A checkpoint of this node's space's document as it is now, signed by this node, when at least
+    /// [`CHECKPOINT_EVERY`] changes were accepted since the newest checkpoint kept here.
+    pub(crate) fn checkpoint_due(
+        &self,
+        space: &SpaceId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<deskmesh_crdt_model::checkpoint::SignedCheckpoint>> {
+        use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
+        let covered = self.store.space_covered(space)?.len();
+        let docs = self.docs.borrow();
+        let Some(w) = docs.get(space) else {
+            return Ok(None);
+        };
+        let accepted = w.doc.accepted().len();
+        if accepted < covered + CHECKPOINT_EVERY {
+            return Ok(None);
+        }
+        let roster = self.require_roster()?;
+        Ok(Some(SignedCheckpoint::sign(
+            space.clone(),
+            w.doc.doc(),
+            &self.key,
+            roster.heads(),
+            now.timestamp_millis(),
+        )?))
     }
 
     // ---- the refusal sink ----------------------------------------------------------------------

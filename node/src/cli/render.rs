@@ -215,8 +215,9 @@ impl Human for DraftsWritten {
 impl Human for BundleReport {
     fn data(&self) -> String {
         let mut f = format!(
-            "bundle imported: {} new roster operation(s), {} new listing change(s), {} seat beacon(s), {} already held; {} refused",
+            "bundle imported: {} new roster operation(s), {} new checkpoint(s), {} new listing change(s), {} seat beacon(s), {} already held; {} refused",
             self.roster_ops_new,
+            self.checkpoints_new,
             self.changes_new,
             self.beacons_taken,
             self.known,
@@ -489,12 +490,28 @@ impl Human for AuditReport {
         for l in &self.listings {
             let _ = writeln!(
                 f,
-                "  {}  {}  {} of {} stored changes accepted",
+                "  {}  {}  {} changes accepted ({} stored here, each signature checked)",
                 l.space,
                 for_display(l.name.as_deref().unwrap_or("(no valid listing)")),
                 l.changes_accepted,
                 l.changes_stored
             );
+            if l.changes_vouched > 0 {
+                let _ = writeln!(
+                    f,
+                    "      {} change(s) came inside checkpoints and are vouched for by their signers; a node that received them one by one can show each",
+                    l.changes_vouched
+                );
+            }
+            for c in &l.checkpoints {
+                let _ = writeln!(
+                    f,
+                    "      checkpoint {} of {} change(s) signed by {}",
+                    c.id.short(),
+                    c.changes,
+                    c.author
+                );
+            }
             for s in &l.signers {
                 let removed = match &s.removed_by {
                     Some(h) => format!("; key since removed by {}", h.short()),

@@ -51,6 +51,7 @@ const MAX_GOSSIPED_PER_REQUEST: usize = 64;
 #[derive(Clone, Debug)]
 enum Location {
     Roster,
+    Checkpoint(SpaceId),
     Change(SpaceId),
     Beacon(SpaceId, String),
 }
@@ -60,6 +61,7 @@ enum Location {
 fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
     match kind {
         ingest::ItemKind::RosterOp => ItemKind::RosterOp,
+        ingest::ItemKind::Checkpoint => ItemKind::Checkpoint,
         ingest::ItemKind::ListingChange => ItemKind::ListingChange,
         ingest::ItemKind::SeatBeacon => ItemKind::SeatBeacon,
     }
@@ -68,6 +70,7 @@ fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
 fn core_kind(kind: ItemKind) -> ingest::ItemKind {
     match kind {
         ItemKind::RosterOp => ingest::ItemKind::RosterOp,
+        ItemKind::Checkpoint => ingest::ItemKind::Checkpoint,
         ItemKind::ListingChange => ingest::ItemKind::ListingChange,
         ItemKind::SeatBeacon => ingest::ItemKind::SeatBeacon,
     }
@@ -328,7 +331,8 @@ impl Service {
         self.started.elapsed()
     }
 
-    /// Indexes every item in the store (once, at start) and returns them.
+    /// Indexes every item in the store (once, at start) and returns those offered to sync: everything but
+    /// the changes a kept checkpoint covers (kept for auditors, servable on request).
     fn scan(&mut self) -> anyhow::Result<Vec<Item>> {
         let store = self.node.store.clone();
         let mut new = Vec::new();
@@ -338,13 +342,23 @@ impl Service {
                 new.push(Item::new(ItemKind::RosterOp, id));
             }
         }
+        for (space, hash, _) in store.checkpoints()? {
+            let id = ItemId(hash.0);
+            if self.index.insert(id, Location::Checkpoint(space)).is_none() {
+                new.push(Item::new(ItemKind::Checkpoint, id));
+            }
+        }
+        let covered: std::collections::HashSet<(SpaceId, [u8; 32])> =
+            store.covered()?.into_iter().collect();
         for space in store.spaces()? {
             for hash in store.change_hashes(&space)? {
                 let id = ItemId(hash);
+                let hidden = covered.contains(&(space.clone(), hash));
                 if self
                     .index
                     .insert(id, Location::Change(space.clone()))
                     .is_none()
+                    && !hidden
                 {
                     new.push(Item::new(ItemKind::ListingChange, id));
                 }
@@ -846,6 +860,12 @@ impl Service {
                 kind: ItemKind::RosterOp,
                 bytes,
             }),
+            Some(Location::Checkpoint(space)) => {
+                store.checkpoint(space, &Hash(id.0))?.map(|bytes| WireItem {
+                    kind: ItemKind::Checkpoint,
+                    bytes,
+                })
+            }
             Some(Location::Change(space)) => store.change(space, &id.0)?.map(|bytes| WireItem {
                 kind: ItemKind::ListingChange,
                 bytes,
@@ -859,8 +879,6 @@ impl Service {
                 }),
         })
     }
-
-    // ---- ingest ------------------------------------------------------------------------------------
 
     // ---- ingest ------------------------------------------------------------------------------------
 
@@ -994,6 +1012,7 @@ impl Service {
         let id = ItemId(a.id.0);
         let location = match (a.kind, &a.space, &a.pool) {
             (ingest::ItemKind::RosterOp, ..) => Location::Roster,
+            (ingest::ItemKind::Checkpoint, Some(space), _) => Location::Checkpoint(space.clone()),
             (ingest::ItemKind::ListingChange, Some(space), _) => Location::Change(space.clone()),
             (ingest::ItemKind::SeatBeacon, Some(space), Some(pool)) => {
                 if let Some(old) = self.beacon_ids.insert((space.clone(), pool.clone()), id) {
@@ -1007,7 +1026,21 @@ impl Service {
             _ => return,
         };
         self.index.insert(id, location);
-        self.engine.item_added(Item::new(engine_kind(a.kind), id));
+        if !a.hidden {
+            self.engine.item_added(Item::new(engine_kind(a.kind), id));
+        }
+        // What this item takes out of the offered set: checkpoints it covers (gone from the store) and
+        // changes it covers (kept, and still served when asked for by id).
+        for (kind, old) in &a.leaves {
+            let old = ItemId(old.0);
+            if *kind == ingest::ItemKind::Checkpoint {
+                self.index.remove(&old);
+            }
+            if *kind != ingest::ItemKind::SeatBeacon {
+                self.engine
+                    .item_removed(&Item::new(engine_kind(*kind), old));
+            }
+        }
         self.push_accepted(a);
     }
 

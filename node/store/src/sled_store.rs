@@ -15,8 +15,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, RefusedLog, RejectedChange,
-    RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore, RefusedLog,
+    RejectedChange, RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION,
+    FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
@@ -35,6 +36,8 @@ mod tree {
     pub const INDEX_DIRTY: &str = "index_dirty";
     pub const REFUSED: &str = "refused";
     pub const DOC_STATES: &str = "doc_states";
+    pub const CHECKPOINTS: &str = "checkpoints";
+    pub const COVERED: &str = "covered";
 }
 
 /// A row of a `space || 0x00 || rest` tree: `rest` and the value.
@@ -60,6 +63,8 @@ pub struct SledStore {
     index_dirty: Tree,
     refused: Tree,
     doc_states: Tree,
+    checkpoints: Tree,
+    covered: Tree,
     /// Set while a caller applies a batch: writes then skip their flush (see `Store::defer_flush`).
     deferred: std::sync::atomic::AtomicBool,
 }
@@ -178,6 +183,8 @@ impl SledStore {
             index_dirty: open(tree::INDEX_DIRTY)?,
             refused: open(tree::REFUSED)?,
             doc_states: open(tree::DOC_STATES)?,
+            checkpoints: open(tree::CHECKPOINTS)?,
+            covered: open(tree::COVERED)?,
             meta,
             path: dir.to_path_buf(),
             db,
@@ -586,6 +593,94 @@ impl ChangeStore for SledStore {
 
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
         self.distinct_spaces(&self.changes)
+    }
+}
+
+impl CheckpointStore for SledStore {
+    fn put_checkpoint(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+        covered: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        let key = space_key(space, &id.0);
+        let marks: Vec<Vec<u8>> = covered.iter().map(|c| space_key(space, c)).collect();
+        let space_id = space.as_str().as_bytes();
+        let new = (&self.checkpoints, &self.covered, &self.index_dirty)
+            .transaction(|(cps, cov, dirty)| -> Result<bool, TxError> {
+                if cps.get(&key)?.is_some() {
+                    return Ok(false);
+                }
+                cps.insert(key.as_slice(), bytes)?;
+                for m in &marks {
+                    cov.insert(m.as_slice(), &id.0[..])?;
+                }
+                dirty.insert(space_id, &[][..])?;
+                Ok(true)
+            })
+            .at(&self.path)?;
+        if new {
+            self.sync()?;
+        }
+        Ok(new)
+    }
+
+    fn remove_checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
+        let removed = self
+            .checkpoints
+            .remove(space_key(space, &id.0))
+            .at(&self.path)?
+            .is_some();
+        if removed {
+            self.sync()?;
+        }
+        Ok(removed)
+    }
+
+    fn checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .checkpoints
+            .get(space_key(space, &id.0))
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn space_checkpoints(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        self.scan_space(&self.checkpoints, space)?
+            .into_iter()
+            .map(|(rest, v)| Ok((Hash(self.hash32(&rest)?), v)))
+            .collect()
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
+        self.scan_all(&self.checkpoints)?
+            .into_iter()
+            .map(|(space, rest, v)| Ok((space, Hash(self.hash32(&rest)?), v)))
+            .collect()
+    }
+
+    fn is_covered(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        self.covered
+            .contains_key(space_key(space, change_hash))
+            .at(&self.path)
+    }
+
+    fn space_covered(&self, space: &SpaceId) -> Result<Vec<([u8; 32], Hash)>, StoreError> {
+        self.scan_space(&self.covered, space)?
+            .into_iter()
+            .map(|(rest, by)| Ok((self.hash32(&rest)?, Hash(self.hash32(&by)?))))
+            .collect()
+    }
+
+    fn covered(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError> {
+        self.keys(&self.covered)?
+            .iter()
+            .map(|k| {
+                let (space, rest) = self.split(k)?;
+                Ok((space, self.hash32(rest)?))
+            })
+            .collect()
     }
 }
 

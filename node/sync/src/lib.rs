@@ -59,18 +59,21 @@ pub use set::{Bound, Fingerprint, ItemSet, KeyRange, MemorySet};
 pub use wire::{Mode, Msg, Range, MAX_MESSAGE_BYTES, MAX_WANT_IDS, VERSION};
 
 /// What kind of signed thing an item is. The declaration order is the transfer order: roster ops are
-/// sent before the listing changes they authorise, and beacons last.
+/// sent before the checkpoints and listing changes they authorise (checkpoints first, so a joiner needs
+/// few changes), and beacons last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ItemKind {
     RosterOp,
+    Checkpoint,
     ListingChange,
     SeatBeacon,
 }
 
 impl ItemKind {
     /// Every kind, in transfer order.
-    pub const ALL: [ItemKind; 3] = [
+    pub const ALL: [ItemKind; 4] = [
         ItemKind::RosterOp,
+        ItemKind::Checkpoint,
         ItemKind::ListingChange,
         ItemKind::SeatBeacon,
     ];
@@ -79,8 +82,9 @@ impl ItemKind {
     pub fn byte(self) -> u8 {
         match self {
             ItemKind::RosterOp => 0,
-            ItemKind::ListingChange => 1,
-            ItemKind::SeatBeacon => 2,
+            ItemKind::Checkpoint => 1,
+            ItemKind::ListingChange => 2,
+            ItemKind::SeatBeacon => 3,
         }
     }
 }

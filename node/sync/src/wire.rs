@@ -170,6 +170,9 @@ mod tests {
     use super::*;
     use crate::ItemKind;
 
+    /// The key byte of listing changes, which the sample ranges bound.
+    const LISTING: u8 = 2;
+
     fn item(first: u8) -> Item {
         Item::new(ItemKind::ListingChange, ItemId([first; 32]))
     }
@@ -180,11 +183,11 @@ mod tests {
             initiator: true,
             ranges: vec![
                 Range {
-                    upper: Bound::Prefix(vec![1, 0x40]),
+                    upper: Bound::Prefix(vec![LISTING, 0x40]),
                     mode: Mode::Skip,
                 },
                 Range {
-                    upper: Bound::Prefix(vec![1, 0x80]),
+                    upper: Bound::Prefix(vec![LISTING, 0x80]),
                     mode: Mode::IdList(vec![item(0x41), item(0x42)]),
                 },
                 Range {
@@ -257,7 +260,7 @@ mod tests {
         assert!(equal_points.validate().is_err());
         let outside = round(vec![
             Range {
-                upper: Bound::Prefix(vec![1, 0x10]),
+                upper: Bound::Prefix(vec![LISTING, 0x10]),
                 mode: Mode::IdList(vec![item(0x20)]),
             },
             skip(Bound::End),
