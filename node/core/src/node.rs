@@ -39,6 +39,8 @@ pub struct Node {
     pub(crate) ingest: IngestState,
     /// Items this node signed or imported since the last [`Node::take_made`], for the caller to announce.
     pub(crate) made: Vec<Made>,
+    /// Storing a roster operation failed and the roster could not be reloaded yet.
+    pub(crate) roster_stale: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
 }
@@ -142,10 +144,15 @@ impl Node {
             roster: None,
             ingest: IngestState::default(),
             made: Vec::new(),
+            roster_stale: false,
             _lock: None,
         };
         node.roster = node.load_roster()?;
-        node.reindex_dirty()?;
+        // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
+        // commands work; the spaces stay marked and are rebuilt at a later open.
+        if let Err(e) = node.reindex_dirty() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot rebuild the index of spaces a crash left dirty; it is rebuilt later");
+        }
         Ok(node)
     }
 
@@ -184,6 +191,21 @@ impl Node {
     /// announce (the daemon publishes them; a command that exits has nobody to tell).
     pub fn take_made(&mut self) -> Vec<Made> {
         std::mem::take(&mut self.made)
+    }
+
+    /// Makes the roster in memory match the store again after storing a roster operation failed (the
+    /// roster took it before the store refused it). Until that works, the roster is marked stale.
+    pub(crate) fn reload_roster(&mut self) {
+        match self.load_roster() {
+            Ok(roster) => {
+                self.roster = roster;
+                self.roster_stale = false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot reload the roster from the store; trying again at the next item");
+                self.roster_stale = true;
+            }
+        }
     }
 
     /// Rebuilds the roster from the signed ops in the store.
@@ -274,39 +296,75 @@ impl Node {
 
     /// Rebuilds one space's document from its stored signed changes and writes its index entry.
     pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<SpaceDoc> {
+        let rows = self.index_rows(space)?;
+        self.write_index(space, &rows)?;
+        Ok(rows.doc)
+    }
+
+    /// What a space's index holds, rebuilt from its stored signed changes without writing anything.
+    pub fn index_rows(&self, space: &SpaceId) -> anyhow::Result<IndexRows> {
         let (doc, undecodable) = self.space_doc(space)?;
         let entry = IndexEntry::from_doc(&doc, self.roster.as_ref());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
         };
-        let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        let mut rejected: Vec<([u8; 32], RejectionRecord)> = Vec::new();
         for r in doc.rejected() {
-            let reason = RejectionRecord {
-                author: r.author,
-                reason: r.reason.clone(),
-            };
-            rejected.push((r.hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                r.hash,
+                RejectionRecord {
+                    author: r.author,
+                    reason: r.reason.clone(),
+                    waiting: false,
+                },
+            ));
         }
         for p in doc.pending() {
-            let reason = RejectionRecord {
-                author: p.change.envelope().ok().map(|e| e.author),
-                reason: format!("not applied yet: {}", p.reason),
-            };
-            rejected.push((p.hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                p.hash,
+                RejectionRecord {
+                    author: p.change.envelope().ok().map(|e| e.author),
+                    reason: format!("not applied yet: {}", p.reason),
+                    waiting: true,
+                },
+            ));
         }
         for (hash, why) in undecodable {
-            let reason = RejectionRecord {
-                author: None,
-                reason: why,
-            };
-            rejected.push((hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                hash,
+                RejectionRecord {
+                    author: None,
+                    reason: why,
+                    waiting: false,
+                },
+            ));
+        }
+        Ok(IndexRows {
+            doc,
+            listing,
+            rejected,
+        })
+    }
+
+    fn write_index(&self, space: &SpaceId, rows: &IndexRows) -> anyhow::Result<()> {
+        let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        for (hash, record) in &rows.rejected {
+            rejected.push((*hash, serde_json::to_vec(record)?));
         }
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
         self.store
-            .replace_space_index(space, listing.as_deref(), &rejected_refs)?;
-        Ok(doc)
+            .replace_space_index(space, rows.listing.as_deref(), &rejected_refs)?;
+        Ok(())
+    }
+
+    /// Writes a space's index rows when the store takes them; the audit reads the rows it computed
+    /// either way, so it works on a full disk.
+    pub(crate) fn try_write_index(&self, space: &SpaceId, rows: &IndexRows) {
+        if let Err(e) = self.write_index(space, rows) {
+            tracing::debug!(space = %space, error = %format!("{e:#}"), "index not rewritten");
+        }
     }
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
@@ -485,6 +543,26 @@ pub struct SignerInfo {
 pub struct RejectionRecord {
     pub author: Option<PublicKey>,
     pub reason: String,
+    /// Not refused: it waits for roster operations or earlier changes this node does not hold yet.
+    /// (Absent in index rows written before this field; their reason then starts "not applied yet".)
+    #[serde(default)]
+    pub waiting: bool,
+}
+
+impl RejectionRecord {
+    /// Whether the change only waits for something (see [`RejectionRecord::waiting`]).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting || self.reason.starts_with("not applied yet")
+    }
+}
+
+/// A space's index as rebuilt from its signed changes: the document, the listing entry (JSON) and why
+/// each change that does not count does not.
+#[derive(Debug)]
+pub struct IndexRows {
+    pub doc: SpaceDoc,
+    pub listing: Option<Vec<u8>>,
+    pub rejected: Vec<([u8; 32], RejectionRecord)>,
 }
 
 impl IndexEntry {
