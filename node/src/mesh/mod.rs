@@ -16,9 +16,12 @@
 
 pub mod behaviour;
 pub mod embedded;
+pub mod guard;
 pub mod limits;
 pub mod nat;
+pub mod peers;
 pub mod service;
+pub mod trust;
 
 use anyhow::Context;
 use deskmesh_core::home::Home;
@@ -56,7 +59,24 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(service::run(node, home.socket_path(), opts))
+    let exit = rt.block_on(service::run(node, home.clone(), opts))?;
+    drop(rt);
+    match exit {
+        service::Exit::Stopped => Ok(()),
+        service::Exit::Reopen => restart(),
+    }
+}
+
+/// Replaces this process with a new `deskmesh run` with the same arguments: the store failed a write and
+/// only a new process can open it again (sled 0.34 cannot reopen a database in the process that held it);
+/// the new one takes back what the store noted before it serves anything.
+fn restart() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::Error::new(err).context("cannot restart the node to reopen its store; start it again"))
 }
 
 /// Opens the node, waiting up to five seconds while another process holds the store: a short command run
