@@ -53,6 +53,15 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("control_line", control_line),
 ];
 
+/// Run at the start of every target. libFuzzer's panic hook aborts on every panic, even one the code
+/// under test catches on purpose (the node catches automerge's panics on malformed changes); this hook
+/// prints and returns instead. A panic that escapes the target still ends the run: libfuzzer-sys aborts
+/// when the target unwinds.
+fn setup() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}"))));
+}
+
 /// The target called `name`.
 pub fn target(name: &str) -> Option<fn(&[u8])> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
@@ -100,6 +109,7 @@ fn engine() -> SyncEngine<u8> {
 
 /// A request-response message, read by the same CBOR codec and size limit the mesh uses.
 pub fn wire_request(data: &[u8]) {
+    setup();
     let mut codec = libp2p::request_response::cbor::codec::Codec::<Request, Reply>::default()
         .set_request_size_maximum(MAX_REQUEST_BYTES);
     let protocol = libp2p::StreamProtocol::new("/deskmesh/sync/1");
@@ -119,6 +129,7 @@ pub fn wire_request(data: &[u8]) {
 
 /// One sync message from a peer, then time passing; a message that decodes must encode back to itself.
 pub fn sync_message(data: &[u8]) {
+    setup();
     let mut engine = engine();
     if let Ok(msg) = deskmesh_sync::Msg::decode(data) {
         let again = msg.encode().expect("a decoded message encodes");
@@ -138,6 +149,7 @@ pub fn sync_message(data: &[u8]) {
 
 /// A gossip message's payload, as the mesh decodes it before ingest.
 pub fn gossip(data: &[u8]) {
+    setup();
     if let Ok(item) = postcard::from_bytes::<WireItem>(data) {
         ingest_from_mesh(vec![item]);
     }
@@ -146,6 +158,7 @@ pub fn gossip(data: &[u8]) {
 /// A signed listing change: its claimed envelope, its signature, and the listing rebuilt with it under
 /// the alliance's roster.
 pub fn signed_change(data: &[u8]) {
+    setup();
     let Ok(change) = SignedChange::from_bytes(data) else {
         return;
     };
@@ -168,6 +181,7 @@ pub fn signed_change(data: &[u8]) {
 /// A signed roster operation, inserted into the alliance's roster after the known ones, and also tried
 /// as the creation of an alliance of its own.
 pub fn roster_op(data: &[u8]) {
+    setup();
     let Ok(op) = SignedOp::from_bytes(data) else {
         return;
     };
@@ -185,6 +199,7 @@ pub fn roster_op(data: &[u8]) {
 
 /// A signed seat beacon: decode and verify at the current time.
 pub fn beacon(data: &[u8]) {
+    setup();
     let Ok(b) = SignedBeacon::from_bytes(data) else {
         return;
     };
@@ -196,6 +211,7 @@ pub fn beacon(data: &[u8]) {
 /// wrapped with a valid checksum (random text almost never passes the checksum) as a member or a space
 /// token. A token that parses is then joined by a fresh node.
 pub fn invite_token(data: &[u8]) {
+    setup();
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
@@ -214,6 +230,7 @@ pub fn invite_token(data: &[u8]) {
 
 /// A bundle file: decoded, then imported batch by batch into a node of the alliance.
 pub fn bundle(data: &[u8]) {
+    setup();
     let Ok(bundle) = Bundle::decode(data) else {
         return;
     };
@@ -227,6 +244,7 @@ pub fn bundle(data: &[u8]) {
 /// Listing JSON (first byte even) or TOML (odd). A listing that is accepted must be accepted again
 /// from its own serialised form.
 pub fn listing(data: &[u8]) {
+    setup();
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
@@ -247,6 +265,7 @@ pub fn listing(data: &[u8]) {
 /// Bytes a client sends to the control socket: lines read with a bound, the first as the handshake, the
 /// rest as requests served by a space's node (subscriptions aside).
 pub fn control_line(data: &[u8]) {
+    setup();
     /// The bound used here; small, so the fuzzer reaches "too long" too.
     const MAX: usize = 16 * 1024;
     let mut reader = tokio::io::BufReader::with_capacity(64, data);

@@ -28,8 +28,9 @@ pub const MAX_SAVED: usize = 256;
 pub const MAX_ADDRS: usize = 8;
 /// Longest wait between two dials of one peer.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How often the book is written when it changed.
-pub const SAVE_EVERY: Duration = Duration::from_secs(30);
+/// How often the book is written when it changed (the first change is written at once, so a node killed
+/// soon after it met its peers still finds them).
+pub const SAVE_EVERY: Duration = Duration::from_secs(10);
 /// A dial that never reports back counts as failed after this long.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -97,7 +98,7 @@ pub struct PeerBook {
     peers: HashMap<PeerId, Entry>,
     bare: Vec<(Multiaddr, Backoff)>,
     dirty: bool,
-    last_save: Duration,
+    last_save: Option<Duration>,
     rng: u64,
 }
 
@@ -118,7 +119,7 @@ impl PeerBook {
             peers: HashMap::new(),
             bare: Vec::new(),
             dirty: false,
-            last_save: Duration::ZERO,
+            last_save: None,
             rng: seed(),
         };
         let Some(path) = path else {
@@ -336,13 +337,15 @@ impl PeerBook {
         }
     }
 
-    /// Writes the learned peers when they changed and [`SAVE_EVERY`] passed (or `force`). The write is
+    /// Writes the learned peers when they changed and [`SAVE_EVERY`] passed since the last write (or at
+    /// once the first time, or when `force`). The write is
     /// atomic (a temporary file renamed over); an error is returned for the log, and retried next time.
     pub fn save(&mut self, now: Duration, force: bool) -> Result<bool, String> {
         let Some(path) = self.path.clone() else {
             return Ok(false);
         };
-        if !self.dirty || (!force && now < self.last_save + SAVE_EVERY) {
+        let recent = self.last_save.is_some_and(|at| now < at + SAVE_EVERY);
+        if !self.dirty || (!force && recent) {
             return Ok(false);
         }
         let mut peers: Vec<Saved> = self
@@ -366,7 +369,7 @@ impl PeerBook {
                 format!("cannot save the peer list to {}: {e}", path.display())
             })?;
         self.dirty = false;
-        self.last_save = now;
+        self.last_save = Some(now);
         Ok(true)
     }
 }
