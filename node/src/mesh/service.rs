@@ -48,6 +48,9 @@ const MAX_OUTBOX_ITEMS: usize = 200_000;
 /// asking for again and again.
 const STRANGER_BURST: f64 = 64.0;
 const STRANGER_PER_MINUTE: f64 = 60.0;
+/// How long a peer that is not a roster device has to prove itself a member (in identify, which normally
+/// comes within a round trip) before its sync messages are handled as a stranger's.
+const SETTLE_WITHIN: Duration = Duration::from_secs(3);
 /// Pings that fail in a row before a connection is closed as dead (a ping every
 /// [`behaviour::PING_INTERVAL`], each allowed [`behaviour::PING_TIMEOUT`]).
 const MAX_PING_FAILURES: u32 = 2;
@@ -217,6 +220,8 @@ struct Service {
     bare_dials: HashMap<ConnectionId, Multiaddr>,
     /// Items strangers may still be served.
     budgets: HashMap<PeerId, Budget>,
+    /// Peers whose proof may still come, with the sync messages they sent meanwhile.
+    unsettled: HashMap<PeerId, Unsettled>,
     /// Pings failed in a row, per connection.
     ping_failures: HashMap<ConnectionId, u32>,
     /// Set when the event loop must end (the store must be reopened).
@@ -225,6 +230,8 @@ struct Service {
     reopen_waiting: bool,
     /// The last store failure logged, and when.
     last_failure: Option<(String, Instant)>,
+    /// Connections turned away when last logged, and when.
+    guard_reported: (u64, Duration),
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
     last_maintenance: Duration,
     outbound: HashMap<OutboundRequestId, PeerId>,
@@ -363,10 +370,12 @@ impl Service {
             book: PeerBook::load(None).0,
             bare_dials: HashMap::new(),
             budgets: HashMap::new(),
+            unsettled: HashMap::new(),
             ping_failures: HashMap::new(),
             exit: None,
             reopen_waiting: false,
             last_failure: None,
+            guard_reported: (0, Duration::ZERO),
             last_sync: None,
             last_maintenance: Duration::ZERO,
             outbound: HashMap::new(),
@@ -589,7 +598,16 @@ impl Service {
                     let t = self.classify(&peer_id);
                     tracing::info!(peer = %peer_id, address = %addr, trust = ?t, "peer connected");
                     self.trust.insert(peer_id, Trust::Stranger);
-                    // A member proves itself in identify, a moment later.
+                    // A member proves itself in identify, a moment later; until then its sync waits.
+                    if !t.is_known() {
+                        self.unsettled.insert(
+                            peer_id,
+                            Unsettled {
+                                since: Instant::now(),
+                                held: Vec::new(),
+                            },
+                        );
+                    }
                     self.set_trust(peer_id, t);
                 }
             }
@@ -608,6 +626,7 @@ impl Service {
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
                     self.trust.remove(&peer_id);
+                    self.unsettled.remove(&peer_id);
                     self.budgets.remove(&peer_id);
                     self.engine.disconnected(&peer_id);
                     self.outboxes.remove(&peer_id);
@@ -630,7 +649,7 @@ impl Service {
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
-                tracing::debug!(error = %error, "incoming connection refused or failed");
+                tracing::trace!(error = %error, "incoming connection refused or failed");
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
             _ => {}
@@ -649,6 +668,7 @@ impl Service {
                 {
                     self.set_trust(peer_id, Trust::Member);
                 }
+                self.settle(peer_id);
                 if !self
                     .trust
                     .get(&peer_id)
@@ -802,13 +822,14 @@ impl Service {
     fn on_request(&mut self, peer: PeerId, request: Request) {
         match request {
             Request::Sync(bytes) => {
-                let now = self.now();
-                match self.engine.received_bytes(&peer, &bytes, now) {
-                    Ok(intents) => self.execute(intents),
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "rejected sync message")
+                if let Some(u) = self.unsettled.get_mut(&peer) {
+                    // Who the peer is decides what it is served: its sync waits a moment for its proof.
+                    if u.held.len() < behaviour::MAX_STREAMS_PER_PEER {
+                        u.held.push(bytes);
                     }
+                    return;
                 }
+                self.on_sync(peer, &bytes);
             }
             Request::Items(items) => {
                 let outcomes = self.ingest(items, Some(peer));
@@ -854,7 +875,37 @@ impl Service {
         }
     }
 
+    fn on_sync(&mut self, peer: PeerId, bytes: &[u8]) {
+        let now = self.now();
+        match self.engine.received_bytes(&peer, bytes, now) {
+            Ok(intents) => self.execute(intents),
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "rejected sync message")
+            }
+        }
+    }
+
+    /// The peer's trust is decided (its identify came, or [`SETTLE_WITHIN`] passed): the sync messages it
+    /// sent meanwhile are handled now, in order.
+    fn settle(&mut self, peer: PeerId) {
+        let Some(u) = self.unsettled.remove(&peer) else {
+            return;
+        };
+        for bytes in u.held {
+            self.on_sync(peer, &bytes);
+        }
+    }
+
     fn on_tick(&mut self) {
+        let late: Vec<PeerId> = self
+            .unsettled
+            .iter()
+            .filter(|(_, u)| u.since.elapsed() >= SETTLE_WITHIN)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in late {
+            self.settle(peer);
+        }
         if std::mem::take(&mut self.status_dirty) || self.pushed_sync != self.last_sync {
             self.pushed_sync = self.last_sync;
             self.push_status();
@@ -877,17 +928,26 @@ impl Service {
             if !self.connected.is_empty() {
                 let _ = self.swarm.behaviour_mut().kad.bootstrap();
             }
-            let g = &self.swarm.behaviour().guard;
-            if g.denied > 0 || g.evicted > 0 {
-                tracing::info!(
-                    denied = g.denied,
-                    evicted = g.evicted,
-                    strangers = g.strangers(),
-                    "connections turned away so far (per-IP and stranger limits)"
-                );
-            }
         }
+        self.report_guard(now);
         self.check_store();
+    }
+
+    /// Logs connections the guard turned away: at the first, then at most every 30 s while it goes on.
+    fn report_guard(&mut self, now: Duration) {
+        let g = &self.swarm.behaviour().guard;
+        let seen = g.denied + g.evicted;
+        let (reported, at) = self.guard_reported;
+        if seen == reported || (reported > 0 && now < at + Duration::from_secs(30)) {
+            return;
+        }
+        tracing::info!(
+            denied = g.denied,
+            evicted = g.evicted,
+            strangers = g.strangers(),
+            "connections turned away so far (per-IP and stranger limits)"
+        );
+        self.guard_reported = (seen, now);
     }
 
     /// A store that failed a write takes no more until it is opened again: once the disk has room to
@@ -1424,6 +1484,14 @@ impl Outbox {
     fn is_empty(&self) -> bool {
         self.queued.is_empty()
     }
+}
+
+/// A connected peer whose proof may still come.
+#[derive(Debug)]
+struct Unsettled {
+    since: Instant,
+    /// Sync messages it sent meanwhile, in order (at most one per stream it may have open).
+    held: Vec<Vec<u8>>,
 }
 
 /// A token bucket of items a stranger may be served.
