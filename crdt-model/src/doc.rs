@@ -518,7 +518,11 @@ impl SpaceDoc {
                 self.recover(&before);
                 self.excluded
                     .insert(c.hash, "automerge failed on the change".into());
-                return self.reject(c.hash, Some(c.author), "automerge failed on the change".into());
+                return self.reject(
+                    c.hash,
+                    Some(c.author),
+                    "automerge failed on the change".into(),
+                );
             }
         };
         let checked = match applied {
@@ -583,19 +587,16 @@ impl SpaceDoc {
     /// Goes back to `heads` after automerge panicked: its document may be half-changed, so when forking
     /// it fails too, the document is rebuilt from the changes accepted so far.
     fn recover(&mut self, heads: &[ChangeHash]) {
-        let forked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.doc.fork_at(heads)
-        }));
+        let forked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.fork_at(heads)));
         if let Ok(Ok(doc)) = forked {
             self.doc = doc;
             return;
         }
         let changes: Vec<Change> = {
             let doc = &self.doc;
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                doc.get_changes(&[])
-            }))
-            .unwrap_or_default()
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.get_changes(&[])))
+                .unwrap_or_default()
         };
         let mut fresh = Automerge::new();
         let accepted: Vec<Change> = changes

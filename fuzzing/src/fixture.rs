@@ -43,7 +43,9 @@ pub fn when() -> DateTime<Utc> {
 /// The fixture, built on first use.
 pub fn get() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| build().unwrap_or_else(|e| panic!("the fuzz fixture cannot be built: {e:#}")))
+    FIXTURE.get_or_init(|| {
+        build().unwrap_or_else(|e| panic!("the fuzz fixture cannot be built: {e:#}"))
+    })
 }
 
 /// A node over an empty in-memory store with a fixed key.

@@ -39,8 +39,11 @@ use deskmesh_node::mesh::behaviour::{Reply, Request, WireItem, MAX_REQUEST_BYTES
 use deskmesh_sync::{Config, Item, ItemId, ItemKind, SyncEngine};
 use libp2p::request_response::Codec;
 
+/// A target's body: arbitrary bytes in, a panic on failure.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, in the order the table above lists them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("wire_request", wire_request),
     ("sync_message", sync_message),
     ("gossip", gossip),
@@ -63,7 +66,7 @@ fn setup() {
 }
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 

@@ -32,13 +32,17 @@ fn the_seeds_reach_past_the_decoders() {
     // starting from garbage. Spot-check one per kind of signed item.
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
     let read = |p: &str| std::fs::read(root.join(p)).expect("seed present");
-    assert!(deskmesh_crdt_model::change::SignedChange::from_bytes(&read("signed_change/change.bin"))
-        .and_then(|c| c.verify())
-        .is_ok());
+    assert!(deskmesh_crdt_model::change::SignedChange::from_bytes(&read(
+        "signed_change/change.bin"
+    ))
+    .and_then(|c| c.verify())
+    .is_ok());
     assert!(deskmesh_keys::roster::SignedOp::from_bytes(&read("roster_op/op-0.bin")).is_ok());
-    assert!(deskmesh_crdt_model::beacon::SignedBeacon::from_bytes(&read("beacon/beacon.bin"))
-        .and_then(|b| b.decode())
-        .is_ok());
+    assert!(
+        deskmesh_crdt_model::beacon::SignedBeacon::from_bytes(&read("beacon/beacon.bin"))
+            .and_then(|b| b.decode())
+            .is_ok()
+    );
     assert!(deskmesh_core::bundle::Bundle::decode(&read("bundle/space.bundle")).is_ok());
     assert!(deskmesh_sync::Msg::decode(&read("sync_message/msg-0.bin")).is_ok());
 }

@@ -17,7 +17,13 @@ impl Tmpfs {
     pub fn mount(path: &Path, mib: u32) -> Option<Tmpfs> {
         std::fs::create_dir_all(path).expect("create the mount point");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(path)
             .output();
         match out {

@@ -111,7 +111,12 @@ impl Lab {
 
     /// Cuts every link between the hosts of `a` and those of `b`.
     pub fn partition(&self, a: &[usize], b: &[usize]) {
-        let names = |l: &[usize]| l.iter().map(|i| self.host(*i)).collect::<Vec<_>>().join(" ");
+        let names = |l: &[usize]| {
+            l.iter()
+                .map(|i| self.host(*i))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         self.run(&["partition", &names(a), &names(b)]);
     }
 

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deskmesh_integration::daemon::{self, hot_seats, logs, row_of, rows, space, wait_until, Daemon};
+use deskmesh_integration::daemon::{
+    self, hot_seats, logs, row_of, rows, space, wait_until, Daemon,
+};
 use deskmesh_integration::disk::Tmpfs;
 use deskmesh_integration::TestNode;
 
@@ -133,10 +135,14 @@ fn a_full_disk_fails_writes_with_one_sentence_and_heals_by_itself() {
             logs(&all)
         );
     }
-    wait_until("the hub has the edit made after the disk had room", &all, || {
-        row_of(&rows(&coord), &id).is_some_and(|r| r["name"] == "Stored after")
-            && hot_seats(&coord, &id) == Some(7)
-    });
+    wait_until(
+        "the hub has the edit made after the disk had room",
+        &all,
+        || {
+            row_of(&rows(&coord), &id).is_some_and(|r| r["name"] == "Stored after")
+                && hot_seats(&coord, &id) == Some(7)
+        },
+    );
 
     // Killed and restarted: the failed writes are absent, the acknowledged ones present.
     drop(sd);
@@ -148,7 +154,10 @@ fn a_full_disk_fails_writes_with_one_sentence_and_heals_by_itself() {
         listing["changes_stored"], 2,
         "the first listing and the edit after the disk had room, not the refused one: {audit}"
     );
-    assert_eq!(row_of(&rows(&sp), &id).expect("row")["name"], "Stored after");
+    assert_eq!(
+        row_of(&rows(&sp), &id).expect("row")["name"],
+        "Stored after"
+    );
     assert_eq!(hot_seats(&sp, &id), Some(7));
     let roster = coord.json(&["alliance", "show"]);
     assert!(
@@ -265,7 +274,8 @@ fn a_crash_loop_loses_no_acknowledged_write() {
         );
         let member_audit = laptop.audit();
         assert_eq!(
-            member_audit["ok"], true,
+            member_audit["ok"],
+            true,
             "round {round}: the member's audit after a kill during its sync: {member_audit}{}",
             logs(&all)
         );
@@ -276,11 +286,15 @@ fn a_crash_loop_loses_no_acknowledged_write() {
     let _s = start(&sp, Some(&hub.addr));
     let _m = start(&laptop, Some(&hub.addr));
     let last = acked.lock().expect("lock").last().cloned();
-    wait_until("the member holds the whole directory and the last edit", &all, || {
-        let rows = rows(&laptop);
-        rows.len() as u64 == total
-            && (last.is_none() || row_of(&rows, &id).is_some_and(|r| r["name"] == json(&last)))
-    });
+    wait_until(
+        "the member holds the whole directory and the last edit",
+        &all,
+        || {
+            let rows = rows(&laptop);
+            rows.len() as u64 == total
+                && (last.is_none() || row_of(&rows, &id).is_some_and(|r| r["name"] == json(&last)))
+        },
+    );
     for (i, n) in all.iter().enumerate() {
         let audit = n.audit();
         assert_eq!(audit["ok"], true, "node {i}: {audit}");

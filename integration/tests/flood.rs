@@ -30,7 +30,10 @@ fn long() -> bool {
 /// The TCP port of a daemon's first listen address.
 fn port_of(addr: &str) -> u16 {
     let parts: Vec<&str> = addr.split('/').collect();
-    let i = parts.iter().position(|p| *p == "tcp").expect("a tcp address");
+    let i = parts
+        .iter()
+        .position(|p| *p == "tcp")
+        .expect("a tcp address");
     parts[i + 1].parse().expect("a port")
 }
 
@@ -72,7 +75,12 @@ impl Flood {
                             opened.fetch_add(1, Ordering::Relaxed);
                             // Say nothing; wait until the hub hangs up.
                             loop {
-                                match tokio::time::timeout(Duration::from_millis(500), conn.read(&mut buf)).await {
+                                match tokio::time::timeout(
+                                    Duration::from_millis(500),
+                                    conn.read(&mut buf),
+                                )
+                                .await
+                                {
                                     Ok(Ok(0)) | Ok(Err(_)) => break,
                                     Ok(Ok(_)) => {}
                                     Err(_) if stop.load(Ordering::Relaxed) => break,
@@ -133,7 +141,9 @@ fn a_member_joins_while_strangers_flood_the_port() {
             deskmesh_node::demo::populate(&home, &mut node, chrono::Utc::now()).expect("populate");
         }
     }
-    let total = coord.json(&["status"])["listings"].as_u64().expect("listings");
+    let total = coord.json(&["status"])["listings"]
+        .as_u64()
+        .expect("listings");
     let hub = start(&coord, None);
     let target = SocketAddr::from(([127, 0, 0, 1], port_of(&hub.addr)));
 
@@ -166,8 +176,10 @@ fn a_member_joins_while_strangers_flood_the_port() {
         "the hub never dropped a flood connection: {opened} opened"
     );
     // The hub turned connections away (its log says so at the first and every 30 s after).
-    wait_until("the hub reports turning connections away", &[&coord], || {
-        log(&coord).contains("connections turned away so far")
-    });
+    wait_until(
+        "the hub reports turning connections away",
+        &[&coord],
+        || log(&coord).contains("connections turned away so far"),
+    );
     assert_eq!(laptop.audit()["ok"], true, "{}", logs(&[&coord, &laptop]));
 }

@@ -72,17 +72,23 @@ fn partitioned_nodes_notice_dead_peers_find_each_other_again_and_converge() {
         daemons.push(Some(start(i, Some(&hub_addr))));
     }
     for (n, node) in nodes.iter().enumerate() {
-        wait_until(&format!("node {} holds every listing", n + 1), &nodes, || {
-            rows(node).len() == 4
-        });
+        wait_until(
+            &format!("node {} holds every listing", n + 1),
+            &nodes,
+            || rows(node).len() == 4,
+        );
     }
     // The far side meets itself too (through the hub's DHT), and saves those peers.
     let far: Vec<String> = (3..=5).map(|i| peer_id(nodes[i - 1])).collect();
     for i in 3..=5 {
-        wait_until(&format!("node {i} knows the other far nodes"), &nodes, || {
-            let p = peer_ids(nodes[i - 1]);
-            far.iter().filter(|f| p.contains(f)).count() >= 2
-        });
+        wait_until(
+            &format!("node {i} knows the other far nodes"),
+            &nodes,
+            || {
+                let p = peer_ids(nodes[i - 1]);
+                far.iter().filter(|f| p.contains(f)).count() >= 2
+            },
+        );
         wait_until(&format!("node {i} saved its peers"), &nodes, || {
             std::fs::read_to_string(nodes[i - 1].home().join("peers.json"))
                 .is_ok_and(|t| far.iter().filter(|f| t.contains(f.as_str())).count() >= 2)
@@ -94,10 +100,14 @@ fn partitioned_nodes_notice_dead_peers_find_each_other_again_and_converge() {
         lab.loss(i, 5);
     }
     let split = Instant::now();
-    wait_until("the hub notices the far side stopped answering", &nodes, || {
-        let p = peer_ids(&coord);
-        !far.iter().any(|f| p.contains(f))
-    });
+    wait_until(
+        "the hub notices the far side stopped answering",
+        &nodes,
+        || {
+            let p = peer_ids(&coord);
+            !far.iter().any(|f| p.contains(f))
+        },
+    );
     let noticed = split.elapsed();
 
     // Restarted inside the partition: the bootstrap (the hub) is out of reach; the saved peers are not.
@@ -109,15 +119,21 @@ fn partitioned_nodes_notice_dead_peers_find_each_other_again_and_converge() {
         daemons[i - 1] = Some(start(i, Some(&hub_addr)));
     }
     for i in 3..=5 {
-        wait_until(&format!("restarted node {i} reaches the other far nodes"), &nodes, || {
-            peer_count(nodes[i - 1]) >= 2
-        });
+        wait_until(
+            &format!("restarted node {i} reaches the other far nodes"),
+            &nodes,
+            || peer_count(nodes[i - 1]) >= 2,
+        );
     }
     let refound = restart.elapsed();
 
     // Both sides edit while apart.
-    spaces[0].0.ok(&["space", "edit", "--name", "Space 2 near side"]);
-    spaces[2].0.ok(&["space", "edit", "--name", "Space 4 far side"]);
+    spaces[0]
+        .0
+        .ok(&["space", "edit", "--name", "Space 2 near side"]);
+    spaces[2]
+        .0
+        .ok(&["space", "edit", "--name", "Space 4 far side"]);
     wait_until("the far side has its own edit", &nodes, || {
         row_of(&rows(nodes[4]), ids[2]).is_some_and(|r| r["name"] == "Space 4 far side")
     });
@@ -128,11 +144,15 @@ fn partitioned_nodes_notice_dead_peers_find_each_other_again_and_converge() {
     }
     let healed = Instant::now();
     for (n, node) in nodes.iter().enumerate() {
-        wait_until(&format!("node {} shows both sides' edits", n + 1), &nodes, || {
-            let rows = rows(node);
-            row_of(&rows, ids[0]).is_some_and(|r| r["name"] == "Space 2 near side")
-                && row_of(&rows, ids[2]).is_some_and(|r| r["name"] == "Space 4 far side")
-        });
+        wait_until(
+            &format!("node {} shows both sides' edits", n + 1),
+            &nodes,
+            || {
+                let rows = rows(node);
+                row_of(&rows, ids[0]).is_some_and(|r| r["name"] == "Space 2 near side")
+                    && row_of(&rows, ids[2]).is_some_and(|r| r["name"] == "Space 4 far side")
+            },
+        );
     }
     let converged = healed.elapsed();
     for (n, node) in nodes.iter().enumerate() {

@@ -58,15 +58,30 @@ fn main() -> anyhow::Result<()> {
         futures::executor::block_on(codec.clone().write_request(&protocol, &mut out, req))?;
         Ok(out.into_inner())
     };
-    write(&root, "wire_request", "items.cbor", &cbor(Request::Items(wire.clone()))?)?;
-    write(&root, "wire_request", "sync.cbor", &cbor(Request::Sync(sync[0].clone()))?)?;
+    write(
+        &root,
+        "wire_request",
+        "items.cbor",
+        &cbor(Request::Items(wire.clone()))?,
+    )?;
+    write(
+        &root,
+        "wire_request",
+        "sync.cbor",
+        &cbor(Request::Sync(sync[0].clone()))?,
+    )?;
     let _ = &mut codec;
 
     for (n, msg) in sync.iter().enumerate() {
         write(&root, "sync_message", &format!("msg-{n}.bin"), msg)?;
     }
     for (n, item) in wire.iter().enumerate() {
-        write(&root, "gossip", &format!("item-{n}.postcard"), &postcard::to_stdvec(item)?)?;
+        write(
+            &root,
+            "gossip",
+            &format!("item-{n}.postcard"),
+            &postcard::to_stdvec(item)?,
+        )?;
     }
     write(&root, "signed_change", "change.bin", &f.change)?;
     for (n, op) in f.ops.iter().enumerate() {
@@ -80,19 +95,49 @@ fn main() -> anyhow::Result<()> {
         bytes.truncate(bytes.len().saturating_sub(4));
         Ok(bytes)
     };
-    write(&root, "invite_token", "space.txt", &[&[0u8][..], f.invite.as_bytes()].concat())?;
-    write(&root, "invite_token", "member.txt", &[&[0u8][..], f.member.as_bytes()].concat())?;
+    write(
+        &root,
+        "invite_token",
+        "space.txt",
+        &[&[0u8][..], f.invite.as_bytes()].concat(),
+    )?;
+    write(
+        &root,
+        "invite_token",
+        "member.txt",
+        &[&[0u8][..], f.member.as_bytes()].concat(),
+    )?;
     let member = payload(&f.member, invite::MEMBER_PREFIX)?;
-    write(&root, "invite_token", "member.payload", &[&[1u8][..], &member].concat())?;
+    write(
+        &root,
+        "invite_token",
+        "member.payload",
+        &[&[1u8][..], &member].concat(),
+    )?;
     let space = payload(&f.invite, invite::TOKEN_PREFIX)?;
-    write(&root, "invite_token", "space.payload", &[&[2u8][..], &space].concat())?;
+    write(
+        &root,
+        "invite_token",
+        "space.payload",
+        &[&[2u8][..], &space].concat(),
+    )?;
 
     write(&root, "bundle", "space.bundle", &f.bundle)?;
 
     let value: serde_json::Value = serde_json::from_str(&f.listing_json)?;
-    write(&root, "listing", "listing.json", &[&[0u8][..], f.listing_json.as_bytes()].concat())?;
+    write(
+        &root,
+        "listing",
+        "listing.json",
+        &[&[0u8][..], f.listing_json.as_bytes()].concat(),
+    )?;
     let toml = toml::to_string(&value)?;
-    write(&root, "listing", "listing.toml", &[&[1u8][..], toml.as_bytes()].concat())?;
+    write(
+        &root,
+        "listing",
+        "listing.toml",
+        &[&[1u8][..], toml.as_bytes()].concat(),
+    )?;
 
     let hello = serde_json::to_string(&Hello {
         protocol: PROTOCOL,
@@ -112,7 +157,10 @@ fn main() -> anyhow::Result<()> {
                 ..FieldEdits::default()
             },
         }),
-        ApiRequest::ImportItems(vec![SignedItem::new(ingest::ItemKind::SeatBeacon, f.beacon.clone())]),
+        ApiRequest::ImportItems(vec![SignedItem::new(
+            ingest::ItemKind::SeatBeacon,
+            f.beacon.clone(),
+        )]),
         ApiRequest::Audit,
     ];
     let mut session = format!("{hello}\n");

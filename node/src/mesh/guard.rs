@@ -273,7 +273,8 @@ mod tests {
         let mut g = Guard::new();
         for _ in 0..MAX_PENDING_PER_IP {
             let id = cid();
-            g.handle_pending_inbound_connection(id, &local, &flood).unwrap();
+            g.handle_pending_inbound_connection(id, &local, &flood)
+                .unwrap();
             ids.push(id);
         }
         assert!(g
@@ -307,12 +308,9 @@ mod tests {
         let mut g = Guard::new();
         let ip: IpAddr = "192.0.2.66".parse().unwrap();
         for _ in 0..MAX_STRANGERS_PER_IP {
-            g.admit(cid(), PeerId::random(), Some(ip))
-                .unwrap();
+            g.admit(cid(), PeerId::random(), Some(ip)).unwrap();
         }
-        assert!(g
-            .admit(cid(), PeerId::random(), Some(ip))
-            .is_err());
+        assert!(g.admit(cid(), PeerId::random(), Some(ip)).is_err());
         let known = PeerId::random();
         g.trust(known);
         for _ in 0..3 {
@@ -326,8 +324,7 @@ mod tests {
         g.admit(first, PeerId::random(), None).unwrap();
         for i in 1..MAX_STRANGERS {
             let ip: IpAddr = format!("10.0.{}.{}", i / 200, i % 200 + 1).parse().unwrap();
-            g.admit(cid(), PeerId::random(), Some(ip))
-                .unwrap();
+            g.admit(cid(), PeerId::random(), Some(ip)).unwrap();
         }
         assert_eq!(g.strangers(), MAX_STRANGERS);
         let newcomer = PeerId::random();
@@ -339,5 +336,4 @@ mod tests {
         g.trust(newcomer);
         assert_eq!(g.strangers(), MAX_STRANGERS - 1);
     }
-
 }

@@ -76,7 +76,8 @@ fn restart() -> anyhow::Result<()> {
     let err = std::process::Command::new(exe)
         .args(std::env::args_os().skip(1))
         .exec();
-    Err(anyhow::Error::new(err).context("cannot restart the node to reopen its store; start it again"))
+    Err(anyhow::Error::new(err)
+        .context("cannot restart the node to reopen its store; start it again"))
 }
 
 /// Opens the node, waiting up to five seconds while another process holds the store: a short command run

@@ -358,9 +358,13 @@ impl PeerBook {
                 last_seen_ms: e.last_seen_ms,
             })
             .collect();
-        peers.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(a.peer.cmp(&b.peer)));
-        let text = serde_json::to_string_pretty(&File { version: 1, peers })
-            .map_err(|e| e.to_string())?;
+        peers.sort_by(|a, b| {
+            b.last_seen_ms
+                .cmp(&a.last_seen_ms)
+                .then(a.peer.cmp(&b.peer))
+        });
+        let text =
+            serde_json::to_string_pretty(&File { version: 1, peers }).map_err(|e| e.to_string())?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
@@ -405,7 +409,9 @@ mod tests {
     use super::*;
 
     fn addr(port: u16, peer: PeerId) -> Multiaddr {
-        format!("/ip4/192.0.2.1/tcp/{port}/p2p/{peer}").parse().unwrap()
+        format!("/ip4/192.0.2.1/tcp/{port}/p2p/{peer}")
+            .parse()
+            .unwrap()
     }
 
     #[test]
@@ -416,9 +422,17 @@ mod tests {
         assert!(warn.is_none());
         let (a, b) = (PeerId::random(), PeerId::random());
         book.add_bootstrap(addr(1, b));
-        book.learned(a, &[addr(2, a), "/ip4/0.0.0.0/tcp/9".parse().unwrap()], 1000);
+        book.learned(
+            a,
+            &[addr(2, a), "/ip4/0.0.0.0/tcp/9".parse().unwrap()],
+            1000,
+        );
         assert_eq!(book.save(Duration::ZERO, true), Ok(true));
-        assert_eq!(book.save(Duration::from_secs(1), false), Ok(false), "nothing new");
+        assert_eq!(
+            book.save(Duration::from_secs(1), false),
+            Ok(false),
+            "nothing new"
+        );
 
         let (mut again, warn) = PeerBook::load(Some(path.clone()));
         assert!(warn.is_none());
@@ -452,9 +466,14 @@ mod tests {
         let p = PeerId::random();
         book.add_bootstrap(addr(1, p));
         assert_eq!(book.due(Duration::ZERO, 0, |_| false).len(), 1);
-        assert!(book.due(Duration::ZERO, 0, |_| false).is_empty(), "being dialled");
+        assert!(
+            book.due(Duration::ZERO, 0, |_| false).is_empty(),
+            "being dialled"
+        );
         book.dial_failed(&p, Duration::ZERO);
-        assert!(book.due(Duration::from_millis(500), 0, |_| false).is_empty());
+        assert!(book
+            .due(Duration::from_millis(500), 0, |_| false)
+            .is_empty());
         assert_eq!(book.due(Duration::from_secs(2), 0, |_| false).len(), 1);
         // A dial that never reports back is due again after its timeout.
         assert_eq!(book.due(Duration::from_secs(40), 0, |_| false).len(), 1);

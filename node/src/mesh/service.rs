@@ -34,8 +34,8 @@ use super::behaviour::{self, Behaviour, BehaviourEvent, Reply, Request, WireItem
 use super::peers::{PeerBook, Target};
 use super::trust::{self, Trust};
 use super::{limits, nat, RunOptions};
-use deskmesh_core::home::Home;
 use crate::control::server::{self as control, Call};
+use deskmesh_core::home::Home;
 
 /// Item batches in flight to one peer at once; the rest wait in its outbox, so a large transfer neither
 /// exceeds the peer's stream limit (which drops requests) nor overtakes the roster operations it needs.
@@ -669,11 +669,7 @@ impl Service {
                     self.set_trust(peer_id, Trust::Member);
                 }
                 self.settle(peer_id);
-                if !self
-                    .trust
-                    .get(&peer_id)
-                    .is_some_and(|t| t.is_known())
-                {
+                if !self.trust.get(&peer_id).is_some_and(|t| t.is_known()) {
                     // Strangers' addresses go nowhere: not into the DHT, not into the saved peer list.
                     return;
                 }
@@ -1211,11 +1207,9 @@ impl Service {
             }
             return out;
         }
-        let roster_grew = report
-            .outcomes
-            .iter()
-            .chain(&report.woken)
-            .any(|o| matches!(&o.verdict, Verdict::Added(a) if a.kind == ingest::ItemKind::RosterOp));
+        let roster_grew = report.outcomes.iter().chain(&report.woken).any(
+            |o| matches!(&o.verdict, Verdict::Added(a) if a.kind == ingest::ItemKind::RosterOp),
+        );
         for o in report.outcomes.iter().chain(&report.woken) {
             if let Verdict::Added(a) = &o.verdict {
                 if a.kind == ingest::ItemKind::ListingChange {
@@ -1511,7 +1505,8 @@ impl Budget {
 
     /// Takes up to `n` items from the budget; returns how many it allows.
     fn take(&mut self, n: usize, now: Instant) -> usize {
-        let refill = now.saturating_duration_since(self.at).as_secs_f64() * STRANGER_PER_MINUTE / 60.0;
+        let refill =
+            now.saturating_duration_since(self.at).as_secs_f64() * STRANGER_PER_MINUTE / 60.0;
         self.tokens = (self.tokens + refill).min(STRANGER_BURST);
         self.at = now;
         let allowed = (self.tokens.floor() as usize).min(n);

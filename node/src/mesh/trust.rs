@@ -79,7 +79,11 @@ mod tests {
     fn a_peer_id_gives_back_its_device_key() {
         let (key, peer) = peer_of(3);
         assert_eq!(device_key(&peer), Some(key));
-        assert_eq!(device_key(&PeerId::random()), None, "random ids are not ed25519 keys");
+        assert_eq!(
+            device_key(&PeerId::random()),
+            None,
+            "random ids are not ed25519 keys"
+        );
     }
 
     #[test]
@@ -89,7 +93,10 @@ mod tests {
         let (_, other) = peer_of(2);
         let agent = agent_version(&member_proof(&create, &me));
         assert!(proves_membership(&agent, &create, &me));
-        assert!(!proves_membership(&agent, &create, &other), "replayed by another peer");
+        assert!(
+            !proves_membership(&agent, &create, &other),
+            "replayed by another peer"
+        );
         assert!(!proves_membership(&agent, b"another alliance", &me));
         assert!(!proves_membership("rust-libp2p/0.56", &create, &me));
     }

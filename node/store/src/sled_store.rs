@@ -335,7 +335,9 @@ fn encode_takeback(writes: &[Undo]) -> String {
             Undo::Added { tree, key, space } => format!(
                 "{tree} {} - {}\n",
                 hex(key),
-                space.as_ref().map_or("-".into(), |s| hex(s.as_str().as_bytes()))
+                space
+                    .as_ref()
+                    .map_or("-".into(), |s| hex(s.as_str().as_bytes()))
             ),
             Undo::Replaced { tree, key, old } => format!(
                 "{tree} {} {} -\n",
@@ -351,7 +353,7 @@ fn encode_takeback(writes: &[Undo]) -> String {
 fn decode_takeback(dir: &Path, text: &str) -> Result<Vec<Undo>, StoreError> {
     let bad = || corrupt(dir, "its takeback file is damaged");
     let unhex = |s: &str| -> Result<Vec<u8>, StoreError> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err(bad());
         }
         (0..s.len())
@@ -454,7 +456,9 @@ impl SledStore {
 
     fn trees(&self) -> &Trees {
         // Only `Drop` takes the trees out.
-        self.trees.as_ref().unwrap_or_else(|| unreachable!("the store is being dropped"))
+        self.trees
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the store is being dropped"))
     }
 
     /// Takes back the writes a takeback file lists, then removes the file.
@@ -756,7 +760,12 @@ fn probe_writable(dir: &Path) -> Result<(), StoreError> {
     let _ = fs::remove_file(&probe);
     match written {
         // The directory is writable and the disk is full: reads work, and every write says so.
-        Err(e) if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) =>
+        {
             Ok(())
         }
         other => other.map_err(|e| io_error(dir, e)),
@@ -1133,7 +1142,8 @@ impl IndexStore for SledStore {
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
     ) -> Result<(), StoreError> {
-        let size = listing.map_or(0, <[u8]>::len) + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
+        let size =
+            listing.map_or(0, <[u8]>::len) + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
         self.write(size, |t, _| {
             // sled transactions cannot scan, so the old rejections are listed first; the node has one
             // indexer per space, so nothing adds a rejection for this space in between.
@@ -1700,12 +1710,18 @@ mod tests {
         drop(store);
         let store = SledStore::open(&dir).unwrap();
         assert_eq!(store.change_hashes(&a).unwrap(), vec![[1; 32]]);
-        assert!(store.beacon(&a, "hot").unwrap().is_none(), "the refused beacon is absent");
+        assert!(
+            store.beacon(&a, "hot").unwrap().is_none(),
+            "the refused beacon is absent"
+        );
         assert!(!dir.join(SPARE).exists());
 
         fs::remove_file(filler).unwrap();
         assert!(store.put_change(&a, &[3; 32], b"after").unwrap());
-        assert!(dir.join(SPARE).exists(), "the spare file is back once there is room");
+        assert!(
+            dir.join(SPARE).exists(),
+            "the spare file is back once there is room"
+        );
         drop(store);
         let store = SledStore::open(&dir).unwrap();
         assert_eq!(store.change_hashes(&a).unwrap(), vec![[1; 32], [3; 32]]);
