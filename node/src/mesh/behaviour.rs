@@ -41,8 +41,11 @@ pub const MAX_STREAMS_PER_PEER: usize = 32;
 /// Connections in total and per peer (known peers bypass these: see [`super::guard`]).
 pub const MAX_CONNECTIONS: u32 = 256;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
-/// Incoming handshakes in progress at once (per IP: [`super::guard::MAX_PENDING_PER_IP`]).
-pub const MAX_PENDING_INCOMING: u32 = 256;
+/// Incoming handshakes in progress at once (per IP: [`super::guard::MAX_PENDING_PER_IP`]). The peer of a
+/// pending connection is not known yet, so no slot can be kept for members here: the pool is large (an
+/// idle socket costs little) so that filling it takes more than 128 addresses, and each slot frees itself
+/// after [`HANDSHAKE_TIMEOUT`].
+pub const MAX_PENDING_INCOMING: u32 = 1024;
 /// Outgoing dials in progress at once.
 pub const MAX_PENDING_OUTGOING: u32 = 64;
 /// A connection whose handshake (TCP or QUIC, noise, yamux) has not completed by then is dropped: a

@@ -54,6 +54,7 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
     }
     let node = open_when_free(home)?;
     node.require_roster()?;
+    raise_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -64,6 +65,20 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
     match exit {
         service::Exit::Stopped => Ok(()),
         service::Exit::Reopen => restart(),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every pending and established connection holds a
+/// socket, and the connection limits ([`behaviour::MAX_PENDING_INCOMING`] and the rest) assume the process
+/// may hold that many; a soft limit of 1,024 (a common default) would run out first.
+fn raise_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
+        }
     }
 }
 
