@@ -11,8 +11,11 @@
 //! a public address serves as a relay for the others; [`nat`] decides when this node listens through a
 //! relay itself (a `/p2p-circuit` `--listen` address, or AutoNAT saying it is private) and DCUtR then
 //! tries to turn relayed connections into direct ones. What a peer may cost the node is bounded: connections
-//! and requests per peer ([`behaviour`]'s constants), gossip peer scores that graylist peers sending
-//! rejected messages, and listing changes stored per space per hour ([`limits`]).
+//! and requests per peer ([`behaviour`]'s constants), handshakes per address and strangers' connections
+//! with slots kept for known peers ([`guard`], which [`trust`] tells apart), gossip peer scores that
+//! graylist peers sending rejected messages, and listing changes stored per space per hour ([`limits`]).
+//! Dead connections are closed after failed pings, and [`peers`] keeps the peers learned at run time in the
+//! home and decides when to dial them again.
 
 pub mod behaviour;
 pub mod embedded;
