@@ -2,7 +2,8 @@
 //!
 //! The listing model with its vocabularies, accessibility block, seat pools and validation ([`listing`]);
 //! one Automerge document per space whose changes travel in signed envelopes ([`change`], [`doc`]); signed,
-//! expiring seat beacons and their freshness ([`beacon`]); opening hours evaluated in the space's time zone
+//! expiring seat beacons and their freshness ([`beacon`]); the one rule for "seats free now" and the
+//! wording of every seat state ([`seats`]); opening hours evaluated in the space's time zone
 //! ([`hours`]); and directory queries over many listings ([`query`]).
 //!
 //! This crate does no I/O: no files, no sockets and no clock (callers pass `now`). It knows nothing of
@@ -14,7 +15,9 @@ pub mod doc;
 pub mod hours;
 pub mod listing;
 pub mod query;
+pub mod seats;
 
 pub use hours::{Hours, HoursError, OpenState};
 pub use listing::{Amenity, Listing, ListingError};
-pub use query::{AccessNeed, Entry, Query, SearchIndex, SeatsFree, Sort};
+pub use query::{AccessNeed, Entry, Query, SearchIndex, Sort};
+pub use seats::{SeatState, SeatsNow};

@@ -180,6 +180,8 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         alliance: s.alliance_name.clone(),
         node_name: s.node_name.clone(),
         my_space: s.my_space.clone(),
+        my_space_name: s.my_space_name.clone(),
+        home: s.location.as_ref().map(|p| (p.lat, p.lon)),
         peers: s.peers.len(),
         last_sync: s.last_sync,
         online: !s.peers.is_empty(),

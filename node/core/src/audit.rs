@@ -30,6 +30,7 @@ pub struct AuditReport {
     /// Signed items refused at the door (bad signature, not authorised): never stored, only logged.
     pub refused: Vec<RefusalRecord>,
     /// Stored changes that wait for roster operations or earlier changes not held yet (all listings).
+    #[serde(default)]
     pub waiting: usize,
     /// Nothing refused, rejected or unverifiable (items that only wait do not count).
     pub ok: bool,
@@ -131,8 +132,12 @@ impl Node {
         spaces.sort();
         let mut waiting_total = 0;
         for space in spaces {
-            let rows = self.index_rows(&space)?;
-            self.try_write_index(&space, &rows);
+            // Every change verified again from the store; the index is rewritten when the store takes it.
+            let changes_accepted = self.rebuild(&space)?;
+            self.try_write_index(&space);
+            let Some(rows) = self.index_rows(&space)? else {
+                continue;
+            };
             let (name, signers) = match &rows.listing {
                 Some(bytes) => {
                     let e: IndexEntry = serde_json::from_slice(bytes)?;
@@ -165,7 +170,7 @@ impl Node {
                 space: space.clone(),
                 name,
                 changes_stored: self.store.change_hashes(&space)?.len(),
-                changes_accepted: rows.doc.accepted().len(),
+                changes_accepted,
                 signers,
                 rejected,
                 waiting,

@@ -1,8 +1,14 @@
 //! `deskmesh export`: the directory as JSON (the form `space edit --file` and `import` accept), GeoJSON
 //! (RFC 7946), CSV (one flat row per space) and schema.org JSON-LD (`LocalBusiness`), or every signed item
-//! as a bundle.
+//! as a bundle. GeoJSON and CSV also carry each space's seats now, by the one rule and in its one wording
+//! (`deskmesh_crdt_model::seats`); the JSON stays exactly the listings, so it can be imported.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::seats::SeatsNow;
+use deskmesh_keys::SpaceId;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -27,8 +33,8 @@ impl ExportFormat {
 }
 
 impl Node {
-    /// The whole directory in `format`: text, or for `bundle` the signed items as bytes.
-    pub fn export(&self, format: ExportFormat) -> anyhow::Result<Vec<u8>> {
+    /// The whole directory in `format` as of `now`: text, or for `bundle` the signed items as bytes.
+    pub fn export(&self, format: ExportFormat, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
         if format == ExportFormat::Bundle {
             return self.bundle()?.encode();
         }
@@ -37,20 +43,28 @@ impl Node {
             listings.push(e.listing()?);
         }
         listings.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(render(&listings, format)?.into_bytes())
+        let seats = self.seats_now(now)?;
+        Ok(render(&listings, &seats, format)?.into_bytes())
     }
 }
 
+/// Each space's seats now, for the formats that show them.
+pub type SeatMap = BTreeMap<SpaceId, SeatsNow>;
+
 /// Renders listings in one of the export formats.
-pub fn render(listings: &[Listing], format: ExportFormat) -> anyhow::Result<String> {
+pub fn render(
+    listings: &[Listing],
+    seats: &SeatMap,
+    format: ExportFormat,
+) -> anyhow::Result<String> {
     let mut text = match format {
         ExportFormat::Json => {
             let all: Vec<Value> = listings.iter().map(Listing::to_value).collect();
             serde_json::to_string_pretty(&all)?
         }
-        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(listings))?,
+        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(listings, seats))?,
         ExportFormat::Jsonld => serde_json::to_string_pretty(&jsonld(listings))?,
-        ExportFormat::Csv => return csv(listings),
+        ExportFormat::Csv => return csv(listings, seats),
         ExportFormat::Bundle => {
             anyhow::bail!("a bundle holds signed bytes, not listings; use Node::bundle")
         }
@@ -59,8 +73,9 @@ pub fn render(listings: &[Listing], format: ExportFormat) -> anyhow::Result<Stri
     Ok(text)
 }
 
-/// RFC 7946: a FeatureCollection of Points, coordinates [lon, lat], the listing in `properties`.
-pub fn geojson(listings: &[Listing]) -> Value {
+/// RFC 7946: a FeatureCollection of Points, coordinates [lon, lat], the listing in `properties` with the
+/// seats now beside it (`seats_now`: state, figure, age and `text`).
+pub fn geojson(listings: &[Listing], seats: &SeatMap) -> Value {
     let features: Vec<geojson::Feature> = listings
         .iter()
         .map(|l| {
@@ -72,6 +87,13 @@ pub fn geojson(listings: &[Listing]) -> Value {
             if let Some(Value::Object(loc)) = props.get_mut("location") {
                 loc.remove("lon");
                 loc.remove("lat");
+            }
+            if let Some(now) = seats.get(&l.id) {
+                let mut v = serde_json::to_value(now).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert("text".into(), json!(now.text()));
+                }
+                props.insert("seats_now".into(), v);
             }
             geojson::Feature {
                 bbox: None,
@@ -153,8 +175,9 @@ pub fn jsonld(listings: &[Listing]) -> Value {
     })
 }
 
-/// One flat row per space, the columns the coworking community's metadata sheets use.
-pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
+/// One flat row per space, the columns the coworking community's metadata sheets use, and the seats now
+/// (`seats_state` and its wording `seats_now`).
+pub fn csv(listings: &[Listing], seats: &SeatMap) -> anyhow::Result<String> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record([
         "id",
@@ -178,12 +201,15 @@ pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
         "amenities",
         "wheelchair",
         "seat_capacity",
+        "seats_state",
+        "seats_now",
     ])?;
     for l in listings {
         let a = &l.location.address;
         let day = l.day_pass();
         let capacity: u64 = l.seat_pools.iter().map(|p| u64::from(p.capacity)).sum();
         let amenities: Vec<String> = l.amenities.iter().map(|(a, _)| a.to_string()).collect();
+        let now = seats.get(&l.id);
         w.write_record([
             l.id.to_string(),
             l.name.clone(),
@@ -212,6 +238,8 @@ pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "unknown".into()),
             capacity.to_string(),
+            now.map(|n| n.state.to_string()).unwrap_or_default(),
+            now.map(SeatsNow::text).unwrap_or_default(),
         ])?;
     }
     let bytes = w
@@ -226,6 +254,12 @@ mod tests {
     use super::*;
     use crate::testkit::{self, now};
 
+    impl Node {
+        fn export_now(&self, format: ExportFormat) -> anyhow::Result<Vec<u8>> {
+            self.export(format, now())
+        }
+    }
+
     #[test]
     fn every_format_parses_with_a_real_reader() {
         let mut coordinator = testkit::coordinator();
@@ -234,30 +268,36 @@ mod tests {
         let listing = testkit::listing(&id, "Riverside");
         space.publish_listing(&listing, now()).unwrap();
 
-        let json = space.export(ExportFormat::Json).unwrap();
+        let json = space.export_now(ExportFormat::Json).unwrap();
         let values: Vec<Value> = serde_json::from_slice(&json).unwrap();
         let back = Listing::from_value(values[0].clone()).unwrap();
         assert_eq!(back, listing);
 
-        let geo = String::from_utf8(space.export(ExportFormat::Geojson).unwrap()).unwrap();
+        let geo = String::from_utf8(space.export_now(ExportFormat::Geojson).unwrap()).unwrap();
         let parsed: geojson::GeoJson = geo.parse().unwrap();
         let geojson::GeoJson::FeatureCollection(fc) = parsed else {
             panic!("not a feature collection");
         };
         assert_eq!(fc.features.len(), 1);
 
-        let csv = space.export(ExportFormat::Csv).unwrap();
+        let csv = space.export_now(ExportFormat::Csv).unwrap();
         let mut reader = ::csv::Reader::from_reader(csv.as_slice());
         let headers = reader.headers().unwrap().clone();
         let row = reader.records().next().unwrap().unwrap();
         let name = headers.iter().position(|h| h == "name").unwrap();
         assert_eq!(&row[name], "Riverside");
+        let seats = headers.iter().position(|h| h == "seats_now").unwrap();
+        assert_eq!(&row[seats], "unknown", "no beacon yet");
+        assert_eq!(
+            fc.features[0].properties.as_ref().unwrap()["seats_now"]["state"],
+            "unknown"
+        );
 
         let ld: Value =
-            serde_json::from_slice(&space.export(ExportFormat::Jsonld).unwrap()).unwrap();
+            serde_json::from_slice(&space.export_now(ExportFormat::Jsonld).unwrap()).unwrap();
         assert_eq!(ld["itemListElement"][0]["@type"], "LocalBusiness");
 
-        let bundle = space.export(ExportFormat::Bundle).unwrap();
+        let bundle = space.export_now(ExportFormat::Bundle).unwrap();
         assert!(crate::bundle::Bundle::is_bundle(&bundle));
     }
 }

@@ -20,6 +20,7 @@
 pub mod api;
 pub mod audit;
 pub mod bundle;
+mod docs;
 pub mod export;
 pub mod home;
 pub mod ingest;

@@ -20,6 +20,7 @@ use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, Spa
 use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::docs::{DocCache, Warm};
 use crate::home::{self, Home, NodeConfig, StoreLock};
 use crate::ingest::{IngestState, Made};
 
@@ -43,6 +44,10 @@ pub struct Node {
     pub(crate) roster_stale: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
+    /// The home it was opened from (none over an in-memory store), where settings are saved.
+    pub(crate) home: Option<Home>,
+    /// Space documents kept warm, so a change is applied where it is instead of by a rebuild.
+    docs: std::cell::RefCell<DocCache>,
 }
 
 impl fmt::Debug for Node {
@@ -91,6 +96,7 @@ pub fn init(home: &Home, name: Option<String>) -> anyhow::Result<InitReport> {
     let config = NodeConfig {
         name: name.clone(),
         listen_port: DEFAULT_PORT,
+        location: None,
     };
     home.write_config(&config)?;
     // Open the store once so a read-only or full disk is reported now rather than at the first edit.
@@ -127,6 +133,7 @@ impl Node {
         let lock = StoreLock::record(home);
         let mut node = Self::with_store(key, config, Arc::new(store))?;
         node._lock = Some(lock);
+        node.home = Some(home.clone());
         Ok(node)
     }
 
@@ -146,6 +153,8 @@ impl Node {
             made: Vec::new(),
             roster_stale: false,
             _lock: None,
+            home: None,
+            docs: Default::default(),
         };
         node.roster = node.load_roster()?;
         // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
@@ -294,17 +303,128 @@ impl Node {
         Ok(())
     }
 
-    /// Rebuilds one space's document from its stored signed changes and writes its index entry.
-    pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<SpaceDoc> {
-        let rows = self.index_rows(space)?;
-        self.write_index(space, &rows)?;
-        Ok(rows.doc)
+    /// Rebuilds one space's document from its stored signed changes (verifying every one again) and
+    /// writes its index entry and saved state; returns how many changes it accepted. Only recovery (dirty
+    /// marks), roster operations that change what earlier changes may do, and the audit need this.
+    pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<usize> {
+        let accepted = self.rebuild(space)?;
+        self.write_index(space)?;
+        Ok(accepted)
     }
 
-    /// What a space's index holds, rebuilt from its stored signed changes without writing anything.
-    pub fn index_rows(&self, space: &SpaceId) -> anyhow::Result<IndexRows> {
+    /// Rebuilds one space's document from its stored signed changes into the warm cache, writing nothing;
+    /// returns how many changes it accepted.
+    pub(crate) fn rebuild(&self, space: &SpaceId) -> anyhow::Result<usize> {
         let (doc, undecodable) = self.space_doc(space)?;
-        let entry = IndexEntry::from_doc(&doc, self.roster.as_ref());
+        let accepted = doc.accepted().len();
+        self.docs
+            .borrow_mut()
+            .put(space.clone(), Warm { doc, undecodable });
+        Ok(accepted)
+    }
+
+    /// Makes sure `space`'s document is warm: from the cache, else from the state saved beside its index
+    /// when that index is current, else rebuilt from every stored change.
+    pub(crate) fn warm(&self, space: &SpaceId) -> anyhow::Result<()> {
+        if self.docs.borrow().contains(space) {
+            return Ok(());
+        }
+        let warm = match self.saved_doc(space)? {
+            Some(w) => w,
+            None => {
+                let (doc, undecodable) = self.space_doc(space)?;
+                Warm { doc, undecodable }
+            }
+        };
+        self.docs.borrow_mut().put(space.clone(), warm);
+        Ok(())
+    }
+
+    /// The document as saved with the index, when the index is current and the state describes every
+    /// stored change of the space.
+    fn saved_doc(&self, space: &SpaceId) -> anyhow::Result<Option<Warm>> {
+        if self.store.is_dirty(space)? {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store.doc_state(space)? else {
+            return Ok(None);
+        };
+        let Ok(saved) = postcard::from_bytes::<SavedDoc>(&bytes) else {
+            return Ok(None);
+        };
+        if saved.changes != self.store.change_count(space)? as u64 {
+            return Ok(None);
+        }
+        Ok(SpaceDoc::load_state(space.clone(), &saved.state)
+            .ok()
+            .map(|doc| Warm {
+                doc,
+                undecodable: saved.undecodable,
+            }))
+    }
+
+    /// Applies a verified change to its space's warm document (see [`Node::warm`]) and pins the document
+    /// until its index is written.
+    pub(crate) fn apply_to_doc(&self, change: deskmesh_crdt_model::change::VerifiedChange) {
+        let space = change.envelope().space.clone();
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut docs = self.docs.borrow_mut();
+        if let Some(w) = docs.get_mut(&space) {
+            w.doc.apply_verified(change, &authority);
+        }
+        docs.pin(&space);
+    }
+
+    /// Writes the index of every space whose document changed since the last call.
+    pub(crate) fn write_touched(&self) -> anyhow::Result<()> {
+        let touched = self.docs.borrow_mut().unpin_all();
+        let mut first_error = None;
+        for space in touched {
+            if let Err(e) = self.write_index(&space) {
+                // The space stays dirty, so the next open rebuilds it.
+                self.docs.borrow_mut().remove(&space);
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes `listing` into its space's warm document as one change signed by this node (`None` when
+    /// the document already says exactly this). The change is not stored yet: the caller ingests it.
+    pub(crate) fn edit_doc(
+        &self,
+        listing: &deskmesh_crdt_model::listing::Listing,
+        roster_heads: Vec<Hash>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<SignedChange>> {
+        self.warm(&listing.id)?;
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut docs = self.docs.borrow_mut();
+        let w = docs
+            .get_mut(&listing.id)
+            .ok_or_else(|| anyhow!("the document of {} could not be loaded", listing.id))?;
+        Ok(w.doc.edit(
+            listing,
+            &self.key,
+            &authority,
+            roster_heads,
+            now.timestamp_millis(),
+        )?)
+    }
+
+    /// Forgets a warm document (after a failed write, its memory may be ahead of the store).
+    pub(crate) fn forget_doc(&self, space: &SpaceId) {
+        self.docs.borrow_mut().remove(space);
+    }
+
+    /// What a warm document's index holds: its listing entry (JSON) and why each change that does not
+    /// count does not; `None` when the document is not warm.
+    pub(crate) fn index_rows(&self, space: &SpaceId) -> anyhow::Result<Option<IndexRows>> {
+        let docs = self.docs.borrow();
+        let Some(Warm { doc, undecodable }) = docs.get(space) else {
+            return Ok(None);
+        };
+        let entry = IndexEntry::from_doc(doc, self.roster.as_ref());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
@@ -332,37 +452,57 @@ impl Node {
         }
         for (hash, why) in undecodable {
             rejected.push((
-                hash,
+                *hash,
                 RejectionRecord {
                     author: None,
-                    reason: why,
+                    reason: why.clone(),
                     waiting: false,
                 },
             ));
         }
-        Ok(IndexRows {
-            doc,
+        Ok(Some(IndexRows {
+            accepted: doc.accepted().len(),
             listing,
             rejected,
-        })
+        }))
     }
 
-    fn write_index(&self, space: &SpaceId, rows: &IndexRows) -> anyhow::Result<()> {
+    /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
+    fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
+        let Some(rows) = self.index_rows(space)? else {
+            return Ok(());
+        };
+        let saved = {
+            let docs = self.docs.borrow();
+            let Some(Warm { doc, undecodable }) = docs.get(space) else {
+                return Ok(());
+            };
+            SavedDoc {
+                changes: self.store.change_count(space)? as u64,
+                state: doc.save_state(),
+                undecodable: undecodable.clone(),
+            }
+        };
+        let saved = postcard::to_stdvec(&saved)?;
         let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
         for (hash, record) in &rows.rejected {
             rejected.push((*hash, serde_json::to_vec(record)?));
         }
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        self.store
-            .replace_space_index(space, rows.listing.as_deref(), &rejected_refs)?;
+        self.store.replace_space_state(
+            space,
+            rows.listing.as_deref(),
+            &rejected_refs,
+            Some(&saved),
+        )?;
         Ok(())
     }
 
-    /// Writes a space's index rows when the store takes them; the audit reads the rows it computed
-    /// either way, so it works on a full disk.
-    pub(crate) fn try_write_index(&self, space: &SpaceId, rows: &IndexRows) {
-        if let Err(e) = self.write_index(space, rows) {
+    /// Writes a space's index when the store takes it; the audit reads the rows it computed either way,
+    /// so it works on a full disk.
+    pub(crate) fn try_write_index(&self, space: &SpaceId) {
+        if let Err(e) = self.write_index(space) {
             tracing::debug!(space = %space, error = %format!("{e:#}"), "index not rewritten");
         }
     }
@@ -507,6 +647,15 @@ fn busy(home: &Home, path: &std::path::Path) -> Busy {
 /// Stored changes that do not even decode, with why: (change hash as stored, reason).
 pub type Undecodable = Vec<([u8; 32], String)>;
 
+/// A space's document as saved beside its index: valid only while the space holds `changes` changes.
+#[derive(Serialize, Deserialize)]
+struct SavedDoc {
+    changes: u64,
+    /// [`SpaceDoc::save_state`] bytes.
+    state: Vec<u8>,
+    undecodable: Undecodable,
+}
+
 /// One refused item, as the audit shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RefusalRecord {
@@ -556,11 +705,11 @@ impl RejectionRecord {
     }
 }
 
-/// A space's index as rebuilt from its signed changes: the document, the listing entry (JSON) and why
-/// each change that does not count does not.
+/// A space's index as rebuilt from its warm document: how many changes count, the listing entry (JSON)
+/// and why each change that does not count does not.
 #[derive(Debug)]
 pub struct IndexRows {
-    pub doc: SpaceDoc,
+    pub accepted: usize,
     pub listing: Option<Vec<u8>>,
     pub rejected: Vec<([u8; 32], RejectionRecord)>,
 }

@@ -10,6 +10,7 @@ use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{RejectedChangeAudit, RosterOpAudit};
+use crate::home::SavedPlace;
 use crate::ingest::{Accepted, ItemKind};
 use crate::node::{hex, Node, RejectionRecord, SignerInfo};
 
@@ -27,6 +28,9 @@ pub struct NodeStatus {
     pub alliance_name: Option<String>,
     /// The space this node signs for, if it is a space's device.
     pub my_space: Option<SpaceId>,
+    /// The name the roster admitted that space under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub my_space_name: Option<String>,
     /// Full multiaddrs ending in `/p2p/<peer id>`.
     pub listen: Vec<String>,
     pub peers: Vec<PeerInfo>,
@@ -36,6 +40,9 @@ pub struct NodeStatus {
     /// While a large transfer from peers runs (a first sync).
     #[serde(default)]
     pub catching_up: Option<CatchingUp>,
+    /// The location saved in `node.toml`, distances are measured from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SavedPlace>,
 }
 
 /// A large transfer from peers in progress.
@@ -127,11 +134,16 @@ impl Node {
             alliance: self.alliance_id(),
             alliance_name: self.roster().map(|r| r.name().to_string()),
             my_space: self.my_space(),
+            my_space_name: self.my_space().and_then(|id| {
+                self.roster()
+                    .and_then(|r| r.state().spaces.get(&id).map(|s| s.name.clone()))
+            }),
             listen: Vec::new(),
             peers: Vec::new(),
             listings: self.store.entries()?.len(),
             last_sync: None,
             catching_up: None,
+            location: self.config.location.clone(),
         })
     }
 

@@ -101,6 +101,7 @@ mod tree {
     pub const REJECTED_CHANGES: &str = "rejected_changes";
     pub const INDEX_DIRTY: &str = "index_dirty";
     pub const REFUSED: &str = "refused";
+    pub const DOC_STATES: &str = "doc_states";
 }
 
 /// A row of a `space || 0x00 || rest` tree: `rest` and the value.
@@ -138,6 +139,7 @@ struct Trees {
     rejected_changes: Tree,
     index_dirty: Tree,
     refused: Tree,
+    doc_states: Tree,
 }
 
 /// What the store must take back should sled fail.
@@ -271,6 +273,7 @@ impl Trees {
             rejected_changes: open(tree::REJECTED_CHANGES)?,
             index_dirty: open(tree::INDEX_DIRTY)?,
             refused: open(tree::REFUSED)?,
+            doc_states: open(tree::DOC_STATES)?,
             meta,
             db,
         })
@@ -1014,6 +1017,15 @@ impl ChangeStore for SledStore {
             .collect()
     }
 
+    fn change_count(&self, space: &SpaceId) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for k in self.trees().changes.scan_prefix(space_prefix(space)).keys() {
+            k.at(&self.path)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
         self.distinct_spaces(&self.trees().changes)
     }
@@ -1136,14 +1148,16 @@ impl IndexStore for SledStore {
             .collect()
     }
 
-    fn replace_space_index(
+    fn replace_space_state(
         &self,
         space: &SpaceId,
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
+        doc_state: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let size =
-            listing.map_or(0, <[u8]>::len) + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
+        let size = listing.map_or(0, <[u8]>::len)
+            + doc_state.map_or(0, <[u8]>::len)
+            + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
         self.write(size, |t, _| {
             // sled transactions cannot scan, so the old rejections are listed first; the node has one
             // indexer per space, so nothing adds a rejection for this space in between.
@@ -1159,23 +1173,45 @@ impl IndexStore for SledStore {
                 .map(|(h, r)| (space_key(space, h), *r))
                 .collect();
             let key = space.as_str().as_bytes();
-            (&t.listings, &t.rejected_changes, &t.index_dirty)
-                .transaction(|(listings, rejections, dirty)| -> Result<(), TxError> {
-                    match listing {
-                        Some(json) => listings.insert(key, json)?,
-                        None => listings.remove(key)?,
-                    };
-                    for k in &old {
-                        rejections.remove(k)?;
-                    }
-                    for (k, reason) in &new {
-                        rejections.insert(k.as_slice(), *reason)?;
-                    }
-                    dirty.remove(key)?;
-                    Ok(())
-                })
+            (&t.listings, &t.rejected_changes, &t.index_dirty, &t.doc_states)
+                .transaction(
+                    |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                        match listing {
+                            Some(json) => listings.insert(key, json)?,
+                            None => listings.remove(key)?,
+                        };
+                        match doc_state {
+                            Some(bytes) => docs.insert(key, bytes)?,
+                            None => docs.remove(key)?,
+                        };
+                        for k in &old {
+                            rejections.remove(k)?;
+                        }
+                        for (k, reason) in &new {
+                            rejections.insert(k.as_slice(), *reason)?;
+                        }
+                        dirty.remove(key)?;
+                        Ok(())
+                    },
+                )
                 .at(&self.path)
         })
+    }
+
+    fn doc_state(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees()
+            .doc_states
+            .get(space.as_str().as_bytes())
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn is_dirty(&self, space: &SpaceId) -> Result<bool, StoreError> {
+        self.trees()
+            .index_dirty
+            .contains_key(space.as_str().as_bytes())
+            .at(&self.path)
     }
 
     fn dirty_spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
@@ -1194,20 +1230,26 @@ impl IndexStore for SledStore {
             marks.extend(self.distinct_spaces(&t.rejected_changes)?);
             let listing_keys = self.keys(&t.listings)?;
             let rejection_keys = self.keys(&t.rejected_changes)?;
-            (&t.listings, &t.rejected_changes, &t.index_dirty)
-                .transaction(|(listings, rejections, dirty)| -> Result<(), TxError> {
-                    for k in &listing_keys {
-                        listings.remove(k)?;
-                        dirty.insert(k, &[][..])?;
-                    }
-                    for k in &rejection_keys {
-                        rejections.remove(k)?;
-                    }
-                    for space in &marks {
-                        dirty.insert(space.as_str().as_bytes(), &[][..])?;
-                    }
-                    Ok(())
-                })
+            let doc_keys = self.keys(&t.doc_states)?;
+            (&t.listings, &t.rejected_changes, &t.index_dirty, &t.doc_states)
+                .transaction(
+                    |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                        for k in &listing_keys {
+                            listings.remove(k)?;
+                            dirty.insert(k, &[][..])?;
+                        }
+                        for k in &doc_keys {
+                            docs.remove(k)?;
+                        }
+                        for k in &rejection_keys {
+                            rejections.remove(k)?;
+                        }
+                        for space in &marks {
+                            dirty.insert(space.as_str().as_bytes(), &[][..])?;
+                        }
+                        Ok(())
+                    },
+                )
                 .at(&self.path)
         })
     }

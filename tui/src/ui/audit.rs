@@ -1,6 +1,7 @@
 //! The audit view, for coordinators: the roster's operations with who signed each, and for the selected
 //! listing the keys that signed its changes and every change that was refused, with the reason.
 
+use deskmesh_crdt_model::listing::for_display;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
@@ -56,7 +57,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let name = app
         .selected_slot()
         .map_or("no space selected".to_string(), |s| {
-            app.spaces[s].listing.name.clone()
+            for_display(&app.spaces[s].listing.name).into_owned()
         });
     let b = block(
         app,
