@@ -55,6 +55,7 @@ pub fn bare_node(seed: u8) -> anyhow::Result<Node> {
         NodeConfig {
             name: format!("fuzz-{seed}"),
             listen_port: 0,
+            location: None,
         },
         Arc::new(MemoryStore::new()),
     )

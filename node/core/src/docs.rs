@@ -2,8 +2,9 @@
 //! length: a change is applied to its space's document where it is (here, or loaded from the state saved
 //! beside the index), never by rebuilding the document from every change the space ever had.
 //!
-//! The cache is small and least-recently-used. A document with a change applied and its index not yet
-//! written is *pinned* until the ingest batch writes it, so eviction never loses work.
+//! The cache is small and least-recently-used, trimmed when a batch's indexes are written. A document
+//! with a change applied and its index not yet written is *pinned* until then, so eviction never loses
+//! work.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -47,10 +48,11 @@ impl DocCache {
         self.map.get_mut(space)
     }
 
+    /// Keeps a document. The cache is trimmed only by [`DocCache::release`], so a document just put is
+    /// never evicted before the change it was loaded for is applied and written.
     pub fn put(&mut self, space: SpaceId, warm: Warm) {
         self.touch(&space);
         self.map.insert(space, warm);
-        self.trim();
     }
 
     pub fn remove(&mut self, space: &SpaceId) {
@@ -64,11 +66,15 @@ impl DocCache {
         self.pinned.insert(space.clone());
     }
 
-    /// The pinned spaces, unpinned, and the cache trimmed back to its capacity.
-    pub fn unpin_all(&mut self) -> Vec<SpaceId> {
-        let pinned: Vec<SpaceId> = self.pinned.drain().collect();
+    /// The pinned spaces, still pinned: the caller writes them, then calls [`DocCache::release`].
+    pub fn pinned(&self) -> Vec<SpaceId> {
+        self.pinned.iter().cloned().collect()
+    }
+
+    /// Unpins every space and trims the cache back to its capacity.
+    pub fn release(&mut self) {
+        self.pinned.clear();
         self.trim();
-        pinned
     }
 
     fn touch(&mut self, space: &SpaceId) {
@@ -76,18 +82,22 @@ impl DocCache {
         self.order.push_back(space.clone());
     }
 
+    /// Evicts the least recently used unpinned documents down to [`CAPACITY`].
     fn trim(&mut self) {
-        let mut skipped = 0;
-        while self.map.len() > CAPACITY && skipped < self.order.len() {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if self.pinned.contains(&oldest) {
-                self.order.push_back(oldest);
-                skipped += 1;
-            } else {
-                self.map.remove(&oldest);
-            }
+        let excess = self.map.len().saturating_sub(CAPACITY);
+        if excess == 0 {
+            return;
         }
+        let victims: Vec<SpaceId> = self
+            .order
+            .iter()
+            .filter(|s| !self.pinned.contains(*s))
+            .take(excess)
+            .cloned()
+            .collect();
+        for v in &victims {
+            self.map.remove(v);
+        }
+        self.order.retain(|s| !victims.contains(s));
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, SignedChange};
-use deskmesh_crdt_model::doc::SpaceDoc;
+use deskmesh_crdt_model::doc::{ApplyOutcome, SpaceDoc};
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::{Roster, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
@@ -48,6 +48,9 @@ pub struct Node {
     pub(crate) home: Option<Home>,
     /// Space documents kept warm, so a change is applied where it is instead of by a rebuild.
     docs: std::cell::RefCell<DocCache>,
+    /// Spaces to rebuild from the store at the end of the batch (their changes came too far out of
+    /// order to wait in the document).
+    rebuild_after: std::cell::RefCell<std::collections::BTreeSet<SpaceId>>,
 }
 
 impl fmt::Debug for Node {
@@ -155,6 +158,7 @@ impl Node {
             _lock: None,
             home: None,
             docs: Default::default(),
+            rebuild_after: Default::default(),
         };
         node.roster = node.load_roster()?;
         // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
@@ -365,20 +369,47 @@ impl Node {
 
     /// Applies a verified change to its space's warm document (see [`Node::warm`]) and pins the document
     /// until its index is written.
-    pub(crate) fn apply_to_doc(&self, change: deskmesh_crdt_model::change::VerifiedChange) {
+    pub(crate) fn apply_to_doc(
+        &self,
+        change: deskmesh_crdt_model::change::VerifiedChange,
+    ) -> anyhow::Result<()> {
         let space = change.envelope().space.clone();
-        let authority = RosterAuthority(self.roster.as_ref());
-        let mut docs = self.docs.borrow_mut();
-        if let Some(w) = docs.get_mut(&space) {
-            w.doc.apply_verified(change, &authority);
+        if !self.docs.borrow().contains(&space) {
+            // Not warm after all: the store already holds the change, so a rebuild includes it.
+            self.warm(&space)?;
+        } else {
+            let authority = RosterAuthority(self.roster.as_ref());
+            let outcome = self
+                .docs
+                .borrow_mut()
+                .get_mut(&space)
+                .map(|w| w.doc.apply_verified(change, &authority));
+            if let Some(ApplyOutcome::Rejected(why)) = &outcome {
+                if why.starts_with("not kept") {
+                    // Too many changes wait for their dependencies (they came far out of order): the
+                    // document refuses to hold more, so rebuild it from the store once the batch is in.
+                    self.docs.borrow_mut().remove(&space);
+                    self.rebuild_after.borrow_mut().insert(space.clone());
+                    return Ok(());
+                }
+            }
         }
-        docs.pin(&space);
+        self.docs.borrow_mut().pin(&space);
+        Ok(())
     }
 
     /// Writes the index of every space whose document changed since the last call.
     pub(crate) fn write_touched(&self) -> anyhow::Result<()> {
-        let touched = self.docs.borrow_mut().unpin_all();
+        let touched = self.docs.borrow().pinned();
         let mut first_error = None;
+        let rebuild: Vec<SpaceId> = std::mem::take(&mut *self.rebuild_after.borrow_mut())
+            .into_iter()
+            .collect();
+        for space in rebuild {
+            if let Err(e) = self.reindex(&space) {
+                first_error.get_or_insert(e);
+            }
+        }
         for space in touched {
             if let Err(e) = self.write_index(&space) {
                 // The space stays dirty, so the next open rebuilds it.
@@ -386,6 +417,8 @@ impl Node {
                 first_error.get_or_insert(e);
             }
         }
+        // Only now may the written documents leave the cache.
+        self.docs.borrow_mut().release();
         first_error.map_or(Ok(()), Err)
     }
 

@@ -1020,6 +1020,8 @@ impl Service {
             }
         }
         if !roster_ids.is_empty() {
+            // Roster operations first, parents before children (the peer applies an operation only once
+            // its parents are there); then everything they authorise.
             if let Some(roster) = self.node.roster() {
                 let order: HashMap<ItemId, usize> = roster
                     .ops_in_order()
@@ -1030,6 +1032,23 @@ impl Service {
                 roster_ids.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
             }
         }
+        // Listing changes go space by space, each space's in the order they were made, so the peer
+        // applies them in turn instead of holding many that wait for their dependencies; beacons last.
+        // (Only the order is kept: the bytes are read again when their batch is sent.)
+        let store = self.node.store.clone();
+        let made_at = |id: &ItemId, location: Option<&Location>| match location {
+            Some(Location::Change(space)) => {
+                let at = store
+                    .change(space, &id.0)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| SignedChange::from_bytes(&b).and_then(|c| c.envelope()).ok())
+                    .map_or(i64::MAX, |e| e.created_at_ms);
+                (0u8, Some(space.clone()), at)
+            }
+            _ => (1, None, 0),
+        };
+        other_ids.sort_by_cached_key(|id| made_at(id, self.index.get(id)));
         let mut allowed = usize::MAX;
         if !known {
             let budget = self.budgets.entry(peer).or_insert_with(Budget::full);

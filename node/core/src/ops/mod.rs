@@ -1,10 +1,13 @@
 //! What a node does, typed in and typed out: alliance administration ([`alliance`]), this space's listing
-//! and imports of listings ([`listing`]), open seats ([`seats`]), the directory members browse
-//! ([`directory`]) and the place distances are measured from ([`place`]). Each operation validates before it writes, signs with the device key, and takes what it
+//! and imports of listings ([`listing`]), listings started from OSM, GeoJSON or CSV data and drafts for
+//! spaces still to join ([`drafts`]), open seats ([`seats`]), the directory members browse
+//! ([`directory`]) and the place distances are measured from ([`place`]). Each operation validates before
+//! it writes, signs with the device key, and takes what it
 //! signed through [`crate::ingest`]; each returns a serde report that front ends render as they like.
 
 pub mod alliance;
 pub mod directory;
+pub mod drafts;
 pub mod listing;
 pub mod place;
 pub mod seats;
