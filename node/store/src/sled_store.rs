@@ -1173,7 +1173,12 @@ impl IndexStore for SledStore {
                 .map(|(h, r)| (space_key(space, h), *r))
                 .collect();
             let key = space.as_str().as_bytes();
-            (&t.listings, &t.rejected_changes, &t.index_dirty, &t.doc_states)
+            (
+                &t.listings,
+                &t.rejected_changes,
+                &t.index_dirty,
+                &t.doc_states,
+            )
                 .transaction(
                     |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
                         match listing {
@@ -1231,7 +1236,12 @@ impl IndexStore for SledStore {
             let listing_keys = self.keys(&t.listings)?;
             let rejection_keys = self.keys(&t.rejected_changes)?;
             let doc_keys = self.keys(&t.doc_states)?;
-            (&t.listings, &t.rejected_changes, &t.index_dirty, &t.doc_states)
+            (
+                &t.listings,
+                &t.rejected_changes,
+                &t.index_dirty,
+                &t.doc_states,
+            )
                 .transaction(
                     |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
                         for k in &listing_keys {
