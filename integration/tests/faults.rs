@@ -7,7 +7,8 @@
 //!   tmpfs mounts (root only; skipped elsewhere, required under `CI`), filled to the last byte while the
 //!   daemons run: every write through them fails with one sentence, every read works, and once room
 //!   returns writes work again with no restart; what was reported failed is absent and what was
-//!   acknowledged is present, also after the daemons are killed and restarted.
+//!   acknowledged is present, also after the daemons are killed and restarted; with no daemon the
+//!   command line still reads a full disk, and a write fails with the same sentence.
 //! - `a_crash_loop_loses_no_acknowledged_write`: each round starts a space's daemon and a member's
 //!   daemon that syncs a directory from the hub, edits the listing through the socket, and kills both
 //!   with SIGKILL at random moments; after every restart each acknowledged edit is stored, the listing
@@ -167,6 +168,18 @@ fn a_full_disk_fails_writes_with_one_sentence_and_heals_by_itself() {
     assert_eq!(coord.audit()["ok"], true);
     let _hub = start(&coord, None);
     assert_eq!(coord.audit()["ok"], true);
+
+    // With no daemon, on a full disk: the command line opens the store itself and reads, and a write
+    // fails with the same sentence.
+    let _filler = space_disk.fill();
+    assert_eq!(rows(&sp).len(), 1, "spaces list on a full disk, no daemon");
+    assert_eq!(sp.audit()["ok"], true);
+    let msg = sp.fails(&["space", "edit", "--name", "Never stored either"]);
+    assert_disk_full_sentence("space edit without a daemon", &msg);
+    assert_eq!(
+        row_of(&rows(&sp), &id).expect("row")["name"],
+        "Stored after"
+    );
 }
 
 #[test]

@@ -339,7 +339,8 @@ impl PeerBook {
 
     /// Writes the learned peers when they changed and [`SAVE_EVERY`] passed since the last write (or at
     /// once the first time, or when `force`). The write is
-    /// atomic (a temporary file renamed over); an error is returned for the log, and retried next time.
+    /// atomic (a temporary file renamed over); an error is returned for the log, and retried after
+    /// [`SAVE_EVERY`].
     pub fn save(&mut self, now: Duration, force: bool) -> Result<bool, String> {
         let Some(path) = self.path.clone() else {
             return Ok(false);
@@ -366,6 +367,8 @@ impl PeerBook {
         let text =
             serde_json::to_string_pretty(&File { version: 1, peers }).map_err(|e| e.to_string())?;
         let tmp = path.with_extension("json.tmp");
+        // A failed write (a full disk) is tried again after SAVE_EVERY, not at every tick.
+        self.last_save = Some(now);
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))
             .map_err(|e| {
@@ -373,7 +376,6 @@ impl PeerBook {
                 format!("cannot save the peer list to {}: {e}", path.display())
             })?;
         self.dirty = false;
-        self.last_save = Some(now);
         Ok(true)
     }
 }

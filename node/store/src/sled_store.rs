@@ -507,7 +507,11 @@ impl SledStore {
             return Ok(());
         };
         let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-        let need = MIN_FREE_BYTES.saturating_add(2 * bytes as u64);
+        let mut need = MIN_FREE_BYTES.saturating_add(2 * bytes as u64);
+        // The room the spare file gave up is for opening only: writes wait until it can be made again.
+        if !self.spare.load(Ordering::Relaxed) {
+            need = need.saturating_add(SPARE_BYTES);
+        }
         if free < need {
             return Err(StoreError::DiskFull {
                 path: self.path.clone(),
