@@ -50,7 +50,7 @@ const STRANGER_BURST: f64 = 64.0;
 const STRANGER_PER_MINUTE: f64 = 60.0;
 /// How long a peer that is not a roster device has to prove itself a member (in identify, which normally
 /// comes within a round trip) before its sync messages are handled as a stranger's.
-const SETTLE_WITHIN: Duration = Duration::from_secs(3);
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 /// Pings that fail in a row before a connection is closed as dead (a ping every
 /// [`behaviour::PING_INTERVAL`], each allowed [`behaviour::PING_TIMEOUT`]).
 const MAX_PING_FAILURES: u32 = 2;
@@ -537,9 +537,14 @@ impl Service {
         let behaviour = self.swarm.behaviour_mut();
         behaviour.guard.trust(peer);
         behaviour.limits.bypass_peer_id(&peer);
-        self.budgets.remove(&peer);
+        let was_budgeted = self.budgets.remove(&peer).is_some();
         tracing::debug!(peer = %peer, trust = ?t, "peer known");
         let now = self.now();
+        if was_budgeted {
+            // It was served as a stranger for a while (its proof came late): what was held back is found
+            // again by a fresh session now, not at the next resync a minute later.
+            self.engine.disconnected(&peer);
+        }
         let intents = self.engine.connected(peer, now);
         self.execute(intents);
     }
