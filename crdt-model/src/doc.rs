@@ -763,7 +763,25 @@ impl SpaceDoc {
     fn place(&mut self, c: Candidate) -> ApplyOutcome {
         let before = self.doc.get_heads();
         let hash = c.change.hash();
-        let checked = match self.doc.apply_changes([c.change]) {
+        // A panic inside automerge on a change that decoded (see `change::decode_change`) must not stop the
+        // node: it counts as a refusal, and the document is rebuilt from what it held before.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.doc.apply_changes([c.change])
+        }));
+        let applied = match applied {
+            Ok(r) => r,
+            Err(_) => {
+                self.recover(&before);
+                self.excluded
+                    .insert(c.hash, "automerge failed on the change".into());
+                return self.reject(
+                    c.hash,
+                    Some(c.author),
+                    "automerge failed on the change".into(),
+                );
+            }
+        };
+        let checked = match applied {
             Err(e) => Err(format!("automerge refused the change: {e}")),
             Ok(()) if self.doc.get_change_by_hash(&hash).is_none() => {
                 Err("automerge did not apply the change".to_string())
@@ -823,6 +841,30 @@ impl SpaceDoc {
     }
 
     /// Resets the document to `heads`, dropping whatever was applied after them.
+    /// Goes back to `heads` after automerge panicked: its document may be half-changed, so when forking
+    /// it fails too, the document is rebuilt from the changes accepted so far.
+    fn recover(&mut self, heads: &[ChangeHash]) {
+        let forked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.fork_at(heads)));
+        if let Ok(Ok(doc)) = forked {
+            self.doc = doc;
+            return;
+        }
+        let changes: Vec<Change> = {
+            let doc = &self.doc;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.get_changes(&[])))
+                .unwrap_or_default()
+        };
+        let mut fresh = Automerge::new();
+        let accepted: Vec<Change> = changes
+            .into_iter()
+            .filter(|c| self.accepted.contains_key(&c.hash().0))
+            .collect();
+        if fresh.apply_changes(accepted).is_ok() {
+            self.doc = fresh;
+        }
+    }
+
     fn restore(&mut self, heads: &[ChangeHash]) {
         // `fork_at` only fails for heads the document does not have; these were its own heads a moment ago.
         if let Ok(doc) = self.doc.fork_at(heads) {

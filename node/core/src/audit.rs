@@ -3,14 +3,20 @@
 //! The audit re-reads the source of truth (signed roster operations, signed listing changes, signed seat
 //! beacons), verifies every signature, rebuilds each listing from scratch, and reports per listing its
 //! signers with the roster operation that authorised each, and every rejected change or beacon with its
-//! reason. It changes nothing but the rebuildable index.
+//! reason. It changes nothing but the rebuildable index, and only when the store takes the write: on a
+//! full disk it still reports.
+//!
+//! It tells apart what is wrong from what is merely incomplete: a change that names roster operations
+//! or earlier changes this node does not hold yet is *waiting* (listed, but the audit still passes: a
+//! sync brings what it needs), while a change or item that is invalid or unauthorised is *refused* and
+//! fails the audit.
 
 use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
-use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, SignerInfo};
+use crate::node::{hex, IndexEntry, Node, RefusalRecord, SignerInfo};
 
 /// The whole audit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +29,10 @@ pub struct AuditReport {
     pub beacons_failed: Vec<String>,
     /// Signed items refused at the door (bad signature, not authorised): never stored, only logged.
     pub refused: Vec<RefusalRecord>,
+    /// Stored changes that wait for roster operations or earlier changes not held yet (all listings).
+    #[serde(default)]
+    pub waiting: usize,
+    /// Nothing refused, rejected or unverifiable (items that only wait do not count).
     pub ok: bool,
 }
 
@@ -61,6 +71,9 @@ pub struct ListingAudit {
     pub checkpoints: Vec<CheckpointAudit>,
     pub signers: Vec<SignerInfo>,
     pub rejected: Vec<RejectedChangeAudit>,
+    /// Changes not applied yet because they wait for something this node does not hold yet.
+    #[serde(default)]
+    pub waiting: Vec<RejectedChangeAudit>,
 }
 
 /// A kept checkpoint: who signed it, when, and how many changes it holds.
@@ -134,12 +147,17 @@ impl Node {
         }
 
         spaces.sort();
+        let mut waiting_total = 0;
         for space in spaces {
-            let changes_accepted = self.reindex(&space)?;
-            let entry = self.store.entry(&space)?;
-            let (name, signers) = match entry {
+            // Every change verified again from the store; the index is rewritten when the store takes it.
+            let changes_accepted = self.rebuild(&space)?;
+            self.try_write_index(&space);
+            let Some(rows) = self.index_rows(&space)? else {
+                continue;
+            };
+            let (name, signers) = match &rows.listing {
                 Some(bytes) => {
-                    let e: IndexEntry = serde_json::from_slice(&bytes)?;
+                    let e: IndexEntry = serde_json::from_slice(bytes)?;
                     let name = e
                         .listing
                         .get("name")
@@ -150,15 +168,19 @@ impl Node {
                 None => (None, Vec::new()),
             };
             let mut rejected = Vec::new();
-            for (hash, reason) in self.store.space_rejections(&space)? {
-                let r: RejectionRecord = serde_json::from_slice(&reason)?;
-                rejected.push(RejectedChangeAudit {
-                    change: hex(&hash),
+            let mut waiting = Vec::new();
+            for (hash, r) in &rows.rejected {
+                let item = RejectedChangeAudit {
+                    change: hex(hash),
                     author: r.author,
-                    reason: r.reason,
-                });
+                    reason: r.reason.clone(),
+                };
+                if r.is_waiting() {
+                    waiting.push(item);
+                } else {
+                    rejected.push(item);
+                }
             }
-            ok &= rejected.is_empty();
             let mut checkpoints = Vec::new();
             for (id, bytes) in self.store.space_checkpoints(&space)? {
                 let header = deskmesh_crdt_model::checkpoint::SignedCheckpoint::from_bytes(&bytes)
@@ -177,6 +199,8 @@ impl Node {
                     }),
                 }
             }
+            ok &= rejected.is_empty();
+            waiting_total += waiting.len();
             listings.push(ListingAudit {
                 space: space.clone(),
                 name,
@@ -186,6 +210,7 @@ impl Node {
                 checkpoints,
                 signers,
                 rejected,
+                waiting,
             });
         }
 
@@ -209,6 +234,7 @@ impl Node {
             listings,
             beacons_verified,
             beacons_failed,
+            waiting: waiting_total,
             ok,
         })
     }

@@ -31,14 +31,6 @@ pub struct Bundle {
     pub beacons: Vec<Vec<u8>>,
 }
 
-/// The first bundle format.
-#[derive(Deserialize)]
-struct BundleV1 {
-    roster_ops: Vec<Vec<u8>>,
-    changes: Vec<Vec<u8>>,
-    beacons: Vec<Vec<u8>>,
-}
-
 impl Bundle {
     pub fn encode(&self) -> anyhow::Result<Vec<u8>> {
         let mut out = MAGIC.to_vec();
@@ -47,20 +39,14 @@ impl Bundle {
     }
 
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
-        if let Some(body) = bytes.strip_prefix(MAGIC_V1) {
-            let v1: BundleV1 =
-                postcard::from_bytes(body).context("the bundle is damaged or cut short")?;
-            return Ok(Self {
-                roster_ops: v1.roster_ops,
-                checkpoints: Vec::new(),
-                changes: v1.changes,
-                beacons: v1.beacons,
-            });
-        }
-        let body = bytes
-            .strip_prefix(MAGIC)
-            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
-        postcard::from_bytes(body).context("the bundle is damaged or cut short")
+        let items = BundleRef::decode(bytes)?;
+        let own = |v: Vec<&[u8]>| v.into_iter().map(<[u8]>::to_vec).collect();
+        Ok(Self {
+            roster_ops: own(items.roster_ops),
+            checkpoints: own(items.checkpoints),
+            changes: own(items.changes),
+            beacons: own(items.beacons),
+        })
     }
 
     pub fn is_bundle(bytes: &[u8]) -> bool {
@@ -115,6 +101,98 @@ impl Bundle {
             }
         }
         out
+    }
+}
+
+/// A bundle's items borrowed from the file's bytes, so a large bundle is not held twice in memory: a
+/// client copies one batch at a time out of it ([`BundleRef::batches`]).
+#[derive(Debug, Default, Deserialize)]
+pub struct BundleRef<'a> {
+    #[serde(borrow)]
+    pub roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub checkpoints: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub beacons: Vec<&'a [u8]>,
+}
+
+/// The first format's items, borrowed.
+#[derive(Deserialize)]
+struct BundleRefV1<'a> {
+    #[serde(borrow)]
+    roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    beacons: Vec<&'a [u8]>,
+}
+
+/// Reads one postcard value that must fill `body` exactly.
+fn take_all<'a, T: Deserialize<'a>>(body: &'a [u8]) -> anyhow::Result<T> {
+    let (items, rest): (T, &[u8]) =
+        postcard::take_from_bytes(body).context("the bundle is damaged or cut short")?;
+    if !rest.is_empty() {
+        bail!(
+            "the bundle is damaged: {} bytes follow its last item",
+            rest.len()
+        );
+    }
+    Ok(items)
+}
+
+impl<'a> BundleRef<'a> {
+    /// Reads a bundle file's bytes (either format), refusing anything after the items.
+    pub fn decode(bytes: &'a [u8]) -> anyhow::Result<Self> {
+        if let Some(body) = bytes.strip_prefix(MAGIC_V1) {
+            let v1: BundleRefV1 = take_all(body)?;
+            return Ok(Self {
+                roster_ops: v1.roster_ops,
+                checkpoints: Vec::new(),
+                changes: v1.changes,
+                beacons: v1.beacons,
+            });
+        }
+        let body = bytes
+            .strip_prefix(MAGIC)
+            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
+        take_all(body)
+    }
+
+    /// How many items the bundle holds.
+    pub fn len(&self) -> usize {
+        self.roster_ops.len() + self.checkpoints.len() + self.changes.len() + self.beacons.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The items in batches of about `max_bytes`, each copied out when it is reached, roster operations
+    /// first (as [`Bundle::batches`]).
+    pub fn batches(&self, max_bytes: usize) -> impl Iterator<Item = Vec<SignedItem>> + '_ {
+        let mut items = self
+            .roster_ops
+            .iter()
+            .map(|b| (ItemKind::RosterOp, *b))
+            .chain(self.checkpoints.iter().map(|b| (ItemKind::Checkpoint, *b)))
+            .chain(self.changes.iter().map(|b| (ItemKind::ListingChange, *b)))
+            .chain(self.beacons.iter().map(|b| (ItemKind::SeatBeacon, *b)))
+            .peekable();
+        std::iter::from_fn(move || {
+            let mut batch = Vec::new();
+            let mut size = 0usize;
+            while let Some((_, bytes)) = items.peek() {
+                if !batch.is_empty() && size + bytes.len() > max_bytes {
+                    break;
+                }
+                let (kind, bytes) = items.next()?;
+                size += bytes.len();
+                batch.push(SignedItem::new(kind, bytes.to_vec()));
+            }
+            (!batch.is_empty()).then_some(batch)
+        })
     }
 }
 

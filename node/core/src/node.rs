@@ -43,6 +43,8 @@ pub struct Node {
     pub(crate) ingest: IngestState,
     /// Items this node signed or imported since the last [`Node::take_made`], for the caller to announce.
     pub(crate) made: Vec<Made>,
+    /// Storing a roster operation failed and the roster could not be reloaded yet.
+    pub(crate) roster_stale: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
     /// The home it was opened from (none over an in-memory store), where settings are saved.
@@ -155,13 +157,18 @@ impl Node {
             roster: None,
             ingest: IngestState::default(),
             made: Vec::new(),
+            roster_stale: false,
             _lock: None,
             home: None,
             docs: Default::default(),
             rebuild_after: Default::default(),
         };
         node.roster = node.load_roster()?;
-        node.reindex_dirty()?;
+        // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
+        // commands work; the spaces stay marked and are rebuilt at a later open.
+        if let Err(e) = node.reindex_dirty() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot rebuild the index of spaces a crash left dirty; it is rebuilt later");
+        }
         Ok(node)
     }
 
@@ -200,6 +207,21 @@ impl Node {
     /// announce (the daemon publishes them; a command that exits has nobody to tell).
     pub fn take_made(&mut self) -> Vec<Made> {
         std::mem::take(&mut self.made)
+    }
+
+    /// Makes the roster in memory match the store again after storing a roster operation failed (the
+    /// roster took it before the store refused it). Until that works, the roster is marked stale.
+    pub(crate) fn reload_roster(&mut self) {
+        match self.load_roster() {
+            Ok(roster) => {
+                self.roster = roster;
+                self.roster_stale = false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot reload the roster from the store; trying again at the next item");
+                self.roster_stale = true;
+            }
+        }
     }
 
     /// Rebuilds the roster from the signed ops in the store.
@@ -302,12 +324,19 @@ impl Node {
     /// writes its index entry and saved state; returns how many changes it accepted. Only recovery (dirty
     /// marks), roster operations that change what earlier changes may do, and the audit need this.
     pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<usize> {
+        let accepted = self.rebuild(space)?;
+        self.write_index(space)?;
+        Ok(accepted)
+    }
+
+    /// Rebuilds one space's document from its stored signed changes into the warm cache, writing nothing;
+    /// returns how many changes it accepted.
+    pub(crate) fn rebuild(&self, space: &SpaceId) -> anyhow::Result<usize> {
         let (doc, undecodable) = self.space_doc(space)?;
         let accepted = doc.accepted().len();
         self.docs
             .borrow_mut()
             .put(space.clone(), Warm { doc, undecodable });
-        self.write_index(space)?;
         Ok(accepted)
     }
 
@@ -466,50 +495,94 @@ impl Node {
         self.docs.borrow_mut().remove(space);
     }
 
-    /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
-    fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
+    /// What a warm document's index holds: its listing entry (JSON) and why each change that does not
+    /// count does not; `None` when the document is not warm.
+    pub(crate) fn index_rows(&self, space: &SpaceId) -> anyhow::Result<Option<IndexRows>> {
         let docs = self.docs.borrow();
         let Some(Warm { doc, undecodable }) = docs.get(space) else {
-            return Ok(());
+            return Ok(None);
         };
         let entry = IndexEntry::from_doc(doc, self.roster.as_ref());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
         };
-        let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        let mut rejected: Vec<([u8; 32], RejectionRecord)> = Vec::new();
         for r in doc.rejected() {
-            let reason = RejectionRecord {
-                author: r.author,
-                reason: r.reason.clone(),
-            };
-            rejected.push((r.hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                r.hash,
+                RejectionRecord {
+                    author: r.author,
+                    reason: r.reason.clone(),
+                    waiting: false,
+                },
+            ));
         }
         for p in doc.pending() {
-            let reason = RejectionRecord {
-                author: p.change.envelope().ok().map(|e| e.author),
-                reason: format!("not applied yet: {}", p.reason),
-            };
-            rejected.push((p.hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                p.hash,
+                RejectionRecord {
+                    author: p.change.envelope().ok().map(|e| e.author),
+                    reason: format!("not applied yet: {}", p.reason),
+                    waiting: true,
+                },
+            ));
         }
         for (hash, why) in undecodable {
-            let reason = RejectionRecord {
-                author: None,
-                reason: why.clone(),
-            };
-            rejected.push((*hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                *hash,
+                RejectionRecord {
+                    author: None,
+                    reason: why.clone(),
+                    waiting: false,
+                },
+            ));
         }
-        let saved = SavedDoc {
-            changes: self.store.change_count(space)? as u64,
-            state: doc.save_state(),
-            undecodable: undecodable.clone(),
+        Ok(Some(IndexRows {
+            accepted: doc.accepted().len(),
+            listing,
+            rejected,
+        }))
+    }
+
+    /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
+    fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
+        let Some(rows) = self.index_rows(space)? else {
+            return Ok(());
+        };
+        let saved = {
+            let docs = self.docs.borrow();
+            let Some(Warm { doc, undecodable }) = docs.get(space) else {
+                return Ok(());
+            };
+            SavedDoc {
+                changes: self.store.change_count(space)? as u64,
+                state: doc.save_state(),
+                undecodable: undecodable.clone(),
+            }
         };
         let saved = postcard::to_stdvec(&saved)?;
+        let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        for (hash, record) in &rows.rejected {
+            rejected.push((*hash, serde_json::to_vec(record)?));
+        }
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        self.store
-            .replace_space_state(space, listing.as_deref(), &rejected_refs, Some(&saved))?;
+        self.store.replace_space_state(
+            space,
+            rows.listing.as_deref(),
+            &rejected_refs,
+            Some(&saved),
+        )?;
         Ok(())
+    }
+
+    /// Writes a space's index when the store takes it; the audit reads the rows it computed either way,
+    /// so it works on a full disk.
+    pub(crate) fn try_write_index(&self, space: &SpaceId) {
+        if let Err(e) = self.write_index(space) {
+            tracing::debug!(space = %space, error = %format!("{e:#}"), "index not rewritten");
+        }
     }
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
@@ -753,6 +826,26 @@ pub struct SignerInfo {
 pub struct RejectionRecord {
     pub author: Option<PublicKey>,
     pub reason: String,
+    /// Not refused: it waits for roster operations or earlier changes this node does not hold yet.
+    /// (Absent in index rows written before this field; their reason then starts "not applied yet".)
+    #[serde(default)]
+    pub waiting: bool,
+}
+
+impl RejectionRecord {
+    /// Whether the change only waits for something (see [`RejectionRecord::waiting`]).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting || self.reason.starts_with("not applied yet")
+    }
+}
+
+/// A space's index as rebuilt from its warm document: how many changes count, the listing entry (JSON)
+/// and why each change that does not count does not.
+#[derive(Debug)]
+pub struct IndexRows {
+    pub accepted: usize,
+    pub listing: Option<Vec<u8>>,
+    pub rejected: Vec<([u8; 32], RejectionRecord)>,
 }
 
 impl IndexEntry {

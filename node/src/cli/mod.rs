@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use deskmesh_core::api::{Handle, Local};
-use deskmesh_core::bundle::{Bundle, MAX_BUNDLE_FILE};
+use deskmesh_core::bundle::{Bundle, BundleRef, MAX_BUNDLE_FILE};
 use deskmesh_core::export::ExportFormat;
 use deskmesh_core::formats::Defaults;
 use deskmesh_core::home::Home;
@@ -44,7 +44,7 @@ use render::Peers;
 /// Help for every `--json` flag.
 const JSON_HELP: &str =
     "Print the result as JSON (the same fields whether or not a daemon is running)";
-/// Exit code of `audit` when it reports a refused, pending or unverifiable item.
+/// Exit code of `audit` when it reports a refused, rejected or unverifiable item (not one that only waits).
 pub const EXIT_AUDIT_FINDINGS: u8 = 3;
 /// Bytes of signed items per request when a bundle is imported through the control socket.
 const IMPORT_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -129,7 +129,8 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Verify every stored change and roster operation; list signers and rejections. Exits with status 3
-    /// when it reports a refused, pending or unverifiable item, 0 when everything verifies.
+    /// when it reports a refused, rejected or unverifiable item, 0 when everything verifies (changes that
+    /// only wait for roster operations are listed and do not fail it).
     Audit {
         #[arg(long, help = JSON_HELP)]
         json: bool,
@@ -889,7 +890,13 @@ fn import(
     format: InputArg,
     json: bool,
 ) -> anyhow::Result<()> {
-    let limit = MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE);
+    // A file that does not start as a bundle is held to the smaller bound of a listings file before it is
+    // read (standard input cannot be peeked at, so it gets the larger one and is checked after).
+    let limit = if files::starts_with(path, deskmesh_core::bundle::MAGIC) || files::is_stdin(path) {
+        MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE)
+    } else {
+        MAX_IMPORT_FILE
+    };
     let (name, bytes) = files::read_bounded(path, limit, "a file to import")?;
     if !Bundle::is_bundle(&bytes) {
         if bytes.len() as u64 > MAX_IMPORT_FILE {
@@ -912,8 +919,9 @@ fn import(
         }
         return output::print(json, &report);
     }
-    let bundle = Bundle::decode(&bytes).with_context(|| name.clone())?;
-    drop(bytes);
+    // Borrowed from the file's bytes and copied out a batch at a time: a large bundle is held in memory
+    // once, not twice.
+    let bundle = BundleRef::decode(&bytes).with_context(|| name.clone())?;
     let total = bundle.len() as u64;
     let progress = progress_bar(total, "importing signed items");
     let mut report = deskmesh_core::bundle::BundleReport::default();

@@ -537,6 +537,18 @@ impl Human for AuditReport {
                     r.reason
                 );
             }
+            for r in &l.waiting {
+                let who = r
+                    .author
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "unknown author".into());
+                let _ = writeln!(
+                    f,
+                    "      waiting {} by {who}: {}",
+                    &r.change[..12.min(r.change.len())],
+                    r.reason
+                );
+            }
         }
         let _ = writeln!(f, "\nseat beacons: {} verified", self.beacons_verified);
         for b in &self.beacons_failed {
@@ -560,10 +572,14 @@ impl Human for AuditReport {
         let _ = write!(
             f,
             "\n{}",
-            if self.ok {
-                "audit passed: every stored signature verifies and nothing was rejected"
-            } else {
-                "audit found rejected or unverifiable items (listed above)"
+            match (self.ok, self.waiting) {
+                (true, 0) => {
+                    "audit passed: every stored signature verifies and nothing was rejected".to_string()
+                }
+                (true, n) => format!(
+                    "audit passed: every stored signature verifies and nothing was rejected; {n} change(s) wait for roster operations or earlier changes a sync will bring"
+                ),
+                (false, _) => "audit found rejected or unverifiable items (listed above)".to_string(),
             }
         );
         f

@@ -53,12 +53,15 @@ pub enum StoreError {
     )]
     Locked { path: PathBuf },
 
+    /// `source` says what was found (the OS error, or how much room was left); the sentence is the same.
     #[error("the disk holding the store at {} is full; free some space and try again", path.display())]
-    DiskFull {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    DiskFull { path: PathBuf, source: io::Error },
+
+    #[error(
+        "the store at {} failed a write and takes no more until it is opened again; a running node restarts itself, or run the command again",
+        path.display()
+    )]
+    NeedsReopen { path: PathBuf },
 
     #[error(
         "the store at {} is corrupt ({detail}); move it aside and let the node resync from its peers",
@@ -295,6 +298,17 @@ pub trait Store:
     /// caller applying a batch of items received together (a sync transfer), which reports none of them
     /// stored before the batch is flushed: one fsync per batch instead of two per item.
     fn defer_flush(&self, deferred: bool) -> Result<(), StoreError>;
+    /// Whether the database failed a write and must be opened again (by a new process) before it takes
+    /// any other; reads still work meanwhile.
+    fn needs_reopen(&self) -> bool {
+        false
+    }
+    /// Notes on disk which writes the next opening must take back (every write since the last successful
+    /// flush); once this succeeds, the process may end and open the store again. Fails while the disk has
+    /// no room for the note.
+    fn prepare_reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Refuses writes to keys the store manages itself.
