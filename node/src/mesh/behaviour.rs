@@ -179,10 +179,12 @@ pub struct Behaviour {
 
 /// Builds the swarm with the device key's seed as the transport identity; `agent` is the identify agent
 /// version, which carries the node's member proof ([`super::trust::agent_version`]).
+/// `private_ips`: see [`autonat_config`].
 pub fn build_swarm(
     seed: &mut [u8; 32],
     mdns_on: bool,
     agent: String,
+    private_ips: bool,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let keypair = identity::Keypair::ed25519_from_bytes(seed)
         .context("the device key cannot be used as a libp2p identity")?;
@@ -255,11 +257,14 @@ pub fn build_swarm(
                     limits,
                     relay_client,
                     relay: relay::Behaviour::new(peer_id, relay_config()),
-                    autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                    autonat: autonat::Behaviour::new(peer_id, autonat_config(private_ips)),
                     dcutr: dcutr::Behaviour::new(peer_id),
                     identify: identify::Behaviour::new(
                         identify::Config::new("/deskmesh/1".into(), key.public())
-                            .with_agent_version(agent),
+                            .with_agent_version(agent)
+                            // A relay circuit is listened on after the first identify exchange: peers
+                            // (and through the relay's DHT, everyone) learn it only from a push.
+                            .with_push_listen_addr_updates(true),
                     ),
                     ping: ping::Behaviour::new(
                         ping::Config::new()
@@ -277,6 +282,23 @@ pub fn build_swarm(
         .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
     Ok(swarm)
+}
+
+/// AutoNAT (v1): the first probe 5 s after start (the default 15 s kept a node behind a NAT unreachable
+/// for longer than it takes to meet its first peers), again every 30 s until a verdict is sure (default
+/// 90 s), each peer asked at most every 30 s. By default a probe only counts peers at global IPs, as
+/// servers and as clients, so a peer on the same LAN cannot declare a LAN address public; with
+/// `private_ips` (`deskmesh run --nat-private-ips`) private ranges count too, for a network lab (whose
+/// "public" side is 10.x) or an alliance on one private WAN. A server only ever dials back the IP a
+/// client connects from, so this gives strangers no way to aim the node at other hosts.
+pub fn autonat_config(private_ips: bool) -> autonat::Config {
+    autonat::Config {
+        boot_delay: Duration::from_secs(5),
+        retry_interval: Duration::from_secs(30),
+        throttle_server_period: Duration::from_secs(30),
+        only_global_ips: !private_ips,
+        ..autonat::Config::default()
+    }
 }
 
 /// The relay server's limits: few reservations and circuits, each circuit short and small, and per-peer
@@ -377,8 +399,8 @@ mod tests {
     #[tokio::test]
     async fn a_peer_sending_rejected_gossip_is_graylisted() {
         let topic = gossipsub::IdentTopic::new("deskmesh/v1/test");
-        let mut a = build_swarm(&mut [1u8; 32], false, "test".into()).expect("swarm a");
-        let mut b = build_swarm(&mut [2u8; 32], false, "test".into()).expect("swarm b");
+        let mut a = build_swarm(&mut [1u8; 32], false, "test".into(), false).expect("swarm a");
+        let mut b = build_swarm(&mut [2u8; 32], false, "test".into(), false).expect("swarm b");
         for s in [&mut a, &mut b] {
             s.behaviour_mut()
                 .gossip

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use deskmesh_core::view::NatStatus;
 use libp2p::core::transport::ListenerId;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
@@ -136,6 +137,8 @@ pub struct NatState {
     /// Relays whose reservation failed, with when they may be chosen again.
     cooldown: BTreeMap<PeerId, Duration>,
     private: bool,
+    /// Whether AutoNAT gave a verdict at all.
+    known: bool,
 }
 
 impl NatState {
@@ -175,6 +178,7 @@ impl NatState {
     /// AutoNAT's verdict. Returns the listener of a reservation to drop when the node turned public.
     pub fn set_private(&mut self, private: bool) -> Option<ListenerId> {
         self.private = private;
+        self.known = true;
         if private {
             return None;
         }
@@ -266,6 +270,24 @@ impl NatState {
         let addr = self.circuits[i].addr.clone();
         self.failed(i, now);
         Some(addr)
+    }
+
+    /// AutoNAT's last verdict, for `status`.
+    pub fn verdict(&self) -> NatStatus {
+        match (self.known, self.private) {
+            (false, _) => NatStatus::Unknown,
+            (true, true) => NatStatus::Private,
+            (true, false) => NatStatus::Public,
+        }
+    }
+
+    /// The circuit addresses (`<relay addr>/p2p/<relay>/p2p-circuit`) with an accepted reservation.
+    pub fn reserved_addrs(&self) -> Vec<Multiaddr> {
+        self.circuits
+            .iter()
+            .filter(|c| c.accepted && matches!(c.state, CircuitState::Listening(_)))
+            .map(|c| c.addr.clone())
+            .collect()
     }
 
     /// Circuits listening with an accepted reservation.
@@ -445,8 +467,10 @@ mod tests {
             nat.due(secs(0), |_| true).is_empty(),
             "not private: no relay"
         );
+        assert_eq!(nat.verdict(), NatStatus::Unknown);
         assert_eq!(nat.set_private(true), None);
         assert!(nat.is_private());
+        assert_eq!(nat.verdict(), NatStatus::Private);
         assert!(
             nat.due(secs(0), |_| false).is_empty(),
             "only a connected relay"
@@ -462,8 +486,11 @@ mod tests {
             "one reservation is enough"
         );
         assert!(nat.accepted(relay));
+        assert_eq!(nat.reserved_addrs(), vec![expected.clone()]);
         assert_eq!(nat.set_private(false), Some(id), "public: drop it");
+        assert_eq!(nat.verdict(), NatStatus::Public);
         assert_eq!(nat.reserved(), 0);
+        assert!(nat.reserved_addrs().is_empty());
         assert!(nat.due(secs(3), |_| true).is_empty());
     }
 

@@ -17,7 +17,7 @@ use deskmesh_core::api::{self, ApiError, Request as ApiRequest, Response};
 use deskmesh_core::ingest::{
     self, Accepted, At, Checked, Made, Outcome, SignedItem, Source, Verdict,
 };
-use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo};
+use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo, Reachability};
 use deskmesh_core::Node;
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_keys::{Hash, SpaceId};
@@ -125,7 +125,7 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
         .context("this node's key gives no peer id")?;
     let agent = trust::agent_version(&trust::member_proof(&create_op, &me));
     let mut seed = *node.signer().seed();
-    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns, agent)?;
+    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns, agent, opts.nat_private_ips)?;
     let topic = gossipsub::IdentTopic::new(format!("deskmesh/v1/{alliance}"));
     swarm
         .behaviour_mut()
@@ -682,6 +682,14 @@ impl Service {
                 }
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(address = %address, "external address confirmed");
+                self.status_dirty = true;
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(address = %address, "external address expired");
+                self.status_dirty = true;
+            }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::trace!(error = %error, "incoming connection refused or failed");
             }
@@ -777,7 +785,10 @@ impl Service {
             BehaviourEvent::RelayClient(ev) => self.on_relay_client(ev),
             BehaviourEvent::Relay(ev) => on_relay_server(ev),
             BehaviourEvent::Autonat(ev) => self.on_autonat(ev),
-            BehaviourEvent::Dcutr(ev) => on_dcutr(ev),
+            BehaviourEvent::Dcutr(ev) => {
+                on_dcutr(ev);
+                self.status_dirty = true;
+            }
             _ => {}
         }
     }
@@ -1557,6 +1568,20 @@ impl Service {
         status.peers = self.peers();
         status.last_sync = self.last_sync;
         status.catching_up = self.catch_up.progress();
+        status.reachability = Reachability {
+            nat: self.nat.verdict(),
+            external: self
+                .swarm
+                .external_addresses()
+                .map(|a| nat::with_peer(a.clone(), self.me).to_string())
+                .collect(),
+            relayed: self
+                .nat
+                .reserved_addrs()
+                .into_iter()
+                .map(|a| a.with(Protocol::P2p(self.me)).to_string())
+                .collect(),
+        };
         Ok(status)
     }
 }
@@ -1742,6 +1767,7 @@ impl Service {
             // No verdict (no peer to probe with): keep whatever reservation the node holds.
             autonat::NatStatus::Unknown => return,
         };
+        self.status_dirty = true;
         if let Some(listener) = self.nat.set_private(private) {
             tracing::info!("publicly reachable: dropping the relay reservation");
             self.swarm.remove_listener(listener);
