@@ -92,8 +92,9 @@ impl NatLab {
             Some(&self.lab.host(1)),
             &["--listen", &tcp, "--listen", &quic, "--nat-private-ips"],
         );
-        assert!(d.addr.contains(&tcp), "relay listens on {}", d.addr);
-        *self.relay_addr.borrow_mut() = d.addr.clone();
+        assert!(d.addr.contains("/p2p/"), "relay listens on {}", d.addr);
+        let id = peer_id(&self.relay);
+        *self.relay_addr.borrow_mut() = format!("{tcp}/p2p/{id}");
         self.daemons.borrow_mut()[0] = Some(d);
     }
 

@@ -88,18 +88,62 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
-/// The address to reach a relay candidate by: one of its identify listen addresses we are connected
-/// through if any, else the first direct address we are connected through, else its first direct listen
-/// address. The relay client reuses the existing connection anyway; the address only matters for the
-/// circuit address others learn.
-pub fn pick_relay_addr(listen_addrs: &[Multiaddr], connected: &[Multiaddr]) -> Option<Multiaddr> {
-    let direct = |a: &&Multiaddr| !is_relayed(a);
+/// The addresses a peer listens on (from identify) that are worth dialing or passing on: all but its
+/// loopback addresses, unless the peer is connected to us over loopback (the same machine). A node that
+/// listens on all interfaces lists `127.0.0.1` among them; dialed from another machine, that address
+/// reaches the dialer itself (every node listens on the same default port), the handshake finds the wrong
+/// peer id, and libp2p fails the whole dial, the peer's good addresses with it.
+pub fn reachable_listen_addrs(
+    listen_addrs: &[Multiaddr],
+    connected: &[Multiaddr],
+) -> Vec<Multiaddr> {
+    let loopback = |a: &Multiaddr| ip_of(a).is_some_and(|ip| ip.is_loopback());
+    let local_peer = connected.iter().any(|a| !is_relayed(a) && loopback(a));
     listen_addrs
         .iter()
-        .filter(direct)
+        .filter(|a| local_peer || !loopback(a))
+        .cloned()
+        .collect()
+}
+
+/// `addr` without a trailing `/p2p/<peer>`.
+fn without_peer(mut addr: Multiaddr) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
+}
+
+/// The address to reach a relay candidate by, without its peer id: one of its identify listen addresses
+/// we are connected through if any, else one of its listen addresses on the IP we are connected to (an
+/// inbound connection shows the relay's ephemeral port, which nobody can dial), else a direct address
+/// we are connected through, else its first direct listen address. The relay client reuses the existing
+/// connection anyway; the address only matters for the circuit address others learn.
+pub fn pick_relay_addr(listen_addrs: &[Multiaddr], connected: &[Multiaddr]) -> Option<Multiaddr> {
+    let direct = |a: &Multiaddr| !is_relayed(a);
+    let listen: Vec<Multiaddr> = listen_addrs
+        .iter()
+        .filter(|a| direct(a))
+        .cloned()
+        .map(without_peer)
+        .collect();
+    let connected: Vec<Multiaddr> = connected
+        .iter()
+        .filter(|a| direct(a))
+        .cloned()
+        .map(without_peer)
+        .collect();
+    let ips: Vec<IpAddr> = connected.iter().filter_map(ip_of).collect();
+    listen
+        .iter()
         .find(|a| connected.contains(a))
-        .or_else(|| connected.iter().find(direct))
-        .or_else(|| listen_addrs.iter().find(direct))
+        .or_else(|| {
+            listen
+                .iter()
+                .find(|a| ip_of(a).is_some_and(|ip| ips.contains(&ip)))
+        })
+        .or_else(|| connected.first())
+        .or_else(|| listen.first())
         .cloned()
 }
 
@@ -208,10 +252,7 @@ impl NatState {
             });
             if let Some((peer, addr)) = choice {
                 self.circuits.push(Circuit {
-                    addr: addr
-                        .clone()
-                        .with(Protocol::P2p(*peer))
-                        .with(Protocol::P2pCircuit),
+                    addr: with_peer(addr.clone(), *peer).with(Protocol::P2pCircuit),
                     relay: *peer,
                     pinned: false,
                     state: CircuitState::Idle { retry_at: now },
@@ -528,6 +569,28 @@ mod tests {
     }
 
     #[test]
+    fn loopback_listen_addresses_are_kept_only_for_a_peer_on_this_machine() {
+        let listen = vec![
+            addr("/ip4/127.0.0.1/tcp/4717"),
+            addr("/ip4/10.0.0.2/tcp/4717"),
+            addr("/ip6/::1/udp/4717/quic-v1"),
+            addr("/ip4/198.51.100.1/tcp/4001")
+                .with(Protocol::P2p(PeerId::random()))
+                .with(Protocol::P2pCircuit),
+        ];
+        let remote = vec![addr("/ip4/198.51.100.7/tcp/4717")];
+        assert_eq!(
+            reachable_listen_addrs(&listen, &remote),
+            vec![listen[1].clone(), listen[3].clone()]
+        );
+        let local = vec![addr("/ip4/127.0.0.1/tcp/50000")];
+        assert_eq!(reachable_listen_addrs(&listen, &local), listen);
+        // Through a relay on this machine is not on this machine.
+        let relayed = vec![circuit_via(PeerId::random())];
+        assert_eq!(reachable_listen_addrs(&listen, &relayed).len(), 2);
+    }
+
+    #[test]
     fn the_relay_address_prefers_one_we_are_connected_through() {
         let listen = vec![
             addr("/ip4/10.0.0.1/tcp/1"),
@@ -538,9 +601,29 @@ mod tests {
             pick_relay_addr(&listen, &connected),
             Some(addr("/ip4/198.51.100.7/tcp/4001"))
         );
+        // Dialed with its peer id (a bootstrap address): the id is not repeated in the circuit.
+        let relay = PeerId::random();
+        let dialed = vec![addr("/ip4/198.51.100.7/tcp/4001").with(Protocol::P2p(relay))];
+        assert_eq!(
+            pick_relay_addr(&listen, &dialed),
+            Some(addr("/ip4/198.51.100.7/tcp/4001"))
+        );
+        let mut nat = NatState::new(&[]).expect("valid");
+        nat.relay_found(relay, dialed[0].clone());
+        nat.set_private(true);
+        assert_eq!(
+            nat.due(secs(0), |_| true),
+            vec![dialed[0].clone().with(Protocol::P2pCircuit)],
+            "one /p2p/<relay> before /p2p-circuit"
+        );
+        // The relay dialed us: its listen address on that IP, not the ephemeral port.
         let inbound = vec![addr("/ip4/198.51.100.7/tcp/53211")];
         assert_eq!(
             pick_relay_addr(&listen, &inbound),
+            Some(addr("/ip4/198.51.100.7/tcp/4001"))
+        );
+        assert_eq!(
+            pick_relay_addr(&listen[..1], &inbound),
             Some(addr("/ip4/198.51.100.7/tcp/53211"))
         );
         let relayed = vec![circuit_via(PeerId::random())];

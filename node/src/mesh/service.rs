@@ -97,6 +97,9 @@ fn signed_item(wire: &WireItem) -> SignedItem {
     SignedItem::new(core_kind(wire.kind), wire.bytes.clone())
 }
 
+/// How long the first dials wait for the listeners (see [`Service::await_listeners`]).
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Why the event loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -144,6 +147,7 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     };
     // Relay circuits are listened on by the NAT policy, which retries them when a relay goes away.
     let nat_state = nat::NatState::new(&listen)?;
+    let direct_listeners = listen.iter().filter(|a| !nat::is_relayed(a)).count();
     for addr in listen.into_iter().filter(|a| !nat::is_relayed(a)) {
         swarm
             .listen_on(addr.clone())
@@ -166,8 +170,9 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     for addr in opts.bootstrap.iter().cloned().chain(svc.known_peer_addrs()) {
         svc.book.add_bootstrap(addr);
     }
-    svc.redial();
     svc.nat = nat_state;
+    svc.await_listeners(direct_listeners).await;
+    svc.redial();
     svc.listen_on_relays();
     tracing::info!(peer = %svc.me, items = svc.engine.items().len(), "node started");
 
@@ -594,6 +599,28 @@ impl Service {
         }
     }
 
+    /// Handles swarm events until `n` listeners reported an address, for at most [`LISTEN_WAIT`]. A
+    /// TCP dial leaves from the listening port (port reuse) only once its listener reported addresses,
+    /// which a wildcard listener does asynchronously, after reading the interfaces. A dial made before
+    /// leaves from an ephemeral port for the life of the connection, and the address the peer observes
+    /// for it (what DCUtR hands out for hole punching) is one no NAT mapping keeps open.
+    async fn await_listeners(&mut self, n: usize) {
+        let mut up = std::collections::HashSet::new();
+        let deadline = tokio::time::sleep(LISTEN_WAIT);
+        tokio::pin!(deadline);
+        while up.len() < n {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    if let SwarmEvent::NewListenAddr { listener_id, .. } = &event {
+                        up.insert(*listener_id);
+                    }
+                    self.on_swarm(event);
+                }
+                _ = &mut deadline => break,
+            }
+        }
+    }
+
     // ---- swarm events ------------------------------------------------------------------------------
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -715,19 +742,20 @@ impl Service {
                     // Strangers' addresses go nowhere: not into the DHT, not into the saved peer list.
                     return;
                 }
+                let connected = self.connected.get(&peer_id).cloned().unwrap_or_default();
+                let listen_addrs = nat::reachable_listen_addrs(&info.listen_addrs, &connected);
                 self.book.learned(
                     peer_id,
-                    &info.listen_addrs,
+                    &listen_addrs,
                     chrono::Utc::now().timestamp_millis(),
                 );
                 if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
-                    let connected = self.connected.get(&peer_id).cloned().unwrap_or_default();
-                    if let Some(addr) = nat::pick_relay_addr(&info.listen_addrs, &connected) {
+                    if let Some(addr) = nat::pick_relay_addr(&listen_addrs, &connected) {
                         self.nat.relay_found(peer_id, addr);
                         self.listen_on_relays();
                     }
                 }
-                for addr in info.listen_addrs {
+                for addr in listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
