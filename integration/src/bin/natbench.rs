@@ -215,7 +215,8 @@ fn main() -> anyhow::Result<()> {
     let from = [0, 1, 2, 3].map(|i| log(lab.node(i)).len());
     let space1 = lab.space_id(1).to_string();
     for n in 0..args.updates {
-        let seats = (n % 10) as u64;
+        // 1..=9, never the value before (0 is shown as full, not as a count).
+        let seats = 1 + (n % 9) as u64;
         let seats_arg = seats.to_string();
         lab.node(1)
             .ok(&["seats", "set", "--pool", "hot", &seats_arg]);
@@ -278,9 +279,17 @@ fn main() -> anyhow::Result<()> {
                 );
                 outcome.is_some()
             });
-            if let Some((true, at)) = outcome {
-                ok += 1;
-                times.push(ms(at - start));
+            match outcome {
+                Some((true, at)) => {
+                    ok += 1;
+                    times.push(ms(at - start));
+                    eprintln!(
+                        "{pair}: succeeded {:.0} ms after the restart",
+                        ms(at - start)
+                    );
+                }
+                Some((false, _)) => eprintln!("{pair}: failed"),
+                None => eprintln!("{pair}: no hole punch within the deadline"),
             }
         }
         times.sort_by(f64::total_cmp);

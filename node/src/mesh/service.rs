@@ -235,6 +235,9 @@ struct Service {
     unsettled: HashMap<PeerId, Unsettled>,
     /// Pings failed in a row, per connection.
     ping_failures: HashMap<ConnectionId, u32>,
+    /// Connections through a relay, per peer: closed once the peer has a direct one (a hole punch),
+    /// so they stop holding one of the relay's few circuit slots.
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
     /// Set when the event loop must end (the store must be reopened).
     exit: Option<Exit>,
     /// The store waits for room to note what it takes back (logged once).
@@ -394,6 +397,7 @@ impl Service {
             budgets: HashMap::new(),
             unsettled: HashMap::new(),
             ping_failures: HashMap::new(),
+            relayed: HashMap::new(),
             exit: None,
             reopen_waiting: false,
             last_failure: None,
@@ -645,6 +649,9 @@ impl Service {
                 ..
             } => {
                 let addr = nat::remote_addr(&endpoint, peer_id);
+                if nat::is_relayed(&addr) {
+                    self.relayed.entry(peer_id).or_default().push(connection_id);
+                }
                 if let Some(dialled) = self.bare_dials.remove(&connection_id) {
                     self.book.bare_connected(&dialled);
                 }
@@ -680,6 +687,12 @@ impl Service {
                 ..
             } => {
                 self.ping_failures.remove(&connection_id);
+                if let Some(list) = self.relayed.get_mut(&peer_id) {
+                    list.retain(|c| *c != connection_id);
+                    if list.is_empty() {
+                        self.relayed.remove(&peer_id);
+                    }
+                }
                 let addr = nat::remote_addr(&endpoint, peer_id);
                 if let Some(list) = self.connected.get_mut(&peer_id) {
                     list.retain(|a| *a != addr);
@@ -998,6 +1011,7 @@ impl Service {
         let intents = self.engine.tick(now);
         self.execute(intents);
         self.listen_on_relays();
+        self.close_superseded_circuits();
         self.redial();
         if now >= self.last_maintenance + Duration::from_secs(30) {
             self.last_maintenance = now;
@@ -1760,6 +1774,28 @@ impl Service {
         }
     }
 
+    /// Closes the relayed connections of peers that also have a direct one (a hole punch succeeded a
+    /// tick ago, or one of them dialed the other directly): a relay serves few circuits per peer
+    /// (`behaviour::RELAY_MAX_CIRCUITS_PER_PEER`, counting both ends), and an idle relayed connection
+    /// kept open by gossip would hold its slot for the circuit's whole life.
+    fn close_superseded_circuits(&mut self) {
+        let superseded: Vec<ConnectionId> = self
+            .relayed
+            .iter()
+            .filter(|(peer, _)| {
+                self.connected
+                    .get(peer)
+                    .is_some_and(|addrs| addrs.iter().any(|a| !nat::is_relayed(a)))
+            })
+            .flat_map(|(_, conns)| conns.iter().copied())
+            .collect();
+        for id in superseded {
+            if self.swarm.close_connection(id) {
+                tracing::debug!(connection = ?id, "closing a relayed connection: the peer is connected directly");
+            }
+        }
+    }
+
     fn on_relay_client(&mut self, event: relay::client::Event) {
         match event {
             relay::client::Event::ReservationReqAccepted {
@@ -1773,6 +1809,9 @@ impl Service {
                 } else {
                     tracing::info!(relay = %relay_peer_id, "relay reservation accepted; reachable through the relay");
                     self.status_dirty = true;
+                    // Reachable now: look for peers at once rather than at the next maintenance (up
+                    // to 30 s): the query dials the peers it finds, through their circuits too.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
             }
             relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
