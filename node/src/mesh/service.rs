@@ -1778,20 +1778,26 @@ impl Service {
     /// tick ago, or one of them dialed the other directly): a relay serves few circuits per peer
     /// (`behaviour::RELAY_MAX_CIRCUITS_PER_PEER`, counting both ends), and an idle relayed connection
     /// kept open by gossip would hold its slot for the circuit's whole life.
+    ///
+    /// Two relayed connections to one peer (both ends dialed at once, or through both of the relay's
+    /// addresses) are one too many: the end with the greater peer id closes all but its oldest, so the
+    /// two ends never each close a different one.
     fn close_superseded_circuits(&mut self) {
-        let superseded: Vec<ConnectionId> = self
-            .relayed
-            .iter()
-            .filter(|(peer, _)| {
-                self.connected
-                    .get(peer)
-                    .is_some_and(|addrs| addrs.iter().any(|a| !nat::is_relayed(a)))
-            })
-            .flat_map(|(_, conns)| conns.iter().copied())
-            .collect();
+        let mut superseded = Vec::new();
+        for (peer, conns) in &self.relayed {
+            let direct = self
+                .connected
+                .get(peer)
+                .is_some_and(|addrs| addrs.iter().any(|a| !nat::is_relayed(a)));
+            if direct {
+                superseded.extend(conns.iter().copied());
+            } else if self.me > *peer {
+                superseded.extend(conns.iter().skip(1).copied());
+            }
+        }
         for id in superseded {
             if self.swarm.close_connection(id) {
-                tracing::debug!(connection = ?id, "closing a relayed connection: the peer is connected directly");
+                tracing::debug!(connection = ?id, "closing a relayed connection: the peer is connected directly or through another circuit");
             }
         }
     }
