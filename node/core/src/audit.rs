@@ -124,6 +124,14 @@ impl Node {
             .collect();
         // Stored ops the roster could not take (e.g. missing parents) are rejections too.
         if let Some(roster) = self.roster() {
+            // The roster was loaded without checking signatures (they were checked before each
+            // operation was stored); the audit checks every one again.
+            for (op, why) in roster.unverified_signatures() {
+                rejected_roster_ops.push(RejectedOp {
+                    op,
+                    reason: format!("its stored signatures do not verify ({why}); the store was altered outside deskmesh"),
+                });
+            }
             for (hash, bytes) in self.store.ops()? {
                 if !roster.contains(&hash) {
                     let reason = match SignedOp::from_bytes(&bytes) {

@@ -224,7 +224,7 @@ impl Node {
         }
     }
 
-    /// Rebuilds the roster from the signed ops in the store.
+    /// Rebuilds the roster from the signed ops in the store, without checking their signatures again.
     fn load_roster(&self) -> anyhow::Result<Option<Roster>> {
         let Some(id) = self.store.get_meta(META_ALLIANCE)? else {
             return Ok(None);
@@ -246,8 +246,9 @@ impl Node {
         let create = create.ok_or_else(|| {
             anyhow!("the store names alliance {id} but does not hold its create operation")
         })?;
-        let mut roster = Roster::new(create)?;
-        let report = roster.insert_all(pending);
+        // Every stored operation had its signatures checked before it was stored; `audit` checks them
+        // again (`Roster::unverified_signatures`).
+        let (roster, report) = Roster::load_stored(create, pending)?;
         if !report.pending.is_empty() || !report.rejected.is_empty() {
             tracing::warn!(
                 pending = report.pending.len(),
