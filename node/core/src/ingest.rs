@@ -785,15 +785,16 @@ impl Node {
                 return Judged::Verdict(Verdict::Refused(why));
             }
         };
-        let covered = checkpoint::change_ids(&doc);
-        let mut newly_covered = Vec::new();
-        for h in &covered {
-            match self.store.is_covered(&c.space, h) {
-                Ok(true) => {}
-                Ok(false) => newly_covered.push(*h),
+        // One scan of the space's marks, not one lookup per change of a long history.
+        let held_marks: std::collections::HashSet<[u8; 32]> =
+            match self.store.space_covered(&c.space) {
+                Ok(marks) => marks.into_iter().map(|(h, _)| h).collect(),
                 Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
-            }
-        }
+            };
+        let newly_covered: Vec<[u8; 32]> = checkpoint::change_ids(&doc)
+            .into_iter()
+            .filter(|h| !held_marks.contains(h))
+            .collect();
         if newly_covered.is_empty() {
             // Every change in it is covered by a checkpoint kept here already.
             return Judged::Verdict(Verdict::Superseded);
@@ -811,9 +812,11 @@ impl Node {
             return Judged::Verdict(Verdict::Refused(why));
         }
         let before = self.store.space_checkpoints(&c.space).unwrap_or_default();
+        // Only the changes no kept checkpoint covered get a mark: a checkpoint's cost does not grow
+        // with the space's history.
         match self
             .store
-            .put_checkpoint(&c.space, &id, &signed.to_bytes(), &covered)
+            .put_checkpoint(&c.space, &id, &signed.to_bytes(), &newly_covered)
         {
             Ok(_) => {}
             Err(e) => {
@@ -822,16 +825,17 @@ impl Node {
             }
         }
         let mut leaves = Vec::new();
-        // Checkpoints no cover mark points at any more are covered entirely by this one.
-        let still: std::collections::HashSet<Hash> = self
-            .store
-            .space_covered(&c.space)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, by)| by)
-            .collect();
-        for (old, _) in before {
-            if !still.contains(&old)
+        // A kept checkpoint whose heads are all in this one's document is covered by it entirely.
+        use automerge::ReadDoc;
+        for (old, bytes) in before {
+            let contained = SignedCheckpoint::from_bytes(&bytes)
+                .and_then(|o| o.decode())
+                .is_ok_and(|o| {
+                    o.heads
+                        .iter()
+                        .all(|h| doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some())
+                });
+            if contained
                 && self
                     .store
                     .remove_checkpoint(&c.space, &old)

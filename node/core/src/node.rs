@@ -644,7 +644,15 @@ impl Node {
         now: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Option<deskmesh_crdt_model::checkpoint::SignedCheckpoint>> {
         use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
-        let covered = self.store.space_covered(space)?.len();
+        // The changes the largest kept checkpoint holds (its header says; its document is not loaded).
+        let covered = self
+            .store
+            .space_checkpoints(space)?
+            .iter()
+            .filter_map(|(_, bytes)| SignedCheckpoint::from_bytes(bytes).ok()?.decode().ok())
+            .map(|h| h.changes as usize)
+            .max()
+            .unwrap_or(0);
         let docs = self.docs.borrow();
         let Some(w) = docs.get(space) else {
             return Ok(None);
