@@ -1190,7 +1190,8 @@ struct Progress {
     want_count: usize,
     want_beacons: usize,
     spaces: HashSet<String>,
-    beacons: HashSet<(String, String)>,
+    /// Seat beacons stored, summed over the "synced new items from peer" lines.
+    beacons: usize,
     connected_at: Option<i64>,
     listings_at: Option<i64>,
     beacons_at: Option<i64>,
@@ -1203,7 +1204,9 @@ struct Progress {
 
 impl Progress {
     fn feed(&mut self, l: &LogLine) {
-        if l.has("listing change stored") {
+        // The daemon logs one "synced listing changes" line per space of each batch (debug level during a
+        // bulk transfer), for changes and checkpoints alike.
+        if l.has("synced listing changes") {
             if let Some(space) = l.field("space") {
                 if self.want.is_empty() || self.want.contains(space) {
                     self.spaces.insert(space.to_string());
@@ -1212,19 +1215,16 @@ impl Progress {
             if self.listings_at.is_none() && self.spaces.len() >= self.want_count {
                 self.listings_at = Some(l.at_us);
             }
-        } else if l.has("seat beacon stored") {
-            if let (Some(s), Some(p)) = (l.field("space"), l.field("pool")) {
-                self.beacons.insert((s.to_string(), p.to_string()));
-            }
-            if self.beacons_at.is_none()
-                && self.want_beacons > 0
-                && self.beacons.len() >= self.want_beacons
-            {
-                self.beacons_at = Some(l.at_us);
-            }
         } else if l.has("peer connected") {
             self.connected_at.get_or_insert(l.at_us);
         } else if l.has("synced new items from peer") {
+            self.beacons += l.num("beacons") as usize;
+            if self.beacons_at.is_none()
+                && self.want_beacons > 0
+                && self.beacons >= self.want_beacons
+            {
+                self.beacons_at = Some(l.at_us);
+            }
             self.batches.push((
                 l.at_us,
                 l.num("roster_ops"),
@@ -1380,7 +1380,7 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
                 started.elapsed().as_secs_f64(),
                 p.batches.len(),
                 p.spaces.len(),
-                p.beacons.len(),
+                p.beacons,
                 p.want_beacons,
                 p.refused,
                 up,
@@ -1474,7 +1474,7 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
         "joiner: spawn to all seat beacons stored",
         match p.beacons_at {
             Some(t) => secs(t - t0),
-            None => format!("{} of {} arrived", p.beacons.len(), p.want_beacons),
+            None => format!("{} of {} arrived", p.beacons, p.want_beacons),
         },
     );
     kv(

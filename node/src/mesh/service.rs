@@ -879,7 +879,10 @@ impl Service {
             match &o.verdict {
                 Verdict::Added(a) => {
                     *added.entry(a.kind).or_default() += 1;
-                    if a.kind == ingest::ItemKind::ListingChange {
+                    if matches!(
+                        a.kind,
+                        ingest::ItemKind::ListingChange | ingest::ItemKind::Checkpoint
+                    ) {
                         if let Some(space) = &a.space {
                             *by_space.entry(space.clone()).or_default() += 1;
                         }
@@ -889,7 +892,8 @@ impl Service {
                 _ => {}
             }
         }
-        // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
+        // One line per space while few changed (changes and checkpoints together); a bulk transfer (a
+        // cold join) logs them at debug.
         for (space, n) in &by_space {
             if by_space.len() <= PER_SPACE_LOG_LINES {
                 tracing::info!(peer = %peer, space = %space, changes = n, "synced listing changes");
@@ -903,6 +907,7 @@ impl Service {
                 peer = %peer,
                 roster_ops = added.get(&ingest::ItemKind::RosterOp).copied().unwrap_or(0),
                 changes = added.get(&ingest::ItemKind::ListingChange).copied().unwrap_or(0),
+                checkpoints = added.get(&ingest::ItemKind::Checkpoint).copied().unwrap_or(0),
                 beacons = added.get(&ingest::ItemKind::SeatBeacon).copied().unwrap_or(0),
                 "synced new items from peer"
             );
