@@ -3,7 +3,8 @@
 //! The listing model with its vocabularies, accessibility block, seat pools and validation ([`listing`]);
 //! one Automerge document per space whose changes travel in signed envelopes ([`change`], [`doc`]); signed,
 //! expiring seat beacons and their freshness ([`beacon`]); opening hours evaluated in the space's time zone
-//! ([`hours`]); and directory queries over many listings ([`query`]).
+//! ([`hours`]); directory queries over many listings ([`query`]); and coordinators' countersignatures of
+//! listing facts, claimed versus verified ([`verify`]).
 //!
 //! This crate does no I/O: no files, no sockets and no clock (callers pass `now`). It knows nothing of
 //! libp2p or sled; it depends on `deskmesh-keys` for ids, keys, signatures and the roster.
@@ -12,8 +13,10 @@ pub mod beacon;
 pub mod change;
 pub mod doc;
 pub mod hours;
+mod kept;
 pub mod listing;
 pub mod query;
+pub mod verify;
 
 pub use hours::{Hours, HoursError, OpenState};
 pub use listing::{Amenity, Listing, ListingError};
