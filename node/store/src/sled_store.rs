@@ -15,8 +15,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, RefusedLog, RejectedChange,
-    RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, ProposalStore, RefusedLog,
+    RejectedChange, RosterStore, SpaceRejection, Store, StoreError, VerificationStore,
+    FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
@@ -34,6 +35,10 @@ mod tree {
     pub const REJECTED_CHANGES: &str = "rejected_changes";
     pub const INDEX_DIRTY: &str = "index_dirty";
     pub const REFUSED: &str = "refused";
+    /// Format 2.
+    pub const VERIFICATIONS: &str = "verifications";
+    /// Format 2.
+    pub const PROPOSALS: &str = "proposals";
 }
 
 /// A row of a `space || 0x00 || rest` tree: `rest` and the value.
@@ -58,6 +63,8 @@ pub struct SledStore {
     rejected_changes: Tree,
     index_dirty: Tree,
     refused: Tree,
+    verifications: Tree,
+    proposals: Tree,
     /// Set while a caller applies a batch: writes then skip their flush (see `Store::defer_flush`).
     deferred: std::sync::atomic::AtomicBool,
 }
@@ -157,6 +164,14 @@ impl SledStore {
                     .and_then(|s| s.parse::<u64>().ok())
                     .ok_or_else(|| corrupt(dir, "its format version is not a number"))?;
                 check_version(dir, found)?;
+                if found < u64::from(FORMAT_VERSION) {
+                    // Format 1 -> 2 only adds the `verifications` and `proposals` trees, which sled
+                    // creates empty below: the upgrade is the new stamp, then the sidecar.
+                    meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION.to_string().as_bytes())
+                        .at(dir)?;
+                    db.flush().at(dir)?;
+                    write_sidecar(dir)?;
+                }
             }
         }
         // Written only once the stamp is durable: a crash in between leaves a stamped store with no sidecar,
@@ -175,6 +190,8 @@ impl SledStore {
             rejected_changes: open(tree::REJECTED_CHANGES)?,
             index_dirty: open(tree::INDEX_DIRTY)?,
             refused: open(tree::REFUSED)?,
+            verifications: open(tree::VERIFICATIONS)?,
+            proposals: open(tree::PROPOSALS)?,
             meta,
             path: dir.to_path_buf(),
             db,
@@ -620,6 +637,88 @@ impl BeaconStore for SledStore {
     }
 }
 
+impl VerificationStore for SledStore {
+    fn put_verification(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let new = self
+            .verifications
+            .compare_and_swap(space_key(space, id.as_bytes()), None::<&[u8]>, Some(bytes))
+            .at(&self.path)?
+            .is_ok();
+        if new {
+            self.sync()?;
+        }
+        Ok(new)
+    }
+
+    fn space_verifications(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        self.scan_space(&self.verifications, space)?
+            .into_iter()
+            .map(|(id, v)| Ok((Hash(self.hash32(&id)?), v)))
+            .collect()
+    }
+
+    fn verifications(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
+        self.scan_all(&self.verifications)?
+            .into_iter()
+            .map(|(space, id, v)| Ok((space, Hash(self.hash32(&id)?), v)))
+            .collect()
+    }
+
+    fn remove_verification(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
+        let removed = self
+            .verifications
+            .remove(space_key(space, id.as_bytes()))
+            .at(&self.path)?
+            .is_some();
+        if removed {
+            self.sync()?;
+        }
+        Ok(removed)
+    }
+}
+
+impl ProposalStore for SledStore {
+    fn put_proposal(&self, op: &Hash, bytes: &[u8]) -> Result<(), StoreError> {
+        self.proposals.insert(op.as_bytes(), bytes).at(&self.path)?;
+        self.sync()
+    }
+
+    fn proposal(&self, op: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .proposals
+            .get(op.as_bytes())
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        self.proposals
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.at(&self.path)?;
+                Ok((Hash(self.hash32(&k)?), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError> {
+        let removed = self
+            .proposals
+            .remove(op.as_bytes())
+            .at(&self.path)?
+            .is_some();
+        if removed {
+            self.sync()?;
+        }
+        Ok(removed)
+    }
+}
+
 impl IndexStore for SledStore {
     fn put_entry(&self, space: &SpaceId, json: &[u8]) -> Result<(), StoreError> {
         let key = space.as_str().as_bytes();
@@ -949,7 +1048,7 @@ mod tests {
             let db = raw(dir.path());
             db.open_tree("meta")
                 .unwrap()
-                .insert("format_version", "2")
+                .insert("format_version", "3")
                 .unwrap();
             db.flush().unwrap();
         }
@@ -958,8 +1057,8 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerFormat {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),
@@ -968,7 +1067,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "the store at {} was written by a newer deskmesh (store format 2, this build reads up to 1); upgrade deskmesh",
+                "the store at {} was written by a newer deskmesh (store format 3, this build reads up to 2); upgrade deskmesh",
                 dir.path().display()
             )
         );
@@ -985,7 +1084,7 @@ mod tests {
             "no tree was created in the newer store"
         );
         let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
-        assert_eq!(version.as_deref(), Some(&b"2"[..]));
+        assert_eq!(version.as_deref(), Some(&b"3"[..]));
     }
 
     #[test]
@@ -1020,11 +1119,11 @@ mod tests {
         drop(SledStore::open(dir.path()).unwrap());
         assert_eq!(
             fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
-            "1\n"
+            "2\n"
         );
         let db = raw(dir.path());
         let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
-        assert_eq!(version.as_deref(), Some(&b"1"[..]));
+        assert_eq!(version.as_deref(), Some(&b"2"[..]));
         let kept = db
             .open_tree("changes")
             .unwrap()
@@ -1082,6 +1181,42 @@ mod tests {
             vec![(b.clone(), [2; 32], b"{\"why\":2}".to_vec())]
         );
         assert_eq!(s.dirty_spaces().unwrap(), vec![b]);
+        // Opening it upgraded it to format 2: new stamp, new sidecar, the new trees empty.
+        assert_eq!(
+            s.get_meta(FORMAT_VERSION_KEY).unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+            "2\n"
+        );
+        assert!(s.verifications().unwrap().is_empty());
+        assert!(s.proposals().unwrap().is_empty());
+    }
+
+    /// Pins the rows format 2 adds (docs/STORAGE.md), written with plain sled.
+    #[test]
+    fn store_reads_the_documented_format_2_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = space('a');
+        {
+            let db = raw(dir.path());
+            let t = |name: &str| db.open_tree(name).unwrap();
+            t("meta").insert("format_version", "2").unwrap();
+            let key = [a.as_str().as_bytes(), &[0], &[5u8; 32][..]].concat();
+            t("verifications").insert(key, "verification").unwrap();
+            t("proposals").insert([6u8; 32], "proposal").unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.verifications().unwrap(),
+            vec![(a, Hash([5; 32]), b"verification".to_vec())]
+        );
+        assert_eq!(
+            s.proposals().unwrap(),
+            vec![(Hash([6; 32]), b"proposal".to_vec())]
+        );
     }
 
     #[test]
@@ -1177,10 +1312,10 @@ mod tests {
     #[test]
     fn store_whose_sidecar_is_newer_is_refused_before_sled_opens() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("FORMAT"), "2\n").unwrap();
+        fs::write(dir.path().join("FORMAT"), "3\n").unwrap();
         let err = SledStore::open(dir.path()).unwrap_err();
         assert!(
-            matches!(err, StoreError::NewerFormat { found: 2, .. }),
+            matches!(err, StoreError::NewerFormat { found: 3, .. }),
             "{err:?}"
         );
         let mut names: Vec<_> = fs::read_dir(dir.path())

@@ -5,7 +5,7 @@
 //!
 //! # Design: range-based set reconciliation
 //!
-//! Every signed item a node stores (roster op, listing change, seat beacon) is a key `(kind, id)` where
+//! Every signed item a node stores (roster op, listing change, seat beacon, verification, proposal) is a key `(kind, id)` where
 //! `id` is a 32-byte content hash. Two nodes reconcile these key sets the way negentropy does: the
 //! initiator splits the key space into [`Config::buckets`] ranges of equal item count and sends one
 //! 16-byte fingerprint per range; the other side answers each range whose fingerprint differs from its
@@ -59,20 +59,26 @@ pub use set::{Bound, Fingerprint, ItemSet, KeyRange, MemorySet};
 pub use wire::{Mode, Msg, Range, MAX_MESSAGE_BYTES, MAX_WANT_IDS, VERSION};
 
 /// What kind of signed thing an item is. The declaration order is the transfer order: roster ops are
-/// sent before the listing changes they authorise, and beacons last.
+/// sent before the listing changes they authorise, then beacons, then coordinators' verifications and
+/// proposed coordinator changes (both need only roster ops). New kinds are appended, so the bytes and
+/// the wire encoding (the variant's position) of the old ones never change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ItemKind {
     RosterOp,
     ListingChange,
     SeatBeacon,
+    Verification,
+    Proposal,
 }
 
 impl ItemKind {
     /// Every kind, in transfer order.
-    pub const ALL: [ItemKind; 3] = [
+    pub const ALL: [ItemKind; 5] = [
         ItemKind::RosterOp,
         ItemKind::ListingChange,
         ItemKind::SeatBeacon,
+        ItemKind::Verification,
+        ItemKind::Proposal,
     ];
 
     /// The byte that leads this kind's keys, so byte order and transfer order agree.
@@ -81,6 +87,8 @@ impl ItemKind {
             ItemKind::RosterOp => 0,
             ItemKind::ListingChange => 1,
             ItemKind::SeatBeacon => 2,
+            ItemKind::Verification => 3,
+            ItemKind::Proposal => 4,
         }
     }
 }
