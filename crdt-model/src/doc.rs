@@ -494,19 +494,7 @@ impl SpaceDoc {
         match self.graph.kept(&hash, &removals) {
             Kept::Yes => Ok(()),
             Kept::No { by, revocation } => {
-                let why = if revocation {
-                    format!(
-                        "signed by {} for a space that roster operation {} revoked, and not part of the listing the revocation keeps",
-                        env.author,
-                        by.short()
-                    )
-                } else {
-                    format!(
-                        "signed by {} after roster operation {} removed that key from the space (it names roster heads from before the removal), and not part of the listing the removal keeps",
-                        env.author,
-                        by.short()
-                    )
-                };
+                let why = ChangeGraph::unkept_reason(&env.author, &by, revocation);
                 self.excluded.insert(hash, why.clone());
                 Err(self.reject(hash, Some(env.author), why))
             }

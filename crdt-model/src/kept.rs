@@ -12,13 +12,13 @@
 use std::collections::{HashMap, HashSet};
 
 use deskmesh_keys::roster::Removal;
-use deskmesh_keys::Hash;
+use deskmesh_keys::{Hash, PublicKey};
 
 use crate::change::ChangeId;
 
 /// What a removal says about one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Kept {
+pub enum Kept {
     /// Every removal that constrains it keeps it.
     Yes,
     /// This removal does not keep it.
@@ -30,7 +30,7 @@ pub(crate) enum Kept {
 
 /// The dependencies of every change seen, for causal-past questions.
 #[derive(Debug, Default)]
-pub(crate) struct ChangeGraph {
+pub struct ChangeGraph {
     deps: HashMap<ChangeId, Vec<ChangeId>>,
     /// The causal past of a removal's kept heads, as last computed, with the graph size it was computed at
     /// and the first change it could not follow; recomputed when that change may have arrived.
@@ -46,12 +46,12 @@ struct Closure {
 
 impl ChangeGraph {
     /// Records a change whose hash was verified against its bytes, with its dependencies.
-    pub(crate) fn add(&mut self, id: ChangeId, deps: Vec<ChangeId>) {
+    pub fn add(&mut self, id: ChangeId, deps: Vec<ChangeId>) {
         self.deps.entry(id).or_insert(deps);
     }
 
     /// Is `change` kept by every one of `removals`?
-    pub(crate) fn kept(&mut self, change: &ChangeId, removals: &[Removal]) -> Kept {
+    pub fn kept(&mut self, change: &ChangeId, removals: &[Removal]) -> Kept {
         for r in removals {
             let len = self.deps.len();
             let stale = match self.closures.get(&r.by) {
@@ -77,6 +77,21 @@ impl ChangeGraph {
             };
         }
         Kept::Yes
+    }
+
+    /// Why a change that `by` does not keep is refused, in the words the audit uses.
+    pub fn unkept_reason(author: &PublicKey, by: &Hash, revocation: bool) -> String {
+        if revocation {
+            format!(
+                "signed by {author} for a space that roster operation {} revoked, and not part of the listing the revocation keeps",
+                by.short()
+            )
+        } else {
+            format!(
+                "signed by {author} after roster operation {} removed that key from the space (it names roster heads from before the removal), and not part of the listing the removal keeps",
+                by.short()
+            )
+        }
     }
 
     /// The causal past of `heads` (themselves included) as far as the graph knows it.

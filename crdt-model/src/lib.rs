@@ -13,7 +13,7 @@ pub mod beacon;
 pub mod change;
 pub mod doc;
 pub mod hours;
-mod kept;
+pub mod kept;
 pub mod listing;
 pub mod query;
 pub mod verify;

@@ -1,8 +1,10 @@
 //! Bundles: every signed item a node holds, in one file, for offline exchange (a USB stick, an email) and
 //! for tests that feed a node items it did not sign itself.
 //!
-//! A bundle is `DMBUNDLE1\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
-//! roster operations (in causal order), listing changes and seat beacons. Importing one takes every item
+//! A bundle is `DMBUNDLE2\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
+//! roster operations (in causal order), listing changes, seat beacons, coordinators' verifications and
+//! proposed coordinator changes. Bundles of the first format (`DMBUNDLE1\n`, without the last two) are
+//! still read. Importing one takes every item
 //! through [`Node::ingest`], exactly as items from the mesh: whatever does not verify, or whose author the
 //! roster does not authorise, is refused, logged for the audit and not stored. A client that reads a
 //! bundle file hands it to the node in [`Bundle::batches`], so a large bundle crosses a control socket in
@@ -14,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::ingest::{At, ItemKind, SignedItem, Source, Verdict};
 use crate::node::Node;
 
-/// The first bytes of every bundle file.
-pub const MAGIC: &[u8] = b"DMBUNDLE1\n";
+/// The first bytes of every bundle file this build writes.
+pub const MAGIC: &[u8] = b"DMBUNDLE2\n";
+/// The first bytes of a bundle of the first format (roster operations, changes and beacons only).
+pub const MAGIC_V1: &[u8] = b"DMBUNDLE1\n";
 /// The most bytes a bundle file may have.
 pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
 
@@ -25,6 +29,16 @@ pub struct Bundle {
     pub roster_ops: Vec<Vec<u8>>,
     pub changes: Vec<Vec<u8>>,
     pub beacons: Vec<Vec<u8>>,
+    pub verifications: Vec<Vec<u8>>,
+    pub proposals: Vec<Vec<u8>>,
+}
+
+/// The first bundle format.
+#[derive(Debug, Deserialize)]
+struct BundleV1 {
+    roster_ops: Vec<Vec<u8>>,
+    changes: Vec<Vec<u8>>,
+    beacons: Vec<Vec<u8>>,
 }
 
 impl Bundle {
@@ -35,19 +49,33 @@ impl Bundle {
     }
 
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
+        if let Some(body) = bytes.strip_prefix(MAGIC_V1) {
+            let v1: BundleV1 =
+                postcard::from_bytes(body).context("the bundle is damaged or cut short")?;
+            return Ok(Bundle {
+                roster_ops: v1.roster_ops,
+                changes: v1.changes,
+                beacons: v1.beacons,
+                ..Bundle::default()
+            });
+        }
         let body = bytes
             .strip_prefix(MAGIC)
-            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE1)")?;
+            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
         postcard::from_bytes(body).context("the bundle is damaged or cut short")
     }
 
     pub fn is_bundle(bytes: &[u8]) -> bool {
-        bytes.starts_with(MAGIC)
+        bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_V1)
     }
 
     /// How many items the bundle holds.
     pub fn len(&self) -> usize {
-        self.roster_ops.len() + self.changes.len() + self.beacons.len()
+        self.roster_ops.len()
+            + self.changes.len()
+            + self.beacons.len()
+            + self.verifications.len()
+            + self.proposals.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,6 +98,16 @@ impl Bundle {
                 self.beacons
                     .into_iter()
                     .map(|b| SignedItem::new(ItemKind::SeatBeacon, b)),
+            )
+            .chain(
+                self.verifications
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::Verification, b)),
+            )
+            .chain(
+                self.proposals
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::Proposal, b)),
             );
         let mut out: Vec<Vec<SignedItem>> = Vec::new();
         let mut size = 0usize;
@@ -96,6 +134,11 @@ pub struct BundleReport {
     pub roster_ops_new: usize,
     pub changes_new: usize,
     pub beacons_taken: usize,
+    #[serde(default)]
+    pub verifications_new: usize,
+    /// Proposals kept or completed (a completed one counts as a new roster operation instead).
+    #[serde(default)]
+    pub proposals_new: usize,
     /// Items already held (or, for beacons, older than the one held).
     pub known: usize,
     /// One sentence per refused item.
@@ -108,6 +151,8 @@ impl BundleReport {
         self.roster_ops_new += other.roster_ops_new;
         self.changes_new += other.changes_new;
         self.beacons_taken += other.beacons_taken;
+        self.verifications_new += other.verifications_new;
+        self.proposals_new += other.proposals_new;
         self.known += other.known;
         self.refused.extend(other.refused);
     }
@@ -131,6 +176,18 @@ impl Node {
             .into_iter()
             .map(|(_, _, bytes)| bytes)
             .collect();
+        b.verifications = self
+            .store
+            .verifications()?
+            .into_iter()
+            .map(|(_, _, bytes)| bytes)
+            .collect();
+        b.proposals = self
+            .store
+            .proposals()?
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect();
         Ok(b)
     }
 
@@ -146,10 +203,13 @@ impl Node {
         let mut report = BundleReport::default();
         for o in ingested.outcomes {
             match o.verdict {
-                Verdict::Added(_) => match o.kind {
+                // A proposal completed by this bundle is counted as the roster operation it became.
+                Verdict::Added(a) => match a.kind {
                     ItemKind::RosterOp => report.roster_ops_new += 1,
                     ItemKind::ListingChange => report.changes_new += 1,
                     ItemKind::SeatBeacon => report.beacons_taken += 1,
+                    ItemKind::Verification => report.verifications_new += 1,
+                    ItemKind::Proposal => report.proposals_new += 1,
                 },
                 Verdict::Known | Verdict::Superseded => report.known += 1,
                 Verdict::Refused(why) => report.refused.push(format!("{}: {why}", o.kind.label())),
@@ -216,6 +276,28 @@ mod tests {
             .unwrap();
         assert_eq!(again.known, 4);
         assert_eq!(again.changes_new, 0);
+    }
+
+    #[test]
+    fn a_first_format_bundle_is_still_read() {
+        #[derive(Serialize)]
+        struct V1 {
+            roster_ops: Vec<Vec<u8>>,
+            changes: Vec<Vec<u8>>,
+            beacons: Vec<Vec<u8>>,
+        }
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend(
+            postcard::to_allocvec(&V1 {
+                roster_ops: vec![vec![1]],
+                changes: vec![vec![2], vec![3]],
+                beacons: vec![],
+            })
+            .unwrap(),
+        );
+        assert!(Bundle::is_bundle(&bytes));
+        let b = Bundle::decode(&bytes).unwrap();
+        assert_eq!((b.roster_ops.len(), b.changes.len(), b.len()), (1, 2, 3));
     }
 
     #[test]

@@ -1,12 +1,61 @@
 //! `deskmesh export`: the directory as JSON (the form `space edit --file` and `import` accept), GeoJSON
 //! (RFC 7946), CSV (one flat row per space) and schema.org JSON-LD (`LocalBusiness`), or every signed item
 //! as a bundle.
+//!
+//! A revoked space leaves every export, unless its revocation asked to keep it listed; then it is marked
+//! revoked with the reason. Facts a coordinator verified are marked verified, with who and when, and
+//! facts that changed since as such (everything else is claimed by the space). In JSON, GeoJSON and
+//! JSON-LD these notes sit under a `"deskmesh"` key of each listing, present only when there is
+//! something to say; `import` and `space edit --file` ignore that key, so the JSON export stays the form
+//! they take. CSV has `revoked`, `verified` and `changed_since_verified` columns.
 
 use deskmesh_crdt_model::listing::Listing;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::node::Node;
+use crate::ops::trust::FactView;
+
+/// The key under which exports annotate a listing, and which imports ignore.
+pub const NOTES_KEY: &str = "deskmesh";
+
+/// One listing as exported: the listing and what the alliance says of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRow {
+    pub listing: Listing,
+    /// The revocation's reason, for a revoked space kept listed.
+    pub revoked: Option<String>,
+    pub facts: Vec<FactView>,
+}
+
+impl ExportRow {
+    /// The `"deskmesh"` notes of this listing, or `None` when there is nothing to say.
+    pub fn notes(&self) -> Option<Value> {
+        if self.revoked.is_none() && self.facts.is_empty() {
+            return None;
+        }
+        let mut m = Map::new();
+        if let Some(r) = &self.revoked {
+            m.insert("revoked".into(), json!(r));
+        }
+        if !self.facts.is_empty() {
+            m.insert(
+                "facts".into(),
+                serde_json::to_value(&self.facts).unwrap_or(Value::Null),
+            );
+        }
+        Some(Value::Object(m))
+    }
+
+    /// The listing's JSON with its notes.
+    fn value(&self) -> Value {
+        let mut v = self.listing.to_value();
+        if let (Value::Object(m), Some(notes)) = (&mut v, self.notes()) {
+            m.insert(NOTES_KEY.into(), notes);
+        }
+        v
+    }
+}
 
 /// The forms `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,25 +81,40 @@ impl Node {
         if format == ExportFormat::Bundle {
             return self.bundle()?.encode();
         }
-        let mut listings = Vec::new();
+        let verifications = self.verifications()?;
+        let mut rows = Vec::new();
         for e in self.entries()? {
-            listings.push(e.listing()?);
+            let listing = e.listing()?;
+            let facts = verifications
+                .get(&e.space)
+                .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
+                .unwrap_or_default();
+            rows.push(ExportRow {
+                facts: FactView::all(&facts, self.roster()),
+                revoked: e.revoked.map(|r| r.reason),
+                listing,
+            });
         }
-        listings.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
-        Ok(render(&listings, format)?.into_bytes())
+        rows.sort_by(|a, b| {
+            a.listing
+                .name
+                .cmp(&b.listing.name)
+                .then(a.listing.id.cmp(&b.listing.id))
+        });
+        Ok(render(&rows, format)?.into_bytes())
     }
 }
 
 /// Renders listings in one of the export formats.
-pub fn render(listings: &[Listing], format: ExportFormat) -> anyhow::Result<String> {
+pub fn render(rows: &[ExportRow], format: ExportFormat) -> anyhow::Result<String> {
     let mut text = match format {
         ExportFormat::Json => {
-            let all: Vec<Value> = listings.iter().map(Listing::to_value).collect();
+            let all: Vec<Value> = rows.iter().map(ExportRow::value).collect();
             serde_json::to_string_pretty(&all)?
         }
-        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(listings))?,
-        ExportFormat::Jsonld => serde_json::to_string_pretty(&jsonld(listings))?,
-        ExportFormat::Csv => return csv(listings),
+        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(rows))?,
+        ExportFormat::Jsonld => serde_json::to_string_pretty(&jsonld(rows))?,
+        ExportFormat::Csv => return csv(rows),
         ExportFormat::Bundle => {
             anyhow::bail!("a bundle holds signed bytes, not listings; use Node::bundle")
         }
@@ -60,11 +124,12 @@ pub fn render(listings: &[Listing], format: ExportFormat) -> anyhow::Result<Stri
 }
 
 /// RFC 7946: a FeatureCollection of Points, coordinates [lon, lat], the listing in `properties`.
-pub fn geojson(listings: &[Listing]) -> Value {
-    let features: Vec<geojson::Feature> = listings
+pub fn geojson(rows: &[ExportRow]) -> Value {
+    let features: Vec<geojson::Feature> = rows
         .iter()
-        .map(|l| {
-            let mut props = match l.to_value() {
+        .map(|row| {
+            let l = &row.listing;
+            let mut props = match row.value() {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
@@ -94,10 +159,11 @@ pub fn geojson(listings: &[Listing]) -> Value {
 }
 
 /// schema.org JSON-LD: one `LocalBusiness` per space in an `ItemList`.
-pub fn jsonld(listings: &[Listing]) -> Value {
-    let items: Vec<Value> = listings
+pub fn jsonld(rows: &[ExportRow]) -> Value {
+    let items: Vec<Value> = rows
         .iter()
-        .map(|l| {
+        .map(|row| {
+            let l = &row.listing;
             let amenities: Vec<Value> = l
                 .amenities
                 .iter()
@@ -141,6 +207,9 @@ pub fn jsonld(listings: &[Listing]) -> Value {
                 if let Some(p) = &l.contact.phone {
                     m.insert("telephone".into(), json!(p));
                 }
+                if let Some(notes) = row.notes() {
+                    m.insert(NOTES_KEY.into(), notes);
+                }
             }
             v
         })
@@ -154,7 +223,7 @@ pub fn jsonld(listings: &[Listing]) -> Value {
 }
 
 /// One flat row per space, the columns the coworking community's metadata sheets use.
-pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
+pub fn csv(rows: &[ExportRow]) -> anyhow::Result<String> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record([
         "id",
@@ -178,8 +247,20 @@ pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
         "amenities",
         "wheelchair",
         "seat_capacity",
+        "revoked",
+        "verified",
+        "changed_since_verified",
     ])?;
-    for l in listings {
+    for row in rows {
+        let l = &row.listing;
+        let facts = |verified: bool| {
+            row.facts
+                .iter()
+                .filter(|f| f.is_verified() == verified)
+                .map(|f| format!("{} ({} by {})", f.fact, f.checked_on, f.by.label()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let a = &l.location.address;
         let day = l.day_pass();
         let capacity: u64 = l.seat_pools.iter().map(|p| u64::from(p.capacity)).sum();
@@ -212,6 +293,9 @@ pub fn csv(listings: &[Listing]) -> anyhow::Result<String> {
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "unknown".into()),
             capacity.to_string(),
+            row.revoked.clone().unwrap_or_default(),
+            facts(true),
+            facts(false),
         ])?;
     }
     let bytes = w

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{self, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Envelope, SignedChange};
+use deskmesh_crdt_model::verify::{self, SignedVerification};
 use deskmesh_keys::roster::{Inserted, RosterError, SignedOp};
 use deskmesh_keys::{Hash, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,9 @@ use crate::node::{Node, RosterAuthority};
 
 /// Label of the content hash that names a seat beacon item (a beacon has no hash of its own).
 pub const BEACON_ITEM: &str = "seat-beacon-item";
+/// Label of the content hash that names a proposal item: its bytes with every signature gathered, so a
+/// proposal with one more signature is a new item that replaces the old one.
+pub const PROPOSAL_ITEM: &str = "roster-proposal-item";
 /// Roster operations kept while their parents are missing.
 const MAX_PARKED_OPS: usize = 1024;
 /// How long a parked roster operation is kept; a later reconciliation fetches it again.
@@ -49,6 +53,10 @@ pub enum ItemKind {
     RosterOp,
     ListingChange,
     SeatBeacon,
+    /// A coordinator's countersignature of facts of a listing.
+    Verification,
+    /// A coordinator change still collecting co-signatures.
+    Proposal,
 }
 
 impl ItemKind {
@@ -58,6 +66,8 @@ impl ItemKind {
             Self::RosterOp => "roster operation",
             Self::ListingChange => "listing change",
             Self::SeatBeacon => "seat beacon",
+            Self::Verification => "verification",
+            Self::Proposal => "proposed coordinator change",
         }
     }
 }
@@ -89,6 +99,14 @@ impl SignedItem {
         Self::new(ItemKind::SeatBeacon, beacon.to_bytes())
     }
 
+    pub fn verification(v: &SignedVerification) -> Self {
+        Self::new(ItemKind::Verification, v.to_bytes())
+    }
+
+    pub fn proposal(op: &SignedOp) -> Self {
+        Self::new(ItemKind::Proposal, op.to_bytes())
+    }
+
     /// The item's content id: a roster operation's hash, a change's hash, or the hash of a beacon's bytes.
     /// `None` when the bytes do not decode far enough to tell.
     pub fn id(&self) -> Option<Hash> {
@@ -99,6 +117,8 @@ impl SignedItem {
                 .ok()
                 .map(|e| Hash(e.change_hash)),
             ItemKind::SeatBeacon => Some(Hash::of(BEACON_ITEM, &self.bytes.0)),
+            ItemKind::Verification => Some(Hash::of(verify::ITEM_LABEL, &self.bytes.0)),
+            ItemKind::Proposal => Some(Hash::of(PROPOSAL_ITEM, &self.bytes.0)),
         }
     }
 }
@@ -112,6 +132,17 @@ pub enum Source {
     Bundle,
     /// Signed by this node: announced once added.
     Local,
+}
+
+impl Source {
+    /// How the audit names where a refused item came from.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Mesh => "mesh",
+            Source::Bundle => "bundle",
+            Source::Local => "this node",
+        }
+    }
 }
 
 /// The clock readings an ingest needs: monotonic for waiting, wall time for beacon expiry.
@@ -141,6 +172,10 @@ pub struct Accepted {
     pub pool: Option<String>,
     /// The beacon this one replaced as its pool's newest.
     pub replaced: Option<Hash>,
+    /// Items the store no longer holds because of this one, for whoever indexes what the store holds:
+    /// the beacons of a space just revoked (or of a device just removed), a proposal this one
+    /// supersedes with more signatures or that just became a roster operation.
+    pub removed: Vec<(ItemKind, Hash)>,
 }
 
 /// An item this node signed or imported, with what became of it, for the caller to announce.
@@ -195,11 +230,14 @@ pub(crate) struct IngestState {
     /// Roster operations whose parents are missing, keyed by one parent they lack.
     parked: HashMap<Hash, Vec<(SignedOp, Instant)>>,
     parked_count: usize,
-    /// Changes and beacons naming roster operations not known yet, oldest first.
-    waiting: VecDeque<(SignedItem, Instant)>,
+    /// Changes and beacons naming roster operations not known yet, oldest first, with the peer each
+    /// came from.
+    waiting: VecDeque<(SignedItem, Instant, Option<String>)>,
     waiting_bytes: usize,
     /// A roster operation was applied since the waiting items were last tried.
     roster_grew: bool,
+    /// Where the items being judged come from, for the audit: the source and the peer.
+    pub(crate) from: Option<(Source, Option<String>)>,
 }
 
 impl IngestState {
@@ -213,11 +251,32 @@ impl IngestState {
 enum Other {
     Change(SignedChange, Envelope),
     Beacon(SignedBeacon),
+    Verification(SignedVerification),
+    Proposal(SignedOp),
 }
 
 impl Node {
     /// Takes a batch of signed items through the checks every source shares (see the module doc).
     pub fn ingest(&mut self, items: Vec<SignedItem>, source: Source, at: At) -> IngestReport {
+        self.ingest_from(items, source, at, None)
+    }
+
+    /// [`Node::ingest`] of items that came from `peer` (a libp2p peer id, for the audit: every refusal
+    /// names the peer its item came from).
+    pub fn ingest_from(
+        &mut self,
+        items: Vec<SignedItem>,
+        source: Source,
+        at: At,
+        peer: Option<String>,
+    ) -> IngestReport {
+        let outer = self.ingest.from.replace((source, peer));
+        let report = self.ingest_batch(items, source, at);
+        self.ingest.from = outer;
+        report
+    }
+
+    fn ingest_batch(&mut self, items: Vec<SignedItem>, source: Source, at: At) -> IngestReport {
         let batch = items.len() > 1;
         if batch {
             if let Err(e) = self.store.defer_flush(true) {
@@ -235,7 +294,7 @@ impl Node {
             let op = match SignedOp::from_bytes(&item.bytes.0) {
                 Ok(op) => op,
                 Err(e) => {
-                    let why = self.refuse(ItemKind::RosterOp.label(), None, None, e.to_string());
+                    let why = self.refuse(ItemKind::RosterOp, None, None, None, e.to_string());
                     outcomes[i] = Some(outcome(item.kind, None, Verdict::Refused(why)));
                     continue;
                 }
@@ -260,11 +319,13 @@ impl Node {
             for (hash, i) in std::mem::take(&mut batch_ops) {
                 if let Some(op) = self.unpark(&hash) {
                     let author = op.op().ok().map(|o| o.author);
+                    let space = op.op().ok().and_then(|o| o.body.space().cloned());
                     let why = self.refuse(
-                        ItemKind::RosterOp.label(),
+                        ItemKind::RosterOp,
+                        Some(hash),
                         author,
-                        None,
-                        "its parent roster operations are not known here".into(),
+                        space,
+                        "it builds on roster operations this node has never seen (its parents), and the bundle does not carry them".into(),
                     );
                     outcomes[i] = Some(outcome(
                         ItemKind::RosterOp,
@@ -324,15 +385,17 @@ impl Node {
             .ingest
             .waiting
             .front()
-            .is_some_and(|(_, since)| at.mono.saturating_duration_since(*since) >= MAX_WAIT)
+            .is_some_and(|(_, since, _)| at.mono.saturating_duration_since(*since) >= MAX_WAIT)
         {
-            let Some((item, since)) = self.ingest.waiting.pop_front() else {
+            let Some((item, since, peer)) = self.ingest.waiting.pop_front() else {
                 break;
             };
             self.ingest.waiting_bytes =
                 self.ingest.waiting_bytes.saturating_sub(item.bytes.0.len());
             // One last try (its roster operations may have come after all), refusing if it still waits.
+            let outer = self.ingest.from.replace((Source::Mesh, peer));
             out.push(self.take_other(&item, Source::Bundle, at, Some(since)));
+            self.ingest.from = outer;
         }
         let before = self.ingest.parked_count;
         for list in self.ingest.parked.values_mut() {
@@ -356,7 +419,12 @@ impl Node {
 
     /// Applies one roster operation; every parked operation it (transitively) unblocks is applied too and
     /// reported in `settled` with its verdict.
-    fn take_op(&mut self, op: SignedOp, at: At, settled: &mut Vec<(Hash, Verdict)>) -> Verdict {
+    pub(crate) fn take_op(
+        &mut self,
+        op: SignedOp,
+        at: At,
+        settled: &mut Vec<(Hash, Verdict)>,
+    ) -> Verdict {
         let first = self.apply_op(op, at);
         let mut ready: Vec<Hash> = match &first {
             Verdict::Added(a) => vec![a.id],
@@ -390,7 +458,8 @@ impl Node {
         let space = op.op().ok().and_then(|o| o.body.space().cloned());
         let Some(roster) = self.roster_mut() else {
             let why = self.refuse(
-                ItemKind::RosterOp.label(),
+                ItemKind::RosterOp,
+                Some(hash),
                 author,
                 space,
                 "this node is not in an alliance yet".into(),
@@ -410,6 +479,12 @@ impl Node {
                 if let Err(e) = self.reindex_for(&op) {
                     return Verdict::Failed(format!("{e:#}"));
                 }
+                // What the operation ends: a revoked space's or a removed key's beacons, the proposal it
+                // settles.
+                let removed = match self.after_roster_op(&hash, &op) {
+                    Ok(r) => r,
+                    Err(e) => return Verdict::Failed(format!("{e:#}")),
+                };
                 tracing::debug!(op = %hash.short(), "roster operation applied");
                 Verdict::Added(Accepted {
                     id: hash,
@@ -417,6 +492,7 @@ impl Node {
                     space,
                     pool: None,
                     replaced: None,
+                    removed,
                 })
             }
             Err(RosterError::MissingParents(missing)) => {
@@ -434,7 +510,13 @@ impl Node {
                 Verdict::Waiting
             }
             Err(e) => {
-                let why = self.refuse(ItemKind::RosterOp.label(), author, space, e.to_string());
+                let why = self.refuse(
+                    ItemKind::RosterOp,
+                    Some(hash),
+                    author,
+                    space,
+                    plain_roster_error(&e),
+                );
                 Verdict::Refused(why)
             }
         }
@@ -472,39 +554,48 @@ impl Node {
             ItemKind::SeatBeacon => SignedBeacon::from_bytes(&item.bytes.0)
                 .map(Other::Beacon)
                 .map_err(|e| e.to_string()),
+            ItemKind::Verification => SignedVerification::from_bytes(&item.bytes.0)
+                .map(Other::Verification)
+                .map_err(|e| e.to_string()),
+            ItemKind::Proposal => SignedOp::from_bytes(&item.bytes.0)
+                .map(Other::Proposal)
+                .map_err(|e| e.to_string()),
             ItemKind::RosterOp => Err("a roster operation is not a change or a beacon".into()),
         };
         let id = item.id();
         let other = match decoded {
             Ok(o) => o,
             Err(e) => {
-                let why = self.refuse(item.kind.label(), None, None, e);
+                let why = self.refuse(item.kind, id, None, None, format!("it is unreadable: {e}"));
                 return outcome(item.kind, id, Verdict::Refused(why));
             }
         };
         let judged = match &other {
             Other::Change(change, env) => self.judge_change(change, env),
             Other::Beacon(beacon) => self.judge_beacon(beacon, &item.bytes.0, at.wall),
+            Other::Verification(v) => self.judge_verification(v, &item.bytes.0),
+            Other::Proposal(op) => self.judge_proposal(op, at),
         };
         let verdict = match judged {
             Judged::Verdict(v) => v,
             Judged::Wait { author, space, why } => {
                 if source == Source::Mesh {
-                    self.wait(item.clone(), waited_since.unwrap_or(at.mono));
+                    let peer = self.ingest.from.as_ref().and_then(|(_, p)| p.clone());
+                    self.wait(item.clone(), waited_since.unwrap_or(at.mono), peer);
                     Verdict::Waiting
                 } else {
-                    Verdict::Refused(self.refuse(item.kind.label(), Some(author), Some(space), why))
+                    Verdict::Refused(self.refuse(item.kind, id, Some(author), space, why))
                 }
             }
         };
         outcome(item.kind, id, verdict)
     }
 
-    fn wait(&mut self, item: SignedItem, since: Instant) {
+    fn wait(&mut self, item: SignedItem, since: Instant, peer: Option<String>) {
         self.ingest.waiting_bytes += item.bytes.0.len();
-        self.ingest.waiting.push_back((item, since));
+        self.ingest.waiting.push_back((item, since, peer));
         while self.ingest.waiting_bytes > MAX_WAITING_BYTES {
-            let Some((old, _)) = self.ingest.waiting.pop_front() else {
+            let Some((old, _, _)) = self.ingest.waiting.pop_front() else {
                 break;
             };
             self.ingest.waiting_bytes = self.ingest.waiting_bytes.saturating_sub(old.bytes.0.len());
@@ -519,8 +610,10 @@ impl Node {
         let waiting = std::mem::take(&mut self.ingest.waiting);
         self.ingest.waiting_bytes = 0;
         let total = waiting.len();
-        for (item, since) in waiting {
+        for (item, since, peer) in waiting {
+            let outer = self.ingest.from.replace((Source::Mesh, peer));
             let o = self.take_other(&item, Source::Mesh, at, Some(since));
+            self.ingest.from = outer;
             if o.verdict != Verdict::Waiting {
                 woken.push(o);
             }
@@ -535,7 +628,7 @@ impl Node {
     /// A listing change: a bad signature or an author the roster refuses for good is refused; anything
     /// else is stored and its space reindexed.
     fn judge_change(&mut self, change: &SignedChange, env: &Envelope) -> Judged {
-        let kind = ItemKind::ListingChange.label();
+        let kind = ItemKind::ListingChange;
         let id = Hash(env.change_hash);
         match self.store.has_change(&env.space, &env.change_hash) {
             Ok(true) => return Judged::Verdict(Verdict::Known),
@@ -545,6 +638,7 @@ impl Node {
         if let Err(e) = change.verify() {
             let why = self.refuse(
                 kind,
+                Some(id),
                 Some(env.author),
                 Some(env.space.clone()),
                 e.to_string(),
@@ -555,7 +649,13 @@ impl Node {
             RosterAuthority(self.roster()).authorise(&env.roster_heads, &env.author, &env.space)
         {
             if !d.pending {
-                let why = self.refuse(kind, Some(env.author), Some(env.space.clone()), d.reason);
+                let why = self.refuse(
+                    kind,
+                    Some(id),
+                    Some(env.author),
+                    Some(env.space.clone()),
+                    d.reason,
+                );
                 return Judged::Verdict(Verdict::Refused(why));
             }
             // Unknown roster heads may be an admission still on its way. A change by a device this node
@@ -567,10 +667,15 @@ impl Node {
             if !known_author {
                 return Judged::Wait {
                     author: env.author,
-                    space: env.space.clone(),
+                    space: Some(env.space.clone()),
                     why: d.reason,
                 };
             }
+        }
+        // Strong removal: a removed key's change that its removal does not keep is refused at the door.
+        if let Some(why) = self.unkept(env) {
+            let why = self.refuse(kind, Some(id), Some(env.author), Some(env.space.clone()), why);
+            return Judged::Verdict(Verdict::Refused(why));
         }
         match self
             .store
@@ -583,38 +688,63 @@ impl Node {
         if let Err(e) = self.reindex(&env.space) {
             return Judged::Verdict(Verdict::Failed(format!("{e:#}")));
         }
+        // Stored but excluded (an invalid listing, built on an excluded change): kept as evidence, and
+        // noted with where it came from so the audit can name the peer.
+        self.note_if_rejected(env);
         Judged::Verdict(Verdict::Added(Accepted {
             id,
             kind: ItemKind::ListingChange,
             space: Some(env.space.clone()),
             pool: None,
             replaced: None,
+            removed: Vec::new(),
         }))
     }
 
     /// A seat beacon: verified, authorised, and kept if it is the newest for its pool.
     fn judge_beacon(&mut self, signed: &SignedBeacon, bytes: &[u8], wall: DateTime<Utc>) -> Judged {
-        let kind = ItemKind::SeatBeacon.label();
         let b = match signed.verify(wall.timestamp_millis()) {
             Ok(b) => b,
             Err(e) => {
-                let author = signed.decode().ok().map(|b| b.author);
-                let why = self.refuse(kind, author, None, e.to_string());
+                let decoded = signed.decode().ok();
+                let why = self.refuse(
+                    ItemKind::SeatBeacon,
+                    Some(Hash::of(BEACON_ITEM, bytes)),
+                    decoded.as_ref().map(|b| b.author),
+                    decoded.map(|b| b.space),
+                    e.to_string(),
+                );
                 return Judged::Verdict(Verdict::Refused(why));
             }
         };
-        if let Err(d) =
-            RosterAuthority(self.roster()).authorise(&b.roster_heads, &b.author, &b.space)
-        {
+        let item = Some(Hash::of(BEACON_ITEM, bytes));
+        let authority = RosterAuthority(self.roster());
+        if let Err(d) = authority.authorise(&b.roster_heads, &b.author, &b.space) {
             let why = format!("pool {}: {}", b.pool, d.reason);
             if d.pending {
                 return Judged::Wait {
                     author: b.author,
-                    space: b.space.clone(),
+                    space: Some(b.space.clone()),
                     why,
                 };
             }
-            let why = self.refuse(kind, Some(b.author), Some(b.space.clone()), why);
+            let why = self.refuse(
+                ItemKind::SeatBeacon,
+                item,
+                Some(b.author),
+                Some(b.space.clone()),
+                why,
+            );
+            return Judged::Verdict(Verdict::Refused(why));
+        }
+        if let Some(why) = beacon::removed(&authority, &b) {
+            let why = self.refuse(
+                ItemKind::SeatBeacon,
+                item,
+                Some(b.author),
+                Some(b.space.clone()),
+                why,
+            );
             return Judged::Verdict(Verdict::Refused(why));
         }
         let held = match self.store.beacon(&b.space, &b.pool) {
@@ -638,6 +768,9 @@ impl Node {
             space: Some(b.space.clone()),
             pool: Some(b.pool.clone()),
             replaced,
+            removed: replaced
+                .map(|h| vec![(ItemKind::SeatBeacon, h)])
+                .unwrap_or_default(),
         }))
     }
 
@@ -662,16 +795,29 @@ impl Node {
 }
 
 /// A judgement before the source decides what waiting means.
-enum Judged {
+pub(crate) enum Judged {
     Verdict(Verdict),
     Wait {
         author: PublicKey,
-        space: SpaceId,
+        space: Option<SpaceId>,
         why: String,
     },
 }
 
-fn outcome(kind: ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
+/// A roster error in the words the audit uses.
+fn plain_roster_error(e: &RosterError) -> String {
+    match e {
+        RosterError::Unauthorised { reason, .. } => {
+            format!("it is not authorised: {reason}")
+        }
+        RosterError::WrongAlliance { .. } => {
+            format!("it belongs to another alliance ({e})")
+        }
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn outcome(kind: ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
     Outcome { kind, id, verdict }
 }
 

@@ -10,6 +10,9 @@
 //! - [`ops`]: what a node does (alliance administration, its listing, seats, the directory, imports),
 //!   typed in and typed out; [`audit`], [`export`] and [`bundle`] beside them; [`view`] maps what the node
 //!   holds into the states and events a live front end shows.
+//! - [`attest`]: the ingest of what coordinators sign beside the roster (verifications of listing facts,
+//!   coordinator changes collecting co-signatures); [`names`]: keys named by the role the roster gives
+//!   them, for every report.
 //! - [`api`]: the versioned [`api::Request`]/[`api::Response`] pair, the [`api::Handle`] trait every front
 //!   end calls, [`api::serve`] (the one dispatcher, used in process and by the daemon) and
 //!   [`api::Local`], the handle over a node opened in this process.
@@ -18,11 +21,13 @@
 //! renders no text for people: results are serde structs, errors are one sentence.
 
 pub mod api;
+pub mod attest;
 pub mod audit;
 pub mod bundle;
 pub mod export;
 pub mod home;
 pub mod ingest;
+pub mod names;
 pub mod node;
 pub mod ops;
 pub mod peer_id;

@@ -9,9 +9,11 @@ use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{RejectedChangeAudit, RosterOpAudit};
+use crate::audit::{Finding, FindingStatus, RosterOpAudit};
 use crate::ingest::{Accepted, ItemKind};
-use crate::node::{hex, Node, RejectionRecord, SignerInfo};
+use crate::names::KeyName;
+use crate::node::{hex, Node, RejectionRecord, RevokedNote, SignerInfo, Standing, PENDING_PREFIX};
+use deskmesh_crdt_model::verify::FactState;
 
 /// The node and its place in the mesh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +38,9 @@ pub struct NodeStatus {
     /// While a large transfer from peers runs (a first sync).
     #[serde(default)]
     pub catching_up: Option<CatchingUp>,
+    /// Set when this node's key lost its place: its space revoked (with the reason) or the key removed.
+    #[serde(default)]
+    pub standing: Option<Standing>,
 }
 
 /// A large transfer from peers in progress.
@@ -78,13 +83,21 @@ impl From<&SeatBeacon> for PoolState {
     }
 }
 
-/// One space: its listing, its pools' newest beacons, who signed it and what was rejected.
+/// One space: its listing, its pools' newest beacons, who signed it, what a coordinator verified and
+/// what was rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpaceState {
     pub listing: Listing,
     pub pools: Vec<PoolState>,
     pub signers: Vec<SignerInfo>,
-    pub rejected: Vec<RejectedChangeAudit>,
+    /// The listing's changes that were rejected or still wait.
+    pub rejected: Vec<Finding>,
+    /// Set for a revoked space kept listed at its coordinator's request.
+    #[serde(default)]
+    pub revoked: Option<RevokedNote>,
+    /// Claimed versus verified: every fact a coordinator verified, and whether it still holds.
+    #[serde(default)]
+    pub facts: Vec<FactState>,
 }
 
 /// Everything a live front end shows, read at once.
@@ -94,6 +107,9 @@ pub struct Snapshot {
     pub spaces: Vec<SpaceState>,
     /// Roster operations in causal order, oldest first.
     pub roster: Vec<RosterOpAudit>,
+    /// What did not count: the audit's own list ([`Node::findings`]).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// A live change, in the order the node stored it.
@@ -132,6 +148,7 @@ impl Node {
             listings: self.store.entries()?.len(),
             last_sync: None,
             catching_up: None,
+            standing: self.standing(),
         })
     }
 
@@ -144,6 +161,7 @@ impl Node {
                 .or_default()
                 .push(PoolState::from(&b));
         }
+        let verifications = self.verifications()?;
         let mut spaces = Vec::new();
         for entry in self.entries()? {
             let listing = match entry.listing() {
@@ -157,6 +175,11 @@ impl Node {
                 pools: pools.remove(&entry.space).unwrap_or_default(),
                 signers: entry.signers.clone(),
                 rejected: self.rejections(&entry.space)?,
+                revoked: entry.revoked.clone(),
+                facts: verifications
+                    .get(&entry.space)
+                    .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
+                    .unwrap_or_default(),
                 listing,
             });
         }
@@ -164,6 +187,7 @@ impl Node {
             status,
             spaces,
             roster: self.roster_log(),
+            findings: self.findings()?,
         })
     }
 
@@ -180,21 +204,39 @@ impl Node {
             .map(PoolState::from)
             .collect();
         Ok(Some(SpaceState {
+            facts: self.fact_states(&listing)?,
             listing,
             pools,
             signers: entry.signers,
             rejected: self.rejections(space)?,
+            revoked: entry.revoked,
         }))
     }
 
-    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<RejectedChangeAudit>> {
+    /// The rejected or waiting changes of one space, from its index alone (cheap enough for every event).
+    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<Finding>> {
+        let roster = self.roster();
+        let space_name = roster
+            .and_then(|r| r.state().spaces.get(space))
+            .map(|e| e.name.clone());
         let mut out = Vec::new();
         for (hash, reason) in self.store.space_rejections(space)? {
             let r: RejectionRecord = serde_json::from_slice(&reason)?;
-            out.push(RejectedChangeAudit {
-                change: hex(&hash),
-                author: r.author,
-                reason: r.reason,
+            let (status, reason) = match r.reason.strip_prefix(PENDING_PREFIX) {
+                Some(rest) => (FindingStatus::Pending, rest.to_string()),
+                None => (FindingStatus::Rejected, r.reason),
+            };
+            out.push(Finding {
+                status,
+                kind: ItemKind::ListingChange.label().into(),
+                space: Some(space.clone()),
+                space_name: space_name.clone(),
+                item: Some(hex(&hash)),
+                author: r.author.as_ref().map(|k| KeyName::of(roster, k)),
+                peer: None,
+                source: None,
+                reason,
+                at_ms: None,
             });
         }
         Ok(out)
@@ -210,6 +252,9 @@ impl Node {
                 // Its listing stopped being valid: only a full reload can take it away.
                 None => Some(Event::Reload),
             },
+            (ItemKind::Verification, Some(space)) => self
+                .space_state(space)?
+                .map(|state| Event::Space(Box::new(state))),
             (ItemKind::SeatBeacon, Some(space)) => {
                 let pools = self
                     .space_beacons(space)?

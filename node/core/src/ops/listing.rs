@@ -7,6 +7,7 @@ use deskmesh_crdt_model::listing::{Amenity, AmenityDetail, Listing};
 use deskmesh_keys::SpaceId;
 use serde::{Deserialize, Serialize};
 
+use crate::export::NOTES_KEY;
 use crate::api::Bytes;
 use crate::ingest::SignedItem;
 use crate::node::{hex, Node, RosterAuthority};
@@ -115,7 +116,10 @@ impl FileBytes {
         let text = self.text()?;
         let parsed = match self.format {
             FileFormat::Toml => Listing::from_toml(text),
-            FileFormat::Json => Listing::from_json(text),
+            FileFormat::Json => match without_notes(text) {
+                Some(stripped) => Listing::from_json(&stripped),
+                None => Listing::from_json(text),
+            },
         };
         parsed.map_err(|e| anyhow!("{}: {e}", self.name))
     }
@@ -124,6 +128,13 @@ impl FileBytes {
         std::str::from_utf8(&self.bytes.0)
             .map_err(|e| anyhow!("{} is not UTF-8 text: {e}", self.name))
     }
+}
+
+/// The JSON text without an export's `"deskmesh"` notes, when it is an object that has them.
+fn without_notes(text: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.as_object_mut()?.remove(NOTES_KEY)?;
+    Some(v.to_string())
 }
 
 impl Node {
@@ -223,7 +234,11 @@ impl Node {
         };
         let roster = self.require_roster()?;
         let mut listings = Vec::new();
-        for (i, item) in items.into_iter().enumerate() {
+        for (i, mut item) in items.into_iter().enumerate() {
+            // What an export says of a listing (verified facts, a revocation) is not part of it.
+            if let Some(m) = item.as_object_mut() {
+                m.remove(NOTES_KEY);
+            }
             let l = Listing::from_value(item)
                 .map_err(|e| anyhow!("{}: listing #{}: {e}", file.name, i + 1))?;
             if let Err(d) = roster.state().may_sign(&self.public_key(), &l.id) {
