@@ -16,9 +16,11 @@ use deskmesh_core::ops::seats::DEFAULT_TTL_S;
 use deskmesh_core::view::{self, Event, NodeStatus};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Listing;
+use deskmesh_core::audit::Finding;
+use deskmesh_core::ops::trust::FactView;
 use deskmesh_tui::{
-    NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot, SpaceView, Status,
-    Update,
+    FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
+    SpaceView, Status, Update,
 };
 
 /// Fetches a fresh snapshot away from the UI thread (over its own connection to the daemon).
@@ -138,6 +140,7 @@ impl<H: Handle> NodeApi for TuiClient<H> {
                     Some(Update::Status(self.status.clone()))
                 }
                 Event::Reload => self.reload(),
+                Event::Findings(f) => Some(Update::Findings(f.iter().map(finding_view).collect())),
                 Event::Disconnected => {
                     self.status = Status {
                         online: false,
@@ -185,6 +188,42 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         online: !s.peers.is_empty(),
         attached_to_daemon: s.running,
         daemon_stopped: stopped,
+        standing: s.standing.as_ref().map(|st| match (&st.reason, st.revoked) {
+            (Some(reason), true) => format!("{} REVOKED: {reason}", st.space_name),
+            (None, true) => format!("{} REVOKED by the alliance", st.space_name),
+            (_, false) => format!("this device was REMOVED from {}", st.space_name),
+        }),
+    }
+}
+
+/// One finding as the audit view lists it: the same item the CLI prints.
+pub fn finding_view(f: &Finding) -> FindingView {
+    FindingView {
+        status: f.status.label().to_string(),
+        kind: f.kind.clone(),
+        space: f.space.as_ref().map(|id| match &f.space_name {
+            Some(n) => format!("{n:?} ({id})"),
+            None => id.to_string(),
+        }),
+        item: f.item.clone(),
+        author: f.author.as_ref().map(|a| a.label()),
+        from: match (&f.peer, &f.source) {
+            (Some(p), Some(s)) if !p.is_empty() => Some(format!("peer {p} ({s})")),
+            (Some(p), None) if !p.is_empty() => Some(format!("peer {p}")),
+            (_, Some(s)) => Some(s.clone()),
+            _ => None,
+        },
+        reason: f.reason.clone(),
+    }
+}
+
+fn fact_view(f: FactView) -> deskmesh_tui::FactView {
+    deskmesh_tui::FactView {
+        verified: f.is_verified(),
+        by: f.by.label(),
+        fact: f.fact,
+        checked_on: f.checked_on,
+        note: f.note,
     }
 }
 
@@ -217,11 +256,16 @@ pub fn space_view(s: view::SpaceState) -> SpaceView {
         .rejected
         .into_iter()
         .map(|r| RejectedView {
-            change: r.change,
-            author: r.author,
-            reason: r.reason,
+            change: r.item.unwrap_or_default(),
+            author: r.author.map(|a| a.key),
+            reason: match r.status {
+                deskmesh_core::audit::FindingStatus::Pending => format!("waiting: {}", r.reason),
+                _ => r.reason,
+            },
         })
         .collect();
+    v.revoked = s.revoked.map(|r| r.reason);
+    v.facts = s.facts.into_iter().map(fact_view).collect();
     v
 }
 
@@ -229,6 +273,7 @@ pub fn space_view(s: view::SpaceState) -> SpaceView {
 pub fn snapshot_of(s: view::Snapshot) -> Snapshot {
     Snapshot {
         status: status_of(&s.status, false),
+        findings: s.findings.iter().map(finding_view).collect(),
         spaces: s.spaces.into_iter().map(space_view).collect(),
         roster: s
             .roster

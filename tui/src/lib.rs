@@ -26,7 +26,8 @@ mod testdata;
 
 pub use app::{App, Command, Focus, SortKey, View};
 pub use model::{
-    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
+    Availability, FactView, FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView,
+    SignerView, Snapshot,
     SpaceView, Status, Update,
 };
 pub use term::{

@@ -280,7 +280,7 @@ impl Node {
                 kind: r.kind.clone(),
                 space_name: r.space.as_ref().and_then(space_name),
                 space: r.space.clone(),
-                item: r.item.map(|h| h.to_string()),
+                item: r.item.map(|h| item_text(&r.kind, &h)),
                 author: r.author.as_ref().map(name),
                 peer: r.peer.clone(),
                 source: r.source.clone(),
@@ -566,6 +566,16 @@ pub fn verify_export(
         audit.ok = false;
     }
     Ok(audit)
+}
+
+/// An item's id as people see it elsewhere: a listing change by its hex Automerge hash (as `space edit`
+/// prints it), anything else in the base32 form of hashes.
+fn item_text(kind: &str, id: &Hash) -> String {
+    if kind == ItemKind::ListingChange.label() {
+        hex(&id.0)
+    } else {
+        id.to_string()
+    }
 }
 
 /// One line for people about a roster operation.

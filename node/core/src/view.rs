@@ -13,7 +13,7 @@ use crate::audit::{Finding, FindingStatus, RosterOpAudit};
 use crate::ingest::{Accepted, ItemKind};
 use crate::names::KeyName;
 use crate::node::{hex, Node, RejectionRecord, RevokedNote, SignerInfo, Standing, PENDING_PREFIX};
-use deskmesh_crdt_model::verify::FactState;
+use crate::ops::trust::FactView;
 
 /// The node and its place in the mesh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,7 +97,7 @@ pub struct SpaceState {
     pub revoked: Option<RevokedNote>,
     /// Claimed versus verified: every fact a coordinator verified, and whether it still holds.
     #[serde(default)]
-    pub facts: Vec<FactState>,
+    pub facts: Vec<FactView>,
 }
 
 /// Everything a live front end shows, read at once.
@@ -127,6 +127,8 @@ pub enum Event {
     /// Something changed that can touch every space (a roster operation), or the subscriber fell behind:
     /// fetch a fresh snapshot.
     Reload,
+    /// The audit's findings changed (something was refused): the whole list, as [`Node::findings`].
+    Findings(Vec<Finding>),
     /// Made by a client, never sent: the daemon stopped answering. When one answers again the client
     /// gets a [`Event::Reload`].
     Disconnected,
@@ -176,10 +178,13 @@ impl Node {
                 signers: entry.signers.clone(),
                 rejected: self.rejections(&entry.space)?,
                 revoked: entry.revoked.clone(),
-                facts: verifications
-                    .get(&entry.space)
-                    .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
-                    .unwrap_or_default(),
+                facts: FactView::all(
+                    &verifications
+                        .get(&entry.space)
+                        .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
+                        .unwrap_or_default(),
+                    self.roster(),
+                ),
                 listing,
             });
         }
@@ -204,7 +209,7 @@ impl Node {
             .map(PoolState::from)
             .collect();
         Ok(Some(SpaceState {
-            facts: self.fact_states(&listing)?,
+            facts: FactView::all(&self.fact_states(&listing)?, self.roster()),
             listing,
             pools,
             signers: entry.signers,

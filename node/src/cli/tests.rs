@@ -222,6 +222,7 @@ fn a_bundle_is_imported_in_batches_and_a_listing_file_in_one_request() {
         roster_ops: vec![vec![1; 10]],
         changes: vec![vec![2; IMPORT_BATCH_BYTES], vec![3; 10]],
         beacons: vec![vec![4; 10]],
+        ..Bundle::default()
     };
     let path = dir.path().join("b.bundle");
     std::fs::write(&path, bundle.encode().unwrap()).unwrap();

@@ -18,6 +18,7 @@ use deskmesh_core::api::{self, ApiError, Request as ApiRequest, Response};
 use deskmesh_core::ingest::{self, Accepted, At, Made, Outcome, SignedItem, Source, Verdict};
 use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo};
 use deskmesh_core::Node;
+use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_keys::{Hash, SpaceId};
 use deskmesh_sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
@@ -51,6 +52,9 @@ enum Location {
     Roster,
     Change(SpaceId),
     Beacon(SpaceId, String),
+    Verification(SpaceId),
+    /// A proposal: found among the few the store holds by its item id.
+    Proposal,
 }
 
 /// The sync engine's kind of a core item kind, and back (the two enums list the same kinds in the same
@@ -60,6 +64,8 @@ fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
         ingest::ItemKind::RosterOp => ItemKind::RosterOp,
         ingest::ItemKind::ListingChange => ItemKind::ListingChange,
         ingest::ItemKind::SeatBeacon => ItemKind::SeatBeacon,
+        ingest::ItemKind::Verification => ItemKind::Verification,
+        ingest::ItemKind::Proposal => ItemKind::Proposal,
     }
 }
 
@@ -68,6 +74,8 @@ fn core_kind(kind: ItemKind) -> ingest::ItemKind {
         ItemKind::RosterOp => ingest::ItemKind::RosterOp,
         ItemKind::ListingChange => ingest::ItemKind::ListingChange,
         ItemKind::SeatBeacon => ingest::ItemKind::SeatBeacon,
+        ItemKind::Verification => ingest::ItemKind::Verification,
+        ItemKind::Proposal => ingest::ItemKind::Proposal,
     }
 }
 
@@ -167,12 +175,16 @@ struct Service {
     nat: nat::NatState,
     /// Listing changes stored per space per hour.
     change_limit: limits::RateLimiter<SpaceId>,
+    /// Seat beacons stored per space per hour.
+    beacon_limit: limits::RateLimiter<SpaceId>,
     /// Live events for front ends subscribed through the control socket.
     events: broadcast::Sender<Arc<str>>,
     /// The status (peers, last sync) changed since it was last sent to subscribers.
     status_dirty: bool,
     /// A roster operation arrived since subscribers were last told to reload (sent once per tick).
     reload_due: bool,
+    /// Something was refused since subscribers were last sent the findings (sent once per tick).
+    findings_due: bool,
     /// The last sync time subscribers were told of.
     pushed_sync: Option<chrono::DateTime<chrono::Utc>>,
     /// A large transfer from peers (a first sync), reported as it goes.
@@ -298,9 +310,11 @@ impl Service {
             outboxes: HashMap::new(),
             nat: nat::NatState::default(),
             change_limit: limits::RateLimiter::for_changes(),
+            beacon_limit: limits::RateLimiter::for_beacons(),
             events: broadcast::channel(1).0,
             status_dirty: false,
             reload_due: false,
+            findings_due: false,
             pushed_sync: None,
             catch_up: CatchUp::default(),
         };
@@ -349,6 +363,22 @@ impl Service {
                     self.engine
                         .item_removed(&Item::new(ItemKind::SeatBeacon, old));
                 }
+            }
+        }
+        for (space, hash, _) in store.verifications()? {
+            let id = ItemId(hash.0);
+            if self
+                .index
+                .insert(id, Location::Verification(space))
+                .is_none()
+            {
+                new.push(Item::new(ItemKind::Verification, id));
+            }
+        }
+        for (_, bytes) in store.proposals()? {
+            let id = ItemId(Hash::of(ingest::PROPOSAL_ITEM, &bytes).0);
+            if self.index.insert(id, Location::Proposal).is_none() {
+                new.push(Item::new(ItemKind::Proposal, id));
             }
         }
         Ok(new)
@@ -557,6 +587,16 @@ impl Service {
             }
             Err(e) => {
                 tracing::warn!(peer = %source, error = %e, "rejected unreadable gossip message");
+                self.findings_due = true;
+                self.node.refuse_from_peer(
+                    "gossip message",
+                    &source.to_string(),
+                    None,
+                    format!(
+                        "the gossip message ({} bytes) is not a signed item: {e}",
+                        message.data.len()
+                    ),
+                );
                 gossipsub::MessageAcceptance::Reject
             }
         };
@@ -629,6 +669,12 @@ impl Service {
         }
         if std::mem::take(&mut self.reload_due) {
             self.push(&Event::Reload);
+        }
+        if std::mem::take(&mut self.findings_due) && self.events.receiver_count() > 0 {
+            match self.node.findings() {
+                Ok(findings) => self.push(&Event::Findings(findings)),
+                Err(e) => tracing::warn!(error = %e, "cannot read the findings for subscribers"),
+            }
         }
         self.catch_up.tick(Instant::now());
         let expired = self.node.expire_waiting(At::now());
@@ -809,6 +855,22 @@ impl Service {
                     kind: ItemKind::SeatBeacon,
                     bytes,
                 }),
+            Some(Location::Verification(space)) => store
+                .space_verifications(space)?
+                .into_iter()
+                .find(|(h, _)| h.0 == id.0)
+                .map(|(_, bytes)| WireItem {
+                    kind: ItemKind::Verification,
+                    bytes,
+                }),
+            Some(Location::Proposal) => store
+                .proposals()?
+                .into_iter()
+                .find(|(_, bytes)| Hash::of(ingest::PROPOSAL_ITEM, bytes).0 == id.0)
+                .map(|(_, bytes)| WireItem {
+                    kind: ItemKind::Proposal,
+                    bytes,
+                }),
         })
     }
 
@@ -839,6 +901,17 @@ impl Service {
                     {
                         if warn {
                             tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
+                            self.findings_due = true;
+                            self.node.refuse_from_peer(
+                                "listing change",
+                                &peer.map(|p| p.to_string()).unwrap_or_default(),
+                                Some(env.space.clone()),
+                                format!(
+                                    "more than {} listing changes of this space an hour (bursts of {}) arrived; the rest are not stored or forwarded for now",
+                                    limits::CHANGES_PER_HOUR,
+                                    limits::CHANGE_BURST
+                                ),
+                            );
                         }
                         // Not the sender's fault (it may only relay a burst): the engine asks again later.
                         let id = Hash(env.change_hash);
@@ -848,18 +921,51 @@ impl Service {
                     }
                 }
             }
+            if item.kind == ingest::ItemKind::SeatBeacon {
+                if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
+                    if let limits::Verdict::Limited { warn } = self.beacon_limit.check(&b.space, now)
+                    {
+                        if warn {
+                            tracing::warn!(space = %b.space, per_hour = limits::BEACONS_PER_HOUR, "seat beacons over the space's hourly limit are not stored for now");
+                            self.findings_due = true;
+                            self.node.refuse_from_peer(
+                                "seat beacon",
+                                &peer.map(|p| p.to_string()).unwrap_or_default(),
+                                Some(b.space.clone()),
+                                format!(
+                                    "more than {} seat beacons of this space an hour (bursts of {}) arrived; the rest are not stored or forwarded for now",
+                                    limits::BEACONS_PER_HOUR,
+                                    limits::BEACON_BURST
+                                ),
+                            );
+                        }
+                        // Not punished (a relay may pass on a burst it did not make), not forwarded.
+                        limited.push((n, outcome(item.kind, item.id(), Verdict::Waiting)));
+                        continue;
+                    }
+                }
+            }
             items.push(item);
         }
-        let report = self.node.ingest(items, Source::Mesh, At::now());
+        let report = self.node.ingest_from(
+            items,
+            Source::Mesh,
+            At::now(),
+            peer.map(|p| p.to_string()),
+        );
         if let Some(e) = &report.flush_error {
             tracing::error!(peer = ?peer, error = %e, "cannot flush the items just received");
         }
         for o in report.outcomes.iter().chain(&report.woken) {
             if let Verdict::Added(a) = &o.verdict {
-                if a.kind == ingest::ItemKind::ListingChange {
-                    if let Some(space) = &a.space {
-                        // Only stored changes spend the budget, so invalid ones cannot exhaust a space's.
-                        self.change_limit.spend(space.clone(), now);
+                if let Some(space) = &a.space {
+                    // Only stored items spend the budget, so invalid ones cannot exhaust a space's.
+                    match a.kind {
+                        ingest::ItemKind::ListingChange => {
+                            self.change_limit.spend(space.clone(), now)
+                        }
+                        ingest::ItemKind::SeatBeacon => self.beacon_limit.spend(space.clone(), now),
+                        _ => {}
                     }
                 }
             }
@@ -879,6 +985,7 @@ impl Service {
         match &o.verdict {
             Verdict::Added(a) => self.added(a),
             Verdict::Refused(_) => {
+                self.findings_due = true;
                 if let Some(id) = o.id {
                     self.engine.item_refused(ItemId(id.0), now);
                 }
@@ -892,6 +999,17 @@ impl Service {
 
     fn added(&mut self, a: &Accepted) {
         self.catch_up.received(Instant::now());
+        // What the store dropped because of this item leaves the set peers reconcile against.
+        for (kind, gone) in &a.removed {
+            let gone = ItemId(gone.0);
+            if self.index.remove(&gone).is_some() {
+                self.engine
+                    .item_removed(&Item::new(engine_kind(*kind), gone));
+            }
+            if *kind == ingest::ItemKind::SeatBeacon {
+                self.beacon_ids.retain(|_, id| *id != gone);
+            }
+        }
         let id = ItemId(a.id.0);
         let location = match (a.kind, &a.space, &a.pool) {
             (ingest::ItemKind::RosterOp, ..) => Location::Roster,
@@ -905,6 +1023,10 @@ impl Service {
                 }
                 Location::Beacon(space.clone(), pool.clone())
             }
+            (ingest::ItemKind::Verification, Some(space), _) => {
+                Location::Verification(space.clone())
+            }
+            (ingest::ItemKind::Proposal, ..) => Location::Proposal,
             _ => return,
         };
         self.index.insert(id, location);

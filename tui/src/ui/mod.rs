@@ -213,6 +213,10 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     let s = &app.status;
     let sep = || Span::styled(" │ ", t.bar());
     let mut spans = Vec::new();
+    if let Some(standing) = &s.standing {
+        spans.push(Span::styled(format!(" {standing} "), t.offline()));
+        spans.push(sep());
+    }
     if !s.online {
         spans.push(Span::styled(" OFFLINE ", t.offline()));
     }

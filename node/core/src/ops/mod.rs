@@ -345,7 +345,7 @@ mod tests {
             finding.author.as_ref().unwrap().name,
             "removed device of Riverside"
         );
-        let id_text = deskmesh_keys::Hash(change.id().unwrap()).to_string();
+        let id_text = crate::node::hex(&change.id().unwrap());
         assert_eq!(finding.item.as_deref(), Some(id_text.as_str()));
     }
 
