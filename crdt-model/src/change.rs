@@ -505,7 +505,7 @@ mod tests {
         let stranger = roster
             .authorise(&now, &key(3).public_key(), &space)
             .unwrap_err();
-        assert!(!stranger.pending && stranger.reason.contains("not a device"));
+        assert!(!stranger.pending && stranger.reason.contains("not one of the space's devices"));
         let unknown = roster
             .authorise(
                 &[Hash::of("roster-op", b"later")],

@@ -209,7 +209,7 @@ fn scenario(mode: Mode) -> Transcript {
         .output()
         .unwrap();
     assert!(piped.status.success());
-    assert!(piped.stdout.starts_with(b"DMBUNDLE1\n"));
+    assert!(piped.stdout.starts_with(b"DMBUNDLE2\n"));
     let bundle = space.dir.path().join("space.bundle");
     space.ok(&[
         "export",

@@ -152,9 +152,14 @@ fn a_non_member_is_refused_and_never_shown() {
 
     wait_until("the coordinator refuses the rogue's beacon", &all, || {
         let audit = coord.audit();
-        audit["refused"].as_array().is_some_and(|r| {
-            r.iter()
-                .any(|x| x["kind"] == "seat beacon" && x["author"] == rogue_key.as_str())
+        audit["findings"].as_array().is_some_and(|r| {
+            r.iter().any(|x| {
+                x["kind"] == "seat beacon"
+                    && x["status"] == "refused"
+                    && x["author"]["key"] == rogue_key.as_str()
+                    && x["author"]["name"] == "a key outside the alliance"
+                    && x["peer"].as_str().is_some_and(|p| p.starts_with("12D3"))
+            })
         })
     });
     wait_until("the member's listing reaches the coordinator", &all, || {
@@ -169,7 +174,7 @@ fn a_non_member_is_refused_and_never_shown() {
         assert_eq!(rows.len(), 1, "node {i}: {rows:?}");
     }
     let audit = coord.audit();
-    let refused = audit["refused"].as_array().cloned().unwrap_or_default();
+    let refused = audit["findings"].as_array().cloned().unwrap_or_default();
     assert!(
         refused.iter().any(|x| x["kind"] == "roster operation"),
         "the rogue alliance's roster operations are refused: {refused:?}"
@@ -266,10 +271,10 @@ fn a_new_member_gets_a_large_directory_in_order_with_nothing_refused() {
     });
     let audit = laptop.audit();
     assert_eq!(
-        audit["refused"].as_array().map_or(0, Vec::len),
+        audit["findings"].as_array().map_or(0, Vec::len),
         0,
         "items were refused on the way: {}",
-        audit["refused"]
+        audit["findings"]
     );
     // A first sync this large is reported as it goes, and its end too.
     wait_until("the member reports it caught up", &[&laptop], || {

@@ -709,23 +709,24 @@ impl ProposalState {
     }
 }
 
-/// Why a key may not sign for a space at some roster heads.
+/// Why a key may not sign for a space at some roster heads. The messages are what the audit shows a
+/// coordinator, so they say what happened in plain words.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Denied {
     /// The caller may simply not have these roster operations yet: keep the signed item pending.
-    #[error("the roster operations {} are not known here yet", list(.0))]
+    #[error("it names roster operations not known here yet ({})", list(.0))]
     UnknownHeads(Vec<Hash>),
-    #[error("the space is not in the alliance roster at these roster heads")]
+    #[error("the space it is for is not in the roster it names (never admitted, or not yet at that point)")]
     UnknownSpace,
-    #[error("the space was revoked by roster operation {by}")]
+    #[error("the space was revoked by roster operation {}", .by.short())]
     SpaceRevoked { by: Hash },
-    #[error("the key is not a device of the space at these roster heads")]
+    #[error("the key that signed it is not one of the space's devices in the roster it names")]
     NotADevice,
-    #[error("the key was removed from the space by roster operation {by}")]
+    #[error("the key that signed it was removed from the space by roster operation {}", .by.short())]
     DeviceRemoved { by: Hash },
-    #[error("the key is not a coordinator at these roster heads")]
+    #[error("the key that signed it is not a coordinator in the roster it names")]
     NotACoordinator,
-    #[error("the key is no longer a coordinator")]
+    #[error("the key that signed it is no longer a coordinator")]
     CoordinatorRemoved,
 }
 
