@@ -535,7 +535,10 @@ mod tests {
         }
         let mut honest = beacon(&a, NOW, 1, Availability::Count(2));
         honest.roster_heads = before;
-        assert_eq!(board.offer(honest.sign(&a).unwrap(), &roster, NOW), Offered::Stored);
+        assert_eq!(
+            board.offer(honest.sign(&a).unwrap(), &roster, NOW),
+            Offered::Stored
+        );
     }
 
     #[test]

@@ -125,6 +125,9 @@ pub struct SpaceDoc {
     waiting_on_kept: bool,
 }
 
+/// What [`SignedChange::verify_decoded`] says of a change.
+type Verified = Result<(Envelope, Change), ChangeError>;
+
 /// A change that passed the envelope, space and authority checks and now waits for its place.
 struct Candidate {
     signed: SignedChange,
@@ -164,7 +167,7 @@ impl SpaceDoc {
         all.dedup();
         // Every verified change enters the graph first, so strong removal can see what a removal keeps
         // whatever order the changes are considered in.
-        let verified: Vec<(SignedChange, Result<(Envelope, Change), ChangeError>)> = all
+        let verified: Vec<(SignedChange, Verified)> = all
             .into_iter()
             .map(|sc| {
                 let v = sc.verify_decoded();
@@ -426,7 +429,7 @@ impl SpaceDoc {
     fn admit_verified(
         &mut self,
         sc: SignedChange,
-        verified: Result<(Envelope, Change), ChangeError>,
+        verified: Verified,
         authority: &impl Authority,
     ) -> Result<Candidate, ApplyOutcome> {
         let (env, change) = match verified {
@@ -866,9 +869,9 @@ pub fn hydrate(doc: &Automerge, heads: Option<&[ChangeHash]>) -> Json {
 mod tests {
     use super::*;
     use crate::change::{Denial, Envelope};
-    use deskmesh_keys::roster::Removal;
     use crate::listing::{Noise, PoolAccess, PoolKind, SeatPool};
     use automerge::transaction::Transactable;
+    use deskmesh_keys::roster::Removal;
     use deskmesh_keys::{DeviceKey, Domain, Signature};
     use proptest::prelude::*;
     use std::cell::RefCell;
@@ -915,7 +918,12 @@ mod tests {
         }
 
         fn removals(&self, _: &[Hash], key: &PublicKey, _: &SpaceId) -> Vec<Removal> {
-            self.removed.borrow().get(key).cloned().into_iter().collect()
+            self.removed
+                .borrow()
+                .get(key)
+                .cloned()
+                .into_iter()
+                .collect()
         }
     }
 
@@ -949,7 +957,9 @@ mod tests {
             ApplyOutcome::Rejected(why) => assert!(why.contains("removed that key"), "{why}"),
             other => panic!("the stolen change was not refused: {other:?}"),
         }
-        assert!(matches!(sd.apply(c4.clone(), &w.auth), ApplyOutcome::Rejected(why) if why.contains("depends on rejected")));
+        assert!(
+            matches!(sd.apply(c4.clone(), &w.auth), ApplyOutcome::Rejected(why) if why.contains("depends on rejected"))
+        );
         assert_eq!(sd.listing().unwrap().name, "By B");
         // Any order, any node: the same verdicts.
         for order in [
@@ -973,9 +983,15 @@ mod tests {
         // The removal keeps c3, which builds on b's c2.
         remove(&w.auth, &w.b, vec![c3.id().unwrap()]);
         let mut sd = SpaceDoc::rebuild(w.space.clone(), [c1.clone()], &w.auth);
-        assert!(matches!(sd.apply(c2.clone(), &w.auth), ApplyOutcome::Pending(why) if why.contains("waiting for listing change")));
+        assert!(
+            matches!(sd.apply(c2.clone(), &w.auth), ApplyOutcome::Pending(why) if why.contains("waiting for listing change"))
+        );
         assert_eq!(sd.apply(c3.clone(), &w.auth), ApplyOutcome::Applied);
-        assert_eq!(sd.accepted().len(), 3, "c2 came in with the head that keeps it");
+        assert_eq!(
+            sd.accepted().len(),
+            3,
+            "c2 came in with the head that keeps it"
+        );
         assert!(sd.pending().is_empty());
         assert_eq!(sd.listing(), origin.listing());
         let again = SpaceDoc::rebuild(w.space.clone(), [c3, c2, c1], &w.auth);

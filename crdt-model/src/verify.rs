@@ -126,8 +126,8 @@ pub fn check_fact(fact: &str) -> Result<(), VerificationError> {
         return Err(unknown());
     }
     if let Some(k) = key {
-        let ok = (1..=40).contains(&k.len())
-            && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        let ok =
+            (1..=40).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
         if !ok {
             return Err(unknown());
         }
@@ -338,7 +338,11 @@ pub fn fact_states(listing: &Listing, verifications: &[(Hash, Verification)]) ->
     for (fact, mut all) in by_fact {
         // Newest first: by the day checked, then when signed, then by id for a total order.
         all.sort_by(|a, b| {
-            (&b.1.checked_on, b.1.created_at_ms, b.0).cmp(&(&a.1.checked_on, a.1.created_at_ms, a.0))
+            (&b.1.checked_on, b.1.created_at_ms, b.0).cmp(&(
+                &a.1.checked_on,
+                a.1.created_at_ms,
+                a.0,
+            ))
         });
         let current = fact_value(&value, fact);
         let attest = |(id, v, _): &(&Hash, &Verification, &VerifiedFact)| Attestation {
@@ -484,14 +488,28 @@ mod tests {
             ("accessibility.Entrance", "not a fact"),
             ("contact", "has no contact"),
         ] {
-            let err = Verification::of(&l, &[fact.into()], day(), "", key(9).public_key(), vec![], 0)
-                .unwrap_err();
+            let err = Verification::of(
+                &l,
+                &[fact.into()],
+                day(),
+                "",
+                key(9).public_key(),
+                vec![],
+                0,
+            )
+            .unwrap_err();
             assert!(err.to_string().contains(expect), "{fact}: {err}");
         }
         let mut bad_date = v.clone();
         bad_date.checked_on = "2026-5-1".into();
-        assert!(matches!(bad_date.sign(&key(9)), Err(VerificationError::BadDate(_))));
-        assert!(matches!(v.sign(&key(8)), Err(VerificationError::SignerMismatch { .. })));
+        assert!(matches!(
+            bad_date.sign(&key(9)),
+            Err(VerificationError::BadDate(_))
+        ));
+        assert!(matches!(
+            v.sign(&key(8)),
+            Err(VerificationError::SignerMismatch { .. })
+        ));
     }
 
     #[test]
@@ -504,10 +522,20 @@ mod tests {
         assert!(states.iter().all(FactState::is_verified));
         l.internet.down_mbps = Some(50.0);
         let states = fact_states(&l, &all);
-        let wifi = states.iter().find(|s| s.fact == "internet.down_mbps").unwrap();
+        let wifi = states
+            .iter()
+            .find(|s| s.fact == "internet.down_mbps")
+            .unwrap();
         assert!(!wifi.is_verified());
-        assert_eq!(wifi.changed_since.as_ref().unwrap().checked_on, "2026-05-01");
-        assert!(states.iter().find(|s| s.fact == "accessibility").unwrap().is_verified());
+        assert_eq!(
+            wifi.changed_since.as_ref().unwrap().checked_on,
+            "2026-05-01"
+        );
+        assert!(states
+            .iter()
+            .find(|s| s.fact == "accessibility")
+            .unwrap()
+            .is_verified());
         // Numbers compare by value.
         assert!(json_eq(&serde_json::json!(100), &serde_json::json!(100.0)));
     }
@@ -535,7 +563,10 @@ mod tests {
         assert_eq!(hits(&verified_only(&l, &["internet"])), 0);
         let masked = verified_only(&l, &["accessibility.entrance"]);
         assert_eq!(hits(&masked), 1);
-        assert_eq!(masked.accessibility.wheelchair, None, "only the entrance was checked");
+        assert_eq!(
+            masked.accessibility.wheelchair, None,
+            "only the entrance was checked"
+        );
         assert_eq!(masked.internet.down_mbps, None);
         assert_eq!(masked.name, l.name);
     }

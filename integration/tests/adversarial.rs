@@ -152,9 +152,11 @@ fn signed_attacks_are_refused_everywhere_and_audited() {
     member.ok(&["alliance", "join", token.lines().next().expect("token")]);
     let _member_daemon = start(&member, Some(&hub.addr));
     let honest = [&coord, &member];
-    wait_until("the member holds the coordinator's directory", &honest, || {
-        directory(&member) == directory(&coord)
-    });
+    wait_until(
+        "the member holds the coordinator's directory",
+        &honest,
+        || directory(&member) == directory(&coord),
+    );
     let before = directory(&coord);
     assert_eq!(before.as_array().map(Vec::len), Some(2), "{before}");
     let unchanged = |what: &str| {
@@ -186,7 +188,10 @@ fn signed_attacks_are_refused_everywhere_and_audited() {
     assert_eq!(f[0]["space_name"], "Space A");
     assert_eq!(f[0]["author"]["key"], laptop_key.as_str());
     assert_eq!(f[0]["author"]["name"], "removed device of Space A");
-    assert!(f[0]["item"].as_str().is_some_and(|i| i.len() == 64), "{f:?}");
+    assert!(
+        f[0]["item"].as_str().is_some_and(|i| i.len() == 64),
+        "{f:?}"
+    );
     unchanged("a removed device's change");
 
     // 2. A listing for space A signed by space B's key.
@@ -237,7 +242,11 @@ fn signed_attacks_are_refused_everywhere_and_audited() {
         "--out",
         &thin,
     ]);
-    refused_import(&coord, &thin, "needs the signatures of 2 coordinators and carries 1");
+    refused_import(
+        &coord,
+        &thin,
+        "needs the signatures of 2 coordinators and carries 1",
+    );
     let f = findings(&coord, "roster operation", "carries 1");
     assert_eq!(f[0]["author"]["name"], "coordinator");
     assert_eq!(f[0]["author"]["key"], second_key.as_str());
@@ -388,11 +397,15 @@ fn mesh_attacks_are_dropped_and_audited_with_the_peer() {
         &hub.addr,
     ]);
     let peer = peer.trim().to_string();
-    wait_until("the flood is audited with the relaying peer", &honest, || {
-        findings(&coord, "seat beacon", "seat beacons of this space an hour")
-            .iter()
-            .any(|f| f["peer"] == peer.as_str() && f["space"] == a_id.as_str())
-    });
+    wait_until(
+        "the flood is audited with the relaying peer",
+        &honest,
+        || {
+            findings(&coord, "seat beacon", "seat beacons of this space an hour")
+                .iter()
+                .any(|f| f["peer"] == peer.as_str() && f["space"] == a_id.as_str())
+        },
+    );
     assert!(
         daemon::log(&coord).contains("seat beacons over the space's hourly limit"),
         "{}",
@@ -407,11 +420,15 @@ fn mesh_attacks_are_dropped_and_audited_with_the_peer() {
     // A gossip message that is not a signed item.
     let peer = adversary(&["gossip", "--alliance", &alliance, "--to", &hub.addr]);
     let peer = peer.trim().to_string();
-    wait_until("the unreadable gossip is audited with its peer", &honest, || {
-        findings(&coord, "gossip message", "not a signed item")
-            .iter()
-            .any(|f| f["peer"] == peer.as_str() && f["source"] == "gossip")
-    });
+    wait_until(
+        "the unreadable gossip is audited with its peer",
+        &honest,
+        || {
+            findings(&coord, "gossip message", "not a signed item")
+                .iter()
+                .any(|f| f["peer"] == peer.as_str() && f["source"] == "gossip")
+        },
+    );
 
     for (i, node) in honest.iter().enumerate() {
         assert_eq!(directory(node), before, "node {i}'s directory changed");

@@ -490,19 +490,19 @@ mod tests {
 
     #[test]
     fn a_proposal_token_round_trips_and_catches_typos() {
-        let (roster, _) = Roster::create(&key(1), "North", vec![key(2).public_key()], 2, T0).unwrap();
-        let op = roster.propose(
-            &key(1),
-            OpBody::SetThreshold { threshold: 1 },
-            T0 + 1,
-        );
+        let (roster, _) =
+            Roster::create(&key(1), "North", vec![key(2).public_key()], 2, T0).unwrap();
+        let op = roster.propose(&key(1), OpBody::SetThreshold { threshold: 1 }, T0 + 1);
         let token = proposal_token(&op);
         assert!(token.starts_with("dmp1"));
         assert_eq!(parse_proposal_token(&token).unwrap(), op);
         let mut typo = token.clone();
         let c = if typo.ends_with('a') { "b" } else { "a" };
         typo.replace_range(typo.len() - 1.., c);
-        assert_eq!(parse_proposal_token(&typo), Err(ProposalTokenError::Damaged));
+        assert_eq!(
+            parse_proposal_token(&typo),
+            Err(ProposalTokenError::Damaged)
+        );
         assert_eq!(
             parse_proposal_token("dmi1abc"),
             Err(ProposalTokenError::NotAProposal)

@@ -1718,7 +1718,8 @@ impl<'a> Fold<'a> {
                     }
                 }
             }
-            OpBody::RemoveDevice { space, device, .. } | OpBody::RemoveDeviceV1 { space, device } => {
+            OpBody::RemoveDevice { space, device, .. }
+            | OpBody::RemoveDeviceV1 { space, device } => {
                 if let Some(entry) = state.spaces.get_mut(space) {
                     if entry.revoked.is_none() {
                         entry.devices.remove(device);
@@ -2268,10 +2269,7 @@ mod tests {
         assert!(found[0].revocation && found[0].by == revoke);
         let entry = &roster.state().spaces[&sp];
         assert!(entry.revoked_listed);
-        assert_eq!(
-            entry.revoked,
-            Some((revoke, "unpaid dues".to_string()))
-        );
+        assert_eq!(entry.revoked, Some((revoke, "unpaid dues".to_string())));
     }
 
     #[test]
@@ -2324,7 +2322,9 @@ mod tests {
             T0,
         );
         let mut roster = roster;
-        assert!(matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("listing heads")));
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("listing heads"))
+        );
     }
 
     #[test]
@@ -2355,7 +2355,10 @@ mod tests {
         assert!(other.clone().merge(&forged).is_err());
         // Only quorum changes are proposals; an unauthorised author is refused at once.
         let admit = roster.propose(&key(1), admit_body(&[10]), T0 + 3);
-        assert!(matches!(roster.check_proposal(&admit), Err(RosterError::Malformed(_))));
+        assert!(matches!(
+            roster.check_proposal(&admit),
+            Err(RosterError::Malformed(_))
+        ));
         let by_stranger = roster.propose(&key(9), OpBody::AddCoordinator { key: pk(9) }, T0 + 4);
         assert!(matches!(
             roster.check_proposal(&by_stranger),
@@ -2372,7 +2375,12 @@ mod tests {
             roster.coordinator_at(&before, &pk(9)),
             Err(Denied::NotACoordinator)
         );
-        commit(&mut roster, &key(1), OpBody::RemoveCoordinator { key: pk(2) }, T0 + 1);
+        commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveCoordinator { key: pk(2) },
+            T0 + 1,
+        );
         assert_eq!(
             roster.coordinator_at(&before, &pk(2)),
             Err(Denied::CoordinatorRemoved)

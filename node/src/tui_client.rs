@@ -11,13 +11,13 @@ use std::sync::mpsc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use deskmesh_core::api::{ApiError, Handle, Subscription};
+use deskmesh_core::audit::Finding;
 use deskmesh_core::ops::listing::{ListingBase, ListingEdit};
 use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::ops::trust::FactView;
 use deskmesh_core::view::{self, Event, NodeStatus};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_core::audit::Finding;
-use deskmesh_core::ops::trust::FactView;
 use deskmesh_tui::{
     FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
     SpaceView, Status, Update,
@@ -188,11 +188,14 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         online: !s.peers.is_empty(),
         attached_to_daemon: s.running,
         daemon_stopped: stopped,
-        standing: s.standing.as_ref().map(|st| match (&st.reason, st.revoked) {
-            (Some(reason), true) => format!("{} REVOKED: {reason}", st.space_name),
-            (None, true) => format!("{} REVOKED by the alliance", st.space_name),
-            (_, false) => format!("this device was REMOVED from {}", st.space_name),
-        }),
+        standing: s
+            .standing
+            .as_ref()
+            .map(|st| match (&st.reason, st.revoked) {
+                (Some(reason), true) => format!("{} REVOKED: {reason}", st.space_name),
+                (None, true) => format!("{} REVOKED by the alliance", st.space_name),
+                (_, false) => format!("this device was REMOVED from {}", st.space_name),
+            }),
     }
 }
 

@@ -197,7 +197,9 @@ pub fn findings(spaces: &[SpaceView]) -> Vec<FindingView> {
                 kind: "listing change".into(),
                 space: Some(format!("{:?} ({})", s.listing.name, s.listing.id)),
                 item: Some(r.change.clone()),
-                author: r.author.map(|k| format!("removed device of {} {}", s.listing.name, k.short())),
+                author: r
+                    .author
+                    .map(|k| format!("removed device of {} {}", s.listing.name, k.short())),
                 from: Some("peer 12D3KooWBeta (mesh)".into()),
                 reason: r.reason.clone(),
             })

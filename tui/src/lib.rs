@@ -27,8 +27,7 @@ mod testdata;
 pub use app::{App, Command, Focus, SortKey, View};
 pub use model::{
     Availability, FactView, FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView,
-    SignerView, Snapshot,
-    SpaceView, Status, Update,
+    SignerView, Snapshot, SpaceView, Status, Update,
 };
 pub use term::{
     install_panic_hook, restore_terminal, run, run_in_terminal, CrosstermEvents, EventSource,

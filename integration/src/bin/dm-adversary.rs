@@ -28,7 +28,10 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, Multiaddr};
 
 #[derive(Debug, Parser)]
-#[command(name = "dm-adversary", about = "Craft refused items for deskmesh's adversarial tests")]
+#[command(
+    name = "dm-adversary",
+    about = "Craft refused items for deskmesh's adversarial tests"
+)]
 struct Args {
     #[command(subcommand)]
     command: Cmd,
@@ -161,11 +164,9 @@ fn main() -> anyhow::Result<()> {
                 (None, Some(key)) => OpBody::AddCoordinator { key },
                 _ => bail!("give one of --revoke or --add-coordinator"),
             };
-            let op: SignedOp = node.require_roster()?.propose(
-                node.signer(),
-                body,
-                Utc::now().timestamp_millis(),
-            );
+            let op: SignedOp =
+                node.require_roster()?
+                    .propose(node.signer(), body, Utc::now().timestamp_millis());
             write(
                 &out,
                 Bundle {

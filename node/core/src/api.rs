@@ -30,10 +30,10 @@ use crate::ops::alliance::{
     AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, Replaced,
     RosterChanged,
 };
-use crate::ops::trust::{CoordinatorChange, ProposalReport, VerifyReport};
 use crate::ops::directory::Directory;
 use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
 use crate::ops::seats::SeatsReport;
+use crate::ops::trust::{CoordinatorChange, ProposalReport, VerifyReport};
 use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
 
 /// The version of the request/response protocol. A peer naming another version is refused with a

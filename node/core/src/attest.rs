@@ -28,7 +28,11 @@ pub const MAX_PROPOSALS: usize = 64;
 
 impl Node {
     /// A coordinator's verification of listing facts (see the module doc).
-    pub(crate) fn judge_verification(&mut self, signed: &SignedVerification, bytes: &[u8]) -> Judged {
+    pub(crate) fn judge_verification(
+        &mut self,
+        signed: &SignedVerification,
+        bytes: &[u8],
+    ) -> Judged {
         let kind = ItemKind::Verification;
         let id = Hash::of(verify::ITEM_LABEL, bytes);
         let refuse = |node: &Node, v: Option<&verify::Verification>, why: String| {

@@ -248,10 +248,9 @@ impl Node {
         let refusals = self.refusals()?;
         // Where stored-but-excluded changes came from: the notes the ingest path left.
         let origin = |space: &SpaceId, hash: &[u8; 32]| {
-            refusals
-                .iter()
-                .rev()
-                .find(|r| r.stored && r.space.as_ref() == Some(space) && r.item == Some(Hash(*hash)))
+            refusals.iter().rev().find(|r| {
+                r.stored && r.space.as_ref() == Some(space) && r.item == Some(Hash(*hash))
+            })
         };
         for (space, hash, reason) in self.store.rejected_changes()? {
             let r: RejectionRecord = serde_json::from_slice(&reason)?;
@@ -314,7 +313,12 @@ impl Node {
             let roster_entry = roster.and_then(|r| r.state().spaces.get(&space));
             let listing_name = entry
                 .as_ref()
-                .and_then(|e| e.listing.get("name").and_then(|n| n.as_str()).map(String::from))
+                .and_then(|e| {
+                    e.listing
+                        .get("name")
+                        .and_then(|n| n.as_str())
+                        .map(String::from)
+                })
                 .or_else(|| roster_entry.map(|e| e.name.clone()));
             let facts = match entry.as_ref().map(IndexEntry::listing) {
                 Some(Ok(l)) => self.fact_states(&l)?,
@@ -669,7 +673,10 @@ mod tests {
         assert!(audit.ok, "{audit:?}");
         assert_eq!(audit.roster.len(), 2);
         assert_eq!(audit.listings.len(), 1);
-        assert_eq!(audit.listings[0].signers[0].key.key, testkit::key_of(&space));
+        assert_eq!(
+            audit.listings[0].signers[0].key.key,
+            testkit::key_of(&space)
+        );
         assert_eq!(audit.listings[0].signers[0].key.name, "device of Riverside");
         assert_eq!(audit.listings[0].name.as_deref(), Some("Riverside"));
 
@@ -683,7 +690,10 @@ mod tests {
         assert!(!audit.ok);
         assert_eq!(audit.findings.len(), 1);
         let f = &audit.findings[0];
-        assert_eq!((f.status, f.kind.as_str()), (FindingStatus::Refused, "seat beacon"));
+        assert_eq!(
+            (f.status, f.kind.as_str()),
+            (FindingStatus::Refused, "seat beacon")
+        );
         assert_eq!(f.peer.as_deref(), Some("12D3KooWpeer"));
         assert_eq!(f.source.as_deref(), Some("mesh"));
         assert!(f.item.is_some());
@@ -706,11 +716,19 @@ mod tests {
             .verify_facts(&id, &["accessibility".into()], None, "", now())
             .unwrap();
         // Something refused, for the report to carry.
-        coordinator.import_items(vec![SignedItem::new(ItemKind::ListingChange, vec![1; 40])]).unwrap();
+        coordinator
+            .import_items(vec![SignedItem::new(ItemKind::ListingChange, vec![1; 40])])
+            .unwrap();
         let here = coordinator.audit(now()).unwrap();
         let file = coordinator.audit_export(now()).unwrap();
         let offline = verify_export(&file, Arc::new(MemoryStore::new()), now()).unwrap();
-        assert!(matches!(offline.source, AuditSource::File { signature_ok: true, .. }));
+        assert!(matches!(
+            offline.source,
+            AuditSource::File {
+                signature_ok: true,
+                ..
+            }
+        ));
         assert_eq!(offline.roster, here.roster);
         assert_eq!(offline.listings, here.listings);
         assert_eq!(offline.verifications, here.verifications);
@@ -726,6 +744,9 @@ mod tests {
             Err(e) => assert!(e.to_string().contains("damaged"), "{e}"),
         }
         let err = verify_export(b"hello", Arc::new(MemoryStore::new()), now()).unwrap_err();
-        assert!(err.to_string().contains("not a deskmesh audit file"), "{err}");
+        assert!(
+            err.to_string().contains("not a deskmesh audit file"),
+            "{err}"
+        );
     }
 }

@@ -674,7 +674,13 @@ impl Node {
         }
         // Strong removal: a removed key's change that its removal does not keep is refused at the door.
         if let Some(why) = self.unkept(env) {
-            let why = self.refuse(kind, Some(id), Some(env.author), Some(env.space.clone()), why);
+            let why = self.refuse(
+                kind,
+                Some(id),
+                Some(env.author),
+                Some(env.space.clone()),
+                why,
+            );
             return Judged::Verdict(Verdict::Refused(why));
         }
         match self

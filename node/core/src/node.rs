@@ -14,8 +14,8 @@ use anyhow::{anyhow, Context};
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, Envelope, SignedChange};
 use deskmesh_crdt_model::doc::SpaceDoc;
-use deskmesh_crdt_model::listing::Listing;
 use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
+use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::{OpBody, Removal, Roster, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
 use deskmesh_store::{SledStore, Store, StoreError};
@@ -283,8 +283,23 @@ impl Node {
 
     pub fn require_space(&self) -> anyhow::Result<SpaceId> {
         self.require_roster()?;
-        self.my_space().ok_or_else(|| {
-            anyhow!("this node's key is not a device of any space in the roster; ask a coordinator for an invite and run `deskmesh alliance join TOKEN`")
+        if let Some(space) = self.my_space() {
+            return Ok(space);
+        }
+        Err(match self.standing() {
+            Some(s) if s.revoked => anyhow!(
+                "space {:?} ({}) was revoked by the alliance{}; this node can no longer sign for it",
+                s.space_name,
+                s.space,
+                s.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+            Some(s) => anyhow!(
+                "this device was removed from space {:?} ({}) by roster operation {}; ask the space or a coordinator to add it again (`deskmesh alliance add-device`)",
+                s.space_name,
+                s.space,
+                s.by.short()
+            ),
+            None => anyhow!("this node's key is not a device of any space in the roster; ask a coordinator for an invite and run `deskmesh alliance join TOKEN`"),
         })
     }
 

@@ -579,10 +579,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
             )?;
         }
         Command::Tui { offline, no_mdns } => tui(home, offline, !no_mdns)?,
-        Command::Audit {
-            action: None,
-            json,
-        } => {
+        Command::Audit { action: None, json } => {
             let report = connect(home)?.audit()?;
             output::print(json, &*report)?;
             if !report.ok {
@@ -779,12 +776,9 @@ fn audit_verify(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("cannot create a temporary directory for checking the audit file")?;
     let store = deskmesh_store::SledStore::open(scratch.path())?;
-    let report = deskmesh_core::audit::verify_export(
-        &bytes,
-        std::sync::Arc::new(store),
-        chrono::Utc::now(),
-    )
-    .with_context(|| name.clone())?;
+    let report =
+        deskmesh_core::audit::verify_export(&bytes, std::sync::Arc::new(store), chrono::Utc::now())
+            .with_context(|| name.clone())?;
     output::print(json, &report)?;
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -12,10 +12,10 @@ use deskmesh_core::ops::alliance::{
     AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, Replaced,
     RosterChanged,
 };
-use deskmesh_core::ops::trust::{ProposalReport, VerifyReport};
 use deskmesh_core::ops::directory::Directory;
 use deskmesh_core::ops::listing::{EditReport, ImportReport};
 use deskmesh_core::ops::seats::SeatsReport;
+use deskmesh_core::ops::trust::{ProposalReport, VerifyReport};
 use deskmesh_core::view::{NodeStatus, PeerInfo};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Listing;
@@ -567,7 +567,10 @@ pub fn finding(item: &Finding) -> String {
         _ => None,
     };
     if let Some(from) = from {
-        let at = item.at_ms.map(|t| format!(", {}", when(t))).unwrap_or_default();
+        let at = item
+            .at_ms
+            .map(|t| format!(", {}", when(t)))
+            .unwrap_or_default();
         let _ = writeln!(f, "      from:   {from}{at}");
     }
     let _ = writeln!(f, "      why:    {}", item.reason);

@@ -390,8 +390,14 @@ mod tests {
             assert_eq!(l.check(&"s", secs(0)), Verdict::Allowed);
             l.spend("s", secs(0));
         }
-        assert!(matches!(l.check(&"s", secs(0)), Verdict::Limited { warn: true }));
-        assert!(matches!(l.check(&"s", secs(1)), Verdict::Limited { warn: false }));
+        assert!(matches!(
+            l.check(&"s", secs(0)),
+            Verdict::Limited { warn: true }
+        ));
+        assert!(matches!(
+            l.check(&"s", secs(1)),
+            Verdict::Limited { warn: false }
+        ));
         assert_eq!(l.available(&"s", secs(5)), 1, "one more every five seconds");
         assert_eq!(l.available(&"s", secs(3600)), BEACON_BURST);
     }

@@ -923,7 +923,8 @@ impl Service {
             }
             if item.kind == ingest::ItemKind::SeatBeacon {
                 if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
-                    if let limits::Verdict::Limited { warn } = self.beacon_limit.check(&b.space, now)
+                    if let limits::Verdict::Limited { warn } =
+                        self.beacon_limit.check(&b.space, now)
                     {
                         if warn {
                             tracing::warn!(space = %b.space, per_hour = limits::BEACONS_PER_HOUR, "seat beacons over the space's hourly limit are not stored for now");
@@ -947,12 +948,9 @@ impl Service {
             }
             items.push(item);
         }
-        let report = self.node.ingest_from(
-            items,
-            Source::Mesh,
-            At::now(),
-            peer.map(|p| p.to_string()),
-        );
+        let report =
+            self.node
+                .ingest_from(items, Source::Mesh, At::now(), peer.map(|p| p.to_string()));
         if let Some(e) = &report.flush_error {
             tracing::error!(peer = ?peer, error = %e, "cannot flush the items just received");
         }

@@ -169,8 +169,12 @@ pub trait BeaconStore {
 /// Source of truth.
 pub trait VerificationStore {
     /// Keeps one verification. Returns `true` if it was new; one already kept is left untouched.
-    fn put_verification(&self, space: &SpaceId, id: &Hash, bytes: &[u8])
-        -> Result<bool, StoreError>;
+    fn put_verification(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError>;
     /// The verifications of one space as (id, bytes), ordered by id.
     fn space_verifications(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError>;
     /// Every verification as (space, id, bytes), ordered by space then id.

@@ -405,7 +405,10 @@ fn signers(app: &App, s: &SpaceView) -> Vec<Line<'static>> {
         };
         out.push(f(&fact.fact, v));
         if !fact.note.is_empty() {
-            out.push(f("", vec![Span::styled(format!("\"{}\"", fact.note), t.dim())]));
+            out.push(f(
+                "",
+                vec![Span::styled(format!("\"{}\"", fact.note), t.dim())],
+            ));
         }
     }
     out.push(Line::default());

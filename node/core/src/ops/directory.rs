@@ -120,14 +120,7 @@ impl Node {
         for i in hits {
             let (entry, l) = &listings[i];
             let (free, pool_rows) = std::mem::take(&mut seats[i]);
-            let mut r = row(
-                entry,
-                l,
-                free,
-                pool_rows,
-                index.open_state(i, now),
-                query,
-            );
+            let mut r = row(entry, l, free, pool_rows, index.open_state(i, now), query);
             r.facts = FactView::all(&facts[i], self.roster());
             rows.push(r);
         }

@@ -7,8 +7,8 @@ use deskmesh_crdt_model::listing::{Amenity, AmenityDetail, Listing};
 use deskmesh_keys::SpaceId;
 use serde::{Deserialize, Serialize};
 
-use crate::export::NOTES_KEY;
 use crate::api::Bytes;
+use crate::export::NOTES_KEY;
 use crate::ingest::SignedItem;
 use crate::node::{hex, Node, RosterAuthority};
 

@@ -231,7 +231,10 @@ mod tests {
             .unwrap();
         carry(&space, &mut member);
         carry(&space, &mut coordinator);
-        assert_eq!(member.directory(&Query::default(), now()).unwrap().matched, 1);
+        assert_eq!(
+            member.directory(&Query::default(), now()).unwrap().matched,
+            1
+        );
         assert_eq!(member.store.beacons().unwrap().len(), 1);
 
         coordinator
@@ -239,7 +242,10 @@ mod tests {
             .unwrap();
         carry(&coordinator, &mut member);
         assert_eq!(member.directory(&Query::default(), now()).unwrap().total, 0);
-        assert!(member.store.beacons().unwrap().is_empty(), "its beacons are gone");
+        assert!(
+            member.store.beacons().unwrap().is_empty(),
+            "its beacons are gone"
+        );
         let json: serde_json::Value =
             serde_json::from_slice(&member.export(ExportFormat::Json).unwrap()).unwrap();
         assert_eq!(json, serde_json::json!([]));
@@ -251,7 +257,10 @@ mod tests {
             .import_items(stale.batches(usize::MAX).remove(0))
             .unwrap();
         assert_eq!(report.beacons_taken, 0);
-        assert!(report.refused.iter().any(|r| r.contains("revoked")), "{report:?}");
+        assert!(
+            report.refused.iter().any(|r| r.contains("revoked")),
+            "{report:?}"
+        );
         // The revoked node itself says so, with the reason.
         carry(&coordinator, &mut space);
         let standing = space.status().unwrap().standing.unwrap();
@@ -270,10 +279,15 @@ mod tests {
             .publish_listing(&testkit::listing(&id, "Riverside"), now())
             .unwrap();
         carry(&space, &mut coordinator);
-        coordinator.revoke(id.clone(), "closed for renovation", true, now()).unwrap();
+        coordinator
+            .revoke(id.clone(), "closed for renovation", true, now())
+            .unwrap();
         let dir = coordinator.directory(&Query::default(), now()).unwrap();
         assert_eq!(dir.matched, 1);
-        assert_eq!(dir.spaces[0].revoked.as_deref(), Some("closed for renovation"));
+        assert_eq!(
+            dir.spaces[0].revoked.as_deref(),
+            Some("closed for renovation")
+        );
         let csv = String::from_utf8(
             coordinator
                 .export(crate::export::ExportFormat::Csv)
@@ -330,7 +344,11 @@ mod tests {
         assert_eq!(report.changes_new, 0);
         assert!(report.refused[0].contains("removed that key"), "{report:?}");
         assert_eq!(
-            coordinator.directory(&Query::default(), now()).unwrap().spaces[0].name,
+            coordinator
+                .directory(&Query::default(), now())
+                .unwrap()
+                .spaces[0]
+                .name,
             "Riverside"
         );
         let audit = coordinator.audit(now()).unwrap();

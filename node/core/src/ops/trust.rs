@@ -241,7 +241,9 @@ impl Node {
     ) -> anyhow::Result<VerifyReport> {
         let roster = self.require_roster()?;
         if !roster.state().is_coordinator(&self.public_key()) {
-            bail!("only a coordinator can verify a listing's facts, and this node's key is not one");
+            bail!(
+                "only a coordinator can verify a listing's facts, and this node's key is not one"
+            );
         }
         if facts.is_empty() {
             bail!(
@@ -345,9 +347,7 @@ mod tests {
 
         // Now a change needs both: proposed by the first, pending, carried as a token, approved.
         let third = DeviceKey::generate().public_key();
-        let proposed = first
-            .propose(CoordinatorChange::Add(third), now())
-            .unwrap();
+        let proposed = first.propose(CoordinatorChange::Add(third), now()).unwrap();
         assert!(!proposed.applied);
         assert_eq!(proposed.missing, 1);
         assert_eq!(proposed.waiting_for.len(), 1);
@@ -388,7 +388,10 @@ mod tests {
         let err = first
             .propose(CoordinatorChange::Threshold(9), now())
             .unwrap_err();
-        assert!(err.to_string().contains("more than the 3 coordinators"), "{err}");
+        assert!(
+            err.to_string().contains("more than the 3 coordinators"),
+            "{err}"
+        );
         let err = first.approve("zzzz").unwrap_err();
         assert!(err.to_string().contains("no proposal"), "{err}");
     }
@@ -475,6 +478,9 @@ mod tests {
         let report = coordinator
             .import_items(vec![SignedItem::verification(&forged)])
             .unwrap();
-        assert!(report.refused[0].contains("only a coordinator"), "{report:?}");
+        assert!(
+            report.refused[0].contains("only a coordinator"),
+            "{report:?}"
+        );
     }
 }
