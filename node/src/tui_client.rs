@@ -210,12 +210,7 @@ pub fn finding_view(f: &Finding) -> FindingView {
         }),
         item: f.item.clone(),
         author: f.author.as_ref().map(|a| a.label()),
-        from: match (&f.peer, &f.source) {
-            (Some(p), Some(s)) if !p.is_empty() => Some(format!("peer {p} ({s})")),
-            (Some(p), None) if !p.is_empty() => Some(format!("peer {p}")),
-            (_, Some(s)) => Some(s.clone()),
-            _ => None,
-        },
+        from: f.origin(),
         reason: f.reason.clone(),
     }
 }

@@ -170,6 +170,18 @@ pub struct Finding {
     pub at_ms: Option<i64>,
 }
 
+impl Finding {
+    /// Where it came from, for one line of text: `peer 12D3… (mesh)`, or the source alone.
+    pub fn origin(&self) -> Option<String> {
+        match (&self.peer, &self.source) {
+            (Some(p), Some(s)) if !p.is_empty() => Some(format!("peer {p} ({s})")),
+            (Some(p), None) if !p.is_empty() => Some(format!("peer {p}")),
+            (_, Some(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
 impl Node {
     /// Every roster operation in causal order, with a one-line summary and its signers.
     pub fn roster_log(&self) -> Vec<RosterOpAudit> {
@@ -664,11 +676,7 @@ mod tests {
     #[test]
     fn a_clean_store_passes_and_a_refused_item_fails_the_audit() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (mut space, _) = testkit::listed_space(&mut coordinator, "Riverside");
         let audit = space.audit(now()).unwrap();
         assert!(audit.ok, "{audit:?}");
         assert_eq!(audit.roster.len(), 2);
@@ -704,11 +712,7 @@ mod tests {
     #[test]
     fn an_exported_audit_verifies_offline_with_the_same_report() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (space, id) = testkit::listed_space(&mut coordinator, "Riverside");
         coordinator
             .import_items(space.bundle().unwrap().batches(usize::MAX).remove(0))
             .unwrap();

@@ -230,16 +230,12 @@ mod tests {
     use deskmesh_crdt_model::beacon::Availability;
 
     use super::*;
-    use crate::testkit::{self, now};
+    use crate::testkit;
 
     #[test]
     fn a_bundle_carries_a_space_to_a_member_and_importing_it_twice_adds_nothing() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (mut space, _) = testkit::listed_space(&mut coordinator, "Riverside");
         space
             .seats_set(None, Availability::Count(3), 900, chrono::Utc::now())
             .unwrap();

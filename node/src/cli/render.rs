@@ -560,13 +560,7 @@ pub fn finding(item: &Finding) -> String {
     if let Some(a) = &item.author {
         let _ = writeln!(f, "      signed: {} ({})", a.name, a.key);
     }
-    let from = match (&item.peer, &item.source) {
-        (Some(p), Some(s)) if !p.is_empty() => Some(format!("peer {p} ({s})")),
-        (Some(p), None) if !p.is_empty() => Some(format!("peer {p}")),
-        (_, Some(s)) => Some(s.clone()),
-        _ => None,
-    };
-    if let Some(from) = from {
+    if let Some(from) = item.origin() {
         let at = item
             .at_ms
             .map(|t| format!(", {}", when(t)))

@@ -203,25 +203,11 @@ mod tests {
         assert!(err.to_string().contains("not authorised"), "{err}");
     }
 
-    /// Everything `from` holds, imported into `to` (a bundle, as a USB stick would carry it).
-    fn carry(from: &crate::Node, to: &mut crate::Node) -> crate::bundle::BundleReport {
-        let items = from.bundle().unwrap().batches(usize::MAX);
-        let mut report = crate::bundle::BundleReport::default();
-        for batch in items {
-            report.merge(to.import_items(batch).unwrap());
-        }
-        report
-    }
-
     #[test]
     fn a_revoked_space_leaves_what_members_see_and_its_node_hears_why() {
         use crate::export::ExportFormat;
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (mut space, id) = testkit::listed_space(&mut coordinator, "Riverside");
         space
             .seats_set(None, Availability::Count(2), 900, chrono::Utc::now())
             .unwrap();
@@ -229,8 +215,8 @@ mod tests {
         member
             .alliance_join(&coordinator.member_invite(Vec::new()).unwrap().token)
             .unwrap();
-        carry(&space, &mut member);
-        carry(&space, &mut coordinator);
+        testkit::carry(&space, &mut member);
+        testkit::carry(&space, &mut coordinator);
         assert_eq!(
             member.directory(&Query::default(), now()).unwrap().matched,
             1
@@ -240,7 +226,7 @@ mod tests {
         coordinator
             .revoke(id.clone(), "unpaid dues", false, now())
             .unwrap();
-        carry(&coordinator, &mut member);
+        testkit::carry(&coordinator, &mut member);
         assert_eq!(member.directory(&Query::default(), now()).unwrap().total, 0);
         assert!(
             member.store.beacons().unwrap().is_empty(),
@@ -262,7 +248,7 @@ mod tests {
             "{report:?}"
         );
         // The revoked node itself says so, with the reason.
-        carry(&coordinator, &mut space);
+        testkit::carry(&coordinator, &mut space);
         let standing = space.status().unwrap().standing.unwrap();
         assert!(standing.revoked);
         assert_eq!(standing.reason.as_deref(), Some("unpaid dues"));
@@ -273,12 +259,8 @@ mod tests {
     #[test]
     fn a_revocation_that_asks_keeps_the_space_listed_marked_revoked() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
-        carry(&space, &mut coordinator);
+        let (mut space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        testkit::carry(&space, &mut coordinator);
         coordinator
             .revoke(id.clone(), "closed for renovation", true, now())
             .unwrap();
@@ -299,7 +281,7 @@ mod tests {
         let mut edited = testkit::listing(&id, "Riverside Reopened");
         edited.description = "still here".into();
         let _ = space.publish_listing(&edited, now());
-        let report = carry(&space, &mut coordinator);
+        let report = testkit::carry(&space, &mut coordinator);
         assert_eq!(report.changes_new, 0, "{report:?}");
         let dir = coordinator.directory(&Query::default(), now()).unwrap();
         assert_eq!(dir.spaces[0].name, "Riverside");
@@ -316,7 +298,7 @@ mod tests {
             .publish_listing(&testkit::listing(&id, "Riverside"), now())
             .unwrap();
         let old_heads = space.roster().unwrap().heads();
-        carry(&space, &mut coordinator);
+        testkit::carry(&space, &mut coordinator);
         // The laptop is stolen: one command replaces it.
         let new_key = DeviceKey::generate();
         let replaced = coordinator

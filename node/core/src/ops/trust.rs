@@ -429,11 +429,7 @@ mod tests {
     #[test]
     fn verified_facts_drop_back_to_claimed_when_the_listing_changes() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (mut space, id) = testkit::listed_space(&mut coordinator, "Riverside");
         // The coordinator learns the listing, then verifies its accessibility.
         let items = space.bundle().unwrap().batches(usize::MAX).remove(0);
         coordinator.import_items(items).unwrap();
