@@ -170,13 +170,13 @@ impl SledStore {
                     meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION.to_string().as_bytes())
                         .at(dir)?;
                     db.flush().at(dir)?;
-                    write_sidecar(dir)?;
                 }
             }
         }
-        // Written only once the stamp is durable: a crash in between leaves a stamped store with no sidecar,
-        // which the next open completes, never a sidecar over an unstamped (and so "damaged") store.
-        if sidecar.is_none() {
+        // Written only once the stamp is durable: a crash in between leaves a stamped store with no (or an
+        // older) sidecar, which the next open completes, never a sidecar over an unstamped (and so
+        // "damaged") store.
+        if sidecar != Some(u64::from(FORMAT_VERSION)) {
             write_sidecar(dir)?;
         }
 
@@ -1192,6 +1192,26 @@ mod tests {
         );
         assert!(s.verifications().unwrap().is_empty());
         assert!(s.proposals().unwrap().is_empty());
+    }
+
+    /// A crash between the upgrade's new stamp and its new `FORMAT` is completed at the next open.
+    #[test]
+    fn an_upgrade_interrupted_before_its_sidecar_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw(dir.path());
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format_version", "2")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        fs::write(dir.path().join("FORMAT"), "1\n").unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+            "2\n"
+        );
     }
 
     /// Pins the rows format 2 adds (docs/STORAGE.md), written with plain sled.
