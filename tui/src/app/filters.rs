@@ -20,6 +20,8 @@ pub(crate) struct Filters {
     pub(crate) visa: bool,
     pub(crate) access: Vec<AccessNeed>,
     pub(crate) amenities: Vec<Amenity>,
+    /// The other filters read only facts a coordinator verified.
+    pub(crate) verified_only: bool,
 }
 
 /// One line of the filter panel.
@@ -32,6 +34,7 @@ pub(crate) enum Item {
     Visa,
     Access(AccessNeed),
     Amenity(Amenity),
+    VerifiedOnly,
 }
 
 /// Every panel item, in panel order: what surveys say members care about most comes first.
@@ -45,6 +48,7 @@ pub(crate) fn items() -> Vec<Item> {
     v.extend(AccessNeed::ALL.iter().map(|a| Item::Access(*a)));
     v.extend(Amenity::ALL.iter().map(|a| Item::Amenity(*a)));
     v.push(Item::Visa);
+    v.push(Item::VerifiedOnly);
     v
 }
 
@@ -65,6 +69,7 @@ impl Filters {
             Item::OpenNow => self.open_now = !self.open_now,
             Item::SeatsFree => self.seats_free = !self.seats_free,
             Item::Visa => self.visa = !self.visa,
+            Item::VerifiedOnly => self.verified_only = !self.verified_only,
             Item::MaxPrice => self.max_price = step(self.max_price, PRICE_STEPS.len(), true),
             Item::MinWifi => self.min_wifi = step(self.min_wifi, WIFI_STEPS.len(), true),
             Item::Access(a) => flip(&mut self.access, a),
@@ -86,6 +91,7 @@ impl Filters {
             Item::OpenNow => self.open_now,
             Item::SeatsFree => self.seats_free,
             Item::Visa => self.visa,
+            Item::VerifiedOnly => self.verified_only,
             Item::MaxPrice => self.max_price.is_some(),
             Item::MinWifi => self.min_wifi.is_some(),
             Item::Access(a) => self.access.contains(&a),
@@ -99,6 +105,7 @@ impl Filters {
             Item::OpenNow => "open now".into(),
             Item::SeatsFree => "seats free now".into(),
             Item::Visa => "coworking visa".into(),
+            Item::VerifiedOnly => "verified facts only".into(),
             Item::MaxPrice => match self.max_price.and_then(|i| PRICE_STEPS.get(i)) {
                 Some(p) if *p == 0.0 => "day pass: free".into(),
                 Some(p) => format!("day pass ≤ {p}"),
@@ -134,6 +141,7 @@ impl Filters {
             max_day_pass_price: self.max_price.and_then(|i| PRICE_STEPS.get(i).copied()),
             min_wifi_down_mbps: self.min_wifi.and_then(|i| WIFI_STEPS.get(i).copied()),
             coworking_visa: self.visa,
+            verified_only: self.verified_only,
             ..Query::default()
         }
     }
@@ -195,6 +203,8 @@ mod tests {
         );
         f.toggle(Item::Amenity(Amenity::Coffee));
         assert!(f.query("").amenities.is_empty());
+        f.toggle(Item::VerifiedOnly);
+        assert!(f.query("").verified_only);
         assert_eq!(f.query(" ").text, None);
     }
 }

@@ -291,7 +291,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         key("[  ]", "previous, next space"),
         key("0", "the whole world"),
         section("Audit"),
-        key("Tab", "switch between roster and listing"),
+        key("Tab", "switch between roster and findings"),
         key("↑↓  [  ]", "scroll; previous, next space"),
         section("Operator (your own space)"),
         key("↑↓  j k", "choose a seat pool"),
