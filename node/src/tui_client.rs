@@ -303,3 +303,48 @@ pub fn attach(
     });
     TuiClient::new(remote, Some(reloader)).map(Some)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use deskmesh_core::api::{Handle, Local};
+    use deskmesh_core::home::NodeConfig;
+    use deskmesh_core::ingest::{ItemKind, SignedItem};
+    use deskmesh_core::Node;
+    use deskmesh_keys::DeviceKey;
+    use deskmesh_store::MemoryStore;
+
+    use super::*;
+
+    /// The TUI's audit view and `deskmesh audit` list the same findings, in the same number and order
+    /// (the TUI once showed "Rejected changes (0)" where the audit listed a refused change).
+    #[test]
+    fn the_tui_shows_the_audits_findings_item_for_item() {
+        let config = NodeConfig {
+            name: "coordinator".into(),
+            listen_port: 0,
+        };
+        let node =
+            Node::with_store(DeviceKey::generate(), config, Arc::new(MemoryStore::new())).unwrap();
+        let mut handle = Local::new(node);
+        handle.alliance_create("Audit Alliance".into(), 1).unwrap();
+        let report = handle
+            .import_items(vec![
+                SignedItem::new(ItemKind::ListingChange, vec![1; 40]),
+                SignedItem::new(ItemKind::Verification, vec![2; 40]),
+            ])
+            .unwrap();
+        assert_eq!(report.refused.len(), 2);
+        let audit = handle.audit().unwrap();
+        let mut client = TuiClient::new(handle, None).unwrap();
+        let snapshot = client.snapshot().unwrap();
+        assert_eq!(snapshot.findings.len(), audit.findings.len());
+        for (shown, found) in snapshot.findings.iter().zip(&audit.findings) {
+            assert_eq!(*shown, finding_view(found));
+            assert_eq!(shown.status, "refused");
+            assert!(shown.from.as_deref() == Some("bundle"), "{shown:?}");
+        }
+    }
+}
