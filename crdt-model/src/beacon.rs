@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::change::Authority;
 use crate::listing::limits::MAX_POOL_CAPACITY;
-use crate::query::SeatsFree;
+use crate::seats::Reading;
 
 /// The shortest time a beacon may claim to stay fresh.
 pub const MIN_TTL_S: u32 = 30;
@@ -344,14 +344,6 @@ impl BeaconBoard {
             .map(|(_, h)| &h.beacon)
     }
 
-    /// The seats-free summary of a space from the beacons held for it.
-    pub fn seats_free(&self, space: &SpaceId, now_ms: i64) -> SeatsFree {
-        summarise(
-            self.pools(space)
-                .map(|b| (freshness(b, now_ms), b.availability)),
-        )
-    }
-
     /// Drops beacons too old to say anything (unknown). Dropping them cannot let an older replay win later:
     /// anything older is past its freshness too.
     pub fn prune(&mut self, now_ms: i64) -> usize {
@@ -391,67 +383,7 @@ pub enum Freshness {
 /// Fresh while `now <= published + ttl`, stale for [`STALE_FOR_S`] after that, then unknown; closed when the
 /// beacon says so.
 pub fn freshness(beacon: &SeatBeacon, now_ms: i64) -> Freshness {
-    let age_ms = now_ms.saturating_sub(beacon.published_at_ms).max(0);
-    let age_s = u64::try_from(age_ms / 1000).unwrap_or(0);
-    let ttl_ms = i64::from(beacon.ttl_s) * 1000;
-    let stale_ms = ttl_ms + (STALE_FOR_S as i64) * 1000;
-    if age_ms > stale_ms {
-        Freshness::Unknown
-    } else if beacon.availability == Availability::Closed || !beacon.is_open {
-        Freshness::Closed
-    } else if age_ms <= ttl_ms {
-        Freshness::Fresh { age_s }
-    } else {
-        Freshness::Stale { age_s }
-    }
-}
-
-/// One space's seats-free summary over its pools: yes if any fresh or stale pool has seats; no if every
-/// pool is known (fresh, stale or closed) and none has; otherwise unknown.
-pub fn summarise(pools: impl IntoIterator<Item = (Freshness, Availability)>) -> SeatsFree {
-    let mut any = false;
-    let mut all_known = true;
-    for (f, a) in pools {
-        any = true;
-        match f {
-            Freshness::Fresh { .. } | Freshness::Stale { .. } if a.has_seats() => {
-                return SeatsFree::Yes
-            }
-            Freshness::Fresh { .. } | Freshness::Stale { .. } | Freshness::Closed => {}
-            Freshness::Unknown => all_known = false,
-        }
-    }
-    if any && all_known {
-        SeatsFree::No
-    } else {
-        SeatsFree::Unknown
-    }
-}
-
-/// A short text for tables: "4 free, 2 min ago", "~4 free, 12 min ago", "unknown", "closed".
-pub fn describe(freshness: &Freshness, availability: &Availability) -> String {
-    let (prefix, age_s) = match *freshness {
-        Freshness::Closed => return "closed".to_string(),
-        Freshness::Unknown => return "unknown".to_string(),
-        Freshness::Fresh { age_s } => ("", age_s),
-        Freshness::Stale { age_s } => ("~", age_s),
-    };
-    let what = match availability {
-        Availability::Count(n) => format!("{n} free"),
-        Availability::Many => "many free".to_string(),
-        Availability::Few => "few free".to_string(),
-        Availability::Full => "full".to_string(),
-        Availability::Closed => return "closed".to_string(),
-    };
-    format!("{prefix}{what}, {}", ago(age_s))
-}
-
-fn ago(age_s: u64) -> String {
-    match age_s {
-        0..=59 => "just now".to_string(),
-        60..=3599 => format!("{} min ago", age_s / 60),
-        _ => format!("{} h ago", age_s / 3600),
-    }
+    Reading::from(beacon).freshness(now_ms)
 }
 
 #[cfg(test)]
@@ -652,57 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn descriptions_say_how_old_the_news_is() {
-        let four = Availability::Count(4);
-        assert_eq!(
-            describe(&Freshness::Fresh { age_s: 130 }, &four),
-            "4 free, 2 min ago"
-        );
-        assert_eq!(
-            describe(&Freshness::Stale { age_s: 720 }, &four),
-            "~4 free, 12 min ago"
-        );
-        assert_eq!(
-            describe(&Freshness::Fresh { age_s: 5 }, &Availability::Full),
-            "full, just now"
-        );
-        assert_eq!(
-            describe(&Freshness::Fresh { age_s: 7300 }, &Availability::Many),
-            "many free, 2 h ago"
-        );
-        assert_eq!(describe(&Freshness::Unknown, &four), "unknown");
-        assert_eq!(describe(&Freshness::Closed, &four), "closed");
-        assert_eq!(
-            describe(&Freshness::Fresh { age_s: 1 }, &Availability::Closed),
-            "closed"
-        );
-    }
-
-    #[test]
-    fn seats_free_summarises_pools() {
-        let fresh = Freshness::Fresh { age_s: 1 };
-        let stale = Freshness::Stale { age_s: 900 };
-        assert_eq!(summarise([]), SeatsFree::Unknown);
-        assert_eq!(summarise([(stale, Availability::Few)]), SeatsFree::Yes);
-        assert_eq!(
-            summarise([
-                (fresh, Availability::Full),
-                (Freshness::Unknown, Availability::Many)
-            ]),
-            SeatsFree::Unknown
-        );
-        assert_eq!(
-            summarise([
-                (fresh, Availability::Count(0)),
-                (Freshness::Closed, Availability::Closed)
-            ]),
-            SeatsFree::No
-        );
-        assert_eq!(
-            summarise([(fresh, Availability::Full), (fresh, Availability::Count(2))]),
-            SeatsFree::Yes
-        );
-
+    fn the_board_keeps_one_per_pool_and_prunes_the_expired() {
         let k = key(1);
         let auth = Only(k.public_key());
         let mut board = BeaconBoard::new();
@@ -719,11 +601,6 @@ mod tests {
             Offered::Stored
         );
         assert_eq!(board.pools(&space).count(), 2);
-        assert_eq!(board.seats_free(&space, NOW), SeatsFree::Yes);
-        assert_eq!(
-            board.seats_free(&space, NOW + 3_600_000),
-            SeatsFree::Unknown
-        );
         assert_eq!(board.prune(NOW + 3_600_000), 2);
         assert!(board.is_empty());
         let expired = beacon(&k, NOW, 2, Availability::Many).sign(&k).unwrap();

@@ -174,6 +174,31 @@ pub struct SignedChange {
     pub change: Vec<u8>,
 }
 
+/// A signed change whose signature, size, hash, dependencies and actor were checked. The only way to get
+/// one is [`SignedChange::into_verified`], so holding one is the proof: the ingest path verifies once (off
+/// its event loop, on every core) and the document applies without verifying again.
+#[derive(Debug, Clone)]
+pub struct VerifiedChange {
+    signed: SignedChange,
+    envelope: Envelope,
+    change: Change,
+}
+
+impl VerifiedChange {
+    pub fn signed(&self) -> &SignedChange {
+        &self.signed
+    }
+
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// The signed bytes, the envelope and the decoded Automerge change.
+    pub fn into_parts(self) -> (SignedChange, Envelope, Change) {
+        (self.signed, self.envelope, self.change)
+    }
+}
+
 /// The short hex form of a change id for messages and logs (the first 6 bytes).
 pub fn short_id(id: &ChangeId) -> String {
     id[..6].iter().map(|b| format!("{b:02x}")).collect()
@@ -248,6 +273,16 @@ impl SignedChange {
     /// Checks everything that can be checked without the roster and returns the envelope.
     pub fn verify(&self) -> Result<Envelope, ChangeError> {
         self.verify_decoded().map(|(env, _)| env)
+    }
+
+    /// Verifies the change and keeps the result as proof, so whoever applies it need not verify again.
+    pub fn into_verified(self) -> Result<VerifiedChange, ChangeError> {
+        let (envelope, change) = self.verify_decoded()?;
+        Ok(VerifiedChange {
+            signed: self,
+            envelope,
+            change,
+        })
     }
 
     /// Like [`SignedChange::verify`], also handing back the decoded Automerge change so callers that apply

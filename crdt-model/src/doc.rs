@@ -28,7 +28,8 @@ use deskmesh_keys::{Hash, PublicKey, Signer, SpaceId};
 use serde_json::{Map as JsonMap, Number, Value as Json};
 
 use crate::change::{
-    short_id, Authority, ChangeError, ChangeId, Envelope, SignedChange, MAX_CHANGE_BYTES,
+    short_id, Authority, ChangeError, ChangeId, Envelope, SignedChange, VerifiedChange,
+    MAX_CHANGE_BYTES,
 };
 use crate::kept::{ChangeGraph, Kept};
 use crate::listing::{limits, Listing, ListingError};
@@ -128,6 +129,37 @@ pub struct SpaceDoc {
 /// What [`SignedChange::verify_decoded`] says of a change.
 type Verified = Result<(Envelope, Change), ChangeError>;
 
+/// How a pending change's reason starts while it waits for a change some removal keeps.
+const WAITING_ON_KEPT: &str = "waiting for listing change";
+
+/// The format version of [`SpaceDoc::save_state`] bytes.
+const STATE_VERSION: u8 = 1;
+
+/// What [`SpaceDoc::save_state`] keeps: the Automerge bytes, and the verdicts with authors and authorising
+/// roster operations listed once each.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    doc: Vec<u8>,
+    authors: Vec<PublicKey>,
+    auth_ops: Vec<Hash>,
+    /// (change, author index, authorising operation index, created at ms)
+    accepted: Vec<(ChangeId, u32, u32, i64)>,
+    rejected: Vec<(ChangeId, Option<PublicKey>, String)>,
+    pending: Vec<(SignedChange, ChangeId, String)>,
+    excluded: Vec<(ChangeId, String)>,
+}
+
+/// The position of `x` in `list`, appending it when absent (for tables of repeated values).
+fn index_in<T: PartialEq + Copy>(list: &mut Vec<T>, x: T) -> u32 {
+    match list.iter().position(|y| *y == x) {
+        Some(i) => i as u32,
+        None => {
+            list.push(x);
+            (list.len() - 1) as u32
+        }
+    }
+}
+
 /// A change that passed the envelope, space and authority checks and now waits for its place.
 struct Candidate {
     signed: SignedChange,
@@ -179,7 +211,11 @@ impl SpaceDoc {
         }
         let mut candidates = Vec::new();
         for (sc, v) in verified {
-            if let Ok(c) = sd.admit_verified(sc, v, authority) {
+            let admitted = match v {
+                Ok((env, change)) => sd.admit_verified(sc, env, change, authority),
+                Err(e) => Err(sd.reject_unverified(&sc, e)),
+            };
+            if let Ok(c) = admitted {
                 candidates.push(c);
             }
         }
@@ -190,10 +226,31 @@ impl SpaceDoc {
     /// Offers one change (from the mesh or the store). After a change is applied or excluded for its
     /// content, pending changes are retried, since they may have been waiting for it.
     pub fn apply(&mut self, change: SignedChange, authority: &impl Authority) -> ApplyOutcome {
-        let candidate = match self.admit(change, authority) {
-            Ok(c) => c,
-            Err(outcome) => return outcome,
-        };
+        match self.admit(change, authority) {
+            Ok(c) => self.place_candidate(c, authority),
+            Err(outcome) => outcome,
+        }
+    }
+
+    /// Like [`SpaceDoc::apply`] for a change whose signature was already checked.
+    pub fn apply_verified(
+        &mut self,
+        change: VerifiedChange,
+        authority: &impl Authority,
+    ) -> ApplyOutcome {
+        let (signed, env, decoded) = change.into_parts();
+        self.graph.add(env.change_hash, env.deps.clone());
+        match self.admit_verified(signed, env, decoded, authority) {
+            Ok(c) => self.place_candidate(c, authority),
+            Err(outcome) => outcome,
+        }
+    }
+
+    fn place_candidate(
+        &mut self,
+        candidate: Candidate,
+        authority: &impl Authority,
+    ) -> ApplyOutcome {
         let hash = candidate.hash;
         let outcomes = self.settle(vec![candidate]);
         let outcome = outcomes
@@ -208,10 +265,7 @@ impl SpaceDoc {
             && !self.pending.is_empty()
         {
             self.retry_pending(authority);
-            return match self.outcome_of(&hash) {
-                Some(now) => now,
-                None => outcome,
-            };
+            return self.outcome_of(&hash).unwrap_or(outcome);
         }
         outcome
     }
@@ -411,6 +465,131 @@ impl SpaceDoc {
         &self.pending
     }
 
+    /// The document and its verdicts as bytes, so a node can keep them beside its index and apply the
+    /// next change without rebuilding the document from every change it holds. [`SpaceDoc::load_state`]
+    /// reads them back; the bytes carry their own format version.
+    pub fn save_state(&self) -> Vec<u8> {
+        let mut authors: Vec<PublicKey> = Vec::new();
+        let mut auth_ops: Vec<Hash> = Vec::new();
+        let accepted = self
+            .accepted
+            .iter()
+            .map(|(id, a)| {
+                (
+                    *id,
+                    index_in(&mut authors, a.author),
+                    index_in(&mut auth_ops, a.auth_op),
+                    a.created_at_ms,
+                )
+            })
+            .collect();
+        let state = State {
+            doc: self.doc.save(),
+            authors,
+            auth_ops,
+            accepted,
+            rejected: self
+                .rejected
+                .iter()
+                .map(|r| (r.hash, r.author, r.reason.clone()))
+                .collect(),
+            pending: self
+                .pending
+                .iter()
+                .map(|p| (p.change.clone(), p.hash, p.reason.clone()))
+                .collect(),
+            excluded: self
+                .excluded
+                .iter()
+                .map(|(h, why)| (*h, why.clone()))
+                .collect(),
+        };
+        let mut out = vec![STATE_VERSION];
+        // Serialising plain vectors of bytes, ids and strings cannot fail.
+        out.extend(postcard::to_stdvec(&state).unwrap_or_default());
+        out
+    }
+
+    /// The document [`SpaceDoc::save_state`] wrote. Fails for bytes of another format version or that do
+    /// not decode; the caller then rebuilds the document from its changes.
+    pub fn load_state(space: SpaceId, bytes: &[u8]) -> Result<SpaceDoc, DocError> {
+        let body = match bytes.split_first() {
+            Some((&STATE_VERSION, body)) => body,
+            Some((v, _)) => {
+                return Err(DocError::Automerge(format!(
+                    "saved document state version {v} is not {STATE_VERSION}"
+                )))
+            }
+            None => return Err(DocError::Automerge("empty saved document state".into())),
+        };
+        let state: State = postcard::from_bytes(body)
+            .map_err(|e| DocError::Automerge(format!("saved document state: {e}")))?;
+        let doc = Automerge::load(&state.doc).map_err(|e| DocError::Automerge(e.to_string()))?;
+        let mut accepted = BTreeMap::new();
+        for (id, author, op, at) in state.accepted {
+            let (Some(author), Some(op)) = (
+                state.authors.get(author as usize),
+                state.auth_ops.get(op as usize),
+            ) else {
+                return Err(DocError::Automerge(
+                    "saved document state names an unknown author".into(),
+                ));
+            };
+            accepted.insert(
+                id,
+                AcceptedChange {
+                    author: *author,
+                    auth_op: *op,
+                    created_at_ms: at,
+                },
+            );
+        }
+        if accepted.len() != doc.get_changes(&[]).len() {
+            return Err(DocError::Automerge(
+                "saved document state does not match its document".into(),
+            ));
+        }
+        // The graph strong removal reads: the document's changes and the pending ones.
+        let mut graph = ChangeGraph::default();
+        for c in doc.get_changes(&[]) {
+            graph.add(c.hash().0, c.deps().iter().map(|d| d.0).collect());
+        }
+        let mut waiting_on_kept = false;
+        for (change, _, reason) in &state.pending {
+            if let Ok(env) = change.envelope() {
+                graph.add(env.change_hash, env.deps);
+            }
+            waiting_on_kept |= reason.starts_with(WAITING_ON_KEPT);
+        }
+        Ok(SpaceDoc {
+            space,
+            doc,
+            accepted,
+            rejected: state
+                .rejected
+                .into_iter()
+                .map(|(hash, author, reason)| RejectedChange {
+                    hash,
+                    author,
+                    reason,
+                })
+                .collect(),
+            pending: state
+                .pending
+                .into_iter()
+                .map(|(change, hash, reason)| PendingChange {
+                    change,
+                    hash,
+                    reason,
+                })
+                .collect(),
+            excluded: state.excluded.into_iter().collect(),
+            valid_at: None,
+            graph,
+            waiting_on_kept,
+        })
+    }
+
     /// Verifies the envelope, the space and the author. A change that fails is recorded (rejected or
     /// pending) and its outcome returned as the error.
     fn admit(
@@ -418,30 +597,31 @@ impl SpaceDoc {
         sc: SignedChange,
         authority: &impl Authority,
     ) -> Result<Candidate, ApplyOutcome> {
-        let verified = sc.verify_decoded();
-        if let Ok((env, _)) = &verified {
-            self.graph.add(env.change_hash, env.deps.clone());
-        }
-        self.admit_verified(sc, verified, authority)
+        let (env, change) = match sc.verify_decoded() {
+            Ok(v) => v,
+            Err(e) => return Err(self.reject_unverified(&sc, e)),
+        };
+        self.graph.add(env.change_hash, env.deps.clone());
+        self.admit_verified(sc, env, change, authority)
     }
 
-    /// [`SpaceDoc::admit`] with the envelope already verified (or not).
+    /// Records a change whose envelope does not verify.
+    fn reject_unverified(&mut self, sc: &SignedChange, e: ChangeError) -> ApplyOutcome {
+        let (hash, author) = match sc.envelope() {
+            Ok(env) => (env.change_hash, Some(env.author)),
+            Err(_) => (Hash::of("unreadable-change", &sc.to_bytes()).0, None),
+        };
+        self.reject(hash, author, e.to_string())
+    }
+
+    /// The checks after the signature: the space, the author's authority, and earlier verdicts.
     fn admit_verified(
         &mut self,
         sc: SignedChange,
-        verified: Verified,
+        env: Envelope,
+        change: Change,
         authority: &impl Authority,
     ) -> Result<Candidate, ApplyOutcome> {
-        let (env, change) = match verified {
-            Ok(v) => v,
-            Err(e) => {
-                let (hash, author) = match sc.envelope() {
-                    Ok(env) => (env.change_hash, Some(env.author)),
-                    Err(_) => (Hash::of("unreadable-change", &sc.to_bytes()).0, None),
-                };
-                return Err(self.reject(hash, author, e.to_string()));
-            }
-        };
         let hash = env.change_hash;
         if self.accepted.contains_key(&hash) {
             return Err(ApplyOutcome::Duplicate);
@@ -504,7 +684,7 @@ impl SpaceDoc {
             Kept::Unknown { by, missing } => {
                 self.waiting_on_kept = true;
                 let why = format!(
-                    "waiting for listing change {} to learn whether roster operation {} keeps it",
+                    "{WAITING_ON_KEPT} {} to learn whether roster operation {} keeps it",
                     short_id(&missing),
                     by.short()
                 );
@@ -1394,6 +1574,51 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_state_loads_back_and_goes_on_exactly_like_the_original() {
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let c0 = edited(&mut origin, &w, &w.a, |_| {});
+        let c1 = edited(&mut origin, &w, &w.b, |l| l.name = "Second".into());
+        let c2 = edited(&mut origin, &w, &w.a, |l| l.name = "Third".into());
+        let rogue = crafted(&origin, &w.rogue, &w.space, |tx| {
+            tx.put(ROOT, "name", "Hijacked").unwrap();
+        });
+        // Accepted, rejected and pending verdicts all survive the round trip.
+        let mut sd = SpaceDoc::new(w.space.clone());
+        assert_eq!(sd.apply(c0, &w.auth), ApplyOutcome::Applied);
+        assert!(matches!(
+            sd.apply(rogue, &w.auth),
+            ApplyOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            sd.apply(c2.clone(), &w.auth),
+            ApplyOutcome::Pending(_)
+        ));
+        let bytes = sd.save_state();
+        let mut loaded = SpaceDoc::load_state(w.space.clone(), &bytes).unwrap();
+        assert_eq!(loaded.listing(), sd.listing());
+        assert_eq!(loaded.accepted(), sd.accepted());
+        assert_eq!(loaded.rejected(), sd.rejected());
+        assert_eq!(loaded.pending(), sd.pending());
+        // The next change settles the pending one in both, with the same result.
+        let verified = c1.clone().into_verified().unwrap();
+        assert_eq!(
+            loaded.apply_verified(verified, &w.auth),
+            ApplyOutcome::Applied
+        );
+        assert_eq!(sd.apply(c1, &w.auth), ApplyOutcome::Applied);
+        assert_eq!(loaded.listing().unwrap().name, "Third");
+        assert_eq!(loaded.heads(), sd.heads());
+        assert_eq!(loaded.accepted(), sd.accepted());
+        assert!(loaded.pending().is_empty());
+        // Bytes of another version or damaged bytes are refused, never half loaded.
+        let mut other = bytes.clone();
+        other[0] = 99;
+        assert!(SpaceDoc::load_state(w.space.clone(), &other).is_err());
+        assert!(SpaceDoc::load_state(w.space.clone(), &bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
     fn reconcile_touches_only_what_differs_and_numbers_round_trip_exactly() {
         let mut doc = Automerge::new();
         let first = serde_json::json!({
@@ -1477,7 +1702,7 @@ mod tests {
                 l.seat_pools = vec![SeatPool {
                     id: "hot".into(),
                     kind: PoolKind::HotDesk,
-                    capacity: u32::from(val),
+                    capacity: u32::from(val).max(1),
                     accessible_capacity: None,
                     access: PoolAccess::WalkIn,
                 }]

@@ -2,7 +2,8 @@
 //!
 //! The listing model with its vocabularies, accessibility block, seat pools and validation ([`listing`]);
 //! one Automerge document per space whose changes travel in signed envelopes ([`change`], [`doc`]); signed,
-//! expiring seat beacons and their freshness ([`beacon`]); opening hours evaluated in the space's time zone
+//! expiring seat beacons and their freshness ([`beacon`]); the one rule for "seats free now" and the
+//! wording of every seat state ([`seats`]); opening hours evaluated in the space's time zone
 //! ([`hours`]); directory queries over many listings ([`query`]); and coordinators' countersignatures of
 //! listing facts, claimed versus verified ([`verify`]).
 //!
@@ -16,8 +17,10 @@ pub mod hours;
 pub mod kept;
 pub mod listing;
 pub mod query;
+pub mod seats;
 pub mod verify;
 
 pub use hours::{Hours, HoursError, OpenState};
 pub use listing::{Amenity, Listing, ListingError};
-pub use query::{AccessNeed, Entry, Query, SearchIndex, SeatsFree, Sort};
+pub use query::{AccessNeed, Entry, Query, SearchIndex, Sort};
+pub use seats::{SeatState, SeatsNow};

@@ -50,20 +50,12 @@ impl AccessNeed {
     }
 }
 
-/// Whether a space has free seats now, as the beacon layer judged it (fresh enough, any pool with seats).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum SeatsFree {
-    Yes,
-    No,
-    #[default]
-    Unknown,
-}
-
 /// One listing with its live seat status, for [`Query::run`].
 #[derive(Clone, Copy, Debug)]
 pub struct Entry<'a> {
     pub listing: &'a Listing,
-    pub seats_free: SeatsFree,
+    /// Whether it has seats free now by [`crate::seats::space_now`].
+    pub free_now: bool,
 }
 
 /// Result order.
@@ -74,6 +66,9 @@ pub enum Sort {
     Name,
     /// Nearest first from this point, by great-circle distance.
     Distance { lat: f64, lon: f64 },
+    /// Cheapest day pass first, grouped by currency (amounts are never converted): the group of
+    /// [`Query::currency`] first when given, then the others by currency code; no day pass last.
+    Price,
 }
 
 /// A radius filter: only spaces within `radius_km` of a point.
@@ -103,19 +98,28 @@ pub struct Query {
     pub access: Vec<AccessNeed>,
     /// Open now by the public opening hours, in the space's time zone; unknown does not match.
     pub open_now: bool,
-    /// Seats known to be free now.
+    /// Seats free now by the one rule ([`crate::seats::space_now`]): desk pools, in opening hours, fresh.
     pub seats_free_now: bool,
     /// Sells a day pass at this price or less (0 finds free drop-in). Amounts are never converted: with
-    /// [`Query::currency`] only day passes in that currency count, without it each listing's own.
+    /// [`Query::currency`] only day passes in that currency count; without it each listing's own amount
+    /// is compared, which front ends must say (the command line refuses a price without a currency).
     pub max_day_pass_price: Option<f64>,
     /// ISO 4217 code that [`Query::max_day_pass_price`] is in.
     pub currency: Option<String>,
+    /// The directory as of this instant instead of the node's clock (opening hours and seat freshness).
+    /// Front ends set it only from a test clock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
     /// Measured download speed at least this many Mbit/s; unmeasured does not match.
     pub min_wifi_down_mbps: Option<f64>,
     /// Accepts the Coworking Visa.
     pub coworking_visa: bool,
     pub near: Option<Near>,
     pub sort: Sort,
+    /// Sort by distance from the middle of this city's spaces (the directory's own cities, compared
+    /// whole); the node resolves it and answers with the point. Overrides [`Query::sort`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_city: Option<String>,
     /// At most this many results, after sorting.
     pub limit: Option<usize>,
     /// Filters read only facts a coordinator verified (claims count as unknown). The query does not know
@@ -216,6 +220,27 @@ impl SearchIndex {
         self.rows.is_empty()
     }
 
+    /// The middle of a city's spaces (the mean of their points), found by the city's name compared whole,
+    /// case- and accent-insensitive; `None` when no row is in that city.
+    pub fn city_point(&self, city: &str) -> Option<(f64, f64)> {
+        let key = fold(city.trim());
+        let (mut n, mut lat, mut lon) = (0u32, 0.0, 0.0);
+        for r in self.rows.iter().filter(|r| r.city == key) {
+            n += 1;
+            lat += r.lat;
+            lon += r.lon;
+        }
+        (n > 0).then(|| (lat / f64::from(n), lon / f64::from(n)))
+    }
+
+    /// The distinct cities of the rows, as folded keys.
+    pub fn city_keys(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.rows.iter().map(|r| r.city.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Row `i`'s state at `now` by its public hours, reusing the compiled hours; unknown when it has none.
     pub fn open_state(&self, i: usize, now: DateTime<Utc>) -> OpenState {
         self.rows
@@ -307,15 +332,16 @@ impl Query {
     /// once and use [`Query::run_on`].
     pub fn run(&self, entries: &[Entry<'_>], now: DateTime<Utc>) -> Vec<usize> {
         let index = SearchIndex::build(entries.iter().map(|e| e.listing));
-        self.run_on(&index, |i| entries[i].seats_free, now)
+        self.run_on(&index, |i| entries[i].free_now, now)
     }
 
-    /// The indices of matching rows, sorted and limited. `seats(i)` gives row `i`'s live seat status; it is
-    /// only called for rows that passed every cheaper filter, and only when [`Query::seats_free_now`] is set.
+    /// The indices of matching rows, sorted and limited. `free_now(i)` says whether row `i` has seats free
+    /// now by [`crate::seats::space_now`]; it is only called for rows that passed every cheaper filter, and
+    /// only when [`Query::seats_free_now`] is set.
     pub fn run_on(
         &self,
         index: &SearchIndex,
-        seats: impl Fn(usize) -> SeatsFree,
+        seats: impl Fn(usize) -> bool,
         now: DateTime<Utc>,
     ) -> Vec<usize> {
         let p = Prepared {
@@ -338,7 +364,11 @@ impl Query {
             .map(|(i, _)| i)
             .collect();
 
-        match self.sort {
+        let sort = match self.near_city.as_deref().and_then(|c| index.city_point(c)) {
+            Some((lat, lon)) => Sort::Distance { lat, lon },
+            None => self.sort,
+        };
+        match sort {
             Sort::Name => hits.sort_unstable_by(|&a, &b| {
                 index.rows[a]
                     .name_key
@@ -358,6 +388,13 @@ impl Query {
                 keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 hits = keyed.into_iter().map(|(_, i)| i).collect();
             }
+            Sort::Price => {
+                hits.sort_by(|&a, &b| {
+                    price_order(&index.rows[a], &index.rows[b], p.currency)
+                        .then_with(|| index.rows[a].name_key.cmp(&index.rows[b].name_key))
+                        .then(a.cmp(&b))
+                });
+            }
         }
         if let Some(n) = self.limit {
             hits.truncate(n);
@@ -371,7 +408,7 @@ impl Query {
         p: &Prepared,
         row: &Row,
         i: usize,
-        seats: &impl Fn(usize) -> SeatsFree,
+        seats: &impl Fn(usize) -> bool,
         now: DateTime<Utc>,
     ) -> bool {
         if self.category.is_some_and(|c| c != row.category)
@@ -406,13 +443,37 @@ impl Query {
         if !p.terms.iter().all(|t| row.haystack.contains(t.as_str())) {
             return false;
         }
-        if self.seats_free_now && seats(i) != SeatsFree::Yes {
+        if self.seats_free_now && !seats(i) {
             return false;
         }
         if self.open_now && row.open_state(now) != OpenState::Open {
             return false;
         }
         true
+    }
+}
+
+/// A row's cheapest day pass in `currency` when given and it has one, else its cheapest in any currency.
+fn cheapest(row: &Row, currency: Option<[u8; 3]>) -> Option<(f64, [u8; 3])> {
+    let best = |only: Option<[u8; 3]>| {
+        row.day_passes
+            .iter()
+            .filter(|(_, c)| only.is_none_or(|o| o == *c))
+            .copied()
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    currency.and_then(|c| best(Some(c))).or_else(|| best(None))
+}
+
+/// Price order: the group of `first` (a currency), then the other currencies by code, then no day pass;
+/// cheapest first within a currency.
+fn price_order(a: &Row, b: &Row, first: Option<[u8; 3]>) -> std::cmp::Ordering {
+    let key = |r: &Row| cheapest(r, first).map(|(price, cur)| (Some(cur) != first, cur, price));
+    match (key(a), key(b)) {
+        (Some(x), Some(y)) => x.0.cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.total_cmp(&y.2)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
     }
 }
 
@@ -520,7 +581,7 @@ mod tests {
     fn names(
         ls: &[Listing],
         q: &Query,
-        seats: impl Fn(usize) -> SeatsFree,
+        seats: impl Fn(usize) -> bool,
         now: DateTime<Utc>,
     ) -> Vec<String> {
         let index = SearchIndex::build(ls);
@@ -531,7 +592,7 @@ mod tests {
     }
 
     fn run(ls: &[Listing], q: &Query) -> Vec<String> {
-        names(ls, q, |_| SeatsFree::Unknown, noon())
+        names(ls, q, |_| false, noon())
     }
 
     #[test]
@@ -695,7 +756,7 @@ mod tests {
         );
         // Saturday 2025-05-17 02:00 UTC is 11:00 on Saturday in Kyoto, which opens Mo-Sa; it is Friday 20:00
         // in Mexico City (just closed), Saturday noon in Melbourne (weekdays only) and night elsewhere.
-        let got = names(&ls, &q, |_| SeatsFree::Unknown, utc("2025-05-17T02:00:00Z"));
+        let got = names(&ls, &q, |_| false, utc("2025-05-17T02:00:00Z"));
         assert_eq!(got, ["Machiya Desk Kyoto"]);
     }
 
@@ -727,9 +788,9 @@ mod tests {
             |i| {
                 asked.borrow_mut().push(i);
                 match i {
-                    0 => SeatsFree::Yes,
-                    1 => SeatsFree::Unknown,
-                    _ => SeatsFree::Yes,
+                    0 => true,
+                    1 => false,
+                    _ => true,
                 }
             },
             noon(),
@@ -740,7 +801,7 @@ mod tests {
             seats_free_now: true,
             ..Query::default()
         };
-        assert!(names(&ls, &no, |_| SeatsFree::No, noon()).is_empty());
+        assert!(names(&ls, &no, |_| false, noon()).is_empty());
     }
 
     #[test]
@@ -787,6 +848,79 @@ mod tests {
                 "Vanalinn Works"
             ]
         );
+    }
+
+    #[test]
+    fn price_sort_groups_by_currency_and_never_mixes_amounts() {
+        let ls = sample();
+        let q = Query {
+            sort: Sort::Price,
+            ..Query::default()
+        };
+        let got = run(&ls, &q);
+        // Currencies by code (ARS, AUD, CAD, EUR, JPY, KES, MXN, ZAR), cheapest first within each: 250 ZAR
+        // never sorts among 45 AUD, and 15000 ARS is not "more" than anything in another currency.
+        assert_eq!(
+            got,
+            [
+                "Casa Palermo Cowork",
+                "Laneway Collective",
+                "Atelier Mile-End",
+                "Bibliothek am Ufer",
+                "Miradouro Café Desks",
+                "Azulejo Works",
+                "Vanalinn Works",
+                "Kanalwerk Coworking",
+                "Machiya Desk Kyoto",
+                "Savanna Hub",
+                "Roma Norte Commons",
+                "Bo-Kaap Studio Desks",
+            ]
+        );
+        let q = Query {
+            sort: Sort::Price,
+            currency: Some("ZAR".into()),
+            ..Query::default()
+        };
+        assert_eq!(
+            run(&ls, &q)[0],
+            "Bo-Kaap Studio Desks",
+            "the chosen currency first"
+        );
+        // 15 in ARS matches nothing; 15000 ARS does.
+        let q = Query {
+            max_day_pass_price: Some(15.0),
+            currency: Some("ARS".into()),
+            ..Query::default()
+        };
+        assert!(run(&ls, &q).is_empty());
+        let q = Query {
+            max_day_pass_price: Some(15000.0),
+            currency: Some("ARS".into()),
+            ..Query::default()
+        };
+        assert_eq!(run(&ls, &q), ["Casa Palermo Cowork"]);
+    }
+
+    #[test]
+    fn a_city_s_point_is_the_middle_of_its_spaces() {
+        let ls = sample();
+        let index = SearchIndex::build(&ls);
+        let (lat, lon) = index.city_point(" LISBON ").unwrap();
+        assert!(
+            (lat - 38.71).abs() < 0.05 && (lon + 9.14).abs() < 0.05,
+            "{lat},{lon}"
+        );
+        assert!(index.city_point("Atlantis").is_none());
+        assert!(index.city_keys().contains(&"montreal"));
+        let q = Query {
+            sort: Sort::Distance { lat, lon },
+            ..Query::default()
+        };
+        let mut near = names(&ls, &q, |_| false, noon());
+        near.truncate(2);
+        near.sort();
+        assert_eq!(near, ["Azulejo Works", "Miradouro Café Desks"]);
     }
 
     #[test]
@@ -897,11 +1031,7 @@ mod tests {
             .enumerate()
             .map(|(i, l)| Entry {
                 listing: l,
-                seats_free: if i % 2 == 0 {
-                    SeatsFree::Yes
-                } else {
-                    SeatsFree::No
-                },
+                free_now: i % 2 == 0,
             })
             .collect();
         let q = Query {
@@ -967,7 +1097,7 @@ mod tests {
             currency: Some("EUR".into()),
             ..Query::default()
         };
-        let hits = q.run_on(&index, |_| SeatsFree::Unknown, noon());
+        let hits = q.run_on(&index, |_| false, noon());
         let expected: Vec<usize> = (0..10_000)
             .filter(|i| {
                 let l = &ls[*i];

@@ -552,7 +552,7 @@ mod tests {
             need.run(
                 &[crate::query::Entry {
                     listing: l,
-                    seats_free: crate::query::SeatsFree::Unknown,
+                    free_now: false,
                 }],
                 now,
             )

@@ -69,7 +69,10 @@ fn a_space_joins_edits_shows_and_round_trips_its_listing() {
 #[test]
 fn seats_set_shows_in_the_directory_with_freshness() {
     let (_coord, space, id) = alliance_with_space();
-    let file = write_json(&space, "l.json", &listing_json(&id, "Seat Test"));
+    let mut listing = listing_json(&id, "Seat Test");
+    // Open around the clock, so the seats do not depend on when the test runs.
+    listing["opening_hours"] = serde_json::json!("24/7");
+    let file = write_json(&space, "l.json", &listing);
     space.ok(&["space", "edit", "--file", &file]);
     space.ok(&["seats", "set", "--pool", "hot", "4", "--ttl", "600"]);
     let dir = space.json(&["spaces", "list"]);
@@ -79,7 +82,8 @@ fn seats_set_shows_in_the_directory_with_freshness() {
         .as_str()
         .unwrap()
         .starts_with("4 free"));
-    assert_eq!(row["seats_free"], "yes");
+    assert_eq!(row["seats_free"], true);
+    assert_eq!(row["seats_text"], "4 free, just now");
     space.ok(&["seats", "set", "full"]);
     let dir = space.json(&["spaces", "list", "--seats-free"]);
     assert_eq!(dir["matched"], 0);
@@ -105,6 +109,72 @@ fn spaces_list_filters_and_sorts() {
     }
     let near = demo.json(&["spaces", "list", "--near", "38.72,-9.14", "--limit", "1"]);
     assert_eq!(near["spaces"][0]["city"], "Lisbon");
+    // Issue 11: near a point sorts by distance and says how far; Berlin is never third from Lisbon.
+    let near = demo.json(&["spaces", "list", "--near", "38.72,-9.14"]);
+    let cities: Vec<&str> = near["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["city"].as_str().unwrap())
+        .collect();
+    assert_eq!(&cities[..2], ["Lisbon", "Lisbon"]);
+    let km: Vec<f64> = near["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["distance_km"].as_f64().unwrap())
+        .collect();
+    assert!(km.windows(2).all(|w| w[0] <= w[1]), "{km:?}");
+    assert!(km[0] < 5.0 && km[2] > 1000.0, "{km:?}");
+    // A city of the directory is a place too, and the table shows the distance.
+    let text = demo.ok(&["spaces", "list", "--near", "berlin", "--limit", "3"]);
+    assert!(text.lines().next().unwrap().contains("DISTANCE"), "{text}");
+    assert!(
+        text.contains("distances from the middle of berlin"),
+        "{text}"
+    );
+    let err = demo.fails(&["spaces", "list", "--near", "Atlantis"]);
+    assert!(
+        err.contains("no space in the directory is in \"Atlantis\""),
+        "{err}"
+    );
+    // Saved once, used by --near alone.
+    demo.ok(&["location", "set", "Lisbon"]);
+    assert!(demo.ok(&["location", "show"]).contains("(Lisbon)"));
+    let home = demo.json(&["spaces", "list", "--near", "--limit", "1"]);
+    assert_eq!(home["spaces"][0]["city"], "Lisbon");
+    demo.ok(&["location", "clear"]);
+    let err = demo.fails(&["spaces", "list", "--near"]);
+    assert!(err.contains("location set"), "{err}");
+
+    // Prices are compared within one currency only.
+    let err = demo.fails(&["spaces", "list", "--max-price", "15"]);
+    assert!(err.contains("needs a currency"), "{err}");
+    let ars = demo.json(&["spaces", "list", "--max-price", "15000ARS"]);
+    assert_eq!(ars["matched"], 1);
+    assert_eq!(ars["spaces"][0]["city"], "Buenos Aires");
+    let eur = demo.json(&["spaces", "list", "--max-price", "20", "--currency", "eur"]);
+    for row in eur["spaces"].as_array().unwrap() {
+        assert!(row["day_pass"].as_str().unwrap().ends_with("EUR"), "{row}");
+    }
+    let by_price = demo.json(&["spaces", "list", "--sort", "price", "--currency", "ZAR"]);
+    let passes: Vec<&str> = by_price["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["day_pass"].as_str())
+        .collect();
+    assert!(passes[0].ends_with("ZAR"), "{passes:?}");
+    let mut currencies: Vec<&str> = passes.iter().map(|p| &p[p.len() - 3..]).collect();
+    currencies.dedup();
+    let mut distinct = currencies.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        currencies.len(),
+        distinct.len(),
+        "grouped by currency: {passes:?}"
+    );
     let err = demo.fails(&["spaces", "list", "--amenity", "jacuzzi"]);
     assert!(err.contains("jacuzzi"), "{err}");
 }

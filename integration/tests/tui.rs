@@ -234,3 +234,121 @@ fn tui_attaches_to_a_running_node_notices_it_stop_and_reconnects() {
     });
     tmux(&["send-keys", "-t", &session.0, "q"]);
 }
+
+/// The names of the sample spaces.
+fn sample_names() -> Vec<String> {
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../node/sample/alliance.json")).unwrap();
+    sample
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Issue 11: `spaces list --seats-free` and the TUI's "seats free now" filter name the same spaces, read
+/// from the same demo directory at several clock times (fixed with the `DESKMESH_TEST_NOW` test clock):
+/// fresh, stale and expired figures, and spaces closed by their hours.
+#[test]
+fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
+    if !tmux_available() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let node = TestNode::new();
+    // Wednesday 2025-05-14 12:00 UTC: the demo's beacons are 0 to 20 minutes old, with a 15-minute ttl.
+    let setup = "2025-05-14T12:00:00Z";
+    let out = node
+        .cmd(&["demo", "--setup-only"])
+        .env("DESKMESH_TEST_NOW", setup)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = sample_names();
+    let mut seen_counts = Vec::new();
+    for (i, at) in [
+        "2025-05-14T12:00:00Z", // fresh figures; Montréal, Melbourne, Kyoto and Mexico City closed
+        "2025-05-14T12:09:00Z", // the older figures turn stale
+        "2025-05-14T12:14:30Z", // most figures stale, none yet unknown
+        "2025-05-14T12:40:00Z", // every figure too old: nothing is free
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cli = node
+            .cmd(&["spaces", "list", "--seats-free", "--json"])
+            .env("DESKMESH_TEST_NOW", at)
+            .output()
+            .unwrap();
+        assert!(
+            cli.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+        let dir: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+        let mut cli_names: Vec<String> = dir["spaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(r["seats_free"], true, "{r}");
+                assert_eq!(r["seats_now"]["state"], "free", "{r}");
+                r["name"].as_str().unwrap().to_string()
+            })
+            .collect();
+        cli_names.sort();
+
+        let session = Session(format!("dm-agree-{}-{i}", std::process::id()));
+        let marker_dir = tempfile::tempdir().unwrap();
+        let marker = marker_dir.path().join("exited");
+        session.start(&format!(
+            "DESKMESH_TEST_NOW={at} {} --home {} tui --offline; touch {}; sleep 30",
+            deskmesh_bin().display(),
+            node.home().display(),
+            marker.display()
+        ));
+        wait_screen(&session.0, "the directory", |s| {
+            s.contains("12 of 12 spaces")
+        });
+        // Tab to the filter panel, down to "seats free now", toggle it, back to the table.
+        tmux(&["send-keys", "-t", &session.0, "Tab"]);
+        tmux(&["send-keys", "-t", &session.0, "j"]);
+        tmux(&["send-keys", "-t", &session.0, "Space"]);
+        tmux(&["send-keys", "-t", &session.0, "Tab"]);
+        let expected = format!(" {} of 12 spaces", cli_names.len());
+        let screen = wait_screen(&session.0, "the seats-free filter", |s| {
+            s.contains("filters: seats free now") && s.contains(&expected)
+        });
+        let mut tui_names: Vec<String> = names
+            .iter()
+            .filter(|n| screen.contains(n.as_str()))
+            .cloned()
+            .collect();
+        tui_names.sort();
+        assert_eq!(tui_names, cli_names, "at {at}; the TUI showed:\n{screen}");
+        seen_counts.push(cli_names.len());
+
+        tmux(&["send-keys", "-t", &session.0, "q"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() {
+            assert!(Instant::now() < deadline, "the UI did not exit on q");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    eprintln!("spaces with seats free now at each time: {seen_counts:?}");
+    // The times were chosen so the answer changes: some spaces free at first, fewer as figures age,
+    // none once every figure is too old.
+    assert!(seen_counts[0] > 0 && seen_counts[0] < 12, "{seen_counts:?}");
+    assert!(
+        seen_counts.windows(2).all(|w| w[0] >= w[1]),
+        "{seen_counts:?}"
+    );
+    assert!(seen_counts[0] > seen_counts[2], "{seen_counts:?}");
+    assert_eq!(seen_counts[3], 0, "{seen_counts:?}");
+}

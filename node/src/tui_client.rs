@@ -183,6 +183,8 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         alliance: s.alliance_name.clone(),
         node_name: s.node_name.clone(),
         my_space: s.my_space.clone(),
+        my_space_name: s.my_space_name.clone(),
+        home: s.location.as_ref().map(|p| (p.lat, p.lon)),
         peers: s.peers.len(),
         last_sync: s.last_sync,
         online: !s.peers.is_empty(),
@@ -325,6 +327,7 @@ mod tests {
         let config = NodeConfig {
             name: "coordinator".into(),
             listen_port: 0,
+            location: None,
         };
         let node =
             Node::with_store(DeviceKey::generate(), config, Arc::new(MemoryStore::new())).unwrap();

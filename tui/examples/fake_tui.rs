@@ -85,7 +85,7 @@ fn main() -> ExitCode {
         polls: 0,
         panic_after,
     };
-    match run_in_terminal(&mut node, Theme::from_env()) {
+    match run_in_terminal(&mut node, Theme::from_env(), &mut chrono::Utc::now) {
         Ok(()) => {
             println!("bye: {} seat updates published", node.inner.seats_set.len());
             ExitCode::SUCCESS

@@ -244,6 +244,8 @@ pub fn status(my_space: Option<SpaceId>, now: DateTime<Utc>) -> Status {
         alliance: Some("Sample Alliance".into()),
         node_name: "laptop".into(),
         my_space,
+        my_space_name: None,
+        home: None,
         peers: 3,
         last_sync: Some(now - Duration::seconds(130)),
         online: true,

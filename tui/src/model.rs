@@ -71,13 +71,18 @@ pub struct Snapshot {
 }
 
 /// The node and its connection to the mesh, for the status bar.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Status {
     /// The alliance's name, `None` before this node joined one.
     pub alliance: Option<String>,
     pub node_name: String,
-    /// This node's own space, when it is a space's device; enables operator mode.
+    /// This node's own space, when it is a space's device; enables operator mode (even before the space
+    /// has a listing: the form then writes its first one).
     pub my_space: Option<SpaceId>,
+    /// The name the roster admitted this node's space under, for a first listing.
+    pub my_space_name: Option<String>,
+    /// The location saved in the node's settings (lat, lon): distances are measured from it.
+    pub home: Option<(f64, f64)>,
     /// Peers connected now.
     pub peers: usize,
     /// When the last sync with any peer finished.

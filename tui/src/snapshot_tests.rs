@@ -157,8 +157,10 @@ fn operator_form_with_errors() {
     check("form", |a, n| {
         typ(a, n, "oe");
         press(a, n, ctrl('u'));
-        press(a, n, key(KeyCode::Down));
-        press(a, n, key(KeyCode::Down));
+        // Down to the opening hours.
+        for _ in 0..10 {
+            press(a, n, key(KeyCode::Down));
+        }
         press(a, n, ctrl('u'));
         typ(a, n, "Mo-Fr 8 to 6");
         press(a, n, ctrl('s'));
@@ -169,6 +171,74 @@ fn operator_form_with_errors() {
 fn help_overlay() {
     check("help", |a, n| {
         typ(a, n, "?");
+    });
+}
+
+#[test]
+fn help_legend_explains_every_symbol() {
+    check("help_legend", |a, n| {
+        typ(a, n, "?");
+        for _ in 0..10 {
+            press(a, n, key(KeyCode::PageDown));
+        }
+    });
+    // Every seat symbol the table or map can draw is explained in the help.
+    let mut a = app(160, 48);
+    let mut n = FakeNode::default();
+    typ(&mut a, &mut n, "?");
+    press(&mut a, &mut n, key(KeyCode::PageDown));
+    press(&mut a, &mut n, key(KeyCode::PageDown));
+    press(&mut a, &mut n, key(KeyCode::PageDown));
+    let screen = render(&a).backend().to_string();
+    for (symbol, _, meaning) in deskmesh_crdt_model::seats::legend() {
+        assert!(
+            screen.contains(symbol) && screen.contains(&meaning[..12]),
+            "{symbol} {meaning}\n{screen}"
+        );
+    }
+}
+
+#[test]
+fn at_80x24_name_city_open_and_seats_stay_with_the_panel_open() {
+    for keys in ["", "\t", "\tjj ", "n"] {
+        let mut a = app(80, 24);
+        let mut n = FakeNode::default();
+        for c in keys.chars() {
+            let ev = if c == '\t' {
+                key(KeyCode::Tab)
+            } else {
+                key(KeyCode::Char(c))
+            };
+            press(&mut a, &mut n, ev);
+        }
+        let screen = render(&a).backend().to_string();
+        let header = screen.lines().nth(2).unwrap_or_default().to_string();
+        for col in ["Name", "City", "Open", "Seats"] {
+            assert!(header.contains(col), "{keys:?}: {header}");
+        }
+    }
+}
+
+#[test]
+fn operator_view_of_a_space_without_a_listing() {
+    check("operator_first", |a, n| {
+        let mut s = a.status().clone();
+        s.my_space = Some(crate::fake::space_id(999));
+        s.my_space_name = Some("Casa Nova".into());
+        a.update(Update::Status(s));
+        typ(a, n, "o");
+    });
+}
+
+#[test]
+fn operator_first_listing_form() {
+    check("form_first", |a, n| {
+        let mut s = a.status().clone();
+        s.my_space = Some(crate::fake::space_id(999));
+        s.my_space_name = Some("Casa Nova".into());
+        a.update(Update::Status(s));
+        typ(a, n, "oe");
+        press(a, n, ctrl('s'));
     });
 }
 

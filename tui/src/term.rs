@@ -188,7 +188,9 @@ pub fn run<B: Backend>(
             dirty = true;
         }
         if last_tick.elapsed() >= TICK {
-            app.tick(clock());
+            if let Some(command) = app.tick(clock()) {
+                run_command(app, node, command);
+            }
             last_tick = Instant::now();
             dirty = true;
         }
@@ -198,35 +200,39 @@ pub fn run<B: Backend>(
 /// Let the app handle one event and run the command it asks for.
 pub(crate) fn handle(app: &mut App, node: &mut dyn NodeApi, event: &Event) {
     if let Some(command) = app.handle(event) {
-        let result = match &command {
-            Command::Quit => Ok(()),
-            Command::SetSeats { pool, availability } => node.set_seats(pool, *availability),
-            Command::SaveListing(l) => node.edit_listing((**l).clone()),
-        };
-        app.done(&command, result);
+        run_command(app, node, command);
     }
+}
+
+/// Run one command on the node and tell the app how it went.
+pub(crate) fn run_command(app: &mut App, node: &mut dyn NodeApi, command: Command) {
+    let result = match &command {
+        Command::Quit => Ok(()),
+        Command::SetSeats { pool, availability } => node.set_seats(pool, *availability),
+        Command::SaveListing(l) => node.edit_listing((**l).clone()),
+    };
+    app.done(&command, result);
 }
 
 /// The whole TUI on the real terminal: load the snapshot, take over the terminal, run until the user
 /// quits, and give the terminal back (also on error, Ctrl-C and panic). `theme` comes from the caller,
-/// usually [`Theme::from_env`], so `NO_COLOR` is honoured.
-pub fn run_in_terminal(node: &mut dyn NodeApi, theme: Theme) -> Result<(), TuiError> {
+/// usually [`Theme::from_env`], so `NO_COLOR` is honoured; so does `clock` (usually `Utc::now`; a test
+/// clock in end-to-end tests).
+pub fn run_in_terminal(
+    node: &mut dyn NodeApi,
+    theme: Theme,
+    clock: &mut dyn FnMut() -> DateTime<Utc>,
+) -> Result<(), TuiError> {
     let snapshot = node.snapshot().map_err(TuiError::Load)?;
     let (guard, mut terminal) = TerminalGuard::enter()?;
     let size = terminal.size().map_err(TuiError::Setup)?;
     let mut app = App::new(
         snapshot,
         theme,
-        Utc::now(),
+        clock(),
         Rect::new(0, 0, size.width, size.height),
     );
-    let result = run(
-        &mut terminal,
-        &mut app,
-        node,
-        &mut CrosstermEvents,
-        &mut Utc::now,
-    );
+    let result = run(&mut terminal, &mut app, node, &mut CrosstermEvents, clock);
     let restored = guard.restore().map_err(TuiError::Restore);
     result.and(restored)
 }

@@ -4,8 +4,9 @@
 //! JSON is the canonical form: `deskmesh space show --json` prints [`Listing::to_json_pretty`] and
 //! `deskmesh space edit --file` reads it back with [`Listing::from_json`] (or the same shape in TOML with
 //! [`Listing::from_toml`]), so a listing round-trips unchanged. Every entry point parses, normalises
-//! (coordinates to 6 decimals, prices to 3, speeds to 1) and validates, and reports the first problem as
-//! one sentence that starts with the field path (`location.lat: 123 is out of range -90..90`).
+//! (coordinates to 6 decimals, prices to 3, speeds to 1) and validates, and reports every problem at once,
+//! each as one sentence that starts with the field path (`location.lat: 123 is out of range -90..90`).
+//! [`template`] writes the commented TOML a new space starts its first listing from.
 //!
 //! Field names and vocabularies follow the standard that owns each part (OSM tags, A11yJSON, GBFS, schema.org);
 //! see `listing-schema.md` in the shared reference notes. `node/sample/alliance.json` holds twelve example
@@ -13,6 +14,8 @@
 //! when it loads the sample.
 
 mod parts;
+mod shape;
+mod template;
 mod validate;
 mod vocab;
 
@@ -27,7 +30,8 @@ pub use parts::{
     Entrance, ExternalIds, Internet, Location, Offer, Policies, Provenance, Reciprocity, Restroom,
     SeatPool, Translation,
 };
-pub use validate::{is_pool_id, limits};
+pub use template::template;
+pub use validate::{for_display, is_hidden, is_pool_id, limits};
 pub(crate) use vocab::vocabulary;
 pub use vocab::{
     Amenity, Booking, Category, Dogs, Fee, Noise, PoolAccess, PoolKind, Power, Product, Ramp,
@@ -48,6 +52,29 @@ pub enum ListingError {
     /// The listing has the right shape but a field breaks a rule.
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// More than one problem: every one, in field order ("3 problems:" and a line each).
+    #[error("{}", shape::list(.0))]
+    Problems(Vec<FieldError>),
+}
+
+impl ListingError {
+    /// One problem as [`ListingError::Invalid`], several as [`ListingError::Problems`].
+    fn problems(mut all: Vec<FieldError>) -> Self {
+        if all.len() == 1 {
+            Self::Invalid(all.remove(0))
+        } else {
+            Self::Problems(all)
+        }
+    }
+
+    /// Every field problem this error holds (none for a size or syntax error).
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(e) => vec![e.clone()],
+            Self::Problems(all) => all.clone(),
+            Self::TooLarge { .. } | Self::Parse { .. } => Vec::new(),
+        }
+    }
 }
 
 /// One broken rule, with the path of the field it is about (`seat_pools[1].id`).
@@ -154,35 +181,22 @@ impl Listing {
         l
     }
 
-    /// Parse JSON, normalise and validate.
+    /// Parse JSON, normalise and validate, reporting every problem at once (see [`ListingError`]).
     pub fn from_json(text: &str) -> Result<Self, ListingError> {
         check_input_size(text.len())?;
-        let mut de = serde_json::Deserializer::from_str(text);
-        let parsed: Result<Self, _> = serde_path_to_error::deserialize(&mut de);
-        let listing = match parsed {
-            Ok(l) => {
-                de.end().map_err(|e| ListingError::Parse {
-                    message: format!("listing: {}", json_message(&e)),
-                })?;
-                l
-            }
-            Err(e) => {
-                return Err(ListingError::Parse {
-                    message: format!("{}: {}", path_text(e.path()), json_message(e.inner())),
-                })
-            }
-        };
-        listing.finish()
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ListingError::Parse {
+                message: format!("listing: {}", json_message(&e)),
+            })?;
+        Self::from_value(value)
     }
 
-    /// Parse TOML of the same shape as the JSON, normalise and validate. TOML's native dates are accepted
-    /// where the JSON has `"YYYY-MM-DD"` strings.
+    /// Parse TOML of the same shape as the JSON, normalise and validate, reporting every problem at once.
+    /// TOML's native dates are accepted where the JSON has `"YYYY-MM-DD"` strings.
     pub fn from_toml(text: &str) -> Result<Self, ListingError> {
         check_input_size(text.len())?;
-        let de = toml::Deserializer::new(text);
-        let listing: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let inner = e.inner();
-            let at = inner
+        let value: toml::Value = toml::from_str(text).map_err(|e| {
+            let at = e
                 .span()
                 .map(|span| {
                     let (line, col) = line_col(text, span.start);
@@ -190,7 +204,7 @@ impl Listing {
                 })
                 .unwrap_or_default();
             // toml's messages can span lines, and are empty for some syntax errors.
-            let msg = inner
+            let msg = e
                 .message()
                 .lines()
                 .map(str::trim)
@@ -203,14 +217,20 @@ impl Listing {
                 msg
             };
             ListingError::Parse {
-                message: format!("{}: {msg}{at}", path_text(e.path())),
+                message: format!("listing: {msg}{at}"),
             }
         })?;
-        listing.finish()
+        Self::from_value(shape::toml_to_json(value))
     }
 
-    /// Read a JSON value (as stored or sent by other parts of deskmesh), normalise and validate.
+    /// Read a JSON value (a file's, or as stored or sent by other parts of deskmesh), normalise and
+    /// validate. Every shape problem (missing, unknown or mistyped fields, values outside a vocabulary) is
+    /// reported at once; a listing of the right shape then has every broken rule reported at once.
     pub fn from_value(value: serde_json::Value) -> Result<Self, ListingError> {
+        let shape = shape::problems(&value);
+        if !shape.is_empty() {
+            return Err(ListingError::problems(shape));
+        }
         let listing: Self =
             serde_path_to_error::deserialize(value).map_err(|e| ListingError::Parse {
                 message: format!("{}: {}", path_text(e.path()), e.inner()),
@@ -289,7 +309,10 @@ impl Listing {
 
     fn finish(mut self) -> Result<Self, ListingError> {
         self.normalise();
-        self.validate()?;
+        let problems = self.problems();
+        if !problems.is_empty() {
+            return Err(ListingError::problems(problems));
+        }
         Ok(self)
     }
 }

@@ -419,7 +419,7 @@ fn unknown_vocabulary_gives_the_path_and_the_allowed_values() {
         msg.starts_with("amenities[2]: unknown amenity \"jacuzzi\"; expected one of: meeting_room, phone_booth, quiet_zone,"),
         "{msg}"
     );
-    assert!(msg.contains("mail_handling (line "), "{msg}");
+    assert!(msg.ends_with("mail_handling"), "{msg}");
 
     let msg = error_after(|v| v["offers"][0]["product"] = json!("week_pass"));
     assert!(
@@ -449,18 +449,28 @@ fn unknown_vocabulary_gives_the_path_and_the_allowed_values() {
 fn shape_errors_name_the_field() {
     let msg = error_after(|v| v["internet"] = json!({"wifii": true}));
     assert!(
-        msg.starts_with("internet.wifii: unknown field `wifii`, expected one of"),
+        msg.starts_with("internet.wifii: is not a field here; expected one of: wifi, wired,"),
         "{msg}"
     );
     let msg = error_after(|v| {
         v.as_object_mut().unwrap().remove("name");
     });
-    assert_eq!(msg, "listing: missing field `name`");
+    assert_eq!(msg, "name: is required");
     let msg = error_after(|v| v["location"]["lat"] = json!("north"));
-    assert!(
-        msg.starts_with("location.lat: invalid type: string \"north\", expected f64"),
-        "{msg}"
-    );
+    assert_eq!(msg, "location.lat: expected a number, found text");
+    // Every shape problem at once, in field order.
+    let msg = error_after(|v| {
+        v.as_object_mut().unwrap().remove("name");
+        v["location"].as_object_mut().unwrap().remove("timezone");
+        v["seat_pools"][0]["kind"] = json!("sofa");
+        v["colour"] = json!("teal");
+    });
+    let lines: Vec<&str> = msg.lines().collect();
+    assert_eq!(lines[0], "4 problems:", "{msg}");
+    assert_eq!(lines[1], "  name: is required");
+    assert_eq!(lines[2], "  location.timezone: is required");
+    assert!(lines[3].starts_with("  seat_pools[0].kind: unknown seat pool kind \"sofa\""));
+    assert!(lines[4].starts_with("  colour: is not a field here; expected one of: id, name,"));
     let msg = error_after(|v| v["amenities"] = json!(["coffee", "coffee"]));
     assert!(msg.contains("amenity \"coffee\" is listed twice"), "{msg}");
     let msg = error_after(|v| v["internet"] = json!({"measured_on": "last week"}));
@@ -528,7 +538,6 @@ measured_on = 2025-02-11
         msg.starts_with("seat_pools[0].kind: unknown seat pool kind \"sofa\""),
         "{msg}"
     );
-    assert!(msg.contains(" (line 21, column 8)"), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");
     let msg = Listing::from_toml("name = ").unwrap_err().to_string();
     assert_eq!(msg, "listing: invalid TOML syntax (line 1, column 8)");
@@ -578,7 +587,8 @@ fn pick<T: Copy + std::fmt::Debug + 'static>(all: &'static [T]) -> impl Strategy
 
 prop_compose! {
     fn arb_location()(
-        lat in -90_000_000i64..=90_000_000,
+        // (0, 0) is refused as a placeholder; a latitude of 0 alone is fine.
+        lat in (-90_000_000i64..=90_000_000).prop_filter("not 0, 0", |l| *l != 0),
         lon in -180_000_000i64..=180_000_000,
         city in short_text(),
         street in opt(short_text()),
@@ -682,7 +692,7 @@ prop_compose! {
 prop_compose! {
     fn arb_pools()(
         pools in prop::collection::vec(
-            (pick(PoolKind::ALL), 0u32..=500, opt(0u32..=500), pick(PoolAccess::ALL)),
+            (pick(PoolKind::ALL), 1u32..=500, opt(0u32..=500), pick(PoolAccess::ALL)),
             0..5,
         ),
     ) -> Vec<SeatPool> {

@@ -94,6 +94,25 @@ impl Checker {
         });
     }
 
+    /// A name: a short text without bidirectional controls or invisible characters, which could make it
+    /// display as something else (an override can reverse "Kanalwerk" on screen).
+    fn name(&mut self, path: &str, s: &str) {
+        let before = self.out.len();
+        self.short_text(path, s, MAX_NAME_CHARS);
+        if self.out.len() == before {
+            if let Some(c) = s.chars().find(|c| is_hidden(*c)) {
+                self.fail(
+                    path,
+                    format!(
+                        "must not contain U+{:04X} ({}): names must display as they are stored",
+                        u32::from(c),
+                        hidden_kind(c)
+                    ),
+                );
+            }
+        }
+    }
+
     /// A text field that must not be empty and must fit in `max` characters, without control characters.
     fn short_text(&mut self, path: &str, s: &str, max: usize) {
         if s.trim().is_empty() {
@@ -177,7 +196,7 @@ impl Checker {
 pub(super) fn problems(l: &Listing) -> Vec<FieldError> {
     let mut c = Checker { out: Vec::new() };
 
-    c.short_text("name", &l.name, MAX_NAME_CHARS);
+    c.name("name", &l.name);
     c.long_text("description", &l.description, MAX_DESCRIPTION_BYTES);
 
     if l.translations.len() > MAX_TRANSLATIONS {
@@ -201,7 +220,7 @@ pub(super) fn problems(l: &Listing) -> Vec<FieldError> {
             c.fail(&path, "has neither a name nor a description");
         }
         if let Some(n) = &t.name {
-            c.short_text(&format!("{path}.name"), n, MAX_NAME_CHARS);
+            c.name(&format!("{path}.name"), n);
         }
         if let Some(d) = &t.description {
             c.long_text(&format!("{path}.description"), d, MAX_DESCRIPTION_BYTES);
@@ -211,6 +230,12 @@ pub(super) fn problems(l: &Listing) -> Vec<FieldError> {
     let loc = &l.location;
     c.range("location.lat", loc.lat, -90.0, 90.0);
     c.range("location.lon", loc.lon, -180.0, 180.0);
+    if loc.lat == 0.0 && loc.lon == 0.0 {
+        c.fail(
+            "location",
+            "0, 0 is in the sea off West Africa; give the space's own lat and lon (a map's \"what's here\" shows them)",
+        );
+    }
     if let Some(s) = &loc.address.street {
         c.short_text("location.address.street", s, MAX_SHORT_CHARS);
     }
@@ -341,7 +366,12 @@ pub(super) fn problems(l: &Listing) -> Vec<FieldError> {
                 ),
             );
         }
-        if p.capacity > MAX_POOL_CAPACITY {
+        if p.capacity == 0 {
+            c.fail(
+                format!("{path}.capacity"),
+                "must be at least 1; a pool with no seats says nothing, so leave it out",
+            );
+        } else if p.capacity > MAX_POOL_CAPACITY {
             c.fail(
                 format!("{path}.capacity"),
                 format!("{} is over the limit of {MAX_POOL_CAPACITY}", p.capacity),
@@ -444,6 +474,64 @@ fn check_accessibility(c: &mut Checker, l: &Listing) {
     if let Some(n) = &a.notes {
         c.long_text("accessibility.notes", n, MAX_NOTES_BYTES);
     }
+}
+
+/// Characters that change how text around them displays, or do not display at all: bidirectional
+/// controls (embeddings, overrides, isolates, marks) and invisible characters (zero-width space, word
+/// joiner, invisible operators, byte order mark, soft hyphen, fillers, tags). The zero-width joiner and
+/// non-joiner are not among them: some scripts and emoji need them.
+pub fn is_hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+fn hidden_kind(c: char) -> &'static str {
+    match c {
+        '\u{061C}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}' => "a bidirectional control",
+        _ => "an invisible character",
+    }
+}
+
+/// Text as it is safe to show: bidirectional controls, invisible characters and control characters are
+/// written as `<U+202E>`, so a name displays as what it is, whatever an older node accepted.
+pub fn for_display(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| is_hidden(c) || c.is_control()) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_hidden(c) || c.is_control() {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Whether `id` is a valid seat pool id: `a-z 0-9 _ -`, 1 to 32 characters (safe in file names, URLs and
@@ -592,6 +680,25 @@ mod tests {
         assert!(check_phone("12").is_err());
         assert!(check_phone("351+21").is_err());
         assert!(check_phone("call us").is_err());
+    }
+
+    #[test]
+    fn hidden_characters_are_refused_in_names_and_escaped_for_display() {
+        let mut c = Checker { out: Vec::new() };
+        c.name("name", "Kanal\u{202E}krewlanaK");
+        c.name("name", "Desk\u{200B}s");
+        c.name("name", "می\u{200C}خواهم");
+        c.name("name", "Café Ünïcode 町家");
+        assert_eq!(c.out.len(), 2, "{:?}", c.out);
+        assert!(c.out[0]
+            .message
+            .contains("U+202E (a bidirectional control)"));
+        assert!(c.out[1].message.contains("U+200B (an invisible character)"));
+        assert_eq!(for_display("A\u{202E}B\u{7}"), "A<U+202E>B<U+0007>");
+        assert!(matches!(
+            for_display("plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
     }
 
     #[test]

@@ -35,6 +35,12 @@ macro_rules! vocabulary {
             /// Every value, in vocabulary order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// Every value's canonical text, in vocabulary order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// What a value of this vocabulary is called in messages ("amenity").
+            pub const WHAT: &'static str = $what;
+
             /// The canonical `snake_case` text.
             pub fn as_str(self) -> &'static str {
                 match self {

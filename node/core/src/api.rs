@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditReport;
 use crate::bundle::BundleReport;
 use crate::export::ExportFormat;
+use crate::home::SavedPlace;
 use crate::ingest::SignedItem;
 use crate::node::{Busy, Node};
 use crate::ops::alliance::{
@@ -32,6 +33,7 @@ use crate::ops::alliance::{
 };
 use crate::ops::directory::Directory;
 use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
+use crate::ops::place::PlaceSpec;
 use crate::ops::seats::SeatsReport;
 use crate::ops::trust::{CoordinatorChange, ProposalReport, VerifyReport};
 use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
@@ -176,6 +178,10 @@ pub enum Request {
         ttl_s: u32,
     },
     SpacesList(Query),
+    /// Save (or with `None` forget) the location distances are measured from.
+    SetLocation {
+        place: Option<PlaceSpec>,
+    },
     Export(ExportFormat),
     /// Listings (JSON, one or an array) this node may sign for.
     ImportListings(FileBytes),
@@ -230,6 +236,8 @@ pub enum Response {
     Edited(EditReport),
     Seats(SeatsReport),
     Directory(Directory),
+    /// The location saved now.
+    Location(Option<SavedPlace>),
     /// An export: text for the text formats, the bundle's bytes for a bundle.
     Exported(Bytes),
     Imported(ImportReport),
@@ -411,6 +419,8 @@ pub trait Handle {
         fn seats_set(pool: Option<String>, availability: Availability, ttl_s: u32) -> Seats(SeatsReport) =
             Request::SeatsSet { pool, availability, ttl_s };
         fn spaces_list(query: Query) -> Directory(Directory) = Request::SpacesList(query);
+        fn set_location(place: Option<PlaceSpec>) -> Location(Option<SavedPlace>) =
+            Request::SetLocation { place };
         fn export(format: ExportFormat) -> Exported(Bytes) = Request::Export(format);
         fn import_listings(file: FileBytes) -> Imported(ImportReport) = Request::ImportListings(file);
         fn import_items(items: Vec<SignedItem>) -> ImportedItems(BundleReport) = Request::ImportItems(items);
@@ -483,7 +493,8 @@ pub fn serve(node: &mut Node, request: Request, now: DateTime<Utc>) -> Result<Re
             ttl_s,
         } => Response::Seats(node.seats_set(pool.as_deref(), availability, ttl_s, now)?),
         Request::SpacesList(query) => Response::Directory(node.directory(&query, now)?),
-        Request::Export(format) => Response::Exported(Bytes(node.export(format)?)),
+        Request::SetLocation { place } => Response::Location(node.set_location(place.as_ref())?),
+        Request::Export(format) => Response::Exported(Bytes(node.export(format, now)?)),
         Request::ImportListings(file) => Response::Imported(node.import_listings(&file, now)?),
         Request::ImportItems(items) => Response::ImportedItems(node.import_items(items)?),
         Request::Audit => Response::Audit(Box::new(node.audit(now)?)),

@@ -14,7 +14,7 @@
 //!   that has them all, whoever completed it) and the proposal is dropped. At most [`MAX_PROPOSALS`]
 //!   wait at once.
 
-use deskmesh_crdt_model::verify::{self, SignedVerification};
+use deskmesh_crdt_model::verify::{self, Verification};
 use deskmesh_keys::roster::{Denied, RosterError, SignedOp};
 use deskmesh_keys::Hash;
 
@@ -27,15 +27,12 @@ pub const MAX_VERIFICATIONS_PER_SPACE: usize = 256;
 pub const MAX_PROPOSALS: usize = 64;
 
 impl Node {
-    /// A coordinator's verification of listing facts (see the module doc).
-    pub(crate) fn judge_verification(
-        &mut self,
-        signed: &SignedVerification,
-        bytes: &[u8],
-    ) -> Judged {
+    /// A coordinator's verification of listing facts (see the module doc); `v` is what
+    /// [`crate::ingest::check`] decoded and whose signature it verified.
+    pub(crate) fn judge_verification(&mut self, v: &Verification, bytes: &[u8]) -> Judged {
         let kind = ItemKind::Verification;
         let id = Hash::of(verify::ITEM_LABEL, bytes);
-        let refuse = |node: &Node, v: Option<&verify::Verification>, why: String| {
+        let refuse = |node: &Node, v: Option<&Verification>, why: String| {
             Judged::Verdict(Verdict::Refused(node.refuse(
                 kind,
                 Some(id),
@@ -44,12 +41,8 @@ impl Node {
                 why,
             )))
         };
-        let v = match signed.verify() {
-            Ok(v) => v,
-            Err(e) => return refuse(self, signed.decode().ok().as_ref(), e.to_string()),
-        };
         let Some(roster) = self.roster() else {
-            return refuse(self, Some(&v), "this node is not in an alliance yet".into());
+            return refuse(self, Some(v), "this node is not in an alliance yet".into());
         };
         match roster.coordinator_at(&v.roster_heads, &v.author) {
             // Removed since: kept as history, but it no longer counts wherever it is shown.
@@ -66,13 +59,13 @@ impl Node {
                     "only a coordinator may verify a listing's facts, and {} is not one in the roster it names",
                     v.author
                 );
-                return refuse(self, Some(&v), why);
+                return refuse(self, Some(v), why);
             }
-            Err(other) => return refuse(self, Some(&v), other.to_string()),
+            Err(other) => return refuse(self, Some(v), other.to_string()),
         }
         if !roster.state().spaces.contains_key(&v.space) {
             let why = format!("space {} is not in the alliance", v.space);
-            return refuse(self, Some(&v), why);
+            return refuse(self, Some(v), why);
         }
         match self.store.space_verifications(&v.space) {
             Ok(kept) if kept.iter().any(|(h, _)| *h == id) => {
@@ -83,7 +76,7 @@ impl Node {
                     "space {} already has the limit of {MAX_VERIFICATIONS_PER_SPACE} verifications",
                     v.space
                 );
-                return refuse(self, Some(&v), why);
+                return refuse(self, Some(v), why);
             }
             Ok(_) => {}
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
@@ -92,7 +85,7 @@ impl Node {
             Ok(true) => Judged::Verdict(Verdict::Added(Accepted {
                 id,
                 kind,
-                space: Some(v.space),
+                space: Some(v.space.clone()),
                 pool: None,
                 replaced: None,
                 removed: Vec::new(),

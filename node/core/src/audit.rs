@@ -317,7 +317,7 @@ impl Node {
         let mut listings = Vec::new();
         for space in spaces {
             // Rebuilt from the signed changes, so the index (and the findings) are checked, not trusted.
-            let doc = self.reindex(&space)?;
+            let changes_accepted = self.reindex(&space)?;
             let entry: Option<IndexEntry> = match self.store.entry(&space)? {
                 Some(bytes) => Some(serde_json::from_slice(&bytes)?),
                 None => None,
@@ -340,7 +340,7 @@ impl Node {
                 space: space.clone(),
                 name: listing_name,
                 changes_stored: self.store.change_hashes(&space)?.len(),
-                changes_accepted: doc.accepted().len(),
+                changes_accepted,
                 signers: entry
                     .map(|e| e.signers)
                     .unwrap_or_default()
@@ -530,6 +530,7 @@ pub fn verify_export(
     let config = NodeConfig {
         name: "offline auditor".into(),
         listen_port: 0,
+        location: None,
     };
     let mut node = Node::with_store(DeviceKey::generate(), config, store)?;
     node.adopt_roster(std::slice::from_ref(&create), &[])?;

@@ -1,6 +1,7 @@
 //! `deskmesh export`: the directory as JSON (the form `space edit --file` and `import` accept), GeoJSON
 //! (RFC 7946), CSV (one flat row per space) and schema.org JSON-LD (`LocalBusiness`), or every signed item
-//! as a bundle.
+//! as a bundle. GeoJSON and CSV also carry each space's seats now, by the one rule and in its one wording
+//! (`deskmesh_crdt_model::seats`); the JSON stays the listings, so it can be imported.
 //!
 //! A revoked space leaves every export, unless its revocation asked to keep it listed; then it is marked
 //! revoked with the reason. Facts a coordinator verified are marked verified, with who and when, and
@@ -9,7 +10,12 @@
 //! something to say; `import` and `space edit --file` ignore that key, so the JSON export stays the form
 //! they take. CSV has `revoked`, `verified` and `changed_since_verified` columns.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::seats::SeatsNow;
+use deskmesh_keys::SpaceId;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -76,8 +82,8 @@ impl ExportFormat {
 }
 
 impl Node {
-    /// The whole directory in `format`: text, or for `bundle` the signed items as bytes.
-    pub fn export(&self, format: ExportFormat) -> anyhow::Result<Vec<u8>> {
+    /// The whole directory in `format` as of `now`: text, or for `bundle` the signed items as bytes.
+    pub fn export(&self, format: ExportFormat, now: DateTime<Utc>) -> anyhow::Result<Vec<u8>> {
         if format == ExportFormat::Bundle {
             return self.bundle()?.encode();
         }
@@ -101,20 +107,24 @@ impl Node {
                 .cmp(&b.listing.name)
                 .then(a.listing.id.cmp(&b.listing.id))
         });
-        Ok(render(&rows, format)?.into_bytes())
+        let seats = self.seats_now(now)?;
+        Ok(render(&rows, &seats, format)?.into_bytes())
     }
 }
 
+/// Each space's seats now, for the formats that show them.
+pub type SeatMap = BTreeMap<SpaceId, SeatsNow>;
+
 /// Renders listings in one of the export formats.
-pub fn render(rows: &[ExportRow], format: ExportFormat) -> anyhow::Result<String> {
+pub fn render(rows: &[ExportRow], seats: &SeatMap, format: ExportFormat) -> anyhow::Result<String> {
     let mut text = match format {
         ExportFormat::Json => {
             let all: Vec<Value> = rows.iter().map(ExportRow::value).collect();
             serde_json::to_string_pretty(&all)?
         }
-        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(rows))?,
+        ExportFormat::Geojson => serde_json::to_string_pretty(&geojson(rows, seats))?,
         ExportFormat::Jsonld => serde_json::to_string_pretty(&jsonld(rows))?,
-        ExportFormat::Csv => return csv(rows),
+        ExportFormat::Csv => return csv(rows, seats),
         ExportFormat::Bundle => {
             anyhow::bail!("a bundle holds signed bytes, not listings; use Node::bundle")
         }
@@ -123,8 +133,9 @@ pub fn render(rows: &[ExportRow], format: ExportFormat) -> anyhow::Result<String
     Ok(text)
 }
 
-/// RFC 7946: a FeatureCollection of Points, coordinates [lon, lat], the listing in `properties`.
-pub fn geojson(rows: &[ExportRow]) -> Value {
+/// RFC 7946: a FeatureCollection of Points, coordinates [lon, lat], the listing in `properties` with the
+/// seats now beside it (`seats_now`: state, figure, age and `text`).
+pub fn geojson(rows: &[ExportRow], seats: &SeatMap) -> Value {
     let features: Vec<geojson::Feature> = rows
         .iter()
         .map(|row| {
@@ -137,6 +148,13 @@ pub fn geojson(rows: &[ExportRow]) -> Value {
             if let Some(Value::Object(loc)) = props.get_mut("location") {
                 loc.remove("lon");
                 loc.remove("lat");
+            }
+            if let Some(now) = seats.get(&l.id) {
+                let mut v = serde_json::to_value(now).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.insert("text".into(), json!(now.text()));
+                }
+                props.insert("seats_now".into(), v);
             }
             geojson::Feature {
                 bbox: None,
@@ -222,8 +240,9 @@ pub fn jsonld(rows: &[ExportRow]) -> Value {
     })
 }
 
-/// One flat row per space, the columns the coworking community's metadata sheets use.
-pub fn csv(rows: &[ExportRow]) -> anyhow::Result<String> {
+/// One flat row per space, the columns the coworking community's metadata sheets use, the seats now
+/// (`seats_state` and its wording `seats_now`), and what the alliance says of it.
+pub fn csv(rows: &[ExportRow], seats: &SeatMap) -> anyhow::Result<String> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record([
         "id",
@@ -247,12 +266,15 @@ pub fn csv(rows: &[ExportRow]) -> anyhow::Result<String> {
         "amenities",
         "wheelchair",
         "seat_capacity",
+        "seats_state",
+        "seats_now",
         "revoked",
         "verified",
         "changed_since_verified",
     ])?;
     for row in rows {
         let l = &row.listing;
+        let now = seats.get(&l.id);
         let facts = |verified: bool| {
             row.facts
                 .iter()
@@ -293,6 +315,8 @@ pub fn csv(rows: &[ExportRow]) -> anyhow::Result<String> {
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "unknown".into()),
             capacity.to_string(),
+            now.map(|n| n.state.to_string()).unwrap_or_default(),
+            now.map(SeatsNow::text).unwrap_or_default(),
             row.revoked.clone().unwrap_or_default(),
             facts(true),
             facts(false),
@@ -310,6 +334,12 @@ mod tests {
     use super::*;
     use crate::testkit::{self, now};
 
+    impl Node {
+        fn export_now(&self, format: ExportFormat) -> anyhow::Result<Vec<u8>> {
+            self.export(format, now())
+        }
+    }
+
     #[test]
     fn every_format_parses_with_a_real_reader() {
         let mut coordinator = testkit::coordinator();
@@ -318,30 +348,36 @@ mod tests {
         let listing = testkit::listing(&id, "Riverside");
         space.publish_listing(&listing, now()).unwrap();
 
-        let json = space.export(ExportFormat::Json).unwrap();
+        let json = space.export_now(ExportFormat::Json).unwrap();
         let values: Vec<Value> = serde_json::from_slice(&json).unwrap();
         let back = Listing::from_value(values[0].clone()).unwrap();
         assert_eq!(back, listing);
 
-        let geo = String::from_utf8(space.export(ExportFormat::Geojson).unwrap()).unwrap();
+        let geo = String::from_utf8(space.export_now(ExportFormat::Geojson).unwrap()).unwrap();
         let parsed: geojson::GeoJson = geo.parse().unwrap();
         let geojson::GeoJson::FeatureCollection(fc) = parsed else {
             panic!("not a feature collection");
         };
         assert_eq!(fc.features.len(), 1);
 
-        let csv = space.export(ExportFormat::Csv).unwrap();
+        let csv = space.export_now(ExportFormat::Csv).unwrap();
         let mut reader = ::csv::Reader::from_reader(csv.as_slice());
         let headers = reader.headers().unwrap().clone();
         let row = reader.records().next().unwrap().unwrap();
         let name = headers.iter().position(|h| h == "name").unwrap();
         assert_eq!(&row[name], "Riverside");
+        let seats = headers.iter().position(|h| h == "seats_now").unwrap();
+        assert_eq!(&row[seats], "unknown", "no beacon yet");
+        assert_eq!(
+            fc.features[0].properties.as_ref().unwrap()["seats_now"]["state"],
+            "unknown"
+        );
 
         let ld: Value =
-            serde_json::from_slice(&space.export(ExportFormat::Jsonld).unwrap()).unwrap();
+            serde_json::from_slice(&space.export_now(ExportFormat::Jsonld).unwrap()).unwrap();
         assert_eq!(ld["itemListElement"][0]["@type"], "LocalBusiness");
 
-        let bundle = space.export(ExportFormat::Bundle).unwrap();
+        let bundle = space.export_now(ExportFormat::Bundle).unwrap();
         assert!(crate::bundle::Bundle::is_bundle(&bundle));
     }
 }

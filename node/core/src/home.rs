@@ -3,7 +3,7 @@
 //! ```text
 //! <home>/                      --home DIR, or $DESKMESH_HOME, or the platform data directory
 //! ├── device.key               this node's ed25519 secret, mode 0600 (deskmesh-keys::keyfile)
-//! ├── node.toml                node settings: display name, listen port (written by `init`)
+//! ├── node.toml                node settings: display name, listen port (written by `init`), saved location
 //! ├── store/                   the sled database (see docs/STORAGE.md)
 //! ├── store.pid                which process holds the store now: pid and command (see [`StoreLock`])
 //! ├── control.sock             the running daemon's control socket, owner-only (only while `run` is up)
@@ -23,6 +23,19 @@ pub struct NodeConfig {
     pub name: String,
     /// The TCP/QUIC port the mesh listens on; fixed at `init` so peers can save the address.
     pub listen_port: u16,
+    /// Where the member usually is: distances are measured from here when asked (`spaces list --near`
+    /// with no value, the TUI's distance column). Set with `deskmesh location set`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SavedPlace>,
+}
+
+/// A saved point, and the city it was named by, if any.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SavedPlace {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// The layout of one node's home directory.

@@ -24,6 +24,7 @@ pub mod api;
 pub mod attest;
 pub mod audit;
 pub mod bundle;
+mod docs;
 pub mod export;
 pub mod home;
 pub mod ingest;

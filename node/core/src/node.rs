@@ -13,6 +13,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, Envelope, SignedChange};
+use deskmesh_crdt_model::doc::ApplyOutcome;
 use deskmesh_crdt_model::doc::SpaceDoc;
 use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
@@ -21,6 +22,7 @@ use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, Spa
 use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::docs::{DocCache, Warm};
 use crate::home::{self, Home, NodeConfig, StoreLock};
 use crate::ingest::{IngestState, ItemKind, Made, BEACON_ITEM, PROPOSAL_ITEM};
 
@@ -40,11 +42,15 @@ pub struct Node {
     pub(crate) ingest: IngestState,
     /// Items this node signed or imported since the last [`Node::take_made`], for the caller to announce.
     pub(crate) made: Vec<Made>,
-    /// Store what verifies and let the rebuild judge it, rather than refusing a removed key's change at
-    /// the door: for checking an audit file, whose items the exporting node kept as evidence.
+    /// Store what verifies and let the documents judge it, rather than refusing a removed key's change
+    /// at the door: for checking an audit file, whose items the exporting node kept as evidence.
     pub(crate) keep_evidence: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
+    /// The home it was opened from (none over an in-memory store), where settings are saved.
+    pub(crate) home: Option<Home>,
+    /// Space documents kept warm, so a change is applied where it is instead of by a rebuild.
+    docs: std::cell::RefCell<DocCache>,
 }
 
 impl fmt::Debug for Node {
@@ -99,6 +105,7 @@ pub fn init(home: &Home, name: Option<String>) -> anyhow::Result<InitReport> {
     let config = NodeConfig {
         name: name.clone(),
         listen_port: DEFAULT_PORT,
+        location: None,
     };
     home.write_config(&config)?;
     // Open the store once so a read-only or full disk is reported now rather than at the first edit.
@@ -135,6 +142,7 @@ impl Node {
         let lock = StoreLock::record(home);
         let mut node = Self::with_store(key, config, Arc::new(store))?;
         node._lock = Some(lock);
+        node.home = Some(home.clone());
         Ok(node)
     }
 
@@ -154,6 +162,8 @@ impl Node {
             made: Vec::new(),
             keep_evidence: false,
             _lock: None,
+            home: None,
+            docs: Default::default(),
         };
         node.roster = node.load_roster()?;
         node.reindex_dirty()?;
@@ -336,10 +346,135 @@ impl Node {
         Ok(())
     }
 
-    /// Rebuilds one space's document from its stored signed changes and writes its index entry.
-    pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<SpaceDoc> {
+    /// Rebuilds one space's document from its stored signed changes (verifying every one again) and
+    /// writes its index entry and saved state; returns how many changes it accepted. Only recovery (dirty
+    /// marks), roster operations that change what earlier changes may do, and the audit need this.
+    pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<usize> {
         let (doc, undecodable) = self.space_doc(space)?;
-        let entry = IndexEntry::from_doc(&doc, self.roster.as_ref());
+        let accepted = doc.accepted().len();
+        self.docs
+            .borrow_mut()
+            .put(space.clone(), Warm { doc, undecodable });
+        self.write_index(space)?;
+        Ok(accepted)
+    }
+
+    /// Makes sure `space`'s document is warm: from the cache, else from the state saved beside its index
+    /// when that index is current, else rebuilt from every stored change.
+    pub(crate) fn warm(&self, space: &SpaceId) -> anyhow::Result<()> {
+        if self.docs.borrow().contains(space) {
+            return Ok(());
+        }
+        let warm = match self.saved_doc(space)? {
+            Some(w) => w,
+            None => {
+                let (doc, undecodable) = self.space_doc(space)?;
+                Warm { doc, undecodable }
+            }
+        };
+        self.docs.borrow_mut().put(space.clone(), warm);
+        Ok(())
+    }
+
+    /// The document as saved with the index, when the index is current and the state describes every
+    /// stored change of the space.
+    fn saved_doc(&self, space: &SpaceId) -> anyhow::Result<Option<Warm>> {
+        if self.store.is_dirty(space)? {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store.doc_state(space)? else {
+            return Ok(None);
+        };
+        let Ok(saved) = postcard::from_bytes::<SavedDoc>(&bytes) else {
+            return Ok(None);
+        };
+        if saved.changes != self.store.change_count(space)? as u64 {
+            return Ok(None);
+        }
+        Ok(SpaceDoc::load_state(space.clone(), &saved.state)
+            .ok()
+            .map(|doc| Warm {
+                doc,
+                undecodable: saved.undecodable,
+            }))
+    }
+
+    /// Applies a verified change to its space's warm document (see [`Node::warm`]) and pins the document
+    /// until its index is written.
+    pub(crate) fn apply_to_doc(
+        &self,
+        change: deskmesh_crdt_model::change::VerifiedChange,
+    ) -> Option<ApplyOutcome> {
+        let space = change.envelope().space.clone();
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut docs = self.docs.borrow_mut();
+        let outcome = docs
+            .get_mut(&space)
+            .map(|w| w.doc.apply_verified(change, &authority));
+        docs.pin(&space);
+        outcome
+    }
+
+    /// The heads of a space's listing as this node holds it: what a removal keeps.
+    pub(crate) fn listing_heads(&self, space: &SpaceId) -> anyhow::Result<Vec<[u8; 32]>> {
+        self.warm(space)?;
+        Ok(self
+            .docs
+            .borrow()
+            .get(space)
+            .map(|w| w.doc.heads())
+            .unwrap_or_default())
+    }
+
+    /// Writes the index of every space whose document changed since the last call.
+    pub(crate) fn write_touched(&self) -> anyhow::Result<()> {
+        let touched = self.docs.borrow_mut().unpin_all();
+        let mut first_error = None;
+        for space in touched {
+            if let Err(e) = self.write_index(&space) {
+                // The space stays dirty, so the next open rebuilds it.
+                self.docs.borrow_mut().remove(&space);
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes `listing` into its space's warm document as one change signed by this node (`None` when
+    /// the document already says exactly this). The change is not stored yet: the caller ingests it.
+    pub(crate) fn edit_doc(
+        &self,
+        listing: &deskmesh_crdt_model::listing::Listing,
+        roster_heads: Vec<Hash>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<SignedChange>> {
+        self.warm(&listing.id)?;
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut docs = self.docs.borrow_mut();
+        let w = docs
+            .get_mut(&listing.id)
+            .ok_or_else(|| anyhow!("the document of {} could not be loaded", listing.id))?;
+        Ok(w.doc.edit(
+            listing,
+            &self.key,
+            &authority,
+            roster_heads,
+            now.timestamp_millis(),
+        )?)
+    }
+
+    /// Forgets a warm document (after a failed write, its memory may be ahead of the store).
+    pub(crate) fn forget_doc(&self, space: &SpaceId) {
+        self.docs.borrow_mut().remove(space);
+    }
+
+    /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
+    fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
+        let docs = self.docs.borrow();
+        let Some(Warm { doc, undecodable }) = docs.get(space) else {
+            return Ok(());
+        };
+        let entry = IndexEntry::from_doc(doc, self.roster.as_ref());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
@@ -362,15 +497,21 @@ impl Node {
         for (hash, why) in undecodable {
             let reason = RejectionRecord {
                 author: None,
-                reason: why,
+                reason: why.clone(),
             };
-            rejected.push((hash, serde_json::to_vec(&reason)?));
+            rejected.push((*hash, serde_json::to_vec(&reason)?));
         }
+        let saved = SavedDoc {
+            changes: self.store.change_count(space)? as u64,
+            state: doc.save_state(),
+            undecodable: undecodable.clone(),
+        };
+        let saved = postcard::to_stdvec(&saved)?;
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
         self.store
-            .replace_space_index(space, listing.as_deref(), &rejected_refs)?;
-        Ok(doc)
+            .replace_space_state(space, listing.as_deref(), &rejected_refs, Some(&saved))?;
+        Ok(())
     }
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
@@ -494,21 +635,13 @@ impl Node {
         }
     }
 
-    /// Notes, for the audit, where a change came from that was stored but is excluded from its listing.
-    pub(crate) fn note_if_rejected(&self, env: &Envelope) {
-        let Ok(rejections) = self.store.space_rejections(&env.space) else {
-            return;
-        };
-        let Some((_, reason)) = rejections.iter().find(|(h, _)| *h == env.change_hash) else {
-            return;
-        };
-        let Ok(r) = serde_json::from_slice::<RejectionRecord>(reason) else {
-            return;
-        };
+    /// Notes, for the audit, where a change came from that was stored but is excluded from its listing
+    /// (`outcome` is what its space's document made of it).
+    pub(crate) fn note_if_rejected(&self, env: &Envelope, outcome: Option<&ApplyOutcome>) {
         // Waiting for its dependencies is not a verdict yet.
-        if r.reason.starts_with(PENDING_PREFIX) {
+        let Some(ApplyOutcome::Rejected(reason)) = outcome else {
             return;
-        }
+        };
         let (source, peer) = match &self.ingest.from {
             Some((source, peer)) => (Some(source.label().to_string()), peer.clone()),
             None => (None, None),
@@ -518,7 +651,7 @@ impl Node {
             item: Some(Hash(env.change_hash)),
             author: Some(env.author),
             space: Some(env.space.clone()),
-            reason: r.reason,
+            reason: reason.clone(),
             at_ms: chrono::Utc::now().timestamp_millis(),
             peer,
             source,
@@ -652,6 +785,15 @@ fn busy(home: &Home, path: &std::path::Path) -> Busy {
 
 /// Stored changes that do not even decode, with why: (change hash as stored, reason).
 pub type Undecodable = Vec<([u8; 32], String)>;
+
+/// A space's document as saved beside its index: valid only while the space holds `changes` changes.
+#[derive(Serialize, Deserialize)]
+struct SavedDoc {
+    changes: u64,
+    /// [`SpaceDoc::save_state`] bytes.
+    state: Vec<u8>,
+    undecodable: Undecodable,
+}
 
 /// One refused item, as the log keeps it (JSON). Fields added since the first version are optional, so
 /// older records still read.

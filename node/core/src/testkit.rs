@@ -29,6 +29,7 @@ pub fn node_with_key(name: &str, key: DeviceKey) -> Node {
         NodeConfig {
             name: name.into(),
             listen_port: 0,
+            location: None,
         },
         Arc::new(MemoryStore::new()),
     )

@@ -10,6 +10,7 @@ use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Finding, FindingStatus, RosterOpAudit};
+use crate::home::SavedPlace;
 use crate::ingest::{Accepted, ItemKind};
 use crate::names::KeyName;
 use crate::node::{hex, Node, RejectionRecord, RevokedNote, SignerInfo, Standing, PENDING_PREFIX};
@@ -29,6 +30,9 @@ pub struct NodeStatus {
     pub alliance_name: Option<String>,
     /// The space this node signs for, if it is a space's device.
     pub my_space: Option<SpaceId>,
+    /// The name the roster admitted that space under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub my_space_name: Option<String>,
     /// Full multiaddrs ending in `/p2p/<peer id>`.
     pub listen: Vec<String>,
     pub peers: Vec<PeerInfo>,
@@ -38,6 +42,9 @@ pub struct NodeStatus {
     /// While a large transfer from peers runs (a first sync).
     #[serde(default)]
     pub catching_up: Option<CatchingUp>,
+    /// The location saved in `node.toml`, distances are measured from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<SavedPlace>,
     /// Set when this node's key lost its place: its space revoked (with the reason) or the key removed.
     #[serde(default)]
     pub standing: Option<Standing>,
@@ -145,11 +152,16 @@ impl Node {
             alliance: self.alliance_id(),
             alliance_name: self.roster().map(|r| r.name().to_string()),
             my_space: self.my_space(),
+            my_space_name: self.my_space().and_then(|id| {
+                self.roster()
+                    .and_then(|r| r.state().spaces.get(&id).map(|s| s.name.clone()))
+            }),
             listen: Vec::new(),
             peers: Vec::new(),
             listings: self.store.entries()?.len(),
             last_sync: None,
             catching_up: None,
+            location: self.config.location.clone(),
             standing: self.standing(),
         })
     }

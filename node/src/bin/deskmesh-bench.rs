@@ -54,6 +54,21 @@ enum Cmd {
     Export(StoreArgs),
     /// crypto, store, query and export in one run on one store.
     All(StoreArgs),
+    /// `space edit` latency and a new node's join cost for one space at several history lengths.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct HistoryArgs {
+    /// History lengths (changes already signed for the space) to measure at.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000,5000")]
+    sizes: Vec<usize>,
+    /// Edits timed at each size.
+    #[arg(long, default_value_t = 20)]
+    edits: usize,
+    /// Seed of the listing generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -93,6 +108,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Store(a) => with_home(&a, now, |_, _| Ok(())),
         Cmd::Query(a) => with_home(&a, now, |node, a| query(node, a.runs, now)),
         Cmd::Export(a) => with_home(&a, now, |node, _| export(node)),
+        Cmd::History(a) => history(&a),
         Cmd::All(a) => {
             crypto(a.iterations, now)?;
             with_home(&a, now, |node, a| {
@@ -617,6 +633,7 @@ fn gzip(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
 
 fn export(node: &Node) -> anyhow::Result<()> {
     header("export");
+    let now = bench_now()?;
     for (name, format) in [
         ("json", ExportFormat::Json),
         ("geojson", ExportFormat::Geojson),
@@ -624,7 +641,7 @@ fn export(node: &Node) -> anyhow::Result<()> {
         let mut samples = Vec::with_capacity(5);
         let mut out = Vec::new();
         for _ in 0..5 {
-            let (r, d) = time(|| node.export(format));
+            let (r, d) = time(|| node.export(format, now));
             out = r?;
             samples.push(d);
         }
@@ -654,4 +671,137 @@ fn take(node: &mut Node, item: SignedItem) -> anyhow::Result<bool> {
         Some(Verdict::Refused(why)) | Some(Verdict::Failed(why)) => bail!("{why}"),
         Some(Verdict::Waiting) | None => bail!("the item was not judged"),
     }
+}
+
+// ---- history -------------------------------------------------------------------------------------
+
+/// For each history length: a space whose listing already has that many signed changes (written straight
+/// to its store, then indexed once by `Node::open`), the latency of further `space edit`s through the
+/// node's API, the time to reopen the node, and the time a new node takes to ingest the whole history in
+/// mesh-sized batches (what a join of that one space costs).
+fn history(a: &HistoryArgs) -> anyhow::Result<()> {
+    use deskmesh_core::ops::listing::{ListingBase, ListingEdit};
+    use deskmesh_node::demo::fixture::Generator;
+
+    header("history: space edit and join cost by history length");
+    for &size in &a.sizes {
+        let dir = tempfile_dir("history")?;
+        let home = Home::at(dir.join("space"));
+        ops::init(&home, Some("history bench".into()))?;
+        let mut node = Node::open(&home)?;
+        let now = Utc::now();
+        node.alliance_create("History Alliance", 1, now)?;
+        let me = node.public_key();
+        node.alliance_invite(me, "History Space", Vec::new(), now)?;
+        let space = node
+            .my_space()
+            .context("the bench node is not its own space")?;
+        let mut gen = Generator::new(a.seed);
+        let mut listing = gen.listing(&space, 0);
+        // The history, signed through the listing document directly and stored in one batch.
+        let (doc, built) = time(|| -> anyhow::Result<SpaceDoc> {
+            let roster = node.require_roster()?;
+            let mut doc = SpaceDoc::new(space.clone());
+            let mut changes = Vec::with_capacity(size);
+            for k in 0..size {
+                if k > 0 {
+                    listing = gen.edit(&listing);
+                }
+                let ms = now.timestamp_millis() - (size - k) as i64 * 60_000;
+                if let Some(c) = doc.edit(
+                    &listing,
+                    node.signer(),
+                    &RosterAuthority(Some(roster)),
+                    roster.heads(),
+                    ms,
+                )? {
+                    changes.push(c);
+                }
+            }
+            let rows: Vec<([u8; 32], Vec<u8>)> = changes
+                .iter()
+                .map(|c| Ok((c.id()?, c.to_bytes())))
+                .collect::<anyhow::Result<_>>()?;
+            let refs: Vec<([u8; 32], &[u8])> =
+                rows.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+            node.store.put_many_changes(&space, &refs)?;
+            Ok(doc)
+        });
+        let doc = doc?;
+        let history_len = doc.accepted().len();
+        let save_bytes = doc.doc().save().len();
+        drop(node);
+        let (reopened, first_open) = time(|| Node::open(&home));
+        let mut node = reopened?;
+        let mut samples = Vec::with_capacity(a.edits);
+        for _ in 0..a.edits {
+            listing = gen.edit(&listing);
+            let edit = ListingEdit {
+                base: Some(ListingBase::Listing(Box::new(listing.clone()))),
+                fields: Default::default(),
+            };
+            let (r, d) = time(|| node.space_edit(&edit, Utc::now()));
+            r?;
+            samples.push(d);
+        }
+        node.take_made();
+        drop(node);
+        let (reopened, reopen) = time(|| Node::open(&home));
+        let node = reopened?;
+        row(&format!("space edit at history {history_len}"), &samples);
+        value(
+            &format!("  first open (indexes the history) at {history_len}"),
+            fmt_d(first_open),
+        );
+        value(&format!("  reopen at {history_len}"), fmt_d(reopen));
+        value(
+            &format!("  automerge save() at {history_len}"),
+            mib(save_bytes as u64),
+        );
+
+        // A new node joining this one space: the roster first, then every change in ~512 KB batches.
+        let bundle = node.bundle()?;
+        drop(node);
+        let joiner_home = Home::at(dir.join("joiner"));
+        ops::init(&joiner_home, Some("joiner".into()))?;
+        let mut joiner = Node::open(&joiner_home)?;
+        let create = deskmesh_keys::roster::SignedOp::from_bytes(&bundle.roster_ops[0])?;
+        joiner.adopt_roster(&[create], &[])?;
+        let (r, d) = time(|| -> anyhow::Result<()> {
+            for batch in bundle.batches(512 * 1024) {
+                let report = joiner.ingest(batch, Source::Mesh, At::now());
+                if let Some(e) = report.flush_error {
+                    bail!("{e}");
+                }
+            }
+            Ok(())
+        });
+        r?;
+        let joined = joiner
+            .current_listing(&space)?
+            .context("the joiner has no listing after ingesting the history")?;
+        if joined != listing {
+            bail!("the joiner's listing differs from the space's");
+        }
+        value(
+            &format!("  join (ingest the whole history) at {history_len}"),
+            fmt_d(d),
+        );
+        value("  history built in", fmt_d(built));
+        drop(joiner);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    value("peak RSS (VmHWM)", peak_rss());
+    Ok(())
+}
+
+/// A fresh directory under the system temp dir.
+fn tempfile_dir(what: &str) -> anyhow::Result<PathBuf> {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let p = std::env::temp_dir().join(format!(
+        "deskmesh-bench-{what}-{}-{nanos}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
 }

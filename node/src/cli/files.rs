@@ -92,6 +92,26 @@ pub fn read_listing(path: &Path, limit: u64) -> anyhow::Result<FileBytes> {
     })
 }
 
+/// Writes `bytes` to a new file at `path`; an existing file is kept unless `force`.
+pub fn write_new(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+    let name = path.display();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut f = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("{name} exists already; edit it, or pass --force to replace it")
+        } else {
+            anyhow::anyhow!("cannot write {name}: {e}")
+        }
+    })?;
+    std::io::Write::write_all(&mut f, bytes).with_context(|| format!("cannot write {name}"))
+}
+
 fn is_stdin(path: &Path) -> bool {
     path == Path::new("-") || path == Path::new("/dev/stdin")
 }

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use deskmesh_core::api::{Handle, Local};
 use deskmesh_core::bundle::{Bundle, MAX_BUNDLE_FILE};
@@ -23,6 +24,7 @@ use deskmesh_core::node::{self, Busy};
 use deskmesh_core::ops::listing::{
     FieldEdits, ListingBase, ListingEdit, MAX_IMPORT_FILE, MAX_LISTING_FILE,
 };
+use deskmesh_core::ops::place::PlaceSpec;
 use deskmesh_core::ops::seats::DEFAULT_TTL_S;
 use deskmesh_core::ops::trust::CoordinatorChange;
 use deskmesh_core::Node;
@@ -84,6 +86,9 @@ pub enum Command {
     /// Browse the directory.
     #[command(subcommand)]
     Spaces(SpacesCommand),
+    /// Save where you usually are: `spaces list --near` (with no value) and the TUI measure from it.
+    #[command(subcommand)]
+    Location(LocationCommand),
     /// Import listings (the JSON of `space show --json` or `export --format json`, one object or an
     /// array) signed by this node, or a bundle of signed items from another node (`export --format bundle`).
     Import {
@@ -346,9 +351,44 @@ pub enum ProposeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum LocationCommand {
+    /// Save a location: LAT,LON (such as 38.72,-9.14) or a city of the directory (the middle of its
+    /// spaces).
+    Set {
+        /// LAT,LON, or the name of a city the directory has spaces in.
+        #[arg(value_name = "LAT,LON|CITY")]
+        place: String,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Show the saved location.
+    Show {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Forget the saved location.
+    Clear {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SpaceCommand {
+    /// Write listing.toml, a commented template of this space's first listing: its id, every field and
+    /// its allowed values, a seat pool. Fill in the REQUIRED lines, then `space edit --file listing.toml`.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "listing.toml")]
+        file: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the commented template of this space's listing (what `space init` writes) on stdout.
+    Template,
     /// Change this space's listing from a file (JSON or TOML, or - for stdin) and/or flags; validated,
-    /// then signed.
+    /// then signed. Every problem of the file is reported at once, each with its field path.
     Edit(EditArgs),
     /// Print this space's listing (or another's with --space) in the form `edit --file` accepts.
     Show {
@@ -435,17 +475,25 @@ pub struct ListArgs {
     /// Only spaces open now (in their own time zone).
     #[arg(long)]
     pub open_now: bool,
-    /// Only spaces with seats free now.
+    /// Only spaces with seats free now: a fresh figure of a desk pool with seats, within opening hours.
     #[arg(long)]
     pub seats_free: bool,
-    /// Highest day-pass price.
-    #[arg(long)]
-    pub max_price: Option<f64>,
+    /// Highest day-pass price with its currency, such as 20EUR (or 20 with --currency EUR). Amounts are
+    /// never converted: only day passes in that currency count.
+    #[arg(long, value_name = "AMOUNT[CUR]")]
+    pub max_price: Option<String>,
+    /// The currency of --max-price (ISO 4217, such as EUR); with --sort price, its spaces come first.
+    #[arg(long, value_name = "CUR")]
+    pub currency: Option<String>,
+    /// Order: name, price (cheapest day pass first, grouped by currency) or distance (needs --near).
+    #[arg(long, value_enum)]
+    pub sort: Option<SortArg>,
     /// Lowest wifi download speed in Mbit/s.
     #[arg(long)]
     pub min_wifi: Option<f64>,
-    /// Sort by distance from LAT,LON instead of by name.
-    #[arg(long, value_name = "LAT,LON")]
+    /// Sort by distance (shown in km) from LAT,LON, from a city of the directory, or with no value from
+    /// the location saved with `deskmesh location set`.
+    #[arg(long, value_name = "LAT,LON|CITY", num_args = 0..=1, default_missing_value = "")]
     pub near: Option<String>,
     /// Show at most this many spaces.
     #[arg(long)]
@@ -455,6 +503,16 @@ pub struct ListArgs {
     pub verified_only: bool,
     #[arg(long, help = JSON_HELP)]
     pub json: bool,
+}
+
+/// The orders of `spaces list`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SortArg {
+    Name,
+    /// Cheapest day pass first, grouped by currency; spaces without one last.
+    Price,
+    /// Nearest first (needs --near).
+    Distance,
 }
 
 /// The export formats, as the command line names them.
@@ -618,13 +676,37 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
 fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Alliance(cmd) => alliance(handle, cmd),
+        Command::Space(SpaceCommand::Template) => {
+            output::write_stdout(template(handle)?.as_bytes());
+            Ok(())
+        }
+        Command::Space(SpaceCommand::Init { file, force }) => {
+            let text = template(handle)?;
+            files::write_new(&file, text.as_bytes(), force)?;
+            output::hint_line(&format!(
+                "wrote {}: fill in the lines marked REQUIRED (and any other field you know), then run `deskmesh space edit --file {}`",
+                file.display(),
+                file.display()
+            ));
+            Ok(())
+        }
         Command::Space(SpaceCommand::Edit(args)) => {
             let json = args.json;
             let report = handle.space_edit(edit_from(args)?)?;
             output::print(json, &report)
         }
         Command::Space(SpaceCommand::Show { space, json }) => {
-            let listing = handle.space_show(space)?;
+            let mine = space.is_none();
+            let listing = handle.space_show(space).map_err(|e| {
+                if mine && e.message.contains("no listing") {
+                    anyhow::anyhow!(
+                        "{}; write your first one with `deskmesh space init`",
+                        e.message
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
             if json {
                 output::print_json(&listing.to_value())
             } else {
@@ -641,8 +723,32 @@ fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
             output::print(json, &report)
         }
         Command::Spaces(SpacesCommand::List(args)) => {
-            let directory = handle.spaces_list(query_from(&args)?)?;
+            let mut query = query_from(&args, clock_override())?;
+            if args.near.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                let saved = handle.status()?.location.ok_or_else(|| {
+                    anyhow::anyhow!("--near with no value measures from your saved location, and none is saved; run `deskmesh location set LAT,LON` (or a city), or give --near LAT,LON")
+                })?;
+                query.sort = Sort::Distance {
+                    lat: saved.lat,
+                    lon: saved.lon,
+                };
+            }
+            let directory = handle.spaces_list(query)?;
             output::print(args.json, &directory)
+        }
+        Command::Location(cmd) => {
+            let (place, json) = match cmd {
+                LocationCommand::Set { place, json } => {
+                    (Some(handle.set_location(Some(parse_place(&place)?))?), json)
+                }
+                LocationCommand::Clear { json } => (Some(handle.set_location(None)?), json),
+                LocationCommand::Show { json } => (None, json),
+            };
+            let saved = match place {
+                Some(p) => p,
+                None => handle.status()?.location,
+            };
+            output::print(json, &render::Location(saved))
         }
         Command::Import { file, json } => import(handle, &file, json),
         Command::Export { format, output } => export(handle, format.into(), output.as_deref()),
@@ -874,13 +980,13 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
     let theme = deskmesh_tui::Theme::from_env();
     // A running daemon holds the store: attach to it, so the mesh's changes show live.
     if let Some(mut api) = crate::tui_client::attach(&home.socket_path())? {
-        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
     let node = mesh::open_when_free(home)?;
     if offline || node.roster().is_none() {
         let mut api = crate::tui_client::TuiClient::new(Local::new(node), None)?;
-        deskmesh_tui::run_in_terminal(&mut api, theme)?;
+        deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
     drop(node);
@@ -894,7 +1000,9 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
         );
     }
     let result = match crate::tui_client::attach(&home.socket_path()) {
-        Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(&mut api, theme).map_err(Into::into),
+        Ok(Some(mut api)) => {
+            deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock).map_err(Into::into)
+        }
         Ok(None) => Err(anyhow::anyhow!(
             "the node stopped before the TUI could attach"
         )),
@@ -921,7 +1029,7 @@ fn demo(
         ))),
     };
     if setup_only {
-        output::print(json, &crate::demo::run(&home, chrono::Utc::now())?)
+        output::print(json, &crate::demo::run(&home, clock())?)
     } else {
         let opts = crate::demo::live::DemoOptions {
             tui: !no_tui,
@@ -967,29 +1075,149 @@ pub fn parse_availability(value: &str) -> anyhow::Result<Availability> {
     }
 }
 
-/// Turns the list flags into a directory query, with one clear sentence per bad value.
-pub fn query_from(args: &ListArgs) -> anyhow::Result<Query> {
+/// Turns the list flags into a directory query, with one clear sentence per bad value. `at` is the test
+/// clock, when one is set. `--near` with no value is left for the caller, which asks the node for the
+/// saved location.
+pub fn query_from(args: &ListArgs, at: Option<DateTime<Utc>>) -> anyhow::Result<Query> {
+    let (max_price, currency) = price_filter(args.max_price.as_deref(), args.currency.as_deref())?;
     let mut q = Query {
         text: args.search.clone(),
         city: args.city.clone(),
         open_now: args.open_now,
         seats_free_now: args.seats_free,
-        max_day_pass_price: args.max_price,
+        max_day_pass_price: max_price,
+        currency,
         min_wifi_down_mbps: args.min_wifi,
         limit: args.limit,
         amenities: args.amenities.clone(),
         access: args.access.clone(),
         verified_only: args.verified_only,
+        at,
         ..Query::default()
     };
-    if let Some(near) = &args.near {
-        let (lat, lon) = near
-            .split_once(',')
-            .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
-            .with_context(|| format!("--near expects LAT,LON such as 38.72,-9.14, got {near:?}"))?;
-        q.sort = Sort::Distance { lat, lon };
+    match args.near.as_deref().map(str::trim) {
+        None | Some("") => {}
+        Some(near) => match parse_place(near)? {
+            PlaceSpec::Point { lat, lon } => q.sort = Sort::Distance { lat, lon },
+            PlaceSpec::City(city) => q.near_city = Some(city),
+        },
+    }
+    match args.sort {
+        None | Some(SortArg::Distance) => {}
+        Some(SortArg::Name) => q.sort = Sort::Name,
+        Some(SortArg::Price) => q.sort = Sort::Price,
+    }
+    if args.sort == Some(SortArg::Distance) && args.near.is_none() {
+        bail!("--sort distance needs a point: add --near LAT,LON, --near CITY, or --near alone for your saved location");
+    }
+    if args.sort.is_some_and(|s| s != SortArg::Distance) && args.near.is_some() {
+        bail!("--near sorts by distance; leave out --sort, or leave out --near");
     }
     Ok(q)
+}
+
+/// `--max-price 20EUR`, `--max-price "20 EUR"` or `--max-price 20 --currency EUR`: an amount and its
+/// ISO 4217 currency. A price without a currency is refused, since amounts are never converted.
+fn price_filter(
+    max_price: Option<&str>,
+    currency: Option<&str>,
+) -> anyhow::Result<(Option<f64>, Option<String>)> {
+    let flag_currency = currency
+        .map(|c| check_currency(c, "--currency"))
+        .transpose()?;
+    let Some(text) = max_price else {
+        return Ok((None, flag_currency));
+    };
+    let t = text.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (amount, code) = (t[..split].trim(), t[split..].trim());
+    let amount: f64 = amount
+        .parse()
+        .ok()
+        .filter(|a: &f64| a.is_finite() && *a >= 0.0)
+        .with_context(|| {
+            format!("--max-price expects an amount and a currency such as 20EUR, got {text:?}")
+        })?;
+    let code = if code.is_empty() {
+        None
+    } else {
+        Some(check_currency(code, "--max-price")?)
+    };
+    let currency = match (code, flag_currency) {
+        (Some(a), Some(b)) if a != b => {
+            bail!("--max-price says {a} but --currency says {b}; give one currency")
+        }
+        (Some(c), _) | (None, Some(c)) => c,
+        (None, None) => bail!(
+            "--max-price {t} needs a currency: write {t}EUR (or add --currency EUR); amounts in different currencies are never compared"
+        ),
+    };
+    Ok((Some(amount), Some(currency)))
+}
+
+fn check_currency(code: &str, flag: &str) -> anyhow::Result<String> {
+    let c = code.trim().to_ascii_uppercase();
+    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(c)
+    } else {
+        bail!("{flag}: {code:?} is not an ISO 4217 currency code such as EUR")
+    }
+}
+
+/// LAT,LON, or else the name of a city.
+fn parse_place(text: &str) -> anyhow::Result<PlaceSpec> {
+    let t = text.trim();
+    if t.is_empty() {
+        bail!("give a place: LAT,LON such as 38.72,-9.14, or a city of the directory");
+    }
+    if let Some((a, b)) = t.split_once(',') {
+        if let (Ok(lat), Ok(lon)) = (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                bail!("{t:?} is not a point: latitude must be within -90..90 and longitude within -180..180");
+            }
+            return Ok(PlaceSpec::Point { lat, lon });
+        }
+        if a.trim().parse::<f64>().is_ok() || b.trim().parse::<f64>().is_ok() {
+            bail!("{t:?} is not a point; write LAT,LON such as 38.72,-9.14");
+        }
+    }
+    Ok(PlaceSpec::City(t.to_string()))
+}
+
+/// The environment variable that fixes the clock of the command line and the TUI, for tests only: an
+/// RFC 3339 instant such as `2025-05-14T12:00:00Z`. It is read here, at the edge, and travels as
+/// [`Query::at`] and as the TUI's and the demo's `now`; the node's own clock is never changed.
+pub const TEST_CLOCK: &str = "DESKMESH_TEST_NOW";
+
+/// The test clock, when [`TEST_CLOCK`] is set.
+pub fn clock_override() -> Option<DateTime<Utc>> {
+    let v = std::env::var(TEST_CLOCK).ok()?;
+    match DateTime::parse_from_rfc3339(v.trim()) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(e) => {
+            output::hint_line(&format!("ignoring {TEST_CLOCK}={v:?}: {e}"));
+            None
+        }
+    }
+}
+
+/// Now, or the test clock.
+pub fn clock() -> DateTime<Utc> {
+    clock_override().unwrap_or_else(Utc::now)
+}
+
+/// The commented template of this space's listing, from the roster's id and name.
+fn template(handle: &mut dyn Handle) -> anyhow::Result<String> {
+    let view = handle.alliance_show()?;
+    let Some(id) = view.this_space.clone() else {
+        bail!("this node signs for no space: a space's listing is written on a machine that joined with the space's invite (`deskmesh alliance join dmi1...`)");
+    };
+    let name = view
+        .spaces
+        .iter()
+        .find(|s| s.id == id)
+        .map_or_else(|| "Your space".to_string(), |s| s.name.clone());
+    Ok(deskmesh_crdt_model::listing::template(&id, &name))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use deskmesh_core::audit::{AuditReport, AuditSource, Finding};
 use deskmesh_core::bundle::BundleReport;
+use deskmesh_core::home::SavedPlace;
 use deskmesh_core::node::InitReport;
 use deskmesh_core::ops::alliance::{
     AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, Replaced,
@@ -18,7 +19,8 @@ use deskmesh_core::ops::seats::SeatsReport;
 use deskmesh_core::ops::trust::{ProposalReport, VerifyReport};
 use deskmesh_core::view::{NodeStatus, PeerInfo};
 use deskmesh_crdt_model::beacon::Availability;
-use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::listing::{for_display, Listing};
+use deskmesh_crdt_model::SeatState;
 
 use crate::demo::DemoReport;
 
@@ -95,7 +97,7 @@ impl Human for Joined {
     }
     fn hint(&self) -> Option<String> {
         Some(match &self.space {
-            Some(_) => "next: sign your listing with `deskmesh space edit --file listing.json`, then `deskmesh run` to join the mesh".into(),
+            Some(_) => "next: `deskmesh space init` writes listing.toml, a commented template of your first listing; fill in the REQUIRED lines, run `deskmesh space edit --file listing.toml`, then `deskmesh run` to join the mesh".into(),
             None => "`deskmesh run` replicates the directory, `deskmesh tui` browses it".into(),
         })
     }
@@ -132,7 +134,7 @@ impl Human for AllianceView {
                 Some(r) => format!("  REVOKED: {r}"),
                 None => String::new(),
             };
-            let _ = write!(f, "\n  {}  {}{}", s.id, s.name, state);
+            let _ = write!(f, "\n  {}  {}{}", s.id, for_display(&s.name), state);
             for d in &s.devices {
                 let me = if *d == self.this_node {
                     "  (this node)"
@@ -209,11 +211,16 @@ impl Human for SeatsReport {
 impl Human for Directory {
     fn data(&self) -> String {
         let mut f = String::new();
-        let _ = writeln!(
+        let dist = self.origin.is_some();
+        let _ = write!(
             f,
-            "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}  access",
+            "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}",
             "NAME", "CITY", "OPEN", "SEATS", "DAY PASS", "WIFI"
         );
+        if dist {
+            let _ = write!(f, " {:>9}", "DISTANCE");
+        }
+        let _ = writeln!(f, "  ACCESS");
         for r in &self.spaces {
             let open = match r.open_now {
                 Some(true) => "open",
@@ -222,11 +229,7 @@ impl Human for Directory {
             };
             let seats = match &r.revoked {
                 Some(why) => format!("REVOKED: {why}"),
-                None => r
-                    .seats
-                    .first()
-                    .map(|p| p.status.clone())
-                    .unwrap_or_else(|| "no pools".into()),
+                None => r.seats_text.clone(),
             };
             let wifi = r
                 .wifi_down_mbps
@@ -243,20 +246,90 @@ impl Human for Directory {
             } else {
                 format!("  verified: {}", verified.join(","))
             };
-            let _ = writeln!(
+            let _ = write!(
                 f,
-                "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}  {}{verified}",
-                truncate(&r.name, 28),
-                truncate(&r.city, 14),
+                "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}",
+                truncate(&for_display(&r.name), 28),
+                truncate(&for_display(&r.city), 14),
                 open,
                 truncate(&seats, 24),
                 r.day_pass.as_deref().unwrap_or("-"),
                 wifi,
-                r.access.join(",")
             );
+            if dist {
+                let _ = write!(f, " {:>9}", r.distance_km.map(km).unwrap_or_default());
+            }
+            let _ = writeln!(f, "  {}{verified}", r.access.join(","));
         }
         let _ = write!(f, "{} of {} spaces", self.matched, self.total);
+        if let Some(o) = &self.origin {
+            let _ = match &o.city {
+                Some(c) => write!(
+                    f,
+                    "; distances from the middle of {c} ({:.4}, {:.4})",
+                    o.lat, o.lon
+                ),
+                None => write!(f, "; distances from {:.4}, {:.4}", o.lat, o.lon),
+            };
+        }
         f
+    }
+    fn hint(&self) -> Option<String> {
+        let stale = self
+            .spaces
+            .iter()
+            .any(|r| r.seats_now.state == SeatState::Stale);
+        stale.then(|| {
+            "~ marks a stale seat figure: past its ttl, shown with its age, never counted as free"
+                .to_string()
+        })
+    }
+}
+
+/// "850 m", "2.3 km", "2310 km".
+fn km(d: f64) -> String {
+    if d < 1.0 {
+        format!("{:.0} m", d * 1000.0)
+    } else if d < 10.0 {
+        format!("{d:.1} km")
+    } else {
+        format!("{d:.0} km")
+    }
+}
+
+/// `deskmesh location`.
+pub struct Location(pub Option<SavedPlace>);
+
+impl serde::Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            location: Option<&'a SavedPlace>,
+        }
+        Out {
+            location: self.0.as_ref(),
+        }
+        .serialize(s)
+    }
+}
+
+impl Human for Location {
+    fn data(&self) -> String {
+        match &self.0 {
+            Some(p) => match &p.label {
+                Some(l) => format!("{:.6},{:.6} ({l})", p.lat, p.lon),
+                None => format!("{:.6},{:.6}", p.lat, p.lon),
+            },
+            None => String::new(),
+        }
+    }
+    fn hint(&self) -> Option<String> {
+        Some(match self.0 {
+            Some(_) => "`deskmesh spaces list --near` sorts by distance from here".into(),
+            None => {
+                "no location saved; `deskmesh location set LAT,LON` (or a city) saves one".into()
+            }
+        })
     }
 }
 
@@ -448,7 +521,7 @@ impl Human for AuditReport {
                 f,
                 "  {}  {}  {} of {} stored changes accepted{revoked}",
                 l.space,
-                l.name.as_deref().unwrap_or("(no valid listing)"),
+                for_display(l.name.as_deref().unwrap_or("(no valid listing)")),
                 l.changes_accepted,
                 l.changes_stored
             );

@@ -220,6 +220,73 @@ fn seats_list_and_alliance_commands_become_typed_requests() {
     );
 }
 
+fn list_query(args: &[&str]) -> anyhow::Result<Query> {
+    let mut all = vec!["deskmesh", "spaces", "list"];
+    all.extend_from_slice(args);
+    let cli = Cli::try_parse_from(all).unwrap();
+    let Command::Spaces(SpacesCommand::List(list)) = cli.command else {
+        panic!("not a list");
+    };
+    query_from(&list, None)
+}
+
+#[test]
+fn prices_need_a_currency_and_places_are_points_or_cities() {
+    let q = list_query(&["--max-price", "20EUR"]).unwrap();
+    assert_eq!(
+        (q.max_day_pass_price, q.currency.as_deref()),
+        (Some(20.0), Some("EUR"))
+    );
+    let q = list_query(&["--max-price", "12.5 chf"]).unwrap();
+    assert_eq!(
+        (q.max_day_pass_price, q.currency.as_deref()),
+        (Some(12.5), Some("CHF"))
+    );
+    let q = list_query(&["--max-price", "15000", "--currency", "ars"]).unwrap();
+    assert_eq!(
+        (q.max_day_pass_price, q.currency.as_deref()),
+        (Some(15000.0), Some("ARS"))
+    );
+    let err = list_query(&["--max-price", "15"]).unwrap_err().to_string();
+    assert!(err.contains("needs a currency: write 15EUR"), "{err}");
+    let err = list_query(&["--max-price", "20EUR", "--currency", "USD"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one currency"), "{err}");
+    let err = list_query(&["--max-price", "cheap"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("such as 20EUR"), "{err}");
+    let err = list_query(&["--max-price", "20EURO"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ISO 4217"), "{err}");
+
+    let q = list_query(&["--sort", "price", "--currency", "zar"]).unwrap();
+    assert_eq!((q.sort, q.currency.as_deref()), (Sort::Price, Some("ZAR")));
+    let q = list_query(&["--near", "Lisbon"]).unwrap();
+    assert_eq!(q.near_city.as_deref(), Some("Lisbon"));
+    let q = list_query(&["--near", " 38.7, -9.1 "]).unwrap();
+    assert_eq!(
+        q.sort,
+        Sort::Distance {
+            lat: 38.7,
+            lon: -9.1
+        }
+    );
+    let err = list_query(&["--near", "91,0"]).unwrap_err().to_string();
+    assert!(err.contains("latitude must be within"), "{err}");
+    let err = list_query(&["--near", "38.7,east"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a point"), "{err}");
+    let err = list_query(&["--sort", "distance"]).unwrap_err().to_string();
+    assert!(err.contains("needs a point"), "{err}");
+    // --near alone is resolved by the caller from the saved location.
+    let q = list_query(&["--near"]).unwrap();
+    assert_eq!(q.sort, Sort::Name);
+}
+
 #[test]
 fn trust_commands_become_typed_requests() {
     let k = key();

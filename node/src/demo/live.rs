@@ -133,6 +133,7 @@ pub fn prepare(home: &Home) -> anyhow::Result<Vec<DemoNode>> {
             node_home.write_config(&NodeConfig {
                 name: name.clone(),
                 listen_port: 0,
+                location: None,
             })?;
             Node::open(&node_home)?.adopt_roster(&ops, &[])?;
         }
@@ -234,10 +235,12 @@ pub fn run(home: &Home, opts: &DemoOptions) -> anyhow::Result<()> {
         .context("the demo has no member node")?;
     let outcome = if interactive {
         match crate::tui_client::attach(&member.socket_path()) {
-            Ok(Some(mut api)) => {
-                deskmesh_tui::run_in_terminal(&mut api, deskmesh_tui::Theme::from_env())
-                    .map_err(anyhow::Error::from)
-            }
+            Ok(Some(mut api)) => deskmesh_tui::run_in_terminal(
+                &mut api,
+                deskmesh_tui::Theme::from_env(),
+                &mut chrono::Utc::now,
+            )
+            .map_err(anyhow::Error::from),
             Ok(None) => Err(anyhow::anyhow!(
                 "the member node stopped before the TUI could attach"
             )),

@@ -21,6 +21,7 @@ use deskmesh_core::node::{self, RosterAuthority};
 use deskmesh_core::ops::directory::Directory;
 use deskmesh_core::Node;
 
+pub mod fixture;
 pub mod live;
 
 /// The sample directory shipped with deskmesh.

@@ -146,6 +146,8 @@ pub trait ChangeStore {
     fn has_change(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError>;
     /// The hashes of every change of a space, ordered.
     fn change_hashes(&self, space: &SpaceId) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// How many changes of a space are kept, without copying them.
+    fn change_count(&self, space: &SpaceId) -> Result<usize, StoreError>;
     /// Every space with at least one kept change, ordered.
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError>;
 }
@@ -226,16 +228,32 @@ pub trait IndexStore {
     /// Every rejected change as (space, change hash, reason JSON), ordered by space then hash.
     fn rejected_changes(&self) -> Result<Vec<RejectedChange>, StoreError>;
     /// Replaces everything derived about one space in one atomic write: its listing (`None` removes it,
-    /// for a space none of whose changes are valid) and its full set of rejections; clears its dirty mark.
+    /// for a space none of whose changes are valid), its full set of rejections and its saved document
+    /// state (`None` removes it); clears its dirty mark.
+    fn replace_space_state(
+        &self,
+        space: &SpaceId,
+        listing: Option<&[u8]>,
+        rejected: &[([u8; 32], &[u8])],
+        doc_state: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+    /// [`IndexStore::replace_space_state`] without a saved document state.
     fn replace_space_index(
         &self,
         space: &SpaceId,
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.replace_space_state(space, listing, rejected, None)
+    }
+    /// The saved state of a space's document (opaque bytes the node wrote with its index), if any.
+    fn doc_state(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Whether a space's index may lag behind its changes.
+    fn is_dirty(&self, space: &SpaceId) -> Result<bool, StoreError>;
     /// The spaces whose index may lag behind their changes, ordered.
     fn dirty_spaces(&self) -> Result<Vec<SpaceId>, StoreError>;
-    /// Drops every listing and rejection and marks every known space dirty, atomically, for a full rebuild.
+    /// Drops every listing, rejection and saved document state and marks every known space dirty,
+    /// atomically, for a full rebuild.
     fn clear_index(&self) -> Result<(), StoreError>;
 }
 
@@ -532,6 +550,28 @@ mod tests {
         assert_eq!(s.entries().unwrap(), Vec::new());
     }
 
+    pub(super) fn doc_states_travel_with_the_index(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        assert_eq!(s.doc_state(&a).unwrap(), None);
+        s.put_change(&a, &h(1), b"a1").unwrap();
+        s.put_change(&a, &h(2), b"a2").unwrap();
+        assert_eq!(s.change_count(&a).unwrap(), 2);
+        assert_eq!(s.change_count(&b).unwrap(), 0);
+        assert!(s.is_dirty(&a).unwrap());
+        s.replace_space_state(&a, Some(b"{}"), &[], Some(b"state"))
+            .unwrap();
+        assert!(!s.is_dirty(&a).unwrap());
+        assert_eq!(s.doc_state(&a).unwrap().as_deref(), Some(&b"state"[..]));
+        // Writing the index without a state drops the old one: it no longer describes the index.
+        s.replace_space_index(&a, Some(b"{}"), &[]).unwrap();
+        assert_eq!(s.doc_state(&a).unwrap(), None);
+        s.replace_space_state(&a, Some(b"{}"), &[], Some(b"again"))
+            .unwrap();
+        s.clear_index().unwrap();
+        assert_eq!(s.doc_state(&a).unwrap(), None);
+        assert!(s.is_dirty(&a).unwrap());
+    }
+
     pub(super) fn dirty_marks_follow_new_changes(s: &dyn Store) {
         let (a, b, c) = (space(0), space(1), space(2));
         assert!(s.dirty_spaces().unwrap().is_empty());
@@ -644,6 +684,7 @@ mod tests {
                     proposals_keep_the_last_bytes,
                     index_entries_and_rejections,
                     replace_space_index_replaces_everything,
+                    doc_states_travel_with_the_index,
                     dirty_marks_follow_new_changes,
                     clear_index_keeps_the_truth,
                     meta_is_stamped_and_reserved,

@@ -23,6 +23,7 @@ struct Inner {
     beacons: BTreeMap<(SpaceId, String), Vec<u8>>,
     listings: BTreeMap<SpaceId, Vec<u8>>,
     rejected_changes: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
+    doc_states: BTreeMap<SpaceId, Vec<u8>>,
     dirty: BTreeSet<SpaceId>,
     meta: BTreeMap<String, Vec<u8>>,
     refused: VecDeque<Vec<u8>>,
@@ -201,6 +202,10 @@ impl ChangeStore for MemoryStore {
         Ok(in_space(&inner.changes, space).map(|(h, _)| *h).collect())
     }
 
+    fn change_count(&self, space: &SpaceId) -> Result<usize, StoreError> {
+        Ok(in_space(&self.lock().changes, space).count())
+    }
+
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
         let inner = self.lock();
         let set: BTreeSet<&SpaceId> = inner.changes.keys().map(|(s, _)| s).collect();
@@ -366,16 +371,21 @@ impl IndexStore for MemoryStore {
             .collect())
     }
 
-    fn replace_space_index(
+    fn replace_space_state(
         &self,
         space: &SpaceId,
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
+        doc_state: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         match listing {
             Some(json) => inner.listings.insert(space.clone(), json.to_vec()),
             None => inner.listings.remove(space),
+        };
+        match doc_state {
+            Some(bytes) => inner.doc_states.insert(space.clone(), bytes.to_vec()),
+            None => inner.doc_states.remove(space),
         };
         inner.rejected_changes.retain(|(s, _), _| s != space);
         for (hash, reason) in rejected {
@@ -391,15 +401,25 @@ impl IndexStore for MemoryStore {
         Ok(self.lock().dirty.iter().cloned().collect())
     }
 
+    fn doc_state(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().doc_states.get(space).cloned())
+    }
+
+    fn is_dirty(&self, space: &SpaceId) -> Result<bool, StoreError> {
+        Ok(self.lock().dirty.contains(space))
+    }
+
     fn clear_index(&self) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let Inner {
             changes,
             listings,
             rejected_changes,
+            doc_states,
             dirty,
             ..
         } = &mut *inner;
+        doc_states.clear();
         dirty.extend(changes.keys().map(|(s, _)| s.clone()));
         dirty.extend(listings.keys().cloned());
         dirty.extend(rejected_changes.keys().map(|(s, _)| s.clone()));

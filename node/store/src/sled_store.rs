@@ -35,6 +35,7 @@ mod tree {
     pub const REJECTED_CHANGES: &str = "rejected_changes";
     pub const INDEX_DIRTY: &str = "index_dirty";
     pub const REFUSED: &str = "refused";
+    pub const DOC_STATES: &str = "doc_states";
     /// Format 2.
     pub const VERIFICATIONS: &str = "verifications";
     /// Format 2.
@@ -63,6 +64,7 @@ pub struct SledStore {
     rejected_changes: Tree,
     index_dirty: Tree,
     refused: Tree,
+    doc_states: Tree,
     verifications: Tree,
     proposals: Tree,
     /// Set while a caller applies a batch: writes then skip their flush (see `Store::defer_flush`).
@@ -190,6 +192,7 @@ impl SledStore {
             rejected_changes: open(tree::REJECTED_CHANGES)?,
             index_dirty: open(tree::INDEX_DIRTY)?,
             refused: open(tree::REFUSED)?,
+            doc_states: open(tree::DOC_STATES)?,
             verifications: open(tree::VERIFICATIONS)?,
             proposals: open(tree::PROPOSALS)?,
             meta,
@@ -589,6 +592,15 @@ impl ChangeStore for SledStore {
             .collect()
     }
 
+    fn change_count(&self, space: &SpaceId) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for k in self.changes.scan_prefix(space_prefix(space)).keys() {
+            k.at(&self.path)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
         self.distinct_spaces(&self.changes)
     }
@@ -776,11 +788,12 @@ impl IndexStore for SledStore {
             .collect()
     }
 
-    fn replace_space_index(
+    fn replace_space_state(
         &self,
         space: &SpaceId,
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
+        doc_state: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         // sled transactions cannot scan, so the old rejections are listed first; the node has one indexer
         // per space, so nothing adds a rejection for this space in between.
@@ -796,21 +809,32 @@ impl IndexStore for SledStore {
             .map(|(h, r)| (space_key(space, h), *r))
             .collect();
         let key = space.as_str().as_bytes();
-        (&self.listings, &self.rejected_changes, &self.index_dirty)
-            .transaction(|(listings, rejections, dirty)| -> Result<(), TxError> {
-                match listing {
-                    Some(json) => listings.insert(key, json)?,
-                    None => listings.remove(key)?,
-                };
-                for k in &old {
-                    rejections.remove(k)?;
-                }
-                for (k, reason) in &new {
-                    rejections.insert(k.as_slice(), *reason)?;
-                }
-                dirty.remove(key)?;
-                Ok(())
-            })
+        (
+            &self.listings,
+            &self.rejected_changes,
+            &self.index_dirty,
+            &self.doc_states,
+        )
+            .transaction(
+                |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                    match listing {
+                        Some(json) => listings.insert(key, json)?,
+                        None => listings.remove(key)?,
+                    };
+                    match doc_state {
+                        Some(bytes) => docs.insert(key, bytes)?,
+                        None => docs.remove(key)?,
+                    };
+                    for k in &old {
+                        rejections.remove(k)?;
+                    }
+                    for (k, reason) in &new {
+                        rejections.insert(k.as_slice(), *reason)?;
+                    }
+                    dirty.remove(key)?;
+                    Ok(())
+                },
+            )
             .at(&self.path)?;
         self.sync()
     }
@@ -822,6 +846,20 @@ impl IndexStore for SledStore {
             .collect()
     }
 
+    fn doc_state(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .doc_states
+            .get(space.as_str().as_bytes())
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn is_dirty(&self, space: &SpaceId) -> Result<bool, StoreError> {
+        self.index_dirty
+            .contains_key(space.as_str().as_bytes())
+            .at(&self.path)
+    }
+
     fn clear_index(&self) -> Result<(), StoreError> {
         // Everything the transaction removes or marks is listed first (sled transactions cannot scan).
         // A space that has changes, a listing or a rejection is marked, so a crash right after the clear
@@ -830,20 +868,31 @@ impl IndexStore for SledStore {
         marks.extend(self.distinct_spaces(&self.rejected_changes)?);
         let listing_keys = self.keys(&self.listings)?;
         let rejection_keys = self.keys(&self.rejected_changes)?;
-        (&self.listings, &self.rejected_changes, &self.index_dirty)
-            .transaction(|(listings, rejections, dirty)| -> Result<(), TxError> {
-                for k in &listing_keys {
-                    listings.remove(k)?;
-                    dirty.insert(k, &[][..])?;
-                }
-                for k in &rejection_keys {
-                    rejections.remove(k)?;
-                }
-                for space in &marks {
-                    dirty.insert(space.as_str().as_bytes(), &[][..])?;
-                }
-                Ok(())
-            })
+        let doc_keys = self.keys(&self.doc_states)?;
+        (
+            &self.listings,
+            &self.rejected_changes,
+            &self.index_dirty,
+            &self.doc_states,
+        )
+            .transaction(
+                |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                    for k in &listing_keys {
+                        listings.remove(k)?;
+                        dirty.insert(k, &[][..])?;
+                    }
+                    for k in &doc_keys {
+                        docs.remove(k)?;
+                    }
+                    for k in &rejection_keys {
+                        rejections.remove(k)?;
+                    }
+                    for space in &marks {
+                        dirty.insert(space.as_str().as_bytes(), &[][..])?;
+                    }
+                    Ok(())
+                },
+            )
             .at(&self.path)?;
         self.sync()
     }

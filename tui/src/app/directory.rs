@@ -7,12 +7,15 @@
 //! compacted when dead rows outnumber live ones.
 
 use chrono::{DateTime, Utc};
+use deskmesh_crdt_model::listing::Product;
 use deskmesh_crdt_model::query::fold;
 use deskmesh_crdt_model::verify;
 use deskmesh_crdt_model::{OpenState, Query, SearchIndex, Sort};
 
 use crate::model::SpaceView;
-use crate::seats::{self, Summary};
+use deskmesh_crdt_model::SeatsNow;
+
+use crate::seats;
 
 /// Table order. `Distance` needs a point; the others always apply.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,7 +25,8 @@ pub enum SortKey {
     City,
     /// Most free seats first.
     Seats,
-    /// Cheapest day pass first; spaces without one last. Currencies are not converted.
+    /// Cheapest day pass first, grouped by currency (the price filter's first); spaces without one last.
+    /// Currencies are never converted.
     Price,
     /// Nearest first from the point set with `n`.
     Distance,
@@ -68,7 +72,7 @@ pub(crate) struct Directory {
     /// exact for every frame drawn until the next tick; they spare the map and the seat sort and filter
     /// 10,000 evaluations of opening hours and beacons each.
     open: Vec<OpenState>,
-    seats: Vec<Summary>,
+    seats: Vec<SeatsNow>,
     at: DateTime<Utc>,
     /// Slots that pass the filters, in display order.
     pub(crate) shown: Vec<usize>,
@@ -166,7 +170,12 @@ impl Directory {
     }
 
     /// The seat summary of `slot` at `now`, from the cache when it is for `now`.
-    pub(crate) fn summary(&self, spaces: &[SpaceView], slot: usize, now: DateTime<Utc>) -> Summary {
+    pub(crate) fn summary(
+        &self,
+        spaces: &[SpaceView],
+        slot: usize,
+        now: DateTime<Utc>,
+    ) -> SeatsNow {
         match self.seats.get(slot) {
             Some(s) if now == self.at => *s,
             _ => seats::summary(&spaces[slot], self.open_state(slot, now), now),
@@ -187,7 +196,7 @@ impl Directory {
             (SortKey::Distance, Some((lat, lon))) => Sort::Distance { lat, lon },
             _ => Sort::Name,
         };
-        let seats_free = |row: usize| self.summary(spaces, self.row_slot[row], now).seats_free();
+        let seats_free = |row: usize| self.summary(spaces, self.row_slot[row], now).free_now();
         let index = if q.verified_only {
             &self.verified
         } else {
@@ -207,9 +216,33 @@ impl Directory {
             SortKey::Name | SortKey::Distance => {}
             SortKey::City => shown.sort_by(|&a, &b| self.city_key[a].cmp(&self.city_key[b])),
             SortKey::Price => {
-                let price = |slot: usize| spaces[slot].listing.day_pass().map(|o| o.price);
-                shown.sort_by(|&a, &b| match (price(a), price(b)) {
-                    (Some(x), Some(y)) => x.total_cmp(&y),
+                // Grouped by currency, the filter's currency first, cheapest first within each; amounts
+                // in different currencies are never compared.
+                let first = query.currency.as_deref();
+                let key = |slot: usize| {
+                    let offers = &spaces[slot].listing.offers;
+                    let pass = |only: Option<&str>| {
+                        offers
+                            .iter()
+                            .filter(|o| o.product == Product::DayPass)
+                            .filter(|o| only.is_none_or(|c| o.currency == c))
+                            .min_by(|a, b| a.price.total_cmp(&b.price))
+                    };
+                    first
+                        .and_then(|c| pass(Some(c)))
+                        .or_else(|| pass(None))
+                        .map(|o| {
+                            (
+                                Some(o.currency.as_str()) != first,
+                                o.currency.clone(),
+                                o.price,
+                            )
+                        })
+                };
+                shown.sort_by(|&a, &b| match (key(a), key(b)) {
+                    (Some(x), Some(y)) => {
+                        x.0.cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.total_cmp(&y.2))
+                    }
                     (Some(_), None) => std::cmp::Ordering::Less,
                     (None, Some(_)) => std::cmp::Ordering::Greater,
                     (None, None) => std::cmp::Ordering::Equal,

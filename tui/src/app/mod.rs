@@ -94,6 +94,8 @@ impl MapState {
     const MAX_ZOOM: f64 = 4096.0;
     /// Zoom when centring on a space: about 1.4 by 0.7 degrees, a city and its surroundings.
     pub(crate) const CITY_ZOOM: f64 = 256.0;
+    /// Zoom the map opens at: about 11 by 6 degrees, a region around the selected space.
+    pub(crate) const REGION_ZOOM: f64 = 32.0;
 
     /// `[west, east]` and `[south, north]` in degrees.
     pub(crate) fn bounds(&self) -> ([f64; 2], [f64; 2]) {
@@ -132,6 +134,8 @@ enum Keep {
     Place,
 }
 
+/// A number typed for a seat pool is published this long after its last digit (or at once on Enter).
+pub const TYPING_PAUSE_MS: i64 = 1500;
 /// How often time-dependent filters (open now, seats free) are re-run as the clock moves.
 const REFILTER_EVERY_S: i64 = 15;
 /// Mouse wheel step in rows.
@@ -155,6 +159,8 @@ pub struct App {
     pub(crate) focus: Focus,
     pub(crate) search: String,
     pub(crate) filters: Filters,
+    /// Each currency of the directory's day passes with its price steps, most used first.
+    pub(crate) prices: Vec<(String, Vec<f64>)>,
     pub(crate) panel_cursor: usize,
     pub(crate) sort: SortKey,
     /// The point distances are measured from (lat, lon), set with `n`.
@@ -170,6 +176,8 @@ pub struct App {
     pub(crate) audit_scroll: [u16; 2],
     pub(crate) pool_cursor: usize,
     pub(crate) form: Option<Form>,
+    /// Digits typed for the selected pool, not yet published: (pool, digits, when the last was typed).
+    pub(crate) typed: Option<(String, String, DateTime<Utc>)>,
     /// The help overlay, with its scroll position.
     pub(crate) help: Option<u16>,
     pub(crate) message: Option<Message>,
@@ -195,6 +203,7 @@ impl App {
             focus: Focus::Table,
             search: String::new(),
             filters: Filters::default(),
+            prices: Vec::new(),
             panel_cursor: 0,
             sort: SortKey::Name,
             point: None,
@@ -207,6 +216,7 @@ impl App {
             audit_scroll: [0, 0],
             pool_cursor: 0,
             form: None,
+            typed: None,
             help: None,
             message: None,
             filtered_at: now,
@@ -273,7 +283,12 @@ impl App {
             .and_then(|id| self.slots.get(id).copied())
     }
 
-    /// This node's own space's slot, in operator mode.
+    /// Whether this node signs for a space (operator mode), listing or not.
+    pub(crate) fn is_space(&self) -> bool {
+        self.status.my_space.is_some()
+    }
+
+    /// This node's own space's slot, once it has a listing.
     pub(crate) fn my_slot(&self) -> Option<usize> {
         self.status
             .my_space
@@ -301,13 +316,20 @@ impl App {
             .map(|(i, s)| (s.listing.id.clone(), i))
             .collect();
         self.dir = Directory::build(&self.spaces, self.now);
+        self.prices = filters::currencies(&self.spaces);
         if self.point.is_none() {
-            self.point = self.my_slot().map(|s| {
-                (
-                    self.spaces[s].listing.location.lat,
-                    self.spaces[s].listing.location.lon,
-                )
+            // The saved location first, else this node's own space.
+            self.point = self.status.home.or_else(|| {
+                self.my_slot().map(|s| {
+                    (
+                        self.spaces[s].listing.location.lat,
+                        self.spaces[s].listing.location.lon,
+                    )
+                })
             });
+        }
+        if self.filters.currency.is_none() {
+            self.filters.currency = self.default_currency();
         }
         self.refilter(Keep::Place);
         self.leave_operator_if_not_a_space();
@@ -319,6 +341,7 @@ impl App {
             Update::Snapshot(s) => self.load(*s),
             Update::Space(view) => {
                 self.upsert(*view);
+                self.prices = filters::currencies(&self.spaces);
                 self.refilter(Keep::Place);
             }
             Update::Seats { space, pools } => {
@@ -334,7 +357,11 @@ impl App {
                 }
             }
             Update::Status(s) => {
+                let home = s.home;
                 self.status = s;
+                if home.is_some() && self.point != home && self.sort != SortKey::Distance {
+                    self.point = home;
+                }
                 self.leave_operator_if_not_a_space();
             }
             Update::Roster(r) => self.roster = r,
@@ -342,8 +369,20 @@ impl App {
         }
     }
 
-    /// Move the clock. Time-dependent filters are re-run now and then, not on every tick.
-    pub fn tick(&mut self, now: DateTime<Utc>) {
+    /// Move the clock. Time-dependent filters are re-run now and then, not on every tick. A number being
+    /// typed for a seat pool is published once typing pauses ([`TYPING_PAUSE_MS`]).
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Option<Command> {
+        let command = match &self.typed {
+            Some((_, _, at)) if now - *at >= Duration::milliseconds(TYPING_PAUSE_MS) => {
+                self.commit_typed()
+            }
+            _ => None,
+        };
+        self.tick_clock(now);
+        command
+    }
+
+    fn tick_clock(&mut self, now: DateTime<Utc>) {
         self.now = now;
         self.dir.refresh(&self.spaces, now);
         let time_dependent = self.filters.time_dependent() || self.sort == SortKey::Seats;
@@ -426,15 +465,27 @@ impl App {
     }
 
     fn leave_operator_if_not_a_space(&mut self) {
-        if self.view == View::Operator && self.my_slot().is_none() {
+        if self.view == View::Operator && !self.is_space() {
             self.view = View::Spaces;
             self.form = None;
         }
     }
 
+    /// The currency the price filter starts in: this space's own, else the one most day passes use.
+    fn default_currency(&self) -> Option<String> {
+        self.my_slot()
+            .and_then(|s| {
+                self.spaces[s]
+                    .listing
+                    .day_pass()
+                    .map(|o| o.currency.clone())
+            })
+            .or_else(|| self.prices.first().map(|(c, _)| c.clone()))
+    }
+
     fn refilter(&mut self, keep: Keep) {
         let on_screen = self.cursor.saturating_sub(self.offset);
-        let query = self.filters.query(&self.search);
+        let query = self.filters.query(&self.search, &self.prices);
         let sort = if self.point.is_none() && self.sort == SortKey::Distance {
             SortKey::Name
         } else {
@@ -603,14 +654,22 @@ impl App {
         true
     }
 
+    /// The map opens on the selected space (at the zoom of a region, or closer if zoomed in already),
+    /// never on an empty ocean.
     fn open_map(&mut self) {
         if self.view != View::Map {
             self.view = View::Map;
+            if let Some(slot) = self.selected_slot() {
+                let loc = &self.spaces[slot].listing.location;
+                self.map.lon = loc.lon;
+                self.map.lat = loc.lat;
+                self.map.zoom = self.map.zoom.max(MapState::REGION_ZOOM);
+            }
         }
     }
 
     fn open_operator(&mut self) {
-        if self.my_slot().is_some() {
+        if self.is_space() {
             self.view = View::Operator;
             self.pool_cursor = 0;
         } else {
@@ -663,6 +722,7 @@ impl App {
             }
             KeyCode::Char('x') => {
                 self.filters = Filters::default();
+                self.filters.currency = self.default_currency();
                 self.search.clear();
                 self.refilter(Keep::Place);
             }
@@ -715,15 +775,16 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => self.panel_cursor = 0,
             KeyCode::End | KeyCode::Char('G') => self.panel_cursor = items.len() - 1,
             KeyCode::Char(' ') | KeyCode::Enter | KeyCode::Right | KeyCode::Char('l') => {
-                self.filters.toggle(item);
+                self.filters.toggle(item, &self.prices);
                 self.refilter(Keep::Top);
             }
             KeyCode::Left | KeyCode::Char('h') => {
-                self.filters.step_back(item);
+                self.filters.step_back(item, &self.prices);
                 self.refilter(Keep::Top);
             }
             KeyCode::Char('x') => {
                 self.filters = Filters::default();
+                self.filters.currency = self.default_currency();
                 self.refilter(Keep::Place);
             }
             KeyCode::Tab | KeyCode::BackTab | KeyCode::Esc => self.focus = Focus::Table,
@@ -819,7 +880,17 @@ impl App {
     }
 
     fn operator_key(&mut self, k: &KeyEvent) -> Option<Command> {
-        let slot = self.my_slot()?;
+        let Some(slot) = self.my_slot() else {
+            // A space with no listing yet: the form writes its first one.
+            match k.code {
+                KeyCode::Char('e') => self.form = self.first_listing_form(),
+                KeyCode::Esc | KeyCode::Backspace => self.back(),
+                code => {
+                    self.switch_view(code);
+                }
+            }
+            return None;
+        };
         let pools = &self.spaces[slot].listing.seat_pools;
         let npools = pools.len();
         let pool = pools
@@ -842,6 +913,44 @@ impl App {
             Some(Availability::Many) => capacity,
             _ => 0,
         };
+        if let KeyCode::Char(d @ '0'..='9') = k.code {
+            // Digits build a number, published on Enter or once typing pauses: typing 12 sets 12.
+            let Some(p) = &pool else { return None };
+            let mut digits = match self.typed.take() {
+                Some((typed_pool, digits, _)) if typed_pool == p.id => digits,
+                _ => String::new(),
+            };
+            if digits.len() < 6 {
+                digits.push(d);
+            }
+            self.typed = Some((p.id.clone(), digits, self.now));
+            return None;
+        }
+        let mut typed = None;
+        if self.typed.is_some() {
+            match k.code {
+                KeyCode::Enter => return self.commit_typed(),
+                KeyCode::Backspace => {
+                    if let Some((_, digits, at)) = &mut self.typed {
+                        digits.pop();
+                        *at = self.now;
+                        if digits.is_empty() {
+                            self.typed = None;
+                        }
+                    }
+                    return None;
+                }
+                KeyCode::Esc => {
+                    self.typed = None;
+                    self.say("number not published".to_string());
+                    return None;
+                }
+                // A key that sets seats itself wins over the number being typed.
+                KeyCode::Char('+' | '=' | '-' | '_' | 'f' | 'x') => self.typed = None,
+                // Any other key publishes the number first, then does what it says.
+                _ => typed = self.commit_typed(),
+            }
+        }
         match k.code {
             KeyCode::Down | KeyCode::Char('j') => {
                 self.pool_cursor = (self.pool_cursor + 1).min(npools.saturating_sub(1));
@@ -855,14 +964,6 @@ impl App {
             KeyCode::Char('-') | KeyCode::Char('_') => {
                 return set(Availability::Count(count.saturating_sub(1)));
             }
-            KeyCode::Char(d @ '0'..='9') => {
-                let n = d.to_digit(10).unwrap_or(0);
-                if n > capacity {
-                    self.fail(format!("this pool has {capacity} seats"));
-                    return None;
-                }
-                return set(Availability::Count(n));
-            }
             KeyCode::Char('f') => return set(Availability::Full),
             KeyCode::Char('x') => return set(Availability::Closed),
             KeyCode::Char('e') => self.form = Some(Form::new(&self.spaces[slot].listing)),
@@ -871,12 +972,64 @@ impl App {
                 self.switch_view(code);
             }
         }
-        None
+        typed
+    }
+
+    /// Publish the number typed for a pool, when it fits the pool.
+    fn commit_typed(&mut self) -> Option<Command> {
+        let (pool, digits, _) = self.typed.take()?;
+        let n: u32 = digits.parse().ok()?;
+        let capacity = self
+            .my_slot()
+            .and_then(|s| {
+                self.spaces[s]
+                    .listing
+                    .seat_pools
+                    .iter()
+                    .find(|p| p.id == pool)
+            })
+            .map_or(0, |p| p.capacity);
+        if n > capacity {
+            self.fail(format!("{pool} has {capacity} seats; {n} cannot be free"));
+            return None;
+        }
+        Some(Command::SetSeats {
+            pool,
+            availability: Availability::Count(n),
+        })
+    }
+
+    /// The form for this space's first listing, started from its id and admitted name.
+    fn first_listing_form(&self) -> Option<Form> {
+        let id = self.status.my_space.clone()?;
+        let name = self.status.my_space_name.clone().unwrap_or_default();
+        Some(Form::first(id, name))
     }
 
     fn form_key(&mut self, k: &KeyEvent, ctrl: bool) -> Option<Command> {
         let form = self.form.as_mut()?;
+        if form.confirming {
+            // "Discard your changes?": y (or Esc again) discards, anything else goes back to the form.
+            form.confirming = false;
+            if matches!(
+                k.code,
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Esc
+            ) {
+                self.form = None;
+                self.say("edit cancelled; nothing was saved".to_string());
+            } else {
+                self.say("still editing; Ctrl-S saves".to_string());
+            }
+            return None;
+        }
         match k.code {
+            KeyCode::Esc if form.changed() => {
+                form.confirming = true;
+                self.fail(
+                    "discard your changes? y or Esc discards, any other key keeps editing"
+                        .to_string(),
+                );
+            }
             KeyCode::Esc => {
                 self.form = None;
                 self.say("edit cancelled; nothing was saved".to_string());
@@ -938,7 +1091,7 @@ impl App {
                     } else if let Some(i) = ui::panel_item_at(self, panel, at) {
                         self.focus = Focus::Filters;
                         self.panel_cursor = i;
-                        self.filters.toggle(filter_items()[i]);
+                        self.filters.toggle(filter_items()[i], &self.prices);
                         self.refilter(Keep::Top);
                     }
                 } else if wheel != 0 {

@@ -16,6 +16,7 @@ use crate::fake::{self, FakeNode};
 use crate::model::{NodeApi, Update};
 use crate::term::{run, EventSource};
 use crate::testdata::{self, app, ctrl, key, my_space, now, press, typ};
+use crate::theme::Theme;
 
 fn node() -> FakeNode {
     FakeNode::new(testdata::snapshot())
@@ -97,7 +98,7 @@ fn filter_panel_toggles_filters_and_the_count_follows() {
     typ(&mut a, &mut n, " ");
     let open_now = a.counts().0;
     assert!(open_now > 0 && open_now < 12);
-    assert_eq!(a.filters.active(), vec!["open now"]);
+    assert_eq!(a.filters.active(&a.prices), vec!["open now"]);
     for name in a.shown_names() {
         let id = a
             .dir
@@ -113,11 +114,11 @@ fn filter_panel_toggles_filters_and_the_count_follows() {
         );
     }
     // Down to the wheelchair item, toggle it: only spaces known to be wheelchair accessible remain.
-    typ(&mut a, &mut n, "jjjj ");
+    typ(&mut a, &mut n, "jjjjj ");
     assert!(a.filters.access.contains(&AccessNeed::Wheelchair));
     assert!(a.counts().0 <= open_now);
     // Wifi steps up with → and back down with ←.
-    a.panel_cursor = 3;
+    a.panel_cursor = 4;
     press(&mut a, &mut n, key(KeyCode::Right));
     press(&mut a, &mut n, key(KeyCode::Right));
     assert_eq!(a.filters.min_wifi, Some(1));
@@ -140,14 +141,15 @@ fn verified_only_filters_read_only_what_a_coordinator_verified() {
     typ(&mut a, &mut n, " "); // and off again: a refilter with the access need
     let claimed = a.counts().0;
     assert!(claimed > 1, "{:?}", a.shown_names());
-    a.filters.toggle(filters::Item::VerifiedOnly);
+    let prices = a.prices.clone();
+    a.filters.toggle(filters::Item::VerifiedOnly, &prices);
     typ(&mut a, &mut n, "  ");
     let verified = a.shown_names();
     assert!(verified.contains(&"Azulejo Works"), "{verified:?}");
     assert!(verified.len() < claimed, "{verified:?}");
     assert!(a
         .filters
-        .active()
+        .active(&a.prices)
         .contains(&"verified facts only".to_string()));
 }
 
@@ -201,13 +203,36 @@ fn sort_cycles_and_keeps_the_selected_space() {
     assert_eq!(a.sort(), SortKey::Seats);
     typ(&mut a, &mut n, "s");
     assert_eq!(a.sort(), SortKey::Price);
-    let prices: Vec<f64> = a
+    // Grouped by currency (this space's own, EUR, first), cheapest first within each: amounts in
+    // different currencies are never compared.
+    let prices: Vec<(String, f64)> = a
         .dir
         .shown
         .iter()
-        .filter_map(|&s| a.spaces[s].listing.day_pass().map(|o| o.price))
+        .filter_map(|&s| {
+            a.spaces[s]
+                .listing
+                .day_pass()
+                .map(|o| (o.currency.clone(), o.price))
+        })
         .collect();
-    assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{prices:?}");
+    assert_eq!(prices[0].0, "EUR");
+    let mut groups: Vec<&str> = prices.iter().map(|(c, _)| c.as_str()).collect();
+    groups.dedup();
+    let mut distinct = groups.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        groups.len(),
+        distinct.len(),
+        "each currency is one group: {prices:?}"
+    );
+    assert!(
+        prices
+            .windows(2)
+            .all(|w| w[0].0 != w[1].0 || w[0].1 <= w[1].1),
+        "{prices:?}"
+    );
     // The operator's own space sets a point, so distance is in the cycle.
     typ(&mut a, &mut n, "s");
     assert_eq!(a.sort(), SortKey::Distance);
@@ -402,7 +427,16 @@ fn detail_scroll_stops_at_the_end_and_brackets_change_space() {
 fn map_zooms_pans_and_centres_on_the_city() {
     let (mut a, mut n) = (app(80, 24), node());
     typ(&mut a, &mut n, "m");
-    typ(&mut a, &mut n, "-");
+    // The map opens on the selected space, not on the ocean at 0° 0°.
+    let loc = a
+        .space(a.selected().unwrap())
+        .unwrap()
+        .listing
+        .location
+        .clone();
+    assert_eq!((a.map.lon, a.map.lat), (loc.lon, loc.lat));
+    assert_eq!(a.map.zoom, MapState::REGION_ZOOM);
+    typ(&mut a, &mut n, "0-");
     assert_eq!(a.map.zoom, 1.0, "cannot zoom out past the world");
     typ(&mut a, &mut n, "++");
     assert_eq!(a.map.zoom, 4.0);
@@ -445,7 +479,9 @@ fn operator_keys_publish_seats_through_the_node() {
     typ(&mut a, &mut n, "+");
     typ(&mut a, &mut n, "-");
     typ(&mut a, &mut n, "-");
-    typ(&mut a, &mut n, "7f");
+    typ(&mut a, &mut n, "7");
+    press(&mut a, &mut n, key(KeyCode::Enter));
+    typ(&mut a, &mut n, "f");
     typ(&mut a, &mut n, "jx");
     assert_eq!(
         n.seats_set,
@@ -476,17 +512,130 @@ fn a_digit_above_capacity_is_refused_and_node_errors_are_shown() {
     typ(&mut a, &mut n, "ojj"); // tejo-room: one seat
     typ(&mut a, &mut n, "5");
     assert!(n.seats_set.is_empty());
+    press(&mut a, &mut n, key(KeyCode::Enter));
+    assert!(n.seats_set.is_empty());
     assert!(a
         .message
         .as_ref()
         .is_some_and(|m| m.error && m.text.contains("1 seats")));
     n.fail_with = Some("the daemon is not reachable".into());
     typ(&mut a, &mut n, "1");
+    press(&mut a, &mut n, key(KeyCode::Enter));
     let m = a.message.clone().unwrap();
     assert!(
         m.error && m.text == "tejo-room: the daemon is not reachable",
         "{m:?}"
     );
+}
+
+#[test]
+fn a_typed_number_is_published_once_after_a_pause_or_on_enter() {
+    let (mut a, mut n) = (app(80, 24), node());
+    typ(&mut a, &mut n, "o12");
+    assert!(
+        n.seats_set.is_empty(),
+        "nothing is published digit by digit"
+    );
+    assert_eq!(
+        a.tick(now() + Duration::milliseconds(500)),
+        None,
+        "still typing"
+    );
+    let command = a.tick(now() + Duration::milliseconds(TYPING_PAUSE_MS));
+    assert_eq!(
+        command,
+        Some(Command::SetSeats {
+            pool: "hot-desks".into(),
+            availability: Availability::Count(12)
+        })
+    );
+    assert_eq!(
+        a.tick(now() + Duration::seconds(10)),
+        None,
+        "published once"
+    );
+    // Enter publishes at once; Backspace corrects; Esc drops the number.
+    typ(&mut a, &mut n, "34");
+    press(&mut a, &mut n, key(KeyCode::Backspace));
+    press(&mut a, &mut n, key(KeyCode::Enter));
+    assert_eq!(
+        n.seats_set,
+        vec![("hot-desks".into(), Availability::Count(3))]
+    );
+    typ(&mut a, &mut n, "9");
+    press(&mut a, &mut n, key(KeyCode::Esc));
+    assert_eq!(a.tick(now() + Duration::seconds(60)), None);
+    assert_eq!(
+        a.view(),
+        View::Operator,
+        "Esc dropped the number, not the view"
+    );
+}
+
+#[test]
+fn esc_on_a_changed_form_asks_before_discarding() {
+    let (mut a, mut n) = (app(80, 24), node());
+    typ(&mut a, &mut n, "oe");
+    typ(&mut a, &mut n, " II");
+    press(&mut a, &mut n, key(KeyCode::Esc));
+    assert!(a.form.as_ref().is_some_and(|f| f.confirming), "asks first");
+    typ(&mut a, &mut n, "n");
+    assert!(
+        a.form.as_ref().is_some_and(|f| !f.confirming),
+        "kept editing"
+    );
+    press(&mut a, &mut n, key(KeyCode::Esc));
+    typ(&mut a, &mut n, "y");
+    assert!(a.form.is_none());
+    assert!(n.edits.is_empty());
+    // An unchanged form closes at once.
+    typ(&mut a, &mut n, "e");
+    press(&mut a, &mut n, key(KeyCode::Esc));
+    assert!(a.form.is_none());
+}
+
+#[test]
+fn a_space_without_a_listing_writes_its_first_one_in_the_form() {
+    let mut snap = testdata::snapshot();
+    let me = fake::space_id(999);
+    snap.status.my_space = Some(me.clone());
+    snap.status.my_space_name = Some("Casa Nova".into());
+    let mut n = FakeNode::new(snap.clone());
+    let mut a = App::new(snap, Theme::plain(), now(), Rect::new(0, 0, 80, 24));
+    typ(&mut a, &mut n, "o");
+    assert_eq!(
+        a.view(),
+        View::Operator,
+        "a freshly joined space is a space"
+    );
+    typ(&mut a, &mut n, "e");
+    let f = a.form.as_ref().unwrap();
+    assert!(f.first);
+    let set = |a: &mut App, n: &mut FakeNode, field: FieldId, v: &str| {
+        let form = a.form.as_mut().unwrap();
+        form.cursor = FieldId::ALL.iter().position(|f| *f == field).unwrap();
+        press(a, n, ctrl('u'));
+        typ(a, n, v);
+    };
+    press(&mut a, &mut n, ctrl('s'));
+    assert!(n.edits.is_empty(), "the place is missing");
+    set(&mut a, &mut n, FieldId::City, "Porto");
+    set(&mut a, &mut n, FieldId::Country, "PT");
+    set(&mut a, &mut n, FieldId::Lat, "41.1496");
+    set(&mut a, &mut n, FieldId::Lon, "-8.6110");
+    set(&mut a, &mut n, FieldId::Timezone, "Europe/Lisbon");
+    set(&mut a, &mut n, FieldId::Amenities, "coffee, printer");
+    set(&mut a, &mut n, FieldId::Wheelchair, "yes");
+    press(&mut a, &mut n, ctrl('s'));
+    assert_eq!(n.edits.len(), 1, "{:?}", a.form.as_ref().map(|f| &f.errors));
+    let l = &n.edits[0];
+    assert_eq!((l.id.clone(), l.name.as_str()), (me.clone(), "Casa Nova"));
+    assert!(l.amenities.contains(Amenity::Printer));
+    assert_eq!(l.seat_pools[0].id, "hot-desks");
+    // Now the space is listed and its pools can be set.
+    assert!(a.space(&me).is_some());
+    typ(&mut a, &mut n, "f");
+    assert_eq!(n.seats_set, vec![("hot-desks".into(), Availability::Full)]);
 }
 
 #[test]
@@ -546,8 +695,12 @@ fn node_validation_errors_land_on_the_field() {
     assert!(a.form.as_ref().unwrap().on_save());
     press(&mut a, &mut n, key(KeyCode::Enter));
     let f = a.form.as_ref().unwrap();
+    let website = FieldId::ALL
+        .iter()
+        .position(|f| *f == FieldId::Website)
+        .unwrap();
     assert_eq!(
-        f.errors[4].as_deref(),
+        f.errors[website].as_deref(),
         Some("\"https://x\" is refused by policy")
     );
     press(&mut a, &mut n, key(KeyCode::Esc));
@@ -670,6 +823,7 @@ fn the_loop_applies_node_updates_runs_commands_and_quits() {
             None,
             Some(key(KeyCode::Char('j'))),
             Some(key(KeyCode::Char('1'))),
+            Some(key(KeyCode::Enter)),
             None,
             Some(key(KeyCode::Char('q'))),
         ]

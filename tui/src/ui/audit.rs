@@ -3,6 +3,7 @@
 //! who signed it, which peer it came from, why); and for the selected listing the keys that signed it and
 //! the facts a coordinator verified.
 
+use deskmesh_crdt_model::listing::for_display;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
@@ -58,7 +59,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let name = app
         .selected_slot()
         .map_or("no space selected".to_string(), |s| {
-            app.spaces[s].listing.name.clone()
+            for_display(&app.spaces[s].listing.name).into_owned()
         });
     let b = block(
         app,

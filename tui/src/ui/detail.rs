@@ -4,7 +4,7 @@
 //! Lines are built (and wrapped) here rather than by the paragraph widget so the view knows its own
 //! height and scrolling stops at the end. On wide terminals the facts and the live part sit side by side.
 
-use deskmesh_crdt_model::listing::Wheelchair;
+use deskmesh_crdt_model::listing::{for_display, Wheelchair};
 use deskmesh_crdt_model::{Listing, OpenState};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -15,7 +15,7 @@ use super::max_scroll as lines_scroll;
 use super::text::{count, field, known, mbps, price, words, wrap, yes_no};
 use crate::app::App;
 use crate::model::SpaceView;
-use crate::seats::pool_line;
+use crate::seats::{label, pool_line, style};
 
 /// Width from which the view uses two columns.
 const TWO_COLUMNS: u16 = 110;
@@ -93,7 +93,7 @@ fn heading(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
     let l = &s.listing;
     let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
     let mut out = vec![
-        Line::styled(l.name.clone(), t.title()),
+        Line::styled(for_display(&l.name).into_owned(), t.title()),
         Line::styled(
             format!(
                 "{} · {}, {} · {}",
@@ -274,17 +274,14 @@ fn hours_and_seats(app: &App, slot: usize, s: &SpaceView) -> Vec<Line<'static>> 
     out.push(section("Seats", app));
     let summary = app.dir.summary(&app.spaces, slot, app.now);
     out.push(f(
-        "now",
-        vec![Span::styled(
-            format!("{} {}", summary.class.symbol(), summary.text()),
-            summary.class.style(t),
-        )],
+        "desks now",
+        vec![Span::styled(label(&summary), style(&summary, t))],
     ));
     if l.seat_pools.is_empty() {
         out.push(Line::styled("  no seat pools listed", t.dim()));
     }
     for p in &l.seat_pools {
-        let (class, text) = pool_line(s.pool(&p.id), app.now);
+        let now = pool_line(s.pool(&p.id), app.now);
         let accessible = p
             .accessible_capacity
             .map_or(", accessible unknown".to_string(), |a| {
@@ -299,13 +296,7 @@ fn hours_and_seats(app: &App, slot: usize, s: &SpaceView) -> Vec<Line<'static>> 
                 words(p.access.as_str())
             ))],
         ));
-        out.push(f(
-            "",
-            vec![Span::styled(
-                format!("{} {text}", class.symbol()),
-                class.style(t),
-            )],
-        ));
+        out.push(f("", vec![Span::styled(label(&now), style(&now, t))]));
     }
     out
 }

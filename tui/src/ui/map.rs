@@ -9,21 +9,16 @@ use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
 use crate::app::App;
-use crate::seats::SeatClass;
+use std::borrow::Cow;
+
+use deskmesh_crdt_model::listing::for_display;
+use deskmesh_crdt_model::seats::legend;
+use deskmesh_crdt_model::SeatsNow;
+
+use crate::seats::{label, style};
 
 /// At most this many spaces are labelled with their names.
 const MAX_NAMED: usize = 12;
-
-/// Which news wins a shared map cell: free seats first, then few, full, closed, unknown.
-fn rank(c: SeatClass) -> u8 {
-    match c {
-        SeatClass::Free => 4,
-        SeatClass::Few => 3,
-        SeatClass::Full => 2,
-        SeatClass::Closed => 1,
-        SeatClass::Unknown => 0,
-    }
-}
 
 /// A distance rounded to two significant figures, for the map title.
 fn round_km(km: f64) -> String {
@@ -46,7 +41,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     // Precompute what to print so the paint closure only places labels.
     let in_view = |lon: f64, lat: f64| lon >= xb[0] && lon <= xb[1] && lat >= yb[0] && lat <= yb[1];
     let selected = app.selected_slot();
-    let mut marks: Vec<(f64, f64, SeatClass, &str)> = Vec::new();
+    let mut marks: Vec<(f64, f64, SeatsNow, Cow<str>)> = Vec::new();
     for &slot in &app.dir.shown {
         if Some(slot) == selected {
             continue;
@@ -54,8 +49,8 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         let space = &app.spaces[slot];
         let loc = &space.listing.location;
         if in_view(loc.lon, loc.lat) {
-            let class = app.dir.summary(&app.spaces, slot, app.now).class;
-            marks.push((loc.lon, loc.lat, class, space.listing.name.as_str()));
+            let class = app.dir.summary(&app.spaces, slot, app.now);
+            marks.push((loc.lon, loc.lat, class, for_display(&space.listing.name)));
         }
     }
     let chosen = selected.map(|slot| {
@@ -77,29 +72,17 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         app.map.lon.abs(),
         round_km(across_km)
     );
+    // Every symbol on the map, explained at its foot.
     let legend = Line::from(
-        [
-            SeatClass::Free,
-            SeatClass::Few,
-            SeatClass::Full,
-            SeatClass::Unknown,
-            SeatClass::Closed,
-        ]
-        .iter()
-        .flat_map(|c| {
-            let name = match c {
-                SeatClass::Free => "free",
-                SeatClass::Few => "few",
-                SeatClass::Full => "full",
-                SeatClass::Unknown => "unknown",
-                SeatClass::Closed => "closed",
-            };
-            [
-                Span::styled(format!(" {}", c.symbol()), c.style(t)),
-                Span::raw(format!(" {name} ")),
-            ]
-        })
-        .collect::<Vec<_>>(),
+        legend()
+            .into_iter()
+            .flat_map(|(symbol, word, _)| {
+                [
+                    Span::raw(format!(" {symbol}")),
+                    Span::raw(format!(" {word} ")),
+                ]
+            })
+            .collect::<Vec<_>>(),
     );
     // Lay labels out in cells, as the canvas will, so none is drawn over another: the selected space's
     // label first, then each other space with its name when it fits, else its symbol alone, else nothing
@@ -123,8 +106,11 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         if in_view(loc.lon, loc.lat) {
             let line = Line::from(vec![
                 Span::styled("◉", t.selected()),
-                Span::styled(format!(" {} ", space.listing.name), t.selected()),
-                Span::styled(summary.class.symbol(), summary.class.style(t)),
+                Span::styled(
+                    format!(" {} ", for_display(&space.listing.name)),
+                    t.selected(),
+                ),
+                Span::styled(summary.symbol(), style(summary, t)),
             ]);
             let (x, y) = cell(loc.lon, loc.lat);
             placed.push((
@@ -142,7 +128,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             if !free(&placed, y, x, x + 1) {
                 continue;
             }
-            let symbol = Span::styled(class.symbol(), class.style(t));
+            let symbol = Span::styled(class.symbol(), style(class, t));
             let text = format!(" {name}");
             let end = x.saturating_add(
                 1 + u16::try_from(Span::raw(text.as_str()).width()).unwrap_or(u16::MAX),
@@ -159,14 +145,14 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         // One symbol per cell, the best news in it (a cell with any free seat shows free), so 10,000
         // spaces cost at most one label per cell.
         let (w, h) = (usize::from(inner.width), usize::from(inner.height));
-        let mut grid: Vec<Option<(SeatClass, f64, f64)>> = vec![None; w * h];
+        let mut grid: Vec<Option<(SeatsNow, f64, f64)>> = vec![None; w * h];
         for (lon, lat, class, _) in &marks {
             let (x, y) = cell(*lon, *lat);
             if !free(&placed, y, x, x + 1) {
                 continue;
             }
             if let Some(slot) = grid.get_mut(usize::from(y) * w + usize::from(x)) {
-                if slot.is_none_or(|(c, _, _)| rank(*class) > rank(c)) {
+                if slot.is_none_or(|(c, _, _)| class.rank() > c.rank()) {
                     *slot = Some((*class, *lon, *lat));
                 }
             }
@@ -175,7 +161,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             (
                 lon,
                 lat,
-                Line::from(Span::styled(class.symbol(), class.style(t))),
+                Line::from(Span::styled(class.symbol(), style(&class, t))),
             )
         }));
     }
@@ -209,15 +195,12 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
             let l = &space.listing;
             Line::from(vec![
                 Span::styled(" ◉ ", t.selected()),
-                Span::styled(l.name.clone(), t.title()),
+                Span::styled(for_display(&l.name).into_owned(), t.title()),
                 Span::raw(format!(
                     ", {}, {}  ",
                     l.location.address.city, l.location.address.country
                 )),
-                Span::styled(
-                    format!("{} {}", summary.class.symbol(), summary.text()),
-                    summary.class.style(t),
-                ),
+                Span::styled(label(summary), style(summary, t)),
             ])
         }
         None => Line::styled(" no space selected", t.dim()),

@@ -19,6 +19,8 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use ratatui::Frame;
 
 use crate::app::{App, AuditPane, Focus, View};
+use deskmesh_crdt_model::seats::legend;
+
 use crate::seats::ago;
 
 pub(crate) use spaces::panel_item_at;
@@ -53,17 +55,38 @@ pub(crate) fn areas(size: Rect) -> Areas {
 /// Width at which the filter panel stays open beside the table.
 const WIDE_PANEL: u16 = 120;
 const PANEL_WIDTH: u16 = 30;
+/// Rows the filter panel takes below the table on a narrow screen, at most.
+const PANEL_BAND: u16 = 9;
 
 fn panel_shown(app: &App) -> bool {
     app.view == View::Spaces && (app.focus == Focus::Filters || app.size.width >= WIDE_PANEL)
 }
 
-/// The filter panel's area, when it is on screen.
+/// Whether the panel sits beside the table (wide screens) rather than below it.
+pub(crate) fn panel_beside(app: &App) -> bool {
+    app.size.width >= WIDE_PANEL
+}
+
+/// The filter panel's area, when it is on screen: beside the table on a wide screen; on a narrower one
+/// it collapses to the filter line and opens (with Tab) as a band below the table, so the table keeps
+/// its width and the name, city, open and seats columns stay on screen.
 pub(crate) fn panel_area(app: &App) -> Option<Rect> {
     let body = areas(app.size).body;
-    panel_shown(app).then(|| Rect {
-        width: PANEL_WIDTH.min(body.width),
-        ..body
+    if !panel_shown(app) {
+        return None;
+    }
+    Some(if panel_beside(app) {
+        Rect {
+            width: PANEL_WIDTH.min(body.width),
+            ..body
+        }
+    } else {
+        let h = PANEL_BAND.min(body.height / 2);
+        Rect {
+            y: body.y + body.height - h,
+            height: h,
+            ..body
+        }
     })
 }
 
@@ -71,9 +94,13 @@ pub(crate) fn panel_area(app: &App) -> Option<Rect> {
 pub(crate) fn table_area(app: &App) -> Rect {
     let body = areas(app.size).body;
     match panel_area(app) {
-        Some(p) => Rect {
+        Some(p) if panel_beside(app) => Rect {
             x: body.x + p.width,
             width: body.width - p.width,
+            ..body
+        },
+        Some(p) => Rect {
+            height: body.height - p.height,
             ..body
         },
         None => body,
@@ -126,7 +153,7 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         (View::Map, "map"),
         (View::Audit, "audit"),
     ];
-    if app.my_slot().is_some() {
+    if app.is_space() {
         tabs.push((View::Operator, "operator"));
     }
     for (v, name) in tabs {
@@ -158,7 +185,7 @@ fn filter_line(app: &App, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled("▏", t.active()));
     }
     spans.push(Span::raw("  "));
-    let active = app.filters.active();
+    let active = app.filters.active(&app.prices);
     if active.is_empty() {
         spans.push(Span::styled("no filters (Tab)", t.dim()));
     } else {
@@ -202,8 +229,11 @@ fn hint_text(app: &App) -> &'static str {
             "+ - zoom · ←↑↓→ hjkl pan · c centre · [ ] prev/next · 0 world · Esc back"
         }
         (View::Audit, _) => "Tab pane · ↑↓ scroll · [ ] prev/next space · Esc back · ? help",
+        (View::Operator, _) if app.my_slot().is_none() => {
+            "e write the first listing · Esc back · ? help"
+        }
         (View::Operator, _) => {
-            "↑↓ pool · + - seats · 0-9 set · f full · x closed · e edit listing · Esc back"
+            "↑↓ pool · + - seats · 0-9 Enter set · f full · x closed · e edit · Esc back"
         }
     }
 }
@@ -260,7 +290,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
             Span::raw(what),
         ])
     };
-    vec![
+    let mut lines = vec![
         section("Everywhere"),
         key("?", "this help (Esc closes, ↑↓ scroll)"),
         key("q  Ctrl-C", "quit"),
@@ -272,13 +302,19 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         key("PgUp PgDn  g G", "page up and down, first, last"),
         key("/", "search as you type (Enter keeps it)"),
         key("Tab", "filter panel"),
-        key("s", "sort: name, city, seats, price, distance"),
-        key("n  N", "sort by distance from the selected space; off"),
+        key(
+            "s",
+            "sort: name, city, seats, price (by currency), distance",
+        ),
+        key(
+            "n  N",
+            "measure distances from the selected space; from home",
+        ),
         key("x", "clear the search and every filter"),
         key("mouse", "click selects a row; the wheel scrolls"),
         section("Filter panel"),
         key("↑↓  j k", "move"),
-        key("Space Enter →", "toggle, or next value"),
+        key("Space Enter →", "toggle, or next value (currency, price)"),
         key("←", "previous value"),
         key("Tab  Esc", "back to the table"),
         section("Details"),
@@ -287,7 +323,10 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         section("Map"),
         key("+  -", "zoom in, out (also the wheel)"),
         key("←↑↓→  h k j l", "pan"),
-        key("c", "centre on the selected space's city"),
+        key(
+            "c",
+            "zoom to the selected space's city (the map opens on it)",
+        ),
         key("[  ]", "previous, next space"),
         key("0", "the whole world"),
         section("Audit"),
@@ -296,20 +335,46 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         section("Operator (your own space)"),
         key("↑↓  j k", "choose a seat pool"),
         key("+  -", "one seat more, one less"),
-        key("0-9", "set the open seats"),
+        key(
+            "0-9  Enter",
+            "type a number: published on Enter, or after a pause",
+        ),
         key("f  x", "full, closed"),
-        key("e", "edit the listing"),
+        key("e", "edit the listing (or write the first one)"),
         section("Listing form"),
         key("↑↓  Tab  Enter", "next, previous field"),
         key("type  Backspace", "edit; Ctrl-U clears the field"),
         key("Ctrl-S", "validate and save (or Enter on Save)"),
-        key("Esc", "cancel, nothing saved"),
-        section("Symbols"),
-        key("● ◐ ○ ? -", "seats: free, few, full, unknown, closed"),
-        key("W w T L Q S", "wheelchair, limited, accessible toilet,"),
-        key("", "hearing loop, quiet room, step-free entrance"),
-        key("- ?", "in badges: known no, unknown"),
-    ]
+        key("Esc", "cancel; asks first when something changed"),
+    ];
+    lines.push(section(
+        "Seats (desk pools, in opening hours, fresh figures)",
+    ));
+    for (symbol, _, meaning) in legend() {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {symbol:<18}"), t.label()),
+            Span::raw(meaning),
+        ]));
+    }
+    lines.push(key(
+        "~  dimmed",
+        "stale: \"~4 free, 12 min ago\" is not free now",
+    ));
+    lines.push(section("Accessibility badges (Acc. column)"));
+    lines.extend([
+        key("W  w", "wheelchair: yes, limited (one small step)"),
+        key("T", "accessible toilet"),
+        key("L", "hearing loop"),
+        key("Q", "quiet room"),
+        key("S", "step-free entrance"),
+        key("-  ?", "known to be absent, unknown"),
+    ]);
+    lines.push(section("Prices"));
+    lines.push(key(
+        "day pass ≤ 20 EUR",
+        "only day passes in that currency; never converted",
+    ));
+    lines
 }
 
 fn help_area(app: &App) -> (Rect, Vec<Line<'static>>) {

@@ -6,26 +6,57 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
+use deskmesh_crdt_model::listing::for_display;
+
 use super::text::{tail, words, wrap};
 use crate::app::{App, FieldId, Form};
-use crate::seats::pool_line;
+use crate::seats::{label, pool_line, style};
 
 pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     let t = app.theme;
+    if let Some(form) = &app.form {
+        let name = app
+            .my_slot()
+            .map(|s| app.spaces[s].listing.name.clone())
+            .or_else(|| app.status.my_space_name.clone())
+            .unwrap_or_default();
+        draw_form(app, form, frame, body, &for_display(&name));
+        return;
+    }
     let Some(slot) = app.my_slot() else {
-        frame.render_widget(
-            Paragraph::new(Line::styled("this node is not a space", t.dim())),
-            body,
-        );
+        let lines = match &app.status.my_space {
+            Some(id) => vec![
+                Line::styled(
+                    format!(
+                        " {} ({id}) has no listing yet.",
+                        for_display(app.status.my_space_name.as_deref().unwrap_or("This space"))
+                    ),
+                    t.title(),
+                ),
+                Line::default(),
+                Line::from(vec![
+                    Span::raw(" Press "),
+                    Span::styled("e", t.label()),
+                    Span::raw(" to write its first one: name, address and point, hours, amenities,"),
+                ]),
+                Line::raw(" accessibility and seat pools; every problem is shown beside its field."),
+                Line::styled(
+                    " (On the command line, `deskmesh space init` writes a commented listing.toml.)",
+                    t.dim(),
+                ),
+            ],
+            None => vec![Line::styled("this node is not a space", t.dim())],
+        };
+        frame.render_widget(Paragraph::new(lines), body);
         return;
     };
     let space = &app.spaces[slot];
-    if let Some(form) = &app.form {
-        draw_form(app, form, frame, body, &space.listing.name);
-        return;
-    }
     let block = Block::new().borders(Borders::TOP).title(Span::styled(
-        format!(" Operator · {} · {} ", space.listing.name, space.listing.id),
+        format!(
+            " Operator · {} · {} ",
+            for_display(&space.listing.name),
+            space.listing.id
+        ),
         t.title(),
     ));
     let inner = block.inner(body);
@@ -38,13 +69,20 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         .seat_pools
         .iter()
         .map(|p| {
-            let (class, text) = pool_line(space.pool(&p.id), app.now);
+            let now = pool_line(space.pool(&p.id), app.now);
+            let status = match &app.typed {
+                Some((pool, digits, _)) if *pool == p.id => Cell::from(format!(
+                    "typing {digits}… Enter publishes it now, Esc cancels"
+                ))
+                .style(t.active()),
+                _ => Cell::from(label(&now)).style(style(&now, t)),
+            };
             Row::new(vec![
                 Cell::from(p.id.clone()),
                 Cell::from(words(p.kind.as_str())),
                 Cell::from(p.capacity.to_string()),
                 Cell::from(words(p.access.as_str())),
-                Cell::from(format!("{} {text}", class.symbol())).style(class.style(t)),
+                status,
             ])
         })
         .collect();
@@ -77,14 +115,14 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
     }
     let keys = vec![
         Line::styled(
-            "Seats are signed beacons: each key press publishes one.",
+            "Signed beacons: + - f x publish at once, a typed number on Enter or a pause.",
             t.dim(),
         ),
         Line::from(vec![
             Span::styled("+ -", t.label()),
             Span::raw(" one more, one less   "),
             Span::styled("0-9", t.label()),
-            Span::raw(" set   "),
+            Span::raw(" type a number   "),
             Span::styled("f", t.label()),
             Span::raw(" full   "),
             Span::styled("x", t.label()),
@@ -102,9 +140,14 @@ const LABEL: usize = 18;
 
 fn draw_form(app: &App, form: &Form, frame: &mut Frame, body: Rect, name: &str) {
     let t = app.theme;
+    let what = if form.first {
+        "First listing"
+    } else {
+        "Edit listing"
+    };
     let block = Block::new()
         .borders(Borders::TOP)
-        .title(Span::styled(format!(" Edit listing · {name} "), t.title()));
+        .title(Span::styled(format!(" {what} · {name} "), t.title()));
     let inner = block.inner(body);
     frame.render_widget(block, body);
     let value_width = usize::from(inner.width).saturating_sub(LABEL + 4).max(1);
@@ -133,6 +176,14 @@ fn draw_form(app: &App, form: &Form, frame: &mut Frame, body: Rect, name: &str) 
             spans.push(Span::styled("(empty)", t.dim()));
         }
         lines.push(Line::from(spans));
+        if focused {
+            for l in wrap(&f.help(), value_width.saturating_sub(2)) {
+                lines.push(Line::styled(
+                    format!("{:width$}{l}", "", width = LABEL + 4),
+                    t.dim(),
+                ));
+            }
+        }
         if let Some(e) = &form.errors[i] {
             for (j, l) in wrap(e, value_width.saturating_sub(2))
                 .into_iter()
@@ -160,6 +211,13 @@ fn draw_form(app: &App, form: &Form, frame: &mut Frame, body: Rect, name: &str) 
         Span::styled("[ Save ]", save_style),
         Span::styled("  Ctrl-S saves from any field · Esc cancels", t.dim()),
     ]));
+    if form.confirming {
+        lines.push(Line::styled(
+            "  Discard your changes? y or Esc discards, any other key keeps editing",
+            t.error(),
+        ));
+        cursor_line = lines.len();
+    }
     if let Some(g) = &form.general {
         for l in wrap(g, usize::from(inner.width).saturating_sub(4)) {
             lines.push(Line::styled(format!("  ✗ {l}"), t.error()));

@@ -1,17 +1,18 @@
 //! The spaces table and the filter panel. Only the rows on screen are built: with 10,000 spaces a frame
 //! costs the same as with 20.
 
-use deskmesh_crdt_model::listing::Wheelchair;
+use deskmesh_crdt_model::listing::{for_display, Wheelchair};
 use deskmesh_crdt_model::query::distance_km;
 use deskmesh_crdt_model::{Listing, OpenState};
 use ratatui::layout::{Alignment, Constraint, Position, Rect};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::text::{mbps, price, words};
-use super::{panel_area, table_area};
-use crate::app::{filter_items, App, FilterItem, Focus, SortKey};
+use super::{panel_area, panel_beside, table_area};
+use crate::app::{filter_items, App, FilterItem, Focus};
+use crate::seats;
 
 pub(super) fn draw(app: &App, frame: &mut Frame, _body: Rect) {
     if let Some(panel) = panel_area(app) {
@@ -41,8 +42,8 @@ impl Col {
         Col::Name,
         Col::Seats,
         Col::Open,
-        Col::Distance,
         Col::City,
+        Col::Distance,
         Col::DayPass,
         Col::Wifi,
         Col::Access,
@@ -135,7 +136,7 @@ fn columns(width: u16, distance: bool) -> Vec<Col> {
 
 fn draw_table(app: &App, frame: &mut Frame, area: Rect) {
     let t = app.theme;
-    let distance = app.sort == SortKey::Distance && app.point.is_some();
+    let distance = app.point.is_some();
     let cols = columns(area.width, distance);
     let wide = area.width >= WIDE_TABLE;
     let widths: Vec<Constraint> = cols
@@ -195,8 +196,8 @@ fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
     let l = &space.listing;
     let open = app.dir.open_state(slot, app.now);
     let cell = |c: &Col| match c {
-        Col::Name => Cell::from(l.name.clone()),
-        Col::City => Cell::from(l.location.address.city.clone()),
+        Col::Name => Cell::from(for_display(&l.name).into_owned()),
+        Col::City => Cell::from(for_display(&l.location.address.city).into_owned()),
         Col::Kind => Cell::from(words(l.category.as_str())),
         Col::Open => match open {
             OpenState::Open => Cell::from("open").style(t.good()),
@@ -206,8 +207,7 @@ fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
         Col::Seats if space.revoked.is_some() => Cell::from("✗ revoked").style(t.error()),
         Col::Seats => {
             let summary = app.dir.summary(&app.spaces, slot, app.now);
-            Cell::from(format!("{} {}", summary.class.symbol(), summary.text()))
-                .style(summary.class.style(t))
+            Cell::from(seats::label(&summary)).style(seats::style(&summary, t))
         }
         Col::DayPass => l
             .day_pass()
@@ -224,7 +224,9 @@ fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
         Col::Distance => match app.point {
             Some((lat, lon)) => {
                 let km = distance_km(lat, lon, l.location.lat, l.location.lon);
-                right(if km < 10.0 {
+                right(if km < 1.0 {
+                    format!("{:.0} m", km * 1000.0)
+                } else if km < 10.0 {
                     format!("{km:.1} km")
                 } else {
                     format!("{km:.0} km")
@@ -283,22 +285,44 @@ pub(crate) fn panel_item_at(app: &App, panel: Rect, at: Position) -> Option<usiz
 fn draw_panel(app: &App, frame: &mut Frame, area: Rect) {
     let t = app.theme;
     let focused = app.focus == Focus::Filters;
-    let block = Block::new().borders(Borders::RIGHT);
+    let beside = panel_beside(app);
+    let block = if beside {
+        Block::new().borders(Borders::RIGHT)
+    } else {
+        Block::new()
+    };
     let inner = block.inner(area);
     frame.render_widget(block, area);
 
     let title_style = if focused { t.title() } else { t.header() };
-    let mut lines = vec![Line::styled(" Filters", title_style)];
+    let mut lines = if beside {
+        vec![Line::styled(" Filters", title_style)]
+    } else {
+        let title = " Filters · Space toggles · Tab back ";
+        let rule = "─".repeat(usize::from(area.width).saturating_sub(title.chars().count()));
+        vec![Line::from(vec![
+            Span::styled(title, title_style),
+            Span::styled(rule, t.dim()),
+        ])]
+    };
     let items = filter_items();
     let (_, fit) = panel_list(area);
     let first = panel_offset(app.panel_cursor, fit);
     for (i, item) in items.iter().enumerate().skip(first).take(fit) {
         let on = app.filters.is_on(*item);
         let mark = if on { "[x] " } else { "[ ] " };
-        let value_item = matches!(item, FilterItem::MaxPrice | FilterItem::MinWifi);
+        let value_item = matches!(
+            item,
+            FilterItem::MaxPrice | FilterItem::MinWifi | FilterItem::Currency
+        );
+        let mark = if *item == FilterItem::Currency {
+            "    "
+        } else {
+            mark
+        };
         let text = format!(
             " {mark}{}{}",
-            app.filters.item_text(*item),
+            app.filters.item_text(*item, &app.prices),
             if value_item { " ‹›" } else { "" }
         );
         let style = if focused && i == app.panel_cursor {

@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail};
 use chrono::{DateTime, Utc};
 use deskmesh_keys::invite::{Invite, MemberInvite};
-use deskmesh_keys::roster::{ListingHead, OpBody, Roster, SignedOp};
+use deskmesh_keys::roster::{OpBody, Roster, SignedOp};
 use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
@@ -319,12 +319,6 @@ impl Node {
         let removed = self.remove_device(old, Some(space.clone()), now)?;
         let invite = self.invite_for(grant, new, space, Vec::new())?;
         Ok(Replaced { invite, removed })
-    }
-
-    /// The heads of a space's listing as this node holds it: what a removal keeps.
-    fn listing_heads(&self, space: &SpaceId) -> anyhow::Result<Vec<ListingHead>> {
-        let (doc, _) = self.space_doc(space)?;
-        Ok(doc.heads())
     }
 
     fn roster_change(

@@ -1,12 +1,15 @@
-//! The directory as members browse it: listings filtered and sorted by a [`Query`], each with the live
-//! state of its seat pools.
+//! The directory as members browse it: listings filtered and sorted by a [`Query`], each with its seats
+//! now by the one rule of [`deskmesh_crdt_model::seats`] (desk pools, opening hours, fresh figures) and the
+//! state of every pool, rooms and booths included.
 
 use std::collections::BTreeMap;
 
+use anyhow::bail;
 use chrono::{DateTime, Utc};
-use deskmesh_crdt_model::beacon::{self, Availability, Freshness, SeatBeacon};
-use deskmesh_crdt_model::listing::Listing;
-use deskmesh_crdt_model::query::{distance_km, Query, SearchIndex, SeatsFree, Sort};
+use deskmesh_crdt_model::beacon::{Availability, Freshness, SeatBeacon};
+use deskmesh_crdt_model::listing::{Listing, PoolKind};
+use deskmesh_crdt_model::query::{distance_km, fold, Query, SearchIndex, Sort};
+use deskmesh_crdt_model::seats::{self, Reading, SeatState, SeatsNow};
 use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::{PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
@@ -24,13 +27,21 @@ pub struct DirectoryRow {
     pub city: String,
     pub country: String,
     pub open_now: Option<bool>,
-    /// "yes", "no" or "unknown".
-    pub seats_free: String,
+    /// Seats free now by the one rule: a fresh figure of a desk pool with seats, within opening hours.
+    pub seats_free: bool,
+    /// The space's desks now: state, figure and age.
+    pub seats_now: SeatsNow,
+    /// The one wording of `seats_now` ("4 free, 2 min ago", "~full, 20 min ago", "closed", "unknown").
+    pub seats_text: String,
+    /// Every pool, desks, rooms and booths, each with its own state.
     pub seats: Vec<PoolSeats>,
+    /// The cheapest day pass, "18.00 EUR".
     pub day_pass: Option<String>,
     pub wifi_down_mbps: Option<f64>,
     pub access: Vec<String>,
     pub amenities: Vec<String>,
+    pub lat: f64,
+    pub lon: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
     pub signers: Vec<PublicKey>,
@@ -46,6 +57,11 @@ pub struct DirectoryRow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolSeats {
     pub pool: String,
+    pub kind: PoolKind,
+    /// Whether the pool holds desks (counted as seats) rather than rooms, booths or offices.
+    pub desk: bool,
+    pub state: SeatState,
+    /// The one wording of the pool's state.
     pub status: String,
     /// "fresh", "stale", "unknown" or "closed".
     pub freshness: String,
@@ -53,17 +69,32 @@ pub struct PoolSeats {
     pub age_s: Option<u64>,
 }
 
+/// Where distances were measured from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    pub lat: f64,
+    pub lon: f64,
+    /// The city it is the middle of, when given by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+}
+
 /// What `spaces list` reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Directory {
     pub total: usize,
     pub matched: usize,
+    /// The instant the directory describes (opening hours and seat freshness).
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     pub spaces: Vec<DirectoryRow>,
 }
 
 impl Node {
-    /// The directory, filtered and sorted by `query`, with each space's seat freshness.
+    /// The directory, filtered and sorted by `query`, with each space's seats now.
     pub fn directory(&self, query: &Query, now: DateTime<Utc>) -> anyhow::Result<Directory> {
+        let now = query.at.unwrap_or(now);
         let entries = self.entries()?;
         let verifications = self.verifications()?;
         let mut listings = Vec::with_capacity(entries.len());
@@ -81,23 +112,42 @@ impl Node {
                 Err(err) => tracing::warn!("skipping {}: {err}", e.space),
             }
         }
-        let mut pools: BTreeMap<SpaceId, Vec<SeatBeacon>> = BTreeMap::new();
-        for b in self.beacons()? {
-            pools.entry(b.space.clone()).or_default().push(b);
-        }
+        let pools = self.beacons_by_space()?;
+        let index = SearchIndex::build(listings.iter().map(|(_, l)| l));
         let now_ms = now.timestamp_millis();
-        let mut seats: Vec<(SeatsFree, Vec<PoolSeats>)> = listings
+        let mut seats: Vec<(SeatsNow, Vec<PoolSeats>)> = listings
             .iter()
-            .map(|(_, l)| {
-                pool_seats(
-                    l,
-                    pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]),
-                    now_ms,
-                )
+            .enumerate()
+            .map(|(i, (_, l))| {
+                let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
+                pool_seats(l, beacons, index.open_state(i, now), now_ms)
             })
             .collect();
-        let index = if query.verified_only {
-            // Filters see a fact only where a coordinator verified it and it has not changed since.
+        let mut query = query.clone();
+        let origin = match &query.near_city {
+            Some(city) => {
+                let Some((lat, lon)) = index.city_point(city) else {
+                    bail!("{}", unknown_city(city, listings.iter().map(|(_, l)| l)));
+                };
+                query.sort = Sort::Distance { lat, lon };
+                Some(Origin {
+                    lat,
+                    lon,
+                    city: Some(city.trim().to_string()),
+                })
+            }
+            None => match query.sort {
+                Sort::Distance { lat, lon } => Some(Origin {
+                    lat,
+                    lon,
+                    city: None,
+                }),
+                _ => None,
+            },
+        };
+        // Asked for verified facts only, the filters see a fact only where a coordinator verified it and
+        // it has not changed since.
+        let verified_index = query.verified_only.then(|| {
             let masked: Vec<Listing> = listings
                 .iter()
                 .zip(&facts)
@@ -111,76 +161,157 @@ impl Node {
                 })
                 .collect();
             SearchIndex::build(masked.iter())
-        } else {
-            SearchIndex::build(listings.iter().map(|(_, l)| l))
-        };
-        let hits = query.run_on(&index, |i| seats[i].0, now);
+        });
+        let hits = query.run_on(
+            verified_index.as_ref().unwrap_or(&index),
+            |i| seats[i].0.free_now(),
+            now,
+        );
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
             let (entry, l) = &listings[i];
-            let (free, pool_rows) = std::mem::take(&mut seats[i]);
-            let mut r = row(entry, l, free, pool_rows, index.open_state(i, now), query);
+            let (now_seats, pool_rows) = std::mem::replace(
+                &mut seats[i],
+                (
+                    SeatsNow {
+                        state: SeatState::Unknown,
+                        availability: None,
+                        age_s: None,
+                    },
+                    Vec::new(),
+                ),
+            );
+            let mut r = row(
+                entry,
+                l,
+                now_seats,
+                pool_rows,
+                index.open_state(i, now),
+                origin.as_ref(),
+            );
             r.facts = FactView::all(&facts[i], self.roster());
             rows.push(r);
         }
         Ok(Directory {
             total: listings.len(),
             matched,
+            at: now,
+            origin,
             spaces: rows,
         })
     }
+
+    /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
+    pub fn city_point(&self, city: &str) -> anyhow::Result<(f64, f64)> {
+        let mut listings = Vec::new();
+        for e in self.entries()? {
+            if let Ok(l) = e.listing() {
+                listings.push(l);
+            }
+        }
+        SearchIndex::build(&listings)
+            .city_point(city)
+            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, listings.iter())))
+    }
+
+    /// The newest verified beacon of every pool, by space.
+    pub fn beacons_by_space(&self) -> anyhow::Result<BTreeMap<SpaceId, Vec<SeatBeacon>>> {
+        let mut pools: BTreeMap<SpaceId, Vec<SeatBeacon>> = BTreeMap::new();
+        for b in self.beacons()? {
+            pools.entry(b.space.clone()).or_default().push(b);
+        }
+        Ok(pools)
+    }
+
+    /// Every listed space's seats now by the one rule, for exports.
+    pub fn seats_now(&self, now: DateTime<Utc>) -> anyhow::Result<BTreeMap<SpaceId, SeatsNow>> {
+        let pools = self.beacons_by_space()?;
+        let mut out = BTreeMap::new();
+        for e in self.entries()? {
+            let Ok(l) = e.listing() else { continue };
+            let open = match l.hours() {
+                Some(Ok(h)) => h.state(now),
+                _ => OpenState::Unknown,
+            };
+            let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
+            out.insert(
+                l.id.clone(),
+                pool_seats(&l, beacons, open, now.timestamp_millis()).0,
+            );
+        }
+        Ok(out)
+    }
 }
 
-/// Each pool's status line and the space's seats-free summary.
+/// One sentence for a city no space is in, naming a few that are.
+fn unknown_city<'a>(city: &str, listings: impl Iterator<Item = &'a Listing>) -> String {
+    let mut cities: Vec<&str> = listings.map(|l| l.location.address.city.as_str()).collect();
+    cities.sort_by_key(|c| fold(c));
+    cities.dedup_by_key(|c| fold(c));
+    let shown: Vec<&str> = cities.iter().take(12).copied().collect();
+    let more = if cities.len() > shown.len() {
+        ", ..."
+    } else {
+        ""
+    };
+    if shown.is_empty() {
+        format!(
+            "no space in the directory is in {:?}; the directory is empty",
+            city.trim()
+        )
+    } else {
+        format!(
+            "no space in the directory is in {:?}; give LAT,LON or one of: {}{more}",
+            city.trim(),
+            shown.join(", ")
+        )
+    }
+}
+
+/// The space's seats now (desk pools, `open` by its hours) and each pool's own state.
 pub fn pool_seats(
     listing: &Listing,
     beacons: &[SeatBeacon],
+    open: OpenState,
     now_ms: i64,
-) -> (SeatsFree, Vec<PoolSeats>) {
-    let mut summary = Vec::new();
-    let mut out = Vec::new();
-    for p in &listing.seat_pools {
-        match beacons.iter().find(|b| b.pool == p.id) {
-            Some(b) => {
-                let fr = beacon::freshness(b, now_ms);
-                summary.push((fr, b.availability));
-                let (label, age) = match fr {
-                    Freshness::Fresh { age_s } => ("fresh", Some(age_s)),
-                    Freshness::Stale { age_s } => ("stale", Some(age_s)),
-                    Freshness::Unknown => ("unknown", None),
-                    Freshness::Closed => ("closed", None),
-                };
-                out.push(PoolSeats {
-                    pool: p.id.clone(),
-                    status: beacon::describe(&fr, &b.availability),
-                    freshness: label.into(),
-                    availability: Some(b.availability),
-                    age_s: age,
-                });
+) -> (SeatsNow, Vec<PoolSeats>) {
+    let reading = |pool: &str| beacons.iter().find(|b| b.pool == pool).map(Reading::from);
+    let space = seats::space_now(&listing.seat_pools, reading, open, now_ms);
+    let out = listing
+        .seat_pools
+        .iter()
+        .map(|p| {
+            let r = reading(&p.id);
+            let now = seats::pool_now(r.as_ref(), now_ms);
+            let freshness = match r.map(|r| r.freshness(now_ms)) {
+                Some(Freshness::Fresh { .. }) => "fresh",
+                Some(Freshness::Stale { .. }) => "stale",
+                Some(Freshness::Closed) => "closed",
+                Some(Freshness::Unknown) | None => "unknown",
+            };
+            PoolSeats {
+                pool: p.id.clone(),
+                kind: p.kind,
+                desk: seats::is_desk(p.kind),
+                state: now.state,
+                status: now.text(),
+                freshness: freshness.into(),
+                availability: now.availability,
+                age_s: now.age_s,
             }
-            None => {
-                summary.push((Freshness::Unknown, Availability::Full));
-                out.push(PoolSeats {
-                    pool: p.id.clone(),
-                    status: "unknown".into(),
-                    freshness: "unknown".into(),
-                    availability: None,
-                    age_s: None,
-                });
-            }
-        }
-    }
-    (beacon::summarise(summary), out)
+        })
+        .collect();
+    (space, out)
 }
 
 fn row(
     entry: &IndexEntry,
     l: &Listing,
-    seats_free: SeatsFree,
+    seats_now: SeatsNow,
     seats: Vec<PoolSeats>,
     open: OpenState,
-    query: &Query,
+    origin: Option<&Origin>,
 ) -> DirectoryRow {
     let a = &l.accessibility;
     let mut access = Vec::new();
@@ -199,10 +330,8 @@ fn row(
     if a.entrance.as_ref().and_then(|e| e.step_free) == Some(true) {
         access.push("step_free_entrance");
     }
-    let distance_km = match query.sort {
-        Sort::Distance { lat, lon } => Some(distance_km(lat, lon, l.location.lat, l.location.lon)),
-        Sort::Name => None,
-    };
+    let distance_km = origin
+        .map(|o| (distance_km(o.lat, o.lon, l.location.lat, l.location.lon) * 10.0).round() / 10.0);
     DirectoryRow {
         id: l.id.clone(),
         name: l.name.clone(),
@@ -213,12 +342,9 @@ fn row(
             OpenState::Closed => Some(false),
             OpenState::Unknown => None,
         },
-        seats_free: match seats_free {
-            SeatsFree::Yes => "yes",
-            SeatsFree::No => "no",
-            SeatsFree::Unknown => "unknown",
-        }
-        .into(),
+        seats_free: seats_now.free_now(),
+        seats_text: seats_now.text(),
+        seats_now,
         seats,
         day_pass: l
             .day_pass()
@@ -226,6 +352,8 @@ fn row(
         wifi_down_mbps: l.internet.down_mbps,
         access: access.into_iter().map(String::from).collect(),
         amenities: l.amenities.iter().map(|(a, _)| a.to_string()).collect(),
+        lat: l.location.lat,
+        lon: l.location.lon,
         distance_km,
         signers: entry.signers.iter().map(|s| s.key).collect(),
         revoked: entry.revoked.as_ref().map(|r| r.reason.clone()),

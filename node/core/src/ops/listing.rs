@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::Bytes;
 use crate::export::NOTES_KEY;
 use crate::ingest::SignedItem;
-use crate::node::{hex, Node, RosterAuthority};
+use crate::node::{hex, Node};
 
 /// The most bytes a listing file may have; the listing itself is limited to far less by validation.
 pub const MAX_LISTING_FILE: u64 = 1024 * 1024;
@@ -146,19 +146,15 @@ impl Node {
     ) -> anyhow::Result<EditReport> {
         let roster = self.require_roster()?;
         let heads = roster.heads();
-        let (mut doc, _) = self.space_doc(&listing.id)?;
-        let roster = self.require_roster()?;
-        let change = doc.edit(
-            listing,
-            self.signer(),
-            &RosterAuthority(Some(roster)),
-            heads,
-            now.timestamp_millis(),
-        )?;
+        let change = self.edit_doc(listing, heads, now)?;
         let id = match change {
             Some(change) => {
                 let id = change.id()?;
-                self.ingest_local(SignedItem::change(&change))?;
+                if let Err(e) = self.ingest_local(SignedItem::change(&change)) {
+                    // The warm document holds the edit the store refused: drop it.
+                    self.forget_doc(&listing.id);
+                    return Err(e);
+                }
                 Some(hex(&id))
             }
             None => None,

@@ -1,12 +1,14 @@
 //! What a node does, typed in and typed out: alliance administration ([`alliance`]), this space's listing
 //! and imports of listings ([`listing`]), open seats ([`seats`]), the directory members browse
-//! ([`directory`]) and what coordinators sign beside the roster: coordinator changes by quorum and
-//! verifications of listing facts ([`trust`]). Each operation validates before it writes, signs with the device key, and takes what it
+//! ([`directory`]), the place distances are measured from ([`place`]), and what coordinators sign beside
+//! the roster: coordinator changes by quorum and verifications of listing facts ([`trust`]). Each
+//! operation validates before it writes, signs with the device key, and takes what it
 //! signed through [`crate::ingest`]; each returns a serde report that front ends render as they like.
 
 pub mod alliance;
 pub mod directory;
 pub mod listing;
+pub mod place;
 pub mod seats;
 pub mod trust;
 
@@ -233,7 +235,7 @@ mod tests {
             "its beacons are gone"
         );
         let json: serde_json::Value =
-            serde_json::from_slice(&member.export(ExportFormat::Json).unwrap()).unwrap();
+            serde_json::from_slice(&member.export(ExportFormat::Json, now()).unwrap()).unwrap();
         assert_eq!(json, serde_json::json!([]));
         let snapshot = member.snapshot(member.status().unwrap()).unwrap();
         assert!(snapshot.spaces.is_empty());
@@ -272,7 +274,7 @@ mod tests {
         );
         let csv = String::from_utf8(
             coordinator
-                .export(crate::export::ExportFormat::Csv)
+                .export(crate::export::ExportFormat::Csv, now())
                 .unwrap(),
         )
         .unwrap();
