@@ -64,11 +64,16 @@ impl DocCache {
         self.pinned.insert(space.clone());
     }
 
-    /// The pinned spaces, unpinned, and the cache trimmed back to its capacity.
+    /// The pinned spaces, unpinned. Their documents stay until [`DocCache::trim_to_capacity`]: the
+    /// caller writes their indexes first (trimming here evicted them before they were written, so a
+    /// batch of more than [`CAPACITY`] spaces left most of their listings out of the index).
     pub fn unpin_all(&mut self) -> Vec<SpaceId> {
-        let pinned: Vec<SpaceId> = self.pinned.drain().collect();
+        self.pinned.drain().collect()
+    }
+
+    /// Evicts the least recently used unpinned documents beyond the capacity.
+    pub fn trim_to_capacity(&mut self) {
         self.trim();
-        pinned
     }
 
     fn touch(&mut self, space: &SpaceId) {
@@ -76,18 +81,63 @@ impl DocCache {
         self.order.push_back(space.clone());
     }
 
+    /// Evicts the least recently used documents beyond the capacity, never a pinned one and never the one
+    /// touched last (just loaded to take a change: evicting it made the change miss its document once
+    /// more than [`CAPACITY`] spaces were pinned in one batch). The order of the rest is kept.
     fn trim(&mut self) {
-        let mut skipped = 0;
-        while self.map.len() > CAPACITY && skipped < self.order.len() {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if self.pinned.contains(&oldest) {
-                self.order.push_back(oldest);
-                skipped += 1;
+        if self.map.len() <= CAPACITY {
+            return;
+        }
+        let newest = self.order.back().cloned();
+        let mut kept = VecDeque::with_capacity(self.order.len());
+        while let Some(space) = self.order.pop_front() {
+            let evictable = !self.pinned.contains(&space) && Some(&space) != newest.as_ref();
+            if evictable && self.map.len() > CAPACITY {
+                self.map.remove(&space);
             } else {
-                self.map.remove(&oldest);
+                kept.push_back(space);
             }
         }
+        self.order = kept;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use deskmesh_keys::{DeviceKey, Signer};
+
+    /// A batch touching more spaces than the cache holds keeps every touched document until its index
+    /// is written (a mesh node once indexed only 64 of a 204-space first sync).
+    #[test]
+    fn pinned_documents_outlive_unpinning_until_trimmed() {
+        let mut cache = DocCache::default();
+        let spaces: Vec<SpaceId> = (0..CAPACITY + 10)
+            .map(|_| SpaceId::derive(&DeviceKey::generate().public_key()))
+            .collect();
+        for s in &spaces {
+            cache.put(
+                s.clone(),
+                Warm {
+                    doc: SpaceDoc::new(s.clone()),
+                    undecodable: Vec::new(),
+                },
+            );
+            cache.pin(s);
+        }
+        assert_eq!(
+            cache.map.len(),
+            CAPACITY + 10,
+            "pinned ones are never evicted"
+        );
+        let touched = cache.unpin_all();
+        assert_eq!(touched.len(), CAPACITY + 10);
+        assert!(
+            touched.iter().all(|s| cache.contains(s)),
+            "still there to be written"
+        );
+        cache.trim_to_capacity();
+        assert_eq!(cache.map.len(), CAPACITY);
     }
 }

@@ -437,6 +437,7 @@ impl Node {
                 first_error.get_or_insert(e);
             }
         }
+        self.docs.borrow_mut().trim_to_capacity();
         first_error.map_or(Ok(()), Err)
     }
 
