@@ -26,8 +26,9 @@ use deskmesh_keys::{
 use deskmesh_store::Store;
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::Bundle;
 use crate::home::NodeConfig;
-use crate::ingest::{At, ItemKind, SignedItem, Source};
+use crate::ingest::{At, ItemKind, Source};
 use crate::names::KeyName;
 use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, PENDING_PREFIX};
 use crate::ops::trust::ProposalReport;
@@ -468,6 +469,9 @@ impl Node {
 /// The first bytes of every audit file.
 pub const AUDIT_MAGIC: &[u8] = b"DMAUDIT1\n";
 
+/// Bytes of items checked per batch by [`verify_export`], which bounds its memory.
+const VERIFY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// An audit file after its magic: the body's exact bytes and the exporting node's signature over them
 /// under the `audit-export` domain.
 #[derive(Debug, Serialize, Deserialize)]
@@ -536,20 +540,20 @@ pub fn verify_export(
     node.adopt_roster(std::slice::from_ref(&create), &[])?;
     // An audit file is evidence: what the exporting node kept is judged by the rebuild, as it was there.
     node.keep_evidence = true;
-    let mut items: Vec<SignedItem> = Vec::new();
-    let kinds = [
-        (ItemKind::RosterOp, &body.roster_ops[1..]),
-        (ItemKind::ListingChange, &body.changes[..]),
-        (ItemKind::SeatBeacon, &body.beacons[..]),
-        (ItemKind::Verification, &body.verifications[..]),
-        (ItemKind::Proposal, &body.proposals[..]),
-    ];
-    for (kind, list) in kinds {
-        items.extend(list.iter().map(|b| SignedItem::new(kind, b.clone())));
-    }
-    let report = node.ingest_from(items, Source::Bundle, At::now(), Some("file".into()));
-    if let Some(e) = report.flush_error {
-        bail!("{e}");
+    // In bounded batches, roster operations first, as a bundle is imported: the documents a batch touches
+    // stay in memory until its index is written.
+    let items = Bundle {
+        roster_ops: body.roster_ops[1..].to_vec(),
+        changes: body.changes,
+        beacons: body.beacons,
+        verifications: body.verifications,
+        proposals: body.proposals,
+    };
+    for batch in items.batches(VERIFY_BATCH_BYTES) {
+        let report = node.ingest_from(batch, Source::Bundle, At::now(), Some("file".into()));
+        if let Some(e) = report.flush_error {
+            bail!("{e}");
+        }
     }
     for record in &body.refusals {
         // The exporter's refusals are evidence as recorded; unreadable ones are skipped.
@@ -671,6 +675,7 @@ pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::ingest::SignedItem;
     use crate::testkit::{self, now};
     use deskmesh_store::MemoryStore;
 

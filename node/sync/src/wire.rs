@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::set::{Bound, Fingerprint, KeyRange, KEY_LEN};
 use super::{Item, ItemId, SyncError};
 
-/// The protocol version this node speaks; the first byte of every encoded message.
-pub const VERSION: u8 = 1;
+/// The protocol version this node speaks; the first byte of every encoded message. Version 2 added the
+/// item kinds `Verification` and `Proposal`, which a version-1 node cannot decode: the version byte makes
+/// the mismatch a clear error rather than a malformed message.
+pub const VERSION: u8 = 2;
 
 /// Largest encoded message a node sends or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
