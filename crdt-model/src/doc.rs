@@ -271,7 +271,7 @@ impl SpaceDoc {
     }
 
     /// What became of a change this document has seen, if it is settled (applied or rejected).
-    fn outcome_of(&self, hash: &ChangeId) -> Option<ApplyOutcome> {
+    pub fn outcome_of(&self, hash: &ChangeId) -> Option<ApplyOutcome> {
         if self.accepted.contains_key(hash) {
             return Some(ApplyOutcome::Applied);
         }

@@ -201,7 +201,7 @@ fn scenario(mode: Mode) -> Transcript {
     let geo: Value = serde_json::from_str(&space.ok(&["export", "--format", "geojson"])).unwrap();
     assert_eq!(geo["type"], "FeatureCollection");
     let ld: Value = serde_json::from_str(&space.ok(&["export", "--format", "jsonld"])).unwrap();
-    assert_eq!(ld["itemListElement"][0]["@type"], "LocalBusiness");
+    assert_eq!(ld["itemListElement"][0]["item"]["@type"], "LocalBusiness");
     let csv = space.ok(&["export", "--format", "csv"]);
     assert!(csv.starts_with("id,name,"), "{csv}");
     let piped = space

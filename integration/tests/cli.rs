@@ -194,7 +194,7 @@ fn exports_are_valid_in_every_format_and_json_reimports() {
     assert_eq!(geo["features"][0]["geometry"]["coordinates"][0], -9.14);
     let ld: serde_json::Value =
         serde_json::from_str(&space.ok(&["export", "--format", "jsonld"])).unwrap();
-    assert_eq!(ld["itemListElement"][0]["@type"], "LocalBusiness");
+    assert_eq!(ld["itemListElement"][0]["item"]["@type"], "LocalBusiness");
     let csv = space.ok(&["export", "--format", "csv"]);
     assert!(csv.lines().next().unwrap().starts_with("id,name,"));
     assert!(csv.contains("Export Test"));

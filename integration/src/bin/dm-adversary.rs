@@ -303,10 +303,11 @@ async fn send_items(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
             Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if peer.is_none() => {
                 peer = Some(peer_id);
                 for batch in batches.drain(..) {
+                    let packed = behaviour::pack(&batch)?;
                     swarm
                         .behaviour_mut()
                         .sync
-                        .send_request(&peer_id, Request::Items(batch));
+                        .send_request(&peer_id, Request::Items(packed));
                     pending += 1;
                 }
             }

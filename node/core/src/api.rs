@@ -32,10 +32,12 @@ use crate::ops::alliance::{
     RosterChanged,
 };
 use crate::ops::directory::Directory;
+use crate::ops::drafts::{DraftReport, DraftRequest};
 use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
 use crate::ops::place::PlaceSpec;
 use crate::ops::seats::SeatsReport;
 use crate::ops::trust::{CoordinatorChange, ProposalReport, VerifyReport};
+use crate::report::{AllianceReport, ReportScope};
 use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
 
 /// The version of the request/response protocol. A peer naming another version is refused with a
@@ -172,6 +174,14 @@ pub enum Request {
         space: Option<SpaceId>,
     },
     SpaceEdit(ListingEdit),
+    /// A space's Automerge document (default: this node's) as `save()` bytes.
+    SpaceDocument {
+        space: Option<SpaceId>,
+    },
+    /// Draft listings, one per space in a file (OSM, GeoJSON, CSV, JSON); nothing is written.
+    DraftListings(DraftRequest),
+    /// The alliance report's figures.
+    Report(ReportScope),
     SeatsSet {
         pool: Option<String>,
         availability: Availability,
@@ -206,6 +216,9 @@ impl Request {
                 | Self::AllianceShow
                 | Self::AllianceInviteMember { .. }
                 | Self::SpaceShow { .. }
+                | Self::SpaceDocument { .. }
+                | Self::DraftListings(_)
+                | Self::Report(_)
                 | Self::SpacesList(_)
                 | Self::Export(_)
                 | Self::Audit
@@ -234,6 +247,10 @@ pub enum Response {
     Alliance(AllianceView),
     Listing(Box<Listing>),
     Edited(EditReport),
+    /// Automerge `save()` bytes.
+    Document(Bytes),
+    Drafts(DraftReport),
+    Report(Box<AllianceReport>),
     Seats(SeatsReport),
     Directory(Directory),
     /// The location saved now.
@@ -416,6 +433,9 @@ pub trait Handle {
         fn alliance_show() -> Alliance(AllianceView) = Request::AllianceShow;
         fn space_show(space: Option<SpaceId>) -> Listing(Box<Listing>) = Request::SpaceShow { space };
         fn space_edit(edit: ListingEdit) -> Edited(EditReport) = Request::SpaceEdit(edit);
+        fn space_document(space: Option<SpaceId>) -> Document(Bytes) = Request::SpaceDocument { space };
+        fn drafts(request: DraftRequest) -> Drafts(DraftReport) = Request::DraftListings(request);
+        fn report(scope: ReportScope) -> Report(Box<AllianceReport>) = Request::Report(scope);
         fn seats_set(pool: Option<String>, availability: Availability, ttl_s: u32) -> Seats(SeatsReport) =
             Request::SeatsSet { pool, availability, ttl_s };
         fn spaces_list(query: Query) -> Directory(Directory) = Request::SpacesList(query);
@@ -487,6 +507,11 @@ pub fn serve(node: &mut Node, request: Request, now: DateTime<Utc>) -> Result<Re
             Response::Listing(Box::new(node.space_show(space.as_ref())?))
         }
         Request::SpaceEdit(edit) => Response::Edited(node.space_edit(&edit, now)?),
+        Request::SpaceDocument { space } => {
+            Response::Document(Bytes(node.space_document(space.as_ref())?))
+        }
+        Request::DraftListings(request) => Response::Drafts(node.drafts(&request)?),
+        Request::Report(scope) => Response::Report(Box::new(node.report(&scope, now)?)),
         Request::SeatsSet {
             pool,
             availability,

@@ -128,6 +128,19 @@ impl Bundle {
     }
 }
 
+/// One space's changes in the order they were made (by their envelopes' times, then bytes), so whoever
+/// applies them in turn rarely meets a change before its dependencies.
+pub fn in_authoring_order(mut changes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let at = |bytes: &[u8]| {
+        deskmesh_crdt_model::change::SignedChange::from_bytes(bytes)
+            .and_then(|c| c.envelope())
+            .map_or(i64::MAX, |e| e.created_at_ms)
+    };
+    // Stable: changes made in the same millisecond keep the store's (hash) order.
+    changes.sort_by_cached_key(|b| at(b));
+    changes
+}
+
 /// What importing (part of) a bundle did.
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BundleReport {
@@ -168,7 +181,8 @@ impl Node {
             }
         }
         for space in self.store.spaces()? {
-            b.changes.extend(self.store.changes(&space)?);
+            b.changes
+                .extend(in_authoring_order(self.store.changes(&space)?));
         }
         b.beacons = self
             .store

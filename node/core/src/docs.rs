@@ -2,8 +2,9 @@
 //! length: a change is applied to its space's document where it is (here, or loaded from the state saved
 //! beside the index), never by rebuilding the document from every change the space ever had.
 //!
-//! The cache is small and least-recently-used. A document with a change applied and its index not yet
-//! written is *pinned* until the ingest batch writes it, so eviction never loses work.
+//! The cache is small and least-recently-used, trimmed when a batch's indexes are written. A document
+//! with a change applied and its index not yet written is *pinned* until then, so eviction never loses
+//! work.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -47,10 +48,11 @@ impl DocCache {
         self.map.get_mut(space)
     }
 
+    /// Keeps a document. The cache is trimmed only by [`DocCache::release`], so a document just put is
+    /// never evicted before the change it was loaded for is applied and written.
     pub fn put(&mut self, space: SpaceId, warm: Warm) {
         self.touch(&space);
         self.map.insert(space, warm);
-        self.trim();
     }
 
     pub fn remove(&mut self, space: &SpaceId) {
@@ -59,20 +61,19 @@ impl DocCache {
         self.pinned.remove(space);
     }
 
-    /// Keeps `space` until [`DocCache::unpin_all`].
+    /// Keeps `space` until [`DocCache::release`].
     pub fn pin(&mut self, space: &SpaceId) {
         self.pinned.insert(space.clone());
     }
 
-    /// The pinned spaces, unpinned. Their documents stay until [`DocCache::trim_to_capacity`]: the
-    /// caller writes their indexes first (trimming here evicted them before they were written, so a
-    /// batch of more than [`CAPACITY`] spaces left most of their listings out of the index).
-    pub fn unpin_all(&mut self) -> Vec<SpaceId> {
-        self.pinned.drain().collect()
+    /// The pinned spaces, still pinned: the caller writes them, then calls [`DocCache::release`].
+    pub fn pinned(&self) -> Vec<SpaceId> {
+        self.pinned.iter().cloned().collect()
     }
 
-    /// Evicts the least recently used unpinned documents beyond the capacity.
-    pub fn trim_to_capacity(&mut self) {
+    /// Unpins every space and trims the cache back to its capacity.
+    pub fn release(&mut self) {
+        self.pinned.clear();
         self.trim();
     }
 
@@ -81,24 +82,23 @@ impl DocCache {
         self.order.push_back(space.clone());
     }
 
-    /// Evicts the least recently used documents beyond the capacity, never a pinned one and never the one
-    /// touched last (just loaded to take a change: evicting it made the change miss its document once
-    /// more than [`CAPACITY`] spaces were pinned in one batch). The order of the rest is kept.
+    /// Evicts the least recently used unpinned documents down to [`CAPACITY`].
     fn trim(&mut self) {
-        if self.map.len() <= CAPACITY {
+        let excess = self.map.len().saturating_sub(CAPACITY);
+        if excess == 0 {
             return;
         }
-        let newest = self.order.back().cloned();
-        let mut kept = VecDeque::with_capacity(self.order.len());
-        while let Some(space) = self.order.pop_front() {
-            let evictable = !self.pinned.contains(&space) && Some(&space) != newest.as_ref();
-            if evictable && self.map.len() > CAPACITY {
-                self.map.remove(&space);
-            } else {
-                kept.push_back(space);
-            }
+        let victims: Vec<SpaceId> = self
+            .order
+            .iter()
+            .filter(|s| !self.pinned.contains(*s))
+            .take(excess)
+            .cloned()
+            .collect();
+        for v in &victims {
+            self.map.remove(v);
         }
-        self.order = kept;
+        self.order.retain(|s| !victims.contains(s));
     }
 }
 
@@ -111,7 +111,7 @@ mod tests {
     /// A batch touching more spaces than the cache holds keeps every touched document until its index
     /// is written (a mesh node once indexed only 64 of a 204-space first sync).
     #[test]
-    fn pinned_documents_outlive_unpinning_until_trimmed() {
+    fn pinned_documents_outlive_the_batch_until_released() {
         let mut cache = DocCache::default();
         let spaces: Vec<SpaceId> = (0..CAPACITY + 10)
             .map(|_| SpaceId::derive(&DeviceKey::generate().public_key()))
@@ -131,13 +131,13 @@ mod tests {
             CAPACITY + 10,
             "pinned ones are never evicted"
         );
-        let touched = cache.unpin_all();
+        let touched = cache.pinned();
         assert_eq!(touched.len(), CAPACITY + 10);
         assert!(
             touched.iter().all(|s| cache.contains(s)),
             "still there to be written"
         );
-        cache.trim_to_capacity();
+        cache.release();
         assert_eq!(cache.map.len(), CAPACITY);
     }
 }

@@ -284,6 +284,15 @@ impl Checked {
     fn bytes_len(&self) -> usize {
         self.item.bytes.0.len()
     }
+
+    /// Where the item goes in a batch: changes grouped by space, each space's in the order they were
+    /// made (the order of authoring is a causal order for each author); everything else after.
+    fn order_key(&self) -> (u8, Option<&SpaceId>, i64) {
+        match &self.body {
+            Body::Change(v) => (0, Some(&v.envelope().space), v.envelope().created_at_ms),
+            _ => (1, None, 0),
+        }
+    }
 }
 
 /// Decodes `item` and verifies what can be verified without the node: signatures, sizes, hashes and, for
@@ -473,13 +482,16 @@ impl Node {
         }
         let kinds: Vec<ItemKind> = items.iter().map(|c| c.item.kind).collect();
         let mut made_items: Vec<Option<SignedItem>> = Vec::with_capacity(items.len());
+        // Changes of one space are applied oldest first, so few wait for their dependencies.
+        let mut rest: Vec<(usize, Checked)> = Vec::with_capacity(items.len());
         for (i, c) in items.into_iter().enumerate() {
-            if source != Source::Mesh {
-                made_items.push(Some(c.item.clone()));
+            made_items.push((source != Source::Mesh).then(|| c.item.clone()));
+            if c.item.kind != ItemKind::RosterOp {
+                rest.push((i, c));
             }
-            if c.item.kind == ItemKind::RosterOp {
-                continue;
-            }
+        }
+        rest.sort_by(|(a, ca), (b, cb)| ca.order_key().cmp(&cb.order_key()).then(a.cmp(b)));
+        for (i, c) in rest {
             outcomes[i] = Some(self.take_other(c, source, at, None));
         }
         if std::mem::take(&mut self.ingest.roster_grew) {
@@ -817,10 +829,15 @@ impl Node {
             Ok(false) => return Judged::Verdict(Verdict::Known),
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
         }
-        let applied = self.apply_to_doc(v.clone());
-        // Stored but excluded (an invalid listing, built on an excluded change): kept as evidence, and
-        // noted with where it came from so the audit can name the peer.
-        self.note_if_rejected(env, applied.as_ref());
+        match self.apply_to_doc(v.clone()) {
+            // Stored but excluded (an invalid listing, built on an excluded change): kept as evidence,
+            // and noted with where it came from so the audit can name the peer.
+            Ok(applied) => self.note_if_rejected(env, applied.as_ref()),
+            // Stored but not indexed: the space stays dirty and is rebuilt at the next open.
+            Err(e) => {
+                tracing::error!(space = %env.space, error = %e, "cannot apply a stored change to its document");
+            }
+        }
         Judged::Verdict(Verdict::Added(Accepted {
             id,
             kind: ItemKind::ListingChange,
@@ -1152,6 +1169,38 @@ mod tests {
         );
         assert_eq!(again.outcomes[0].verdict, Verdict::Superseded);
         assert_eq!(again.outcomes[1].verdict, Verdict::Known);
+    }
+
+    #[test]
+    fn a_batch_touching_more_spaces_than_the_cache_holds_indexes_every_one() {
+        let mut coordinator = testkit::coordinator();
+        for n in 0..90 {
+            let mut space = testkit::space(&mut coordinator, &format!("Space {n}"));
+            let id = space.my_space().unwrap();
+            space
+                .publish_listing(
+                    &testkit::listing(&id, &format!("Space {n}")),
+                    testkit::now(),
+                )
+                .unwrap();
+            let items: Vec<SignedItem> = space.take_made().into_iter().map(|m| m.item).collect();
+            coordinator.ingest(items, Source::Bundle, At::now());
+        }
+        assert_eq!(coordinator.entries().unwrap().len(), 90);
+        let mut member = testkit::node("member");
+        member
+            .alliance_join(&coordinator.member_invite(Vec::new()).unwrap().token)
+            .unwrap();
+        let all: Vec<SignedItem> = coordinator
+            .bundle()
+            .unwrap()
+            .batches(usize::MAX)
+            .into_iter()
+            .flatten()
+            .collect();
+        let report = member.ingest(all, Source::Mesh, At::now());
+        assert!(report.flush_error.is_none(), "{:?}", report.flush_error);
+        assert_eq!(member.entries().unwrap().len(), 90);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!   bundles, local edits): roster operations in causal order, items that wait for roster operations,
 //!   and one refusal sink.
 //! - [`ops`]: what a node does (alliance administration, its listing, seats, the directory, imports),
-//!   typed in and typed out; [`audit`], [`export`] and [`bundle`] beside them; [`view`] maps what the node
-//!   holds into the states and events a live front end shows.
+//!   typed in and typed out; [`audit`], [`export`] and [`bundle`] beside them; [`formats`] reads and
+//!   writes listings as OSM, GeoJSON, CSV and JSON-LD; [`report`] computes the alliance report's figures;
+//!   [`view`] maps what the node holds into the states and events a live front end shows.
 //! - [`attest`]: the ingest of what coordinators sign beside the roster (verifications of listing facts,
 //!   coordinator changes collecting co-signatures); [`names`]: keys named by the role the roster gives
 //!   them, for every report.
@@ -26,12 +27,14 @@ pub mod audit;
 pub mod bundle;
 mod docs;
 pub mod export;
+pub mod formats;
 pub mod home;
 pub mod ingest;
 pub mod names;
 pub mod node;
 pub mod ops;
 pub mod peer_id;
+pub mod report;
 pub mod view;
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, Envelope, SignedChange};
-use deskmesh_crdt_model::doc::ApplyOutcome;
-use deskmesh_crdt_model::doc::SpaceDoc;
+use deskmesh_crdt_model::doc::{ApplyOutcome, SpaceDoc};
 use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::{OpBody, Removal, Roster, SignedOp};
@@ -51,6 +50,9 @@ pub struct Node {
     pub(crate) home: Option<Home>,
     /// Space documents kept warm, so a change is applied where it is instead of by a rebuild.
     docs: std::cell::RefCell<DocCache>,
+    /// Spaces to rebuild from the store at the end of the batch (their changes came too far out of
+    /// order to wait in the document).
+    rebuild_after: std::cell::RefCell<std::collections::BTreeSet<SpaceId>>,
 }
 
 impl fmt::Debug for Node {
@@ -164,6 +166,7 @@ impl Node {
             _lock: None,
             home: None,
             docs: Default::default(),
+            rebuild_after: Default::default(),
         };
         node.roster = node.load_roster()?;
         node.reindex_dirty()?;
@@ -404,15 +407,36 @@ impl Node {
     pub(crate) fn apply_to_doc(
         &self,
         change: deskmesh_crdt_model::change::VerifiedChange,
-    ) -> Option<ApplyOutcome> {
+    ) -> anyhow::Result<Option<ApplyOutcome>> {
         let space = change.envelope().space.clone();
-        let authority = RosterAuthority(self.roster.as_ref());
-        let mut docs = self.docs.borrow_mut();
-        let outcome = docs
-            .get_mut(&space)
-            .map(|w| w.doc.apply_verified(change, &authority));
-        docs.pin(&space);
-        outcome
+        let hash = change.envelope().change_hash;
+        let outcome = if !self.docs.borrow().contains(&space) {
+            // Not warm after all: the store already holds the change, so a rebuild includes it.
+            self.warm(&space)?;
+            self.docs
+                .borrow()
+                .get(&space)
+                .and_then(|w| w.doc.outcome_of(&hash))
+        } else {
+            let authority = RosterAuthority(self.roster.as_ref());
+            let outcome = self
+                .docs
+                .borrow_mut()
+                .get_mut(&space)
+                .map(|w| w.doc.apply_verified(change, &authority));
+            if let Some(ApplyOutcome::Rejected(why)) = &outcome {
+                if why.starts_with("not kept") {
+                    // Too many changes wait for their dependencies (they came far out of order): the
+                    // document refuses to hold more, so rebuild it from the store once the batch is in.
+                    self.docs.borrow_mut().remove(&space);
+                    self.rebuild_after.borrow_mut().insert(space.clone());
+                    return Ok(None);
+                }
+            }
+            outcome
+        };
+        self.docs.borrow_mut().pin(&space);
+        Ok(outcome)
     }
 
     /// The heads of a space's listing as this node holds it: what a removal keeps.
@@ -428,8 +452,16 @@ impl Node {
 
     /// Writes the index of every space whose document changed since the last call.
     pub(crate) fn write_touched(&self) -> anyhow::Result<()> {
-        let touched = self.docs.borrow_mut().unpin_all();
+        let touched = self.docs.borrow().pinned();
         let mut first_error = None;
+        let rebuild: Vec<SpaceId> = std::mem::take(&mut *self.rebuild_after.borrow_mut())
+            .into_iter()
+            .collect();
+        for space in rebuild {
+            if let Err(e) = self.reindex(&space) {
+                first_error.get_or_insert(e);
+            }
+        }
         for space in touched {
             if let Err(e) = self.write_index(&space) {
                 // The space stays dirty, so the next open rebuilds it.
@@ -437,7 +469,8 @@ impl Node {
                 first_error.get_or_insert(e);
             }
         }
-        self.docs.borrow_mut().trim_to_capacity();
+        // Only now may the written documents leave the cache.
+        self.docs.borrow_mut().release();
         first_error.map_or(Ok(()), Err)
     }
 

@@ -56,6 +56,15 @@ enum Cmd {
     All(StoreArgs),
     /// `space edit` latency and a new node's join cost for one space at several history lengths.
     History(HistoryArgs),
+    /// Generate an Overpass JSON extract of N coworking nodes and time reading it and drafting listings.
+    Osm {
+        /// Nodes in the extract.
+        #[arg(long, default_value_t = 1000)]
+        elements: usize,
+        /// Runs timed.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -105,6 +114,7 @@ fn main() -> anyhow::Result<()> {
     let now = bench_now()?;
     match args.cmd {
         Cmd::Crypto { iterations } => crypto(iterations, now),
+        Cmd::Osm { elements, runs } => osm(elements, runs),
         Cmd::Store(a) => with_home(&a, now, |_, _| Ok(())),
         Cmd::Query(a) => with_home(&a, now, |node, a| query(node, a.runs, now)),
         Cmd::Export(a) => with_home(&a, now, |node, _| export(node)),
@@ -637,6 +647,9 @@ fn export(node: &Node) -> anyhow::Result<()> {
     for (name, format) in [
         ("json", ExportFormat::Json),
         ("geojson", ExportFormat::Geojson),
+        ("csv", ExportFormat::Csv),
+        ("jsonld", ExportFormat::Jsonld),
+        ("osm", ExportFormat::Osm),
     ] {
         let mut samples = Vec::with_capacity(5);
         let mut out = Vec::new();
@@ -804,4 +817,66 @@ fn tempfile_dir(what: &str) -> anyhow::Result<PathBuf> {
     ));
     std::fs::create_dir_all(&p)?;
     Ok(p)
+}
+/// An Overpass answer of `n` coworking nodes tagged as mappers tag them (some tags unknown to deskmesh),
+/// read into entries and turned into drafts.
+fn osm(n: usize, runs: usize) -> anyhow::Result<()> {
+    use deskmesh_core::api::Bytes;
+    use deskmesh_core::formats::{self, Defaults};
+    use deskmesh_core::ops::drafts::DraftRequest;
+    use deskmesh_core::ops::listing::{FileBytes, FileFormat};
+
+    header(&format!("osm: an Overpass extract of {n} nodes"));
+    let elements: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let wheelchair = ["yes", "limited", "no"][i % 3];
+            serde_json::json!({
+                "type": "node", "id": 1_000_000 + i, "lat": 38.7 + (i % 100) as f64 * 0.001,
+                "lon": -9.1 - (i / 100) as f64 * 0.001,
+                "tags": {
+                    "amenity": "coworking_space", "name": format!("Space {i}"),
+                    "addr:street": "Rua Augusta", "addr:housenumber": (i % 300 + 1).to_string(),
+                    "addr:city": "Lisboa", "addr:postcode": "1100-048",
+                    "opening_hours": "Mo-Fr 08:00-20:00; Sa 10:00-16:00; PH off",
+                    "website": format!("https://space{i}.example"), "phone": "+351 21 000 0000",
+                    "wheelchair": wheelchair, "internet_access": "wlan",
+                    "capacity": (10 + i % 50).to_string(), "check_date": "2025-03-01",
+                    "operator": "Example Lda", "start_date": "2020"
+                }
+            })
+        })
+        .collect();
+    let text = serde_json::json!({"version": 0.6, "elements": elements}).to_string();
+    value("extract size", mib(text.len() as u64));
+    let file = FileBytes {
+        name: "extract.json".into(),
+        format: FileFormat::Auto,
+        bytes: Bytes(text.into_bytes()),
+    };
+    let defaults = Defaults {
+        country: Some("PT".into()),
+        ..Defaults::default()
+    };
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (r, d) = time(|| formats::entries(&file, &defaults));
+        anyhow::ensure!(r?.len() == n, "not every node was read");
+        samples.push(d);
+    }
+    row("read and map tags", &samples);
+    let dir = std::env::temp_dir().join(format!("deskmesh-bench-osm-{}", std::process::id()));
+    let home = Home::at(dir.join("home"));
+    deskmesh_core::node::init(&home, Some("bench".into()))?;
+    let node = Node::open(&home)?;
+    let request = DraftRequest { file, defaults };
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let (r, d) = time(|| node.drafts(&request));
+        anyhow::ensure!(r?.ready() == n, "every draft should be ready");
+        samples.push(d);
+    }
+    row("drafts (read, map, validate)", &samples);
+    drop(node);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
 }

@@ -7,6 +7,7 @@
 mod files;
 mod output;
 mod render;
+mod report;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -19,14 +20,18 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use deskmesh_core::api::{Handle, Local};
 use deskmesh_core::bundle::{Bundle, MAX_BUNDLE_FILE};
 use deskmesh_core::export::ExportFormat;
+use deskmesh_core::formats::Defaults;
 use deskmesh_core::home::Home;
 use deskmesh_core::node::{self, Busy};
+use deskmesh_core::ops::drafts::DraftRequest;
 use deskmesh_core::ops::listing::{
-    FieldEdits, ListingBase, ListingEdit, MAX_IMPORT_FILE, MAX_LISTING_FILE,
+    FieldEdits, FileBytes, FileFormat, ImportSource, ListingBase, ListingEdit, MAX_IMPORT_FILE,
+    MAX_LISTING_FILE,
 };
 use deskmesh_core::ops::place::PlaceSpec;
 use deskmesh_core::ops::seats::DEFAULT_TTL_S;
 use deskmesh_core::ops::trust::CoordinatorChange;
+use deskmesh_core::report::ReportScope;
 use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Amenity;
@@ -89,13 +94,33 @@ pub enum Command {
     /// Save where you usually are: `spaces list --near` (with no value) and the TUI measure from it.
     #[command(subcommand)]
     Location(LocationCommand),
-    /// Import listings (the JSON of `space show --json` or `export --format json`, one object or an
-    /// array) signed by this node, or a bundle of signed items from another node (`export --format bundle`).
+    /// Import listings signed by this node (the JSON, GeoJSON or CSV that `export` writes, or the JSON of
+    /// `space show --json`), or a bundle of signed items from another node (`export --format bundle`).
+    /// OpenStreetMap data names no space: use `space draft --from` or `space edit --from` for it.
     Import {
         /// The file to import, or - for standard input.
         file: PathBuf,
+        /// How the file is written (auto: told apart by its content).
+        #[arg(long, value_enum, default_value_t = InputArg::Auto)]
+        format: InputArg,
         #[arg(long, help = JSON_HELP)]
         json: bool,
+    },
+    /// Write the alliance report for a city or a funder: one self-contained HTML page (a map and charts
+    /// of spaces, seats, hours, accessibility, amenities, prices and data freshness), or Markdown.
+    Report {
+        /// Only spaces in this city.
+        #[arg(long)]
+        city: Option<String>,
+        /// Only spaces in this country (ISO 3166-1 alpha-2, such as PT).
+        #[arg(long)]
+        country: Option<String>,
+        /// The form to write.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
     },
     /// Export the directory.
     Export {
@@ -389,22 +414,89 @@ pub enum SpaceCommand {
     Template,
     /// Change this space's listing from a file (JSON or TOML, or - for stdin) and/or flags; validated,
     /// then signed. Every problem of the file is reported at once, each with its field path.
-    Edit(EditArgs),
-    /// Print this space's listing (or another's with --space) in the form `edit --file` accepts.
+    Edit(Box<EditArgs>),
+    /// Print this space's listing (or another's with --space) in the form `edit --file` accepts, or its
+    /// Automerge document.
     Show {
         /// Another space's id (default: this node's space).
         #[arg(long)]
         space: Option<SpaceId>,
-        #[arg(long, help = JSON_HELP)]
+        /// Write the space's Automerge document (`save()` bytes, loadable by any Automerge
+        /// implementation) instead of the listing; needs --output or a redirected standard output.
+        #[arg(long)]
+        automerge: bool,
+        /// With --automerge: write to this file.
+        #[arg(long, short, requires = "automerge")]
+        output: Option<PathBuf>,
+        #[arg(long, help = JSON_HELP, conflicts_with = "automerge")]
         json: bool,
     },
+    /// Turn OpenStreetMap data (an Overpass answer, OSM XML or JSON), GeoJSON or CSV into one draft
+    /// listing per space, written as JSON files into a directory, to hand over with the invites; each
+    /// space signs its draft with `space edit --file`. Tags with no listing field are reported.
+    Draft(DraftArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DraftArgs {
+    /// The file to read (at most 64 MiB), or - for standard input.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The directory to write the drafts into (created if missing); existing drafts are not overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// How the file is written (auto: told apart by its content).
+    #[arg(long, value_enum, default_value_t = InputArg::Auto)]
+    pub format: InputArg,
+    #[command(flatten)]
+    pub defaults: DefaultArgs,
+    #[arg(long, help = JSON_HELP)]
+    pub json: bool,
+}
+
+/// What OSM data often leaves out, given for a whole file.
+#[derive(Debug, Clone, Args, Default)]
+pub struct DefaultArgs {
+    /// The city for entries without addr:city.
+    #[arg(long)]
+    pub city: Option<String>,
+    /// The country (ISO 3166-1 alpha-2) for entries without addr:country.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// The IANA time zone (such as Europe/Lisbon); default: the country's, where it has one.
+    #[arg(long)]
+    pub timezone: Option<String>,
+}
+
+impl From<DefaultArgs> for Defaults {
+    fn from(d: DefaultArgs) -> Self {
+        Self {
+            city: d.city,
+            country: d.country.map(|c| c.trim().to_ascii_uppercase()),
+            timezone: d.timezone,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct EditArgs {
-    /// A listing file, `.json` or `.toml` (at most 1 MiB), or - to read standard input.
-    #[arg(long)]
+    /// A listing file, `.json` or `.toml` (at most 1 MiB), or - to read standard input. A JSON listing
+    /// without an `id` (a draft) is this space's.
+    #[arg(long, conflicts_with = "from")]
     pub file: Option<PathBuf>,
+    /// Start from (or update with) one space of an OpenStreetMap file (Overpass answer, OSM XML or
+    /// JSON), a GeoJSON or a CSV: its facts replace the listing's, the rest is kept.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// With --from: how the file is written.
+    #[arg(long, value_enum, default_value_t = InputArg::Auto, requires = "from")]
+    pub format: InputArg,
+    /// With --from, when the file holds several spaces: which one (an OSM id such as node/123, a listing
+    /// id, #N for the Nth, or the exact name).
+    #[arg(long, requires = "from")]
+    pub pick: Option<String>,
+    #[command(flatten)]
+    pub defaults: DefaultArgs,
     /// The space's display name.
     #[arg(long)]
     pub name: Option<String>,
@@ -524,8 +616,10 @@ pub enum FormatArg {
     Geojson,
     /// One row per space.
     Csv,
-    /// schema.org JSON-LD (`LocalBusiness` items).
+    /// schema.org JSON-LD (`LocalBusiness` items with `openingHoursSpecification`).
     Jsonld,
+    /// OSM XML: one node per space with its OpenStreetMap tags, to review and contribute back.
+    Osm,
     /// Every signed item (roster, listing changes, seat beacons) for offline exchange; `import` takes it.
     Bundle,
 }
@@ -537,9 +631,48 @@ impl From<FormatArg> for ExportFormat {
             FormatArg::Geojson => Self::Geojson,
             FormatArg::Csv => Self::Csv,
             FormatArg::Jsonld => Self::Jsonld,
+            FormatArg::Osm => Self::Osm,
             FormatArg::Bundle => Self::Bundle,
         }
     }
+}
+
+/// The input formats, as the command line names them.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum InputArg {
+    /// Told apart by the content.
+    Auto,
+    /// Listings as JSON (one or an array).
+    Json,
+    /// GeoJSON: as `export` writes it, or OSM-tagged features.
+    Geojson,
+    /// One row per space, as `export` writes it.
+    Csv,
+    /// OpenStreetMap: an Overpass JSON answer, OSM XML or the OSM API's JSON.
+    Osm,
+}
+
+impl From<InputArg> for FileFormat {
+    fn from(f: InputArg) -> Self {
+        match f {
+            InputArg::Auto => Self::Auto,
+            InputArg::Json => Self::Json,
+            InputArg::Geojson => Self::Geojson,
+            InputArg::Csv => Self::Csv,
+            InputArg::Osm => Self::Osm,
+        }
+    }
+}
+
+/// The forms of `report`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// One self-contained HTML page with an SVG map and charts.
+    Html,
+    /// Markdown tables.
+    Markdown,
+    /// The figures as JSON.
+    Json,
 }
 
 /// Parses the arguments, runs the command, and reports the exit code.
@@ -692,10 +825,55 @@ fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
         }
         Command::Space(SpaceCommand::Edit(args)) => {
             let json = args.json;
-            let report = handle.space_edit(edit_from(args)?)?;
+            let report = handle.space_edit(edit_from(*args)?)?;
+            if !json {
+                unmapped_hints(&report.name, &report.unmapped, &report.notes);
+            }
             output::print(json, &report)
         }
-        Command::Space(SpaceCommand::Show { space, json }) => {
+        Command::Space(SpaceCommand::Show {
+            space,
+            automerge: true,
+            output,
+            ..
+        }) => {
+            if output.is_none() && output::stdout_is_terminal() {
+                bail!("an Automerge document is binary and would garble this terminal; write it with --output FILE or redirect standard output to a file");
+            }
+            let bytes = handle.space_document(space)?;
+            write_out(output.as_deref(), &bytes.0)
+        }
+        Command::Space(SpaceCommand::Draft(args)) => draft(handle, args),
+        Command::Report {
+            city,
+            country,
+            format,
+            output,
+        } => {
+            let scope = ReportScope {
+                city,
+                country: country.map(|c| c.trim().to_ascii_uppercase()),
+            };
+            let r = handle.report(scope)?;
+            let text = match format {
+                ReportFormat::Html => report::html(&r),
+                ReportFormat::Markdown => report::markdown(&r),
+                ReportFormat::Json => serde_json::to_string_pretty(&*r)? + "\n",
+            };
+            if r.spaces == 0 {
+                output::hint_line("no spaces match; the report is empty");
+            }
+            write_out(output.as_deref(), text.as_bytes())?;
+            if let Some(path) = output {
+                output::hint_line(&format!(
+                    "report of {} space(s) written to {}",
+                    r.spaces,
+                    path.display()
+                ));
+            }
+            Ok(())
+        }
+        Command::Space(SpaceCommand::Show { space, json, .. }) => {
             let mine = space.is_none();
             let listing = handle.space_show(space).map_err(|e| {
                 if mine && e.message.contains("no listing") {
@@ -750,7 +928,7 @@ fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
             };
             output::print(json, &render::Location(saved))
         }
-        Command::Import { file, json } => import(handle, &file, json),
+        Command::Import { file, format, json } => import(handle, &file, format, json),
         Command::Export { format, output } => export(handle, format.into(), output.as_deref()),
         Command::Status { json } => output::print(json, &*handle.status()?),
         Command::Peers { json } => {
@@ -837,12 +1015,24 @@ fn alliance(handle: &mut dyn Handle, cmd: AllianceCommand) -> anyhow::Result<()>
 
 /// The edit `space edit` asks for: the file's bytes (read here, bounded) and the flags.
 fn edit_from(args: EditArgs) -> anyhow::Result<ListingEdit> {
-    let base = match &args.file {
-        Some(path) => Some(ListingBase::File(files::read_listing(
+    let base = match (&args.file, &args.from) {
+        (Some(path), _) => Some(ListingBase::File(files::read_listing(
             path,
             MAX_LISTING_FILE,
         )?)),
-        None => None,
+        (None, Some(path)) => {
+            let (name, bytes) = files::read_bounded(path, MAX_IMPORT_FILE, "a file of spaces")?;
+            Some(ListingBase::Import(ImportSource {
+                file: FileBytes {
+                    name,
+                    format: args.format.into(),
+                    bytes: deskmesh_core::api::Bytes(bytes),
+                },
+                pick: args.pick.clone(),
+                defaults: args.defaults.clone().into(),
+            }))
+        }
+        (None, None) => None,
     };
     Ok(ListingEdit {
         base,
@@ -895,7 +1085,12 @@ fn audit_verify(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `import FILE`: a bundle goes to the node in batches (with progress for a large one); anything else is
 /// a JSON file of listings.
-fn import(handle: &mut dyn Handle, path: &Path, json: bool) -> anyhow::Result<()> {
+fn import(
+    handle: &mut dyn Handle,
+    path: &Path,
+    format: InputArg,
+    json: bool,
+) -> anyhow::Result<()> {
     let limit = MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE);
     let (name, bytes) = files::read_bounded(path, limit, "a file to import")?;
     if !Bundle::is_bundle(&bytes) {
@@ -906,12 +1101,18 @@ fn import(handle: &mut dyn Handle, path: &Path, json: bool) -> anyhow::Result<()
                 MAX_IMPORT_FILE / (1024 * 1024)
             );
         }
-        let file = deskmesh_core::ops::listing::FileBytes {
+        let file = FileBytes {
             name,
-            format: deskmesh_core::ops::listing::FileFormat::Json,
+            format: format.into(),
             bytes: deskmesh_core::api::Bytes(bytes),
         };
-        return output::print(json, &handle.import_listings(file)?);
+        let report = handle.import_listings(file)?;
+        if !json {
+            for l in &report.listings {
+                unmapped_hints(&l.name, &l.unmapped, &l.notes);
+            }
+        }
+        return output::print(json, &report);
     }
     let bundle = Bundle::decode(&bytes).with_context(|| name.clone())?;
     drop(bytes);
@@ -950,14 +1151,83 @@ fn export(handle: &mut dyn Handle, format: ExportFormat, out: Option<&Path>) -> 
         bail!("a bundle is binary and would garble this terminal; write it with --output FILE or redirect standard output to a file");
     }
     let bytes = handle.export(format)?;
+    write_out(out, &bytes.0)
+}
+
+/// Writes `bytes` to `out`, or to standard output.
+fn write_out(out: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
     match out {
-        Some(path) => std::fs::write(path, &bytes.0)
-            .with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+        }
         None => {
-            output::write_stdout(&bytes.0);
+            output::write_stdout(bytes);
             Ok(())
         }
     }
+}
+
+/// Tags, columns or properties the listing has no field for, and guesses made, as hints on stderr.
+fn unmapped_hints(name: &str, unmapped: &[String], notes: &[String]) {
+    if !unmapped.is_empty() {
+        output::hint_line(&format!(
+            "{name}: not in the listing (no field for it): {}",
+            unmapped.join("; ")
+        ));
+    }
+    for n in notes {
+        output::hint_line(&format!("{name}: {n}"));
+    }
+}
+
+/// `space draft`: asks the node for the drafts, then writes one JSON file per space into the directory.
+fn draft(handle: &mut dyn Handle, args: DraftArgs) -> anyhow::Result<()> {
+    let (name, bytes) = files::read_bounded(&args.from, MAX_IMPORT_FILE, "a file of spaces")?;
+    let report = handle.drafts(DraftRequest {
+        file: FileBytes {
+            name,
+            format: args.format.into(),
+            bytes: deskmesh_core::api::Bytes(bytes),
+        },
+        defaults: args.defaults.into(),
+    })?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut written = render::DraftsWritten {
+        report: report.clone(),
+        files: Vec::new(),
+    };
+    let mut used = std::collections::BTreeSet::new();
+    for d in &report.drafts {
+        let stem = files::slug(d.name.as_deref().unwrap_or(&d.key));
+        let mut file = format!("{stem}.json");
+        let mut n = 2;
+        while !used.insert(file.clone()) {
+            file = format!("{stem}-{n}.json");
+            n += 1;
+        }
+        let path = args.out.join(&file);
+        let mut text = serde_json::to_string_pretty(&d.listing)?;
+        text.push('\n');
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+        match created {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+                "{} already exists; drafts are never overwritten (choose another --out or move it away)",
+                path.display()
+            ),
+            Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+        }
+        if !args.json {
+            unmapped_hints(d.name.as_deref().unwrap_or(&d.key), &d.unmapped, &d.notes);
+        }
+        written.files.push(path.display().to_string());
+    }
+    output::print(args.json, &written)
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info` for deskmesh, `warn` for libraries), without

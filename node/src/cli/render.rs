@@ -14,6 +14,7 @@ use deskmesh_core::ops::alliance::{
     RosterChanged,
 };
 use deskmesh_core::ops::directory::Directory;
+use deskmesh_core::ops::drafts::DraftReport;
 use deskmesh_core::ops::listing::{EditReport, ImportReport};
 use deskmesh_core::ops::seats::SeatsReport;
 use deskmesh_core::ops::trust::{ProposalReport, VerifyReport};
@@ -172,6 +173,45 @@ impl Human for ImportReport {
             let _ = write!(f, "\n  {}", l.data());
         }
         f
+    }
+}
+
+/// What `space draft` wrote.
+#[derive(Debug, serde::Serialize)]
+pub struct DraftsWritten {
+    #[serde(flatten)]
+    pub report: DraftReport,
+    /// The file written for each draft, in order.
+    pub files: Vec<String>,
+}
+
+impl Human for DraftsWritten {
+    fn data(&self) -> String {
+        let mut f = String::new();
+        for (d, file) in self.report.drafts.iter().zip(&self.files) {
+            let state = if d.problems.is_empty() {
+                "ready".to_string()
+            } else {
+                format!("needs: {}", d.problems.join("; "))
+            };
+            let _ = writeln!(
+                f,
+                "{file}  {}  {}  {state}",
+                d.key,
+                d.name.as_deref().unwrap_or("(no name)")
+            );
+        }
+        let _ = write!(
+            f,
+            "{} draft(s) from {}, {} ready to sign",
+            self.report.drafts.len(),
+            self.report.source,
+            self.report.ready()
+        );
+        f
+    }
+    fn hint(&self) -> Option<String> {
+        Some("hand each space its draft with its invite; on its own node it runs `deskmesh space edit --file DRAFT.json` (a draft has no id: the signing node gives it its own)".into())
     }
 }
 

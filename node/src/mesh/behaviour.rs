@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use deskmesh_sync::ItemKind;
 
+/// The request-response protocol for sync messages and item batches (2: batches are zstd-packed).
+pub const SYNC_PROTOCOL: &str = "/deskmesh/sync/2";
+
 /// Largest gossip message: announcements are single signed items, which are small.
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 /// Largest request a peer may send us (a batch of items or one sync message).
@@ -73,8 +76,28 @@ pub struct WireItem {
 pub enum Request {
     /// One encoded sync-engine message (`sync::Msg::encode`).
     Sync(#[serde(with = "serde_bytes_vec")] Vec<u8>),
-    /// Signed items the receiver lacks or asked for, roster operations first.
-    Items(Vec<WireItem>),
+    /// Signed items the receiver lacks or asked for, roster operations first: [`pack`]ed (postcard, then
+    /// zstd), so a batch moves a fraction of its bytes.
+    Items(#[serde(with = "serde_bytes_vec")] Vec<u8>),
+}
+
+/// Most bytes a batch may unpack to: a batch is about [`ITEM_BATCH_BYTES`]; anything far beyond is a
+/// decompression bomb and is refused before it is expanded.
+pub const MAX_UNPACKED_BYTES: usize = 16 * 1024 * 1024;
+/// zstd's level for item batches: fast, and most of the gain of higher levels on signed listing bytes.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Encodes a batch of items for [`Request::Items`].
+pub fn pack(items: &[WireItem]) -> anyhow::Result<Vec<u8>> {
+    let raw = postcard::to_stdvec(items).context("cannot encode an item batch")?;
+    zstd::bulk::compress(&raw, ZSTD_LEVEL).context("cannot compress an item batch")
+}
+
+/// Decodes what [`pack`] made, refusing more than [`MAX_UNPACKED_BYTES`] unpacked.
+pub fn unpack(bytes: &[u8]) -> anyhow::Result<Vec<WireItem>> {
+    let raw = zstd::bulk::decompress(bytes, MAX_UNPACKED_BYTES)
+        .context("the item batch does not decompress (or unpacks to more than 16 MiB)")?;
+    postcard::from_bytes(&raw).context("the item batch does not decode")
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -193,10 +216,7 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
                     .set_response_size_maximum(1024);
                 let sync = request_response::Behaviour::with_codec(
                     codec,
-                    [(
-                        StreamProtocol::new("/deskmesh/sync/1"),
-                        ProtocolSupport::Full,
-                    )],
+                    [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                     request_response::Config::default()
                         .with_request_timeout(Duration::from_secs(30))
                         .with_max_concurrent_streams(MAX_STREAMS_PER_PEER),
@@ -396,13 +416,23 @@ mod tests {
 
     #[tokio::test]
     async fn requests_round_trip_through_the_cbor_codec_as_byte_strings() {
+        // Incompressible bytes, so the packed batch is about as long as the item.
+        let mut x = 0x1234_5678_u32;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
         let item = WireItem {
             kind: ItemKind::ListingChange,
-            bytes: vec![200u8; 1000],
+            bytes: noise,
         };
-        let req = Request::Items(vec![item.clone()]);
+        let req = Request::Items(pack(std::slice::from_ref(&item)).expect("pack"));
         let mut codec = request_response::cbor::codec::Codec::<Request, Reply>::default();
-        let protocol = StreamProtocol::new("/deskmesh/sync/1");
+        let protocol = StreamProtocol::new(SYNC_PROTOCOL);
         let mut buf = futures::io::Cursor::new(Vec::new());
         codec
             .write_request(&protocol, &mut buf, req)
@@ -417,8 +447,27 @@ mod tests {
             .await
             .expect("read")
         {
-            Request::Items(items) => assert_eq!(items, vec![item]),
+            Request::Items(packed) => assert_eq!(unpack(&packed).expect("unpack"), vec![item]),
             other => panic!("unexpected request {other:?}"),
         }
+    }
+
+    #[test]
+    fn repetitive_batches_shrink_and_bombs_are_refused_before_they_expand() {
+        let items: Vec<WireItem> = (0..100u8)
+            .map(|n| WireItem {
+                kind: ItemKind::ListingChange,
+                bytes: format!("{{\"name\": \"Space {n}\", \"city\": \"Lisbon\"}}").into_bytes(),
+            })
+            .collect();
+        let packed = pack(&items).expect("pack");
+        let raw = postcard::to_stdvec(&items).expect("encode").len();
+        assert!(packed.len() * 3 < raw, "{} packed of {raw}", packed.len());
+        assert_eq!(unpack(&packed).expect("unpack"), items);
+        // 64 MiB of zeros packs into a few kilobytes; unpacking stops at the bound.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 * 1024 * 1024], 3).expect("compress");
+        assert!(bomb.len() < 64 * 1024);
+        assert!(unpack(&bomb).is_err());
+        assert!(unpack(b"garbage").is_err());
     }
 }

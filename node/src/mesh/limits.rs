@@ -175,6 +175,15 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         bucket.last_seen = now;
     }
 
+    /// Gives back one token [`RateLimiter::spend`] took for `key`: a reservation for an event still being
+    /// checked, released once the event is judged (which spends again only if it was stored).
+    pub fn refund(&mut self, key: &K) {
+        let interval = self.interval;
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            bucket.full_at = bucket.full_at.saturating_sub(interval);
+        }
+    }
+
     /// Tokens `key` has left at `now`.
     pub fn available(&self, key: &K, now: Duration) -> u32 {
         let debt = self
@@ -264,6 +273,26 @@ mod tests {
             assert!(take(&mut l, "a", secs(3600)));
         }
         assert!(!take(&mut l, "a", secs(3600)));
+    }
+
+    /// Reserving while a batch is checked holds the budget for batches in flight; the refunds give back
+    /// what was not stored.
+    #[test]
+    fn reservations_hold_the_budget_until_refunded() {
+        let mut l = limiter(8);
+        for _ in 0..3 {
+            assert!(take(&mut l, "a", secs(0)), "reserved");
+        }
+        assert!(
+            !take(&mut l, "a", secs(0)),
+            "a second batch in flight is over the limit"
+        );
+        for _ in 0..3 {
+            l.refund(&"a");
+        }
+        assert_eq!(l.available(&"a", secs(0)), 3);
+        l.refund(&"b");
+        assert_eq!(l.len(), 1, "refunding an unknown key stores nothing");
     }
 
     #[test]

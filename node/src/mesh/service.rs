@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use deskmesh_core::api::{self, ApiError, Request as ApiRequest, Response};
-use deskmesh_core::ingest::{self, Accepted, At, Made, Outcome, SignedItem, Source, Verdict};
+use deskmesh_core::ingest::{
+    self, Accepted, At, Checked, Made, Outcome, SignedItem, Source, Verdict,
+};
 use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo};
 use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::SignedBeacon;
@@ -140,6 +142,7 @@ pub async fn run(node: Node, socket: PathBuf, opts: RunOptions) -> anyhow::Resul
                 let answer = svc.on_call(req);
                 let _ = reply.send(answer);
             }
+            Some(done) = svc.checking.next(), if !svc.checking.is_empty() => svc.on_checked(done),
             _ = tick.tick() => svc.on_tick(),
             _ = stopped(&mut shutdown) => break Ok(()),
             _ = tokio::signal::ctrl_c() => break Ok(()),
@@ -189,6 +192,25 @@ struct Service {
     pushed_sync: Option<chrono::DateTime<chrono::Utc>>,
     /// A large transfer from peers (a first sync), reported as it goes.
     catch_up: CatchUp,
+    /// Item batches whose signatures are being checked off the event loop, in arrival order.
+    checking: futures::stream::FuturesOrdered<tokio::task::JoinHandle<Checked3>>,
+}
+
+/// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
+type Checked3 = (
+    PeerId,
+    Vec<(usize, Outcome)>,
+    Vec<Checked>,
+    Vec<(ingest::ItemKind, SpaceId)>,
+);
+
+/// A batch split before checking.
+struct Prepared {
+    items: Vec<SignedItem>,
+    held: Vec<(usize, Outcome)>,
+    /// Budget reserved for the changes and beacons among `items` while they are checked, so batches in
+    /// flight at once cannot together pass a space's limit; released when they are judged.
+    reserved: Vec<(ingest::ItemKind, SpaceId)>,
 }
 
 /// Progress of a large transfer from peers, such as a new member's first sync. A transfer starts with the
@@ -317,6 +339,7 @@ impl Service {
             findings_due: false,
             pushed_sync: None,
             catch_up: CatchUp::default(),
+            checking: Default::default(),
         };
         let items = svc.scan()?;
         svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
@@ -618,47 +641,54 @@ impl Service {
                     }
                 }
             }
-            Request::Items(items) => {
-                let outcomes = self.ingest(items, Some(peer));
-                let mut added: BTreeMap<ingest::ItemKind, usize> = BTreeMap::new();
-                let mut by_space: BTreeMap<SpaceId, usize> = BTreeMap::new();
-                let mut refused = 0usize;
-                for o in &outcomes {
-                    match &o.verdict {
-                        Verdict::Added(a) => {
-                            *added.entry(a.kind).or_default() += 1;
-                            if a.kind == ingest::ItemKind::ListingChange {
-                                if let Some(space) = &a.space {
-                                    *by_space.entry(space.clone()).or_default() += 1;
-                                }
-                            }
+            Request::Items(packed) => match behaviour::unpack(&packed) {
+                Ok(items) => self.check_later(peer, items),
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "dropped an item batch that does not unpack")
+                }
+            },
+        }
+    }
+
+    /// Logs what one batch from a peer brought.
+    fn log_batch(&mut self, peer: PeerId, outcomes: &[Outcome]) {
+        let mut added: BTreeMap<ingest::ItemKind, usize> = BTreeMap::new();
+        let mut by_space: BTreeMap<SpaceId, usize> = BTreeMap::new();
+        let mut refused = 0usize;
+        for o in outcomes {
+            match &o.verdict {
+                Verdict::Added(a) => {
+                    *added.entry(a.kind).or_default() += 1;
+                    if a.kind == ingest::ItemKind::ListingChange {
+                        if let Some(space) = &a.space {
+                            *by_space.entry(space.clone()).or_default() += 1;
                         }
-                        Verdict::Refused(_) => refused += 1,
-                        _ => {}
                     }
                 }
-                // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
-                for (space, n) in &by_space {
-                    if by_space.len() <= PER_SPACE_LOG_LINES {
-                        tracing::info!(peer = %peer, space = %space, changes = n, "synced listing changes");
-                    } else {
-                        tracing::debug!(peer = %peer, space = %space, changes = n, "synced listing changes");
-                    }
-                }
-                if !added.is_empty() {
-                    self.last_sync = Some(chrono::Utc::now());
-                    tracing::info!(
-                        peer = %peer,
-                        roster_ops = added.get(&ingest::ItemKind::RosterOp).copied().unwrap_or(0),
-                        changes = added.get(&ingest::ItemKind::ListingChange).copied().unwrap_or(0),
-                        beacons = added.get(&ingest::ItemKind::SeatBeacon).copied().unwrap_or(0),
-                        "synced new items from peer"
-                    );
-                }
-                if refused > 0 {
-                    tracing::warn!(peer = %peer, refused, "peer sent items that were refused");
-                }
+                Verdict::Refused(_) => refused += 1,
+                _ => {}
             }
+        }
+        // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
+        for (space, n) in &by_space {
+            if by_space.len() <= PER_SPACE_LOG_LINES {
+                tracing::info!(peer = %peer, space = %space, changes = n, "synced listing changes");
+            } else {
+                tracing::debug!(peer = %peer, space = %space, changes = n, "synced listing changes");
+            }
+        }
+        if !added.is_empty() {
+            self.last_sync = Some(chrono::Utc::now());
+            tracing::info!(
+                peer = %peer,
+                roster_ops = added.get(&ingest::ItemKind::RosterOp).copied().unwrap_or(0),
+                changes = added.get(&ingest::ItemKind::ListingChange).copied().unwrap_or(0),
+                beacons = added.get(&ingest::ItemKind::SeatBeacon).copied().unwrap_or(0),
+                "synced new items from peer"
+            );
+        }
+        if refused > 0 {
+            tracing::warn!(peer = %peer, refused, "peer sent items that were refused");
         }
     }
 
@@ -757,7 +787,26 @@ impl Service {
                 .collect(),
             _ => HashMap::new(),
         };
-        items.sort_by_key(|(id, item)| (item.kind, causal.get(id).copied().unwrap_or(usize::MAX)));
+        // Listing changes go space by space, each space's in the order they were made, so the peer
+        // applies them in turn instead of holding many that wait for their dependencies.
+        let made_at = |item: &WireItem| {
+            SignedChange::from_bytes(&item.bytes)
+                .and_then(|c| c.envelope())
+                .map_or((None, i64::MAX), |e| (Some(e.space), e.created_at_ms))
+        };
+        items.sort_by_cached_key(|(id, item)| {
+            let (space, at) = if item.kind == ItemKind::ListingChange {
+                made_at(item)
+            } else {
+                (None, 0)
+            };
+            (
+                item.kind,
+                causal.get(id).copied().unwrap_or(usize::MAX),
+                space,
+                at,
+            )
+        });
         let items: Vec<WireItem> = items.into_iter().map(|(_, item)| item).collect();
         let sent = items.len();
         let outbox = self.outboxes.entry(peer).or_default();
@@ -813,11 +862,18 @@ impl Service {
                 return;
             };
             outbox.queued_bytes = outbox.queued_bytes.saturating_sub(size);
+            let packed = match behaviour::pack(&batch) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(peer = %peer, error = %e, "cannot pack an item batch");
+                    continue;
+                }
+            };
             let id = self
                 .swarm
                 .behaviour_mut()
                 .sync
-                .send_request(&peer, Request::Items(batch));
+                .send_request(&peer, Request::Items(packed));
             self.outbound.insert(id, peer);
             if let Some(outbox) = self.outboxes.get_mut(&peer) {
                 outbox.in_flight.insert(id, roster);
@@ -876,20 +932,34 @@ impl Service {
 
     // ---- ingest ------------------------------------------------------------------------------------
 
-    // ---- ingest ------------------------------------------------------------------------------------
-
     /// Takes items from the mesh through the node's ingest path (after the per-space change budget) and
-    /// tells the engine and subscribers what was stored. Returns one outcome per item, in order.
+    /// tells the engine and subscribers what was stored. Returns one outcome per item, in order. The
+    /// signatures are checked here, on the event loop: for a single gossip message that is cheap; batches
+    /// go through [`Service::check_later`] instead.
     fn ingest(&mut self, wire: Vec<WireItem>, peer: Option<PeerId>) -> Vec<Outcome> {
+        let prepared = self.prepare(wire, peer);
+        let at = At::now();
+        let checked = prepared
+            .items
+            .into_iter()
+            .map(|i| ingest::check(i, at.wall))
+            .collect();
+        self.finish(prepared.held, checked, prepared.reserved, peer)
+    }
+
+    /// Sets aside what needs no checking (items already held, changes and beacons over their space's
+    /// hourly budget, each overrun noted once for the audit with the `peer` it came from) and returns the
+    /// rest to check.
+    fn prepare(&mut self, wire: Vec<WireItem>, peer: Option<PeerId>) -> Prepared {
         let now = self.now();
         let mut items = Vec::with_capacity(wire.len());
-        // Positions of items the change budget held back, with their outcome.
-        let mut limited: Vec<(usize, Outcome)> = Vec::new();
+        let mut held: Vec<(usize, Outcome)> = Vec::new();
+        let mut reserved = Vec::new();
         for (n, w) in wire.iter().enumerate() {
             let item = signed_item(w);
             if let Some(id) = item.id() {
                 if self.index.contains_key(&ItemId(id.0)) {
-                    limited.push((n, outcome(item.kind, Some(id), Verdict::Known)));
+                    held.push((n, outcome(item.kind, Some(id), Verdict::Known)));
                     continue;
                 }
             }
@@ -916,9 +986,11 @@ impl Service {
                         // Not the sender's fault (it may only relay a burst): the engine asks again later.
                         let id = Hash(env.change_hash);
                         self.engine.item_refused(ItemId(id.0), now);
-                        limited.push((n, outcome(item.kind, Some(id), Verdict::Waiting)));
+                        held.push((n, outcome(item.kind, Some(id), Verdict::Waiting)));
                         continue;
                     }
+                    self.change_limit.spend(env.space.clone(), now);
+                    reserved.push((item.kind, env.space));
                 }
             }
             if item.kind == ingest::ItemKind::SeatBeacon {
@@ -941,16 +1013,76 @@ impl Service {
                             );
                         }
                         // Not punished (a relay may pass on a burst it did not make), not forwarded.
-                        limited.push((n, outcome(item.kind, item.id(), Verdict::Waiting)));
+                        held.push((n, outcome(item.kind, item.id(), Verdict::Waiting)));
                         continue;
                     }
+                    self.beacon_limit.spend(b.space.clone(), now);
+                    reserved.push((item.kind, b.space));
                 }
             }
             items.push(item);
         }
-        let report =
-            self.node
-                .ingest_from(items, Source::Mesh, At::now(), peer.map(|p| p.to_string()));
+        Prepared {
+            items,
+            held,
+            reserved,
+        }
+    }
+
+    /// Checks a batch's signatures on blocking threads, on every core, while the event loop goes on;
+    /// batches are judged in the order they arrived ([`Service::on_checked`]).
+    fn check_later(&mut self, peer: PeerId, wire: Vec<WireItem>) {
+        let prepared = self.prepare(wire, Some(peer));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let Prepared {
+            items,
+            held,
+            reserved,
+        } = prepared;
+        let task = tokio::task::spawn_blocking(move || {
+            let checked = ingest::check_all(items, At::now().wall, threads);
+            (peer, held, checked, reserved)
+        });
+        self.checking.push_back(task);
+    }
+
+    /// A batch whose signatures were checked: judge it against the roster and the store.
+    fn on_checked(&mut self, done: Result<Checked3, tokio::task::JoinError>) {
+        let (peer, held, checked, reserved) = match done {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "checking a batch of items failed");
+                return;
+            }
+        };
+        let outcomes = self.finish(held, checked, reserved, Some(peer));
+        self.log_batch(peer, &outcomes);
+    }
+
+    /// Judges checked items, tells the engine and subscribers, and puts the set-aside outcomes back in
+    /// input order.
+    fn finish(
+        &mut self,
+        held: Vec<(usize, Outcome)>,
+        checked: Vec<Checked>,
+        reserved: Vec<(ingest::ItemKind, SpaceId)>,
+        peer: Option<PeerId>,
+    ) -> Vec<Outcome> {
+        let now = self.now();
+        // The reservations made while checking go back; what was stored spends below.
+        for (kind, space) in &reserved {
+            match kind {
+                ingest::ItemKind::ListingChange => self.change_limit.refund(space),
+                ingest::ItemKind::SeatBeacon => self.beacon_limit.refund(space),
+                _ => {}
+            }
+        }
+        let report = self.node.ingest_checked_from(
+            checked,
+            Source::Mesh,
+            At::now(),
+            peer.map(|p| p.to_string()),
+        );
         if let Some(e) = &report.flush_error {
             tracing::error!(peer = ?peer, error = %e, "cannot flush the items just received");
         }
@@ -969,9 +1101,8 @@ impl Service {
             }
             self.record(o);
         }
-        // Put the held-back outcomes back in input order.
         let mut out = report.outcomes;
-        for (n, o) in limited {
+        for (n, o) in held {
             out.insert(n.min(out.len()), o);
         }
         out

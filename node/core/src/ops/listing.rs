@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Bytes;
 use crate::export::NOTES_KEY;
+use crate::formats::{self, Defaults};
 use crate::ingest::SignedItem;
 use crate::node::{hex, Node};
 
@@ -17,11 +18,21 @@ pub const MAX_LISTING_FILE: u64 = 1024 * 1024;
 /// The most bytes a file of listings to import may have.
 pub const MAX_IMPORT_FILE: u64 = 64 * 1024 * 1024;
 
-/// How a listing file is written.
+/// How a file of listings is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FileFormat {
+    /// One listing or an array of them, the form `space show --json` and `export --format json` print.
     Json,
+    /// One listing of the same shape as the JSON.
     Toml,
+    /// RFC 7946 GeoJSON: what `export --format geojson` writes, or OSM-tagged features.
+    Geojson,
+    /// One row per space, as `export --format csv` writes it.
+    Csv,
+    /// OSM XML, OSM API JSON or Overpass JSON.
+    Osm,
+    /// Told apart by the content ([`crate::formats::detect`]).
+    Auto,
 }
 
 /// Bytes of a file a client read, with the name its messages should use.
@@ -40,6 +51,18 @@ pub enum ListingBase {
     File(FileBytes),
     /// A whole listing, such as the TUI's form.
     Listing(Box<Listing>),
+    /// One space of a file in another format (OSM, GeoJSON, CSV, JSON), merged into the current listing.
+    Import(ImportSource),
+}
+
+/// One entry of a file to start or update this space's listing from (`space edit --from`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSource {
+    pub file: FileBytes,
+    /// Which entry, when the file holds several: an OSM id (`node/123`), a listing id, `#N` or the name.
+    pub pick: Option<String>,
+    /// City, country and time zone for data that lacks them.
+    pub defaults: Defaults,
 }
 
 /// Single fields to set on top of the base.
@@ -102,6 +125,13 @@ pub struct EditReport {
     pub name: String,
     /// The signed change, or none when the listing already said exactly this.
     pub change: Option<String>,
+    /// What the source file held that the listing has no field for (`key=value`), when it came from
+    /// another format.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped: Vec<String>,
+    /// Guesses made while reading the source (`time zone taken from the country`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What importing listings reports.
@@ -120,11 +150,31 @@ impl FileBytes {
                 Some(stripped) => Listing::from_json(&stripped),
                 None => Listing::from_json(text),
             },
+            other => bail!(
+                "{} is {other:?}, not a listing file; start from it with `space edit --from`",
+                self.name
+            ),
         };
         parsed.map_err(|e| anyhow!("{}: {e}", self.name))
     }
 
-    fn text(&self) -> anyhow::Result<&str> {
+    /// Parses the file as this space's listing: a JSON listing without an `id` (a draft) is `space`'s.
+    pub fn listing_for(&self, space: &SpaceId) -> anyhow::Result<Listing> {
+        if self.format == FileFormat::Json {
+            if let Ok(serde_json::Value::Object(mut m)) =
+                serde_json::from_str::<serde_json::Value>(self.text()?)
+            {
+                if !m.contains_key("id") {
+                    m.insert("id".into(), serde_json::json!(space.to_string()));
+                    return Listing::from_value(serde_json::Value::Object(m))
+                        .map_err(|e| anyhow!("{}: {e}", self.name));
+                }
+            }
+        }
+        self.listing()
+    }
+
+    pub(crate) fn text(&self) -> anyhow::Result<&str> {
         std::str::from_utf8(&self.bytes.0)
             .map_err(|e| anyhow!("{} is not UTF-8 text: {e}", self.name))
     }
@@ -163,6 +213,8 @@ impl Node {
             space: listing.id.clone(),
             name: listing.name.clone(),
             change: id,
+            unmapped: Vec::new(),
+            notes: Vec::new(),
         })
     }
 
@@ -174,9 +226,10 @@ impl Node {
         now: DateTime<Utc>,
     ) -> anyhow::Result<EditReport> {
         let space = self.require_space()?;
+        let (mut unmapped, mut notes) = (Vec::new(), Vec::new());
         let mut listing = match &edit.base {
             Some(ListingBase::File(file)) => {
-                let l = file.listing()?;
+                let l = file.listing_for(&space)?;
                 if l.id != space {
                     bail!(
                         "{} is the listing of {}, but this node signs for {}; change its \"id\"",
@@ -193,6 +246,12 @@ impl Node {
                 }
                 (**l).clone()
             }
+            Some(ListingBase::Import(source)) => {
+                let (l, entry) = self.listing_from(&space, source)?;
+                unmapped = entry.unmapped;
+                notes = entry.notes;
+                l
+            }
             None => self.current_listing(&space)?.ok_or_else(|| {
                 anyhow!("this space has no listing yet; start with `deskmesh space edit --file listing.json`")
             })?,
@@ -201,7 +260,10 @@ impl Node {
         listing
             .validate()
             .map_err(|e| anyhow!("the listing is not valid: {e}"))?;
-        self.publish_listing(&listing, now)
+        let mut report = self.publish_listing(&listing, now)?;
+        report.unmapped = unmapped;
+        report.notes = notes;
+        Ok(report)
     }
 
     /// The listing of `space` (default: this node's) as the index holds it.
@@ -214,28 +276,42 @@ impl Node {
             .ok_or_else(|| anyhow!("no listing for {space} yet"))
     }
 
-    /// Imports one listing or an array of them (the JSON `space show --json` and `export --format json`
-    /// print), each for a space this node may sign for. Everything is validated before anything is
-    /// written, so a bad file changes nothing.
+    /// Imports the listings of a file (JSON, GeoJSON or CSV as `export` writes them), each for a space
+    /// this node may sign for. Everything is validated before anything is written, so a bad file changes
+    /// nothing. OSM data names no space: it is refused with a pointer to `space draft` and `space edit
+    /// --from`.
     pub fn import_listings(
         &mut self,
         file: &FileBytes,
         now: DateTime<Utc>,
     ) -> anyhow::Result<ImportReport> {
-        let value: serde_json::Value = serde_json::from_str(file.text()?)
-            .map_err(|e| anyhow!("{} is not valid JSON: {e}", file.name))?;
-        let items = match value {
-            serde_json::Value::Array(items) => items,
-            other => vec![other],
+        let format = match file.format {
+            FileFormat::Auto => formats::detect(&file.bytes.0),
+            f => f,
         };
+        if format == FileFormat::Osm {
+            bail!(
+                "{} is OpenStreetMap data, which names no deskmesh space; turn it into drafts with `deskmesh space draft --from {}` or start this space's listing with `deskmesh space edit --from {}`",
+                file.name, file.name, file.name
+            );
+        }
+        let file = FileBytes {
+            format,
+            ..file.clone()
+        };
+        let entries = formats::entries(&file, &Defaults::default())?;
         let roster = self.require_roster()?;
         let mut listings = Vec::new();
-        for (i, mut item) in items.into_iter().enumerate() {
-            // What an export says of a listing (verified facts, a revocation) is not part of it.
-            if let Some(m) = item.as_object_mut() {
-                m.remove(NOTES_KEY);
+        for (i, entry) in entries.into_iter().enumerate() {
+            if entry.value.get("id").is_none() {
+                bail!(
+                    "{}: listing #{} ({}) has no id; sign a draft with `deskmesh space edit --file` on the space's own node",
+                    file.name,
+                    i + 1,
+                    entry.name().unwrap_or("no name")
+                );
             }
-            let l = Listing::from_value(item)
+            let l = Listing::from_value(entry.value)
                 .map_err(|e| anyhow!("{}: listing #{}: {e}", file.name, i + 1))?;
             if let Err(d) = roster.state().may_sign(&self.public_key(), &l.id) {
                 bail!(
@@ -246,11 +322,13 @@ impl Node {
                     l.id
                 );
             }
-            listings.push(l);
+            listings.push((l, entry.unmapped));
         }
         let mut report = ImportReport::default();
-        for l in &listings {
-            report.listings.push(self.publish_listing(l, now)?);
+        for (l, unmapped) in &listings {
+            let mut r = self.publish_listing(l, now)?;
+            r.unmapped.clone_from(unmapped);
+            report.listings.push(r);
         }
         Ok(report)
     }

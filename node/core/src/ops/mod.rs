@@ -1,5 +1,6 @@
 //! What a node does, typed in and typed out: alliance administration ([`alliance`]), this space's listing
-//! and imports of listings ([`listing`]), open seats ([`seats`]), the directory members browse
+//! and imports of listings ([`listing`]), listings started from OSM, GeoJSON or CSV data and drafts for
+//! spaces still to join ([`drafts`]), open seats ([`seats`]), the directory members browse
 //! ([`directory`]), the place distances are measured from ([`place`]), and what coordinators sign beside
 //! the roster: coordinator changes by quorum and verifications of listing facts ([`trust`]). Each
 //! operation validates before it writes, signs with the device key, and takes what it
@@ -7,6 +8,7 @@
 
 pub mod alliance;
 pub mod directory;
+pub mod drafts;
 pub mod listing;
 pub mod place;
 pub mod seats;
