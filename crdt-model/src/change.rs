@@ -338,7 +338,18 @@ fn decode_change(bytes: &[u8]) -> Result<Change, ChangeError> {
     if bytes.get(CHUNK_TYPE_OFFSET) == Some(&COMPRESSED_CHUNK_TYPE) {
         return Err(ChangeError::Compressed);
     }
-    let change = Change::try_from(bytes).map_err(|e| ChangeError::Undecodable(e.to_string()))?;
+    // Automerge 0.12 panics on some malformed changes instead of returning an error (an op counter over
+    // u32::MAX unwraps in `OpId::new`; found by fuzzing). The bytes come from anyone, so a panic is caught
+    // and reported like any other unreadable change.
+    let decoded = std::panic::catch_unwind(|| Change::try_from(bytes));
+    let change = match decoded {
+        Ok(result) => result.map_err(|e| ChangeError::Undecodable(e.to_string()))?,
+        Err(_) => {
+            return Err(ChangeError::Undecodable(
+                "automerge failed to read it".into(),
+            ))
+        }
+    };
     // Automerge does not check the chunk checksum (the first 4 bytes of the hash) when it decodes, so
     // without this anyone could flip those bytes and make a second byte string for the same signed change.
     if bytes.get(CHECKSUM) != Some(&change.hash().0[..4]) {

@@ -79,9 +79,12 @@ pub enum ApplyOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptedChange {
     pub author: PublicKey,
-    /// The roster operation that authorised the author at the envelope's roster heads.
+    /// The roster operation that authorised the author at the envelope's roster heads (for a change
+    /// taken from a checkpoint: the one that authorised the checkpoint's signer).
     pub auth_op: Hash,
     pub created_at_ms: i64,
+    /// The checkpoint this change came in, without its own envelope: its signer vouches for it.
+    pub vouched_by: Option<Hash>,
 }
 
 /// A refused change and why. `hash` is the change hash the envelope claims, or, when not even that could
@@ -133,7 +136,7 @@ type Verified = Result<(Envelope, Change), ChangeError>;
 const WAITING_ON_KEPT: &str = "waiting for listing change";
 
 /// The format version of [`SpaceDoc::save_state`] bytes.
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
 
 /// What [`SpaceDoc::save_state`] keeps: the Automerge bytes, and the verdicts with authors and authorising
 /// roster operations listed once each.
@@ -142,8 +145,9 @@ struct State {
     doc: Vec<u8>,
     authors: Vec<PublicKey>,
     auth_ops: Vec<Hash>,
-    /// (change, author index, authorising operation index, created at ms)
-    accepted: Vec<(ChangeId, u32, u32, i64)>,
+    /// (change, author index, authorising operation index, created at ms, vouching checkpoint index)
+    accepted: Vec<(ChangeId, u32, u32, i64, Option<u32>)>,
+    checkpoints: Vec<Hash>,
     rejected: Vec<(ChangeId, Option<PublicKey>, String)>,
     pending: Vec<(SignedChange, ChangeId, String)>,
     excluded: Vec<(ChangeId, String)>,
@@ -394,6 +398,7 @@ impl SpaceDoc {
                 author: signer.public_key(),
                 auth_op,
                 created_at_ms: now_ms,
+                vouched_by: None,
             },
         );
         Ok(signed)
@@ -465,12 +470,81 @@ impl SpaceDoc {
         &self.pending
     }
 
+    /// Takes every change of a checkpoint's document (`doc`, opened and checked by
+    /// [`crate::checkpoint::SignedCheckpoint::open`]) that this document lacks. They come without
+    /// envelopes: each is recorded as accepted, authored by its actor, with the checkpoint `id` as its
+    /// warrant and `auth_op` (what authorised the checkpoint's signer) as its authorisation. A checkpoint
+    /// holding a change this document refused for what it contains is refused whole. Returns how many
+    /// changes were new.
+    pub fn merge_checkpoint(
+        &mut self,
+        id: Hash,
+        doc: &Automerge,
+        auth_op: Hash,
+        authority: &impl Authority,
+    ) -> Result<usize, DocError> {
+        let theirs = doc.get_changes(&[]);
+        let mut new = Vec::new();
+        for c in &theirs {
+            let hash = c.hash();
+            if self.accepted.contains_key(&hash.0) {
+                continue;
+            }
+            if let Some(why) = self.excluded.get(&hash.0) {
+                return Err(DocError::Automerge(format!(
+                    "the checkpoint holds change {}, refused here: {why}",
+                    short_id(&hash.0)
+                )));
+            }
+            new.push(c.clone());
+        }
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let before = self.doc.get_heads();
+        let metas: Vec<(ChangeId, Vec<u8>, i64)> = new
+            .iter()
+            .map(|c| (c.hash().0, c.actor_id().to_bytes().to_vec(), c.timestamp()))
+            .collect();
+        if let Err(e) = self.doc.apply_changes(new) {
+            self.restore(&before);
+            return Err(DocError::Automerge(format!(
+                "the checkpoint's changes do not apply: {e}"
+            )));
+        }
+        let mut count = 0;
+        for (hash, actor, at_s) in metas {
+            let Ok(author) = PublicKey::from_bytes(&actor) else {
+                continue;
+            };
+            self.accepted.insert(
+                hash,
+                AcceptedChange {
+                    author,
+                    auth_op,
+                    created_at_ms: at_s.saturating_mul(1000),
+                    vouched_by: Some(id),
+                },
+            );
+            count += 1;
+        }
+        self.valid_at = None;
+        let accepted = &self.accepted;
+        self.pending.retain(|p| !accepted.contains_key(&p.hash));
+        self.rejected.retain(|r| !accepted.contains_key(&r.hash));
+        if !self.pending.is_empty() {
+            self.retry_pending(authority);
+        }
+        Ok(count)
+    }
+
     /// The document and its verdicts as bytes, so a node can keep them beside its index and apply the
     /// next change without rebuilding the document from every change it holds. [`SpaceDoc::load_state`]
     /// reads them back; the bytes carry their own format version.
     pub fn save_state(&self) -> Vec<u8> {
         let mut authors: Vec<PublicKey> = Vec::new();
         let mut auth_ops: Vec<Hash> = Vec::new();
+        let mut checkpoints: Vec<Hash> = Vec::new();
         let accepted = self
             .accepted
             .iter()
@@ -480,6 +554,7 @@ impl SpaceDoc {
                     index_in(&mut authors, a.author),
                     index_in(&mut auth_ops, a.auth_op),
                     a.created_at_ms,
+                    a.vouched_by.map(|c| index_in(&mut checkpoints, c)),
                 )
             })
             .collect();
@@ -488,6 +563,7 @@ impl SpaceDoc {
             authors,
             auth_ops,
             accepted,
+            checkpoints,
             rejected: self
                 .rejected
                 .iter()
@@ -526,7 +602,7 @@ impl SpaceDoc {
             .map_err(|e| DocError::Automerge(format!("saved document state: {e}")))?;
         let doc = Automerge::load(&state.doc).map_err(|e| DocError::Automerge(e.to_string()))?;
         let mut accepted = BTreeMap::new();
-        for (id, author, op, at) in state.accepted {
+        for (id, author, op, at, vouched) in state.accepted {
             let (Some(author), Some(op)) = (
                 state.authors.get(author as usize),
                 state.auth_ops.get(op as usize),
@@ -535,12 +611,19 @@ impl SpaceDoc {
                     "saved document state names an unknown author".into(),
                 ));
             };
+            let vouched_by = match vouched {
+                Some(i) => Some(*state.checkpoints.get(i as usize).ok_or_else(|| {
+                    DocError::Automerge("saved document state names an unknown checkpoint".into())
+                })?),
+                None => None,
+            };
             accepted.insert(
                 id,
                 AcceptedChange {
                     author: *author,
                     auth_op: *op,
                     created_at_ms: at,
+                    vouched_by,
                 },
             );
         }
@@ -784,7 +867,25 @@ impl SpaceDoc {
     fn place(&mut self, c: Candidate) -> ApplyOutcome {
         let before = self.doc.get_heads();
         let hash = c.change.hash();
-        let checked = match self.doc.apply_changes([c.change]) {
+        // A panic inside automerge on a change that decoded (see `change::decode_change`) must not stop the
+        // node: it counts as a refusal, and the document is rebuilt from what it held before.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.doc.apply_changes([c.change])
+        }));
+        let applied = match applied {
+            Ok(r) => r,
+            Err(_) => {
+                self.recover(&before);
+                self.excluded
+                    .insert(c.hash, "automerge failed on the change".into());
+                return self.reject(
+                    c.hash,
+                    Some(c.author),
+                    "automerge failed on the change".into(),
+                );
+            }
+        };
+        let checked = match applied {
             Err(e) => Err(format!("automerge refused the change: {e}")),
             Ok(()) if self.doc.get_change_by_hash(&hash).is_none() => {
                 Err("automerge did not apply the change".to_string())
@@ -809,6 +910,7 @@ impl SpaceDoc {
                         author: c.author,
                         auth_op: c.auth_op,
                         created_at_ms: c.created_at_ms,
+                        vouched_by: None,
                     },
                 );
                 ApplyOutcome::Applied
@@ -843,6 +945,30 @@ impl SpaceDoc {
     }
 
     /// Resets the document to `heads`, dropping whatever was applied after them.
+    /// Goes back to `heads` after automerge panicked: its document may be half-changed, so when forking
+    /// it fails too, the document is rebuilt from the changes accepted so far.
+    fn recover(&mut self, heads: &[ChangeHash]) {
+        let forked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.fork_at(heads)));
+        if let Ok(Ok(doc)) = forked {
+            self.doc = doc;
+            return;
+        }
+        let changes: Vec<Change> = {
+            let doc = &self.doc;
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.get_changes(&[])))
+                .unwrap_or_default()
+        };
+        let mut fresh = Automerge::new();
+        let accepted: Vec<Change> = changes
+            .into_iter()
+            .filter(|c| self.accepted.contains_key(&c.hash().0))
+            .collect();
+        if fresh.apply_changes(accepted).is_ok() {
+            self.doc = fresh;
+        }
+    }
+
     fn restore(&mut self, heads: &[ChangeHash]) {
         // `fork_at` only fails for heads the document does not have; these were its own heads a moment ago.
         if let Ok(doc) = self.doc.fork_at(heads) {
@@ -1702,7 +1828,8 @@ mod tests {
                 l.seat_pools = vec![SeatPool {
                     id: "hot".into(),
                     kind: PoolKind::HotDesk,
-                    capacity: u32::from(val).max(1),
+                    // A pool has at least one seat.
+                    capacity: u32::from(val) + 1,
                     accessible_capacity: None,
                     access: PoolAccess::WalkIn,
                 }]

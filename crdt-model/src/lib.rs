@@ -1,7 +1,8 @@
 //! deskmesh-crdt-model: what a space's listing is, and how the directory is read.
 //!
 //! The listing model with its vocabularies, accessibility block, seat pools and validation ([`listing`]);
-//! one Automerge document per space whose changes travel in signed envelopes ([`change`], [`doc`]); signed,
+//! one Automerge document per space whose changes travel in signed envelopes ([`change`], [`doc`]) and
+//! whose whole state can travel as a signed checkpoint ([`checkpoint`]); signed,
 //! expiring seat beacons and their freshness ([`beacon`]); the one rule for "seats free now" and the
 //! wording of every seat state ([`seats`]); opening hours evaluated in the space's time zone
 //! ([`hours`]); directory queries over many listings ([`query`]); and coordinators' countersignatures of
@@ -12,6 +13,7 @@
 
 pub mod beacon;
 pub mod change;
+pub mod checkpoint;
 pub mod doc;
 pub mod hours;
 pub mod kept;

@@ -65,6 +65,19 @@ pub fn wait_until(what: &str, nodes: &[&TestNode], mut check: impl FnMut() -> bo
 /// Starts `deskmesh run --no-mdns ARGS` and waits until its control socket answers with a listen
 /// address (an address only through a relay may come later: then `addr` is empty).
 pub fn start(node: &TestNode, args: &[&str]) -> Daemon {
+    start_in(node, None, args)
+}
+
+/// [`start`] inside network namespace `ns` (see [`crate::lab`]); the control socket is a file, so every
+/// other command reaches the daemon from outside the namespace as usual.
+pub fn start_in(node: &TestNode, ns: Option<&str>, args: &[&str]) -> Daemon {
+    let mut daemon = spawn_in(node, ns, args);
+    wait_ready(node, &mut daemon);
+    daemon
+}
+
+/// Starts the daemon without waiting for it.
+pub fn spawn_in(node: &TestNode, ns: Option<&str>, args: &[&str]) -> Daemon {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -72,16 +85,32 @@ pub fn start(node: &TestNode, args: &[&str]) -> Daemon {
         .expect("open log");
     // A daemon killed earlier leaves its socket file behind; the wait below must only see the new one.
     let _ = std::fs::remove_file(node.home().join("control.sock"));
-    let mut cmd = node.cmd(&["run", "--no-mdns"]);
+    let mut cmd = match ns {
+        None => node.cmd(&["run", "--no-mdns"]),
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns])
+                .arg(crate::deskmesh_bin())
+                .arg("--home")
+                .arg(node.home())
+                .args(["run", "--no-mdns"]);
+            c.env_remove("DESKMESH_HOME").env("NO_COLOR", "1");
+            c
+        }
+    };
     cmd.args(args)
         .env("RUST_LOG", "warn,deskmesh_node=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    let mut daemon = Daemon {
+    Daemon {
         child: cmd.spawn().expect("spawn deskmesh run"),
         addr: String::new(),
-    };
+    }
+}
+
+/// Waits until the daemon answers on its control socket, and notes its first listen address.
+pub fn wait_ready(node: &TestNode, daemon: &mut Daemon) {
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = daemon.child.try_wait() {
@@ -101,7 +130,7 @@ pub fn start(node: &TestNode, args: &[&str]) -> Daemon {
                     );
                     daemon.addr = addr.to_string();
                 }
-                return daemon;
+                return;
             }
         }
         if start.elapsed() > DEADLINE {

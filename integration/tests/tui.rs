@@ -99,6 +99,10 @@ fn search_shows_the_right_rows_and_q_restores_the_terminal() {
     assert!(screen.contains("Kanalwerk Coworking"), "{screen}");
     assert!(!screen.contains("Azulejo Works"), "{screen}");
     tmux(&["send-keys", "-t", &session.0, "Escape"]);
+    // Escape and q sent together read as Alt-q: wait until the search box has closed.
+    wait_screen(&session.0, "the search box closed", |s| {
+        s.contains("/ search")
+    });
     tmux(&["send-keys", "-t", &session.0, "q"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !marker.exists() || std::fs::read_to_string(&marker).unwrap().is_empty() {

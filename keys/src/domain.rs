@@ -15,12 +15,14 @@ pub enum Domain {
     SeatBeacon,
     /// A gossip announcement of a space's heads.
     HeadsAnnouncement,
-    /// Reserved for node-to-node messages that need their own signature (e.g. checkpoints).
+    /// Reserved for node-to-node messages that need their own signature.
     NodeMessage,
     /// A coordinator's countersignature of facts of a listing, as checked on a date.
     Verification,
     /// The exporting node's signature over a self-contained audit file.
     AuditExport,
+    /// A space device's signed checkpoint of its listing document (the whole document at some heads).
+    Checkpoint,
 }
 
 impl Domain {
@@ -34,6 +36,7 @@ impl Domain {
             Domain::NodeMessage => "node-message",
             Domain::Verification => "verification",
             Domain::AuditExport => "audit-export",
+            Domain::Checkpoint => "checkpoint",
         }
     }
 

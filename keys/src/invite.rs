@@ -329,7 +329,13 @@ pub fn parse_proposal_token(token: &str) -> Result<SignedOp, ProposalTokenError>
 fn encode<T: Serialize>(prefix: &str, value: &T) -> String {
     // Serialising our own types cannot fail (no unknown-length sequences, no failing Display); an
     // empty payload would be refused by `decode` rather than panic here.
-    let mut payload = postcard::to_allocvec(value).unwrap_or_default();
+    token_text(prefix, postcard::to_allocvec(value).unwrap_or_default())
+}
+
+/// The token text for raw payload bytes: `prefix` + base32(payload || checksum). Tokens are made with
+/// [`Invite::to_token`] and [`MemberInvite::to_token`]; this lets the fuzzer hand any payload to the
+/// decoder behind the checksum.
+pub fn token_text(prefix: &str, mut payload: Vec<u8>) -> String {
     let sum = checksum(&payload);
     payload.extend_from_slice(&sum);
     let body = data_encoding::BASE32_NOPAD

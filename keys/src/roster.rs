@@ -922,6 +922,15 @@ pub struct Roster {
 }
 
 impl Roster {
+    /// Whether `key` was ever granted to `space` (by its admission or a device addition), removed since
+    /// or not: the keys whose changes may appear in the space's history.
+    pub fn ever_granted(&self, key: &PublicKey, space: &SpaceId) -> bool {
+        self.ancestry
+            .spaces
+            .get(space)
+            .is_some_and(|s| s.granted.contains(key))
+    }
+
     /// Starts a roster from its `CreateAlliance` operation (self-signed by a coordinator it names).
     pub fn new(create: SignedOp) -> Result<Roster, RosterError> {
         let (hash, op) = create.verified()?;

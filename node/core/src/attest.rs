@@ -87,8 +87,8 @@ impl Node {
                 kind,
                 space: Some(v.space.clone()),
                 pool: None,
-                replaced: None,
-                removed: Vec::new(),
+                leaves: Vec::new(),
+                hidden: false,
             })),
             Ok(false) => Judged::Verdict(Verdict::Known),
             Err(e) => Judged::Verdict(Verdict::Failed(e.to_string())),
@@ -171,10 +171,10 @@ impl Node {
             kind,
             space: None,
             pool: None,
-            replaced: None,
-            removed: kept_id
+            leaves: kept_id
                 .map(|h| vec![(ItemKind::Proposal, h)])
                 .unwrap_or_default(),
+            hidden: false,
         }))
     }
 }

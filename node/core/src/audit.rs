@@ -1,14 +1,18 @@
 //! `deskmesh audit`: verify every stored signature again and explain who signed what, in one model that
 //! the command line and the terminal UI both show.
 //!
-//! The audit re-reads the source of truth (signed roster operations, listing changes, seat beacons,
-//! verifications and proposals), verifies every signature, rebuilds each listing from scratch, and
-//! reports per listing its signers (named by the role the roster gives them) with the roster operation
-//! that authorised each. Everything that did not count is one list of [`Finding`]s, the same list
-//! [`Node::findings`] gives a live front end: roster operations that were refused, listing changes
-//! stored but excluded or still waiting, signed items refused at the door (with the peer they came from),
-//! unverifiable beacons. The audit passes only when that list is empty. It changes nothing but the
-//! rebuildable index.
+//! The audit re-reads the source of truth (signed roster operations, listing changes, checkpoints, seat
+//! beacons, verifications and proposals), verifies every signature, rebuilds each listing from scratch,
+//! and reports per listing its signers (named by the role the roster gives them) with the roster operation
+//! that authorised each, and the checkpoints kept for it. Everything that did not count is one list of
+//! [`Finding`]s, the same list [`Node::findings`] gives a live front end: roster operations that were
+//! refused, listing changes stored but excluded or still waiting, signed items refused at the door (with
+//! the peer they came from), unverifiable beacons and checkpoints. It changes nothing but the rebuildable
+//! index, and only when the store takes the write: on a full disk it still reports.
+//!
+//! It tells apart what is wrong from what is merely incomplete: a change that names roster operations
+//! or earlier changes this node does not hold yet is *pending* (listed, but the audit still passes: a
+//! sync brings what it needs), while anything refused, rejected or unverifiable fails the audit.
 //!
 //! [`Node::audit_export`] writes all of it to one self-contained file, signed by this node, and
 //! [`verify_export`] checks such a file on a machine that never joined the alliance and gives the same
@@ -50,7 +54,11 @@ pub struct AuditReport {
     pub proposals: Vec<ProposalReport>,
     /// Everything that did not count: the list the terminal UI shows too.
     pub findings: Vec<Finding>,
-    /// Nothing was refused, rejected, pending or unverifiable.
+    /// Stored changes that wait for roster operations or earlier changes not held yet (the pending
+    /// findings).
+    #[serde(default)]
+    pub waiting: usize,
+    /// Nothing refused, rejected or unverifiable (pending items, which only wait, do not count).
     pub ok: bool,
 }
 
@@ -92,11 +100,27 @@ pub struct ListingAudit {
     pub name: Option<String>,
     pub changes_stored: usize,
     pub changes_accepted: usize,
+    /// Accepted changes this node holds only inside checkpoints: their signers vouch for them; each one
+    /// can be fetched and checked from a node that received it.
+    #[serde(default)]
+    pub changes_vouched: usize,
+    /// The checkpoints kept for the space, each verified again by this audit.
+    #[serde(default)]
+    pub checkpoints: Vec<CheckpointAudit>,
     pub signers: Vec<SignerAudit>,
     /// The revocation's reason, when the space was revoked.
     pub revoked: Option<String>,
     /// Facts a coordinator verified, and whether they still hold.
     pub facts: Vec<FactState>,
+}
+
+/// A kept checkpoint: who signed it, when, and how many changes it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointAudit {
+    pub id: Hash,
+    pub author: KeyName,
+    pub changes: u32,
+    pub created_at_ms: i64,
 }
 
 /// A key that signed accepted changes of a listing.
@@ -267,9 +291,11 @@ impl Node {
         };
         for (space, hash, reason) in self.store.rejected_changes()? {
             let r: RejectionRecord = serde_json::from_slice(&reason)?;
-            let (status, reason) = match r.reason.strip_prefix(PENDING_PREFIX) {
-                Some(rest) => (FindingStatus::Pending, rest.to_string()),
-                None => (FindingStatus::Rejected, r.reason),
+            let (status, reason) = if r.is_waiting() {
+                let reason = r.reason.strip_prefix(PENDING_PREFIX).unwrap_or(&r.reason);
+                (FindingStatus::Pending, reason.to_string())
+            } else {
+                (FindingStatus::Rejected, r.reason)
             };
             let from = origin(&space, &hash);
             out.push(Finding {
@@ -307,20 +333,26 @@ impl Node {
     pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
         let roster = self.roster();
         let name = |k: &PublicKey| KeyName::of(roster, k);
-        let mut spaces = self.store.spaces()?;
+        let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
             if !spaces.contains(&space) {
                 spaces.push(space);
             }
         }
+
         spaces.sort();
         spaces.dedup();
         let mut listings = Vec::new();
+        // Stored checkpoints that no longer verify, for the findings.
+        let mut bad_checkpoints = Vec::new();
         for space in spaces {
-            // Rebuilt from the signed changes, so the index (and the findings) are checked, not trusted.
-            let changes_accepted = self.reindex(&space)?;
-            let entry: Option<IndexEntry> = match self.store.entry(&space)? {
-                Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+            // Every change verified again from the store, so the index (and the findings) are checked, not
+            // trusted; the index is rewritten when the store takes it.
+            let changes_accepted = self.rebuild(&space)?;
+            self.try_write_index(&space);
+            let rows = self.index_rows(&space)?;
+            let entry: Option<IndexEntry> = match rows.as_ref().and_then(|r| r.listing.as_ref()) {
+                Some(bytes) => Some(serde_json::from_slice(bytes)?),
                 None => None,
             };
             let roster_entry = roster.and_then(|r| r.state().spaces.get(&space));
@@ -337,11 +369,44 @@ impl Node {
                 Some(Ok(l)) => self.fact_states(&l)?,
                 _ => Vec::new(),
             };
+            let mut checkpoints = Vec::new();
+            for (id, bytes) in self.store.space_checkpoints(&space)? {
+                let signed = deskmesh_crdt_model::checkpoint::SignedCheckpoint::from_bytes(&bytes);
+                match signed
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|c| c.verify())
+                {
+                    Ok(h) => checkpoints.push(CheckpointAudit {
+                        id,
+                        author: name(&h.author),
+                        changes: h.changes,
+                        created_at_ms: h.created_at_ms,
+                    }),
+                    Err(e) => bad_checkpoints.push(Finding {
+                        status: FindingStatus::Unverifiable,
+                        kind: ItemKind::Checkpoint.label().into(),
+                        space_name: roster_entry.map(|e| e.name.clone()),
+                        space: Some(space.clone()),
+                        item: Some(id.to_string()),
+                        author: signed
+                            .ok()
+                            .and_then(|c| c.decode().ok())
+                            .map(|c| name(&c.author)),
+                        peer: None,
+                        source: None,
+                        reason: format!("stored checkpoint: {e}"),
+                        at_ms: None,
+                    }),
+                }
+            }
             listings.push(ListingAudit {
                 space: space.clone(),
                 name: listing_name,
                 changes_stored: self.store.change_hashes(&space)?.len(),
                 changes_accepted,
+                changes_vouched: self.vouched(&space),
+                checkpoints,
                 signers: entry
                     .map(|e| e.signers)
                     .unwrap_or_default()
@@ -359,6 +424,7 @@ impl Node {
         }
 
         let mut findings = self.findings()?;
+        findings.extend(bad_checkpoints);
         let mut beacons_verified = 0;
         for (space, pool, bytes) in self.store.beacons()? {
             // Expired beacons still verify: `verify` checks the signature and refuses only the future.
@@ -425,13 +491,17 @@ impl Node {
             beacons_verified,
             verifications,
             proposals: self.proposals()?,
-            ok: findings.is_empty(),
+            waiting: findings
+                .iter()
+                .filter(|f| f.status == FindingStatus::Pending)
+                .count(),
+            ok: findings.iter().all(|f| f.status == FindingStatus::Pending),
             findings,
         })
     }
 
     /// Everything an offline auditor needs, in one file signed by this node: every roster operation, signed
-    /// change, beacon, verification and proposal the store holds, and the refusal log (the only record of
+    /// change, checkpoint, beacon, verification and proposal the store holds, and the refusal log (the only record of
     /// what was turned away). `docs/AUDIT.md` describes the format.
     pub fn audit_export(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<u8>> {
         let alliance = self
@@ -447,6 +517,7 @@ impl Node {
             node_name: self.config.name.clone(),
             exported_at_ms: now.timestamp_millis(),
             roster_ops: bundle.roster_ops,
+            checkpoints: bundle.checkpoints,
             changes: bundle.changes,
             beacons: bundle.beacons,
             verifications: bundle.verifications,
@@ -489,6 +560,8 @@ pub struct AuditBody {
     pub exported_at_ms: i64,
     /// Signed roster operations, the create operation first, parents before children.
     pub roster_ops: Vec<Vec<u8>>,
+    /// Signed checkpoints of listing documents (each space's kept ones).
+    pub checkpoints: Vec<Vec<u8>>,
     pub changes: Vec<Vec<u8>>,
     pub beacons: Vec<Vec<u8>>,
     pub verifications: Vec<Vec<u8>>,
@@ -544,6 +617,7 @@ pub fn verify_export(
     // stay in memory until its index is written.
     let items = Bundle {
         roster_ops: body.roster_ops[1..].to_vec(),
+        checkpoints: body.checkpoints,
         changes: body.changes,
         beacons: body.beacons,
         verifications: body.verifications,

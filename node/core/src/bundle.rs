@@ -2,9 +2,11 @@
 //! for tests that feed a node items it did not sign itself.
 //!
 //! A bundle is `DMBUNDLE2\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
-//! roster operations (in causal order), listing changes, seat beacons, coordinators' verifications and
-//! proposed coordinator changes. Bundles of the first format (`DMBUNDLE1\n`, without the last two) are
-//! still read. Importing one takes every item
+//! roster operations (in causal order), checkpoints, listing changes, seat beacons, then coordinators'
+//! verifications and proposed coordinator changes. A `DMBUNDLE2` body that ends after the beacons (as
+//! bundles were written before verifications and proposals) reads as having none of those; bundles of the
+//! first format (`DMBUNDLE1\n`: roster operations, changes, beacons) are still read. Importing one takes
+//! every item
 //! through [`Node::ingest`], exactly as items from the mesh: whatever does not verify, or whose author the
 //! roster does not authorise, is refused, logged for the audit and not stored. A client that reads a
 //! bundle file hands it to the node in [`Bundle::batches`], so a large bundle crosses a control socket in
@@ -18,7 +20,7 @@ use crate::node::Node;
 
 /// The first bytes of every bundle file this build writes.
 pub const MAGIC: &[u8] = b"DMBUNDLE2\n";
-/// The first bytes of a bundle of the first format (roster operations, changes and beacons only).
+/// The first bytes of a bundle of the first format, which had no checkpoints, verifications or proposals.
 pub const MAGIC_V1: &[u8] = b"DMBUNDLE1\n";
 /// The most bytes a bundle file may have.
 pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
@@ -27,18 +29,11 @@ pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Bundle {
     pub roster_ops: Vec<Vec<u8>>,
+    pub checkpoints: Vec<Vec<u8>>,
     pub changes: Vec<Vec<u8>>,
     pub beacons: Vec<Vec<u8>>,
     pub verifications: Vec<Vec<u8>>,
     pub proposals: Vec<Vec<u8>>,
-}
-
-/// The first bundle format.
-#[derive(Debug, Deserialize)]
-struct BundleV1 {
-    roster_ops: Vec<Vec<u8>>,
-    changes: Vec<Vec<u8>>,
-    beacons: Vec<Vec<u8>>,
 }
 
 impl Bundle {
@@ -49,20 +44,16 @@ impl Bundle {
     }
 
     pub fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
-        if let Some(body) = bytes.strip_prefix(MAGIC_V1) {
-            let v1: BundleV1 =
-                postcard::from_bytes(body).context("the bundle is damaged or cut short")?;
-            return Ok(Bundle {
-                roster_ops: v1.roster_ops,
-                changes: v1.changes,
-                beacons: v1.beacons,
-                ..Bundle::default()
-            });
-        }
-        let body = bytes
-            .strip_prefix(MAGIC)
-            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
-        postcard::from_bytes(body).context("the bundle is damaged or cut short")
+        let items = BundleRef::decode(bytes)?;
+        let own = |v: Vec<&[u8]>| v.into_iter().map(<[u8]>::to_vec).collect();
+        Ok(Self {
+            roster_ops: own(items.roster_ops),
+            checkpoints: own(items.checkpoints),
+            changes: own(items.changes),
+            beacons: own(items.beacons),
+            verifications: own(items.verifications),
+            proposals: own(items.proposals),
+        })
     }
 
     pub fn is_bundle(bytes: &[u8]) -> bool {
@@ -72,6 +63,7 @@ impl Bundle {
     /// How many items the bundle holds.
     pub fn len(&self) -> usize {
         self.roster_ops.len()
+            + self.checkpoints.len()
             + self.changes.len()
             + self.beacons.len()
             + self.verifications.len()
@@ -82,13 +74,19 @@ impl Bundle {
         self.len() == 0
     }
 
-    /// The items in batches of about `max_bytes`: every roster operation before any change or beacon, so
-    /// each batch finds the operations that authorise it already applied.
+    /// The items in batches of about `max_bytes`: every roster operation before any checkpoint, change or
+    /// beacon, so each batch finds the operations that authorise it already applied, and checkpoints
+    /// before the changes that come after them.
     pub fn batches(self, max_bytes: usize) -> Vec<Vec<SignedItem>> {
         let items = self
             .roster_ops
             .into_iter()
             .map(|b| SignedItem::new(ItemKind::RosterOp, b))
+            .chain(
+                self.checkpoints
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::Checkpoint, b)),
+            )
             .chain(
                 self.changes
                     .into_iter()
@@ -128,6 +126,153 @@ impl Bundle {
     }
 }
 
+/// A bundle's items borrowed from the file's bytes, so a large bundle is not held twice in memory: a
+/// client copies one batch at a time out of it ([`BundleRef::batches`]).
+#[derive(Debug, Default, Deserialize)]
+pub struct BundleRef<'a> {
+    #[serde(borrow)]
+    pub roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub checkpoints: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub beacons: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub verifications: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub proposals: Vec<&'a [u8]>,
+}
+
+/// The items every `DMBUNDLE2` body starts with, borrowed.
+#[derive(Deserialize)]
+struct BundleRefHead<'a> {
+    #[serde(borrow)]
+    roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    checkpoints: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    beacons: Vec<&'a [u8]>,
+}
+
+/// What follows the beacons in a `DMBUNDLE2` body, when anything does, borrowed.
+#[derive(Deserialize)]
+struct BundleRefTail<'a> {
+    #[serde(borrow)]
+    verifications: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    proposals: Vec<&'a [u8]>,
+}
+
+/// The first format's items, borrowed.
+#[derive(Deserialize)]
+struct BundleRefV1<'a> {
+    #[serde(borrow)]
+    roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    beacons: Vec<&'a [u8]>,
+}
+
+/// Reads one postcard value that must fill `body` exactly.
+fn take_all<'a, T: Deserialize<'a>>(body: &'a [u8]) -> anyhow::Result<T> {
+    let (items, rest): (T, &[u8]) =
+        postcard::take_from_bytes(body).context("the bundle is damaged or cut short")?;
+    if !rest.is_empty() {
+        bail!(
+            "the bundle is damaged: {} bytes follow its last item",
+            rest.len()
+        );
+    }
+    Ok(items)
+}
+
+impl<'a> BundleRef<'a> {
+    /// Reads a bundle file's bytes (either format), refusing anything after the items.
+    pub fn decode(bytes: &'a [u8]) -> anyhow::Result<Self> {
+        if let Some(body) = bytes.strip_prefix(MAGIC_V1) {
+            let v1: BundleRefV1 = take_all(body)?;
+            return Ok(Self {
+                roster_ops: v1.roster_ops,
+                changes: v1.changes,
+                beacons: v1.beacons,
+                ..Self::default()
+            });
+        }
+        let body = bytes
+            .strip_prefix(MAGIC)
+            .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
+        let (head, rest): (BundleRefHead, &[u8]) =
+            postcard::take_from_bytes(body).context("the bundle is damaged or cut short")?;
+        // A body that ends after the beacons was written before verifications and proposals.
+        let tail = if rest.is_empty() {
+            BundleRefTail {
+                verifications: Vec::new(),
+                proposals: Vec::new(),
+            }
+        } else {
+            take_all(rest)?
+        };
+        Ok(Self {
+            roster_ops: head.roster_ops,
+            checkpoints: head.checkpoints,
+            changes: head.changes,
+            beacons: head.beacons,
+            verifications: tail.verifications,
+            proposals: tail.proposals,
+        })
+    }
+
+    /// How many items the bundle holds.
+    pub fn len(&self) -> usize {
+        self.roster_ops.len()
+            + self.checkpoints.len()
+            + self.changes.len()
+            + self.beacons.len()
+            + self.verifications.len()
+            + self.proposals.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The items in batches of about `max_bytes`, each copied out when it is reached, roster operations
+    /// first (as [`Bundle::batches`]).
+    pub fn batches(&self, max_bytes: usize) -> impl Iterator<Item = Vec<SignedItem>> + '_ {
+        let mut items = self
+            .roster_ops
+            .iter()
+            .map(|b| (ItemKind::RosterOp, *b))
+            .chain(self.checkpoints.iter().map(|b| (ItemKind::Checkpoint, *b)))
+            .chain(self.changes.iter().map(|b| (ItemKind::ListingChange, *b)))
+            .chain(self.beacons.iter().map(|b| (ItemKind::SeatBeacon, *b)))
+            .chain(
+                self.verifications
+                    .iter()
+                    .map(|b| (ItemKind::Verification, *b)),
+            )
+            .chain(self.proposals.iter().map(|b| (ItemKind::Proposal, *b)))
+            .peekable();
+        std::iter::from_fn(move || {
+            let mut batch = Vec::new();
+            let mut size = 0usize;
+            while let Some((_, bytes)) = items.peek() {
+                if !batch.is_empty() && size + bytes.len() > max_bytes {
+                    break;
+                }
+                let (kind, bytes) = items.next()?;
+                size += bytes.len();
+                batch.push(SignedItem::new(kind, bytes.to_vec()));
+            }
+            (!batch.is_empty()).then_some(batch)
+        })
+    }
+}
+
 /// One space's changes in the order they were made (by their envelopes' times, then bytes), so whoever
 /// applies them in turn rarely meets a change before its dependencies.
 pub fn in_authoring_order(mut changes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -145,6 +290,8 @@ pub fn in_authoring_order(mut changes: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
 #[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BundleReport {
     pub roster_ops_new: usize,
+    #[serde(default)]
+    pub checkpoints_new: usize,
     pub changes_new: usize,
     pub beacons_taken: usize,
     #[serde(default)]
@@ -162,6 +309,7 @@ impl BundleReport {
     /// Adds another batch's report to this one.
     pub fn merge(&mut self, other: BundleReport) {
         self.roster_ops_new += other.roster_ops_new;
+        self.checkpoints_new += other.checkpoints_new;
         self.changes_new += other.changes_new;
         self.beacons_taken += other.beacons_taken;
         self.verifications_new += other.verifications_new;
@@ -220,6 +368,7 @@ impl Node {
                 // A proposal completed by this bundle is counted as the roster operation it became.
                 Verdict::Added(a) => match a.kind {
                     ItemKind::RosterOp => report.roster_ops_new += 1,
+                    ItemKind::Checkpoint => report.checkpoints_new += 1,
                     ItemKind::ListingChange => report.changes_new += 1,
                     ItemKind::SeatBeacon => report.beacons_taken += 1,
                     ItemKind::Verification => report.verifications_new += 1,
@@ -308,6 +457,48 @@ mod tests {
         assert!(Bundle::is_bundle(&bytes));
         let b = Bundle::decode(&bytes).unwrap();
         assert_eq!((b.roster_ops.len(), b.changes.len(), b.len()), (1, 2, 3));
+    }
+
+    /// A `DMBUNDLE2` body that ends after the beacons (written before verifications and proposals) reads
+    /// as having none; one with them reads them back, and bytes after them are refused.
+    #[test]
+    fn a_second_format_bundle_without_verifications_is_still_read() {
+        #[derive(Serialize)]
+        struct Head {
+            roster_ops: Vec<Vec<u8>>,
+            checkpoints: Vec<Vec<u8>>,
+            changes: Vec<Vec<u8>>,
+            beacons: Vec<Vec<u8>>,
+        }
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(
+            postcard::to_allocvec(&Head {
+                roster_ops: vec![vec![1]],
+                checkpoints: vec![vec![4]],
+                changes: vec![vec![2], vec![3]],
+                beacons: vec![],
+            })
+            .unwrap(),
+        );
+        let b = Bundle::decode(&bytes).unwrap();
+        assert_eq!(
+            (b.checkpoints.len(), b.verifications.len(), b.len()),
+            (1, 0, 4)
+        );
+
+        let full = Bundle {
+            roster_ops: vec![vec![1]],
+            verifications: vec![vec![5]],
+            proposals: vec![vec![6], vec![7]],
+            ..Bundle::default()
+        }
+        .encode()
+        .unwrap();
+        let b = Bundle::decode(&full).unwrap();
+        assert_eq!((b.verifications, b.proposals.len()), (vec![vec![5]], 2));
+        let mut trailing = full.clone();
+        trailing.push(0);
+        assert!(Bundle::decode(&trailing).is_err());
     }
 
     #[test]

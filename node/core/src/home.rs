@@ -7,6 +7,7 @@
 //! ├── store/                   the sled database (see docs/STORAGE.md)
 //! ├── store.pid                which process holds the store now: pid and command (see [`StoreLock`])
 //! ├── control.sock             the running daemon's control socket, owner-only (only while `run` is up)
+//! ├── peers.json               peers learned at run time, with their addresses, to dial after a restart
 //! └── demo/                    device keys of the sample spaces created by `deskmesh demo`
 //! ```
 
@@ -80,6 +81,11 @@ impl Home {
 
     pub fn socket_path(&self) -> PathBuf {
         self.root.join("control.sock")
+    }
+
+    /// The peers the running node learned, kept across restarts (written by the mesh).
+    pub fn peers_path(&self) -> PathBuf {
+        self.root.join("peers.json")
     }
 
     pub fn lock_path(&self) -> PathBuf {

@@ -29,6 +29,9 @@ use crate::ingest::{IngestState, ItemKind, Made, BEACON_ITEM, PROPOSAL_ITEM};
 pub(crate) const META_ALLIANCE: &str = "alliance";
 /// Meta key holding the peer addresses an invite named, to dial first.
 pub const META_BOOTSTRAP_PEERS: &str = "bootstrap_peers";
+/// A space's device checkpoints its document after this many changes not yet covered by one, so a new
+/// node joining needs at most this many changes of the space one by one.
+pub const CHECKPOINT_EVERY: usize = 32;
 /// The default mesh port; `init` stores it in node.toml so peers can save the address.
 pub const DEFAULT_PORT: u16 = 4717;
 
@@ -44,6 +47,8 @@ pub struct Node {
     /// Store what verifies and let the documents judge it, rather than refusing a removed key's change
     /// at the door: for checking an audit file, whose items the exporting node kept as evidence.
     pub(crate) keep_evidence: bool,
+    /// Storing a roster operation failed and the roster could not be reloaded yet.
+    pub(crate) roster_stale: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
     /// The home it was opened from (none over an in-memory store), where settings are saved.
@@ -163,13 +168,18 @@ impl Node {
             ingest: IngestState::default(),
             made: Vec::new(),
             keep_evidence: false,
+            roster_stale: false,
             _lock: None,
             home: None,
             docs: Default::default(),
             rebuild_after: Default::default(),
         };
         node.roster = node.load_roster()?;
-        node.reindex_dirty()?;
+        // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
+        // commands work; the spaces stay marked and are rebuilt at a later open.
+        if let Err(e) = node.reindex_dirty() {
+            tracing::warn!(error = %format!("{e:#}"), "cannot rebuild the index of spaces a crash left dirty; it is rebuilt later");
+        }
         Ok(node)
     }
 
@@ -208,6 +218,21 @@ impl Node {
     /// announce (the daemon publishes them; a command that exits has nobody to tell).
     pub fn take_made(&mut self) -> Vec<Made> {
         std::mem::take(&mut self.made)
+    }
+
+    /// Makes the roster in memory match the store again after storing a roster operation failed (the
+    /// roster took it before the store refused it). Until that works, the roster is marked stale.
+    pub(crate) fn reload_roster(&mut self) {
+        match self.load_roster() {
+            Ok(roster) => {
+                self.roster = roster;
+                self.roster_stale = false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot reload the roster from the store; trying again at the next item");
+                self.roster_stale = true;
+            }
+        }
     }
 
     /// Rebuilds the roster from the signed ops in the store.
@@ -324,7 +349,9 @@ impl Node {
     pub(crate) fn reindex_for(&self, op: &SignedOp) -> anyhow::Result<()> {
         match op.op()?.body.space() {
             Some(space) => {
-                if !self.store.change_hashes(space)?.is_empty() {
+                if self.store.change_count(space)? > 0
+                    || !self.store.space_checkpoints(space)?.is_empty()
+                {
                     self.reindex(space)?;
                 }
                 Ok(())
@@ -333,9 +360,17 @@ impl Node {
         }
     }
 
+    /// Every space the node holds changes or checkpoints of, ordered.
+    pub fn listed_spaces(&self) -> anyhow::Result<Vec<SpaceId>> {
+        let mut spaces: std::collections::BTreeSet<SpaceId> =
+            self.store.spaces()?.into_iter().collect();
+        spaces.extend(self.store.checkpoints()?.into_iter().map(|(s, _, _)| s));
+        Ok(spaces.into_iter().collect())
+    }
+
     /// Rebuilds every space's index, e.g. after a roster change that may authorise or exclude changes.
     pub fn reindex_all(&self) -> anyhow::Result<()> {
-        for space in self.store.spaces()? {
+        for space in self.listed_spaces()? {
             self.reindex(&space)?;
         }
         Ok(())
@@ -353,12 +388,19 @@ impl Node {
     /// writes its index entry and saved state; returns how many changes it accepted. Only recovery (dirty
     /// marks), roster operations that change what earlier changes may do, and the audit need this.
     pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<usize> {
+        let accepted = self.rebuild(space)?;
+        self.write_index(space)?;
+        Ok(accepted)
+    }
+
+    /// Rebuilds one space's document from its stored signed changes into the warm cache, writing nothing;
+    /// returns how many changes it accepted.
+    pub(crate) fn rebuild(&self, space: &SpaceId) -> anyhow::Result<usize> {
         let (doc, undecodable) = self.space_doc(space)?;
         let accepted = doc.accepted().len();
         self.docs
             .borrow_mut()
             .put(space.clone(), Warm { doc, undecodable });
-        self.write_index(space)?;
         Ok(accepted)
     }
 
@@ -497,55 +539,131 @@ impl Node {
         )?)
     }
 
+    /// Merges a checked checkpoint's document into `space`'s warm document and pins it.
+    pub(crate) fn merge_into_doc(
+        &self,
+        space: &SpaceId,
+        id: Hash,
+        doc: &automerge::Automerge,
+        auth_op: Hash,
+    ) -> anyhow::Result<usize> {
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut docs = self.docs.borrow_mut();
+        let w = docs
+            .get_mut(space)
+            .ok_or_else(|| anyhow!("the document of {space} could not be loaded"))?;
+        let n = w.doc.merge_checkpoint(id, doc, auth_op, &authority)?;
+        docs.pin(space);
+        Ok(n)
+    }
+
+    /// How many of `space`'s accepted changes this node holds only inside checkpoints (after a
+    /// [`Node::reindex`], which leaves the document warm).
+    pub fn vouched(&self, space: &SpaceId) -> usize {
+        self.docs.borrow().get(space).map_or(0, |w| {
+            w.doc
+                .accepted()
+                .iter()
+                .filter(|(id, a)| {
+                    a.vouched_by.is_some() && !self.store.has_change(space, id).unwrap_or(false)
+                })
+                .count()
+        })
+    }
+
     /// Forgets a warm document (after a failed write, its memory may be ahead of the store).
     pub(crate) fn forget_doc(&self, space: &SpaceId) {
         self.docs.borrow_mut().remove(space);
     }
 
-    /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
-    fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
+    /// What a warm document's index holds: its listing entry (JSON) and why each change that does not
+    /// count does not; `None` when the document is not warm.
+    pub(crate) fn index_rows(&self, space: &SpaceId) -> anyhow::Result<Option<IndexRows>> {
         let docs = self.docs.borrow();
         let Some(Warm { doc, undecodable }) = docs.get(space) else {
-            return Ok(());
+            return Ok(None);
         };
         let entry = IndexEntry::from_doc(doc, self.roster.as_ref());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
         };
-        let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        let mut rejected: Vec<([u8; 32], RejectionRecord)> = Vec::new();
         for r in doc.rejected() {
-            let reason = RejectionRecord {
-                author: r.author,
-                reason: r.reason.clone(),
-            };
-            rejected.push((r.hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                r.hash,
+                RejectionRecord {
+                    author: r.author,
+                    reason: r.reason.clone(),
+                    waiting: false,
+                },
+            ));
         }
         for p in doc.pending() {
-            let reason = RejectionRecord {
-                author: p.change.envelope().ok().map(|e| e.author),
-                reason: format!("{PENDING_PREFIX}{}", p.reason),
-            };
-            rejected.push((p.hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                p.hash,
+                RejectionRecord {
+                    author: p.change.envelope().ok().map(|e| e.author),
+                    reason: format!("{PENDING_PREFIX}{}", p.reason),
+                    waiting: true,
+                },
+            ));
         }
         for (hash, why) in undecodable {
-            let reason = RejectionRecord {
-                author: None,
-                reason: why.clone(),
-            };
-            rejected.push((*hash, serde_json::to_vec(&reason)?));
+            rejected.push((
+                *hash,
+                RejectionRecord {
+                    author: None,
+                    reason: why.clone(),
+                    waiting: false,
+                },
+            ));
         }
-        let saved = SavedDoc {
-            changes: self.store.change_count(space)? as u64,
-            state: doc.save_state(),
-            undecodable: undecodable.clone(),
+        Ok(Some(IndexRows {
+            accepted: doc.accepted().len(),
+            listing,
+            rejected,
+        }))
+    }
+
+    /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
+    fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
+        let Some(rows) = self.index_rows(space)? else {
+            return Ok(());
+        };
+        let saved = {
+            let docs = self.docs.borrow();
+            let Some(Warm { doc, undecodable }) = docs.get(space) else {
+                return Ok(());
+            };
+            SavedDoc {
+                changes: self.store.change_count(space)? as u64,
+                state: doc.save_state(),
+                undecodable: undecodable.clone(),
+            }
         };
         let saved = postcard::to_stdvec(&saved)?;
+        let mut rejected: Vec<([u8; 32], Vec<u8>)> = Vec::new();
+        for (hash, record) in &rows.rejected {
+            rejected.push((*hash, serde_json::to_vec(record)?));
+        }
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        self.store
-            .replace_space_state(space, listing.as_deref(), &rejected_refs, Some(&saved))?;
+        self.store.replace_space_state(
+            space,
+            rows.listing.as_deref(),
+            &rejected_refs,
+            Some(&saved),
+        )?;
         Ok(())
+    }
+
+    /// Writes a space's index when the store takes it; the audit reads the rows it computed either way,
+    /// so it works on a full disk.
+    pub(crate) fn try_write_index(&self, space: &SpaceId) {
+        if let Err(e) = self.write_index(space) {
+            tracing::debug!(space = %space, error = %format!("{e:#}"), "index not rewritten");
+        }
     }
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
@@ -561,12 +679,68 @@ impl Node {
                 Err(e) => undecodable.push((hash, e.to_string())),
             }
         }
-        let doc = SpaceDoc::rebuild(
-            space.clone(),
-            changes,
-            &RosterAuthority(self.roster.as_ref()),
-        );
+        let authority = RosterAuthority(self.roster.as_ref());
+        let mut doc = SpaceDoc::rebuild(space.clone(), changes, &authority);
+        // The changes the node holds only inside checkpoints come from them (verified again here).
+        for (id, bytes) in self.store.space_checkpoints(space)? {
+            if let Err(why) = self.merge_stored_checkpoint(&mut doc, space, id, &bytes) {
+                tracing::warn!(space = %space, checkpoint = %id.short(), reason = %why, "a stored checkpoint no longer applies");
+            }
+        }
         Ok((doc, undecodable))
+    }
+
+    /// Verifies a stored checkpoint again (its signature, its signer's authority, its document) and merges
+    /// it into `doc`.
+    fn merge_stored_checkpoint(
+        &self,
+        doc: &mut SpaceDoc,
+        space: &SpaceId,
+        id: Hash,
+        bytes: &[u8],
+    ) -> Result<usize, String> {
+        use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
+        let signed = SignedCheckpoint::from_bytes(bytes).map_err(|e| e.to_string())?;
+        let header = signed.verify().map_err(|e| e.to_string())?;
+        let roster = self.roster.as_ref();
+        let authority = RosterAuthority(roster);
+        let auth_op = authority
+            .authorise(&header.roster_heads, &header.author, space)
+            .map_err(|d| d.reason)?;
+        let (opened, _) = signed
+            .open(&header, |k| {
+                roster.is_some_and(|r| r.ever_granted(k, space))
+            })
+            .map_err(|e| e.to_string())?;
+        doc.merge_checkpoint(id, &opened, auth_op, &authority)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A checkpoint of this node's space's document as it is now, signed by this node, when at least
+    /// [`CHECKPOINT_EVERY`] changes were accepted since the newest checkpoint kept here.
+    pub(crate) fn checkpoint_due(
+        &self,
+        space: &SpaceId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<deskmesh_crdt_model::checkpoint::SignedCheckpoint>> {
+        use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
+        let covered = self.store.space_covered(space)?.len();
+        let docs = self.docs.borrow();
+        let Some(w) = docs.get(space) else {
+            return Ok(None);
+        };
+        let accepted = w.doc.accepted().len();
+        if accepted < covered + CHECKPOINT_EVERY {
+            return Ok(None);
+        }
+        let roster = self.require_roster()?;
+        Ok(Some(SignedCheckpoint::sign(
+            space.clone(),
+            w.doc.doc(),
+            &self.key,
+            roster.heads(),
+            now.timestamp_millis(),
+        )?))
     }
 
     // ---- the refusal sink ----------------------------------------------------------------------
@@ -667,6 +841,41 @@ impl Node {
             }
             Kept::Yes | Kept::Unknown { .. } => None,
         }
+    }
+
+    /// Why a checkpoint must be refused under strong removal, if it must: its author is a key a removal
+    /// (or its space's revocation) constrains at the checkpoint's roster heads, and the document holds a
+    /// change the removal does not keep, so it could carry what the key signed after its removal.
+    pub(crate) fn unkept_checkpoint(
+        &self,
+        c: &deskmesh_crdt_model::checkpoint::Checkpoint,
+        doc: &automerge::Automerge,
+    ) -> Option<String> {
+        // Unlike changes, even an audit file's checkpoints are judged here: the exporting node never
+        // stores one this refuses, so one in its file is refused by the offline check too.
+        let roster = self.roster.as_ref()?;
+        let removals = roster.removals(&c.roster_heads, &c.author, &c.space).ok()?;
+        if removals.is_empty() {
+            return None;
+        }
+        let mut graph = ChangeGraph::default();
+        for bytes in self.store.changes(&c.space).ok()? {
+            if let Ok(e) = SignedChange::from_bytes(&bytes).and_then(|c| c.envelope()) {
+                graph.add(e.change_hash, e.deps);
+            }
+        }
+        for ch in doc.get_changes(&[]) {
+            graph.add(ch.hash().0, ch.deps().iter().map(|d| d.0).collect());
+        }
+        for head in doc.get_heads() {
+            if let Kept::No { by, revocation } = graph.kept(&head.0, &removals) {
+                return Some(format!(
+                    "a checkpoint {}",
+                    ChangeGraph::unkept_reason(&c.author, &by, revocation)
+                ));
+            }
+        }
+        None
     }
 
     /// Notes, for the audit, where a change came from that was stored but is excluded from its listing
@@ -909,6 +1118,26 @@ pub struct SignerInfo {
 pub struct RejectionRecord {
     pub author: Option<PublicKey>,
     pub reason: String,
+    /// Not refused: it waits for roster operations or earlier changes this node does not hold yet.
+    /// (Absent in index rows written before this field; their reason then starts "not applied yet".)
+    #[serde(default)]
+    pub waiting: bool,
+}
+
+impl RejectionRecord {
+    /// Whether the change only waits for something (see [`RejectionRecord::waiting`]).
+    pub fn is_waiting(&self) -> bool {
+        self.waiting || self.reason.starts_with("not applied yet")
+    }
+}
+
+/// A space's index as rebuilt from its warm document: how many changes count, the listing entry (JSON)
+/// and why each change that does not count does not.
+#[derive(Debug)]
+pub struct IndexRows {
+    pub accepted: usize,
+    pub listing: Option<Vec<u8>>,
+    pub rejected: Vec<([u8; 32], RejectionRecord)>,
 }
 
 impl IndexEntry {

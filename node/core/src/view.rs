@@ -264,11 +264,13 @@ impl Node {
         Ok(match (accepted.kind, &accepted.space) {
             // A roster operation can change which listings and signers count anywhere.
             (ItemKind::RosterOp, _) => Some(Event::Reload),
-            (ItemKind::ListingChange, Some(space)) => match self.space_state(space)? {
-                Some(state) => Some(Event::Space(Box::new(state))),
-                // Its listing stopped being valid: only a full reload can take it away.
-                None => Some(Event::Reload),
-            },
+            (ItemKind::ListingChange | ItemKind::Checkpoint, Some(space)) => {
+                match self.space_state(space)? {
+                    Some(state) => Some(Event::Space(Box::new(state))),
+                    // Its listing stopped being valid: only a full reload can take it away.
+                    None => Some(Event::Reload),
+                }
+            }
             (ItemKind::Verification, Some(space)) => self
                 .space_state(space)?
                 .map(|state| Event::Space(Box::new(state))),

@@ -147,7 +147,19 @@ pub fn slug(name: &str) -> String {
     }
 }
 
-fn is_stdin(path: &Path) -> bool {
+/// Whether the regular file at `path` starts with `magic`; `false` for standard input (which cannot be
+/// peeked at) and for anything unreadable (reading it whole then says why).
+pub fn starts_with(path: &Path, magic: &[u8]) -> bool {
+    if is_stdin(path) {
+        return false;
+    }
+    let mut head = vec![0u8; magic.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head == magic)
+}
+
+pub fn is_stdin(path: &Path) -> bool {
     path == Path::new("-") || path == Path::new("/dev/stdin")
 }
 

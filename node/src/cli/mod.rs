@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use deskmesh_core::api::{Handle, Local};
-use deskmesh_core::bundle::{Bundle, MAX_BUNDLE_FILE};
+use deskmesh_core::bundle::{Bundle, BundleRef, MAX_BUNDLE_FILE};
 use deskmesh_core::export::ExportFormat;
 use deskmesh_core::formats::Defaults;
 use deskmesh_core::home::Home;
@@ -45,7 +45,7 @@ use render::{Peers, Proposals};
 /// Help for every `--json` flag.
 const JSON_HELP: &str =
     "Print the result as JSON (the same fields whether or not a daemon is running)";
-/// Exit code of `audit` when it reports a refused, pending or unverifiable item.
+/// Exit code of `audit` when it reports a refused, rejected or unverifiable item (not one that only waits).
 pub const EXIT_AUDIT_FINDINGS: u8 = 3;
 /// Bytes of signed items per request when a bundle is imported through the control socket.
 const IMPORT_BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -131,10 +131,11 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Verify every stored signature again; list signers, verified facts and every item that did not
-    /// count (refused, rejected, pending, unverifiable) with its space, author, peer and reason. Exits with
-    /// status 3 when it reports any such item, 0 when everything verifies. `audit export` writes the
-    /// same evidence to a file that `audit verify` checks on any machine.
+    /// Verify every stored signature again; list signers, checkpoints, verified facts and every item that
+    /// did not count (refused, rejected, pending, unverifiable) with its space, author, peer and reason.
+    /// Exits with status 3 when it reports a refused, rejected or unverifiable item, 0 otherwise (changes
+    /// that only wait for what a sync brings are listed as pending and do not fail it). `audit export`
+    /// writes the same evidence to a file that `audit verify` checks on any machine.
     Audit {
         #[command(subcommand)]
         action: Option<AuditCommand>,
@@ -1091,7 +1092,13 @@ fn import(
     format: InputArg,
     json: bool,
 ) -> anyhow::Result<()> {
-    let limit = MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE);
+    // A file that does not start as a bundle is held to the smaller bound of a listings file before it is
+    // read (standard input cannot be peeked at, so it gets the larger one and is checked after).
+    let limit = if files::starts_with(path, deskmesh_core::bundle::MAGIC) || files::is_stdin(path) {
+        MAX_BUNDLE_FILE.max(MAX_IMPORT_FILE)
+    } else {
+        MAX_IMPORT_FILE
+    };
     let (name, bytes) = files::read_bounded(path, limit, "a file to import")?;
     if !Bundle::is_bundle(&bytes) {
         if bytes.len() as u64 > MAX_IMPORT_FILE {
@@ -1114,8 +1121,9 @@ fn import(
         }
         return output::print(json, &report);
     }
-    let bundle = Bundle::decode(&bytes).with_context(|| name.clone())?;
-    drop(bytes);
+    // Borrowed from the file's bytes and copied out a batch at a time: a large bundle is held in memory
+    // once, not twice.
+    let bundle = BundleRef::decode(&bytes).with_context(|| name.clone())?;
     let total = bundle.len() as u64;
     let progress = progress_bar(total, "importing signed items");
     let mut report = deskmesh_core::bundle::BundleReport::default();

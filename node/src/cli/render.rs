@@ -218,8 +218,9 @@ impl Human for DraftsWritten {
 impl Human for BundleReport {
     fn data(&self) -> String {
         let mut f = format!(
-            "bundle imported: {} new roster operation(s), {} new listing change(s), {} seat beacon(s), {} already held; {} refused",
+            "bundle imported: {} new roster operation(s), {} new checkpoint(s), {} new listing change(s), {} seat beacon(s), {} already held; {} refused",
             self.roster_ops_new,
+            self.checkpoints_new,
             self.changes_new,
             self.beacons_taken,
             self.known,
@@ -559,12 +560,28 @@ impl Human for AuditReport {
             };
             let _ = writeln!(
                 f,
-                "  {}  {}  {} of {} stored changes accepted{revoked}",
+                "  {}  {}  {} changes accepted ({} stored here, each signature checked){revoked}",
                 l.space,
                 for_display(l.name.as_deref().unwrap_or("(no valid listing)")),
                 l.changes_accepted,
                 l.changes_stored
             );
+            if l.changes_vouched > 0 {
+                let _ = writeln!(
+                    f,
+                    "      {} change(s) came inside checkpoints and are vouched for by their signers; a node that received them one by one can show each",
+                    l.changes_vouched
+                );
+            }
+            for c in &l.checkpoints {
+                let _ = writeln!(
+                    f,
+                    "      checkpoint {} of {} change(s) signed by {}",
+                    c.id.short(),
+                    c.changes,
+                    c.author.label()
+                );
+            }
             for s in &l.signers {
                 let removed = match &s.removed_by {
                     Some(h) => format!("; key since removed by {}", h.short()),
@@ -637,13 +654,17 @@ impl Human for AuditReport {
         let _ = write!(
             f,
             "\n{}",
-            if self.ok {
-                "audit passed: every stored signature verifies and nothing was refused, rejected or left waiting".to_string()
-            } else {
-                format!(
+            match (self.ok, self.waiting) {
+                (true, 0) => {
+                    "audit passed: every stored signature verifies and nothing was refused or rejected".to_string()
+                }
+                (true, n) => format!(
+                    "audit passed: every stored signature verifies and nothing was refused or rejected; {n} change(s) wait for roster operations or earlier changes a sync will bring (pending, listed above)"
+                ),
+                (false, _) => format!(
                     "audit found {} item(s) that did not count (listed above)",
-                    self.findings.len()
-                )
+                    self.findings.len() - self.waiting
+                ),
             }
         );
         f

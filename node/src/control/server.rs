@@ -90,37 +90,11 @@ async fn client<R: AsyncBufRead + Unpin>(
                 ApiError::protocol("the control handshake is too long; is this a deskmesh client?");
             return send(&mut write, &Err::<Welcome, _>(e)).await;
         }
-        Line::Full(bytes) => serde_json::from_slice::<Hello>(&bytes),
+        Line::Full(bytes) => bytes,
     };
-    match hello {
-        Ok(h) if h.protocol == PROTOCOL => {
-            let welcome = Welcome {
-                protocol: PROTOCOL,
-                server: api::software(),
-                pid: std::process::id(),
-            };
-            send(&mut write, &Ok::<_, ApiError>(welcome)).await?;
-        }
-        Ok(h) => {
-            let upgrade = if h.protocol > PROTOCOL {
-                "the daemon"
-            } else {
-                "the client"
-            };
-            let e = ApiError::protocol(format!(
-                "{} speaks control protocol {} and this daemon ({}) speaks {PROTOCOL}; upgrade {upgrade} so both are the same deskmesh version",
-                h.client,
-                h.protocol,
-                api::software()
-            ));
-            return send(&mut write, &Err::<Welcome, _>(e)).await;
-        }
-        Err(e) => {
-            let e = ApiError::protocol(format!(
-                "the control handshake is not readable ({e}); is this a deskmesh client?"
-            ));
-            return send(&mut write, &Err::<Welcome, _>(e)).await;
-        }
+    match welcome(&hello) {
+        Ok(welcome) => send(&mut write, &Ok::<_, ApiError>(welcome)).await?,
+        Err(e) => return send(&mut write, &Err::<Welcome, _>(e)).await,
     }
     loop {
         let line = match read_line(&mut reader, MAX_REQUEST).await? {
@@ -135,13 +109,9 @@ async fn client<R: AsyncBufRead + Unpin>(
             }
             Line::Full(bytes) => bytes,
         };
-        let request = match serde_json::from_slice::<Request>(&line) {
+        let request = match parse_request(&line) {
             Ok(r) => r,
             Err(e) => {
-                let e = ApiError::protocol(format!(
-                    "this daemon ({}) cannot read the request: {e}",
-                    api::software()
-                ));
                 send(&mut write, &Err::<Response, _>(e)).await?;
                 continue;
             }
@@ -160,6 +130,44 @@ async fn client<R: AsyncBufRead + Unpin>(
         };
         send(&mut write, &answer).await?;
     }
+}
+
+/// Answers a client's handshake line: a [`Welcome`] when it speaks this [`PROTOCOL`], else one sentence
+/// saying which side to upgrade or that the line is not a handshake.
+pub fn welcome(line: &[u8]) -> Result<Welcome, ApiError> {
+    match serde_json::from_slice::<Hello>(line) {
+        Ok(h) if h.protocol == PROTOCOL => Ok(Welcome {
+            protocol: PROTOCOL,
+            server: api::software(),
+            pid: std::process::id(),
+        }),
+        Ok(h) => {
+            let upgrade = if h.protocol > PROTOCOL {
+                "the daemon"
+            } else {
+                "the client"
+            };
+            Err(ApiError::protocol(format!(
+                "{} speaks control protocol {} and this daemon ({}) speaks {PROTOCOL}; upgrade {upgrade} so both are the same deskmesh version",
+                h.client,
+                h.protocol,
+                api::software()
+            )))
+        }
+        Err(e) => Err(ApiError::protocol(format!(
+            "the control handshake is not readable ({e}); is this a deskmesh client?"
+        ))),
+    }
+}
+
+/// Reads one request line, or says in one sentence why it cannot be read.
+pub fn parse_request(line: &[u8]) -> Result<Request, ApiError> {
+    serde_json::from_slice::<Request>(line).map_err(|e| {
+        ApiError::protocol(format!(
+            "this daemon ({}) cannot read the request: {e}",
+            api::software()
+        ))
+    })
 }
 
 /// Forwards event lines to one subscriber until it hangs up; one that fell behind is told to reload
@@ -192,14 +200,20 @@ async fn send<T: serde::Serialize>(write: &mut OwnedWriteHalf, value: &T) -> any
 }
 
 /// One line read with a bound.
-enum Line {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
     Eof,
     Full(Vec<u8>),
     /// Longer than the bound; what was read so far is dropped.
     TooLong,
 }
 
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
+/// Reads up to the next newline, but never more than `max` bytes: a longer line is reported as such and
+/// the rest of it is left unread.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> std::io::Result<Line> {
     let mut out = Vec::new();
     loop {
         let buf = reader.fill_buf().await?;

@@ -9,8 +9,11 @@
 //! relayed connection to a direct one. Gossip peers are scored ([`score_params`], [`score_topic`]): a
 //! peer whose messages the node rejects quickly falls below the gossip, publish and graylist thresholds.
 //! Hard limits a peer cannot get past: [`MAX_CONNECTIONS`] and [`MAX_CONNECTIONS_PER_PEER`] connections
-//! (relayed ones included), [`MAX_STREAMS_PER_PEER`] sync requests in flight per peer,
-//! [`MAX_REQUEST_BYTES`] per request and [`MAX_GOSSIP_BYTES`] per gossip message.
+//! (relayed ones included), [`MAX_PENDING_INCOMING`] handshakes at once, each cut off after
+//! [`HANDSHAKE_TIMEOUT`], [`MAX_STREAMS_PER_PEER`] sync requests in flight per peer, [`MAX_REQUEST_BYTES`]
+//! per request and [`MAX_GOSSIP_BYTES`] per gossip message. Strangers get less than that ([`super::guard`]);
+//! known peers bypass the connection limits, so slots are always left for them. Ping runs every
+//! [`PING_INTERVAL`] so the service can close connections that stopped answering.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -27,8 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use deskmesh_sync::ItemKind;
 
-/// The request-response protocol for sync messages and item batches (2: batches are zstd-packed).
-pub const SYNC_PROTOCOL: &str = "/deskmesh/sync/2";
+/// The request-response protocol for sync messages and item batches: the number is the sync message
+/// version ([`deskmesh_sync::VERSION`], 3: six item kinds), and batches are zstd-packed since 2.
+pub const SYNC_PROTOCOL: &str = "/deskmesh/sync/3";
 
 /// Largest gossip message: announcements are single signed items, which are small.
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
@@ -38,9 +42,22 @@ pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
 pub const ITEM_BATCH_BYTES: usize = 512 * 1024;
 /// Requests one peer may have in flight with us at once, each way.
 pub const MAX_STREAMS_PER_PEER: usize = 32;
-/// Connections in total and per peer.
+/// Connections in total and per peer (known peers bypass these: see [`super::guard`]).
 pub const MAX_CONNECTIONS: u32 = 256;
 pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Incoming handshakes in progress at once (per IP: [`super::guard::MAX_PENDING_PER_IP`]). The peer of a
+/// pending connection is not known yet, so no slot can be kept for members here: the pool is large (an
+/// idle socket costs little) so that filling it takes more than 128 addresses, and each slot frees itself
+/// after [`HANDSHAKE_TIMEOUT`].
+pub const MAX_PENDING_INCOMING: u32 = 1024;
+/// Outgoing dials in progress at once.
+pub const MAX_PENDING_OUTGOING: u32 = 64;
+/// A connection whose handshake (TCP or QUIC, noise, yamux) has not completed by then is dropped: a
+/// stranger cannot hold a pending slot with an idle socket for long.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often each connection is pinged, and how long a ping may take.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Relay server limits. Reservations others hold on this node at once, and per peer.
 pub const RELAY_MAX_RESERVATIONS: usize = 64;
@@ -147,6 +164,7 @@ mod serde_bytes_vec {
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     // First, so a connection over the limits is denied before any other protocol keeps state for it.
+    pub guard: super::guard::Guard,
     pub limits: connection_limits::Behaviour,
     pub relay_client: relay::client::Behaviour,
     pub relay: relay::Behaviour,
@@ -160,8 +178,13 @@ pub struct Behaviour {
     pub sync: request_response::cbor::Behaviour<Request, Reply>,
 }
 
-/// Builds the swarm with the device key's seed as the transport identity.
-pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<Behaviour>> {
+/// Builds the swarm with the device key's seed as the transport identity; `agent` is the identify agent
+/// version, which carries the node's member proof ([`super::trust::agent_version`]).
+pub fn build_swarm(
+    seed: &mut [u8; 32],
+    mdns_on: bool,
+    agent: String,
+) -> anyhow::Result<Swarm<Behaviour>> {
     let keypair = identity::Keypair::ed25519_from_bytes(seed)
         .context("the device key cannot be used as a libp2p identity")?;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -225,19 +248,25 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
                     connection_limits::ConnectionLimits::default()
                         .with_max_established(Some(MAX_CONNECTIONS))
                         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
-                        .with_max_pending_incoming(Some(64)),
+                        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                        .with_max_pending_outgoing(Some(MAX_PENDING_OUTGOING)),
                 );
                 Ok(Behaviour {
+                    guard: super::guard::Guard::new(),
                     limits,
                     relay_client,
                     relay: relay::Behaviour::new(peer_id, relay_config()),
                     autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
                     dcutr: dcutr::Behaviour::new(peer_id),
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        "/deskmesh/1".into(),
-                        key.public(),
-                    )),
-                    ping: ping::Behaviour::default(),
+                    identify: identify::Behaviour::new(
+                        identify::Config::new("/deskmesh/1".into(), key.public())
+                            .with_agent_version(agent),
+                    ),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new()
+                            .with_interval(PING_INTERVAL)
+                            .with_timeout(PING_TIMEOUT),
+                    ),
                     mdns: mdns.into(),
                     kad,
                     gossip,
@@ -246,6 +275,7 @@ pub fn build_swarm(seed: &mut [u8; 32], mdns_on: bool) -> anyhow::Result<Swarm<B
             },
         )?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
     Ok(swarm)
 }
@@ -332,6 +362,15 @@ mod tests {
     use libp2p::request_response::Codec;
     use libp2p::swarm::SwarmEvent;
 
+    /// The protocol name carries the sync message version, so peers of another version never connect.
+    #[test]
+    fn the_protocol_name_is_the_sync_version() {
+        assert_eq!(
+            SYNC_PROTOCOL,
+            format!("/deskmesh/sync/{}", deskmesh_sync::VERSION)
+        );
+    }
+
     #[test]
     fn score_parameters_are_valid() {
         score_params().validate().expect("peer score params");
@@ -348,8 +387,8 @@ mod tests {
     #[tokio::test]
     async fn a_peer_sending_rejected_gossip_is_graylisted() {
         let topic = gossipsub::IdentTopic::new("deskmesh/v1/test");
-        let mut a = build_swarm(&mut [1u8; 32], false).expect("swarm a");
-        let mut b = build_swarm(&mut [2u8; 32], false).expect("swarm b");
+        let mut a = build_swarm(&mut [1u8; 32], false, "test".into()).expect("swarm a");
+        let mut b = build_swarm(&mut [2u8; 32], false, "test".into()).expect("swarm b");
         for s in [&mut a, &mut b] {
             s.behaviour_mut()
                 .gossip

@@ -64,9 +64,19 @@ impl Embedded {
             shutdown: Some(self.stop.subscribe()),
         };
         let span = tracing::info_span!("node", name = %name);
-        let task = self
-            .rt
-            .spawn(super::service::run(node, home.socket_path(), opts).instrument(span));
+        let run = super::service::run(node, home.clone(), opts);
+        let task = self.rt.spawn(
+            async move {
+                match run.await? {
+                    super::service::Exit::Stopped => Ok(()),
+                    // A program running nodes inside itself cannot restart them: stop with the reason.
+                    super::service::Exit::Reopen => Err(anyhow::anyhow!(
+                        "the store failed a write and must be opened again; start the node again"
+                    )),
+                }
+            }
+            .instrument(span),
+        );
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if task.is_finished() {

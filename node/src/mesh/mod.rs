@@ -11,14 +11,20 @@
 //! a public address serves as a relay for the others; [`nat`] decides when this node listens through a
 //! relay itself (a `/p2p-circuit` `--listen` address, or AutoNAT saying it is private) and DCUtR then
 //! tries to turn relayed connections into direct ones. What a peer may cost the node is bounded: connections
-//! and requests per peer ([`behaviour`]'s constants), gossip peer scores that graylist peers sending
-//! rejected messages, and listing changes stored per space per hour ([`limits`]).
+//! and requests per peer ([`behaviour`]'s constants), handshakes per address and strangers' connections
+//! with slots kept for known peers ([`guard`], which [`trust`] tells apart), gossip peer scores that
+//! graylist peers sending rejected messages, and listing changes stored per space per hour ([`limits`]).
+//! Dead connections are closed after failed pings, and [`peers`] keeps the peers learned at run time in the
+//! home and decides when to dial them again.
 
 pub mod behaviour;
 pub mod embedded;
+pub mod guard;
 pub mod limits;
 pub mod nat;
+pub mod peers;
 pub mod service;
+pub mod trust;
 
 use anyhow::Context;
 use deskmesh_core::home::Home;
@@ -51,12 +57,45 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
     }
     let node = open_when_free(home)?;
     node.require_roster()?;
+    raise_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(service::run(node, home.socket_path(), opts))
+    let exit = rt.block_on(service::run(node, home.clone(), opts))?;
+    drop(rt);
+    match exit {
+        service::Exit::Stopped => Ok(()),
+        service::Exit::Reopen => restart(),
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: every pending and established connection holds a
+/// socket, and the connection limits ([`behaviour::MAX_PENDING_INCOMING`] and the rest) assume the process
+/// may hold that many; a soft limit of 1,024 (a common default) would run out first.
+fn raise_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
+/// Replaces this process with a new `deskmesh run` with the same arguments: the store failed a write and
+/// only a new process can open it again (sled 0.34 cannot reopen a database in the process that held it);
+/// the new one takes back what the store noted before it serves anything.
+fn restart() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(anyhow::Error::new(err)
+        .context("cannot restart the node to reopen its store; start it again"))
 }
 
 /// Opens the node, waiting up to five seconds while another process holds the store: a short command run

@@ -9,7 +9,6 @@
 //! it is not stored and its gossip message is ignored, not rejected, since an honest peer may relay a burst.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,19 +26,37 @@ use deskmesh_sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
 use futures::StreamExt;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{autonat, dcutr, gossipsub, identify, kad, mdns, relay, Multiaddr, PeerId, Swarm};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{
+    autonat, dcutr, gossipsub, identify, kad, mdns, ping, relay, Multiaddr, PeerId, Swarm,
+};
 use tokio::sync::{broadcast, mpsc};
 
 use super::behaviour::{self, Behaviour, BehaviourEvent, Reply, Request, WireItem};
+use super::peers::{PeerBook, Target};
+use super::trust::{self, Trust};
 use super::{limits, nat, RunOptions};
 use crate::control::server::{self as control, Call};
+use deskmesh_core::home::Home;
 
 /// Item batches in flight to one peer at once; the rest wait in its outbox, so a large transfer neither
 /// exceeds the peer's stream limit (which drops requests) nor overtakes the roster operations it needs.
 const MAX_BATCHES_IN_FLIGHT: usize = 4;
-/// Bytes of items queued for one peer; a fetch beyond that is dropped and asked for again next session.
-const MAX_OUTBOX_BYTES: usize = 64 * 1024 * 1024;
+/// Items queued for one peer (ids only: their bytes are read when their batch is sent); more are dropped
+/// and asked for again at the next session. An id already queued is not queued twice.
+const MAX_OUTBOX_ITEMS: usize = 200_000;
+/// Items a stranger (neither a roster device nor a proven member) may be served at once, and how many
+/// more it may have per minute: enough for a member whose proof is a moment late, too few to be worth
+/// asking for again and again.
+const STRANGER_BURST: f64 = 64.0;
+const STRANGER_PER_MINUTE: f64 = 60.0;
+/// How long a peer that is not a roster device has to prove itself a member (in identify, which normally
+/// comes within a round trip) before its sync messages are handled as a stranger's.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+/// Pings that fail in a row before a connection is closed as dead (a ping every
+/// [`behaviour::PING_INTERVAL`], each allowed [`behaviour::PING_TIMEOUT`]).
+const MAX_PING_FAILURES: u32 = 2;
 /// Peers the node dials on its own when it learns of them (DHT, mDNS); more only when they dial us.
 const MAX_AUTO_DIAL: usize = 32;
 /// Spaces named one per log line at info level when a batch of changes arrives; more go to debug.
@@ -52,6 +69,7 @@ const MAX_GOSSIPED_PER_REQUEST: usize = 64;
 #[derive(Clone, Debug)]
 enum Location {
     Roster,
+    Checkpoint(SpaceId),
     Change(SpaceId),
     Beacon(SpaceId, String),
     Verification(SpaceId),
@@ -64,6 +82,7 @@ enum Location {
 fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
     match kind {
         ingest::ItemKind::RosterOp => ItemKind::RosterOp,
+        ingest::ItemKind::Checkpoint => ItemKind::Checkpoint,
         ingest::ItemKind::ListingChange => ItemKind::ListingChange,
         ingest::ItemKind::SeatBeacon => ItemKind::SeatBeacon,
         ingest::ItemKind::Verification => ItemKind::Verification,
@@ -74,6 +93,7 @@ fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
 fn core_kind(kind: ItemKind) -> ingest::ItemKind {
     match kind {
         ItemKind::RosterOp => ingest::ItemKind::RosterOp,
+        ItemKind::Checkpoint => ingest::ItemKind::Checkpoint,
         ItemKind::ListingChange => ingest::ItemKind::ListingChange,
         ItemKind::SeatBeacon => ingest::ItemKind::SeatBeacon,
         ItemKind::Verification => ingest::ItemKind::Verification,
@@ -85,14 +105,35 @@ fn signed_item(wire: &WireItem) -> SignedItem {
     SignedItem::new(core_kind(wire.kind), wire.bytes.clone())
 }
 
-/// Starts listening and dialing, then runs the event loop until Ctrl-C, SIGTERM or `opts.shutdown`.
-/// `socket` is where the control socket is served.
-pub async fn run(node: Node, socket: PathBuf, opts: RunOptions) -> anyhow::Result<()> {
-    let mut seed = *node.signer().seed();
-    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns)?;
+/// Why the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to (Ctrl-C, SIGTERM, the embedding program).
+    Stopped,
+    /// The store failed a write and must be opened again by a new process (see
+    /// [`deskmesh_store::Store::needs_reopen`]); what to take back is noted on disk.
+    Reopen,
+}
+
+/// Starts listening and dialing, then runs the event loop until Ctrl-C, SIGTERM or `opts.shutdown`, or
+/// until the store must be reopened. The control socket is served at `home`'s socket path, and peers
+/// learned at run time are kept in its peer list.
+pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exit> {
+    let socket = home.socket_path();
     let alliance = node
         .alliance_id()
         .context("this node is not in an alliance yet")?;
+    let create_op = node
+        .roster()
+        .and_then(|r| r.get(&alliance.0))
+        .map(|op| op.to_bytes())
+        .context("the roster lacks the alliance's create operation")?;
+    let me: PeerId = deskmesh_core::peer_id::peer_id(&node.public_key())
+        .parse()
+        .context("this node's key gives no peer id")?;
+    let agent = trust::agent_version(&trust::member_proof(&create_op, &me));
+    let mut seed = *node.signer().seed();
+    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns, agent)?;
     let topic = gossipsub::IdentTopic::new(format!("deskmesh/v1/{alliance}"));
     swarm
         .behaviour_mut()
@@ -123,11 +164,17 @@ pub async fn run(node: Node, socket: PathBuf, opts: RunOptions) -> anyhow::Resul
 
     let mut svc = Service::new(node, swarm, topic)?;
     svc.events = events;
+    svc.create_op = create_op;
+    let (book, warning) = PeerBook::load(Some(home.peers_path()));
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    svc.book = book;
     let mut shutdown = opts.shutdown.clone();
-    let mut bootstrap = opts.bootstrap.clone();
-    bootstrap.extend(svc.known_peer_addrs());
-    svc.bootstrap = bootstrap;
-    svc.dial_bootstrap();
+    for addr in opts.bootstrap.iter().cloned().chain(svc.known_peer_addrs()) {
+        svc.book.add_bootstrap(addr);
+    }
+    svc.redial();
     svc.nat = nat_state;
     svc.listen_on_relays();
     tracing::info!(peer = %svc.me, items = svc.engine.items().len(), "node started");
@@ -135,7 +182,7 @@ pub async fn run(node: Node, socket: PathBuf, opts: RunOptions) -> anyhow::Resul
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch for SIGTERM")?;
-    let result = loop {
+    let exit = loop {
         tokio::select! {
             event = svc.swarm.select_next_some() => svc.on_swarm(event),
             Some((req, reply)) = calls.recv() => {
@@ -144,16 +191,24 @@ pub async fn run(node: Node, socket: PathBuf, opts: RunOptions) -> anyhow::Resul
             }
             Some(done) = svc.checking.next(), if !svc.checking.is_empty() => svc.on_checked(done),
             _ = tick.tick() => svc.on_tick(),
-            _ = stopped(&mut shutdown) => break Ok(()),
-            _ = tokio::signal::ctrl_c() => break Ok(()),
-            _ = terminate.recv() => break Ok(()),
+            _ = stopped(&mut shutdown) => break Exit::Stopped,
+            _ = tokio::signal::ctrl_c() => break Exit::Stopped,
+            _ = terminate.recv() => break Exit::Stopped,
+        }
+        if let Some(exit) = svc.exit.take() {
+            break exit;
         }
     };
     server.abort();
     let _ = std::fs::remove_file(&socket);
-    svc.node.store.flush()?;
+    if let Err(e) = svc.book.save(svc.now(), true) {
+        tracing::warn!("{e}");
+    }
+    if exit == Exit::Stopped {
+        svc.node.store.flush()?;
+    }
     tracing::info!("node stopped");
-    result
+    Ok(exit)
 }
 
 struct Service {
@@ -168,7 +223,29 @@ struct Service {
     /// The id of the beacon kept for each (space, pool), to drop it from the set when it is replaced.
     beacon_ids: BTreeMap<(SpaceId, String), ItemId>,
     connected: BTreeMap<PeerId, Vec<Multiaddr>>,
-    bootstrap: Vec<Multiaddr>,
+    /// What each connected peer is to this node; only known peers are synced with on our initiative and
+    /// served in full.
+    trust: HashMap<PeerId, Trust>,
+    /// The alliance's create operation: members prove they hold these bytes.
+    create_op: Vec<u8>,
+    /// Peers to dial and when; the ones learned at run time are saved in the home.
+    book: PeerBook,
+    /// Bootstrap addresses without a peer id being dialled, by connection.
+    bare_dials: HashMap<ConnectionId, Multiaddr>,
+    /// Items strangers may still be served.
+    budgets: HashMap<PeerId, Budget>,
+    /// Peers whose proof may still come, with the sync messages they sent meanwhile.
+    unsettled: HashMap<PeerId, Unsettled>,
+    /// Pings failed in a row, per connection.
+    ping_failures: HashMap<ConnectionId, u32>,
+    /// Set when the event loop must end (the store must be reopened).
+    exit: Option<Exit>,
+    /// The store waits for room to note what it takes back (logged once).
+    reopen_waiting: bool,
+    /// The last store failure logged, and when.
+    last_failure: Option<(String, Instant)>,
+    /// Connections turned away when last logged, and when.
+    guard_reported: (u64, Duration),
     last_sync: Option<chrono::DateTime<chrono::Utc>>,
     last_maintenance: Duration,
     outbound: HashMap<OutboundRequestId, PeerId>,
@@ -325,7 +402,17 @@ impl Service {
             index: HashMap::new(),
             beacon_ids: BTreeMap::new(),
             connected: BTreeMap::new(),
-            bootstrap: Vec::new(),
+            trust: HashMap::new(),
+            create_op: Vec::new(),
+            book: PeerBook::load(None).0,
+            bare_dials: HashMap::new(),
+            budgets: HashMap::new(),
+            unsettled: HashMap::new(),
+            ping_failures: HashMap::new(),
+            exit: None,
+            reopen_waiting: false,
+            last_failure: None,
+            guard_reported: (0, Duration::ZERO),
             last_sync: None,
             last_maintenance: Duration::ZERO,
             outbound: HashMap::new(),
@@ -350,7 +437,8 @@ impl Service {
         self.started.elapsed()
     }
 
-    /// Indexes every item in the store (once, at start) and returns them.
+    /// Indexes every item in the store (once, at start) and returns those offered to sync: everything but
+    /// the changes a kept checkpoint covers (kept for auditors, servable on request).
     fn scan(&mut self) -> anyhow::Result<Vec<Item>> {
         let store = self.node.store.clone();
         let mut new = Vec::new();
@@ -360,13 +448,23 @@ impl Service {
                 new.push(Item::new(ItemKind::RosterOp, id));
             }
         }
+        for (space, hash, _) in store.checkpoints()? {
+            let id = ItemId(hash.0);
+            if self.index.insert(id, Location::Checkpoint(space)).is_none() {
+                new.push(Item::new(ItemKind::Checkpoint, id));
+            }
+        }
+        let covered: std::collections::HashSet<(SpaceId, [u8; 32])> =
+            store.covered()?.into_iter().collect();
         for space in store.spaces()? {
             for hash in store.change_hashes(&space)? {
                 let id = ItemId(hash);
+                let hidden = covered.contains(&(space.clone(), hash));
                 if self
                     .index
                     .insert(id, Location::Change(space.clone()))
                     .is_none()
+                    && !hidden
                 {
                     new.push(Item::new(ItemKind::ListingChange, id));
                 }
@@ -428,19 +526,108 @@ impl Service {
             .collect()
     }
 
-    fn dial_bootstrap(&mut self) {
-        for addr in self.bootstrap.clone() {
-            if let Some(Protocol::P2p(peer)) = addr.iter().last() {
-                if peer == self.me || self.connected.contains_key(&peer) {
-                    continue;
+    /// Dials the peers the book says are due while this node has fewer than its target of peers, and
+    /// saves the book when it changed.
+    fn redial(&mut self) {
+        let now = self.now();
+        let connected = self.connected.len();
+        if connected == 0 {
+            self.book.retry_bare();
+        }
+        let swarm = &self.swarm;
+        let targets = self.book.due(now, connected, |p| swarm.is_connected(p));
+        for target in targets {
+            match target {
+                Target::Peer(peer, addrs) => {
+                    if peer == self.me {
+                        continue;
+                    }
+                    for addr in &addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer, addr.clone());
+                    }
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(addrs)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        tracing::debug!(peer = %peer, error = %e, "cannot dial a known peer");
+                        self.book.dial_failed(&peer, now);
+                    }
                 }
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .add_address(&peer, addr.clone());
+                Target::Addr(addr) => {
+                    let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                    let id = opts.connection_id();
+                    match self.swarm.dial(opts) {
+                        Ok(()) => {
+                            self.bare_dials.insert(id, addr);
+                        }
+                        Err(e) => {
+                            tracing::debug!(address = %addr, error = %e, "cannot dial a bootstrap address");
+                            self.book.bare_failed(&addr, now);
+                        }
+                    }
+                }
             }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
-                tracing::debug!(address = %addr, error = %e, "cannot dial bootstrap peer");
+        }
+        if let Err(e) = self.book.save(now, false) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// What `peer` is to this node from its id alone: a device the roster names, or a stranger until it
+    /// proves more.
+    fn classify(&self, peer: &PeerId) -> Trust {
+        let Some(roster) = self.node.roster() else {
+            return Trust::Stranger;
+        };
+        match trust::device_key(peer) {
+            Some(key)
+                if roster.state().coordinators.contains_key(&key)
+                    || !roster.state().spaces_of(&key).is_empty() =>
+            {
+                Trust::Device
+            }
+            _ => Trust::Stranger,
+        }
+    }
+
+    /// Records what `peer` is; a peer that becomes known gets slots kept for it, is synced with, and is
+    /// served in full from now on.
+    fn set_trust(&mut self, peer: PeerId, t: Trust) {
+        let before = self.trust.insert(peer, t).unwrap_or(Trust::Stranger);
+        if !t.is_known() || before.is_known() {
+            return;
+        }
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.guard.trust(peer);
+        behaviour.limits.bypass_peer_id(&peer);
+        let was_budgeted = self.budgets.remove(&peer).is_some();
+        tracing::debug!(peer = %peer, trust = ?t, "peer known");
+        let now = self.now();
+        if was_budgeted {
+            // It was served as a stranger for a while (its proof came late): what was held back is found
+            // again by a fresh session now, not at the next resync a minute later.
+            self.engine.disconnected(&peer);
+        }
+        let intents = self.engine.connected(peer, now);
+        self.execute(intents);
+    }
+
+    /// Checks again, after the roster grew, whether connected strangers are devices now.
+    fn reclassify(&mut self) {
+        let strangers: Vec<PeerId> = self
+            .trust
+            .iter()
+            .filter(|(_, t)| !t.is_known())
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in strangers {
+            let t = self.classify(&peer);
+            if t.is_known() {
+                self.set_trust(peer, t);
             }
         }
     }
@@ -463,43 +650,78 @@ impl Service {
             } => self.on_listener_closed(listener_id, reason),
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
                 let addr = nat::remote_addr(&endpoint, peer_id);
+                if let Some(dialled) = self.bare_dials.remove(&connection_id) {
+                    self.book.bare_connected(&dialled);
+                }
+                self.book
+                    .connected(&peer_id, chrono::Utc::now().timestamp_millis());
                 self.connected
                     .entry(peer_id)
                     .or_default()
                     .push(addr.clone());
                 if num_established.get() == 1 {
                     self.status_dirty = true;
-                    tracing::info!(peer = %peer_id, address = %addr, "peer connected");
-                    let now = self.now();
-                    let intents = self.engine.connected(peer_id, now);
-                    self.execute(intents);
+                    let t = self.classify(&peer_id);
+                    tracing::info!(peer = %peer_id, address = %addr, trust = ?t, "peer connected");
+                    self.trust.insert(peer_id, Trust::Stranger);
+                    // A member proves itself in identify, a moment later; until then its sync waits.
+                    if !t.is_known() {
+                        self.unsettled.insert(
+                            peer_id,
+                            Unsettled {
+                                since: Instant::now(),
+                                held: Vec::new(),
+                            },
+                        );
+                    }
+                    self.set_trust(peer_id, t);
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.ping_failures.remove(&connection_id);
                 let addr = nat::remote_addr(&endpoint, peer_id);
                 if let Some(list) = self.connected.get_mut(&peer_id) {
                     list.retain(|a| *a != addr);
                 }
                 if num_established == 0 {
                     self.connected.remove(&peer_id);
+                    self.trust.remove(&peer_id);
+                    self.unsettled.remove(&peer_id);
+                    self.budgets.remove(&peer_id);
                     self.engine.disconnected(&peer_id);
                     self.outboxes.remove(&peer_id);
                     self.status_dirty = true;
                     tracing::info!(peer = %peer_id, "peer disconnected");
                 }
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                let now = self.now();
+                if let Some(addr) = self.bare_dials.remove(&connection_id) {
+                    self.book.bare_failed(&addr, now);
+                }
+                if let Some(peer) = peer_id {
+                    self.book.dial_failed(&peer, now);
+                }
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::trace!(error = %error, "incoming connection refused or failed");
             }
             SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
             _ => {}
@@ -512,6 +734,22 @@ impl Service {
                 if info.protocol_version != "/deskmesh/1" {
                     return;
                 }
+                let known = self.trust.get(&peer_id).copied().unwrap_or(Trust::Stranger);
+                if !known.is_known()
+                    && trust::proves_membership(&info.agent_version, &self.create_op, &peer_id)
+                {
+                    self.set_trust(peer_id, Trust::Member);
+                }
+                self.settle(peer_id);
+                if !self.trust.get(&peer_id).is_some_and(|t| t.is_known()) {
+                    // Strangers' addresses go nowhere: not into the DHT, not into the saved peer list.
+                    return;
+                }
+                self.book.learned(
+                    peer_id,
+                    &info.listen_addrs,
+                    chrono::Utc::now().timestamp_millis(),
+                );
                 if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
                     let connected = self.connected.get(&peer_id).cloned().unwrap_or_default();
                     if let Some(addr) = nat::pick_relay_addr(&info.listen_addrs, &connected) {
@@ -569,11 +807,40 @@ impl Service {
             }) => {
                 tracing::debug!(peer = %peer, error = %error, "inbound sync request failed");
             }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result,
+            }) => self.on_ping(peer, connection, result),
             BehaviourEvent::RelayClient(ev) => self.on_relay_client(ev),
             BehaviourEvent::Relay(ev) => on_relay_server(ev),
             BehaviourEvent::Autonat(ev) => self.on_autonat(ev),
             BehaviourEvent::Dcutr(ev) => on_dcutr(ev),
             _ => {}
+        }
+    }
+
+    /// Closes a connection whose pings failed [`MAX_PING_FAILURES`] times in a row: across a partition a
+    /// TCP connection would otherwise stay open for many minutes, and the peer would look connected.
+    fn on_ping(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        result: Result<Duration, ping::Failure>,
+    ) {
+        match result {
+            Ok(_) => {
+                self.ping_failures.remove(&connection);
+            }
+            Err(e) => {
+                let n = self.ping_failures.entry(connection).or_default();
+                *n += 1;
+                if *n >= MAX_PING_FAILURES {
+                    tracing::info!(peer = %peer, error = %e, "peer stopped answering pings; closing the connection");
+                    self.ping_failures.remove(&connection);
+                    self.swarm.close_connection(connection);
+                }
+            }
         }
     }
 
@@ -633,13 +900,14 @@ impl Service {
     fn on_request(&mut self, peer: PeerId, request: Request) {
         match request {
             Request::Sync(bytes) => {
-                let now = self.now();
-                match self.engine.received_bytes(&peer, &bytes, now) {
-                    Ok(intents) => self.execute(intents),
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "rejected sync message")
+                if let Some(u) = self.unsettled.get_mut(&peer) {
+                    // Who the peer is decides what it is served: its sync waits a moment for its proof.
+                    if u.held.len() < behaviour::MAX_STREAMS_PER_PEER {
+                        u.held.push(bytes);
                     }
+                    return;
                 }
+                self.on_sync(peer, &bytes);
             }
             Request::Items(packed) => match behaviour::unpack(&packed) {
                 Ok(items) => self.check_later(peer, items),
@@ -692,7 +960,37 @@ impl Service {
         }
     }
 
+    fn on_sync(&mut self, peer: PeerId, bytes: &[u8]) {
+        let now = self.now();
+        match self.engine.received_bytes(&peer, bytes, now) {
+            Ok(intents) => self.execute(intents),
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "rejected sync message")
+            }
+        }
+    }
+
+    /// The peer's trust is decided (its identify came, or [`SETTLE_WITHIN`] passed): the sync messages it
+    /// sent meanwhile are handled now, in order.
+    fn settle(&mut self, peer: PeerId) {
+        let Some(u) = self.unsettled.remove(&peer) else {
+            return;
+        };
+        for bytes in u.held {
+            self.on_sync(peer, &bytes);
+        }
+    }
+
     fn on_tick(&mut self) {
+        let late: Vec<PeerId> = self
+            .unsettled
+            .iter()
+            .filter(|(_, u)| u.since.elapsed() >= SETTLE_WITHIN)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in late {
+            self.settle(peer);
+        }
         if std::mem::take(&mut self.status_dirty) || self.pushed_sync != self.last_sync {
             self.pushed_sync = self.last_sync;
             self.push_status();
@@ -715,12 +1013,49 @@ impl Service {
         let intents = self.engine.tick(now);
         self.execute(intents);
         self.listen_on_relays();
+        self.redial();
         if now >= self.last_maintenance + Duration::from_secs(30) {
             self.last_maintenance = now;
-            if self.connected.is_empty() {
-                self.dial_bootstrap();
-            } else {
+            if !self.connected.is_empty() {
                 let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
+        }
+        self.report_guard(now);
+        self.check_store();
+    }
+
+    /// Logs connections the guard turned away: at the first, then at most every 30 s while it goes on.
+    fn report_guard(&mut self, now: Duration) {
+        let g = &self.swarm.behaviour().guard;
+        let seen = g.denied + g.evicted;
+        let (reported, at) = self.guard_reported;
+        if seen == reported || (reported > 0 && now < at + Duration::from_secs(30)) {
+            return;
+        }
+        tracing::info!(
+            denied = g.denied,
+            evicted = g.evicted,
+            strangers = g.strangers(),
+            "connections turned away so far (per-IP and stranger limits)"
+        );
+        self.guard_reported = (seen, now);
+    }
+
+    /// A store that failed a write takes no more until it is opened again: once the disk has room to
+    /// note what to take back, the event loop ends so the node can restart itself.
+    fn check_store(&mut self) {
+        if !self.node.store.needs_reopen() {
+            return;
+        }
+        match self.node.store.prepare_reopen() {
+            Ok(()) => {
+                tracing::warn!("the store failed a write; restarting the node to open it again");
+                self.exit = Some(Exit::Reopen);
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut self.reopen_waiting, true) {
+                    tracing::error!(error = %e, "the store failed a write; the node restarts itself once the disk has room");
+                }
             }
         }
     }
@@ -765,103 +1100,128 @@ impl Service {
         self.outbound.insert(id, peer);
     }
 
-    /// Loads the items into batches of about [`behaviour::ITEM_BATCH_BYTES`] (roster operations in
-    /// batches of their own) and queues them for the peer.
+    /// Queues the items for the peer (roster operations first, parents before children; an id already
+    /// queued is not queued again) and sends what its window allows. A stranger is served only from its
+    /// small budget; the rest is dropped, and a member whose proof came late asks again.
     fn serve(&mut self, peer: PeerId, ids: &[ItemId]) {
-        let mut items = Vec::new();
+        let known = self.trust.get(&peer).is_some_and(|t| t.is_known());
+        let mut roster_ids = Vec::new();
+        let mut other_ids = Vec::new();
         for id in ids {
-            match self.load(id) {
-                Ok(Some(item)) => items.push((*id, item)),
-                Ok(None) => {}
-                Err(e) => tracing::error!(error = %e, "cannot read an item to serve"),
+            match self.index.get(id) {
+                Some(Location::Roster) => roster_ids.push(*id),
+                Some(_) => other_ids.push(*id),
+                None => {}
             }
         }
-        // Roster operations first, parents before children (the peer applies an operation only once
-        // its parents are there); then everything they authorise.
-        let causal: HashMap<ItemId, usize> = match self.node.roster() {
-            Some(roster) if items.iter().any(|(_, i)| i.kind == ItemKind::RosterOp) => roster
-                .ops_in_order()
-                .iter()
-                .enumerate()
-                .map(|(n, (hash, _, _))| (ItemId(hash.0), n))
-                .collect(),
-            _ => HashMap::new(),
-        };
+        if !roster_ids.is_empty() {
+            // Roster operations first, parents before children (the peer applies an operation only once
+            // its parents are there); then everything they authorise.
+            if let Some(roster) = self.node.roster() {
+                let order: HashMap<ItemId, usize> = roster
+                    .ops_in_order()
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (hash, _, _))| (ItemId(hash.0), n))
+                    .collect();
+                roster_ids.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
+            }
+        }
         // Listing changes go space by space, each space's in the order they were made, so the peer
-        // applies them in turn instead of holding many that wait for their dependencies.
-        let made_at = |item: &WireItem| {
-            SignedChange::from_bytes(&item.bytes)
-                .and_then(|c| c.envelope())
-                .map_or((None, i64::MAX), |e| (Some(e.space), e.created_at_ms))
-        };
-        items.sort_by_cached_key(|(id, item)| {
-            let (space, at) = if item.kind == ItemKind::ListingChange {
-                made_at(item)
-            } else {
-                (None, 0)
-            };
-            (
-                item.kind,
-                causal.get(id).copied().unwrap_or(usize::MAX),
-                space,
-                at,
-            )
-        });
-        let items: Vec<WireItem> = items.into_iter().map(|(_, item)| item).collect();
-        let sent = items.len();
-        let outbox = self.outboxes.entry(peer).or_default();
-        let mut batch: Vec<WireItem> = Vec::new();
-        let mut size = 0usize;
-        let mut dropped = 0usize;
-        for item in items {
-            let roster = item.kind == ItemKind::RosterOp;
-            let kind_changes = batch
-                .first()
-                .is_some_and(|first| (first.kind == ItemKind::RosterOp) != roster);
-            if kind_changes || size >= behaviour::ITEM_BATCH_BYTES {
-                dropped += outbox.push(std::mem::take(&mut batch), size);
-                size = 0;
+        // applies them in turn instead of holding many that wait for their dependencies; beacons last.
+        // (Only the order is kept: the bytes are read again when their batch is sent.)
+        let store = self.node.store.clone();
+        let made_at = |id: &ItemId, location: Option<&Location>| match location {
+            Some(Location::Change(space)) => {
+                let at = store
+                    .change(space, &id.0)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| SignedChange::from_bytes(&b).and_then(|c| c.envelope()).ok())
+                    .map_or(i64::MAX, |e| e.created_at_ms);
+                (0u8, Some(space.clone()), at)
             }
-            size += item.bytes.len();
-            batch.push(item);
+            _ => (1, None, 0),
+        };
+        other_ids.sort_by_cached_key(|id| made_at(id, self.index.get(id)));
+        let mut allowed = usize::MAX;
+        if !known {
+            let budget = self.budgets.entry(peer).or_insert_with(Budget::full);
+            allowed = budget.take(roster_ids.len() + other_ids.len(), Instant::now());
         }
-        if !batch.is_empty() {
-            dropped += outbox.push(batch, size);
+        let wanted = roster_ids.len() + other_ids.len();
+        let outbox = self.outboxes.entry(peer).or_default();
+        let (mut queued, mut repeated, mut dropped) = (0usize, 0usize, 0usize);
+        for (id, roster) in roster_ids
+            .into_iter()
+            .map(|id| (id, true))
+            .chain(other_ids.into_iter().map(|id| (id, false)))
+        {
+            if queued >= allowed {
+                dropped += 1;
+                continue;
+            }
+            match outbox.push(id, roster) {
+                Queued::New => queued += 1,
+                Queued::Already => repeated += 1,
+                Queued::Full => dropped += 1,
+            }
         }
         if dropped > 0 {
-            tracing::warn!(peer = %peer, items = dropped, "the peer's outbox is full; it will ask again");
+            if known {
+                tracing::warn!(peer = %peer, items = dropped, "the peer's outbox is full; it will ask again");
+            } else {
+                tracing::debug!(peer = %peer, items = dropped, wanted, "not serving more to a peer that is not known");
+            }
         }
-        if sent > dropped {
-            tracing::info!(peer = %peer, items = sent - dropped, "sending items the peer lacks");
+        if repeated > 0 {
+            tracing::debug!(peer = %peer, items = repeated, "items asked for again while still queued");
+        }
+        if queued > 0 {
+            tracing::info!(peer = %peer, items = queued, "sending items the peer lacks");
         }
         self.pump(peer);
     }
 
     /// Sends queued batches while fewer than [`MAX_BATCHES_IN_FLIGHT`] are unanswered. Roster batches go
     /// one at a time and nothing follows one until it is answered (the peer handles requests in order of
-    /// arrival, but several streams may arrive in any order).
+    /// arrival, but several streams may arrive in any order). Items are read from the store here, a batch
+    /// of about [`behaviour::ITEM_BATCH_BYTES`] at a time.
     fn pump(&mut self, peer: PeerId) {
         loop {
-            let Some(outbox) = self.outboxes.get_mut(&peer) else {
+            let Some(outbox) = self.outboxes.get(&peer) else {
                 return;
             };
-            if outbox.in_flight.len() >= MAX_BATCHES_IN_FLIGHT {
+            if outbox.in_flight.len() >= MAX_BATCHES_IN_FLIGHT
+                || outbox.in_flight.values().any(|r| *r)
+                || outbox.is_empty()
+            {
                 return;
             }
-            let Some((batch, size)) = outbox.queue.front() else {
-                return;
-            };
-            let roster = batch.first().is_some_and(|i| i.kind == ItemKind::RosterOp);
-            // Roster batches go one at a time (streams may arrive in any order, and an operation whose
-            // parents are in a later batch would wait); nothing else goes while one is unanswered.
-            if outbox.in_flight.values().any(|r| *r) {
+            let roster = !outbox.roster.is_empty();
+            if roster && !outbox.in_flight.is_empty() {
+                // Roster operations go only once the batches before them are answered.
                 return;
             }
-            let size = *size;
-            let Some((batch, _)) = outbox.queue.pop_front() else {
-                return;
-            };
-            outbox.queued_bytes = outbox.queued_bytes.saturating_sub(size);
+            let mut batch: Vec<WireItem> = Vec::new();
+            let mut size = 0usize;
+            while size < behaviour::ITEM_BATCH_BYTES {
+                let Some(id) = self.outboxes.get_mut(&peer).and_then(|o| o.pop(roster)) else {
+                    break;
+                };
+                match self.load(&id) {
+                    Ok(Some(item)) => {
+                        size += item.bytes.len();
+                        batch.push(item);
+                    }
+                    // Gone since it was queued (a beacon replaced by a newer one).
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot read an item to serve"),
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
             let packed = match behaviour::pack(&batch) {
                 Ok(p) => p,
                 Err(e) => {
@@ -900,6 +1260,12 @@ impl Service {
                 kind: ItemKind::RosterOp,
                 bytes,
             }),
+            Some(Location::Checkpoint(space)) => {
+                store.checkpoint(space, &Hash(id.0))?.map(|bytes| WireItem {
+                    kind: ItemKind::Checkpoint,
+                    bytes,
+                })
+            }
             Some(Location::Change(space)) => store.change(space, &id.0)?.map(|bytes| WireItem {
                 kind: ItemKind::ListingChange,
                 bytes,
@@ -1084,8 +1450,23 @@ impl Service {
             peer.map(|p| p.to_string()),
         );
         if let Some(e) = &report.flush_error {
-            tracing::error!(peer = ?peer, error = %e, "cannot flush the items just received");
+            // Nothing of the batch may be durable: the engine is not told it holds those items, so the
+            // next session asks for them again.
+            tracing::error!(peer = ?peer, error = %e, "cannot flush the items just received; they will be fetched again");
+            let mut out = report.outcomes;
+            for o in &mut out {
+                if matches!(o.verdict, Verdict::Added(_)) {
+                    o.verdict = Verdict::Failed(e.clone());
+                }
+            }
+            for (n, o) in held {
+                out.insert(n.min(out.len()), o);
+            }
+            return out;
         }
+        let roster_grew = report.outcomes.iter().chain(&report.woken).any(
+            |o| matches!(&o.verdict, Verdict::Added(a) if a.kind == ingest::ItemKind::RosterOp),
+        );
         for o in report.outcomes.iter().chain(&report.woken) {
             if let Verdict::Added(a) = &o.verdict {
                 if let Some(space) = &a.space {
@@ -1101,6 +1482,10 @@ impl Service {
             }
             self.record(o);
         }
+        if roster_grew {
+            self.reclassify();
+        }
+        // Put the held-back outcomes back in input order.
         let mut out = report.outcomes;
         for (n, o) in held {
             out.insert(n.min(out.len()), o);
@@ -1113,14 +1498,27 @@ impl Service {
         let now = self.now();
         match &o.verdict {
             Verdict::Added(a) => self.added(a),
-            Verdict::Refused(_) => {
-                self.findings_due = true;
+            // Not stored: the engine stops asking for it (a superseded beacon is simply older than the
+            // one kept, and not the sender's fault).
+            Verdict::Refused(_) | Verdict::Superseded => {
+                if matches!(o.verdict, Verdict::Refused(_)) {
+                    self.findings_due = true;
+                }
                 if let Some(id) = o.id {
                     self.engine.item_refused(ItemId(id.0), now);
                 }
             }
             Verdict::Failed(e) => {
-                tracing::error!(kind = ?o.kind, error = %e, "cannot store an item")
+                // A full disk fails every item of a transfer alike: one line per distinct sentence a
+                // minute, not one per item.
+                let fresh = self
+                    .last_failure
+                    .as_ref()
+                    .is_none_or(|(last, at)| last != e || at.elapsed() >= Duration::from_secs(60));
+                if fresh {
+                    tracing::error!(kind = ?o.kind, error = %e, "cannot store an item");
+                    self.last_failure = Some((e.clone(), Instant::now()));
+                }
             }
             _ => {}
         }
@@ -1128,12 +1526,19 @@ impl Service {
 
     fn added(&mut self, a: &Accepted) {
         self.catch_up.received(Instant::now());
-        // What the store dropped because of this item leaves the set peers reconcile against.
-        for (kind, gone) in &a.removed {
+        // What this item takes out of the set peers reconcile against: what the store dropped because of
+        // it (a replaced beacon, a revoked space's or removed device's beacons, checkpoints it covers, a
+        // superseded or settled proposal), and changes a checkpoint covers (kept, and still served when
+        // asked for by id).
+        for (kind, gone) in &a.leaves {
             let gone = ItemId(gone.0);
+            let item = Item::new(engine_kind(*kind), gone);
+            if *kind == ingest::ItemKind::ListingChange {
+                self.engine.item_removed(&item);
+                continue;
+            }
             if self.index.remove(&gone).is_some() {
-                self.engine
-                    .item_removed(&Item::new(engine_kind(*kind), gone));
+                self.engine.item_removed(&item);
             }
             if *kind == ingest::ItemKind::SeatBeacon {
                 self.beacon_ids.retain(|_, id| *id != gone);
@@ -1142,6 +1547,7 @@ impl Service {
         let id = ItemId(a.id.0);
         let location = match (a.kind, &a.space, &a.pool) {
             (ingest::ItemKind::RosterOp, ..) => Location::Roster,
+            (ingest::ItemKind::Checkpoint, Some(space), _) => Location::Checkpoint(space.clone()),
             (ingest::ItemKind::ListingChange, Some(space), _) => Location::Change(space.clone()),
             (ingest::ItemKind::SeatBeacon, Some(space), Some(pool)) => {
                 if let Some(old) = self.beacon_ids.insert((space.clone(), pool.clone()), id) {
@@ -1159,7 +1565,9 @@ impl Service {
             _ => return,
         };
         self.index.insert(id, location);
-        self.engine.item_added(Item::new(engine_kind(a.kind), id));
+        if !a.hidden {
+            self.engine.item_added(Item::new(engine_kind(a.kind), id));
+        }
         self.push_accepted(a);
     }
 
@@ -1308,28 +1716,91 @@ fn outcome(kind: ingest::ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcom
     Outcome { kind, id, verdict }
 }
 
-/// Item batches waiting to go to one peer.
+/// Items waiting to go to one peer, by id (their bytes are read when their batch is sent).
 #[derive(Default)]
 struct Outbox {
-    /// Batches with their size in bytes, in sending order.
-    queue: std::collections::VecDeque<(Vec<WireItem>, usize)>,
-    queued_bytes: usize,
+    /// Roster operations, in the roster's causal order; they go before anything else.
+    roster: std::collections::VecDeque<ItemId>,
+    other: std::collections::VecDeque<ItemId>,
+    /// Everything in the two queues, so an item asked for twice is queued once.
+    queued: std::collections::HashSet<ItemId>,
     /// Requests sent and not answered yet, and whether each carries roster operations.
     in_flight: HashMap<OutboundRequestId, bool>,
 }
 
+/// What [`Outbox::push`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Queued {
+    New,
+    Already,
+    Full,
+}
+
 impl Outbox {
-    /// Queues a batch; returns how many items were dropped because the outbox is full.
-    fn push(&mut self, batch: Vec<WireItem>, size: usize) -> usize {
-        if batch.is_empty() {
-            return 0;
+    fn push(&mut self, id: ItemId, roster: bool) -> Queued {
+        if self.queued.contains(&id) {
+            return Queued::Already;
         }
-        if self.queued_bytes + size > MAX_OUTBOX_BYTES {
-            return batch.len();
+        if self.queued.len() >= MAX_OUTBOX_ITEMS {
+            return Queued::Full;
         }
-        self.queued_bytes += size;
-        self.queue.push_back((batch, size));
-        0
+        self.queued.insert(id);
+        if roster {
+            self.roster.push_back(id);
+        } else {
+            self.other.push_back(id);
+        }
+        Queued::New
+    }
+
+    /// The next id of a roster batch (`roster`) or of another batch.
+    fn pop(&mut self, roster: bool) -> Option<ItemId> {
+        let id = if roster {
+            self.roster.pop_front()
+        } else {
+            self.other.pop_front()
+        }?;
+        self.queued.remove(&id);
+        Some(id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queued.is_empty()
+    }
+}
+
+/// A connected peer whose proof may still come.
+#[derive(Debug)]
+struct Unsettled {
+    since: Instant,
+    /// Sync messages it sent meanwhile, in order (at most one per stream it may have open).
+    held: Vec<Vec<u8>>,
+}
+
+/// A token bucket of items a stranger may be served.
+#[derive(Debug)]
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn full() -> Self {
+        Self {
+            tokens: STRANGER_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes up to `n` items from the budget; returns how many it allows.
+    fn take(&mut self, n: usize, now: Instant) -> usize {
+        let refill =
+            now.saturating_duration_since(self.at).as_secs_f64() * STRANGER_PER_MINUTE / 60.0;
+        self.tokens = (self.tokens + refill).min(STRANGER_BURST);
+        self.at = now;
+        let allowed = (self.tokens.floor() as usize).min(n);
+        self.tokens -= allowed as f64;
+        allowed
     }
 }
 

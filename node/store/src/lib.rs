@@ -55,12 +55,15 @@ pub enum StoreError {
     )]
     Locked { path: PathBuf },
 
+    /// `source` says what was found (the OS error, or how much room was left); the sentence is the same.
     #[error("the disk holding the store at {} is full; free some space and try again", path.display())]
-    DiskFull {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    DiskFull { path: PathBuf, source: io::Error },
+
+    #[error(
+        "the store at {} failed a write and takes no more until it is opened again; a running node restarts itself, or run the command again",
+        path.display()
+    )]
+    NeedsReopen { path: PathBuf },
 
     #[error(
         "the store at {} is corrupt ({detail}); move it aside and let the node resync from its peers",
@@ -150,6 +153,37 @@ pub trait ChangeStore {
     fn change_count(&self, space: &SpaceId) -> Result<usize, StoreError>;
     /// Every space with at least one kept change, ordered.
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError>;
+}
+
+/// Signed checkpoints of space documents, keyed by space and checkpoint id, and which stored or unstored
+/// changes each covers. Source of truth (the signed bytes); the cover marks follow from them.
+///
+/// A checkpoint carries a space's whole document, so the changes it covers need not travel one by one:
+/// the node leaves covered changes out of what it offers to sync, while keeping any it holds for auditors.
+pub trait CheckpointStore {
+    /// Keeps a checkpoint and marks the changes it covers (pointing each at it), in one atomic write that
+    /// also marks the space dirty. Returns `true` if the checkpoint was new.
+    fn put_checkpoint(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+        covered: &[[u8; 32]],
+    ) -> Result<bool, StoreError>;
+    /// Forgets a checkpoint another one covers entirely (its cover marks were moved to that one).
+    fn remove_checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError>;
+    /// The bytes of one checkpoint, if kept.
+    fn checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The checkpoints of one space as (id, bytes), ordered by id.
+    fn space_checkpoints(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError>;
+    /// Every checkpoint as (space, id, bytes), ordered by space then id.
+    fn checkpoints(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError>;
+    /// Whether a kept checkpoint covers this change.
+    fn is_covered(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError>;
+    /// Every covered change as (space, change hash), ordered.
+    fn covered(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError>;
+    /// The covered changes of one space with the checkpoint each mark points at, ordered by change.
+    fn space_covered(&self, space: &SpaceId) -> Result<Vec<([u8; 32], Hash)>, StoreError>;
 }
 
 /// The newest signed seat beacon per (space, pool). The caller decides which beacon is newest and when one
@@ -282,6 +316,7 @@ pub const REFUSED_LOG_LIMIT: usize = 10_000;
 pub trait Store:
     RosterStore
     + ChangeStore
+    + CheckpointStore
     + BeaconStore
     + VerificationStore
     + ProposalStore
@@ -299,6 +334,17 @@ pub trait Store:
     /// caller applying a batch of items received together (a sync transfer), which reports none of them
     /// stored before the batch is flushed: one fsync per batch instead of two per item.
     fn defer_flush(&self, deferred: bool) -> Result<(), StoreError>;
+    /// Whether the database failed a write and must be opened again (by a new process) before it takes
+    /// any other; reads still work meanwhile.
+    fn needs_reopen(&self) -> bool {
+        false
+    }
+    /// Notes on disk which writes the next opening must take back (every write since the last successful
+    /// flush); once this succeeds, the process may end and open the store again. Fails while the disk has
+    /// no room for the note.
+    fn prepare_reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Refuses writes to keys the store manages itself.
@@ -572,6 +618,48 @@ mod tests {
         assert!(s.is_dirty(&a).unwrap());
     }
 
+    pub(super) fn checkpoints_and_their_cover_marks(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        assert!(s
+            .put_checkpoint(&a, &Hash(h(7)), b"cp7", &[h(1), h(2)])
+            .unwrap());
+        assert!(!s
+            .put_checkpoint(&a, &Hash(h(7)), b"other", &[h(1), h(2)])
+            .unwrap());
+        assert!(s.is_dirty(&a).unwrap());
+        assert!(s.put_checkpoint(&b, &Hash(h(8)), b"cp8", &[h(5)]).unwrap());
+        assert_eq!(
+            s.checkpoint(&a, &Hash(h(7))).unwrap().as_deref(),
+            Some(&b"cp7"[..])
+        );
+        assert!(s.is_covered(&a, &h(1)).unwrap());
+        assert!(!s.is_covered(&a, &h(5)).unwrap());
+        assert!(s.is_covered(&b, &h(5)).unwrap());
+        assert_eq!(
+            s.covered().unwrap(),
+            vec![(a.clone(), h(1)), (a.clone(), h(2)), (b.clone(), h(5))]
+        );
+        // A larger checkpoint takes the marks over; the old one can go.
+        assert!(s
+            .put_checkpoint(&a, &Hash(h(9)), b"cp9", &[h(1), h(2), h(3)])
+            .unwrap());
+        assert!(s.remove_checkpoint(&a, &Hash(h(7))).unwrap());
+        assert!(!s.remove_checkpoint(&a, &Hash(h(7))).unwrap());
+        assert_eq!(
+            s.space_checkpoints(&a).unwrap(),
+            vec![(Hash(h(9)), b"cp9".to_vec())]
+        );
+        assert!(s.is_covered(&a, &h(3)).unwrap());
+        assert_eq!(
+            s.space_covered(&a).unwrap(),
+            vec![(h(1), Hash(h(9))), (h(2), Hash(h(9))), (h(3), Hash(h(9)))]
+        );
+        assert_eq!(s.checkpoints().unwrap().len(), 2);
+        // Checkpoints are truth, not index: clearing the index keeps them.
+        s.clear_index().unwrap();
+        assert_eq!(s.checkpoints().unwrap().len(), 2);
+    }
+
     pub(super) fn dirty_marks_follow_new_changes(s: &dyn Store) {
         let (a, b, c) = (space(0), space(1), space(2));
         assert!(s.dirty_spaces().unwrap().is_empty());
@@ -685,6 +773,7 @@ mod tests {
                     index_entries_and_rejections,
                     replace_space_index_replaces_everything,
                     doc_states_travel_with_the_index,
+                    checkpoints_and_their_cover_marks,
                     dirty_marks_follow_new_changes,
                     clear_index_keeps_the_truth,
                     meta_is_stamped_and_reserved,

@@ -10,9 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use deskmesh_keys::{Hash, SpaceId};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, ProposalStore, RefusedLog,
-    RejectedChange, RosterStore, SpaceRejection, Store, StoreError, VerificationStore,
-    FORMAT_VERSION, FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, Store, StoreError,
+    VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 #[derive(Debug, Default)]
@@ -24,6 +24,8 @@ struct Inner {
     listings: BTreeMap<SpaceId, Vec<u8>>,
     rejected_changes: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
     doc_states: BTreeMap<SpaceId, Vec<u8>>,
+    checkpoints: BTreeMap<(SpaceId, Hash), Vec<u8>>,
+    covered: BTreeMap<(SpaceId, [u8; 32]), Hash>,
     dirty: BTreeSet<SpaceId>,
     meta: BTreeMap<String, Vec<u8>>,
     refused: VecDeque<Vec<u8>>,
@@ -278,6 +280,80 @@ impl ProposalStore for MemoryStore {
 
     fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError> {
         Ok(self.lock().proposals.remove(op).is_some())
+    }
+}
+
+impl CheckpointStore for MemoryStore {
+    fn put_checkpoint(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+        covered: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (space.clone(), *id);
+        if inner.checkpoints.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.checkpoints.insert(key, bytes.to_vec());
+        for c in covered {
+            inner.covered.insert((space.clone(), *c), *id);
+        }
+        inner.dirty.insert(space.clone());
+        Ok(true)
+    }
+
+    fn remove_checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .checkpoints
+            .remove(&(space.clone(), *id))
+            .is_some())
+    }
+
+    fn checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().checkpoints.get(&(space.clone(), *id)).cloned())
+    }
+
+    fn space_checkpoints(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .checkpoints
+            .iter()
+            .filter(|((s, _), _)| s == space)
+            .map(|((_, id), b)| (*id, b.clone()))
+            .collect())
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .checkpoints
+            .iter()
+            .map(|((s, id), b)| (s.clone(), *id, b.clone()))
+            .collect())
+    }
+
+    fn is_covered(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .covered
+            .contains_key(&(space.clone(), *change_hash)))
+    }
+
+    fn covered(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError> {
+        Ok(self.lock().covered.keys().cloned().collect())
+    }
+
+    fn space_covered(&self, space: &SpaceId) -> Result<Vec<([u8; 32], Hash)>, StoreError> {
+        Ok(self
+            .lock()
+            .covered
+            .iter()
+            .filter(|((s, _), _)| s == space)
+            .map(|((_, h), by)| (*h, *by))
+            .collect())
     }
 }
 

@@ -5,24 +5,91 @@
 //! `space id || 0x00 || rest`, so a space's rows are one prefix scan; a space id is ASCII without NUL, so the
 //! first 0x00 always ends it. Every write method flushes before it returns, and a write that touches several
 //! keys runs as one sled transaction, which sled recovers all-or-nothing after a crash.
+//!
+//! A full disk is a fault that heals. Every write first checks that the disk keeps [`MIN_FREE_BYTES`] spare
+//! beyond it and is refused untouched ([`StoreError::DiskFull`]) when it would not, so sled itself never
+//! runs out of room in the usual case, and writes work again as soon as space returns. Opening a store
+//! on a full disk works (a `spare` file is given up for sled's own writes at open), so read-only
+//! commands do too. When sled fails a write anyway (another program filled the disk between the check
+//! and the write), sled 0.34 refuses every later write until the database is opened again, and cannot be
+//! closed and reopened within the process (closing waits for ever on the failed write). The store then
+//! refuses writes with one sentence, keeps answering reads, and notes in a `takeback` file every write
+//! made since the last successful flush (none of them was reported done); the next process to open the
+//! store takes them back before anything else, so what was reported failed is absent and what was
+//! reported done is present. A running node restarts itself for that once the disk has room
+//! ([`Store::prepare_reopen`]).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use deskmesh_keys::{Hash, SpaceId};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, IndexStore, MetaStore, ProposalStore, RefusedLog,
-    RejectedChange, RosterStore, SpaceRejection, Store, StoreError, VerificationStore,
-    FORMAT_VERSION, FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, Store, StoreError,
+    VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
 /// of a few thousand spaces needs, and the node shares the machine with other programs.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Room every write leaves free on the disk (beyond twice its own size): sled appends to 512 KiB log
+/// segments and may start a new one for a write of a few bytes, so a write is refused while less than
+/// this is free rather than let sled hit "no space left" half way.
+pub const MIN_FREE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Size of `spare`, a file of zeros kept in the store directory and given up when the store cannot be
+/// opened for lack of room. Opening sled writes: it overwrites the rest of its current 512 KiB log segment
+/// and writes a snapshot of its page table (a few hundred KiB for a large directory), so on a full disk it
+/// would fail and no command could even read. The file is made again once the disk has room.
+pub const SPARE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The spare file's name in the store directory.
+const SPARE: &str = "spare";
+
+/// Opens the trees; when the disk is too full for sled to open, gives up the spare file and tries once
+/// more. Returns the trees and whether the spare file is still there.
+fn open_with_spare(dir: &Path, sidecar: Option<u64>) -> Result<(Trees, bool), StoreError> {
+    match Trees::open(dir, sidecar) {
+        Err(StoreError::DiskFull { .. }) if dir.join(SPARE).exists() => {
+            fs::remove_file(dir.join(SPARE)).map_err(|e| io_error(dir, e))?;
+            Ok((Trees::open(dir, sidecar)?, false))
+        }
+        Ok(t) => {
+            let spare = dir.join(SPARE).exists() || make_spare(dir).is_ok();
+            Ok((t, spare))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the spare file whole (allocated, not sparse) or not at all.
+fn make_spare(dir: &Path) -> io::Result<()> {
+    let tmp = dir.join(format!("{SPARE}.tmp"));
+    let made = (|| {
+        let f = fs::File::create(&tmp)?;
+        if rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, SPARE_BYTES).is_err() {
+            // A filesystem without fallocate gets zeros written.
+            let mut f = f;
+            let chunk = vec![0u8; 1024 * 1024];
+            for _ in 0..SPARE_BYTES / chunk.len() as u64 {
+                f.write_all(&chunk)?;
+            }
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, dir.join(SPARE))
+    })();
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    made
+}
 
 /// Tree names, as documented in `docs/STORAGE.md`. Changing one is a format change.
 mod tree {
@@ -40,6 +107,8 @@ mod tree {
     pub const VERIFICATIONS: &str = "verifications";
     /// Format 2.
     pub const PROPOSALS: &str = "proposals";
+    pub const CHECKPOINTS: &str = "checkpoints";
+    pub const COVERED: &str = "covered";
 }
 
 /// A row of a `space || 0x00 || rest` tree: `rest` and the value.
@@ -54,6 +123,19 @@ type TxError = ConflictableTransactionError<()>;
 /// A [`Store`] in a sled database directory.
 pub struct SledStore {
     path: PathBuf,
+    /// The open database; `None` only while dropping (a failed sled is leaked, see `Drop`).
+    trees: Option<Trees>,
+    /// Set while a caller applies a batch: writes then skip their flush (see `Store::defer_flush`).
+    deferred: AtomicBool,
+    health: Mutex<Health>,
+    /// Whether writes check for room first; only tests that make sled itself run out of room turn it off.
+    room_check: AtomicBool,
+    /// Whether the spare file (see [`SPARE_BYTES`]) is in place.
+    spare: AtomicBool,
+}
+
+/// The database and its trees.
+struct Trees {
     db: Db,
     meta: Tree,
     roster_ops: Tree,
@@ -67,8 +149,39 @@ pub struct SledStore {
     doc_states: Tree,
     verifications: Tree,
     proposals: Tree,
-    /// Set while a caller applies a batch: writes then skip their flush (see `Store::defer_flush`).
-    deferred: std::sync::atomic::AtomicBool,
+    checkpoints: Tree,
+    covered: Tree,
+}
+
+/// What the store must take back should sled fail.
+#[derive(Default)]
+struct Health {
+    /// sled failed a write: it refuses every later one until the store is opened again, and its memory
+    /// may hold writes that are not on disk.
+    broken: bool,
+    /// Writes to the source-of-truth trees since the last successful flush, oldest first.
+    unflushed: Vec<Undo>,
+    /// The takeback file holds `unflushed`.
+    noted: bool,
+    /// A takeback file found at open could not be applied yet (no room); writes wait for it.
+    takeback_pending: bool,
+}
+
+/// How to take back one write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    /// A key the write added (a roster operation, a change): removed again.
+    Added {
+        tree: &'static str,
+        key: Vec<u8>,
+        space: Option<SpaceId>,
+    },
+    /// A key the write replaced or removed (a beacon, a meta value): its old value put back.
+    Replaced {
+        tree: &'static str,
+        key: Vec<u8>,
+        old: Option<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Debug for SledStore {
@@ -81,6 +194,12 @@ impl std::fmt::Debug for SledStore {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
+        if self.health().broken {
+            // Closing a sled that failed a write waits for ever for that write to become durable, and
+            // holds a lock every sled database of the process shares: note what to take back and leak it.
+            let _ = self.prepare_reopen();
+            std::mem::forget(self.trees.take());
+        }
         closed::record(&self.path);
     }
 }
@@ -128,23 +247,10 @@ fn open_db(dir: &Path) -> Result<Db, StoreError> {
     }
 }
 
-impl SledStore {
-    /// Opens (creating if needed) the store in `dir`. Refuses a directory that is not writable, that
-    /// another process holds, or whose store was written by a newer deskmesh; stamps an unversioned store
-    /// with [`FORMAT_VERSION`].
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        // sled only creates files when it needs them, so a read-only directory holding an existing store
-        // would open fine and fail at some later write. Find out now, while the error can say why.
-        probe_writable(dir)?;
-
-        // The sidecar is read before sled opens anything: a newer deskmesh may use a sled whose files this
-        // sled cannot read, and this sled would take them for torn writes and start an empty database.
-        let sidecar = read_sidecar(dir)?;
-        if let Some(found) = sidecar {
-            check_version(dir, found)?;
-        }
-
+impl Trees {
+    /// Opens sled and its trees, checking (and, for a new store, stamping) the format version. `sidecar`
+    /// is the version the `FORMAT` file beside sled's files holds, read before sled opened anything.
+    fn open(dir: &Path, sidecar: Option<u64>) -> Result<Self, StoreError> {
         let db = open_db(dir)?;
 
         // Check the version before creating any other tree, so a newer store is left exactly as it was.
@@ -175,15 +281,8 @@ impl SledStore {
                 }
             }
         }
-        // Written only once the stamp is durable: a crash in between leaves a stamped store with no (or an
-        // older) sidecar, which the next open completes, never a sidecar over an unstamped (and so
-        // "damaged") store.
-        if sidecar != Some(u64::from(FORMAT_VERSION)) {
-            write_sidecar(dir)?;
-        }
-
         let open = |name: &str| db.open_tree(name).at(dir);
-        let store = Self {
+        Ok(Self {
             roster_ops: open(tree::ROSTER_OPS)?,
             roster_rejected: open(tree::ROSTER_REJECTED)?,
             changes: open(tree::CHANGES)?,
@@ -195,11 +294,192 @@ impl SledStore {
             doc_states: open(tree::DOC_STATES)?,
             verifications: open(tree::VERIFICATIONS)?,
             proposals: open(tree::PROPOSALS)?,
+            checkpoints: open(tree::CHECKPOINTS)?,
+            covered: open(tree::COVERED)?,
             meta,
-            path: dir.to_path_buf(),
             db,
-            deferred: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn by_name(&self, name: &str) -> &Tree {
+        match name {
+            tree::ROSTER_OPS => &self.roster_ops,
+            tree::CHANGES => &self.changes,
+            tree::BEACONS => &self.beacons,
+            tree::CHECKPOINTS => &self.checkpoints,
+            tree::COVERED => &self.covered,
+            tree::VERIFICATIONS => &self.verifications,
+            tree::PROPOSALS => &self.proposals,
+            _ => &self.meta,
+        }
+    }
+
+    /// Takes back writes that never reached the disk as far as the caller knows (newest first), marking
+    /// the spaces whose index may show them.
+    fn undo(&self, path: &Path, writes: Vec<Undo>) -> Result<(), StoreError> {
+        let mut reindex_all = false;
+        for w in writes.into_iter().rev() {
+            match w {
+                Undo::Added { tree, key, space } => {
+                    self.by_name(tree).remove(key).at(path)?;
+                    match space {
+                        Some(space) => {
+                            self.index_dirty
+                                .insert(space.as_str().as_bytes(), &[][..])
+                                .at(path)?;
+                        }
+                        // A roster operation may have changed which changes of any space count.
+                        None => reindex_all |= tree == tree::ROSTER_OPS,
+                    }
+                }
+                Undo::Replaced { tree, key, old } => {
+                    match old {
+                        Some(v) => self.by_name(tree).insert(key, v).at(path)?,
+                        None => self.by_name(tree).remove(key).at(path)?,
+                    };
+                }
+            }
+        }
+        if reindex_all {
+            for kv in self.listings.iter().keys() {
+                self.index_dirty.insert(kv.at(path)?, &[][..]).at(path)?;
+            }
+        }
+        self.db.flush().at(path)?;
+        Ok(())
+    }
+}
+
+/// The file in the store directory listing writes to take back at the next open.
+const TAKEBACK: &str = "takeback";
+
+/// One write per line: `tree key old space`, each field lowercase hex or `-` when absent. `old` is absent
+/// for a key the write added (remove it) and present for a key it replaced (put the old value back); an
+/// old value that was absent is written `~`.
+fn encode_takeback(writes: &[Undo]) -> String {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut out = String::new();
+    for w in writes {
+        let line = match w {
+            Undo::Added { tree, key, space } => format!(
+                "{tree} {} - {}\n",
+                hex(key),
+                space
+                    .as_ref()
+                    .map_or("-".into(), |s| hex(s.as_str().as_bytes()))
+            ),
+            Undo::Replaced { tree, key, old } => format!(
+                "{tree} {} {} -\n",
+                hex(key),
+                old.as_ref().map_or("~".into(), |v| hex(v))
+            ),
         };
+        out.push_str(&line);
+    }
+    out
+}
+
+fn decode_takeback(dir: &Path, text: &str) -> Result<Vec<Undo>, StoreError> {
+    let bad = || corrupt(dir, "its takeback file is damaged");
+    let unhex = |s: &str| -> Result<Vec<u8>, StoreError> {
+        if !s.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(s.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = line.split(' ').collect();
+        let [tree, key, old, space] = f.as_slice() else {
+            return Err(bad());
+        };
+        let tree = [
+            tree::ROSTER_OPS,
+            tree::CHANGES,
+            tree::BEACONS,
+            tree::META,
+            tree::CHECKPOINTS,
+            tree::COVERED,
+            tree::VERIFICATIONS,
+            tree::PROPOSALS,
+        ]
+        .into_iter()
+        .find(|t| t == tree)
+        .ok_or_else(bad)?;
+        let key = unhex(key)?;
+        out.push(match *old {
+            "-" => Undo::Added {
+                tree,
+                key,
+                space: match *space {
+                    "-" => None,
+                    s => Some(
+                        String::from_utf8(unhex(s)?)
+                            .ok()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(bad)?,
+                    ),
+                },
+            },
+            "~" => Undo::Replaced {
+                tree,
+                key,
+                old: None,
+            },
+            v => Undo::Replaced {
+                tree,
+                key,
+                old: Some(unhex(v)?),
+            },
+        });
+    }
+    Ok(out)
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`. Refuses a directory that is not writable, that
+    /// another process holds, or whose store was written by a newer deskmesh; stamps an unversioned store
+    /// with [`FORMAT_VERSION`]. A full disk does not stop it: reads work, and writes say the disk is full.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        // sled only creates files when it needs them, so a read-only directory holding an existing store
+        // would open fine and fail at some later write. Find out now, while the error can say why.
+        probe_writable(dir)?;
+
+        // The sidecar is read before sled opens anything: a newer deskmesh may use a sled whose files this
+        // sled cannot read, and this sled would take them for torn writes and start an empty database.
+        let sidecar = read_sidecar(dir)?;
+        if let Some(found) = sidecar {
+            check_version(dir, found)?;
+        }
+
+        let (trees, spare) = open_with_spare(dir, sidecar)?;
+        // Written only once the stamp is durable: a crash in between leaves a stamped store with no (or an
+        // older) sidecar, which the next open completes, never a sidecar over an unstamped (and so
+        // "damaged") store.
+        if sidecar != Some(u64::from(FORMAT_VERSION)) {
+            write_sidecar(dir)?;
+        }
+        let store = Self {
+            path: dir.to_path_buf(),
+            trees: Some(trees),
+            deferred: AtomicBool::new(false),
+            health: Mutex::new(Health {
+                takeback_pending: dir.join(TAKEBACK).exists(),
+                ..Health::default()
+            }),
+            room_check: AtomicBool::new(true),
+            spare: AtomicBool::new(spare),
+        };
+        // Writes a failed process noted are taken back before anything reads them. On a full disk that
+        // must wait for room; reads meanwhile may still show them.
+        match store.apply_takeback() {
+            Ok(()) | Err(StoreError::DiskFull { .. }) => {}
+            Err(e) => return Err(e),
+        }
         store.sync()?;
         Ok(store)
     }
@@ -209,13 +489,150 @@ impl SledStore {
         &self.path
     }
 
-    /// Makes every write so far durable, unless a batch is being applied (then its end does).
-    fn sync(&self) -> Result<(), StoreError> {
-        if self.deferred.load(std::sync::atomic::Ordering::Relaxed) {
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn trees(&self) -> &Trees {
+        // Only `Drop` takes the trees out.
+        self.trees
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the store is being dropped"))
+    }
+
+    /// Takes back the writes a takeback file lists, then removes the file.
+    fn apply_takeback(&self) -> Result<(), StoreError> {
+        if !self.health().takeback_pending {
             return Ok(());
         }
-        self.db.flush().at(&self.path)?;
+        let file = self.path.join(TAKEBACK);
+        let text = match fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_error(&self.path, e)),
+        };
+        let writes = decode_takeback(&self.path, &text)?;
+        self.check_room(text.len())?;
+        self.trees().undo(&self.path, writes)?;
+        match fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&self.path, e)),
+        }
+        self.health().takeback_pending = false;
         Ok(())
+    }
+
+    /// The sentence for a write refused because sled failed an earlier one.
+    fn broken_error(&self) -> StoreError {
+        match self.check_room(0) {
+            Err(full) => full,
+            Ok(()) => StoreError::NeedsReopen {
+                path: self.path.clone(),
+            },
+        }
+    }
+
+    /// Refuses a write of about `bytes` unless the disk keeps [`MIN_FREE_BYTES`] free beyond twice that.
+    fn check_room(&self, bytes: usize) -> Result<(), StoreError> {
+        if !self.room_check.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        // A filesystem that cannot say how much is free is not checked; sled reports what it hits.
+        let Ok(vfs) = rustix::fs::statvfs(&self.path) else {
+            return Ok(());
+        };
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        let mut need = MIN_FREE_BYTES.saturating_add(2 * bytes as u64);
+        // The room the spare file gave up is for opening only: writes wait until it can be made again.
+        if !self.spare.load(Ordering::Relaxed) {
+            need = need.saturating_add(SPARE_BYTES);
+        }
+        if free < need {
+            return Err(StoreError::DiskFull {
+                path: self.path.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    format!("{} KiB free, {} KiB needed", free / 1024, need / 1024),
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs one write of about `bytes`: refused untouched when the disk lacks room; otherwise what it
+    /// changed in the source of truth is noted (to take back should its flush fail) and, unless a batch
+    /// defers it, flushed. A failure once sled has the write breaks the store until it is opened again.
+    fn write<R>(
+        &self,
+        bytes: usize,
+        f: impl FnOnce(&Trees, &mut Vec<Undo>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        if self.health().broken {
+            return Err(self.broken_error());
+        }
+        self.check_room(bytes)?;
+        self.apply_takeback()?;
+        let t = self.trees();
+        let mut undo = Vec::new();
+        let result = f(t, &mut undo);
+        self.health().unflushed.extend(undo);
+        let result = result.and_then(|r| {
+            self.sync()?;
+            Ok(r)
+        });
+        if let Err(e) = &result {
+            if breaks(e) {
+                self.break_down();
+            }
+        }
+        result
+    }
+
+    /// sled failed: refuse writes from now on and try to note what to take back.
+    fn break_down(&self) {
+        self.health().broken = true;
+        let _ = self.prepare_reopen();
+    }
+
+    /// Makes every write so far durable, unless a batch is being applied (then its end does).
+    fn sync(&self) -> Result<(), StoreError> {
+        if self.deferred.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.flush_now()
+    }
+
+    fn flush_now(&self) -> Result<(), StoreError> {
+        if self.health().broken {
+            return Err(self.broken_error());
+        }
+        match self.trees().db.flush().at(&self.path) {
+            Ok(_) => {
+                self.health().unflushed.clear();
+                self.restore_spare();
+                Ok(())
+            }
+            Err(e) => {
+                if breaks(&e) {
+                    self.break_down();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts the spare file back once the disk has room for it and the usual margin again.
+    fn restore_spare(&self) {
+        if self.spare.load(Ordering::Relaxed) {
+            return;
+        }
+        let room = rustix::fs::statvfs(&self.path)
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+            .unwrap_or(0);
+        if room >= SPARE_BYTES + 2 * MIN_FREE_BYTES && make_spare(&self.path).is_ok() {
+            self.spare.store(true, Ordering::Relaxed);
+        }
     }
 
     fn corrupt(&self, detail: &str) -> StoreError {
@@ -290,6 +707,18 @@ impl SledStore {
         String::from_utf8(bytes.to_vec())
             .map_err(|_| self.corrupt(&format!("a stored {what} is not UTF-8")))
     }
+}
+
+/// Whether an error from sled, once it has a write, leaves it refusing writes until reopened: an I/O
+/// failure (a full disk among them) or sled giving up. Damaged rows read back are not such a failure.
+fn breaks(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::DiskFull { .. }
+            | StoreError::Io { .. }
+            | StoreError::NotWritable { .. }
+            | StoreError::Backend { .. }
+    )
 }
 
 /// `space || 0x00`: the prefix of every row of one space.
@@ -372,7 +801,18 @@ fn probe_writable(dir: &Path) -> Result<(), StoreError> {
         .and_then(|mut f| f.write_all(b"deskmesh"));
     // Removing may fail if the probe was never created; either way there is nothing left to clean.
     let _ = fs::remove_file(&probe);
-    written.map_err(|e| io_error(dir, e))
+    match written {
+        // The directory is writable and the disk is full: reads work, and every write says so.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+            ) =>
+        {
+            Ok(())
+        }
+        other => other.map_err(|e| io_error(dir, e)),
+    }
 }
 
 fn corrupt(path: &Path, detail: &str) -> StoreError {
@@ -448,24 +888,31 @@ impl<T> At<T> for Result<T, TransactionError<()>> {
 impl RosterStore for SledStore {
     fn put_op(&self, hash: &Hash, bytes: &[u8]) -> Result<bool, StoreError> {
         let key = hash.as_bytes();
-        let new = (&self.roster_ops, &self.roster_rejected)
-            .transaction(|(ops, rejected)| -> Result<bool, TxError> {
-                if ops.get(key)?.is_some() {
-                    return Ok(false);
-                }
-                ops.insert(&key[..], bytes)?;
-                rejected.remove(&key[..])?;
-                Ok(true)
-            })
-            .at(&self.path)?;
-        if new {
-            self.sync()?;
-        }
-        Ok(new)
+        self.write(bytes.len(), |t, undo| {
+            if t.roster_ops.contains_key(key).at(&self.path)? {
+                return Ok(false);
+            }
+            undo.push(Undo::Added {
+                tree: tree::ROSTER_OPS,
+                key: key.to_vec(),
+                space: None,
+            });
+            (&t.roster_ops, &t.roster_rejected)
+                .transaction(|(ops, rejected)| -> Result<bool, TxError> {
+                    if ops.get(key)?.is_some() {
+                        return Ok(false);
+                    }
+                    ops.insert(&key[..], bytes)?;
+                    rejected.remove(&key[..])?;
+                    Ok(true)
+                })
+                .at(&self.path)
+        })
     }
 
     fn op(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
+            .trees()
             .roster_ops
             .get(hash.as_bytes())
             .at(&self.path)?
@@ -473,11 +920,15 @@ impl RosterStore for SledStore {
     }
 
     fn has_op(&self, hash: &Hash) -> Result<bool, StoreError> {
-        self.roster_ops.contains_key(hash.as_bytes()).at(&self.path)
+        self.trees()
+            .roster_ops
+            .contains_key(hash.as_bytes())
+            .at(&self.path)
     }
 
     fn ops(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
-        self.roster_ops
+        self.trees()
+            .roster_ops
             .iter()
             .map(|kv| {
                 let (k, v) = kv.at(&self.path)?;
@@ -487,14 +938,17 @@ impl RosterStore for SledStore {
     }
 
     fn put_rejected_op(&self, hash: &Hash, bytes: &[u8], reason: &str) -> Result<(), StoreError> {
-        self.roster_rejected
-            .insert(hash.as_bytes(), encode_rejected_op(bytes, reason))
-            .at(&self.path)?;
-        self.sync()
+        self.write(bytes.len() + reason.len(), |t, _| {
+            t.roster_rejected
+                .insert(hash.as_bytes(), encode_rejected_op(bytes, reason))
+                .at(&self.path)?;
+            Ok(())
+        })
     }
 
     fn rejected_ops(&self) -> Result<Vec<(Hash, Vec<u8>, String)>, StoreError> {
-        self.roster_rejected
+        self.trees()
+            .roster_rejected
             .iter()
             .map(|kv| {
                 let (k, v) = kv.at(&self.path)?;
@@ -533,28 +987,36 @@ impl ChangeStore for SledStore {
         }
         let keys: Vec<Vec<u8>> = changes.iter().map(|(h, _)| space_key(space, h)).collect();
         let space_id = space.as_str().as_bytes();
-        let fresh = (&self.changes, &self.index_dirty)
-            .transaction(|(tx_changes, dirty)| -> Result<Vec<bool>, TxError> {
-                // Built inside the closure: sled may run it more than once on a conflict.
-                let mut fresh = Vec::with_capacity(changes.len());
-                for (key, (_, bytes)) in keys.iter().zip(changes) {
-                    // Reads see this transaction's own earlier writes, so a repeated hash is not new.
-                    let new = tx_changes.get(key)?.is_none();
-                    if new {
-                        tx_changes.insert(key.as_slice(), *bytes)?;
+        let size = changes.iter().map(|(_, b)| b.len()).sum();
+        self.write(size, |t, undo| {
+            for key in &keys {
+                if !t.changes.contains_key(key).at(&self.path)? {
+                    undo.push(Undo::Added {
+                        tree: tree::CHANGES,
+                        key: key.clone(),
+                        space: Some(space.clone()),
+                    });
+                }
+            }
+            (&t.changes, &t.index_dirty)
+                .transaction(|(tx_changes, dirty)| -> Result<Vec<bool>, TxError> {
+                    // Built inside the closure: sled may run it more than once on a conflict.
+                    let mut fresh = Vec::with_capacity(changes.len());
+                    for (key, (_, bytes)) in keys.iter().zip(changes) {
+                        // Reads see this transaction's own earlier writes, so a repeated hash is not new.
+                        let new = tx_changes.get(key)?.is_none();
+                        if new {
+                            tx_changes.insert(key.as_slice(), *bytes)?;
+                        }
+                        fresh.push(new);
                     }
-                    fresh.push(new);
-                }
-                if fresh.contains(&true) {
-                    dirty.insert(space_id, &[][..])?;
-                }
-                Ok(fresh)
-            })
-            .at(&self.path)?;
-        if fresh.contains(&true) {
-            self.sync()?;
-        }
-        Ok(fresh)
+                    if fresh.contains(&true) {
+                        dirty.insert(space_id, &[][..])?;
+                    }
+                    Ok(fresh)
+                })
+                .at(&self.path)
+        })
     }
 
     fn change(
@@ -563,6 +1025,7 @@ impl ChangeStore for SledStore {
         change_hash: &[u8; 32],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
+            .trees()
             .changes
             .get(space_key(space, change_hash))
             .at(&self.path)?
@@ -571,21 +1034,23 @@ impl ChangeStore for SledStore {
 
     fn changes(&self, space: &SpaceId) -> Result<Vec<Vec<u8>>, StoreError> {
         Ok(self
-            .scan_space(&self.changes, space)?
+            .scan_space(&self.trees().changes, space)?
             .into_iter()
             .map(|(_, v)| v)
             .collect())
     }
 
     fn has_change(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError> {
-        self.changes
+        self.trees()
+            .changes
             .contains_key(space_key(space, change_hash))
             .at(&self.path)
     }
 
     fn change_hashes(&self, space: &SpaceId) -> Result<Vec<[u8; 32]>, StoreError> {
         let prefix = space_prefix(space);
-        self.changes
+        self.trees()
+            .changes
             .scan_prefix(&prefix)
             .keys()
             .map(|k| self.hash32(&k.at(&self.path)?[prefix.len()..]))
@@ -594,7 +1059,7 @@ impl ChangeStore for SledStore {
 
     fn change_count(&self, space: &SpaceId) -> Result<usize, StoreError> {
         let mut n = 0;
-        for k in self.changes.scan_prefix(space_prefix(space)).keys() {
+        for k in self.trees().changes.scan_prefix(space_prefix(space)).keys() {
             k.at(&self.path)?;
             n += 1;
         }
@@ -602,32 +1067,151 @@ impl ChangeStore for SledStore {
     }
 
     fn spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
-        self.distinct_spaces(&self.changes)
+        self.distinct_spaces(&self.trees().changes)
+    }
+}
+
+impl CheckpointStore for SledStore {
+    fn put_checkpoint(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+        covered: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        let key = space_key(space, &id.0);
+        let marks: Vec<Vec<u8>> = covered.iter().map(|c| space_key(space, c)).collect();
+        let space_id = space.as_str().as_bytes();
+        self.write(bytes.len() + 64 * marks.len(), |t, undo| {
+            if t.checkpoints.contains_key(&key).at(&self.path)? {
+                return Ok(false);
+            }
+            undo.push(Undo::Added {
+                tree: tree::CHECKPOINTS,
+                key: key.clone(),
+                space: Some(space.clone()),
+            });
+            for m in &marks {
+                undo.push(Undo::Replaced {
+                    tree: tree::COVERED,
+                    key: m.clone(),
+                    old: t.covered.get(m).at(&self.path)?.map(|v| v.to_vec()),
+                });
+            }
+            (&t.checkpoints, &t.covered, &t.index_dirty)
+                .transaction(|(cps, cov, dirty)| -> Result<bool, TxError> {
+                    if cps.get(&key)?.is_some() {
+                        return Ok(false);
+                    }
+                    cps.insert(key.as_slice(), bytes)?;
+                    for m in &marks {
+                        cov.insert(m.as_slice(), &id.0[..])?;
+                    }
+                    dirty.insert(space_id, &[][..])?;
+                    Ok(true)
+                })
+                .at(&self.path)
+        })
+    }
+
+    fn remove_checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
+        let key = space_key(space, &id.0);
+        self.write(0, |t, undo| {
+            let old = t.checkpoints.remove(&key).at(&self.path)?;
+            let removed = old.is_some();
+            if let Some(old) = old {
+                undo.push(Undo::Replaced {
+                    tree: tree::CHECKPOINTS,
+                    key: key.clone(),
+                    old: Some(old.to_vec()),
+                });
+            }
+            Ok(removed)
+        })
+    }
+
+    fn checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees()
+            .checkpoints
+            .get(space_key(space, &id.0))
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn space_checkpoints(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        self.scan_space(&self.trees().checkpoints, space)?
+            .into_iter()
+            .map(|(rest, v)| Ok((Hash(self.hash32(&rest)?), v)))
+            .collect()
+    }
+
+    fn checkpoints(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
+        self.scan_all(&self.trees().checkpoints)?
+            .into_iter()
+            .map(|(space, rest, v)| Ok((space, Hash(self.hash32(&rest)?), v)))
+            .collect()
+    }
+
+    fn is_covered(&self, space: &SpaceId, change_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        self.trees()
+            .covered
+            .contains_key(space_key(space, change_hash))
+            .at(&self.path)
+    }
+
+    fn space_covered(&self, space: &SpaceId) -> Result<Vec<([u8; 32], Hash)>, StoreError> {
+        self.scan_space(&self.trees().covered, space)?
+            .into_iter()
+            .map(|(rest, by)| Ok((self.hash32(&rest)?, Hash(self.hash32(&by)?))))
+            .collect()
+    }
+
+    fn covered(&self) -> Result<Vec<(SpaceId, [u8; 32])>, StoreError> {
+        self.keys(&self.trees().covered)?
+            .iter()
+            .map(|k| {
+                let (space, rest) = self.split(k)?;
+                Ok((space, self.hash32(rest)?))
+            })
+            .collect()
     }
 }
 
 impl BeaconStore for SledStore {
     fn put_beacon(&self, space: &SpaceId, pool: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.beacons
-            .insert(space_key(space, pool.as_bytes()), bytes)
-            .at(&self.path)?;
-        self.sync()
+        let key = space_key(space, pool.as_bytes());
+        self.write(bytes.len(), |t, undo| {
+            let old = t.beacons.get(&key).at(&self.path)?.map(|v| v.to_vec());
+            undo.push(Undo::Replaced {
+                tree: tree::BEACONS,
+                key: key.clone(),
+                old,
+            });
+            t.beacons.insert(key.as_slice(), bytes).at(&self.path)?;
+            Ok(())
+        })
     }
 
     fn remove_beacon(&self, space: &SpaceId, pool: &str) -> Result<bool, StoreError> {
-        let removed = self
-            .beacons
-            .remove(space_key(space, pool.as_bytes()))
-            .at(&self.path)?
-            .is_some();
-        if removed {
-            self.sync()?;
-        }
-        Ok(removed)
+        let key = space_key(space, pool.as_bytes());
+        self.write(0, |t, undo| {
+            let old = t.beacons.remove(&key).at(&self.path)?;
+            let removed = old.is_some();
+            if let Some(old) = old {
+                undo.push(Undo::Replaced {
+                    tree: tree::BEACONS,
+                    key: key.clone(),
+                    old: Some(old.to_vec()),
+                });
+            }
+            Ok(removed)
+        })
     }
 
     fn beacon(&self, space: &SpaceId, pool: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
+            .trees()
             .beacons
             .get(space_key(space, pool.as_bytes()))
             .at(&self.path)?
@@ -635,14 +1219,14 @@ impl BeaconStore for SledStore {
     }
 
     fn space_beacons(&self, space: &SpaceId) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.scan_space(&self.beacons, space)?
+        self.scan_space(&self.trees().beacons, space)?
             .into_iter()
             .map(|(pool, v)| Ok((self.utf8(&pool, "pool name")?, v)))
             .collect()
     }
 
     fn beacons(&self) -> Result<Vec<(SpaceId, String, Vec<u8>)>, StoreError> {
-        self.scan_all(&self.beacons)?
+        self.scan_all(&self.trees().beacons)?
             .into_iter()
             .map(|(space, pool, v)| Ok((space, self.utf8(&pool, "pool name")?, v)))
             .collect()
@@ -656,52 +1240,72 @@ impl VerificationStore for SledStore {
         id: &Hash,
         bytes: &[u8],
     ) -> Result<bool, StoreError> {
-        let new = self
-            .verifications
-            .compare_and_swap(space_key(space, id.as_bytes()), None::<&[u8]>, Some(bytes))
-            .at(&self.path)?
-            .is_ok();
-        if new {
-            self.sync()?;
-        }
-        Ok(new)
+        let key = space_key(space, id.as_bytes());
+        self.write(bytes.len(), |t, undo| {
+            let new = t
+                .verifications
+                .compare_and_swap(&key, None::<&[u8]>, Some(bytes))
+                .at(&self.path)?
+                .is_ok();
+            if new {
+                undo.push(Undo::Added {
+                    tree: tree::VERIFICATIONS,
+                    key: key.clone(),
+                    space: Some(space.clone()),
+                });
+            }
+            Ok(new)
+        })
     }
 
     fn space_verifications(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
-        self.scan_space(&self.verifications, space)?
+        self.scan_space(&self.trees().verifications, space)?
             .into_iter()
             .map(|(id, v)| Ok((Hash(self.hash32(&id)?), v)))
             .collect()
     }
 
     fn verifications(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
-        self.scan_all(&self.verifications)?
+        self.scan_all(&self.trees().verifications)?
             .into_iter()
             .map(|(space, id, v)| Ok((space, Hash(self.hash32(&id)?), v)))
             .collect()
     }
 
     fn remove_verification(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
-        let removed = self
-            .verifications
-            .remove(space_key(space, id.as_bytes()))
-            .at(&self.path)?
-            .is_some();
-        if removed {
-            self.sync()?;
-        }
-        Ok(removed)
+        let key = space_key(space, id.as_bytes());
+        self.write(0, |t, undo| {
+            let old = t.verifications.remove(&key).at(&self.path)?;
+            let removed = old.is_some();
+            if let Some(old) = old {
+                undo.push(Undo::Replaced {
+                    tree: tree::VERIFICATIONS,
+                    key: key.clone(),
+                    old: Some(old.to_vec()),
+                });
+            }
+            Ok(removed)
+        })
     }
 }
 
 impl ProposalStore for SledStore {
     fn put_proposal(&self, op: &Hash, bytes: &[u8]) -> Result<(), StoreError> {
-        self.proposals.insert(op.as_bytes(), bytes).at(&self.path)?;
-        self.sync()
+        let key = op.as_bytes().to_vec();
+        self.write(bytes.len(), |t, undo| {
+            let old = t.proposals.insert(&key, bytes).at(&self.path)?;
+            undo.push(Undo::Replaced {
+                tree: tree::PROPOSALS,
+                key: key.clone(),
+                old: old.map(|v| v.to_vec()),
+            });
+            Ok(())
+        })
     }
 
     fn proposal(&self, op: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
+            .trees()
             .proposals
             .get(op.as_bytes())
             .at(&self.path)?
@@ -709,7 +1313,8 @@ impl ProposalStore for SledStore {
     }
 
     fn proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
-        self.proposals
+        self.trees()
+            .proposals
             .iter()
             .map(|kv| {
                 let (k, v) = kv.at(&self.path)?;
@@ -719,33 +1324,39 @@ impl ProposalStore for SledStore {
     }
 
     fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError> {
-        let removed = self
-            .proposals
-            .remove(op.as_bytes())
-            .at(&self.path)?
-            .is_some();
-        if removed {
-            self.sync()?;
-        }
-        Ok(removed)
+        let key = op.as_bytes().to_vec();
+        self.write(0, |t, undo| {
+            let old = t.proposals.remove(&key).at(&self.path)?;
+            let removed = old.is_some();
+            if let Some(old) = old {
+                undo.push(Undo::Replaced {
+                    tree: tree::PROPOSALS,
+                    key: key.clone(),
+                    old: Some(old.to_vec()),
+                });
+            }
+            Ok(removed)
+        })
     }
 }
 
 impl IndexStore for SledStore {
     fn put_entry(&self, space: &SpaceId, json: &[u8]) -> Result<(), StoreError> {
         let key = space.as_str().as_bytes();
-        (&self.listings, &self.index_dirty)
-            .transaction(|(listings, dirty)| -> Result<(), TxError> {
-                listings.insert(key, json)?;
-                dirty.remove(key)?;
-                Ok(())
-            })
-            .at(&self.path)?;
-        self.sync()
+        self.write(json.len(), |t, _| {
+            (&t.listings, &t.index_dirty)
+                .transaction(|(listings, dirty)| -> Result<(), TxError> {
+                    listings.insert(key, json)?;
+                    dirty.remove(key)?;
+                    Ok(())
+                })
+                .at(&self.path)
+        })
     }
 
     fn entry(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
+            .trees()
             .listings
             .get(space.as_str().as_bytes())
             .at(&self.path)?
@@ -753,7 +1364,8 @@ impl IndexStore for SledStore {
     }
 
     fn entries(&self) -> Result<Vec<(SpaceId, Vec<u8>)>, StoreError> {
-        self.listings
+        self.trees()
+            .listings
             .iter()
             .map(|kv| {
                 let (k, v) = kv.at(&self.path)?;
@@ -768,21 +1380,23 @@ impl IndexStore for SledStore {
         change_hash: &[u8; 32],
         reason_json: &[u8],
     ) -> Result<(), StoreError> {
-        self.rejected_changes
-            .insert(space_key(space, change_hash), reason_json)
-            .at(&self.path)?;
-        self.sync()
+        self.write(reason_json.len(), |t, _| {
+            t.rejected_changes
+                .insert(space_key(space, change_hash), reason_json)
+                .at(&self.path)?;
+            Ok(())
+        })
     }
 
     fn space_rejections(&self, space: &SpaceId) -> Result<Vec<SpaceRejection>, StoreError> {
-        self.scan_space(&self.rejected_changes, space)?
+        self.scan_space(&self.trees().rejected_changes, space)?
             .into_iter()
             .map(|(h, v)| Ok((self.hash32(&h)?, v)))
             .collect()
     }
 
     fn rejected_changes(&self) -> Result<Vec<RejectedChange>, StoreError> {
-        self.scan_all(&self.rejected_changes)?
+        self.scan_all(&self.trees().rejected_changes)?
             .into_iter()
             .map(|(space, h, v)| Ok((space, self.hash32(&h)?, v)))
             .collect()
@@ -795,59 +1409,57 @@ impl IndexStore for SledStore {
         rejected: &[([u8; 32], &[u8])],
         doc_state: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        // sled transactions cannot scan, so the old rejections are listed first; the node has one indexer
-        // per space, so nothing adds a rejection for this space in between.
-        let prefix = space_prefix(space);
-        let old: Vec<sled::IVec> = self
-            .rejected_changes
-            .scan_prefix(&prefix)
-            .keys()
-            .map(|k| k.at(&self.path))
-            .collect::<Result<_, _>>()?;
-        let new: Vec<(Vec<u8>, &[u8])> = rejected
-            .iter()
-            .map(|(h, r)| (space_key(space, h), *r))
-            .collect();
-        let key = space.as_str().as_bytes();
-        (
-            &self.listings,
-            &self.rejected_changes,
-            &self.index_dirty,
-            &self.doc_states,
-        )
-            .transaction(
-                |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
-                    match listing {
-                        Some(json) => listings.insert(key, json)?,
-                        None => listings.remove(key)?,
-                    };
-                    match doc_state {
-                        Some(bytes) => docs.insert(key, bytes)?,
-                        None => docs.remove(key)?,
-                    };
-                    for k in &old {
-                        rejections.remove(k)?;
-                    }
-                    for (k, reason) in &new {
-                        rejections.insert(k.as_slice(), *reason)?;
-                    }
-                    dirty.remove(key)?;
-                    Ok(())
-                },
+        let size = listing.map_or(0, <[u8]>::len)
+            + doc_state.map_or(0, <[u8]>::len)
+            + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
+        self.write(size, |t, _| {
+            // sled transactions cannot scan, so the old rejections are listed first; the node has one
+            // indexer per space, so nothing adds a rejection for this space in between.
+            let prefix = space_prefix(space);
+            let old: Vec<sled::IVec> = t
+                .rejected_changes
+                .scan_prefix(&prefix)
+                .keys()
+                .map(|k| k.at(&self.path))
+                .collect::<Result<_, _>>()?;
+            let new: Vec<(Vec<u8>, &[u8])> = rejected
+                .iter()
+                .map(|(h, r)| (space_key(space, h), *r))
+                .collect();
+            let key = space.as_str().as_bytes();
+            (
+                &t.listings,
+                &t.rejected_changes,
+                &t.index_dirty,
+                &t.doc_states,
             )
-            .at(&self.path)?;
-        self.sync()
-    }
-
-    fn dirty_spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
-        self.keys(&self.index_dirty)?
-            .iter()
-            .map(|k| self.space(k))
-            .collect()
+                .transaction(
+                    |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                        match listing {
+                            Some(json) => listings.insert(key, json)?,
+                            None => listings.remove(key)?,
+                        };
+                        match doc_state {
+                            Some(bytes) => docs.insert(key, bytes)?,
+                            None => docs.remove(key)?,
+                        };
+                        for k in &old {
+                            rejections.remove(k)?;
+                        }
+                        for (k, reason) in &new {
+                            rejections.insert(k.as_slice(), *reason)?;
+                        }
+                        dirty.remove(key)?;
+                        Ok(())
+                    },
+                )
+                .at(&self.path)
+        })
     }
 
     fn doc_state(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
+            .trees()
             .doc_states
             .get(space.as_str().as_bytes())
             .at(&self.path)?
@@ -855,87 +1467,110 @@ impl IndexStore for SledStore {
     }
 
     fn is_dirty(&self, space: &SpaceId) -> Result<bool, StoreError> {
-        self.index_dirty
+        self.trees()
+            .index_dirty
             .contains_key(space.as_str().as_bytes())
             .at(&self.path)
     }
 
+    fn dirty_spaces(&self) -> Result<Vec<SpaceId>, StoreError> {
+        self.keys(&self.trees().index_dirty)?
+            .iter()
+            .map(|k| self.space(k))
+            .collect()
+    }
+
     fn clear_index(&self) -> Result<(), StoreError> {
-        // Everything the transaction removes or marks is listed first (sled transactions cannot scan).
-        // A space that has changes, a listing or a rejection is marked, so a crash right after the clear
-        // still leaves the node knowing what to rebuild.
-        let mut marks = self.distinct_spaces(&self.changes)?;
-        marks.extend(self.distinct_spaces(&self.rejected_changes)?);
-        let listing_keys = self.keys(&self.listings)?;
-        let rejection_keys = self.keys(&self.rejected_changes)?;
-        let doc_keys = self.keys(&self.doc_states)?;
-        (
-            &self.listings,
-            &self.rejected_changes,
-            &self.index_dirty,
-            &self.doc_states,
-        )
-            .transaction(
-                |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
-                    for k in &listing_keys {
-                        listings.remove(k)?;
-                        dirty.insert(k, &[][..])?;
-                    }
-                    for k in &doc_keys {
-                        docs.remove(k)?;
-                    }
-                    for k in &rejection_keys {
-                        rejections.remove(k)?;
-                    }
-                    for space in &marks {
-                        dirty.insert(space.as_str().as_bytes(), &[][..])?;
-                    }
-                    Ok(())
-                },
+        self.write(0, |t, _| {
+            // Everything the transaction removes or marks is listed first (sled transactions cannot
+            // scan). A space that has changes, a listing or a rejection is marked, so a crash right after
+            // the clear still leaves the node knowing what to rebuild.
+            let mut marks = self.distinct_spaces(&t.changes)?;
+            marks.extend(self.distinct_spaces(&t.rejected_changes)?);
+            let listing_keys = self.keys(&t.listings)?;
+            let rejection_keys = self.keys(&t.rejected_changes)?;
+            let doc_keys = self.keys(&t.doc_states)?;
+            (
+                &t.listings,
+                &t.rejected_changes,
+                &t.index_dirty,
+                &t.doc_states,
             )
-            .at(&self.path)?;
-        self.sync()
+                .transaction(
+                    |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                        for k in &listing_keys {
+                            listings.remove(k)?;
+                            dirty.insert(k, &[][..])?;
+                        }
+                        for k in &doc_keys {
+                            docs.remove(k)?;
+                        }
+                        for k in &rejection_keys {
+                            rejections.remove(k)?;
+                        }
+                        for space in &marks {
+                            dirty.insert(space.as_str().as_bytes(), &[][..])?;
+                        }
+                        Ok(())
+                    },
+                )
+                .at(&self.path)
+        })
     }
 }
 
 impl MetaStore for SledStore {
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.meta.get(key).at(&self.path)?.map(|v| v.to_vec()))
+        Ok(self
+            .trees()
+            .meta
+            .get(key)
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
     }
 
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_meta_key(key)?;
-        self.meta.insert(key, value).at(&self.path)?;
-        self.sync()
+        self.write(value.len(), |t, undo| {
+            let old = t.meta.insert(key, value).at(&self.path)?;
+            undo.push(Undo::Replaced {
+                tree: tree::META,
+                key: key.as_bytes().to_vec(),
+                old: old.map(|v| v.to_vec()),
+            });
+            Ok(())
+        })
     }
 }
 
 impl RefusedLog for SledStore {
     fn log_refused(&self, record_json: &[u8]) -> Result<(), StoreError> {
-        // Keys are big-endian sequence numbers, so iteration order is arrival order.
-        let next = match self.refused.last().at(&self.path)? {
-            Some((k, _)) => k
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0)
-                .wrapping_add(1),
-            None => 0,
-        };
-        self.refused
-            .insert(next.to_be_bytes(), record_json)
-            .at(&self.path)?;
-        while self.refused.len() > super::REFUSED_LOG_LIMIT {
-            if self.refused.pop_min().at(&self.path)?.is_none() {
-                break;
+        self.write(record_json.len(), |t, _| {
+            // Keys are big-endian sequence numbers, so iteration order is arrival order.
+            let next = match t.refused.last().at(&self.path)? {
+                Some((k, _)) => k
+                    .as_ref()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0)
+                    .wrapping_add(1),
+                None => 0,
+            };
+            t.refused
+                .insert(next.to_be_bytes(), record_json)
+                .at(&self.path)?;
+            while t.refused.len() > super::REFUSED_LOG_LIMIT {
+                if t.refused.pop_min().at(&self.path)?.is_none() {
+                    break;
+                }
             }
-        }
-        self.sync()
+            Ok(())
+        })
     }
 
     fn refused(&self) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut out = Vec::new();
-        for row in self.refused.iter() {
+        for row in self.trees().refused.iter() {
             let (_, v) = row.at(&self.path)?;
             out.push(v.to_vec());
         }
@@ -945,18 +1580,40 @@ impl RefusedLog for SledStore {
 
 impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().at(&self.path)?;
-        Ok(())
+        self.flush_now()
     }
 
     fn defer_flush(&self, deferred: bool) -> Result<(), StoreError> {
-        self.deferred
-            .store(deferred, std::sync::atomic::Ordering::Relaxed);
+        self.deferred.store(deferred, Ordering::Relaxed);
         if deferred {
             Ok(())
         } else {
             self.flush()
         }
+    }
+
+    fn needs_reopen(&self) -> bool {
+        self.health().broken
+    }
+
+    fn prepare_reopen(&self) -> Result<(), StoreError> {
+        let mut health = self.health();
+        if !health.broken || health.noted {
+            return Ok(());
+        }
+        let text = encode_takeback(&health.unflushed);
+        self.check_room(text.len())?;
+        let tmp = self.path.join(format!("{TAKEBACK}.tmp"));
+        let write = || -> io::Result<()> {
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, self.path.join(TAKEBACK))?;
+            fs::File::open(&self.path)?.sync_all()
+        };
+        write().map_err(|e| io_error(&self.path, e))?;
+        health.noted = true;
+        Ok(())
     }
 }
 
@@ -1342,6 +1999,198 @@ mod tests {
         fs::write(dir.path().join("conf"), &garbage[..100]).unwrap();
         let err = SledStore::open(dir.path()).unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    }
+
+    /// A small tmpfs mounted for one test (root only), unmounted when dropped.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        /// `None`, after saying why on stderr, where mounting is not permitted (not root); under `CI` it
+        /// must be, so the test fails there instead of skipping.
+        fn mount(mib: u32) -> Option<Tmpfs> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "mounting a tmpfs is required in CI"
+                );
+                eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+                return None;
+            }
+            Some(Tmpfs(dir))
+        }
+
+        /// Writes zeros until the disk is full; returns the file, to remove for room again.
+        fn fill(&self) -> PathBuf {
+            let path = self.0.path().join("filler");
+            let mut f = fs::File::create(&path).unwrap();
+            let chunk = vec![0u8; 64 * 1024];
+            while f.write_all(&chunk).is_ok() {}
+            // Whatever is left is smaller than a chunk.
+            let _ = f.write_all(&[0u8; 512]);
+            path
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_keeps_reads_and_heals_when_room_returns() {
+        let Some(fs) = Tmpfs::mount(24) else { return };
+        let dir = fs.0.path().join("store");
+        let store = SledStore::open(&dir).unwrap();
+        assert!(dir.join(SPARE).exists(), "the spare file is made at open");
+        let a = space('a');
+        assert!(store.put_change(&a, &[1; 32], b"before").unwrap());
+        let filler = fs.fill();
+
+        let err = store.put_change(&a, &[2; 32], b"refused").unwrap_err();
+        assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the disk holding the store at {} is full; free some space and try again",
+                dir.display()
+            )
+        );
+        assert!(store.put_beacon(&a, "hot", b"beacon").is_err());
+        assert_eq!(store.changes(&a).unwrap(), vec![b"before".to_vec()]);
+
+        // Opening the store again on the full disk works (read-only commands): it gives up the spare.
+        drop(store);
+        let store = SledStore::open(&dir).unwrap();
+        assert_eq!(store.change_hashes(&a).unwrap(), vec![[1; 32]]);
+        assert!(
+            store.beacon(&a, "hot").unwrap().is_none(),
+            "the refused beacon is absent"
+        );
+        assert!(!dir.join(SPARE).exists());
+
+        fs::remove_file(filler).unwrap();
+        assert!(store.put_change(&a, &[3; 32], b"after").unwrap());
+        assert!(
+            dir.join(SPARE).exists(),
+            "the spare file is back once there is room"
+        );
+        drop(store);
+        let store = SledStore::open(&dir).unwrap();
+        assert_eq!(store.change_hashes(&a).unwrap(), vec![[1; 32], [3; 32]]);
+        assert!(!store.needs_reopen(), "sled itself never ran out of room");
+    }
+
+    /// With the room check off, sled itself hits "no space left": the store refuses writes with one
+    /// sentence and keeps answering reads; once room returns it notes what to take back, and the next
+    /// opening removes the writes reported failed and keeps the acknowledged ones.
+    #[test]
+    fn a_write_sled_failed_is_taken_back_at_the_next_open() {
+        let Some(fs) = Tmpfs::mount(24) else { return };
+        let dir = fs.0.path().join("store");
+        let store = SledStore::open(&dir).unwrap();
+        let a = space('a');
+        store.put_beacon(&a, "hot", b"old beacon").unwrap();
+        assert!(store.put_change(&a, &[1; 32], b"kept").unwrap());
+        let filler = fs.fill();
+
+        store.room_check.store(false, Ordering::Relaxed);
+        // Big enough that sled must write to the disk at once; it fails.
+        let big = vec![7u8; 2 * 1024 * 1024];
+        let mut failed = Vec::new();
+        for n in 2u8..6 {
+            if store.put_change(&a, &[n; 32], &big).is_err() {
+                failed.push(n);
+            }
+        }
+        assert!(!failed.is_empty(), "sled never ran out of room");
+        assert!(store.needs_reopen());
+        store.room_check.store(true, Ordering::Relaxed);
+        // Still full: reads answer, writes fail with the disk-full sentence.
+        assert!(store.beacon(&a, "hot").unwrap().is_some());
+        let err = store.put_beacon(&a, "hot", b"new beacon").unwrap_err();
+        assert!(matches!(err, StoreError::DiskFull { .. }), "{err:?}");
+        assert!(store.prepare_reopen().is_err(), "no room for the note yet");
+
+        fs::remove_file(filler).unwrap();
+        let err = store.put_change(&a, &[9; 32], b"x").unwrap_err();
+        assert!(matches!(err, StoreError::NeedsReopen { .. }), "{err:?}");
+        store.prepare_reopen().unwrap();
+        assert!(dir.join(TAKEBACK).exists());
+        // Dropping a failed sled must not hang (it is leaked), and its lock goes with the process; this
+        // test stands in for the new process by opening a copy of the files.
+        drop(store);
+        let copy = fs.0.path().join("copy");
+        fs::create_dir(&copy).unwrap();
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+            }
+        }
+        let store = SledStore::open(&copy).unwrap();
+        assert!(!copy.join(TAKEBACK).exists(), "applied and removed");
+        assert!(store.has_change(&a, &[1; 32]).unwrap());
+        for n in &failed {
+            assert!(
+                !store.has_change(&a, &[*n; 32]).unwrap(),
+                "failed write {n} is back"
+            );
+        }
+        assert_eq!(
+            store.beacon(&a, "hot").unwrap().as_deref(),
+            Some(&b"old beacon"[..])
+        );
+        assert!(store.dirty_spaces().unwrap().contains(&a));
+        assert!(store.put_change(&a, &[10; 32], b"after").unwrap());
+    }
+
+    #[test]
+    fn takeback_notes_round_trip() {
+        let writes = vec![
+            Undo::Added {
+                tree: tree::CHANGES,
+                key: vec![0, 1, 255],
+                space: Some(space('b')),
+            },
+            Undo::Added {
+                tree: tree::ROSTER_OPS,
+                key: vec![9; 32],
+                space: None,
+            },
+            Undo::Replaced {
+                tree: tree::BEACONS,
+                key: b"k".to_vec(),
+                old: None,
+            },
+            Undo::Replaced {
+                tree: tree::META,
+                key: b"m".to_vec(),
+                old: Some(vec![]),
+            },
+            Undo::Added {
+                tree: tree::VERIFICATIONS,
+                key: vec![7; 40],
+                space: Some(space('c')),
+            },
+            Undo::Replaced {
+                tree: tree::PROPOSALS,
+                key: vec![6; 32],
+                old: Some(b"proposal".to_vec()),
+            },
+        ];
+        let text = encode_takeback(&writes);
+        assert_eq!(decode_takeback(Path::new("/s"), &text).unwrap(), writes);
+        assert!(decode_takeback(Path::new("/s"), "changes zz - -").is_err());
     }
 
     #[test]

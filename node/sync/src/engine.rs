@@ -830,7 +830,7 @@ mod tests {
     }
 
     fn pool_item(n: u32) -> Item {
-        item(ItemKind::ALL[n as usize % 3], n)
+        item(ItemKind::ALL[n as usize % ItemKind::ALL.len()], n)
     }
 
     /// Messages that pass validation but say anything: random bounds, modes, key lists and lacking ids,

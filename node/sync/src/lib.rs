@@ -59,12 +59,14 @@ pub use set::{Bound, Fingerprint, ItemSet, KeyRange, MemorySet};
 pub use wire::{Mode, Msg, Range, MAX_MESSAGE_BYTES, MAX_WANT_IDS, VERSION};
 
 /// What kind of signed thing an item is. The declaration order is the transfer order: roster ops are
-/// sent before the listing changes they authorise, then beacons, then coordinators' verifications and
-/// proposed coordinator changes (both need only roster ops). New kinds are appended, so the bytes and
-/// the wire encoding (the variant's position) of the old ones never change.
+/// sent before the checkpoints and listing changes they authorise (checkpoints first, so a joiner needs
+/// few changes), then beacons, then coordinators' verifications and proposed coordinator changes (both
+/// need only roster ops). The declaration order is also the wire tag (the variant's position in serde's
+/// encoding) and [`ItemKind::byte`]: 0 to 5, the same in `docs/PROTOCOL.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ItemKind {
     RosterOp,
+    Checkpoint,
     ListingChange,
     SeatBeacon,
     Verification,
@@ -73,8 +75,9 @@ pub enum ItemKind {
 
 impl ItemKind {
     /// Every kind, in transfer order.
-    pub const ALL: [ItemKind; 5] = [
+    pub const ALL: [ItemKind; 6] = [
         ItemKind::RosterOp,
+        ItemKind::Checkpoint,
         ItemKind::ListingChange,
         ItemKind::SeatBeacon,
         ItemKind::Verification,
@@ -85,10 +88,11 @@ impl ItemKind {
     pub fn byte(self) -> u8 {
         match self {
             ItemKind::RosterOp => 0,
-            ItemKind::ListingChange => 1,
-            ItemKind::SeatBeacon => 2,
-            ItemKind::Verification => 3,
-            ItemKind::Proposal => 4,
+            ItemKind::Checkpoint => 1,
+            ItemKind::ListingChange => 2,
+            ItemKind::SeatBeacon => 3,
+            ItemKind::Verification => 4,
+            ItemKind::Proposal => 5,
         }
     }
 }

@@ -460,7 +460,7 @@ mod tests {
     fn item(kind: u8, first: u8, rest: u8) -> Item {
         let mut id = [rest; 32];
         id[0] = first;
-        let kind = ItemKind::ALL[usize::from(kind % 3)];
+        let kind = ItemKind::ALL[usize::from(kind) % ItemKind::ALL.len()];
         Item::new(kind, ItemId(id))
     }
 

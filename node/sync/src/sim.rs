@@ -18,7 +18,7 @@ pub fn random_item(rng: &mut XorShift) -> Item {
     for chunk in id.chunks_exact_mut(8) {
         chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
     }
-    let kind = ItemKind::ALL[rng.below(3) as usize];
+    let kind = ItemKind::ALL[rng.below(ItemKind::ALL.len() as u64) as usize];
     Item::new(kind, ItemId(id))
 }
 

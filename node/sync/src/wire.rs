@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::set::{Bound, Fingerprint, KeyRange, KEY_LEN};
 use super::{Item, ItemId, SyncError};
 
-/// The protocol version this node speaks; the first byte of every encoded message. Version 2 added the
-/// item kinds `Verification` and `Proposal`, which a version-1 node cannot decode: the version byte makes
-/// the mismatch a clear error rather than a malformed message.
-pub const VERSION: u8 = 2;
+/// The protocol version this node speaks; the first byte of every encoded message, and the number in the
+/// mesh's `/deskmesh/sync/N` protocol name. Version 3 has six item kinds (roster operation 0, checkpoint 1,
+/// listing change 2, seat beacon 3, verification 4, proposal 5); versions 1 and 2 numbered fewer kinds
+/// differently, so an older node's message is a clear version error rather than a misread one.
+pub const VERSION: u8 = 3;
 
 /// Largest encoded message a node sends or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -172,6 +173,9 @@ mod tests {
     use super::*;
     use crate::ItemKind;
 
+    /// The key byte of listing changes, which the sample ranges bound.
+    const LISTING: u8 = 2;
+
     fn item(first: u8) -> Item {
         Item::new(ItemKind::ListingChange, ItemId([first; 32]))
     }
@@ -182,11 +186,11 @@ mod tests {
             initiator: true,
             ranges: vec![
                 Range {
-                    upper: Bound::Prefix(vec![1, 0x40]),
+                    upper: Bound::Prefix(vec![LISTING, 0x40]),
                     mode: Mode::Skip,
                 },
                 Range {
-                    upper: Bound::Prefix(vec![1, 0x80]),
+                    upper: Bound::Prefix(vec![LISTING, 0x80]),
                     mode: Mode::IdList(vec![item(0x41), item(0x42)]),
                 },
                 Range {
@@ -259,7 +263,7 @@ mod tests {
         assert!(equal_points.validate().is_err());
         let outside = round(vec![
             Range {
-                upper: Bound::Prefix(vec![1, 0x10]),
+                upper: Bound::Prefix(vec![LISTING, 0x10]),
                 mode: Mode::IdList(vec![item(0x20)]),
             },
             skip(Bound::End),

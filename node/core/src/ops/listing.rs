@@ -205,6 +205,16 @@ impl Node {
                     self.forget_doc(&listing.id);
                     return Err(e);
                 }
+                // Now and then the whole document, signed, so joiners need not replay the history.
+                match self.checkpoint_due(&listing.id, now) {
+                    Ok(Some(cp)) => {
+                        if let Err(e) = self.ingest_local(SignedItem::checkpoint(&cp)) {
+                            tracing::warn!(error = %e, "could not store a checkpoint of this space");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not checkpoint this space"),
+                }
                 Some(hex(&id))
             }
             None => None,
