@@ -125,6 +125,9 @@ pub struct Query {
     pub near_city: Option<String>,
     /// At most this many results, after sorting.
     pub limit: Option<usize>,
+    /// Filters read only facts a coordinator verified (claims count as unknown). The query does not know
+    /// verifications: whoever runs it builds the index from [`crate::verify::verified_only`] listings.
+    pub verified_only: bool,
 }
 
 /// What the index keeps of one listing: only what queries read, precomputed.

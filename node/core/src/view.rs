@@ -9,10 +9,12 @@ use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{RejectedChangeAudit, RosterOpAudit};
+use crate::audit::{Finding, FindingStatus, RosterOpAudit};
 use crate::home::SavedPlace;
 use crate::ingest::{Accepted, ItemKind};
-use crate::node::{hex, Node, RejectionRecord, SignerInfo};
+use crate::names::KeyName;
+use crate::node::{hex, Node, RejectionRecord, RevokedNote, SignerInfo, Standing, PENDING_PREFIX};
+use crate::ops::trust::FactView;
 
 /// The node and its place in the mesh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct NodeStatus {
     /// The location saved in `node.toml`, distances are measured from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<SavedPlace>,
+    /// Set when this node's key lost its place: its space revoked (with the reason) or the key removed.
+    #[serde(default)]
+    pub standing: Option<Standing>,
 }
 
 /// A large transfer from peers in progress.
@@ -85,13 +90,21 @@ impl From<&SeatBeacon> for PoolState {
     }
 }
 
-/// One space: its listing, its pools' newest beacons, who signed it and what was rejected.
+/// One space: its listing, its pools' newest beacons, who signed it, what a coordinator verified and
+/// what was rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpaceState {
     pub listing: Listing,
     pub pools: Vec<PoolState>,
     pub signers: Vec<SignerInfo>,
-    pub rejected: Vec<RejectedChangeAudit>,
+    /// The listing's changes that were rejected or still wait.
+    pub rejected: Vec<Finding>,
+    /// Set for a revoked space kept listed at its coordinator's request.
+    #[serde(default)]
+    pub revoked: Option<RevokedNote>,
+    /// Claimed versus verified: every fact a coordinator verified, and whether it still holds.
+    #[serde(default)]
+    pub facts: Vec<FactView>,
 }
 
 /// Everything a live front end shows, read at once.
@@ -101,6 +114,9 @@ pub struct Snapshot {
     pub spaces: Vec<SpaceState>,
     /// Roster operations in causal order, oldest first.
     pub roster: Vec<RosterOpAudit>,
+    /// What did not count: the audit's own list ([`Node::findings`]).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// A live change, in the order the node stored it.
@@ -118,6 +134,8 @@ pub enum Event {
     /// Something changed that can touch every space (a roster operation), or the subscriber fell behind:
     /// fetch a fresh snapshot.
     Reload,
+    /// The audit's findings changed (something was refused): the whole list, as [`Node::findings`].
+    Findings(Vec<Finding>),
     /// Made by a client, never sent: the daemon stopped answering. When one answers again the client
     /// gets a [`Event::Reload`].
     Disconnected,
@@ -144,6 +162,7 @@ impl Node {
             last_sync: None,
             catching_up: None,
             location: self.config.location.clone(),
+            standing: self.standing(),
         })
     }
 
@@ -156,6 +175,7 @@ impl Node {
                 .or_default()
                 .push(PoolState::from(&b));
         }
+        let verifications = self.verifications()?;
         let mut spaces = Vec::new();
         for entry in self.entries()? {
             let listing = match entry.listing() {
@@ -169,6 +189,14 @@ impl Node {
                 pools: pools.remove(&entry.space).unwrap_or_default(),
                 signers: entry.signers.clone(),
                 rejected: self.rejections(&entry.space)?,
+                revoked: entry.revoked.clone(),
+                facts: FactView::all(
+                    &verifications
+                        .get(&entry.space)
+                        .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
+                        .unwrap_or_default(),
+                    self.roster(),
+                ),
                 listing,
             });
         }
@@ -176,6 +204,7 @@ impl Node {
             status,
             spaces,
             roster: self.roster_log(),
+            findings: self.findings()?,
         })
     }
 
@@ -192,21 +221,39 @@ impl Node {
             .map(PoolState::from)
             .collect();
         Ok(Some(SpaceState {
+            facts: FactView::all(&self.fact_states(&listing)?, self.roster()),
             listing,
             pools,
             signers: entry.signers,
             rejected: self.rejections(space)?,
+            revoked: entry.revoked,
         }))
     }
 
-    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<RejectedChangeAudit>> {
+    /// The rejected or waiting changes of one space, from its index alone (cheap enough for every event).
+    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<Finding>> {
+        let roster = self.roster();
+        let space_name = roster
+            .and_then(|r| r.state().spaces.get(space))
+            .map(|e| e.name.clone());
         let mut out = Vec::new();
         for (hash, reason) in self.store.space_rejections(space)? {
             let r: RejectionRecord = serde_json::from_slice(&reason)?;
-            out.push(RejectedChangeAudit {
-                change: hex(&hash),
-                author: r.author,
-                reason: r.reason,
+            let (status, reason) = match r.reason.strip_prefix(PENDING_PREFIX) {
+                Some(rest) => (FindingStatus::Pending, rest.to_string()),
+                None => (FindingStatus::Rejected, r.reason),
+            };
+            out.push(Finding {
+                status,
+                kind: ItemKind::ListingChange.label().into(),
+                space: Some(space.clone()),
+                space_name: space_name.clone(),
+                item: Some(hex(&hash)),
+                author: r.author.as_ref().map(|k| KeyName::of(roster, k)),
+                peer: None,
+                source: None,
+                reason,
+                at_ms: None,
             });
         }
         Ok(out)
@@ -224,6 +271,9 @@ impl Node {
                     None => Some(Event::Reload),
                 }
             }
+            (ItemKind::Verification, Some(space)) => self
+                .space_state(space)?
+                .map(|state| Event::Space(Box::new(state))),
             (ItemKind::SeatBeacon, Some(space)) => {
                 let pools = self
                     .space_beacons(space)?

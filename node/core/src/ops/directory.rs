@@ -14,7 +14,10 @@ use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::{PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
+use deskmesh_crdt_model::verify;
+
 use crate::node::{IndexEntry, Node};
+use crate::ops::trust::FactView;
 
 /// One row of `spaces list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +45,12 @@ pub struct DirectoryRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
     pub signers: Vec<PublicKey>,
+    /// Set for a revoked space a coordinator asked to keep listed: the revocation's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    /// Facts a coordinator verified (every other fact is only claimed by the space).
+    #[serde(default)]
+    pub facts: Vec<FactView>,
 }
 
 /// The live status of one seat pool, as shown in the directory.
@@ -87,10 +96,19 @@ impl Node {
     pub fn directory(&self, query: &Query, now: DateTime<Utc>) -> anyhow::Result<Directory> {
         let now = query.at.unwrap_or(now);
         let entries = self.entries()?;
+        let verifications = self.verifications()?;
         let mut listings = Vec::with_capacity(entries.len());
+        let mut facts = Vec::with_capacity(entries.len());
         for e in &entries {
             match e.listing() {
-                Ok(l) => listings.push((e, l)),
+                Ok(l) => {
+                    let states = verifications
+                        .get(&e.space)
+                        .map(|v| verify::fact_states(&l, v))
+                        .unwrap_or_default();
+                    facts.push(states);
+                    listings.push((e, l));
+                }
                 Err(err) => tracing::warn!("skipping {}: {err}", e.space),
             }
         }
@@ -127,7 +145,28 @@ impl Node {
                 _ => None,
             },
         };
-        let hits = query.run_on(&index, |i| seats[i].0.free_now(), now);
+        // Asked for verified facts only, the filters see a fact only where a coordinator verified it and
+        // it has not changed since.
+        let verified_index = query.verified_only.then(|| {
+            let masked: Vec<Listing> = listings
+                .iter()
+                .zip(&facts)
+                .map(|((_, l), states)| {
+                    let verified: Vec<&str> = states
+                        .iter()
+                        .filter(|s| s.is_verified())
+                        .map(|s| s.fact.as_str())
+                        .collect();
+                    verify::verified_only(l, &verified)
+                })
+                .collect();
+            SearchIndex::build(masked.iter())
+        });
+        let hits = query.run_on(
+            verified_index.as_ref().unwrap_or(&index),
+            |i| seats[i].0.free_now(),
+            now,
+        );
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
@@ -143,14 +182,16 @@ impl Node {
                     Vec::new(),
                 ),
             );
-            rows.push(row(
+            let mut r = row(
                 entry,
                 l,
                 now_seats,
                 pool_rows,
                 index.open_state(i, now),
                 origin.as_ref(),
-            ));
+            );
+            r.facts = FactView::all(&facts[i], self.roster());
+            rows.push(r);
         }
         Ok(Directory {
             total: listings.len(),
@@ -315,5 +356,7 @@ fn row(
         lon: l.location.lon,
         distance_km,
         signers: entry.signers.iter().map(|s| s.key).collect(),
+        revoked: entry.revoked.as_ref().map(|r| r.reason.clone()),
+        facts: Vec::new(),
     }
 }
