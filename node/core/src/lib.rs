@@ -21,6 +21,7 @@
 pub mod api;
 pub mod audit;
 pub mod bundle;
+pub mod catalog;
 mod docs;
 pub mod export;
 pub mod formats;

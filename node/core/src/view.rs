@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{RejectedChangeAudit, RosterOpAudit};
 use crate::home::SavedPlace;
 use crate::ingest::{Accepted, ItemKind};
-use crate::node::{hex, Node, RejectionRecord, SignerInfo};
+use crate::node::{Node, SignerInfo};
 
 /// The node and its place in the mesh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ impl Node {
             }),
             listen: Vec::new(),
             peers: Vec::new(),
-            listings: self.store.entries()?.len(),
+            listings: self.listed_count()?,
             last_sync: None,
             catching_up: None,
             location: self.config.location.clone(),
@@ -149,29 +149,23 @@ impl Node {
 
     /// Everything a front end shows, with `status` as the caller knows it.
     pub fn snapshot(&self, status: NodeStatus) -> anyhow::Result<Snapshot> {
-        let mut pools: std::collections::BTreeMap<SpaceId, Vec<PoolState>> = Default::default();
-        for b in self.beacons()? {
-            pools
-                .entry(b.space.clone())
-                .or_default()
-                .push(PoolState::from(&b));
-        }
-        let mut spaces = Vec::new();
-        for entry in self.entries()? {
-            let listing = match entry.listing() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!("not showing {}: {e:#}", entry.space);
-                    continue;
-                }
-            };
-            spaces.push(SpaceState {
-                pools: pools.remove(&entry.space).unwrap_or_default(),
+        let catalog = self.catalog()?;
+        let spaces = catalog
+            .entries()
+            .iter()
+            .zip(catalog.listings())
+            .map(|(entry, listing)| SpaceState {
+                pools: catalog
+                    .beacons(&entry.space)
+                    .iter()
+                    .map(PoolState::from)
+                    .collect(),
                 signers: entry.signers.clone(),
-                rejected: self.rejections(&entry.space)?,
-                listing,
-            });
-        }
+                rejected: catalog.rejected(&entry.space).to_vec(),
+                listing: listing.clone(),
+            })
+            .collect();
+        drop(catalog);
         Ok(Snapshot {
             status,
             spaces,
@@ -181,35 +175,22 @@ impl Node {
 
     /// One space as a front end shows it; `None` while it has no valid listing.
     pub fn space_state(&self, space: &SpaceId) -> anyhow::Result<Option<SpaceState>> {
-        let Some(entry) = self.entry(space)? else {
+        let catalog = self.catalog()?;
+        let Some((entry, listing)) = catalog.entry(space) else {
             return Ok(None);
         };
-        let listing = entry.listing()?;
-        let pools = self
-            .space_beacons(space)?
+        let pools = catalog
+            .beacons(space)
             .iter()
             .filter(|b| listing.seat_pools.iter().any(|p| p.id == b.pool))
             .map(PoolState::from)
             .collect();
         Ok(Some(SpaceState {
-            listing,
+            listing: listing.clone(),
             pools,
-            signers: entry.signers,
-            rejected: self.rejections(space)?,
+            signers: entry.signers.clone(),
+            rejected: catalog.rejected(space).to_vec(),
         }))
-    }
-
-    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<RejectedChangeAudit>> {
-        let mut out = Vec::new();
-        for (hash, reason) in self.store.space_rejections(space)? {
-            let r: RejectionRecord = serde_json::from_slice(&reason)?;
-            out.push(RejectedChangeAudit {
-                change: hex(&hash),
-                author: r.author,
-                reason: r.reason,
-            });
-        }
-        Ok(out)
     }
 
     /// What a subscriber should be told about an item just stored.

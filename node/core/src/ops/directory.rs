@@ -8,7 +8,7 @@ use anyhow::bail;
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{Availability, Freshness, SeatBeacon};
 use deskmesh_crdt_model::listing::{Listing, PoolKind};
-use deskmesh_crdt_model::query::{distance_km, fold, Query, SearchIndex, Sort};
+use deskmesh_crdt_model::query::{distance_km, fold, Query, Sort};
 use deskmesh_crdt_model::seats::{self, Reading, SeatState, SeatsNow};
 use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::{PublicKey, SpaceId};
@@ -86,30 +86,20 @@ impl Node {
     /// The directory, filtered and sorted by `query`, with each space's seats now.
     pub fn directory(&self, query: &Query, now: DateTime<Utc>) -> anyhow::Result<Directory> {
         let now = query.at.unwrap_or(now);
-        let entries = self.entries()?;
-        let mut listings = Vec::with_capacity(entries.len());
-        for e in &entries {
-            match e.listing() {
-                Ok(l) => listings.push((e, l)),
-                Err(err) => tracing::warn!("skipping {}: {err}", e.space),
-            }
-        }
-        let pools = self.beacons_by_space()?;
-        let index = SearchIndex::build(listings.iter().map(|(_, l)| l));
+        // The directory in memory: entries, listings and search index, row for row.
+        let catalog = self.catalog()?;
+        let (entries, listings, index) = (catalog.entries(), catalog.listings(), catalog.search());
         let now_ms = now.timestamp_millis();
         let mut seats: Vec<(SeatsNow, Vec<PoolSeats>)> = listings
             .iter()
             .enumerate()
-            .map(|(i, (_, l))| {
-                let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
-                pool_seats(l, beacons, index.open_state(i, now), now_ms)
-            })
+            .map(|(i, l)| pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms))
             .collect();
         let mut query = query.clone();
         let origin = match &query.near_city {
             Some(city) => {
                 let Some((lat, lon)) = index.city_point(city) else {
-                    bail!("{}", unknown_city(city, listings.iter().map(|(_, l)| l)));
+                    bail!("{}", unknown_city(city, listings.iter()));
                 };
                 query.sort = Sort::Distance { lat, lon };
                 Some(Origin {
@@ -127,11 +117,11 @@ impl Node {
                 _ => None,
             },
         };
-        let hits = query.run_on(&index, |i| seats[i].0.free_now(), now);
+        let hits = query.run_on(index, |i| seats[i].0.free_now(), now);
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
-            let (entry, l) = &listings[i];
+            let (entry, l) = (&entries[i], &listings[i]);
             let (now_seats, pool_rows) = std::mem::replace(
                 &mut seats[i],
                 (
@@ -163,15 +153,11 @@ impl Node {
 
     /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
     pub fn city_point(&self, city: &str) -> anyhow::Result<(f64, f64)> {
-        let mut listings = Vec::new();
-        for e in self.entries()? {
-            if let Ok(l) = e.listing() {
-                listings.push(l);
-            }
-        }
-        SearchIndex::build(&listings)
+        let catalog = self.catalog()?;
+        catalog
+            .search()
             .city_point(city)
-            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, listings.iter())))
+            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings().iter())))
     }
 
     /// The newest verified beacon of every pool, by space.
@@ -185,18 +171,13 @@ impl Node {
 
     /// Every listed space's seats now by the one rule, for exports.
     pub fn seats_now(&self, now: DateTime<Utc>) -> anyhow::Result<BTreeMap<SpaceId, SeatsNow>> {
-        let pools = self.beacons_by_space()?;
+        let catalog = self.catalog()?;
         let mut out = BTreeMap::new();
-        for e in self.entries()? {
-            let Ok(l) = e.listing() else { continue };
-            let open = match l.hours() {
-                Some(Ok(h)) => h.state(now),
-                _ => OpenState::Unknown,
-            };
-            let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
+        for (i, l) in catalog.listings().iter().enumerate() {
+            let open = catalog.search().open_state(i, now);
             out.insert(
                 l.id.clone(),
-                pool_seats(&l, beacons, open, now.timestamp_millis()).0,
+                pool_seats(l, catalog.beacons(&l.id), open, now.timestamp_millis()).0,
             );
         }
         Ok(out)
