@@ -1067,8 +1067,11 @@ impl Node {
             return Judged::Verdict(Verdict::Refused(why));
         }
         if let Err(e) = self.store.put_beacon(&b.space, &b.pool, bytes) {
+            // The store may or may not hold it now: the directory in memory reads it again.
+            self.drop_catalog();
             return Judged::Verdict(Verdict::Failed(e.to_string()));
         }
+        self.catalog_put_beacon(b);
         Judged::Verdict(Verdict::Added(Accepted {
             id: Hash::of(BEACON_ITEM, bytes),
             kind: ItemKind::SeatBeacon,

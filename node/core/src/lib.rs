@@ -25,6 +25,7 @@ pub mod api;
 pub mod attest;
 pub mod audit;
 pub mod bundle;
+pub mod catalog;
 mod docs;
 pub mod export;
 pub mod formats;

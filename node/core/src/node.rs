@@ -21,6 +21,7 @@ use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, Spa
 use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Catalog;
 use crate::docs::{DocCache, Warm};
 use crate::home::{self, Home, NodeConfig, StoreLock};
 use crate::ingest::{IngestState, ItemKind, Made, BEACON_ITEM, PROPOSAL_ITEM};
@@ -58,6 +59,10 @@ pub struct Node {
     /// Spaces to rebuild from the store at the end of the batch (their changes came too far out of
     /// order to wait in the document).
     rebuild_after: std::cell::RefCell<std::collections::BTreeSet<SpaceId>>,
+    /// The directory in memory, built from the store at the first read and kept current by every write
+    /// of an index row or a beacon ([`Node::write_index`], the ingest of a beacon); dropped (to be
+    /// rebuilt at the next read) when such a write fails.
+    catalog: std::cell::RefCell<Option<Catalog>>,
 }
 
 impl fmt::Debug for Node {
@@ -173,6 +178,7 @@ impl Node {
             home: None,
             docs: Default::default(),
             rebuild_after: Default::default(),
+            catalog: Default::default(),
         };
         node.roster = node.load_roster()?;
         // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
@@ -650,12 +656,31 @@ impl Node {
         }
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        self.store.replace_space_state(
+        if let Err(e) = self.store.replace_space_state(
             space,
             rows.listing.as_deref(),
             &rejected_refs,
             Some(&saved),
-        )?;
+        ) {
+            self.drop_catalog();
+            return Err(e.into());
+        }
+        let mut slot = self.catalog.borrow_mut();
+        if slot.is_some() {
+            match rows
+                .listing
+                .as_deref()
+                .map(serde_json::from_slice::<IndexEntry>)
+                .transpose()
+            {
+                Ok(entry) => {
+                    if let Some(catalog) = slot.as_mut() {
+                        catalog.put(space, entry);
+                    }
+                }
+                Err(_) => *slot = None,
+            }
+        }
         Ok(())
     }
 
@@ -936,6 +961,8 @@ impl Node {
                     .map(|b| b.author)
                     .ok();
                 if device.is_none() || author.as_ref() == device {
+                    // The directory in memory is built again at the next read, without them.
+                    self.drop_catalog();
                     self.store.remove_beacon(space, &pool)?;
                     removed.push((ItemKind::SeatBeacon, Hash::of(BEACON_ITEM, &bytes)));
                 }
@@ -961,59 +988,74 @@ impl Node {
 
     // ---- reading the index ---------------------------------------------------------------------
 
-    /// Every listing in the index with its metadata.
-    pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
-        let mut out = Vec::new();
-        for (space, bytes) in self.store.entries()? {
-            let entry: IndexEntry = serde_json::from_slice(&bytes).with_context(|| {
-                format!("the index entry of {space} is corrupt; it will be rebuilt")
-            })?;
-            out.push(entry);
+    /// The directory in memory ([`Catalog`]): built from the store at the first call, then kept current
+    /// by this node's writes.
+    pub fn catalog(&self) -> anyhow::Result<std::cell::Ref<'_, Catalog>> {
+        if self.catalog.borrow().is_none() {
+            let built = Catalog::load(self.store.as_ref())?;
+            *self.catalog.borrow_mut() = Some(built);
         }
-        Ok(out)
+        let held = self.catalog.borrow();
+        std::cell::Ref::filter_map(held, Option::as_ref)
+            .map_err(|_| anyhow!("the directory in memory was dropped while it was read"))
+    }
+
+    /// Forgets the directory in memory, so the next read builds it from the store again (after a write
+    /// whose outcome it cannot know).
+    pub(crate) fn drop_catalog(&self) {
+        *self.catalog.borrow_mut() = None;
+    }
+
+    /// Whether the directory in memory is built (tests check it is kept, not dropped).
+    #[cfg(test)]
+    pub(crate) fn catalog_built(&self) -> bool {
+        self.catalog.borrow().is_some()
+    }
+
+    /// A beacon just stored replaces its pool's in the directory in memory.
+    pub(crate) fn catalog_put_beacon(&self, beacon: &SeatBeacon) {
+        if let Some(catalog) = self.catalog.borrow_mut().as_mut() {
+            catalog.put_beacon(beacon.clone());
+        }
+    }
+
+    /// How many spaces the index lists (from the directory in memory when it is built).
+    pub(crate) fn listed_count(&self) -> anyhow::Result<usize> {
+        if let Some(catalog) = self.catalog.borrow().as_ref() {
+            return Ok(catalog.len());
+        }
+        Ok(self.store.entries()?.len())
+    }
+
+    /// Every listing in the index with its metadata, in space id order.
+    pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
+        Ok(self.catalog()?.entries().to_vec())
     }
 
     /// One space's index entry, if it has a valid listing.
     pub fn entry(&self, space: &SpaceId) -> anyhow::Result<Option<IndexEntry>> {
-        match self.store.entry(space)? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("the index entry of {space} is corrupt; it will be rebuilt")
-            })?)),
-            None => Ok(None),
-        }
+        Ok(self.catalog()?.entry(space).map(|(e, _)| e.clone()))
     }
 
     /// The listing of `space` as the index holds it.
     pub fn current_listing(&self, space: &SpaceId) -> anyhow::Result<Option<Listing>> {
-        match self.entry(space)? {
-            Some(e) => Ok(Some(e.listing()?)),
-            None => Ok(None),
-        }
+        Ok(self.catalog()?.entry(space).map(|(_, l)| l.clone()))
     }
 
-    /// The newest verified beacon of every (space, pool).
+    /// The newest verified beacon of every (space, pool), by space and pool.
     pub fn beacons(&self) -> anyhow::Result<Vec<SeatBeacon>> {
-        let mut out = Vec::new();
-        for (_, _, bytes) in self.store.beacons()? {
-            if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
-                out.push(b);
-            }
-        }
-        Ok(out)
+        let catalog = self.catalog()?;
+        let mut spaces: Vec<&SpaceId> = catalog.all_beacons().keys().collect();
+        spaces.sort();
+        Ok(spaces
+            .into_iter()
+            .flat_map(|s| catalog.beacons(s).iter().cloned())
+            .collect())
     }
 
     /// The newest verified beacon of each pool of one space.
     pub fn space_beacons(&self, space: &SpaceId) -> anyhow::Result<Vec<SeatBeacon>> {
-        Ok(self
-            .store
-            .space_beacons(space)?
-            .into_iter()
-            .filter_map(|(_, bytes)| {
-                SignedBeacon::from_bytes(&bytes)
-                    .and_then(|b| b.decode())
-                    .ok()
-            })
-            .collect())
+        Ok(self.catalog()?.beacons(space).to_vec())
     }
 }
 

@@ -158,7 +158,7 @@ impl Node {
             }),
             listen: Vec::new(),
             peers: Vec::new(),
-            listings: self.store.entries()?.len(),
+            listings: self.listed_count()?,
             last_sync: None,
             catching_up: None,
             location: self.config.location.clone(),
@@ -168,38 +168,30 @@ impl Node {
 
     /// Everything a front end shows, with `status` as the caller knows it.
     pub fn snapshot(&self, status: NodeStatus) -> anyhow::Result<Snapshot> {
-        let mut pools: std::collections::BTreeMap<SpaceId, Vec<PoolState>> = Default::default();
-        for b in self.beacons()? {
-            pools
-                .entry(b.space.clone())
-                .or_default()
-                .push(PoolState::from(&b));
-        }
         let verifications = self.verifications()?;
-        let mut spaces = Vec::new();
-        for entry in self.entries()? {
-            let listing = match entry.listing() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!("not showing {}: {e:#}", entry.space);
-                    continue;
-                }
-            };
+        let catalog = self.catalog()?;
+        let mut spaces = Vec::with_capacity(catalog.len());
+        for (entry, listing) in catalog.entries().iter().zip(catalog.listings()) {
             spaces.push(SpaceState {
-                pools: pools.remove(&entry.space).unwrap_or_default(),
+                pools: catalog
+                    .beacons(&entry.space)
+                    .iter()
+                    .map(PoolState::from)
+                    .collect(),
                 signers: entry.signers.clone(),
                 rejected: self.rejections(&entry.space)?,
                 revoked: entry.revoked.clone(),
                 facts: FactView::all(
                     &verifications
                         .get(&entry.space)
-                        .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
+                        .map(|v| deskmesh_crdt_model::verify::fact_states(listing, v))
                         .unwrap_or_default(),
                     self.roster(),
                 ),
-                listing,
+                listing: listing.clone(),
             });
         }
+        drop(catalog);
         Ok(Snapshot {
             status,
             spaces,
@@ -210,23 +202,23 @@ impl Node {
 
     /// One space as a front end shows it; `None` while it has no valid listing.
     pub fn space_state(&self, space: &SpaceId) -> anyhow::Result<Option<SpaceState>> {
-        let Some(entry) = self.entry(space)? else {
+        let catalog = self.catalog()?;
+        let Some((entry, listing)) = catalog.entry(space) else {
             return Ok(None);
         };
-        let listing = entry.listing()?;
-        let pools = self
-            .space_beacons(space)?
+        let pools = catalog
+            .beacons(space)
             .iter()
             .filter(|b| listing.seat_pools.iter().any(|p| p.id == b.pool))
             .map(PoolState::from)
             .collect();
         Ok(Some(SpaceState {
-            facts: FactView::all(&self.fact_states(&listing)?, self.roster()),
-            listing,
+            facts: FactView::all(&self.fact_states(listing)?, self.roster()),
+            listing: listing.clone(),
             pools,
-            signers: entry.signers,
+            signers: entry.signers.clone(),
             rejected: self.rejections(space)?,
-            revoked: entry.revoked,
+            revoked: entry.revoked.clone(),
         }))
     }
 

@@ -95,39 +95,31 @@ impl Node {
     /// The directory, filtered and sorted by `query`, with each space's seats now.
     pub fn directory(&self, query: &Query, now: DateTime<Utc>) -> anyhow::Result<Directory> {
         let now = query.at.unwrap_or(now);
-        let entries = self.entries()?;
+        // The directory in memory: entries, listings and search index, row for row.
+        let catalog = self.catalog()?;
+        let (entries, listings, index) = (catalog.entries(), catalog.listings(), catalog.search());
         let verifications = self.verifications()?;
-        let mut listings = Vec::with_capacity(entries.len());
-        let mut facts = Vec::with_capacity(entries.len());
-        for e in &entries {
-            match e.listing() {
-                Ok(l) => {
-                    let states = verifications
-                        .get(&e.space)
-                        .map(|v| verify::fact_states(&l, v))
-                        .unwrap_or_default();
-                    facts.push(states);
-                    listings.push((e, l));
-                }
-                Err(err) => tracing::warn!("skipping {}: {err}", e.space),
-            }
-        }
-        let pools = self.beacons_by_space()?;
-        let index = SearchIndex::build(listings.iter().map(|(_, l)| l));
+        let facts: Vec<_> = entries
+            .iter()
+            .zip(listings)
+            .map(|(e, l)| {
+                verifications
+                    .get(&e.space)
+                    .map(|v| verify::fact_states(l, v))
+                    .unwrap_or_default()
+            })
+            .collect();
         let now_ms = now.timestamp_millis();
         let mut seats: Vec<(SeatsNow, Vec<PoolSeats>)> = listings
             .iter()
             .enumerate()
-            .map(|(i, (_, l))| {
-                let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
-                pool_seats(l, beacons, index.open_state(i, now), now_ms)
-            })
+            .map(|(i, l)| pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms))
             .collect();
         let mut query = query.clone();
         let origin = match &query.near_city {
             Some(city) => {
                 let Some((lat, lon)) = index.city_point(city) else {
-                    bail!("{}", unknown_city(city, listings.iter().map(|(_, l)| l)));
+                    bail!("{}", unknown_city(city, listings.iter()));
                 };
                 query.sort = Sort::Distance { lat, lon };
                 Some(Origin {
@@ -151,7 +143,7 @@ impl Node {
             let masked: Vec<Listing> = listings
                 .iter()
                 .zip(&facts)
-                .map(|((_, l), states)| {
+                .map(|(l, states)| {
                     let verified: Vec<&str> = states
                         .iter()
                         .filter(|s| s.is_verified())
@@ -163,14 +155,14 @@ impl Node {
             SearchIndex::build(masked.iter())
         });
         let hits = query.run_on(
-            verified_index.as_ref().unwrap_or(&index),
+            verified_index.as_ref().unwrap_or(index),
             |i| seats[i].0.free_now(),
             now,
         );
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
-            let (entry, l) = &listings[i];
+            let (entry, l) = (&entries[i], &listings[i]);
             let (now_seats, pool_rows) = std::mem::replace(
                 &mut seats[i],
                 (
@@ -204,15 +196,11 @@ impl Node {
 
     /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
     pub fn city_point(&self, city: &str) -> anyhow::Result<(f64, f64)> {
-        let mut listings = Vec::new();
-        for e in self.entries()? {
-            if let Ok(l) = e.listing() {
-                listings.push(l);
-            }
-        }
-        SearchIndex::build(&listings)
+        let catalog = self.catalog()?;
+        catalog
+            .search()
             .city_point(city)
-            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, listings.iter())))
+            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings().iter())))
     }
 
     /// The newest verified beacon of every pool, by space.
@@ -226,18 +214,13 @@ impl Node {
 
     /// Every listed space's seats now by the one rule, for exports.
     pub fn seats_now(&self, now: DateTime<Utc>) -> anyhow::Result<BTreeMap<SpaceId, SeatsNow>> {
-        let pools = self.beacons_by_space()?;
+        let catalog = self.catalog()?;
         let mut out = BTreeMap::new();
-        for e in self.entries()? {
-            let Ok(l) = e.listing() else { continue };
-            let open = match l.hours() {
-                Some(Ok(h)) => h.state(now),
-                _ => OpenState::Unknown,
-            };
-            let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
+        for (i, l) in catalog.listings().iter().enumerate() {
+            let open = catalog.search().open_state(i, now);
             out.insert(
                 l.id.clone(),
-                pool_seats(&l, beacons, open, now.timestamp_millis()).0,
+                pool_seats(l, catalog.beacons(&l.id), open, now.timestamp_millis()).0,
             );
         }
         Ok(out)
