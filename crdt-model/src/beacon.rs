@@ -195,6 +195,30 @@ impl SignedBeacon {
     }
 }
 
+/// Strong removal for beacons: a beacon by a key that a removal took from the space (or of a space a
+/// revocation ended) is refused whatever roster heads it names, since no removal keeps beacons. `None`
+/// when nothing constrains it.
+pub fn removed(authority: &impl Authority, beacon: &SeatBeacon) -> Option<String> {
+    let removal = authority
+        .removals(&beacon.roster_heads, &beacon.author, &beacon.space)
+        .into_iter()
+        .next()?;
+    Some(if removal.revocation {
+        format!(
+            "space {} was revoked by roster operation {}; its seat beacons are no longer taken",
+            beacon.space,
+            removal.by.short()
+        )
+    } else {
+        format!(
+            "key {} was removed from space {} by roster operation {}; seats it signs are no longer taken",
+            beacon.author,
+            beacon.space,
+            removal.by.short()
+        )
+    })
+}
+
 fn check_size(size: usize) -> Result<(), BeaconError> {
     if size > MAX_BEACON_BYTES {
         return Err(BeaconError::TooLarge {
@@ -278,6 +302,9 @@ impl BeaconBoard {
                 "author {} may not publish seats for {}: {why}",
                 beacon.author, beacon.space
             ));
+        }
+        if let Some(why) = removed(authority, &beacon) {
+            return Offered::Rejected(why);
         }
         // Too old to say anything: nothing to show and nothing worth forwarding.
         if freshness(&beacon, now_ms) == Freshness::Unknown {
@@ -401,6 +428,49 @@ mod tests {
             author: k.public_key(),
             roster_heads: vec![Hash::of("roster-op", b"head")],
         }
+    }
+
+    #[test]
+    fn a_removed_device_cannot_publish_seats_by_naming_old_roster_heads() {
+        use deskmesh_keys::roster::{OpBody, Roster};
+        let coordinator = key(7);
+        let (a, b) = (key(1), key(2));
+        let space = SpaceId::derive(&a.public_key());
+        let (mut roster, _) = Roster::create(&coordinator, "North", vec![], 1, NOW).unwrap();
+        let admit = roster.propose(
+            &coordinator,
+            OpBody::AdmitSpace {
+                space: space.clone(),
+                name: "Desk Co".into(),
+                devices: vec![a.public_key(), b.public_key()],
+            },
+            NOW,
+        );
+        roster.insert(admit).unwrap();
+        let before = roster.heads();
+        let remove = roster.propose(
+            &coordinator,
+            OpBody::RemoveDevice {
+                space: space.clone(),
+                device: b.public_key(),
+                keep: vec![],
+            },
+            NOW,
+        );
+        roster.insert(remove).unwrap();
+        let mut board = BeaconBoard::new();
+        let mut stolen = beacon(&b, NOW, 1, Availability::Count(9));
+        stolen.roster_heads = before.clone();
+        match board.offer(stolen.sign(&b).unwrap(), &roster, NOW) {
+            Offered::Rejected(why) => assert!(why.contains("was removed"), "{why}"),
+            other => panic!("a removed key's beacon was taken: {other:?}"),
+        }
+        let mut honest = beacon(&a, NOW, 1, Availability::Count(2));
+        honest.roster_heads = before;
+        assert_eq!(
+            board.offer(honest.sign(&a).unwrap(), &roster, NOW),
+            Offered::Stored
+        );
     }
 
     #[test]

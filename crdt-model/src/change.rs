@@ -9,6 +9,7 @@
 //! may sign for the space is not decided here but by an [`Authority`] (the roster, or a fake in tests).
 
 use automerge::Change;
+use deskmesh_keys::roster::Removal;
 use deskmesh_keys::{Domain, Hash, PublicKey, Signature, Signer, SpaceId};
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +33,22 @@ const CHECKSUM: std::ops::Range<usize> = 4..8;
 pub trait Authority {
     /// Ok(op hash that authorised `key` for `space` at `heads`), or why not.
     fn authorise(&self, heads: &[Hash], key: &PublicKey, space: &SpaceId) -> Result<Hash, Denial>;
+
+    /// The strong removals that constrain what `key` signed for `space` naming `heads` (see
+    /// [`deskmesh_keys::Roster::removals`]): a listing change still counts only if it is in the causal
+    /// past of the listing heads each of them keeps, and a seat beacon never does. Asked only after
+    /// [`Authority::authorise`] said yes; none by default.
+    fn removals(&self, _heads: &[Hash], _key: &PublicKey, _space: &SpaceId) -> Vec<Removal> {
+        Vec::new()
+    }
 }
 
 impl<A: Authority + ?Sized> Authority for &A {
     fn authorise(&self, heads: &[Hash], key: &PublicKey, space: &SpaceId) -> Result<Hash, Denial> {
         (**self).authorise(heads, key, space)
+    }
+    fn removals(&self, heads: &[Hash], key: &PublicKey, space: &SpaceId) -> Vec<Removal> {
+        (**self).removals(heads, key, space)
     }
 }
 
@@ -49,6 +61,11 @@ impl Authority for deskmesh_keys::Roster {
                 pending: matches!(d, deskmesh_keys::Denied::UnknownHeads(_)),
                 reason: d.to_string(),
             })
+    }
+
+    fn removals(&self, heads: &[Hash], key: &PublicKey, space: &SpaceId) -> Vec<Removal> {
+        // Unknown heads were already answered by `authorise` (pending): nothing to constrain yet.
+        deskmesh_keys::Roster::removals(self, heads, key, space).unwrap_or_default()
     }
 }
 
@@ -534,7 +551,7 @@ mod tests {
         let stranger = roster
             .authorise(&now, &key(3).public_key(), &space)
             .unwrap_err();
-        assert!(!stranger.pending && stranger.reason.contains("not a device"));
+        assert!(!stranger.pending && stranger.reason.contains("not one of the space's devices"));
         let unknown = roster
             .authorise(
                 &[Hash::of("roster-op", b"later")],

@@ -31,6 +31,7 @@ use crate::change::{
     short_id, Authority, ChangeError, ChangeId, Envelope, SignedChange, VerifiedChange,
     MAX_CHANGE_BYTES,
 };
+use crate::kept::{ChangeGraph, Kept};
 use crate::listing::{limits, Listing, ListingError};
 
 /// How many changes one space may keep waiting (lesson 10). Past it, further changes are turned away
@@ -121,7 +122,18 @@ pub struct SpaceDoc {
     /// heads, `listing()` returns it instead of reading and validating the document again (a rebuild then
     /// costs one read per change, not two).
     valid_at: Option<(Vec<ChangeHash>, Listing)>,
+    /// The dependencies of every change seen, for strong removal: which changes a removal keeps.
+    graph: ChangeGraph,
+    /// A change is pending until a change some removal keeps arrives: retry the pending ones whenever a
+    /// new change is seen.
+    waiting_on_kept: bool,
 }
+
+/// What [`SignedChange::verify_decoded`] says of a change.
+type Verified = Result<(Envelope, Change), ChangeError>;
+
+/// How a pending change's reason starts while it waits for a change some removal keeps.
+const WAITING_ON_KEPT: &str = "waiting for listing change";
 
 /// The format version of [`SpaceDoc::save_state`] bytes.
 const STATE_VERSION: u8 = 2;
@@ -173,6 +185,8 @@ impl SpaceDoc {
             pending: Vec::new(),
             excluded: BTreeMap::new(),
             valid_at: None,
+            graph: ChangeGraph::default(),
+            waiting_on_kept: false,
         }
     }
 
@@ -187,9 +201,25 @@ impl SpaceDoc {
         let mut all: Vec<SignedChange> = changes.into_iter().collect();
         all.sort_by(signed_order);
         all.dedup();
+        // Every verified change enters the graph first, so strong removal can see what a removal keeps
+        // whatever order the changes are considered in.
+        let verified: Vec<(SignedChange, Verified)> = all
+            .into_iter()
+            .map(|sc| {
+                let v = sc.verify_decoded();
+                (sc, v)
+            })
+            .collect();
+        for (env, _) in verified.iter().filter_map(|(_, v)| v.as_ref().ok()) {
+            sd.graph.add(env.change_hash, env.deps.clone());
+        }
         let mut candidates = Vec::new();
-        for sc in all {
-            if let Ok(c) = sd.admit(sc, authority) {
+        for (sc, v) in verified {
+            let admitted = match v {
+                Ok((env, change)) => sd.admit_verified(sc, env, change, authority),
+                Err(e) => Err(sd.reject_unverified(&sc, e)),
+            };
+            if let Ok(c) = admitted {
                 candidates.push(c);
             }
         }
@@ -213,6 +243,7 @@ impl SpaceDoc {
         authority: &impl Authority,
     ) -> ApplyOutcome {
         let (signed, env, decoded) = change.into_parts();
+        self.graph.add(env.change_hash, env.deps.clone());
         match self.admit_verified(signed, env, decoded, authority) {
             Ok(c) => self.place_candidate(c, authority),
             Err(outcome) => outcome,
@@ -231,17 +262,35 @@ impl SpaceDoc {
             .cloned()
             .unwrap_or_else(|| ApplyOutcome::Pending("waiting".into()));
         // Reaching `settle` and not staying pending means the change was placed or excluded; either way
-        // changes waiting on it can now move (to applied, or to rejected as its dependents).
-        if matches!(outcome, ApplyOutcome::Applied | ApplyOutcome::Rejected(_))
+        // changes waiting on it can now move (to applied, or to rejected as its dependents). A change
+        // waiting for what a removal keeps may move as soon as a new change is seen.
+        if (matches!(outcome, ApplyOutcome::Applied | ApplyOutcome::Rejected(_))
+            || self.waiting_on_kept)
             && !self.pending.is_empty()
         {
             self.retry_pending(authority);
+            return self.outcome_of(&hash).unwrap_or(outcome);
         }
         outcome
     }
 
+    /// What became of a change this document has seen, if it is settled (applied or rejected).
+    pub fn outcome_of(&self, hash: &ChangeId) -> Option<ApplyOutcome> {
+        if self.accepted.contains_key(hash) {
+            return Some(ApplyOutcome::Applied);
+        }
+        if let Some(p) = self.pending.iter().find(|p| p.hash == *hash) {
+            return Some(ApplyOutcome::Pending(p.reason.clone()));
+        }
+        self.rejected
+            .iter()
+            .find(|r| r.hash == *hash)
+            .map(|r| ApplyOutcome::Rejected(r.reason.clone()))
+    }
+
     /// Offers every pending change again, e.g. after the roster advanced. Returns how many were applied.
     pub fn retry_pending(&mut self, authority: &impl Authority) -> usize {
+        self.waiting_on_kept = false;
         let before = self.accepted.len();
         let waiting = std::mem::take(&mut self.pending);
         let mut candidates = Vec::new();
@@ -330,6 +379,7 @@ impl SpaceDoc {
             .doc
             .get_change_by_hash(&hash)
             .ok_or_else(|| DocError::Automerge("the new change is missing".to_string()))?;
+        let deps: Vec<ChangeId> = change.deps().iter().map(|d| d.0).collect();
         let bytes = change.raw_bytes().to_vec();
         if bytes.len() > MAX_CHANGE_BYTES {
             return Err(DocError::ChangeTooLarge {
@@ -341,6 +391,7 @@ impl SpaceDoc {
         // The new change depends on every head, so the listing as of it is the whole document.
         self.check_state(None)
             .map_err(|why| DocError::Automerge(format!("the edit reads back wrong: {why}")))?;
+        self.graph.add(hash.0, deps);
         self.accepted.insert(
             hash.0,
             AcceptedChange {
@@ -581,6 +632,18 @@ impl SpaceDoc {
                 "saved document state does not match its document".into(),
             ));
         }
+        // The graph strong removal reads: the document's changes and the pending ones.
+        let mut graph = ChangeGraph::default();
+        for c in doc.get_changes(&[]) {
+            graph.add(c.hash().0, c.deps().iter().map(|d| d.0).collect());
+        }
+        let mut waiting_on_kept = false;
+        for (change, _, reason) in &state.pending {
+            if let Ok(env) = change.envelope() {
+                graph.add(env.change_hash, env.deps);
+            }
+            waiting_on_kept |= reason.starts_with(WAITING_ON_KEPT);
+        }
         Ok(SpaceDoc {
             space,
             doc,
@@ -605,6 +668,8 @@ impl SpaceDoc {
                 .collect(),
             excluded: state.excluded.into_iter().collect(),
             valid_at: None,
+            graph,
+            waiting_on_kept,
         })
     }
 
@@ -617,15 +682,19 @@ impl SpaceDoc {
     ) -> Result<Candidate, ApplyOutcome> {
         let (env, change) = match sc.verify_decoded() {
             Ok(v) => v,
-            Err(e) => {
-                let (hash, author) = match sc.envelope() {
-                    Ok(env) => (env.change_hash, Some(env.author)),
-                    Err(_) => (Hash::of("unreadable-change", &sc.to_bytes()).0, None),
-                };
-                return Err(self.reject(hash, author, e.to_string()));
-            }
+            Err(e) => return Err(self.reject_unverified(&sc, e)),
         };
+        self.graph.add(env.change_hash, env.deps.clone());
         self.admit_verified(sc, env, change, authority)
+    }
+
+    /// Records a change whose envelope does not verify.
+    fn reject_unverified(&mut self, sc: &SignedChange, e: ChangeError) -> ApplyOutcome {
+        let (hash, author) = match sc.envelope() {
+            Ok(env) => (env.change_hash, Some(env.author)),
+            Err(_) => (Hash::of("unreadable-change", &sc.to_bytes()).0, None),
+        };
+        self.reject(hash, author, e.to_string())
     }
 
     /// The checks after the signature: the space, the author's authority, and earlier verdicts.
@@ -662,6 +731,7 @@ impl SpaceDoc {
             let why = why.clone();
             return Err(self.reject(hash, Some(env.author), why));
         }
+        self.check_kept(&sc, &env, authority)?;
         Ok(Candidate {
             signed: sc,
             change,
@@ -670,6 +740,40 @@ impl SpaceDoc {
             auth_op,
             created_at_ms: env.created_at_ms,
         })
+    }
+
+    /// Strong removal: a change by a key that a removal (not in the change's roster past) took away from
+    /// the space counts only if that removal keeps it. One it does not keep is excluded like an invalid
+    /// change, so changes built on it are rejected too; one whose fate depends on a change not seen yet
+    /// waits.
+    fn check_kept(
+        &mut self,
+        sc: &SignedChange,
+        env: &Envelope,
+        authority: &impl Authority,
+    ) -> Result<(), ApplyOutcome> {
+        let removals = authority.removals(&env.roster_heads, &env.author, &self.space);
+        if removals.is_empty() {
+            return Ok(());
+        }
+        let hash = env.change_hash;
+        match self.graph.kept(&hash, &removals) {
+            Kept::Yes => Ok(()),
+            Kept::No { by, revocation } => {
+                let why = ChangeGraph::unkept_reason(&env.author, &by, revocation);
+                self.excluded.insert(hash, why.clone());
+                Err(self.reject(hash, Some(env.author), why))
+            }
+            Kept::Unknown { by, missing } => {
+                self.waiting_on_kept = true;
+                let why = format!(
+                    "{WAITING_ON_KEPT} {} to learn whether roster operation {} keeps it",
+                    short_id(&missing),
+                    by.short()
+                );
+                Err(self.park(sc.clone(), hash, why))
+            }
+        }
     }
 
     /// Places admitted changes in causal order (ties broken by hash): each is applied once all its
@@ -1073,6 +1177,7 @@ mod tests {
     use crate::change::{Denial, Envelope};
     use crate::listing::{Noise, PoolAccess, PoolKind, SeatPool};
     use automerge::transaction::Transactable;
+    use deskmesh_keys::roster::Removal;
     use deskmesh_keys::{DeviceKey, Domain, Signature};
     use proptest::prelude::*;
     use std::cell::RefCell;
@@ -1082,6 +1187,8 @@ mod tests {
     struct FakeAuthority {
         allowed: BTreeMap<SpaceId, BTreeSet<PublicKey>>,
         unknown: RefCell<BTreeSet<Hash>>,
+        /// Strong removals per key, constraining changes whatever heads they name.
+        removed: RefCell<BTreeMap<PublicKey, Removal>>,
     }
 
     impl FakeAuthority {
@@ -1094,6 +1201,7 @@ mod tests {
             Self {
                 allowed,
                 unknown: RefCell::default(),
+                removed: RefCell::default(),
             }
         }
     }
@@ -1114,6 +1222,86 @@ mod tests {
                 Err(Denial::denied("key is not a device of this space"))
             }
         }
+
+        fn removals(&self, _: &[Hash], key: &PublicKey, _: &SpaceId) -> Vec<Removal> {
+            self.removed
+                .borrow()
+                .get(key)
+                .cloned()
+                .into_iter()
+                .collect()
+        }
+    }
+
+    fn remove(auth: &FakeAuthority, key: &DeviceKey, keep: Vec<ChangeId>) -> Hash {
+        let by = Hash::of("removal", key.public_key().as_bytes());
+        auth.removed.borrow_mut().insert(
+            key.public_key(),
+            Removal {
+                by,
+                revocation: false,
+                keep,
+            },
+        );
+        by
+    }
+
+    #[test]
+    fn a_removed_key_keeps_what_the_removal_names_and_nothing_it_signs_later() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        let c1 = edited(&mut sd, &w, &w.a, |_| {});
+        let c2 = edited(&mut sd, &w, &w.b, |l| l.name = "By B".into());
+        // b is removed, keeping the listing as it stood; the stolen key then edits on top.
+        remove(&w.auth, &w.b, sd.heads());
+        let mut thief = SpaceDoc::rebuild(w.space.clone(), [c1.clone(), c2.clone()], &w.auth);
+        assert_eq!(thief.accepted().len(), 2, "what b signed before stays");
+        let c3 = edited(&mut thief, &w, &w.b, |l| l.name = "Stolen".into());
+        // a builds on the stolen change, unaware.
+        let c4 = edited(&mut thief, &w, &w.a, |l| l.noise = Some(Noise::Quiet));
+        match sd.apply(c3.clone(), &w.auth) {
+            ApplyOutcome::Rejected(why) => assert!(why.contains("removed that key"), "{why}"),
+            other => panic!("the stolen change was not refused: {other:?}"),
+        }
+        assert!(
+            matches!(sd.apply(c4.clone(), &w.auth), ApplyOutcome::Rejected(why) if why.contains("depends on rejected"))
+        );
+        assert_eq!(sd.listing().unwrap().name, "By B");
+        // Any order, any node: the same verdicts.
+        for order in [
+            vec![c4.clone(), c3.clone(), c2.clone(), c1.clone()],
+            vec![c1.clone(), c3.clone(), c2.clone(), c4.clone()],
+        ] {
+            let again = SpaceDoc::rebuild(w.space.clone(), order, &w.auth);
+            assert_eq!(again.listing(), sd.listing());
+            assert_eq!(again.accepted(), sd.accepted());
+            assert_eq!(again.rejected().len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_change_waits_for_the_kept_heads_it_may_belong_to() {
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let c1 = edited(&mut origin, &w, &w.a, |_| {});
+        let c2 = edited(&mut origin, &w, &w.b, |l| l.name = "By B".into());
+        let c3 = edited(&mut origin, &w, &w.a, |l| l.noise = Some(Noise::Lively));
+        // The removal keeps c3, which builds on b's c2.
+        remove(&w.auth, &w.b, vec![c3.id().unwrap()]);
+        let mut sd = SpaceDoc::rebuild(w.space.clone(), [c1.clone()], &w.auth);
+        assert!(
+            matches!(sd.apply(c2.clone(), &w.auth), ApplyOutcome::Pending(why) if why.contains("waiting for listing change"))
+        );
+        assert_eq!(sd.apply(c3.clone(), &w.auth), ApplyOutcome::Applied);
+        assert_eq!(
+            sd.accepted().len(),
+            3,
+            "c2 came in with the head that keeps it"
+        );
+        assert!(sd.pending().is_empty());
+        assert_eq!(sd.listing(), origin.listing());
+        let again = SpaceDoc::rebuild(w.space.clone(), [c3, c2, c1], &w.auth);
+        assert_eq!(again.accepted(), sd.accepted());
     }
 
     /// Says yes to everyone: what a rogue node runs for its own edits.

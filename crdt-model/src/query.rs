@@ -1,14 +1,17 @@
 //! Directory queries: what members filter and sort by (city, open now, seats free now, price, wifi speed,
 //! amenities, accessibility, reciprocity, distance), run over many listings at once.
 //!
-//! Build a [`SearchIndex`] once per directory change (it folds text to lower case without accents,
-//! compiles opening hours and packs amenities and access facts into bit masks), then run any number of
+//! Build a [`SearchIndex`] once (it folds text to lower case without accents, compiles opening hours and
+//! packs amenities and access facts into bit masks) and keep it: a changed listing replaces its row
+//! ([`SearchIndex::set`], [`SearchIndex::insert`], [`SearchIndex::remove`]). Run any number of
 //! [`Query`]s against it with [`Query::run_on`]; rows are checked cheapest filter first and nothing is
-//! allocated per row. Each row remembers its open state until its hours next change, so `open_now` over
-//! a large directory costs an evaluation per row only when a state has expired. Live seat availability is not part of a listing: the caller passes it per row (the
+//! allocated per row. Opening hours are compiled once per distinct (hours, time zone, country), however
+//! many spaces share them, and each remembers its open state until it next changes, so `open_now` over
+//! a large directory costs an evaluation per distinct hours only when a state has expired. Live seat availability is not part of a listing: the caller passes it per row (the
 //! beacon layer decides freshness). [`Query::run`] takes plain [`Entry`] values and builds the index itself,
 //! for one-off queries.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -122,6 +125,9 @@ pub struct Query {
     pub near_city: Option<String>,
     /// At most this many results, after sorting.
     pub limit: Option<usize>,
+    /// Filters read only facts a coordinator verified (claims count as unknown). The query does not know
+    /// verifications: whoever runs it builds the index from [`crate::verify::verified_only`] listings.
+    pub verified_only: bool,
 }
 
 /// What the index keeps of one listing: only what queries read, precomputed.
@@ -136,9 +142,10 @@ struct Row {
     category: Category,
     amenities: u32,
     access: u8,
-    /// `None` when the hours are unknown or do not parse (a stored listing may predate a rule).
-    hours: Option<Hours>,
-    open: OpenCache,
+    /// The slot of [`SearchIndex::hours`] holding the row's compiled hours (shared with every row whose
+    /// hours, time zone and country are the same); `None` when the hours are unknown or do not parse (a
+    /// stored listing may predate a rule).
+    hours: Option<u32>,
     /// Every day pass as (price, currency).
     day_passes: Vec<(f64, [u8; 3])>,
     wifi_down: Option<f64>,
@@ -147,11 +154,29 @@ struct Row {
     lon: f64,
 }
 
-/// Listings prepared for fast queries. Rebuild (or [`SearchIndex::push`]) when listings change; row `i`
-/// is the `i`th listing given.
+/// Opening hours compiled once for all the rows that share them, with their open state remembered.
+#[derive(Clone, Debug)]
+struct HoursSlot {
+    key: HoursKey,
+    hours: Hours,
+    open: OpenCache,
+    /// Rows using the slot; a slot no row uses is freed.
+    users: u32,
+}
+
+/// What compiled hours depend on: the expression, the time zone and the country (its holidays).
+type HoursKey = (String, String, String);
+
+/// Listings prepared for fast queries. Keep it and change rows as listings change ([`SearchIndex::set`],
+/// [`SearchIndex::insert`], [`SearchIndex::remove`], [`SearchIndex::push`]); row `i` is the `i`th
+/// listing given.
 #[derive(Clone, Debug, Default)]
 pub struct SearchIndex {
     rows: Vec<Row>,
+    /// Compiled hours by slot; `None` is a free slot.
+    hours: Vec<Option<HoursSlot>>,
+    slots: HashMap<HoursKey, u32>,
+    free: Vec<u32>,
 }
 
 impl SearchIndex {
@@ -165,6 +190,97 @@ impl SearchIndex {
 
     /// Add one listing as the next row.
     pub fn push(&mut self, l: &Listing) {
+        let row = self.row(l);
+        self.rows.push(row);
+    }
+
+    /// Replace row `i` with `l` (nothing happens when there is no row `i`).
+    pub fn set(&mut self, i: usize, l: &Listing) {
+        if i >= self.rows.len() {
+            return;
+        }
+        let row = self.row(l);
+        let old = std::mem::replace(&mut self.rows[i], row);
+        self.release(old.hours);
+    }
+
+    /// Insert `l` as row `i`, moving later rows up by one (`i` past the end appends).
+    pub fn insert(&mut self, i: usize, l: &Listing) {
+        let row = self.row(l);
+        let i = i.min(self.rows.len());
+        self.rows.insert(i, row);
+    }
+
+    /// Remove row `i`, moving later rows down by one (nothing happens when there is no row `i`).
+    pub fn remove(&mut self, i: usize) {
+        if i < self.rows.len() {
+            let old = self.rows.remove(i);
+            self.release(old.hours);
+        }
+    }
+
+    /// Distinct compiled opening hours in use.
+    pub fn distinct_hours(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The slot of `l`'s compiled hours, compiling them only when no row has the same hours yet.
+    fn hours_slot(&mut self, l: &Listing) -> Option<u32> {
+        let text = l.opening_hours.as_deref()?;
+        let key: HoursKey = (
+            text.to_string(),
+            l.location.timezone.clone(),
+            l.location.address.country.clone(),
+        );
+        if let Some(&slot) = self.slots.get(&key) {
+            if let Some(Some(h)) = self.hours.get_mut(slot as usize) {
+                h.users += 1;
+            }
+            return Some(slot);
+        }
+        let hours = l.hours().and_then(Result::ok)?;
+        let entry = HoursSlot {
+            key: key.clone(),
+            hours,
+            open: OpenCache::default(),
+            users: 1,
+        };
+        let slot = match self.free.pop() {
+            Some(free) => {
+                self.hours[free as usize] = Some(entry);
+                free
+            }
+            None => {
+                self.hours.push(Some(entry));
+                u32::try_from(self.hours.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.slots.insert(key, slot);
+        Some(slot)
+    }
+
+    /// One row fewer uses `slot`; the last one frees it.
+    fn release(&mut self, slot: Option<u32>) {
+        let Some(slot) = slot else { return };
+        let Some(entry) = self.hours.get_mut(slot as usize) else {
+            return;
+        };
+        let unused = match entry {
+            Some(h) => {
+                h.users = h.users.saturating_sub(1);
+                h.users == 0
+            }
+            None => false,
+        };
+        if unused {
+            if let Some(h) = entry.take() {
+                self.slots.remove(&h.key);
+            }
+            self.free.push(slot);
+        }
+    }
+
+    fn row(&mut self, l: &Listing) -> Row {
         let addr = &l.location.address;
         let mut haystack = String::with_capacity(l.name.len() + l.description.len() + 64);
         let mut add = |s: &str| {
@@ -192,21 +308,21 @@ impl SearchIndex {
             .map(|o| (o.price, currency_code(&o.currency)))
             .collect();
 
-        self.rows.push(Row {
+        let hours = self.hours_slot(l);
+        Row {
             haystack,
             name_key: fold(&l.name),
             city: fold(&addr.city),
             category: l.category,
             amenities: l.amenities.mask(),
             access,
-            hours: l.hours().and_then(Result::ok),
-            open: OpenCache::default(),
+            hours,
             day_passes,
             wifi_down: l.internet.down_mbps,
             visa: l.reciprocity.coworking_visa,
             lat: l.location.lat,
             lon: l.location.lon,
-        });
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -242,19 +358,18 @@ impl SearchIndex {
     pub fn open_state(&self, i: usize, now: DateTime<Utc>) -> OpenState {
         self.rows
             .get(i)
-            .map_or(OpenState::Unknown, |r| r.open_state(now))
+            .map_or(OpenState::Unknown, |r| self.row_open_state(r, now))
+    }
+
+    fn row_open_state(&self, row: &Row, now: DateTime<Utc>) -> OpenState {
+        match row.hours.and_then(|s| self.hours.get(s as usize)) {
+            Some(Some(h)) => h.open.state(&h.hours, now),
+            _ => OpenState::Unknown,
+        }
     }
 }
 
-impl Row {
-    fn open_state(&self, now: DateTime<Utc>) -> OpenState {
-        self.hours
-            .as_ref()
-            .map_or(OpenState::Unknown, |h| self.open.state(h, now))
-    }
-}
-
-/// A row's open state remembered together with the span of minutes it holds for (from the evaluation to
+/// An hours slot's open state remembered together with the span of minutes it holds for (from the evaluation to
 /// the next change), so that repeated queries cost one atomic load per row instead of an evaluation.
 ///
 /// Packed in one `u64` so that concurrent queries never see a state from one evaluation with a span from
@@ -357,7 +472,7 @@ impl Query {
             .rows
             .iter()
             .enumerate()
-            .filter(|(i, row)| self.matches(&p, row, *i, &seats, now))
+            .filter(|(i, row)| self.matches(&p, index, row, *i, &seats, now))
             .map(|(i, _)| i)
             .collect();
 
@@ -403,6 +518,7 @@ impl Query {
     fn matches(
         &self,
         p: &Prepared,
+        index: &SearchIndex,
         row: &Row,
         i: usize,
         seats: &impl Fn(usize) -> bool,
@@ -443,7 +559,7 @@ impl Query {
         if self.seats_free_now && !seats(i) {
             return false;
         }
-        if self.open_now && row.open_state(now) != OpenState::Open {
+        if self.open_now && index.row_open_state(row, now) != OpenState::Open {
             return false;
         }
         true
@@ -1126,6 +1242,67 @@ mod tests {
         sorted_hits.sort_unstable();
         assert_eq!(sorted_hits, expected);
         assert!(!hits.is_empty());
+    }
+
+    #[test]
+    fn rows_can_be_replaced_inserted_and_removed_and_hours_are_shared() {
+        let ls = sample();
+        let mut index = SearchIndex::build(&ls);
+        let distinct = index.distinct_hours();
+        assert!(distinct > 0 && distinct <= ls.len());
+        // A copy of every listing shares its compiled hours.
+        for l in &ls {
+            index.push(l);
+        }
+        assert_eq!(index.distinct_hours(), distinct);
+        for _ in 0..ls.len() {
+            index.remove(ls.len());
+        }
+        assert_eq!(index.len(), ls.len());
+        assert_eq!(index.distinct_hours(), distinct);
+
+        // Replacing a row: the index answers as one built from the new listings.
+        let mut changed = ls.clone();
+        changed[0].opening_hours = Some("Mo-Su 00:00-24:00".into());
+        changed[0].name = "Zeta Works".into();
+        index.set(0, &changed[0]);
+        let fresh = SearchIndex::build(&changed);
+        for q in [
+            Query {
+                open_now: true,
+                ..Query::default()
+            },
+            Query::default(),
+            Query {
+                text: Some("works".into()),
+                ..Query::default()
+            },
+        ] {
+            assert_eq!(
+                q.run_on(&index, |_| false, noon()),
+                q.run_on(&fresh, |_| false, noon())
+            );
+        }
+        // Inserting and removing in the middle keeps the others in place.
+        index.insert(1, &ls[0]);
+        assert_eq!(index.len(), ls.len() + 1);
+        let original = SearchIndex::build(&ls);
+        assert_eq!(index.open_state(1, noon()), original.open_state(0, noon()));
+        index.remove(1);
+        for i in 0..changed.len() {
+            assert_eq!(index.open_state(i, noon()), fresh.open_state(i, noon()));
+        }
+        // Hours nobody uses any more are freed, and their slot reused.
+        let before = index.distinct_hours();
+        let mut odd = changed[1].clone();
+        odd.opening_hours = Some("Mo 06:00-07:00".into());
+        index.set(1, &odd);
+        index.set(1, &changed[1]);
+        assert_eq!(index.distinct_hours(), before);
+        // Out of range is ignored.
+        index.set(999, &ls[0]);
+        index.remove(999);
+        assert_eq!(index.len(), changed.len());
     }
 
     #[test]

@@ -81,6 +81,8 @@ fn core_kind(kind: ItemKind) -> ingest::ItemKind {
         ItemKind::ListingChange => ingest::ItemKind::ListingChange,
         ItemKind::SeatBeacon => ingest::ItemKind::SeatBeacon,
         ItemKind::Checkpoint => ingest::ItemKind::Checkpoint,
+        ItemKind::Verification => ingest::ItemKind::Verification,
+        ItemKind::Proposal => ingest::ItemKind::Proposal,
     }
 }
 
@@ -116,7 +118,7 @@ pub fn wire_request(data: &[u8]) {
     setup();
     let mut codec = libp2p::request_response::cbor::codec::Codec::<Request, Reply>::default()
         .set_request_size_maximum(MAX_REQUEST_BYTES);
-    let protocol = libp2p::StreamProtocol::new("/deskmesh/sync/2");
+    let protocol = libp2p::StreamProtocol::new("/deskmesh/sync/3");
     let mut io = futures::io::Cursor::new(data);
     let Ok(request) = futures::executor::block_on(codec.read_request(&protocol, &mut io)) else {
         return;

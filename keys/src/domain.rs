@@ -17,6 +17,10 @@ pub enum Domain {
     HeadsAnnouncement,
     /// Reserved for node-to-node messages that need their own signature.
     NodeMessage,
+    /// A coordinator's countersignature of facts of a listing, as checked on a date.
+    Verification,
+    /// The exporting node's signature over a self-contained audit file.
+    AuditExport,
     /// A space device's signed checkpoint of its listing document (the whole document at some heads).
     Checkpoint,
 }
@@ -30,6 +34,8 @@ impl Domain {
             Domain::SeatBeacon => "seat-beacon",
             Domain::HeadsAnnouncement => "heads-announcement",
             Domain::NodeMessage => "node-message",
+            Domain::Verification => "verification",
+            Domain::AuditExport => "audit-export",
             Domain::Checkpoint => "checkpoint",
         }
     }

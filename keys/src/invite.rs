@@ -293,6 +293,39 @@ fn check_peers(peers: &[String]) -> Result<(), InviteError> {
     Ok(())
 }
 
+/// Prefix of a proposal token: a coordinator change with the co-signatures gathered so far.
+pub const PROPOSAL_PREFIX: &str = "dmp1";
+
+/// Why a proposal token could not be read.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ProposalTokenError {
+    #[error("this is not a deskmesh proposal token (it should start with dmp1)")]
+    NotAProposal,
+    #[error(
+        "the proposal token is damaged or cut short (checksum mismatch); copy the whole line again"
+    )]
+    Damaged,
+    #[error("the proposal token could not be read: {0}")]
+    Unreadable(String),
+}
+
+/// The one-line token of a proposal, for carrying it to other coordinators offline: `dmp1` +
+/// base32(postcard(signed operation) || checksum), like the invite tokens.
+pub fn proposal_token(op: &SignedOp) -> String {
+    encode(PROPOSAL_PREFIX, op)
+}
+
+/// Reads a proposal token. Only its checksum and limits are checked here; the roster judges the
+/// operation and every signature ([`crate::Roster::check_proposal`]).
+pub fn parse_proposal_token(token: &str) -> Result<SignedOp, ProposalTokenError> {
+    let op: SignedOp = decode(PROPOSAL_PREFIX, token).map_err(|e| match e {
+        InviteError::NotAnInvite => ProposalTokenError::NotAProposal,
+        InviteError::Damaged => ProposalTokenError::Damaged,
+        other => ProposalTokenError::Unreadable(other.to_string()),
+    })?;
+    SignedOp::from_bytes(&op.to_bytes()).map_err(|e| ProposalTokenError::Unreadable(e.to_string()))
+}
+
 fn encode<T: Serialize>(prefix: &str, value: &T) -> String {
     // Serialising our own types cannot fail (no unknown-length sequences, no failing Display); an
     // empty payload would be refused by `decode` rather than panic here.
@@ -459,6 +492,27 @@ mod tests {
         let parsed = Invite::parse(&invite.to_token()).unwrap();
         assert_eq!(parsed.ops.len(), 3);
         assert_eq!(parsed.roster().unwrap().heads(), vec![add]);
+    }
+
+    #[test]
+    fn a_proposal_token_round_trips_and_catches_typos() {
+        let (roster, _) =
+            Roster::create(&key(1), "North", vec![key(2).public_key()], 2, T0).unwrap();
+        let op = roster.propose(&key(1), OpBody::SetThreshold { threshold: 1 }, T0 + 1);
+        let token = proposal_token(&op);
+        assert!(token.starts_with("dmp1"));
+        assert_eq!(parse_proposal_token(&token).unwrap(), op);
+        let mut typo = token.clone();
+        let c = if typo.ends_with('a') { "b" } else { "a" };
+        typo.replace_range(typo.len() - 1.., c);
+        assert_eq!(
+            parse_proposal_token(&typo),
+            Err(ProposalTokenError::Damaged)
+        );
+        assert_eq!(
+            parse_proposal_token("dmi1abc"),
+            Err(ProposalTokenError::NotAProposal)
+        );
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub struct BadSignature {
 }
 
 /// An ed25519 public key: a device of a space, a coordinator, or a member laptop.
+///
+/// A key parsed from text ([`FromStr`], what people type) or built with [`PublicKey::from_bytes`] is
+/// checked to be a curve point. A key read back with serde (stored items, the wire, JSON answers) is
+/// checked for its length and text form only: decompressing the point costs as much as a third of a
+/// signature check, and a node reads tens of thousands of keys to open a large directory. Nothing is
+/// lost by it: a key that is not a curve point verifies no signature ([`PublicKey::verify`] fails), so
+/// everything it claims to have signed is refused.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PublicKey([u8; 32]);
 
@@ -100,10 +107,9 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-impl FromStr for PublicKey {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+impl PublicKey {
+    /// The 32 bytes of a key's text form, not checked to be a curve point.
+    fn text_bytes(s: &str) -> Result<[u8; 32], ParseError> {
         let s = s.trim();
         let body = s
             .strip_prefix("did:key:")
@@ -116,7 +122,15 @@ impl FromStr for PublicKey {
         if bytes.len() != 34 || bytes[..2] != ED25519_MULTICODEC {
             return Err(ParseError::WrongCodec);
         }
-        Self::from_bytes(&bytes[2..])
+        bytes[2..].try_into().map_err(|_| ParseError::WrongCodec)
+    }
+}
+
+impl FromStr for PublicKey {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_bytes(&Self::text_bytes(s)?)
     }
 }
 
@@ -131,13 +145,15 @@ impl Serialize for PublicKey {
 }
 
 impl<'de> Deserialize<'de> for PublicKey {
+    /// Length and text form only; see [`PublicKey`] for why the curve point is not checked here.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         if d.is_human_readable() {
             let s = String::deserialize(d)?;
-            s.parse().map_err(serde::de::Error::custom)
+            Self::text_bytes(&s)
+                .map(Self)
+                .map_err(serde::de::Error::custom)
         } else {
-            let b = <[u8; 32]>::deserialize(d)?;
-            Self::from_bytes(&b).map_err(serde::de::Error::custom)
+            Ok(Self(<[u8; 32]>::deserialize(d)?))
         }
     }
 }
@@ -286,6 +302,35 @@ mod tests {
         ));
         let k = DeviceKey::from_seed(&[7; 32]).public_key().to_string();
         assert!(k[..k.len() - 3].parse::<PublicKey>().is_err());
+    }
+
+    #[test]
+    fn a_key_read_back_is_not_decompressed_but_verifies_nothing_unless_it_is_a_point() {
+        // Some 32-byte strings are not curve points; find one deterministically.
+        let bad = (0u8..=255)
+            .map(|b| [b; 32])
+            .find(|b| VerifyingKey::from_bytes(b).is_err())
+            .unwrap();
+        assert_eq!(PublicKey::from_bytes(&bad), Err(ParseError::InvalidPoint));
+        let mut text = ED25519_MULTICODEC.to_vec();
+        text.extend_from_slice(&bad);
+        let text = format!("z{}", bs58::encode(text).into_string());
+        assert_eq!(text.parse::<PublicKey>(), Err(ParseError::InvalidPoint));
+        // Read back from bytes or JSON, it is kept as it is, and then verifies no signature.
+        let from_json: PublicKey = serde_json::from_str(&format!("\"{text}\"")).unwrap();
+        let from_postcard: PublicKey = postcard::from_bytes(&bad).unwrap();
+        assert_eq!(from_json, from_postcard);
+        let sig = DeviceKey::from_seed(&[1; 32]).sign(Domain::ListingChange, b"hello");
+        assert!(from_json
+            .verify(Domain::ListingChange, b"hello", &sig)
+            .is_err());
+        // A real key survives both round trips.
+        let k = DeviceKey::from_seed(&[7; 32]).public_key();
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(serde_json::from_str::<PublicKey>(&json).unwrap(), k);
+        let raw = postcard::to_allocvec(&k).unwrap();
+        assert_eq!(postcard::from_bytes::<PublicKey>(&raw).unwrap(), k);
+        assert!(serde_json::from_str::<PublicKey>("\"z6Mkshort\"").is_err());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! This crate owns every ed25519 secret in deskmesh and the rules of trust built on them: device identities
 //! and their key file ([`keyfile`]), domain-separated signatures ([`domain`]), content hashes and ids
 //! ([`id`]), the alliance roster, a signed append-only graph of operations whose state at any heads is a
-//! deterministic fold with "removal wins" for concurrent operations, and the pure authorisation function
-//! [`Roster::may_sign`] ([`roster`]), and the one-line `dmi1…` invite tokens, checksummed and verifiable
+//! deterministic fold with "removal wins" for concurrent operations, the pure authorisation function
+//! [`Roster::may_sign`] and strong removal ([`Roster::removals`]: a removal names the listing heads it
+//! keeps) ([`roster`]), and the one-line `dmi1…` invite tokens, checksummed and verifiable
 //! offline, that a coordinator hands to a new space or device ([`invite`]).
 //! It does no networking and knows nothing of listings, Automerge, sled or libp2p.
 
@@ -20,6 +21,6 @@ pub use id::{AllianceId, Hash, SpaceId};
 pub use invite::{Invite, InviteError, MemberInvite};
 pub use key::{BadSignature, DeviceKey, ParseError, PublicKey, Signature, Signer};
 pub use roster::{
-    Authorisation, Denied, Inserted, Op, OpBody, Roster, RosterError, RosterState, SignedOp,
-    SpaceEntry,
+    Authorisation, Denied, Inserted, ListingHead, Op, OpBody, ProposalState, Removal, Roster,
+    RosterError, RosterState, SignedOp, SpaceEntry,
 };

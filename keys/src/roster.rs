@@ -19,6 +19,18 @@
 //!   effect if that authority was removed concurrently with it. A stolen key can always name old roster
 //!   heads as parents; this rule is what stops it from granting anything after its removal.
 //!
+//! Strong removal: a `RemoveDevice` or `RevokeSpace` names the listing heads it keeps. A removed key can
+//! always name roster heads from before its removal, where it was authorised; [`Roster::removals`] lists
+//! the removals such heads do not include, and whoever checks a signature (the listing model) accepts
+//! what the key signed there only if it is in the causal past of the heads each removal keeps. So a
+//! stolen key cannot add anything to a listing after its removal, whatever heads it names, while what it
+//! signed before stays.
+//!
+//! Proposals: a quorum change (adding or removing a coordinator, changing the threshold) is signed by
+//! one coordinator and then co-signed by others ([`SignedOp::cosign`], [`SignedOp::merge`]);
+//! [`Roster::check_proposal`] says how many signatures it still needs, and [`Roster::insert`] takes it
+//! once it carries the threshold's worth.
+//!
 //! Two concurrent admissions of the same space, concurrent peer-address updates and a concurrent threshold
 //! change racing a coordinator change are settled by the topological order: deterministic, though not
 //! meaningful. The fold also never removes the last coordinator and lowers the threshold when concurrent
@@ -53,6 +65,8 @@ pub const MAX_SIGNATURES: usize = 64;
 pub const MAX_COORDINATORS: usize = 64;
 /// Most peer addresses a space may list.
 pub const MAX_PEER_ADDRS: usize = 16;
+/// Most listing heads a removal or revocation may keep.
+pub const MAX_KEPT_HEADS: usize = 64;
 /// Longest peer address (a multiaddr in text form), in characters.
 pub const MAX_ADDR_CHARS: usize = 256;
 
@@ -110,7 +124,17 @@ fn list(hashes: &[Hash]) -> String {
         .join(", ")
 }
 
+/// The hash of one change of a space's listing (an Automerge change hash), as a removal names the listing
+/// heads it keeps. The roster treats it as opaque bytes; the listing model decides what it reaches.
+pub type ListingHead = [u8; 32];
+
 /// What an operation does.
+///
+/// The variants are encoded by position (postcard), so positions never change: new kinds are appended.
+/// `RemoveDeviceV1` and `RevokeSpaceV1` are the removals of stores written before strong removal; they
+/// still decode and take effect in the roster, but name no listing heads, so they constrain nothing
+/// signed before them (see [`Roster::removals`]). New removals are always [`OpBody::RemoveDevice`] and
+/// [`OpBody::RevokeSpace`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpBody {
     /// Founds the alliance. The root of every roster; its hash is the [`AllianceId`].
@@ -129,12 +153,13 @@ pub enum OpBody {
         space: SpaceId,
         device: PublicKey,
     },
-    RemoveDevice {
+    /// A device removal as written before strong removal (weak: it keeps everything signed before it).
+    RemoveDeviceV1 {
         space: SpaceId,
         device: PublicKey,
     },
-    /// Revokes a space for good: nothing can be added to it afterwards.
-    RevokeSpace {
+    /// A revocation as written before strong removal (weak, and the space leaves the directory).
+    RevokeSpaceV1 {
         space: SpaceId,
         reason: String,
     },
@@ -152,6 +177,23 @@ pub enum OpBody {
         space: SpaceId,
         addrs: Vec<String>,
     },
+    /// Removes a device key from a space (strong removal). Of what the key signed for the space without
+    /// this operation in its roster past, only the listing changes in the causal past of `keep` (the
+    /// listing heads the remover saw) still count; everything else it signed is refused everywhere.
+    RemoveDevice {
+        space: SpaceId,
+        device: PublicKey,
+        keep: Vec<ListingHead>,
+    },
+    /// Revokes a space for good (strong removal for every device of the space, as for `RemoveDevice`).
+    /// With `listed` the space stays in the directory, marked revoked with the reason, at the listing
+    /// `keep` names; without it the space leaves the directory.
+    RevokeSpace {
+        space: SpaceId,
+        reason: String,
+        keep: Vec<ListingHead>,
+        listed: bool,
+    },
 }
 
 impl OpBody {
@@ -161,8 +203,8 @@ impl OpBody {
             OpBody::CreateAlliance { .. } => "create-alliance",
             OpBody::AdmitSpace { .. } => "admit-space",
             OpBody::AddDevice { .. } => "add-device",
-            OpBody::RemoveDevice { .. } => "remove-device",
-            OpBody::RevokeSpace { .. } => "revoke-space",
+            OpBody::RemoveDevice { .. } | OpBody::RemoveDeviceV1 { .. } => "remove-device",
+            OpBody::RevokeSpace { .. } | OpBody::RevokeSpaceV1 { .. } => "revoke-space",
             OpBody::AddCoordinator { .. } => "add-coordinator",
             OpBody::RemoveCoordinator { .. } => "remove-coordinator",
             OpBody::SetThreshold { .. } => "set-threshold",
@@ -176,8 +218,19 @@ impl OpBody {
             OpBody::AdmitSpace { space, .. }
             | OpBody::AddDevice { space, .. }
             | OpBody::RemoveDevice { space, .. }
+            | OpBody::RemoveDeviceV1 { space, .. }
             | OpBody::RevokeSpace { space, .. }
+            | OpBody::RevokeSpaceV1 { space, .. }
             | OpBody::SetPeerAddrs { space, .. } => Some(space),
+            _ => None,
+        }
+    }
+
+    /// The listing heads a strong removal keeps; `None` for every other operation (legacy removals
+    /// included: they keep everything).
+    pub fn kept_heads(&self) -> Option<&[ListingHead]> {
+        match self {
+            OpBody::RemoveDevice { keep, .. } | OpBody::RevokeSpace { keep, .. } => Some(keep),
             _ => None,
         }
     }
@@ -292,9 +345,14 @@ impl Op {
                     ));
                 }
             }
-            OpBody::RevokeSpace { reason, .. } => {
+            OpBody::RevokeSpaceV1 { reason, .. } => {
                 check_text("revocation reason", reason, MAX_NAME_CHARS, true)?;
             }
+            OpBody::RevokeSpace { reason, keep, .. } => {
+                check_text("revocation reason", reason, MAX_NAME_CHARS, true)?;
+                check_keep(keep)?;
+            }
+            OpBody::RemoveDevice { keep, .. } => check_keep(keep)?,
             OpBody::SetThreshold { threshold } => {
                 if *threshold == 0 {
                     return bad("a threshold must be at least 1".into());
@@ -315,12 +373,27 @@ impl Op {
                 }
             }
             OpBody::AddDevice { .. }
-            | OpBody::RemoveDevice { .. }
+            | OpBody::RemoveDeviceV1 { .. }
             | OpBody::AddCoordinator { .. }
             | OpBody::RemoveCoordinator { .. } => {}
         }
         Ok(())
     }
+}
+
+fn check_keep(keep: &[ListingHead]) -> Result<(), RosterError> {
+    if keep.len() > MAX_KEPT_HEADS {
+        return Err(RosterError::Malformed(format!(
+            "it keeps {} listing heads, more than the limit of {MAX_KEPT_HEADS}",
+            keep.len()
+        )));
+    }
+    if !distinct(keep) {
+        return Err(RosterError::Malformed(
+            "it keeps the same listing head twice".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn distinct<T: Ord>(items: &[T]) -> bool {
@@ -390,6 +463,31 @@ impl SignedOp {
         }
         let signature = signer.sign(Domain::RosterOp, &self.bytes);
         self.signatures.push((key, signature));
+    }
+
+    /// Adds the signatures of `other` (the same operation, signed by others) that this one lacks, each
+    /// verified first. Returns how many were added.
+    pub fn merge(&mut self, other: &SignedOp) -> Result<usize, RosterError> {
+        if other.bytes != self.bytes {
+            return Err(RosterError::Malformed(
+                "the two proposals sign different operations".into(),
+            ));
+        }
+        let mut added = 0;
+        for (key, signature) in &other.signatures {
+            if self.signatures.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            if self.signatures.len() >= MAX_SIGNATURES {
+                return Err(RosterError::Malformed(format!(
+                    "it would carry more than the limit of {MAX_SIGNATURES} signatures"
+                )));
+            }
+            key.verify(Domain::RosterOp, &self.bytes, signature)?;
+            self.signatures.push((*key, *signature));
+            added += 1;
+        }
+        Ok(added)
     }
 
     /// The content hash, over the signed bytes only, so co-signing does not change it.
@@ -484,13 +582,24 @@ impl SignedOp {
         Ok(signed)
     }
 
-    /// Decodes and checks everything that needs no roster: limits, shape and signatures.
-    fn verified(&self) -> Result<(Hash, Op), RosterError> {
+    /// Decodes and checks everything that needs no roster: limits, shape and (unless they were checked
+    /// before the operation was stored) signatures.
+    fn checked(&self, signatures: Signatures) -> Result<(Hash, Op), RosterError> {
         let op = self.op()?;
         op.check_shape()?;
-        self.verify_signatures(&op.author)?;
+        if signatures == Signatures::Check {
+            self.verify_signatures(&op.author)?;
+        }
         Ok((self.hash(), op))
     }
+}
+
+/// Whether an operation's signatures are checked as it enters a roster: always, except for operations
+/// read back from the node's own store ([`Roster::load_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signatures {
+    Check,
+    Trusted,
 }
 
 /// A space as the roster sees it at some heads.
@@ -503,6 +612,9 @@ pub struct SpaceEntry {
     pub admitted_by: Hash,
     /// The revoking operation and its reason, once revoked.
     pub revoked: Option<(Hash, String)>,
+    /// A revoked space whose revocation asked to keep it in the directory, marked revoked.
+    #[serde(default)]
+    pub revoked_listed: bool,
     /// Keys removed from this space (and not re-added since), each with the removing operation.
     pub removed_devices: BTreeMap<PublicKey, Hash>,
     pub peer_addrs: Vec<String>,
@@ -569,20 +681,64 @@ pub struct Authorisation {
     pub op: Hash,
 }
 
-/// Why a key may not sign for a space at some roster heads.
+/// A strong removal that still constrains what a key signed: see [`Roster::removals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// The `RemoveDevice` or `RevokeSpace` operation.
+    pub by: Hash,
+    /// Whether it revokes the whole space rather than removing one device.
+    pub revocation: bool,
+    /// The listing heads it keeps: only changes in their causal past still count.
+    pub keep: Vec<ListingHead>,
+}
+
+/// How far a proposed quorum change (adding or removing a coordinator, changing the threshold) is from
+/// taking effect, judged at the proposal's own parents: see [`Roster::check_proposal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalState {
+    pub hash: Hash,
+    pub op: Op,
+    /// The coordinators (at the proposal's parents) whose signatures it carries.
+    pub approved_by: Vec<PublicKey>,
+    /// The coordinators at the proposal's parents.
+    pub coordinators: Vec<PublicKey>,
+    /// Signatures it needs: the threshold at its parents.
+    pub threshold: u8,
+    /// The roster already holds it.
+    pub applied: bool,
+}
+
+impl ProposalState {
+    /// Whether it carries enough coordinator signatures to be inserted.
+    pub fn ready(&self) -> bool {
+        self.approved_by.len() >= usize::from(self.threshold)
+    }
+
+    /// How many more coordinators must approve it.
+    pub fn missing(&self) -> usize {
+        usize::from(self.threshold).saturating_sub(self.approved_by.len())
+    }
+}
+
+/// Why a key may not sign for a space at some roster heads. The messages are what the audit shows a
+/// coordinator, so they say what happened in plain words.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Denied {
     /// The caller may simply not have these roster operations yet: keep the signed item pending.
-    #[error("the roster operations {} are not known here yet", list(.0))]
+    #[error("it names roster operations not known here yet ({})", list(.0))]
     UnknownHeads(Vec<Hash>),
-    #[error("the space is not in the alliance roster at these roster heads")]
+    #[error("the space it is for is not in the roster it names (never admitted, or not yet at that point)")]
     UnknownSpace,
-    #[error("the space was revoked by roster operation {by}")]
+    #[error("the space was revoked by roster operation {}", .by.short())]
     SpaceRevoked { by: Hash },
-    #[error("the key is not a device of the space at these roster heads")]
+    #[error("the key that signed it is not one of the space's devices in the roster it names")]
     NotADevice,
-    #[error("the key was removed from the space by roster operation {by}")]
+    #[error("the key that signed it was removed from the space by roster operation {}", .by.short())]
     DeviceRemoved { by: Hash },
+    #[error("the key that signed it is not a coordinator in the roster it names")]
+    NotACoordinator,
+    #[error("the key that signed it is no longer a coordinator")]
+    CoordinatorRemoved,
 }
 
 /// What [`Roster::insert`] did with a valid operation.
@@ -621,6 +777,8 @@ struct SpaceIndex {
     granted: HashSet<PublicKey>,
     /// A device removal or a revocation exists: only the fold can judge it.
     removals: bool,
+    /// Strong removals (`RemoveDevice`, `RevokeSpace`) of the space, for [`Roster::removals`].
+    strong_removals: Vec<(usize, Hash)>,
 }
 
 /// Indexes that answer [`Roster::may_sign`] without folding, kept by `insert`.
@@ -698,6 +856,11 @@ impl Ancestry {
                 entry.granted.insert(*device);
             }
             OpBody::RemoveDevice { space, .. } | OpBody::RevokeSpace { space, .. } => {
+                let entry = self.spaces.entry(space.clone()).or_default();
+                entry.removals = true;
+                entry.strong_removals.push((me, hash));
+            }
+            OpBody::RemoveDeviceV1 { space, .. } | OpBody::RevokeSpaceV1 { space, .. } => {
                 self.spaces.entry(space.clone()).or_default().removals = true;
             }
             OpBody::CreateAlliance { .. } | OpBody::SetPeerAddrs { .. } => {}
@@ -781,7 +944,42 @@ impl Roster {
 
     /// Starts a roster from its `CreateAlliance` operation (self-signed by a coordinator it names).
     pub fn new(create: SignedOp) -> Result<Roster, RosterError> {
-        let (hash, op) = create.verified()?;
+        Self::start(create, Signatures::Check)
+    }
+
+    /// A roster read back from a node's own store: `create`, then `ops` in any order. Every operation
+    /// in a node's store was inserted into its roster, signatures checked, before it was stored, so the
+    /// signatures are not checked again (at 10,000 spaces that took seconds on every command); everything
+    /// else (shape, canonical bytes, parents, authorisation) is. [`Roster::unverified_signatures`]
+    /// checks them all again, for the audit.
+    pub fn load_stored(
+        create: SignedOp,
+        ops: impl IntoIterator<Item = SignedOp>,
+    ) -> Result<(Roster, InsertReport), RosterError> {
+        let mut roster = Self::start(create, Signatures::Trusted)?;
+        let report = roster.insert_all_with(ops, Signatures::Trusted);
+        Ok((roster, report))
+    }
+
+    /// Every operation of the roster whose signatures do not verify (none, unless its store was altered
+    /// behind the node's back), with why.
+    pub fn unverified_signatures(&self) -> Vec<(Hash, RosterError)> {
+        let mut out: Vec<(Hash, RosterError)> = self
+            .entries
+            .iter()
+            .filter_map(|(hash, e)| {
+                e.signed
+                    .verify_signatures(&e.op.author)
+                    .err()
+                    .map(|err| (*hash, err))
+            })
+            .collect();
+        out.sort_by_key(|(h, _)| *h);
+        out
+    }
+
+    fn start(create: SignedOp, signatures: Signatures) -> Result<Roster, RosterError> {
+        let (hash, op) = create.checked(signatures)?;
         let OpBody::CreateAlliance {
             name,
             coordinators,
@@ -851,7 +1049,15 @@ impl Roster {
     /// Verifies `signed` and adds it. A refused operation is not inserted; `MissingParents` means "keep
     /// it and retry once the parents arrive".
     pub fn insert(&mut self, signed: SignedOp) -> Result<Inserted, RosterError> {
-        let (hash, op) = signed.verified()?;
+        self.insert_with(signed, Signatures::Check)
+    }
+
+    fn insert_with(
+        &mut self,
+        signed: SignedOp,
+        signatures: Signatures,
+    ) -> Result<Inserted, RosterError> {
+        let (hash, op) = signed.checked(signatures)?;
         if self.entries.contains_key(&hash) {
             return Ok(Inserted::Duplicate);
         }
@@ -910,13 +1116,21 @@ impl Roster {
 
     /// Inserts a batch in any order, retrying operations whose parents arrive later in the batch.
     pub fn insert_all(&mut self, ops: impl IntoIterator<Item = SignedOp>) -> InsertReport {
+        self.insert_all_with(ops, Signatures::Check)
+    }
+
+    fn insert_all_with(
+        &mut self,
+        ops: impl IntoIterator<Item = SignedOp>,
+        signatures: Signatures,
+    ) -> InsertReport {
         let mut report = InsertReport::default();
         // Operations waiting for a parent, keyed by one parent they still miss.
         let mut waiting: HashMap<Hash, Vec<SignedOp>> = HashMap::new();
         let mut queue: Vec<SignedOp> = ops.into_iter().collect();
         queue.reverse();
         while let Some(signed) = queue.pop() {
-            match self.insert(signed.clone()) {
+            match self.insert_with(signed.clone(), signatures) {
                 Ok(Inserted::New) => {
                     let hash = signed.hash();
                     report.inserted.push(hash);
@@ -1073,6 +1287,126 @@ impl Roster {
         }
     }
 
+    /// The strong removals that constrain what `key` signed for `space` naming roster `heads`: every
+    /// `RemoveDevice` of that key from that space and every `RevokeSpace` of that space the roster holds
+    /// that is *not* in the causal past of `heads`. Something the key signed naming `heads` still counts
+    /// only if, for each of them, it is among the listing changes that removal keeps (a listing change in
+    /// the causal past of its kept heads; a seat beacon or anything else never). Empty when nothing
+    /// constrains it, which is the case for every key of a space with no strong removal. A pure function
+    /// of the roster graph, answered from the ancestor bitsets without a fold.
+    pub fn removals(
+        &self,
+        heads: &[Hash],
+        key: &PublicKey,
+        space: &SpaceId,
+    ) -> Result<Vec<Removal>, Denied> {
+        let Some(index) = self.ancestry.spaces.get(space) else {
+            return Ok(Vec::new());
+        };
+        if index.strong_removals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut known = Vec::with_capacity(heads.len());
+        let mut unknown = Vec::new();
+        for h in heads {
+            match self.ancestry.index.get(h) {
+                Some(i) => known.push(*i),
+                None => unknown.push(*h),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Denied::UnknownHeads(unknown));
+        }
+        let mut out = Vec::new();
+        for (i, hash) in &index.strong_removals {
+            if known.iter().any(|h| self.ancestry.reaches(*h, *i)) {
+                continue;
+            }
+            match self.get_op(hash).map(|op| &op.body) {
+                Some(OpBody::RemoveDevice { device, keep, .. }) if device == key => {
+                    out.push(Removal {
+                        by: *hash,
+                        revocation: false,
+                        keep: keep.clone(),
+                    });
+                }
+                Some(OpBody::RevokeSpace { keep, .. }) => out.push(Removal {
+                    by: *hash,
+                    revocation: true,
+                    keep: keep.clone(),
+                }),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `key` is a coordinator at `heads` and still one now: what a coordinator's countersignature
+    /// (a verification) needs. A coordinator removed since, even one who signed before the removal, no
+    /// longer counts (strong removal).
+    pub fn coordinator_at(&self, heads: &[Hash], key: &PublicKey) -> Result<(), Denied> {
+        let state = match self.state_at(heads) {
+            Ok(state) => state,
+            Err(RosterError::UnknownHeads(unknown)) => return Err(Denied::UnknownHeads(unknown)),
+            Err(_) => return Err(Denied::UnknownHeads(heads.to_vec())),
+        };
+        if !state.is_coordinator(key) {
+            return Err(Denied::NotACoordinator);
+        }
+        if !self.current.is_coordinator(key) {
+            return Err(Denied::CoordinatorRemoved);
+        }
+        Ok(())
+    }
+
+    /// Judges a proposed quorum change with however many co-signatures it carries so far: every
+    /// signature must verify, its parents must be known, and it must be authorised at its parents in all
+    /// but the count of coordinator signatures, which [`ProposalState::ready`] compares with the
+    /// threshold. [`Roster::insert`] takes it once it is ready.
+    pub fn check_proposal(&self, signed: &SignedOp) -> Result<ProposalState, RosterError> {
+        let (hash, op) = signed.checked(Signatures::Check)?;
+        if !op.body.needs_quorum() {
+            return Err(RosterError::Malformed(format!(
+                "a {} operation needs no co-signatures; sign and publish it directly",
+                op.body.kind()
+            )));
+        }
+        match op.alliance {
+            Some(found) if found != self.alliance => {
+                return Err(RosterError::WrongAlliance {
+                    expected: self.alliance,
+                    found,
+                })
+            }
+            Some(_) => {}
+            None => return Err(RosterError::CreateNotRoot),
+        }
+        let missing: Vec<Hash> = op
+            .parents
+            .iter()
+            .filter(|p| !self.entries.contains_key(p))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return Err(RosterError::MissingParents(missing));
+        }
+        let state = self.state_at(&op.parents)?;
+        let signers = signed.signers();
+        authorise_with(&state, &op, &signers, false)
+            .map_err(|reason| RosterError::Unauthorised { op: hash, reason })?;
+        Ok(ProposalState {
+            hash,
+            approved_by: signers
+                .into_iter()
+                .filter(|k| state.is_coordinator(k))
+                .collect(),
+            coordinators: state.coordinators.keys().copied().collect(),
+            threshold: state.threshold,
+            applied: self.entries.contains_key(&hash),
+            op,
+        })
+    }
+
     /// The operation that has since removed `key` from `space` (or revoked the space), judged at the
     /// current heads, for audit flags such as "signed by a since-removed key".
     pub fn is_revoked_now(&self, key: &PublicKey, space: &SpaceId) -> Option<Hash> {
@@ -1129,6 +1463,16 @@ impl Roster {
 /// The insert-time check: was `op` authorised in `state`, the state at its own parents? Returns the
 /// reason as a sentence fragment when not.
 fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), String> {
+    authorise_with(state, op, signers, true)
+}
+
+/// [`authorise`], optionally without counting the quorum's signatures (for proposals still collecting them).
+fn authorise_with(
+    state: &RosterState,
+    op: &Op,
+    signers: &[PublicKey],
+    count_quorum: bool,
+) -> Result<(), String> {
     let author = &op.author;
     let coordinator = state.is_coordinator(author);
     let single = |space: &SpaceId, entry: &SpaceEntry, what: &str| {
@@ -1171,7 +1515,7 @@ fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), 
             }
             Ok(())
         }
-        OpBody::RemoveDevice { space, device } => {
+        OpBody::RemoveDevice { space, device, .. } | OpBody::RemoveDeviceV1 { space, device } => {
             let entry = state.live_space(space)?;
             single(space, entry, "remove a device from it")?;
             if !entry.devices.contains_key(device) {
@@ -1183,7 +1527,7 @@ fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), 
             let entry = state.live_space(space)?;
             single(space, entry, "set its peer addresses")
         }
-        OpBody::RevokeSpace { space, .. } => {
+        OpBody::RevokeSpace { space, .. } | OpBody::RevokeSpaceV1 { space, .. } => {
             state.live_space(space)?;
             if !coordinator {
                 return Err(format!(
@@ -1193,7 +1537,7 @@ fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), 
             Ok(())
         }
         OpBody::AddCoordinator { key } => {
-            quorum(state, author, signers)?;
+            quorum(state, author, signers, count_quorum)?;
             if state.is_coordinator(key) {
                 return Err(format!("{key} is already a coordinator"));
             }
@@ -1205,7 +1549,7 @@ fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), 
             Ok(())
         }
         OpBody::RemoveCoordinator { key } => {
-            quorum(state, author, signers)?;
+            quorum(state, author, signers, count_quorum)?;
             let count = state.coordinators.len();
             if !state.is_coordinator(key) {
                 return Err(format!("{key} is not a coordinator"));
@@ -1223,7 +1567,7 @@ fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), 
             Ok(())
         }
         OpBody::SetThreshold { threshold } => {
-            quorum(state, author, signers)?;
+            quorum(state, author, signers, count_quorum)?;
             let count = state.coordinators.len();
             if usize::from(*threshold) > count {
                 return Err(format!(
@@ -1236,16 +1580,24 @@ fn authorise(state: &RosterState, op: &Op, signers: &[PublicKey]) -> Result<(), 
 }
 
 /// A quorum change needs its author and at least `threshold` distinct signers to be coordinators.
-fn quorum(state: &RosterState, author: &PublicKey, signers: &[PublicKey]) -> Result<(), String> {
+fn quorum(
+    state: &RosterState,
+    author: &PublicKey,
+    signers: &[PublicKey],
+    count: bool,
+) -> Result<(), String> {
     if !state.is_coordinator(author) {
         return Err(format!(
             "{author} is not a coordinator at the operation's parents"
         ));
     }
+    if !count {
+        return Ok(());
+    }
     let count = signers.iter().filter(|k| state.is_coordinator(k)).count();
     if count < usize::from(state.threshold) {
         return Err(format!(
-            "this change needs signatures of {} coordinators, and it has {count}",
+            "this coordinator change needs the signatures of {} coordinators and carries {count}",
             state.threshold
         ));
     }
@@ -1275,7 +1627,8 @@ impl<'a> Fold<'a> {
         for h in &fold.order {
             let Some(op) = roster.get_op(h) else { continue };
             match &op.body {
-                OpBody::RemoveDevice { space, device } => fold
+                OpBody::RemoveDevice { space, device, .. }
+                | OpBody::RemoveDeviceV1 { space, device } => fold
                     .device_removals
                     .entry((space.clone(), *device))
                     .or_default()
@@ -1283,7 +1636,7 @@ impl<'a> Fold<'a> {
                 OpBody::RemoveCoordinator { key } => {
                     fold.coordinator_removals.entry(*key).or_default().push(*h)
                 }
-                OpBody::RevokeSpace { space, .. } => {
+                OpBody::RevokeSpace { space, .. } | OpBody::RevokeSpaceV1 { space, .. } => {
                     fold.revocations.entry(space.clone()).or_default().push(*h)
                 }
                 _ => {}
@@ -1412,6 +1765,7 @@ impl<'a> Fold<'a> {
                         devices: devices.iter().map(|k| (*k, *x)).collect(),
                         admitted_by: *x,
                         revoked: None,
+                        revoked_listed: false,
                         removed_devices: BTreeMap::new(),
                         peer_addrs: Vec::new(),
                     },
@@ -1435,7 +1789,8 @@ impl<'a> Fold<'a> {
                     }
                 }
             }
-            OpBody::RemoveDevice { space, device } => {
+            OpBody::RemoveDevice { space, device, .. }
+            | OpBody::RemoveDeviceV1 { space, device } => {
                 if let Some(entry) = state.spaces.get_mut(space) {
                     if entry.revoked.is_none() {
                         entry.devices.remove(device);
@@ -1443,13 +1798,13 @@ impl<'a> Fold<'a> {
                     }
                 }
             }
-            OpBody::RevokeSpace { space, reason } => {
-                if let Some(entry) = state.spaces.get_mut(space) {
-                    if entry.revoked.is_none() {
-                        entry.revoked = Some((*x, reason.clone()));
-                    }
-                }
-            }
+            OpBody::RevokeSpace {
+                space,
+                reason,
+                listed,
+                ..
+            } => revoke(state, space, *x, reason, *listed),
+            OpBody::RevokeSpaceV1 { space, reason } => revoke(state, space, *x, reason, false),
             OpBody::SetPeerAddrs { space, addrs } => {
                 let authorised = self.coordinator_ok(state, author, x)
                     || self.device_ok(state, space, author, x);
@@ -1483,6 +1838,16 @@ impl<'a> Fold<'a> {
                     state.threshold = *threshold;
                 }
             }
+        }
+    }
+}
+
+/// The first revocation of a space in the fold order takes effect; later ones change nothing.
+fn revoke(state: &mut RosterState, space: &SpaceId, by: Hash, reason: &str, listed: bool) {
+    if let Some(entry) = state.spaces.get_mut(space) {
+        if entry.revoked.is_none() {
+            entry.revoked = Some((by, reason.to_string()));
+            entry.revoked_listed = listed;
         }
     }
 }
@@ -1686,6 +2051,7 @@ mod tests {
             OpBody::RemoveDevice {
                 space: sp.clone(),
                 device: pk(11),
+                keep: vec![],
             },
             T0 + 4,
         );
@@ -1723,6 +2089,7 @@ mod tests {
             OpBody::RemoveDevice {
                 space: sp.clone(),
                 device: pk(14),
+                keep: vec![],
             },
             T0 + 9,
         );
@@ -1764,6 +2131,8 @@ mod tests {
             OpBody::RevokeSpace {
                 space: sp.clone(),
                 reason: "bye".into(),
+                keep: vec![],
+                listed: false,
             },
             T0 + 2,
         );
@@ -1774,6 +2143,8 @@ mod tests {
             OpBody::RevokeSpace {
                 space: sp.clone(),
                 reason: "closed".into(),
+                keep: vec![],
+                listed: false,
             },
             T0 + 3,
         );
@@ -1807,6 +2178,8 @@ mod tests {
                 OpBody::RevokeSpace {
                     space: sp.clone(),
                     reason: "again".into(),
+                    keep: vec![],
+                    listed: false,
                 },
                 6,
             ),
@@ -1863,11 +2236,11 @@ mod tests {
         let hash = add.hash();
         unauthorised(
             roster.insert(add.clone()),
-            "needs signatures of 2 coordinators, and it has 1",
+            "needs the signatures of 2 coordinators and carries 1",
         );
         // A co-signature by a non-coordinator does not count.
         add.cosign(&key(9));
-        unauthorised(roster.insert(add.clone()), "it has 1");
+        unauthorised(roster.insert(add.clone()), "carries 1");
         add.cosign(&key(2));
         add.cosign(&key(2));
         assert_eq!(add.signatures().len(), 3, "signing twice is a no-op");
@@ -1893,7 +2266,7 @@ mod tests {
 
         let mut remove = roster.propose(&key(1), OpBody::RemoveCoordinator { key: pk(4) }, T0 + 5);
         remove.cosign(&key(2));
-        unauthorised(roster.insert(remove.clone()), "needs signatures of 3");
+        unauthorised(roster.insert(remove.clone()), "needs the signatures of 3");
         remove.cosign(&key(4));
         assert_eq!(roster.insert(remove), Ok(Inserted::New));
         assert!(!roster.state().is_coordinator(&pk(4)));
@@ -1903,6 +2276,186 @@ mod tests {
         below.cosign(&key(2));
         below.cosign(&key(3));
         unauthorised(roster.insert(below), "lower the threshold first");
+    }
+
+    #[test]
+    fn strong_removal_names_what_it_keeps_and_constrains_only_the_old_heads() {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10, 11]), T0 + 1);
+        let sp = space(10);
+        assert_eq!(roster.removals(&[admit], &pk(11), &sp), Ok(vec![]));
+        let kept = [[7u8; 32]];
+        let remove = commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveDevice {
+                space: sp.clone(),
+                device: pk(11),
+                keep: kept.to_vec(),
+            },
+            T0 + 2,
+        );
+        // Naming heads before the removal: the removal constrains it, with what it keeps.
+        assert_eq!(
+            roster.removals(&[admit], &pk(11), &sp),
+            Ok(vec![Removal {
+                by: remove,
+                revocation: false,
+                keep: kept.to_vec()
+            }])
+        );
+        // Another device of the space, and heads that include the removal, are not constrained.
+        assert_eq!(roster.removals(&[admit], &pk(10), &sp), Ok(vec![]));
+        assert_eq!(roster.removals(&[remove], &pk(11), &sp), Ok(vec![]));
+        let unknown = Hash::of("test", b"nowhere");
+        assert_eq!(
+            roster.removals(&[unknown], &pk(11), &sp),
+            Err(Denied::UnknownHeads(vec![unknown]))
+        );
+        // A re-add after the removal: heads naming it are free again.
+        let readd = commit(
+            &mut roster,
+            &key(1),
+            OpBody::AddDevice {
+                space: sp.clone(),
+                device: pk(11),
+            },
+            T0 + 3,
+        );
+        assert_eq!(roster.removals(&[readd], &pk(11), &sp), Ok(vec![]));
+        // A revocation constrains every device, and keeps the space listed when it asks to.
+        let revoke = commit(
+            &mut roster,
+            &key(1),
+            OpBody::RevokeSpace {
+                space: sp.clone(),
+                reason: "unpaid dues".into(),
+                keep: vec![[8; 32]],
+                listed: true,
+            },
+            T0 + 4,
+        );
+        let found = roster.removals(&[readd], &pk(10), &sp).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].revocation && found[0].by == revoke);
+        let entry = &roster.state().spaces[&sp];
+        assert!(entry.revoked_listed);
+        assert_eq!(entry.revoked, Some((revoke, "unpaid dues".to_string())));
+    }
+
+    #[test]
+    fn legacy_removals_still_decode_and_apply_but_constrain_nothing() {
+        let mut roster = alliance(&[], 1);
+        let admit = commit(&mut roster, &key(1), admit_body(&[10, 11]), T0 + 1);
+        let sp = space(10);
+        // Position 3 and 4 of the enum: what stores written before strong removal hold.
+        let remove = commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveDeviceV1 {
+                space: sp.clone(),
+                device: pk(11),
+            },
+            T0 + 2,
+        );
+        let bytes = roster.get(&remove).unwrap().to_bytes();
+        let back = SignedOp::from_bytes(&bytes).unwrap();
+        assert_eq!(back.op().unwrap().body.kind(), "remove-device");
+        assert_eq!(
+            roster.may_sign(&roster.heads(), &pk(11), &sp),
+            Err(Denied::DeviceRemoved { by: remove })
+        );
+        assert_eq!(roster.removals(&[admit], &pk(11), &sp), Ok(vec![]));
+        commit(
+            &mut roster,
+            &key(1),
+            OpBody::RevokeSpaceV1 {
+                space: sp.clone(),
+                reason: "old".into(),
+            },
+            T0 + 3,
+        );
+        assert!(roster.state().spaces[&sp].revoked.is_some());
+        assert!(!roster.state().spaces[&sp].revoked_listed);
+    }
+
+    #[test]
+    fn too_many_kept_heads_are_malformed() {
+        let roster = alliance(&[], 1);
+        let keep: Vec<ListingHead> = (0..=MAX_KEPT_HEADS).map(|i| [i as u8; 32]).collect();
+        let op = roster.propose(
+            &key(1),
+            OpBody::RemoveDevice {
+                space: space(10),
+                device: pk(11),
+                keep,
+            },
+            T0,
+        );
+        let mut roster = roster;
+        assert!(
+            matches!(roster.insert(op), Err(RosterError::Malformed(m)) if m.contains("listing heads"))
+        );
+    }
+
+    #[test]
+    fn proposals_collect_signatures_until_the_threshold() {
+        let mut roster = alliance(&[2, 3], 2);
+        let proposal = roster.propose(&key(1), OpBody::AddCoordinator { key: pk(4) }, T0 + 1);
+        let state = roster.check_proposal(&proposal).unwrap();
+        assert_eq!((state.approved_by.len(), state.threshold), (1, 2));
+        assert!(!state.ready());
+        assert_eq!(state.missing(), 1);
+        // Signatures gathered elsewhere merge in, each verified; a stranger's does not count.
+        let mut elsewhere = proposal.clone();
+        elsewhere.cosign(&key(9));
+        elsewhere.cosign(&key(2));
+        let mut merged = proposal.clone();
+        assert_eq!(merged.merge(&elsewhere).unwrap(), 2);
+        assert_eq!(merged.merge(&elsewhere).unwrap(), 0);
+        let state = roster.check_proposal(&merged).unwrap();
+        assert!(state.ready(), "{state:?}");
+        assert_eq!(state.approved_by.len(), 2);
+        assert_eq!(roster.insert(merged.clone()), Ok(Inserted::New));
+        assert!(roster.check_proposal(&merged).unwrap().applied);
+        // A different operation cannot be merged, nor can a forged signature.
+        let other = roster.propose(&key(1), OpBody::SetThreshold { threshold: 1 }, T0 + 2);
+        assert!(merged.clone().merge(&other).is_err());
+        let mut forged = other.clone();
+        forged.signatures.push((pk(3), other.signatures[0].1));
+        assert!(other.clone().merge(&forged).is_err());
+        // Only quorum changes are proposals; an unauthorised author is refused at once.
+        let admit = roster.propose(&key(1), admit_body(&[10]), T0 + 3);
+        assert!(matches!(
+            roster.check_proposal(&admit),
+            Err(RosterError::Malformed(_))
+        ));
+        let by_stranger = roster.propose(&key(9), OpBody::AddCoordinator { key: pk(9) }, T0 + 4);
+        assert!(matches!(
+            roster.check_proposal(&by_stranger),
+            Err(RosterError::Unauthorised { .. })
+        ));
+    }
+
+    #[test]
+    fn a_coordinator_removed_since_no_longer_countersigns() {
+        let mut roster = alliance(&[2], 1);
+        let before = roster.heads();
+        assert_eq!(roster.coordinator_at(&before, &pk(2)), Ok(()));
+        assert_eq!(
+            roster.coordinator_at(&before, &pk(9)),
+            Err(Denied::NotACoordinator)
+        );
+        commit(
+            &mut roster,
+            &key(1),
+            OpBody::RemoveCoordinator { key: pk(2) },
+            T0 + 1,
+        );
+        assert_eq!(
+            roster.coordinator_at(&before, &pk(2)),
+            Err(Denied::CoordinatorRemoved)
+        );
     }
 
     #[test]
@@ -1924,6 +2477,7 @@ mod tests {
             OpBody::RemoveDevice {
                 space: space(10),
                 device: pk(11),
+                keep: vec![],
             },
             T0 + 2,
         );
@@ -1970,6 +2524,7 @@ mod tests {
             OpBody::RemoveDevice {
                 space: sp.clone(),
                 device: pk(12),
+                keep: vec![],
             },
             T0 + 3,
         );
@@ -2051,6 +2606,7 @@ mod tests {
             OpBody::RemoveDevice {
                 space: sp.clone(),
                 device: pk(11),
+                keep: vec![],
             },
             T0 + 3,
         );
@@ -2119,6 +2675,8 @@ mod tests {
             OpBody::RevokeSpace {
                 space: sp.clone(),
                 reason: "x".into(),
+                keep: vec![],
+                listed: false,
             },
             T0 + 8,
         );
@@ -2534,6 +3092,7 @@ mod tests {
             OpBody::RemoveDevice {
                 space: space(10),
                 device: pk(11),
+                keep: vec![],
             },
             T0 + 4,
         );
@@ -2548,6 +3107,64 @@ mod tests {
             Err(Denied::DeviceRemoved { .. })
         ));
         assert_eq!(fast(&[add], 12, 12), Some(Err(Denied::UnknownSpace)));
+    }
+
+    #[test]
+    fn a_stored_roster_loads_without_signature_checks_and_the_audit_finds_altered_ones() {
+        let (mut source, create) = Roster::create(&key(1), "Stored", vec![], 1, T0).unwrap();
+        let mut ops = Vec::new();
+        for n in 0..5u8 {
+            let device = key(10 + n).public_key();
+            let body = OpBody::AdmitSpace {
+                space: SpaceId::derive(&device),
+                name: format!("Space {n}"),
+                devices: vec![device],
+            };
+            let op = source.propose(&key(1), body, T0 + i64::from(n));
+            source.insert(op.clone()).unwrap();
+            ops.push(op);
+        }
+        // In any order, as a store returns them (by hash).
+        let mut shuffled = ops.clone();
+        shuffled.reverse();
+        let (loaded, report) = Roster::load_stored(create.clone(), shuffled).unwrap();
+        assert_eq!(report.inserted.len(), 5);
+        assert_eq!(loaded.heads(), source.heads());
+        assert_eq!(loaded.state(), source.state());
+        assert!(loaded.unverified_signatures().is_empty());
+
+        // A signature altered on disk: loading trusts it, the audit's check does not.
+        let mut altered = ops[2].clone();
+        altered.signatures[0].1 = key(2).sign(Domain::RosterOp, b"something else");
+        let mut stored = ops.clone();
+        stored[2] = altered.clone();
+        let (loaded, _) = Roster::load_stored(create.clone(), stored).unwrap();
+        assert_eq!(loaded.state(), source.state());
+        let bad = loaded.unverified_signatures();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, altered.hash());
+        // Everything but the signatures is still checked: the roster refuses an unauthorised op.
+        let outsider = source.propose(
+            &key(3),
+            OpBody::AdmitSpace {
+                space: SpaceId::derive(&key(30).public_key()),
+                name: "Outsider".into(),
+                devices: vec![key(30).public_key()],
+            },
+            T0 + 9,
+        );
+        let mut stored = ops.clone();
+        stored.push(outsider);
+        let (_, report) = Roster::load_stored(create.clone(), stored).unwrap();
+        assert_eq!(report.rejected.len(), 1);
+        // And a fresh insert still checks signatures.
+        let mut fresh = Roster::new(create).unwrap();
+        fresh.insert(ops[0].clone()).unwrap();
+        fresh.insert(ops[1].clone()).unwrap();
+        assert!(matches!(
+            fresh.insert(altered),
+            Err(RosterError::BadSignature(_))
+        ));
     }
 
     /// Ten thousand admissions load and answer at old heads; prints the times (`--nocapture`).
@@ -2607,7 +3224,7 @@ mod tests {
         let asked = started.elapsed();
         // For the report: how much of loading is signature checking alone.
         let started = std::time::Instant::now();
-        assert!(ops.iter().all(|op| op.verified().is_ok()));
+        assert!(ops.iter().all(|op| op.checked(Signatures::Check).is_ok()));
         let verifying = started.elapsed();
         println!(
             "10000 admissions: insert_all {loaded:?} (of which decoding and verifying alone take \
@@ -2665,11 +3282,17 @@ mod tests {
                     let Some(device) = current.choose(&mut rng).copied() else {
                         continue;
                     };
-                    OpBody::RemoveDevice { space, device }
+                    OpBody::RemoveDevice {
+                        space,
+                        device,
+                        keep: vec![],
+                    }
                 }
                 (6, Some(space)) if rng.gen_bool(0.3) => OpBody::RevokeSpace {
                     space,
                     reason: "r".into(),
+                    keep: vec![],
+                    listed: false,
                 },
                 (6, Some(space)) => OpBody::SetPeerAddrs {
                     space,
@@ -2785,6 +3408,43 @@ mod tests {
                                 prop_assert_eq!(fast, expected, "indexed answer, heads {:?}", heads);
                             }
                         }
+                    }
+                }
+            }
+        }
+
+        /// `removals` (answered from the ancestor bitsets) names exactly the strong removals of the space
+        /// that are outside the causal closure of the heads, as a walk of the closure says.
+        #[test]
+        fn removals_match_the_causal_closure(seed in any::<u64>(), pick in any::<u64>(), steps in 5usize..50) {
+            let (_, _, roster) = random_history_with(seed, steps, true);
+            let all: Vec<Hash> = roster.ops_in_order().iter().map(|(h, _, _)| *h).collect();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(pick);
+            let mut head_sets = vec![roster.heads()];
+            for _ in 0..10 {
+                let n = rng.gen_range(1..=3.min(all.len()));
+                head_sets.push(all.choose_multiple(&mut rng, n).copied().collect());
+            }
+            let keys: Vec<PublicKey> = [10u8, 11, 12, 13, 14, 15].iter().map(|n| pk(*n)).collect();
+            let spaces: Vec<SpaceId> = [10u8, 13].iter().map(|n| space(*n)).collect();
+            for heads in &head_sets {
+                let closure: BTreeSet<Hash> = roster.causal_closure(heads).unwrap().into_iter().collect();
+                for key in &keys {
+                    for sp in &spaces {
+                        let mut expected: Vec<Hash> = all
+                            .iter()
+                            .filter(|h| !closure.contains(h))
+                            .filter(|h| match &roster.get_op(h).unwrap().body {
+                                OpBody::RemoveDevice { space, device, .. } => space == sp && device == key,
+                                OpBody::RevokeSpace { space, .. } => space == sp,
+                                _ => false,
+                            })
+                            .copied()
+                            .collect();
+                        expected.sort();
+                        let mut got: Vec<Hash> = roster.removals(heads, key, sp).unwrap().into_iter().map(|r| r.by).collect();
+                        got.sort();
+                        prop_assert_eq!(got, expected, "heads {:?}", heads);
                     }
                 }
             }

@@ -11,14 +11,16 @@ use std::sync::mpsc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use deskmesh_core::api::{ApiError, Handle, Subscription};
+use deskmesh_core::audit::Finding;
 use deskmesh_core::ops::listing::{ListingBase, ListingEdit};
 use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::ops::trust::FactView;
 use deskmesh_core::view::{self, Event, NodeStatus};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_tui::{
-    NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot, SpaceView, Status,
-    Update,
+    FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
+    SpaceView, Status, Update,
 };
 
 /// Fetches a fresh snapshot away from the UI thread (over its own connection to the daemon).
@@ -138,6 +140,7 @@ impl<H: Handle> NodeApi for TuiClient<H> {
                     Some(Update::Status(self.status.clone()))
                 }
                 Event::Reload => self.reload(),
+                Event::Findings(f) => Some(Update::Findings(f.iter().map(finding_view).collect())),
                 Event::Disconnected => {
                     self.status = Status {
                         online: false,
@@ -189,6 +192,40 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         online: !s.peers.is_empty(),
         attached_to_daemon: s.running,
         daemon_stopped: stopped,
+        standing: s
+            .standing
+            .as_ref()
+            .map(|st| match (&st.reason, st.revoked) {
+                (Some(reason), true) => format!("{} REVOKED: {reason}", st.space_name),
+                (None, true) => format!("{} REVOKED by the alliance", st.space_name),
+                (_, false) => format!("this device was REMOVED from {}", st.space_name),
+            }),
+    }
+}
+
+/// One finding as the audit view lists it: the same item the CLI prints.
+pub fn finding_view(f: &Finding) -> FindingView {
+    FindingView {
+        status: f.status.label().to_string(),
+        kind: f.kind.clone(),
+        space: f.space.as_ref().map(|id| match &f.space_name {
+            Some(n) => format!("{n:?} ({id})"),
+            None => id.to_string(),
+        }),
+        item: f.item.clone(),
+        author: f.author.as_ref().map(|a| a.label()),
+        from: f.origin(),
+        reason: f.reason.clone(),
+    }
+}
+
+fn fact_view(f: FactView) -> deskmesh_tui::FactView {
+    deskmesh_tui::FactView {
+        verified: f.is_verified(),
+        by: f.by.label(),
+        fact: f.fact,
+        checked_on: f.checked_on,
+        note: f.note,
     }
 }
 
@@ -221,11 +258,16 @@ pub fn space_view(s: view::SpaceState) -> SpaceView {
         .rejected
         .into_iter()
         .map(|r| RejectedView {
-            change: r.change,
-            author: r.author,
-            reason: r.reason,
+            change: r.item.unwrap_or_default(),
+            author: r.author.map(|a| a.key),
+            reason: match r.status {
+                deskmesh_core::audit::FindingStatus::Pending => format!("waiting: {}", r.reason),
+                _ => r.reason,
+            },
         })
         .collect();
+    v.revoked = s.revoked.map(|r| r.reason);
+    v.facts = s.facts.into_iter().map(fact_view).collect();
     v
 }
 
@@ -233,6 +275,7 @@ pub fn space_view(s: view::SpaceState) -> SpaceView {
 pub fn snapshot_of(s: view::Snapshot) -> Snapshot {
     Snapshot {
         status: status_of(&s.status, false),
+        findings: s.findings.iter().map(finding_view).collect(),
         spaces: s.spaces.into_iter().map(space_view).collect(),
         roster: s
             .roster
@@ -263,4 +306,50 @@ pub fn attach(
         fresh.snapshot().map(|s| *s)
     });
     TuiClient::new(remote, Some(reloader)).map(Some)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use deskmesh_core::api::{Handle, Local};
+    use deskmesh_core::home::NodeConfig;
+    use deskmesh_core::ingest::{ItemKind, SignedItem};
+    use deskmesh_core::Node;
+    use deskmesh_keys::DeviceKey;
+    use deskmesh_store::MemoryStore;
+
+    use super::*;
+
+    /// The TUI's audit view and `deskmesh audit` list the same findings, in the same number and order
+    /// (the TUI once showed "Rejected changes (0)" where the audit listed a refused change).
+    #[test]
+    fn the_tui_shows_the_audits_findings_item_for_item() {
+        let config = NodeConfig {
+            name: "coordinator".into(),
+            listen_port: 0,
+            location: None,
+        };
+        let node =
+            Node::with_store(DeviceKey::generate(), config, Arc::new(MemoryStore::new())).unwrap();
+        let mut handle = Local::new(node);
+        handle.alliance_create("Audit Alliance".into(), 1).unwrap();
+        let report = handle
+            .import_items(vec![
+                SignedItem::new(ItemKind::ListingChange, vec![1; 40]),
+                SignedItem::new(ItemKind::Verification, vec![2; 40]),
+            ])
+            .unwrap();
+        assert_eq!(report.refused.len(), 2);
+        let audit = handle.audit().unwrap();
+        let mut client = TuiClient::new(handle, None).unwrap();
+        let snapshot = client.snapshot().unwrap();
+        assert_eq!(snapshot.findings.len(), audit.findings.len());
+        for (shown, found) in snapshot.findings.iter().zip(&audit.findings) {
+            assert_eq!(*shown, finding_view(found));
+            assert_eq!(shown.status, "refused");
+            assert!(shown.from.as_deref() == Some("bundle"), "{shown:?}");
+        }
+    }
 }

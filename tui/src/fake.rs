@@ -14,8 +14,8 @@ use deskmesh_crdt_model::Listing;
 use deskmesh_keys::{DeviceKey, Hash, PublicKey, Signer, SpaceId};
 
 use crate::model::{
-    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
-    SpaceView, Status, Update,
+    Availability, FactView, FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView,
+    SignerView, Snapshot, SpaceView, Status, Update,
 };
 
 /// A node held in memory: hands out a snapshot and queued updates, and records the commands it gets.
@@ -157,12 +157,54 @@ pub fn space_view(listing: Listing, n: u64, now: DateTime<Utc>) -> SpaceView {
     } else {
         Vec::new()
     };
+    // Every fifth space has its accessibility verified; on every tenth its wifi changed since.
+    let mut facts = Vec::new();
+    if n.is_multiple_of(5) {
+        facts.push(FactView {
+            fact: "accessibility".into(),
+            verified: true,
+            by: format!("coordinator {}", key(250).short()),
+            checked_on: "2026-05-01".into(),
+            note: "visited".into(),
+        });
+    }
+    if n.is_multiple_of(10) {
+        facts.push(FactView {
+            fact: "internet.down_mbps".into(),
+            verified: false,
+            by: format!("coordinator {}", key(250).short()),
+            checked_on: "2026-04-12".into(),
+            note: String::new(),
+        });
+    }
     SpaceView {
         listing,
         pools,
         signers,
         rejected,
+        revoked: None,
+        facts,
     }
+}
+
+/// The audit's findings for `spaces`: each rejected change, as the node's audit lists it.
+pub fn findings(spaces: &[SpaceView]) -> Vec<FindingView> {
+    spaces
+        .iter()
+        .flat_map(|s| {
+            s.rejected.iter().map(move |r| FindingView {
+                status: "rejected".into(),
+                kind: "listing change".into(),
+                space: Some(format!("{:?} ({})", s.listing.name, s.listing.id)),
+                item: Some(r.change.clone()),
+                author: r
+                    .author
+                    .map(|k| format!("removed device of {} {}", s.listing.name, k.short())),
+                from: Some("peer 12D3KooWBeta (mesh)".into()),
+                reason: r.reason.clone(),
+            })
+        })
+        .collect()
 }
 
 /// A roster for `spaces`: the alliance's creation, then an admission per space (the first `max`).
@@ -210,6 +252,7 @@ pub fn status(my_space: Option<SpaceId>, now: DateTime<Utc>) -> Status {
         online: true,
         attached_to_daemon: true,
         daemon_stopped: false,
+        standing: None,
     }
 }
 
@@ -249,6 +292,7 @@ pub fn synthetic(n: usize, now: DateTime<Utc>) -> Snapshot {
     let roster = roster(&spaces, 200, now);
     Snapshot {
         status: status(None, now),
+        findings: findings(&spaces),
         spaces,
         roster,
     }

@@ -26,8 +26,8 @@ mod testdata;
 
 pub use app::{App, Command, Focus, SortKey, View};
 pub use model::{
-    Availability, NodeApi, PoolStatus, RejectedView, RosterEntryView, SignerView, Snapshot,
-    SpaceView, Status, Update,
+    Availability, FactView, FindingView, NodeApi, PoolStatus, RejectedView, RosterEntryView,
+    SignerView, Snapshot, SpaceView, Status, Update,
 };
 pub use term::{
     install_panic_hook, restore_terminal, run, run_in_terminal, CrosstermEvents, EventSource,

@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub spaces: Vec<SpaceView>,
     /// Roster operations in causal order, oldest first.
     pub roster: Vec<RosterEntryView>,
+    /// Every item that did not count: the list `deskmesh audit` prints, item for item.
+    pub findings: Vec<FindingView>,
 }
 
 /// The node and its connection to the mesh, for the status bar.
@@ -94,6 +96,9 @@ pub struct Status {
     pub attached_to_daemon: bool,
     /// The daemon the TUI was attached to stopped; what is shown is as it last was, until it is back.
     pub daemon_stopped: bool,
+    /// Set when this node lost its place: one sentence saying its space was revoked (and why) or its key
+    /// removed.
+    pub standing: Option<String>,
 }
 
 /// One space: its listing, the live state of its seat pools, and who signed it.
@@ -106,6 +111,10 @@ pub struct SpaceView {
     pub signers: Vec<SignerView>,
     /// Changes that were refused, with the reason.
     pub rejected: Vec<RejectedView>,
+    /// Set for a revoked space a coordinator kept listed: the reason.
+    pub revoked: Option<String>,
+    /// Facts a coordinator verified (everything else is claimed by the space).
+    pub facts: Vec<FactView>,
 }
 
 impl SpaceView {
@@ -116,6 +125,8 @@ impl SpaceView {
             pools: Vec::new(),
             signers: Vec::new(),
             rejected: Vec::new(),
+            revoked: None,
+            facts: Vec::new(),
         }
     }
 
@@ -174,6 +185,39 @@ pub struct RejectedView {
     pub reason: String,
 }
 
+/// A fact of a listing a coordinator countersigned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FactView {
+    /// `accessibility`, `internet.down_mbps`, …
+    pub fact: String,
+    /// Still what was checked; false when it changed since (then it is only claimed again).
+    pub verified: bool,
+    /// Who verified it, as the roster names the key.
+    pub by: String,
+    /// `YYYY-MM-DD`.
+    pub checked_on: String,
+    pub note: String,
+}
+
+/// One item that did not count, as the audit lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FindingView {
+    /// "refused", "rejected", "pending" or "unverifiable".
+    pub status: String,
+    /// "listing change", "seat beacon", "roster operation", "gossip message", …
+    pub kind: String,
+    /// The space, named: `"Riverside" (sp-…)`.
+    pub space: Option<String>,
+    /// The item's id.
+    pub item: Option<String>,
+    /// Who signed it, as the roster names the key.
+    pub author: Option<String>,
+    /// Where it came from: the peer and the source.
+    pub from: Option<String>,
+    /// Why, in plain words.
+    pub reason: String,
+}
+
 /// One roster operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RosterEntryView {
@@ -203,4 +247,6 @@ pub enum Update {
     Status(Status),
     /// The whole roster, oldest first.
     Roster(Vec<RosterEntryView>),
+    /// The audit's findings changed (something was refused).
+    Findings(Vec<FindingView>),
 }

@@ -93,6 +93,36 @@ fn detail_view_scrolled() {
     });
 }
 
+/// The sample's first space, revoked but kept listed, with one verified fact and one that changed since
+/// it was verified, opened in the detail view; this node's own space revoked in the status bar.
+fn trust_setup(a: &mut App, n: &mut FakeNode) {
+    let mut s = a.status().clone();
+    s.standing = Some("Azulejo Works REVOKED: unpaid dues".into());
+    a.update(Update::Status(s));
+    let listing = crate::testdata::listings().remove(0);
+    let mut view = crate::fake::space_view(listing, 0, crate::testdata::now());
+    view.revoked = Some("closed for renovation until June".into());
+    a.update(Update::Space(Box::new(view)));
+    typ(a, n, "/azulejo");
+    press(a, n, key(KeyCode::Enter));
+    press(a, n, key(KeyCode::Enter));
+}
+
+#[test]
+fn detail_marks_a_revocation_and_the_status_bar_this_nodes_standing() {
+    check("trust_top", trust_setup);
+}
+
+#[test]
+fn detail_shows_claimed_versus_verified() {
+    check("trust_facts", |a, n| {
+        trust_setup(a, n);
+        for _ in 0..200 {
+            press(a, n, key(KeyCode::Char('j')));
+        }
+    });
+}
+
 #[test]
 fn map_world() {
     check("map", |a, n| {

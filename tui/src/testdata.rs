@@ -42,6 +42,7 @@ pub(crate) fn snapshot() -> Snapshot {
     let roster = fake::roster(&spaces, 12, now());
     Snapshot {
         status: fake::status(Some(my_space()), now()),
+        findings: fake::findings(&spaces),
         spaces,
         roster,
     }

@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     sync.push(deskmesh_sync::Msg::Want(vec![ItemId([5; 32])]).encode()?);
 
     let mut codec = libp2p::request_response::cbor::codec::Codec::<Request, Reply>::default();
-    let protocol = libp2p::StreamProtocol::new("/deskmesh/sync/2");
+    let protocol = libp2p::StreamProtocol::new("/deskmesh/sync/3");
     let cbor = |req: Request| -> anyhow::Result<Vec<u8>> {
         let mut out = futures::io::Cursor::new(Vec::new());
         futures::executor::block_on(codec.clone().write_request(&protocol, &mut out, req))?;

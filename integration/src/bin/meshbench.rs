@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use deskmesh_core::home::Home;
@@ -33,7 +33,6 @@ use deskmesh_core::node::{self as ops, RosterAuthority};
 use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_crdt_model::change::SignedChange;
-use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::SignedOp;
 use deskmesh_keys::{DeviceKey, Domain, Hash, Signer, SpaceId};
 use flate2::write::GzEncoder;
@@ -96,6 +95,10 @@ struct DirArgs {
     /// Spaces in the directory.
     #[arg(long, default_value_t = 1000)]
     spaces: usize,
+    /// Listing changes each space has signed (its history; weekly edits from the listing generator). Each
+    /// space's device checkpointed its document every 32 changes, as a node does.
+    #[arg(long, default_value_t = 1)]
+    history: usize,
     /// Longest wait for any one step (daemon start, sync), in seconds.
     #[arg(long, default_value_t = 900)]
     timeout_s: u64,
@@ -179,7 +182,7 @@ fn main() -> anyhow::Result<()> {
     match args.cmd {
         Cmd::Propagation(a) => propagation(&ctx, &a),
         Cmd::ColdJoin(d) => {
-            let fx = fixture(&ctx.work, d.spaces)?;
+            let fx = fixture(&ctx.work, d.spaces, d.history)?;
             cold_join(&ctx, &fx, timeout(&d)).map(|_| ())
         }
         Cmd::CatchUp { dir, changed } => catch_up(&ctx, &dir, changed),
@@ -939,49 +942,6 @@ fn space_key(salt: &[u8; 32], i: usize) -> DeviceKey {
     DeviceKey::from_seed(&Hash::of("meshbench-space-key", &material).0)
 }
 
-/// A sample listing turned into space `i`. Twelve templates cycled would flatter gzip (docs/BENCHMARKS.md
-/// found ~2% of the JSON), so the free text, street, prices and speeds are drawn at random from the
-/// templates' own vocabulary and ranges: the bytes / gzip ratio then compares with real, varied data.
-fn varied(
-    template: &Listing,
-    i: usize,
-    space: SpaceId,
-    vocab: &[String],
-    rng: &mut Rng,
-) -> Listing {
-    let mut l = template.clone();
-    l.id = space;
-    l.name = format!("{} {i}", template.name);
-    let step = (i / 12) as f64;
-    l.location.lat = (template.location.lat + (step % 100.0) * 0.001).clamp(-89.9, 89.9);
-    l.location.lon = (template.location.lon + (step / 100.0).floor() * 0.001).clamp(-179.9, 179.9);
-    if !vocab.is_empty() {
-        let words: Vec<&str> = (0..18 + rng.below(16))
-            .map(|_| vocab[rng.below(vocab.len())].as_str())
-            .collect();
-        let mut text = words.join(" ");
-        if let Some(first) = text.get(..1) {
-            text = format!("{}{}.", first.to_uppercase(), &text[1..]);
-        }
-        l.description = text;
-        if let Some(street) = l.location.address.street.as_mut() {
-            let word = &vocab[rng.below(vocab.len())];
-            *street = format!("Rua {word} {}", 1 + rng.below(300));
-        }
-    }
-    for offer in &mut l.offers {
-        let factor = 0.6 + rng.below(81) as f64 / 100.0;
-        offer.price = (offer.price * factor * 2.0).round() / 2.0;
-    }
-    if l.internet.down_mbps.is_some() {
-        l.internet.down_mbps = Some(20.0 + rng.below(9800) as f64 / 10.0);
-    }
-    if l.internet.up_mbps.is_some() {
-        l.internet.up_mbps = Some(5.0 + rng.below(5000) as f64 / 10.0);
-    }
-    l
-}
-
 /// A cached directory: the serving home with N spaces, the joiner's home (admitted, empty) and, once a
 /// cold join has run, the joiner's home after it synced.
 struct Fixture {
@@ -1021,11 +981,12 @@ fn unhex32(s: &str) -> anyhow::Result<[u8; 32]> {
 }
 
 /// The directory of `n` spaces under `work`, built (minutes at 10k) unless already cached.
-fn fixture(work: &Path, n: usize) -> anyhow::Result<Fixture> {
-    if n == 0 {
-        bail!("--spaces must be at least 1");
+fn fixture(work: &Path, n: usize, history: usize) -> anyhow::Result<Fixture> {
+    if n == 0 || history == 0 {
+        bail!("--spaces and --history must be at least 1");
     }
-    let dir = work.join(format!("fixture-{n}"));
+    // Realistic listings from the seeded generator (format 2 of the fixture; format 1 cycled templates).
+    let dir = work.join(format!("fixture2-{n}-h{history}"));
     let meta_path = dir.join("fixture.json");
     if let Ok(text) = fs::read_to_string(&meta_path) {
         let meta: Value = serde_json::from_str(&text)
@@ -1044,30 +1005,14 @@ fn fixture(work: &Path, n: usize) -> anyhow::Result<Fixture> {
         dir.display()
     );
     let salt = *DeviceKey::generate().seed();
-    let meta = build_fixture(&dir, n, &salt)?;
+    let meta = build_fixture(&dir, n, history, &salt)?;
     fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)?;
     Ok(Fixture { dir, n, salt, meta })
 }
 
-fn build_fixture(dir: &Path, n: usize, salt: &[u8; 32]) -> anyhow::Result<Value> {
+fn build_fixture(dir: &Path, n: usize, history: usize, salt: &[u8; 32]) -> anyhow::Result<Value> {
     let started = Instant::now();
     let now = Utc::now();
-    let templates = deskmesh_node::demo::sample_listings()?;
-    if templates.is_empty() {
-        bail!("the bundled sample directory is empty");
-    }
-    let mut vocab: Vec<String> = templates
-        .iter()
-        .flat_map(|t| t.description.split_whitespace())
-        .map(|w| {
-            w.trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase()
-        })
-        .filter(|w| w.chars().count() > 2)
-        .collect();
-    vocab.sort();
-    vocab.dedup();
-
     let server = Home::at(dir.join("server"));
     ops::init(&server, Some("meshbench server".into()))?;
     let mut node = Node::open(&server)?;
@@ -1083,28 +1028,52 @@ fn build_fixture(dir: &Path, n: usize, salt: &[u8; 32]) -> anyhow::Result<Value>
         j.store.flush()?;
     }
 
-    let mut rng = Rng::new(u64::from_be_bytes([
+    let seed = u64::from_be_bytes([
         salt[0], salt[1], salt[2], salt[3], salt[4], salt[5], salt[6], salt[7],
-    ]));
+    ]);
+    let mut generator = deskmesh_node::demo::fixture::Generator::new(seed);
     let mut save_bytes = 0u64;
     let progress = (n / 10).max(1);
     for i in 0..n {
         let key = space_key(salt, i);
         let space = SpaceId::derive(&key.public_key());
-        let listing = varied(
-            &templates[i % templates.len()],
-            i,
-            space.clone(),
-            &vocab,
-            &mut rng,
-        );
-        listing
-            .validate()
-            .map_err(|e| anyhow!("generated listing {i} is not valid: {e}"))?;
-        let doc =
+        let mut listing = generator.listing(&space, i);
+        let mut doc =
             deskmesh_node::demo::admit_space(&mut node, &key, &listing, now, |j, capacity| {
                 deskmesh_node::demo::sample_seats(i + j, capacity)
             })?;
+        // The rest of its history: weekly edits, signed by the space's key, a checkpoint every 32.
+        let mut items = Vec::new();
+        let roster = node.require_roster()?;
+        let heads = roster.heads();
+        let authority = RosterAuthority(Some(roster));
+        let start_ms = now.timestamp_millis() - history as i64 * 7 * 86_400_000;
+        for k in 1..history {
+            listing = generator.edit(&listing);
+            let at = start_ms + k as i64 * 7 * 86_400_000;
+            if let Some(c) = doc.edit(&listing, &key, &authority, heads.clone(), at)? {
+                items.push(SignedItem::change(&c));
+            }
+            if doc.accepted().len() % deskmesh_core::node::CHECKPOINT_EVERY == 0 {
+                let cp = deskmesh_crdt_model::checkpoint::SignedCheckpoint::sign(
+                    space.clone(),
+                    doc.doc(),
+                    &key,
+                    heads.clone(),
+                    at,
+                )?;
+                items.push(SignedItem::checkpoint(&cp));
+            }
+        }
+        if !items.is_empty() {
+            let report = node.ingest(items, Source::Bundle, At::now());
+            node.take_made();
+            for o in report.outcomes {
+                if let Verdict::Refused(why) | Verdict::Failed(why) = o.verdict {
+                    bail!("space {i}: its own history was refused: {why}");
+                }
+            }
+        }
         save_bytes += doc.doc().save().len() as u64;
         if (i + 1) % progress == 0 {
             eprintln!(
@@ -1128,8 +1097,14 @@ fn build_fixture(dir: &Path, n: usize, salt: &[u8; 32]) -> anyhow::Result<Value>
         }
     }
     let beacons = store.beacons()?;
+    let checkpoints = store.checkpoints()?;
+    let covered = store.covered()?.len();
     Ok(json!({
         "spaces": n,
+        "history": history,
+        "checkpoints": checkpoints.len(),
+        "checkpoint_bytes": checkpoints.iter().map(|(_, _, b)| b.len() as u64).sum::<u64>(),
+        "covered_changes": covered,
         "salt": ops::hex(salt),
         "built": now.to_rfc3339(),
         "build_s": started.elapsed().as_secs_f64(),
@@ -1215,7 +1190,8 @@ struct Progress {
     want_count: usize,
     want_beacons: usize,
     spaces: HashSet<String>,
-    beacons: HashSet<(String, String)>,
+    /// Seat beacons stored, summed over the "synced new items from peer" lines.
+    beacons: usize,
     connected_at: Option<i64>,
     listings_at: Option<i64>,
     beacons_at: Option<i64>,
@@ -1228,7 +1204,9 @@ struct Progress {
 
 impl Progress {
     fn feed(&mut self, l: &LogLine) {
-        if l.has("listing change stored") {
+        // The daemon logs one "synced listing changes" line per space of each batch (debug level during a
+        // bulk transfer), for changes and checkpoints alike.
+        if l.has("synced listing changes") {
             if let Some(space) = l.field("space") {
                 if self.want.is_empty() || self.want.contains(space) {
                     self.spaces.insert(space.to_string());
@@ -1237,19 +1215,16 @@ impl Progress {
             if self.listings_at.is_none() && self.spaces.len() >= self.want_count {
                 self.listings_at = Some(l.at_us);
             }
-        } else if l.has("seat beacon stored") {
-            if let (Some(s), Some(p)) = (l.field("space"), l.field("pool")) {
-                self.beacons.insert((s.to_string(), p.to_string()));
-            }
-            if self.beacons_at.is_none()
-                && self.want_beacons > 0
-                && self.beacons.len() >= self.want_beacons
-            {
-                self.beacons_at = Some(l.at_us);
-            }
         } else if l.has("peer connected") {
             self.connected_at.get_or_insert(l.at_us);
         } else if l.has("synced new items from peer") {
+            self.beacons += l.num("beacons") as usize;
+            if self.beacons_at.is_none()
+                && self.want_beacons > 0
+                && self.beacons >= self.want_beacons
+            {
+                self.beacons_at = Some(l.at_us);
+            }
             self.batches.push((
                 l.at_us,
                 l.num("roster_ops"),
@@ -1405,7 +1380,7 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
                 started.elapsed().as_secs_f64(),
                 p.batches.len(),
                 p.spaces.len(),
-                p.beacons.len(),
+                p.beacons,
                 p.want_beacons,
                 p.refused,
                 up,
@@ -1499,7 +1474,7 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
         "joiner: spawn to all seat beacons stored",
         match p.beacons_at {
             Some(t) => secs(t - t0),
-            None => format!("{} of {} arrived", p.beacons.len(), p.want_beacons),
+            None => format!("{} of {} arrived", p.beacons, p.want_beacons),
         },
     );
     kv(
@@ -1798,7 +1773,7 @@ fn change_listings(fx: &Fixture, server: &Path, k: usize) -> anyhow::Result<Hash
 }
 
 fn catch_up(ctx: &Ctx, d: &DirArgs, k: usize) -> anyhow::Result<()> {
-    let fx = fixture(&ctx.work, d.spaces)?;
+    let fx = fixture(&ctx.work, d.spaces, d.history)?;
     let deadline = timeout(d);
     ensure_synced(&fx)?;
     let run = ctx.run_dir(&format!("catch-up-{}-{k}", fx.n))?;
@@ -1895,7 +1870,7 @@ fn catch_up(ctx: &Ctx, d: &DirArgs, k: usize) -> anyhow::Result<()> {
 // ---- 4. idle memory ----------------------------------------------------------------------------
 
 fn idle_memory(ctx: &Ctx, d: &DirArgs, idle_s: u64) -> anyhow::Result<()> {
-    let fx = fixture(&ctx.work, d.spaces)?;
+    let fx = fixture(&ctx.work, d.spaces, d.history)?;
     let deadline = timeout(d);
     ensure_synced(&fx)?;
     let run = ctx.run_dir(&format!("idle-memory-{}", fx.n))?;

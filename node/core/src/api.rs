@@ -14,7 +14,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_crdt_model::query::Query;
@@ -28,19 +28,22 @@ use crate::home::SavedPlace;
 use crate::ingest::SignedItem;
 use crate::node::{Busy, Node};
 use crate::ops::alliance::{
-    AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, RosterChanged,
+    AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, Replaced,
+    RosterChanged,
 };
 use crate::ops::directory::Directory;
 use crate::ops::drafts::{DraftReport, DraftRequest};
 use crate::ops::listing::{EditReport, FileBytes, ImportReport, ListingEdit};
 use crate::ops::place::PlaceSpec;
 use crate::ops::seats::SeatsReport;
+use crate::ops::trust::{CoordinatorChange, ProposalReport, VerifyReport};
 use crate::report::{AllianceReport, ReportScope};
 use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
 
 /// The version of the request/response protocol. A peer naming another version is refused with a
-/// sentence that says which side to upgrade.
-pub const PROTOCOL: u32 = 1;
+/// sentence that says which side to upgrade. Version 2: coordinator quorum, verifications, device
+/// replacement, listed revocations, audit export and the audit's findings.
+pub const PROTOCOL: u32 = 2;
 
 /// Bytes that cross the API: base64 text in JSON, raw bytes in binary encodings.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -134,6 +137,32 @@ pub enum Request {
     AllianceRevoke {
         space: SpaceId,
         reason: String,
+        /// Keep the space in the directory, marked revoked with the reason.
+        #[serde(default)]
+        listed: bool,
+    },
+    /// Replace a lost or stolen device of a space with a new key; answers with the new key's invite.
+    AllianceReplaceDevice {
+        old: PublicKey,
+        new: PublicKey,
+        space: Option<SpaceId>,
+    },
+    /// Propose a coordinator change (coordinators only).
+    AlliancePropose {
+        change: CoordinatorChange,
+    },
+    /// Add this node's signature to a proposal: its `dmp1…` token, or the id of one held here.
+    AllianceApprove {
+        proposal: String,
+    },
+    /// The proposals waiting for co-signatures here.
+    AllianceProposals,
+    /// Countersign facts of a space's listing as checked on a day (coordinators only).
+    AllianceVerify {
+        space: SpaceId,
+        facts: Vec<String>,
+        checked_on: Option<NaiveDate>,
+        note: String,
     },
     /// Join with a `dmi1…` or `dmm1…` token.
     AllianceJoin {
@@ -169,6 +198,8 @@ pub enum Request {
     /// Signed items from a bundle; send every roster operation before the items they authorise.
     ImportItems(Vec<SignedItem>),
     Audit,
+    /// A self-contained audit file, signed by this node, that `audit verify` checks anywhere.
+    AuditExport,
     /// Everything a live front end shows.
     Snapshot,
     /// After the answer, the connection carries [`Event`]s until the client hangs up (sockets only).
@@ -191,6 +222,8 @@ impl Request {
                 | Self::SpacesList(_)
                 | Self::Export(_)
                 | Self::Audit
+                | Self::AuditExport
+                | Self::AllianceProposals
                 | Self::Snapshot
                 | Self::Subscribe
         )
@@ -204,6 +237,10 @@ pub enum Response {
     Peers(Vec<PeerInfo>),
     AllianceCreated(AllianceCreated),
     Invite(InviteReport),
+    Replaced(Replaced),
+    Proposal(ProposalReport),
+    Proposals(Vec<ProposalReport>),
+    Verified(VerifyReport),
     MemberInvite(MemberInviteReport),
     RosterChanged(RosterChanged),
     Joined(Joined),
@@ -381,8 +418,17 @@ pub trait Handle {
             Request::AllianceAddDevice { device };
         fn alliance_remove_device(device: PublicKey, space: Option<SpaceId>) -> RosterChanged(RosterChanged) =
             Request::AllianceRemoveDevice { device, space };
-        fn alliance_revoke(space: SpaceId, reason: String) -> RosterChanged(RosterChanged) =
-            Request::AllianceRevoke { space, reason };
+        fn alliance_revoke(space: SpaceId, reason: String, listed: bool) -> RosterChanged(RosterChanged) =
+            Request::AllianceRevoke { space, reason, listed };
+        fn alliance_replace_device(old: PublicKey, new: PublicKey, space: Option<SpaceId>) -> Replaced(Replaced) =
+            Request::AllianceReplaceDevice { old, new, space };
+        fn alliance_propose(change: CoordinatorChange) -> Proposal(ProposalReport) =
+            Request::AlliancePropose { change };
+        fn alliance_approve(proposal: String) -> Proposal(ProposalReport) =
+            Request::AllianceApprove { proposal };
+        fn alliance_proposals() -> Proposals(Vec<ProposalReport>) = Request::AllianceProposals;
+        fn alliance_verify(space: SpaceId, facts: Vec<String>, checked_on: Option<NaiveDate>, note: String) -> Verified(VerifyReport) =
+            Request::AllianceVerify { space, facts, checked_on, note };
         fn alliance_join(token: String) -> Joined(Joined) = Request::AllianceJoin { token };
         fn alliance_show() -> Alliance(AllianceView) = Request::AllianceShow;
         fn space_show(space: Option<SpaceId>) -> Listing(Box<Listing>) = Request::SpaceShow { space };
@@ -399,6 +445,7 @@ pub trait Handle {
         fn import_listings(file: FileBytes) -> Imported(ImportReport) = Request::ImportListings(file);
         fn import_items(items: Vec<SignedItem>) -> ImportedItems(BundleReport) = Request::ImportItems(items);
         fn audit() -> Audit(Box<AuditReport>) = Request::Audit;
+        fn audit_export() -> Exported(Bytes) = Request::AuditExport;
         fn snapshot() -> Snapshot(Box<Snapshot>) = Request::Snapshot;
     }
 }
@@ -437,9 +484,23 @@ pub fn serve(node: &mut Node, request: Request, now: DateTime<Utc>) -> Result<Re
         Request::AllianceRemoveDevice { device, space } => {
             Response::RosterChanged(node.remove_device(device, space, now)?)
         }
-        Request::AllianceRevoke { space, reason } => {
-            Response::RosterChanged(node.revoke(space, &reason, now)?)
+        Request::AllianceRevoke {
+            space,
+            reason,
+            listed,
+        } => Response::RosterChanged(node.revoke(space, &reason, listed, now)?),
+        Request::AllianceReplaceDevice { old, new, space } => {
+            Response::Replaced(node.replace_device(old, new, space, now)?)
         }
+        Request::AlliancePropose { change } => Response::Proposal(node.propose(change, now)?),
+        Request::AllianceApprove { proposal } => Response::Proposal(node.approve(&proposal)?),
+        Request::AllianceProposals => Response::Proposals(node.proposals()?),
+        Request::AllianceVerify {
+            space,
+            facts,
+            checked_on,
+            note,
+        } => Response::Verified(node.verify_facts(&space, &facts, checked_on, &note, now)?),
         Request::AllianceJoin { token } => Response::Joined(node.alliance_join(&token)?),
         Request::AllianceShow => Response::Alliance(node.alliance_show()?),
         Request::SpaceShow { space } => {
@@ -462,6 +523,7 @@ pub fn serve(node: &mut Node, request: Request, now: DateTime<Utc>) -> Result<Re
         Request::ImportListings(file) => Response::Imported(node.import_listings(&file, now)?),
         Request::ImportItems(items) => Response::ImportedItems(node.import_items(items)?),
         Request::Audit => Response::Audit(Box::new(node.audit(now)?)),
+        Request::AuditExport => Response::Exported(Bytes(node.audit_export(now)?)),
         Request::Snapshot => {
             let status = node.status()?;
             Response::Snapshot(Box::new(node.snapshot(status)?))

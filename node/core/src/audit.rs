@@ -1,39 +1,80 @@
-//! `deskmesh audit`: verify every stored signature again and explain who signed what.
+//! `deskmesh audit`: verify every stored signature again and explain who signed what, in one model that
+//! the command line and the terminal UI both show.
 //!
-//! The audit re-reads the source of truth (signed roster operations, signed listing changes, signed seat
-//! beacons), verifies every signature, rebuilds each listing from scratch, and reports per listing its
-//! signers with the roster operation that authorised each, and every rejected change or beacon with its
-//! reason. It changes nothing but the rebuildable index, and only when the store takes the write: on a
-//! full disk it still reports.
+//! The audit re-reads the source of truth (signed roster operations, listing changes, checkpoints, seat
+//! beacons, verifications and proposals), verifies every signature, rebuilds each listing from scratch,
+//! and reports per listing its signers (named by the role the roster gives them) with the roster operation
+//! that authorised each, and the checkpoints kept for it. Everything that did not count is one list of
+//! [`Finding`]s, the same list [`Node::findings`] gives a live front end: roster operations that were
+//! refused, listing changes stored but excluded or still waiting, signed items refused at the door (with
+//! the peer they came from), unverifiable beacons and checkpoints. It changes nothing but the rebuildable
+//! index, and only when the store takes the write: on a full disk it still reports.
 //!
 //! It tells apart what is wrong from what is merely incomplete: a change that names roster operations
-//! or earlier changes this node does not hold yet is *waiting* (listed, but the audit still passes: a
-//! sync brings what it needs), while a change or item that is invalid or unauthorised is *refused* and
-//! fails the audit.
+//! or earlier changes this node does not hold yet is *pending* (listed, but the audit still passes: a
+//! sync brings what it needs), while anything refused, rejected or unverifiable fails the audit.
+//!
+//! [`Node::audit_export`] writes all of it to one self-contained file, signed by this node, and
+//! [`verify_export`] checks such a file on a machine that never joined the alliance and gives the same
+//! report (`docs/AUDIT.md`).
 
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
 use deskmesh_crdt_model::beacon::SignedBeacon;
-use deskmesh_keys::roster::SignedOp;
-use deskmesh_keys::{AllianceId, Hash, PublicKey, SpaceId};
+use deskmesh_crdt_model::verify::{FactState, SignedVerification};
+use deskmesh_keys::roster::{OpBody, SignedOp};
+use deskmesh_keys::{
+    AllianceId, DeviceKey, Domain, Hash, PublicKey, Roster, Signature, Signer, SpaceId,
+};
+use deskmesh_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::node::{hex, IndexEntry, Node, RefusalRecord, SignerInfo};
+use crate::bundle::Bundle;
+use crate::home::NodeConfig;
+use crate::ingest::{At, ItemKind, Source};
+use crate::names::KeyName;
+use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, PENDING_PREFIX};
+use crate::ops::trust::ProposalReport;
 
 /// The whole audit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditReport {
     pub alliance: Option<AllianceId>,
+    pub alliance_name: Option<String>,
+    /// Whose items these are: this node's store, or an exported file checked offline.
+    pub source: AuditSource,
+    /// Roster operations in causal order, every signature verified.
     pub roster: Vec<RosterOpAudit>,
-    pub rejected_roster_ops: Vec<RejectedOp>,
     pub listings: Vec<ListingAudit>,
     pub beacons_verified: usize,
-    pub beacons_failed: Vec<String>,
-    /// Signed items refused at the door (bad signature, not authorised): never stored, only logged.
-    pub refused: Vec<RefusalRecord>,
-    /// Stored changes that wait for roster operations or earlier changes not held yet (all listings).
+    /// Coordinators' verifications of listing facts.
+    pub verifications: Vec<VerificationAudit>,
+    /// Coordinator changes still collecting co-signatures.
+    pub proposals: Vec<ProposalReport>,
+    /// Everything that did not count: the list the terminal UI shows too.
+    pub findings: Vec<Finding>,
+    /// Stored changes that wait for roster operations or earlier changes not held yet (the pending
+    /// findings).
     #[serde(default)]
     pub waiting: usize,
-    /// Nothing refused, rejected or unverifiable (items that only wait do not count).
+    /// Nothing refused, rejected or unverifiable (pending items, which only wait, do not count).
     pub ok: bool,
+}
+
+/// Where the audited items come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AuditSource {
+    /// This node's own store.
+    Node { name: String, key: PublicKey },
+    /// A file `audit export` wrote, checked on this machine.
+    File {
+        node_name: String,
+        exported_by: PublicKey,
+        exported_at_ms: i64,
+        /// The exporting node's signature over the file verifies.
+        signature_ok: bool,
+    },
 }
 
 /// One roster operation, in causal order.
@@ -43,22 +84,19 @@ pub struct RosterOpAudit {
     pub kind: String,
     pub summary: String,
     pub author: PublicKey,
+    /// The author as the roster names it now.
+    #[serde(default)]
+    pub author_name: String,
     pub signed_by: Vec<PublicKey>,
     pub parents: Vec<Hash>,
     pub created_at_ms: i64,
 }
 
-/// A roster operation that was refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectedOp {
-    pub op: Hash,
-    pub reason: String,
-}
-
-/// One listing: who signed it under which roster operation, and what was excluded.
+/// One listing: who signed it under which roster operation, what is verified, and how many changes count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListingAudit {
     pub space: SpaceId,
+    /// The listing's name, or the roster's name of the space when no listing counts.
     pub name: Option<String>,
     pub changes_stored: usize,
     pub changes_accepted: usize,
@@ -69,28 +107,104 @@ pub struct ListingAudit {
     /// The checkpoints kept for the space, each verified again by this audit.
     #[serde(default)]
     pub checkpoints: Vec<CheckpointAudit>,
-    pub signers: Vec<SignerInfo>,
-    pub rejected: Vec<RejectedChangeAudit>,
-    /// Changes not applied yet because they wait for something this node does not hold yet.
-    #[serde(default)]
-    pub waiting: Vec<RejectedChangeAudit>,
+    pub signers: Vec<SignerAudit>,
+    /// The revocation's reason, when the space was revoked.
+    pub revoked: Option<String>,
+    /// Facts a coordinator verified, and whether they still hold.
+    pub facts: Vec<FactState>,
 }
 
 /// A kept checkpoint: who signed it, when, and how many changes it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointAudit {
     pub id: Hash,
-    pub author: PublicKey,
+    pub author: KeyName,
     pub changes: u32,
     pub created_at_ms: i64,
 }
 
-/// A stored change (or beacon) that does not count, and why.
+/// A key that signed accepted changes of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RejectedChangeAudit {
-    pub change: String,
-    pub author: Option<PublicKey>,
+pub struct SignerAudit {
+    pub key: KeyName,
+    pub changes: usize,
+    /// The roster operation that authorised the key (admission or device addition).
+    pub authorised_by: Hash,
+    /// The roster operation that has since removed the key or revoked its space.
+    pub removed_by: Option<Hash>,
+}
+
+/// One stored verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerificationAudit {
+    pub id: Hash,
+    pub space: SpaceId,
+    pub by: KeyName,
+    pub facts: Vec<String>,
+    pub checked_on: String,
+    /// Whether it still counts (its author is still a coordinator).
+    pub counts: bool,
+}
+
+/// What became of an item that does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingStatus {
+    /// Turned away and not stored (only this record of it is kept).
+    Refused,
+    /// Stored as evidence, excluded from its listing or from the roster.
+    Rejected,
+    /// Stored, waiting for what it depends on.
+    Pending,
+    /// Stored, but its signature no longer verifies.
+    Unverifiable,
+}
+
+impl FindingStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::Rejected => "rejected",
+            Self::Pending => "pending",
+            Self::Unverifiable => "unverifiable",
+        }
+    }
+}
+
+/// One item that did not count, with everything a coordinator needs to act on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub status: FindingStatus,
+    /// "roster operation", "listing change", "seat beacon", "verification", "proposed coordinator
+    /// change", "gossip message".
+    pub kind: String,
+    pub space: Option<SpaceId>,
+    /// The space's name in the roster.
+    pub space_name: Option<String>,
+    /// The item's id (a change hash, an operation hash, an item id), when it could be read.
+    pub item: Option<String>,
+    /// Who signed it, named by the roster.
+    pub author: Option<KeyName>,
+    /// The peer it came from, when it came from the mesh.
+    pub peer: Option<String>,
+    /// "mesh", "gossip", "bundle", "this node", or "file" for an audit file's own items.
+    pub source: Option<String>,
+    /// Why, in plain words.
     pub reason: String,
+    /// When it was refused, if known.
+    pub at_ms: Option<i64>,
+}
+
+impl Finding {
+    /// Where it came from, for one line of text: `peer 12D3… (mesh)`, or the source alone.
+    pub fn origin(&self) -> Option<String> {
+        match (&self.peer, &self.source) {
+            (Some(p), Some(s)) if !p.is_empty() => Some(format!("peer {p} ({s})")),
+            (Some(p), None) if !p.is_empty() => Some(format!("peer {p}")),
+            (_, Some(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
 }
 
 impl Node {
@@ -104,6 +218,7 @@ impl Node {
                     kind: op.body.kind().to_string(),
                     summary: summarise(&op.body, roster),
                     author: op.author,
+                    author_name: KeyName::of(Some(roster), &op.author).name,
                     signed_by: signed.signers(),
                     parents: op.parents.clone(),
                     created_at_ms: op.created_at_ms,
@@ -113,32 +228,127 @@ impl Node {
         out
     }
 
-    /// Verifies everything stored and reports signers and rejections.
-    pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
-        let roster_ops = self.roster_log();
-        let mut rejected_roster_ops: Vec<RejectedOp> = self
-            .store
-            .rejected_ops()?
-            .into_iter()
-            .map(|(op, _, reason)| RejectedOp { op, reason })
-            .collect();
-        // Stored ops the roster could not take (e.g. missing parents) are rejections too.
-        if let Some(roster) = self.roster() {
+    /// Everything that did not count, from what the store and its index hold now: the list the audit
+    /// reports and a live front end shows.
+    pub fn findings(&self) -> anyhow::Result<Vec<Finding>> {
+        let roster = self.roster();
+        let space_name = |s: &SpaceId| {
+            roster
+                .and_then(|r| r.state().spaces.get(s))
+                .map(|e| e.name.clone())
+        };
+        let name = |k: &PublicKey| KeyName::of(roster, k);
+        let mut out = Vec::new();
+
+        for (op, bytes, reason) in self.store.rejected_ops()? {
+            let author = SignedOp::from_bytes(&bytes)
+                .and_then(|s| s.op())
+                .ok()
+                .map(|o| o.author);
+            out.push(Finding {
+                status: FindingStatus::Rejected,
+                kind: ItemKind::RosterOp.label().into(),
+                space: None,
+                space_name: None,
+                item: Some(op.to_string()),
+                author: author.as_ref().map(name),
+                peer: None,
+                source: None,
+                reason,
+                at_ms: None,
+            });
+        }
+        if let Some(roster) = roster {
+            // The roster was loaded without checking signatures (they were checked before each
+            // operation was stored); the audit checks every one again.
+            for (op, why) in roster.unverified_signatures() {
+                out.push(Finding {
+                    status: FindingStatus::Rejected,
+                    kind: ItemKind::RosterOp.label().into(),
+                    space: None,
+                    space_name: None,
+                    item: Some(op.to_string()),
+                    author: None,
+                    peer: None,
+                    source: None,
+                    reason: format!("its stored signatures do not verify ({why}); the store was altered outside deskmesh"),
+                    at_ms: None,
+                });
+            }
             for (hash, bytes) in self.store.ops()? {
-                if !roster.contains(&hash) {
-                    let reason = match SignedOp::from_bytes(&bytes) {
-                        Ok(_) => {
-                            "stored but not applicable (missing parents or unauthorised)".into()
-                        }
-                        Err(e) => e.to_string(),
-                    };
-                    rejected_roster_ops.push(RejectedOp { op: hash, reason });
+                if roster.contains(&hash) {
+                    continue;
                 }
+                let reason = match SignedOp::from_bytes(&bytes) {
+                    Ok(_) => "it is stored but cannot be applied (its parents are missing, or it is not authorised)".into(),
+                    Err(e) => e.to_string(),
+                };
+                out.push(Finding {
+                    status: FindingStatus::Rejected,
+                    kind: ItemKind::RosterOp.label().into(),
+                    space: None,
+                    space_name: None,
+                    item: Some(hash.to_string()),
+                    author: None,
+                    peer: None,
+                    source: None,
+                    reason,
+                    at_ms: None,
+                });
             }
         }
 
-        let mut listings = Vec::new();
-        let mut ok = rejected_roster_ops.is_empty();
+        let refusals = self.refusals()?;
+        // Where stored-but-excluded changes came from: the notes the ingest path left.
+        let origin = |space: &SpaceId, hash: &[u8; 32]| {
+            refusals.iter().rev().find(|r| {
+                r.stored && r.space.as_ref() == Some(space) && r.item == Some(Hash(*hash))
+            })
+        };
+        for (space, hash, reason) in self.store.rejected_changes()? {
+            let r: RejectionRecord = serde_json::from_slice(&reason)?;
+            let (status, reason) = if r.is_waiting() {
+                let reason = r.reason.strip_prefix(PENDING_PREFIX).unwrap_or(&r.reason);
+                (FindingStatus::Pending, reason.to_string())
+            } else {
+                (FindingStatus::Rejected, r.reason)
+            };
+            let from = origin(&space, &hash);
+            out.push(Finding {
+                status,
+                kind: ItemKind::ListingChange.label().into(),
+                space_name: space_name(&space),
+                space: Some(space),
+                item: Some(hex(&hash)),
+                author: r.author.as_ref().map(name),
+                peer: from.and_then(|f| f.peer.clone()),
+                source: from.and_then(|f| f.source.clone()),
+                reason,
+                at_ms: from.map(|f| f.at_ms),
+            });
+        }
+
+        for r in refusals.iter().filter(|r| !r.stored) {
+            out.push(Finding {
+                status: FindingStatus::Refused,
+                kind: r.kind.clone(),
+                space_name: r.space.as_ref().and_then(space_name),
+                space: r.space.clone(),
+                item: r.item.map(|h| item_text(&r.kind, &h)),
+                author: r.author.as_ref().map(name),
+                peer: r.peer.clone(),
+                source: r.source.clone(),
+                reason: r.reason.clone(),
+                at_ms: Some(r.at_ms),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Verifies everything stored and reports signers, verifications and findings.
+    pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
+        let roster = self.roster();
+        let name = |k: &PublicKey| KeyName::of(roster, k);
         let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
             if !spaces.contains(&space) {
@@ -147,100 +357,340 @@ impl Node {
         }
 
         spaces.sort();
-        let mut waiting_total = 0;
+        spaces.dedup();
+        let mut listings = Vec::new();
+        // Stored checkpoints that no longer verify, for the findings.
+        let mut bad_checkpoints = Vec::new();
         for space in spaces {
-            // Every change verified again from the store; the index is rewritten when the store takes it.
+            // Every change verified again from the store, so the index (and the findings) are checked, not
+            // trusted; the index is rewritten when the store takes it.
             let changes_accepted = self.rebuild(&space)?;
             self.try_write_index(&space);
-            let Some(rows) = self.index_rows(&space)? else {
-                continue;
+            let rows = self.index_rows(&space)?;
+            let entry: Option<IndexEntry> = match rows.as_ref().and_then(|r| r.listing.as_ref()) {
+                Some(bytes) => Some(serde_json::from_slice(bytes)?),
+                None => None,
             };
-            let (name, signers) = match &rows.listing {
-                Some(bytes) => {
-                    let e: IndexEntry = serde_json::from_slice(bytes)?;
-                    let name = e
-                        .listing
+            let roster_entry = roster.and_then(|r| r.state().spaces.get(&space));
+            let listing_name = entry
+                .as_ref()
+                .and_then(|e| {
+                    e.listing
                         .get("name")
                         .and_then(|n| n.as_str())
-                        .map(String::from);
-                    (name, e.signers)
-                }
-                None => (None, Vec::new()),
+                        .map(String::from)
+                })
+                .or_else(|| roster_entry.map(|e| e.name.clone()));
+            let facts = match entry.as_ref().map(IndexEntry::listing) {
+                Some(Ok(l)) => self.fact_states(&l)?,
+                _ => Vec::new(),
             };
-            let mut rejected = Vec::new();
-            let mut waiting = Vec::new();
-            for (hash, r) in &rows.rejected {
-                let item = RejectedChangeAudit {
-                    change: hex(hash),
-                    author: r.author,
-                    reason: r.reason.clone(),
-                };
-                if r.is_waiting() {
-                    waiting.push(item);
-                } else {
-                    rejected.push(item);
-                }
-            }
             let mut checkpoints = Vec::new();
             for (id, bytes) in self.store.space_checkpoints(&space)? {
-                let header = deskmesh_crdt_model::checkpoint::SignedCheckpoint::from_bytes(&bytes)
-                    .and_then(|c| c.verify());
-                match header {
+                let signed = deskmesh_crdt_model::checkpoint::SignedCheckpoint::from_bytes(&bytes);
+                match signed
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|c| c.verify())
+                {
                     Ok(h) => checkpoints.push(CheckpointAudit {
                         id,
-                        author: h.author,
+                        author: name(&h.author),
                         changes: h.changes,
                         created_at_ms: h.created_at_ms,
                     }),
-                    Err(e) => rejected.push(RejectedChangeAudit {
-                        change: id.to_string(),
-                        author: None,
+                    Err(e) => bad_checkpoints.push(Finding {
+                        status: FindingStatus::Unverifiable,
+                        kind: ItemKind::Checkpoint.label().into(),
+                        space_name: roster_entry.map(|e| e.name.clone()),
+                        space: Some(space.clone()),
+                        item: Some(id.to_string()),
+                        author: signed
+                            .ok()
+                            .and_then(|c| c.decode().ok())
+                            .map(|c| name(&c.author)),
+                        peer: None,
+                        source: None,
                         reason: format!("stored checkpoint: {e}"),
+                        at_ms: None,
                     }),
                 }
             }
-            ok &= rejected.is_empty();
-            waiting_total += waiting.len();
             listings.push(ListingAudit {
                 space: space.clone(),
-                name,
+                name: listing_name,
                 changes_stored: self.store.change_hashes(&space)?.len(),
                 changes_accepted,
                 changes_vouched: self.vouched(&space),
                 checkpoints,
-                signers,
-                rejected,
-                waiting,
+                signers: entry
+                    .map(|e| e.signers)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| SignerAudit {
+                        key: name(&s.key),
+                        changes: s.changes,
+                        authorised_by: s.authorised_by,
+                        removed_by: s.removed_by,
+                    })
+                    .collect(),
+                revoked: roster_entry.and_then(|e| e.revoked.as_ref().map(|(_, r)| r.clone())),
+                facts,
             });
         }
 
+        let mut findings = self.findings()?;
+        findings.extend(bad_checkpoints);
         let mut beacons_verified = 0;
-        let mut beacons_failed = Vec::new();
         for (space, pool, bytes) in self.store.beacons()? {
             // Expired beacons still verify: `verify` checks the signature and refuses only the future.
-            match SignedBeacon::from_bytes(&bytes).and_then(|b| b.verify(now.timestamp_millis())) {
+            let signed = SignedBeacon::from_bytes(&bytes);
+            match signed
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|b| b.verify(now.timestamp_millis()))
+            {
                 Ok(_) => beacons_verified += 1,
-                Err(e) => beacons_failed.push(format!("{space} pool {pool}: {e}")),
+                Err(e) => findings.push(Finding {
+                    status: FindingStatus::Unverifiable,
+                    kind: ItemKind::SeatBeacon.label().into(),
+                    space_name: roster
+                        .and_then(|r| r.state().spaces.get(&space))
+                        .map(|e| e.name.clone()),
+                    space: Some(space),
+                    item: Some(Hash::of(crate::ingest::BEACON_ITEM, &bytes).to_string()),
+                    author: signed
+                        .ok()
+                        .and_then(|b| b.decode().ok())
+                        .map(|b| name(&b.author)),
+                    peer: None,
+                    source: None,
+                    reason: format!("pool {pool}: {e}"),
+                    at_ms: None,
+                }),
             }
         }
-        ok &= beacons_failed.is_empty();
-        let refused = self.refusals()?;
-        ok &= refused.is_empty();
+        let mut verifications = Vec::new();
+        for (space, id, bytes) in self.store.verifications()? {
+            match SignedVerification::from_bytes(&bytes).and_then(|s| s.verify()) {
+                Ok(v) => verifications.push(VerificationAudit {
+                    id,
+                    space,
+                    counts: roster.is_some_and(|r| r.state().is_coordinator(&v.author)),
+                    by: name(&v.author),
+                    facts: v.facts.into_iter().map(|f| f.fact).collect(),
+                    checked_on: v.checked_on,
+                }),
+                Err(e) => findings.push(Finding {
+                    status: FindingStatus::Unverifiable,
+                    kind: ItemKind::Verification.label().into(),
+                    space: Some(space),
+                    space_name: None,
+                    item: Some(id.to_string()),
+                    author: None,
+                    peer: None,
+                    source: None,
+                    reason: e.to_string(),
+                    at_ms: None,
+                }),
+            }
+        }
         Ok(AuditReport {
-            refused,
             alliance: self.alliance_id(),
-            roster: roster_ops,
-            rejected_roster_ops,
+            alliance_name: roster.map(|r| r.name().to_string()),
+            source: AuditSource::Node {
+                name: self.config.name.clone(),
+                key: self.public_key(),
+            },
+            roster: self.roster_log(),
             listings,
             beacons_verified,
-            beacons_failed,
-            waiting: waiting_total,
-            ok,
+            verifications,
+            proposals: self.proposals()?,
+            waiting: findings
+                .iter()
+                .filter(|f| f.status == FindingStatus::Pending)
+                .count(),
+            ok: findings.iter().all(|f| f.status == FindingStatus::Pending),
+            findings,
         })
+    }
+
+    /// Everything an offline auditor needs, in one file signed by this node: every roster operation, signed
+    /// change, checkpoint, beacon, verification and proposal the store holds, and the refusal log (the only record of
+    /// what was turned away). `docs/AUDIT.md` describes the format.
+    pub fn audit_export(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Vec<u8>> {
+        let alliance = self
+            .alliance_id()
+            .context("this node is not in an alliance yet; there is nothing to audit")?;
+        let bundle = self.bundle()?;
+        let mut refusals = Vec::new();
+        for bytes in self.store.refused()? {
+            refusals.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        let body = AuditBody {
+            alliance,
+            node_name: self.config.name.clone(),
+            exported_at_ms: now.timestamp_millis(),
+            roster_ops: bundle.roster_ops,
+            checkpoints: bundle.checkpoints,
+            changes: bundle.changes,
+            beacons: bundle.beacons,
+            verifications: bundle.verifications,
+            proposals: bundle.proposals,
+            refusals,
+        };
+        let body = postcard::to_allocvec(&body).context("cannot encode the audit file")?;
+        let signature = self.signer().sign(Domain::AuditExport, &body);
+        let file = AuditFile {
+            body,
+            signer: self.public_key(),
+            signature,
+        };
+        let mut out = AUDIT_MAGIC.to_vec();
+        out.extend(postcard::to_allocvec(&file).context("cannot encode the audit file")?);
+        Ok(out)
     }
 }
 
-fn summarise(body: &deskmesh_keys::roster::OpBody, roster: &deskmesh_keys::Roster) -> String {
+/// The first bytes of every audit file.
+pub const AUDIT_MAGIC: &[u8] = b"DMAUDIT1\n";
+
+/// Bytes of items checked per batch by [`verify_export`], which bounds its memory.
+const VERIFY_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// An audit file after its magic: the body's exact bytes and the exporting node's signature over them
+/// under the `audit-export` domain.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditFile {
+    pub body: Vec<u8>,
+    pub signer: PublicKey,
+    pub signature: Signature,
+}
+
+/// What an audit file holds (postcard).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AuditBody {
+    pub alliance: AllianceId,
+    pub node_name: String,
+    pub exported_at_ms: i64,
+    /// Signed roster operations, the create operation first, parents before children.
+    pub roster_ops: Vec<Vec<u8>>,
+    /// Signed checkpoints of listing documents (each space's kept ones).
+    pub checkpoints: Vec<Vec<u8>>,
+    pub changes: Vec<Vec<u8>>,
+    pub beacons: Vec<Vec<u8>>,
+    pub verifications: Vec<Vec<u8>>,
+    pub proposals: Vec<Vec<u8>>,
+    /// The exporting node's refusal log, one JSON record each, oldest first.
+    pub refusals: Vec<String>,
+}
+
+/// Checks an audit file on a machine that never joined the alliance: every signature and authorisation
+/// of every item is checked again by taking the items through the ingest path of a throwaway node over
+/// `store` (which should be empty; the caller owns it), and the report is built exactly as the exporting
+/// node builds its own, with the exporter's refusal log added as recorded.
+pub fn verify_export(
+    bytes: &[u8],
+    store: Arc<dyn Store>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<AuditReport> {
+    let Some(rest) = bytes.strip_prefix(AUDIT_MAGIC) else {
+        bail!("this is not a deskmesh audit file (it does not start with DMAUDIT1); write one with `deskmesh audit export FILE`");
+    };
+    let file: AuditFile =
+        postcard::from_bytes(rest).context("the audit file is damaged or cut short")?;
+    let signature_ok = file
+        .signer
+        .verify(Domain::AuditExport, &file.body, &file.signature)
+        .is_ok();
+    let body: AuditBody =
+        postcard::from_bytes(&file.body).context("the audit file's contents are damaged")?;
+    let Some(create) = body.roster_ops.first() else {
+        bail!("the audit file holds no roster operations");
+    };
+    let create = SignedOp::from_bytes(create)
+        .context("the audit file's first roster operation is unreadable")?;
+    let roster = Roster::new(create.clone())
+        .context("the audit file's first roster operation does not found an alliance")?;
+    if roster.alliance_id() != body.alliance {
+        bail!(
+            "the audit file names alliance {} but its roster founds alliance {}",
+            body.alliance,
+            roster.alliance_id()
+        );
+    }
+    let config = NodeConfig {
+        name: "offline auditor".into(),
+        listen_port: 0,
+        location: None,
+    };
+    let mut node = Node::with_store(DeviceKey::generate(), config, store)?;
+    node.adopt_roster(std::slice::from_ref(&create), &[])?;
+    // An audit file is evidence: what the exporting node kept is judged by the rebuild, as it was there.
+    node.keep_evidence = true;
+    // In bounded batches, roster operations first, as a bundle is imported: the documents a batch touches
+    // stay in memory until its index is written.
+    let items = Bundle {
+        roster_ops: body.roster_ops[1..].to_vec(),
+        checkpoints: body.checkpoints,
+        changes: body.changes,
+        beacons: body.beacons,
+        verifications: body.verifications,
+        proposals: body.proposals,
+    };
+    for batch in items.batches(VERIFY_BATCH_BYTES) {
+        let report = node.ingest_from(batch, Source::Bundle, At::now(), Some("file".into()));
+        if let Some(e) = report.flush_error {
+            bail!("{e}");
+        }
+    }
+    for record in &body.refusals {
+        // The exporter's refusals are evidence as recorded; unreadable ones are skipped.
+        if serde_json::from_str::<RefusalRecord>(record).is_ok() {
+            node.store.log_refused(record.as_bytes())?;
+        }
+    }
+    let mut audit = node.audit(now)?;
+    audit.source = AuditSource::File {
+        node_name: body.node_name,
+        exported_by: file.signer,
+        exported_at_ms: body.exported_at_ms,
+        signature_ok,
+    };
+    if !signature_ok {
+        audit.findings.insert(
+            0,
+            Finding {
+                status: FindingStatus::Unverifiable,
+                kind: "audit file".into(),
+                space: None,
+                space_name: None,
+                item: None,
+                author: Some(KeyName::of(node.roster(), &file.signer)),
+                peer: None,
+                source: Some("file".into()),
+                reason: "the exporting node's signature over the file does not verify; the items were checked one by one, but the refusal log may have been altered".into(),
+                at_ms: None,
+            },
+        );
+        audit.ok = false;
+    }
+    Ok(audit)
+}
+
+/// An item's id as people see it elsewhere: a listing change by its hex Automerge hash (as `space edit`
+/// prints it), anything else in the base32 form of hashes.
+fn item_text(kind: &str, id: &Hash) -> String {
+    if kind == ItemKind::ListingChange.label() {
+        hex(&id.0)
+    } else {
+        id.to_string()
+    }
+}
+
+/// One line for people about a roster operation.
+pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
     use deskmesh_keys::roster::OpBody::*;
     let space_name = |s: &SpaceId| {
         roster
@@ -250,6 +700,7 @@ fn summarise(body: &deskmesh_keys::roster::OpBody, roster: &deskmesh_keys::Roste
             .map(|e| format!("{:?} ({s})", e.name))
             .unwrap_or_else(|| s.to_string())
     };
+    let key_name = |k: &PublicKey| KeyName::of(Some(roster), k).label();
     match body {
         CreateAlliance {
             name,
@@ -270,12 +721,35 @@ fn summarise(body: &deskmesh_keys::roster::OpBody, roster: &deskmesh_keys::Roste
             )
         }
         AddDevice { space, device } => format!("added device {device} to {}", space_name(space)),
-        RemoveDevice { space, device } => {
+        RemoveDevice {
+            space,
+            device,
+            keep,
+        } => format!(
+            "removed device {device} from {}, keeping its listing at {} head(s)",
+            space_name(space),
+            keep.len()
+        ),
+        RemoveDeviceV1 { space, device } => {
             format!("removed device {device} from {}", space_name(space))
         }
-        RevokeSpace { space, reason } => format!("revoked {}: {reason}", space_name(space)),
-        AddCoordinator { key } => format!("added coordinator {key}"),
-        RemoveCoordinator { key } => format!("removed coordinator {key}"),
+        RevokeSpace {
+            space,
+            reason,
+            listed,
+            ..
+        } => format!(
+            "revoked {}: {reason}{}",
+            space_name(space),
+            if *listed {
+                " (stays listed, marked revoked)"
+            } else {
+                ""
+            }
+        ),
+        RevokeSpaceV1 { space, reason } => format!("revoked {}: {reason}", space_name(space)),
+        AddCoordinator { key } => format!("added {key} as a coordinator"),
+        RemoveCoordinator { key } => format!("removed coordinator {}", key_name(key)),
         SetThreshold { threshold } => format!("set coordinator threshold to {threshold}"),
         SetPeerAddrs { space, addrs } => {
             format!(
@@ -290,32 +764,89 @@ fn summarise(body: &deskmesh_keys::roster::OpBody, roster: &deskmesh_keys::Roste
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::ingest::{At, ItemKind, SignedItem, Source};
+    use super::*;
+    use crate::ingest::SignedItem;
     use crate::testkit::{self, now};
+    use deskmesh_store::MemoryStore;
 
     #[test]
     fn a_clean_store_passes_and_a_refused_item_fails_the_audit() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (mut space, _) = testkit::listed_space(&mut coordinator, "Riverside");
         let audit = space.audit(now()).unwrap();
         assert!(audit.ok, "{audit:?}");
         assert_eq!(audit.roster.len(), 2);
         assert_eq!(audit.listings.len(), 1);
-        assert_eq!(audit.listings[0].signers[0].key, testkit::key_of(&space));
+        assert_eq!(
+            audit.listings[0].signers[0].key.key,
+            testkit::key_of(&space)
+        );
+        assert_eq!(audit.listings[0].signers[0].key.name, "device of Riverside");
         assert_eq!(audit.listings[0].name.as_deref(), Some("Riverside"));
 
-        space.ingest(
+        space.ingest_from(
             vec![SignedItem::new(ItemKind::SeatBeacon, vec![9; 20])],
             Source::Mesh,
             At::now(),
+            Some("12D3KooWpeer".into()),
         );
         let audit = space.audit(now()).unwrap();
         assert!(!audit.ok);
-        assert_eq!(audit.refused.len(), 1);
-        assert_eq!(audit.refused[0].kind, "seat beacon");
+        assert_eq!(audit.findings.len(), 1);
+        let f = &audit.findings[0];
+        assert_eq!(
+            (f.status, f.kind.as_str()),
+            (FindingStatus::Refused, "seat beacon")
+        );
+        assert_eq!(f.peer.as_deref(), Some("12D3KooWpeer"));
+        assert_eq!(f.source.as_deref(), Some("mesh"));
+        assert!(f.item.is_some());
+        // The live view's findings are the audit's, item for item.
+        assert_eq!(space.findings().unwrap(), audit.findings);
+    }
+
+    #[test]
+    fn an_exported_audit_verifies_offline_with_the_same_report() {
+        let mut coordinator = testkit::coordinator();
+        let (space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        coordinator
+            .import_items(space.bundle().unwrap().batches(usize::MAX).remove(0))
+            .unwrap();
+        coordinator
+            .verify_facts(&id, &["accessibility".into()], None, "", now())
+            .unwrap();
+        // Something refused, for the report to carry.
+        coordinator
+            .import_items(vec![SignedItem::new(ItemKind::ListingChange, vec![1; 40])])
+            .unwrap();
+        let here = coordinator.audit(now()).unwrap();
+        let file = coordinator.audit_export(now()).unwrap();
+        let offline = verify_export(&file, Arc::new(MemoryStore::new()), now()).unwrap();
+        assert!(matches!(
+            offline.source,
+            AuditSource::File {
+                signature_ok: true,
+                ..
+            }
+        ));
+        assert_eq!(offline.roster, here.roster);
+        assert_eq!(offline.listings, here.listings);
+        assert_eq!(offline.verifications, here.verifications);
+        assert_eq!(offline.findings, here.findings);
+        assert_eq!(offline.ok, here.ok);
+
+        // A tampered byte is caught: the file's signature, or the item it lands in.
+        let mut bad = file.clone();
+        let n = bad.len() - 80;
+        bad[n] ^= 1;
+        match verify_export(&bad, Arc::new(MemoryStore::new()), now()) {
+            Ok(report) => assert!(!report.ok, "{report:?}"),
+            Err(e) => assert!(e.to_string().contains("damaged"), "{e}"),
+        }
+        let err = verify_export(b"hello", Arc::new(MemoryStore::new()), now()).unwrap_err();
+        assert!(
+            err.to_string().contains("not a deskmesh audit file"),
+            "{err}"
+        );
     }
 }

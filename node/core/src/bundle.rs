@@ -2,8 +2,11 @@
 //! for tests that feed a node items it did not sign itself.
 //!
 //! A bundle is `DMBUNDLE2\n` followed by the postcard encoding of [`Bundle`]: the exact signed bytes of
-//! roster operations (in causal order), checkpoints, listing changes and seat beacons. Bundles of the
-//! first format (`DMBUNDLE1\n`, before checkpoints) are still read. Importing one takes every item
+//! roster operations (in causal order), checkpoints, listing changes, seat beacons, then coordinators'
+//! verifications and proposed coordinator changes. A `DMBUNDLE2` body that ends after the beacons (as
+//! bundles were written before verifications and proposals) reads as having none of those; bundles of the
+//! first format (`DMBUNDLE1\n`: roster operations, changes, beacons) are still read. Importing one takes
+//! every item
 //! through [`Node::ingest`], exactly as items from the mesh: whatever does not verify, or whose author the
 //! roster does not authorise, is refused, logged for the audit and not stored. A client that reads a
 //! bundle file hands it to the node in [`Bundle::batches`], so a large bundle crosses a control socket in
@@ -17,8 +20,8 @@ use crate::node::Node;
 
 /// The first bytes of every bundle file this build writes.
 pub const MAGIC: &[u8] = b"DMBUNDLE2\n";
-/// The first bytes of a bundle of the first format, which had no checkpoints.
-const MAGIC_V1: &[u8] = b"DMBUNDLE1\n";
+/// The first bytes of a bundle of the first format, which had no checkpoints, verifications or proposals.
+pub const MAGIC_V1: &[u8] = b"DMBUNDLE1\n";
 /// The most bytes a bundle file may have.
 pub const MAX_BUNDLE_FILE: u64 = 512 * 1024 * 1024;
 
@@ -29,6 +32,8 @@ pub struct Bundle {
     pub checkpoints: Vec<Vec<u8>>,
     pub changes: Vec<Vec<u8>>,
     pub beacons: Vec<Vec<u8>>,
+    pub verifications: Vec<Vec<u8>>,
+    pub proposals: Vec<Vec<u8>>,
 }
 
 impl Bundle {
@@ -46,6 +51,8 @@ impl Bundle {
             checkpoints: own(items.checkpoints),
             changes: own(items.changes),
             beacons: own(items.beacons),
+            verifications: own(items.verifications),
+            proposals: own(items.proposals),
         })
     }
 
@@ -55,7 +62,12 @@ impl Bundle {
 
     /// How many items the bundle holds.
     pub fn len(&self) -> usize {
-        self.roster_ops.len() + self.checkpoints.len() + self.changes.len() + self.beacons.len()
+        self.roster_ops.len()
+            + self.checkpoints.len()
+            + self.changes.len()
+            + self.beacons.len()
+            + self.verifications.len()
+            + self.proposals.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,6 +96,16 @@ impl Bundle {
                 self.beacons
                     .into_iter()
                     .map(|b| SignedItem::new(ItemKind::SeatBeacon, b)),
+            )
+            .chain(
+                self.verifications
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::Verification, b)),
+            )
+            .chain(
+                self.proposals
+                    .into_iter()
+                    .map(|b| SignedItem::new(ItemKind::Proposal, b)),
             );
         let mut out: Vec<Vec<SignedItem>> = Vec::new();
         let mut size = 0usize;
@@ -116,6 +138,32 @@ pub struct BundleRef<'a> {
     pub changes: Vec<&'a [u8]>,
     #[serde(borrow)]
     pub beacons: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub verifications: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    pub proposals: Vec<&'a [u8]>,
+}
+
+/// The items every `DMBUNDLE2` body starts with, borrowed.
+#[derive(Deserialize)]
+struct BundleRefHead<'a> {
+    #[serde(borrow)]
+    roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    checkpoints: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    beacons: Vec<&'a [u8]>,
+}
+
+/// What follows the beacons in a `DMBUNDLE2` body, when anything does, borrowed.
+#[derive(Deserialize)]
+struct BundleRefTail<'a> {
+    #[serde(borrow)]
+    verifications: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    proposals: Vec<&'a [u8]>,
 }
 
 /// The first format's items, borrowed.
@@ -149,20 +197,43 @@ impl<'a> BundleRef<'a> {
             let v1: BundleRefV1 = take_all(body)?;
             return Ok(Self {
                 roster_ops: v1.roster_ops,
-                checkpoints: Vec::new(),
                 changes: v1.changes,
                 beacons: v1.beacons,
+                ..Self::default()
             });
         }
         let body = bytes
             .strip_prefix(MAGIC)
             .context("this is not a deskmesh bundle (it does not start with DMBUNDLE2)")?;
-        take_all(body)
+        let (head, rest): (BundleRefHead, &[u8]) =
+            postcard::take_from_bytes(body).context("the bundle is damaged or cut short")?;
+        // A body that ends after the beacons was written before verifications and proposals.
+        let tail = if rest.is_empty() {
+            BundleRefTail {
+                verifications: Vec::new(),
+                proposals: Vec::new(),
+            }
+        } else {
+            take_all(rest)?
+        };
+        Ok(Self {
+            roster_ops: head.roster_ops,
+            checkpoints: head.checkpoints,
+            changes: head.changes,
+            beacons: head.beacons,
+            verifications: tail.verifications,
+            proposals: tail.proposals,
+        })
     }
 
     /// How many items the bundle holds.
     pub fn len(&self) -> usize {
-        self.roster_ops.len() + self.checkpoints.len() + self.changes.len() + self.beacons.len()
+        self.roster_ops.len()
+            + self.checkpoints.len()
+            + self.changes.len()
+            + self.beacons.len()
+            + self.verifications.len()
+            + self.proposals.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,6 +250,12 @@ impl<'a> BundleRef<'a> {
             .chain(self.checkpoints.iter().map(|b| (ItemKind::Checkpoint, *b)))
             .chain(self.changes.iter().map(|b| (ItemKind::ListingChange, *b)))
             .chain(self.beacons.iter().map(|b| (ItemKind::SeatBeacon, *b)))
+            .chain(
+                self.verifications
+                    .iter()
+                    .map(|b| (ItemKind::Verification, *b)),
+            )
+            .chain(self.proposals.iter().map(|b| (ItemKind::Proposal, *b)))
             .peekable();
         std::iter::from_fn(move || {
             let mut batch = Vec::new();
@@ -217,6 +294,11 @@ pub struct BundleReport {
     pub checkpoints_new: usize,
     pub changes_new: usize,
     pub beacons_taken: usize,
+    #[serde(default)]
+    pub verifications_new: usize,
+    /// Proposals kept or completed (a completed one counts as a new roster operation instead).
+    #[serde(default)]
+    pub proposals_new: usize,
     /// Items already held (or, for beacons, older than the one held).
     pub known: usize,
     /// One sentence per refused item.
@@ -230,6 +312,8 @@ impl BundleReport {
         self.checkpoints_new += other.checkpoints_new;
         self.changes_new += other.changes_new;
         self.beacons_taken += other.beacons_taken;
+        self.verifications_new += other.verifications_new;
+        self.proposals_new += other.proposals_new;
         self.known += other.known;
         self.refused.extend(other.refused);
     }
@@ -254,6 +338,18 @@ impl Node {
             .into_iter()
             .map(|(_, _, bytes)| bytes)
             .collect();
+        b.verifications = self
+            .store
+            .verifications()?
+            .into_iter()
+            .map(|(_, _, bytes)| bytes)
+            .collect();
+        b.proposals = self
+            .store
+            .proposals()?
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect();
         Ok(b)
     }
 
@@ -269,11 +365,14 @@ impl Node {
         let mut report = BundleReport::default();
         for o in ingested.outcomes {
             match o.verdict {
-                Verdict::Added(_) => match o.kind {
+                // A proposal completed by this bundle is counted as the roster operation it became.
+                Verdict::Added(a) => match a.kind {
                     ItemKind::RosterOp => report.roster_ops_new += 1,
                     ItemKind::Checkpoint => report.checkpoints_new += 1,
                     ItemKind::ListingChange => report.changes_new += 1,
                     ItemKind::SeatBeacon => report.beacons_taken += 1,
+                    ItemKind::Verification => report.verifications_new += 1,
+                    ItemKind::Proposal => report.proposals_new += 1,
                 },
                 Verdict::Known | Verdict::Superseded => report.known += 1,
                 Verdict::Refused(why) => report.refused.push(format!("{}: {why}", o.kind.label())),
@@ -294,16 +393,12 @@ mod tests {
     use deskmesh_crdt_model::beacon::Availability;
 
     use super::*;
-    use crate::testkit::{self, now};
+    use crate::testkit;
 
     #[test]
     fn a_bundle_carries_a_space_to_a_member_and_importing_it_twice_adds_nothing() {
         let mut coordinator = testkit::coordinator();
-        let mut space = testkit::space(&mut coordinator, "Riverside");
-        let id = space.my_space().unwrap();
-        space
-            .publish_listing(&testkit::listing(&id, "Riverside"), now())
-            .unwrap();
+        let (mut space, _) = testkit::listed_space(&mut coordinator, "Riverside");
         space
             .seats_set(None, Availability::Count(3), 900, chrono::Utc::now())
             .unwrap();
@@ -340,6 +435,70 @@ mod tests {
             .unwrap();
         assert_eq!(again.known, 4);
         assert_eq!(again.changes_new, 0);
+    }
+
+    #[test]
+    fn a_first_format_bundle_is_still_read() {
+        #[derive(Serialize)]
+        struct V1 {
+            roster_ops: Vec<Vec<u8>>,
+            changes: Vec<Vec<u8>>,
+            beacons: Vec<Vec<u8>>,
+        }
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend(
+            postcard::to_allocvec(&V1 {
+                roster_ops: vec![vec![1]],
+                changes: vec![vec![2], vec![3]],
+                beacons: vec![],
+            })
+            .unwrap(),
+        );
+        assert!(Bundle::is_bundle(&bytes));
+        let b = Bundle::decode(&bytes).unwrap();
+        assert_eq!((b.roster_ops.len(), b.changes.len(), b.len()), (1, 2, 3));
+    }
+
+    /// A `DMBUNDLE2` body that ends after the beacons (written before verifications and proposals) reads
+    /// as having none; one with them reads them back, and bytes after them are refused.
+    #[test]
+    fn a_second_format_bundle_without_verifications_is_still_read() {
+        #[derive(Serialize)]
+        struct Head {
+            roster_ops: Vec<Vec<u8>>,
+            checkpoints: Vec<Vec<u8>>,
+            changes: Vec<Vec<u8>>,
+            beacons: Vec<Vec<u8>>,
+        }
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(
+            postcard::to_allocvec(&Head {
+                roster_ops: vec![vec![1]],
+                checkpoints: vec![vec![4]],
+                changes: vec![vec![2], vec![3]],
+                beacons: vec![],
+            })
+            .unwrap(),
+        );
+        let b = Bundle::decode(&bytes).unwrap();
+        assert_eq!(
+            (b.checkpoints.len(), b.verifications.len(), b.len()),
+            (1, 0, 4)
+        );
+
+        let full = Bundle {
+            roster_ops: vec![vec![1]],
+            verifications: vec![vec![5]],
+            proposals: vec![vec![6], vec![7]],
+            ..Bundle::default()
+        }
+        .encode()
+        .unwrap();
+        let b = Bundle::decode(&full).unwrap();
+        assert_eq!((b.verifications, b.proposals.len()), (vec![vec![5]], 2));
+        let mut trailing = full.clone();
+        trailing.push(0);
+        assert!(Bundle::decode(&trailing).is_err());
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl DocCache {
         self.pinned.remove(space);
     }
 
-    /// Keeps `space` until [`DocCache::unpin_all`].
+    /// Keeps `space` until [`DocCache::release`].
     pub fn pin(&mut self, space: &SpaceId) {
         self.pinned.insert(space.clone());
     }
@@ -99,5 +99,45 @@ impl DocCache {
             self.map.remove(v);
         }
         self.order.retain(|s| !victims.contains(s));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use deskmesh_keys::{DeviceKey, Signer};
+
+    /// A batch touching more spaces than the cache holds keeps every touched document until its index
+    /// is written (a mesh node once indexed only 64 of a 204-space first sync).
+    #[test]
+    fn pinned_documents_outlive_the_batch_until_released() {
+        let mut cache = DocCache::default();
+        let spaces: Vec<SpaceId> = (0..CAPACITY + 10)
+            .map(|_| SpaceId::derive(&DeviceKey::generate().public_key()))
+            .collect();
+        for s in &spaces {
+            cache.put(
+                s.clone(),
+                Warm {
+                    doc: SpaceDoc::new(s.clone()),
+                    undecodable: Vec::new(),
+                },
+            );
+            cache.pin(s);
+        }
+        assert_eq!(
+            cache.map.len(),
+            CAPACITY + 10,
+            "pinned ones are never evicted"
+        );
+        let touched = cache.pinned();
+        assert_eq!(touched.len(), CAPACITY + 10);
+        assert!(
+            touched.iter().all(|s| cache.contains(s)),
+            "still there to be written"
+        );
+        cache.release();
+        assert_eq!(cache.map.len(), CAPACITY);
     }
 }

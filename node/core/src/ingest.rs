@@ -31,6 +31,7 @@ use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{self, SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, SignedChange, VerifiedChange};
 use deskmesh_crdt_model::checkpoint::{self, Checkpoint, SignedCheckpoint};
+use deskmesh_crdt_model::verify::{self, SignedVerification, Verification};
 use deskmesh_keys::roster::{Inserted, RosterError, SignedOp};
 use deskmesh_keys::{Hash, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ use crate::node::{Node, RosterAuthority};
 
 /// Label of the content hash that names a seat beacon item (a beacon has no hash of its own).
 pub const BEACON_ITEM: &str = "seat-beacon-item";
+/// Label of the content hash that names a proposal item: its bytes with every signature gathered, so a
+/// proposal with one more signature is a new item that replaces the old one.
+pub const PROPOSAL_ITEM: &str = "roster-proposal-item";
 /// Roster operations kept while their parents are missing.
 const MAX_PARKED_OPS: usize = 1024;
 /// How long a parked roster operation is kept; a later reconciliation fetches it again.
@@ -57,6 +61,10 @@ pub enum ItemKind {
     Checkpoint,
     ListingChange,
     SeatBeacon,
+    /// A coordinator's countersignature of facts of a listing.
+    Verification,
+    /// A coordinator change still collecting co-signatures.
+    Proposal,
 }
 
 impl ItemKind {
@@ -67,6 +75,8 @@ impl ItemKind {
             Self::Checkpoint => "checkpoint",
             Self::ListingChange => "listing change",
             Self::SeatBeacon => "seat beacon",
+            Self::Verification => "verification",
+            Self::Proposal => "proposed coordinator change",
         }
     }
 }
@@ -98,6 +108,14 @@ impl SignedItem {
         Self::new(ItemKind::SeatBeacon, beacon.to_bytes())
     }
 
+    pub fn verification(v: &SignedVerification) -> Self {
+        Self::new(ItemKind::Verification, v.to_bytes())
+    }
+
+    pub fn proposal(op: &SignedOp) -> Self {
+        Self::new(ItemKind::Proposal, op.to_bytes())
+    }
+
     pub fn checkpoint(checkpoint: &SignedCheckpoint) -> Self {
         Self::new(ItemKind::Checkpoint, checkpoint.to_bytes())
     }
@@ -112,6 +130,8 @@ impl SignedItem {
                 .ok()
                 .map(|e| Hash(e.change_hash)),
             ItemKind::SeatBeacon => Some(Hash::of(BEACON_ITEM, &self.bytes.0)),
+            ItemKind::Verification => Some(Hash::of(verify::ITEM_LABEL, &self.bytes.0)),
+            ItemKind::Proposal => Some(Hash::of(PROPOSAL_ITEM, &self.bytes.0)),
             ItemKind::Checkpoint => SignedCheckpoint::from_bytes(&self.bytes.0)
                 .ok()
                 .map(|c| c.id()),
@@ -128,6 +148,17 @@ pub enum Source {
     Bundle,
     /// Signed by this node: announced once added.
     Local,
+}
+
+impl Source {
+    /// How the audit names where a refused item came from.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Mesh => "mesh",
+            Source::Bundle => "bundle",
+            Source::Local => "this node",
+        }
+    }
 }
 
 /// The clock readings an ingest needs: monotonic for waiting, wall time for beacon expiry.
@@ -156,7 +187,9 @@ pub struct Accepted {
     /// A beacon's pool.
     pub pool: Option<String>,
     /// Items this one takes out of what the node offers to sync: the beacon it replaced as its pool's
-    /// newest, or for a checkpoint the checkpoints it covers entirely and the stored changes it covers.
+    /// newest; for a checkpoint the checkpoints it covers entirely and the stored changes it covers; for a
+    /// roster operation the beacons of a space just revoked (or of a device just removed) and the proposal
+    /// it settles; for a proposal the one it supersedes with more signatures.
     pub leaves: Vec<(ItemKind, Hash)>,
     /// Stored but not offered to sync: a listing change a kept checkpoint already covers.
     pub hidden: bool,
@@ -214,11 +247,14 @@ pub(crate) struct IngestState {
     /// Roster operations whose parents are missing, keyed by one parent they lack.
     parked: HashMap<Hash, Vec<(SignedOp, Instant)>>,
     parked_count: usize,
-    /// Changes and beacons naming roster operations not known yet, oldest first (already checked).
-    waiting: VecDeque<(Checked, Instant)>,
+    /// Changes and beacons naming roster operations not known yet, oldest first (already checked), with
+    /// the peer each came from.
+    waiting: VecDeque<(Checked, Instant, Option<String>)>,
     waiting_bytes: usize,
     /// A roster operation was applied since the waiting items were last tried.
     roster_grew: bool,
+    /// Where the items being judged come from, for the audit: the source and the peer.
+    pub(crate) from: Option<(Source, Option<String>)>,
 }
 
 impl IngestState {
@@ -243,6 +279,10 @@ enum Body {
     Op(SignedOp),
     Change(Box<VerifiedChange>),
     Beacon(SignedBeacon, SeatBeacon),
+    /// A verification whose signature checked out (its bytes are the item's).
+    Verification(Verification),
+    /// A proposed coordinator change (the roster checks its signatures as it merges them).
+    Proposal(SignedOp),
     Checkpoint(Box<SignedCheckpoint>, Box<Checkpoint>),
     /// Refused whatever the roster says: the sentence, and the author and space when they could be read.
     Bad {
@@ -310,10 +350,32 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
             Ok(signed) => match signed.verify(wall.timestamp_millis()) {
                 Ok(b) => Body::Beacon(signed, b),
                 Err(e) => {
-                    let author = signed.decode().ok().map(|b| b.author);
-                    bad(e.to_string(), author, None)
+                    let decoded = signed.decode().ok();
+                    bad(
+                        e.to_string(),
+                        decoded.as_ref().map(|b| b.author),
+                        decoded.map(|b| b.space),
+                    )
                 }
             },
+        },
+        ItemKind::Verification => match SignedVerification::from_bytes(&item.bytes.0) {
+            Err(e) => bad(e.to_string(), None, None),
+            Ok(signed) => match signed.verify() {
+                Ok(v) => Body::Verification(v),
+                Err(e) => {
+                    let decoded = signed.decode().ok();
+                    bad(
+                        e.to_string(),
+                        decoded.as_ref().map(|v| v.author),
+                        decoded.map(|v| v.space),
+                    )
+                }
+            },
+        },
+        ItemKind::Proposal => match SignedOp::from_bytes(&item.bytes.0) {
+            Ok(op) => Body::Proposal(op),
+            Err(e) => bad(e.to_string(), None, None),
         },
     };
     Checked { item, id, body }
@@ -350,12 +412,42 @@ pub fn check_all(items: Vec<SignedItem>, wall: DateTime<Utc>, threads: usize) ->
 impl Node {
     /// Takes a batch of signed items through the checks every source shares (see the module doc).
     pub fn ingest(&mut self, items: Vec<SignedItem>, source: Source, at: At) -> IngestReport {
+        self.ingest_from(items, source, at, None)
+    }
+
+    /// [`Node::ingest`] of items that came from `peer` (a libp2p peer id, for the audit: every refusal
+    /// names the peer its item came from).
+    pub fn ingest_from(
+        &mut self,
+        items: Vec<SignedItem>,
+        source: Source,
+        at: At,
+        peer: Option<String>,
+    ) -> IngestReport {
         let checked = items.into_iter().map(|i| check(i, at.wall)).collect();
-        self.ingest_checked(checked, source, at)
+        self.ingest_checked_from(checked, source, at, peer)
     }
 
     /// Judges items [`check`] already decoded and verified (see the module doc).
     pub fn ingest_checked(&mut self, items: Vec<Checked>, source: Source, at: At) -> IngestReport {
+        self.ingest_checked_from(items, source, at, None)
+    }
+
+    /// [`Node::ingest_checked`] of items that came from `peer`.
+    pub fn ingest_checked_from(
+        &mut self,
+        items: Vec<Checked>,
+        source: Source,
+        at: At,
+        peer: Option<String>,
+    ) -> IngestReport {
+        let outer = self.ingest.from.replace((source, peer));
+        let report = self.judge_batch(items, source, at);
+        self.ingest.from = outer;
+        report
+    }
+
+    fn judge_batch(&mut self, items: Vec<Checked>, source: Source, at: At) -> IngestReport {
         if self.roster_stale {
             self.reload_roster();
         }
@@ -376,7 +468,7 @@ impl Node {
             let op = match &c.body {
                 Body::Op(op) => op.clone(),
                 Body::Bad { why, .. } => {
-                    let why = self.refuse(ItemKind::RosterOp.label(), None, None, why.clone());
+                    let why = self.refuse(ItemKind::RosterOp, None, None, None, why.clone());
                     outcomes[i] = Some(outcome(c.item.kind, None, Verdict::Refused(why)));
                     continue;
                 }
@@ -402,11 +494,13 @@ impl Node {
             for (hash, i) in std::mem::take(&mut batch_ops) {
                 if let Some(op) = self.unpark(&hash) {
                     let author = op.op().ok().map(|o| o.author);
+                    let space = op.op().ok().and_then(|o| o.body.space().cloned());
                     let why = self.refuse(
-                        ItemKind::RosterOp.label(),
+                        ItemKind::RosterOp,
+                        Some(hash),
                         author,
-                        None,
-                        "its parent roster operations are not known here".into(),
+                        space,
+                        "it builds on roster operations this node has never seen (its parents), and the bundle does not carry them".into(),
                     );
                     outcomes[i] = Some(outcome(
                         ItemKind::RosterOp,
@@ -477,14 +571,16 @@ impl Node {
             .ingest
             .waiting
             .front()
-            .is_some_and(|(_, since)| at.mono.saturating_duration_since(*since) >= MAX_WAIT)
+            .is_some_and(|(_, since, _)| at.mono.saturating_duration_since(*since) >= MAX_WAIT)
         {
-            let Some((item, since)) = self.ingest.waiting.pop_front() else {
+            let Some((item, since, peer)) = self.ingest.waiting.pop_front() else {
                 break;
             };
             self.ingest.waiting_bytes = self.ingest.waiting_bytes.saturating_sub(item.bytes_len());
             // One last try (its roster operations may have come after all), refusing if it still waits.
+            let outer = self.ingest.from.replace((Source::Mesh, peer));
             out.push(self.take_other(item, Source::Bundle, at, Some(since)));
+            self.ingest.from = outer;
         }
         if let Err(e) = self.write_touched() {
             tracing::error!(error = %e, "cannot write the index of the spaces just changed");
@@ -511,7 +607,12 @@ impl Node {
 
     /// Applies one roster operation; every parked operation it (transitively) unblocks is applied too and
     /// reported in `settled` with its verdict.
-    fn take_op(&mut self, op: SignedOp, at: At, settled: &mut Vec<(Hash, Verdict)>) -> Verdict {
+    pub(crate) fn take_op(
+        &mut self,
+        op: SignedOp,
+        at: At,
+        settled: &mut Vec<(Hash, Verdict)>,
+    ) -> Verdict {
         let first = self.apply_op(op, at);
         let mut ready: Vec<Hash> = match &first {
             Verdict::Added(a) => vec![a.id],
@@ -545,7 +646,8 @@ impl Node {
         let space = op.op().ok().and_then(|o| o.body.space().cloned());
         let Some(roster) = self.roster_mut() else {
             let why = self.refuse(
-                ItemKind::RosterOp.label(),
+                ItemKind::RosterOp,
+                Some(hash),
                 author,
                 space,
                 "this node is not in an alliance yet".into(),
@@ -569,13 +671,19 @@ impl Node {
                     // Stored: the index is derived and catches up at the space's next rebuild.
                     tracing::warn!(op = %hash.short(), error = %format!("{e:#}"), "roster operation stored but the index not rebuilt");
                 }
+                // What the operation ends: a revoked space's or a removed key's beacons, the proposal it
+                // settles.
+                let removed = match self.after_roster_op(&hash, &op) {
+                    Ok(r) => r,
+                    Err(e) => return Verdict::Failed(format!("{e:#}")),
+                };
                 tracing::debug!(op = %hash.short(), "roster operation applied");
                 Verdict::Added(Accepted {
                     id: hash,
                     kind: ItemKind::RosterOp,
                     space,
                     pool: None,
-                    leaves: Vec::new(),
+                    leaves: removed,
                     hidden: false,
                 })
             }
@@ -594,7 +702,13 @@ impl Node {
                 Verdict::Waiting
             }
             Err(e) => {
-                let why = self.refuse(ItemKind::RosterOp.label(), author, space, e.to_string());
+                let why = self.refuse(
+                    ItemKind::RosterOp,
+                    Some(hash),
+                    author,
+                    space,
+                    plain_roster_error(&e),
+                );
                 Verdict::Refused(why)
             }
         }
@@ -629,9 +743,11 @@ impl Node {
         let judged = match &c.body {
             Body::Change(v) => self.judge_change(v),
             Body::Beacon(signed, b) => self.judge_beacon(signed, b, &c.item.bytes.0),
+            Body::Verification(v) => self.judge_verification(v, &c.item.bytes.0),
+            Body::Proposal(op) => self.judge_proposal(op, at),
             Body::Checkpoint(signed, header) => self.judge_checkpoint(signed, header),
             Body::Bad { why, author, space } => {
-                let why = self.refuse(kind.label(), *author, space.clone(), why.clone());
+                let why = self.refuse(kind, id, *author, space.clone(), why.clone());
                 return outcome(kind, id, Verdict::Refused(why));
             }
             Body::Op(_) => Judged::Verdict(Verdict::Failed(
@@ -642,21 +758,22 @@ impl Node {
             Judged::Verdict(v) => v,
             Judged::Wait { author, space, why } => {
                 if source == Source::Mesh {
-                    self.wait(c, waited_since.unwrap_or(at.mono));
+                    let peer = self.ingest.from.as_ref().and_then(|(_, p)| p.clone());
+                    self.wait(c, waited_since.unwrap_or(at.mono), peer);
                     Verdict::Waiting
                 } else {
-                    Verdict::Refused(self.refuse(kind.label(), Some(author), Some(space), why))
+                    Verdict::Refused(self.refuse(kind, id, Some(author), space, why))
                 }
             }
         };
         outcome(kind, id, verdict)
     }
 
-    fn wait(&mut self, item: Checked, since: Instant) {
+    fn wait(&mut self, item: Checked, since: Instant, peer: Option<String>) {
         self.ingest.waiting_bytes += item.bytes_len();
-        self.ingest.waiting.push_back((item, since));
+        self.ingest.waiting.push_back((item, since, peer));
         while self.ingest.waiting_bytes > MAX_WAITING_BYTES {
-            let Some((old, _)) = self.ingest.waiting.pop_front() else {
+            let Some((old, _, _)) = self.ingest.waiting.pop_front() else {
                 break;
             };
             self.ingest.waiting_bytes = self.ingest.waiting_bytes.saturating_sub(old.bytes_len());
@@ -671,8 +788,10 @@ impl Node {
         let waiting = std::mem::take(&mut self.ingest.waiting);
         self.ingest.waiting_bytes = 0;
         let total = waiting.len();
-        for (item, since) in waiting {
+        for (item, since, peer) in waiting {
+            let outer = self.ingest.from.replace((Source::Mesh, peer));
             let o = self.take_other(item, Source::Mesh, at, Some(since));
+            self.ingest.from = outer;
             if o.verdict != Verdict::Waiting {
                 woken.push(o);
             }
@@ -688,7 +807,7 @@ impl Node {
     /// stored and applied to its space's document, whose index is written at the end of the batch.
     fn judge_change(&mut self, v: &VerifiedChange) -> Judged {
         let env = v.envelope();
-        let kind = ItemKind::ListingChange.label();
+        let kind = ItemKind::ListingChange;
         let id = Hash(env.change_hash);
         match self.store.has_change(&env.space, &env.change_hash) {
             Ok(true) => return Judged::Verdict(Verdict::Known),
@@ -699,7 +818,13 @@ impl Node {
             RosterAuthority(self.roster()).authorise(&env.roster_heads, &env.author, &env.space)
         {
             if !d.pending {
-                let why = self.refuse(kind, Some(env.author), Some(env.space.clone()), d.reason);
+                let why = self.refuse(
+                    kind,
+                    Some(id),
+                    Some(env.author),
+                    Some(env.space.clone()),
+                    d.reason,
+                );
                 return Judged::Verdict(Verdict::Refused(why));
             }
             // Unknown roster heads may be an admission still on its way. A change by a device this node
@@ -711,10 +836,21 @@ impl Node {
             if !known_author {
                 return Judged::Wait {
                     author: env.author,
-                    space: env.space.clone(),
+                    space: Some(env.space.clone()),
                     why: d.reason,
                 };
             }
+        }
+        // Strong removal: a removed key's change that its removal does not keep is refused at the door.
+        if let Some(why) = self.unkept(env) {
+            let why = self.refuse(
+                kind,
+                Some(id),
+                Some(env.author),
+                Some(env.space.clone()),
+                why,
+            );
+            return Judged::Verdict(Verdict::Refused(why));
         }
         // The document is loaded before the change is stored: storing marks the space dirty, and a dirty
         // space's saved state is not trusted.
@@ -729,9 +865,14 @@ impl Node {
             Ok(false) => return Judged::Verdict(Verdict::Known),
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
         }
-        if let Err(e) = self.apply_to_doc(v.clone()) {
+        match self.apply_to_doc(v.clone()) {
+            // Stored but excluded (an invalid listing, built on an excluded change): kept as evidence,
+            // and noted with where it came from so the audit can name the peer.
+            Ok(applied) => self.note_if_rejected(env, applied.as_ref()),
             // Stored but not indexed: the space stays dirty and is rebuilt at the next open.
-            tracing::error!(space = %env.space, error = %e, "cannot apply a stored change to its document");
+            Err(e) => {
+                tracing::error!(space = %env.space, error = %e, "cannot apply a stored change to its document");
+            }
         }
         // A change a kept checkpoint covers is kept for auditors but not offered to sync.
         let hidden = self
@@ -754,7 +895,7 @@ impl Node {
     /// space's document, it is stored with the changes it covers, and the checkpoints it covers entirely
     /// are dropped.
     fn judge_checkpoint(&mut self, signed: &SignedCheckpoint, c: &Checkpoint) -> Judged {
-        let kind = ItemKind::Checkpoint.label();
+        let kind = ItemKind::Checkpoint;
         let id = signed.id();
         match self.store.checkpoint(&c.space, &id) {
             Ok(Some(_)) => return Judged::Verdict(Verdict::Known),
@@ -767,12 +908,18 @@ impl Node {
                 Err(d) if d.pending => {
                     return Judged::Wait {
                         author: c.author,
-                        space: c.space.clone(),
+                        space: Some(c.space.clone()),
                         why: d.reason,
                     }
                 }
                 Err(d) => {
-                    let why = self.refuse(kind, Some(c.author), Some(c.space.clone()), d.reason);
+                    let why = self.refuse(
+                        kind,
+                        Some(id),
+                        Some(c.author),
+                        Some(c.space.clone()),
+                        d.reason,
+                    );
                     return Judged::Verdict(Verdict::Refused(why));
                 }
             };
@@ -781,19 +928,31 @@ impl Node {
         let (doc, _) = match opened {
             Ok(o) => o,
             Err(e) => {
-                let why = self.refuse(kind, Some(c.author), Some(c.space.clone()), e.to_string());
+                let why = self.refuse(
+                    kind,
+                    Some(id),
+                    Some(c.author),
+                    Some(c.space.clone()),
+                    e.to_string(),
+                );
                 return Judged::Verdict(Verdict::Refused(why));
             }
         };
-        let covered = checkpoint::change_ids(&doc);
-        let mut newly_covered = Vec::new();
-        for h in &covered {
-            match self.store.is_covered(&c.space, h) {
-                Ok(true) => {}
-                Ok(false) => newly_covered.push(*h),
-                Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
-            }
+        // Strong removal: a removed key's checkpoint is taken only if its removal keeps all it holds.
+        if let Some(why) = self.unkept_checkpoint(c, &doc) {
+            let why = self.refuse(kind, Some(id), Some(c.author), Some(c.space.clone()), why);
+            return Judged::Verdict(Verdict::Refused(why));
         }
+        // One scan of the space's marks, not one lookup per change of a long history.
+        let held_marks: std::collections::HashSet<[u8; 32]> =
+            match self.store.space_covered(&c.space) {
+                Ok(marks) => marks.into_iter().map(|(h, _)| h).collect(),
+                Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
+            };
+        let newly_covered: Vec<[u8; 32]> = checkpoint::change_ids(&doc)
+            .into_iter()
+            .filter(|h| !held_marks.contains(h))
+            .collect();
         if newly_covered.is_empty() {
             // Every change in it is covered by a checkpoint kept here already.
             return Judged::Verdict(Verdict::Superseded);
@@ -804,6 +963,7 @@ impl Node {
         if let Err(e) = self.merge_into_doc(&c.space, id, &doc, auth_op) {
             let why = self.refuse(
                 kind,
+                Some(id),
                 Some(c.author),
                 Some(c.space.clone()),
                 format!("{e:#}"),
@@ -811,9 +971,11 @@ impl Node {
             return Judged::Verdict(Verdict::Refused(why));
         }
         let before = self.store.space_checkpoints(&c.space).unwrap_or_default();
+        // Only the changes no kept checkpoint covered get a mark: a checkpoint's cost does not grow
+        // with the space's history.
         match self
             .store
-            .put_checkpoint(&c.space, &id, &signed.to_bytes(), &covered)
+            .put_checkpoint(&c.space, &id, &signed.to_bytes(), &newly_covered)
         {
             Ok(_) => {}
             Err(e) => {
@@ -822,16 +984,17 @@ impl Node {
             }
         }
         let mut leaves = Vec::new();
-        // Checkpoints no cover mark points at any more are covered entirely by this one.
-        let still: std::collections::HashSet<Hash> = self
-            .store
-            .space_covered(&c.space)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, by)| by)
-            .collect();
-        for (old, _) in before {
-            if !still.contains(&old)
+        // A kept checkpoint whose heads are all in this one's document is covered by it entirely.
+        use automerge::ReadDoc;
+        for (old, bytes) in before {
+            let contained = SignedCheckpoint::from_bytes(&bytes)
+                .and_then(|o| o.decode())
+                .is_ok_and(|o| {
+                    o.heads
+                        .iter()
+                        .all(|h| doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some())
+                });
+            if contained
                 && self
                     .store
                     .remove_checkpoint(&c.space, &old)
@@ -855,9 +1018,10 @@ impl Node {
         }))
     }
 
-    /// A verified seat beacon: authorised, and kept if it is the newest for its pool.
+    /// A verified seat beacon: authorised, not constrained by a strong removal, and kept if it is the
+    /// newest for its pool.
     fn judge_beacon(&mut self, signed: &SignedBeacon, b: &SeatBeacon, bytes: &[u8]) -> Judged {
-        let kind = ItemKind::SeatBeacon.label();
+        let item = Some(Hash::of(BEACON_ITEM, bytes));
         let held = match self.store.beacon(&b.space, &b.pool) {
             Ok(h) => h,
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
@@ -873,23 +1037,41 @@ impl Node {
             },
             None => None,
         };
-        if let Err(d) =
-            RosterAuthority(self.roster()).authorise(&b.roster_heads, &b.author, &b.space)
-        {
+        let authority = RosterAuthority(self.roster());
+        if let Err(d) = authority.authorise(&b.roster_heads, &b.author, &b.space) {
             let why = format!("pool {}: {}", b.pool, d.reason);
             if d.pending {
                 return Judged::Wait {
                     author: b.author,
-                    space: b.space.clone(),
+                    space: Some(b.space.clone()),
                     why,
                 };
             }
-            let why = self.refuse(kind, Some(b.author), Some(b.space.clone()), why);
+            let why = self.refuse(
+                ItemKind::SeatBeacon,
+                item,
+                Some(b.author),
+                Some(b.space.clone()),
+                why,
+            );
+            return Judged::Verdict(Verdict::Refused(why));
+        }
+        if let Some(why) = beacon::removed(&authority, b) {
+            let why = self.refuse(
+                ItemKind::SeatBeacon,
+                item,
+                Some(b.author),
+                Some(b.space.clone()),
+                why,
+            );
             return Judged::Verdict(Verdict::Refused(why));
         }
         if let Err(e) = self.store.put_beacon(&b.space, &b.pool, bytes) {
+            // The store may or may not hold it now: the directory in memory reads it again.
+            self.drop_catalog();
             return Judged::Verdict(Verdict::Failed(e.to_string()));
         }
+        self.catalog_put_beacon(b);
         Judged::Verdict(Verdict::Added(Accepted {
             id: Hash::of(BEACON_ITEM, bytes),
             kind: ItemKind::SeatBeacon,
@@ -924,16 +1106,29 @@ impl Node {
 }
 
 /// A judgement before the source decides what waiting means.
-enum Judged {
+pub(crate) enum Judged {
     Verdict(Verdict),
     Wait {
         author: PublicKey,
-        space: SpaceId,
+        space: Option<SpaceId>,
         why: String,
     },
 }
 
-fn outcome(kind: ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
+/// A roster error in the words the audit uses.
+fn plain_roster_error(e: &RosterError) -> String {
+    match e {
+        RosterError::Unauthorised { reason, .. } => {
+            format!("it is not authorised: {reason}")
+        }
+        RosterError::WrongAlliance { .. } => {
+            format!("it belongs to another alliance ({e})")
+        }
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn outcome(kind: ItemKind, id: Option<Hash>, verdict: Verdict) -> Outcome {
     Outcome { kind, id, verdict }
 }
 
@@ -1446,8 +1641,18 @@ mod tests {
         let audit = member.audit(chrono::Utc::now()).unwrap();
         assert!(audit.ok, "{audit:?}");
         assert_eq!(audit.waiting, 1);
-        assert_eq!(audit.listings[0].waiting.len(), 1);
-        assert!(audit.listings[0].rejected.is_empty());
+        let pending: Vec<_> = audit
+            .findings
+            .iter()
+            .filter(|f| f.status == crate::audit::FindingStatus::Pending)
+            .collect();
+        assert_eq!(pending.len(), 1, "{:?}", audit.findings);
+        assert_eq!(
+            audit.findings.len(),
+            1,
+            "nothing else: {:?}",
+            audit.findings
+        );
 
         member.ingest(vec![later_op], Source::Mesh, At::now());
         let audit = member.audit(chrono::Utc::now()).unwrap();

@@ -11,6 +11,9 @@
 //!   typed in and typed out; [`audit`], [`export`] and [`bundle`] beside them; [`formats`] reads and
 //!   writes listings as OSM, GeoJSON, CSV and JSON-LD; [`report`] computes the alliance report's figures;
 //!   [`view`] maps what the node holds into the states and events a live front end shows.
+//! - [`attest`]: the ingest of what coordinators sign beside the roster (verifications of listing facts,
+//!   coordinator changes collecting co-signatures); [`names`]: keys named by the role the roster gives
+//!   them, for every report.
 //! - [`api`]: the versioned [`api::Request`]/[`api::Response`] pair, the [`api::Handle`] trait every front
 //!   end calls, [`api::serve`] (the one dispatcher, used in process and by the daemon) and
 //!   [`api::Local`], the handle over a node opened in this process.
@@ -19,13 +22,16 @@
 //! renders no text for people: results are serde structs, errors are one sentence.
 
 pub mod api;
+pub mod attest;
 pub mod audit;
 pub mod bundle;
+pub mod catalog;
 mod docs;
 pub mod export;
 pub mod formats;
 pub mod home;
 pub mod ingest;
+pub mod names;
 pub mod node;
 pub mod ops;
 pub mod peer_id;

@@ -12,17 +12,19 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
-use deskmesh_crdt_model::change::{Authority, Denial, SignedChange};
+use deskmesh_crdt_model::change::{Authority, Denial, Envelope, SignedChange};
 use deskmesh_crdt_model::doc::{ApplyOutcome, SpaceDoc};
+use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_keys::roster::{Roster, SignedOp};
+use deskmesh_keys::roster::{OpBody, Removal, Roster, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
 use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Catalog;
 use crate::docs::{DocCache, Warm};
 use crate::home::{self, Home, NodeConfig, StoreLock};
-use crate::ingest::{IngestState, Made};
+use crate::ingest::{IngestState, ItemKind, Made, BEACON_ITEM, PROPOSAL_ITEM};
 
 /// Meta key holding the alliance id this node belongs to.
 pub(crate) const META_ALLIANCE: &str = "alliance";
@@ -43,6 +45,9 @@ pub struct Node {
     pub(crate) ingest: IngestState,
     /// Items this node signed or imported since the last [`Node::take_made`], for the caller to announce.
     pub(crate) made: Vec<Made>,
+    /// Store what verifies and let the documents judge it, rather than refusing a removed key's change
+    /// at the door: for checking an audit file, whose items the exporting node kept as evidence.
+    pub(crate) keep_evidence: bool,
     /// Storing a roster operation failed and the roster could not be reloaded yet.
     pub(crate) roster_stale: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
@@ -54,6 +59,10 @@ pub struct Node {
     /// Spaces to rebuild from the store at the end of the batch (their changes came too far out of
     /// order to wait in the document).
     rebuild_after: std::cell::RefCell<std::collections::BTreeSet<SpaceId>>,
+    /// The directory in memory, built from the store at the first read and kept current by every write
+    /// of an index row or a beacon ([`Node::write_index`], the ingest of a beacon); dropped (to be
+    /// rebuilt at the next read) when such a write fails.
+    catalog: std::cell::RefCell<Option<Catalog>>,
 }
 
 impl fmt::Debug for Node {
@@ -75,6 +84,12 @@ impl Authority for RosterAuthority<'_> {
             Some(roster) => roster.authorise(heads, key, space),
             None => Err(Denial::pending("this node has not joined an alliance yet")),
         }
+    }
+
+    fn removals(&self, heads: &[Hash], key: &PublicKey, space: &SpaceId) -> Vec<Removal> {
+        self.0
+            .map(|roster| Authority::removals(roster, heads, key, space))
+            .unwrap_or_default()
     }
 }
 
@@ -157,11 +172,13 @@ impl Node {
             roster: None,
             ingest: IngestState::default(),
             made: Vec::new(),
+            keep_evidence: false,
             roster_stale: false,
             _lock: None,
             home: None,
             docs: Default::default(),
             rebuild_after: Default::default(),
+            catalog: Default::default(),
         };
         node.roster = node.load_roster()?;
         // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
@@ -224,7 +241,7 @@ impl Node {
         }
     }
 
-    /// Rebuilds the roster from the signed ops in the store.
+    /// Rebuilds the roster from the signed ops in the store, without checking their signatures again.
     fn load_roster(&self) -> anyhow::Result<Option<Roster>> {
         let Some(id) = self.store.get_meta(META_ALLIANCE)? else {
             return Ok(None);
@@ -246,8 +263,9 @@ impl Node {
         let create = create.ok_or_else(|| {
             anyhow!("the store names alliance {id} but does not hold its create operation")
         })?;
-        let mut roster = Roster::new(create)?;
-        let report = roster.insert_all(pending);
+        // Every stored operation had its signatures checked before it was stored; `audit` checks them
+        // again (`Roster::unverified_signatures`).
+        let (roster, report) = Roster::load_stored(create, pending)?;
         if !report.pending.is_empty() || !report.rejected.is_empty() {
             tracing::warn!(
                 pending = report.pending.len(),
@@ -256,6 +274,44 @@ impl Node {
             );
         }
         Ok(Some(roster))
+    }
+
+    /// Whether this node's key lost its place: its space was revoked, or the key removed from it.
+    pub fn standing(&self) -> Option<Standing> {
+        let roster = self.roster.as_ref()?;
+        let me = self.public_key();
+        let state = roster.state();
+        if self.my_space().is_some() {
+            return None;
+        }
+        let at = |by: &Hash| roster.get_op(by).map(|op| op.created_at_ms);
+        if let Some((id, s)) = state
+            .spaces
+            .iter()
+            .find(|(_, s)| s.revoked.is_some() && s.devices.contains_key(&me))
+        {
+            let (by, reason) = s.revoked.clone()?;
+            return Some(Standing {
+                space: id.clone(),
+                space_name: s.name.clone(),
+                revoked: true,
+                reason: Some(reason),
+                by,
+                at_ms: at(&by),
+            });
+        }
+        let (id, s, by) = state
+            .spaces
+            .iter()
+            .find_map(|(id, s)| s.removed_devices.get(&me).map(|by| (id, s, *by)))?;
+        Some(Standing {
+            space: id.clone(),
+            space_name: s.name.clone(),
+            revoked: false,
+            reason: None,
+            by,
+            at_ms: at(&by),
+        })
     }
 
     /// This node's space: the one whose current devices include this node's key.
@@ -272,8 +328,23 @@ impl Node {
 
     pub fn require_space(&self) -> anyhow::Result<SpaceId> {
         self.require_roster()?;
-        self.my_space().ok_or_else(|| {
-            anyhow!("this node's key is not a device of any space in the roster; ask a coordinator for an invite and run `deskmesh alliance join TOKEN`")
+        if let Some(space) = self.my_space() {
+            return Ok(space);
+        }
+        Err(match self.standing() {
+            Some(s) if s.revoked => anyhow!(
+                "space {:?} ({}) was revoked by the alliance{}; this node can no longer sign for it",
+                s.space_name,
+                s.space,
+                s.reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ),
+            Some(s) => anyhow!(
+                "this device was removed from space {:?} ({}) by roster operation {}; ask the space or a coordinator to add it again (`deskmesh alliance add-device`)",
+                s.space_name,
+                s.space,
+                s.by.short()
+            ),
+            None => anyhow!("this node's key is not a device of any space in the roster; ask a coordinator for an invite and run `deskmesh alliance join TOKEN`"),
         })
     }
 
@@ -385,11 +456,16 @@ impl Node {
     pub(crate) fn apply_to_doc(
         &self,
         change: deskmesh_crdt_model::change::VerifiedChange,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<ApplyOutcome>> {
         let space = change.envelope().space.clone();
-        if !self.docs.borrow().contains(&space) {
+        let hash = change.envelope().change_hash;
+        let outcome = if !self.docs.borrow().contains(&space) {
             // Not warm after all: the store already holds the change, so a rebuild includes it.
             self.warm(&space)?;
+            self.docs
+                .borrow()
+                .get(&space)
+                .and_then(|w| w.doc.outcome_of(&hash))
         } else {
             let authority = RosterAuthority(self.roster.as_ref());
             let outcome = self
@@ -403,12 +479,24 @@ impl Node {
                     // document refuses to hold more, so rebuild it from the store once the batch is in.
                     self.docs.borrow_mut().remove(&space);
                     self.rebuild_after.borrow_mut().insert(space.clone());
-                    return Ok(());
+                    return Ok(None);
                 }
             }
-        }
+            outcome
+        };
         self.docs.borrow_mut().pin(&space);
-        Ok(())
+        Ok(outcome)
+    }
+
+    /// The heads of a space's listing as this node holds it: what a removal keeps.
+    pub(crate) fn listing_heads(&self, space: &SpaceId) -> anyhow::Result<Vec<[u8; 32]>> {
+        self.warm(space)?;
+        Ok(self
+            .docs
+            .borrow()
+            .get(space)
+            .map(|w| w.doc.heads())
+            .unwrap_or_default())
     }
 
     /// Writes the index of every space whose document changed since the last call.
@@ -523,7 +611,7 @@ impl Node {
                 p.hash,
                 RejectionRecord {
                     author: p.change.envelope().ok().map(|e| e.author),
-                    reason: format!("not applied yet: {}", p.reason),
+                    reason: format!("{PENDING_PREFIX}{}", p.reason),
                     waiting: true,
                 },
             ));
@@ -568,12 +656,31 @@ impl Node {
         }
         let rejected_refs: Vec<([u8; 32], &[u8])> =
             rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        self.store.replace_space_state(
+        if let Err(e) = self.store.replace_space_state(
             space,
             rows.listing.as_deref(),
             &rejected_refs,
             Some(&saved),
-        )?;
+        ) {
+            self.drop_catalog();
+            return Err(e.into());
+        }
+        let mut slot = self.catalog.borrow_mut();
+        if slot.is_some() {
+            match rows
+                .listing
+                .as_deref()
+                .map(serde_json::from_slice::<IndexEntry>)
+                .transpose()
+            {
+                Ok(entry) => {
+                    if let Some(catalog) = slot.as_mut() {
+                        catalog.put(space, entry);
+                    }
+                }
+                Err(_) => *slot = None,
+            }
+        }
         Ok(())
     }
 
@@ -643,7 +750,15 @@ impl Node {
         now: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Option<deskmesh_crdt_model::checkpoint::SignedCheckpoint>> {
         use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
-        let covered = self.store.space_covered(space)?.len();
+        // The changes the largest kept checkpoint holds (its header says; its document is not loaded).
+        let covered = self
+            .store
+            .space_checkpoints(space)?
+            .iter()
+            .filter_map(|(_, bytes)| SignedCheckpoint::from_bytes(bytes).ok()?.decode().ok())
+            .map(|h| h.changes as usize)
+            .max()
+            .unwrap_or(0);
         let docs = self.docs.borrow();
         let Some(w) = docs.get(space) else {
             return Ok(None);
@@ -665,32 +780,201 @@ impl Node {
     // ---- the refusal sink ----------------------------------------------------------------------
 
     /// Records a refused item in the store's bounded log (the audit lists it) and returns the reason.
-    /// Every source's refusals end here. A store that cannot record it is logged, not fatal: the item is
-    /// refused either way.
+    /// Every source's refusals end here; the record names the item, its author and space, and where it
+    /// came from (the source and peer of the batch being judged). A store that cannot record it is
+    /// logged, not fatal: the item is refused either way.
     pub fn refuse(
         &self,
-        kind: &str,
+        kind: ItemKind,
+        item: Option<Hash>,
         author: Option<PublicKey>,
         space: Option<SpaceId>,
         reason: String,
     ) -> String {
-        let record = RefusalRecord {
-            kind: kind.to_string(),
+        let (source, peer) = match &self.ingest.from {
+            Some((source, peer)) => (Some(source.label().to_string()), peer.clone()),
+            None => (None, None),
+        };
+        self.record(RefusalRecord {
+            kind: kind.label().to_string(),
+            item,
             author,
             space,
-            reason: reason.clone(),
+            reason,
             at_ms: chrono::Utc::now().timestamp_millis(),
-        };
+            peer,
+            source,
+            stored: false,
+        })
+    }
+
+    /// Records something a peer sent that is refused before it is even an item (unreadable gossip), or
+    /// a limit it ran into, naming the peer.
+    pub fn refuse_from_peer(
+        &self,
+        what: &str,
+        peer: &str,
+        space: Option<SpaceId>,
+        reason: String,
+    ) -> String {
+        self.record(RefusalRecord {
+            kind: what.to_string(),
+            item: None,
+            author: None,
+            space,
+            reason,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            peer: Some(peer.to_string()),
+            source: Some("gossip".to_string()),
+            stored: false,
+        })
+    }
+
+    fn record(&self, record: RefusalRecord) -> String {
         let logged = serde_json::to_vec(&record)
             .map_err(anyhow::Error::from)
             .and_then(|b| Ok(self.store.log_refused(&b)?));
+        let (kind, reason) = (record.kind.as_str(), record.reason.as_str());
         match logged {
-            Ok(()) => tracing::info!(kind, ?author, reason = %reason, "refused a signed item"),
+            Ok(()) => {
+                tracing::info!(kind, author = ?record.author, peer = ?record.peer, reason, "refused a signed item")
+            }
             Err(e) => {
-                tracing::error!(kind, reason = %reason, error = %e, "refused a signed item but cannot log it for the audit")
+                tracing::error!(kind, reason, error = %e, "refused a signed item but cannot log it for the audit")
             }
         }
-        reason
+        record.reason
+    }
+
+    /// Strong removal at the door: why a change by a removed key that its removal does not keep is
+    /// refused, judged over the space's stored changes; `None` when nothing constrains it or it is
+    /// (or may turn out to be) kept.
+    pub(crate) fn unkept(&self, env: &Envelope) -> Option<String> {
+        if self.keep_evidence {
+            return None;
+        }
+        let roster = self.roster.as_ref()?;
+        let removals = roster
+            .removals(&env.roster_heads, &env.author, &env.space)
+            .ok()?;
+        if removals.is_empty() {
+            return None;
+        }
+        let mut graph = ChangeGraph::default();
+        for bytes in self.store.changes(&env.space).ok()? {
+            // Stored changes were verified when they arrived, so their envelopes' dependencies are the
+            // ones their hashes commit to.
+            if let Ok(e) = SignedChange::from_bytes(&bytes).and_then(|c| c.envelope()) {
+                graph.add(e.change_hash, e.deps);
+            }
+        }
+        graph.add(env.change_hash, env.deps.clone());
+        match graph.kept(&env.change_hash, &removals) {
+            Kept::No { by, revocation } => {
+                Some(ChangeGraph::unkept_reason(&env.author, &by, revocation))
+            }
+            Kept::Yes | Kept::Unknown { .. } => None,
+        }
+    }
+
+    /// Why a checkpoint must be refused under strong removal, if it must: its author is a key a removal
+    /// (or its space's revocation) constrains at the checkpoint's roster heads, and the document holds a
+    /// change the removal does not keep, so it could carry what the key signed after its removal.
+    pub(crate) fn unkept_checkpoint(
+        &self,
+        c: &deskmesh_crdt_model::checkpoint::Checkpoint,
+        doc: &automerge::Automerge,
+    ) -> Option<String> {
+        // Unlike changes, even an audit file's checkpoints are judged here: the exporting node never
+        // stores one this refuses, so one in its file is refused by the offline check too.
+        let roster = self.roster.as_ref()?;
+        let removals = roster.removals(&c.roster_heads, &c.author, &c.space).ok()?;
+        if removals.is_empty() {
+            return None;
+        }
+        let mut graph = ChangeGraph::default();
+        for bytes in self.store.changes(&c.space).ok()? {
+            if let Ok(e) = SignedChange::from_bytes(&bytes).and_then(|c| c.envelope()) {
+                graph.add(e.change_hash, e.deps);
+            }
+        }
+        for ch in doc.get_changes(&[]) {
+            graph.add(ch.hash().0, ch.deps().iter().map(|d| d.0).collect());
+        }
+        for head in doc.get_heads() {
+            if let Kept::No { by, revocation } = graph.kept(&head.0, &removals) {
+                return Some(format!(
+                    "a checkpoint {}",
+                    ChangeGraph::unkept_reason(&c.author, &by, revocation)
+                ));
+            }
+        }
+        None
+    }
+
+    /// Notes, for the audit, where a change came from that was stored but is excluded from its listing
+    /// (`outcome` is what its space's document made of it).
+    pub(crate) fn note_if_rejected(&self, env: &Envelope, outcome: Option<&ApplyOutcome>) {
+        // Waiting for its dependencies is not a verdict yet.
+        let Some(ApplyOutcome::Rejected(reason)) = outcome else {
+            return;
+        };
+        let (source, peer) = match &self.ingest.from {
+            Some((source, peer)) => (Some(source.label().to_string()), peer.clone()),
+            None => (None, None),
+        };
+        self.record(RefusalRecord {
+            kind: ItemKind::ListingChange.label().to_string(),
+            item: Some(Hash(env.change_hash)),
+            author: Some(env.author),
+            space: Some(env.space.clone()),
+            reason: reason.clone(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            peer,
+            source,
+            stored: true,
+        });
+    }
+
+    /// What a roster operation just applied ends in the store: the beacons of a space it revoked or of
+    /// a key it removed (strong removal: they are no longer shown, stored or served), and the proposal
+    /// it settles. Returns the items removed.
+    pub(crate) fn after_roster_op(
+        &self,
+        hash: &Hash,
+        signed: &SignedOp,
+    ) -> anyhow::Result<Vec<(ItemKind, Hash)>> {
+        let op = signed.op()?;
+        let mut removed = Vec::new();
+        let (space, device) = match &op.body {
+            OpBody::RevokeSpace { space, .. } | OpBody::RevokeSpaceV1 { space, .. } => {
+                (Some(space), None)
+            }
+            OpBody::RemoveDevice { space, device, .. }
+            | OpBody::RemoveDeviceV1 { space, device } => (Some(space), Some(device)),
+            _ => (None, None),
+        };
+        if let Some(space) = space {
+            for (pool, bytes) in self.store.space_beacons(space)? {
+                let author = SignedBeacon::from_bytes(&bytes)
+                    .and_then(|b| b.decode())
+                    .map(|b| b.author)
+                    .ok();
+                if device.is_none() || author.as_ref() == device {
+                    // The directory in memory is built again at the next read, without them.
+                    self.drop_catalog();
+                    self.store.remove_beacon(space, &pool)?;
+                    removed.push((ItemKind::SeatBeacon, Hash::of(BEACON_ITEM, &bytes)));
+                }
+            }
+        }
+        if op.body.needs_quorum() {
+            if let Some(bytes) = self.store.proposal(hash)? {
+                self.store.remove_proposal(hash)?;
+                removed.push((ItemKind::Proposal, Hash::of(PROPOSAL_ITEM, &bytes)));
+            }
+        }
+        Ok(removed)
     }
 
     /// Every refusal the log keeps, oldest first.
@@ -704,59 +988,74 @@ impl Node {
 
     // ---- reading the index ---------------------------------------------------------------------
 
-    /// Every listing in the index with its metadata.
-    pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
-        let mut out = Vec::new();
-        for (space, bytes) in self.store.entries()? {
-            let entry: IndexEntry = serde_json::from_slice(&bytes).with_context(|| {
-                format!("the index entry of {space} is corrupt; it will be rebuilt")
-            })?;
-            out.push(entry);
+    /// The directory in memory ([`Catalog`]): built from the store at the first call, then kept current
+    /// by this node's writes.
+    pub fn catalog(&self) -> anyhow::Result<std::cell::Ref<'_, Catalog>> {
+        if self.catalog.borrow().is_none() {
+            let built = Catalog::load(self.store.as_ref())?;
+            *self.catalog.borrow_mut() = Some(built);
         }
-        Ok(out)
+        let held = self.catalog.borrow();
+        std::cell::Ref::filter_map(held, Option::as_ref)
+            .map_err(|_| anyhow!("the directory in memory was dropped while it was read"))
+    }
+
+    /// Forgets the directory in memory, so the next read builds it from the store again (after a write
+    /// whose outcome it cannot know).
+    pub(crate) fn drop_catalog(&self) {
+        *self.catalog.borrow_mut() = None;
+    }
+
+    /// Whether the directory in memory is built (tests check it is kept, not dropped).
+    #[cfg(test)]
+    pub(crate) fn catalog_built(&self) -> bool {
+        self.catalog.borrow().is_some()
+    }
+
+    /// A beacon just stored replaces its pool's in the directory in memory.
+    pub(crate) fn catalog_put_beacon(&self, beacon: &SeatBeacon) {
+        if let Some(catalog) = self.catalog.borrow_mut().as_mut() {
+            catalog.put_beacon(beacon.clone());
+        }
+    }
+
+    /// How many spaces the index lists (from the directory in memory when it is built).
+    pub(crate) fn listed_count(&self) -> anyhow::Result<usize> {
+        if let Some(catalog) = self.catalog.borrow().as_ref() {
+            return Ok(catalog.len());
+        }
+        Ok(self.store.entries()?.len())
+    }
+
+    /// Every listing in the index with its metadata, in space id order.
+    pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
+        Ok(self.catalog()?.entries().to_vec())
     }
 
     /// One space's index entry, if it has a valid listing.
     pub fn entry(&self, space: &SpaceId) -> anyhow::Result<Option<IndexEntry>> {
-        match self.store.entry(space)? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("the index entry of {space} is corrupt; it will be rebuilt")
-            })?)),
-            None => Ok(None),
-        }
+        Ok(self.catalog()?.entry(space).map(|(e, _)| e.clone()))
     }
 
     /// The listing of `space` as the index holds it.
     pub fn current_listing(&self, space: &SpaceId) -> anyhow::Result<Option<Listing>> {
-        match self.entry(space)? {
-            Some(e) => Ok(Some(e.listing()?)),
-            None => Ok(None),
-        }
+        Ok(self.catalog()?.entry(space).map(|(_, l)| l.clone()))
     }
 
-    /// The newest verified beacon of every (space, pool).
+    /// The newest verified beacon of every (space, pool), by space and pool.
     pub fn beacons(&self) -> anyhow::Result<Vec<SeatBeacon>> {
-        let mut out = Vec::new();
-        for (_, _, bytes) in self.store.beacons()? {
-            if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
-                out.push(b);
-            }
-        }
-        Ok(out)
+        let catalog = self.catalog()?;
+        let mut spaces: Vec<&SpaceId> = catalog.all_beacons().keys().collect();
+        spaces.sort();
+        Ok(spaces
+            .into_iter()
+            .flat_map(|s| catalog.beacons(s).iter().cloned())
+            .collect())
     }
 
     /// The newest verified beacon of each pool of one space.
     pub fn space_beacons(&self, space: &SpaceId) -> anyhow::Result<Vec<SeatBeacon>> {
-        Ok(self
-            .store
-            .space_beacons(space)?
-            .into_iter()
-            .filter_map(|(_, bytes)| {
-                SignedBeacon::from_bytes(&bytes)
-                    .and_then(|b| b.decode())
-                    .ok()
-            })
-            .collect())
+        Ok(self.catalog()?.beacons(space).to_vec())
     }
 }
 
@@ -790,15 +1089,47 @@ struct SavedDoc {
     undecodable: Undecodable,
 }
 
-/// One refused item, as the audit shows it.
+/// One refused item, as the log keeps it (JSON). Fields added since the first version are optional, so
+/// older records still read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RefusalRecord {
     pub kind: String,
+    /// The item's id (a change hash, a roster operation hash, a beacon's or verification's item id).
+    #[serde(default)]
+    pub item: Option<Hash>,
     pub author: Option<PublicKey>,
     pub space: Option<SpaceId>,
     pub reason: String,
     pub at_ms: i64,
+    /// The libp2p peer id it came from, when it came from the mesh.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// "mesh", "gossip", "bundle" or "this node".
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The item was stored all the same (a listing change kept as evidence, excluded from its listing);
+    /// the record only says where it came from.
+    #[serde(default)]
+    pub stored: bool,
 }
+
+/// This node's key lost its place in the alliance: what `status` and the TUI say about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standing {
+    pub space: SpaceId,
+    pub space_name: String,
+    /// The whole space was revoked (otherwise only this key was removed from it).
+    pub revoked: bool,
+    /// The revocation's reason.
+    pub reason: Option<String>,
+    /// The roster operation that did it.
+    pub by: Hash,
+    /// When that operation was signed (its author's clock).
+    pub at_ms: Option<i64>,
+}
+
+/// How a rejection reason starts when the change only waits (for its dependencies or roster heads).
+pub const PENDING_PREFIX: &str = "not applied yet: ";
 
 /// The materialised view of one space kept in the index (rebuildable from the signed changes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -808,6 +1139,18 @@ pub struct IndexEntry {
     /// Automerge heads of the document, hex.
     pub heads: Vec<String>,
     pub signers: Vec<SignerInfo>,
+    /// Set for a revoked space whose revocation asked to keep it listed, marked revoked. A revoked space
+    /// that did not ask has no index entry at all: it has left the directory.
+    #[serde(default)]
+    pub revoked: Option<RevokedNote>,
+}
+
+/// A revocation as the directory shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedNote {
+    pub reason: String,
+    /// The revoking roster operation.
+    pub by: Hash,
 }
 
 /// Who signed a listing, how often, and under which roster operation.
@@ -850,6 +1193,18 @@ pub struct IndexRows {
 
 impl IndexEntry {
     fn from_doc(doc: &SpaceDoc, roster: Option<&Roster>) -> Option<Self> {
+        // A revocation takes the space out of the directory, unless it asked to keep it listed.
+        let revoked = match roster.and_then(|r| r.state().spaces.get(doc.space())) {
+            Some(entry) => match &entry.revoked {
+                Some((by, reason)) if entry.revoked_listed => Some(RevokedNote {
+                    reason: reason.clone(),
+                    by: *by,
+                }),
+                Some(_) => return None,
+                None => None,
+            },
+            None => None,
+        };
         let listing = doc.listing()?;
         let mut by_key: BTreeMap<PublicKey, SignerInfo> = BTreeMap::new();
         for c in doc.accepted().values() {
@@ -866,6 +1221,7 @@ impl IndexEntry {
             listing: listing.to_value(),
             heads: doc.heads().iter().map(hex).collect(),
             signers: by_key.into_values().collect(),
+            revoked,
         })
     }
 

@@ -54,6 +54,24 @@ pub fn space(coordinator: &mut Node, name: &str) -> Node {
     s
 }
 
+/// A space admitted by `coordinator`, joined, that has published its listing (named `name`).
+pub fn listed_space(coordinator: &mut Node, name: &str) -> (Node, SpaceId) {
+    let mut s = space(coordinator, name);
+    let id = s.my_space().expect("the space's own id");
+    s.publish_listing(&listing(&id, name), now())
+        .expect("publish the listing");
+    (s, id)
+}
+
+/// Every signed item `from` holds, imported into `to` (a bundle, as a USB stick would carry it).
+pub fn carry(from: &Node, to: &mut Node) -> crate::bundle::BundleReport {
+    let mut report = crate::bundle::BundleReport::default();
+    for batch in from.bundle().expect("a bundle").batches(usize::MAX) {
+        report.merge(to.import_items(batch).expect("import"));
+    }
+    report
+}
+
 /// A valid listing for `space`, with one pool of 10 hot desks, open every day.
 pub fn listing(space: &SpaceId, name: &str) -> Listing {
     let value = serde_json::json!({

@@ -9,10 +9,12 @@ use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::{AllianceId, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{RejectedChangeAudit, RosterOpAudit};
+use crate::audit::{Finding, FindingStatus, RosterOpAudit};
 use crate::home::SavedPlace;
 use crate::ingest::{Accepted, ItemKind};
-use crate::node::{hex, Node, RejectionRecord, SignerInfo};
+use crate::names::KeyName;
+use crate::node::{hex, Node, RejectionRecord, RevokedNote, SignerInfo, Standing, PENDING_PREFIX};
+use crate::ops::trust::FactView;
 
 /// The node and its place in the mesh.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct NodeStatus {
     /// The location saved in `node.toml`, distances are measured from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<SavedPlace>,
+    /// Set when this node's key lost its place: its space revoked (with the reason) or the key removed.
+    #[serde(default)]
+    pub standing: Option<Standing>,
     /// How peers can reach this node: AutoNAT's verdict, the addresses confirmed reachable, and the
     /// relay circuits it holds a reservation on. All empty without a running mesh node.
     #[serde(default)]
@@ -116,13 +121,21 @@ impl From<&SeatBeacon> for PoolState {
     }
 }
 
-/// One space: its listing, its pools' newest beacons, who signed it and what was rejected.
+/// One space: its listing, its pools' newest beacons, who signed it, what a coordinator verified and
+/// what was rejected.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpaceState {
     pub listing: Listing,
     pub pools: Vec<PoolState>,
     pub signers: Vec<SignerInfo>,
-    pub rejected: Vec<RejectedChangeAudit>,
+    /// The listing's changes that were rejected or still wait.
+    pub rejected: Vec<Finding>,
+    /// Set for a revoked space kept listed at its coordinator's request.
+    #[serde(default)]
+    pub revoked: Option<RevokedNote>,
+    /// Claimed versus verified: every fact a coordinator verified, and whether it still holds.
+    #[serde(default)]
+    pub facts: Vec<FactView>,
 }
 
 /// Everything a live front end shows, read at once.
@@ -132,6 +145,9 @@ pub struct Snapshot {
     pub spaces: Vec<SpaceState>,
     /// Roster operations in causal order, oldest first.
     pub roster: Vec<RosterOpAudit>,
+    /// What did not count: the audit's own list ([`Node::findings`]).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// A live change, in the order the node stored it.
@@ -149,6 +165,8 @@ pub enum Event {
     /// Something changed that can touch every space (a roster operation), or the subscriber fell behind:
     /// fetch a fresh snapshot.
     Reload,
+    /// The audit's findings changed (something was refused): the whole list, as [`Node::findings`].
+    Findings(Vec<Finding>),
     /// Made by a client, never sent: the daemon stopped answering. When one answers again the client
     /// gets a [`Event::Reload`].
     Disconnected,
@@ -171,74 +189,95 @@ impl Node {
             }),
             listen: Vec::new(),
             peers: Vec::new(),
-            listings: self.store.entries()?.len(),
+            listings: self.listed_count()?,
             last_sync: None,
             catching_up: None,
             location: self.config.location.clone(),
             reachability: Reachability::default(),
+            standing: self.standing(),
         })
     }
 
     /// Everything a front end shows, with `status` as the caller knows it.
     pub fn snapshot(&self, status: NodeStatus) -> anyhow::Result<Snapshot> {
-        let mut pools: std::collections::BTreeMap<SpaceId, Vec<PoolState>> = Default::default();
-        for b in self.beacons()? {
-            pools
-                .entry(b.space.clone())
-                .or_default()
-                .push(PoolState::from(&b));
-        }
-        let mut spaces = Vec::new();
-        for entry in self.entries()? {
-            let listing = match entry.listing() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!("not showing {}: {e:#}", entry.space);
-                    continue;
-                }
-            };
+        let verifications = self.verifications()?;
+        let catalog = self.catalog()?;
+        let mut spaces = Vec::with_capacity(catalog.len());
+        for (entry, listing) in catalog.entries().iter().zip(catalog.listings()) {
             spaces.push(SpaceState {
-                pools: pools.remove(&entry.space).unwrap_or_default(),
+                pools: catalog
+                    .beacons(&entry.space)
+                    .iter()
+                    .map(PoolState::from)
+                    .collect(),
                 signers: entry.signers.clone(),
                 rejected: self.rejections(&entry.space)?,
-                listing,
+                revoked: entry.revoked.clone(),
+                facts: FactView::all(
+                    &verifications
+                        .get(&entry.space)
+                        .map(|v| deskmesh_crdt_model::verify::fact_states(listing, v))
+                        .unwrap_or_default(),
+                    self.roster(),
+                ),
+                listing: listing.clone(),
             });
         }
+        drop(catalog);
         Ok(Snapshot {
             status,
             spaces,
             roster: self.roster_log(),
+            findings: self.findings()?,
         })
     }
 
     /// One space as a front end shows it; `None` while it has no valid listing.
     pub fn space_state(&self, space: &SpaceId) -> anyhow::Result<Option<SpaceState>> {
-        let Some(entry) = self.entry(space)? else {
+        let catalog = self.catalog()?;
+        let Some((entry, listing)) = catalog.entry(space) else {
             return Ok(None);
         };
-        let listing = entry.listing()?;
-        let pools = self
-            .space_beacons(space)?
+        let pools = catalog
+            .beacons(space)
             .iter()
             .filter(|b| listing.seat_pools.iter().any(|p| p.id == b.pool))
             .map(PoolState::from)
             .collect();
         Ok(Some(SpaceState {
-            listing,
+            facts: FactView::all(&self.fact_states(listing)?, self.roster()),
+            listing: listing.clone(),
             pools,
-            signers: entry.signers,
+            signers: entry.signers.clone(),
             rejected: self.rejections(space)?,
+            revoked: entry.revoked.clone(),
         }))
     }
 
-    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<RejectedChangeAudit>> {
+    /// The rejected or waiting changes of one space, from its index alone (cheap enough for every event).
+    fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<Finding>> {
+        let roster = self.roster();
+        let space_name = roster
+            .and_then(|r| r.state().spaces.get(space))
+            .map(|e| e.name.clone());
         let mut out = Vec::new();
         for (hash, reason) in self.store.space_rejections(space)? {
             let r: RejectionRecord = serde_json::from_slice(&reason)?;
-            out.push(RejectedChangeAudit {
-                change: hex(&hash),
-                author: r.author,
-                reason: r.reason,
+            let (status, reason) = match r.reason.strip_prefix(PENDING_PREFIX) {
+                Some(rest) => (FindingStatus::Pending, rest.to_string()),
+                None => (FindingStatus::Rejected, r.reason),
+            };
+            out.push(Finding {
+                status,
+                kind: ItemKind::ListingChange.label().into(),
+                space: Some(space.clone()),
+                space_name: space_name.clone(),
+                item: Some(hex(&hash)),
+                author: r.author.as_ref().map(|k| KeyName::of(roster, k)),
+                peer: None,
+                source: None,
+                reason,
+                at_ms: None,
             });
         }
         Ok(out)
@@ -256,6 +295,9 @@ impl Node {
                     None => Some(Event::Reload),
                 }
             }
+            (ItemKind::Verification, Some(space)) => self
+                .space_state(space)?
+                .map(|state| Event::Space(Box::new(state))),
             (ItemKind::SeatBeacon, Some(space)) => {
                 let pools = self
                     .space_beacons(space)?

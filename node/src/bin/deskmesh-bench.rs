@@ -56,6 +56,14 @@ enum Cmd {
     All(StoreArgs),
     /// `space edit` latency and a new node's join cost for one space at several history lengths.
     History(HistoryArgs),
+    /// `spaces list` as people run it: the real `deskmesh` binary on a built directory (see `store
+    /// --keep`), with no daemon and through a running one, filtered and not; and the daemon's memory
+    /// over many queries.
+    Cli(CliArgs),
+    /// Attaching the TUI to a daemon serving a built directory: connect, snapshot, app state and the first
+    /// frame, each stage timed (in this process, like `deskmesh tui`), then `deskmesh tui` itself in a
+    /// real terminal (tmux) from launch to the first full screen, with and without a daemon.
+    Attach(CliArgs),
     /// Generate an Overpass JSON extract of N coworking nodes and time reading it and drafting listings.
     Osm {
         /// Nodes in the extract.
@@ -81,6 +89,22 @@ struct HistoryArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+struct CliArgs {
+    /// A home holding a built directory (`deskmesh-bench store --home DIR --keep`).
+    #[arg(long)]
+    home: PathBuf,
+    /// The `deskmesh` binary to run; by default the one beside this program.
+    #[arg(long)]
+    deskmesh: Option<PathBuf>,
+    /// Runs per figure.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    /// Queries sent to the daemon before its memory is read again.
+    #[arg(long, default_value_t = 100)]
+    queries: usize,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 struct StoreArgs {
     /// Spaces in the directory.
     #[arg(long, default_value_t = 10_000)]
@@ -102,6 +126,9 @@ struct StoreArgs {
     iterations: usize,
 }
 
+/// The seed of the directory's listings, so every run builds the same directory.
+const FIXTURE_SEED: u64 = 9;
+
 /// A fixed clock (a Wednesday, 11:00 UTC) so open-now results and beacon freshness repeat run to run.
 fn bench_now() -> anyhow::Result<DateTime<Utc>> {
     Utc.with_ymd_and_hms(2025, 3, 12, 11, 0, 0)
@@ -119,6 +146,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Query(a) => with_home(&a, now, |node, a| query(node, a.runs, now)),
         Cmd::Export(a) => with_home(&a, now, |node, _| export(node)),
         Cmd::History(a) => history(&a),
+        Cmd::Cli(a) => cli(&a, now),
+        Cmd::Attach(a) => attach(&a, now),
         Cmd::All(a) => {
             crypto(a.iterations, now)?;
             with_home(&a, now, |node, a| {
@@ -236,18 +265,6 @@ fn disk_usage(dir: &Path) -> anyhow::Result<(u64, u64)> {
 
 // ---- the directory -----------------------------------------------------------------------------
 
-/// One sample listing turned into space `i`: its own id, a numbered name and coordinates spread around the
-/// sample's city so no two spaces coincide.
-fn vary(template: &Listing, i: usize, space: SpaceId) -> Listing {
-    let mut l = template.clone();
-    l.id = space;
-    l.name = format!("{} {}", template.name, i);
-    let step = (i / 12) as f64;
-    l.location.lat = (template.location.lat + (step % 100.0) * 0.001).clamp(-89.9, 89.9);
-    l.location.lon = (template.location.lon + (step / 100.0).floor() * 0.001).clamp(-179.9, 179.9);
-    l
-}
-
 /// What building the directory measured.
 struct Built {
     admit: Vec<Duration>,
@@ -259,12 +276,10 @@ struct Built {
     total: Duration,
 }
 
-/// Creates a node in `home`, founds an alliance, and adds `n` spaces through the real accept paths.
+/// Creates a node in `home`, founds an alliance, and adds `n` spaces through the real accept paths, each
+/// with a listing from the seeded generator (`demo::fixture`): realistic and non-repeating.
 fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
-    let templates = deskmesh_node::demo::sample_listings()?;
-    if templates.is_empty() {
-        bail!("the bundled sample directory is empty");
-    }
+    let mut gen = deskmesh_node::demo::fixture::Generator::new(FIXTURE_SEED);
     let started = Instant::now();
     ops::init(home, Some("bench coordinator".into()))?;
     let mut node = Node::open(home)?;
@@ -283,7 +298,7 @@ fn build(home: &Home, n: usize, now: DateTime<Utc>) -> anyhow::Result<Built> {
     for i in 0..n {
         let key = DeviceKey::generate();
         let space = SpaceId::derive(&key.public_key());
-        let listing = vary(&templates[i % templates.len()], i, space.clone());
+        let listing = gen.listing(&space, i);
         let roster = node.roster().context("the bench node has no alliance")?;
         let admit = roster.propose(
             node.signer(),
@@ -430,6 +445,10 @@ fn run_with_home(
     let (apparent, allocated) = disk_usage(&home.store_path())?;
     value("store size on disk, apparent", mib(apparent));
     value("store size on disk, allocated", mib(allocated));
+    // Where opening goes: sled alone, then the whole node (sled, roster, dirty spaces).
+    let (store, d) = time(|| deskmesh_store::SledStore::open(&home.store_path()));
+    drop(store?);
+    value("open the sled store alone", fmt_d(d));
     let (node, d) = time(|| Node::open(home));
     let node = node?;
     value("reopen (Node::open: roster + dirty reindex)", fmt_d(d));
@@ -459,10 +478,6 @@ fn run_with_home(
 
 fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     let iterations = iterations.max(1);
-    let template = deskmesh_node::demo::sample_listings()?
-        .into_iter()
-        .next()
-        .context("the bundled sample directory is empty")?;
     // A real listing change needs a roster that authorises its author: found an in-memory alliance.
     let coordinator = DeviceKey::generate();
     let (mut roster, _) = deskmesh_keys::roster::Roster::create(
@@ -474,17 +489,17 @@ fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     )?;
     let key = DeviceKey::generate();
     let space = SpaceId::derive(&key.public_key());
+    let listing = deskmesh_node::demo::fixture::Generator::new(FIXTURE_SEED).listing(&space, 0);
     let admit = roster.propose(
         &coordinator,
         OpBody::AdmitSpace {
             space: space.clone(),
-            name: template.name.clone(),
+            name: listing.name.clone(),
             devices: vec![key.public_key()],
         },
         now.timestamp_millis(),
     );
     roster.insert(admit)?;
-    let listing = vary(&template, 0, space.clone());
     let mut doc = SpaceDoc::new(space.clone());
     let change: SignedChange = doc
         .edit(
@@ -574,7 +589,35 @@ fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
 
 fn query(node: &Node, runs: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     let runs = runs.max(1);
-    let entries = node.entries()?;
+    // Where a query from scratch goes: the index rows as stored, decoded, the beacons.
+    let (raw, d) = time(|| node.store.entries());
+    let raw = raw?;
+    let bytes: usize = raw.iter().map(|(_, b)| b.len()).sum();
+    value(
+        &format!(
+            "read the index rows ({} rows, {})",
+            raw.len(),
+            mib(bytes as u64)
+        ),
+        fmt_d(d),
+    );
+    drop(raw);
+    let (entries, d) = time(|| node.entries());
+    let entries = entries?;
+    value("read and decode the index entries", fmt_d(d));
+    let (listings, d) = time(|| {
+        entries
+            .iter()
+            .map(|e| e.listing())
+            .collect::<anyhow::Result<Vec<Listing>>>()
+    });
+    drop(listings?);
+    value("  of which the listings", fmt_d(d));
+    let (beacons, d) = time(|| node.beacons());
+    value(
+        &format!("read and decode the beacons ({})", beacons?.len()),
+        fmt_d(d),
+    );
     let listings: Vec<Listing> = entries
         .iter()
         .map(|e| e.listing())
@@ -879,4 +922,347 @@ fn osm(n: usize, runs: usize) -> anyhow::Result<()> {
     drop(node);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+// ---- the command line and the TUI, as people run them -------------------------------------------
+
+/// The `deskmesh` binary: `--deskmesh`, else the one beside this program.
+fn deskmesh_bin(a: &CliArgs) -> anyhow::Result<PathBuf> {
+    let bin = match &a.deskmesh {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("deskmesh"),
+    };
+    if !bin.is_file() {
+        bail!(
+            "{} does not exist; build it (`cargo build --release --bin deskmesh`) or pass --deskmesh",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A `deskmesh` command on the bench home, with the bench's fixed clock so seats and hours repeat.
+fn deskmesh_cmd(
+    bin: &Path,
+    home: &Path,
+    now: DateTime<Utc>,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("--home")
+        .arg(home)
+        .args(args)
+        .env("DESKMESH_TEST_NOW", now.to_rfc3339())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// Runs a command to its end with its output discarded; the wall time from spawn to exit.
+fn timed_run(mut cmd: std::process::Command) -> anyhow::Result<(Duration, usize)> {
+    let t = Instant::now();
+    let out = cmd.stderr(std::process::Stdio::piped()).output()?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok((d, out.stdout.len()))
+}
+
+/// The `spaces list` cases measured.
+const LIST_CASES: [(&str, &[&str]); 5] = [
+    ("spaces list", &["spaces", "list"]),
+    ("spaces list --json", &["spaces", "list", "--json"]),
+    (
+        "spaces list --city Berlin",
+        &["spaces", "list", "--city", "Berlin"],
+    ),
+    (
+        "spaces list --open-now --seats-free",
+        &["spaces", "list", "--open-now", "--seats-free"],
+    ),
+    (
+        "spaces list --amenity coffee --access wheelchair",
+        &[
+            "spaces",
+            "list",
+            "--amenity",
+            "coffee",
+            "--access",
+            "wheelchair",
+        ],
+    ),
+];
+
+fn list_cases(
+    bin: &Path,
+    home: &Path,
+    now: DateTime<Utc>,
+    runs: usize,
+    how: &str,
+) -> anyhow::Result<()> {
+    for (name, args) in LIST_CASES {
+        let mut samples = Vec::with_capacity(runs);
+        let mut bytes = 0;
+        for _ in 0..runs {
+            let (d, n) = timed_run(deskmesh_cmd(bin, home, now, args))?;
+            samples.push(d);
+            bytes = n;
+        }
+        row(
+            &format!("{name}, {how} ({} KB out)", bytes / 1024),
+            &samples,
+        );
+    }
+    Ok(())
+}
+
+/// A `deskmesh run` on the bench home, stopped (SIGTERM, then waited for) when dropped.
+struct BenchDaemon {
+    child: std::process::Child,
+}
+
+impl BenchDaemon {
+    /// Starts the daemon on a loopback port (no mDNS) and waits until its control socket answers.
+    fn start(bin: &Path, home: &Path, now: DateTime<Utc>) -> anyhow::Result<(Self, Duration)> {
+        let socket = Home::at(home).socket_path();
+        let _ = std::fs::remove_file(&socket);
+        let log = std::fs::File::create(home.join("bench-run.log"))?;
+        let t = Instant::now();
+        let child = deskmesh_cmd(
+            bin,
+            home,
+            now,
+            &["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?;
+        let daemon = Self { child };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if deskmesh_node::control::Remote::connect(&socket)
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return Ok((daemon, t.elapsed()));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the daemon did not answer within 120 s; see {}",
+                    home.join("bench-run.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident and peak resident memory of the daemon, from the kernel.
+    fn memory(&self) -> String {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.trim_start_matches(name).trim().to_string())
+                .unwrap_or_else(|| "?".into())
+        };
+        format!("RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.pid().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let bin = deskmesh_bin(a)?;
+    let runs = a.runs.max(1);
+    let home = a.home.as_path();
+    if !Home::at(home).is_initialised() {
+        bail!(
+            "{} holds no node; build one with `deskmesh-bench store --home DIR --keep`",
+            home.display()
+        );
+    }
+    header(&format!(
+        "cli: `deskmesh spaces list` on {}, {runs} runs each, wall time from spawn to exit",
+        home.display()
+    ));
+    list_cases(&bin, home, now, runs, "no daemon")?;
+    let (daemon, ready) = BenchDaemon::start(&bin, home, now)?;
+    value("daemon ready (control socket answers)", fmt_d(ready));
+    value("daemon memory, idle", daemon.memory());
+    let (first, _) = timed_run(deskmesh_cmd(&bin, home, now, &["spaces", "list"]))?;
+    value("first spaces list through the daemon", fmt_d(first));
+    value("daemon memory after one query", daemon.memory());
+    list_cases(&bin, home, now, runs, "through the daemon")?;
+    let mut samples = Vec::with_capacity(a.queries);
+    for i in 0..a.queries {
+        let args: &[&str] = LIST_CASES[i % LIST_CASES.len()].1;
+        let (d, _) = timed_run(deskmesh_cmd(&bin, home, now, args))?;
+        samples.push(d);
+        if (i + 1) % (a.queries / 4).max(1) == 0 {
+            value(
+                &format!("daemon memory after {} more queries", i + 1),
+                daemon.memory(),
+            );
+        }
+    }
+    row(
+        &format!("{} mixed queries through the daemon", a.queries),
+        &samples,
+    );
+    drop(daemon);
+    Ok(())
+}
+
+fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
+    use deskmesh_tui::{draw, App, NodeApi, Theme};
+    use ratatui::backend::TestBackend;
+    use ratatui::layout::Rect;
+    use ratatui::Terminal;
+
+    let bin = deskmesh_bin(a)?;
+    let runs = a.runs.max(1);
+    let home = a.home.as_path();
+    let socket = Home::at(home).socket_path();
+    let (width, height) = (120u16, 32u16);
+    let (daemon, ready) = BenchDaemon::start(&bin, home, now)?;
+    value("daemon ready (control socket answers)", fmt_d(ready));
+    value("daemon memory, idle", daemon.memory());
+    let (mut connect, mut snapshot, mut app_new, mut first_draw, mut total) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut spaces = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let mut api =
+            deskmesh_node::tui_client::attach(&socket)?.context("the daemon stopped answering")?;
+        let c = t.elapsed();
+        let s = api.snapshot().map_err(|e| anyhow::anyhow!(e))?;
+        let sn = t.elapsed();
+        spaces = s.spaces.len();
+        let app = App::new(s, Theme::colored(), now, Rect::new(0, 0, width, height));
+        let an = t.elapsed();
+        let mut term = Terminal::new(TestBackend::new(width, height))?;
+        term.draw(|f| draw(&app, f))?;
+        let dr = t.elapsed();
+        connect.push(c);
+        snapshot.push(sn - c);
+        app_new.push(an - sn);
+        first_draw.push(dr - an);
+        total.push(dr);
+    }
+    header(&format!(
+        "attach: the TUI on a daemon serving {spaces} spaces, {width}x{height}, {runs} runs, in process"
+    ));
+    row("connect and subscribe (tui_client::attach)", &connect);
+    row("snapshot (ask, receive, decode, map)", &snapshot);
+    row("App::new (index, filter, sort)", &app_new);
+    row("first frame (TestBackend)", &first_draw);
+    row("attach to first frame", &total);
+    value("daemon memory after the attaches", daemon.memory());
+
+    // The real thing: `deskmesh tui` in tmux, from launch until the table shows every space.
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    {
+        let want = format!("{spaces} of {spaces} spaces");
+        let samples = tmux_launches(&bin, home, now, runs, &want, width, height)?;
+        header("attach: `deskmesh tui` in tmux, launch to first full screen");
+        row("with a daemon running", &samples);
+        drop(daemon);
+        let samples = tmux_launches(&bin, home, now, runs.min(5), &want, width, height)?;
+        row("no daemon (the TUI starts its own node)", &samples);
+    } else {
+        drop(daemon);
+        value(
+            "deskmesh tui in tmux",
+            "not measured: tmux is not installed",
+        );
+    }
+    Ok(())
+}
+
+/// Launches `deskmesh tui` in a fresh detached tmux session `runs` times and polls the screen until it
+/// shows `want`; the time from launch to that screen (polled every 2 ms, so within ~3 ms).
+fn tmux_launches(
+    bin: &Path,
+    home: &Path,
+    now: DateTime<Utc>,
+    runs: usize,
+    want: &str,
+    width: u16,
+    height: u16,
+) -> anyhow::Result<Vec<Duration>> {
+    let session = format!("dm-bench-{}", std::process::id());
+    let tmux = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("tmux").args(args).output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let script = format!(
+        "DESKMESH_TEST_NOW={} {} --home {} tui --no-mdns; sleep 30",
+        now.to_rfc3339(),
+        bin.display(),
+        home.display()
+    );
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let _ = tmux(&["kill-session", "-t", &session]);
+        let t = Instant::now();
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "sh",
+            "-c",
+            &script,
+        ])?;
+        let deadline = t + Duration::from_secs(60);
+        loop {
+            let screen = tmux(&["capture-pane", "-p", "-t", &session])?;
+            if screen.contains(want) {
+                samples.push(t.elapsed());
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = tmux(&["kill-session", "-t", &session]);
+                bail!("the TUI did not show {want:?} within 60 s; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        tmux(&["send-keys", "-t", &session, "q"])?;
+        // The TUI stops its own node on q; wait for the store to be free again before the next launch.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tmux(&["capture-pane", "-p", "-t", &session])?.contains(want) {
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = tmux(&["kill-session", "-t", &session]);
+    }
+    Ok(samples)
 }

@@ -30,6 +30,7 @@ use deskmesh_core::ops::listing::{
 };
 use deskmesh_core::ops::place::PlaceSpec;
 use deskmesh_core::ops::seats::DEFAULT_TTL_S;
+use deskmesh_core::ops::trust::CoordinatorChange;
 use deskmesh_core::report::ReportScope;
 use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::Availability;
@@ -39,7 +40,7 @@ use deskmesh_keys::{PublicKey, SpaceId};
 
 use crate::control::Remote;
 use crate::mesh;
-use render::Peers;
+use render::{Peers, Proposals};
 
 /// Help for every `--json` flag.
 const JSON_HELP: &str =
@@ -48,6 +49,8 @@ const JSON_HELP: &str =
 pub const EXIT_AUDIT_FINDINGS: u8 = 3;
 /// Bytes of signed items per request when a bundle is imported through the control socket.
 const IMPORT_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// The largest file `alliance approve` reads a proposal token from.
+const MAX_TOKEN_FILE: u64 = 1024 * 1024;
 /// How long a command waits for a store another deskmesh process holds for a moment.
 const BUSY_WAIT: Duration = Duration::from_secs(5);
 
@@ -128,10 +131,14 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Verify every stored change and roster operation; list signers and rejections. Exits with status 3
-    /// when it reports a refused, rejected or unverifiable item, 0 when everything verifies (changes that
-    /// only wait for roster operations are listed and do not fail it).
+    /// Verify every stored signature again; list signers, checkpoints, verified facts and every item that
+    /// did not count (refused, rejected, pending, unverifiable) with its space, author, peer and reason.
+    /// Exits with status 3 when it reports a refused, rejected or unverifiable item, 0 otherwise (changes
+    /// that only wait for what a sync brings are listed as pending and do not fail it). `audit export`
+    /// writes the same evidence to a file that `audit verify` checks on any machine.
     Audit {
+        #[command(subcommand)]
+        action: Option<AuditCommand>,
         #[arg(long, help = JSON_HELP)]
         json: bool,
     },
@@ -252,13 +259,67 @@ pub enum AllianceCommand {
         #[arg(long, help = JSON_HELP)]
         json: bool,
     },
-    /// Revoke a space's membership (coordinators only).
+    /// Revoke a space's membership (coordinators only). It leaves the directory everywhere (or, with
+    /// --keep-listed, stays marked revoked with the reason); its seats and any edit signed after this
+    /// node's view of its listing are refused.
     Revoke {
         /// The space's id (`sp-…`, as `alliance show` lists it).
         space: SpaceId,
         /// Why, as members and the space will read it.
         #[arg(long, default_value = "revoked by a coordinator")]
         reason: String,
+        /// Keep the space in the directory, marked revoked with the reason.
+        #[arg(long)]
+        keep_listed: bool,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Replace a lost or stolen device of a space with a new key, in one step: the new key is added, the
+    /// old one removed (anything it signs from now on is refused everywhere), and an invite token for the
+    /// new device is printed. A coordinator or another device of the space.
+    ReplaceDevice {
+        /// The lost device's public key.
+        old: PublicKey,
+        /// The new device's public key (`deskmesh init` printed it on that machine).
+        new: PublicKey,
+        /// The space (default: the one the old key belongs to).
+        #[arg(long)]
+        space: Option<SpaceId>,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Propose a coordinator change (coordinators only): it takes effect once the threshold of
+    /// coordinators approved it. Prints a dmp1 token to carry to them; a running node also sends it.
+    #[command(subcommand)]
+    Propose(ProposeCommand),
+    /// Add this node's signature to a proposed coordinator change: its id (or a prefix), its dmp1 token,
+    /// or a file holding the token. Prints the token with every signature gathered so far.
+    Approve {
+        /// The proposal's id, its dmp1 token, or a file with the token.
+        proposal: String,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// List the coordinator changes waiting for approvals.
+    Proposals {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Countersign facts of a space's listing as checked on a day (coordinators only). Members then see
+    /// them as verified, until the space changes them.
+    Verify {
+        /// The space's id.
+        space: SpaceId,
+        /// A fact to verify (repeatable): accessibility, internet, opening_hours, amenities, … or one key
+        /// inside one, such as accessibility.entrance or internet.down_mbps.
+        #[arg(long = "fact", required = true)]
+        facts: Vec<String>,
+        /// The day the facts were checked, YYYY-MM-DD (default: today).
+        #[arg(long, value_name = "DATE")]
+        checked_on: Option<chrono::NaiveDate>,
+        /// Words for members ("visited", "measured at a desk").
+        #[arg(long, default_value = "")]
+        note: String,
         #[arg(long, help = JSON_HELP)]
         json: bool,
     },
@@ -271,6 +332,50 @@ pub enum AllianceCommand {
     },
     /// Show the alliance roster.
     Show {
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write a self-contained audit file (every roster operation, signed change, beacon, verification
+    /// and proposal, and this node's refusal log), signed by this node.
+    Export {
+        /// The file to write.
+        file: PathBuf,
+    },
+    /// Check an audit file on any machine, even one that never joined the alliance: every signature and
+    /// authorisation is checked again and the same report printed. Exits 3 when it finds anything.
+    Verify {
+        /// The file `audit export` wrote.
+        file: PathBuf,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+}
+
+/// A coordinator change to propose.
+#[derive(Debug, Subcommand)]
+pub enum ProposeCommand {
+    /// Make a key a coordinator.
+    AddCoordinator {
+        /// The key's public key.
+        pubkey: PublicKey,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Remove a coordinator.
+    RemoveCoordinator {
+        /// The coordinator's public key.
+        pubkey: PublicKey,
+        #[arg(long, help = JSON_HELP)]
+        json: bool,
+    },
+    /// Change how many coordinators must sign coordinator changes.
+    Threshold {
+        /// How many coordinators must sign from now on.
+        threshold: u8,
         #[arg(long, help = JSON_HELP)]
         json: bool,
     },
@@ -491,6 +596,9 @@ pub struct ListArgs {
     /// Show at most this many spaces.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Filter on facts a coordinator verified only (a space's own claims count as unknown).
+    #[arg(long)]
+    pub verified_only: bool,
     #[arg(long, help = JSON_HELP)]
     pub json: bool,
 }
@@ -614,6 +722,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
             man(dir.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
+        // An audit file is checked anywhere: no home, no alliance.
+        Command::Audit {
+            action: Some(AuditCommand::Verify { file, json }),
+            ..
+        } => audit_verify(&file, json),
         command => {
             let home = Home::resolve(cli.home)?;
             execute(&home, command)
@@ -665,13 +778,30 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
             )?;
         }
         Command::Tui { offline, no_mdns } => tui(home, offline, !no_mdns)?,
-        Command::Audit { json } => {
+        Command::Audit { action: None, json } => {
             let report = connect(home)?.audit()?;
             output::print(json, &*report)?;
             if !report.ok {
                 return Ok(ExitCode::from(EXIT_AUDIT_FINDINGS));
             }
         }
+        Command::Audit {
+            action: Some(AuditCommand::Export { file }),
+            ..
+        } => {
+            let bytes = connect(home)?.audit_export()?;
+            std::fs::write(&file, &bytes.0)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            output::hint_line(&format!(
+                "audit file written to {}; check it anywhere with `deskmesh audit verify {}`",
+                file.display(),
+                file.display()
+            ));
+        }
+        Command::Audit {
+            action: Some(AuditCommand::Verify { .. }),
+            ..
+        } => unreachable!("handled before a home is resolved"),
         Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => {
             unreachable!("handled before a home is resolved")
         }
@@ -846,8 +976,46 @@ fn alliance(handle: &mut dyn Handle, cmd: AllianceCommand) -> anyhow::Result<()>
         AllianceCommand::Revoke {
             space,
             reason,
+            keep_listed,
             json,
-        } => output::print(json, &handle.alliance_revoke(space, reason)?),
+        } => output::print(json, &handle.alliance_revoke(space, reason, keep_listed)?),
+        AllianceCommand::ReplaceDevice {
+            old,
+            new,
+            space,
+            json,
+        } => output::print(json, &handle.alliance_replace_device(old, new, space)?),
+        AllianceCommand::Propose(cmd) => {
+            let (change, json) = match cmd {
+                ProposeCommand::AddCoordinator { pubkey, json } => {
+                    (CoordinatorChange::Add(pubkey), json)
+                }
+                ProposeCommand::RemoveCoordinator { pubkey, json } => {
+                    (CoordinatorChange::Remove(pubkey), json)
+                }
+                ProposeCommand::Threshold { threshold, json } => {
+                    (CoordinatorChange::Threshold(threshold), json)
+                }
+            };
+            output::print(json, &handle.alliance_propose(change)?)
+        }
+        AllianceCommand::Approve { proposal, json } => {
+            let proposal = proposal_arg(&proposal)?;
+            output::print(json, &handle.alliance_approve(proposal)?)
+        }
+        AllianceCommand::Proposals { json } => {
+            output::print(json, &Proposals(handle.alliance_proposals()?))
+        }
+        AllianceCommand::Verify {
+            space,
+            facts,
+            checked_on,
+            note,
+            json,
+        } => output::print(
+            json,
+            &handle.alliance_verify(space, facts, checked_on, note)?,
+        ),
         AllianceCommand::Join { token, json } => output::print(json, &handle.alliance_join(token)?),
         AllianceCommand::Show { json } => output::print(json, &handle.alliance_show()?),
     }
@@ -886,6 +1054,40 @@ fn edit_from(args: EditArgs) -> anyhow::Result<ListingEdit> {
             add_amenities: args.add_amenities,
             remove_amenities: args.remove_amenities,
         },
+    })
+}
+
+/// `alliance approve`'s argument: a token or an id as given, or the token a file holds.
+fn proposal_arg(arg: &str) -> anyhow::Result<String> {
+    let trimmed = arg.trim();
+    if trimmed.to_ascii_lowercase().starts_with("dmp1") {
+        return Ok(trimmed.to_string());
+    }
+    let path = Path::new(trimmed);
+    if trimmed == "-" || path.is_file() {
+        let (name, bytes) = files::read_bounded(path, MAX_TOKEN_FILE, "a proposal token file")?;
+        let text = String::from_utf8(bytes).with_context(|| format!("{name} is not text"))?;
+        return Ok(text.trim().to_string());
+    }
+    Ok(trimmed.to_string())
+}
+
+/// `audit verify FILE`: the file checked in a throwaway store, on any machine.
+fn audit_verify(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (name, bytes) = files::read_bounded(path, MAX_BUNDLE_FILE, "an audit file")?;
+    let scratch = tempfile::Builder::new()
+        .prefix("deskmesh-audit-")
+        .tempdir()
+        .context("cannot create a temporary directory for checking the audit file")?;
+    let store = deskmesh_store::SledStore::open(scratch.path())?;
+    let report =
+        deskmesh_core::audit::verify_export(&bytes, std::sync::Arc::new(store), chrono::Utc::now())
+            .with_context(|| name.clone())?;
+    output::print(json, &report)?;
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_AUDIT_FINDINGS)
     })
 }
 
@@ -1174,6 +1376,7 @@ pub fn query_from(args: &ListArgs, at: Option<DateTime<Utc>>) -> anyhow::Result<
         limit: args.limit,
         amenities: args.amenities.clone(),
         access: args.access.clone(),
+        verified_only: args.verified_only,
         at,
         ..Query::default()
     };

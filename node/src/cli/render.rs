@@ -5,17 +5,19 @@
 
 use std::fmt::Write as _;
 
-use deskmesh_core::audit::AuditReport;
+use deskmesh_core::audit::{AuditReport, AuditSource, Finding};
 use deskmesh_core::bundle::BundleReport;
 use deskmesh_core::home::SavedPlace;
 use deskmesh_core::node::InitReport;
 use deskmesh_core::ops::alliance::{
-    AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, RosterChanged,
+    AllianceCreated, AllianceView, InviteReport, Joined, MemberInviteReport, Replaced,
+    RosterChanged,
 };
 use deskmesh_core::ops::directory::Directory;
 use deskmesh_core::ops::drafts::DraftReport;
 use deskmesh_core::ops::listing::{EditReport, ImportReport};
 use deskmesh_core::ops::seats::SeatsReport;
+use deskmesh_core::ops::trust::{ProposalReport, VerifyReport};
 use deskmesh_core::view::{NatStatus, NodeStatus, PeerInfo};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::{for_display, Listing};
@@ -129,6 +131,7 @@ impl Human for AllianceView {
         let _ = write!(f, "spaces ({})", self.spaces.len());
         for s in &self.spaces {
             let state = match &s.revoked {
+                Some(r) if s.revoked_listed => format!("  REVOKED (still listed): {r}"),
                 Some(r) => format!("  REVOKED: {r}"),
                 None => String::new(),
             };
@@ -265,24 +268,39 @@ impl Human for Directory {
                 Some(false) => "closed",
                 None => "?",
             };
+            let seats = match &r.revoked {
+                Some(why) => format!("REVOKED: {why}"),
+                None => r.seats_text.clone(),
+            };
             let wifi = r
                 .wifi_down_mbps
                 .map(|w| format!("{w:.0}M"))
                 .unwrap_or_else(|| "?".into());
+            let verified: Vec<&str> = r
+                .facts
+                .iter()
+                .filter(|v| v.is_verified())
+                .map(|v| v.fact.as_str())
+                .collect();
+            let verified = if verified.is_empty() {
+                String::new()
+            } else {
+                format!("  verified: {}", verified.join(","))
+            };
             let _ = write!(
                 f,
                 "{:<28} {:<14} {:<6} {:<24} {:>11} {:>6}",
                 truncate(&for_display(&r.name), 28),
                 truncate(&for_display(&r.city), 14),
                 open,
-                truncate(&r.seats_text, 24),
+                truncate(&seats, 24),
                 r.day_pass.as_deref().unwrap_or("-"),
                 wifi,
             );
             if dist {
                 let _ = write!(f, " {:>9}", r.distance_km.map(km).unwrap_or_default());
             }
-            let _ = writeln!(f, "  {}", r.access.join(","));
+            let _ = writeln!(f, "  {}{verified}", r.access.join(","));
         }
         let _ = write!(f, "{} of {} spaces", self.matched, self.total);
         if let Some(o) = &self.origin {
@@ -387,6 +405,31 @@ impl Human for NodeStatus {
         if let Some(space) = &self.my_space {
             let _ = writeln!(f, "space:     {space}");
         }
+        if let Some(s) = &self.standing {
+            let _ = match (s.revoked, &s.reason) {
+                (true, Some(reason)) => writeln!(
+                    f,
+                    "standing:  REVOKED: space {:?} ({}) was revoked by a coordinator: {reason} (roster op {})",
+                    s.space_name,
+                    s.space,
+                    s.by.short()
+                ),
+                (true, None) => writeln!(
+                    f,
+                    "standing:  REVOKED: space {:?} ({}) was revoked by a coordinator (roster op {})",
+                    s.space_name,
+                    s.space,
+                    s.by.short()
+                ),
+                (false, _) => writeln!(
+                    f,
+                    "standing:  REMOVED: this device was removed from space {:?} ({}) by roster op {}; what it signs is refused",
+                    s.space_name,
+                    s.space,
+                    s.by.short()
+                ),
+            };
+        }
         let _ = writeln!(f, "key:       {}", self.public_key);
         let _ = writeln!(f, "peer id:   {}", self.peer_id);
         for a in &self.listen {
@@ -484,37 +527,64 @@ impl Human for Listing {
 impl Human for AuditReport {
     fn data(&self) -> String {
         let mut f = String::new();
-        match &self.alliance {
-            Some(a) => {
+        match (&self.alliance_name, &self.alliance) {
+            (Some(n), Some(a)) => {
+                let _ = writeln!(f, "alliance {n} ({a})");
+            }
+            (_, Some(a)) => {
                 let _ = writeln!(f, "alliance {a}");
             }
-            None => {
+            _ => {
                 let _ = writeln!(f, "this node is not in an alliance");
             }
         }
+        let _ = match &self.source {
+            AuditSource::Node { name, .. } => writeln!(f, "checked: the store of node {name:?}"),
+            AuditSource::File {
+                node_name,
+                exported_by,
+                exported_at_ms,
+                signature_ok,
+            } => writeln!(
+                f,
+                "checked: an audit file exported by node {node_name:?} ({exported_by}) on {}; its signature {}",
+                when(*exported_at_ms),
+                if *signature_ok {
+                    "verifies"
+                } else {
+                    "does NOT verify"
+                }
+            ),
+        };
         let _ = writeln!(
             f,
             "\nroster ({} operations, every signature verified)",
             self.roster.len()
         );
         for op in &self.roster {
-            let signers: Vec<String> = op.signed_by.iter().map(|k| k.short()).collect();
             let _ = writeln!(
                 f,
-                "  {}  {}  signed by {}",
+                "  {}  {}  signed by {} {}{}",
                 op.op.short(),
                 op.summary,
-                signers.join(", ")
+                op.author_name,
+                op.author.short(),
+                if op.signed_by.len() > 1 {
+                    format!(" and {} more", op.signed_by.len() - 1)
+                } else {
+                    String::new()
+                }
             );
-        }
-        for r in &self.rejected_roster_ops {
-            let _ = writeln!(f, "  REJECTED {}: {}", r.op.short(), r.reason);
         }
         let _ = writeln!(f, "\nlistings ({})", self.listings.len());
         for l in &self.listings {
+            let revoked = match &l.revoked {
+                Some(r) => format!("  REVOKED: {r}"),
+                None => String::new(),
+            };
             let _ = writeln!(
                 f,
-                "  {}  {}  {} changes accepted ({} stored here, each signature checked)",
+                "  {}  {}  {} changes accepted ({} stored here, each signature checked){revoked}",
                 l.space,
                 for_display(l.name.as_deref().unwrap_or("(no valid listing)")),
                 l.changes_accepted,
@@ -533,7 +603,7 @@ impl Human for AuditReport {
                     "      checkpoint {} of {} change(s) signed by {}",
                     c.id.short(),
                     c.changes,
-                    c.author
+                    c.author.label()
                 );
             }
             for s in &l.signers {
@@ -544,69 +614,230 @@ impl Human for AuditReport {
                 let _ = writeln!(
                     f,
                     "      signed by {} ({} change(s)) under roster op {}{removed}",
-                    s.key,
+                    s.key.label(),
                     s.changes,
                     s.authorised_by.short()
                 );
             }
-            for r in &l.rejected {
-                let who = r
-                    .author
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "unknown author".into());
-                let _ = writeln!(
-                    f,
-                    "      REJECTED {} by {who}: {}",
-                    &r.change[..12.min(r.change.len())],
-                    r.reason
-                );
-            }
-            for r in &l.waiting {
-                let who = r
-                    .author
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "unknown author".into());
-                let _ = writeln!(
-                    f,
-                    "      waiting {} by {who}: {}",
-                    &r.change[..12.min(r.change.len())],
-                    r.reason
-                );
+            for fact in &l.facts {
+                let _ = match (&fact.verified, &fact.changed_since) {
+                    (Some(a), _) => writeln!(
+                        f,
+                        "      verified: {} (checked {} by {})",
+                        fact.fact,
+                        a.checked_on,
+                        a.by.short()
+                    ),
+                    (None, Some(a)) => writeln!(
+                        f,
+                        "      claimed again: {} changed since it was verified on {} by {}",
+                        fact.fact,
+                        a.checked_on,
+                        a.by.short()
+                    ),
+                    (None, None) => Ok(()),
+                };
             }
         }
         let _ = writeln!(f, "\nseat beacons: {} verified", self.beacons_verified);
-        for b in &self.beacons_failed {
-            let _ = writeln!(f, "  FAILED {b}");
-        }
-        if !self.refused.is_empty() {
-            let _ = writeln!(f, "\nrefused and not stored ({})", self.refused.len());
-            for r in &self.refused {
-                let who = r
-                    .author
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "unknown author".into());
-                let space = r
-                    .space
-                    .as_ref()
-                    .map(|s| format!(" for {s}"))
-                    .unwrap_or_default();
-                let _ = writeln!(f, "  REFUSED {} by {who}{space}: {}", r.kind, r.reason);
+        let lapsed = self.verifications.iter().filter(|v| !v.counts).count();
+        let _ = writeln!(
+            f,
+            "verifications: {}{}",
+            self.verifications.len(),
+            if lapsed > 0 {
+                format!(" ({lapsed} by coordinators since removed, which no longer count)")
+            } else {
+                String::new()
             }
+        );
+        if !self.proposals.is_empty() {
+            let _ = writeln!(
+                f,
+                "coordinator changes waiting for approval: {}",
+                self.proposals.len()
+            );
+            for p in &self.proposals {
+                let _ = writeln!(
+                    f,
+                    "  {}  {}  {} of {} signatures",
+                    p.id.short(),
+                    p.summary,
+                    p.approved_by.len(),
+                    p.threshold
+                );
+            }
+        }
+        let _ = writeln!(f, "\nfindings ({})", self.findings.len());
+        if self.findings.is_empty() {
+            let _ = writeln!(f, "  none");
+        }
+        for item in &self.findings {
+            f.push_str(&finding(item));
         }
         let _ = write!(
             f,
             "\n{}",
             match (self.ok, self.waiting) {
                 (true, 0) => {
-                    "audit passed: every stored signature verifies and nothing was rejected".to_string()
+                    "audit passed: every stored signature verifies and nothing was refused or rejected".to_string()
                 }
                 (true, n) => format!(
-                    "audit passed: every stored signature verifies and nothing was rejected; {n} change(s) wait for roster operations or earlier changes a sync will bring"
+                    "audit passed: every stored signature verifies and nothing was refused or rejected; {n} change(s) wait for roster operations or earlier changes a sync will bring (pending, listed above)"
                 ),
-                (false, _) => "audit found rejected or unverifiable items (listed above)".to_string(),
+                (false, _) => format!(
+                    "audit found {} item(s) that did not count (listed above)",
+                    self.findings.len() - self.waiting
+                ),
             }
         );
         f
+    }
+}
+
+/// One finding for people: what, where, who, from where, why.
+pub fn finding(item: &Finding) -> String {
+    let mut f = String::new();
+    let id = item
+        .item
+        .as_deref()
+        .map(|i| format!(" {}", &i[..12.min(i.len())]))
+        .unwrap_or_default();
+    let _ = writeln!(
+        f,
+        "  {} {}{id}",
+        item.status.label().to_ascii_uppercase(),
+        item.kind
+    );
+    if let Some(space) = &item.space {
+        let _ = match &item.space_name {
+            Some(n) => writeln!(f, "      space:  {n:?} ({space})"),
+            None => writeln!(f, "      space:  {space}"),
+        };
+    }
+    if let Some(a) = &item.author {
+        let _ = writeln!(f, "      signed: {} ({})", a.name, a.key);
+    }
+    if let Some(from) = item.origin() {
+        let at = item
+            .at_ms
+            .map(|t| format!(", {}", when(t)))
+            .unwrap_or_default();
+        let _ = writeln!(f, "      from:   {from}{at}");
+    }
+    let _ = writeln!(f, "      why:    {}", item.reason);
+    f
+}
+
+/// A time in milliseconds as RFC 3339 (UTC, seconds).
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "an unknown time".into())
+}
+
+impl Human for Replaced {
+    fn data(&self) -> String {
+        self.invite.token.clone()
+    }
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "{}; new device {} added to {}; on that machine run `deskmesh alliance join TOKEN`",
+            self.removed.summary, self.invite.invitee, self.invite.space
+        ))
+    }
+}
+
+impl Human for ProposalReport {
+    fn data(&self) -> String {
+        self.token.clone()
+    }
+    fn hint(&self) -> Option<String> {
+        Some(if self.applied {
+            format!(
+                "in effect: {} (proposal {}, approved by {})",
+                self.summary,
+                self.id.short(),
+                names(&self.approved_by)
+            )
+        } else {
+            format!(
+                "proposal {}: {}; {} of {} signatures, waiting for {} more from: {}. Carry the token above to them (a running node also sends it); each runs `deskmesh alliance approve TOKEN` or `deskmesh alliance approve {}`",
+                self.id.short(),
+                self.summary,
+                self.approved_by.len(),
+                self.threshold,
+                self.missing,
+                names(&self.waiting_for),
+                self.id.short()
+            )
+        })
+    }
+}
+
+fn names(keys: &[deskmesh_core::names::KeyName]) -> String {
+    if keys.is_empty() {
+        return "nobody".into();
+    }
+    keys.iter()
+        .map(|k| k.label())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `alliance proposals`.
+pub struct Proposals(pub Vec<ProposalReport>);
+
+impl serde::Serialize for Proposals {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            proposals: &'a [ProposalReport],
+        }
+        Out { proposals: &self.0 }.serialize(s)
+    }
+}
+
+impl Human for Proposals {
+    fn data(&self) -> String {
+        self.0
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}  {}  {} of {} signatures (proposed by {}; waiting for {})",
+                    p.id.short(),
+                    p.summary,
+                    p.approved_by.len(),
+                    p.threshold,
+                    p.proposed_by.label(),
+                    names(&p.waiting_for)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    fn hint(&self) -> Option<String> {
+        Some(if self.0.is_empty() {
+            "no coordinator change is waiting for approval".into()
+        } else {
+            "approve one with `deskmesh alliance approve ID`".into()
+        })
+    }
+}
+
+impl Human for VerifyReport {
+    fn data(&self) -> String {
+        format!(
+            "verified {} of {:?} ({}) as checked on {} (verification {})",
+            self.facts.join(", "),
+            self.name,
+            self.space,
+            self.checked_on,
+            self.id.short()
+        )
+    }
+    fn hint(&self) -> Option<String> {
+        Some("members see these facts as verified until the space changes them".into())
     }
 }
 

@@ -76,6 +76,11 @@ fn every_argument_has_help_and_every_data_command_offers_json() {
         &["peers"],
         &["audit"],
         &["alliance", "show"],
+        &["alliance", "proposals"],
+        &["alliance", "approve"],
+        &["alliance", "verify"],
+        &["alliance", "replace-device"],
+        &["audit", "verify"],
         &["spaces", "list"],
         &["space", "show"],
         &["seats", "set"],
@@ -280,6 +285,120 @@ fn prices_need_a_currency_and_places_are_points_or_cities() {
     // --near alone is resolved by the caller from the saved location.
     let q = list_query(&["--near"]).unwrap();
     assert_eq!(q.sort, Sort::Name);
+}
+
+#[test]
+fn trust_commands_become_typed_requests() {
+    let k = key();
+    let other = DeviceKey::from_seed(&[4; 32]).public_key();
+    let space = SpaceId::derive(&k);
+    let cases: Vec<(Vec<String>, Request)> = vec![
+        (
+            vec![
+                "alliance".into(),
+                "revoke".into(),
+                space.to_string(),
+                "--reason".into(),
+                "unpaid dues".into(),
+                "--keep-listed".into(),
+            ],
+            Request::AllianceRevoke {
+                space: space.clone(),
+                reason: "unpaid dues".into(),
+                listed: true,
+            },
+        ),
+        (
+            vec![
+                "alliance".into(),
+                "replace-device".into(),
+                k.to_string(),
+                other.to_string(),
+            ],
+            Request::AllianceReplaceDevice {
+                old: k,
+                new: other,
+                space: None,
+            },
+        ),
+        (
+            vec![
+                "alliance".into(),
+                "propose".into(),
+                "add-coordinator".into(),
+                other.to_string(),
+            ],
+            Request::AlliancePropose {
+                change: CoordinatorChange::Add(other),
+            },
+        ),
+        (
+            vec![
+                "alliance".into(),
+                "propose".into(),
+                "threshold".into(),
+                "2".into(),
+            ],
+            Request::AlliancePropose {
+                change: CoordinatorChange::Threshold(2),
+            },
+        ),
+        (
+            vec!["alliance".into(), "approve".into(), "dmp1abc".into()],
+            Request::AllianceApprove {
+                proposal: "dmp1abc".into(),
+            },
+        ),
+        (
+            vec!["alliance".into(), "proposals".into()],
+            Request::AllianceProposals,
+        ),
+        (
+            vec![
+                "alliance".into(),
+                "verify".into(),
+                space.to_string(),
+                "--fact".into(),
+                "accessibility".into(),
+                "--fact".into(),
+                "internet.down_mbps".into(),
+                "--checked-on".into(),
+                "2026-05-01".into(),
+            ],
+            Request::AllianceVerify {
+                space: space.clone(),
+                facts: vec!["accessibility".into(), "internet.down_mbps".into()],
+                checked_on: chrono::NaiveDate::from_ymd_opt(2026, 5, 1),
+                note: String::new(),
+            },
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (seen, _) = asked(&args, Err(ApiError::unavailable("x")));
+        assert_eq!(seen, vec![expected], "{args:?}");
+    }
+    let (seen, _) = asked(
+        &["spaces", "list", "--verified-only"],
+        Err(ApiError::unavailable("x")),
+    );
+    assert!(matches!(&seen[0], Request::SpacesList(q) if q.verified_only));
+    // A token in a file is read here; only its text goes to the node.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token.txt");
+    std::fs::write(&file, "  dmp1fromafile\n").unwrap();
+    let (seen, _) = asked(
+        &["alliance", "approve", file.to_str().unwrap()],
+        Err(ApiError::unavailable("x")),
+    );
+    assert_eq!(
+        seen,
+        vec![Request::AllianceApprove {
+            proposal: "dmp1fromafile".into()
+        }]
+    );
+    // A verification needs a fact.
+    assert!(Cli::try_parse_from(["deskmesh", "alliance", "verify", space.as_str()]).is_err());
 }
 
 #[test]

@@ -30,8 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use deskmesh_sync::ItemKind;
 
-/// The request-response protocol for sync messages and item batches (2: batches are zstd-packed).
-pub const SYNC_PROTOCOL: &str = "/deskmesh/sync/2";
+/// The request-response protocol for sync messages and item batches: the number is the sync message
+/// version ([`deskmesh_sync::VERSION`], 3: six item kinds), and batches are zstd-packed since 2.
+pub const SYNC_PROTOCOL: &str = "/deskmesh/sync/3";
 
 /// Largest gossip message: announcements are single signed items, which are small.
 pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
@@ -382,6 +383,15 @@ mod tests {
     use futures::StreamExt;
     use libp2p::request_response::Codec;
     use libp2p::swarm::SwarmEvent;
+
+    /// The protocol name carries the sync message version, so peers of another version never connect.
+    #[test]
+    fn the_protocol_name_is_the_sync_version() {
+        assert_eq!(
+            SYNC_PROTOCOL,
+            format!("/deskmesh/sync/{}", deskmesh_sync::VERSION)
+        );
+    }
 
     #[test]
     fn score_parameters_are_valid() {

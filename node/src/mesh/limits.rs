@@ -2,7 +2,8 @@
 //! daemon started) and nothing here reads a clock, so the tests drive time by hand.
 //!
 //! [`RateLimiter`] keeps one token bucket per key (the mesh keys it by space: at most
-//! [`CHANGES_PER_HOUR`] listing changes per space per hour, with a burst of [`CHANGE_BURST`]). Checking
+//! [`CHANGES_PER_HOUR`] listing changes per space per hour, with a burst of [`CHANGE_BURST`], and
+//! [`BEACONS_PER_HOUR`] seat beacons with a burst of [`BEACON_BURST`]). Checking
 //! and spending are separate steps so only changes the node actually stores spend a token: an invalid
 //! change claiming someone else's space cannot use up that space's budget. A key over its limit is
 //! reported as needing a warning once per period, so a flood costs one log line an hour, not one per
@@ -20,6 +21,11 @@ pub const CHANGES_PER_HOUR: u32 = 600;
 pub const CHANGE_BURST: u32 = 1200;
 /// Spaces whose change budget is remembered at once.
 pub const MAX_TRACKED_SPACES: usize = 4096;
+/// Seat beacons one space may add to the store per hour, whoever relays them: one every five seconds,
+/// far more than a space whose seats change every few minutes ever sends.
+pub const BEACONS_PER_HOUR: u32 = 720;
+/// Beacons one space may add at once before the hourly rate applies.
+pub const BEACON_BURST: u32 = 120;
 
 /// A rate limit that makes no sense.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +110,21 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         })
     }
 
+    /// The limiter for seat beacons per space: [`BEACONS_PER_HOUR`], [`BEACON_BURST`],
+    /// [`MAX_TRACKED_SPACES`].
+    pub fn for_beacons() -> Self {
+        let period = Duration::from_secs(3600);
+        // The same values `new` would check: a non-zero interval (5 s) and a burst span of ten minutes.
+        let interval = period / BEACONS_PER_HOUR;
+        Self {
+            interval,
+            burst_span: interval * BEACON_BURST,
+            period,
+            capacity: MAX_TRACKED_SPACES,
+            buckets: HashMap::new(),
+        }
+    }
+
     /// The limiter for listing changes per space: [`CHANGES_PER_HOUR`], [`CHANGE_BURST`],
     /// [`MAX_TRACKED_SPACES`].
     pub fn for_changes() -> Self {
@@ -152,6 +173,15 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         });
         bucket.full_at = bucket.full_at.max(now) + interval;
         bucket.last_seen = now;
+    }
+
+    /// Gives back one token [`RateLimiter::spend`] took for `key`: a reservation for an event still being
+    /// checked, released once the event is judged (which spends again only if it was stored).
+    pub fn refund(&mut self, key: &K) {
+        let interval = self.interval;
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            bucket.full_at = bucket.full_at.saturating_sub(interval);
+        }
     }
 
     /// Tokens `key` has left at `now`.
@@ -243,6 +273,26 @@ mod tests {
             assert!(take(&mut l, "a", secs(3600)));
         }
         assert!(!take(&mut l, "a", secs(3600)));
+    }
+
+    /// Reserving while a batch is checked holds the budget for batches in flight; the refunds give back
+    /// what was not stored.
+    #[test]
+    fn reservations_hold_the_budget_until_refunded() {
+        let mut l = limiter(8);
+        for _ in 0..3 {
+            assert!(take(&mut l, "a", secs(0)), "reserved");
+        }
+        assert!(
+            !take(&mut l, "a", secs(0)),
+            "a second batch in flight is over the limit"
+        );
+        for _ in 0..3 {
+            l.refund(&"a");
+        }
+        assert_eq!(l.available(&"a", secs(0)), 3);
+        l.refund(&"b");
+        assert_eq!(l.len(), 1, "refunding an unknown key stores nothing");
     }
 
     #[test]
@@ -359,6 +409,26 @@ mod tests {
         }
         assert!(matches!(l.check(&"s", secs(0)), Verdict::Limited { .. }));
         assert_eq!(l.available(&"s", secs(3600)), CHANGES_PER_HOUR);
+    }
+
+    #[test]
+    fn the_beacon_limiter_matches_its_constants() {
+        let mut l: RateLimiter<&str> = RateLimiter::for_beacons();
+        assert_eq!(l.available(&"s", secs(0)), BEACON_BURST);
+        for _ in 0..BEACON_BURST {
+            assert_eq!(l.check(&"s", secs(0)), Verdict::Allowed);
+            l.spend("s", secs(0));
+        }
+        assert!(matches!(
+            l.check(&"s", secs(0)),
+            Verdict::Limited { warn: true }
+        ));
+        assert!(matches!(
+            l.check(&"s", secs(1)),
+            Verdict::Limited { warn: false }
+        ));
+        assert_eq!(l.available(&"s", secs(5)), 1, "one more every five seconds");
+        assert_eq!(l.available(&"s", secs(3600)), BEACON_BURST);
     }
 
     proptest! {

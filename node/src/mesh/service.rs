@@ -19,6 +19,7 @@ use deskmesh_core::ingest::{
 };
 use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo, Reachability};
 use deskmesh_core::Node;
+use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_keys::{Hash, SpaceId};
 use deskmesh_sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
@@ -71,6 +72,9 @@ enum Location {
     Checkpoint(SpaceId),
     Change(SpaceId),
     Beacon(SpaceId, String),
+    Verification(SpaceId),
+    /// A proposal: found among the few the store holds by its item id.
+    Proposal,
 }
 
 /// The sync engine's kind of a core item kind, and back (the two enums list the same kinds in the same
@@ -81,6 +85,8 @@ fn engine_kind(kind: ingest::ItemKind) -> ItemKind {
         ingest::ItemKind::Checkpoint => ItemKind::Checkpoint,
         ingest::ItemKind::ListingChange => ItemKind::ListingChange,
         ingest::ItemKind::SeatBeacon => ItemKind::SeatBeacon,
+        ingest::ItemKind::Verification => ItemKind::Verification,
+        ingest::ItemKind::Proposal => ItemKind::Proposal,
     }
 }
 
@@ -90,6 +96,8 @@ fn core_kind(kind: ItemKind) -> ingest::ItemKind {
         ItemKind::Checkpoint => ingest::ItemKind::Checkpoint,
         ItemKind::ListingChange => ingest::ItemKind::ListingChange,
         ItemKind::SeatBeacon => ingest::ItemKind::SeatBeacon,
+        ItemKind::Verification => ingest::ItemKind::Verification,
+        ItemKind::Proposal => ingest::ItemKind::Proposal,
     }
 }
 
@@ -255,12 +263,16 @@ struct Service {
     nat: nat::NatState,
     /// Listing changes stored per space per hour.
     change_limit: limits::RateLimiter<SpaceId>,
+    /// Seat beacons stored per space per hour.
+    beacon_limit: limits::RateLimiter<SpaceId>,
     /// Live events for front ends subscribed through the control socket.
     events: broadcast::Sender<Arc<str>>,
     /// The status (peers, last sync) changed since it was last sent to subscribers.
     status_dirty: bool,
     /// A roster operation arrived since subscribers were last told to reload (sent once per tick).
     reload_due: bool,
+    /// Something was refused since subscribers were last sent the findings (sent once per tick).
+    findings_due: bool,
     /// The last sync time subscribers were told of.
     pushed_sync: Option<chrono::DateTime<chrono::Utc>>,
     /// A large transfer from peers (a first sync), reported as it goes.
@@ -270,12 +282,20 @@ struct Service {
 }
 
 /// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
-type Checked3 = (PeerId, Vec<(usize, Outcome)>, Vec<Checked>);
+type Checked3 = (
+    PeerId,
+    Vec<(usize, Outcome)>,
+    Vec<Checked>,
+    Vec<(ingest::ItemKind, SpaceId)>,
+);
 
 /// A batch split before checking.
 struct Prepared {
     items: Vec<SignedItem>,
     held: Vec<(usize, Outcome)>,
+    /// Budget reserved for the changes and beacons among `items` while they are checked, so batches in
+    /// flight at once cannot together pass a space's limit; released when they are judged.
+    reserved: Vec<(ingest::ItemKind, SpaceId)>,
 }
 
 /// Progress of a large transfer from peers, such as a new member's first sync. A transfer starts with the
@@ -408,9 +428,11 @@ impl Service {
             outboxes: HashMap::new(),
             nat: nat::NatState::default(),
             change_limit: limits::RateLimiter::for_changes(),
+            beacon_limit: limits::RateLimiter::for_beacons(),
             events: broadcast::channel(1).0,
             status_dirty: false,
             reload_due: false,
+            findings_due: false,
             pushed_sync: None,
             catch_up: CatchUp::default(),
             checking: Default::default(),
@@ -471,6 +493,22 @@ impl Service {
                     self.engine
                         .item_removed(&Item::new(ItemKind::SeatBeacon, old));
                 }
+            }
+        }
+        for (space, hash, _) in store.verifications()? {
+            let id = ItemId(hash.0);
+            if self
+                .index
+                .insert(id, Location::Verification(space))
+                .is_none()
+            {
+                new.push(Item::new(ItemKind::Verification, id));
+            }
+        }
+        for (_, bytes) in store.proposals()? {
+            let id = ItemId(Hash::of(ingest::PROPOSAL_ITEM, &bytes).0);
+            if self.index.insert(id, Location::Proposal).is_none() {
+                new.push(Item::new(ItemKind::Proposal, id));
             }
         }
         Ok(new)
@@ -891,6 +929,16 @@ impl Service {
             }
             Err(e) => {
                 tracing::warn!(peer = %source, error = %e, "rejected unreadable gossip message");
+                self.findings_due = true;
+                self.node.refuse_from_peer(
+                    "gossip message",
+                    &source.to_string(),
+                    None,
+                    format!(
+                        "the gossip message ({} bytes) is not a signed item: {e}",
+                        message.data.len()
+                    ),
+                );
                 gossipsub::MessageAcceptance::Reject
             }
         };
@@ -931,7 +979,10 @@ impl Service {
             match &o.verdict {
                 Verdict::Added(a) => {
                     *added.entry(a.kind).or_default() += 1;
-                    if a.kind == ingest::ItemKind::ListingChange {
+                    if matches!(
+                        a.kind,
+                        ingest::ItemKind::ListingChange | ingest::ItemKind::Checkpoint
+                    ) {
                         if let Some(space) = &a.space {
                             *by_space.entry(space.clone()).or_default() += 1;
                         }
@@ -941,7 +992,8 @@ impl Service {
                 _ => {}
             }
         }
-        // One line per space while few changed; a bulk transfer (a cold join) logs them at debug.
+        // One line per space while few changed (changes and checkpoints together); a bulk transfer (a
+        // cold join) logs them at debug.
         for (space, n) in &by_space {
             if by_space.len() <= PER_SPACE_LOG_LINES {
                 tracing::info!(peer = %peer, space = %space, changes = n, "synced listing changes");
@@ -955,6 +1007,7 @@ impl Service {
                 peer = %peer,
                 roster_ops = added.get(&ingest::ItemKind::RosterOp).copied().unwrap_or(0),
                 changes = added.get(&ingest::ItemKind::ListingChange).copied().unwrap_or(0),
+                checkpoints = added.get(&ingest::ItemKind::Checkpoint).copied().unwrap_or(0),
                 beacons = added.get(&ingest::ItemKind::SeatBeacon).copied().unwrap_or(0),
                 "synced new items from peer"
             );
@@ -1001,6 +1054,12 @@ impl Service {
         }
         if std::mem::take(&mut self.reload_due) {
             self.push(&Event::Reload);
+        }
+        if std::mem::take(&mut self.findings_due) && self.events.receiver_count() > 0 {
+            match self.node.findings() {
+                Ok(findings) => self.push(&Event::Findings(findings)),
+                Err(e) => tracing::warn!(error = %e, "cannot read the findings for subscribers"),
+            }
         }
         self.catch_up.tick(Instant::now());
         let expired = self.node.expire_waiting(At::now());
@@ -1276,6 +1335,22 @@ impl Service {
                     kind: ItemKind::SeatBeacon,
                     bytes,
                 }),
+            Some(Location::Verification(space)) => store
+                .space_verifications(space)?
+                .into_iter()
+                .find(|(h, _)| h.0 == id.0)
+                .map(|(_, bytes)| WireItem {
+                    kind: ItemKind::Verification,
+                    bytes,
+                }),
+            Some(Location::Proposal) => store
+                .proposals()?
+                .into_iter()
+                .find(|(_, bytes)| Hash::of(ingest::PROPOSAL_ITEM, bytes).0 == id.0)
+                .map(|(_, bytes)| WireItem {
+                    kind: ItemKind::Proposal,
+                    bytes,
+                }),
         })
     }
 
@@ -1286,22 +1361,24 @@ impl Service {
     /// signatures are checked here, on the event loop: for a single gossip message that is cheap; batches
     /// go through [`Service::check_later`] instead.
     fn ingest(&mut self, wire: Vec<WireItem>, peer: Option<PeerId>) -> Vec<Outcome> {
-        let prepared = self.prepare(wire);
+        let prepared = self.prepare(wire, peer);
         let at = At::now();
         let checked = prepared
             .items
             .into_iter()
             .map(|i| ingest::check(i, at.wall))
             .collect();
-        self.finish(prepared.held, checked, peer)
+        self.finish(prepared.held, checked, prepared.reserved, peer)
     }
 
-    /// Sets aside what needs no checking (items already held, changes over their space's hourly budget)
-    /// and returns the rest to check.
-    fn prepare(&mut self, wire: Vec<WireItem>) -> Prepared {
+    /// Sets aside what needs no checking (items already held, changes and beacons over their space's
+    /// hourly budget, each overrun noted once for the audit with the `peer` it came from) and returns the
+    /// rest to check.
+    fn prepare(&mut self, wire: Vec<WireItem>, peer: Option<PeerId>) -> Prepared {
         let now = self.now();
         let mut items = Vec::with_capacity(wire.len());
         let mut held: Vec<(usize, Outcome)> = Vec::new();
+        let mut reserved = Vec::new();
         for (n, w) in wire.iter().enumerate() {
             let item = signed_item(w);
             if let Some(id) = item.id() {
@@ -1318,6 +1395,17 @@ impl Service {
                     {
                         if warn {
                             tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
+                            self.findings_due = true;
+                            self.node.refuse_from_peer(
+                                "listing change",
+                                &peer.map(|p| p.to_string()).unwrap_or_default(),
+                                Some(env.space.clone()),
+                                format!(
+                                    "more than {} listing changes of this space an hour (bursts of {}) arrived; the rest are not stored or forwarded for now",
+                                    limits::CHANGES_PER_HOUR,
+                                    limits::CHANGE_BURST
+                                ),
+                            );
                         }
                         // Not the sender's fault (it may only relay a burst): the engine asks again later.
                         let id = Hash(env.change_hash);
@@ -1325,36 +1413,73 @@ impl Service {
                         held.push((n, outcome(item.kind, Some(id), Verdict::Waiting)));
                         continue;
                     }
+                    self.change_limit.spend(env.space.clone(), now);
+                    reserved.push((item.kind, env.space));
+                }
+            }
+            if item.kind == ingest::ItemKind::SeatBeacon {
+                if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
+                    if let limits::Verdict::Limited { warn } =
+                        self.beacon_limit.check(&b.space, now)
+                    {
+                        if warn {
+                            tracing::warn!(space = %b.space, per_hour = limits::BEACONS_PER_HOUR, "seat beacons over the space's hourly limit are not stored for now");
+                            self.findings_due = true;
+                            self.node.refuse_from_peer(
+                                "seat beacon",
+                                &peer.map(|p| p.to_string()).unwrap_or_default(),
+                                Some(b.space.clone()),
+                                format!(
+                                    "more than {} seat beacons of this space an hour (bursts of {}) arrived; the rest are not stored or forwarded for now",
+                                    limits::BEACONS_PER_HOUR,
+                                    limits::BEACON_BURST
+                                ),
+                            );
+                        }
+                        // Not punished (a relay may pass on a burst it did not make), not forwarded.
+                        held.push((n, outcome(item.kind, item.id(), Verdict::Waiting)));
+                        continue;
+                    }
+                    self.beacon_limit.spend(b.space.clone(), now);
+                    reserved.push((item.kind, b.space));
                 }
             }
             items.push(item);
         }
-        Prepared { items, held }
+        Prepared {
+            items,
+            held,
+            reserved,
+        }
     }
 
     /// Checks a batch's signatures on blocking threads, on every core, while the event loop goes on;
     /// batches are judged in the order they arrived ([`Service::on_checked`]).
     fn check_later(&mut self, peer: PeerId, wire: Vec<WireItem>) {
-        let prepared = self.prepare(wire);
+        let prepared = self.prepare(wire, Some(peer));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let Prepared { items, held } = prepared;
+        let Prepared {
+            items,
+            held,
+            reserved,
+        } = prepared;
         let task = tokio::task::spawn_blocking(move || {
             let checked = ingest::check_all(items, At::now().wall, threads);
-            (peer, held, checked)
+            (peer, held, checked, reserved)
         });
         self.checking.push_back(task);
     }
 
     /// A batch whose signatures were checked: judge it against the roster and the store.
     fn on_checked(&mut self, done: Result<Checked3, tokio::task::JoinError>) {
-        let (peer, held, checked) = match done {
+        let (peer, held, checked, reserved) = match done {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "checking a batch of items failed");
                 return;
             }
         };
-        let outcomes = self.finish(held, checked, Some(peer));
+        let outcomes = self.finish(held, checked, reserved, Some(peer));
         self.log_batch(peer, &outcomes);
     }
 
@@ -1364,10 +1489,24 @@ impl Service {
         &mut self,
         held: Vec<(usize, Outcome)>,
         checked: Vec<Checked>,
+        reserved: Vec<(ingest::ItemKind, SpaceId)>,
         peer: Option<PeerId>,
     ) -> Vec<Outcome> {
         let now = self.now();
-        let report = self.node.ingest_checked(checked, Source::Mesh, At::now());
+        // The reservations made while checking go back; what was stored spends below.
+        for (kind, space) in &reserved {
+            match kind {
+                ingest::ItemKind::ListingChange => self.change_limit.refund(space),
+                ingest::ItemKind::SeatBeacon => self.beacon_limit.refund(space),
+                _ => {}
+            }
+        }
+        let report = self.node.ingest_checked_from(
+            checked,
+            Source::Mesh,
+            At::now(),
+            peer.map(|p| p.to_string()),
+        );
         if let Some(e) = &report.flush_error {
             // Nothing of the batch may be durable: the engine is not told it holds those items, so the
             // next session asks for them again.
@@ -1388,10 +1527,14 @@ impl Service {
         );
         for o in report.outcomes.iter().chain(&report.woken) {
             if let Verdict::Added(a) = &o.verdict {
-                if a.kind == ingest::ItemKind::ListingChange {
-                    if let Some(space) = &a.space {
-                        // Only stored changes spend the budget, so invalid ones cannot exhaust a space's.
-                        self.change_limit.spend(space.clone(), now);
+                if let Some(space) = &a.space {
+                    // Only stored items spend the budget, so invalid ones cannot exhaust a space's.
+                    match a.kind {
+                        ingest::ItemKind::ListingChange => {
+                            self.change_limit.spend(space.clone(), now)
+                        }
+                        ingest::ItemKind::SeatBeacon => self.beacon_limit.spend(space.clone(), now),
+                        _ => {}
                     }
                 }
             }
@@ -1416,6 +1559,9 @@ impl Service {
             // Not stored: the engine stops asking for it (a superseded beacon is simply older than the
             // one kept, and not the sender's fault).
             Verdict::Refused(_) | Verdict::Superseded => {
+                if matches!(o.verdict, Verdict::Refused(_)) {
+                    self.findings_due = true;
+                }
                 if let Some(id) = o.id {
                     self.engine.item_refused(ItemId(id.0), now);
                 }
@@ -1438,6 +1584,24 @@ impl Service {
 
     fn added(&mut self, a: &Accepted) {
         self.catch_up.received(Instant::now());
+        // What this item takes out of the set peers reconcile against: what the store dropped because of
+        // it (a replaced beacon, a revoked space's or removed device's beacons, checkpoints it covers, a
+        // superseded or settled proposal), and changes a checkpoint covers (kept, and still served when
+        // asked for by id).
+        for (kind, gone) in &a.leaves {
+            let gone = ItemId(gone.0);
+            let item = Item::new(engine_kind(*kind), gone);
+            if *kind == ingest::ItemKind::ListingChange {
+                self.engine.item_removed(&item);
+                continue;
+            }
+            if self.index.remove(&gone).is_some() {
+                self.engine.item_removed(&item);
+            }
+            if *kind == ingest::ItemKind::SeatBeacon {
+                self.beacon_ids.retain(|_, id| *id != gone);
+            }
+        }
         let id = ItemId(a.id.0);
         let location = match (a.kind, &a.space, &a.pool) {
             (ingest::ItemKind::RosterOp, ..) => Location::Roster,
@@ -1452,23 +1616,15 @@ impl Service {
                 }
                 Location::Beacon(space.clone(), pool.clone())
             }
+            (ingest::ItemKind::Verification, Some(space), _) => {
+                Location::Verification(space.clone())
+            }
+            (ingest::ItemKind::Proposal, ..) => Location::Proposal,
             _ => return,
         };
         self.index.insert(id, location);
         if !a.hidden {
             self.engine.item_added(Item::new(engine_kind(a.kind), id));
-        }
-        // What this item takes out of the offered set: checkpoints it covers (gone from the store) and
-        // changes it covers (kept, and still served when asked for by id).
-        for (kind, old) in &a.leaves {
-            let old = ItemId(old.0);
-            if *kind == ingest::ItemKind::Checkpoint {
-                self.index.remove(&old);
-            }
-            if *kind != ingest::ItemKind::SeatBeacon {
-                self.engine
-                    .item_removed(&Item::new(engine_kind(*kind), old));
-            }
         }
         self.push_accepted(a);
     }

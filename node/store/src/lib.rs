@@ -1,8 +1,9 @@
 //! The node's local store: opaque signed bytes keyed by ids, behind one small trait per concern.
 //!
 //! The store never decodes what it keeps; `deskmesh-keys` and `deskmesh-crdt-model` own the formats. Signed
-//! roster operations ([`RosterStore`]), signed listing changes ([`ChangeStore`]) and signed seat beacons
-//! ([`BeaconStore`]) are the source of truth. The directory index ([`IndexStore`]: materialised listings and
+//! roster operations ([`RosterStore`]), signed listing changes ([`ChangeStore`]), signed seat beacons
+//! ([`BeaconStore`]), coordinators' signed verifications of listing facts ([`VerificationStore`]) and
+//! quorum changes still collecting co-signatures ([`ProposalStore`]) are the source of truth. The directory index ([`IndexStore`]: materialised listings and
 //! the reasons changes were rejected) is derived and can be rebuilt from them at any time. [`MetaStore`]
 //! holds small settings and the on-disk format version.
 //!
@@ -22,8 +23,9 @@ mod sled_store;
 pub use memory::MemoryStore;
 pub use sled_store::SledStore;
 
-/// The store format this build writes and reads. A store stamped with a higher number is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// The store format this build writes and reads. A store stamped with a higher number is refused; one
+/// stamped 1 (before verifications and proposals had trees of their own) is upgraded when opened.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The meta key that holds [`FORMAT_VERSION`] as ASCII decimal; reserved, [`MetaStore::put_meta`] refuses it.
 pub const FORMAT_VERSION_KEY: &str = "format_version";
@@ -199,6 +201,38 @@ pub trait BeaconStore {
     fn beacons(&self) -> Result<Vec<(SpaceId, String, Vec<u8>)>, StoreError>;
 }
 
+/// Coordinators' signed verifications of listing facts, per space, keyed by the verification's item id.
+/// Source of truth.
+pub trait VerificationStore {
+    /// Keeps one verification. Returns `true` if it was new; one already kept is left untouched.
+    fn put_verification(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// The verifications of one space as (id, bytes), ordered by id.
+    fn space_verifications(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError>;
+    /// Every verification as (space, id, bytes), ordered by space then id.
+    fn verifications(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError>;
+    /// Forgets a verification (its space was revoked). Returns whether one was kept.
+    fn remove_verification(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError>;
+}
+
+/// Proposed quorum changes of the roster (coordinator changes) still collecting co-signatures, keyed by
+/// the roster operation's hash. The value is the signed operation with every signature gathered so far;
+/// the caller merges signatures and removes a proposal once the roster has taken it.
+pub trait ProposalStore {
+    /// Keeps `bytes` as the proposal for operation `op`, replacing what was kept for it.
+    fn put_proposal(&self, op: &Hash, bytes: &[u8]) -> Result<(), StoreError>;
+    /// The proposal for operation `op`, if kept.
+    fn proposal(&self, op: &Hash) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every proposal as (operation hash, bytes), ordered by hash.
+    fn proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError>;
+    /// Forgets a proposal. Returns whether one was kept.
+    fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError>;
+}
+
 /// The derived directory index: one materialised listing (JSON with its summary) per space, the reasons
 /// changes were rejected, and which spaces need rebuilding. All of it can be rebuilt from the source of
 /// truth, so [`IndexStore::clear_index`] is always safe.
@@ -284,6 +318,8 @@ pub trait Store:
     + ChangeStore
     + CheckpointStore
     + BeaconStore
+    + VerificationStore
+    + ProposalStore
     + IndexStore
     + MetaStore
     + RefusedLog
@@ -460,6 +496,45 @@ mod tests {
         assert!(s.remove_beacon(&a, "booths").unwrap());
         assert!(!s.remove_beacon(&a, "booths").unwrap());
         assert_eq!(s.space_beacons(&a).unwrap().len(), 1);
+    }
+
+    pub(super) fn verifications_are_per_space_and_first_write_wins(s: &dyn Store) {
+        let (a, b) = (space(0), space(1));
+        assert!(s.put_verification(&a, &Hash(h(2)), b"v2").unwrap());
+        assert!(s.put_verification(&a, &Hash(h(1)), b"v1").unwrap());
+        assert!(!s.put_verification(&a, &Hash(h(1)), b"other").unwrap());
+        assert!(s.put_verification(&b, &Hash(h(1)), b"b1").unwrap());
+        assert_eq!(
+            s.space_verifications(&a).unwrap(),
+            vec![(Hash(h(1)), b"v1".to_vec()), (Hash(h(2)), b"v2".to_vec())]
+        );
+        assert_eq!(s.verifications().unwrap().len(), 3);
+        assert_eq!(s.verifications().unwrap()[2].0, b);
+        assert!(s.remove_verification(&a, &Hash(h(1))).unwrap());
+        assert!(!s.remove_verification(&a, &Hash(h(1))).unwrap());
+        assert_eq!(s.space_verifications(&a).unwrap().len(), 1);
+        assert!(s.space_verifications(&space(3)).unwrap().is_empty());
+    }
+
+    pub(super) fn proposals_keep_the_last_bytes(s: &dyn Store) {
+        s.put_proposal(&Hash(h(2)), b"one signature").unwrap();
+        s.put_proposal(&Hash(h(2)), b"two signatures").unwrap();
+        s.put_proposal(&Hash(h(1)), b"other").unwrap();
+        assert_eq!(
+            s.proposal(&Hash(h(2))).unwrap().as_deref(),
+            Some(&b"two signatures"[..])
+        );
+        assert_eq!(s.proposal(&Hash(h(9))).unwrap(), None);
+        assert_eq!(
+            s.proposals().unwrap(),
+            vec![
+                (Hash(h(1)), b"other".to_vec()),
+                (Hash(h(2)), b"two signatures".to_vec())
+            ]
+        );
+        assert!(s.remove_proposal(&Hash(h(1))).unwrap());
+        assert!(!s.remove_proposal(&Hash(h(1))).unwrap());
+        assert_eq!(s.proposals().unwrap().len(), 1);
     }
 
     pub(super) fn index_entries_and_rejections(s: &dyn Store) {
@@ -693,6 +768,8 @@ mod tests {
                     put_many_changes_reports_each,
                     spaces_skip_many_changes,
                     beacons_keep_the_last,
+                    verifications_are_per_space_and_first_write_wins,
+                    proposals_keep_the_last_bytes,
                     index_entries_and_rejections,
                     replace_space_index_replaces_everything,
                     doc_states_travel_with_the_index,

@@ -10,9 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use deskmesh_keys::{Hash, SpaceId};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore, RefusedLog,
-    RejectedChange, RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION,
-    FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, Store, StoreError,
+    VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 #[derive(Debug, Default)]
@@ -29,6 +29,8 @@ struct Inner {
     dirty: BTreeSet<SpaceId>,
     meta: BTreeMap<String, Vec<u8>>,
     refused: VecDeque<Vec<u8>>,
+    verifications: BTreeMap<(SpaceId, Hash), Vec<u8>>,
+    proposals: BTreeMap<Hash, Vec<u8>>,
 }
 
 impl Inner {
@@ -210,6 +212,74 @@ impl ChangeStore for MemoryStore {
         let inner = self.lock();
         let set: BTreeSet<&SpaceId> = inner.changes.keys().map(|(s, _)| s).collect();
         Ok(set.into_iter().cloned().collect())
+    }
+}
+
+impl VerificationStore for MemoryStore {
+    fn put_verification(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (space.clone(), *id);
+        if inner.verifications.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.verifications.insert(key, bytes.to_vec());
+        Ok(true)
+    }
+
+    fn space_verifications(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .verifications
+            .iter()
+            .filter(|((s, _), _)| s == space)
+            .map(|((_, id), v)| (*id, v.clone()))
+            .collect())
+    }
+
+    fn verifications(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .verifications
+            .iter()
+            .map(|((s, id), v)| (s.clone(), *id, v.clone()))
+            .collect())
+    }
+
+    fn remove_verification(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .verifications
+            .remove(&(space.clone(), *id))
+            .is_some())
+    }
+}
+
+impl ProposalStore for MemoryStore {
+    fn put_proposal(&self, op: &Hash, bytes: &[u8]) -> Result<(), StoreError> {
+        self.lock().proposals.insert(*op, bytes.to_vec());
+        Ok(())
+    }
+
+    fn proposal(&self, op: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().proposals.get(op).cloned())
+    }
+
+    fn proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        Ok(self
+            .lock()
+            .proposals
+            .iter()
+            .map(|(h, v)| (*h, v.clone()))
+            .collect())
+    }
+
+    fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError> {
+        Ok(self.lock().proposals.remove(op).is_some())
     }
 }
 

@@ -30,9 +30,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Db, Transactional, Tree};
 
 use super::{
-    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore, RefusedLog,
-    RejectedChange, RosterStore, SpaceRejection, Store, StoreError, FORMAT_VERSION,
-    FORMAT_VERSION_KEY,
+    check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, Store, StoreError,
+    VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
@@ -103,6 +103,10 @@ mod tree {
     pub const INDEX_DIRTY: &str = "index_dirty";
     pub const REFUSED: &str = "refused";
     pub const DOC_STATES: &str = "doc_states";
+    /// Format 2.
+    pub const VERIFICATIONS: &str = "verifications";
+    /// Format 2.
+    pub const PROPOSALS: &str = "proposals";
     pub const CHECKPOINTS: &str = "checkpoints";
     pub const COVERED: &str = "covered";
 }
@@ -143,6 +147,8 @@ struct Trees {
     index_dirty: Tree,
     refused: Tree,
     doc_states: Tree,
+    verifications: Tree,
+    proposals: Tree,
     checkpoints: Tree,
     covered: Tree,
 }
@@ -266,6 +272,13 @@ impl Trees {
                     .and_then(|s| s.parse::<u64>().ok())
                     .ok_or_else(|| corrupt(dir, "its format version is not a number"))?;
                 check_version(dir, found)?;
+                if found < u64::from(FORMAT_VERSION) {
+                    // Format 1 -> 2 only adds the `verifications` and `proposals` trees, which sled
+                    // creates empty below: the upgrade is the new stamp, then the sidecar.
+                    meta.insert(FORMAT_VERSION_KEY, FORMAT_VERSION.to_string().as_bytes())
+                        .at(dir)?;
+                    db.flush().at(dir)?;
+                }
             }
         }
         let open = |name: &str| db.open_tree(name).at(dir);
@@ -279,6 +292,8 @@ impl Trees {
             index_dirty: open(tree::INDEX_DIRTY)?,
             refused: open(tree::REFUSED)?,
             doc_states: open(tree::DOC_STATES)?,
+            verifications: open(tree::VERIFICATIONS)?,
+            proposals: open(tree::PROPOSALS)?,
             checkpoints: open(tree::CHECKPOINTS)?,
             covered: open(tree::COVERED)?,
             meta,
@@ -293,6 +308,8 @@ impl Trees {
             tree::BEACONS => &self.beacons,
             tree::CHECKPOINTS => &self.checkpoints,
             tree::COVERED => &self.covered,
+            tree::VERIFICATIONS => &self.verifications,
+            tree::PROPOSALS => &self.proposals,
             _ => &self.meta,
         }
     }
@@ -386,6 +403,8 @@ fn decode_takeback(dir: &Path, text: &str) -> Result<Vec<Undo>, StoreError> {
             tree::META,
             tree::CHECKPOINTS,
             tree::COVERED,
+            tree::VERIFICATIONS,
+            tree::PROPOSALS,
         ]
         .into_iter()
         .find(|t| t == tree)
@@ -438,9 +457,10 @@ impl SledStore {
         }
 
         let (trees, spare) = open_with_spare(dir, sidecar)?;
-        // Written only once the stamp is durable: a crash in between leaves a stamped store with no sidecar,
-        // which the next open completes, never a sidecar over an unstamped (and so "damaged") store.
-        if sidecar.is_none() {
+        // Written only once the stamp is durable: a crash in between leaves a stamped store with no (or an
+        // older) sidecar, which the next open completes, never a sidecar over an unstamped (and so
+        // "damaged") store.
+        if sidecar != Some(u64::from(FORMAT_VERSION)) {
             write_sidecar(dir)?;
         }
         let store = Self {
@@ -1213,6 +1233,113 @@ impl BeaconStore for SledStore {
     }
 }
 
+impl VerificationStore for SledStore {
+    fn put_verification(
+        &self,
+        space: &SpaceId,
+        id: &Hash,
+        bytes: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = space_key(space, id.as_bytes());
+        self.write(bytes.len(), |t, undo| {
+            let new = t
+                .verifications
+                .compare_and_swap(&key, None::<&[u8]>, Some(bytes))
+                .at(&self.path)?
+                .is_ok();
+            if new {
+                undo.push(Undo::Added {
+                    tree: tree::VERIFICATIONS,
+                    key: key.clone(),
+                    space: Some(space.clone()),
+                });
+            }
+            Ok(new)
+        })
+    }
+
+    fn space_verifications(&self, space: &SpaceId) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        self.scan_space(&self.trees().verifications, space)?
+            .into_iter()
+            .map(|(id, v)| Ok((Hash(self.hash32(&id)?), v)))
+            .collect()
+    }
+
+    fn verifications(&self) -> Result<Vec<(SpaceId, Hash, Vec<u8>)>, StoreError> {
+        self.scan_all(&self.trees().verifications)?
+            .into_iter()
+            .map(|(space, id, v)| Ok((space, Hash(self.hash32(&id)?), v)))
+            .collect()
+    }
+
+    fn remove_verification(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
+        let key = space_key(space, id.as_bytes());
+        self.write(0, |t, undo| {
+            let old = t.verifications.remove(&key).at(&self.path)?;
+            let removed = old.is_some();
+            if let Some(old) = old {
+                undo.push(Undo::Replaced {
+                    tree: tree::VERIFICATIONS,
+                    key: key.clone(),
+                    old: Some(old.to_vec()),
+                });
+            }
+            Ok(removed)
+        })
+    }
+}
+
+impl ProposalStore for SledStore {
+    fn put_proposal(&self, op: &Hash, bytes: &[u8]) -> Result<(), StoreError> {
+        let key = op.as_bytes().to_vec();
+        self.write(bytes.len(), |t, undo| {
+            let old = t.proposals.insert(&key, bytes).at(&self.path)?;
+            undo.push(Undo::Replaced {
+                tree: tree::PROPOSALS,
+                key: key.clone(),
+                old: old.map(|v| v.to_vec()),
+            });
+            Ok(())
+        })
+    }
+
+    fn proposal(&self, op: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees()
+            .proposals
+            .get(op.as_bytes())
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn proposals(&self) -> Result<Vec<(Hash, Vec<u8>)>, StoreError> {
+        self.trees()
+            .proposals
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.at(&self.path)?;
+                Ok((Hash(self.hash32(&k)?), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError> {
+        let key = op.as_bytes().to_vec();
+        self.write(0, |t, undo| {
+            let old = t.proposals.remove(&key).at(&self.path)?;
+            let removed = old.is_some();
+            if let Some(old) = old {
+                undo.push(Undo::Replaced {
+                    tree: tree::PROPOSALS,
+                    key: key.clone(),
+                    old: Some(old.to_vec()),
+                });
+            }
+            Ok(removed)
+        })
+    }
+}
+
 impl IndexStore for SledStore {
     fn put_entry(&self, space: &SpaceId, json: &[u8]) -> Result<(), StoreError> {
         let key = space.as_str().as_bytes();
@@ -1627,7 +1754,7 @@ mod tests {
             let db = raw(dir.path());
             db.open_tree("meta")
                 .unwrap()
-                .insert("format_version", "2")
+                .insert("format_version", "3")
                 .unwrap();
             db.flush().unwrap();
         }
@@ -1636,8 +1763,8 @@ mod tests {
             matches!(
                 err,
                 StoreError::NewerFormat {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),
@@ -1646,7 +1773,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "the store at {} was written by a newer deskmesh (store format 2, this build reads up to 1); upgrade deskmesh",
+                "the store at {} was written by a newer deskmesh (store format 3, this build reads up to 2); upgrade deskmesh",
                 dir.path().display()
             )
         );
@@ -1663,7 +1790,7 @@ mod tests {
             "no tree was created in the newer store"
         );
         let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
-        assert_eq!(version.as_deref(), Some(&b"2"[..]));
+        assert_eq!(version.as_deref(), Some(&b"3"[..]));
     }
 
     #[test]
@@ -1698,11 +1825,11 @@ mod tests {
         drop(SledStore::open(dir.path()).unwrap());
         assert_eq!(
             fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
-            "1\n"
+            "2\n"
         );
         let db = raw(dir.path());
         let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
-        assert_eq!(version.as_deref(), Some(&b"1"[..]));
+        assert_eq!(version.as_deref(), Some(&b"2"[..]));
         let kept = db
             .open_tree("changes")
             .unwrap()
@@ -1760,6 +1887,62 @@ mod tests {
             vec![(b.clone(), [2; 32], b"{\"why\":2}".to_vec())]
         );
         assert_eq!(s.dirty_spaces().unwrap(), vec![b]);
+        // Opening it upgraded it to format 2: new stamp, new sidecar, the new trees empty.
+        assert_eq!(
+            s.get_meta(FORMAT_VERSION_KEY).unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+            "2\n"
+        );
+        assert!(s.verifications().unwrap().is_empty());
+        assert!(s.proposals().unwrap().is_empty());
+    }
+
+    /// A crash between the upgrade's new stamp and its new `FORMAT` is completed at the next open.
+    #[test]
+    fn an_upgrade_interrupted_before_its_sidecar_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw(dir.path());
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format_version", "2")
+                .unwrap();
+            db.flush().unwrap();
+        }
+        fs::write(dir.path().join("FORMAT"), "1\n").unwrap();
+        drop(SledStore::open(dir.path()).unwrap());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+            "2\n"
+        );
+    }
+
+    /// Pins the rows format 2 adds (docs/STORAGE.md), written with plain sled.
+    #[test]
+    fn store_reads_the_documented_format_2_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = space('a');
+        {
+            let db = raw(dir.path());
+            let t = |name: &str| db.open_tree(name).unwrap();
+            t("meta").insert("format_version", "2").unwrap();
+            let key = [a.as_str().as_bytes(), &[0], &[5u8; 32][..]].concat();
+            t("verifications").insert(key, "verification").unwrap();
+            t("proposals").insert([6u8; 32], "proposal").unwrap();
+            db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(
+            s.verifications().unwrap(),
+            vec![(a, Hash([5; 32]), b"verification".to_vec())]
+        );
+        assert_eq!(
+            s.proposals().unwrap(),
+            vec![(Hash([6; 32]), b"proposal".to_vec())]
+        );
     }
 
     #[test]
@@ -1912,12 +2095,16 @@ mod tests {
     /// opening removes the writes reported failed and keeps the acknowledged ones.
     #[test]
     fn a_write_sled_failed_is_taken_back_at_the_next_open() {
-        let Some(fs) = Tmpfs::mount(24) else { return };
+        let Some(fs) = Tmpfs::mount(48) else { return };
         let dir = fs.0.path().join("store");
         let store = SledStore::open(&dir).unwrap();
         let a = space('a');
         store.put_beacon(&a, "hot", b"old beacon").unwrap();
         assert!(store.put_change(&a, &[1; 32], b"kept").unwrap());
+        // Freed with the filler: the failed sled's flusher may go on writing the failed pages (up to the
+        // 8 MiB below) into whatever room appears, so "room again" must be more than that.
+        let reserve = fs.0.path().join("reserve");
+        fs::write(&reserve, vec![0u8; 20 * 1024 * 1024]).unwrap();
         let filler = fs.fill();
 
         store.room_check.store(false, Ordering::Relaxed);
@@ -1939,6 +2126,7 @@ mod tests {
         assert!(store.prepare_reopen().is_err(), "no room for the note yet");
 
         fs::remove_file(filler).unwrap();
+        fs::remove_file(reserve).unwrap();
         let err = store.put_change(&a, &[9; 32], b"x").unwrap_err();
         assert!(matches!(err, StoreError::NeedsReopen { .. }), "{err:?}");
         store.prepare_reopen().unwrap();
@@ -1994,6 +2182,16 @@ mod tests {
                 key: b"m".to_vec(),
                 old: Some(vec![]),
             },
+            Undo::Added {
+                tree: tree::VERIFICATIONS,
+                key: vec![7; 40],
+                space: Some(space('c')),
+            },
+            Undo::Replaced {
+                tree: tree::PROPOSALS,
+                key: vec![6; 32],
+                old: Some(b"proposal".to_vec()),
+            },
         ];
         let text = encode_takeback(&writes);
         assert_eq!(decode_takeback(Path::new("/s"), &text).unwrap(), writes);
@@ -2037,10 +2235,10 @@ mod tests {
     #[test]
     fn store_whose_sidecar_is_newer_is_refused_before_sled_opens() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("FORMAT"), "2\n").unwrap();
+        fs::write(dir.path().join("FORMAT"), "3\n").unwrap();
         let err = SledStore::open(dir.path()).unwrap_err();
         assert!(
-            matches!(err, StoreError::NewerFormat { found: 2, .. }),
+            matches!(err, StoreError::NewerFormat { found: 3, .. }),
             "{err:?}"
         );
         let mut names: Vec<_> = fs::read_dir(dir.path())

@@ -5,7 +5,7 @@
 //!
 //! # Design: range-based set reconciliation
 //!
-//! Every signed item a node stores (roster op, listing change, seat beacon) is a key `(kind, id)` where
+//! Every signed item a node stores (roster op, listing change, seat beacon, verification, proposal) is a key `(kind, id)` where
 //! `id` is a 32-byte content hash. Two nodes reconcile these key sets the way negentropy does: the
 //! initiator splits the key space into [`Config::buckets`] ranges of equal item count and sends one
 //! 16-byte fingerprint per range; the other side answers each range whose fingerprint differs from its
@@ -60,22 +60,28 @@ pub use wire::{Mode, Msg, Range, MAX_MESSAGE_BYTES, MAX_WANT_IDS, VERSION};
 
 /// What kind of signed thing an item is. The declaration order is the transfer order: roster ops are
 /// sent before the checkpoints and listing changes they authorise (checkpoints first, so a joiner needs
-/// few changes), and beacons last.
+/// few changes), then beacons, then coordinators' verifications and proposed coordinator changes (both
+/// need only roster ops). The declaration order is also the wire tag (the variant's position in serde's
+/// encoding) and [`ItemKind::byte`]: 0 to 5, the same in `docs/PROTOCOL.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ItemKind {
     RosterOp,
     Checkpoint,
     ListingChange,
     SeatBeacon,
+    Verification,
+    Proposal,
 }
 
 impl ItemKind {
     /// Every kind, in transfer order.
-    pub const ALL: [ItemKind; 4] = [
+    pub const ALL: [ItemKind; 6] = [
         ItemKind::RosterOp,
         ItemKind::Checkpoint,
         ItemKind::ListingChange,
         ItemKind::SeatBeacon,
+        ItemKind::Verification,
+        ItemKind::Proposal,
     ];
 
     /// The byte that leads this kind's keys, so byte order and transfer order agree.
@@ -85,6 +91,8 @@ impl ItemKind {
             ItemKind::Checkpoint => 1,
             ItemKind::ListingChange => 2,
             ItemKind::SeatBeacon => 3,
+            ItemKind::Verification => 4,
+            ItemKind::Proposal => 5,
         }
     }
 }

@@ -8,8 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::set::{Bound, Fingerprint, KeyRange, KEY_LEN};
 use super::{Item, ItemId, SyncError};
 
-/// The protocol version this node speaks; the first byte of every encoded message.
-pub const VERSION: u8 = 1;
+/// The protocol version this node speaks; the first byte of every encoded message, and the number in the
+/// mesh's `/deskmesh/sync/N` protocol name. Version 3 has six item kinds (roster operation 0, checkpoint 1,
+/// listing change 2, seat beacon 3, verification 4, proposal 5); versions 1 and 2 numbered fewer kinds
+/// differently, so an older node's message is a clear version error rather than a misread one.
+pub const VERSION: u8 = 3;
 
 /// Largest encoded message a node sends or accepts.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::listing::Product;
 use deskmesh_crdt_model::query::fold;
+use deskmesh_crdt_model::verify;
 use deskmesh_crdt_model::{OpenState, Query, SearchIndex, Sort};
 
 use crate::model::SpaceView;
@@ -58,6 +59,9 @@ impl SortKey {
 #[derive(Debug, Default)]
 pub(crate) struct Directory {
     index: SearchIndex,
+    /// The same rows as `index`, each listing reduced to the facts a coordinator verified, for queries
+    /// that ask for verified facts only.
+    verified: SearchIndex,
     /// Index row to slot.
     row_slot: Vec<usize>,
     /// Slot to its live index row.
@@ -112,6 +116,13 @@ impl Directory {
         let listing = &space.listing;
         let row = self.index.len();
         self.index.push(listing);
+        let facts: Vec<&str> = space
+            .facts
+            .iter()
+            .filter(|f| f.verified)
+            .map(|f| f.fact.as_str())
+            .collect();
+        self.verified.push(&verify::verified_only(listing, &facts));
         self.row_slot.push(slot);
         let city = fold(&listing.location.address.city);
         let open = self.index.open_state(row, self.at);
@@ -186,7 +197,12 @@ impl Directory {
             _ => Sort::Name,
         };
         let seats_free = |row: usize| self.summary(spaces, self.row_slot[row], now).free_now();
-        let hits = q.run_on(&self.index, seats_free, now);
+        let index = if q.verified_only {
+            &self.verified
+        } else {
+            &self.index
+        };
+        let hits = q.run_on(index, seats_free, now);
         let mut shown: Vec<usize> = hits
             .into_iter()
             .filter_map(|row| {

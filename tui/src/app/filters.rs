@@ -25,6 +25,8 @@ pub(crate) struct Filters {
     pub(crate) visa: bool,
     pub(crate) access: Vec<AccessNeed>,
     pub(crate) amenities: Vec<Amenity>,
+    /// The other filters read only facts a coordinator verified.
+    pub(crate) verified_only: bool,
 }
 
 /// One line of the filter panel.
@@ -38,6 +40,7 @@ pub(crate) enum Item {
     Visa,
     Access(AccessNeed),
     Amenity(Amenity),
+    VerifiedOnly,
 }
 
 /// Every panel item, in panel order: what surveys say members care about most comes first.
@@ -52,6 +55,7 @@ pub(crate) fn items() -> Vec<Item> {
     v.extend(AccessNeed::ALL.iter().map(|a| Item::Access(*a)));
     v.extend(Amenity::ALL.iter().map(|a| Item::Amenity(*a)));
     v.push(Item::Visa);
+    v.push(Item::VerifiedOnly);
     v
 }
 
@@ -141,6 +145,7 @@ impl Filters {
             Item::OpenNow => self.open_now = !self.open_now,
             Item::SeatsFree => self.seats_free = !self.seats_free,
             Item::Visa => self.visa = !self.visa,
+            Item::VerifiedOnly => self.verified_only = !self.verified_only,
             Item::Currency => self.step_currency(prices, true),
             Item::MaxPrice => self.max_price = step(self.max_price, self.steps(prices).len(), true),
             Item::MinWifi => self.min_wifi = step(self.min_wifi, WIFI_STEPS.len(), true),
@@ -166,6 +171,7 @@ impl Filters {
             Item::OpenNow => self.open_now,
             Item::SeatsFree => self.seats_free,
             Item::Visa => self.visa,
+            Item::VerifiedOnly => self.verified_only,
             Item::Currency => false,
             Item::MaxPrice => self.max_price.is_some(),
             Item::MinWifi => self.min_wifi.is_some(),
@@ -181,6 +187,7 @@ impl Filters {
             Item::OpenNow => "open now".into(),
             Item::SeatsFree => "seats free now".into(),
             Item::Visa => "coworking visa".into(),
+            Item::VerifiedOnly => "verified facts only".into(),
             Item::Currency => format!("prices in {cur}"),
             Item::MaxPrice => match self.max_price.and_then(|i| self.steps(prices).get(i)) {
                 Some(p) if *p == 0.0 => format!("day pass: free ({cur})"),
@@ -221,6 +228,7 @@ impl Filters {
             currency: self.currency.clone(),
             min_wifi_down_mbps: self.min_wifi.and_then(|i| WIFI_STEPS.get(i).copied()),
             coworking_visa: self.visa,
+            verified_only: self.verified_only,
             ..Query::default()
         }
     }
@@ -305,6 +313,8 @@ mod tests {
         );
         f.toggle(Item::Amenity(Amenity::Coffee), &p);
         assert!(f.query("", &p).amenities.is_empty());
+        f.toggle(Item::VerifiedOnly, &p);
+        assert!(f.query("", &p).verified_only);
         assert_eq!(f.query(" ", &p).text, None);
     }
 }

@@ -25,7 +25,7 @@ pub(crate) use filters::{items as filter_items, Filters, Item as FilterItem};
 pub(crate) use form::{FieldId, Form};
 
 use crate::model::{
-    Availability, PoolStatus, RosterEntryView, Snapshot, SpaceView, Status, Update,
+    Availability, FindingView, PoolStatus, RosterEntryView, Snapshot, SpaceView, Status, Update,
 };
 use crate::theme::Theme;
 use crate::ui;
@@ -152,6 +152,8 @@ pub struct App {
     slots: HashMap<SpaceId, usize>,
     pub(crate) dir: Directory,
     pub(crate) roster: Vec<RosterEntryView>,
+    /// The audit's findings: what did not count, as `deskmesh audit` lists it.
+    pub(crate) findings: Vec<FindingView>,
     pub(crate) view: View,
     detail_from: View,
     pub(crate) focus: Focus,
@@ -195,6 +197,7 @@ impl App {
             slots: HashMap::new(),
             dir: Directory::default(),
             roster: Vec::new(),
+            findings: Vec::new(),
             view: View::Spaces,
             detail_from: View::Spaces,
             focus: Focus::Table,
@@ -304,6 +307,7 @@ impl App {
     pub fn load(&mut self, snapshot: Snapshot) {
         self.status = snapshot.status;
         self.roster = snapshot.roster;
+        self.findings = snapshot.findings;
         self.spaces = snapshot.spaces;
         self.slots = self
             .spaces
@@ -361,6 +365,7 @@ impl App {
                 self.leave_operator_if_not_a_space();
             }
             Update::Roster(r) => self.roster = r,
+            Update::Findings(f) => self.findings = f,
         }
     }
 

@@ -131,6 +131,38 @@ fn filter_panel_toggles_filters_and_the_count_follows() {
 }
 
 #[test]
+fn verified_only_filters_read_only_what_a_coordinator_verified() {
+    let (mut a, mut n) = (app(80, 24), node());
+    // The sample's Azulejo Works (and every fifth space) has its accessibility verified; several other
+    // spaces only claim wheelchair access.
+    a.filters.access = vec![AccessNeed::Wheelchair];
+    press(&mut a, &mut n, key(KeyCode::Tab));
+    typ(&mut a, &mut n, " "); // open now on
+    typ(&mut a, &mut n, " "); // and off again: a refilter with the access need
+    let claimed = a.counts().0;
+    assert!(claimed > 1, "{:?}", a.shown_names());
+    let prices = a.prices.clone();
+    a.filters.toggle(filters::Item::VerifiedOnly, &prices);
+    typ(&mut a, &mut n, "  ");
+    let verified = a.shown_names();
+    assert!(verified.contains(&"Azulejo Works"), "{verified:?}");
+    assert!(verified.len() < claimed, "{verified:?}");
+    assert!(a
+        .filters
+        .active(&a.prices)
+        .contains(&"verified facts only".to_string()));
+}
+
+#[test]
+fn findings_follow_the_node() {
+    let (mut a, _) = (app(80, 24), node());
+    let before = a.findings.len();
+    assert!(before > 0);
+    a.update(Update::Findings(Vec::new()));
+    assert!(a.findings.is_empty());
+}
+
+#[test]
 fn amenity_filter_needs_every_chosen_amenity() {
     let (mut a, mut n) = (app(80, 24), node());
     a.filters.amenities = vec![Amenity::PhoneBooth, Amenity::Showers];

@@ -1,5 +1,7 @@
-//! The audit view, for coordinators: the roster's operations with who signed each, and for the selected
-//! listing the keys that signed its changes and every change that was refused, with the reason.
+//! The audit view, for coordinators: the roster's operations with who signed each; every item that did not
+//! count (the same findings, in the same order and number, as `deskmesh audit` prints: what, which space,
+//! who signed it, which peer it came from, why); and for the selected listing the keys that signed it and
+//! the facts a coordinator verified.
 
 use deskmesh_crdt_model::listing::for_display;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -61,7 +63,7 @@ pub(super) fn draw(app: &App, frame: &mut Frame, body: Rect) {
         });
     let b = block(
         app,
-        format!("Signatures · {name} ([ ] other space)"),
+        format!("Findings · signatures of {name} ([ ] other space)"),
         AuditPane::Listing,
     );
     let inner = b.inner(listing_area);
@@ -129,14 +131,56 @@ fn draw_roster(app: &App, frame: &mut Frame, area: Rect) {
 
 fn listing_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     let t = app.theme;
-    let Some(slot) = app.selected_slot() else {
-        return Vec::new();
-    };
-    let s = &app.spaces[slot];
     let mut out = vec![Line::styled(
-        format!("Signers ({})", s.signers.len()),
+        format!("Findings ({})", app.findings.len()),
         t.header(),
     )];
+    if app.findings.is_empty() {
+        out.push(Line::styled(
+            "  none: every signature verifies and nothing was refused",
+            t.good(),
+        ));
+    }
+    let inner = width.saturating_sub(6);
+    for f in &app.findings {
+        let id = f
+            .item
+            .as_deref()
+            .map(|i| format!(" {}", &i[..12.min(i.len())]))
+            .unwrap_or_default();
+        out.push(Line::from(vec![
+            Span::styled(format!("  ✗ {} ", f.status.to_uppercase()), t.error()),
+            Span::styled(format!("{}{id}", f.kind), t.label()),
+        ]));
+        let mut detail = |label: &str, text: &str| {
+            for (i, line) in wrap(text, inner.saturating_sub(8)).into_iter().enumerate() {
+                let head = if i == 0 { label } else { "" };
+                out.push(Line::from(vec![
+                    Span::styled(format!("    {head:<8}"), t.dim()),
+                    Span::raw(line),
+                ]));
+            }
+        };
+        if let Some(space) = &f.space {
+            detail("space", space);
+        }
+        if let Some(a) = &f.author {
+            detail("signed", a);
+        }
+        if let Some(from) = &f.from {
+            detail("from", from);
+        }
+        detail("why", &f.reason);
+    }
+    out.push(Line::default());
+    let Some(slot) = app.selected_slot() else {
+        return out;
+    };
+    let s = &app.spaces[slot];
+    out.push(Line::styled(
+        format!("Signers of {} ({})", s.listing.name, s.signers.len()),
+        t.header(),
+    ));
     if s.signers.is_empty() {
         out.push(Line::styled("  no signed changes known", t.dim()));
     }
@@ -160,23 +204,25 @@ fn listing_lines(app: &App, width: usize) -> Vec<Line<'static>> {
     }
     out.push(Line::default());
     out.push(Line::styled(
-        format!("Rejected changes ({})", s.rejected.len()),
+        format!("Verified facts of {} ({})", s.listing.name, s.facts.len()),
         t.header(),
     ));
-    if s.rejected.is_empty() {
-        out.push(Line::styled("  none", t.dim()));
+    if s.facts.is_empty() {
+        out.push(Line::styled(
+            "  none: everything is claimed by the space",
+            t.dim(),
+        ));
     }
-    for r in &s.rejected {
-        let author = r.author.map_or("unknown author".to_string(), |k| {
-            format!("by {}", k.short())
-        });
+    for f in &s.facts {
+        let (mark, style, what) = if f.verified {
+            ("✓", t.good(), "verified")
+        } else {
+            ("~", t.bad(), "changed since verified")
+        };
         out.push(Line::from(vec![
-            Span::styled(format!("  ✗ {} ", r.change), t.error()),
-            Span::styled(author, t.label()),
+            Span::styled(format!("  {mark} {} ", f.fact), style),
+            Span::raw(format!("{what} {} by {}", f.checked_on, f.by)),
         ]));
-        for line in wrap(&r.reason, width.saturating_sub(4)) {
-            out.push(Line::from(format!("    {line}")));
-        }
     }
     out
 }

@@ -105,6 +105,12 @@ fn heading(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
             t.dim(),
         ),
     ];
+    if let Some(why) = &s.revoked {
+        out.push(Line::styled(
+            format!("REVOKED by the alliance: {why}"),
+            t.error(),
+        ));
+    }
     if !l.description.is_empty() {
         out.push(Line::default());
         out.extend(wrap(&l.description, width).into_iter().map(Line::from));
@@ -369,7 +375,35 @@ fn accessibility(app: &App, s: &SpaceView, width: usize) -> Vec<Line<'static>> {
 fn signers(app: &App, s: &SpaceView) -> Vec<Line<'static>> {
     let t = app.theme;
     let f = |label: &str, v: Vec<Span<'static>>| field(label, PAD, v, t);
-    let mut out = vec![Line::default(), section("Signed by", app)];
+    let mut out = vec![Line::default(), section("Claimed or verified", app)];
+    if s.facts.is_empty() {
+        out.push(Line::styled(
+            "  every fact is claimed by the space; no coordinator has verified any",
+            t.dim(),
+        ));
+    }
+    for fact in &s.facts {
+        let v = if fact.verified {
+            vec![
+                Span::styled("✓ verified ", t.good()),
+                Span::raw(format!("{} by {}", fact.checked_on, fact.by)),
+            ]
+        } else {
+            vec![
+                Span::styled("~ claimed: changed since verified ", t.warn()),
+                Span::raw(format!("{} by {}", fact.checked_on, fact.by)),
+            ]
+        };
+        out.push(f(&fact.fact, v));
+        if !fact.note.is_empty() {
+            out.push(f(
+                "",
+                vec![Span::styled(format!("\"{}\"", fact.note), t.dim())],
+            ));
+        }
+    }
+    out.push(Line::default());
+    out.push(section("Signed by", app));
     if s.signers.is_empty() {
         out.push(Line::styled("  no signers known", t.dim()));
     }

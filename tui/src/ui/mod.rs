@@ -243,6 +243,10 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     let s = &app.status;
     let sep = || Span::styled(" │ ", t.bar());
     let mut spans = Vec::new();
+    if let Some(standing) = &s.standing {
+        spans.push(Span::styled(format!(" {standing} "), t.offline()));
+        spans.push(sep());
+    }
     if !s.online {
         spans.push(Span::styled(" OFFLINE ", t.offline()));
     }
@@ -329,7 +333,7 @@ fn help_lines(app: &App) -> Vec<Line<'static>> {
         key("[  ]", "previous, next space"),
         key("0", "the whole world"),
         section("Audit"),
-        key("Tab", "switch between roster and listing"),
+        key("Tab", "switch between roster and findings"),
         key("↑↓  [  ]", "scroll; previous, next space"),
         section("Operator (your own space)"),
         key("↑↓  j k", "choose a seat pool"),

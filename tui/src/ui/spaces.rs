@@ -204,6 +204,7 @@ fn row(app: &App, slot: usize, cols: &[Col]) -> Row<'static> {
             OpenState::Closed => Cell::from("closed").style(t.dim()),
             OpenState::Unknown => Cell::from("unknown").style(t.dim()),
         },
+        Col::Seats if space.revoked.is_some() => Cell::from("✗ revoked").style(t.error()),
         Col::Seats => {
             let summary = app.dir.summary(&app.spaces, slot, app.now);
             Cell::from(seats::label(&summary)).style(seats::style(&summary, t))

@@ -102,6 +102,8 @@ fn feature(i: usize, f: geojson::Feature, defaults: &Defaults) -> Result<Entry, 
     if props.contains_key("location") {
         // Live seats `export` wrote beside the listing: not listing data.
         props.remove(SEATS_NOW);
+        // What the alliance says of it (verified facts, a revocation): not listing data either.
+        props.remove(crate::export::NOTES_KEY);
         // A listing, as `export --format geojson` writes it.
         let mut value = Value::Object(props);
         if let Some((lat, lon)) = point {

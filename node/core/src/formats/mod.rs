@@ -122,6 +122,13 @@ pub fn entries(file: &FileBytes, defaults: &Defaults) -> anyhow::Result<Vec<Entr
             items
                 .into_iter()
                 .enumerate()
+                .map(|(i, mut value)| {
+                    // What an export says of a listing (verified facts, a revocation) is not part of it.
+                    if let Some(m) = value.as_object_mut() {
+                        m.remove(crate::export::NOTES_KEY);
+                    }
+                    (i, value)
+                })
                 .map(|(i, value)| Entry {
                     key: value
                         .get("id")

@@ -202,9 +202,16 @@ const FIRST: &[&str] = &[
     "seats_now",
 ];
 
+/// What the alliance says of a listing, which `export` adds last (see [`write_with_notes`]) and reading
+/// skips: a kept-listed revocation's reason, the verified facts and the facts changed since verified.
+pub const NOTE_COLUMNS: [&str; 3] = ["revoked", "verified", "changed_since_verified"];
+
 /// Columns with their own encoding (`seats_state` and `seats_now` are live state `export` adds, which
-/// reading skips).
+/// reading skips; so are the [`NOTE_COLUMNS`]).
 const SPECIAL: &[&str] = &[
+    "revoked",
+    "verified",
+    "changed_since_verified",
     "offers",
     "seat_pools",
     "checked_by_field",
@@ -231,6 +238,16 @@ fn columns() -> Vec<&'static str> {
 
 /// The directory as CSV.
 pub fn write(listings: &[Listing], seats: &crate::export::SeatMap) -> anyhow::Result<String> {
+    write_with_notes(listings, seats, &[])
+}
+
+/// The directory as CSV, with the [`NOTE_COLUMNS`] last when `notes` (one per listing, in order) is not
+/// empty.
+pub fn write_with_notes(
+    listings: &[Listing],
+    seats: &crate::export::SeatMap,
+    notes: &[[String; 3]],
+) -> anyhow::Result<String> {
     let langs: BTreeSet<&str> = listings
         .iter()
         .flat_map(|l| l.translations.keys().map(String::as_str))
@@ -240,13 +257,20 @@ pub fn write(listings: &[Listing], seats: &crate::export::SeatMap) -> anyhow::Re
         header.push(format!("name:{lang}"));
         header.push(format!("description:{lang}"));
     }
+    if !notes.is_empty() {
+        header.extend(NOTE_COLUMNS.iter().map(|c| c.to_string()));
+    }
     let mut w = ::csv::Writer::from_writer(Vec::new());
     w.write_record(&header)?;
-    for l in listings {
+    for (i, l) in listings.iter().enumerate() {
         let v = l.to_value();
+        let note = |k: usize| notes.get(i).map(|n| n[k].clone()).unwrap_or_default();
         let row: Vec<String> = header
             .iter()
             .map(|c| match c.as_str() {
+                "revoked" if !notes.is_empty() => note(0),
+                "verified" if !notes.is_empty() => note(1),
+                "changed_since_verified" if !notes.is_empty() => note(2),
                 "seats_state" => seats
                     .get(&l.id)
                     .map(|n| n.state.to_string())

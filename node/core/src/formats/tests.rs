@@ -691,3 +691,74 @@ fn json_ld_expands_against_schema_org_and_uses_only_its_vocabulary() {
     // OSM syntax never reaches schema.org's text property.
     assert!(first.get(format!("{SCHEMA}openingHours")).is_none());
 }
+
+/// What the alliance says of a listing (a kept-listed revocation, verified facts) stays valid schema.org
+/// in JSON-LD, and never comes back as listing data from JSON, GeoJSON or CSV.
+#[test]
+fn export_notes_are_schema_org_and_skipped_when_read_back() {
+    use crate::export::{render_rows, ExportFormat, ExportRow, NOTES_KEY};
+    use crate::names::KeyName;
+    use crate::ops::trust::FactView;
+    use deskmesh_keys::{DeviceKey, Signer};
+
+    let listings = sample();
+    let fact = |status: &str| FactView {
+        fact: "accessibility".into(),
+        status: status.into(),
+        by: KeyName::of(None, &DeviceKey::generate().public_key()),
+        checked_on: "2025-03-01".into(),
+        note: String::new(),
+    };
+    let rows: Vec<ExportRow> = listings
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, listing)| ExportRow {
+            listing,
+            revoked: (i == 0).then(|| "unpaid dues".to_string()),
+            facts: vec![fact(if i == 0 {
+                "verified"
+            } else {
+                "changed since verified"
+            })],
+        })
+        .collect();
+    let now = Utc.with_ymd_and_hms(2025, 3, 4, 12, 0, 0).unwrap();
+    let seats = Default::default();
+
+    let doc: Value =
+        serde_json::from_str(&render_rows(&rows, &seats, ExportFormat::Jsonld, now).unwrap())
+            .unwrap();
+    let expanded = expand(&doc);
+    let mut seen = BTreeSet::new();
+    check_node(&expanded[0], &vocab(), &mut seen, "list");
+    assert!(seen.contains("additionalProperty") && seen.contains("propertyID"));
+    let props = &doc["itemListElement"][0]["item"]["additionalProperty"];
+    assert_eq!(props[0]["propertyID"], "deskmesh:revoked");
+    assert_eq!(props[0]["value"], "unpaid dues");
+    assert_eq!(props[1]["propertyID"], "deskmesh:verified");
+
+    for format in [ExportFormat::Json, ExportFormat::Geojson, ExportFormat::Csv] {
+        let text = render_rows(&rows, &seats, format, now).unwrap();
+        assert!(
+            text.contains("unpaid dues") && text.contains("2025-03-01"),
+            "{format:?}: {text}"
+        );
+        let file = FileBytes {
+            name: "export".into(),
+            format: FileFormat::Auto,
+            bytes: Bytes(text.into_bytes()),
+        };
+        let read = entries(&file, &Defaults::default()).unwrap();
+        assert_eq!(read.len(), listings.len(), "{format:?}");
+        for (e, l) in read.iter().zip(&listings) {
+            assert!(e.value.get(NOTES_KEY).is_none(), "{format:?}: {}", e.value);
+            assert!(e.unmapped.is_empty(), "{format:?}: {:?}", e.unmapped);
+            assert_eq!(
+                Listing::from_value(e.value.clone()).unwrap(),
+                *l,
+                "{format:?}"
+            );
+        }
+    }
+}

@@ -47,6 +47,13 @@ pub struct MemberInviteReport {
     pub peers: Vec<String>,
 }
 
+/// What `alliance replace-device` did: the invite for the new key and the removal of the old one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub invite: InviteReport,
+    pub removed: RosterChanged,
+}
+
 /// A roster change made by this node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RosterChanged {
@@ -77,6 +84,9 @@ pub struct RosterSpace {
     pub devices: Vec<PublicKey>,
     pub admitted_by: Hash,
     pub revoked: Option<String>,
+    /// A revoked space that stays listed, marked revoked.
+    #[serde(default)]
+    pub revoked_listed: bool,
     pub peer_addrs: Vec<String>,
 }
 
@@ -198,7 +208,8 @@ impl Node {
         self.invite_for(grant, device, space, Vec::new())
     }
 
-    /// Removes a device key from a space (default: this node's).
+    /// Removes a device key from a space (default: this node's). Strong removal: the operation keeps the
+    /// space's listing as this node holds it now, and anything else the key signed is refused everywhere.
     pub fn remove_device(
         &mut self,
         device: PublicKey,
@@ -209,25 +220,105 @@ impl Node {
             Some(s) => s,
             None => self.require_space()?,
         };
+        let keep = self.listing_heads(&space)?;
+        let kept = keep.len();
         let body = OpBody::RemoveDevice {
             space: space.clone(),
             device,
+            keep,
         };
-        self.roster_change(body, format!("device {device} removed from {space}"), now)
+        self.roster_change(
+            body,
+            format!(
+                "device {device} removed from {space}; its changes up to the listing's {kept} current head(s) stay, anything else it signs is refused"
+            ),
+            now,
+        )
     }
 
-    /// Revokes a space's membership.
+    /// Revokes a space's membership. Strong removal for every device of the space; with `listed` the space
+    /// stays in the directory, marked revoked with the reason, at its listing as this node holds it now.
     pub fn revoke(
         &mut self,
         space: SpaceId,
         reason: &str,
+        listed: bool,
         now: DateTime<Utc>,
     ) -> anyhow::Result<RosterChanged> {
+        let name = self
+            .require_roster()?
+            .state()
+            .spaces
+            .get(&space)
+            .map(|s| s.name.clone())
+            .ok_or_else(|| anyhow!("space {space} is not in the alliance roster"))?;
         let body = OpBody::RevokeSpace {
             space: space.clone(),
             reason: reason.to_string(),
+            keep: self.listing_heads(&space)?,
+            listed,
         };
-        self.roster_change(body, format!("space {space} revoked"), now)
+        let what = if listed {
+            "it stays in the directory, marked revoked"
+        } else {
+            "it leaves the directory"
+        };
+        self.roster_change(
+            body,
+            format!("space {name:?} ({space}) revoked: {reason}; {what}"),
+            now,
+        )
+    }
+
+    /// Replaces a lost or stolen device of a space with a new key in one step: the new key is added, the
+    /// old one removed (strong removal, keeping the listing as this node holds it), and an invite token
+    /// for the new key is returned. A coordinator or another device of the space may do it.
+    pub fn replace_device(
+        &mut self,
+        old: PublicKey,
+        new: PublicKey,
+        space: Option<SpaceId>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Replaced> {
+        let roster = self.require_roster()?;
+        let state = roster.state();
+        let space = match space {
+            Some(s) => s,
+            None => state
+                .spaces
+                .iter()
+                .find(|(_, s)| s.revoked.is_none() && s.devices.contains_key(&old))
+                .map(|(id, _)| id.clone())
+                .ok_or_else(|| {
+                    anyhow!("{old} is not a current device of any space; check the key with `deskmesh alliance show`")
+                })?,
+        };
+        let entry = state
+            .spaces
+            .get(&space)
+            .ok_or_else(|| anyhow!("space {space} is not in the alliance roster"))?;
+        if !entry.devices.contains_key(&old) {
+            bail!("{old} is not a current device of space {space}");
+        }
+        if entry.devices.contains_key(&new) {
+            bail!("{new} is already a device of space {space}");
+        }
+        if old == new {
+            bail!("the new key is the old one; give the key `deskmesh init` printed on the new device");
+        }
+        let add = roster.propose(
+            self.signer(),
+            OpBody::AddDevice {
+                space: space.clone(),
+                device: new,
+            },
+            ms(now),
+        );
+        let grant = add.hash();
+        self.ingest_local(SignedItem::op(&add))?;
+        let removed = self.remove_device(old, Some(space.clone()), now)?;
+        let invite = self.invite_for(grant, new, space, Vec::new())?;
+        Ok(Replaced { invite, removed })
     }
 
     fn roster_change(
@@ -378,6 +469,7 @@ impl Node {
                     devices: s.devices.keys().copied().collect(),
                     admitted_by: s.admitted_by,
                     revoked: s.revoked.as_ref().map(|(_, r)| r.clone()),
+                    revoked_listed: s.revoked_listed,
                     peer_addrs: s.peer_addrs.clone(),
                 })
                 .collect(),

@@ -14,7 +14,10 @@ use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::{PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
+use deskmesh_crdt_model::verify;
+
 use crate::node::{IndexEntry, Node};
+use crate::ops::trust::FactView;
 
 /// One row of `spaces list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +45,12 @@ pub struct DirectoryRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distance_km: Option<f64>,
     pub signers: Vec<PublicKey>,
+    /// Set for a revoked space a coordinator asked to keep listed: the revocation's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+    /// Facts a coordinator verified (every other fact is only claimed by the space).
+    #[serde(default)]
+    pub facts: Vec<FactView>,
 }
 
 /// The live status of one seat pool, as shown in the directory.
@@ -86,30 +95,31 @@ impl Node {
     /// The directory, filtered and sorted by `query`, with each space's seats now.
     pub fn directory(&self, query: &Query, now: DateTime<Utc>) -> anyhow::Result<Directory> {
         let now = query.at.unwrap_or(now);
-        let entries = self.entries()?;
-        let mut listings = Vec::with_capacity(entries.len());
-        for e in &entries {
-            match e.listing() {
-                Ok(l) => listings.push((e, l)),
-                Err(err) => tracing::warn!("skipping {}: {err}", e.space),
-            }
-        }
-        let pools = self.beacons_by_space()?;
-        let index = SearchIndex::build(listings.iter().map(|(_, l)| l));
+        // The directory in memory: entries, listings and search index, row for row.
+        let catalog = self.catalog()?;
+        let (entries, listings, index) = (catalog.entries(), catalog.listings(), catalog.search());
+        let verifications = self.verifications()?;
+        let facts: Vec<_> = entries
+            .iter()
+            .zip(listings)
+            .map(|(e, l)| {
+                verifications
+                    .get(&e.space)
+                    .map(|v| verify::fact_states(l, v))
+                    .unwrap_or_default()
+            })
+            .collect();
         let now_ms = now.timestamp_millis();
         let mut seats: Vec<(SeatsNow, Vec<PoolSeats>)> = listings
             .iter()
             .enumerate()
-            .map(|(i, (_, l))| {
-                let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
-                pool_seats(l, beacons, index.open_state(i, now), now_ms)
-            })
+            .map(|(i, l)| pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms))
             .collect();
         let mut query = query.clone();
         let origin = match &query.near_city {
             Some(city) => {
                 let Some((lat, lon)) = index.city_point(city) else {
-                    bail!("{}", unknown_city(city, listings.iter().map(|(_, l)| l)));
+                    bail!("{}", unknown_city(city, listings.iter()));
                 };
                 query.sort = Sort::Distance { lat, lon };
                 Some(Origin {
@@ -127,11 +137,32 @@ impl Node {
                 _ => None,
             },
         };
-        let hits = query.run_on(&index, |i| seats[i].0.free_now(), now);
+        // Asked for verified facts only, the filters see a fact only where a coordinator verified it and
+        // it has not changed since.
+        let verified_index = query.verified_only.then(|| {
+            let masked: Vec<Listing> = listings
+                .iter()
+                .zip(&facts)
+                .map(|(l, states)| {
+                    let verified: Vec<&str> = states
+                        .iter()
+                        .filter(|s| s.is_verified())
+                        .map(|s| s.fact.as_str())
+                        .collect();
+                    verify::verified_only(l, &verified)
+                })
+                .collect();
+            SearchIndex::build(masked.iter())
+        });
+        let hits = query.run_on(
+            verified_index.as_ref().unwrap_or(index),
+            |i| seats[i].0.free_now(),
+            now,
+        );
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
-            let (entry, l) = &listings[i];
+            let (entry, l) = (&entries[i], &listings[i]);
             let (now_seats, pool_rows) = std::mem::replace(
                 &mut seats[i],
                 (
@@ -143,14 +174,16 @@ impl Node {
                     Vec::new(),
                 ),
             );
-            rows.push(row(
+            let mut r = row(
                 entry,
                 l,
                 now_seats,
                 pool_rows,
                 index.open_state(i, now),
                 origin.as_ref(),
-            ));
+            );
+            r.facts = FactView::all(&facts[i], self.roster());
+            rows.push(r);
         }
         Ok(Directory {
             total: listings.len(),
@@ -163,15 +196,11 @@ impl Node {
 
     /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
     pub fn city_point(&self, city: &str) -> anyhow::Result<(f64, f64)> {
-        let mut listings = Vec::new();
-        for e in self.entries()? {
-            if let Ok(l) = e.listing() {
-                listings.push(l);
-            }
-        }
-        SearchIndex::build(&listings)
+        let catalog = self.catalog()?;
+        catalog
+            .search()
             .city_point(city)
-            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, listings.iter())))
+            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings().iter())))
     }
 
     /// The newest verified beacon of every pool, by space.
@@ -185,18 +214,13 @@ impl Node {
 
     /// Every listed space's seats now by the one rule, for exports.
     pub fn seats_now(&self, now: DateTime<Utc>) -> anyhow::Result<BTreeMap<SpaceId, SeatsNow>> {
-        let pools = self.beacons_by_space()?;
+        let catalog = self.catalog()?;
         let mut out = BTreeMap::new();
-        for e in self.entries()? {
-            let Ok(l) = e.listing() else { continue };
-            let open = match l.hours() {
-                Some(Ok(h)) => h.state(now),
-                _ => OpenState::Unknown,
-            };
-            let beacons = pools.get(&l.id).map(Vec::as_slice).unwrap_or(&[]);
+        for (i, l) in catalog.listings().iter().enumerate() {
+            let open = catalog.search().open_state(i, now);
             out.insert(
                 l.id.clone(),
-                pool_seats(&l, beacons, open, now.timestamp_millis()).0,
+                pool_seats(l, catalog.beacons(&l.id), open, now.timestamp_millis()).0,
             );
         }
         Ok(out)
@@ -315,5 +339,7 @@ fn row(
         lon: l.location.lon,
         distance_km,
         signers: entry.signers.iter().map(|s| s.key).collect(),
+        revoked: entry.revoked.as_ref().map(|r| r.reason.clone()),
+        facts: Vec::new(),
     }
 }

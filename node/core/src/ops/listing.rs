@@ -8,6 +8,7 @@ use deskmesh_keys::SpaceId;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Bytes;
+use crate::export::NOTES_KEY;
 use crate::formats::{self, Defaults};
 use crate::ingest::SignedItem;
 use crate::node::{hex, Node};
@@ -145,7 +146,10 @@ impl FileBytes {
         let text = self.text()?;
         let parsed = match self.format {
             FileFormat::Toml => Listing::from_toml(text),
-            FileFormat::Json => Listing::from_json(text),
+            FileFormat::Json => match without_notes(text) {
+                Some(stripped) => Listing::from_json(&stripped),
+                None => Listing::from_json(text),
+            },
             other => bail!(
                 "{} is {other:?}, not a listing file; start from it with `space edit --from`",
                 self.name
@@ -174,6 +178,13 @@ impl FileBytes {
         std::str::from_utf8(&self.bytes.0)
             .map_err(|e| anyhow!("{} is not UTF-8 text: {e}", self.name))
     }
+}
+
+/// The JSON text without an export's `"deskmesh"` notes, when it is an object that has them.
+fn without_notes(text: &str) -> Option<String> {
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.as_object_mut()?.remove(NOTES_KEY)?;
+    Some(v.to_string())
 }
 
 impl Node {

@@ -1,8 +1,9 @@
 //! What a node does, typed in and typed out: alliance administration ([`alliance`]), this space's listing
 //! and imports of listings ([`listing`]), listings started from OSM, GeoJSON or CSV data and drafts for
 //! spaces still to join ([`drafts`]), open seats ([`seats`]), the directory members browse
-//! ([`directory`]) and the place distances are measured from ([`place`]). Each operation validates before
-//! it writes, signs with the device key, and takes what it
+//! ([`directory`]), the place distances are measured from ([`place`]), and what coordinators sign beside
+//! the roster: coordinator changes by quorum and verifications of listing facts ([`trust`]). Each
+//! operation validates before it writes, signs with the device key, and takes what it
 //! signed through [`crate::ingest`]; each returns a serde report that front ends render as they like.
 
 pub mod alliance;
@@ -11,6 +12,7 @@ pub mod drafts;
 pub mod listing;
 pub mod place;
 pub mod seats;
+pub mod trust;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -195,14 +197,160 @@ mod tests {
         assert_eq!(view.spaces[0].devices, vec![testkit::key_of(&space)]);
 
         let revoked = coordinator
-            .revoke(id.clone(), "unpaid dues", now())
+            .revoke(id.clone(), "unpaid dues", false, now())
             .unwrap();
         assert!(revoked.summary.contains("revoked"));
         let view = coordinator.alliance_show().unwrap();
         assert_eq!(view.spaces[0].revoked.as_deref(), Some("unpaid dues"));
         // A space may not revoke: only coordinators can.
-        let err = space.revoke(id, "nope", now()).unwrap_err();
+        let err = space.revoke(id, "nope", false, now()).unwrap_err();
         assert!(err.to_string().contains("not authorised"), "{err}");
+    }
+
+    #[test]
+    fn a_revoked_space_leaves_what_members_see_and_its_node_hears_why() {
+        use crate::export::ExportFormat;
+        let mut coordinator = testkit::coordinator();
+        let (mut space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        space
+            .seats_set(None, Availability::Count(2), 900, chrono::Utc::now())
+            .unwrap();
+        let mut member = testkit::node("member");
+        member
+            .alliance_join(&coordinator.member_invite(Vec::new()).unwrap().token)
+            .unwrap();
+        testkit::carry(&space, &mut member);
+        testkit::carry(&space, &mut coordinator);
+        assert_eq!(
+            member.directory(&Query::default(), now()).unwrap().matched,
+            1
+        );
+        assert_eq!(member.store.beacons().unwrap().len(), 1);
+
+        coordinator
+            .revoke(id.clone(), "unpaid dues", false, now())
+            .unwrap();
+        testkit::carry(&coordinator, &mut member);
+        assert_eq!(member.directory(&Query::default(), now()).unwrap().total, 0);
+        assert!(
+            member.store.beacons().unwrap().is_empty(),
+            "its beacons are gone"
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&member.export(ExportFormat::Json, now()).unwrap()).unwrap();
+        assert_eq!(json, serde_json::json!([]));
+        let snapshot = member.snapshot(member.status().unwrap()).unwrap();
+        assert!(snapshot.spaces.is_empty());
+        // Its beacons are refused from now on, whatever roster heads they name.
+        let stale = space.bundle().unwrap();
+        let report = member
+            .import_items(stale.batches(usize::MAX).remove(0))
+            .unwrap();
+        assert_eq!(report.beacons_taken, 0);
+        assert!(
+            report.refused.iter().any(|r| r.contains("revoked")),
+            "{report:?}"
+        );
+        // The revoked node itself says so, with the reason.
+        testkit::carry(&coordinator, &mut space);
+        let standing = space.status().unwrap().standing.unwrap();
+        assert!(standing.revoked);
+        assert_eq!(standing.reason.as_deref(), Some("unpaid dues"));
+        assert_eq!(standing.space, id);
+        assert!(space.status().unwrap().my_space.is_none());
+    }
+
+    #[test]
+    fn a_revocation_that_asks_keeps_the_space_listed_marked_revoked() {
+        let mut coordinator = testkit::coordinator();
+        let (mut space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        testkit::carry(&space, &mut coordinator);
+        coordinator
+            .revoke(id.clone(), "closed for renovation", true, now())
+            .unwrap();
+        let dir = coordinator.directory(&Query::default(), now()).unwrap();
+        assert_eq!(dir.matched, 1);
+        assert_eq!(
+            dir.spaces[0].revoked.as_deref(),
+            Some("closed for renovation")
+        );
+        let csv = String::from_utf8(
+            coordinator
+                .export(crate::export::ExportFormat::Csv, now())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(csv.contains("closed for renovation"), "{csv}");
+        // The space's own later edits are refused everywhere: the revocation keeps what it had.
+        let mut edited = testkit::listing(&id, "Riverside Reopened");
+        edited.description = "still here".into();
+        let _ = space.publish_listing(&edited, now());
+        let report = testkit::carry(&space, &mut coordinator);
+        assert_eq!(report.changes_new, 0, "{report:?}");
+        let dir = coordinator.directory(&Query::default(), now()).unwrap();
+        assert_eq!(dir.spaces[0].name, "Riverside");
+    }
+
+    #[test]
+    fn a_removed_device_cannot_sign_by_naming_old_roster_heads() {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        let laptop = DeviceKey::generate();
+        space.add_device(laptop.public_key(), now()).unwrap();
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside"), now())
+            .unwrap();
+        let old_heads = space.roster().unwrap().heads();
+        testkit::carry(&space, &mut coordinator);
+        // The laptop is stolen: one command replaces it.
+        let new_key = DeviceKey::generate();
+        let replaced = coordinator
+            .replace_device(laptop.public_key(), new_key.public_key(), None, now())
+            .unwrap();
+        assert!(replaced.invite.token.starts_with("dmi1"));
+        assert_eq!(replaced.invite.space, id);
+        // The thief signs an edit naming the roster as it was before the removal.
+        let (mut doc, _) = coordinator.space_doc(&id).unwrap();
+        let mut stolen = testkit::listing(&id, "Riverside (free desks, call 555)");
+        stolen.description = "stolen".into();
+        let change = doc
+            .edit(
+                &stolen,
+                &laptop,
+                &crate::node::RosterAuthority(space.roster()),
+                old_heads,
+                now().timestamp_millis(),
+            )
+            .unwrap()
+            .unwrap();
+        let report = coordinator
+            .import_items(vec![crate::ingest::SignedItem::change(&change)])
+            .unwrap();
+        assert_eq!(report.changes_new, 0);
+        assert!(report.refused[0].contains("removed that key"), "{report:?}");
+        assert_eq!(
+            coordinator
+                .directory(&Query::default(), now())
+                .unwrap()
+                .spaces[0]
+                .name,
+            "Riverside"
+        );
+        let audit = coordinator.audit(now()).unwrap();
+        let finding = audit
+            .findings
+            .iter()
+            .find(|f| f.kind == "listing change")
+            .unwrap();
+        assert_eq!(finding.space.as_ref(), Some(&id));
+        assert_eq!(finding.space_name.as_deref(), Some("Riverside"));
+        assert_eq!(
+            finding.author.as_ref().unwrap().name,
+            "removed device of Riverside"
+        );
+        let id_text = crate::node::hex(&change.id().unwrap());
+        assert_eq!(finding.item.as_deref(), Some(id_text.as_str()));
     }
 
     #[test]

@@ -1,0 +1,370 @@
+//! `dm-adversary`: a test-only tool that crafts what a dishonest or compromised party would send, for the
+//! adversarial end-to-end tests (`tests/adversarial.rs`). It signs with the real device key of a home it is
+//! given (a stolen laptop, a space that wants to speak for another, a device pretending to be a
+//! coordinator) and writes a bundle for `deskmesh import`, or connects to a running node over libp2p and
+//! sends items (a flood of seat beacons) or raw gossip (an unreadable message) the way a peer would.
+//!
+//! It never goes through a node's checks: that is the point. Everything it makes must be refused by the
+//! honest nodes' one ingest path, and show in their audit. The homes it reads must not be in use by a
+//! running node (it opens their store).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use deskmesh_core::bundle::Bundle;
+use deskmesh_core::home::Home;
+use deskmesh_core::Node;
+use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
+use deskmesh_crdt_model::change::{Authority, Denial};
+use deskmesh_crdt_model::verify::Verification;
+use deskmesh_keys::roster::{OpBody, SignedOp};
+use deskmesh_keys::{DeviceKey, Hash, PublicKey, SpaceId};
+use deskmesh_node::mesh::behaviour::{self, Request, WireItem};
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, Multiaddr};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dm-adversary",
+    about = "Craft refused items for deskmesh's adversarial tests"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Sign a listing change with HOME's key, naming HOME's roster heads (old ones, if HOME missed its
+    /// removal), and write it to a bundle.
+    SignChange {
+        #[arg(long)]
+        home: PathBuf,
+        /// The space whose listing to change (default: the space HOME's key belonged to).
+        #[arg(long)]
+        space: Option<SpaceId>,
+        /// The listing's new name.
+        #[arg(long)]
+        rename: String,
+        /// Make a change on top of one that is never written: its dependency never arrives.
+        #[arg(long)]
+        orphan: bool,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a roster operation with HOME's key and write it to a bundle.
+    SignOp {
+        #[arg(long)]
+        home: PathBuf,
+        /// Revoke this space.
+        #[arg(long)]
+        revoke: Option<SpaceId>,
+        /// Add this coordinator (a quorum change, with HOME's signature alone).
+        #[arg(long)]
+        add_coordinator: Option<PublicKey>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a verification of a listing's facts with HOME's key and write it to a bundle.
+    SignVerification {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        space: SpaceId,
+        #[arg(long = "fact")]
+        facts: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Send COUNT valid seat beacons signed by HOME's key (a space's device) to the node at TO, as a
+    /// peer's sync batches. Prints this tool's peer id.
+    FloodBeacons {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        to: Multiaddr,
+    },
+    /// Publish a gossip message that is not a signed item on the alliance's topic, through the node at
+    /// TO. Prints this tool's peer id.
+    Gossip {
+        #[arg(long)]
+        alliance: String,
+        #[arg(long)]
+        to: Multiaddr,
+    },
+}
+
+/// Says yes to everything: the adversary signs what it likes.
+struct Anything;
+
+impl Authority for Anything {
+    fn authorise(&self, _: &[Hash], key: &PublicKey, _: &SpaceId) -> Result<Hash, Denial> {
+        Ok(Hash::of("adversary", key.as_bytes()))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    match Args::parse().command {
+        Cmd::SignChange {
+            home,
+            space,
+            rename,
+            orphan,
+            out,
+        } => {
+            let node = open(&home)?;
+            let space = match space {
+                Some(s) => s,
+                None => own_space(&node)?,
+            };
+            let heads = node.require_roster()?.heads();
+            let (mut doc, _) = node.space_doc(&space)?;
+            let mut listing = match node.current_listing(&space)? {
+                Some(l) => l,
+                None => bail!("HOME holds no listing of {space}"),
+            };
+            let now = Utc::now().timestamp_millis();
+            if orphan {
+                listing.description = "a change that is never sent".into();
+                doc.edit(&listing, node.signer(), &Anything, heads.clone(), now)?
+                    .context("the hidden change changed nothing")?;
+            }
+            listing.name = rename;
+            let change = doc
+                .edit(&listing, node.signer(), &Anything, heads, now + 1)?
+                .context("the change changed nothing")?;
+            write(
+                &out,
+                Bundle {
+                    changes: vec![change.to_bytes()],
+                    ..Bundle::default()
+                },
+            )
+        }
+        Cmd::SignOp {
+            home,
+            revoke,
+            add_coordinator,
+            out,
+        } => {
+            let node = open(&home)?;
+            let body = match (revoke, add_coordinator) {
+                (Some(space), None) => OpBody::RevokeSpace {
+                    space,
+                    reason: "taken over".into(),
+                    keep: Vec::new(),
+                    listed: false,
+                },
+                (None, Some(key)) => OpBody::AddCoordinator { key },
+                _ => bail!("give one of --revoke or --add-coordinator"),
+            };
+            let op: SignedOp =
+                node.require_roster()?
+                    .propose(node.signer(), body, Utc::now().timestamp_millis());
+            write(
+                &out,
+                Bundle {
+                    roster_ops: vec![op.to_bytes()],
+                    ..Bundle::default()
+                },
+            )
+        }
+        Cmd::SignVerification {
+            home,
+            space,
+            facts,
+            out,
+        } => {
+            let node = open(&home)?;
+            let listing = node
+                .current_listing(&space)?
+                .context("HOME holds no listing of that space")?;
+            let now = Utc::now();
+            let v = Verification::of(
+                &listing,
+                &facts,
+                now.date_naive(),
+                "vouching for myself",
+                node.public_key(),
+                node.require_roster()?.heads(),
+                now.timestamp_millis(),
+            )?
+            .sign(node.signer())?;
+            write(
+                &out,
+                Bundle {
+                    verifications: vec![v.to_bytes()],
+                    ..Bundle::default()
+                },
+            )
+        }
+        Cmd::FloodBeacons { home, count, to } => {
+            let node = open(&home)?;
+            let space = own_space(&node)?;
+            let listing = node
+                .current_listing(&space)?
+                .context("HOME has no listing")?;
+            let pool = listing
+                .seat_pools
+                .first()
+                .context("the listing has no seat pool")?
+                .id
+                .clone();
+            let heads = node.require_roster()?.heads();
+            let now = Utc::now().timestamp_millis();
+            let mut items = Vec::new();
+            for seq in 0..count {
+                let b = SeatBeacon {
+                    space: space.clone(),
+                    pool: pool.clone(),
+                    availability: Availability::Count((seq % 5) as u32),
+                    is_open: true,
+                    published_at_ms: now,
+                    ttl_s: 900,
+                    seq: 1_000_000 + seq,
+                    author: node.public_key(),
+                    roster_heads: heads.clone(),
+                }
+                .sign(node.signer())?;
+                items.push(WireItem {
+                    kind: deskmesh_sync::ItemKind::SeatBeacon,
+                    bytes: b.to_bytes(),
+                });
+            }
+            drop(node);
+            runtime()?.block_on(send_items(to, items))
+        }
+        Cmd::Gossip { alliance, to } => runtime()?.block_on(gossip_garbage(alliance, to)),
+    }
+}
+
+fn open(home: &std::path::Path) -> anyhow::Result<Node> {
+    Node::open(&Home::at(home.to_path_buf()))
+}
+
+/// The space HOME's key is (or was) a device of.
+fn own_space(node: &Node) -> anyhow::Result<SpaceId> {
+    if let Some(s) = node.my_space() {
+        return Ok(s);
+    }
+    let me = node.public_key();
+    node.require_roster()?
+        .state()
+        .spaces
+        .iter()
+        .find(|(_, s)| s.devices.contains_key(&me) || s.removed_devices.contains_key(&me))
+        .map(|(id, _)| id.clone())
+        .context("HOME's key is not a device of any space")
+}
+
+fn write(out: &std::path::Path, bundle: Bundle) -> anyhow::Result<()> {
+    std::fs::write(out, bundle.encode()?).with_context(|| format!("cannot write {}", out.display()))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
+/// A swarm with a fresh identity, like any stranger's.
+fn swarm() -> anyhow::Result<libp2p::Swarm<behaviour::Behaviour>> {
+    let key = DeviceKey::generate();
+    let mut seed = *key.seed();
+    let swarm = behaviour::build_swarm(&mut seed, false, "dm-adversary".into(), false)?;
+    println!("{}", swarm.local_peer_id());
+    Ok(swarm)
+}
+
+/// How long the tool waits for the node to connect, answer or take its subscription.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Dials `to` and sends `items` as sync batches, waiting for every batch to be answered.
+async fn send_items(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
+    let mut swarm = swarm()?;
+    swarm.dial(to.clone())?;
+    let start = Instant::now();
+    let mut peer = None;
+    let mut pending = 0usize;
+    let mut batches: Vec<Vec<WireItem>> = items.chunks(50).map(<[_]>::to_vec).collect();
+    loop {
+        if start.elapsed() > DEADLINE {
+            bail!("the node at {to} did not answer every batch in time");
+        }
+        let event = tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await;
+        match event {
+            Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if peer.is_none() => {
+                peer = Some(peer_id);
+                for batch in batches.drain(..) {
+                    let packed = behaviour::pack(&batch)?;
+                    swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&peer_id, Request::Items(packed));
+                    pending += 1;
+                }
+            }
+            Ok(SwarmEvent::Behaviour(behaviour::BehaviourEvent::Sync(
+                libp2p::request_response::Event::Message {
+                    message: libp2p::request_response::Message::Response { .. },
+                    ..
+                },
+            ))) => {
+                pending = pending.saturating_sub(1);
+                if pending == 0 && peer.is_some() {
+                    return Ok(());
+                }
+            }
+            Ok(SwarmEvent::Behaviour(behaviour::BehaviourEvent::Sync(
+                libp2p::request_response::Event::OutboundFailure { error, .. },
+            ))) => bail!("a batch was lost: {error}"),
+            Ok(SwarmEvent::OutgoingConnectionError { error, .. }) => {
+                bail!("cannot dial {to}: {error}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Joins the alliance topic through `to` and publishes bytes that are no signed item.
+async fn gossip_garbage(alliance: String, to: Multiaddr) -> anyhow::Result<()> {
+    let mut swarm = swarm()?;
+    let topic = gossipsub::IdentTopic::new(format!("deskmesh/v1/{alliance}"));
+    swarm.behaviour_mut().gossip.subscribe(&topic)?;
+    swarm.dial(to.clone())?;
+    let start = Instant::now();
+    let garbage = b"\xff\xfethis is not a signed deskmesh item".to_vec();
+    let mut published_at: Option<Instant> = None;
+    loop {
+        if start.elapsed() > DEADLINE {
+            bail!("the node at {to} never took the gossip message");
+        }
+        if published_at.is_none() {
+            // Publishing fails until the node has told us it is subscribed too.
+            if swarm
+                .behaviour_mut()
+                .gossip
+                .publish(topic.clone(), garbage.clone())
+                .is_ok()
+            {
+                published_at = Some(Instant::now());
+            }
+        }
+        // Stay connected a moment so the message is delivered before the tool exits.
+        if published_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)) {
+            return Ok(());
+        }
+        if let Ok(SwarmEvent::OutgoingConnectionError { error, .. }) =
+            tokio::time::timeout(Duration::from_millis(200), swarm.select_next_some()).await
+        {
+            bail!("cannot dial {to}: {error}")
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The directory held in memory: every listed space's index entry (its listing, signers and heads), its
+//! parsed listing, the newest beacon of each of its pools, and the search index over the listings.
+//!
+//! It is built from the store the first time something reads the directory (one pass over the index
+//! rows and the beacons), then kept current by the node's own writes: writing a space's
+//! index replaces that space's row ([`Catalog::put`]), storing a beacon replaces its pool's
+//! ([`Catalog::put_beacon`]). Roster operations reach it the same way, through the index writes of the
+//! spaces they reindex. A running node (the daemon, or the node inside `deskmesh tui`) therefore answers
+//! every directory query and snapshot from memory, and its memory stays flat however many it answers; a
+//! command that opens the store builds it once.
+//!
+//! Rows are kept in space id order, the order the store returns them in, so a query breaks ties the
+//! same way whether it runs in a daemon that has held the catalog for a week or in a command that just
+//! built it.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
+use deskmesh_crdt_model::listing::Listing;
+use deskmesh_crdt_model::query::SearchIndex;
+use deskmesh_keys::SpaceId;
+use deskmesh_store::Store;
+
+use crate::node::IndexEntry;
+
+/// The directory in memory; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Row `i`'s space, ascending.
+    spaces: Vec<SpaceId>,
+    /// Row `i`'s entry.
+    entries: Vec<IndexEntry>,
+    /// Row `i`'s listing, read from its entry once.
+    listings: Vec<Listing>,
+    /// Row `i`'s listing, prepared for queries.
+    search: SearchIndex,
+    /// The newest beacon of each pool, by space, pools by name.
+    beacons: HashMap<SpaceId, Vec<SeatBeacon>>,
+}
+
+impl Catalog {
+    /// The catalog of what `store` holds: one pass over its index rows, rejections and beacons. A corrupt
+    /// index row is an error (as reading it from the store is); an entry whose listing does not read
+    /// back is left out of the directory with a warning, as queries always left it out.
+    pub(crate) fn load(store: &dyn Store) -> anyhow::Result<Self> {
+        let mut rows = Vec::new();
+        for (space, bytes) in store.entries()? {
+            let entry: IndexEntry = serde_json::from_slice(&bytes).with_context(|| {
+                format!("the index entry of {space} is corrupt; it will be rebuilt")
+            })?;
+            if let Some(listing) = readable(&entry) {
+                rows.push((space, entry, listing));
+            }
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut catalog = Self::default();
+        for (space, entry, listing) in rows {
+            catalog.spaces.push(space);
+            catalog.entries.push(entry);
+            catalog.listings.push(listing);
+        }
+        catalog.search = SearchIndex::build(&catalog.listings);
+        for (_, _, bytes) in store.beacons()? {
+            if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
+                catalog.put_beacon(b);
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// Listed spaces.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry, in space id order; row `i` of [`Catalog::search`].
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    /// Every listing, row `i` of [`Catalog::search`].
+    pub fn listings(&self) -> &[Listing] {
+        &self.listings
+    }
+
+    /// The search index over [`Catalog::listings`].
+    pub fn search(&self) -> &SearchIndex {
+        &self.search
+    }
+
+    /// One space's entry and listing, if it is listed.
+    pub fn entry(&self, space: &SpaceId) -> Option<(&IndexEntry, &Listing)> {
+        self.spaces
+            .binary_search(space)
+            .ok()
+            .map(|i| (&self.entries[i], &self.listings[i]))
+    }
+
+    /// The newest beacon of each pool of `space`, pools by name.
+    pub fn beacons(&self, space: &SpaceId) -> &[SeatBeacon] {
+        self.beacons.get(space).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every space's beacons.
+    pub fn all_beacons(&self) -> &HashMap<SpaceId, Vec<SeatBeacon>> {
+        &self.beacons
+    }
+
+    /// What the store now holds of `space`'s index, just written: its entry (`None` when it has no valid
+    /// listing any more). Rejected changes are not kept here: front ends read them as findings from the
+    /// store, one space at a time.
+    pub(crate) fn put(&mut self, space: &SpaceId, entry: Option<IndexEntry>) {
+        let row = entry.and_then(|e| readable(&e).map(|l| (e, l)));
+        match (self.spaces.binary_search(space), row) {
+            (Ok(i), Some((e, l))) => {
+                self.search.set(i, &l);
+                self.entries[i] = e;
+                self.listings[i] = l;
+            }
+            (Err(i), Some((e, l))) => {
+                self.search.insert(i, &l);
+                self.spaces.insert(i, space.clone());
+                self.entries.insert(i, e);
+                self.listings.insert(i, l);
+            }
+            (Ok(i), None) => {
+                self.search.remove(i);
+                self.spaces.remove(i);
+                self.entries.remove(i);
+                self.listings.remove(i);
+            }
+            (Err(_), None) => {}
+        }
+    }
+
+    /// A beacon just stored: it replaces the one its pool had.
+    pub(crate) fn put_beacon(&mut self, beacon: SeatBeacon) {
+        let pools = self.beacons.entry(beacon.space.clone()).or_default();
+        match pools.binary_search_by(|b| b.pool.cmp(&beacon.pool)) {
+            Ok(i) => pools[i] = beacon,
+            Err(i) => pools.insert(i, beacon),
+        }
+    }
+}
+
+/// The entry's listing, when it reads back (it was validated when the entry was written).
+fn readable(entry: &IndexEntry) -> Option<Listing> {
+    match entry.listing() {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("not listing {}: {e:#}", entry.space);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every write path keeps the directory in memory equal to what a node opened afresh on the same store
+    //! reads: each test builds the catalog first, writes, then compares.
+
+    use deskmesh_crdt_model::beacon::Availability;
+    use deskmesh_crdt_model::query::Query;
+    use deskmesh_keys::DeviceKey;
+
+    use crate::home::NodeConfig;
+    use crate::ingest::{At, SignedItem, Source};
+    use crate::node::Node;
+    use crate::testkit::{self, now};
+
+    /// Builds `node`'s catalog (as the first query of a daemon does).
+    fn warm(node: &Node) {
+        node.directory(&Query::default(), now()).unwrap();
+        assert!(node.catalog_built());
+    }
+
+    /// What queries and snapshots say, as JSON: directory, snapshot spaces, entries, beacons, status count.
+    fn seen(node: &Node) -> serde_json::Value {
+        let status = node.status().unwrap();
+        serde_json::json!({
+            "directory": node.directory(&Query::default(), now()).unwrap(),
+            "snapshot": node.snapshot(status.clone()).unwrap().spaces,
+            "entries": node.entries().unwrap(),
+            "beacons": node.beacons().unwrap(),
+            "listings": status.listings,
+        })
+    }
+
+    /// `node`'s catalog answers as a node opened afresh on its store does; returns what both see.
+    fn agrees_with_fresh(node: &Node) -> serde_json::Value {
+        assert!(node.catalog_built(), "the catalog was dropped, not kept");
+        let fresh = Node::with_store(
+            DeviceKey::generate(),
+            NodeConfig {
+                name: "fresh".into(),
+                listen_port: 0,
+                location: None,
+            },
+            node.store.clone(),
+        )
+        .unwrap();
+        let (held, read) = (seen(node), seen(&fresh));
+        assert_eq!(held, read);
+        held
+    }
+
+    fn items(node: &mut Node) -> Vec<SignedItem> {
+        node.take_made().into_iter().map(|m| m.item).collect()
+    }
+
+    /// A coordinator holding a space's first listing, and the space.
+    fn alliance() -> (Node, Node) {
+        let mut coordinator = testkit::coordinator();
+        let mut space = testkit::space(&mut coordinator, "Riverside");
+        let id = space.my_space().unwrap();
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside"), now())
+            .unwrap();
+        let made = items(&mut space);
+        coordinator.ingest(made, Source::Mesh, At::now());
+        (coordinator, space)
+    }
+
+    #[test]
+    fn an_edit_updates_the_catalog() {
+        let (_, mut space) = alliance();
+        let id = space.my_space().unwrap();
+        warm(&space);
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside Two"), now())
+            .unwrap();
+        let seen = agrees_with_fresh(&space);
+        assert_eq!(seen["directory"]["spaces"][0]["name"], "Riverside Two");
+    }
+
+    #[test]
+    fn a_remote_change_and_a_new_space_update_the_catalog() {
+        let (mut coordinator, mut space) = alliance();
+        let id = space.my_space().unwrap();
+        warm(&coordinator);
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside Two"), now())
+            .unwrap();
+        let mut other = testkit::space(&mut coordinator, "Harbour");
+        let other_id = other.my_space().unwrap();
+        other
+            .publish_listing(&testkit::listing(&other_id, "Harbour"), now())
+            .unwrap();
+        let mut made = items(&mut space);
+        made.extend(items(&mut other));
+        coordinator.ingest(made, Source::Mesh, At::now());
+        let seen = agrees_with_fresh(&coordinator);
+        assert_eq!(seen["directory"]["total"], 2);
+        let names: Vec<&str> = seen["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["listing"]["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"Riverside Two"), "{names:?}");
+    }
+
+    #[test]
+    fn beacons_local_and_remote_update_the_catalog() {
+        let (mut coordinator, mut space) = alliance();
+        warm(&space);
+        warm(&coordinator);
+        space
+            .seats_set(None, Availability::Count(4), 3600, now())
+            .unwrap();
+        let seen = agrees_with_fresh(&space);
+        assert_eq!(seen["beacons"].as_array().unwrap().len(), 1);
+        let made = items(&mut space);
+        coordinator.ingest(made, Source::Mesh, At::now());
+        let seen = agrees_with_fresh(&coordinator);
+        assert_eq!(seen["directory"]["spaces"][0]["seats_free"], true);
+        // A newer figure replaces the pool's.
+        space
+            .seats_set(None, Availability::Full, 3600, now())
+            .unwrap();
+        let made = items(&mut space);
+        coordinator.ingest(made, Source::Mesh, At::now());
+        let seen = agrees_with_fresh(&coordinator);
+        assert_eq!(seen["directory"]["spaces"][0]["seats_free"], false);
+        assert_eq!(seen["beacons"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_roster_operation_that_reindexes_updates_the_catalog() {
+        let (mut coordinator, mut space) = alliance();
+        let id = space.my_space().unwrap();
+        warm(&coordinator);
+        warm(&space);
+        let before = seen(&coordinator);
+        coordinator
+            .revoke(id, "left the alliance", false, now())
+            .unwrap();
+        let after = agrees_with_fresh(&coordinator);
+        assert_ne!(before, after, "the revocation changed nothing shown");
+        // The space hears of it from the mesh.
+        let made = items(&mut coordinator);
+        space.ingest(made, Source::Mesh, At::now());
+        agrees_with_fresh(&space);
+    }
+
+    #[test]
+    fn a_dirty_mark_rebuild_updates_the_catalog() {
+        let (coordinator, mut space) = alliance();
+        let id = space.my_space().unwrap();
+        warm(&coordinator);
+        space
+            .publish_listing(&testkit::listing(&id, "Riverside Two"), now())
+            .unwrap();
+        // The change reaches the store without the ingest path (as a crash between storing it and
+        // indexing it leaves things): only the dirty mark says the index is behind.
+        for made in space.take_made() {
+            let bytes = &made.item.bytes.0;
+            coordinator
+                .store
+                .put_change(&id, &made.accepted.id.0, bytes)
+                .unwrap();
+        }
+        assert_eq!(coordinator.store.dirty_spaces().unwrap(), vec![id.clone()]);
+        coordinator.reindex_dirty().unwrap();
+        let seen = agrees_with_fresh(&coordinator);
+        assert_eq!(seen["directory"]["spaces"][0]["name"], "Riverside Two");
+    }
+
+    #[test]
+    fn changes_waiting_for_earlier_ones_are_shown_then_cleared() {
+        let (mut coordinator, mut space) = alliance();
+        let id = space.my_space().unwrap();
+        warm(&coordinator);
+        for name in ["Riverside Two", "Riverside Three"] {
+            space
+                .publish_listing(&testkit::listing(&id, name), now())
+                .unwrap();
+        }
+        let made = items(&mut space);
+        assert_eq!(made.len(), 2);
+        // The later change first: it waits for the earlier one, and the space shows it waiting.
+        coordinator.ingest(vec![made[1].clone()], Source::Mesh, At::now());
+        let seen = agrees_with_fresh(&coordinator);
+        assert_eq!(
+            seen["snapshot"][0]["rejected"].as_array().unwrap().len(),
+            1,
+            "{seen}"
+        );
+        coordinator.ingest(vec![made[0].clone()], Source::Mesh, At::now());
+        let seen = agrees_with_fresh(&coordinator);
+        assert!(seen["snapshot"][0]["rejected"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+        assert_eq!(seen["directory"]["spaces"][0]["name"], "Riverside Three");
+    }
+}
