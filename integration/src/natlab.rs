@@ -110,10 +110,16 @@ impl NatLab {
 
     /// Starts the node on private network `k`, bootstrapping from the relay only.
     pub fn start_private(&self, k: usize) {
+        self.start_private_on(k, PORT);
+    }
+
+    /// [`NatLab::start_private`] listening on `port` (TCP and QUIC): a node restarted on a new port meets
+    /// no NAT mapping or conntrack entry its previous run left in the routers.
+    pub fn start_private_on(&self, k: usize, port: u16) {
         let relay = self.relay_addr();
         assert!(!relay.is_empty(), "start the relay first");
-        let tcp = format!("/ip4/0.0.0.0/tcp/{PORT}");
-        let quic = format!("/ip4/0.0.0.0/udp/{PORT}/quic-v1");
+        let tcp = format!("/ip4/0.0.0.0/tcp/{port}");
+        let quic = format!("/ip4/0.0.0.0/udp/{port}/quic-v1");
         let d = daemon::start_in(
             self.node(k),
             Some(&self.lab.private_host(k)),

@@ -265,7 +265,12 @@ pub fn build_swarm(
                             .with_agent_version(agent)
                             // A relay circuit is listened on after the first identify exchange: peers
                             // (and through the relay's DHT, everyone) learn it only from a push.
-                            .with_push_listen_addr_updates(true),
+                            .with_push_listen_addr_updates(true)
+                            // No address book of identify's own: it would hand every listen address a
+                            // peer reports (its 127.0.0.1 too) to every dial of that peer, bypassing the
+                            // service's filter (`nat::reachable_listen_addrs`) on what goes into the
+                            // DHT and the peer list, which is where dials take addresses from.
+                            .with_cache_size(0),
                     ),
                     ping: ping::Behaviour::new(
                         ping::Config::new()
