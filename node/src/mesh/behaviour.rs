@@ -64,7 +64,12 @@ pub const RELAY_MAX_RESERVATIONS: usize = 64;
 pub const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
 /// Circuits relayed at once, and per peer.
 pub const RELAY_MAX_CIRCUITS: usize = 32;
-pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
+/// libp2p counts a peer's circuits at both ends (as source and as destination), and a space behind a
+/// symmetric NAT reaches every peer through a relay: it keeps up to `peers::TARGET_PEERS` (8)
+/// connections, and a restarted node finds its previous run's circuits still counted until the relay
+/// notices they are dead. At 4 (before the NAT lab), a restarted private node was refused every new
+/// circuit for tens of seconds.
+pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 12;
 /// One circuit ends after this long or this many bytes, whichever first: long enough for DCUtR and for a
 /// sync batch ([`ITEM_BATCH_BYTES`]), short enough that a relaying space does not carry bulk traffic.
 pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
