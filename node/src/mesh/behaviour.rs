@@ -330,8 +330,12 @@ pub fn relay_config() -> relay::Config {
     }
     .reservation_rate_per_peer(n(8), Duration::from_secs(2 * 60))
     .reservation_rate_per_ip(n(32), Duration::from_secs(60))
-    .circuit_src_per_peer(n(16), Duration::from_secs(60))
-    .circuit_src_per_ip(n(64), Duration::from_secs(30))
+    // A circuit request takes a token even when it is then refused (the peer it asks for has no
+    // reservation yet), and a private node asks for one per relay address (TCP and QUIC) of every peer
+    // it dials. 16 with one back a minute (before the NAT lab) left a restarted node without circuits
+    // for minutes; 32 with one back every 5 s still stops a peer opening circuits in a loop.
+    .circuit_src_per_peer(n(32), Duration::from_secs(5))
+    .circuit_src_per_ip(n(64), Duration::from_secs(2))
 }
 
 /// Peer-score parameters apart from the topic's. IP colocation is not penalised: relayed peers share
