@@ -30,6 +30,9 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(10);
 pub const MAX_RETRY: Duration = Duration::from_secs(300);
 /// How long a relay whose reservation failed is not chosen again on AutoNAT's word.
 pub const RELAY_COOLDOWN: Duration = Duration::from_secs(600);
+/// When every connected relay is cooling down, the one that failed longest ago is asked again this long
+/// after its failure.
+pub const RELAY_RETRY_ALONE: Duration = Duration::from_secs(30);
 /// Relay candidates remembered (peers that speak the hop protocol).
 pub const MAX_RELAY_CANDIDATES: usize = 64;
 
@@ -247,9 +250,25 @@ impl NatState {
         self.cooldown.retain(|_, until| *until > now);
         if self.private && !self.circuits.iter().any(|c| !c.pinned) {
             let pinned: BTreeSet<PeerId> = self.circuits.iter().map(|c| c.relay).collect();
-            let choice = self.relays.iter().find(|(peer, _)| {
-                is_connected(peer) && !self.cooldown.contains_key(peer) && !pinned.contains(peer)
-            });
+            let usable = |peer: &PeerId| is_connected(peer) && !pinned.contains(peer);
+            let choice = self
+                .relays
+                .iter()
+                .find(|(peer, _)| usable(peer) && !self.cooldown.contains_key(peer))
+                .or_else(|| {
+                    // Every connected relay failed lately (often the only one, say after it restarted):
+                    // rather than stay unreachable for the whole cool-down, ask again the one that
+                    // failed longest ago, [`RELAY_RETRY_ALONE`] after its failure.
+                    self.relays
+                        .iter()
+                        .filter(|(peer, _)| usable(peer))
+                        .filter_map(|(peer, a)| self.cooldown.get(peer).map(|u| (*u, peer, a)))
+                        .filter(|(until, _, _)| {
+                            until.saturating_sub(RELAY_COOLDOWN) + RELAY_RETRY_ALONE <= now
+                        })
+                        .min_by_key(|(until, _, _)| *until)
+                        .map(|(_, peer, a)| (peer, a))
+                });
             if let Some((peer, addr)) = choice {
                 self.circuits.push(Circuit {
                     addr: with_peer(addr.clone(), *peer).with(Protocol::P2pCircuit),
@@ -559,6 +578,22 @@ mod tests {
         );
         let again = nat.due(secs(1) + RELAY_COOLDOWN, |_| true);
         assert_eq!(relay_of(&again[0]), Some(bad));
+    }
+
+    #[test]
+    fn the_only_relay_is_asked_again_after_a_failure() {
+        let mut nat = NatState::new(&[]).expect("valid");
+        let relay = PeerId::random();
+        nat.relay_found(relay, addr("/ip4/198.51.100.1/tcp/1"));
+        nat.set_private(true);
+        let first = nat.due(secs(0), |_| true);
+        let id = ListenerId::next();
+        nat.started(&first[0], Some(id), secs(0));
+        nat.closed(id, secs(5));
+        assert!(nat.due(secs(6), |_| true).is_empty(), "not at once");
+        assert!(nat.due(secs(34), |_| true).is_empty());
+        assert_eq!(nat.due(secs(35), |_| true), first, "30 s after the failure");
+        assert!(nat.due(secs(36), |_| false).is_empty());
     }
 
     #[test]
