@@ -3,6 +3,9 @@
 //! own, derived from the test process's id, so several labs (this suite's, another developer's NAT lab)
 //! can run on one machine at once. Dropping the lab deletes it, also when the test fails.
 //!
+//! [`Lab::nat`] adds private networks, each one host behind a router namespace doing nftables source NAT
+//! of a [`NatKind`], for the NAT traversal tests (`tests/nat.rs`) and the `natlab` benchmark.
+//!
 //! Namespaces need root, `ip` and `nft`. Where they are not permitted, [`Lab::up`] says so on stderr and
 //! returns `None` (the test then skips), except under `CI`, where they must work and the test fails.
 
@@ -16,7 +19,21 @@ pub struct Lab {
     env: Vec<(&'static str, String)>,
     /// Addresses are `{net}.{i}` for host `i` (1-based).
     net: String,
+    /// Private network `k` is `{nat_net}.{k}.0/24`.
+    nat_net: String,
     pub hosts: usize,
+}
+
+/// How a NAT router of [`Lab::nat`] maps a private host's outgoing flows (nftables masquerade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatKind {
+    /// Plain masquerade: the source port is kept while it is free, so one private port maps to one public
+    /// port whatever the destination (endpoint-independent mapping); inbound packets pass only for flows
+    /// the private host opened (address- and port-dependent filtering). Hole punching works.
+    Cone,
+    /// `masquerade random,fully-random`: every flow gets a random public port, so the port a peer learns
+    /// from the relay is not the one the host's next flow to that peer leaves from. Hole punching fails.
+    Symmetric,
 }
 
 /// The vendored script.
@@ -57,10 +74,12 @@ impl Lab {
                     .to_string(),
             ),
         ];
+        let nat_net = format!("10.{}", 150 + id % 50);
         let lab = Lab {
             prefix,
             env,
             net,
+            nat_net,
             hosts,
         };
         let out = lab.script(&["up", &hosts.to_string(), &lab.prefix.clone()]);
@@ -123,6 +142,45 @@ impl Lab {
     /// Drops `percent` of host `i`'s outgoing packets at random.
     pub fn loss(&self, i: usize, percent: u32) {
         self.run(&["loss", &self.host(i), &percent.to_string()]);
+    }
+
+    /// Adds private network `k` (1-based): a router namespace [`Lab::router`] on the bridge at
+    /// [`Lab::router_ip`], doing source NAT of `kind` for one host [`Lab::private_host`] at
+    /// [`Lab::private_ip`] behind it, whose default route goes through the router. Nothing on the bridge
+    /// reaches the private host except replies to flows it opened; the router drops unsolicited packets
+    /// without answering.
+    pub fn nat(&self, k: usize, kind: NatKind) {
+        let kind = match kind {
+            NatKind::Cone => "cone",
+            NatKind::Symmetric => "symmetric",
+        };
+        self.run(&["nat", &k.to_string(), kind]);
+    }
+
+    /// The namespace of the host on private network `k`.
+    pub fn private_host(&self, k: usize) -> String {
+        format!("{}n{k}", self.prefix)
+    }
+
+    /// The namespace of private network `k`'s router.
+    pub fn router(&self, k: usize) -> String {
+        format!("{}g{k}", self.prefix)
+    }
+
+    /// The private host's own address on network `k` (what it binds; nobody outside can reach it).
+    pub fn private_ip(&self, k: usize) -> String {
+        format!("{}.{k}.2", self.nat_net)
+    }
+
+    /// Router `k`'s address on the bridge: the address peers see the private host's flows come from.
+    pub fn router_ip(&self, k: usize) -> String {
+        format!("{}.{}", self.net, 200 + k)
+    }
+
+    /// The environment the vendored script needs to act on this lab (`netlab exec`, `netlab partition`
+    /// by hand while a test is paused, say).
+    pub fn env(&self) -> &[(&'static str, String)] {
+        &self.env
     }
 
     /// Removes every partition and loss.

@@ -4,11 +4,13 @@
 //! The binary is the one `cargo test --workspace` builds beside the test executables
 //! (`target/<profile>/deskmesh`); when this crate's tests run alone and it is missing or stale, it is built
 //! once. [`daemon`] starts `deskmesh run` processes and waits on them; [`lab`] puts them in network
-//! namespaces with partitions and loss; [`disk`] gives a node a disk that can be filled.
+//! namespaces with partitions and loss, and [`natlab`] spreads an alliance over private networks behind
+//! NAT routers; [`disk`] gives a node a disk that can be filled.
 
 pub mod daemon;
 pub mod disk;
 pub mod lab;
+pub mod natlab;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

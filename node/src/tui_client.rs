@@ -145,6 +145,7 @@ impl<H: Handle> NodeApi for TuiClient<H> {
                     self.status = Status {
                         online: false,
                         peers: 0,
+                        relayed_peers: 0,
                         daemon_stopped: true,
                         ..self.status.clone()
                     };
@@ -186,6 +187,7 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         my_space_name: s.my_space_name.clone(),
         home: s.location.as_ref().map(|p| (p.lat, p.lon)),
         peers: s.peers.len(),
+        relayed_peers: s.peers.iter().filter(|p| p.relayed).count(),
         last_sync: s.last_sync,
         online: !s.peers.is_empty(),
         attached_to_daemon: s.running,

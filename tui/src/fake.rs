@@ -247,6 +247,7 @@ pub fn status(my_space: Option<SpaceId>, now: DateTime<Utc>) -> Status {
         my_space_name: None,
         home: None,
         peers: 3,
+        relayed_peers: 0,
         last_sync: Some(now - Duration::seconds(130)),
         online: true,
         attached_to_daemon: true,

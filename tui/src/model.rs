@@ -85,6 +85,9 @@ pub struct Status {
     pub home: Option<(f64, f64)>,
     /// Peers connected now.
     pub peers: usize,
+    /// Of those, the ones reached only through a relay (no direct connection, e.g. behind a NAT that
+    /// hole punching cannot cross).
+    pub relayed_peers: usize,
     /// When the last sync with any peer finished.
     pub last_sync: Option<DateTime<Utc>>,
     /// False when no peer is reachable; the TUI then says it shows the local store.

@@ -368,3 +368,21 @@ fn the_status_bar_says_where_the_data_comes_from() {
         "{line}"
     );
 }
+
+#[test]
+fn status_bar_counts_relayed_peers() {
+    let mut a = app(160, 48);
+    let mut s = a.status().clone();
+    s.relayed_peers = 1;
+    a.update(Update::Status(s));
+    let screen = render(&a).backend().to_string();
+    assert!(screen.contains("3 peers (1 relayed)"), "{screen}");
+    s = a.status().clone();
+    s.relayed_peers = 0;
+    a.update(Update::Status(s));
+    let screen = render(&a).backend().to_string();
+    assert!(
+        screen.contains("3 peers") && !screen.contains("relayed"),
+        "{screen}"
+    );
+}

@@ -278,7 +278,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn swarm() -> anyhow::Result<libp2p::Swarm<behaviour::Behaviour>> {
     let key = DeviceKey::generate();
     let mut seed = *key.seed();
-    let swarm = behaviour::build_swarm(&mut seed, false, "dm-adversary".into())?;
+    let swarm = behaviour::build_swarm(&mut seed, false, "dm-adversary".into(), false)?;
     println!("{}", swarm.local_peer_id());
     Ok(swarm)
 }

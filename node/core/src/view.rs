@@ -48,6 +48,37 @@ pub struct NodeStatus {
     /// Set when this node's key lost its place: its space revoked (with the reason) or the key removed.
     #[serde(default)]
     pub standing: Option<Standing>,
+    /// How peers can reach this node: AutoNAT's verdict, the addresses confirmed reachable, and the
+    /// relay circuits it holds a reservation on. All empty without a running mesh node.
+    #[serde(default)]
+    pub reachability: Reachability,
+}
+
+/// AutoNAT's verdict on whether peers can dial this node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NatStatus {
+    /// No verdict yet (no peer has probed this node, or no mesh is running).
+    #[default]
+    Unknown,
+    /// A peer dialed one of this node's addresses back.
+    Public,
+    /// Peers could not dial it back: it is behind a NAT or firewall and needs a relay.
+    Private,
+}
+
+/// How peers can reach this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reachability {
+    pub nat: NatStatus,
+    /// Addresses confirmed reachable from outside (declared with `--listen` on a specific IP, or
+    /// confirmed by AutoNAT), ending in `/p2p/<peer id>`.
+    #[serde(default)]
+    pub external: Vec<String>,
+    /// Relay circuits the node holds an accepted reservation on, ending in
+    /// `/p2p-circuit/p2p/<peer id>`: peers that cannot dial it directly dial these.
+    #[serde(default)]
+    pub relayed: Vec<String>,
 }
 
 /// A large transfer from peers in progress.
@@ -162,6 +193,7 @@ impl Node {
             last_sync: None,
             catching_up: None,
             location: self.config.location.clone(),
+            reachability: Reachability::default(),
             standing: self.standing(),
         })
     }

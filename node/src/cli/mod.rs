@@ -180,6 +180,11 @@ pub enum Command {
         /// Do not discover peers on the local network with mDNS.
         #[arg(long)]
         no_mdns: bool,
+        /// Let AutoNAT count peers at private IP addresses (10/8, 172.16/12, 192.168/16, 100.64/10):
+        /// for a network lab, or an alliance whose spaces share one private WAN. Off, a peer on the
+        /// same LAN cannot declare a LAN address public.
+        #[arg(long)]
+        nat_private_ips: bool,
     },
     /// Show the node: alliance, key, peer id, listen addresses, peers, listings, last sync.
     Status {
@@ -758,6 +763,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
             listen,
             bootstrap,
             no_mdns,
+            nat_private_ips,
         } => {
             init_tracing();
             mesh::run(
@@ -766,6 +772,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
                     listen,
                     bootstrap,
                     mdns: !no_mdns,
+                    nat_private_ips,
                     shutdown: None,
                 },
             )?;

@@ -18,7 +18,7 @@ use deskmesh_core::ops::drafts::DraftReport;
 use deskmesh_core::ops::listing::{EditReport, ImportReport};
 use deskmesh_core::ops::seats::SeatsReport;
 use deskmesh_core::ops::trust::{ProposalReport, VerifyReport};
-use deskmesh_core::view::{NodeStatus, PeerInfo};
+use deskmesh_core::view::{NatStatus, NodeStatus, PeerInfo};
 use deskmesh_crdt_model::beacon::Availability;
 use deskmesh_crdt_model::listing::{for_display, Listing};
 use deskmesh_crdt_model::SeatState;
@@ -435,7 +435,31 @@ impl Human for NodeStatus {
         for a in &self.listen {
             let _ = writeln!(f, "listening: {a}");
         }
-        let _ = writeln!(f, "peers:     {}", self.peers.len());
+        if self.running {
+            let r = &self.reachability;
+            let nat = match r.nat {
+                NatStatus::Unknown => "unknown yet (AutoNAT has no verdict)",
+                NatStatus::Public => "public (peers dial this node directly)",
+                NatStatus::Private => "private (behind a NAT or firewall; reached through a relay)",
+            };
+            let _ = writeln!(f, "reachable: {nat}");
+            for a in &r.external {
+                let _ = writeln!(f, "external:  {a}");
+            }
+            for a in &r.relayed {
+                let _ = writeln!(f, "relayed:   {a}");
+            }
+        }
+        let relayed = self.peers.iter().filter(|p| p.relayed).count();
+        if relayed > 0 {
+            let _ = writeln!(
+                f,
+                "peers:     {} ({relayed} through a relay)",
+                self.peers.len()
+            );
+        } else {
+            let _ = writeln!(f, "peers:     {}", self.peers.len());
+        }
         let _ = writeln!(f, "listings:  {}", self.listings);
         if let Some(c) = self.catching_up {
             let _ = match c.expected {

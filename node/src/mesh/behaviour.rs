@@ -64,7 +64,12 @@ pub const RELAY_MAX_RESERVATIONS: usize = 64;
 pub const RELAY_MAX_RESERVATIONS_PER_PEER: usize = 2;
 /// Circuits relayed at once, and per peer.
 pub const RELAY_MAX_CIRCUITS: usize = 32;
-pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 4;
+/// libp2p counts a peer's circuits at both ends (as source and as destination), and a space behind a
+/// symmetric NAT reaches every peer through a relay: it keeps up to `peers::TARGET_PEERS` (8)
+/// connections, and a restarted node finds its previous run's circuits still counted until the relay
+/// notices they are dead. At 4 (before the NAT lab), a restarted private node was refused every new
+/// circuit for tens of seconds.
+pub const RELAY_MAX_CIRCUITS_PER_PEER: usize = 12;
 /// One circuit ends after this long or this many bytes, whichever first: long enough for DCUtR and for a
 /// sync batch ([`ITEM_BATCH_BYTES`]), short enough that a relaying space does not carry bulk traffic.
 pub const RELAY_MAX_CIRCUIT_DURATION: Duration = Duration::from_secs(10 * 60);
@@ -180,10 +185,12 @@ pub struct Behaviour {
 
 /// Builds the swarm with the device key's seed as the transport identity; `agent` is the identify agent
 /// version, which carries the node's member proof ([`super::trust::agent_version`]).
+/// `private_ips`: see [`autonat_config`].
 pub fn build_swarm(
     seed: &mut [u8; 32],
     mdns_on: bool,
     agent: String,
+    private_ips: bool,
 ) -> anyhow::Result<Swarm<Behaviour>> {
     let keypair = identity::Keypair::ed25519_from_bytes(seed)
         .context("the device key cannot be used as a libp2p identity")?;
@@ -256,11 +263,19 @@ pub fn build_swarm(
                     limits,
                     relay_client,
                     relay: relay::Behaviour::new(peer_id, relay_config()),
-                    autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+                    autonat: autonat::Behaviour::new(peer_id, autonat_config(private_ips)),
                     dcutr: dcutr::Behaviour::new(peer_id),
                     identify: identify::Behaviour::new(
                         identify::Config::new("/deskmesh/1".into(), key.public())
-                            .with_agent_version(agent),
+                            .with_agent_version(agent)
+                            // A relay circuit is listened on after the first identify exchange: peers
+                            // (and through the relay's DHT, everyone) learn it only from a push.
+                            .with_push_listen_addr_updates(true)
+                            // No address book of identify's own: it would hand every listen address a
+                            // peer reports (its 127.0.0.1 too) to every dial of that peer, bypassing the
+                            // service's filter (`nat::reachable_listen_addrs`) on what goes into the
+                            // DHT and the peer list, which is where dials take addresses from.
+                            .with_cache_size(0),
                     ),
                     ping: ping::Behaviour::new(
                         ping::Config::new()
@@ -278,6 +293,23 @@ pub fn build_swarm(
         .with_connection_timeout(HANDSHAKE_TIMEOUT)
         .build();
     Ok(swarm)
+}
+
+/// AutoNAT (v1): the first probe 5 s after start (the default 15 s kept a node behind a NAT unreachable
+/// for longer than it takes to meet its first peers), again every 30 s until a verdict is sure (default
+/// 90 s), each peer asked at most every 30 s. By default a probe only counts peers at global IPs, as
+/// servers and as clients, so a peer on the same LAN cannot declare a LAN address public; with
+/// `private_ips` (`deskmesh run --nat-private-ips`) private ranges count too, for a network lab (whose
+/// "public" side is 10.x) or an alliance on one private WAN. A server only ever dials back the IP a
+/// client connects from, so this gives strangers no way to aim the node at other hosts.
+pub fn autonat_config(private_ips: bool) -> autonat::Config {
+    autonat::Config {
+        boot_delay: Duration::from_secs(5),
+        retry_interval: Duration::from_secs(30),
+        throttle_server_period: Duration::from_secs(30),
+        only_global_ips: !private_ips,
+        ..autonat::Config::default()
+    }
 }
 
 /// The relay server's limits: few reservations and circuits, each circuit short and small, and per-peer
@@ -298,8 +330,12 @@ pub fn relay_config() -> relay::Config {
     }
     .reservation_rate_per_peer(n(8), Duration::from_secs(2 * 60))
     .reservation_rate_per_ip(n(32), Duration::from_secs(60))
-    .circuit_src_per_peer(n(16), Duration::from_secs(60))
-    .circuit_src_per_ip(n(64), Duration::from_secs(30))
+    // A circuit request takes a token even when it is then refused (the peer it asks for has no
+    // reservation yet), and a private node asks for one per relay address (TCP and QUIC) of every peer
+    // it dials. 16 with one back a minute (before the NAT lab) left a restarted node without circuits
+    // for minutes; 32 with one back every 5 s still stops a peer opening circuits in a loop.
+    .circuit_src_per_peer(n(32), Duration::from_secs(5))
+    .circuit_src_per_ip(n(64), Duration::from_secs(2))
 }
 
 /// Peer-score parameters apart from the topic's. IP colocation is not penalised: relayed peers share
@@ -387,8 +423,8 @@ mod tests {
     #[tokio::test]
     async fn a_peer_sending_rejected_gossip_is_graylisted() {
         let topic = gossipsub::IdentTopic::new("deskmesh/v1/test");
-        let mut a = build_swarm(&mut [1u8; 32], false, "test".into()).expect("swarm a");
-        let mut b = build_swarm(&mut [2u8; 32], false, "test".into()).expect("swarm b");
+        let mut a = build_swarm(&mut [1u8; 32], false, "test".into(), false).expect("swarm a");
+        let mut b = build_swarm(&mut [2u8; 32], false, "test".into(), false).expect("swarm b");
         for s in [&mut a, &mut b] {
             s.behaviour_mut()
                 .gossip

@@ -61,6 +61,7 @@ impl Embedded {
             listen,
             bootstrap,
             mdns,
+            nat_private_ips: false,
             shutdown: Some(self.stop.subscribe()),
         };
         let span = tracing::info_span!("node", name = %name);

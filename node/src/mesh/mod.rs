@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub bootstrap: Vec<Multiaddr>,
     /// Local-network discovery.
     pub mdns: bool,
+    /// AutoNAT counts peers at private IPs (a network lab, a private WAN): see
+    /// [`behaviour::autonat_config`].
+    pub nat_private_ips: bool,
     /// Stops the node when it turns true (the demo runs several nodes in one process); Ctrl-C and
     /// SIGTERM always stop it.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
+use deskmesh_core::view::NatStatus;
 use libp2p::core::transport::ListenerId;
 use libp2p::core::ConnectedPoint;
 use libp2p::multiaddr::Protocol;
@@ -29,6 +30,9 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(10);
 pub const MAX_RETRY: Duration = Duration::from_secs(300);
 /// How long a relay whose reservation failed is not chosen again on AutoNAT's word.
 pub const RELAY_COOLDOWN: Duration = Duration::from_secs(600);
+/// When every connected relay is cooling down, the one that failed longest ago is asked again this long
+/// after its failure.
+pub const RELAY_RETRY_ALONE: Duration = Duration::from_secs(30);
 /// Relay candidates remembered (peers that speak the hop protocol).
 pub const MAX_RELAY_CANDIDATES: usize = 64;
 
@@ -87,18 +91,62 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     })
 }
 
-/// The address to reach a relay candidate by: one of its identify listen addresses we are connected
-/// through if any, else the first direct address we are connected through, else its first direct listen
-/// address. The relay client reuses the existing connection anyway; the address only matters for the
-/// circuit address others learn.
-pub fn pick_relay_addr(listen_addrs: &[Multiaddr], connected: &[Multiaddr]) -> Option<Multiaddr> {
-    let direct = |a: &&Multiaddr| !is_relayed(a);
+/// The addresses a peer listens on (from identify) that are worth dialing or passing on: all but its
+/// loopback addresses, unless the peer is connected to us over loopback (the same machine). A node that
+/// listens on all interfaces lists `127.0.0.1` among them; dialed from another machine, that address
+/// reaches the dialer itself (every node listens on the same default port), the handshake finds the wrong
+/// peer id, and libp2p fails the whole dial, the peer's good addresses with it.
+pub fn reachable_listen_addrs(
+    listen_addrs: &[Multiaddr],
+    connected: &[Multiaddr],
+) -> Vec<Multiaddr> {
+    let loopback = |a: &Multiaddr| ip_of(a).is_some_and(|ip| ip.is_loopback());
+    let local_peer = connected.iter().any(|a| !is_relayed(a) && loopback(a));
     listen_addrs
         .iter()
-        .filter(direct)
+        .filter(|a| local_peer || !loopback(a))
+        .cloned()
+        .collect()
+}
+
+/// `addr` without a trailing `/p2p/<peer>`.
+fn without_peer(mut addr: Multiaddr) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
+}
+
+/// The address to reach a relay candidate by, without its peer id: one of its identify listen addresses
+/// we are connected through if any, else one of its listen addresses on the IP we are connected to (an
+/// inbound connection shows the relay's ephemeral port, which nobody can dial), else a direct address
+/// we are connected through, else its first direct listen address. The relay client reuses the existing
+/// connection anyway; the address only matters for the circuit address others learn.
+pub fn pick_relay_addr(listen_addrs: &[Multiaddr], connected: &[Multiaddr]) -> Option<Multiaddr> {
+    let direct = |a: &Multiaddr| !is_relayed(a);
+    let listen: Vec<Multiaddr> = listen_addrs
+        .iter()
+        .filter(|a| direct(a))
+        .cloned()
+        .map(without_peer)
+        .collect();
+    let connected: Vec<Multiaddr> = connected
+        .iter()
+        .filter(|a| direct(a))
+        .cloned()
+        .map(without_peer)
+        .collect();
+    let ips: Vec<IpAddr> = connected.iter().filter_map(ip_of).collect();
+    listen
+        .iter()
         .find(|a| connected.contains(a))
-        .or_else(|| connected.iter().find(direct))
-        .or_else(|| listen_addrs.iter().find(direct))
+        .or_else(|| {
+            listen
+                .iter()
+                .find(|a| ip_of(a).is_some_and(|ip| ips.contains(&ip)))
+        })
+        .or_else(|| connected.first())
+        .or_else(|| listen.first())
         .cloned()
 }
 
@@ -136,6 +184,8 @@ pub struct NatState {
     /// Relays whose reservation failed, with when they may be chosen again.
     cooldown: BTreeMap<PeerId, Duration>,
     private: bool,
+    /// Whether AutoNAT gave a verdict at all.
+    known: bool,
 }
 
 impl NatState {
@@ -175,6 +225,7 @@ impl NatState {
     /// AutoNAT's verdict. Returns the listener of a reservation to drop when the node turned public.
     pub fn set_private(&mut self, private: bool) -> Option<ListenerId> {
         self.private = private;
+        self.known = true;
         if private {
             return None;
         }
@@ -199,15 +250,28 @@ impl NatState {
         self.cooldown.retain(|_, until| *until > now);
         if self.private && !self.circuits.iter().any(|c| !c.pinned) {
             let pinned: BTreeSet<PeerId> = self.circuits.iter().map(|c| c.relay).collect();
-            let choice = self.relays.iter().find(|(peer, _)| {
-                is_connected(peer) && !self.cooldown.contains_key(peer) && !pinned.contains(peer)
-            });
+            let usable = |peer: &PeerId| is_connected(peer) && !pinned.contains(peer);
+            let choice = self
+                .relays
+                .iter()
+                .find(|(peer, _)| usable(peer) && !self.cooldown.contains_key(peer))
+                .or_else(|| {
+                    // Every connected relay failed lately (often the only one, say after it restarted):
+                    // rather than stay unreachable for the whole cool-down, ask again the one that
+                    // failed longest ago, [`RELAY_RETRY_ALONE`] after its failure.
+                    self.relays
+                        .iter()
+                        .filter(|(peer, _)| usable(peer))
+                        .filter_map(|(peer, a)| self.cooldown.get(peer).map(|u| (*u, peer, a)))
+                        .filter(|(until, _, _)| {
+                            until.saturating_sub(RELAY_COOLDOWN) + RELAY_RETRY_ALONE <= now
+                        })
+                        .min_by_key(|(until, _, _)| *until)
+                        .map(|(_, peer, a)| (peer, a))
+                });
             if let Some((peer, addr)) = choice {
                 self.circuits.push(Circuit {
-                    addr: addr
-                        .clone()
-                        .with(Protocol::P2p(*peer))
-                        .with(Protocol::P2pCircuit),
+                    addr: with_peer(addr.clone(), *peer).with(Protocol::P2pCircuit),
                     relay: *peer,
                     pinned: false,
                     state: CircuitState::Idle { retry_at: now },
@@ -266,6 +330,24 @@ impl NatState {
         let addr = self.circuits[i].addr.clone();
         self.failed(i, now);
         Some(addr)
+    }
+
+    /// AutoNAT's last verdict, for `status`.
+    pub fn verdict(&self) -> NatStatus {
+        match (self.known, self.private) {
+            (false, _) => NatStatus::Unknown,
+            (true, true) => NatStatus::Private,
+            (true, false) => NatStatus::Public,
+        }
+    }
+
+    /// The circuit addresses (`<relay addr>/p2p/<relay>/p2p-circuit`) with an accepted reservation.
+    pub fn reserved_addrs(&self) -> Vec<Multiaddr> {
+        self.circuits
+            .iter()
+            .filter(|c| c.accepted && matches!(c.state, CircuitState::Listening(_)))
+            .map(|c| c.addr.clone())
+            .collect()
     }
 
     /// Circuits listening with an accepted reservation.
@@ -445,8 +527,10 @@ mod tests {
             nat.due(secs(0), |_| true).is_empty(),
             "not private: no relay"
         );
+        assert_eq!(nat.verdict(), NatStatus::Unknown);
         assert_eq!(nat.set_private(true), None);
         assert!(nat.is_private());
+        assert_eq!(nat.verdict(), NatStatus::Private);
         assert!(
             nat.due(secs(0), |_| false).is_empty(),
             "only a connected relay"
@@ -462,8 +546,11 @@ mod tests {
             "one reservation is enough"
         );
         assert!(nat.accepted(relay));
+        assert_eq!(nat.reserved_addrs(), vec![expected.clone()]);
         assert_eq!(nat.set_private(false), Some(id), "public: drop it");
+        assert_eq!(nat.verdict(), NatStatus::Public);
         assert_eq!(nat.reserved(), 0);
+        assert!(nat.reserved_addrs().is_empty());
         assert!(nat.due(secs(3), |_| true).is_empty());
     }
 
@@ -494,10 +581,48 @@ mod tests {
     }
 
     #[test]
+    fn the_only_relay_is_asked_again_after_a_failure() {
+        let mut nat = NatState::new(&[]).expect("valid");
+        let relay = PeerId::random();
+        nat.relay_found(relay, addr("/ip4/198.51.100.1/tcp/1"));
+        nat.set_private(true);
+        let first = nat.due(secs(0), |_| true);
+        let id = ListenerId::next();
+        nat.started(&first[0], Some(id), secs(0));
+        nat.closed(id, secs(5));
+        assert!(nat.due(secs(6), |_| true).is_empty(), "not at once");
+        assert!(nat.due(secs(34), |_| true).is_empty());
+        assert_eq!(nat.due(secs(35), |_| true), first, "30 s after the failure");
+        assert!(nat.due(secs(36), |_| false).is_empty());
+    }
+
+    #[test]
     fn unrelated_listeners_are_not_ours() {
         let mut nat = NatState::new(&[]).expect("valid");
         assert_eq!(nat.closed(ListenerId::next(), secs(0)), None);
         assert!(!nat.accepted(PeerId::random()));
+    }
+
+    #[test]
+    fn loopback_listen_addresses_are_kept_only_for_a_peer_on_this_machine() {
+        let listen = vec![
+            addr("/ip4/127.0.0.1/tcp/4717"),
+            addr("/ip4/10.0.0.2/tcp/4717"),
+            addr("/ip6/::1/udp/4717/quic-v1"),
+            addr("/ip4/198.51.100.1/tcp/4001")
+                .with(Protocol::P2p(PeerId::random()))
+                .with(Protocol::P2pCircuit),
+        ];
+        let remote = vec![addr("/ip4/198.51.100.7/tcp/4717")];
+        assert_eq!(
+            reachable_listen_addrs(&listen, &remote),
+            vec![listen[1].clone(), listen[3].clone()]
+        );
+        let local = vec![addr("/ip4/127.0.0.1/tcp/50000")];
+        assert_eq!(reachable_listen_addrs(&listen, &local), listen);
+        // Through a relay on this machine is not on this machine.
+        let relayed = vec![circuit_via(PeerId::random())];
+        assert_eq!(reachable_listen_addrs(&listen, &relayed).len(), 2);
     }
 
     #[test]
@@ -511,9 +636,29 @@ mod tests {
             pick_relay_addr(&listen, &connected),
             Some(addr("/ip4/198.51.100.7/tcp/4001"))
         );
+        // Dialed with its peer id (a bootstrap address): the id is not repeated in the circuit.
+        let relay = PeerId::random();
+        let dialed = vec![addr("/ip4/198.51.100.7/tcp/4001").with(Protocol::P2p(relay))];
+        assert_eq!(
+            pick_relay_addr(&listen, &dialed),
+            Some(addr("/ip4/198.51.100.7/tcp/4001"))
+        );
+        let mut nat = NatState::new(&[]).expect("valid");
+        nat.relay_found(relay, dialed[0].clone());
+        nat.set_private(true);
+        assert_eq!(
+            nat.due(secs(0), |_| true),
+            vec![dialed[0].clone().with(Protocol::P2pCircuit)],
+            "one /p2p/<relay> before /p2p-circuit"
+        );
+        // The relay dialed us: its listen address on that IP, not the ephemeral port.
         let inbound = vec![addr("/ip4/198.51.100.7/tcp/53211")];
         assert_eq!(
             pick_relay_addr(&listen, &inbound),
+            Some(addr("/ip4/198.51.100.7/tcp/4001"))
+        );
+        assert_eq!(
+            pick_relay_addr(&listen[..1], &inbound),
             Some(addr("/ip4/198.51.100.7/tcp/53211"))
         );
         let relayed = vec![circuit_via(PeerId::random())];

@@ -17,7 +17,7 @@ use deskmesh_core::api::{self, ApiError, Request as ApiRequest, Response};
 use deskmesh_core::ingest::{
     self, Accepted, At, Checked, Made, Outcome, SignedItem, Source, Verdict,
 };
-use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo};
+use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo, Reachability};
 use deskmesh_core::Node;
 use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_crdt_model::change::SignedChange;
@@ -105,6 +105,9 @@ fn signed_item(wire: &WireItem) -> SignedItem {
     SignedItem::new(core_kind(wire.kind), wire.bytes.clone())
 }
 
+/// How long the first dials wait for the listeners (see [`Service::await_listeners`]).
+const LISTEN_WAIT: Duration = Duration::from_secs(2);
+
 /// Why the event loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -133,7 +136,7 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
         .context("this node's key gives no peer id")?;
     let agent = trust::agent_version(&trust::member_proof(&create_op, &me));
     let mut seed = *node.signer().seed();
-    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns, agent)?;
+    let mut swarm = behaviour::build_swarm(&mut seed, opts.mdns, agent, opts.nat_private_ips)?;
     let topic = gossipsub::IdentTopic::new(format!("deskmesh/v1/{alliance}"));
     swarm
         .behaviour_mut()
@@ -152,6 +155,7 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     };
     // Relay circuits are listened on by the NAT policy, which retries them when a relay goes away.
     let nat_state = nat::NatState::new(&listen)?;
+    let direct_listeners = listen.iter().filter(|a| !nat::is_relayed(a)).count();
     for addr in listen.into_iter().filter(|a| !nat::is_relayed(a)) {
         swarm
             .listen_on(addr.clone())
@@ -174,8 +178,9 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     for addr in opts.bootstrap.iter().cloned().chain(svc.known_peer_addrs()) {
         svc.book.add_bootstrap(addr);
     }
-    svc.redial();
     svc.nat = nat_state;
+    svc.await_listeners(direct_listeners).await;
+    svc.redial();
     svc.listen_on_relays();
     tracing::info!(peer = %svc.me, items = svc.engine.items().len(), "node started");
 
@@ -238,6 +243,9 @@ struct Service {
     unsettled: HashMap<PeerId, Unsettled>,
     /// Pings failed in a row, per connection.
     ping_failures: HashMap<ConnectionId, u32>,
+    /// Connections through a relay, per peer: closed once the peer has a direct one (a hole punch),
+    /// so they stop holding one of the relay's few circuit slots.
+    relayed: HashMap<PeerId, Vec<ConnectionId>>,
     /// Set when the event loop must end (the store must be reopened).
     exit: Option<Exit>,
     /// The store waits for room to note what it takes back (logged once).
@@ -409,6 +417,7 @@ impl Service {
             budgets: HashMap::new(),
             unsettled: HashMap::new(),
             ping_failures: HashMap::new(),
+            relayed: HashMap::new(),
             exit: None,
             reopen_waiting: false,
             last_failure: None,
@@ -632,6 +641,28 @@ impl Service {
         }
     }
 
+    /// Handles swarm events until `n` listeners reported an address, for at most [`LISTEN_WAIT`]. A
+    /// TCP dial leaves from the listening port (port reuse) only once its listener reported addresses,
+    /// which a wildcard listener does asynchronously, after reading the interfaces. A dial made before
+    /// leaves from an ephemeral port for the life of the connection, and the address the peer observes
+    /// for it (what DCUtR hands out for hole punching) is one no NAT mapping keeps open.
+    async fn await_listeners(&mut self, n: usize) {
+        let mut up = std::collections::HashSet::new();
+        let deadline = tokio::time::sleep(LISTEN_WAIT);
+        tokio::pin!(deadline);
+        while up.len() < n {
+            tokio::select! {
+                event = self.swarm.select_next_some() => {
+                    if let SwarmEvent::NewListenAddr { listener_id, .. } = &event {
+                        up.insert(*listener_id);
+                    }
+                    self.on_swarm(event);
+                }
+                _ = &mut deadline => break,
+            }
+        }
+    }
+
     // ---- swarm events ------------------------------------------------------------------------------
 
     fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -656,6 +687,9 @@ impl Service {
                 ..
             } => {
                 let addr = nat::remote_addr(&endpoint, peer_id);
+                if nat::is_relayed(&addr) {
+                    self.relayed.entry(peer_id).or_default().push(connection_id);
+                }
                 if let Some(dialled) = self.bare_dials.remove(&connection_id) {
                     self.book.bare_connected(&dialled);
                 }
@@ -691,6 +725,12 @@ impl Service {
                 ..
             } => {
                 self.ping_failures.remove(&connection_id);
+                if let Some(list) = self.relayed.get_mut(&peer_id) {
+                    list.retain(|c| *c != connection_id);
+                    if list.is_empty() {
+                        self.relayed.remove(&peer_id);
+                    }
+                }
                 let addr = nat::remote_addr(&endpoint, peer_id);
                 if let Some(list) = self.connected.get_mut(&peer_id) {
                     list.retain(|a| *a != addr);
@@ -720,6 +760,14 @@ impl Service {
                 }
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
             }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(address = %address, "external address confirmed");
+                self.status_dirty = true;
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(address = %address, "external address expired");
+                self.status_dirty = true;
+            }
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::trace!(error = %error, "incoming connection refused or failed");
             }
@@ -745,19 +793,20 @@ impl Service {
                     // Strangers' addresses go nowhere: not into the DHT, not into the saved peer list.
                     return;
                 }
+                let connected = self.connected.get(&peer_id).cloned().unwrap_or_default();
+                let listen_addrs = nat::reachable_listen_addrs(&info.listen_addrs, &connected);
                 self.book.learned(
                     peer_id,
-                    &info.listen_addrs,
+                    &listen_addrs,
                     chrono::Utc::now().timestamp_millis(),
                 );
                 if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
-                    let connected = self.connected.get(&peer_id).cloned().unwrap_or_default();
-                    if let Some(addr) = nat::pick_relay_addr(&info.listen_addrs, &connected) {
+                    if let Some(addr) = nat::pick_relay_addr(&listen_addrs, &connected) {
                         self.nat.relay_found(peer_id, addr);
                         self.listen_on_relays();
                     }
                 }
-                for addr in info.listen_addrs {
+                for addr in listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
@@ -815,7 +864,10 @@ impl Service {
             BehaviourEvent::RelayClient(ev) => self.on_relay_client(ev),
             BehaviourEvent::Relay(ev) => on_relay_server(ev),
             BehaviourEvent::Autonat(ev) => self.on_autonat(ev),
-            BehaviourEvent::Dcutr(ev) => on_dcutr(ev),
+            BehaviourEvent::Dcutr(ev) => {
+                on_dcutr(ev);
+                self.status_dirty = true;
+            }
             _ => {}
         }
     }
@@ -1018,6 +1070,7 @@ impl Service {
         let intents = self.engine.tick(now);
         self.execute(intents);
         self.listen_on_relays();
+        self.close_superseded_circuits();
         self.redial();
         if now >= self.last_maintenance + Duration::from_secs(30) {
             self.last_maintenance = now;
@@ -1713,6 +1766,20 @@ impl Service {
         status.peers = self.peers();
         status.last_sync = self.last_sync;
         status.catching_up = self.catch_up.progress();
+        status.reachability = Reachability {
+            nat: self.nat.verdict(),
+            external: self
+                .swarm
+                .external_addresses()
+                .map(|a| nat::with_peer(a.clone(), self.me).to_string())
+                .collect(),
+            relayed: self
+                .nat
+                .reserved_addrs()
+                .into_iter()
+                .map(|a| a.with(Protocol::P2p(self.me)).to_string())
+                .collect(),
+        };
         Ok(status)
     }
 }
@@ -1863,6 +1930,34 @@ impl Service {
         }
     }
 
+    /// Closes the relayed connections of peers that also have a direct one (a hole punch succeeded a
+    /// tick ago, or one of them dialed the other directly): a relay serves few circuits per peer
+    /// (`behaviour::RELAY_MAX_CIRCUITS_PER_PEER`, counting both ends), and an idle relayed connection
+    /// kept open by gossip would hold its slot for the circuit's whole life.
+    ///
+    /// Two relayed connections to one peer (both ends dialed at once, or through both of the relay's
+    /// addresses) are one too many: the end with the greater peer id closes all but its oldest, so the
+    /// two ends never each close a different one.
+    fn close_superseded_circuits(&mut self) {
+        let mut superseded = Vec::new();
+        for (peer, conns) in &self.relayed {
+            let direct = self
+                .connected
+                .get(peer)
+                .is_some_and(|addrs| addrs.iter().any(|a| !nat::is_relayed(a)));
+            if direct {
+                superseded.extend(conns.iter().copied());
+            } else if self.me > *peer {
+                superseded.extend(conns.iter().skip(1).copied());
+            }
+        }
+        for id in superseded {
+            if self.swarm.close_connection(id) {
+                tracing::debug!(connection = ?id, "closing a relayed connection: the peer is connected directly or through another circuit");
+            }
+        }
+    }
+
     fn on_relay_client(&mut self, event: relay::client::Event) {
         match event {
             relay::client::Event::ReservationReqAccepted {
@@ -1876,6 +1971,9 @@ impl Service {
                 } else {
                     tracing::info!(relay = %relay_peer_id, "relay reservation accepted; reachable through the relay");
                     self.status_dirty = true;
+                    // Reachable now: look for peers at once rather than at the next maintenance (up
+                    // to 30 s): the query dials the peers it finds, through their circuits too.
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
             }
             relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
@@ -1898,6 +1996,7 @@ impl Service {
             // No verdict (no peer to probe with): keep whatever reservation the node holds.
             autonat::NatStatus::Unknown => return,
         };
+        self.status_dirty = true;
         if let Some(listener) = self.nat.set_private(private) {
             tracing::info!("publicly reachable: dropping the relay reservation");
             self.swarm.remove_listener(listener);

@@ -257,10 +257,13 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     spans.push(sep());
     spans.push(Span::styled(format!("node {}", s.node_name), t.bar()));
     spans.push(sep());
-    let peers = match s.peers {
+    let mut peers = match s.peers {
         1 => "1 peer".to_string(),
         n => format!("{n} peers"),
     };
+    if s.relayed_peers > 0 {
+        peers.push_str(&format!(" ({} relayed)", s.relayed_peers));
+    }
     spans.push(Span::styled(peers, t.bar()));
     spans.push(sep());
     let synced = s.last_sync.map_or("never synced".to_string(), |at| {
