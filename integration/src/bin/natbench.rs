@@ -306,7 +306,7 @@ fn main() -> anyhow::Result<()> {
             percentile(&times, 0.5)
         );
     }
-    // The lab itself: what the NAT routers did (a symmetric router never keeps the port).
+    // After all the restarts, every private node still holds its reservation.
     for k in 1..=3 {
         println!(
             "node {k} still reserved on the relay: {}",
