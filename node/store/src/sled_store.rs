@@ -589,6 +589,22 @@ impl SledStore {
         result
     }
 
+    /// Removes one key of a source-of-truth tree as one write, noting its old value to put back should
+    /// the flush fail. Says whether the key was there.
+    fn remove_undoable(&self, tree: &'static str, key: Vec<u8>) -> Result<bool, StoreError> {
+        self.write(0, |t, undo| {
+            let Some(old) = t.by_name(tree).remove(&key).at(&self.path)? else {
+                return Ok(false);
+            };
+            undo.push(Undo::Replaced {
+                tree,
+                key,
+                old: Some(old.to_vec()),
+            });
+            Ok(true)
+        })
+    }
+
     /// sled failed: refuse writes from now on and try to note what to take back.
     fn break_down(&self) {
         self.health().broken = true;
@@ -1116,18 +1132,7 @@ impl CheckpointStore for SledStore {
 
     fn remove_checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
         let key = space_key(space, &id.0);
-        self.write(0, |t, undo| {
-            let old = t.checkpoints.remove(&key).at(&self.path)?;
-            let removed = old.is_some();
-            if let Some(old) = old {
-                undo.push(Undo::Replaced {
-                    tree: tree::CHECKPOINTS,
-                    key: key.clone(),
-                    old: Some(old.to_vec()),
-                });
-            }
-            Ok(removed)
-        })
+        self.remove_undoable(tree::CHECKPOINTS, key)
     }
 
     fn checkpoint(&self, space: &SpaceId, id: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
@@ -1195,18 +1200,7 @@ impl BeaconStore for SledStore {
 
     fn remove_beacon(&self, space: &SpaceId, pool: &str) -> Result<bool, StoreError> {
         let key = space_key(space, pool.as_bytes());
-        self.write(0, |t, undo| {
-            let old = t.beacons.remove(&key).at(&self.path)?;
-            let removed = old.is_some();
-            if let Some(old) = old {
-                undo.push(Undo::Replaced {
-                    tree: tree::BEACONS,
-                    key: key.clone(),
-                    old: Some(old.to_vec()),
-                });
-            }
-            Ok(removed)
-        })
+        self.remove_undoable(tree::BEACONS, key)
     }
 
     fn beacon(&self, space: &SpaceId, pool: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -1274,18 +1268,7 @@ impl VerificationStore for SledStore {
 
     fn remove_verification(&self, space: &SpaceId, id: &Hash) -> Result<bool, StoreError> {
         let key = space_key(space, id.as_bytes());
-        self.write(0, |t, undo| {
-            let old = t.verifications.remove(&key).at(&self.path)?;
-            let removed = old.is_some();
-            if let Some(old) = old {
-                undo.push(Undo::Replaced {
-                    tree: tree::VERIFICATIONS,
-                    key: key.clone(),
-                    old: Some(old.to_vec()),
-                });
-            }
-            Ok(removed)
-        })
+        self.remove_undoable(tree::VERIFICATIONS, key)
     }
 }
 
@@ -1325,18 +1308,7 @@ impl ProposalStore for SledStore {
 
     fn remove_proposal(&self, op: &Hash) -> Result<bool, StoreError> {
         let key = op.as_bytes().to_vec();
-        self.write(0, |t, undo| {
-            let old = t.proposals.remove(&key).at(&self.path)?;
-            let removed = old.is_some();
-            if let Some(old) = old {
-                undo.push(Undo::Replaced {
-                    tree: tree::PROPOSALS,
-                    key: key.clone(),
-                    old: Some(old.to_vec()),
-                });
-            }
-            Ok(removed)
-        })
+        self.remove_undoable(tree::PROPOSALS, key)
     }
 }
 
