@@ -77,52 +77,23 @@ impl Bundle {
     /// The items in batches of about `max_bytes`: every roster operation before any checkpoint, change or
     /// beacon, so each batch finds the operations that authorise it already applied, and checkpoints
     /// before the changes that come after them.
-    pub fn batches(self, max_bytes: usize) -> Vec<Vec<SignedItem>> {
-        let items = self
-            .roster_ops
-            .into_iter()
-            .map(|b| SignedItem::new(ItemKind::RosterOp, b))
-            .chain(
-                self.checkpoints
-                    .into_iter()
-                    .map(|b| SignedItem::new(ItemKind::Checkpoint, b)),
-            )
-            .chain(
-                self.changes
-                    .into_iter()
-                    .map(|b| SignedItem::new(ItemKind::ListingChange, b)),
-            )
-            .chain(
-                self.beacons
-                    .into_iter()
-                    .map(|b| SignedItem::new(ItemKind::SeatBeacon, b)),
-            )
-            .chain(
-                self.verifications
-                    .into_iter()
-                    .map(|b| SignedItem::new(ItemKind::Verification, b)),
-            )
-            .chain(
-                self.proposals
-                    .into_iter()
-                    .map(|b| SignedItem::new(ItemKind::Proposal, b)),
-            );
-        let mut out: Vec<Vec<SignedItem>> = Vec::new();
-        let mut size = 0usize;
-        for item in items {
-            let len = item.bytes.0.len();
-            match out.last_mut() {
-                Some(batch) if size + len <= max_bytes || batch.is_empty() => {
-                    size += len;
-                    batch.push(item);
-                }
-                _ => {
-                    size = len;
-                    out.push(vec![item]);
-                }
-            }
+    pub fn batches(&self, max_bytes: usize) -> Vec<Vec<SignedItem>> {
+        self.borrowed().batches(max_bytes).collect()
+    }
+
+    /// The same items, borrowed, in the same order.
+    fn borrowed(&self) -> BundleRef<'_> {
+        fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
+            v.iter().map(Vec::as_slice).collect()
         }
-        out
+        BundleRef {
+            roster_ops: refs(&self.roster_ops),
+            checkpoints: refs(&self.checkpoints),
+            changes: refs(&self.changes),
+            beacons: refs(&self.beacons),
+            verifications: refs(&self.verifications),
+            proposals: refs(&self.proposals),
+        }
     }
 }
 
