@@ -238,6 +238,19 @@ impl Node {
                 .map(|e| e.name.clone())
         };
         let name = |k: &PublicKey| KeyName::of(roster, k);
+        // A roster operation that does not count: it belongs to no space.
+        let rejected_op = |op: &Hash, author: Option<KeyName>, reason: String| Finding {
+            status: FindingStatus::Rejected,
+            kind: ItemKind::RosterOp.label().into(),
+            space: None,
+            space_name: None,
+            item: Some(op.to_string()),
+            author,
+            peer: None,
+            source: None,
+            reason,
+            at_ms: None,
+        };
         let mut out = Vec::new();
 
         for (op, bytes, reason) in self.store.rejected_ops()? {
@@ -245,35 +258,17 @@ impl Node {
                 .and_then(|s| s.op())
                 .ok()
                 .map(|o| o.author);
-            out.push(Finding {
-                status: FindingStatus::Rejected,
-                kind: ItemKind::RosterOp.label().into(),
-                space: None,
-                space_name: None,
-                item: Some(op.to_string()),
-                author: author.as_ref().map(name),
-                peer: None,
-                source: None,
-                reason,
-                at_ms: None,
-            });
+            out.push(rejected_op(&op, author.as_ref().map(name), reason));
         }
         if let Some(roster) = roster {
             // The roster was loaded without checking signatures (they were checked before each
             // operation was stored); the audit checks every one again.
             for (op, why) in roster.unverified_signatures() {
-                out.push(Finding {
-                    status: FindingStatus::Rejected,
-                    kind: ItemKind::RosterOp.label().into(),
-                    space: None,
-                    space_name: None,
-                    item: Some(op.to_string()),
-                    author: None,
-                    peer: None,
-                    source: None,
-                    reason: format!("its stored signatures do not verify ({why}); the store was altered outside deskmesh"),
-                    at_ms: None,
-                });
+                out.push(rejected_op(
+                    &op,
+                    None,
+                    format!("its stored signatures do not verify ({why}); the store was altered outside deskmesh"),
+                ));
             }
             for (hash, bytes) in self.store.ops()? {
                 if roster.contains(&hash) {
@@ -283,18 +278,7 @@ impl Node {
                     Ok(_) => "it is stored but cannot be applied (its parents are missing, or it is not authorised)".into(),
                     Err(e) => e.to_string(),
                 };
-                out.push(Finding {
-                    status: FindingStatus::Rejected,
-                    kind: ItemKind::RosterOp.label().into(),
-                    space: None,
-                    space_name: None,
-                    item: Some(hash.to_string()),
-                    author: None,
-                    peer: None,
-                    source: None,
-                    reason,
-                    at_ms: None,
-                });
+                out.push(rejected_op(&hash, None, reason));
             }
         }
 
