@@ -138,6 +138,16 @@ impl Catalog {
         }
     }
 
+    /// A beacon just removed from the store (its space revoked, or its author removed).
+    pub(crate) fn remove_beacon(&mut self, space: &SpaceId, pool: &str) {
+        if let Some(pools) = self.beacons.get_mut(space) {
+            pools.retain(|b| b.pool != pool);
+            if pools.is_empty() {
+                self.beacons.remove(space);
+            }
+        }
+    }
+
     /// A beacon just stored: it replaces the one its pool had.
     pub(crate) fn put_beacon(&mut self, beacon: SeatBeacon) {
         let pools = self.beacons.entry(beacon.space.clone()).or_default();

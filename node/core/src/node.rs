@@ -961,9 +961,10 @@ impl Node {
                     .map(|b| b.author)
                     .ok();
                 if device.is_none() || author.as_ref() == device {
-                    // The directory in memory is built again at the next read, without them.
-                    self.drop_catalog();
                     self.store.remove_beacon(space, &pool)?;
+                    if let Some(catalog) = self.catalog.borrow_mut().as_mut() {
+                        catalog.remove_beacon(space, &pool);
+                    }
                     removed.push((ItemKind::SeatBeacon, Hash::of(BEACON_ITEM, &bytes)));
                 }
             }
