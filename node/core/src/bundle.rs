@@ -299,6 +299,12 @@ impl Node {
                 b.roster_ops.push(op.to_bytes());
             }
         }
+        b.checkpoints = self
+            .store
+            .checkpoints()?
+            .into_iter()
+            .map(|(_, _, bytes)| bytes)
+            .collect();
         for space in self.store.spaces()? {
             b.changes
                 .extend(in_authoring_order(self.store.changes(&space)?));
