@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::Bundle;
 use crate::home::NodeConfig;
 use crate::ingest::{At, ItemKind, Source};
-use crate::names::KeyName;
+use crate::names::{KeyName, KeyNames};
 use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, PENDING_PREFIX};
 use crate::ops::trust::ProposalReport;
 
@@ -212,13 +212,14 @@ impl Node {
     pub fn roster_log(&self) -> Vec<RosterOpAudit> {
         let mut out = Vec::new();
         if let Some(roster) = self.roster() {
+            let names = KeyNames::new(Some(roster));
             for (hash, op, signed) in roster.ops_in_order() {
                 out.push(RosterOpAudit {
                     op: hash,
                     kind: op.body.kind().to_string(),
-                    summary: summarise(&op.body, roster),
+                    summary: summarise_with(&op.body, roster, &names),
                     author: op.author,
-                    author_name: KeyName::of(Some(roster), &op.author).name,
+                    author_name: names.of(&op.author).name,
                     signed_by: signed.signers(),
                     parents: op.parents.clone(),
                     created_at_ms: op.created_at_ms,
@@ -237,7 +238,8 @@ impl Node {
                 .and_then(|r| r.state().spaces.get(s))
                 .map(|e| e.name.clone())
         };
-        let name = |k: &PublicKey| KeyName::of(roster, k);
+        let names = KeyNames::new(roster);
+        let name = |k: &PublicKey| names.of(k);
         // A roster operation that does not count: it belongs to no space.
         let rejected_op = |op: &Hash, author: Option<KeyName>, reason: String| Finding {
             status: FindingStatus::Rejected,
@@ -332,7 +334,8 @@ impl Node {
     /// Verifies everything stored and reports signers, verifications and findings.
     pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
         let roster = self.roster();
-        let name = |k: &PublicKey| KeyName::of(roster, k);
+        let names = KeyNames::new(roster);
+        let name = |k: &PublicKey| names.of(k);
         let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
             if !spaces.contains(&space) {
@@ -675,6 +678,11 @@ fn item_text(kind: &str, id: &Hash) -> String {
 
 /// One line for people about a roster operation.
 pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
+    summarise_with(body, roster, &KeyNames::new(Some(roster)))
+}
+
+/// [`summarise`] with the keys' names indexed once, for many operations.
+fn summarise_with(body: &OpBody, roster: &Roster, names: &KeyNames<'_>) -> String {
     use deskmesh_keys::roster::OpBody::*;
     let space_name = |s: &SpaceId| {
         roster
@@ -684,7 +692,7 @@ pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
             .map(|e| format!("{:?} ({s})", e.name))
             .unwrap_or_else(|| s.to_string())
     };
-    let key_name = |k: &PublicKey| KeyName::of(Some(roster), k).label();
+    let key_name = |k: &PublicKey| names.of(k).label();
     match body {
         CreateAlliance {
             name,

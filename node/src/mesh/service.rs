@@ -1686,6 +1686,13 @@ impl Service {
                     .map(|s| Response::Snapshot(Box::new(s)))
                     .map_err(ApiError::from)
             }
+            ApiRequest::SnapshotHead { first } => {
+                let status = self.status()?;
+                self.node
+                    .snapshot_head(status, first)
+                    .map(|s| Response::SnapshotHead(Box::new(s)))
+                    .map_err(ApiError::from)
+            }
             other => api::serve(&mut self.node, other, now),
         };
         let made = self.node.take_made();
