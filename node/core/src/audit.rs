@@ -230,8 +230,33 @@ impl Node {
     }
 
     /// Everything that did not count, from what the store and its index hold now: the list the audit
-    /// reports and a live front end shows.
+    /// reports and a live front end shows. The roster's stored signatures are checked once per roster
+    /// state (10,000 admissions take half a second to verify); [`Node::audit`] checks them every time.
     pub fn findings(&self) -> anyhow::Result<Vec<Finding>> {
+        self.findings_checking(false)
+    }
+
+    /// The roster operations whose stored signatures do not verify: checked again when `recheck` or
+    /// when the roster changed since the last check, else as last checked.
+    fn roster_signature_faults(
+        &self,
+        roster: &deskmesh_keys::Roster,
+        recheck: bool,
+    ) -> Vec<(Hash, deskmesh_keys::RosterError)> {
+        let heads = roster.heads();
+        if !recheck {
+            if let Some((checked, faults)) = &*self.roster_faults.borrow() {
+                if *checked == heads {
+                    return faults.clone();
+                }
+            }
+        }
+        let faults = roster.unverified_signatures();
+        *self.roster_faults.borrow_mut() = Some((heads, faults.clone()));
+        faults
+    }
+
+    fn findings_checking(&self, recheck: bool) -> anyhow::Result<Vec<Finding>> {
         let roster = self.roster();
         let space_name = |s: &SpaceId| {
             roster
@@ -265,7 +290,7 @@ impl Node {
         if let Some(roster) = roster {
             // The roster was loaded without checking signatures (they were checked before each
             // operation was stored); the audit checks every one again.
-            for (op, why) in roster.unverified_signatures() {
+            for (op, why) in self.roster_signature_faults(roster, recheck) {
                 out.push(rejected_op(
                     &op,
                     None,
@@ -426,7 +451,7 @@ impl Node {
             });
         }
 
-        let mut findings = self.findings()?;
+        let mut findings = self.findings_checking(true)?;
         findings.extend(bad_checkpoints);
         let mut beacons_verified = 0;
         for (space, pool, bytes) in self.store.beacons()? {
