@@ -97,15 +97,15 @@ impl Node {
         let now = query.at.unwrap_or(now);
         // The directory in memory: entries, listings and search index, row for row.
         let catalog = self.catalog()?;
-        let (entries, listings, index) = (catalog.entries(), catalog.listings(), catalog.search());
+        let (entries, index) = (catalog.entries(), catalog.search());
+        let listings: Vec<&Listing> = catalog.listings().collect();
         let verifications = self.verifications()?;
         let facts: Vec<_> = entries
             .iter()
-            .zip(listings)
-            .map(|(e, l)| {
+            .map(|e| {
                 verifications
                     .get(&e.space)
-                    .map(|v| verify::fact_states(l, v))
+                    .map(|v| verify::fact_states(&e.listing, v))
                     .unwrap_or_default()
             })
             .collect();
@@ -119,7 +119,7 @@ impl Node {
         let origin = match &query.near_city {
             Some(city) => {
                 let Some((lat, lon)) = index.city_point(city) else {
-                    bail!("{}", unknown_city(city, listings.iter()));
+                    bail!("{}", unknown_city(city, listings.iter().copied()));
                 };
                 query.sort = Sort::Distance { lat, lon };
                 Some(Origin {
@@ -162,7 +162,7 @@ impl Node {
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
-            let (entry, l) = (&entries[i], &listings[i]);
+            let (entry, l) = (&entries[i], listings[i]);
             let (now_seats, pool_rows) = std::mem::replace(
                 &mut seats[i],
                 (
@@ -200,7 +200,7 @@ impl Node {
         catalog
             .search()
             .city_point(city)
-            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings().iter())))
+            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings())))
     }
 
     /// The newest verified beacon of every pool, by space.
@@ -216,7 +216,7 @@ impl Node {
     pub fn seats_now(&self, now: DateTime<Utc>) -> anyhow::Result<BTreeMap<SpaceId, SeatsNow>> {
         let catalog = self.catalog()?;
         let mut out = BTreeMap::new();
-        for (i, l) in catalog.listings().iter().enumerate() {
+        for (i, l) in catalog.listings().enumerate() {
             let open = catalog.search().open_state(i, now);
             out.insert(
                 l.id.clone(),
