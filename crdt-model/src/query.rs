@@ -325,6 +325,11 @@ impl SearchIndex {
         }
     }
 
+    /// Row `i`'s name as the name sort compares it (folded).
+    pub fn name_key(&self, i: usize) -> &str {
+        &self.rows[i].name_key
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }

@@ -356,3 +356,83 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
     assert!(seen_counts[0] > seen_counts[2], "{seen_counts:?}");
     assert_eq!(seen_counts[3], 0, "{seen_counts:?}");
 }
+
+/// Attaching to a running daemon (what `deskmesh tui` does) gives the first spaces in name order at once
+/// and the rest as pages in the event stream, with live events in the same stream: applied in order, they
+/// end in exactly what a whole snapshot shows.
+#[test]
+fn attach_pages_the_directory_in_and_live_events_keep_their_order() {
+    use std::collections::BTreeMap;
+
+    use deskmesh_core::api::Handle;
+    use deskmesh_core::view::{Event, SpaceState};
+    use deskmesh_integration::daemon;
+    use deskmesh_keys::SpaceId;
+
+    let node = TestNode::new();
+    node.ok(&["demo", "--setup-only"]);
+    let _daemon = daemon::start(&node, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let socket = node.home().join("control.sock");
+    let mut remote = deskmesh_node::control::Remote::connect(&socket)
+        .unwrap()
+        .expect("the daemon answers");
+    let (head, events) = remote.attach(3, 2).unwrap();
+    assert_eq!(head.spaces.len(), 3);
+    assert_eq!(head.following, 9, "the demo directory holds 12 listings");
+    let head_roster_empty = head.roster.is_empty();
+    let fold = |s: &SpaceState| s.listing.name.to_lowercase();
+    assert!(head.spaces.windows(2).all(|w| fold(&w[0]) <= fold(&w[1])));
+
+    // A write while the pages stream: a coordinator verifies a fact of a space, which changes what
+    // members see of it (claimed becomes verified).
+    let target = head.spaces[0].listing.id.to_string();
+    node.ok(&["alliance", "verify", &target, "--fact", "amenities"]);
+
+    let mut shown: BTreeMap<SpaceId, SpaceState> = head
+        .spaces
+        .into_iter()
+        .map(|s| (s.listing.id.clone(), s))
+        .collect();
+    let mut order: Vec<String> = Vec::new();
+    let mut lefts = Vec::new();
+    let mut verified_seen = false;
+    let mut roster = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while roster.is_none() || !verified_seen {
+        assert!(
+            Instant::now() < deadline,
+            "the pages, the roster and the verification did not all arrive: pages left {lefts:?}, roster {}, verification seen {verified_seen}",
+            roster.is_some()
+        );
+        match events.next_timeout(Duration::from_millis(200)) {
+            Some(Event::Spaces { spaces, left }) => {
+                assert!(spaces.len() <= 2);
+                order.extend(spaces.iter().map(fold));
+                shown.extend(spaces.into_iter().map(|s| (s.listing.id.clone(), s)));
+                lefts.push(left);
+            }
+            Some(Event::Roster(log)) => {
+                assert_eq!(lefts.last(), Some(&0), "the roster comes after the pages");
+                roster = Some(log);
+            }
+            Some(Event::Space(s)) => {
+                verified_seen |= s.listing.id.to_string() == target && !s.facts.is_empty();
+                shown.insert(s.listing.id.clone(), *s);
+            }
+            Some(_) | None => {}
+        }
+    }
+    assert_eq!(lefts, [7, 5, 3, 1, 0]);
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+    let whole = remote.snapshot().unwrap();
+    assert_eq!(whole.following, 0);
+    let expected: BTreeMap<SpaceId, SpaceState> = whole
+        .spaces
+        .into_iter()
+        .map(|s| (s.listing.id.clone(), s))
+        .collect();
+    assert_eq!(shown.len(), 12);
+    assert_eq!(shown, expected);
+    assert!(head_roster_empty);
+    assert_eq!(roster, Some(whole.roster));
+}

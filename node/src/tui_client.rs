@@ -2,7 +2,9 @@
 //! daemon (live). It maps the core's views and events into the UI's view model, so the UI needs nothing of
 //! the node, and the daemon nothing of the UI.
 //!
-//! Events arrive on the handle's subscription. A reload (after a roster change, or when the subscriber fell
+//! It attaches with [`Handle::attach`]: to a daemon, the first snapshot holds only the first screenful of
+//! spaces ([`FIRST_SCREEN`]) and the rest arrive as pages among the events, so the first screen does not
+//! wait for a directory of 10,000. Events arrive on the handle's subscription. A reload (after a roster change, or when the subscriber fell
 //! behind) fetches a whole snapshot, which takes a while for a large directory, so when the caller gives a
 //! way to fetch one elsewhere ([`Reloader`]) it runs on a thread of its own and `poll` never blocks.
 
@@ -23,12 +25,20 @@ use deskmesh_tui::{
     SpaceView, Status, Update,
 };
 
+/// How many spaces (in name order) the first snapshot of an attach carries: more than any terminal shows
+/// rows, so the first screen is whole; the rest follow in pages of [`PAGE`].
+pub const FIRST_SCREEN: usize = 200;
+/// Spaces per page while the directory loads after the first screen.
+pub const PAGE: usize = 500;
+
 /// Fetches a fresh snapshot away from the UI thread (over its own connection to the daemon).
 pub type Reloader = Box<dyn FnMut() -> Result<view::Snapshot, ApiError> + Send>;
 
 /// [`NodeApi`] over a [`Handle`].
 pub struct TuiClient<H: Handle> {
     handle: H,
+    /// The attach's first snapshot, until the UI asks for it.
+    first: Option<view::Snapshot>,
     events: Subscription,
     /// Updates made here, waiting for `poll`.
     pending: VecDeque<Update>,
@@ -52,9 +62,10 @@ struct Reloads {
 }
 
 impl<H: Handle> TuiClient<H> {
-    /// Subscribes to the handle's events; `reloader`, when given, fetches reloads on a thread.
+    /// Attaches to the handle (the first screenful of the directory, then its events and the rest in
+    /// pages); `reloader`, when given, fetches reloads on a thread.
     pub fn new(mut handle: H, reloader: Option<Reloader>) -> Result<Self, ApiError> {
-        let events = handle.subscribe()?;
+        let (first, events) = handle.attach(FIRST_SCREEN, PAGE)?;
         let reloads = reloader.map(|mut fetch| {
             let (ask, asked) = mpsc::channel::<()>();
             let (tell, done) = mpsc::channel();
@@ -81,6 +92,7 @@ impl<H: Handle> TuiClient<H> {
         };
         Ok(Self {
             handle,
+            first: Some(first),
             events,
             pending: VecDeque::new(),
             status: Status::default(),
@@ -113,7 +125,11 @@ impl<H: Handle> TuiClient<H> {
 
 impl<H: Handle> NodeApi for TuiClient<H> {
     fn snapshot(&mut self) -> Result<Snapshot, String> {
-        let s = snapshot_of(*self.handle.snapshot().map_err(|e| e.message)?);
+        let s = match self.first.take() {
+            Some(first) => first,
+            None => *self.handle.snapshot().map_err(|e| e.message)?,
+        };
+        let s = snapshot_of(s);
         self.status = s.status.clone();
         Ok(s)
     }
@@ -131,6 +147,11 @@ impl<H: Handle> NodeApi for TuiClient<H> {
         loop {
             let update = match self.events.try_next()? {
                 Event::Space(s) => Some(Update::Space(Box::new(space_view(*s)))),
+                Event::Roster(roster) => Some(Update::Roster(roster_entries(roster))),
+                Event::Spaces { spaces, left } => Some(Update::Spaces {
+                    spaces: spaces.into_iter().map(space_view).collect(),
+                    left,
+                }),
                 Event::Seats { space, pools } => Some(Update::Seats {
                     space,
                     pools: pools.iter().map(pool_status).collect(),
@@ -276,19 +297,23 @@ pub fn snapshot_of(s: view::Snapshot) -> Snapshot {
     Snapshot {
         status: status_of(&s.status, false),
         findings: s.findings.iter().map(finding_view).collect(),
+        following: s.following,
         spaces: s.spaces.into_iter().map(space_view).collect(),
-        roster: s
-            .roster
-            .into_iter()
-            .map(|op| RosterEntryView {
-                op: op.op,
-                kind: op.kind,
-                summary: op.summary,
-                signed_by: op.signed_by,
-                at: Utc.timestamp_millis_opt(op.created_at_ms).single(),
-            })
-            .collect(),
+        roster: roster_entries(s.roster),
     }
+}
+
+fn roster_entries(roster: Vec<deskmesh_core::audit::RosterOpAudit>) -> Vec<RosterEntryView> {
+    roster
+        .into_iter()
+        .map(|op| RosterEntryView {
+            op: op.op,
+            kind: op.kind,
+            summary: op.summary,
+            signed_by: op.signed_by,
+            at: Utc.timestamp_millis_opt(op.created_at_ms).single(),
+        })
+        .collect()
 }
 
 /// The UI attached to the daemon answering on `socket`, with reloads fetched over a connection of their

@@ -293,6 +293,7 @@ pub fn synthetic(n: usize, now: DateTime<Utc>) -> Snapshot {
     Snapshot {
         status: status(None, now),
         findings: findings(&spaces),
+        following: 0,
         spaces,
         roster,
     }

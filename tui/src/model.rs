@@ -68,6 +68,8 @@ pub struct Snapshot {
     pub roster: Vec<RosterEntryView>,
     /// Every item that did not count: the list `deskmesh audit` prints, item for item.
     pub findings: Vec<FindingView>,
+    /// Spaces still to come as [`Update::Spaces`] pages (an attach sends the first screenful first).
+    pub following: usize,
 }
 
 /// The node and its connection to the mesh, for the status bar.
@@ -239,6 +241,11 @@ pub enum Update {
     Snapshot(Box<Snapshot>),
     /// A space was added or its listing, signers or rejections changed.
     Space(Box<SpaceView>),
+    /// The next page of the directory while it loads: `left` more spaces follow.
+    Spaces {
+        spaces: Vec<SpaceView>,
+        left: usize,
+    },
     /// New beacons for some pools of a space; pools not named keep their status.
     Seats {
         space: SpaceId,

@@ -43,6 +43,7 @@ pub(crate) fn snapshot() -> Snapshot {
     Snapshot {
         status: fake::status(Some(my_space()), now()),
         findings: fake::findings(&spaces),
+        following: 0,
         spaces,
         roster,
     }

@@ -21,7 +21,7 @@ use deskmesh_crdt_model::query::Query;
 use deskmesh_keys::{PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::AuditReport;
+use crate::audit::{AuditReport, RosterOpAudit};
 use crate::bundle::BundleReport;
 use crate::export::ExportFormat;
 use crate::home::SavedPlace;
@@ -38,12 +38,13 @@ use crate::ops::place::PlaceSpec;
 use crate::ops::seats::SeatsReport;
 use crate::ops::trust::{CoordinatorChange, ProposalReport, VerifyReport};
 use crate::report::{AllianceReport, ReportScope};
-use crate::view::{Event, NodeStatus, PeerInfo, Snapshot};
+use crate::view::{Event, NodeStatus, PageCursor, PeerInfo, Snapshot, SnapshotHead, SpacesPage};
 
 /// The version of the request/response protocol. A peer naming another version is refused with a
 /// sentence that says which side to upgrade. Version 2: coordinator quorum, verifications, device
-/// replacement, listed revocations, audit export and the audit's findings.
-pub const PROTOCOL: u32 = 2;
+/// replacement, listed revocations, audit export and the audit's findings. Version 3: paged attach
+/// (`Attach`, `SnapshotHead`, `SpacesPage`, `RosterLog`, `Event::Spaces`, `Event::Roster`).
+pub const PROTOCOL: u32 = 3;
 
 /// Bytes that cross the API: base64 text in JSON, raw bytes in binary encodings.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -202,8 +203,28 @@ pub enum Request {
     AuditExport,
     /// Everything a live front end shows.
     Snapshot,
+    /// What a front end shows first: a [`Snapshot`] with only the first `first` spaces in name order,
+    /// and where the rest start.
+    SnapshotHead {
+        first: usize,
+    },
+    /// Up to `take` spaces in name order after `after` (from the first when `None`).
+    SpacesPage {
+        after: Option<PageCursor>,
+        take: usize,
+    },
+    /// The roster log, oldest first (what [`Snapshot::roster`] holds).
+    RosterLog,
     /// After the answer, the connection carries [`Event`]s until the client hangs up (sockets only).
     Subscribe,
+    /// A front end attaching (sockets only): the answer is a [`Snapshot`] holding the first `first`
+    /// spaces in name order and no roster; then the connection carries the rest in [`Event::Spaces`]
+    /// pages of `page` spaces and then the roster ([`Event::Roster`]), in the one stream with every live
+    /// [`Event`], until the client hangs up.
+    Attach {
+        first: usize,
+        page: usize,
+    },
 }
 
 impl Request {
@@ -225,7 +246,11 @@ impl Request {
                 | Self::AuditExport
                 | Self::AllianceProposals
                 | Self::Snapshot
+                | Self::SnapshotHead { .. }
+                | Self::SpacesPage { .. }
+                | Self::RosterLog
                 | Self::Subscribe
+                | Self::Attach { .. }
         )
     }
 }
@@ -261,6 +286,9 @@ pub enum Response {
     ImportedItems(BundleReport),
     Audit(Box<AuditReport>),
     Snapshot(Box<Snapshot>),
+    SnapshotHead(Box<SnapshotHead>),
+    SpacesPage(SpacesPage),
+    RosterLog(Vec<RosterOpAudit>),
     Subscribed,
 }
 
@@ -405,6 +433,16 @@ pub trait Handle {
     /// Whether a running mesh node answers (a daemon, or one embedded in this program).
     fn is_running(&self) -> bool;
 
+    /// What a front end needs to start: a [`Snapshot`] and the live events from then on. A handle that
+    /// can page (a daemon's socket) puts only the first `first` spaces (name order) in the snapshot and
+    /// sends the rest as [`Event::Spaces`] pages of `page` in the event stream, so the first screen does
+    /// not wait for the whole directory; this default takes the whole snapshot at once.
+    fn attach(&mut self, first: usize, page: usize) -> Result<(Snapshot, Subscription), ApiError> {
+        let _ = (first, page);
+        let events = self.subscribe()?;
+        Ok((*self.snapshot()?, events))
+    }
+
     typed! {
         fn status() -> Status(Box<NodeStatus>) = Request::Status;
         fn peers() -> Peers(Vec<PeerInfo>) = Request::Peers;
@@ -447,6 +485,10 @@ pub trait Handle {
         fn audit() -> Audit(Box<AuditReport>) = Request::Audit;
         fn audit_export() -> Exported(Bytes) = Request::AuditExport;
         fn snapshot() -> Snapshot(Box<Snapshot>) = Request::Snapshot;
+        fn snapshot_head(first: usize) -> SnapshotHead(Box<SnapshotHead>) = Request::SnapshotHead { first };
+        fn spaces_page(after: Option<PageCursor>, take: usize) -> SpacesPage(SpacesPage) =
+            Request::SpacesPage { after, take };
+        fn roster_log() -> RosterLog(Vec<RosterOpAudit>) = Request::RosterLog;
     }
 }
 
@@ -459,6 +501,9 @@ impl<H: Handle + ?Sized> Handle for Box<H> {
     }
     fn is_running(&self) -> bool {
         (**self).is_running()
+    }
+    fn attach(&mut self, first: usize, page: usize) -> Result<(Snapshot, Subscription), ApiError> {
+        (**self).attach(first, page)
     }
 }
 
@@ -528,9 +573,17 @@ pub fn serve(node: &mut Node, request: Request, now: DateTime<Utc>) -> Result<Re
             let status = node.status()?;
             Response::Snapshot(Box::new(node.snapshot(status)?))
         }
-        Request::Subscribe => {
+        Request::SnapshotHead { first } => {
+            let status = node.status()?;
+            Response::SnapshotHead(Box::new(node.snapshot_head(status, first)?))
+        }
+        Request::SpacesPage { after, take } => {
+            Response::SpacesPage(node.spaces_page(after.as_ref(), take)?)
+        }
+        Request::RosterLog => Response::RosterLog(node.roster_log()),
+        Request::Subscribe | Request::Attach { .. } => {
             return Err(ApiError::protocol(
-                "subscribe is answered by the connection, not by the node",
+                "subscribe and attach are answered by the connection, not by the node",
             ))
         }
     })
@@ -697,5 +750,77 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Pages read the directory in name order (folded: "alder" before "Birch"), every space once, and a
+    /// space listed between two pages neither repeats one already sent nor hides one still to come.
+    #[test]
+    fn pages_cover_the_directory_once_in_name_order_while_it_changes() {
+        let mut coordinator = testkit::coordinator();
+        let names = ["Oak", "alder", "Birch", "Maple", "Oak", "yew", "Cedar"];
+        let mut spaces = Vec::new();
+        for name in names {
+            let (space, _) = testkit::listed_space(&mut coordinator, name);
+            spaces.push(space);
+        }
+        for space in &spaces[..6] {
+            testkit::carry(space, &mut coordinator);
+        }
+        let mut handle = Local::new(coordinator);
+
+        let head = handle.snapshot_head(2).unwrap();
+        let first: Vec<String> = head
+            .snapshot
+            .spaces
+            .iter()
+            .map(|s| s.listing.name.clone())
+            .collect();
+        assert_eq!(first, ["alder", "Birch"]);
+        assert_eq!(head.snapshot.following, 4);
+        // The roster log comes apart (an attach streams it after the pages).
+        assert!(head.snapshot.roster.is_empty());
+        assert_eq!(handle.roster_log().unwrap().len(), 1 + names.len());
+        let mut seen = first;
+        let mut after = head.next;
+        // "Cedar" sorts after the cursor ("birch") and arrives between pages: the next page has it.
+        for batch in spaces[6].bundle().unwrap().batches(usize::MAX) {
+            let report = handle.import_items(batch).unwrap();
+            assert_eq!(report.changes_new, 1, "{report:?}");
+        }
+        let mut lefts = Vec::new();
+        while let Some(cursor) = after {
+            let page = handle.spaces_page(Some(cursor), 2).unwrap();
+            assert!(page.spaces.len() <= 2);
+            seen.extend(page.spaces.iter().map(|s| s.listing.name.clone()));
+            lefts.push(page.left);
+            after = page.next;
+        }
+        assert_eq!(
+            seen,
+            ["alder", "Birch", "Cedar", "Maple", "Oak", "Oak", "yew"]
+        );
+        assert_eq!(lefts, [3, 1, 0]);
+        // A whole snapshot is the same spaces in the same order, with nothing following.
+        let whole = handle.snapshot().unwrap();
+        let names: Vec<&str> = whole
+            .spaces
+            .iter()
+            .map(|s| s.listing.name.as_str())
+            .collect();
+        assert_eq!(names, seen);
+        assert_eq!(whole.following, 0);
+        assert_eq!(whole.roster, handle.roster_log().unwrap());
+        // A cursor past the end gives an empty last page.
+        let last = whole.spaces.last().unwrap();
+        let page = handle
+            .spaces_page(
+                Some(PageCursor {
+                    name: "yew".into(),
+                    space: last.listing.id.clone(),
+                }),
+                10,
+            )
+            .unwrap();
+        assert!(page.spaces.is_empty() && page.next.is_none() && page.left == 0);
     }
 }

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::Bundle;
 use crate::home::NodeConfig;
 use crate::ingest::{At, ItemKind, Source};
-use crate::names::KeyName;
+use crate::names::{KeyName, KeyNames};
 use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, PENDING_PREFIX};
 use crate::ops::trust::ProposalReport;
 
@@ -212,13 +212,14 @@ impl Node {
     pub fn roster_log(&self) -> Vec<RosterOpAudit> {
         let mut out = Vec::new();
         if let Some(roster) = self.roster() {
+            let names = KeyNames::new(Some(roster));
             for (hash, op, signed) in roster.ops_in_order() {
                 out.push(RosterOpAudit {
                     op: hash,
                     kind: op.body.kind().to_string(),
-                    summary: summarise(&op.body, roster),
+                    summary: summarise_with(&op.body, roster, &names),
                     author: op.author,
-                    author_name: KeyName::of(Some(roster), &op.author).name,
+                    author_name: names.of(&op.author).name,
                     signed_by: signed.signers(),
                     parents: op.parents.clone(),
                     created_at_ms: op.created_at_ms,
@@ -229,15 +230,41 @@ impl Node {
     }
 
     /// Everything that did not count, from what the store and its index hold now: the list the audit
-    /// reports and a live front end shows.
+    /// reports and a live front end shows. The roster's stored signatures are checked once per roster
+    /// state (10,000 admissions take half a second to verify); [`Node::audit`] checks them every time.
     pub fn findings(&self) -> anyhow::Result<Vec<Finding>> {
+        self.findings_checking(false)
+    }
+
+    /// The roster operations whose stored signatures do not verify: checked again when `recheck` or
+    /// when the roster changed since the last check, else as last checked.
+    fn roster_signature_faults(
+        &self,
+        roster: &deskmesh_keys::Roster,
+        recheck: bool,
+    ) -> Vec<(Hash, deskmesh_keys::RosterError)> {
+        let heads = roster.heads();
+        if !recheck {
+            if let Some((checked, faults)) = &*self.roster_faults.borrow() {
+                if *checked == heads {
+                    return faults.clone();
+                }
+            }
+        }
+        let faults = roster.unverified_signatures();
+        *self.roster_faults.borrow_mut() = Some((heads, faults.clone()));
+        faults
+    }
+
+    fn findings_checking(&self, recheck: bool) -> anyhow::Result<Vec<Finding>> {
         let roster = self.roster();
         let space_name = |s: &SpaceId| {
             roster
                 .and_then(|r| r.state().spaces.get(s))
                 .map(|e| e.name.clone())
         };
-        let name = |k: &PublicKey| KeyName::of(roster, k);
+        let names = KeyNames::new(roster);
+        let name = |k: &PublicKey| names.of(k);
         // A roster operation that does not count: it belongs to no space.
         let rejected_op = |op: &Hash, author: Option<KeyName>, reason: String| Finding {
             status: FindingStatus::Rejected,
@@ -263,7 +290,7 @@ impl Node {
         if let Some(roster) = roster {
             // The roster was loaded without checking signatures (they were checked before each
             // operation was stored); the audit checks every one again.
-            for (op, why) in roster.unverified_signatures() {
+            for (op, why) in self.roster_signature_faults(roster, recheck) {
                 out.push(rejected_op(
                     &op,
                     None,
@@ -332,7 +359,8 @@ impl Node {
     /// Verifies everything stored and reports signers, verifications and findings.
     pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
         let roster = self.roster();
-        let name = |k: &PublicKey| KeyName::of(roster, k);
+        let names = KeyNames::new(roster);
+        let name = |k: &PublicKey| names.of(k);
         let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
             if !spaces.contains(&space) {
@@ -418,7 +446,7 @@ impl Node {
             });
         }
 
-        let mut findings = self.findings()?;
+        let mut findings = self.findings_checking(true)?;
         findings.extend(bad_checkpoints);
         let mut beacons_verified = 0;
         for (space, pool, bytes) in self.store.beacons()? {
@@ -670,6 +698,11 @@ fn item_text(kind: &str, id: &Hash) -> String {
 
 /// One line for people about a roster operation.
 pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
+    summarise_with(body, roster, &KeyNames::new(Some(roster)))
+}
+
+/// [`summarise`] with the keys' names indexed once, for many operations.
+fn summarise_with(body: &OpBody, roster: &Roster, names: &KeyNames<'_>) -> String {
     use deskmesh_keys::roster::OpBody::*;
     let space_name = |s: &SpaceId| {
         roster
@@ -679,7 +712,7 @@ pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
             .map(|e| format!("{:?} ({s})", e.name))
             .unwrap_or_else(|| s.to_string())
     };
-    let key_name = |k: &PublicKey| KeyName::of(Some(roster), k).label();
+    let key_name = |k: &PublicKey| names.of(k).label();
     match body {
         CreateAlliance {
             name,

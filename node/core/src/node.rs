@@ -16,7 +16,7 @@ use deskmesh_crdt_model::change::{Authority, Denial, Envelope, SignedChange};
 use deskmesh_crdt_model::doc::{ApplyOutcome, SpaceDoc};
 use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_keys::roster::{OpBody, Removal, Roster, SignedOp};
+use deskmesh_keys::roster::{OpBody, Removal, Roster, RosterError, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
 use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,9 @@ pub struct Node {
     /// of an index row or a beacon ([`Node::write_index`], the ingest of a beacon); dropped (to be
     /// rebuilt at the next read) when such a write fails.
     catalog: std::cell::RefCell<Option<Catalog>>,
+    /// The roster operations whose stored signatures did not verify, at the roster heads they were
+    /// checked at: live front ends ask for findings often, and the roster seldom changes.
+    pub(crate) roster_faults: std::cell::RefCell<Option<(Vec<Hash>, Vec<(Hash, RosterError)>)>>,
 }
 
 impl fmt::Debug for Node {
@@ -179,6 +182,7 @@ impl Node {
             docs: Default::default(),
             rebuild_after: Default::default(),
             catalog: Default::default(),
+            roster_faults: Default::default(),
         };
         node.roster = node.load_roster()?;
         // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only

@@ -143,11 +143,44 @@ pub struct SpaceState {
 pub struct Snapshot {
     pub status: NodeStatus,
     pub spaces: Vec<SpaceState>,
-    /// Roster operations in causal order, oldest first.
+    /// Roster operations in causal order, oldest first; empty in an attach's first snapshot, which
+    /// gets them as [`Event::Roster`] after the pages.
     pub roster: Vec<RosterOpAudit>,
     /// What did not count: the audit's own list ([`Node::findings`]).
     #[serde(default)]
     pub findings: Vec<Finding>,
+    /// Spaces not in `spaces` that follow as [`Event::Spaces`] pages: 0 for a whole snapshot; for an
+    /// attach ([`crate::api::Handle::attach`]), the rest of the directory after the first screenful.
+    #[serde(default)]
+    pub following: usize,
+}
+
+/// Where a paged read of the directory stands: the last space sent, in the name order front ends
+/// show first ([`Node::spaces_page`]). A key, not a position, so spaces added or removed between two
+/// pages neither repeat nor skip one that stayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageCursor {
+    /// The space's folded name, as the search index sorts it.
+    pub name: String,
+    pub space: SpaceId,
+}
+
+/// One page of the directory in name order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpacesPage {
+    pub spaces: Vec<SpaceState>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<PageCursor>,
+    /// How many spaces come after this page.
+    pub left: usize,
+}
+
+/// The first screenful of a snapshot: everything a front end shows, with only the first spaces in name
+/// order; [`Snapshot::following`] says how many more there are, and `next` where they start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotHead {
+    pub snapshot: Snapshot,
+    pub next: Option<PageCursor>,
 }
 
 /// A live change, in the order the node stored it.
@@ -162,6 +195,14 @@ pub enum Event {
     },
     /// The node's status changed (peers, last sync, listen addresses).
     Status(Box<NodeStatus>),
+    /// The next page of the directory after an attach, in name order: `left` more spaces follow. Pages
+    /// come in the same stream as every other event, so a page never undoes a later change.
+    Spaces {
+        spaces: Vec<SpaceState>,
+        left: usize,
+    },
+    /// The whole roster log, oldest first: the end of an attach, after its pages.
+    Roster(Vec<RosterOpAudit>),
     /// Something changed that can touch every space (a roster operation), or the subscriber fell behind:
     /// fetch a fresh snapshot.
     Reload,
@@ -200,35 +241,77 @@ impl Node {
 
     /// Everything a front end shows, with `status` as the caller knows it.
     pub fn snapshot(&self, status: NodeStatus) -> anyhow::Result<Snapshot> {
-        let verifications = self.verifications()?;
+        let mut whole = self.snapshot_head(status, usize::MAX)?.snapshot;
+        whole.roster = self.roster_log();
+        Ok(whole)
+    }
+
+    /// What a front end shows first: the node's status and findings and the first `first` spaces in
+    /// name order (the order the TUI opens in), with where the rest start. The roster log is left out
+    /// (10,000 admissions are megabytes): an attach sends it after the pages, as [`Event::Roster`].
+    pub fn snapshot_head(&self, status: NodeStatus, first: usize) -> anyhow::Result<SnapshotHead> {
+        let page = self.spaces_page(None, first)?;
+        Ok(SnapshotHead {
+            snapshot: Snapshot {
+                status,
+                spaces: page.spaces,
+                roster: Vec::new(),
+                findings: self.findings()?,
+                following: page.left,
+            },
+            next: page.next,
+        })
+    }
+
+    /// Up to `take` spaces in name order (folded name, then space id), starting after `after` (from the
+    /// first when `None`). Costs a sort of the directory's names and `take` space states, whatever the
+    /// directory's size otherwise.
+    pub fn spaces_page(
+        &self,
+        after: Option<&PageCursor>,
+        take: usize,
+    ) -> anyhow::Result<SpacesPage> {
         let catalog = self.catalog()?;
-        let mut spaces = Vec::with_capacity(catalog.len());
-        for (entry, listing) in catalog.entries().iter().zip(catalog.listings()) {
-            spaces.push(SpaceState {
-                pools: catalog
-                    .beacons(&entry.space)
-                    .iter()
-                    .map(PoolState::from)
-                    .collect(),
-                signers: entry.signers.clone(),
-                rejected: self.rejections(&entry.space)?,
-                revoked: entry.revoked.clone(),
-                facts: FactView::all(
-                    &verifications
-                        .get(&entry.space)
-                        .map(|v| deskmesh_crdt_model::verify::fact_states(listing, v))
-                        .unwrap_or_default(),
-                    self.roster(),
-                ),
-                listing: listing.clone(),
-            });
+        let search = catalog.search();
+        let entries = catalog.entries();
+        // Rows are in space id order, so the row breaks ties between equal names by space id.
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by(|&a, &b| search.name_key(a).cmp(search.name_key(b)).then(a.cmp(&b)));
+        let start = after.map_or(0, |c| {
+            order.partition_point(|&i| {
+                (search.name_key(i), &entries[i].space) <= (c.name.as_str(), &c.space)
+            })
+        });
+        let end = start.saturating_add(take).min(order.len());
+        let rows = &order[start..end];
+        let verifications = if rows.len() > 64 {
+            Some(self.verifications()?)
+        } else {
+            None
+        };
+        let mut spaces = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let (entry, listing) = (&entries[i], &catalog.listings()[i]);
+            let facts = match &verifications {
+                Some(all) => all
+                    .get(&entry.space)
+                    .map(|v| deskmesh_crdt_model::verify::fact_states(listing, v))
+                    .unwrap_or_default(),
+                None => self.fact_states(listing)?,
+            };
+            spaces.push(self.state_of(&catalog, entry, listing, facts)?);
         }
-        drop(catalog);
-        Ok(Snapshot {
-            status,
+        let next = (end < order.len())
+            .then(|| rows.last())
+            .flatten()
+            .map(|&i| PageCursor {
+                name: search.name_key(i).to_string(),
+                space: entries[i].space.clone(),
+            });
+        Ok(SpacesPage {
             spaces,
-            roster: self.roster_log(),
-            findings: self.findings()?,
+            next,
+            left: order.len() - end,
         })
     }
 
@@ -238,20 +321,31 @@ impl Node {
         let Some((entry, listing)) = catalog.entry(space) else {
             return Ok(None);
         };
+        let facts = self.fact_states(listing)?;
+        self.state_of(&catalog, entry, listing, facts).map(Some)
+    }
+
+    fn state_of(
+        &self,
+        catalog: &crate::catalog::Catalog,
+        entry: &crate::node::IndexEntry,
+        listing: &Listing,
+        facts: Vec<deskmesh_crdt_model::verify::FactState>,
+    ) -> anyhow::Result<SpaceState> {
         let pools = catalog
-            .beacons(space)
+            .beacons(&entry.space)
             .iter()
             .filter(|b| listing.seat_pools.iter().any(|p| p.id == b.pool))
             .map(PoolState::from)
             .collect();
-        Ok(Some(SpaceState {
-            facts: FactView::all(&self.fact_states(listing)?, self.roster()),
+        Ok(SpaceState {
+            facts: FactView::all(&facts, self.roster()),
             listing: listing.clone(),
             pools,
             signers: entry.signers.clone(),
-            rejected: self.rejections(space)?,
+            rejected: self.rejections(&entry.space)?,
             revoked: entry.revoked.clone(),
-        }))
+        })
     }
 
     /// The rejected or waiting changes of one space, from its index alone (cheap enough for every event).

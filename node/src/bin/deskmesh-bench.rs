@@ -1142,9 +1142,16 @@ fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
     let (daemon, ready) = BenchDaemon::start(&bin, home, now)?;
     value("daemon ready (control socket answers)", fmt_d(ready));
     value("daemon memory, idle", daemon.memory());
-    let (mut connect, mut snapshot, mut app_new, mut first_draw, mut total) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut connect, mut snapshot, mut app_new, mut first_draw, mut total, mut loaded) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let mut spaces = 0;
+    let mut first = 0;
     for _ in 0..runs {
         let t = Instant::now();
         let mut api =
@@ -1152,12 +1159,27 @@ fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
         let c = t.elapsed();
         let s = api.snapshot().map_err(|e| anyhow::anyhow!(e))?;
         let sn = t.elapsed();
-        spaces = s.spaces.len();
-        let app = App::new(s, Theme::colored(), now, Rect::new(0, 0, width, height));
+        first = s.spaces.len();
+        let mut app = App::new(s, Theme::colored(), now, Rect::new(0, 0, width, height));
         let an = t.elapsed();
         let mut term = Terminal::new(TestBackend::new(width, height))?;
         term.draw(|f| draw(&app, f))?;
         let dr = t.elapsed();
+        // Then the rest of the directory, page by page, as the TUI's loop applies it.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while app.loading() > 0 {
+            match api.poll() {
+                Some(update) => app.update(update),
+                None if Instant::now() > deadline => bail!(
+                    "the directory did not finish loading within 120 s ({} still to come)",
+                    app.loading()
+                ),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        term.draw(|f| draw(&app, f))?;
+        loaded.push(t.elapsed());
+        spaces = app.counts().1;
         connect.push(c);
         snapshot.push(sn - c);
         app_new.push(an - sn);
@@ -1165,13 +1187,17 @@ fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
         total.push(dr);
     }
     header(&format!(
-        "attach: the TUI on a daemon serving {spaces} spaces, {width}x{height}, {runs} runs, in process"
+        "attach: the TUI on a daemon serving {spaces} spaces, {width}x{height}, {runs} runs, in process; the first snapshot holds {first}"
     ));
-    row("connect and subscribe (tui_client::attach)", &connect);
-    row("snapshot (ask, receive, decode, map)", &snapshot);
+    row(
+        "connect, subscribe, first snapshot (tui_client::attach)",
+        &connect,
+    );
+    row("first snapshot mapped (NodeApi::snapshot)", &snapshot);
     row("App::new (index, filter, sort)", &app_new);
     row("first frame (TestBackend)", &first_draw);
     row("attach to first frame", &total);
+    row("attach to every space loaded and drawn", &loaded);
     value("daemon memory after the attaches", daemon.memory());
 
     // The real thing: `deskmesh tui` in tmux, from launch until the table shows every space.
@@ -1181,13 +1207,28 @@ fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
         .map(|o| o.status.success())
         .unwrap_or(false)
     {
-        let want = format!("{spaces} of {spaces} spaces");
-        let samples = tmux_launches(&bin, home, now, runs, &want, width, height)?;
-        header("attach: `deskmesh tui` in tmux, launch to first full screen");
-        row("with a daemon running", &samples);
+        // The header reads "200 of 200 spaces · 9800 loading" on the first screen (the table full),
+        // then "10000 of 10000 spaces" once every page arrived.
+        let all = format!("{spaces} of {spaces} spaces");
+        let samples = tmux_launches(&bin, home, now, runs, &[" loading · ", &all], width, height)?;
+        header("attach: `deskmesh tui` in tmux, from launch");
+        row("with a daemon running: first full screen", &samples[0]);
+        row("with a daemon running: every space loaded", &samples[1]);
         drop(daemon);
-        let samples = tmux_launches(&bin, home, now, runs.min(5), &want, width, height)?;
-        row("no daemon (the TUI starts its own node)", &samples);
+        let wants = [" loading · ", all.as_str()];
+        match tmux_launches(&bin, home, now, runs.min(5), &wants, width, height) {
+            Ok(samples) => {
+                row(
+                    "no daemon (the TUI starts its own node): first full screen",
+                    &samples[0],
+                );
+                row("no daemon: every space loaded", &samples[1]);
+            }
+            Err(e) => value(
+                "no daemon (the TUI starts its own node)",
+                format!("not measured: {e:#}"),
+            ),
+        }
     } else {
         drop(daemon);
         value(
@@ -1199,16 +1240,18 @@ fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
 }
 
 /// Launches `deskmesh tui` in a fresh detached tmux session `runs` times and polls the screen until it
-/// shows `want`; the time from launch to that screen (polled every 2 ms, so within ~3 ms).
+/// shows each of `wants` in turn; for each, the times from launch to the first screen showing it (or a
+/// later one: a screen showing a later want counts for the earlier ones too), polled every 2 ms, so
+/// within ~3 ms.
 fn tmux_launches(
     bin: &Path,
     home: &Path,
     now: DateTime<Utc>,
     runs: usize,
-    want: &str,
+    wants: &[&str],
     width: u16,
     height: u16,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<Vec<Vec<Duration>>> {
     let session = format!("dm-bench-{}", std::process::id());
     let tmux = |args: &[&str]| -> anyhow::Result<String> {
         let out = std::process::Command::new("tmux").args(args).output()?;
@@ -1220,7 +1263,10 @@ fn tmux_launches(
         bin.display(),
         home.display()
     );
-    let mut samples = Vec::with_capacity(runs);
+    let mut samples = vec![Vec::with_capacity(runs); wants.len()];
+    let Some(&want) = wants.last() else {
+        return Ok(samples);
+    };
     for _ in 0..runs {
         let _ = tmux(&["kill-session", "-t", &session]);
         let t = Instant::now();
@@ -1238,10 +1284,17 @@ fn tmux_launches(
             &script,
         ])?;
         let deadline = t + Duration::from_secs(60);
+        let mut seen = 0;
         loop {
             let screen = tmux(&["capture-pane", "-p", "-t", &session])?;
-            if screen.contains(want) {
-                samples.push(t.elapsed());
+            let at = t.elapsed();
+            if let Some(reached) = wants.iter().rposition(|w| screen.contains(w)) {
+                while seen <= reached {
+                    samples[seen].push(at);
+                    seen += 1;
+                }
+            }
+            if seen == wants.len() {
                 break;
             }
             if Instant::now() > deadline {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use deskmesh_core::api::{
     self, ApiError, Handle, Hello, Request, Response, Subscription, Welcome, PROTOCOL,
 };
-use deskmesh_core::view::Event;
+use deskmesh_core::view::{Event, Snapshot};
 
 use super::{MAX_HELLO, MAX_REQUEST, MAX_RESPONSE};
 
@@ -95,8 +95,28 @@ impl Handle for Remote {
     }
 
     fn subscribe(&mut self) -> Result<Subscription, ApiError> {
-        let reader = subscribed(&self.socket)?
+        let (reader, _) = subscribed(&self.socket, &Request::Subscribe)?
             .ok_or_else(|| ApiError::unavailable("the deskmesh daemon is not running any more"))?;
+        self.feed(reader)
+    }
+
+    fn is_running(&self) -> bool {
+        true
+    }
+
+    fn attach(&mut self, first: usize, page: usize) -> Result<(Snapshot, Subscription), ApiError> {
+        let (reader, answer) = subscribed(&self.socket, &Request::Attach { first, page })?
+            .ok_or_else(|| ApiError::unavailable("the deskmesh daemon is not running any more"))?;
+        let Response::Snapshot(snapshot) = answer else {
+            return Err(ApiError::unexpected(&answer));
+        };
+        Ok((*snapshot, self.feed(reader)?))
+    }
+}
+
+impl Remote {
+    /// Reads the events arriving on `reader` on a thread of their own.
+    fn feed(&self, reader: BufReader<UnixStream>) -> Result<Subscription, ApiError> {
         let (tx, sub) = Subscription::channel();
         let socket = self.socket.clone();
         std::thread::Builder::new()
@@ -104,10 +124,6 @@ impl Handle for Remote {
             .spawn(move || feed(socket, reader, tx))
             .map_err(|e| ApiError::unavailable(format!("cannot start the event reader: {e}")))?;
         Ok(sub)
-    }
-
-    fn is_running(&self) -> bool {
-        true
     }
 }
 
@@ -146,25 +162,33 @@ fn open(socket: &Path) -> Result<Option<(Conn, Welcome)>, ApiError> {
     Ok(Some((Conn { reader, writer }, welcome)))
 }
 
-/// Opens a connection that has subscribed; the reader is positioned after the daemon's answer.
-fn subscribed(socket: &Path) -> Result<Option<BufReader<UnixStream>>, ApiError> {
+/// Opens a connection that has subscribed (`request` is `Subscribe` or `Attach`), with the daemon's
+/// answer; the reader is positioned after it. `Ok(None)` when nothing listens on the socket.
+fn subscribed(
+    socket: &Path,
+    request: &Request,
+) -> Result<Option<(BufReader<UnixStream>, Response)>, ApiError> {
     let Some((mut conn, _)) = open(socket)? else {
         return Ok(None);
     };
-    let mut line =
-        serde_json::to_vec(&Request::Subscribe).map_err(|e| ApiError::protocol(e.to_string()))?;
+    let mut line = serde_json::to_vec(request).map_err(|e| ApiError::protocol(e.to_string()))?;
     line.push(b'\n');
     conn.writer.write_all(&line).map_err(|e| stopped(&e))?;
-    match read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_HELLO)?? {
-        Response::Subscribed => {}
-        other => return Err(ApiError::unexpected(&other)),
+    let answer = match request {
+        Request::Subscribe => {
+            read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_HELLO)??
+        }
+        _ => read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_RESPONSE)??,
+    };
+    if matches!(request, Request::Subscribe) && answer != Response::Subscribed {
+        return Err(ApiError::unexpected(&answer));
     }
     // Events may be far apart: the subscription waits without a deadline.
     conn.reader
         .get_ref()
         .set_read_timeout(None)
         .map_err(|e| stopped(&e))?;
-    Ok(Some(conn.reader))
+    Ok(Some((conn.reader, answer)))
 }
 
 /// Reads events until the subscriber goes away; while the daemon is down it says so once, then tries
@@ -189,7 +213,7 @@ fn feed(socket: PathBuf, mut reader: BufReader<UnixStream>, tx: mpsc::Sender<Eve
         }
         reader = loop {
             std::thread::sleep(RECONNECT);
-            if let Ok(Some(r)) = subscribed(&socket) {
+            if let Ok(Some((r, _))) = subscribed(&socket, &Request::Subscribe) {
                 break r;
             }
         };

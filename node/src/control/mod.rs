@@ -8,7 +8,11 @@
 //! 2. then each line is a [`deskmesh_core::api::Request`], answered by one line holding
 //!    `Result<Response, ApiError>`; an unknown request or an unreadable line gets a protocol error;
 //! 3. after `Subscribe` is answered, the connection carries one [`deskmesh_core::view::Event`] per line
-//!    until the client hangs up; a subscriber that falls behind gets `Reload` instead of a partial history.
+//!    until the client hangs up; a subscriber that falls behind gets `Reload` instead of a partial history;
+//! 4. `Attach { first, page }` is a subscribe for a front end: its answer is a `Snapshot` holding only the
+//!    first `first` spaces in name order (`following` says how many more), and the stream then carries the
+//!    rest as `Event::Spaces` pages among the live events, in one order, so a page never undoes a later
+//!    change. The TUI's first screen thus waits for 200 spaces, not for a directory of 10,000.
 //!
 //! Every line is bounded ([`MAX_REQUEST`] from clients): a longer one is answered with one sentence and the
 //! connection closed, never read to its end. [`server`] runs in the daemon; [`client::Remote`] is the

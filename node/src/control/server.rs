@@ -120,15 +120,74 @@ async fn client<R: AsyncBufRead + Unpin>(
             // Subscribe before answering, so nothing published after the answer is missed.
             let rx = events.subscribe();
             send(&mut write, &Ok::<_, ApiError>(Response::Subscribed)).await?;
-            return stream_events(rx, write).await;
+            return stream_events(rx, write, None).await;
         }
-        let (tx, rx) = oneshot::channel();
-        let gone = || ApiError::unavailable("the daemon is shutting down");
-        let answer = match calls.send((request, tx)).await {
-            Ok(()) => rx.await.unwrap_or_else(|_| Err(gone())),
-            Err(_) => Err(gone()),
-        };
+        if let Request::Attach { first, page } = request {
+            // Subscribed before the first screenful is read, like `Subscribe`.
+            let rx = events.subscribe();
+            let head = match call(&calls, Request::SnapshotHead { first }).await {
+                Ok(Response::SnapshotHead(head)) => *head,
+                Ok(other) => {
+                    return send(
+                        &mut write,
+                        &Err::<Response, _>(ApiError::unexpected(&other)),
+                    )
+                    .await
+                }
+                Err(e) => return send(&mut write, &Err::<Response, _>(e)).await,
+            };
+            let answer = Response::Snapshot(Box::new(head.snapshot));
+            send(&mut write, &Ok::<_, ApiError>(answer)).await?;
+            let pages = Pager {
+                calls,
+                next: match head.next {
+                    Some(cursor) => Next::Page(cursor),
+                    None => Next::Roster,
+                },
+                page: page.clamp(1, MAX_PAGE),
+            };
+            return stream_events(rx, write, Some(pages)).await;
+        }
+        let answer = call(&calls, request).await;
         send(&mut write, &answer).await?;
+    }
+}
+
+/// The most spaces one attach page carries (a page is one event line, read whole by the client).
+const MAX_PAGE: usize = 2_000;
+
+/// Sends one request to the event loop and waits for its answer.
+async fn call(calls: &mpsc::Sender<Call>, request: Request) -> Result<Response, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let gone = || ApiError::unavailable("the daemon is shutting down");
+    match calls.send((request, tx)).await {
+        Ok(()) => rx.await.unwrap_or_else(|_| Err(gone())),
+        Err(_) => Err(gone()),
+    }
+}
+
+/// The rest of an attach, still to be sent.
+struct Pager {
+    calls: mpsc::Sender<Call>,
+    next: Next,
+    page: usize,
+}
+
+/// What an attach sends next: the page after a cursor, then the roster log.
+enum Next {
+    Page(deskmesh_core::view::PageCursor),
+    Roster,
+}
+
+impl Pager {
+    fn request(&self) -> Request {
+        match &self.next {
+            Next::Page(after) => Request::SpacesPage {
+                after: Some(after.clone()),
+                take: self.page,
+            },
+            Next::Roster => Request::RosterLog,
+        }
     }
 }
 
@@ -171,19 +230,72 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ApiError> {
 }
 
 /// Forwards event lines to one subscriber until it hangs up; one that fell behind is told to reload
-/// rather than being sent a partial history.
+/// rather than being sent a partial history. With `pages` (an attach), the rest of the directory goes out
+/// as [`Event::Spaces`] pages in the same stream, then the roster log as [`Event::Roster`]: each page is read from the node when the one before it
+/// is written, and live events written meanwhile keep their order. A page answers from the node's state
+/// when the event loop reads it, so an event written after a page is never older than the page, and one
+/// written before it is repeated by the page or by a later event.
 async fn stream_events(
     mut rx: broadcast::Receiver<Arc<str>>,
     mut write: OwnedWriteHalf,
+    mut pages: Option<Pager>,
 ) -> anyhow::Result<()> {
+    let mut asked: Option<oneshot::Receiver<Result<Response, ApiError>>> = None;
     loop {
-        let line: Arc<str> = match rx.recv().await {
-            Ok(line) => line,
-            Err(broadcast::error::RecvError::Lagged(_)) => event_line(&Event::Reload)?,
-            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        if asked.is_none() {
+            if let Some(p) = &pages {
+                let (tx, answer) = oneshot::channel();
+                if p.calls.send((p.request(), tx)).await.is_err() {
+                    return Ok(());
+                }
+                asked = Some(answer);
+            }
+        }
+        let line: Arc<str> = tokio::select! {
+            received = rx.recv() => match received {
+                Ok(line) => line,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // A reload fetches everything again: the pages would only repeat it.
+                    pages = None;
+                    asked = None;
+                    event_line(&Event::Reload)?
+                }
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            },
+            answer = page_answer(&mut asked) => {
+                asked = None;
+                match answer {
+                    Ok(Ok(Response::SpacesPage(page))) => {
+                        if let Some(p) = pages.as_mut() {
+                            p.next = page.next.map_or(Next::Roster, Next::Page);
+                        }
+                        event_line(&Event::Spaces { spaces: page.spaces, left: page.left })?
+                    }
+                    Ok(Ok(Response::RosterLog(roster))) => {
+                        pages = None;
+                        event_line(&Event::Roster(roster))?
+                    }
+                    other => {
+                        // The node could not read a page: the client fetches a whole snapshot instead.
+                        tracing::warn!(answer = ?other.map(|r| r.map(|_| ())), "cannot read the next page of the directory for an attached front end");
+                        pages = None;
+                        event_line(&Event::Reload)?
+                    }
+                }
+            }
         };
         write.write_all(line.as_bytes()).await?;
         write.write_all(b"\n").await?;
+    }
+}
+
+/// The answer to the page asked for; never ready when none is.
+async fn page_answer(
+    asked: &mut Option<oneshot::Receiver<Result<Response, ApiError>>>,
+) -> Result<Result<Response, ApiError>, oneshot::error::RecvError> {
+    match asked {
+        Some(answer) => answer.await,
+        None => std::future::pending().await,
     }
 }
 

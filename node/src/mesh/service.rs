@@ -162,6 +162,15 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
             .with_context(|| format!("cannot listen on {addr}"))?;
     }
 
+    // The directory in memory and the check of the roster's stored signatures, before the socket
+    // answers: the first `spaces list` or TUI attach would otherwise wait for them (1-2 s at 10,000
+    // spaces), and a daemon runs for weeks.
+    let warm = std::time::Instant::now();
+    if let Err(e) = node.catalog().map(drop).and_then(|()| node.findings().map(drop)) {
+        tracing::warn!(error = %e, "cannot read the directory into memory yet; the first query will try again");
+    }
+    tracing::debug!(ms = warm.elapsed().as_millis() as u64, "directory read into memory");
+
     let (tx, mut calls) = mpsc::channel::<Call>(64);
     let (events, _) = broadcast::channel(crate::control::PUSH_BACKLOG);
     let server = control::serve(&socket, tx, events.clone())?;
@@ -1684,6 +1693,13 @@ impl Service {
                 self.node
                     .snapshot(status)
                     .map(|s| Response::Snapshot(Box::new(s)))
+                    .map_err(ApiError::from)
+            }
+            ApiRequest::SnapshotHead { first } => {
+                let status = self.status()?;
+                self.node
+                    .snapshot_head(status, first)
+                    .map(|s| Response::SnapshotHead(Box::new(s)))
                     .map_err(ApiError::from)
             }
             other => api::serve(&mut self.node, other, now),

@@ -149,6 +149,8 @@ pub struct App {
     pub(crate) size: Rect,
     pub(crate) status: Status,
     pub(crate) spaces: Vec<SpaceView>,
+    /// Spaces the node has still to send (an attach pages the directory in after the first screen).
+    pub(crate) loading: usize,
     slots: HashMap<SpaceId, usize>,
     pub(crate) dir: Directory,
     pub(crate) roster: Vec<RosterEntryView>,
@@ -194,6 +196,7 @@ impl App {
             size,
             status: Status::default(),
             spaces: Vec::new(),
+            loading: 0,
             slots: HashMap::new(),
             dir: Directory::default(),
             roster: Vec::new(),
@@ -254,6 +257,11 @@ impl App {
         (self.dir.shown.len(), self.spaces.len())
     }
 
+    /// How many spaces are still on their way from the node (0 once the directory is loaded).
+    pub fn loading(&self) -> usize {
+        self.loading
+    }
+
     /// The names of the shown spaces, in table order.
     pub fn shown_names(&self) -> Vec<&str> {
         self.dir
@@ -308,6 +316,7 @@ impl App {
         self.status = snapshot.status;
         self.roster = snapshot.roster;
         self.findings = snapshot.findings;
+        self.loading = snapshot.following;
         self.spaces = snapshot.spaces;
         self.slots = self
             .spaces
@@ -317,6 +326,13 @@ impl App {
             .collect();
         self.dir = Directory::build(&self.spaces, self.now);
         self.prices = filters::currencies(&self.spaces);
+        self.settle_defaults();
+        self.refilter(Keep::Place);
+        self.leave_operator_if_not_a_space();
+    }
+
+    /// The point distances are measured from and the price filter's currency, once the data has them.
+    fn settle_defaults(&mut self) {
         if self.point.is_none() {
             // The saved location first, else this node's own space.
             self.point = self.status.home.or_else(|| {
@@ -331,8 +347,6 @@ impl App {
         if self.filters.currency.is_none() {
             self.filters.currency = self.default_currency();
         }
-        self.refilter(Keep::Place);
-        self.leave_operator_if_not_a_space();
     }
 
     /// Apply one live change from the mesh without moving the selection.
@@ -342,6 +356,15 @@ impl App {
             Update::Space(view) => {
                 self.upsert(*view);
                 self.prices = filters::currencies(&self.spaces);
+                self.refilter(Keep::Place);
+            }
+            Update::Spaces { spaces, left } => {
+                for view in spaces {
+                    self.upsert(view);
+                }
+                self.loading = left;
+                self.prices = filters::currencies(&self.spaces);
+                self.settle_defaults();
                 self.refilter(Keep::Place);
             }
             Update::Seats { space, pools } => {

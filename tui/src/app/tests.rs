@@ -855,3 +855,59 @@ fn the_loop_applies_node_updates_runs_commands_and_quits() {
     let screen = term.backend().to_string();
     assert!(screen.contains("3 free, just now"), "{screen}");
 }
+
+/// An attach opens on the first screenful and says the rest is loading; pages fill the table in without
+/// moving the selection, and the header count ends on the whole directory.
+#[test]
+fn pages_fill_the_directory_in_without_moving_the_selection() {
+    let mut whole = testdata::snapshot();
+    whole
+        .spaces
+        .sort_by_key(|s| deskmesh_crdt_model::query::fold(&s.listing.name));
+    let rest = whole.spaces.split_off(4);
+    whole.following = rest.len();
+    let mut a = App::new(whole, Theme::plain(), now(), Rect::new(0, 0, 120, 32));
+    assert_eq!(a.counts(), (4, 4));
+    assert_eq!(a.loading(), 8);
+    let mut n = node();
+    typ(&mut a, &mut n, "j");
+    let selected = selected_name(&a);
+    let header = |a: &App| {
+        let mut t = Terminal::new(TestBackend::new(120, 32)).unwrap();
+        t.draw(|f| crate::draw(a, f)).unwrap();
+        let b = t.backend().buffer();
+        (0..b.area.width)
+            .map(|x| b[(x, 0)].symbol().to_string())
+            .collect::<String>()
+    };
+    assert!(
+        header(&a).contains("4 of 4 spaces · 8 loading · by name"),
+        "{}",
+        header(&a)
+    );
+
+    let mut pages = rest.chunks(5);
+    let first = pages.next().unwrap().to_vec();
+    a.update(Update::Spaces {
+        spaces: first,
+        left: 3,
+    });
+    assert_eq!(a.counts(), (9, 9));
+    assert_eq!(a.loading(), 3);
+    assert_eq!(selected_name(&a), selected);
+    a.update(Update::Spaces {
+        spaces: pages.next().unwrap().to_vec(),
+        left: 0,
+    });
+    assert_eq!(a.counts(), (12, 12));
+    assert_eq!(a.loading(), 0);
+    assert_eq!(selected_name(&a), selected);
+    assert!(
+        header(&a).contains("12 of 12 spaces · by name"),
+        "{}",
+        header(&a)
+    );
+    // The same order as a whole snapshot gives.
+    let b = app(120, 32);
+    assert_eq!(a.shown_names(), b.shown_names());
+}

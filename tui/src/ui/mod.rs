@@ -161,7 +161,13 @@ fn header(app: &App, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(format!(" {name} "), style));
     }
     let (shown, total) = app.counts();
-    let right = format!("{shown} of {total} spaces · by {} ", app.sort.label());
+    let right = match app.loading() {
+        0 => format!("{shown} of {total} spaces · by {} ", app.sort.label()),
+        left => format!(
+            "{shown} of {total} spaces · {left} loading · by {} ",
+            app.sort.label()
+        ),
+    };
     let left = Line::from(spans);
     let pad = usize::from(area.width).saturating_sub(left.width() + right.chars().count());
     let mut line = left;
