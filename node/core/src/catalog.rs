@@ -77,9 +77,9 @@ impl Catalog {
         &self.entries
     }
 
-    /// Every listing, row `i` of [`Catalog::search`].
-    pub fn listings(&self) -> impl ExactSizeIterator<Item = &Listing> + Clone + '_ {
-        self.entries.iter().map(|e| &e.listing)
+    /// Every listing, row `i` of [`Catalog::search`] (indexed like a slice, or iterated).
+    pub fn listings(&self) -> Listings<'_> {
+        Listings(&self.entries)
     }
 
     /// The search index over [`Catalog::listings`].
@@ -145,6 +145,42 @@ impl Catalog {
             Ok(i) => pools[i] = beacon,
             Err(i) => pools.insert(i, beacon),
         }
+    }
+}
+
+/// The listings of a catalog's entries, row by row: `listings[i]` is row `i`'s.
+#[derive(Debug, Clone, Copy)]
+pub struct Listings<'a>(&'a [IndexEntry]);
+
+impl<'a> Listings<'a> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a Listing> + Clone + 'a {
+        self.0.iter().map(|e| &e.listing)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Index<usize> for Listings<'_> {
+    type Output = Listing;
+
+    fn index(&self, i: usize) -> &Listing {
+        &self.0[i].listing
+    }
+}
+
+impl<'a> IntoIterator for Listings<'a> {
+    type Item = &'a Listing;
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, IndexEntry>, fn(&'a IndexEntry) -> &'a Listing>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|e| &e.listing)
     }
 }
 

@@ -36,6 +36,9 @@ pub const CHECKPOINT_EVERY: usize = 32;
 /// The default mesh port; `init` stores it in node.toml so peers can save the address.
 pub const DEFAULT_PORT: u16 = 4717;
 
+/// The roster heads whose stored signatures were checked, and the operations whose signatures failed.
+pub(crate) type RosterFaults = (Vec<Hash>, Vec<(Hash, RosterError)>);
+
 /// One node's home, opened.
 pub struct Node {
     key: DeviceKey,
@@ -65,7 +68,7 @@ pub struct Node {
     catalog: std::cell::RefCell<Option<Catalog>>,
     /// The roster operations whose stored signatures did not verify, at the roster heads they were
     /// checked at: live front ends ask for findings often, and the roster seldom changes.
-    pub(crate) roster_faults: std::cell::RefCell<Option<(Vec<Hash>, Vec<(Hash, RosterError)>)>>,
+    pub(crate) roster_faults: std::cell::RefCell<Option<RosterFaults>>,
 }
 
 impl fmt::Debug for Node {

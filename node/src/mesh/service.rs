@@ -166,10 +166,17 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     // answers: the first `spaces list` or TUI attach would otherwise wait for them (1-2 s at 10,000
     // spaces), and a daemon runs for weeks.
     let warm = std::time::Instant::now();
-    if let Err(e) = node.catalog().map(drop).and_then(|()| node.findings().map(drop)) {
+    if let Err(e) = node
+        .catalog()
+        .map(drop)
+        .and_then(|()| node.findings().map(drop))
+    {
         tracing::warn!(error = %e, "cannot read the directory into memory yet; the first query will try again");
     }
-    tracing::debug!(ms = warm.elapsed().as_millis() as u64, "directory read into memory");
+    tracing::debug!(
+        ms = warm.elapsed().as_millis() as u64,
+        "directory read into memory"
+    );
 
     let (tx, mut calls) = mpsc::channel::<Call>(64);
     let (events, _) = broadcast::channel(crate::control::PUSH_BACKLOG);

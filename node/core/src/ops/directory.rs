@@ -98,7 +98,7 @@ impl Node {
         // The directory in memory: entries, listings and search index, row for row.
         let catalog = self.catalog()?;
         let (entries, index) = (catalog.entries(), catalog.search());
-        let listings: Vec<&Listing> = catalog.listings().collect();
+        let listings = catalog.listings();
         let verifications = self.verifications()?;
         let facts: Vec<_> = entries
             .iter()
@@ -119,7 +119,7 @@ impl Node {
         let origin = match &query.near_city {
             Some(city) => {
                 let Some((lat, lon)) = index.city_point(city) else {
-                    bail!("{}", unknown_city(city, listings.iter().copied()));
+                    bail!("{}", unknown_city(city, listings.iter()));
                 };
                 query.sort = Sort::Distance { lat, lon };
                 Some(Origin {
@@ -162,7 +162,7 @@ impl Node {
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
-            let (entry, l) = (&entries[i], listings[i]);
+            let (entry, l) = (&entries[i], &listings[i]);
             let (now_seats, pool_rows) = std::mem::replace(
                 &mut seats[i],
                 (
@@ -200,7 +200,7 @@ impl Node {
         catalog
             .search()
             .city_point(city)
-            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings())))
+            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings().iter())))
     }
 
     /// The newest verified beacon of every pool, by space.
@@ -216,7 +216,7 @@ impl Node {
     pub fn seats_now(&self, now: DateTime<Utc>) -> anyhow::Result<BTreeMap<SpaceId, SeatsNow>> {
         let catalog = self.catalog()?;
         let mut out = BTreeMap::new();
-        for (i, l) in catalog.listings().enumerate() {
+        for (i, l) in catalog.listings().iter().enumerate() {
             let open = catalog.search().open_state(i, now);
             out.insert(
                 l.id.clone(),
