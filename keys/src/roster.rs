@@ -919,6 +919,28 @@ impl Ancestry {
     }
 }
 
+/// The layout of [`Roster::snapshot`]; a change of it is a new version (an older one is replayed).
+const SNAPSHOT_VERSION: u8 = 1;
+
+/// [`Roster::snapshot`] as written (borrowing the roster).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    version: u8,
+    alliance: AllianceId,
+    ops: Vec<&'a SignedOp>,
+    current: &'a RosterState,
+}
+
+/// [`Roster::snapshot`] as read back.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Snapshot {
+    version: u8,
+    alliance: AllianceId,
+    ops: Vec<SignedOp>,
+    current: RosterState,
+}
+
 /// The verified roster operations of one alliance.
 #[derive(Debug, Clone)]
 pub struct Roster {
@@ -976,6 +998,74 @@ impl Roster {
             .collect();
         out.sort_by_key(|(h, _)| *h);
         out
+    }
+
+    /// The roster as bytes a node keeps beside its store, so that opening it again reads them back
+    /// ([`Roster::from_snapshot`]) instead of replaying every operation: every signed operation in the
+    /// order this roster took them (parents first) and the state at the heads. The snapshot is derived: a
+    /// node rebuilds it by replaying the store whenever it is missing, stale or unreadable.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut order: Vec<(usize, &Entry)> = self
+            .entries
+            .iter()
+            .filter_map(|(h, e)| self.ancestry.index.get(h).map(|i| (*i, e)))
+            .collect();
+        order.sort_by_key(|(i, _)| *i);
+        encode(&SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            alliance: self.alliance,
+            ops: order.into_iter().map(|(_, e)| &e.signed).collect(),
+            current: &self.current,
+        })
+    }
+
+    /// A roster read back from [`Roster::snapshot`] bytes of `alliance`. The operations are decoded
+    /// (their signatures were checked before the snapshot's node stored them, like
+    /// [`Roster::load_stored`]'s) and their ancestry recomputed; the state at the heads is taken as saved,
+    /// not folded again. Bytes that are not such a snapshot, or whose operations do not chain (an
+    /// operation before its parents, one of another alliance), are an error: replay the store instead.
+    pub fn from_snapshot(alliance: AllianceId, bytes: &[u8]) -> Result<Roster, RosterError> {
+        let snapshot: Snapshot = decode("roster snapshot", bytes)?;
+        let corrupt = |why: String| RosterError::Decode {
+            what: "roster snapshot",
+            why,
+        };
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(corrupt(format!("unknown version {}", snapshot.version)));
+        }
+        if snapshot.alliance != alliance {
+            return Err(corrupt(format!("it is of alliance {}", snapshot.alliance)));
+        }
+        let mut ops = snapshot.ops.into_iter();
+        let create = ops
+            .next()
+            .ok_or_else(|| corrupt("it holds no operation".into()))?;
+        let mut roster = Self::start(create, Signatures::Trusted)?;
+        if roster.alliance != alliance {
+            return Err(corrupt("its first operation is not the alliance's".into()));
+        }
+        for signed in ops {
+            let op: Op = decode("roster operation", signed.bytes())?;
+            let hash = signed.hash();
+            if op.alliance != Some(alliance)
+                || op.parents.is_empty()
+                || op.parents.iter().any(|p| !roster.entries.contains_key(p))
+                || roster.entries.contains_key(&hash)
+            {
+                return Err(corrupt(format!(
+                    "operation {} does not follow the ones before it",
+                    hash.short()
+                )));
+            }
+            for parent in &op.parents {
+                roster.heads.remove(parent);
+            }
+            roster.heads.insert(hash);
+            roster.ancestry.record(hash, &op);
+            roster.entries.insert(hash, Entry { signed, op });
+        }
+        roster.current = snapshot.current;
+        Ok(roster)
     }
 
     fn start(create: SignedOp, signatures: Signatures) -> Result<Roster, RosterError> {
@@ -1982,6 +2072,115 @@ mod tests {
         let roster = alliance(&[], 1);
         let admit = roster.propose(&key(1), admit_body(&[10]), T0);
         assert_eq!(Roster::new(admit).unwrap_err(), RosterError::NotACreate);
+    }
+
+    /// A roster with admissions, a device added and removed, and two concurrent operations (so its
+    /// state was folded, not only applied in line).
+    fn busy_roster() -> (Roster, Vec<Hash>) {
+        let mut r = alliance(&[], 1);
+        let c = key(1);
+        let start = r.heads();
+        commit(&mut r, &c, admit_body(&[10]), T0 + 1);
+        commit(&mut r, &c, admit_body(&[20, 21]), T0 + 2);
+        commit(
+            &mut r,
+            &c,
+            OpBody::AddDevice {
+                space: space(10),
+                device: pk(11),
+            },
+            T0 + 3,
+        );
+        let middle = r.heads();
+        commit(
+            &mut r,
+            &c,
+            OpBody::RemoveDevice {
+                space: space(20),
+                device: pk(21),
+                keep: Vec::new(),
+            },
+            T0 + 4,
+        );
+        // Two operations on the same parents: the state is a fold of both branches.
+        let parents = r.heads();
+        let a = op_at(&r, &c, &parents, admit_body(&[30]), T0 + 5);
+        let b = op_at(&r, &c, &parents, admit_body(&[40]), T0 + 6);
+        assert_eq!(r.insert(a), Ok(Inserted::New));
+        assert_eq!(r.insert(b), Ok(Inserted::New));
+        assert_eq!(r.heads().len(), 2);
+        (r, vec![start[0], middle[0]])
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_the_same_roster() {
+        let (r, earlier) = busy_roster();
+        let bytes = r.snapshot();
+        let back = Roster::from_snapshot(r.alliance_id(), &bytes).unwrap();
+        assert_eq!(back.state(), r.state());
+        assert_eq!(back.heads(), r.heads());
+        assert_eq!(back.len(), r.len());
+        assert_eq!(back.name(), r.name());
+        assert_eq!(
+            back.snapshot(),
+            bytes,
+            "a snapshot of the read-back roster differs"
+        );
+        // Answers at earlier heads come from the ancestry, recomputed on reading.
+        for heads in [earlier.clone(), r.heads()] {
+            assert_eq!(back.state_at(&heads).unwrap(), r.state_at(&heads).unwrap());
+            for (k, s) in [(10, 10), (11, 10), (20, 20), (21, 20), (30, 30), (40, 40)] {
+                assert_eq!(
+                    back.may_sign(&heads, &pk(k), &space(s)),
+                    r.may_sign(&heads, &pk(k), &space(s)),
+                    "key {k} at {heads:?}"
+                );
+                assert_eq!(
+                    back.removals(&heads, &pk(k), &space(s)),
+                    r.removals(&heads, &pk(k), &space(s))
+                );
+            }
+        }
+        assert_eq!(
+            back.ops_in_order().iter().map(|o| o.0).collect::<Vec<_>>(),
+            r.ops_in_order().iter().map(|o| o.0).collect::<Vec<_>>()
+        );
+        // It goes on taking operations like the original.
+        let (mut a, mut b) = (r.clone(), back);
+        for roster in [&mut a, &mut b] {
+            commit(roster, &key(1), admit_body(&[50]), T0 + 7);
+        }
+        assert_eq!(a.state(), b.state());
+        assert_eq!(a.heads(), b.heads());
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_fit_is_refused() {
+        let (r, _) = busy_roster();
+        let bytes = r.snapshot();
+        let decode_error = |res: Result<Roster, RosterError>| match res {
+            Err(RosterError::Decode { what, .. }) => assert_eq!(what, "roster snapshot"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a bad snapshot was read back"),
+        };
+        // Another alliance's.
+        let other = alliance(&[2], 1);
+        decode_error(Roster::from_snapshot(other.alliance_id(), &bytes));
+        // Cut short, or with bytes after it.
+        assert!(Roster::from_snapshot(r.alliance_id(), &bytes[..bytes.len() / 2]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Roster::from_snapshot(r.alliance_id(), &longer).is_err());
+        // An operation before its parent.
+        let mut snapshot: Snapshot = decode("roster snapshot", &bytes).unwrap();
+        snapshot.ops.swap(1, 2);
+        snapshot.ops.swap(2, 3);
+        let swapped = encode(&snapshot);
+        decode_error(Roster::from_snapshot(r.alliance_id(), &swapped));
+        // An unknown version.
+        let mut snapshot: Snapshot = decode("roster snapshot", &bytes).unwrap();
+        snapshot.version = 2;
+        decode_error(Roster::from_snapshot(r.alliance_id(), &encode(&snapshot)));
     }
 
     #[test]

@@ -380,22 +380,17 @@ impl Node {
             self.try_write_index(&space);
             let rows = self.index_rows(&space)?;
             let entry: Option<IndexEntry> = match rows.as_ref().and_then(|r| r.listing.as_ref()) {
-                Some(bytes) => Some(serde_json::from_slice(bytes)?),
+                Some(bytes) => crate::catalog::read_entry(&space, bytes)?,
                 None => None,
             };
             let roster_entry = roster.and_then(|r| r.state().spaces.get(&space));
             let listing_name = entry
                 .as_ref()
-                .and_then(|e| {
-                    e.listing
-                        .get("name")
-                        .and_then(|n| n.as_str())
-                        .map(String::from)
-                })
+                .map(|e| e.listing.name.clone())
                 .or_else(|| roster_entry.map(|e| e.name.clone()));
-            let facts = match entry.as_ref().map(IndexEntry::listing) {
-                Some(Ok(l)) => self.fact_states(&l)?,
-                _ => Vec::new(),
+            let facts = match entry.as_ref() {
+                Some(e) => self.fact_states(&e.listing)?,
+                None => Vec::new(),
             };
             let mut checkpoints = Vec::new();
             for (id, bytes) in self.store.space_checkpoints(&space)? {

@@ -29,10 +29,8 @@ use crate::node::IndexEntry;
 pub struct Catalog {
     /// Row `i`'s space, ascending.
     spaces: Vec<SpaceId>,
-    /// Row `i`'s entry.
+    /// Row `i`'s entry, its listing parsed.
     entries: Vec<IndexEntry>,
-    /// Row `i`'s listing, read from its entry once.
-    listings: Vec<Listing>,
     /// Row `i`'s listing, prepared for queries.
     search: SearchIndex,
     /// The newest beacon of each pool, by space, pools by name.
@@ -46,21 +44,17 @@ impl Catalog {
     pub(crate) fn load(store: &dyn Store) -> anyhow::Result<Self> {
         let mut rows = Vec::new();
         for (space, bytes) in store.entries()? {
-            let entry: IndexEntry = serde_json::from_slice(&bytes).with_context(|| {
-                format!("the index entry of {space} is corrupt; it will be rebuilt")
-            })?;
-            if let Some(listing) = readable(&entry) {
-                rows.push((space, entry, listing));
+            if let Some(entry) = read_entry(&space, &bytes)? {
+                rows.push((space, entry));
             }
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut catalog = Self::default();
-        for (space, entry, listing) in rows {
+        for (space, entry) in rows {
             catalog.spaces.push(space);
             catalog.entries.push(entry);
-            catalog.listings.push(listing);
         }
-        catalog.search = SearchIndex::build(&catalog.listings);
+        catalog.search = SearchIndex::build(catalog.entries.iter().map(|e| &e.listing));
         for (_, _, bytes) in store.beacons()? {
             if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
                 catalog.put_beacon(b);
@@ -83,9 +77,9 @@ impl Catalog {
         &self.entries
     }
 
-    /// Every listing, row `i` of [`Catalog::search`].
-    pub fn listings(&self) -> &[Listing] {
-        &self.listings
+    /// Every listing, row `i` of [`Catalog::search`] (indexed like a slice, or iterated).
+    pub fn listings(&self) -> Listings<'_> {
+        Listings(&self.entries)
     }
 
     /// The search index over [`Catalog::listings`].
@@ -98,7 +92,7 @@ impl Catalog {
         self.spaces
             .binary_search(space)
             .ok()
-            .map(|i| (&self.entries[i], &self.listings[i]))
+            .map(|i| (&self.entries[i], &self.entries[i].listing))
     }
 
     /// The newest beacon of each pool of `space`, pools by name.
@@ -115,24 +109,20 @@ impl Catalog {
     /// listing any more). Rejected changes are not kept here: front ends read them as findings from the
     /// store, one space at a time.
     pub(crate) fn put(&mut self, space: &SpaceId, entry: Option<IndexEntry>) {
-        let row = entry.and_then(|e| readable(&e).map(|l| (e, l)));
-        match (self.spaces.binary_search(space), row) {
-            (Ok(i), Some((e, l))) => {
-                self.search.set(i, &l);
+        match (self.spaces.binary_search(space), entry) {
+            (Ok(i), Some(e)) => {
+                self.search.set(i, &e.listing);
                 self.entries[i] = e;
-                self.listings[i] = l;
             }
-            (Err(i), Some((e, l))) => {
-                self.search.insert(i, &l);
+            (Err(i), Some(e)) => {
+                self.search.insert(i, &e.listing);
                 self.spaces.insert(i, space.clone());
                 self.entries.insert(i, e);
-                self.listings.insert(i, l);
             }
             (Ok(i), None) => {
                 self.search.remove(i);
                 self.spaces.remove(i);
                 self.entries.remove(i);
-                self.listings.remove(i);
             }
             (Err(_), None) => {}
         }
@@ -158,13 +148,65 @@ impl Catalog {
     }
 }
 
-/// The entry's listing, when it reads back (it was validated when the entry was written).
-fn readable(entry: &IndexEntry) -> Option<Listing> {
-    match entry.listing() {
-        Ok(l) => Some(l),
+/// The listings of a catalog's entries, row by row: `listings[i]` is row `i`'s.
+#[derive(Debug, Clone, Copy)]
+pub struct Listings<'a>(&'a [IndexEntry]);
+
+impl<'a> Listings<'a> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a Listing> + Clone + 'a {
+        self.0.iter().map(|e| &e.listing)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::ops::Index<usize> for Listings<'_> {
+    type Output = Listing;
+
+    fn index(&self, i: usize) -> &Listing {
+        &self.0[i].listing
+    }
+}
+
+impl<'a> IntoIterator for Listings<'a> {
+    type Item = &'a Listing;
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, IndexEntry>, fn(&'a IndexEntry) -> &'a Listing>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|e| &e.listing)
+    }
+}
+
+/// An index row read back: the entry with its listing parsed in one pass. A row whose listing does not
+/// read back (it was validated when the row was written, so only a row written by another version can
+/// do that) is left out of the directory with a warning, as queries always left it out; a row that is not
+/// an entry at all is corrupt.
+pub(crate) fn read_entry(space: &SpaceId, bytes: &[u8]) -> anyhow::Result<Option<IndexEntry>> {
+    /// An entry whose listing is any JSON, to tell an unreadable listing from a corrupt row.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)] // Only whether it parses matters.
+    struct Loose {
+        space: SpaceId,
+        listing: serde_json::Value,
+        heads: Vec<String>,
+    }
+    match serde_json::from_slice::<IndexEntry>(bytes) {
+        Ok(entry) => Ok(Some(entry)),
         Err(e) => {
-            tracing::warn!("not listing {}: {e:#}", entry.space);
-            None
+            serde_json::from_slice::<Loose>(bytes).with_context(|| {
+                format!("the index entry of {space} is corrupt; it will be rebuilt")
+            })?;
+            tracing::warn!(
+                "not listing {space}: its index entry is unreadable: {e}; it will be rebuilt"
+            );
+            Ok(None)
         }
     }
 }
@@ -234,6 +276,30 @@ mod tests {
         let made = items(&mut space);
         coordinator.ingest(made, Source::Mesh, At::now());
         (coordinator, space)
+    }
+
+    #[test]
+    fn an_index_row_is_read_in_one_pass_and_a_bad_one_is_told_apart() {
+        let (_, space) = alliance();
+        let id = space.my_space().unwrap();
+        let bytes = space.store.entry(&id).unwrap().expect("an index row");
+        let entry = super::read_entry(&id, &bytes)
+            .unwrap()
+            .expect("a readable row");
+        assert_eq!(entry.listing, testkit::listing(&id, "Riverside"));
+        // Written back, the row is what the store held: the typed listing serialises as the JSON did.
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&serde_json::to_vec(&entry).unwrap())
+                .unwrap(),
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+        );
+        // An entry whose listing does not read back is left out; a row that is no entry is corrupt.
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        value["listing"]["location"] = serde_json::json!("nowhere");
+        let unreadable = serde_json::to_vec(&value).unwrap();
+        assert!(super::read_entry(&id, &unreadable).unwrap().is_none());
+        let err = super::read_entry(&id, b"{\"not\": \"an entry\"}").unwrap_err();
+        assert!(format!("{err:#}").contains("is corrupt"), "{err:#}");
     }
 
     #[test]

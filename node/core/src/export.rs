@@ -144,7 +144,7 @@ impl Node {
         let verifications = self.verifications()?;
         let mut rows = Vec::new();
         for e in self.entries()? {
-            let listing = e.listing()?;
+            let listing = e.listing;
             let facts = verifications
                 .get(&e.space)
                 .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))

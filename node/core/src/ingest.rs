@@ -1530,10 +1530,7 @@ mod tests {
             let items = made.into_iter().map(|m| m.item).collect();
             member.ingest(items, Source::Mesh, At::now());
             let incremental = member.entry(&id).unwrap().unwrap();
-            assert_eq!(
-                incremental.listing().unwrap().name,
-                format!("Riverside {n}")
-            );
+            assert_eq!(incremental.listing.name, format!("Riverside {n}"));
         }
         let incremental = member.entry(&id).unwrap().unwrap();
         // A node opened over the same store loads the saved document and goes on from it.
@@ -1545,7 +1542,7 @@ mod tests {
         let items = space.take_made().into_iter().map(|m| m.item).collect();
         reopened.ingest(items, Source::Mesh, At::now());
         let after = reopened.entry(&id).unwrap().unwrap();
-        assert_eq!(after.listing().unwrap().name, "After reopen");
+        assert_eq!(after.listing.name, "After reopen");
         // A full rebuild from the stored changes says exactly the same.
         let accepted = reopened.reindex(&id).unwrap();
         assert_eq!(accepted, 31);

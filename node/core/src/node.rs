@@ -36,6 +36,9 @@ pub const CHECKPOINT_EVERY: usize = 32;
 /// The default mesh port; `init` stores it in node.toml so peers can save the address.
 pub const DEFAULT_PORT: u16 = 4717;
 
+/// The roster heads whose stored signatures were checked, and the operations whose signatures failed.
+pub(crate) type RosterFaults = (Vec<Hash>, Vec<(Hash, RosterError)>);
+
 /// One node's home, opened.
 pub struct Node {
     key: DeviceKey,
@@ -65,7 +68,7 @@ pub struct Node {
     catalog: std::cell::RefCell<Option<Catalog>>,
     /// The roster operations whose stored signatures did not verify, at the roster heads they were
     /// checked at: live front ends ask for findings often, and the roster seldom changes.
-    pub(crate) roster_faults: std::cell::RefCell<Option<(Vec<Hash>, Vec<(Hash, RosterError)>)>>,
+    pub(crate) roster_faults: std::cell::RefCell<Option<RosterFaults>>,
 }
 
 impl fmt::Debug for Node {
@@ -245,7 +248,9 @@ impl Node {
         }
     }
 
-    /// Rebuilds the roster from the signed ops in the store, without checking their signatures again.
+    /// The roster of the signed ops in the store: read back from the state saved beside them when it is
+    /// current (it holds as many operations as the store and its heads are stored), else replayed from
+    /// the operations and saved again.
     fn load_roster(&self) -> anyhow::Result<Option<Roster>> {
         let Some(id) = self.store.get_meta(META_ALLIANCE)? else {
             return Ok(None);
@@ -253,6 +258,51 @@ impl Node {
         let id: AllianceId = String::from_utf8_lossy(&id)
             .parse()
             .context("the store's alliance id is corrupt")?;
+        match self.saved_roster(id) {
+            Ok(Some(roster)) => return Ok(Some(roster)),
+            Ok(None) => {}
+            Err(why) => {
+                tracing::info!(reason = %format!("{why:#}"), "the saved roster state is not used; replaying the roster operations")
+            }
+        }
+        let roster = self.replay_roster(id)?;
+        let saved = SavedRoster {
+            ops: self.store.op_count()?,
+            snapshot: roster.snapshot(),
+        };
+        // Derived: a store that cannot take it now (a full disk) replays again next time.
+        if let Err(e) = self.store.put_roster_state(&postcard::to_stdvec(&saved)?) {
+            tracing::warn!(error = %e, "cannot save the roster state; the next open replays the roster again");
+        }
+        Ok(Some(roster))
+    }
+
+    /// The roster as saved beside the store's operations, when there is a saved state and it is current;
+    /// an error says why a saved state is not used.
+    fn saved_roster(&self, id: AllianceId) -> anyhow::Result<Option<Roster>> {
+        let Some(bytes) = self.store.roster_state()? else {
+            return Ok(None);
+        };
+        let saved: SavedRoster =
+            postcard::from_bytes(&bytes).context("the saved roster state is unreadable")?;
+        let stored = self.store.op_count()?;
+        if saved.ops != stored {
+            anyhow::bail!(
+                "it was saved with {} roster operations and the store holds {stored}",
+                saved.ops
+            );
+        }
+        let roster = Roster::from_snapshot(id, &saved.snapshot)?;
+        for head in roster.heads() {
+            if !self.store.has_op(&head)? {
+                anyhow::bail!("its head {} is not in the store", head.short());
+            }
+        }
+        Ok(Some(roster))
+    }
+
+    /// Rebuilds the roster from the signed ops in the store, without checking their signatures again.
+    fn replay_roster(&self, id: AllianceId) -> anyhow::Result<Roster> {
         let mut pending = Vec::new();
         let mut create = None;
         for (hash, bytes) in self.store.ops()? {
@@ -277,7 +327,7 @@ impl Node {
                 "some stored roster operations could not be applied"
             );
         }
-        Ok(Some(roster))
+        Ok(roster)
     }
 
     /// Whether this node's key lost its place: its space was revoked, or the key removed from it.
@@ -1085,6 +1135,14 @@ fn busy(home: &Home, path: &std::path::Path) -> Busy {
 /// Stored changes that do not even decode, with why: (change hash as stored, reason).
 pub type Undecodable = Vec<([u8; 32], String)>;
 
+/// The roster as saved beside the store's operations ([`Roster::snapshot`]): used only while the store
+/// holds `ops` operations (storing one drops it anyway).
+#[derive(Serialize, Deserialize)]
+struct SavedRoster {
+    ops: u64,
+    snapshot: Vec<u8>,
+}
+
 /// A space's document as saved beside its index: valid only while the space holds `changes` changes.
 #[derive(Serialize, Deserialize)]
 struct SavedDoc {
@@ -1140,7 +1198,9 @@ pub const PENDING_PREFIX: &str = "not applied yet: ";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexEntry {
     pub space: SpaceId,
-    pub listing: serde_json::Value,
+    /// Read straight from the row's JSON (no `serde_json::Value` in between): the listing was validated
+    /// when the entry was built from the signed changes, so reading it back only deserialises.
+    pub listing: Listing,
     /// Automerge heads of the document, hex.
     pub heads: Vec<String>,
     pub signers: Vec<SignerInfo>,
@@ -1223,22 +1283,10 @@ impl IndexEntry {
         }
         Some(Self {
             space: doc.space().clone(),
-            listing: listing.to_value(),
+            listing,
             heads: doc.heads().iter().map(hex).collect(),
             signers: by_key.into_values().collect(),
             revoked,
-        })
-    }
-
-    /// The listing as the index holds it. It was validated when the entry was built from the signed
-    /// changes, so reading it back only deserialises (validating 10,000 listings, opening hours included,
-    /// cost ~1.8 s per directory query).
-    pub fn listing(&self) -> anyhow::Result<Listing> {
-        Listing::deserialize(&self.listing).map_err(|e| {
-            anyhow!(
-                "the index entry of {} is unreadable: {e}; it will be rebuilt",
-                self.space
-            )
         })
     }
 }
@@ -1246,4 +1294,158 @@ impl IndexEntry {
 /// Lower-case hex of a 32-byte hash.
 pub fn hex(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod saved_roster {
+    //! The roster state saved beside the store: a node opened from it answers as one that replayed the
+    //! operations, and a saved state that is stale or unreadable is replayed instead and saved again.
+
+    use deskmesh_crdt_model::query::Query;
+    use deskmesh_keys::roster::RosterState;
+    use deskmesh_keys::DeviceKey;
+
+    use super::*;
+    use crate::home::NodeConfig;
+    use crate::testkit::{self, now};
+
+    /// A node opened afresh over `store`.
+    fn reopen(store: &Arc<dyn Store>) -> Node {
+        Node::with_store(
+            DeviceKey::generate(),
+            NodeConfig {
+                name: "reopened".into(),
+                listen_port: 0,
+                location: None,
+            },
+            store.clone(),
+        )
+        .unwrap()
+    }
+
+    fn alliance_id(node: &Node) -> AllianceId {
+        node.alliance_id().unwrap()
+    }
+
+    /// The roster's state, heads and operation count, for comparing two rosters.
+    fn shape(roster: &Roster) -> (RosterState, Vec<Hash>, usize, Vec<u8>) {
+        (
+            roster.state().clone(),
+            roster.heads(),
+            roster.len(),
+            roster.snapshot(),
+        )
+    }
+
+    /// A coordinator that admitted two spaces, one of which published its listing to it.
+    fn coordinator() -> Node {
+        let mut c = testkit::coordinator();
+        let (mut s, _) = testkit::listed_space(&mut c, "Riverside");
+        testkit::space(&mut c, "Harbour");
+        let made = s.take_made().into_iter().map(|m| m.item).collect();
+        c.ingest(made, crate::ingest::Source::Mesh, crate::ingest::At::now());
+        c
+    }
+
+    #[test]
+    fn a_node_opened_from_the_saved_state_answers_as_a_replayed_one() {
+        let c = coordinator();
+        let store = c.store.clone();
+        // The first open replays and saves.
+        let first = reopen(&store);
+        assert!(store.roster_state().unwrap().is_some(), "nothing was saved");
+        let id = alliance_id(&first);
+        let saved = first
+            .saved_roster(id)
+            .unwrap()
+            .expect("a current saved state");
+        let replayed = first.replay_roster(id).unwrap();
+        assert_eq!(shape(&saved), shape(&replayed));
+        assert_eq!(shape(&saved), shape(c.roster().unwrap()));
+        // A node opened from it answers the same.
+        let second = reopen(&store);
+        assert_eq!(shape(second.roster().unwrap()), shape(&replayed));
+        assert_eq!(
+            second.directory(&Query::default(), now()).unwrap(),
+            c.directory(&Query::default(), now()).unwrap()
+        );
+        let (a, b) = (second.status().unwrap(), c.status().unwrap());
+        assert_eq!(
+            (a.alliance, a.alliance_name, a.listings),
+            (b.alliance, b.alliance_name, b.listings)
+        );
+    }
+
+    #[test]
+    fn a_stale_saved_state_is_replayed_and_saved_again() {
+        let mut c = coordinator();
+        let store = c.store.clone();
+        reopen(&store);
+        let old = store.roster_state().unwrap().expect("saved at the open");
+        // A roster operation stored drops the saved state in the same write.
+        testkit::space(&mut c, "Quayside");
+        assert!(
+            store.roster_state().unwrap().is_none(),
+            "put_op kept a stale state"
+        );
+        // Were it kept anyway (a deskmesh that did not know of it stored the operation), the count
+        // gives it away: the reopened node replays.
+        store.put_roster_state(&old).unwrap();
+        let reopened = reopen(&store);
+        assert_eq!(
+            shape(reopened.roster().unwrap()),
+            shape(c.roster().unwrap())
+        );
+        assert!(reopened
+            .roster()
+            .unwrap()
+            .state()
+            .spaces
+            .values()
+            .any(|s| s.name == "Quayside"));
+        // And saved again, current this time.
+        let again = store.roster_state().unwrap().unwrap();
+        assert_ne!(again, old);
+        let id = alliance_id(&reopened);
+        assert!(reopened.saved_roster(id).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_unreadable_saved_state_is_replayed_and_saved_again() {
+        let c = coordinator();
+        let store = c.store.clone();
+        let id = alliance_id(&c);
+        for bad in [b"not a roster".to_vec(), Vec::new()] {
+            store.put_roster_state(&bad).unwrap();
+            assert!(c.saved_roster(id).is_err());
+            let reopened = reopen(&store);
+            assert_eq!(
+                shape(reopened.roster().unwrap()),
+                shape(c.roster().unwrap())
+            );
+            assert!(
+                reopened.saved_roster(id).unwrap().is_some(),
+                "not saved again"
+            );
+        }
+        // A readable state of a roster whose head the store does not hold.
+        let mut other = testkit::coordinator();
+        testkit::space(&mut other, "Elsewhere");
+        let foreign = SavedRoster {
+            ops: store.op_count().unwrap(),
+            snapshot: other.roster().unwrap().snapshot(),
+        };
+        store
+            .put_roster_state(&postcard::to_stdvec(&foreign).unwrap())
+            .unwrap();
+        assert!(
+            c.saved_roster(id).is_err(),
+            "another alliance's state was used"
+        );
+        let reopened = reopen(&store);
+        assert_eq!(
+            shape(reopened.roster().unwrap()),
+            shape(c.roster().unwrap())
+        );
+    }
 }

@@ -204,13 +204,7 @@ impl Node {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
-        let mut listings = Vec::new();
-        for e in self.entries()? {
-            match e.listing() {
-                Ok(l) => listings.push(l),
-                Err(err) => tracing::warn!("report skips {}: {err}", e.space),
-            }
-        }
+        let mut listings: Vec<Listing> = self.entries()?.into_iter().map(|e| e.listing).collect();
         let total = listings.len();
         listings.retain(|l| scope.covers(l));
         listings.sort_by(|a, b| a.name.cmp(&b.name));

@@ -95,7 +95,7 @@ pub fn prepare(home: &Home) -> anyhow::Result<Vec<DemoNode>> {
         .collect();
     let mut entries: Vec<(bool, String, SpaceId, Pools)> = Vec::new();
     for entry in coordinator.entries()? {
-        let listing = entry.listing()?;
+        let listing = entry.listing;
         if listing.seat_pools.is_empty() {
             continue;
         }

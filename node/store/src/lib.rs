@@ -115,6 +115,14 @@ pub trait RosterStore {
     fn put_rejected_op(&self, hash: &Hash, bytes: &[u8], reason: &str) -> Result<(), StoreError>;
     /// Every rejected operation with its reason, ordered by hash.
     fn rejected_ops(&self) -> Result<Vec<(Hash, Vec<u8>, String)>, StoreError>;
+    /// How many operations are kept.
+    fn op_count(&self) -> Result<u64, StoreError>;
+    /// The caller's saved state of the roster the kept operations make (derived, opaque), if any.
+    /// [`RosterStore::put_op`] drops it in the same atomic write that keeps a new operation, and taking
+    /// back an operation drops it too, so a saved state never misses an operation kept after it.
+    fn roster_state(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Saves the roster's state, replacing the one saved before.
+    fn put_roster_state(&self, state: &[u8]) -> Result<(), StoreError>;
 }
 
 /// Signed listing changes per space, keyed by change hash. Source of truth.

@@ -31,6 +31,7 @@ struct Inner {
     refused: VecDeque<Vec<u8>>,
     verifications: BTreeMap<(SpaceId, Hash), Vec<u8>>,
     proposals: BTreeMap<Hash, Vec<u8>>,
+    roster_state: Option<Vec<u8>>,
 }
 
 impl Inner {
@@ -114,6 +115,7 @@ impl RosterStore for MemoryStore {
         }
         inner.ops.insert(*hash, bytes.to_vec());
         inner.rejected_ops.remove(hash);
+        inner.roster_state = None;
         Ok(true)
     }
 
@@ -148,6 +150,19 @@ impl RosterStore for MemoryStore {
             .iter()
             .map(|(h, (b, r))| (*h, b.clone(), r.clone()))
             .collect())
+    }
+
+    fn op_count(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().ops.len() as u64)
+    }
+
+    fn roster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().roster_state.clone())
+    }
+
+    fn put_roster_state(&self, state: &[u8]) -> Result<(), StoreError> {
+        self.lock().roster_state = Some(state.to_vec());
+        Ok(())
     }
 }
 

@@ -109,7 +109,12 @@ mod tree {
     pub const PROPOSALS: &str = "proposals";
     pub const CHECKPOINTS: &str = "checkpoints";
     pub const COVERED: &str = "covered";
+    /// Derived: the node's saved roster state, one row.
+    pub const ROSTER_STATE: &str = "roster_state";
 }
+
+/// The one key of the `roster_state` tree.
+const ROSTER_STATE_KEY: &[u8] = b"state";
 
 /// A row of a `space || 0x00 || rest` tree: `rest` and the value.
 type Row = (Vec<u8>, Vec<u8>);
@@ -151,6 +156,7 @@ struct Trees {
     proposals: Tree,
     checkpoints: Tree,
     covered: Tree,
+    roster_state: Tree,
 }
 
 /// What the store must take back should sled fail.
@@ -296,6 +302,7 @@ impl Trees {
             proposals: open(tree::PROPOSALS)?,
             checkpoints: open(tree::CHECKPOINTS)?,
             covered: open(tree::COVERED)?,
+            roster_state: open(tree::ROSTER_STATE)?,
             meta,
             db,
         })
@@ -328,8 +335,13 @@ impl Trees {
                                 .insert(space.as_str().as_bytes(), &[][..])
                                 .at(path)?;
                         }
-                        // A roster operation may have changed which changes of any space count.
-                        None => reindex_all |= tree == tree::ROSTER_OPS,
+                        // A roster operation may have changed which changes of any space count, and
+                        // the saved roster state may hold it.
+                        None if tree == tree::ROSTER_OPS => {
+                            reindex_all = true;
+                            self.roster_state.remove(ROSTER_STATE_KEY).at(path)?;
+                        }
+                        None => {}
                     }
                 }
                 Undo::Replaced { tree, key, old } => {
@@ -913,13 +925,15 @@ impl RosterStore for SledStore {
                 key: key.to_vec(),
                 space: None,
             });
-            (&t.roster_ops, &t.roster_rejected)
-                .transaction(|(ops, rejected)| -> Result<bool, TxError> {
+            (&t.roster_ops, &t.roster_rejected, &t.roster_state)
+                .transaction(|(ops, rejected, state)| -> Result<bool, TxError> {
                     if ops.get(key)?.is_some() {
                         return Ok(false);
                     }
                     ops.insert(&key[..], bytes)?;
                     rejected.remove(&key[..])?;
+                    // The saved roster state does not hold this operation.
+                    state.remove(ROSTER_STATE_KEY)?;
                     Ok(true)
                 })
                 .at(&self.path)
@@ -951,6 +965,30 @@ impl RosterStore for SledStore {
                 Ok((Hash(self.hash32(&k)?), v.to_vec()))
             })
             .collect()
+    }
+
+    fn op_count(&self) -> Result<u64, StoreError> {
+        Ok(self.trees().roster_ops.len() as u64)
+    }
+
+    fn roster_state(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees()
+            .roster_state
+            .get(ROSTER_STATE_KEY)
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_roster_state(&self, state: &[u8]) -> Result<(), StoreError> {
+        // Derived, like the index: nothing to take back should the flush fail (a takeback of a roster
+        // operation drops the saved state anyway).
+        self.write(state.len(), |t, _| {
+            t.roster_state
+                .insert(ROSTER_STATE_KEY, state)
+                .at(&self.path)?;
+            Ok(())
+        })
     }
 
     fn put_rejected_op(&self, hash: &Hash, bytes: &[u8], reason: &str) -> Result<(), StoreError> {
@@ -2129,6 +2167,38 @@ mod tests {
         );
         assert!(store.dirty_spaces().unwrap().contains(&a));
         assert!(store.put_change(&a, &[10; 32], b"after").unwrap());
+    }
+
+    #[test]
+    fn a_new_roster_operation_or_its_takeback_drops_the_saved_roster() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.roster_state().unwrap(), None);
+        store.put_op(&Hash([1; 32]), b"first").unwrap();
+        store.put_roster_state(b"saved").unwrap();
+        assert_eq!(store.op_count().unwrap(), 1);
+        // An operation already kept changes nothing.
+        assert!(!store.put_op(&Hash([1; 32]), b"first").unwrap());
+        assert_eq!(
+            store.roster_state().unwrap().as_deref(),
+            Some(&b"saved"[..])
+        );
+        // A new one drops the saved state in the same write.
+        assert!(store.put_op(&Hash([2; 32]), b"second").unwrap());
+        assert_eq!(store.roster_state().unwrap(), None);
+        assert_eq!(store.op_count().unwrap(), 2);
+        // Saved again, then the second operation is taken back at the next open: the state goes too.
+        store.put_roster_state(b"saved with two").unwrap();
+        drop(store);
+        let note = encode_takeback(&[Undo::Added {
+            tree: tree::ROSTER_OPS,
+            key: vec![2; 32],
+            space: None,
+        }]);
+        fs::write(dir.path().join(TAKEBACK), note).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.op_count().unwrap(), 1);
+        assert_eq!(store.roster_state().unwrap(), None);
     }
 
     #[test]

@@ -97,15 +97,15 @@ impl Node {
         let now = query.at.unwrap_or(now);
         // The directory in memory: entries, listings and search index, row for row.
         let catalog = self.catalog()?;
-        let (entries, listings, index) = (catalog.entries(), catalog.listings(), catalog.search());
+        let (entries, index) = (catalog.entries(), catalog.search());
+        let listings = catalog.listings();
         let verifications = self.verifications()?;
         let facts: Vec<_> = entries
             .iter()
-            .zip(listings)
-            .map(|(e, l)| {
+            .map(|e| {
                 verifications
                     .get(&e.space)
-                    .map(|v| verify::fact_states(l, v))
+                    .map(|v| verify::fact_states(&e.listing, v))
                     .unwrap_or_default()
             })
             .collect();
