@@ -172,7 +172,9 @@ type HoursKey = (String, String, String);
 /// listing given.
 #[derive(Clone, Debug, Default)]
 pub struct SearchIndex {
-    rows: Vec<Row>,
+    /// Boxed, so inserting a row in the middle (a catalog in space id order) moves pointers, not rows.
+    #[allow(clippy::vec_box)] // on purpose: see above
+    rows: Vec<Box<Row>>,
     /// Compiled hours by slot; `None` is a free slot.
     hours: Vec<Option<HoursSlot>>,
     slots: HashMap<HoursKey, u32>,
@@ -191,7 +193,7 @@ impl SearchIndex {
     /// Add one listing as the next row.
     pub fn push(&mut self, l: &Listing) {
         let row = self.row(l);
-        self.rows.push(row);
+        self.rows.push(Box::new(row));
     }
 
     /// Replace row `i` with `l` (nothing happens when there is no row `i`).
@@ -200,7 +202,7 @@ impl SearchIndex {
             return;
         }
         let row = self.row(l);
-        let old = std::mem::replace(&mut self.rows[i], row);
+        let old = std::mem::replace(&mut *self.rows[i], row);
         self.release(old.hours);
     }
 
@@ -208,7 +210,7 @@ impl SearchIndex {
     pub fn insert(&mut self, i: usize, l: &Listing) {
         let row = self.row(l);
         let i = i.min(self.rows.len());
-        self.rows.insert(i, row);
+        self.rows.insert(i, Box::new(row));
     }
 
     /// Remove row `i`, moving later rows down by one (nothing happens when there is no row `i`).
