@@ -179,8 +179,10 @@ impl std::ops::Index<usize> for Listings<'_> {
 
 impl<'a> IntoIterator for Listings<'a> {
     type Item = &'a Listing;
-    type IntoIter =
-        std::iter::Map<std::slice::Iter<'a, Box<IndexEntry>>, fn(&'a Box<IndexEntry>) -> &'a Listing>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, Box<IndexEntry>>,
+        fn(&'a Box<IndexEntry>) -> &'a Listing,
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|e| &e.listing)

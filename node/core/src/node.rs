@@ -1084,7 +1084,12 @@ impl Node {
 
     /// Every listing in the index with its metadata, in space id order.
     pub fn entries(&self) -> anyhow::Result<Vec<IndexEntry>> {
-        Ok(self.catalog()?.entries().iter().map(|e| (**e).clone()).collect())
+        Ok(self
+            .catalog()?
+            .entries()
+            .iter()
+            .map(|e| (**e).clone())
+            .collect())
     }
 
     /// One space's index entry, if it has a valid listing.

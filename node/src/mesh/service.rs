@@ -165,7 +165,8 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     // The check of the roster's stored signatures, before the socket answers: the first TUI attach
     // would otherwise wait for it (0.5 s at 10,000 spaces). The directory in memory is not read here:
     // kept current through a first sync of 10,000 spaces it made the join 50 % slower and its peak
-    // memory four times larger (BENCHMARKS, "TUI attach, paged"), so the first query builds it.
+    // memory four times larger (BENCHMARKS, "Issue 9: the session's end state"), so the first query
+    // builds it.
     if let Err(e) = node.findings() {
         tracing::warn!(error = %e, "cannot list the store's findings yet; the first request will try again");
     }
