@@ -158,7 +158,10 @@ struct Row {
 #[derive(Clone, Debug)]
 struct HoursSlot {
     key: HoursKey,
-    hours: Hours,
+    /// Compiled at the slot's first evaluation, not when the row is indexed: compiling is most of what
+    /// indexing 10,000 listings costs, and a query that keeps 30 rows (`--city`) evaluates only those.
+    /// Holds `None` when the hours do not compile (a stored listing may predate a rule): unknown.
+    hours: std::sync::OnceLock<Option<Hours>>,
     open: OpenCache,
     /// Rows using the slot; a slot no row uses is freed.
     users: u32,
@@ -221,12 +224,22 @@ impl SearchIndex {
         }
     }
 
-    /// Distinct compiled opening hours in use.
+    /// Distinct opening hours in use (each compiled once, when first evaluated).
     pub fn distinct_hours(&self) -> usize {
         self.slots.len()
     }
 
-    /// The slot of `l`'s compiled hours, compiling them only when no row has the same hours yet.
+    /// How many of the distinct hours have been compiled so far.
+    pub fn compiled_hours(&self) -> usize {
+        self.hours
+            .iter()
+            .flatten()
+            .filter(|h| h.hours.get().is_some())
+            .count()
+    }
+
+    /// The slot of `l`'s hours, shared with every row with the same hours; they are compiled at the first
+    /// evaluation ([`HoursSlot::compiled`]).
     fn hours_slot(&mut self, l: &Listing) -> Option<u32> {
         let text = l.opening_hours.as_deref()?;
         let key: HoursKey = (
@@ -240,10 +253,9 @@ impl SearchIndex {
             }
             return Some(slot);
         }
-        let hours = l.hours().and_then(Result::ok)?;
         let entry = HoursSlot {
             key: key.clone(),
-            hours,
+            hours: std::sync::OnceLock::new(),
             open: OpenCache::default(),
             users: 1,
         };
@@ -370,9 +382,24 @@ impl SearchIndex {
 
     fn row_open_state(&self, row: &Row, now: DateTime<Utc>) -> OpenState {
         match row.hours.and_then(|s| self.hours.get(s as usize)) {
-            Some(Some(h)) => h.open.state(&h.hours, now),
+            Some(Some(h)) => match h.compiled() {
+                Some(hours) => h.open.state(hours, now),
+                None => OpenState::Unknown,
+            },
             _ => OpenState::Unknown,
         }
+    }
+}
+
+impl HoursSlot {
+    /// The slot's hours, compiled now if this is their first use; `None` when they do not compile.
+    fn compiled(&self) -> Option<&Hours> {
+        self.hours
+            .get_or_init(|| {
+                let (text, tz, country) = &self.key;
+                Hours::parse(text, tz).ok().map(|h| h.with_country(country))
+            })
+            .as_ref()
     }
 }
 
@@ -1249,6 +1276,28 @@ mod tests {
         sorted_hits.sort_unstable();
         assert_eq!(sorted_hits, expected);
         assert!(!hits.is_empty());
+    }
+
+    /// Indexing compiles no hours; evaluating a row compiles its slot's only, once.
+    #[test]
+    fn hours_are_compiled_at_their_first_evaluation() {
+        let ls = sample();
+        let index = SearchIndex::build(&ls);
+        assert!(index.distinct_hours() > 1, "the sample needs several distinct hours");
+        assert_eq!(index.compiled_hours(), 0);
+        let first = index.open_state(0, noon());
+        assert_eq!(index.compiled_hours(), 1);
+        assert_eq!(index.open_state(0, noon()), first);
+        assert_eq!(index.compiled_hours(), 1);
+        let direct = ls[0].hours().unwrap().unwrap().state(noon());
+        assert_eq!(first, direct);
+        // A query that evaluates hours for every row compiles each distinct one.
+        Query {
+            open_now: true,
+            ..Query::default()
+        }
+        .run_on(&index, |_| false, noon());
+        assert_eq!(index.compiled_hours(), index.distinct_hours());
     }
 
     #[test]
