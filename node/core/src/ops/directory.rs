@@ -100,21 +100,20 @@ impl Node {
         let (entries, index) = (catalog.entries(), catalog.search());
         let listings = catalog.listings();
         let verifications = self.verifications()?;
-        let facts: Vec<_> = entries
-            .iter()
-            .map(|e| {
-                verifications
-                    .get(&e.space)
-                    .map(|v| verify::fact_states(&e.listing, v))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let facts_of = |i: usize| {
+            let e = &entries[i];
+            verifications
+                .get(&e.space)
+                .map(|v| verify::fact_states(&e.listing, v))
+                .unwrap_or_default()
+        };
         let now_ms = now.timestamp_millis();
-        let mut seats: Vec<(SeatsNow, Vec<PoolSeats>)> = listings
-            .iter()
-            .enumerate()
-            .map(|(i, l)| pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms))
-            .collect();
+        // Seats (and so opening hours) only for the rows a filter or the answer needs: a `--city` query
+        // over 10,000 spaces evaluates the few it keeps.
+        let seats_of = |i: usize| {
+            let l = &listings[i];
+            pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms)
+        };
         let mut query = query.clone();
         let origin = match &query.near_city {
             Some(city) => {
@@ -142,8 +141,9 @@ impl Node {
         let verified_index = query.verified_only.then(|| {
             let masked: Vec<Listing> = listings
                 .iter()
-                .zip(&facts)
-                .map(|(l, states)| {
+                .enumerate()
+                .map(|(i, l)| {
+                    let states = facts_of(i);
                     let verified: Vec<&str> = states
                         .iter()
                         .filter(|s| s.is_verified())
@@ -156,24 +156,14 @@ impl Node {
         });
         let hits = query.run_on(
             verified_index.as_ref().unwrap_or(index),
-            |i| seats[i].0.free_now(),
+            |i| seats_of(i).0.free_now(),
             now,
         );
         let matched = hits.len();
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
             let (entry, l) = (&entries[i], &listings[i]);
-            let (now_seats, pool_rows) = std::mem::replace(
-                &mut seats[i],
-                (
-                    SeatsNow {
-                        state: SeatState::Unknown,
-                        availability: None,
-                        age_s: None,
-                    },
-                    Vec::new(),
-                ),
-            );
+            let (now_seats, pool_rows) = seats_of(i);
             let mut r = row(
                 entry,
                 l,
@@ -182,7 +172,7 @@ impl Node {
                 index.open_state(i, now),
                 origin.as_ref(),
             );
-            r.facts = FactView::all(&facts[i], self.roster());
+            r.facts = FactView::all(&facts_of(i), self.roster());
             rows.push(r);
         }
         Ok(Directory {
