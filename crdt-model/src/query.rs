@@ -1283,7 +1283,10 @@ mod tests {
     fn hours_are_compiled_at_their_first_evaluation() {
         let ls = sample();
         let index = SearchIndex::build(&ls);
-        assert!(index.distinct_hours() > 1, "the sample needs several distinct hours");
+        assert!(
+            index.distinct_hours() > 1,
+            "the sample needs several distinct hours"
+        );
         assert_eq!(index.compiled_hours(), 0);
         let first = index.open_state(0, noon());
         assert_eq!(index.compiled_hours(), 1);

@@ -985,17 +985,38 @@ impl Roster {
 
     /// Every operation of the roster whose signatures do not verify (none, unless its store was altered
     /// behind the node's back), with why.
+    ///
+    /// The checks run on every core (10,000 admissions are half a second on one).
     pub fn unverified_signatures(&self) -> Vec<(Hash, RosterError)> {
-        let mut out: Vec<(Hash, RosterError)> = self
-            .entries
-            .iter()
-            .filter_map(|(hash, e)| {
-                e.signed
-                    .verify_signatures(&e.op.author)
-                    .err()
-                    .map(|err| (*hash, err))
+        let entries: Vec<(&Hash, &Entry)> = self.entries.iter().collect();
+        let check = |part: &[(&Hash, &Entry)]| -> Vec<(Hash, RosterError)> {
+            part.iter()
+                .filter_map(|(hash, e)| {
+                    e.signed
+                        .verify_signatures(&e.op.author)
+                        .err()
+                        .map(|err| (**hash, err))
+                })
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut out = if threads < 2 || entries.len() < 512 {
+            check(&entries)
+        } else {
+            let chunk = entries.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = entries
+                    .chunks(chunk)
+                    .map(|part| (part, scope.spawn(move || check(part))))
+                    .collect();
+                let mut out = Vec::new();
+                for (part, worker) in workers {
+                    // A worker that died proves nothing: its part is checked again here.
+                    out.extend(worker.join().unwrap_or_else(|_| check(part)));
+                }
+                out
             })
-            .collect();
+        };
         out.sort_by_key(|(h, _)| *h);
         out
     }
@@ -3306,6 +3327,38 @@ mod tests {
             Err(Denied::DeviceRemoved { .. })
         ));
         assert_eq!(fast(&[add], 12, 12), Some(Err(Denied::UnknownSpace)));
+    }
+
+    /// Large rosters are checked on several threads; the altered operations are found all the same, in
+    /// hash order.
+    #[test]
+    fn the_signature_check_of_a_large_roster_finds_every_altered_operation() {
+        let (mut source, create) = Roster::create(&key(1), "Large", vec![], 1, T0).unwrap();
+        let mut ops = Vec::new();
+        for n in 0..600u16 {
+            let device = DeviceKey::generate().public_key();
+            let body = OpBody::AdmitSpace {
+                space: SpaceId::derive(&device),
+                name: format!("Space {n}"),
+                devices: vec![device],
+            };
+            let op = source.propose(&key(1), body, T0 + i64::from(n));
+            source.insert(op.clone()).unwrap();
+            ops.push(op);
+        }
+        let mut altered = Vec::new();
+        for i in [3, 299, 598] {
+            ops[i].signatures[0].1 = key(2).sign(Domain::RosterOp, b"something else");
+            altered.push(ops[i].hash());
+        }
+        altered.sort();
+        let (loaded, _) = Roster::load_stored(create, ops).unwrap();
+        let bad: Vec<Hash> = loaded
+            .unverified_signatures()
+            .into_iter()
+            .map(|(h, _)| h)
+            .collect();
+        assert_eq!(bad, altered);
     }
 
     #[test]
