@@ -162,14 +162,23 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
             .with_context(|| format!("cannot listen on {addr}"))?;
     }
 
-    // The check of the roster's stored signatures, before the socket answers: the first TUI attach
-    // would otherwise wait for it (0.5 s at 10,000 spaces). The directory in memory is not read here:
-    // kept current through a first sync of 10,000 spaces it made the join 50 % slower and its peak
-    // memory four times larger (BENCHMARKS, "Issue 9: the session's end state"), so the first query
-    // builds it.
-    if let Err(e) = node.findings() {
-        tracing::warn!(error = %e, "cannot list the store's findings yet; the first request will try again");
+    // The directory in memory and the check of the roster's stored signatures, before the socket
+    // answers: the first `spaces list` or TUI attach would otherwise wait for them (~0.5 s each at 10,000
+    // spaces), and a daemon runs for weeks. Kept current through a first sync of 10,000 spaces, the
+    // directory costs ~1 s of join time and ~40 MiB of peak memory (with jemalloc: glibc's heap kept
+    // 300 MiB more; BENCHMARKS, "the session's end state").
+    let warm = std::time::Instant::now();
+    if let Err(e) = node
+        .catalog()
+        .map(drop)
+        .and_then(|()| node.findings().map(drop))
+    {
+        tracing::warn!(error = %e, "cannot read the directory into memory yet; the first query will try again");
     }
+    tracing::debug!(
+        ms = u64::try_from(warm.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "directory read into memory"
+    );
 
     let (tx, mut calls) = mpsc::channel::<Call>(64);
     let (events, _) = broadcast::channel(crate::control::PUSH_BACKLOG);
