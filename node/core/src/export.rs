@@ -143,6 +143,7 @@ impl Node {
         }
         let verifications = self.verifications()?;
         let mut rows = Vec::new();
+        let names = crate::names::KeyNames::new(self.roster());
         for e in self.entries()? {
             let listing = e.listing;
             let facts = verifications
@@ -150,7 +151,7 @@ impl Node {
                 .map(|v| deskmesh_crdt_model::verify::fact_states(&listing, v))
                 .unwrap_or_default();
             rows.push(ExportRow {
-                facts: FactView::all(&facts, self.roster()),
+                facts: FactView::all_named(&facts, |k| names.of(k)),
                 revoked: e.revoked.map(|r| r.reason),
                 listing,
             });

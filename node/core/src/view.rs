@@ -290,6 +290,7 @@ impl Node {
             None
         };
         let mut spaces = Vec::with_capacity(rows.len());
+        let names = crate::names::KeyNames::new(self.roster());
         for &i in rows {
             let (entry, listing) = (&entries[i], &catalog.listings()[i]);
             let facts = match &verifications {
@@ -299,7 +300,7 @@ impl Node {
                     .unwrap_or_default(),
                 None => self.fact_states(listing)?,
             };
-            spaces.push(self.state_of(&catalog, entry, listing, facts)?);
+            spaces.push(self.state_of(&catalog, entry, listing, facts, &names)?);
         }
         let next = (end < order.len())
             .then(|| rows.last())
@@ -322,7 +323,10 @@ impl Node {
             return Ok(None);
         };
         let facts = self.fact_states(listing)?;
-        self.state_of(&catalog, entry, listing, facts).map(Some)
+        // One space: a search of the roster per named key costs less than indexing it.
+        let names = |k: &PublicKey| KeyName::of(self.roster(), k);
+        self.state_of(&catalog, entry, listing, facts, &names)
+            .map(Some)
     }
 
     fn state_of(
@@ -331,6 +335,7 @@ impl Node {
         entry: &crate::node::IndexEntry,
         listing: &Listing,
         facts: Vec<deskmesh_crdt_model::verify::FactState>,
+        names: &dyn Namer,
     ) -> anyhow::Result<SpaceState> {
         let pools = catalog
             .beacons(&entry.space)
@@ -339,7 +344,7 @@ impl Node {
             .map(PoolState::from)
             .collect();
         Ok(SpaceState {
-            facts: FactView::all(&facts, self.roster()),
+            facts: FactView::all_named(&facts, |k| names.name(k)),
             listing: listing.clone(),
             pools,
             signers: entry.signers.clone(),
@@ -406,5 +411,22 @@ impl Node {
             }
             _ => None,
         })
+    }
+}
+
+/// Names keys for [`Node::state_of`]: an index of the roster for many spaces, a search for one.
+trait Namer {
+    fn name(&self, key: &PublicKey) -> KeyName;
+}
+
+impl Namer for crate::names::KeyNames<'_> {
+    fn name(&self, key: &PublicKey) -> KeyName {
+        self.of(key)
+    }
+}
+
+impl<F: Fn(&PublicKey) -> KeyName> Namer for F {
+    fn name(&self, key: &PublicKey) -> KeyName {
+        self(key)
     }
 }

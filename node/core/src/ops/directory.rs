@@ -160,6 +160,7 @@ impl Node {
             now,
         );
         let matched = hits.len();
+        let names = crate::names::KeyNames::new(self.roster());
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
             let (entry, l) = (&entries[i], &listings[i]);
@@ -172,7 +173,7 @@ impl Node {
                 index.open_state(i, now),
                 origin.as_ref(),
             );
-            r.facts = FactView::all(&facts_of(i), self.roster());
+            r.facts = FactView::all_named(&facts_of(i), |k| names.of(k));
             rows.push(r);
         }
         Ok(Directory {

@@ -73,6 +73,12 @@ pub struct FactView {
 impl FactView {
     /// The facts of `states` for people, keys named by `roster`.
     pub fn all(states: &[FactState], roster: Option<&deskmesh_keys::Roster>) -> Vec<FactView> {
+        Self::all_named(states, |k| KeyName::of(roster, k))
+    }
+
+    /// [`FactView::all`] with keys named by `name`: callers that describe many spaces pass
+    /// [`crate::names::KeyNames`], which does not search every space for every key.
+    pub fn all_named(states: &[FactState], name: impl Fn(&PublicKey) -> KeyName) -> Vec<FactView> {
         states
             .iter()
             .filter_map(|s| {
@@ -84,7 +90,7 @@ impl FactView {
                 Some(FactView {
                     fact: s.fact.clone(),
                     status: status.into(),
-                    by: KeyName::of(roster, &a.by),
+                    by: name(&a.by),
                     checked_on: a.checked_on.clone(),
                     note: a.note.clone(),
                 })
