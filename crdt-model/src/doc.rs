@@ -513,8 +513,14 @@ impl SpaceDoc {
             )));
         }
         let mut count = 0;
+        // Each author read once (a key is a curve point to decompress; a document has few authors).
+        let mut authors: std::collections::BTreeMap<Vec<u8>, Option<PublicKey>> =
+            std::collections::BTreeMap::new();
         for (hash, actor, at_s) in metas {
-            let Ok(author) = PublicKey::from_bytes(&actor) else {
+            let Some(author) = *authors
+                .entry(actor)
+                .or_insert_with_key(|a| PublicKey::from_bytes(a).ok())
+            else {
                 continue;
             };
             self.accepted.insert(
