@@ -4,9 +4,10 @@
 //!
 //! It attaches with [`Handle::attach`]: to a daemon, the first snapshot holds only the first screenful of
 //! spaces ([`FIRST_SCREEN`]) and the rest arrive as pages among the events, so the first screen does not
-//! wait for a directory of 10,000. Events arrive on the handle's subscription. A reload (after a roster change, or when the subscriber fell
-//! behind) fetches a whole snapshot, which takes a while for a large directory, so when the caller gives a
-//! way to fetch one elsewhere ([`Reloader`]) it runs on a thread of its own and `poll` never blocks.
+//! wait for a directory of 10,000. Events arrive on the handle's subscription. A reload (after a roster
+//! change, or when the subscriber fell behind) fetches a whole snapshot, which takes a while for a large
+//! directory, so when the caller gives a way to fetch one elsewhere ([`Reloader`]) it runs on a thread of
+//! its own and `poll` never blocks.
 
 use std::collections::VecDeque;
 use std::sync::mpsc;

@@ -292,15 +292,15 @@ impl Node {
         let mut spaces = Vec::with_capacity(rows.len());
         let names = crate::names::KeyNames::new(self.roster());
         for &i in rows {
-            let (entry, listing) = (&entries[i], &catalog.listings()[i]);
+            let entry = &entries[i];
             let facts = match &verifications {
                 Some(all) => all
                     .get(&entry.space)
-                    .map(|v| deskmesh_crdt_model::verify::fact_states(listing, v))
+                    .map(|v| deskmesh_crdt_model::verify::fact_states(&entry.listing, v))
                     .unwrap_or_default(),
-                None => self.fact_states(listing)?,
+                None => self.fact_states(&entry.listing)?,
             };
-            spaces.push(self.state_of(&catalog, entry, listing, facts, &names)?);
+            spaces.push(self.state_of(&catalog, entry, facts, &|k| names.of(k))?);
         }
         let next = (end < order.len())
             .then(|| rows.last())
@@ -324,19 +324,19 @@ impl Node {
         };
         let facts = self.fact_states(listing)?;
         // One space: a search of the roster per named key costs less than indexing it.
-        let names = |k: &PublicKey| KeyName::of(self.roster(), k);
-        self.state_of(&catalog, entry, listing, facts, &names)
+        self.state_of(&catalog, entry, facts, &|k| KeyName::of(self.roster(), k))
             .map(Some)
     }
 
+    /// `entry` as a front end shows it, its verified facts' keys named by `name`.
     fn state_of(
         &self,
         catalog: &crate::catalog::Catalog,
         entry: &crate::node::IndexEntry,
-        listing: &Listing,
         facts: Vec<deskmesh_crdt_model::verify::FactState>,
-        names: &dyn Namer,
+        name: &dyn Fn(&PublicKey) -> KeyName,
     ) -> anyhow::Result<SpaceState> {
+        let listing = &entry.listing;
         let pools = catalog
             .beacons(&entry.space)
             .iter()
@@ -344,7 +344,7 @@ impl Node {
             .map(PoolState::from)
             .collect();
         Ok(SpaceState {
-            facts: FactView::all_named(&facts, |k| names.name(k)),
+            facts: FactView::all_named(&facts, name),
             listing: listing.clone(),
             pools,
             signers: entry.signers.clone(),
@@ -411,22 +411,5 @@ impl Node {
             }
             _ => None,
         })
-    }
-}
-
-/// Names keys for [`Node::state_of`]: an index of the roster for many spaces, a search for one.
-trait Namer {
-    fn name(&self, key: &PublicKey) -> KeyName;
-}
-
-impl Namer for crate::names::KeyNames<'_> {
-    fn name(&self, key: &PublicKey) -> KeyName {
-        self.of(key)
-    }
-}
-
-impl<F: Fn(&PublicKey) -> KeyName> Namer for F {
-    fn name(&self, key: &PublicKey) -> KeyName {
-        self(key)
     }
 }

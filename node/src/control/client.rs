@@ -174,13 +174,11 @@ fn subscribed(
     let mut line = serde_json::to_vec(request).map_err(|e| ApiError::protocol(e.to_string()))?;
     line.push(b'\n');
     conn.writer.write_all(&line).map_err(|e| stopped(&e))?;
-    let answer = match request {
-        Request::Subscribe => {
-            read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_HELLO)??
-        }
-        _ => read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_RESPONSE)??,
-    };
-    if matches!(request, Request::Subscribe) && answer != Response::Subscribed {
+    // `Subscribed` is a word; an attach's answer is the first screenful of the directory.
+    let plain = matches!(request, Request::Subscribe);
+    let max = if plain { MAX_HELLO } else { MAX_RESPONSE };
+    let answer = read_json::<Result<Response, ApiError>>(&mut conn.reader, max)??;
+    if plain && answer != Response::Subscribed {
         return Err(ApiError::unexpected(&answer));
     }
     // Events may be far apart: the subscription waits without a deadline.

@@ -156,13 +156,21 @@ async fn client<R: AsyncBufRead + Unpin>(
 /// The most spaces one attach page carries (a page is one event line, read whole by the client).
 const MAX_PAGE: usize = 2_000;
 
+/// Hands one request to the event loop; `None` when the loop is gone.
+async fn ask(
+    calls: &mpsc::Sender<Call>,
+    request: Request,
+) -> Option<oneshot::Receiver<Result<Response, ApiError>>> {
+    let (tx, rx) = oneshot::channel();
+    calls.send((request, tx)).await.ok().map(|()| rx)
+}
+
 /// Sends one request to the event loop and waits for its answer.
 async fn call(calls: &mpsc::Sender<Call>, request: Request) -> Result<Response, ApiError> {
-    let (tx, rx) = oneshot::channel();
     let gone = || ApiError::unavailable("the daemon is shutting down");
-    match calls.send((request, tx)).await {
-        Ok(()) => rx.await.unwrap_or_else(|_| Err(gone())),
-        Err(_) => Err(gone()),
+    match ask(calls, request).await {
+        Some(rx) => rx.await.unwrap_or_else(|_| Err(gone())),
+        None => Err(gone()),
     }
 }
 
@@ -231,10 +239,11 @@ pub fn parse_request(line: &[u8]) -> Result<Request, ApiError> {
 
 /// Forwards event lines to one subscriber until it hangs up; one that fell behind is told to reload
 /// rather than being sent a partial history. With `pages` (an attach), the rest of the directory goes out
-/// as [`Event::Spaces`] pages in the same stream, then the roster log as [`Event::Roster`]: each page is read from the node when the one before it
-/// is written, and live events written meanwhile keep their order. A page answers from the node's state
-/// when the event loop reads it, so an event written after a page is never older than the page, and one
-/// written before it is repeated by the page or by a later event.
+/// as [`Event::Spaces`] pages in the same stream, then the roster log as [`Event::Roster`]: each page is
+/// read from the node when the one before it is written, and live events written meanwhile keep their
+/// order. A page answers from the node's state when the event loop reads it, so an event written after a
+/// page is never older than the page, and one written before it is repeated by the page or by a later
+/// event.
 async fn stream_events(
     mut rx: broadcast::Receiver<Arc<str>>,
     mut write: OwnedWriteHalf,
@@ -244,10 +253,9 @@ async fn stream_events(
     loop {
         if asked.is_none() {
             if let Some(p) = &pages {
-                let (tx, answer) = oneshot::channel();
-                if p.calls.send((p.request(), tx)).await.is_err() {
+                let Some(answer) = ask(&p.calls, p.request()).await else {
                     return Ok(());
-                }
+                };
                 asked = Some(answer);
             }
         }
