@@ -14,7 +14,7 @@
 //! envelopes; the signer vouches for them. Every node that received the changes themselves keeps them,
 //! so an auditor can still fetch and check each one.
 
-use automerge::Automerge;
+use automerge::{Automerge, Change};
 use deskmesh_keys::{Domain, Hash, PublicKey, Signature, Signer, SpaceId};
 use serde::{Deserialize, Serialize};
 
@@ -168,11 +168,23 @@ impl SignedCheckpoint {
 
     /// Loads the document and checks it is what `header` claims: its heads and change count, every change
     /// made by a key `may_author` accepts, and a valid listing of the header's space at its heads.
+    /// [`SignedCheckpoint::load`] then [`Loaded::authorise`].
     pub fn open(
         &self,
         header: &Checkpoint,
         may_author: impl Fn(&PublicKey) -> bool,
     ) -> Result<(Automerge, Listing), CheckpointError> {
+        let loaded = self.load(header)?;
+        loaded.authorise(may_author)?;
+        let Loaded { doc, listing, .. } = loaded;
+        Ok((doc, listing?.0))
+    }
+
+    /// The part of [`SignedCheckpoint::open`] that needs no roster, so it can run on any thread: loads the
+    /// document, checks its heads and change count against `header`, lists its changes and their authors,
+    /// and reads and validates the listing at its heads. Whether each author may write the space is left
+    /// to [`Loaded::authorise`], which also reports an invalid listing, in the order `open` does.
+    pub fn load(&self, header: &Checkpoint) -> Result<Loaded, CheckpointError> {
         let content = |why: String| CheckpointError::Content(why);
         let doc = Automerge::load(&self.doc).map_err(|e| content(format!("does not load: {e}")))?;
         let mut heads: Vec<ChangeId> = doc.get_heads().iter().map(|h| h.0).collect();
@@ -188,30 +200,94 @@ impl SignedCheckpoint {
                 header.changes
             )));
         }
-        // Each author once: a key is a curve point to decompress, and a document of 200 changes has one
-        // or two authors.
+        // Each author once, in byte order: a key is a curve point to decompress, and a document of 200
+        // changes has one or two authors.
         let actors: std::collections::BTreeSet<&[u8]> =
             changes.iter().map(|c| c.actor_id().to_bytes()).collect();
-        for actor in actors {
-            let key = PublicKey::from_bytes(actor)
-                .map_err(|_| content("holds a change whose author is not a key".into()))?;
+        let authors = actors
+            .into_iter()
+            .map(|a| PublicKey::from_bytes(a).ok())
+            .collect();
+        let value = crate::doc::hydrate(&doc, None);
+        let size = value.to_string().len();
+        let listing = match Listing::from_value(value) {
+            Err(e) => Err(content(format!("does not hold a valid listing: {e}"))),
+            Ok(l) if l.id != header.space => Err(content(format!(
+                "holds the listing of {}, not of {}",
+                l.id, header.space
+            ))),
+            Ok(l) => Ok((l, size)),
+        };
+        Ok(Loaded {
+            space: header.space.clone(),
+            doc,
+            changes,
+            authors,
+            listing,
+        })
+    }
+}
+
+/// A checkpoint's document loaded and checked against its header by [`SignedCheckpoint::load`]: all a
+/// node learns of it without the roster.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The space the header names.
+    space: SpaceId,
+    doc: Automerge,
+    /// Every change of the document, dependencies first.
+    changes: Vec<Change>,
+    /// The actor of every change once, in byte order; `None` for one that is not a key.
+    authors: Vec<Option<PublicKey>>,
+    /// The listing at the document's heads with its size as JSON, or why it is not a valid listing of
+    /// the header's space.
+    listing: Result<(Listing, usize), CheckpointError>,
+}
+
+impl Loaded {
+    /// The rest of [`SignedCheckpoint::open`]: every change made by a key `may_author` accepts (the
+    /// roster: a key ever granted the space), then a valid listing. The first failure, as `open` says it.
+    pub fn authorise(
+        &self,
+        may_author: impl Fn(&PublicKey) -> bool,
+    ) -> Result<(), CheckpointError> {
+        let content = |why: String| CheckpointError::Content(why);
+        for author in &self.authors {
+            let key =
+                author.ok_or_else(|| content("holds a change whose author is not a key".into()))?;
             if !may_author(&key) {
                 return Err(content(format!(
                     "holds a change by {key}, which was never a device of {}",
-                    header.space
+                    self.space
                 )));
             }
         }
-        let value = crate::doc::hydrate(&doc, None);
-        let listing = Listing::from_value(value)
-            .map_err(|e| content(format!("does not hold a valid listing: {e}")))?;
-        if listing.id != header.space {
-            return Err(content(format!(
-                "holds the listing of {}, not of {}",
-                listing.id, header.space
-            )));
-        }
-        Ok((doc, listing))
+        self.listing.as_ref().map(|_| ()).map_err(Clone::clone)
+    }
+
+    /// The authors of the document's changes that are keys, each once.
+    pub fn authors(&self) -> impl Iterator<Item = &PublicKey> {
+        self.authors.iter().flatten()
+    }
+
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// Every change of the document, dependencies first.
+    pub fn changes(&self) -> &[Change] {
+        &self.changes
+    }
+
+    /// The hashes of every change of the document.
+    pub fn change_ids(&self) -> Vec<ChangeId> {
+        self.changes.iter().map(|c| c.hash().0).collect()
+    }
+
+    /// The document, its changes, and its listing with the listing's size as JSON (`None` when it is not
+    /// valid; [`Loaded::authorise`] says why).
+    pub fn into_parts(self) -> (Automerge, Vec<Change>, Option<(Listing, usize)>) {
+        (self.doc, self.changes, self.listing.ok())
     }
 }
 

@@ -96,7 +96,7 @@ pub struct RejectedChange {
     pub reason: String,
 }
 
-/// A change kept until what it waits for arrives.
+/// A change kept until what it waits for arrives. Its signature was checked before it was kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingChange {
     pub change: SignedChange,
@@ -295,7 +295,16 @@ impl SpaceDoc {
         let waiting = std::mem::take(&mut self.pending);
         let mut candidates = Vec::new();
         for p in waiting {
-            if let Ok(c) = self.admit(p.change, authority) {
+            // A pending change's signature was checked before it was kept (and a saved document's pending
+            // changes were, before it was saved): not again on every retry.
+            let admitted = match p.change.decode_verified() {
+                Ok((env, change)) => {
+                    self.graph.add(env.change_hash, env.deps.clone());
+                    self.admit_verified(p.change, env, change, authority)
+                }
+                Err(e) => Err(self.reject_unverified(&p.change, e)),
+            };
+            if let Ok(c) = admitted {
                 candidates.push(c);
             }
         }
@@ -470,37 +479,24 @@ impl SpaceDoc {
         &self.pending
     }
 
-    /// Takes every change of a checkpoint's document (`doc`, opened and checked by
-    /// [`crate::checkpoint::SignedCheckpoint::open`]) that this document lacks. They come without
-    /// envelopes: each is recorded as accepted, authored by its actor, with the checkpoint `id` as its
-    /// warrant and `auth_op` (what authorised the checkpoint's signer) as its authorisation. A checkpoint
-    /// holding a change this document refused for what it contains is refused whole. Returns how many
-    /// changes were new.
+    /// Takes every change of a checkpoint's document (`changes`, all of them, dependencies first, as
+    /// [`crate::checkpoint::Loaded::changes`] lists them once the checkpoint is opened and checked) that
+    /// this document lacks. They come without envelopes: each is recorded as accepted, authored by its
+    /// actor, with the checkpoint `id` as its warrant and `auth_op` (what authorised the checkpoint's
+    /// signer) as its authorisation. A checkpoint holding a change this document refused for what it
+    /// contains is refused whole. Returns how many changes were new.
     pub fn merge_checkpoint(
         &mut self,
         id: Hash,
-        doc: &Automerge,
+        changes: &[Change],
         auth_op: Hash,
         authority: &impl Authority,
     ) -> Result<usize, DocError> {
-        let theirs = doc.get_changes(&[]);
-        let mut new = Vec::new();
-        for c in &theirs {
-            let hash = c.hash();
-            if self.accepted.contains_key(&hash.0) {
-                continue;
-            }
-            if let Some(why) = self.excluded.get(&hash.0) {
-                return Err(DocError::Automerge(format!(
-                    "the checkpoint holds change {}, refused here: {why}",
-                    short_id(&hash.0)
-                )));
-            }
-            new.push(c.clone());
-        }
+        let new = self.lacking(changes)?;
         if new.is_empty() {
             return Ok(0);
         }
+        let new: Vec<Change> = new.into_iter().cloned().collect();
         let before = self.doc.get_heads();
         let metas: Vec<(ChangeId, Vec<u8>, i64)> = new
             .iter()
@@ -535,6 +531,81 @@ impl SpaceDoc {
             count += 1;
         }
         self.valid_at = None;
+        let accepted = &self.accepted;
+        self.pending.retain(|p| !accepted.contains_key(&p.hash));
+        self.rejected.retain(|r| !accepted.contains_key(&r.hash));
+        if !self.pending.is_empty() {
+            self.retry_pending(authority);
+        }
+        Ok(count)
+    }
+
+    /// The changes of a checkpoint this document lacks, or why the checkpoint must be refused: it holds a
+    /// change this document refused for what it contains.
+    fn lacking<'a>(&self, changes: &'a [Change]) -> Result<Vec<&'a Change>, DocError> {
+        let mut new = Vec::new();
+        for c in changes {
+            let hash = c.hash();
+            if self.accepted.contains_key(&hash.0) {
+                continue;
+            }
+            if let Some(why) = self.excluded.get(&hash.0) {
+                return Err(DocError::Automerge(format!(
+                    "the checkpoint holds change {}, refused here: {why}",
+                    short_id(&hash.0)
+                )));
+            }
+            new.push(c);
+        }
+        Ok(new)
+    }
+
+    /// [`SpaceDoc::merge_checkpoint`] for a document that holds no change yet (pending and refused ones
+    /// aside): takes the checkpoint's loaded document `doc` itself, with its `changes` and the `listing`
+    /// [`crate::checkpoint::SignedCheckpoint::load`] read at its heads (with its size as JSON), instead of
+    /// applying every change again into an empty document. The result is the same; a document that
+    /// already holds changes merges instead.
+    pub fn adopt_checkpoint(
+        &mut self,
+        id: Hash,
+        doc: Automerge,
+        changes: &[Change],
+        listing: Option<(Listing, usize)>,
+        auth_op: Hash,
+        authority: &impl Authority,
+    ) -> Result<usize, DocError> {
+        if !self.accepted.is_empty() || !self.doc.get_heads().is_empty() {
+            return self.merge_checkpoint(id, changes, auth_op, authority);
+        }
+        if self.lacking(changes)?.is_empty() {
+            return Ok(0);
+        }
+        self.doc = doc;
+        let mut count = 0;
+        let mut authors: BTreeMap<Vec<u8>, Option<PublicKey>> = BTreeMap::new();
+        for c in changes {
+            let Some(author) = *authors
+                .entry(c.actor_id().to_bytes().to_vec())
+                .or_insert_with_key(|a| PublicKey::from_bytes(a).ok())
+            else {
+                continue;
+            };
+            self.accepted.insert(
+                c.hash().0,
+                AcceptedChange {
+                    author,
+                    auth_op,
+                    created_at_ms: c.timestamp().saturating_mul(1000),
+                    vouched_by: Some(id),
+                },
+            );
+            count += 1;
+        }
+        // The listing was read and validated at these heads when the checkpoint was loaded; what
+        // `listing()` would compute again, unless it is over the size limit (then it looks further).
+        self.valid_at = listing
+            .filter(|(_, size)| *size <= limits::MAX_LISTING_BYTES)
+            .map(|(l, _)| (self.doc.get_heads(), l));
         let accepted = &self.accepted;
         self.pending.retain(|p| !accepted.contains_key(&p.hash));
         self.rejected.retain(|r| !accepted.contains_key(&r.hash));
@@ -893,7 +964,7 @@ impl SpaceDoc {
         };
         let checked = match applied {
             Err(e) => Err(format!("automerge refused the change: {e}")),
-            Ok(()) if self.doc.get_change_by_hash(&hash).is_none() => {
+            Ok(()) if self.doc.get_change_meta_by_hash(&hash).is_none() => {
                 Err("automerge did not apply the change".to_string())
             }
             Ok(()) => {
@@ -1748,6 +1819,127 @@ mod tests {
         other[0] = 99;
         assert!(SpaceDoc::load_state(w.space.clone(), &other).is_err());
         assert!(SpaceDoc::load_state(w.space.clone(), &bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn adopting_a_checkpoints_document_gives_what_merging_it_into_an_empty_one_gives() {
+        use crate::checkpoint::SignedCheckpoint;
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let mut made = Vec::new();
+        for n in 0..6 {
+            let by = if n % 2 == 0 { &w.a } else { &w.b };
+            made.push(edited(&mut origin, &w, by, |l| {
+                l.name = format!("Desk {n}")
+            }));
+        }
+        let signed =
+            SignedCheckpoint::sign(w.space.clone(), origin.doc(), &w.a, vec![], 9).unwrap();
+        let header = signed.verify().unwrap();
+        let id = signed.id();
+        let auth_op = Hash::of("fake-auth", w.a.public_key().as_bytes());
+        // Two changes after the checkpoint arrive first and wait for it, as on a joiner.
+        let after: Vec<SignedChange> = (6..8)
+            .map(|n| edited(&mut origin, &w, &w.b, |l| l.name = format!("Desk {n}")))
+            .collect();
+        let joiner = || {
+            let mut sd = SpaceDoc::new(w.space.clone());
+            for c in &after {
+                assert!(matches!(
+                    sd.apply(c.clone(), &w.auth),
+                    ApplyOutcome::Pending(_)
+                ));
+            }
+            sd
+        };
+        let allowed = |k: &PublicKey| *k == w.a.public_key() || *k == w.b.public_key();
+
+        let mut merged = joiner();
+        let loaded = signed.load(&header).unwrap();
+        loaded.authorise(allowed).unwrap();
+        let n_merged = merged
+            .merge_checkpoint(id, loaded.changes(), auth_op, &w.auth)
+            .unwrap();
+
+        let mut adopted = joiner();
+        let loaded = signed.load(&header).unwrap();
+        loaded.authorise(allowed).unwrap();
+        let (doc, changes, listing) = loaded.into_parts();
+        let n_adopted = adopted
+            .adopt_checkpoint(id, doc, &changes, listing, auth_op, &w.auth)
+            .unwrap();
+
+        assert_eq!((n_merged, n_adopted), (6, 6));
+        for sd in [&merged, &adopted] {
+            assert_eq!(sd.heads(), origin.heads());
+            assert_eq!(sd.listing().unwrap().name, "Desk 7");
+            assert!(sd.pending().is_empty() && sd.rejected().is_empty());
+        }
+        assert_eq!(adopted.accepted(), merged.accepted());
+        assert_eq!(adopted.value(), merged.value());
+        assert_eq!(adopted.signers(), merged.signers());
+        let (a, m) = (adopted.save_state(), merged.save_state());
+        assert_eq!(a, m, "the same saved state, byte for byte");
+        let reloaded = SpaceDoc::load_state(w.space.clone(), &a).unwrap();
+        assert_eq!(reloaded.accepted(), merged.accepted());
+        assert_eq!(reloaded.listing(), merged.listing());
+        assert_eq!(
+            SpaceDoc::load_state(w.space.clone(), &m).unwrap().value(),
+            reloaded.value()
+        );
+
+        // A document that already holds changes merges instead, with the same result as a merge.
+        let mut started = SpaceDoc::new(w.space.clone());
+        assert_eq!(
+            started.apply(made[0].clone(), &w.auth),
+            ApplyOutcome::Applied
+        );
+        let mut started_too = SpaceDoc::new(w.space.clone());
+        started_too.apply(made[0].clone(), &w.auth);
+        let (doc, changes, listing) = signed.load(&header).unwrap().into_parts();
+        assert_eq!(
+            started
+                .adopt_checkpoint(id, doc, &changes, listing, auth_op, &w.auth)
+                .unwrap(),
+            5
+        );
+        started_too
+            .merge_checkpoint(id, &changes, auth_op, &w.auth)
+            .unwrap();
+        assert_eq!(started.accepted(), started_too.accepted());
+        assert_eq!(started.heads(), started_too.heads());
+        // The same checkpoint again adds nothing.
+        let (doc, changes, listing) = signed.load(&header).unwrap().into_parts();
+        assert_eq!(
+            started
+                .adopt_checkpoint(id, doc, &changes, listing, auth_op, &w.auth)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_pending_change_is_retried_without_checking_its_signature_again_but_with_every_other_check()
+    {
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let c0 = edited(&mut origin, &w, &w.a, |_| {});
+        let c1 = edited(&mut origin, &w, &w.a, |l| l.name = "Second".into());
+        let mut sd = SpaceDoc::new(w.space.clone());
+        assert!(matches!(
+            sd.apply(c1.clone(), &w.auth),
+            ApplyOutcome::Pending(_)
+        ));
+        assert_eq!(sd.apply(c0, &w.auth), ApplyOutcome::Applied);
+        assert_eq!(
+            sd.outcome_of(&c1.id().unwrap()),
+            Some(ApplyOutcome::Applied)
+        );
+        // What the retry still checks: the envelope against the change it carries.
+        assert_eq!(c1.decode_verified().unwrap().0, c1.verify().unwrap());
+        let mut tampered = c1.clone();
+        tampered.change[20] ^= 1;
+        assert!(tampered.decode_verified().is_err());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! deterministic fold with "removal wins" for concurrent operations, the pure authorisation function
 //! [`Roster::may_sign`] and strong removal ([`Roster::removals`]: a removal names the listing heads it
 //! keeps) ([`roster`]), and the one-line `dmi1…` invite tokens, checksummed and verifiable
-//! offline, that a coordinator hands to a new space or device ([`invite`]).
+//! offline, that a coordinator hands to a new space or device ([`invite`]). [`par`] spreads pure checks over
+//! every core, results in input order.
 //! It does no networking and knows nothing of listings, Automerge, sled or libp2p.
 
 pub mod domain;
@@ -14,6 +15,7 @@ pub mod id;
 pub mod invite;
 pub mod key;
 pub mod keyfile;
+pub mod par;
 pub mod roster;
 
 pub use domain::Domain;

@@ -989,34 +989,19 @@ impl Roster {
     /// The checks run on every core (10,000 admissions are half a second on one).
     pub fn unverified_signatures(&self) -> Vec<(Hash, RosterError)> {
         let entries: Vec<(&Hash, &Entry)> = self.entries.iter().collect();
-        let check = |part: &[(&Hash, &Entry)]| -> Vec<(Hash, RosterError)> {
-            part.iter()
-                .filter_map(|(hash, e)| {
-                    e.signed
-                        .verify_signatures(&e.op.author)
-                        .err()
-                        .map(|err| (**hash, err))
-                })
-                .collect()
+        let check = |(hash, e): &(&Hash, &Entry)| {
+            e.signed
+                .verify_signatures(&e.op.author)
+                .err()
+                .map(|err| (**hash, err))
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut out = if threads < 2 || entries.len() < 512 {
-            check(&entries)
-        } else {
-            let chunk = entries.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let workers: Vec<_> = entries
-                    .chunks(chunk)
-                    .map(|part| (part, scope.spawn(move || check(part))))
-                    .collect();
-                let mut out = Vec::new();
-                for (part, worker) in workers {
-                    // A worker that died proves nothing: its part is checked again here.
-                    out.extend(worker.join().unwrap_or_else(|_| check(part)));
-                }
-                out
-            })
-        };
+        // A part whose worker died proves nothing: it is checked again here.
+        let mut out: Vec<(Hash, RosterError)> =
+            crate::par::map_in_order(&entries, threads, 512, check, check)
+                .into_iter()
+                .flatten()
+                .collect();
         out.sort_by_key(|(h, _)| *h);
         out
     }

@@ -24,13 +24,13 @@
 //! for [`Node::take_made`], so whoever runs the node (the daemon) can announce them without scanning the
 //! store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{self, SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, SignedChange, VerifiedChange};
-use deskmesh_crdt_model::checkpoint::{self, Checkpoint, SignedCheckpoint};
+use deskmesh_crdt_model::checkpoint::{Checkpoint, Loaded, SignedCheckpoint};
 use deskmesh_crdt_model::verify::{self, SignedVerification, Verification};
 use deskmesh_keys::roster::{Inserted, RosterError, SignedOp};
 use deskmesh_keys::{Hash, PublicKey, SpaceId};
@@ -283,13 +283,24 @@ enum Body {
     Verification(Verification),
     /// A proposed coordinator change (the roster checks its signatures as it merges them).
     Proposal(SignedOp),
-    Checkpoint(Box<SignedCheckpoint>, Box<Checkpoint>),
+    /// A checkpoint whose signature checked out, its document loaded and checked against its header.
+    Checkpoint(Box<CheckedCheckpoint>),
     /// Refused whatever the roster says: the sentence, and the author and space when they could be read.
     Bad {
         why: String,
         author: Option<PublicKey>,
         space: Option<SpaceId>,
     },
+}
+
+/// What [`check`] learns of a checkpoint: all but whether the roster lets its signer and the authors of
+/// its changes write the space, which [`Node::ingest_checked`] asks.
+#[derive(Debug, Clone)]
+struct CheckedCheckpoint {
+    signed: SignedCheckpoint,
+    header: Checkpoint,
+    /// Taken when the checkpoint is merged (a space with no document yet keeps the loaded one).
+    loaded: Option<Loaded>,
 }
 
 impl Checked {
@@ -301,7 +312,7 @@ impl Checked {
     /// made (the order of authoring is a causal order for each author); everything else after.
     fn order_key(&self) -> (u8, Option<&SpaceId>, i64) {
         match &self.body {
-            Body::Checkpoint(_, c) => (0, Some(&c.space), c.created_at_ms),
+            Body::Checkpoint(c) => (0, Some(&c.header.space), c.header.created_at_ms),
             Body::Change(v) => (1, Some(&v.envelope().space), v.envelope().created_at_ms),
             _ => (2, None, 0),
         }
@@ -333,8 +344,14 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
         },
         ItemKind::Checkpoint => match SignedCheckpoint::from_bytes(&item.bytes.0) {
             Err(e) => bad(e.to_string(), None, None),
-            Ok(signed) => match signed.verify() {
-                Ok(c) => Body::Checkpoint(Box::new(signed), Box::new(c)),
+            // The signature, then the document: loading it, reading its changes and their authors and
+            // validating its listing is the costly part, and needs no roster.
+            Ok(signed) => match signed.verify().and_then(|h| Ok((signed.load(&h)?, h))) {
+                Ok((loaded, header)) => Body::Checkpoint(Box::new(CheckedCheckpoint {
+                    signed,
+                    header,
+                    loaded: Some(loaded),
+                })),
                 Err(e) => {
                     let header = signed.decode().ok();
                     bad(
@@ -385,29 +402,29 @@ fn bad(why: String, author: Option<PublicKey>, space: Option<SpaceId>) -> Body {
     Body::Bad { why, author, space }
 }
 
-/// [`check`] for a batch, spread over up to `threads` threads; results in input order.
+/// [`check`] for a batch, spread over up to `threads` threads; one result per item, in input order. An
+/// item whose checking thread panicked (a fault of this node) is refused with a sentence that says so,
+/// never dropped.
 pub fn check_all(items: Vec<SignedItem>, wall: DateTime<Utc>, threads: usize) -> Vec<Checked> {
-    let threads = threads.clamp(1, 64);
-    if threads == 1 || items.len() < 64 {
+    if threads < 2 || items.len() < 64 {
         return items.into_iter().map(|i| check(i, wall)).collect();
     }
-    let chunk = items.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<SignedItem>> = Vec::new();
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        chunks.push(items.by_ref().take(chunk).collect());
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|c| scope.spawn(move || c.into_iter().map(|i| check(i, wall)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    deskmesh_keys::par::map_in_order(
+        &items,
+        threads,
+        64,
+        |i| check(i.clone(), wall),
+        |i| Checked {
+            item: i.clone(),
+            id: None,
+            body: bad(CHECK_FAILED.into(), None, None),
+        },
+    )
 }
+
+/// Why an item is refused when checking it panicked.
+const CHECK_FAILED: &str =
+    "checking it failed inside this node (a fault of the node, not proof against the item)";
 
 impl Node {
     /// Takes a batch of signed items through the checks every source shares (see the module doc).
@@ -734,18 +751,18 @@ impl Node {
     /// if it must still wait, it keeps its first arrival time so it does not wait for ever.
     fn take_other(
         &mut self,
-        c: Checked,
+        mut c: Checked,
         source: Source,
         at: At,
         waited_since: Option<Instant>,
     ) -> Outcome {
         let (kind, id) = (c.item.kind, c.id);
-        let judged = match &c.body {
+        let judged = match &mut c.body {
             Body::Change(v) => self.judge_change(v),
             Body::Beacon(signed, b) => self.judge_beacon(signed, b, &c.item.bytes.0),
             Body::Verification(v) => self.judge_verification(v, &c.item.bytes.0),
             Body::Proposal(op) => self.judge_proposal(op, at),
-            Body::Checkpoint(signed, header) => self.judge_checkpoint(signed, header),
+            Body::Checkpoint(c) => self.judge_checkpoint(c),
             Body::Bad { why, author, space } => {
                 let why = self.refuse(kind, id, *author, space.clone(), why.clone());
                 return outcome(kind, id, Verdict::Refused(why));
@@ -889,13 +906,14 @@ impl Node {
         }))
     }
 
-    /// A verified checkpoint: its signer authorised for the space, its document opened and checked
-    /// (every change by a key ever granted to the space, a valid listing). One whose changes the node's kept
+    /// A checkpoint [`check`] verified and loaded: its signer authorised for the space, every change in it
+    /// by a key ever granted to the space, its listing valid. One whose changes the node's kept
     /// checkpoints already cover adds nothing and is not stored; otherwise its changes are merged into the
-    /// space's document, it is stored with the changes it covers, and the checkpoints it covers entirely
-    /// are dropped.
-    fn judge_checkpoint(&mut self, signed: &SignedCheckpoint, c: &Checkpoint) -> Judged {
+    /// space's document (a space with no document yet takes the loaded one), it is stored with the
+    /// changes it covers, and the checkpoints it covers entirely are dropped.
+    fn judge_checkpoint(&mut self, cp: &mut CheckedCheckpoint) -> Judged {
         let kind = ItemKind::Checkpoint;
+        let (signed, c) = (&cp.signed, &cp.header);
         let id = signed.id();
         match self.store.checkpoint(&c.space, &id) {
             Ok(Some(_)) => return Judged::Verdict(Verdict::Known),
@@ -923,35 +941,35 @@ impl Node {
                     return Judged::Verdict(Verdict::Refused(why));
                 }
             };
-        let roster = self.roster();
-        let opened = signed.open(c, |k| roster.is_some_and(|r| r.ever_granted(k, &c.space)));
-        let (doc, _) = match opened {
-            Ok(o) => o,
-            Err(e) => {
-                let why = self.refuse(
-                    kind,
-                    Some(id),
-                    Some(c.author),
-                    Some(c.space.clone()),
-                    e.to_string(),
-                );
-                return Judged::Verdict(Verdict::Refused(why));
-            }
+        let Some(loaded) = cp.loaded.take() else {
+            return Judged::Verdict(Verdict::Failed("the checkpoint was judged twice".into()));
         };
+        let roster = self.roster();
+        if let Err(e) = loaded.authorise(|k| roster.is_some_and(|r| r.ever_granted(k, &c.space))) {
+            let why = self.refuse(
+                kind,
+                Some(id),
+                Some(c.author),
+                Some(c.space.clone()),
+                e.to_string(),
+            );
+            return Judged::Verdict(Verdict::Refused(why));
+        }
         // Strong removal: a removed key's checkpoint is taken only if its removal keeps all it holds.
-        if let Some(why) = self.unkept_checkpoint(c, &doc) {
+        if let Some(why) = self.unkept_checkpoint(c, loaded.changes()) {
             let why = self.refuse(kind, Some(id), Some(c.author), Some(c.space.clone()), why);
             return Judged::Verdict(Verdict::Refused(why));
         }
         // One scan of the space's marks, not one lookup per change of a long history.
-        let held_marks: std::collections::HashSet<[u8; 32]> =
-            match self.store.space_covered(&c.space) {
-                Ok(marks) => marks.into_iter().map(|(h, _)| h).collect(),
-                Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
-            };
-        let newly_covered: Vec<[u8; 32]> = checkpoint::change_ids(&doc)
-            .into_iter()
-            .filter(|h| !held_marks.contains(h))
+        let held_marks: HashSet<[u8; 32]> = match self.store.space_covered(&c.space) {
+            Ok(marks) => marks.into_iter().map(|(h, _)| h).collect(),
+            Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
+        };
+        let ids = loaded.change_ids();
+        let newly_covered: Vec<[u8; 32]> = ids
+            .iter()
+            .filter(|h| !held_marks.contains(*h))
+            .copied()
             .collect();
         if newly_covered.is_empty() {
             // Every change in it is covered by a checkpoint kept here already.
@@ -960,7 +978,7 @@ impl Node {
         if let Err(e) = self.warm(&c.space) {
             return Judged::Verdict(Verdict::Failed(format!("{e:#}")));
         }
-        if let Err(e) = self.merge_into_doc(&c.space, id, &doc, auth_op) {
+        if let Err(e) = self.merge_into_doc(&c.space, id, loaded, auth_op) {
             let why = self.refuse(
                 kind,
                 Some(id),
@@ -985,15 +1003,11 @@ impl Node {
         }
         let mut leaves = Vec::new();
         // A kept checkpoint whose heads are all in this one's document is covered by it entirely.
-        use automerge::ReadDoc;
+        let ids: HashSet<[u8; 32]> = ids.into_iter().collect();
         for (old, bytes) in before {
             let contained = SignedCheckpoint::from_bytes(&bytes)
                 .and_then(|o| o.decode())
-                .is_ok_and(|o| {
-                    o.heads
-                        .iter()
-                        .all(|h| doc.get_change_by_hash(&automerge::ChangeHash(*h)).is_some())
-                });
+                .is_ok_and(|o| o.heads.iter().all(|h| ids.contains(h)));
             if contained
                 && self
                     .store
@@ -1475,6 +1489,138 @@ mod tests {
             "{report:?}"
         );
         assert!(coordinator.store.checkpoints().unwrap().is_empty());
+    }
+
+    /// A space's document with one more change written into it by `outsider` (a key the roster never
+    /// granted the space), checkpointed by the space's own device: the change is forged into it.
+    fn checkpoint_with_a_change_by(
+        space: &Node,
+        id: &SpaceId,
+        outsider: &DeviceKey,
+        heads: Vec<Hash>,
+    ) -> SignedCheckpoint {
+        use automerge::transaction::Transactable;
+        let (doc, _) = space.space_doc(id).unwrap();
+        let mut doc = doc.doc().clone();
+        doc.set_actor(automerge::ActorId::from(outsider.public_key().as_bytes()));
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "name", "Taken over").unwrap();
+        tx.commit();
+        SignedCheckpoint::sign(id.clone(), &doc, space.signer(), heads, 2).unwrap()
+    }
+
+    /// The items a node announces, checked on `threads` threads with enough company (other spaces'
+    /// changes) that `check_all` spreads them, then judged.
+    fn check_and_judge(node: &mut Node, items: Vec<SignedItem>, threads: usize) -> IngestReport {
+        let checked = check_all(items, chrono::Utc::now(), threads);
+        node.ingest_checked(checked, Source::Mesh, At::now())
+    }
+
+    #[test]
+    fn a_checkpoint_with_a_forged_change_inside_is_refused_from_the_parallel_check_with_the_same_sentence(
+    ) {
+        let mut coordinator = testkit::coordinator();
+        let (space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        let outsider = DeviceKey::generate();
+        let forged = checkpoint_with_a_change_by(
+            &space,
+            &id,
+            &outsider,
+            coordinator.roster().unwrap().heads(),
+        );
+        // What opening it on one thread, the way it was judged before, says.
+        let header = forged.verify().unwrap();
+        let roster = coordinator.roster().unwrap();
+        let expected = forged
+            .open(&header, |k| roster.ever_granted(k, &id))
+            .unwrap_err()
+            .to_string();
+        assert!(expected.contains("never a device of"), "{expected}");
+
+        // Checked with 99 other items on two threads, then judged: refused with that sentence, and
+        // every other item judged in its place.
+        let mut items: Vec<SignedItem> = Vec::new();
+        for n in 0..99 {
+            let (_, change) = space_and_change(&mut coordinator);
+            items.push(if n == 50 {
+                SignedItem::checkpoint(&forged)
+            } else {
+                SignedItem::change(&change)
+            });
+        }
+        let report = check_and_judge(&mut coordinator, items, 2);
+        assert_eq!(report.outcomes.len(), 99);
+        assert_eq!(report.outcomes[50].kind, ItemKind::Checkpoint);
+        assert_eq!(
+            report.outcomes[50].verdict,
+            Verdict::Refused(expected.clone())
+        );
+        assert!(report
+            .outcomes
+            .iter()
+            .enumerate()
+            .all(|(i, o)| i == 50 || added(o)));
+        assert!(coordinator.store.checkpoints().unwrap().is_empty());
+        let refusals = coordinator.refusals().unwrap();
+        assert!(
+            refusals.iter().any(|r| r.reason == expected),
+            "{refusals:?}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_signed_by_a_key_never_granted_the_space_is_refused() {
+        let mut coordinator = testkit::coordinator();
+        let (space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        // Another space's device: the roster knows it, and it was never a device of Riverside.
+        let (other, _) = testkit::listed_space(&mut coordinator, "Elsewhere");
+        let (doc, _) = space.space_doc(&id).unwrap();
+        let by_other = SignedCheckpoint::sign(
+            id.clone(),
+            doc.doc(),
+            other.signer(),
+            coordinator.roster().unwrap().heads(),
+            2,
+        )
+        .unwrap();
+        for threads in [1, 2] {
+            let report = check_and_judge(
+                &mut coordinator,
+                vec![SignedItem::checkpoint(&by_other)],
+                threads,
+            );
+            assert_eq!(
+                report.outcomes[0].verdict,
+                Verdict::Refused(
+                    "the key that signed it is not one of the space's devices in the roster it names"
+                        .into()
+                )
+            );
+        }
+        assert!(coordinator.store.checkpoints().unwrap().is_empty());
+        assert_eq!(coordinator.held_for_roster(), (0, 0));
+    }
+
+    #[test]
+    fn a_checkpoint_whose_document_is_not_what_its_header_signs_is_refused_whoever_signed_it() {
+        let mut coordinator = testkit::coordinator();
+        let (space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        // Signed by a key nobody knows, under roster heads nobody knows: it would wait for the roster if
+        // only the signature were checked, but its document holds one change more than its header says.
+        let stranger = DeviceKey::generate();
+        let mut lying = checkpoint_with_a_change_by(&space, &id, &stranger, vec![Hash([9; 32])]);
+        let mut header = lying.decode().unwrap();
+        header.changes -= 1;
+        header.author = stranger.public_key();
+        lying.header = postcard::to_stdvec(&header).unwrap();
+        lying.signature = stranger.sign(deskmesh_keys::Domain::Checkpoint, &lying.header);
+        let checked = check(SignedItem::checkpoint(&lying), chrono::Utc::now());
+        let report = coordinator.ingest_checked(vec![checked], Source::Mesh, At::now());
+        match &report.outcomes[0].verdict {
+            Verdict::Refused(why) => assert!(why.contains("not the 1 its header names"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(coordinator.held_for_roster(), (0, 0));
     }
 
     #[test]

@@ -600,12 +600,13 @@ impl Node {
         )?)
     }
 
-    /// Merges a checked checkpoint's document into `space`'s warm document and pins it.
+    /// Merges a checked checkpoint's document into `space`'s warm document and pins it; a space with no
+    /// document yet takes the checkpoint's loaded document itself.
     pub(crate) fn merge_into_doc(
         &self,
         space: &SpaceId,
         id: Hash,
-        doc: &automerge::Automerge,
+        loaded: deskmesh_crdt_model::checkpoint::Loaded,
         auth_op: Hash,
     ) -> anyhow::Result<usize> {
         let authority = RosterAuthority(self.roster.as_ref());
@@ -613,7 +614,10 @@ impl Node {
         let w = docs
             .get_mut(space)
             .ok_or_else(|| anyhow!("the document of {space} could not be loaded"))?;
-        let n = w.doc.merge_checkpoint(id, doc, auth_op, &authority)?;
+        let (doc, changes, listing) = loaded.into_parts();
+        let n = w
+            .doc
+            .adopt_checkpoint(id, doc, &changes, listing, auth_op, &authority)?;
         docs.pin(space);
         Ok(n)
     }
@@ -787,12 +791,11 @@ impl Node {
         let auth_op = authority
             .authorise(&header.roster_heads, &header.author, space)
             .map_err(|d| d.reason)?;
-        let (opened, _) = signed
-            .open(&header, |k| {
-                roster.is_some_and(|r| r.ever_granted(k, space))
-            })
+        let loaded = signed.load(&header).map_err(|e| e.to_string())?;
+        loaded
+            .authorise(|k| roster.is_some_and(|r| r.ever_granted(k, space)))
             .map_err(|e| e.to_string())?;
-        doc.merge_checkpoint(id, &opened, auth_op, &authority)
+        doc.merge_checkpoint(id, loaded.changes(), auth_op, &authority)
             .map_err(|e| e.to_string())
     }
 
@@ -937,7 +940,7 @@ impl Node {
     pub(crate) fn unkept_checkpoint(
         &self,
         c: &deskmesh_crdt_model::checkpoint::Checkpoint,
-        doc: &automerge::Automerge,
+        changes: &[automerge::Change],
     ) -> Option<String> {
         // Unlike changes, even an audit file's checkpoints are judged here: the exporting node never
         // stores one this refuses, so one in its file is refused by the offline check too.
@@ -952,11 +955,12 @@ impl Node {
                 graph.add(e.change_hash, e.deps);
             }
         }
-        for ch in doc.get_changes(&[]) {
+        for ch in changes {
             graph.add(ch.hash().0, ch.deps().iter().map(|d| d.0).collect());
         }
-        for head in doc.get_heads() {
-            if let Kept::No { by, revocation } = graph.kept(&head.0, &removals) {
+        // The header's heads are the document's (checked when it was loaded).
+        for head in &c.heads {
+            if let Kept::No { by, revocation } = graph.kept(head, &removals) {
                 return Some(format!(
                     "a checkpoint {}",
                     ChangeGraph::unkept_reason(&c.author, &by, revocation)
