@@ -182,9 +182,33 @@ pub struct VerifiedChange {
     signed: SignedChange,
     envelope: Envelope,
     change: Change,
+    /// For a change with no dependencies, what it makes of an empty document ([`VerifiedChange::prepare`]).
+    alone: Option<Box<crate::doc::Alone>>,
 }
 
 impl VerifiedChange {
+    /// Works out, for a change with no dependencies (a space's first), what it makes of an empty
+    /// document: the document holding it and whether the listing as of it is valid. Pure, so the check
+    /// phase does it on any thread; applying it to an empty document then takes that result instead of
+    /// applying and validating again. Does nothing for a change with dependencies.
+    pub fn prepare(&mut self) {
+        if self.change.deps().is_empty() && self.alone.is_none() {
+            self.alone = crate::doc::Alone::of(&self.envelope.space, &self.change).map(Box::new);
+        }
+    }
+
+    /// Takes what [`VerifiedChange::prepare`] worked out, if anything.
+    pub fn take_prepared(&mut self) -> Option<Box<crate::doc::Alone>> {
+        self.alone.take()
+    }
+
+    /// Gives back what [`VerifiedChange::take_prepared`] took (to a copy of the same change).
+    pub fn put_prepared(&mut self, alone: Box<crate::doc::Alone>) {
+        if self.change.hash().0 == alone.hash() {
+            self.alone = Some(alone);
+        }
+    }
+
     pub fn signed(&self) -> &SignedChange {
         &self.signed
     }
@@ -282,6 +306,7 @@ impl SignedChange {
             signed: self,
             envelope,
             change,
+            alone: None,
         })
     }
 

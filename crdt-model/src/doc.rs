@@ -164,10 +164,50 @@ fn index_in<T: PartialEq + Copy>(list: &mut Vec<T>, x: T) -> u32 {
     }
 }
 
+/// What a change with no dependencies makes of an empty document, worked out apart from any document
+/// ([`crate::change::VerifiedChange::prepare`]): the document holding it alone, and the listing as of it
+/// or why that is not a valid listing of the space.
+#[derive(Debug, Clone)]
+pub struct Alone {
+    hash: ChangeId,
+    doc: Automerge,
+    verdict: Result<Listing, String>,
+}
+
+impl Alone {
+    pub(crate) fn hash(&self) -> ChangeId {
+        self.hash
+    }
+
+    /// `None` when the change has dependencies or Automerge does not simply take it (then it is placed
+    /// the ordinary way, which says why).
+    pub(crate) fn of(space: &SpaceId, change: &Change) -> Option<Alone> {
+        if !change.deps().is_empty() {
+            return None;
+        }
+        let mut sd = SpaceDoc::new(space.clone());
+        let hash = change.hash();
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sd.doc.apply_changes([change.clone()])
+        }));
+        if !matches!(applied, Ok(Ok(()))) || sd.doc.get_heads() != [hash] {
+            return None;
+        }
+        let verdict = sd.check_state(None);
+        Some(Alone {
+            hash: hash.0,
+            doc: sd.doc,
+            verdict,
+        })
+    }
+}
+
 /// A change that passed the envelope, space and authority checks and now waits for its place.
 struct Candidate {
     signed: SignedChange,
     change: Change,
+    /// What the change makes of an empty document, when worked out already.
+    alone: Option<Box<Alone>>,
     hash: ChangeId,
     author: PublicKey,
     auth_op: Hash,
@@ -242,10 +282,15 @@ impl SpaceDoc {
         change: VerifiedChange,
         authority: &impl Authority,
     ) -> ApplyOutcome {
+        let mut change = change;
+        let alone = change.take_prepared();
         let (signed, env, decoded) = change.into_parts();
         self.graph.add(env.change_hash, env.deps.clone());
         match self.admit_verified(signed, env, decoded, authority) {
-            Ok(c) => self.place_candidate(c, authority),
+            Ok(mut c) => {
+                c.alone = alone;
+                self.place_candidate(c, authority)
+            }
             Err(outcome) => outcome,
         }
     }
@@ -812,6 +857,7 @@ impl SpaceDoc {
         Ok(Candidate {
             signed: sc,
             change,
+            alone: None,
             hash,
             author: env.author,
             auth_op,
@@ -941,8 +987,27 @@ impl SpaceDoc {
 
     /// Applies one change whose dependencies are all in the document, keeping it only if the listing as of
     /// the change is valid for this space.
-    fn place(&mut self, c: Candidate) -> ApplyOutcome {
+    fn place(&mut self, mut c: Candidate) -> ApplyOutcome {
         let before = self.doc.get_heads();
+        // A first change into an empty document, worked out already: the same result without applying and
+        // validating it again.
+        if let Some(alone) = c.alone.take() {
+            if before.is_empty() && alone.hash == c.hash {
+                let Alone { doc, verdict, .. } = *alone;
+                return match verdict {
+                    Ok(listing) => {
+                        self.doc = doc;
+                        self.valid_at = Some((self.doc.get_heads(), listing));
+                        self.accept(c.hash, c.author, c.auth_op, c.created_at_ms);
+                        ApplyOutcome::Applied
+                    }
+                    Err(why) => {
+                        self.excluded.insert(c.hash, why.clone());
+                        self.reject(c.hash, Some(c.author), why)
+                    }
+                };
+            }
+        }
         let hash = c.change.hash();
         // A panic inside automerge on a change that decoded (see `change::decode_change`) must not stop the
         // node: it counts as a refusal, and the document is rebuilt from what it held before.
@@ -981,15 +1046,7 @@ impl SpaceDoc {
         };
         match checked {
             Ok(()) => {
-                self.accepted.insert(
-                    c.hash,
-                    AcceptedChange {
-                        author: c.author,
-                        auth_op: c.auth_op,
-                        created_at_ms: c.created_at_ms,
-                        vouched_by: None,
-                    },
-                );
+                self.accept(c.hash, c.author, c.auth_op, c.created_at_ms);
                 ApplyOutcome::Applied
             }
             Err(why) => {
@@ -999,6 +1056,18 @@ impl SpaceDoc {
                 self.reject(c.hash, Some(c.author), why)
             }
         }
+    }
+
+    fn accept(&mut self, hash: ChangeId, author: PublicKey, auth_op: Hash, created_at_ms: i64) {
+        self.accepted.insert(
+            hash,
+            AcceptedChange {
+                author,
+                auth_op,
+                created_at_ms,
+                vouched_by: None,
+            },
+        );
     }
 
     /// The listing as of `heads` (or now), if it is valid for this space.
@@ -1940,6 +2009,47 @@ mod tests {
         let mut tampered = c1.clone();
         tampered.change[20] ^= 1;
         assert!(tampered.decode_verified().is_err());
+    }
+
+    #[test]
+    fn a_first_change_worked_out_in_the_check_phase_places_exactly_like_one_applied_here() {
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let first = edited(&mut origin, &w, &w.a, |_| {});
+        let second = edited(&mut origin, &w, &w.a, |l| l.name = "Second".into());
+        // A first change whose listing is not valid (no name at all).
+        let invalid = crafted(&SpaceDoc::new(w.space.clone()), &w.a, &w.space, |tx| {
+            tx.put(ROOT, "id", w.space.to_string()).unwrap();
+        });
+        for c in [&first, &invalid] {
+            let mut prepared = c.clone().into_verified().unwrap();
+            prepared.prepare();
+            let mut plain = SpaceDoc::new(w.space.clone());
+            let mut fast = SpaceDoc::new(w.space.clone());
+            let a = plain.apply_verified(c.clone().into_verified().unwrap(), &w.auth);
+            let b = fast.apply_verified(prepared, &w.auth);
+            assert_eq!(a, b);
+            assert_eq!(plain.save_state(), fast.save_state());
+            assert_eq!(plain.listing(), fast.listing());
+            assert_eq!(plain.rejected(), fast.rejected());
+        }
+        // Into a document that holds changes already, the worked-out state is not used.
+        let mut sd = SpaceDoc::new(w.space.clone());
+        assert_eq!(sd.apply(first.clone(), &w.auth), ApplyOutcome::Applied);
+        let mut again = invalid.clone().into_verified().unwrap();
+        again.prepare();
+        assert!(matches!(
+            sd.apply_verified(again, &w.auth),
+            ApplyOutcome::Rejected(_)
+        ));
+        assert_eq!(sd.listing().unwrap().name, "Desk One");
+        let mut later = second.into_verified().unwrap();
+        later.prepare();
+        assert_eq!(
+            later.take_prepared().map(|a| a.hash()),
+            None,
+            "it has dependencies"
+        );
     }
 
     #[test]

@@ -333,7 +333,11 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
             Ok(change) => {
                 let env = change.envelope().ok();
                 match change.into_verified() {
-                    Ok(v) => Body::Change(Box::new(v)),
+                    Ok(mut v) => {
+                        // A space's first change: what it makes of an empty document, worked out here.
+                        v.prepare();
+                        Body::Change(Box::new(v))
+                    }
                     Err(e) => bad(
                         e.to_string(),
                         env.as_ref().map(|e| e.author),
@@ -822,7 +826,10 @@ impl Node {
 
     /// A verified listing change: an author the roster refuses for good is refused; anything else is
     /// stored and applied to its space's document, whose index is written at the end of the batch.
-    fn judge_change(&mut self, v: &VerifiedChange) -> Judged {
+    fn judge_change(&mut self, v: &mut VerifiedChange) -> Judged {
+        // What the check phase worked out goes with the change applied below, not with a copy of it (an
+        // item that waits for the roster is placed the ordinary way later).
+        let prepared = v.take_prepared();
         let env = v.envelope();
         let kind = ItemKind::ListingChange;
         let id = Hash(env.change_hash);
@@ -882,7 +889,11 @@ impl Node {
             Ok(false) => return Judged::Verdict(Verdict::Known),
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
         }
-        match self.apply_to_doc(v.clone()) {
+        let mut applied = v.clone();
+        if let Some(p) = prepared {
+            applied.put_prepared(p);
+        }
+        match self.apply_to_doc(applied) {
             // Stored but excluded (an invalid listing, built on an excluded change): kept as evidence,
             // and noted with where it came from so the audit can name the peer.
             Ok(applied) => self.note_if_rejected(env, applied.as_ref()),
