@@ -6,7 +6,7 @@
 //! ([`SearchIndex::set`], [`SearchIndex::insert`], [`SearchIndex::remove`]). Run any number of
 //! [`Query`]s against it with [`Query::run_on`]; rows are checked cheapest filter first and nothing is
 //! allocated per row. Opening hours are compiled once per distinct (hours, time zone, country), however
-//! many spaces share them, and each remembers its open state until it next changes, so `open_now` over
+//! many spaces share them (an expression is parsed once for every zone and country that uses it), and each remembers its open state until it next changes, so `open_now` over
 //! a large directory costs an evaluation per distinct hours only when a state has expired. Live seat availability is not part of a listing: the caller passes it per row (the
 //! beacon layer decides freshness). [`Query::run`] takes plain [`Entry`] values and builds the index itself,
 //! for one-off queries.
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
-use crate::hours::{Hours, OpenState};
+use crate::hours::{Hours, HoursExpr, OpenState};
 use crate::listing::{vocabulary, Accessibility, Amenity, Category, Listing, Product, Wheelchair};
 
 vocabulary! {
@@ -130,9 +130,10 @@ pub struct Query {
     pub verified_only: bool,
 }
 
-/// What the index keeps of one listing: only what queries read, precomputed.
-#[derive(Clone, Debug)]
-struct Row {
+/// What the index keeps of one listing: only what queries read, precomputed. `H` is how the row names
+/// its hours: a slot of the index's shared hours in the index, the hours themselves in a [`SearchRow`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Row<H = Option<u32>> {
     /// Folded name, description, translations and address, joined by newlines.
     haystack: String,
     /// Folded name, the sort key.
@@ -142,10 +143,9 @@ struct Row {
     category: Category,
     amenities: u32,
     access: u8,
-    /// The slot of [`SearchIndex::hours`] holding the row's compiled hours (shared with every row whose
-    /// hours, time zone and country are the same); `None` when the hours are unknown or do not parse (a
-    /// stored listing may predate a rule).
-    hours: Option<u32>,
+    /// In the index, the slot of [`SearchIndex::hours`] holding the row's compiled hours (shared with
+    /// every row whose hours, time zone and country are the same); `None` when the listing has none.
+    hours: H,
     /// Every day pass as (price, currency).
     day_passes: Vec<(f64, [u8; 3])>,
     wifi_down: Option<f64>,
@@ -154,17 +154,165 @@ struct Row {
     lon: f64,
 }
 
-/// Opening hours compiled once for all the rows that share them, with their open state remembered.
+/// One listing's row of a [`SearchIndex`], standing alone: what a node keeps beside each listing so that
+/// a command can query the directory without reading and preparing every listing
+/// ([`SearchIndex::push_row`] takes it as [`SearchIndex::push`] takes the listing).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SearchRow(Row<Option<HoursKey>>);
+
+impl SearchRow {
+    /// The encoding [`SearchRow::to_bytes`] writes; a node keeping rows of another format rebuilds them.
+    pub const FORMAT: &'static [u8] = b"deskmesh-search-row-1";
+
+    pub fn of(l: &Listing) -> Self {
+        let addr = &l.location.address;
+        let mut haystack = String::with_capacity(l.name.len() + l.description.len() + 64);
+        let mut add = |s: &str| {
+            fold_into(s, &mut haystack);
+            haystack.push('\n');
+        };
+        add(&l.name);
+        add(&l.description);
+        for t in l.translations.values() {
+            add(t.name.as_deref().unwrap_or(""));
+            add(t.description.as_deref().unwrap_or(""));
+        }
+        add(&addr.city);
+        add(addr.street.as_deref().unwrap_or(""));
+        add(addr.postcode.as_deref().unwrap_or(""));
+
+        let access = AccessNeed::ALL
+            .iter()
+            .filter(|n| n.met_by(&l.accessibility))
+            .fold(0, |m, n| m | n.bit());
+        let day_passes = l
+            .offers
+            .iter()
+            .filter(|o| o.product == Product::DayPass)
+            .map(|o| (o.price, currency_code(&o.currency)))
+            .collect();
+        let hours = l.opening_hours.as_deref().map(|text| {
+            (
+                text.to_string(),
+                l.location.timezone.clone(),
+                addr.country.clone(),
+            )
+        });
+        Self(Row {
+            haystack,
+            name_key: fold(&l.name),
+            city: fold(&addr.city),
+            category: l.category,
+            amenities: l.amenities.mask(),
+            access,
+            hours,
+            day_passes,
+            wifi_down: l.internet.down_mbps,
+            visa: l.reciprocity.coworking_visa,
+            lat: l.location.lat,
+            lon: l.location.lon,
+        })
+    }
+
+    /// The row in [`SearchRow::FORMAT`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// Values shared by every row with the same key, each slot freed when its last row goes: the opening
+/// hours of a directory are few next to its rows.
 #[derive(Clone, Debug)]
+struct Shared<K, T> {
+    /// The value of each slot with its key and how many rows use it; `None` is a free slot.
+    slots: Vec<Option<(K, T, u32)>>,
+    by_key: HashMap<K, u32>,
+    free: Vec<u32>,
+}
+
+impl<K, T> Default for Shared<K, T> {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            by_key: HashMap::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash, T> Shared<K, T> {
+    /// The slot of `key`, one more row using it; a new slot holds `make()`.
+    fn acquire(&mut self, key: &K, make: impl FnOnce() -> T) -> u32 {
+        if let Some(&slot) = self.by_key.get(key) {
+            if let Some(Some((_, _, users))) = self.slots.get_mut(slot as usize) {
+                *users += 1;
+            }
+            return slot;
+        }
+        let entry = Some((key.clone(), make(), 1));
+        let slot = match self.free.pop() {
+            Some(free) => {
+                self.slots[free as usize] = entry;
+                free
+            }
+            None => {
+                self.slots.push(entry);
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.by_key.insert(key.clone(), slot);
+        slot
+    }
+
+    /// One row fewer uses `slot`; the last one frees it, and its value is returned.
+    fn release(&mut self, slot: u32) -> Option<T> {
+        let entry = self.slots.get_mut(slot as usize)?;
+        let users = match entry {
+            Some((_, _, users)) => {
+                *users = users.saturating_sub(1);
+                *users
+            }
+            None => return None,
+        };
+        if users > 0 {
+            return None;
+        }
+        let (key, value, _) = entry.take()?;
+        self.by_key.remove(&key);
+        self.free.push(slot);
+        Some(value)
+    }
+
+    fn get(&self, slot: u32) -> Option<(&K, &T)> {
+        match self.slots.get(slot as usize) {
+            Some(Some((k, v, _))) => Some((k, v)),
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().flatten().map(|(_, v, _)| v)
+    }
+}
+
+/// Opening hours compiled once for all the rows that share them, with their open state remembered.
+#[derive(Clone, Debug, Default)]
 struct HoursSlot {
-    key: HoursKey,
+    /// The slot of the expression in [`SearchIndex::exprs`].
+    expr: u32,
     /// Compiled at the slot's first evaluation, not when the row is indexed: compiling is most of what
     /// indexing 10,000 listings costs, and a query that keeps 30 rows (`--city`) evaluates only those.
     /// Holds `None` when the hours do not compile (a stored listing may predate a rule): unknown.
     hours: std::sync::OnceLock<Option<Hours>>,
     open: OpenCache,
-    /// Rows using the slot; a slot no row uses is freed.
-    users: u32,
 }
 
 /// What compiled hours depend on: the expression, the time zone and the country (its holidays).
@@ -178,10 +326,11 @@ pub struct SearchIndex {
     /// Boxed, so inserting a row in the middle (a catalog in space id order) moves pointers, not rows.
     #[allow(clippy::vec_box)] // on purpose: see above
     rows: Vec<Box<Row>>,
-    /// Compiled hours by slot; `None` is a free slot.
-    hours: Vec<Option<HoursSlot>>,
-    slots: HashMap<HoursKey, u32>,
-    free: Vec<u32>,
+    /// Hours by (expression, time zone, country).
+    hours: Shared<HoursKey, HoursSlot>,
+    /// Expressions parsed once, by text, however many time zones and countries use them (parsing is
+    /// most of compiling); `None` when one does not parse.
+    exprs: Shared<String, std::sync::OnceLock<Option<HoursExpr>>>,
 }
 
 impl SearchIndex {
@@ -226,117 +375,112 @@ impl SearchIndex {
 
     /// Distinct opening hours in use (each compiled once, when first evaluated).
     pub fn distinct_hours(&self) -> usize {
-        self.slots.len()
+        self.hours.len()
+    }
+
+    /// Distinct hours expressions in use (each parsed once, however many places share it).
+    pub fn distinct_expressions(&self) -> usize {
+        self.exprs.len()
     }
 
     /// How many of the distinct hours have been compiled so far.
     pub fn compiled_hours(&self) -> usize {
         self.hours
-            .iter()
-            .flatten()
+            .values()
             .filter(|h| h.hours.get().is_some())
             .count()
     }
 
-    /// The slot of `l`'s hours, shared with every row with the same hours; they are compiled at the first
-    /// evaluation ([`HoursSlot::compiled`]).
-    fn hours_slot(&mut self, l: &Listing) -> Option<u32> {
-        let text = l.opening_hours.as_deref()?;
-        let key: HoursKey = (
-            text.to_string(),
-            l.location.timezone.clone(),
-            l.location.address.country.clone(),
-        );
-        if let Some(&slot) = self.slots.get(&key) {
-            if let Some(Some(h)) = self.hours.get_mut(slot as usize) {
-                h.users += 1;
-            }
-            return Some(slot);
-        }
-        let entry = HoursSlot {
-            key: key.clone(),
-            hours: std::sync::OnceLock::new(),
-            open: OpenCache::default(),
-            users: 1,
-        };
-        let slot = match self.free.pop() {
-            Some(free) => {
-                self.hours[free as usize] = Some(entry);
-                free
-            }
-            None => {
-                self.hours.push(Some(entry));
-                u32::try_from(self.hours.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        self.slots.insert(key, slot);
-        Some(slot)
+    /// How many of the distinct expressions have been parsed so far.
+    pub fn parsed_expressions(&self) -> usize {
+        self.exprs.values().filter(|e| e.get().is_some()).count()
     }
 
-    /// One row fewer uses `slot`; the last one frees it.
-    fn release(&mut self, slot: Option<u32>) {
-        let Some(slot) = slot else { return };
-        let Some(entry) = self.hours.get_mut(slot as usize) else {
+    /// Compiles every distinct hours not compiled yet, spread over up to `threads` threads: for a query
+    /// about to evaluate most rows (an unfiltered list of 10,000 spaces holds thousands of distinct
+    /// hours, and compiling is what evaluating them first costs).
+    pub fn compile_all(&self, threads: usize) {
+        let pending: Vec<(&HoursKey, &HoursSlot)> = self
+            .hours
+            .slots
+            .iter()
+            .flatten()
+            .filter(|(_, h, _)| h.hours.get().is_none())
+            .map(|(k, h, _)| (k, h))
+            .collect();
+        if threads < 2 || pending.len() < 64 {
+            for (key, slot) in pending {
+                self.compiled(slot, key);
+            }
             return;
-        };
-        let unused = match entry {
-            Some(h) => {
-                h.users = h.users.saturating_sub(1);
-                h.users == 0
-            }
-            None => false,
-        };
-        if unused {
-            if let Some(h) = entry.take() {
-                self.slots.remove(&h.key);
-            }
-            self.free.push(slot);
         }
+        let size = pending.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            for chunk in pending.chunks(size) {
+                scope.spawn(move || {
+                    for (key, slot) in chunk {
+                        self.compiled(slot, key);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Add a row made elsewhere ([`SearchRow::of`], maybe read back from disk) as the next row.
+    pub fn push_row(&mut self, row: SearchRow) {
+        let row = self.intern(row);
+        self.rows.push(Box::new(row));
+    }
+
+    /// `row` in this index: its hours take the slot shared with every row with the same hours; they are
+    /// compiled at the first evaluation ([`SearchIndex::compiled`]).
+    fn intern(&mut self, SearchRow(row): SearchRow) -> Row {
+        let exprs = &mut self.exprs;
+        let hours = row.hours.map(|key| {
+            self.hours.acquire(&key, || HoursSlot {
+                expr: exprs.acquire(&key.0, Default::default),
+                ..HoursSlot::default()
+            })
+        });
+        Row {
+            haystack: row.haystack,
+            name_key: row.name_key,
+            city: row.city,
+            category: row.category,
+            amenities: row.amenities,
+            access: row.access,
+            hours,
+            day_passes: row.day_passes,
+            wifi_down: row.wifi_down,
+            visa: row.visa,
+            lat: row.lat,
+            lon: row.lon,
+        }
+    }
+
+    /// One row fewer uses `slot`; the last one frees it (and its expression, when no other slot uses it).
+    fn release(&mut self, slot: Option<u32>) {
+        if let Some(freed) = slot.and_then(|s| self.hours.release(s)) {
+            self.exprs.release(freed.expr);
+        }
+    }
+
+    /// Slot `slot`'s hours, compiled now if this is their first use; `None` when they do not compile.
+    fn compiled<'s>(&'s self, slot: &'s HoursSlot, key: &HoursKey) -> Option<&'s Hours> {
+        slot.hours
+            .get_or_init(|| {
+                let (text, tz, country) = key;
+                let expr = self
+                    .exprs
+                    .get(slot.expr)
+                    .and_then(|(_, e)| e.get_or_init(|| HoursExpr::parse(text).ok()).clone())?;
+                expr.in_zone(tz).ok().map(|h| h.with_country(country))
+            })
+            .as_ref()
     }
 
     fn row(&mut self, l: &Listing) -> Row {
-        let addr = &l.location.address;
-        let mut haystack = String::with_capacity(l.name.len() + l.description.len() + 64);
-        let mut add = |s: &str| {
-            fold_into(s, &mut haystack);
-            haystack.push('\n');
-        };
-        add(&l.name);
-        add(&l.description);
-        for t in l.translations.values() {
-            add(t.name.as_deref().unwrap_or(""));
-            add(t.description.as_deref().unwrap_or(""));
-        }
-        add(&addr.city);
-        add(addr.street.as_deref().unwrap_or(""));
-        add(addr.postcode.as_deref().unwrap_or(""));
-
-        let access = AccessNeed::ALL
-            .iter()
-            .filter(|n| n.met_by(&l.accessibility))
-            .fold(0, |m, n| m | n.bit());
-        let day_passes = l
-            .offers
-            .iter()
-            .filter(|o| o.product == Product::DayPass)
-            .map(|o| (o.price, currency_code(&o.currency)))
-            .collect();
-
-        let hours = self.hours_slot(l);
-        Row {
-            haystack,
-            name_key: fold(&l.name),
-            city: fold(&addr.city),
-            category: l.category,
-            amenities: l.amenities.mask(),
-            access,
-            hours,
-            day_passes,
-            wifi_down: l.internet.down_mbps,
-            visa: l.reciprocity.coworking_visa,
-            lat: l.location.lat,
-            lon: l.location.lon,
-        }
+        self.intern(SearchRow::of(l))
     }
 
     /// Row `i`'s name as the name sort compares it (folded).
@@ -381,25 +525,13 @@ impl SearchIndex {
     }
 
     fn row_open_state(&self, row: &Row, now: DateTime<Utc>) -> OpenState {
-        match row.hours.and_then(|s| self.hours.get(s as usize)) {
-            Some(Some(h)) => match h.compiled() {
+        match row.hours.and_then(|s| self.hours.get(s)) {
+            Some((key, h)) => match self.compiled(h, key) {
                 Some(hours) => h.open.state(hours, now),
                 None => OpenState::Unknown,
             },
-            _ => OpenState::Unknown,
+            None => OpenState::Unknown,
         }
-    }
-}
-
-impl HoursSlot {
-    /// The slot's hours, compiled now if this is their first use; `None` when they do not compile.
-    fn compiled(&self) -> Option<&Hours> {
-        self.hours
-            .get_or_init(|| {
-                let (text, tz, country) = &self.key;
-                Hours::parse(text, tz).ok().map(|h| h.with_country(country))
-            })
-            .as_ref()
     }
 }
 
@@ -474,6 +606,21 @@ struct Prepared {
 }
 
 impl Query {
+    /// Whether the query filters by anything a listing says, or keeps at most `few` rows: one that may
+    /// keep only some spaces, as opposed to a list of every space (`open_now` and `seats_free_now` do
+    /// not count: they keep about half of a directory by day).
+    pub fn is_narrow(&self, few: usize) -> bool {
+        self.text.is_some()
+            || self.city.is_some()
+            || self.category.is_some()
+            || !self.amenities.is_empty()
+            || !self.access.is_empty()
+            || self.max_day_pass_price.is_some()
+            || self.min_wifi_down_mbps.is_some()
+            || self.coworking_visa
+            || self.limit.is_some_and(|l| l <= few)
+    }
+
     /// Run over plain entries, building the index first. For repeated queries build a [`SearchIndex`]
     /// once and use [`Query::run_on`].
     pub fn run(&self, entries: &[Entry<'_>], now: DateTime<Utc>) -> Vec<usize> {
@@ -1301,6 +1448,114 @@ mod tests {
         }
         .run_on(&index, |_| false, noon());
         assert_eq!(index.compiled_hours(), index.distinct_hours());
+
+        // Compiling them all at once, on several threads, compiles each once and answers the same.
+        let zones = ["Europe/Lisbon", "Asia/Tokyo", "America/Toronto"];
+        let many: Vec<Listing> = (0..120)
+            .map(|i| {
+                let mut l = ls[i % ls.len()].clone();
+                l.opening_hours = Some(format!("Mo-Fr {:02}:00-{:02}:00", 6 + i % 5, 14 + i % 7));
+                l.location.timezone = zones[i % 3].into();
+                l
+            })
+            .collect();
+        let (ahead, lazy) = (SearchIndex::build(&many), SearchIndex::build(&many));
+        assert!(ahead.distinct_hours() >= 64, "enough hours to use threads");
+        ahead.compile_all(4);
+        assert_eq!(ahead.compiled_hours(), ahead.distinct_hours());
+        assert_eq!(ahead.parsed_expressions(), ahead.distinct_expressions());
+        for i in 0..many.len() {
+            assert_eq!(
+                ahead.open_state(i, noon()),
+                lazy.open_state(i, noon()),
+                "row {i}"
+            );
+        }
+    }
+
+    /// An index built from rows read back from bytes answers every query as one built from the listings.
+    #[test]
+    fn rows_read_back_from_bytes_answer_as_the_listings_do() {
+        let ls = sample();
+        let from_listings = SearchIndex::build(&ls);
+        let mut from_rows = SearchIndex::default();
+        for l in &ls {
+            let bytes = SearchRow::of(l).to_bytes();
+            let row = SearchRow::from_bytes(&bytes).unwrap();
+            assert_eq!(row, SearchRow::of(l));
+            from_rows.push_row(row);
+        }
+        assert!(SearchRow::from_bytes(b"\xff\xff").is_err());
+        assert_eq!(from_rows.distinct_hours(), from_listings.distinct_hours());
+        let queries = [
+            Query::default(),
+            Query {
+                open_now: true,
+                ..Query::default()
+            },
+            Query {
+                text: Some("cafe".into()),
+                sort: Sort::Name,
+                ..Query::default()
+            },
+            Query {
+                city: Some("Lisbon".into()),
+                access: vec![AccessNeed::Wheelchair],
+                ..Query::default()
+            },
+            Query {
+                max_day_pass_price: Some(20.0),
+                currency: Some("EUR".into()),
+                sort: Sort::Distance {
+                    lat: 38.7,
+                    lon: -9.1,
+                },
+                ..Query::default()
+            },
+        ];
+        for q in &queries {
+            assert_eq!(
+                q.run_on(&from_rows, |_| false, noon()),
+                q.run_on(&from_listings, |_| false, noon()),
+                "{q:?}"
+            );
+        }
+        for i in 0..ls.len() {
+            assert_eq!(
+                from_rows.open_state(i, noon()),
+                from_listings.open_state(i, noon())
+            );
+        }
+    }
+
+    /// One expression used in two time zones is parsed once and evaluated in each zone; its parse is
+    /// freed with the last hours that use it.
+    #[test]
+    fn an_expression_is_parsed_once_for_every_zone_that_uses_it() {
+        let mut lisbon = sample()[0].clone();
+        lisbon.opening_hours = Some("Mo-Su 09:00-17:00".into());
+        lisbon.location.timezone = "Europe/Lisbon".into();
+        let mut tokyo = lisbon.clone();
+        tokyo.location.timezone = "Asia/Tokyo".into();
+        let mut index = SearchIndex::build([&lisbon, &tokyo]);
+        assert_eq!(index.distinct_hours(), 2);
+        assert_eq!(index.distinct_expressions(), 1);
+        // 12:00 UTC: 13:00 in Lisbon (open), 21:00 in Tokyo (closed).
+        assert_eq!(index.open_state(0, noon()), OpenState::Open);
+        assert_eq!(index.open_state(1, noon()), OpenState::Closed);
+        assert_eq!((index.compiled_hours(), index.parsed_expressions()), (2, 1));
+        // A syntax error in a shared expression is unknown in every zone that uses it.
+        let mut bad = lisbon.clone();
+        bad.opening_hours = Some("Mo-Fr 8 to 6".into());
+        index.set(0, &bad);
+        assert_eq!(index.open_state(0, noon()), OpenState::Unknown);
+        assert_eq!(index.distinct_expressions(), 2);
+        index.remove(1);
+        index.remove(0);
+        assert_eq!(
+            (index.distinct_hours(), index.distinct_expressions()),
+            (0, 0)
+        );
     }
 
     #[test]

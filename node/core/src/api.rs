@@ -430,6 +430,10 @@ pub trait Handle {
     /// Live events from now on: everything a daemon stores, or what an in-process node writes itself.
     fn subscribe(&mut self) -> Result<Subscription, ApiError>;
 
+    /// Ends the handle when the process ends next (a one-shot command): whatever must be written is, and
+    /// memory the exit frees anyway may be left to it. The default is a plain drop.
+    fn close(self: Box<Self>) {}
+
     /// Whether a running mesh node answers (a daemon, or one embedded in this program).
     fn is_running(&self) -> bool;
 
@@ -617,6 +621,10 @@ impl Local {
 }
 
 impl Handle for Local {
+    fn close(self: Box<Self>) {
+        self.node.close();
+    }
+
     fn call(&mut self, request: Request) -> Result<Response, ApiError> {
         let result = serve(&mut self.node, request, Utc::now());
         let made = self.node.take_made();

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_crdt_model::query::SearchIndex;
+use deskmesh_crdt_model::query::{SearchIndex, SearchRow};
 use deskmesh_keys::SpaceId;
 use deskmesh_store::Store;
 
@@ -44,13 +44,29 @@ impl Catalog {
     /// The catalog of what `store` holds: one pass over its index rows, rejections and beacons. A corrupt
     /// index row is an error (as reading it from the store is); an entry whose listing does not read
     /// back is left out of the directory with a warning, as queries always left it out.
+    ///
+    /// The work is spread over the machine's cores: the beacons are read while the index rows are, and
+    /// the rows are parsed in parallel (a command without a daemon builds the catalog once per call).
     pub(crate) fn load(store: &dyn Store) -> anyhow::Result<Self> {
-        let mut rows = Vec::new();
-        for (space, bytes) in store.entries()? {
-            if let Some(entry) = read_entry(&space, &bytes)? {
-                rows.push((space, entry));
-            }
-        }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let (rows, beacons) = std::thread::scope(|scope| {
+            let beacons = (threads > 1).then(|| scope.spawn(|| store.beacons()));
+            let rows = store
+                .entries()
+                .map_err(anyhow::Error::from)
+                .and_then(|raw| read_entries(raw, threads));
+            let beacons = match beacons {
+                Some(thread) => match thread.join() {
+                    Ok(read) => read.map_err(anyhow::Error::from),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "reading the seat beacons failed (a thread panicked)"
+                    )),
+                },
+                None => store.beacons().map_err(anyhow::Error::from),
+            };
+            (rows, beacons)
+        });
+        let mut rows = rows?;
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         let mut catalog = Self::default();
         for (space, entry) in rows {
@@ -58,12 +74,22 @@ impl Catalog {
             catalog.entries.push(Box::new(entry));
         }
         catalog.search = SearchIndex::build(catalog.entries.iter().map(|e| &e.listing));
-        for (_, _, bytes) in store.beacons()? {
+        for (_, _, bytes) in beacons? {
             if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
                 catalog.put_beacon(b);
             }
         }
         Ok(catalog)
+    }
+
+    /// Every entry's search row ([`SearchRow`]) in space order, encoded: what the store keeps beside the
+    /// listings so a command can query without this catalog.
+    pub(crate) fn search_rows(&self) -> Vec<(SpaceId, Vec<u8>)> {
+        self.spaces
+            .iter()
+            .zip(&self.entries)
+            .map(|(space, e)| (space.clone(), SearchRow::of(&e.listing).to_bytes()))
+            .collect()
     }
 
     /// Listed spaces.
@@ -193,6 +219,43 @@ impl<'a> IntoIterator for Listings<'a> {
 /// read back (it was validated when the row was written, so only a row written by another version can
 /// do that) is left out of the directory with a warning, as queries always left it out; a row that is not
 /// an entry at all is corrupt.
+/// Index rows parsed on up to `threads` threads (in their order; unreadable listings left out as
+/// [`read_entry`] leaves them).
+fn read_entries(
+    raw: Vec<(SpaceId, Vec<u8>)>,
+    threads: usize,
+) -> anyhow::Result<Vec<(SpaceId, IndexEntry)>> {
+    let parse = |chunk: &[(SpaceId, Vec<u8>)]| -> anyhow::Result<Vec<(SpaceId, IndexEntry)>> {
+        let mut out = Vec::with_capacity(chunk.len());
+        for (space, bytes) in chunk {
+            if let Some(entry) = read_entry(space, bytes)? {
+                out.push((space.clone(), entry));
+            }
+        }
+        Ok(out)
+    };
+    if threads < 2 || raw.len() < 256 {
+        return parse(&raw);
+    }
+    let size = raw.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = raw
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || parse(chunk)))
+            .collect();
+        let mut rows = Vec::with_capacity(raw.len());
+        for part in parts {
+            match part.join() {
+                Ok(part) => rows.extend(part?),
+                Err(_) => {
+                    anyhow::bail!("reading the directory's index rows failed (a thread panicked)")
+                }
+            }
+        }
+        Ok(rows)
+    })
+}
+
 pub(crate) fn read_entry(space: &SpaceId, bytes: &[u8]) -> anyhow::Result<Option<IndexEntry>> {
     /// An entry whose listing is any JSON, to tell an unreadable listing from a corrupt row.
     #[derive(serde::Deserialize)]
@@ -369,6 +432,153 @@ mod tests {
         let seen = agrees_with_fresh(&coordinator);
         assert_eq!(seen["directory"]["spaces"][0]["seats_free"], false);
         assert_eq!(seen["beacons"].as_array().unwrap().len(), 1);
+    }
+
+    /// A directory read ahead while the node opens ([`Node::open_to_query`]) is used when nothing was
+    /// written first, and thrown away when a write could have come after its read.
+    #[test]
+    fn a_catalog_read_ahead_is_dropped_by_a_write_that_comes_first() {
+        let (coordinator, mut space) = alliance();
+        let open_ahead = || {
+            Node::open_store(
+                DeviceKey::generate(),
+                NodeConfig {
+                    name: "ahead".into(),
+                    listen_port: 0,
+                    location: None,
+                },
+                coordinator.store.clone(),
+                true,
+            )
+            .unwrap()
+        };
+        let ahead = open_ahead();
+        warm(&ahead);
+        agrees_with_fresh(&ahead);
+        space
+            .seats_set(None, Availability::Count(4), 3600, now())
+            .unwrap();
+        let made = items(&mut space);
+        let mut ahead = open_ahead();
+        ahead.ingest(made, Source::Mesh, At::now());
+        warm(&ahead);
+        let seen = agrees_with_fresh(&ahead);
+        assert_eq!(seen["beacons"].as_array().unwrap().len(), 1);
+        assert_eq!(seen["directory"]["spaces"][0]["seats_free"], true);
+    }
+
+    /// A node without the directory in memory answers a narrow query from the search rows the store keeps
+    /// (reading only the hits), exactly as the directory in memory does; the rows stay complete through
+    /// later writes, and a query that keeps every space, or rows that are not complete, fall back to
+    /// reading the directory.
+    #[test]
+    fn narrow_queries_without_the_catalog_read_the_kept_search_rows() {
+        use deskmesh_crdt_model::query::{AccessNeed, SearchRow, Sort};
+        let (mut coordinator, mut space) = alliance();
+        let mut others = Vec::new();
+        for (name, city, lat) in [("Harbour", "Porto", 41.15), ("Attic", "Lisbon", 38.71)] {
+            let mut node = testkit::space(&mut coordinator, name);
+            let id = node.my_space().unwrap();
+            let mut l = testkit::listing(&id, name);
+            l.location.address.city = city.into();
+            l.location.lat = lat;
+            if name == "Attic" {
+                l.accessibility.wheelchair = None;
+            }
+            node.publish_listing(&l, now()).unwrap();
+            let made = items(&mut node);
+            coordinator.ingest(made, Source::Mesh, At::now());
+            others.push(node);
+        }
+        space
+            .seats_set(None, Availability::Count(4), 3600, now())
+            .unwrap();
+        let made = items(&mut space);
+        coordinator.ingest(made, Source::Mesh, At::now());
+        let fresh = |node: &Node| {
+            Node::with_store(
+                DeviceKey::generate(),
+                NodeConfig {
+                    name: "fresh".into(),
+                    listen_port: 0,
+                    location: None,
+                },
+                node.store.clone(),
+            )
+            .unwrap()
+        };
+        let queries = [
+            Query {
+                city: Some("lisbon".into()),
+                ..Query::default()
+            },
+            Query {
+                access: vec![AccessNeed::Wheelchair],
+                seats_free_now: true,
+                ..Query::default()
+            },
+            Query {
+                text: Some("har".into()),
+                ..Query::default()
+            },
+            Query {
+                limit: Some(2),
+                near_city: Some("Porto".into()),
+                sort: Sort::Name,
+                ..Query::default()
+            },
+        ];
+        // Never read whole, the store's rows are not complete yet: the directory is read.
+        let before = fresh(&coordinator);
+        assert!(before
+            .store
+            .search_rows(SearchRow::FORMAT)
+            .unwrap()
+            .is_none());
+        before.directory(&queries[0], now()).unwrap();
+        assert!(before.catalog_built());
+        // That first whole read kept them.
+        let rows = coordinator.store.search_rows(SearchRow::FORMAT).unwrap();
+        assert_eq!(rows.map(|r| r.len()), Some(3));
+
+        warm(&coordinator);
+        let answers = |node: &Node| -> Vec<serde_json::Value> {
+            queries
+                .iter()
+                .map(|q| serde_json::to_value(node.directory(q, now()).unwrap()).unwrap())
+                .collect()
+        };
+        let check = |coordinator: &Node| {
+            let cold = fresh(coordinator);
+            let (held, kept) = (answers(coordinator), answers(&cold));
+            assert!(
+                !cold.catalog_built(),
+                "the narrow queries read the directory"
+            );
+            assert_eq!(held, kept);
+            held
+        };
+        let held = check(&coordinator);
+        assert_eq!(held[0]["matched"], 2);
+        assert_eq!(held[1]["matched"], 1, "{}", held[1]);
+        assert_eq!(held[2]["spaces"][0]["name"], "Harbour");
+        assert_eq!(held[3]["spaces"][0]["name"], "Harbour");
+        // An edit arrives: the rows stay complete and current.
+        let id = others[0].my_space().unwrap();
+        let mut l = testkit::listing(&id, "Harbour Loft");
+        l.location.address.city = "Porto".into();
+        l.location.lat = 41.15;
+        l.amenities = Default::default();
+        others[0].publish_listing(&l, now()).unwrap();
+        let made = items(&mut others[0]);
+        coordinator.ingest(made, Source::Mesh, At::now());
+        let held = check(&coordinator);
+        assert_eq!(held[2]["spaces"][0]["name"], "Harbour Loft");
+        assert_eq!(held[2]["spaces"][0]["amenities"], serde_json::json!([]));
+        // A whole list reads the directory.
+        let cold = fresh(&coordinator);
+        cold.directory(&Query::default(), now()).unwrap();
+        assert!(cold.catalog_built());
     }
 
     #[test]

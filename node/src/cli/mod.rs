@@ -738,12 +738,23 @@ pub fn run() -> anyhow::Result<ExitCode> {
 /// While another process holds the store for a moment (a command, a daemon starting) it waits up to
 /// five seconds, then names that process.
 pub fn connect(home: &Home) -> anyhow::Result<Box<dyn Handle>> {
+    connect_as(home, false)
+}
+
+/// [`connect`] for a command that reads the directory: without a daemon, the store opened here starts
+/// reading the directory while the roster loads ([`Node::open_to_query`]).
+fn connect_as(home: &Home, query: bool) -> anyhow::Result<Box<dyn Handle>> {
     let deadline = Instant::now() + BUSY_WAIT;
     loop {
         if let Some(remote) = Remote::connect(&home.socket_path())? {
             return Ok(Box::new(remote));
         }
-        match Node::open(home) {
+        let opened = if query {
+            Node::open_to_query(home)
+        } else {
+            Node::open(home)
+        };
+        match opened {
             Ok(node) => return Ok(Box::new(Local::new(node))),
             Err(e) => {
                 let busy = e.chain().any(|c| c.downcast_ref::<Busy>().is_some());
@@ -806,8 +817,18 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
             unreachable!("handled before a home is resolved")
         }
         other => {
-            let mut handle = connect(home)?;
-            request(&mut *handle, other)?;
+            // Commands that read the whole directory start reading it while the node opens; a narrow
+            // `spaces list` reads only its hits, from the search rows the store keeps.
+            let query = match &other {
+                Command::Export { .. } | Command::Report { .. } => true,
+                Command::Spaces(SpacesCommand::List(args)) => query_from(args, clock_override())
+                    .is_ok_and(|q| !q.is_narrow(deskmesh_core::ops::directory::FEW_HITS)),
+                _ => false,
+            };
+            let mut handle = connect_as(home, query)?;
+            let done = request(&mut *handle, other);
+            handle.close();
+            done?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -249,6 +249,9 @@ pub trait ProposalStore {
 /// the same atomic write that keeps a new change, [`IndexStore::clear_index`] marks every space dirty, and
 /// [`IndexStore::put_entry`] or [`IndexStore::replace_space_index`] clear the mark. After a crash,
 /// [`IndexStore::dirty_spaces`] is exactly the set of spaces to rebuild.
+/// Rows of a tree keyed by space: each space with its value.
+pub type SpaceRows = Vec<(SpaceId, Vec<u8>)>;
+
 pub trait IndexStore {
     /// Sets the materialised listing of a space and clears its dirty mark, atomically. Its rejections are
     /// left as they are.
@@ -257,6 +260,18 @@ pub trait IndexStore {
     fn entry(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every materialised listing, ordered by space.
     fn entries(&self) -> Result<Vec<(SpaceId, Vec<u8>)>, StoreError>;
+    /// Every listed space's search row (opaque bytes the node wrote with its listing), ordered by
+    /// space, when the rows are complete and of `format`; `None` otherwise. The rows are complete from
+    /// [`IndexStore::put_search_rows`] on for as long as every listing written comes with its row
+    /// ([`IndexStore::replace_space_state`]); a listing written without one ([`IndexStore::put_entry`],
+    /// or no row given) and [`IndexStore::clear_index`] end that.
+    fn search_rows(&self, format: &[u8]) -> Result<Option<SpaceRows>, StoreError>;
+    /// The format of the search rows while they are complete, `None` when they are not.
+    fn search_rows_format(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Replaces every search row with `rows` (one per listed space) and marks them complete, of
+    /// `format`, atomically.
+    fn put_search_rows(&self, format: &[u8], rows: &[(SpaceId, Vec<u8>)])
+        -> Result<(), StoreError>;
     /// Records why one change was rejected (the change's bytes stay in [`ChangeStore`]); replaces any
     /// earlier reason for the same change.
     fn put_rejected_change(
@@ -270,14 +285,16 @@ pub trait IndexStore {
     /// Every rejected change as (space, change hash, reason JSON), ordered by space then hash.
     fn rejected_changes(&self) -> Result<Vec<RejectedChange>, StoreError>;
     /// Replaces everything derived about one space in one atomic write: its listing (`None` removes it,
-    /// for a space none of whose changes are valid), its full set of rejections and its saved document
-    /// state (`None` removes it); clears its dirty mark.
+    /// for a space none of whose changes are valid) with its search row (a listing without one leaves
+    /// the search rows incomplete, see [`IndexStore::search_rows`]), its full set of rejections and its
+    /// saved document state (`None` removes it); clears its dirty mark.
     fn replace_space_state(
         &self,
         space: &SpaceId,
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
         doc_state: Option<&[u8]>,
+        search_row: Option<&[u8]>,
     ) -> Result<(), StoreError>;
     /// [`IndexStore::replace_space_state`] without a saved document state.
     fn replace_space_index(
@@ -286,7 +303,7 @@ pub trait IndexStore {
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
     ) -> Result<(), StoreError> {
-        self.replace_space_state(space, listing, rejected, None)
+        self.replace_space_state(space, listing, rejected, None, None)
     }
     /// The saved state of a space's document (opaque bytes the node wrote with its index), if any.
     fn doc_state(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError>;
@@ -612,18 +629,65 @@ mod tests {
         assert_eq!(s.change_count(&a).unwrap(), 2);
         assert_eq!(s.change_count(&b).unwrap(), 0);
         assert!(s.is_dirty(&a).unwrap());
-        s.replace_space_state(&a, Some(b"{}"), &[], Some(b"state"))
+        s.replace_space_state(&a, Some(b"{}"), &[], Some(b"state"), None)
             .unwrap();
         assert!(!s.is_dirty(&a).unwrap());
         assert_eq!(s.doc_state(&a).unwrap().as_deref(), Some(&b"state"[..]));
         // Writing the index without a state drops the old one: it no longer describes the index.
         s.replace_space_index(&a, Some(b"{}"), &[]).unwrap();
         assert_eq!(s.doc_state(&a).unwrap(), None);
-        s.replace_space_state(&a, Some(b"{}"), &[], Some(b"again"))
+        s.replace_space_state(&a, Some(b"{}"), &[], Some(b"again"), None)
             .unwrap();
         s.clear_index().unwrap();
         assert_eq!(s.doc_state(&a).unwrap(), None);
         assert!(s.is_dirty(&a).unwrap());
+    }
+
+    pub(super) fn search_rows_stay_complete_only_while_every_listing_brings_its_row(s: &dyn Store) {
+        let (a, b, c) = (space(0), space(1), space(2));
+        let rows = |s: &dyn Store, f: &[u8]| s.search_rows(f).unwrap();
+        assert_eq!(rows(s, b"v1"), None, "never written: not complete");
+        assert_eq!(s.search_rows_format().unwrap(), None);
+        s.put_entry(&a, b"{}").unwrap();
+        s.put_search_rows(b"v1", &[(a.clone(), b"ra".to_vec())])
+            .unwrap();
+        assert_eq!(rows(s, b"v1"), Some(vec![(a.clone(), b"ra".to_vec())]));
+        assert_eq!(rows(s, b"v2"), None, "another format is not complete");
+        assert_eq!(s.search_rows_format().unwrap().as_deref(), Some(&b"v1"[..]));
+        // Listings written with their rows keep them complete; a removed listing takes its row along.
+        s.replace_space_state(&b, Some(b"{}"), &[], None, Some(b"rb"))
+            .unwrap();
+        s.replace_space_state(&c, Some(b"{}"), &[], None, Some(b"rc"))
+            .unwrap();
+        s.replace_space_state(&a, Some(b"{}"), &[], None, Some(b"ra2"))
+            .unwrap();
+        s.replace_space_state(&c, None, &[], None, None).unwrap();
+        assert_eq!(
+            rows(s, b"v1"),
+            Some(vec![
+                (a.clone(), b"ra2".to_vec()),
+                (b.clone(), b"rb".to_vec())
+            ])
+        );
+        // A listing without its row ends completeness, whichever way it is written.
+        s.replace_space_index(&a, Some(b"{}"), &[]).unwrap();
+        assert_eq!(rows(s, b"v1"), None);
+        s.put_search_rows(
+            b"v1",
+            &[(a.clone(), b"ra".to_vec()), (b.clone(), b"rb".to_vec())],
+        )
+        .unwrap();
+        s.put_entry(&b, b"{}").unwrap();
+        assert_eq!(rows(s, b"v1"), None);
+        s.put_search_rows(b"v1", &[(a.clone(), b"ra".to_vec())])
+            .unwrap();
+        assert_eq!(
+            rows(s, b"v1"),
+            Some(vec![(a.clone(), b"ra".to_vec())]),
+            "replaced whole"
+        );
+        s.clear_index().unwrap();
+        assert_eq!(rows(s, b"v1"), None);
     }
 
     pub(super) fn checkpoints_and_their_cover_marks(s: &dyn Store) {
@@ -781,6 +845,7 @@ mod tests {
                     index_entries_and_rejections,
                     replace_space_index_replaces_everything,
                     doc_states_travel_with_the_index,
+                    search_rows_stay_complete_only_while_every_listing_brings_its_row,
                     checkpoints_and_their_cover_marks,
                     dirty_marks_follow_new_changes,
                     clear_index_keeps_the_truth,

@@ -11,8 +11,8 @@ use deskmesh_keys::{Hash, SpaceId};
 
 use super::{
     check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
-    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, Store, StoreError,
-    VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, SpaceRows, Store,
+    StoreError, VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 #[derive(Debug, Default)]
@@ -22,6 +22,9 @@ struct Inner {
     changes: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
     beacons: BTreeMap<(SpaceId, String), Vec<u8>>,
     listings: BTreeMap<SpaceId, Vec<u8>>,
+    search_rows: BTreeMap<SpaceId, Vec<u8>>,
+    /// The search rows' format while they are complete.
+    search_format: Option<Vec<u8>>,
     rejected_changes: BTreeMap<(SpaceId, [u8; 32]), Vec<u8>>,
     doc_states: BTreeMap<SpaceId, Vec<u8>>,
     checkpoints: BTreeMap<(SpaceId, Hash), Vec<u8>>,
@@ -418,6 +421,8 @@ impl IndexStore for MemoryStore {
         let mut inner = self.lock();
         inner.listings.insert(space.clone(), json.to_vec());
         inner.dirty.remove(space);
+        inner.search_rows.remove(space);
+        inner.search_format = None;
         Ok(())
     }
 
@@ -432,6 +437,35 @@ impl IndexStore for MemoryStore {
             .iter()
             .map(|(s, j)| (s.clone(), j.clone()))
             .collect())
+    }
+
+    fn search_rows(&self, format: &[u8]) -> Result<Option<SpaceRows>, StoreError> {
+        let inner = self.lock();
+        if inner.search_format.as_deref() != Some(format) {
+            return Ok(None);
+        }
+        Ok(Some(
+            inner
+                .search_rows
+                .iter()
+                .map(|(s, r)| (s.clone(), r.clone()))
+                .collect(),
+        ))
+    }
+
+    fn search_rows_format(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().search_format.clone())
+    }
+
+    fn put_search_rows(
+        &self,
+        format: &[u8],
+        rows: &[(SpaceId, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.search_rows = rows.iter().cloned().collect();
+        inner.search_format = Some(format.to_vec());
+        Ok(())
     }
 
     fn put_rejected_change(
@@ -468,12 +502,25 @@ impl IndexStore for MemoryStore {
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
         doc_state: Option<&[u8]>,
+        search_row: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
         match listing {
             Some(json) => inner.listings.insert(space.clone(), json.to_vec()),
             None => inner.listings.remove(space),
         };
+        match (listing, search_row) {
+            (Some(_), Some(row)) => {
+                inner.search_rows.insert(space.clone(), row.to_vec());
+            }
+            (None, _) => {
+                inner.search_rows.remove(space);
+            }
+            (Some(_), None) => {
+                inner.search_rows.remove(space);
+                inner.search_format = None;
+            }
+        }
         match doc_state {
             Some(bytes) => inner.doc_states.insert(space.clone(), bytes.to_vec()),
             None => inner.doc_states.remove(space),
@@ -508,8 +555,12 @@ impl IndexStore for MemoryStore {
             rejected_changes,
             doc_states,
             dirty,
+            search_rows,
+            search_format,
             ..
         } = &mut *inner;
+        search_rows.clear();
+        *search_format = None;
         doc_states.clear();
         dirty.extend(changes.keys().map(|(s, _)| s.clone()));
         dirty.extend(listings.keys().cloned());

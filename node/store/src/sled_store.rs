@@ -31,8 +31,8 @@ use sled::{Db, Transactional, Tree};
 
 use super::{
     check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
-    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, Store, StoreError,
-    VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, SpaceRows, Store,
+    StoreError, VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
@@ -111,7 +111,13 @@ mod tree {
     pub const COVERED: &str = "covered";
     /// Derived: the node's saved roster state, one row.
     pub const ROSTER_STATE: &str = "roster_state";
+    /// Derived: each listed space's search row, and the rows' format under [`super::SEARCH_FORMAT_KEY`].
+    pub const SEARCH_ROWS: &str = "search_rows";
 }
+
+/// The key of the `search_rows` tree that holds the rows' format while they are complete (no space id
+/// starts with a zero byte).
+const SEARCH_FORMAT_KEY: &[u8] = b"\0format";
 
 /// The one key of the `roster_state` tree.
 const ROSTER_STATE_KEY: &[u8] = b"state";
@@ -157,6 +163,7 @@ struct Trees {
     checkpoints: Tree,
     covered: Tree,
     roster_state: Tree,
+    search_rows: Tree,
 }
 
 /// What the store must take back should sled fail.
@@ -303,6 +310,7 @@ impl Trees {
             checkpoints: open(tree::CHECKPOINTS)?,
             covered: open(tree::COVERED)?,
             roster_state: open(tree::ROSTER_STATE)?,
+            search_rows: open(tree::SEARCH_ROWS)?,
             meta,
             db,
         })
@@ -1354,10 +1362,13 @@ impl IndexStore for SledStore {
     fn put_entry(&self, space: &SpaceId, json: &[u8]) -> Result<(), StoreError> {
         let key = space.as_str().as_bytes();
         self.write(json.len(), |t, _| {
-            (&t.listings, &t.index_dirty)
-                .transaction(|(listings, dirty)| -> Result<(), TxError> {
+            (&t.listings, &t.index_dirty, &t.search_rows)
+                .transaction(|(listings, dirty, rows)| -> Result<(), TxError> {
                     listings.insert(key, json)?;
                     dirty.remove(key)?;
+                    // The space's search row is unknown now: the rows are no longer complete.
+                    rows.remove(key)?;
+                    rows.remove(SEARCH_FORMAT_KEY)?;
                     Ok(())
                 })
                 .at(&self.path)
@@ -1382,6 +1393,53 @@ impl IndexStore for SledStore {
                 Ok((self.space(&k)?, v.to_vec()))
             })
             .collect()
+    }
+
+    fn search_rows(&self, format: &[u8]) -> Result<Option<SpaceRows>, StoreError> {
+        let rows = &self.trees().search_rows;
+        if rows.get(SEARCH_FORMAT_KEY).at(&self.path)?.as_deref() != Some(format) {
+            return Ok(None);
+        }
+        rows.iter()
+            .filter(|kv| !matches!(kv, Ok((k, _)) if k.as_ref() == SEARCH_FORMAT_KEY))
+            .map(|kv| {
+                let (k, v) = kv.at(&self.path)?;
+                Ok((self.space(&k)?, v.to_vec()))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()
+            .map(Some)
+    }
+
+    fn search_rows_format(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .trees()
+            .search_rows
+            .get(SEARCH_FORMAT_KEY)
+            .at(&self.path)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn put_search_rows(
+        &self,
+        format: &[u8],
+        rows: &[(SpaceId, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let size = rows.iter().map(|(_, r)| r.len()).sum::<usize>();
+        self.write(size, |t, _| {
+            let old = self.keys(&t.search_rows)?;
+            t.search_rows
+                .transaction(|tree| -> Result<(), TxError> {
+                    for k in &old {
+                        tree.remove(k)?;
+                    }
+                    for (space, row) in rows {
+                        tree.insert(space.as_str().as_bytes(), row.as_slice())?;
+                    }
+                    tree.insert(SEARCH_FORMAT_KEY, format)?;
+                    Ok(())
+                })
+                .at(&self.path)
+        })
     }
 
     fn put_rejected_change(
@@ -1418,9 +1476,11 @@ impl IndexStore for SledStore {
         listing: Option<&[u8]>,
         rejected: &[([u8; 32], &[u8])],
         doc_state: Option<&[u8]>,
+        search_row: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let size = listing.map_or(0, <[u8]>::len)
             + doc_state.map_or(0, <[u8]>::len)
+            + search_row.map_or(0, <[u8]>::len)
             + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
         self.write(size, |t, _| {
             // sled transactions cannot scan, so the old rejections are listed first; the node has one
@@ -1442,13 +1502,27 @@ impl IndexStore for SledStore {
                 &t.rejected_changes,
                 &t.index_dirty,
                 &t.doc_states,
+                &t.search_rows,
             )
                 .transaction(
-                    |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                    |(listings, rejections, dirty, docs, rows)| -> Result<(), TxError> {
                         match listing {
                             Some(json) => listings.insert(key, json)?,
                             None => listings.remove(key)?,
                         };
+                        match (listing, search_row) {
+                            (Some(_), Some(row)) => {
+                                rows.insert(key, row)?;
+                            }
+                            (None, _) => {
+                                rows.remove(key)?;
+                            }
+                            // A listing without its row: the rows are no longer complete.
+                            (Some(_), None) => {
+                                rows.remove(key)?;
+                                rows.remove(SEARCH_FORMAT_KEY)?;
+                            }
+                        }
                         match doc_state {
                             Some(bytes) => docs.insert(key, bytes)?,
                             None => docs.remove(key)?,
@@ -1500,14 +1574,19 @@ impl IndexStore for SledStore {
             let listing_keys = self.keys(&t.listings)?;
             let rejection_keys = self.keys(&t.rejected_changes)?;
             let doc_keys = self.keys(&t.doc_states)?;
+            let row_keys = self.keys(&t.search_rows)?;
             (
                 &t.listings,
                 &t.rejected_changes,
                 &t.index_dirty,
                 &t.doc_states,
+                &t.search_rows,
             )
                 .transaction(
-                    |(listings, rejections, dirty, docs)| -> Result<(), TxError> {
+                    |(listings, rejections, dirty, docs, rows)| -> Result<(), TxError> {
+                        for k in &row_keys {
+                            rows.remove(k)?;
+                        }
                         for k in &listing_keys {
                             listings.remove(k)?;
                             dirty.insert(k, &[][..])?;

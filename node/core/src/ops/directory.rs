@@ -2,13 +2,15 @@
 //! now by the one rule of [`deskmesh_crdt_model::seats`] (desk pools, opening hours, fresh figures) and the
 //! state of every pool, rooms and booths included.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
-use deskmesh_crdt_model::beacon::{Availability, Freshness, SeatBeacon};
+use deskmesh_crdt_model::beacon::{Availability, Freshness, SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::listing::{Listing, PoolKind};
-use deskmesh_crdt_model::query::{distance_km, fold, Query, SearchIndex, Sort};
+use deskmesh_crdt_model::query::{distance_km, fold, Query, SearchIndex, SearchRow, Sort};
 use deskmesh_crdt_model::seats::{self, Reading, SeatState, SeatsNow};
 use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::{PublicKey, SpaceId};
@@ -94,6 +96,9 @@ pub struct Directory {
 impl Node {
     /// The directory, filtered and sorted by `query`, with each space's seats now.
     pub fn directory(&self, query: &Query, now: DateTime<Utc>) -> anyhow::Result<Directory> {
+        if let Some(found) = self.directory_from_rows(query, now)? {
+            return Ok(found);
+        }
         let now = query.at.unwrap_or(now);
         // The directory in memory: entries, listings and search index, row for row.
         let catalog = self.catalog()?;
@@ -115,26 +120,9 @@ impl Node {
             pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms)
         };
         let mut query = query.clone();
-        let origin = match &query.near_city {
-            Some(city) => {
-                let Some((lat, lon)) = index.city_point(city) else {
-                    bail!("{}", unknown_city(city, listings.iter()));
-                };
-                query.sort = Sort::Distance { lat, lon };
-                Some(Origin {
-                    lat,
-                    lon,
-                    city: Some(city.trim().to_string()),
-                })
-            }
-            None => match query.sort {
-                Sort::Distance { lat, lon } => Some(Origin {
-                    lat,
-                    lon,
-                    city: None,
-                }),
-                _ => None,
-            },
+        let origin = match resolve_origin(&mut query, index) {
+            Ok(origin) => origin,
+            Err(city) => bail!("{}", unknown_city(&city, listings.iter())),
         };
         // Asked for verified facts only, the filters see a fact only where a coordinator verified it and
         // it has not changed since.
@@ -154,11 +142,16 @@ impl Node {
                 .collect();
             SearchIndex::build(masked.iter())
         });
-        let hits = query.run_on(
-            verified_index.as_ref().unwrap_or(index),
-            |i| seats_of(i).0.free_now(),
-            now,
-        );
+        // A query that evaluates the hours of most rows compiles them all first, on every core.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let searched = verified_index.as_ref().unwrap_or(index);
+        if query.open_now || query.seats_free_now {
+            searched.compile_all(threads);
+        }
+        let hits = query.run_on(searched, |i| seats_of(i).0.free_now(), now);
+        if hits.len() > index.distinct_hours() {
+            index.compile_all(threads);
+        }
         let matched = hits.len();
         let names = crate::names::KeyNames::new(self.roster());
         let mut rows = Vec::with_capacity(hits.len());
@@ -183,6 +176,130 @@ impl Node {
             origin,
             spaces: rows,
         })
+    }
+
+    /// [`Node::directory`] without the directory in memory (a command without a daemon), for a query that
+    /// keeps few spaces: it runs on the search rows the store keeps beside the listings and reads only
+    /// the hits' entries and beacons, instead of reading and preparing all 10,000 listings. `None` when it
+    /// does not apply (the directory is in memory, the rows are not complete, the query keeps many spaces
+    /// or needs every listing), and the directory in memory answers.
+    fn directory_from_rows(
+        &self,
+        query: &Query,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<Directory>> {
+        if !query.is_narrow(FEW_HITS) || query.verified_only || self.catalog_in_memory() {
+            return Ok(None);
+        }
+        let Some(stored) = self.store.search_rows(SearchRow::FORMAT)? else {
+            return Ok(None);
+        };
+        let now = query.at.unwrap_or(now);
+        let mut index = SearchIndex::default();
+        let mut spaces = Vec::with_capacity(stored.len());
+        for (space, bytes) in stored {
+            let Ok(row) = SearchRow::from_bytes(&bytes) else {
+                tracing::warn!(space = %space, "a stored search row does not read back; reading every listing");
+                return Ok(None);
+            };
+            index.push_row(row);
+            spaces.push(space);
+        }
+        let mut query = query.clone();
+        let Ok(origin) = resolve_origin(&mut query, &index) else {
+            // An unknown city: the directory in memory names the cities there are.
+            return Ok(None);
+        };
+        // Each hit's entry and beacons, read when first needed (a seats filter needs them for the rows
+        // that pass every cheaper filter).
+        let hits_read: RefCell<HashMap<usize, Option<Rc<Hit>>>> = RefCell::default();
+        let failed: RefCell<Option<anyhow::Error>> = RefCell::default();
+        let hit = |i: usize| -> Option<Rc<Hit>> {
+            if let Some(read) = hits_read.borrow().get(&i) {
+                return read.clone();
+            }
+            let read = match self.read_hit(&spaces[i]) {
+                Ok(read) => read.map(Rc::new),
+                Err(e) => {
+                    failed.borrow_mut().get_or_insert(e);
+                    None
+                }
+            };
+            hits_read.borrow_mut().insert(i, read.clone());
+            read
+        };
+        let now_ms = now.timestamp_millis();
+        let seats_of = |i: usize, h: &Hit| {
+            pool_seats(
+                &h.entry.listing,
+                &h.beacons,
+                index.open_state(i, now),
+                now_ms,
+            )
+        };
+        let hits = query.run_on(
+            &index,
+            |i| hit(i).is_some_and(|h| seats_of(i, &h).0.free_now()),
+            now,
+        );
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
+        if hits.len() > FEW_HITS {
+            return Ok(None);
+        }
+        let verifications = self.verifications()?;
+        let names = crate::names::KeyNames::new(self.roster());
+        let mut rows = Vec::with_capacity(hits.len());
+        for i in hits.iter().copied() {
+            let Some(h) = hit(i) else {
+                continue;
+            };
+            let (now_seats, pool_rows) = seats_of(i, &h);
+            let mut r = row(
+                &h.entry,
+                &h.entry.listing,
+                now_seats,
+                pool_rows,
+                index.open_state(i, now),
+                origin.as_ref(),
+            );
+            let facts = verifications
+                .get(&h.entry.space)
+                .map(|v| verify::fact_states(&h.entry.listing, v))
+                .unwrap_or_default();
+            r.facts = FactView::all_named(&facts, |k| names.of(k));
+            rows.push(r);
+        }
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
+        Ok(Some(Directory {
+            total: index.len(),
+            matched: hits.len(),
+            at: now,
+            origin,
+            spaces: rows,
+        }))
+    }
+
+    /// One space's stored entry (`None` when it has none, or its listing does not read back) and the
+    /// newest beacon of each of its pools.
+    fn read_hit(&self, space: &SpaceId) -> anyhow::Result<Option<Hit>> {
+        let Some(bytes) = self.store.entry(space)? else {
+            return Ok(None);
+        };
+        let Some(entry) = crate::catalog::read_entry(space, &bytes)? else {
+            return Ok(None);
+        };
+        let mut beacons: Vec<SeatBeacon> = self
+            .store
+            .space_beacons(space)?
+            .into_iter()
+            .filter_map(|(_, b)| SignedBeacon::from_bytes(&b).and_then(|b| b.decode()).ok())
+            .collect();
+        beacons.sort_by(|a, b| a.pool.cmp(&b.pool));
+        Ok(Some(Hit { entry, beacons }))
     }
 
     /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
@@ -216,6 +333,43 @@ impl Node {
         }
         Ok(out)
     }
+}
+
+/// Hits beyond which a query without the directory in memory reads it all: reading that many entries
+/// one by one costs about what reading every listing at once does.
+pub const FEW_HITS: usize = 1000;
+
+/// A hit's entry and the newest beacon of each of its pools, read from the store.
+struct Hit {
+    entry: IndexEntry,
+    beacons: Vec<SeatBeacon>,
+}
+
+/// Where distances are measured from: a `near_city` becomes a distance sort from the middle of its
+/// spaces. `Err` carries a city no space is in.
+fn resolve_origin(query: &mut Query, index: &SearchIndex) -> Result<Option<Origin>, String> {
+    Ok(match &query.near_city {
+        Some(city) => {
+            let Some((lat, lon)) = index.city_point(city) else {
+                return Err(city.clone());
+            };
+            let origin = Origin {
+                lat,
+                lon,
+                city: Some(city.trim().to_string()),
+            };
+            query.sort = Sort::Distance { lat, lon };
+            Some(origin)
+        }
+        None => match query.sort {
+            Sort::Distance { lat, lon } => Some(Origin {
+                lat,
+                lon,
+                city: None,
+            }),
+            _ => None,
+        },
+    })
 }
 
 /// One sentence for a city no space is in, naming a few that are.
