@@ -43,6 +43,11 @@ use deskmesh_core::home::Home;
 /// Item batches in flight to one peer at once; the rest wait in its outbox, so a large transfer neither
 /// exceeds the peer's stream limit (which drops requests) nor overtakes the roster operations it needs.
 const MAX_BATCHES_IN_FLIGHT: usize = 4;
+/// Item batches checked (or being checked) ahead of the one being judged. A checked batch holds what
+/// checking decoded (a checkpoint's loaded document, a first change's document), tens of times its wire
+/// size, so batches past these wait as wire items: on a cold join the checks would otherwise run through
+/// the whole directory ahead of the event loop and hold it all decoded at once.
+const MAX_CHECKED_AHEAD: usize = 2;
 /// Items queued for one peer (ids only: their bytes are read when their batch is sent); more are dropped
 /// and asked for again at the next session. An id already queued is not queued twice.
 const MAX_OUTBOX_ITEMS: usize = 200_000;
@@ -297,6 +302,8 @@ struct Service {
     catch_up: CatchUp,
     /// Item batches whose signatures are being checked off the event loop, in arrival order.
     checking: futures::stream::FuturesOrdered<tokio::task::JoinHandle<Checked3>>,
+    /// Item batches received while [`MAX_CHECKED_AHEAD`] were being checked, in arrival order.
+    to_check: std::collections::VecDeque<(PeerId, Vec<WireItem>)>,
 }
 
 /// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
@@ -454,6 +461,7 @@ impl Service {
             pushed_sync: None,
             catch_up: CatchUp::default(),
             checking: Default::default(),
+            to_check: Default::default(),
         };
         let items = svc.scan()?;
         svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
@@ -1474,6 +1482,14 @@ impl Service {
     /// Checks a batch's signatures on blocking threads, on every core, while the event loop goes on;
     /// batches are judged in the order they arrived ([`Service::on_checked`]).
     fn check_later(&mut self, peer: PeerId, wire: Vec<WireItem>) {
+        if self.checking.len() >= MAX_CHECKED_AHEAD || !self.to_check.is_empty() {
+            self.to_check.push_back((peer, wire));
+            return;
+        }
+        self.start_check(peer, wire);
+    }
+
+    fn start_check(&mut self, peer: PeerId, wire: Vec<WireItem>) {
         let prepared = self.prepare(wire, Some(peer));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let Prepared {
@@ -1490,6 +1506,13 @@ impl Service {
 
     /// A batch whose signatures were checked: judge it against the roster and the store.
     fn on_checked(&mut self, done: Result<Checked3, tokio::task::JoinError>) {
+        // The next batch is checked while this one is judged.
+        while self.checking.len() < MAX_CHECKED_AHEAD {
+            let Some((peer, wire)) = self.to_check.pop_front() else {
+                break;
+            };
+            self.start_check(peer, wire);
+        }
         let (peer, held, checked, reserved) = match done {
             Ok(d) => d,
             Err(e) => {
