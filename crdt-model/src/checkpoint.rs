@@ -6,7 +6,9 @@
 //! signature over the header (domain [`Domain::Checkpoint`]), and the document itself as Automerge
 //! `save()` bytes. [`SignedCheckpoint::verify`] checks the signature and the bytes against the header
 //! without the roster; [`SignedCheckpoint::open`] then loads the document and checks it says what the
-//! header claims (heads, change count, every change made by one of the keys given, a valid listing).
+//! header claims (heads, change count, every change made by one of the keys given, a valid listing). `open`
+//! is [`SignedCheckpoint::load`] (everything that needs no roster, so a node runs it on any thread) then
+//! [`Loaded::authorise`] (the keys).
 //!
 //! What a checkpoint proves: that a key authorised for the space at the named roster heads asserted that
 //! the space's accepted document, at those Automerge heads, is exactly these bytes. What it does not
