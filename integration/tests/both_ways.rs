@@ -153,6 +153,37 @@ fn scenario(mode: Mode) -> Transcript {
     assert_eq!(dir["matched"], 1);
     assert_eq!(dir["spaces"][0]["seats"][0]["freshness"], "fresh");
     t.record("spaces list", &dir);
+    // A whole list, then narrow ones: without a daemon the narrow ones run on the search rows the store
+    // keeps beside the listings (the whole read writes them when missing) and read only their hits;
+    // either way they keep what the whole list shows.
+    let whole = space.json(&["spaces", "list"]);
+    let brief = |d: &Value| -> Vec<(Value, Value, Value, Value)> {
+        d["spaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].clone(),
+                    r["name"].clone(),
+                    r["amenities"].clone(),
+                    r["seats"][0]["freshness"].clone(),
+                )
+            })
+            .collect()
+    };
+    for narrow in [
+        &["--city", "lisbon"][..],
+        &["--search", "trabalho"][..],
+        &["--limit", "5"][..],
+    ] {
+        let args: Vec<&str> = ["spaces", "list"].iter().chain(narrow).copied().collect();
+        let kept = space.json(&args);
+        assert_eq!(brief(&kept), brief(&whole), "{narrow:?}");
+        assert_eq!(kept["total"], whole["total"]);
+    }
+    let none = space.json(&["spaces", "list", "--city", "lisbon", "--search", "nowhere"]);
+    assert_eq!(none["matched"], 0);
 
     // Every alliance subcommand.
     let roster = coord.json(&["alliance", "show"]);

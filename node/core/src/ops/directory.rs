@@ -337,7 +337,7 @@ impl Node {
 
 /// Hits beyond which a query without the directory in memory reads it all: reading that many entries
 /// one by one costs about what reading every listing at once does.
-pub const FEW_HITS: usize = 1000;
+pub const FEW_HITS: usize = 3000;
 
 /// A hit's entry and the newest beacon of each of its pools, read from the store.
 struct Hit {
