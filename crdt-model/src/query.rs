@@ -408,22 +408,15 @@ impl SearchIndex {
             .filter(|(_, h, _)| h.hours.get().is_none())
             .map(|(k, h, _)| (k, h))
             .collect();
-        if threads < 2 || pending.len() < 64 {
-            for (key, slot) in pending {
+        deskmesh_keys::par::map_in_order(
+            &pending,
+            threads,
+            64,
+            |(key, slot)| {
                 self.compiled(slot, key);
-            }
-            return;
-        }
-        let size = pending.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            for chunk in pending.chunks(size) {
-                scope.spawn(move || {
-                    for (key, slot) in chunk {
-                        self.compiled(slot, key);
-                    }
-                });
-            }
-        });
+            },
+            |_| {},
+        );
     }
 
     /// Add a row made elsewhere ([`SearchRow::of`], maybe read back from disk) as the next row.

@@ -225,35 +225,24 @@ fn read_entries(
     raw: Vec<(SpaceId, Vec<u8>)>,
     threads: usize,
 ) -> anyhow::Result<Vec<(SpaceId, IndexEntry)>> {
-    let parse = |chunk: &[(SpaceId, Vec<u8>)]| -> anyhow::Result<Vec<(SpaceId, IndexEntry)>> {
-        let mut out = Vec::with_capacity(chunk.len());
-        for (space, bytes) in chunk {
-            if let Some(entry) = read_entry(space, bytes)? {
-                out.push((space.clone(), entry));
-            }
+    let parsed = deskmesh_keys::par::map_in_order(
+        &raw,
+        threads,
+        256,
+        |(space, bytes)| read_entry(space, bytes),
+        |(space, _)| {
+            Err(anyhow::anyhow!(
+                "reading the index entry of {space} failed (its thread panicked)"
+            ))
+        },
+    );
+    let mut rows = Vec::with_capacity(raw.len());
+    for ((space, _), entry) in raw.iter().zip(parsed) {
+        if let Some(entry) = entry? {
+            rows.push((space.clone(), entry));
         }
-        Ok(out)
-    };
-    if threads < 2 || raw.len() < 256 {
-        return parse(&raw);
     }
-    let size = raw.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = raw
-            .chunks(size)
-            .map(|chunk| scope.spawn(move || parse(chunk)))
-            .collect();
-        let mut rows = Vec::with_capacity(raw.len());
-        for part in parts {
-            match part.join() {
-                Ok(part) => rows.extend(part?),
-                Err(_) => {
-                    anyhow::bail!("reading the directory's index rows failed (a thread panicked)")
-                }
-            }
-        }
-        Ok(rows)
-    })
+    Ok(rows)
 }
 
 pub(crate) fn read_entry(space: &SpaceId, bytes: &[u8]) -> anyhow::Result<Option<IndexEntry>> {
