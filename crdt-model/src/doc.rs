@@ -553,10 +553,23 @@ impl SpaceDoc {
                 "the checkpoint's changes do not apply: {e}"
             )));
         }
+        let count = self.vouch(id, auth_op, metas);
+        self.valid_at = None;
+        self.settle_after_checkpoint(authority);
+        Ok(count)
+    }
+
+    /// Records changes taken from checkpoint `id` as accepted, each `(hash, actor, timestamp in s)`
+    /// authored by its actor (each actor read once: a key is a curve point to decompress, and a document
+    /// has few authors) and authorised by `auth_op`; returns how many were recorded.
+    fn vouch(
+        &mut self,
+        id: Hash,
+        auth_op: Hash,
+        metas: impl IntoIterator<Item = (ChangeId, Vec<u8>, i64)>,
+    ) -> usize {
         let mut count = 0;
-        // Each author read once (a key is a curve point to decompress; a document has few authors).
-        let mut authors: std::collections::BTreeMap<Vec<u8>, Option<PublicKey>> =
-            std::collections::BTreeMap::new();
+        let mut authors: BTreeMap<Vec<u8>, Option<PublicKey>> = BTreeMap::new();
         for (hash, actor, at_s) in metas {
             let Some(author) = *authors
                 .entry(actor)
@@ -575,14 +588,18 @@ impl SpaceDoc {
             );
             count += 1;
         }
-        self.valid_at = None;
+        count
+    }
+
+    /// After a checkpoint's changes were taken: pending and rejected changes it holds are no longer
+    /// either, and the pending rest is tried again.
+    fn settle_after_checkpoint(&mut self, authority: &impl Authority) {
         let accepted = &self.accepted;
         self.pending.retain(|p| !accepted.contains_key(&p.hash));
         self.rejected.retain(|r| !accepted.contains_key(&r.hash));
         if !self.pending.is_empty() {
             self.retry_pending(authority);
         }
-        Ok(count)
     }
 
     /// The changes of a checkpoint this document lacks, or why the checkpoint must be refused: it holds a
@@ -626,37 +643,19 @@ impl SpaceDoc {
             return Ok(0);
         }
         self.doc = doc;
-        let mut count = 0;
-        let mut authors: BTreeMap<Vec<u8>, Option<PublicKey>> = BTreeMap::new();
-        for c in changes {
-            let Some(author) = *authors
-                .entry(c.actor_id().to_bytes().to_vec())
-                .or_insert_with_key(|a| PublicKey::from_bytes(a).ok())
-            else {
-                continue;
-            };
-            self.accepted.insert(
-                c.hash().0,
-                AcceptedChange {
-                    author,
-                    auth_op,
-                    created_at_ms: c.timestamp().saturating_mul(1000),
-                    vouched_by: Some(id),
-                },
-            );
-            count += 1;
-        }
+        let count = self.vouch(
+            id,
+            auth_op,
+            changes
+                .iter()
+                .map(|c| (c.hash().0, c.actor_id().to_bytes().to_vec(), c.timestamp())),
+        );
         // The listing was read and validated at these heads when the checkpoint was loaded; what
         // `listing()` would compute again, unless it is over the size limit (then it looks further).
         self.valid_at = listing
             .filter(|(_, size)| *size <= limits::MAX_LISTING_BYTES)
             .map(|(l, _)| (self.doc.get_heads(), l));
-        let accepted = &self.accepted;
-        self.pending.retain(|p| !accepted.contains_key(&p.hash));
-        self.rejected.retain(|r| !accepted.contains_key(&r.hash));
-        if !self.pending.is_empty() {
-            self.retry_pending(authority);
-        }
+        self.settle_after_checkpoint(authority);
         Ok(count)
     }
 

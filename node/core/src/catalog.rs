@@ -303,19 +303,29 @@ mod tests {
     /// `node`'s catalog answers as a node opened afresh on its store does; returns what both see.
     fn agrees_with_fresh(node: &Node) -> serde_json::Value {
         assert!(node.catalog_built(), "the catalog was dropped, not kept");
-        let fresh = Node::with_store(
-            DeviceKey::generate(),
-            NodeConfig {
-                name: "fresh".into(),
-                listen_port: 0,
-                location: None,
-            },
-            node.store.clone(),
-        )
-        .unwrap();
-        let (held, read) = (seen(node), seen(&fresh));
+        let (held, read) = (seen(node), seen(&fresh(node)));
         assert_eq!(held, read);
         held
+    }
+
+    /// A node opened afresh on `node`'s store (another key), its catalog read ahead when `read_ahead`.
+    fn opened_on(node: &Node, read_ahead: bool) -> Node {
+        let config = NodeConfig {
+            name: "fresh".into(),
+            listen_port: 0,
+            location: None,
+        };
+        Node::open_store(
+            DeviceKey::generate(),
+            config,
+            node.store.clone(),
+            read_ahead,
+        )
+        .unwrap()
+    }
+
+    fn fresh(node: &Node) -> Node {
+        opened_on(node, false)
     }
 
     fn items(node: &mut Node) -> Vec<SignedItem> {
@@ -428,19 +438,7 @@ mod tests {
     #[test]
     fn a_catalog_read_ahead_is_dropped_by_a_write_that_comes_first() {
         let (coordinator, mut space) = alliance();
-        let open_ahead = || {
-            Node::open_store(
-                DeviceKey::generate(),
-                NodeConfig {
-                    name: "ahead".into(),
-                    listen_port: 0,
-                    location: None,
-                },
-                coordinator.store.clone(),
-                true,
-            )
-            .unwrap()
-        };
+        let open_ahead = || opened_on(&coordinator, true);
         let ahead = open_ahead();
         warm(&ahead);
         agrees_with_fresh(&ahead);
@@ -484,18 +482,6 @@ mod tests {
             .unwrap();
         let made = items(&mut space);
         coordinator.ingest(made, Source::Mesh, At::now());
-        let fresh = |node: &Node| {
-            Node::with_store(
-                DeviceKey::generate(),
-                NodeConfig {
-                    name: "fresh".into(),
-                    listen_port: 0,
-                    location: None,
-                },
-                node.store.clone(),
-            )
-            .unwrap()
-        };
         let queries = [
             Query {
                 city: Some("lisbon".into()),
