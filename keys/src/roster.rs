@@ -3316,21 +3316,28 @@ mod tests {
 
     /// Large rosters are checked on several threads; the altered operations are found all the same, in
     /// hash order.
+    /// `n` spaces admitted into `source` by coordinator `key(1)`, space `i` with the device `device(i)`;
+    /// the operations in the order they were made.
+    fn admissions(source: &mut Roster, n: u16, device: impl Fn(u16) -> PublicKey) -> Vec<SignedOp> {
+        (0..n)
+            .map(|i| {
+                let device = device(i);
+                let body = OpBody::AdmitSpace {
+                    space: SpaceId::derive(&device),
+                    name: format!("Space {i}"),
+                    devices: vec![device],
+                };
+                let op = source.propose(&key(1), body, T0 + i64::from(i));
+                source.insert(op.clone()).unwrap();
+                op
+            })
+            .collect()
+    }
+
     #[test]
     fn the_signature_check_of_a_large_roster_finds_every_altered_operation() {
         let (mut source, create) = Roster::create(&key(1), "Large", vec![], 1, T0).unwrap();
-        let mut ops = Vec::new();
-        for n in 0..600u16 {
-            let device = DeviceKey::generate().public_key();
-            let body = OpBody::AdmitSpace {
-                space: SpaceId::derive(&device),
-                name: format!("Space {n}"),
-                devices: vec![device],
-            };
-            let op = source.propose(&key(1), body, T0 + i64::from(n));
-            source.insert(op.clone()).unwrap();
-            ops.push(op);
-        }
+        let mut ops = admissions(&mut source, 600, |_| DeviceKey::generate().public_key());
         let mut altered = Vec::new();
         for i in [3, 299, 598] {
             ops[i].signatures[0].1 = key(2).sign(Domain::RosterOp, b"something else");
@@ -3349,18 +3356,9 @@ mod tests {
     #[test]
     fn a_stored_roster_loads_without_signature_checks_and_the_audit_finds_altered_ones() {
         let (mut source, create) = Roster::create(&key(1), "Stored", vec![], 1, T0).unwrap();
-        let mut ops = Vec::new();
-        for n in 0..5u8 {
-            let device = key(10 + n).public_key();
-            let body = OpBody::AdmitSpace {
-                space: SpaceId::derive(&device),
-                name: format!("Space {n}"),
-                devices: vec![device],
-            };
-            let op = source.propose(&key(1), body, T0 + i64::from(n));
-            source.insert(op.clone()).unwrap();
-            ops.push(op);
-        }
+        let ops = admissions(&mut source, 5, |n| {
+            key(10 + u8::try_from(n).unwrap()).public_key()
+        });
         // In any order, as a store returns them (by hash).
         let mut shuffled = ops.clone();
         shuffled.reverse();
