@@ -212,7 +212,7 @@ impl Node {
     pub fn roster_log(&self) -> Vec<RosterOpAudit> {
         let mut out = Vec::new();
         if let Some(roster) = self.roster() {
-            let names = KeyNames::new(Some(roster));
+            let names = KeyNames::new(Some(roster.state()));
             for (hash, op, signed) in roster.ops_in_order() {
                 out.push(RosterOpAudit {
                     op: hash,
@@ -263,7 +263,7 @@ impl Node {
                 .and_then(|r| r.state().spaces.get(s))
                 .map(|e| e.name.clone())
         };
-        let names = KeyNames::new(roster);
+        let names = KeyNames::new(roster.map(Roster::state));
         let name = |k: &PublicKey| names.of(k);
         // A roster operation that does not count: it belongs to no space.
         let rejected_op = |op: &Hash, author: Option<KeyName>, reason: String| Finding {
@@ -359,7 +359,7 @@ impl Node {
     /// Verifies everything stored and reports signers, verifications and findings.
     pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
         let roster = self.roster();
-        let names = KeyNames::new(roster);
+        let names = KeyNames::new(roster.map(Roster::state));
         let name = |k: &PublicKey| names.of(k);
         let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
@@ -698,7 +698,7 @@ fn item_text(kind: &str, id: &Hash) -> String {
 
 /// One line for people about a roster operation.
 pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
-    summarise_with(body, roster, &KeyNames::new(Some(roster)))
+    summarise_with(body, roster, &KeyNames::new(Some(roster.state())))
 }
 
 /// [`summarise`] with the keys' names indexed once, for many operations.

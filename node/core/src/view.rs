@@ -290,7 +290,7 @@ impl Node {
             None
         };
         let mut spaces = Vec::with_capacity(rows.len());
-        let names = crate::names::KeyNames::new(self.roster());
+        let names = crate::names::KeyNames::new(self.roster_state());
         for &i in rows {
             let entry = &entries[i];
             let facts = match &verifications {
