@@ -336,8 +336,14 @@ impl Node {
         read().ok().flatten()
     }
 
+    /// The alliance this node is in. A node opened to read whose roster is not loaded yet takes it from
+    /// the store, as loading the roster would.
     pub fn alliance_id(&self) -> Option<AllianceId> {
-        self.roster().map(|r| r.alliance_id())
+        match self.roster.get() {
+            Some(roster) => roster.as_ref().map(Roster::alliance_id),
+            None if self.roster_state().is_some() => self.stored_alliance().ok().flatten(),
+            None => self.roster().map(Roster::alliance_id),
+        }
     }
 
     pub fn require_roster(&self) -> anyhow::Result<&Roster> {
@@ -465,13 +471,17 @@ impl Node {
 
     /// Whether this node's key lost its place: its space was revoked, or the key removed from it.
     pub fn standing(&self) -> Option<Standing> {
-        let roster = self.roster()?;
+        let state = self.roster_state()?;
         let me = self.public_key();
-        let state = roster.state();
         if self.my_space().is_some() {
             return None;
         }
-        let at = |by: &Hash| roster.get_op(by).map(|op| op.created_at_ms);
+        // Only a node that lost its place loads the whole roster, for when that happened.
+        let at = |by: &Hash| {
+            self.roster()
+                .and_then(|r| r.get_op(by))
+                .map(|op| op.created_at_ms)
+        };
         if let Some((id, s)) = state
             .spaces
             .iter()
@@ -503,10 +513,8 @@ impl Node {
 
     /// This node's space: the one whose current devices include this node's key.
     pub fn my_space(&self) -> Option<SpaceId> {
-        let roster = self.roster()?;
         let me = self.public_key();
-        roster
-            .state()
+        self.roster_state()?
             .spaces
             .iter()
             .find(|(_, s)| s.revoked.is_none() && s.devices.contains_key(&me))
@@ -1270,7 +1278,7 @@ impl Node {
         if let Some(catalog) = self.catalog.borrow().as_ref() {
             return Ok(catalog.len());
         }
-        Ok(self.store.entries()?.len())
+        Ok(self.store.entry_count()?)
     }
 
     /// Every listing in the index with its metadata, in space id order.

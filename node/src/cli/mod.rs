@@ -833,6 +833,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
             // `spaces list` reads only its hits, from the search rows the store keeps.
             let reads = match &other {
                 Command::Export { .. } | Command::Report { .. } => Reads::Directory,
+                Command::Status { .. } => Reads::Little,
                 Command::Spaces(SpacesCommand::List(args)) => {
                     match query_from(args, clock_override()) {
                         Ok(q) if q.is_narrow(deskmesh_core::ops::directory::FEW_HITS) => {
