@@ -79,7 +79,13 @@ pub struct Node {
     /// The roster operations whose stored signatures did not verify, at the roster heads they were
     /// checked at: live front ends ask for findings often, and the roster seldom changes.
     pub(crate) roster_faults: std::cell::RefCell<Option<RosterFaults>>,
+    /// The check of the roster's stored signatures running on another thread, with the heads it checks
+    /// ([`Node::check_roster_signatures_in_background`]).
+    pub(crate) roster_check: std::cell::RefCell<Option<RosterCheck>>,
 }
+
+/// A background check of the roster's stored signatures: the heads it checks and its thread.
+pub(crate) type RosterCheck = (Vec<Hash>, std::thread::JoinHandle<Vec<(Hash, RosterError)>>);
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -255,6 +261,7 @@ impl Node {
             catalog: Default::default(),
             catalog_loading: std::cell::RefCell::new(loading),
             roster_faults: Default::default(),
+            roster_check: Default::default(),
         };
         if opening == Opening::Everything {
             node.roster = std::cell::OnceCell::from(node.load_roster()?);

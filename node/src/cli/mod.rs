@@ -1309,8 +1309,9 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
         deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
-    let node = mesh::open_when_free(home)?;
-    if offline || node.roster().is_none() {
+    // Opened to read: whether it is in an alliance needs only the saved roster state, not the roster.
+    let node = mesh::open_when_free_by(home, Node::open_to_read)?;
+    if offline || node.alliance_id().is_none() {
         let mut api = crate::tui_client::TuiClient::new(Local::new(node), None)?;
         deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
