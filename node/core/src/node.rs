@@ -198,6 +198,14 @@ impl Node {
         Self::open_for(home, Opening::ReadAhead)
     }
 
+    /// [`Node::open`] for a daemon, which serves reads of the whole directory from the start: the
+    /// directory is read on other threads while the caller goes on (loading the roster, starting the
+    /// network), as with [`Node::open_to_query`]. [`Node::require_roster`] right after loads the roster
+    /// and says why when it cannot.
+    pub fn open_to_serve(home: &Home) -> anyhow::Result<Self> {
+        Self::open_for(home, Opening::ReadAhead)
+    }
+
     /// [`Node::open`] for a command that reads a little and writes nothing (a narrow `spaces list`): the
     /// roster is loaded at its first use, not at open, and a command that only names keys reads the
     /// state at the roster's heads alone ([`Node::roster_state`]). Writes work as on any node (they load

@@ -58,7 +58,8 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
             running.welcome().server
         );
     }
-    let node = open_when_free(home)?;
+    // The directory is read on other threads while the roster loads and the network starts.
+    let node = open_when_free_by(home, Node::open_to_serve)?;
     node.require_roster()?;
     raise_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
