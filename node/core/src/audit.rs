@@ -820,6 +820,69 @@ mod tests {
     use crate::testkit::{self, now};
     use deskmesh_store::MemoryStore;
 
+    /// A roster operation whose stored signature was altered behind the node's back is found by the
+    /// check a daemon runs in the background at start: once it is in, the findings name the operation,
+    /// as the audit (which checks again) does.
+    #[test]
+    fn an_altered_roster_signature_is_found_once_the_background_check_is_in() {
+        use deskmesh_keys::DeviceKey;
+        use deskmesh_store::{MetaStore, RosterStore};
+        let mut coordinator = testkit::coordinator();
+        testkit::space(&mut coordinator, "Riverside");
+        let create = coordinator.alliance_id().unwrap().0;
+        let ops = coordinator.store.ops().unwrap();
+        let altered = ops.iter().map(|(h, _)| *h).find(|h| *h != create).unwrap();
+        let store = Arc::new(MemoryStore::new());
+        store
+            .put_meta(
+                crate::node::META_ALLIANCE,
+                coordinator.alliance_id().unwrap().to_string().as_bytes(),
+            )
+            .unwrap();
+        for (hash, mut bytes) in ops {
+            if hash == altered {
+                // The last byte is in the last signature.
+                *bytes.last_mut().unwrap() ^= 1;
+            }
+            store.put_op(&hash, &bytes).unwrap();
+        }
+        let config = crate::home::NodeConfig {
+            name: "reopened".into(),
+            listen_port: 0,
+            location: None,
+        };
+        let node = Node::with_store(DeviceKey::generate(), config, store).unwrap();
+        node.check_roster_signatures_in_background();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !node.roster_check_done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background check never finished"
+            );
+            std::thread::yield_now();
+        }
+        // The background check's answer is what the findings use, not a check of their own.
+        let (heads, faults) = node.roster_faults.borrow().clone().unwrap();
+        assert_eq!(heads, node.roster().unwrap().heads());
+        assert_eq!(
+            faults.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+            vec![altered]
+        );
+        let is_fault = |f: &Finding| {
+            f.item.as_deref() == Some(altered.to_string().as_str())
+                && f.reason.contains("altered outside deskmesh")
+        };
+        let findings = node.findings().unwrap();
+        assert_eq!(
+            findings.iter().filter(|f| is_fault(f)).count(),
+            1,
+            "{findings:?}"
+        );
+        let audit = node.audit(now()).unwrap();
+        assert!(!audit.ok);
+        assert!(audit.findings.iter().any(is_fault), "{:?}", audit.findings);
+    }
+
     #[test]
     fn a_clean_store_passes_and_a_refused_item_fails_the_audit() {
         let mut coordinator = testkit::coordinator();
