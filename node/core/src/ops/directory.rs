@@ -153,7 +153,9 @@ impl Node {
             index.compile_all(threads);
         }
         let matched = hits.len();
-        let names = crate::names::KeyNames::new(self.roster_state());
+        // Keys are named (from the roster's state) only if some row has a verified fact.
+        let names = std::cell::OnceCell::new();
+        let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
             let (entry, l) = (&entries[i], &listings[i]);
@@ -166,7 +168,7 @@ impl Node {
                 index.open_state(i, now),
                 origin.as_ref(),
             );
-            r.facts = FactView::all_named(&facts_of(i), |k| names.of(k));
+            r.facts = FactView::all_named(&facts_of(i), |k| names().of(k));
             rows.push(r);
         }
         Ok(Directory {
