@@ -228,13 +228,14 @@ pub(crate) struct AsOf {
 }
 
 /// Works out, off any node's document (the check phase runs it on any thread), the listing as of each of
-/// `changes`, one space's in the order they were made: on a copy of `base` (a checkpoint's loaded document
-/// that was checked against its header; an empty document when `None`), each change whose dependencies the
-/// copy holds is applied and the listing as of it read and validated, as [`SpaceDoc::apply`] would. A
-/// change whose listing is not valid is taken back out of the copy (so the changes built on it get no
-/// verdict and are judged the ordinary way); a change the copy already holds, or lacks a dependency for, is
-/// skipped. Placing such a change later applies it and takes the verdict instead of reading the listing
-/// again ([`SpaceDoc::apply_verified`]). Returns how many verdicts were worked out.
+/// `changes`, one space's, oldest first (a change is taken once its dependencies are in): on a copy of
+/// `base` (a checkpoint's loaded document that was checked against its header; an empty document when
+/// `None`), each change whose dependencies the copy holds is applied and the listing as of it read and
+/// validated, as [`SpaceDoc::apply`] would. A change whose listing is not valid is taken back out of the
+/// copy (so the changes built on it get no verdict and are judged the ordinary way); a change the copy
+/// already holds, or lacks a dependency for, is skipped. Placing such a change later applies it and takes
+/// the verdict instead of reading the listing again ([`SpaceDoc::apply_verified`]). Returns how many
+/// verdicts were worked out.
 pub fn prepare_run(
     space: &SpaceId,
     base: Option<&Automerge>,
@@ -245,52 +246,68 @@ pub fn prepare_run(
         sd.doc = base.clone();
     }
     let mut count = 0;
-    for v in changes.iter_mut() {
-        let change = v.change().clone();
-        let hash = change.hash();
-        if sd.doc.get_change_meta_by_hash(&hash).is_some() {
-            continue;
-        }
-        if let Some(alone) = &v.prepared_mut().alone {
-            // A first change already worked out alone: its document is the copy's start.
-            if sd.doc.get_heads().is_empty() && alone.hash == hash.0 && alone.verdict.is_ok() {
-                sd.doc = alone.doc.clone();
-            }
-            continue;
-        }
-        if !change
-            .deps()
-            .iter()
-            .all(|d| sd.doc.get_change_meta_by_hash(d).is_some())
-        {
-            continue;
-        }
-        let before = sd.doc.get_heads();
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            sd.doc.apply_changes([change])
-        }));
-        match applied {
-            Ok(Ok(())) if sd.doc.get_change_meta_by_hash(&hash).is_some() => {}
-            Ok(_) => {
-                sd.restore(&before);
+    // Oldest first as given, and again while a pass placed something: a change whose dependency came
+    // later in the list (made in the same millisecond) gets its turn once the dependency is in.
+    let mut done = vec![false; changes.len()];
+    let mut progress = true;
+    while progress {
+        progress = false;
+        for (v, done) in changes.iter_mut().zip(done.iter_mut()) {
+            if *done {
                 continue;
             }
-            // Automerge panicked: the copy may be half-changed; the rest is judged the ordinary way.
-            Err(_) => return count,
+            let change = v.change().clone();
+            let hash = change.hash();
+            if sd.doc.get_change_meta_by_hash(&hash).is_some() {
+                *done = true;
+                continue;
+            }
+            if let Some(alone) = &v.prepared_mut().alone {
+                // A first change already worked out alone: its document is the copy's start.
+                if sd.doc.get_heads().is_empty() && alone.hash == hash.0 && alone.verdict.is_ok() {
+                    sd.doc = alone.doc.clone();
+                    progress = true;
+                }
+                *done = true;
+                continue;
+            }
+            if !change
+                .deps()
+                .iter()
+                .all(|d| sd.doc.get_change_meta_by_hash(d).is_some())
+            {
+                continue;
+            }
+            *done = true;
+            let before = sd.doc.get_heads();
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sd.doc.apply_changes([change])
+            }));
+            match applied {
+                Ok(Ok(())) if sd.doc.get_change_meta_by_hash(&hash).is_some() => {}
+                Ok(_) => {
+                    sd.restore(&before);
+                    continue;
+                }
+                // Automerge panicked: the copy may be half-changed; the rest is judged the ordinary way.
+                Err(_) => return count,
+            }
+            let verdict = if sd.doc.get_heads() == [hash] {
+                sd.check_state(None)
+            } else {
+                sd.check_state(Some(&[hash][..]))
+            };
+            if verdict.is_err() {
+                sd.restore(&before);
+            } else {
+                progress = true;
+            }
+            v.prepared_mut().as_of = Some(Box::new(AsOf {
+                hash: hash.0,
+                verdict,
+            }));
+            count += 1;
         }
-        let verdict = if sd.doc.get_heads() == [hash] {
-            sd.check_state(None)
-        } else {
-            sd.check_state(Some(&[hash][..]))
-        };
-        if verdict.is_err() {
-            sd.restore(&before);
-        }
-        v.prepared_mut().as_of = Some(Box::new(AsOf {
-            hash: hash.0,
-            verdict,
-        }));
-        count += 1;
     }
     count
 }

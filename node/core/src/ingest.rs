@@ -1524,7 +1524,7 @@ mod tests {
                 .map(|m| m.item.clone()),
         );
         assert_eq!(items.len(), 1 + 6);
-        let report = member.ingest(items, Source::Mesh, At::now());
+        let report = member.ingest(items.clone(), Source::Mesh, At::now());
         assert!(
             report
                 .outcomes
