@@ -212,7 +212,7 @@ impl Node {
     pub fn roster_log(&self) -> Vec<RosterOpAudit> {
         let mut out = Vec::new();
         if let Some(roster) = self.roster() {
-            let names = KeyNames::new(Some(roster));
+            let names = KeyNames::new(Some(roster.state()));
             for (hash, op, signed) in roster.ops_in_order() {
                 out.push(RosterOpAudit {
                     op: hash,
@@ -232,8 +232,42 @@ impl Node {
     /// Everything that did not count, from what the store and its index hold now: the list the audit
     /// reports and a live front end shows. The roster's stored signatures are checked once per roster
     /// state (10,000 admissions take half a second to verify); [`Node::audit`] checks them every time.
+    /// While [`Node::check_roster_signatures_in_background`] runs, the findings leave those faults out.
     pub fn findings(&self) -> anyhow::Result<Vec<Finding>> {
         self.findings_checking(false)
+    }
+
+    /// Starts checking the roster's stored signatures on another thread, as a daemon starts: its first
+    /// answers do not wait for 10,000 verifications. [`Node::findings`] leave the faults out until
+    /// [`Node::roster_check_done`] says the check is in.
+    pub fn check_roster_signatures_in_background(&self) {
+        let Some(roster) = self.roster() else {
+            return;
+        };
+        let heads = roster.heads();
+        let roster = roster.clone();
+        let thread = std::thread::spawn(move || roster.unverified_signatures());
+        *self.roster_check.borrow_mut() = Some((heads, thread));
+    }
+
+    /// Takes in the background check's result once it is done: `true` the one time it is, when the
+    /// findings may have changed.
+    pub fn roster_check_done(&self) -> bool {
+        let finished = self
+            .roster_check
+            .borrow()
+            .as_ref()
+            .is_some_and(|(_, thread)| thread.is_finished());
+        if !finished {
+            return false;
+        }
+        if let Some((heads, thread)) = self.roster_check.borrow_mut().take() {
+            // A check that panicked proves nothing: the next findings check again, here.
+            if let Ok(faults) = thread.join() {
+                *self.roster_faults.borrow_mut() = Some((heads, faults));
+            }
+        }
+        true
     }
 
     /// The roster operations whose stored signatures do not verify: checked again when `recheck` or
@@ -245,10 +279,15 @@ impl Node {
     ) -> Vec<(Hash, deskmesh_keys::RosterError)> {
         let heads = roster.heads();
         if !recheck {
+            self.roster_check_done();
             if let Some((checked, faults)) = &*self.roster_faults.borrow() {
                 if *checked == heads {
                     return faults.clone();
                 }
+            }
+            // Not known yet: the check running in the background brings them in a later call.
+            if self.roster_check.borrow().is_some() {
+                return Vec::new();
             }
         }
         let faults = roster.unverified_signatures();
@@ -263,7 +302,7 @@ impl Node {
                 .and_then(|r| r.state().spaces.get(s))
                 .map(|e| e.name.clone())
         };
-        let names = KeyNames::new(roster);
+        let names = KeyNames::new(roster.map(Roster::state));
         let name = |k: &PublicKey| names.of(k);
         // A roster operation that does not count: it belongs to no space.
         let rejected_op = |op: &Hash, author: Option<KeyName>, reason: String| Finding {
@@ -359,7 +398,7 @@ impl Node {
     /// Verifies everything stored and reports signers, verifications and findings.
     pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
         let roster = self.roster();
-        let names = KeyNames::new(roster);
+        let names = KeyNames::new(roster.map(Roster::state));
         let name = |k: &PublicKey| names.of(k);
         let mut spaces = self.listed_spaces()?;
         for (space, _, _) in self.store.rejected_changes()? {
@@ -698,7 +737,7 @@ fn item_text(kind: &str, id: &Hash) -> String {
 
 /// One line for people about a roster operation.
 pub(crate) fn summarise(body: &OpBody, roster: &Roster) -> String {
-    summarise_with(body, roster, &KeyNames::new(Some(roster)))
+    summarise_with(body, roster, &KeyNames::new(Some(roster.state())))
 }
 
 /// [`summarise`] with the keys' names indexed once, for many operations.

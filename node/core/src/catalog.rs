@@ -279,7 +279,7 @@ mod tests {
 
     use crate::home::NodeConfig;
     use crate::ingest::{At, SignedItem, Source};
-    use crate::node::Node;
+    use crate::node::{Node, Opening};
     use crate::testkit::{self, now};
 
     /// Builds `node`'s catalog (as the first query of a daemon does).
@@ -308,24 +308,18 @@ mod tests {
         held
     }
 
-    /// A node opened afresh on `node`'s store (another key), its catalog read ahead when `read_ahead`.
-    fn opened_on(node: &Node, read_ahead: bool) -> Node {
+    /// A node opened afresh on `node`'s store (another key), for `opening`.
+    fn opened_on(node: &Node, opening: Opening) -> Node {
         let config = NodeConfig {
             name: "fresh".into(),
             listen_port: 0,
             location: None,
         };
-        Node::open_store(
-            DeviceKey::generate(),
-            config,
-            node.store.clone(),
-            read_ahead,
-        )
-        .unwrap()
+        Node::open_store(DeviceKey::generate(), config, node.store.clone(), opening).unwrap()
     }
 
     fn fresh(node: &Node) -> Node {
-        opened_on(node, false)
+        opened_on(node, Opening::Everything)
     }
 
     fn items(node: &mut Node) -> Vec<SignedItem> {
@@ -438,7 +432,7 @@ mod tests {
     #[test]
     fn a_catalog_read_ahead_is_dropped_by_a_write_that_comes_first() {
         let (coordinator, mut space) = alliance();
-        let open_ahead = || opened_on(&coordinator, true);
+        let open_ahead = || opened_on(&coordinator, Opening::ReadAhead);
         let ahead = open_ahead();
         warm(&ahead);
         agrees_with_fresh(&ahead);
@@ -515,6 +509,11 @@ mod tests {
         // That first whole read kept them.
         let rows = coordinator.store.search_rows(SearchRow::FORMAT).unwrap();
         assert_eq!(rows.map(|r| r.len()), Some(3));
+        // A verified fact, so the answers name its verifier from the roster.
+        let harbour = others[0].my_space().unwrap();
+        coordinator
+            .verify_facts(&harbour, &["accessibility".into()], None, "", now())
+            .unwrap();
 
         warm(&coordinator);
         let answers = |node: &Node| -> Vec<serde_json::Value> {
@@ -531,9 +530,22 @@ mod tests {
                 "the narrow queries read the directory"
             );
             assert_eq!(held, kept);
+            // Opened to read, the node answers the same without loading the roster: it names the
+            // verifier from the saved roster state alone.
+            let lazy = opened_on(coordinator, Opening::Lazily);
+            assert_eq!(answers(&lazy), held);
+            assert!(
+                !lazy.roster_loaded(),
+                "the narrow queries loaded the roster"
+            );
             held
         };
         let held = check(&coordinator);
+        let verified = held[2]["spaces"][0]["facts"].to_string();
+        assert!(
+            verified.contains("\"verified\"") && verified.contains("coordinator"),
+            "the verified fact and its verifier are missing: {verified}"
+        );
         assert_eq!(held[0]["matched"], 2);
         assert_eq!(held[1]["matched"], 1, "{}", held[1]);
         assert_eq!(held[2]["spaces"][0]["name"], "Harbour");

@@ -143,7 +143,7 @@ impl Node {
         }
         let verifications = self.verifications()?;
         let mut rows = Vec::new();
-        let names = crate::names::KeyNames::new(self.roster());
+        let names = crate::names::KeyNames::new(self.roster_state());
         for e in self.entries()? {
             let listing = e.listing;
             let facts = verifications

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use deskmesh_keys::roster::SpaceEntry;
+use deskmesh_keys::roster::{RosterState, SpaceEntry};
 use deskmesh_keys::{PublicKey, Roster};
 use serde::{Deserialize, Serialize};
 
@@ -76,18 +76,19 @@ fn describe<'a>(
 /// once. Names are the same as [`KeyName::of`] gives.
 #[derive(Debug)]
 pub struct KeyNames<'a> {
-    roster: Option<&'a Roster>,
+    state: Option<&'a RosterState>,
     devices: HashMap<PublicKey, &'a SpaceEntry>,
     removed: HashMap<PublicKey, &'a SpaceEntry>,
 }
 
 impl<'a> KeyNames<'a> {
-    pub fn new(roster: Option<&'a Roster>) -> Self {
+    /// Names against the roster's `state` at its heads (`None` outside an alliance).
+    pub fn new(state: Option<&'a RosterState>) -> Self {
         let mut devices = HashMap::new();
         let mut removed = HashMap::new();
-        if let Some(r) = roster {
+        if let Some(state) = state {
             // The first space in id order wins, as the search in `KeyName::of` finds it.
-            for space in r.state().spaces.values() {
+            for space in state.spaces.values() {
                 for key in space.devices.keys() {
                     devices.entry(*key).or_insert(space);
                 }
@@ -97,7 +98,7 @@ impl<'a> KeyNames<'a> {
             }
         }
         Self {
-            roster,
+            state,
             devices,
             removed,
         }
@@ -105,10 +106,10 @@ impl<'a> KeyNames<'a> {
 
     /// What the roster calls `key`.
     pub fn of(&self, key: &PublicKey) -> KeyName {
-        let name = match self.roster {
+        let name = match self.state {
             None => OUTSIDE.into(),
-            Some(r) => describe(
-                r.state().is_coordinator(key),
+            Some(state) => describe(
+                state.is_coordinator(key),
                 self.devices.get(key).copied(),
                 || self.removed.get(key).copied(),
             ),
@@ -149,7 +150,7 @@ mod tests {
             "a key outside the alliance"
         );
         // The indexed names are the same, key for key.
-        let names = KeyNames::new(space.roster());
+        let names = KeyNames::new(space.roster().map(Roster::state));
         for key in [
             testkit::key_of(&coordinator),
             testkit::key_of(&space),

@@ -17,7 +17,7 @@ use deskmesh_crdt_model::doc::{ApplyOutcome, SpaceDoc};
 use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_crdt_model::query::SearchRow;
-use deskmesh_keys::roster::{OpBody, Removal, Roster, RosterError, SignedOp};
+use deskmesh_keys::roster::{OpBody, Removal, Roster, RosterError, RosterState, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
 use deskmesh_store::{SledStore, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,13 @@ pub struct Node {
     key: DeviceKey,
     pub config: NodeConfig,
     pub store: Arc<dyn Store>,
-    roster: Option<Roster>,
+    /// The roster, loaded at open, or at its first use by a node opened to read ([`Node::open_to_read`]).
+    roster: std::cell::OnceCell<Option<Roster>>,
+    /// Why the roster of a node opened to read could not be loaded at its first use.
+    roster_unreadable: std::cell::RefCell<Option<String>>,
+    /// The state at the roster's heads read alone from the saved roster, for a node opened to read that
+    /// only names keys ([`Node::roster_state`]); unused once the roster is loaded.
+    saved_state: std::cell::OnceCell<Option<RosterState>>,
     pub(crate) ingest: IngestState,
     /// Items this node signed or imported since the last [`Node::take_made`], for the caller to announce.
     pub(crate) made: Vec<Made>,
@@ -73,7 +79,13 @@ pub struct Node {
     /// The roster operations whose stored signatures did not verify, at the roster heads they were
     /// checked at: live front ends ask for findings often, and the roster seldom changes.
     pub(crate) roster_faults: std::cell::RefCell<Option<RosterFaults>>,
+    /// The check of the roster's stored signatures running on another thread, with the heads it checks
+    /// ([`Node::check_roster_signatures_in_background`]).
+    pub(crate) roster_check: std::cell::RefCell<Option<RosterCheck>>,
 }
+
+/// A background check of the roster's stored signatures: the heads it checks and its thread.
+pub(crate) type RosterCheck = (Vec<Hash>, std::thread::JoinHandle<Vec<(Hash, RosterError)>>);
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,6 +161,18 @@ pub struct Busy {
     pub holder: Option<home::Holder>,
 }
 
+/// What a node is opened for, which decides what it reads at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// The roster at open ([`Node::open`], [`Node::with_store`]).
+    Everything,
+    /// The directory on another thread from the start, and the roster at its first use
+    /// ([`Node::open_to_query`]).
+    ReadAhead,
+    /// The roster at its first use ([`Node::open_to_read`]).
+    Lazily,
+}
+
 /// A prefetch still running holds the store: it is waited for, so the store closes (and flushes) with
 /// the node.
 impl Drop for Node {
@@ -163,17 +187,35 @@ impl Node {
     /// Opens an initialised home: key, settings, store, roster. When another process holds the store the
     /// error is a [`Busy`] that names that process.
     pub fn open(home: &Home) -> anyhow::Result<Self> {
-        Self::open_prefetching(home, false)
+        Self::open_for(home, Opening::Everything)
     }
 
-    /// [`Node::open`] for a command that reads the directory next (`spaces list`, exports, reports): the
-    /// directory is read from the store on another thread while the roster loads, so a command without
-    /// a daemon pays for the longer of the two, not both.
+    /// [`Node::open`] for a command that reads the whole directory next and writes nothing (`spaces list`,
+    /// exports, reports): the directory is read from the store on other threads from the start, and the
+    /// roster is loaded as by [`Node::open_to_read`], at its first use (most such commands only name keys
+    /// from the state at its heads).
     pub fn open_to_query(home: &Home) -> anyhow::Result<Self> {
-        Self::open_prefetching(home, true)
+        Self::open_for(home, Opening::ReadAhead)
     }
 
-    fn open_prefetching(home: &Home, prefetch: bool) -> anyhow::Result<Self> {
+    /// [`Node::open`] for a daemon, which serves reads of the whole directory from the start: the
+    /// directory is read on other threads while the caller goes on (loading the roster, starting the
+    /// network), as with [`Node::open_to_query`]. [`Node::require_roster`] right after loads the roster
+    /// and says why when it cannot.
+    pub fn open_to_serve(home: &Home) -> anyhow::Result<Self> {
+        Self::open_for(home, Opening::ReadAhead)
+    }
+
+    /// [`Node::open`] for a command that reads a little and writes nothing (a narrow `spaces list`): the
+    /// roster is loaded at its first use, not at open, and a command that only names keys reads the
+    /// state at the roster's heads alone ([`Node::roster_state`]). Writes work as on any node (they load
+    /// the roster first), but a roster that cannot be loaded then shows as none, with the reason in
+    /// [`Node::require_roster`]'s error, instead of failing the open.
+    pub fn open_to_read(home: &Home) -> anyhow::Result<Self> {
+        Self::open_for(home, Opening::Lazily)
+    }
+
+    fn open_for(home: &Home, opening: Opening) -> anyhow::Result<Self> {
         home.require_initialised()?;
         let key = keyfile::read(&home.key_path())?;
         let config = home.read_config()?;
@@ -183,7 +225,7 @@ impl Node {
             Err(e) => return Err(e.into()),
         };
         let lock = StoreLock::record(home);
-        let mut node = Self::open_store(key, config, Arc::new(store), prefetch)?;
+        let mut node = Self::open_store(key, config, Arc::new(store), opening)?;
         node._lock = Some(lock);
         node.home = Some(home.clone());
         Ok(node)
@@ -196,16 +238,16 @@ impl Node {
         config: NodeConfig,
         store: Arc<dyn Store>,
     ) -> anyhow::Result<Self> {
-        Self::open_store(key, config, store, false)
+        Self::open_store(key, config, store, Opening::Everything)
     }
 
     pub(crate) fn open_store(
         key: DeviceKey,
         config: NodeConfig,
         store: Arc<dyn Store>,
-        prefetch: bool,
+        opening: Opening,
     ) -> anyhow::Result<Self> {
-        let loading = prefetch.then(|| {
+        let loading = (opening == Opening::ReadAhead).then(|| {
             let store = Arc::clone(&store);
             std::thread::spawn(move || Catalog::load(store.as_ref()))
         });
@@ -213,7 +255,9 @@ impl Node {
             key,
             config,
             store,
-            roster: None,
+            roster: Default::default(),
+            roster_unreadable: Default::default(),
+            saved_state: Default::default(),
             ingest: IngestState::default(),
             made: Vec::new(),
             keep_evidence: false,
@@ -225,8 +269,11 @@ impl Node {
             catalog: Default::default(),
             catalog_loading: std::cell::RefCell::new(loading),
             roster_faults: Default::default(),
+            roster_check: Default::default(),
         };
-        node.roster = node.load_roster()?;
+        if opening == Opening::Everything {
+            node.roster = std::cell::OnceCell::from(node.load_roster()?);
+        }
         // The index is derived: a node that cannot rebuild it now (a full disk) still opens, so read-only
         // commands work; the spaces stay marked and are rebuilt at a later open.
         if let Err(e) = node.reindex_dirty() {
@@ -243,27 +290,87 @@ impl Node {
         &self.key
     }
 
+    /// The alliance's roster (`None` before this node is in one). A node opened to read loads it here, at
+    /// its first use.
     pub fn roster(&self) -> Option<&Roster> {
-        self.roster.as_ref()
+        self.roster
+            .get_or_init(|| match self.load_roster() {
+                Ok(roster) => roster,
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    tracing::warn!(error = %why, "cannot load the roster");
+                    *self.roster_unreadable.borrow_mut() = Some(why);
+                    None
+                }
+            })
+            .as_ref()
+    }
+
+    /// Whether the roster is in memory (a node opened to read loads it at its first use).
+    #[cfg(test)]
+    pub(crate) fn roster_loaded(&self) -> bool {
+        self.roster.get().is_some()
     }
 
     pub(crate) fn roster_mut(&mut self) -> Option<&mut Roster> {
-        self.roster.as_mut()
+        self.roster();
+        self.roster.get_mut().and_then(Option::as_mut)
     }
 
+    /// The state at the roster's heads: who coordinates, which spaces there are and their devices. A node
+    /// opened to read whose roster is not loaded yet reads it alone from the saved roster, without the
+    /// operations (a tenth of the cost at 10,000 spaces); otherwise it is the loaded roster's.
+    pub fn roster_state(&self) -> Option<&RosterState> {
+        if self.roster.get().is_none() {
+            if let Some(state) = self.saved_state.get_or_init(|| self.saved_state_alone()) {
+                return Some(state);
+            }
+        }
+        self.roster().map(Roster::state)
+    }
+
+    /// [`Node::roster_state`] from the saved roster, when there is one and it is current.
+    fn saved_state_alone(&self) -> Option<RosterState> {
+        let read = || -> anyhow::Result<Option<RosterState>> {
+            let Some(id) = self.stored_alliance()? else {
+                return Ok(None);
+            };
+            let Some(bytes) = self.store.roster_state()? else {
+                return Ok(None);
+            };
+            let saved: SavedRosterRef = postcard::from_bytes(&bytes)?;
+            let (state, heads) = Roster::state_from_snapshot(id, saved.snapshot)?;
+            for head in heads {
+                if !self.store.has_op(&head)? {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(state))
+        };
+        // Whatever keeps it from reading, the whole roster is loaded instead (and says why).
+        read().ok().flatten()
+    }
+
+    /// The alliance this node is in. A node opened to read whose roster is not loaded yet takes it from
+    /// the store, as loading the roster would.
     pub fn alliance_id(&self) -> Option<AllianceId> {
-        self.roster.as_ref().map(|r| r.alliance_id())
+        match self.roster.get() {
+            Some(roster) => roster.as_ref().map(Roster::alliance_id),
+            None if self.roster_state().is_some() => self.stored_alliance().ok().flatten(),
+            None => self.roster().map(Roster::alliance_id),
+        }
     }
 
     pub fn require_roster(&self) -> anyhow::Result<&Roster> {
-        self.roster.as_ref().ok_or_else(|| {
-            anyhow!("this node is not in an alliance yet; run `deskmesh alliance create NAME` or `deskmesh alliance join TOKEN`")
+        self.roster().ok_or_else(|| match self.roster_unreadable.borrow().as_deref() {
+            Some(why) => anyhow!("the alliance's roster cannot be read from this node's store: {why}"),
+            None => anyhow!("this node is not in an alliance yet; run `deskmesh alliance create NAME` or `deskmesh alliance join TOKEN`"),
         })
     }
 
     /// Replaces the roster (after creating or joining an alliance).
     pub(crate) fn set_roster(&mut self, roster: Roster) {
-        self.roster = Some(roster);
+        self.roster = std::cell::OnceCell::from(Some(roster));
     }
 
     /// The items this node signed or imported since the last call, oldest first, for the caller to
@@ -277,7 +384,7 @@ impl Node {
     pub(crate) fn reload_roster(&mut self) {
         match self.load_roster() {
             Ok(roster) => {
-                self.roster = roster;
+                self.roster = std::cell::OnceCell::from(roster);
                 self.roster_stale = false;
             }
             Err(e) => {
@@ -291,12 +398,9 @@ impl Node {
     /// current (it holds as many operations as the store and its heads are stored), else replayed from
     /// the operations and saved again.
     fn load_roster(&self) -> anyhow::Result<Option<Roster>> {
-        let Some(id) = self.store.get_meta(META_ALLIANCE)? else {
+        let Some(id) = self.stored_alliance()? else {
             return Ok(None);
         };
-        let id: AllianceId = String::from_utf8_lossy(&id)
-            .parse()
-            .context("the store's alliance id is corrupt")?;
         match self.saved_roster(id) {
             Ok(Some(roster)) => return Ok(Some(roster)),
             Ok(None) => {}
@@ -316,13 +420,24 @@ impl Node {
         Ok(Some(roster))
     }
 
+    /// The alliance the store is of, if any.
+    fn stored_alliance(&self) -> anyhow::Result<Option<AllianceId>> {
+        let Some(id) = self.store.get_meta(META_ALLIANCE)? else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(&id)
+            .parse()
+            .context("the store's alliance id is corrupt")?;
+        Ok(Some(id))
+    }
+
     /// The roster as saved beside the store's operations, when there is a saved state and it is current;
     /// an error says why a saved state is not used.
     fn saved_roster(&self, id: AllianceId) -> anyhow::Result<Option<Roster>> {
         let Some(bytes) = self.store.roster_state()? else {
             return Ok(None);
         };
-        let saved: SavedRoster =
+        let saved: SavedRosterRef =
             postcard::from_bytes(&bytes).context("the saved roster state is unreadable")?;
         let stored = self.store.op_count()?;
         if saved.ops != stored {
@@ -331,7 +446,7 @@ impl Node {
                 saved.ops
             );
         }
-        let roster = Roster::from_snapshot(id, &saved.snapshot)?;
+        let roster = Roster::from_snapshot(id, saved.snapshot)?;
         for head in roster.heads() {
             if !self.store.has_op(&head)? {
                 anyhow::bail!("its head {} is not in the store", head.short());
@@ -371,13 +486,17 @@ impl Node {
 
     /// Whether this node's key lost its place: its space was revoked, or the key removed from it.
     pub fn standing(&self) -> Option<Standing> {
-        let roster = self.roster.as_ref()?;
+        let state = self.roster_state()?;
         let me = self.public_key();
-        let state = roster.state();
         if self.my_space().is_some() {
             return None;
         }
-        let at = |by: &Hash| roster.get_op(by).map(|op| op.created_at_ms);
+        // Only a node that lost its place loads the whole roster, for when that happened.
+        let at = |by: &Hash| {
+            self.roster()
+                .and_then(|r| r.get_op(by))
+                .map(|op| op.created_at_ms)
+        };
         if let Some((id, s)) = state
             .spaces
             .iter()
@@ -409,10 +528,8 @@ impl Node {
 
     /// This node's space: the one whose current devices include this node's key.
     pub fn my_space(&self) -> Option<SpaceId> {
-        let roster = self.roster.as_ref()?;
         let me = self.public_key();
-        roster
-            .state()
+        self.roster_state()?
             .spaces
             .iter()
             .find(|(_, s)| s.revoked.is_none() && s.devices.contains_key(&me))
@@ -560,7 +677,7 @@ impl Node {
                 .get(&space)
                 .and_then(|w| w.doc.outcome_of(&hash))
         } else {
-            let authority = RosterAuthority(self.roster.as_ref());
+            let authority = RosterAuthority(self.roster());
             let outcome = self
                 .docs
                 .borrow_mut()
@@ -625,7 +742,7 @@ impl Node {
         now: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Option<SignedChange>> {
         self.warm(&listing.id)?;
-        let authority = RosterAuthority(self.roster.as_ref());
+        let authority = RosterAuthority(self.roster());
         let mut docs = self.docs.borrow_mut();
         let w = docs
             .get_mut(&listing.id)
@@ -648,7 +765,7 @@ impl Node {
         loaded: deskmesh_crdt_model::checkpoint::Loaded,
         auth_op: Hash,
     ) -> anyhow::Result<usize> {
-        let authority = RosterAuthority(self.roster.as_ref());
+        let authority = RosterAuthority(self.roster());
         let mut docs = self.docs.borrow_mut();
         let w = docs
             .get_mut(space)
@@ -687,7 +804,7 @@ impl Node {
         let Some(Warm { doc, undecodable }) = docs.get(space) else {
             return Ok(None);
         };
-        let entry = IndexEntry::from_doc(doc, self.roster.as_ref());
+        let entry = IndexEntry::from_doc(doc, self.roster());
         let listing = match &entry {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
@@ -806,7 +923,7 @@ impl Node {
                 Err(e) => undecodable.push((hash, e.to_string())),
             }
         }
-        let authority = RosterAuthority(self.roster.as_ref());
+        let authority = RosterAuthority(self.roster());
         let mut doc = SpaceDoc::rebuild(space.clone(), changes, &authority);
         // The changes the node holds only inside checkpoints come from them (verified again here).
         for (id, bytes) in self.store.space_checkpoints(space)? {
@@ -829,7 +946,7 @@ impl Node {
         use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
         let signed = SignedCheckpoint::from_bytes(bytes).map_err(|e| e.to_string())?;
         let header = signed.verify().map_err(|e| e.to_string())?;
-        let roster = self.roster.as_ref();
+        let roster = self.roster();
         let authority = RosterAuthority(roster);
         let auth_op = authority
             .authorise(&header.roster_heads, &header.author, space)
@@ -953,7 +1070,7 @@ impl Node {
         if self.keep_evidence {
             return None;
         }
-        let roster = self.roster.as_ref()?;
+        let roster = self.roster()?;
         let removals = roster
             .removals(&env.roster_heads, &env.author, &env.space)
             .ok()?;
@@ -987,7 +1104,7 @@ impl Node {
     ) -> Option<String> {
         // Unlike changes, even an audit file's checkpoints are judged here: the exporting node never
         // stores one this refuses, so one in its file is refused by the offline check too.
-        let roster = self.roster.as_ref()?;
+        let roster = self.roster()?;
         let removals = roster.removals(&c.roster_heads, &c.author, &c.space).ok()?;
         if removals.is_empty() {
             return None;
@@ -1176,7 +1293,7 @@ impl Node {
         if let Some(catalog) = self.catalog.borrow().as_ref() {
             return Ok(catalog.len());
         }
-        Ok(self.store.entries()?.len())
+        Ok(self.store.entry_count()?)
     }
 
     /// Every listing in the index with its metadata, in space id order.
@@ -1239,10 +1356,17 @@ pub type Undecodable = Vec<([u8; 32], String)>;
 
 /// The roster as saved beside the store's operations ([`Roster::snapshot`]): used only while the store
 /// holds `ops` operations (storing one drops it anyway).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct SavedRoster {
     ops: u64,
     snapshot: Vec<u8>,
+}
+
+/// [`SavedRoster`] read back without copying the snapshot.
+#[derive(Deserialize)]
+struct SavedRosterRef<'a> {
+    ops: u64,
+    snapshot: &'a [u8],
 }
 
 /// A space's document as saved beside its index: valid only while the space holds `changes` changes.

@@ -211,7 +211,7 @@ impl Node {
         let pairs: Vec<(&Listing, Option<&DirectoryRow>)> =
             listings.iter().map(|l| (l, rows.get(&l.id))).collect();
         Ok(AllianceReport {
-            alliance: self.roster().map(|r| r.name().to_string()),
+            alliance: self.roster_state().map(|state| state.name.clone()),
             generated_at: now,
             scope: scope.clone(),
             spaces: listings.len(),

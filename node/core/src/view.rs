@@ -222,11 +222,11 @@ impl Node {
             public_key: self.public_key(),
             peer_id: crate::peer_id::peer_id(&self.public_key()),
             alliance: self.alliance_id(),
-            alliance_name: self.roster().map(|r| r.name().to_string()),
+            alliance_name: self.roster_state().map(|state| state.name.clone()),
             my_space: self.my_space(),
             my_space_name: self.my_space().and_then(|id| {
-                self.roster()
-                    .and_then(|r| r.state().spaces.get(&id).map(|s| s.name.clone()))
+                self.roster_state()
+                    .and_then(|state| state.spaces.get(&id).map(|s| s.name.clone()))
             }),
             listen: Vec::new(),
             peers: Vec::new(),
@@ -290,7 +290,7 @@ impl Node {
             None
         };
         let mut spaces = Vec::with_capacity(rows.len());
-        let names = crate::names::KeyNames::new(self.roster());
+        let names = crate::names::KeyNames::new(self.roster_state());
         for &i in rows {
             let entry = &entries[i];
             let facts = match &verifications {

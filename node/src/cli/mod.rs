@@ -738,21 +738,33 @@ pub fn run() -> anyhow::Result<ExitCode> {
 /// While another process holds the store for a moment (a command, a daemon starting) it waits up to
 /// five seconds, then names that process.
 pub fn connect(home: &Home) -> anyhow::Result<Box<dyn Handle>> {
-    connect_as(home, false)
+    connect_as(home, Reads::Anything)
+}
+
+/// What a command reads, which decides how a node opened here (without a daemon) loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    /// Anything it likes: the node opens whole ([`Node::open`]).
+    Anything,
+    /// The whole directory: it is read on another thread while the roster loads
+    /// ([`Node::open_to_query`]).
+    Directory,
+    /// A few spaces and nothing else: the roster loads only if it is used ([`Node::open_to_read`]).
+    Little,
 }
 
 /// [`connect`] for a command that reads the directory: without a daemon, the store opened here starts
 /// reading the directory while the roster loads ([`Node::open_to_query`]).
-fn connect_as(home: &Home, query: bool) -> anyhow::Result<Box<dyn Handle>> {
+fn connect_as(home: &Home, reads: Reads) -> anyhow::Result<Box<dyn Handle>> {
     let deadline = Instant::now() + BUSY_WAIT;
     loop {
         if let Some(remote) = Remote::connect(&home.socket_path())? {
             return Ok(Box::new(remote));
         }
-        let opened = if query {
-            Node::open_to_query(home)
-        } else {
-            Node::open(home)
+        let opened = match reads {
+            Reads::Anything => Node::open(home),
+            Reads::Directory => Node::open_to_query(home),
+            Reads::Little => Node::open_to_read(home),
         };
         match opened {
             Ok(node) => return Ok(Box::new(Local::new(node))),
@@ -819,13 +831,21 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
         other => {
             // Commands that read the whole directory start reading it while the node opens; a narrow
             // `spaces list` reads only its hits, from the search rows the store keeps.
-            let query = match &other {
-                Command::Export { .. } | Command::Report { .. } => true,
-                Command::Spaces(SpacesCommand::List(args)) => query_from(args, clock_override())
-                    .is_ok_and(|q| !q.is_narrow(deskmesh_core::ops::directory::FEW_HITS)),
-                _ => false,
+            let reads = match &other {
+                Command::Export { .. } | Command::Report { .. } => Reads::Directory,
+                Command::Status { .. } => Reads::Little,
+                Command::Spaces(SpacesCommand::List(args)) => {
+                    match query_from(args, clock_override()) {
+                        Ok(q) if q.is_narrow(deskmesh_core::ops::directory::FEW_HITS) => {
+                            Reads::Little
+                        }
+                        Ok(_) => Reads::Directory,
+                        Err(_) => Reads::Anything,
+                    }
+                }
+                _ => Reads::Anything,
             };
-            let mut handle = connect_as(home, query)?;
+            let mut handle = connect_as(home, reads)?;
             let done = request(&mut *handle, other);
             handle.close();
             done?;
@@ -1289,8 +1309,9 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
         deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
-    let node = mesh::open_when_free(home)?;
-    if offline || node.roster().is_none() {
+    // Opened to read: whether it is in an alliance needs only the saved roster state, not the roster.
+    let node = mesh::open_when_free_by(home, Node::open_to_read)?;
+    if offline || node.alliance_id().is_none() {
         let mut api = crate::tui_client::TuiClient::new(Local::new(node), None)?;
         deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());

@@ -157,7 +157,29 @@ fn open(socket: &Path) -> Result<Option<(Conn, Welcome)>, ApiError> {
     };
     let mut line = serde_json::to_vec(&hello).map_err(|e| ApiError::protocol(e.to_string()))?;
     line.push(b'\n');
-    writer.write_all(&line).map_err(|e| stopped(&e))?;
+    // A daemon that is stopping still accepts, then closes the socket under the hello: that is no
+    // daemon, as a refused connection is, and the caller opens the store once the daemon lets go of it
+    // (a TUI started right after another one quit used to fail here with "connection reset by peer").
+    let gone = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    };
+    match writer.write_all(&line) {
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(stopped(&e)),
+        Ok(()) => {}
+    }
+    match reader.fill_buf() {
+        Ok([]) => return Ok(None),
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(stopped(&e)),
+        Ok(_) => {}
+    }
     let welcome = read_json::<Result<Welcome, ApiError>>(&mut reader, MAX_HELLO)??;
     Ok(Some((Conn { reader, writer }, welcome)))
 }
@@ -267,5 +289,36 @@ fn stopped(e: &std::io::Error) -> ApiError {
         ))
     } else {
         ApiError::unavailable(format!("the deskmesh daemon stopped answering: {e}"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A daemon closing its control socket under a client's hello (it is stopping) counts as no daemon,
+    /// not as an error: the client then opens the store itself once it is free.
+    #[test]
+    fn a_daemon_that_closes_under_the_hello_is_no_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            // Accepts twice and hangs up at once: once without reading, once after reading the hello.
+            let (first, _) = listener.accept().unwrap();
+            drop(first);
+            let (second, _) = listener.accept().unwrap();
+            let mut hello = String::new();
+            BufReader::new(&second).read_line(&mut hello).unwrap();
+            second.shutdown(std::net::Shutdown::Both).unwrap();
+            hello
+        });
+        assert!(Remote::connect(&socket).unwrap().is_none());
+        assert!(Remote::connect(&socket).unwrap().is_none());
+        assert!(server.join().unwrap().contains("protocol"));
+        // Nothing listening at all is the same answer.
+        drop(std::fs::remove_file(&socket));
+        assert!(Remote::connect(&socket).unwrap().is_none());
     }
 }

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use deskmesh_core::api::Handle;
 use deskmesh_core::home::Home;
+use deskmesh_core::Node;
 
 use super::RunOptions;
 use crate::control::Remote;
@@ -55,7 +56,7 @@ impl Embedded {
         bootstrap: Vec<Multiaddr>,
         mdns: bool,
     ) -> anyhow::Result<Vec<String>> {
-        let node = super::open_when_free(home)?;
+        let node = super::open_when_free_by(home, Node::open_to_serve)?;
         node.require_roster()?;
         let opts = RunOptions {
             listen,

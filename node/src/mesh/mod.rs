@@ -58,7 +58,8 @@ pub fn run(home: &Home, opts: RunOptions) -> anyhow::Result<()> {
             running.welcome().server
         );
     }
-    let node = open_when_free(home)?;
+    // The directory is read on other threads while the roster loads and the network starts.
+    let node = open_when_free_by(home, Node::open_to_serve)?;
     node.require_roster()?;
     raise_file_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -105,9 +106,17 @@ fn restart() -> anyhow::Result<()> {
 /// just before the daemon (`status`, `spaces list`) holds it only for a moment. A daemon that holds it
 /// for good is named in the error.
 pub fn open_when_free(home: &Home) -> anyhow::Result<Node> {
+    open_when_free_by(home, Node::open)
+}
+
+/// [`open_when_free`] with another way of opening (such as [`Node::open_to_read`]).
+pub fn open_when_free_by(
+    home: &Home,
+    open: impl Fn(&Home) -> anyhow::Result<Node>,
+) -> anyhow::Result<Node> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        match Node::open(home) {
+        match open(home) {
             Ok(node) => return Ok(node),
             Err(e) => {
                 let busy = e.chain().any(|c| c.downcast_ref::<Busy>().is_some());

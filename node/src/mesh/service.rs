@@ -167,17 +167,15 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
             .with_context(|| format!("cannot listen on {addr}"))?;
     }
 
-    // The directory in memory and the check of the roster's stored signatures, before the socket
-    // answers: the first `spaces list` or TUI attach would otherwise wait for them (~0.5 s each at 10,000
-    // spaces), and a daemon runs for weeks. Kept current through a first sync of 10,000 spaces, the
-    // directory costs ~1 s of join time and ~40 MiB of peak memory (with jemalloc: glibc's heap kept
-    // 300 MiB more; BENCHMARKS, "the session's end state").
+    // The directory in memory before the socket answers: the first `spaces list` or TUI attach would
+    // otherwise wait for it (~0.3 s at 10,000 spaces), and a daemon runs for weeks. Kept current through
+    // a first sync of 10,000 spaces, the directory costs ~1 s of join time and ~40 MiB of peak memory
+    // (with jemalloc: glibc's heap kept 300 MiB more; BENCHMARKS, "the session's end state"). The check
+    // of the roster's stored signatures (~0.5 s) runs meanwhile on other threads; the findings take it
+    // in when it is done, and subscribers get them again then.
     let warm = std::time::Instant::now();
-    if let Err(e) = node
-        .catalog()
-        .map(drop)
-        .and_then(|()| node.findings().map(drop))
-    {
+    node.check_roster_signatures_in_background();
+    if let Err(e) = node.catalog().map(drop) {
         tracing::warn!(error = %e, "cannot read the directory into memory yet; the first query will try again");
     }
     tracing::debug!(
@@ -1080,6 +1078,9 @@ impl Service {
         }
         if std::mem::take(&mut self.reload_due) {
             self.push(&Event::Reload);
+        }
+        if self.node.roster_check_done() {
+            self.findings_due = true;
         }
         if std::mem::take(&mut self.findings_due) && self.events.receiver_count() > 0 {
             match self.node.findings() {

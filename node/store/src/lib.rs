@@ -260,6 +260,8 @@ pub trait IndexStore {
     fn entry(&self, space: &SpaceId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every materialised listing, ordered by space.
     fn entries(&self) -> Result<Vec<(SpaceId, Vec<u8>)>, StoreError>;
+    /// How many spaces have a materialised listing, without copying them out.
+    fn entry_count(&self) -> Result<usize, StoreError>;
     /// Every listed space's search row (opaque bytes the node wrote with its listing), ordered by
     /// space, when the rows are complete and of `format`; `None` otherwise. The rows are complete from
     /// [`IndexStore::put_search_rows`] on for as long as every listing written comes with its row
@@ -572,6 +574,11 @@ mod tests {
             Some(&b"{\"name\":\"a\"}"[..])
         );
         assert_eq!(s.entry(&space(2)).unwrap(), None);
+        assert_eq!(
+            s.entry_count().unwrap(),
+            2,
+            "a replaced listing counts once"
+        );
         assert_eq!(
             s.entries().unwrap(),
             vec![

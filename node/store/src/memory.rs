@@ -430,6 +430,10 @@ impl IndexStore for MemoryStore {
         Ok(self.lock().listings.get(space).cloned())
     }
 
+    fn entry_count(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().listings.len())
+    }
+
     fn entries(&self) -> Result<Vec<(SpaceId, Vec<u8>)>, StoreError> {
         Ok(self
             .lock()

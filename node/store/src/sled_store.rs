@@ -1395,6 +1395,15 @@ impl IndexStore for SledStore {
             .collect()
     }
 
+    fn entry_count(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for key in self.trees().listings.iter().keys() {
+            key.at(&self.path)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn search_rows(&self, format: &[u8]) -> Result<Option<SpaceRows>, StoreError> {
         let rows = &self.trees().search_rows;
         if rows.get(SEARCH_FORMAT_KEY).at(&self.path)?.as_deref() != Some(format) {

@@ -153,7 +153,7 @@ impl Node {
             index.compile_all(threads);
         }
         let matched = hits.len();
-        let names = crate::names::KeyNames::new(self.roster());
+        let names = crate::names::KeyNames::new(self.roster_state());
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
             let (entry, l) = (&entries[i], &listings[i]);
@@ -248,8 +248,9 @@ impl Node {
         if hits.len() > FEW_HITS {
             return Ok(None);
         }
-        let verifications = self.verifications()?;
-        let names = crate::names::KeyNames::new(self.roster());
+        // Keys are named (from the roster's state) only if some hit has a verified fact.
+        let names = std::cell::OnceCell::new();
+        let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits.iter().copied() {
             let Some(h) = hit(i) else {
@@ -264,11 +265,14 @@ impl Node {
                 index.open_state(i, now),
                 origin.as_ref(),
             );
-            let facts = verifications
-                .get(&h.entry.space)
-                .map(|v| verify::fact_states(&h.entry.listing, v))
-                .unwrap_or_default();
-            r.facts = FactView::all_named(&facts, |k| names.of(k));
+            // As `verifications` has it: no fact states for a space no coordinator verified.
+            let verified = self.space_verifications(&h.entry.space)?;
+            let facts = if verified.is_empty() {
+                Vec::new()
+            } else {
+                verify::fact_states(&h.entry.listing, &verified)
+            };
+            r.facts = FactView::all_named(&facts, |k| names().of(k));
             rows.push(r);
         }
         if let Some(e) = failed.take() {
