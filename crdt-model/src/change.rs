@@ -182,8 +182,9 @@ pub struct VerifiedChange {
     signed: SignedChange,
     envelope: Envelope,
     change: Change,
-    /// For a change with no dependencies, what it makes of an empty document ([`VerifiedChange::prepare`]).
-    alone: Option<Box<crate::doc::Alone>>,
+    /// What the check phase worked out ahead of the document ([`VerifiedChange::prepare`],
+    /// [`crate::doc::prepare_run`]).
+    prepared: crate::doc::Prepared,
 }
 
 impl VerifiedChange {
@@ -192,21 +193,34 @@ impl VerifiedChange {
     /// phase does it on any thread; applying it to an empty document then takes that result instead of
     /// applying and validating again. Does nothing for a change with dependencies.
     pub fn prepare(&mut self) {
-        if self.change.deps().is_empty() && self.alone.is_none() {
-            self.alone = crate::doc::Alone::of(&self.envelope.space, &self.change).map(Box::new);
+        if self.change.deps().is_empty() && self.prepared.alone.is_none() {
+            self.prepared.alone =
+                crate::doc::Alone::of(&self.envelope.space, &self.change).map(Box::new);
         }
     }
 
-    /// Takes what [`VerifiedChange::prepare`] worked out, if anything.
-    pub fn take_prepared(&mut self) -> Option<Box<crate::doc::Alone>> {
-        self.alone.take()
+    /// Takes what the check phase worked out, if anything.
+    pub fn take_prepared(&mut self) -> crate::doc::Prepared {
+        std::mem::take(&mut self.prepared)
     }
 
     /// Gives back what [`VerifiedChange::take_prepared`] took (to a copy of the same change).
-    pub fn put_prepared(&mut self, alone: Box<crate::doc::Alone>) {
-        if self.change.hash().0 == alone.hash() {
-            self.alone = Some(alone);
-        }
+    pub fn put_prepared(&mut self, prepared: crate::doc::Prepared) {
+        let hash = self.change.hash().0;
+        self.prepared = prepared.for_change(&hash);
+    }
+
+    /// Whether the check phase worked out the listing as of this change ([`crate::doc::prepare_run`]).
+    pub fn has_verdict(&self) -> bool {
+        self.prepared.as_of.is_some()
+    }
+
+    pub(crate) fn prepared_mut(&mut self) -> &mut crate::doc::Prepared {
+        &mut self.prepared
+    }
+
+    pub(crate) fn change(&self) -> &Change {
+        &self.change
     }
 
     pub fn signed(&self) -> &SignedChange {
@@ -306,7 +320,7 @@ impl SignedChange {
             signed: self,
             envelope,
             change,
-            alone: None,
+            prepared: crate::doc::Prepared::default(),
         })
     }
 

@@ -175,10 +175,6 @@ pub struct Alone {
 }
 
 impl Alone {
-    pub(crate) fn hash(&self) -> ChangeId {
-        self.hash
-    }
-
     /// `None` when the change has dependencies or Automerge does not simply take it (then it is placed
     /// the ordinary way, which says why).
     pub(crate) fn of(space: &SpaceId, change: &Change) -> Option<Alone> {
@@ -202,12 +198,126 @@ impl Alone {
     }
 }
 
+/// What the check phase worked out for one change ahead of any node's document. Both parts depend on the
+/// change alone (its hash fixes its causal past, and the listing as of it is read at that past), so a
+/// document placing the change takes them instead of working them out again.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// For a change with no dependencies: the document holding it alone, and its verdict.
+    pub(crate) alone: Option<Box<Alone>>,
+    /// The listing as of the change, or why it is not a valid listing of the space
+    /// ([`prepare_run`]).
+    pub(crate) as_of: Option<Box<AsOf>>,
+}
+
+impl Prepared {
+    /// What of this belongs to the change `hash` (a copy of another change's takes nothing).
+    pub(crate) fn for_change(self, hash: &ChangeId) -> Prepared {
+        Prepared {
+            alone: self.alone.filter(|a| a.hash == *hash),
+            as_of: self.as_of.filter(|a| a.hash == *hash),
+        }
+    }
+}
+
+/// The listing as of one change, read on a document holding the change's causal past.
+#[derive(Debug, Clone)]
+pub(crate) struct AsOf {
+    hash: ChangeId,
+    verdict: Result<Listing, String>,
+}
+
+/// Works out, off any node's document (the check phase runs it on any thread), the listing as of each of
+/// `changes`, one space's, oldest first (a change is taken once its dependencies are in): on a copy of
+/// `base` (a checkpoint's loaded document that was checked against its header; an empty document when
+/// `None`), each change whose dependencies the copy holds is applied and the listing as of it read and
+/// validated, as [`SpaceDoc::apply`] would. A change whose listing is not valid is taken back out of the
+/// copy (so the changes built on it get no verdict and are judged the ordinary way); a change the copy
+/// already holds, or lacks a dependency for, is skipped. Placing such a change later applies it and takes
+/// the verdict instead of reading the listing again ([`SpaceDoc::apply_verified`]). Returns how many
+/// verdicts were worked out.
+pub fn prepare_run(
+    space: &SpaceId,
+    base: Option<&Automerge>,
+    changes: &mut [&mut VerifiedChange],
+) -> usize {
+    let mut sd = SpaceDoc::new(space.clone());
+    if let Some(base) = base {
+        sd.doc = base.clone();
+    }
+    let mut count = 0;
+    // Oldest first as given, and again while a pass placed something: a change whose dependency came
+    // later in the list (made in the same millisecond) gets its turn once the dependency is in.
+    let mut done = vec![false; changes.len()];
+    let mut progress = true;
+    while progress {
+        progress = false;
+        for (v, done) in changes.iter_mut().zip(done.iter_mut()) {
+            if *done {
+                continue;
+            }
+            let change = v.change().clone();
+            let hash = change.hash();
+            if sd.doc.get_change_meta_by_hash(&hash).is_some() {
+                *done = true;
+                continue;
+            }
+            if let Some(alone) = &v.prepared_mut().alone {
+                // A first change already worked out alone: its document is the copy's start.
+                if sd.doc.get_heads().is_empty() && alone.hash == hash.0 && alone.verdict.is_ok() {
+                    sd.doc = alone.doc.clone();
+                    progress = true;
+                }
+                *done = true;
+                continue;
+            }
+            if !change
+                .deps()
+                .iter()
+                .all(|d| sd.doc.get_change_meta_by_hash(d).is_some())
+            {
+                continue;
+            }
+            *done = true;
+            let before = sd.doc.get_heads();
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sd.doc.apply_changes([change])
+            }));
+            match applied {
+                Ok(Ok(())) if sd.doc.get_change_meta_by_hash(&hash).is_some() => {}
+                Ok(_) => {
+                    sd.restore(&before);
+                    continue;
+                }
+                // Automerge panicked: the copy may be half-changed; the rest is judged the ordinary way.
+                Err(_) => return count,
+            }
+            let verdict = if sd.doc.get_heads() == [hash] {
+                sd.check_state(None)
+            } else {
+                sd.check_state(Some(&[hash][..]))
+            };
+            if verdict.is_err() {
+                sd.restore(&before);
+            } else {
+                progress = true;
+            }
+            v.prepared_mut().as_of = Some(Box::new(AsOf {
+                hash: hash.0,
+                verdict,
+            }));
+            count += 1;
+        }
+    }
+    count
+}
+
 /// A change that passed the envelope, space and authority checks and now waits for its place.
 struct Candidate {
     signed: SignedChange,
     change: Change,
-    /// What the change makes of an empty document, when worked out already.
-    alone: Option<Box<Alone>>,
+    /// What the check phase worked out for the change, if anything.
+    prepared: Prepared,
     hash: ChangeId,
     author: PublicKey,
     auth_op: Hash,
@@ -283,12 +393,12 @@ impl SpaceDoc {
         authority: &impl Authority,
     ) -> ApplyOutcome {
         let mut change = change;
-        let alone = change.take_prepared();
+        let prepared = change.take_prepared();
         let (signed, env, decoded) = change.into_parts();
         self.graph.add(env.change_hash, env.deps.clone());
         match self.admit_verified(signed, env, decoded, authority) {
             Ok(mut c) => {
-                c.alone = alone;
+                c.prepared = prepared;
                 self.place_candidate(c, authority)
             }
             Err(outcome) => outcome,
@@ -680,7 +790,10 @@ impl SpaceDoc {
             })
             .collect();
         let state = State {
-            doc: self.doc.save(),
+            // Not deflated: these bytes stay on this node, are written after every batch that touches the
+            // space, and setting up deflate for each column cost more than the write (the bytes load
+            // the same either way).
+            doc: self.doc.save_nocompress(),
             authors,
             auth_ops,
             accepted,
@@ -856,7 +969,7 @@ impl SpaceDoc {
         Ok(Candidate {
             signed: sc,
             change,
-            alone: None,
+            prepared: Prepared::default(),
             hash,
             author: env.author,
             auth_op,
@@ -990,7 +1103,8 @@ impl SpaceDoc {
         let before = self.doc.get_heads();
         // A first change into an empty document, worked out already: the same result without applying and
         // validating it again.
-        if let Some(alone) = c.alone.take() {
+        let Prepared { alone, as_of } = std::mem::take(&mut c.prepared);
+        if let Some(alone) = alone {
             if before.is_empty() && alone.hash == c.hash {
                 let Alone { doc, verdict, .. } = *alone;
                 return match verdict {
@@ -1033,13 +1147,20 @@ impl SpaceDoc {
             }
             Ok(()) => {
                 let heads = self.doc.get_heads();
+                // The listing as of the change, when the check phase read it already (it depends on the
+                // change's causal past alone).
+                let known = as_of.filter(|a| a.hash == c.hash).map(|a| a.verdict);
                 if heads == [hash] {
                     // The change is the only head: the listing as of it is the document's listing.
-                    self.check_state(None).map(|listing| {
-                        self.valid_at = Some((heads, listing));
-                    })
+                    known
+                        .unwrap_or_else(|| self.check_state(None))
+                        .map(|listing| {
+                            self.valid_at = Some((heads, listing));
+                        })
                 } else {
-                    self.check_state(Some(&[hash][..])).map(|_| ())
+                    known
+                        .unwrap_or_else(|| self.check_state(Some(&[hash][..])))
+                        .map(|_| ())
                 }
             }
         };
@@ -2044,11 +2165,70 @@ mod tests {
         assert_eq!(sd.listing().unwrap().name, "Desk One");
         let mut later = second.into_verified().unwrap();
         later.prepare();
+        assert!(later.take_prepared().alone.is_none(), "it has dependencies");
+    }
+
+    #[test]
+    fn listings_worked_out_ahead_give_the_document_plain_applying_gives() {
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let c1 = edited(&mut origin, &w, &w.a, |_| {});
+        let c2 = edited(&mut origin, &w, &w.a, |l| l.name = "Second".into());
+        // What a checkpoint after c2 hands over.
+        let base_doc = origin.doc().clone();
+        let c3 = edited(&mut origin, &w, &w.a, |l| l.name = "Third".into());
+        // A change on c3 that leaves no valid listing, and a valid one on c3 beside it.
+        let invalid = crafted(&origin, &w.a, &w.space, |tx| {
+            tx.delete(ROOT, "name").unwrap();
+        });
+        let c4 = edited(&mut origin, &w, &w.b, |l| l.name = "Fourth".into());
+        let run = [c3, invalid.clone(), c4];
+        let mut prepared: Vec<VerifiedChange> = run
+            .iter()
+            .map(|c| c.clone().into_verified().unwrap())
+            .collect();
+        let mut refs: Vec<&mut VerifiedChange> = prepared.iter_mut().collect();
+        assert_eq!(prepare_run(&w.space, Some(&base_doc), &mut refs), 3);
+        assert!(prepared.iter().all(VerifiedChange::has_verdict));
+
+        let mut plain = SpaceDoc::rebuild(w.space.clone(), [c1.clone(), c2.clone()], &w.auth);
+        let mut fast = SpaceDoc::rebuild(w.space.clone(), [c1.clone(), c2.clone()], &w.auth);
+        for (c, v) in run.iter().zip(prepared) {
+            let a = plain.apply(c.clone(), &w.auth);
+            let b = fast.apply_verified(v, &w.auth);
+            assert_eq!(a, b);
+        }
+        assert!(reject_reason(&fast, &invalid).starts_with("invalid listing"));
+        assert_eq!(plain.save_state(), fast.save_state());
+        assert_eq!(plain.listing(), fast.listing());
+        assert_eq!(fast.listing().unwrap().name, "Fourth");
+        assert_eq!(plain.rejected(), fast.rejected());
+
+        // The verdict is what placing takes (it is not worked out again): one saying otherwise wins.
+        let mut odd = c2.clone().into_verified().unwrap();
+        odd.prepared_mut().as_of = Some(Box::new(AsOf {
+            hash: c2.id().unwrap(),
+            verdict: Err("worked out ahead".into()),
+        }));
+        let mut sd = SpaceDoc::rebuild(w.space.clone(), [c1.clone()], &w.auth);
         assert_eq!(
-            later.take_prepared().map(|a| a.hash()),
-            None,
-            "it has dependencies"
+            sd.apply_verified(odd, &w.auth),
+            ApplyOutcome::Rejected("worked out ahead".into())
         );
+        // A copy of another change takes nothing of it.
+        let mut other = c1.into_verified().unwrap();
+        let mut from_c2 = c2.into_verified().unwrap();
+        let mut refs = vec![&mut from_c2];
+        prepare_run(&w.space, Some(&base_doc), &mut refs);
+        assert!(!from_c2.has_verdict(), "the base holds it already");
+        other.put_prepared(Prepared {
+            alone: None,
+            as_of: Some(Box::new(AsOf {
+                hash: [7; 32],
+                verdict: Err("not mine".into()),
+            })),
+        });
+        assert!(!other.has_verdict());
     }
 
     #[test]

@@ -409,21 +409,117 @@ fn bad(why: String, author: Option<PublicKey>, space: Option<SpaceId>) -> Body {
 /// [`check`] for a batch, spread over up to `threads` threads; one result per item, in input order. An
 /// item whose checking thread panicked (a fault of this node) is refused with a sentence that says so,
 /// never dropped.
+///
+/// Then, for each space with a checkpoint and changes in the batch (or several changes), the listing as
+/// of each change is worked out on a copy of the checkpoint's document ([`prepare_runs`]), so the node
+/// applies them after the checkpoint without reading and validating the listing again.
 pub fn check_all(items: Vec<SignedItem>, wall: DateTime<Utc>, threads: usize) -> Vec<Checked> {
-    if threads < 2 || items.len() < 64 {
-        return items.into_iter().map(|i| check(i, wall)).collect();
+    let mut checked = if threads < 2 || items.len() < 64 {
+        items.into_iter().map(|i| check(i, wall)).collect()
+    } else {
+        deskmesh_keys::par::map_in_order(
+            &items,
+            threads,
+            64,
+            |i| check(i.clone(), wall),
+            |i| Checked {
+                item: i.clone(),
+                id: None,
+                body: bad(CHECK_FAILED.into(), None, None),
+            },
+        )
+    };
+    prepare_runs(&mut checked, threads);
+    checked
+}
+
+/// For every space of the batch with a loaded checkpoint and listing changes, or with several changes:
+/// the listing as of each change, worked out on a copy of the checkpoint's document (the one holding the
+/// most changes), or from an empty document when the batch holds the space's first change, in the order
+/// the changes were made ([`deskmesh_crdt_model::doc::prepare_run`]), the spaces spread over up to
+/// `threads` threads. Pure: it only adds to what each change carries; a space whose thread panicked
+/// keeps its items as [`check`] left them (every item stays in its place).
+pub fn prepare_runs(checked: &mut Vec<Checked>, threads: usize) {
+    // Per space: its changes' positions, and whether a loaded checkpoint is among the items.
+    let mut spaces: HashMap<&SpaceId, (bool, Vec<usize>)> = HashMap::new();
+    for (i, c) in checked.iter().enumerate() {
+        match &c.body {
+            Body::Checkpoint(cp) if cp.loaded.is_some() => {
+                let e = spaces.entry(&cp.header.space).or_default();
+                e.0 = true;
+                e.1.push(i);
+            }
+            Body::Change(v) => spaces.entry(&v.envelope().space).or_default().1.push(i),
+            _ => {}
+        }
     }
+    let runs: Vec<Vec<usize>> = spaces
+        .into_values()
+        .filter(|(cp, at)| at.len() >= 2 || (*cp && !at.is_empty()))
+        .map(|(_, at)| at)
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let mut slots: Vec<Option<Checked>> = std::mem::take(checked).into_iter().map(Some).collect();
+    let runs: Vec<std::sync::Mutex<Vec<(usize, Checked)>>> = runs
+        .into_iter()
+        .map(|at| {
+            std::sync::Mutex::new(
+                at.into_iter()
+                    .filter_map(|i| slots[i].take().map(|c| (i, c)))
+                    .collect(),
+            )
+        })
+        .collect();
     deskmesh_keys::par::map_in_order(
-        &items,
+        &runs,
         threads,
-        64,
-        |i| check(i.clone(), wall),
-        |i| Checked {
-            item: i.clone(),
-            id: None,
-            body: bad(CHECK_FAILED.into(), None, None),
+        2,
+        |run| {
+            let mut run = run
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            prepare_run(&mut run);
         },
-    )
+        |_| (),
+    );
+    for run in runs {
+        let run = run
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, c) in run {
+            slots[i] = Some(c);
+        }
+    }
+    *checked = slots.into_iter().flatten().collect();
+}
+
+/// [`prepare_runs`] for one space's items.
+fn prepare_run(run: &mut [(usize, Checked)]) {
+    let mut base: Option<(&SpaceId, &deskmesh_crdt_model::checkpoint::Loaded)> = None;
+    let mut changes = Vec::new();
+    for (_, c) in run.iter_mut() {
+        match &mut c.body {
+            Body::Checkpoint(cp) => {
+                if let Some(loaded) = &cp.loaded {
+                    if base.is_none_or(|(_, b)| b.changes().len() < loaded.changes().len()) {
+                        base = Some((&cp.header.space, loaded));
+                    }
+                }
+            }
+            Body::Change(v) => changes.push(v.as_mut()),
+            _ => {}
+        }
+    }
+    let Some(space) = base
+        .map(|(s, _)| s.clone())
+        .or_else(|| changes.first().map(|v| v.envelope().space.clone()))
+    else {
+        return;
+    };
+    changes.sort_by_key(|v| v.envelope().created_at_ms);
+    deskmesh_crdt_model::doc::prepare_run(&space, base.map(|(_, l)| l.doc()), &mut changes);
 }
 
 /// Why an item is refused when checking it panicked.
@@ -890,9 +986,7 @@ impl Node {
             Err(e) => return Judged::Verdict(Verdict::Failed(e.to_string())),
         }
         let mut applied = v.clone();
-        if let Some(p) = prepared {
-            applied.put_prepared(p);
-        }
+        applied.put_prepared(prepared);
         match self.apply_to_doc(applied) {
             // Stored but excluded (an invalid listing, built on an excluded change): kept as evidence,
             // and noted with where it came from so the audit can name the peer.
@@ -1430,7 +1524,7 @@ mod tests {
                 .map(|m| m.item.clone()),
         );
         assert_eq!(items.len(), 1 + 6);
-        let report = member.ingest(items, Source::Mesh, At::now());
+        let report = member.ingest(items.clone(), Source::Mesh, At::now());
         assert!(
             report
                 .outcomes
@@ -1448,6 +1542,59 @@ mod tests {
             (70, 64, 6)
         );
         assert_eq!(l.checkpoints.len(), 1);
+
+        // Through the daemon's check phase, in any order within the batch: the listing as of each of
+        // the 6 changes is worked out on the checkpoint's document there, and the node ends the same.
+        let mut second = testkit::node("member-2");
+        second
+            .alliance_join(&coordinator.member_invite(Vec::new()).unwrap().token)
+            .unwrap();
+        second.ingest(
+            coordinator
+                .bundle()
+                .unwrap()
+                .roster_ops
+                .into_iter()
+                .map(|b| SignedItem::new(ItemKind::RosterOp, b))
+                .collect(),
+            Source::Mesh,
+            At::now(),
+        );
+        let mut shuffled = items.clone();
+        shuffled.reverse();
+        let checked = check_all(shuffled, testkit::now(), 2);
+        assert_eq!(
+            checked
+                .iter()
+                .filter(|c| matches!(&c.body, Body::Change(v) if v.has_verdict()))
+                .count(),
+            6
+        );
+        let kinds: Vec<ItemKind> = checked.iter().map(|c| c.item.kind).collect();
+        assert_eq!(
+            kinds.last(),
+            Some(&ItemKind::Checkpoint),
+            "input order kept"
+        );
+        let report = second.ingest_checked(checked, Source::Mesh, At::now());
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .all(|o| matches!(o.verdict, Verdict::Added(_))),
+            "{report:?}"
+        );
+        assert_eq!(second.current_listing(&id).unwrap().unwrap(), got);
+        let again = second.audit(testkit::now()).unwrap();
+        assert!(again.ok, "{again:?}");
+        assert_eq!(
+            (
+                again.listings[0].changes_accepted,
+                again.listings[0].changes_vouched,
+                again.listings[0].changes_stored
+            ),
+            (70, 64, 6)
+        );
 
         // A covered change arriving later is kept for auditors but stays out of sync.
         let first = made

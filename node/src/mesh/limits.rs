@@ -8,7 +8,8 @@
 //! change claiming someone else's space cannot use up that space's budget. A key over its limit is
 //! reported as needing a warning once per period, so a flood costs one log line an hour, not one per
 //! change. The map of buckets is capped ([`MAX_TRACKED_SPACES`]): at the cap, idle keys (whose buckets
-//! are full again, so forgetting them changes nothing) are dropped first, then the least recently used.
+//! are full again, so forgetting them changes nothing) are dropped first, then the least recently used,
+//! a sixteenth of the map at a time (one scan per 256 new keys, not one per key).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -204,22 +205,31 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         self.buckets.is_empty()
     }
 
-    /// Makes room for one key: drops every idle bucket (full again), or else the least recently used.
+    /// Makes room for one key: drops every idle bucket (full again), then, while less than a sixteenth
+    /// of the map is free, the least recently used, so that room is made once per sixteenth of the
+    /// capacity and not on every new key (one scan of the map each time: a join that meets thousands of
+    /// new spaces at once spends on each of them).
     fn evict(&mut self, now: Duration) {
         self.buckets.retain(|_, b| b.full_at > now);
-        if self.buckets.len() < self.capacity {
+        let keep = self.capacity - (self.capacity / EVICT_SHARE).max(1);
+        if self.buckets.len() <= keep {
             return;
         }
-        let oldest = self
+        let mut seen: Vec<(Duration, K)> = self
             .buckets
             .iter()
-            .min_by_key(|(_, b)| b.last_seen)
-            .map(|(k, _)| k.clone());
-        if let Some(k) = oldest {
+            .map(|(k, b)| (b.last_seen, k.clone()))
+            .collect();
+        let drop = seen.len() - keep;
+        seen.select_nth_unstable_by_key(drop - 1, |(at, _)| *at);
+        for (_, k) in seen.into_iter().take(drop) {
             self.buckets.remove(&k);
         }
     }
 }
+
+/// At the cap, [`RateLimiter`] frees this share of its map at once (a sixteenth: 256 of 4,096 spaces).
+const EVICT_SHARE: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -368,6 +378,29 @@ mod tests {
         assert_eq!(l.len(), 3);
         assert_eq!(l.available(&"busy", secs(8)), 3, "evicted: a fresh bucket");
         assert_eq!(l.available(&"d", secs(8)), 2, "kept");
+    }
+
+    #[test]
+    fn at_the_cap_the_least_recently_used_sixteenth_goes_at_once() {
+        let mut l: RateLimiter<u32> = RateLimiter::new(10, secs(60), 3, 64).expect("valid");
+        for i in 0..64u32 {
+            l.spend(i, Duration::from_millis(u64::from(i)));
+        }
+        assert_eq!(l.len(), 64);
+        // No bucket is idle: the four least recently used (0..4) go, and the new key comes in.
+        l.spend(64, Duration::from_millis(64));
+        assert_eq!(l.len(), 61);
+        for i in 0..4 {
+            assert_eq!(l.available(&i, secs(1)), 3, "key {i} was forgotten");
+        }
+        for i in 4..=64 {
+            assert_eq!(l.available(&i, secs(1)), 2, "key {i} was kept");
+        }
+        // The next three new keys need no eviction.
+        for i in 65..68u32 {
+            l.spend(i, Duration::from_millis(u64::from(i)));
+        }
+        assert_eq!(l.len(), 64);
     }
 
     #[test]

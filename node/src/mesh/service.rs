@@ -1212,11 +1212,14 @@ impl Service {
                 roster_ids.sort_by_key(|id| order.get(id).copied().unwrap_or(usize::MAX));
             }
         }
-        // Listing changes go space by space, each space's in the order they were made, so the peer
-        // applies them in turn instead of holding many that wait for their dependencies; beacons last.
-        // (Only the order is kept: the bytes are read again when their batch is sent.)
+        // Listing changes go space by space, each space's checkpoint first and then its changes in the
+        // order they were made, so the peer applies them in turn on the checkpoint's document (in its
+        // check phase when they share a batch) instead of holding many that wait for their
+        // dependencies; beacons last. (Only the order is kept: the bytes are read again when their batch
+        // is sent.)
         let store = self.node.store.clone();
         let made_at = |id: &ItemId, location: Option<&Location>| match location {
+            Some(Location::Checkpoint(space)) => (0u8, Some(space.clone()), i64::MIN),
             Some(Location::Change(space)) => {
                 let at = store
                     .change(space, &id.0)
