@@ -594,8 +594,33 @@ impl SignedOp {
     }
 }
 
+/// A roster operation whose shape and signatures were checked ([`SignedOp::verified`]), on any thread:
+/// [`Roster::insert_verified`] takes it without verifying its signatures again, so a node checks the
+/// signatures of a sync batch on every core and only judges the operations where the roster is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedOp(SignedOp);
+
+impl VerifiedOp {
+    /// The signed operation.
+    pub fn signed(&self) -> &SignedOp {
+        &self.0
+    }
+}
+
+impl SignedOp {
+    /// Checks what can be checked of the operation without a roster: it decodes, has a valid shape and
+    /// every signature verifies (its author's among them). Gives the operation back with why not.
+    pub fn verified(self) -> Result<VerifiedOp, (SignedOp, RosterError)> {
+        match self.checked(Signatures::Check) {
+            Ok(_) => Ok(VerifiedOp(self)),
+            Err(e) => Err((self, e)),
+        }
+    }
+}
+
 /// Whether an operation's signatures are checked as it enters a roster: always, except for operations
-/// read back from the node's own store ([`Roster::load_stored`]).
+/// read back from the node's own store ([`Roster::load_stored`]) and ones already checked
+/// ([`Roster::insert_verified`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signatures {
     Check,
@@ -1244,6 +1269,11 @@ impl Roster {
     /// it and retry once the parents arrive".
     pub fn insert(&mut self, signed: SignedOp) -> Result<Inserted, RosterError> {
         self.insert_with(signed, Signatures::Check)
+    }
+
+    /// [`Roster::insert`] for an operation whose signatures were checked already ([`SignedOp::verified`]).
+    pub fn insert_verified(&mut self, op: VerifiedOp) -> Result<Inserted, RosterError> {
+        self.insert_with(op.0, Signatures::Trusted)
     }
 
     fn insert_with(
@@ -2261,6 +2291,39 @@ mod tests {
         assert_eq!(r.insert(b), Ok(Inserted::New));
         assert_eq!(r.heads().len(), 2);
         (r, vec![start[0], middle[0]])
+    }
+
+    /// An operation verified ahead (on another thread) enters the roster as one checked on insert does;
+    /// one whose signature does not verify, or that is not a valid operation, is given back with why.
+    #[test]
+    fn an_operation_verified_ahead_enters_as_one_checked_on_insert() {
+        let mut checked = alliance(&[], 1);
+        let mut ahead = checked.clone();
+        let op = checked.propose(&key(1), admit_body(&[10]), T0 + 1);
+        assert_eq!(checked.insert(op.clone()), Ok(Inserted::New));
+        let verified = op.clone().verified().unwrap();
+        assert_eq!(verified.signed(), &op);
+        assert_eq!(ahead.insert_verified(verified.clone()), Ok(Inserted::New));
+        assert_eq!(ahead.insert_verified(verified), Ok(Inserted::Duplicate));
+        assert_eq!(ahead.state(), checked.state());
+        assert_eq!(ahead.heads(), checked.heads());
+        // Another key's signature in place of the author's.
+        let mut forged = ahead.propose(&key(1), admit_body(&[11]), T0 + 2);
+        forged.signatures[0].1 = key(2).sign(Domain::RosterOp, forged.bytes());
+        let (back, why) = forged.clone().verified().unwrap_err();
+        assert_eq!(back, forged);
+        assert!(matches!(why, RosterError::BadSignature(_)), "{why:?}");
+        assert_eq!(
+            ahead.insert(forged).unwrap_err(),
+            why,
+            "the same error as on insert"
+        );
+        // Bytes that are no operation.
+        let garbage = SignedOp {
+            bytes: vec![0xff; 4],
+            signatures: Vec::new(),
+        };
+        assert!(garbage.verified().is_err());
     }
 
     #[test]

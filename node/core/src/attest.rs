@@ -148,7 +148,11 @@ impl Node {
         if state.ready() {
             // The quorum is complete: the operation enters the roster (which drops the kept proposal).
             let mut settled = Vec::new();
-            return Judged::Verdict(self.take_op(candidate, at, &mut settled));
+            return Judged::Verdict(self.take_op(
+                crate::ingest::OpIn::Unverified(candidate),
+                at,
+                &mut settled,
+            ));
         }
         if kept_id.is_none() {
             match self.store.proposals() {

@@ -32,7 +32,7 @@ use deskmesh_crdt_model::beacon::{self, SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, SignedChange, VerifiedChange};
 use deskmesh_crdt_model::checkpoint::{Checkpoint, Loaded, SignedCheckpoint};
 use deskmesh_crdt_model::verify::{self, SignedVerification, Verification};
-use deskmesh_keys::roster::{Inserted, RosterError, SignedOp};
+use deskmesh_keys::roster::{Inserted, RosterError, SignedOp, VerifiedOp};
 use deskmesh_keys::{Hash, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
@@ -245,7 +245,7 @@ pub struct IngestReport {
 #[derive(Debug, Default)]
 pub(crate) struct IngestState {
     /// Roster operations whose parents are missing, keyed by one parent they lack.
-    parked: HashMap<Hash, Vec<(SignedOp, Instant)>>,
+    parked: HashMap<Hash, Vec<(OpIn, Instant)>>,
     parked_count: usize,
     /// Changes and beacons naming roster operations not known yet, oldest first (already checked), with
     /// the peer each came from.
@@ -275,8 +275,8 @@ pub struct Checked {
 
 #[derive(Debug, Clone)]
 enum Body {
-    /// A roster operation (the roster verifies its signatures when it applies it).
-    Op(SignedOp),
+    /// A roster operation, its signatures checked here (the roster judges the rest as it applies it).
+    Op(OpIn),
     Change(Box<VerifiedChange>),
     Beacon(SignedBeacon, SeatBeacon),
     /// A verification whose signature checked out (its bytes are the item's).
@@ -319,13 +319,38 @@ impl Checked {
     }
 }
 
+/// A roster operation on its way into the roster.
+#[derive(Debug, Clone)]
+pub(crate) enum OpIn {
+    /// Its shape and signatures checked in the check phase ([`SignedOp::verified`]).
+    Verified(VerifiedOp),
+    /// Its signatures still to check as the roster takes it (a proposal whose quorum just completed).
+    Unverified(SignedOp),
+    /// It failed the check phase, and the sentence why (told unless the roster holds it already).
+    Forged(SignedOp, String),
+}
+
+impl OpIn {
+    fn signed(&self) -> &SignedOp {
+        match self {
+            OpIn::Verified(v) => v.signed(),
+            OpIn::Unverified(op) | OpIn::Forged(op, _) => op,
+        }
+    }
+}
+
 /// Decodes `item` and verifies what can be verified without the node: signatures, sizes, hashes and, for
 /// beacons, that they are not dated in the future (`wall`). Pure, so it can run on any thread.
 pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
     let id = item.id();
     let body = match item.kind {
         ItemKind::RosterOp => match SignedOp::from_bytes(&item.bytes.0) {
-            Ok(op) => Body::Op(op),
+            // Its signatures are verified here, on the check threads; whether the operation is new,
+            // forged or not is still told where the roster is (a known operation stays known).
+            Ok(op) => Body::Op(match op.verified() {
+                Ok(v) => OpIn::Verified(v),
+                Err((op, e)) => OpIn::Forged(op, plain_roster_error(&e)),
+            }),
             Err(e) => bad(e.to_string(), None, None),
         },
         ItemKind::ListingChange => match SignedChange::from_bytes(&item.bytes.0) {
@@ -591,7 +616,7 @@ impl Node {
                 }
                 _ => continue,
             };
-            let hash = op.hash();
+            let hash = op.signed().hash();
             let mut settled = Vec::new();
             let verdict = self.take_op(op, at, &mut settled);
             if verdict == Verdict::Waiting {
@@ -610,6 +635,7 @@ impl Node {
             // refused (and unparked), as the audit will say.
             for (hash, i) in std::mem::take(&mut batch_ops) {
                 if let Some(op) = self.unpark(&hash) {
+                    let op = op.signed();
                     let author = op.op().ok().map(|o| o.author);
                     let space = op.op().ok().and_then(|o| o.body.space().cloned());
                     let why = self.refuse(
@@ -726,7 +752,7 @@ impl Node {
     /// reported in `settled` with its verdict.
     pub(crate) fn take_op(
         &mut self,
-        op: SignedOp,
+        op: OpIn,
         at: At,
         settled: &mut Vec<(Hash, Verdict)>,
     ) -> Verdict {
@@ -741,7 +767,7 @@ impl Node {
             };
             self.ingest.parked_count = self.ingest.parked_count.saturating_sub(children.len());
             for (child, _) in children {
-                let hash = child.hash();
+                let hash = child.signed().hash();
                 let v = self.apply_op(child, at);
                 match &v {
                     Verdict::Added(_) => {
@@ -757,7 +783,8 @@ impl Node {
         first
     }
 
-    fn apply_op(&mut self, op: SignedOp, at: At) -> Verdict {
+    fn apply_op(&mut self, incoming: OpIn, at: At) -> Verdict {
+        let op = incoming.signed().clone();
         let hash = op.hash();
         let author = op.op().ok().map(|o| o.author);
         let space = op.op().ok().and_then(|o| o.body.space().cloned());
@@ -774,7 +801,15 @@ impl Node {
         if roster.contains(&hash) {
             return Verdict::Known;
         }
-        match roster.insert(op.clone()) {
+        let inserted = match incoming.clone() {
+            OpIn::Verified(v) => roster.insert_verified(v),
+            OpIn::Unverified(op) => roster.insert(op),
+            OpIn::Forged(_, why) => {
+                let why = self.refuse(ItemKind::RosterOp, Some(hash), author, space, why);
+                return Verdict::Refused(why);
+            }
+        };
+        match inserted {
             Ok(Inserted::Duplicate) => Verdict::Known,
             Ok(Inserted::New) => {
                 if let Err(e) = self.store.put_op(&hash, &op.to_bytes()) {
@@ -814,7 +849,7 @@ impl Node {
                     .parked
                     .entry(key)
                     .or_default()
-                    .push((op, at.mono));
+                    .push((incoming, at.mono));
                 self.ingest.parked_count += 1;
                 Verdict::Waiting
             }
@@ -832,10 +867,10 @@ impl Node {
     }
 
     /// Takes a parked roster operation back out (a one-shot source gives up on it).
-    fn unpark(&mut self, hash: &Hash) -> Option<SignedOp> {
+    fn unpark(&mut self, hash: &Hash) -> Option<OpIn> {
         let mut found = None;
         for list in self.ingest.parked.values_mut() {
-            if let Some(pos) = list.iter().position(|(op, _)| op.hash() == *hash) {
+            if let Some(pos) = list.iter().position(|(op, _)| op.signed().hash() == *hash) {
                 found = Some(list.remove(pos).0);
                 break;
             }
@@ -1296,6 +1331,44 @@ mod tests {
 
     fn added(o: &Outcome) -> bool {
         matches!(o.verdict, Verdict::Added(_))
+    }
+
+    /// A roster operation's signatures are verified in the check phase: a forged one is refused with the
+    /// roster's sentence and the roster stays as it was; once the real operation is in, the same
+    /// operation with a forged signature is known, not refused.
+    #[test]
+    fn a_forged_roster_operation_is_refused_from_the_check_phase_and_a_known_one_stays_known() {
+        let (_, ops) = chain(2);
+        let mut node = joiner(&ops[0]);
+        let mut bytes = ops[1].to_bytes();
+        // The last byte is in the last signature.
+        *bytes.last_mut().unwrap() ^= 1;
+        let forged = SignedItem::new(ItemKind::RosterOp, bytes);
+        let checked = check(forged.clone(), Utc::now());
+        assert!(
+            matches!(checked.body, Body::Op(OpIn::Forged(..))),
+            "{:?}",
+            checked.body
+        );
+        let real = check(SignedItem::op(&ops[1]), Utc::now());
+        assert!(matches!(real.body, Body::Op(OpIn::Verified(_))));
+        let report = node.ingest(vec![forged.clone()], Source::Mesh, At::now());
+        match &report.outcomes[0].verdict {
+            Verdict::Refused(why) => assert!(
+                why.starts_with("the roster operation has a bad signature"),
+                "{why}"
+            ),
+            other => panic!("a forged operation was not refused: {other:?}"),
+        }
+        assert_eq!(node.roster().unwrap().len(), 1);
+        let report = node.ingest(
+            vec![SignedItem::op(&ops[2]), SignedItem::op(&ops[1])],
+            Source::Mesh,
+            At::now(),
+        );
+        assert!(report.outcomes.iter().all(added), "{:?}", report.outcomes);
+        let report = node.ingest(vec![forged], Source::Mesh, At::now());
+        assert_eq!(report.outcomes[0].verdict, Verdict::Known);
     }
 
     #[test]
