@@ -25,6 +25,7 @@ pub mod nat;
 pub mod peers;
 pub mod service;
 pub mod trust;
+pub mod watchdog;
 
 use anyhow::Context;
 use deskmesh_core::home::Home;

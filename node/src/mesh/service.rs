@@ -275,7 +275,10 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch for SIGTERM")?;
+    // Says in the log when the loop stops turning (a long rebuild, or a hang inside the store).
+    let watchdog = super::watchdog::Watchdog::start();
     let exit = loop {
+        watchdog.turn();
         tokio::select! {
             event = svc.swarm.select_next_some() => svc.on_swarm(event),
             Some((req, reply)) = calls.recv() => {
