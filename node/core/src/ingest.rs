@@ -784,10 +784,10 @@ impl Node {
     }
 
     fn apply_op(&mut self, incoming: OpIn, at: At) -> Verdict {
-        let op = incoming.signed().clone();
-        let hash = op.hash();
-        let author = op.op().ok().map(|o| o.author);
-        let space = op.op().ok().and_then(|o| o.body.space().cloned());
+        let hash = incoming.signed().hash();
+        let decoded = incoming.signed().op().ok();
+        let author = decoded.as_ref().map(|o| o.author);
+        let space = decoded.and_then(|o| o.body.space().cloned());
         let Some(roster) = self.roster_mut() else {
             let why = self.refuse(
                 ItemKind::RosterOp,
@@ -801,17 +801,18 @@ impl Node {
         if roster.contains(&hash) {
             return Verdict::Known;
         }
-        let inserted = match incoming.clone() {
-            OpIn::Verified(v) => roster.insert_verified(v),
-            OpIn::Unverified(op) => roster.insert(op),
+        let inserted = match &incoming {
+            OpIn::Verified(v) => roster.insert_verified(v.clone()),
+            OpIn::Unverified(op) => roster.insert(op.clone()),
             OpIn::Forged(_, why) => {
-                let why = self.refuse(ItemKind::RosterOp, Some(hash), author, space, why);
+                let why = self.refuse(ItemKind::RosterOp, Some(hash), author, space, why.clone());
                 return Verdict::Refused(why);
             }
         };
         match inserted {
             Ok(Inserted::Duplicate) => Verdict::Known,
             Ok(Inserted::New) => {
+                let op = incoming.signed();
                 if let Err(e) = self.store.put_op(&hash, &op.to_bytes()) {
                     // The roster took it before the store refused it: take it back out, or the node would
                     // call it known when it comes again and never store it.
@@ -819,13 +820,13 @@ impl Node {
                     return Verdict::Failed(e.to_string());
                 }
                 self.ingest.roster_grew = true;
-                if let Err(e) = self.reindex_for(&op) {
+                if let Err(e) = self.reindex_for(op) {
                     // Stored: the index is derived and catches up at the space's next rebuild.
                     tracing::warn!(op = %hash.short(), error = %format!("{e:#}"), "roster operation stored but the index not rebuilt");
                 }
                 // What the operation ends: a revoked space's or a removed key's beacons, the proposal it
                 // settles.
-                let removed = match self.after_roster_op(&hash, &op) {
+                let removed = match self.after_roster_op(&hash, op) {
                     Ok(r) => r,
                     Err(e) => return Verdict::Failed(format!("{e:#}")),
                 };
@@ -1598,13 +1599,7 @@ mod tests {
         );
         assert_eq!(items.len(), 1 + 6);
         let report = member.ingest(items.clone(), Source::Mesh, At::now());
-        assert!(
-            report
-                .outcomes
-                .iter()
-                .all(|o| matches!(o.verdict, Verdict::Added(_))),
-            "{report:?}"
-        );
+        assert!(report.outcomes.iter().all(added), "{report:?}");
         let got = member.current_listing(&id).unwrap().unwrap();
         assert_eq!(got, space.current_listing(&id).unwrap().unwrap());
         let audit = member.audit(testkit::now()).unwrap();
@@ -1650,13 +1645,7 @@ mod tests {
             "input order kept"
         );
         let report = second.ingest_checked(checked, Source::Mesh, At::now());
-        assert!(
-            report
-                .outcomes
-                .iter()
-                .all(|o| matches!(o.verdict, Verdict::Added(_))),
-            "{report:?}"
-        );
+        assert!(report.outcomes.iter().all(added), "{report:?}");
         assert_eq!(second.current_listing(&id).unwrap().unwrap(), got);
         let again = second.audit(testkit::now()).unwrap();
         assert!(again.ok, "{again:?}");

@@ -340,12 +340,7 @@ impl Node {
             };
             let saved: SavedRosterRef = postcard::from_bytes(&bytes)?;
             let (state, heads) = Roster::state_from_snapshot(id, saved.snapshot)?;
-            for head in heads {
-                if !self.store.has_op(&head)? {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(state))
+            Ok(self.missing_head(heads)?.is_none().then_some(state))
         };
         // Whatever keeps it from reading, the whole roster is loaded instead (and says why).
         read().ok().flatten()
@@ -447,12 +442,21 @@ impl Node {
             );
         }
         let roster = Roster::from_snapshot(id, saved.snapshot)?;
-        for head in roster.heads() {
-            if !self.store.has_op(&head)? {
-                anyhow::bail!("its head {} is not in the store", head.short());
-            }
+        if let Some(head) = self.missing_head(roster.heads())? {
+            anyhow::bail!("its head {} is not in the store", head.short());
         }
         Ok(Some(roster))
+    }
+
+    /// The first of a saved roster's `heads` the store does not hold, if any (then the saved roster is
+    /// not current).
+    fn missing_head(&self, heads: impl IntoIterator<Item = Hash>) -> anyhow::Result<Option<Hash>> {
+        for head in heads {
+            if !self.store.has_op(&head)? {
+                return Ok(Some(head));
+            }
+        }
+        Ok(None)
     }
 
     /// Rebuilds the roster from the signed ops in the store, without checking their signatures again.

@@ -82,10 +82,24 @@ enum Location {
     Proposal,
 }
 
-/// Every item a store holds, as [`scan`] read it: its id, where it is, its kind, and whether it is
-/// offered to sync.
+/// Every item a store holds, as [`scan`] read it: its id, where it is, and whether it is offered to
+/// sync.
 struct Scanned {
-    items: Vec<(ItemId, Location, ItemKind, bool)>,
+    items: Vec<(ItemId, Location, bool)>,
+}
+
+impl Location {
+    /// The kind of item kept there.
+    fn kind(&self) -> ItemKind {
+        match self {
+            Location::Roster => ItemKind::RosterOp,
+            Location::Checkpoint(_) => ItemKind::Checkpoint,
+            Location::Change(_) => ItemKind::ListingChange,
+            Location::Beacon(..) => ItemKind::SeatBeacon,
+            Location::Verification(_) => ItemKind::Verification,
+            Location::Proposal => ItemKind::Proposal,
+        }
+    }
 }
 
 /// Reads the id and place of every item in the store, for the sync engine's set and the daemon's index.
@@ -94,49 +108,29 @@ struct Scanned {
 fn scan(store: &dyn deskmesh_store::Store) -> anyhow::Result<Scanned> {
     let mut items = Vec::new();
     for (hash, _) in store.ops()? {
-        items.push((ItemId(hash.0), Location::Roster, ItemKind::RosterOp, true));
+        items.push((ItemId(hash.0), Location::Roster, true));
     }
     for (space, hash, _) in store.checkpoints()? {
-        items.push((
-            ItemId(hash.0),
-            Location::Checkpoint(space),
-            ItemKind::Checkpoint,
-            true,
-        ));
+        items.push((ItemId(hash.0), Location::Checkpoint(space), true));
     }
     let covered: std::collections::HashSet<(SpaceId, [u8; 32])> =
         store.covered()?.into_iter().collect();
     for space in store.spaces()? {
         for hash in store.change_hashes(&space)? {
-            let hidden = covered.contains(&(space.clone(), hash));
-            items.push((
-                ItemId(hash),
-                Location::Change(space.clone()),
-                ItemKind::ListingChange,
-                !hidden,
-            ));
+            let offered = !covered.contains(&(space.clone(), hash));
+            items.push((ItemId(hash), Location::Change(space.clone()), offered));
         }
     }
     for (space, pool, bytes) in store.beacons()? {
         let id = ItemId(Hash::of(ingest::BEACON_ITEM, &bytes).0);
-        items.push((
-            id,
-            Location::Beacon(space, pool),
-            ItemKind::SeatBeacon,
-            true,
-        ));
+        items.push((id, Location::Beacon(space, pool), true));
     }
     for (space, hash, _) in store.verifications()? {
-        items.push((
-            ItemId(hash.0),
-            Location::Verification(space),
-            ItemKind::Verification,
-            true,
-        ));
+        items.push((ItemId(hash.0), Location::Verification(space), true));
     }
     for (_, bytes) in store.proposals()? {
         let id = ItemId(Hash::of(ingest::PROPOSAL_ITEM, &bytes).0);
-        items.push((id, Location::Proposal, ItemKind::Proposal, true));
+        items.push((id, Location::Proposal, true));
     }
     Ok(Scanned { items })
 }
@@ -545,7 +539,8 @@ impl Service {
     /// but the changes a kept checkpoint covers (kept for auditors, servable on request).
     fn take_scan(&mut self, scanned: Scanned) -> Vec<Item> {
         let mut new = Vec::new();
-        for (id, location, kind, offered) in scanned.items {
+        for (id, location, offered) in scanned.items {
+            let kind = location.kind();
             let beacon = match &location {
                 Location::Beacon(space, pool) => Some((space.clone(), pool.clone())),
                 _ => None,

@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_crdt_model::verify::{self, FactState, SignedVerification, Verification};
 use deskmesh_keys::invite::{parse_proposal_token, proposal_token, PROPOSAL_PREFIX};
-use deskmesh_keys::roster::{OpBody, SignedOp};
+use deskmesh_keys::roster::{OpBody, RosterState, SignedOp};
 use deskmesh_keys::{Hash, PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
@@ -299,10 +299,7 @@ impl Node {
             return Ok(out);
         };
         for (space, id, bytes) in stored {
-            let Ok(v) = SignedVerification::from_bytes(&bytes).and_then(|s| s.decode()) else {
-                continue;
-            };
-            if state.is_coordinator(&v.author) {
+            if let Some(v) = counting(state, &bytes) {
                 out.entry(space).or_default().push((id, v));
             }
         }
@@ -323,19 +320,28 @@ impl Node {
         &self,
         space: &SpaceId,
     ) -> anyhow::Result<Vec<(Hash, Verification)>> {
-        let mut all = Vec::new();
-        for (id, bytes) in self.store.space_verifications(space)? {
-            if let Ok(v) = SignedVerification::from_bytes(&bytes).and_then(|s| s.decode()) {
-                if self
-                    .roster_state()
-                    .is_some_and(|state| state.is_coordinator(&v.author))
-                {
-                    all.push((id, v));
-                }
-            }
+        let stored = self.store.space_verifications(space)?;
+        // No verification of the space needs no roster.
+        if stored.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(all)
+        let Some(state) = self.roster_state() else {
+            return Ok(Vec::new());
+        };
+        Ok(stored
+            .into_iter()
+            .filter_map(|(id, bytes)| counting(state, &bytes).map(|v| (id, v)))
+            .collect())
     }
+}
+
+/// The verification stored as `bytes` when it still counts under the roster's `state`: it reads back and
+/// its author is a coordinator now.
+fn counting(state: &RosterState, bytes: &[u8]) -> Option<Verification> {
+    SignedVerification::from_bytes(bytes)
+        .and_then(|s| s.decode())
+        .ok()
+        .filter(|v| state.is_coordinator(&v.author))
 }
 
 #[cfg(test)]
