@@ -222,6 +222,12 @@ impl SearchRow {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
     }
+
+    /// The listing's name folded for comparing: the directory's name order is this key, then the space
+    /// id ([`SearchIndex::name_key`]).
+    pub fn name_key(&self) -> &str {
+        &self.0.name_key
+    }
 }
 
 /// Values shared by every row with the same key, each slot freed when its last row goes: the opening

@@ -239,6 +239,43 @@ fn tui_attaches_to_a_running_node_notices_it_stop_and_reconnects() {
     tmux(&["send-keys", "-t", &session.0, "q"]);
 }
 
+/// With no daemon, the TUI draws the store's first screen while it starts a node of its own, then
+/// attaches to that node; quitting stops the node and frees the store.
+#[test]
+fn tui_without_a_daemon_draws_the_store_then_attaches_its_own_node() {
+    if !tmux_available() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipping: tmux is not installed");
+        return;
+    }
+    let node = TestNode::new();
+    node.ok(&["demo", "--setup-only"]);
+    // A whole list keeps the search rows the first screen is read from.
+    node.ok(&["spaces", "list"]);
+    let session = Session(format!("dm-start-{}", std::process::id()));
+    let script = format!(
+        "{} --home {} tui; echo TUI-EXIT=$?; sleep 30",
+        deskmesh_bin().display(),
+        node.home().display()
+    );
+    session.start(&script);
+    wait_screen(&session.0, "the directory from the TUI's own node", |s| {
+        s.contains("12 of 12 spaces") && s.contains("attached to daemon")
+    });
+    let log = std::fs::read_to_string(node.home().join("tui.log")).unwrap();
+    assert!(
+        log.contains("first screen while the node starts"),
+        "the TUI did not draw from the store first:\n{log}"
+    );
+    tmux(&["send-keys", "-t", &session.0, "q"]);
+    wait_screen(&session.0, "the TUI ending cleanly", |s| {
+        s.contains("TUI-EXIT=0")
+    });
+    // The node it started stopped with it: a command opens the store itself.
+    let status: serde_json::Value = serde_json::from_str(&node.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["running"], false, "{status}");
+}
+
 /// The names of the sample spaces.
 fn sample_names() -> Vec<String> {
     let sample: serde_json::Value =

@@ -214,6 +214,7 @@ pub fn status_of(s: &NodeStatus, stopped: bool) -> Status {
         online: !s.peers.is_empty(),
         attached_to_daemon: s.running,
         daemon_stopped: stopped,
+        starting: false,
         standing: s
             .standing
             .as_ref()
@@ -317,6 +318,130 @@ fn roster_entries(roster: Vec<deskmesh_core::audit::RosterOpAudit>) -> Vec<Roste
         .collect()
 }
 
+/// The UI on a node it starts itself: the store's first screen ([`deskmesh_core::Node::first_screen`])
+/// from the launch on, then, once the node answers, its attach ([`TuiClient`]), whose snapshot replaces
+/// the preview. Starting the node (libp2p, the sync engine's item set, the directory in memory) takes
+/// longer than drawing, so the member reads the directory meanwhile; edits are refused until it answers.
+pub struct Starting<H: Handle> {
+    /// The preview, until the UI asks for it.
+    first: Option<Snapshot>,
+    state: Start<H>,
+    /// Why the node could not start, until the UI asks ([`NodeApi::failed`]).
+    failed: Option<String>,
+    /// Where the started node logs, for a start that ends without a word.
+    log: std::path::PathBuf,
+}
+
+enum Start<H: Handle> {
+    /// The node is starting; its attach (or why it failed, in one sentence) arrives here.
+    Waiting(mpsc::Receiver<Result<TuiClient<H>, String>>),
+    Live(Box<TuiClient<H>>),
+    Failed,
+}
+
+impl<H: Handle> std::fmt::Debug for Starting<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            Start::Waiting(_) => "waiting",
+            Start::Live(_) => "live",
+            Start::Failed => "failed",
+        };
+        f.debug_struct("Starting")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an edit gets while the node starts.
+const STILL_STARTING: &str = "the node is still starting; try again in a moment";
+
+impl<H: Handle> Starting<H> {
+    /// `preview` (a node's status and first screen read from the store) until `started` brings the
+    /// attached node, or why it could not start.
+    /// `log` is where the node logs.
+    pub fn new(
+        preview: view::Snapshot,
+        started: mpsc::Receiver<Result<TuiClient<H>, String>>,
+        log: &std::path::Path,
+    ) -> Self {
+        let mut first = snapshot_of(preview);
+        first.status.starting = true;
+        Self {
+            first: Some(first),
+            state: Start::Waiting(started),
+            failed: None,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Whether the started node is attached.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, Start::Live(_))
+    }
+
+    fn live(&mut self) -> Result<&mut TuiClient<H>, String> {
+        match &mut self.state {
+            Start::Live(client) => Ok(client),
+            Start::Waiting(_) => Err(STILL_STARTING.into()),
+            Start::Failed => Err("the node could not start".into()),
+        }
+    }
+}
+
+impl<H: Handle> NodeApi for Starting<H> {
+    fn snapshot(&mut self) -> Result<Snapshot, String> {
+        if let Some(first) = self.first.take() {
+            return Ok(first);
+        }
+        self.live()?.snapshot()
+    }
+
+    fn poll(&mut self) -> Option<Update> {
+        let started = match &mut self.state {
+            Start::Live(client) => return client.poll(),
+            Start::Failed => return None,
+            Start::Waiting(started) => match started.try_recv() {
+                Ok(started) => started,
+                Err(mpsc::TryRecvError::Empty) => return None,
+                Err(mpsc::TryRecvError::Disconnected) => Err(format!(
+                    "the node stopped while starting; see {}",
+                    self.log.display()
+                )),
+            },
+        };
+        let attached = started.and_then(|mut client| {
+            let first = client.snapshot()?;
+            Ok((client, first))
+        });
+        match attached {
+            Ok((client, first)) => {
+                self.state = Start::Live(Box::new(client));
+                Some(Update::Snapshot(Box::new(first)))
+            }
+            Err(why) => {
+                self.state = Start::Failed;
+                self.failed = Some(why);
+                None
+            }
+        }
+    }
+
+    fn set_seats(&mut self, pool: &str, availability: Availability) -> Result<(), String> {
+        self.live()?.set_seats(pool, availability)
+    }
+
+    fn edit_listing(&mut self, listing: Listing) -> Result<(), String> {
+        self.live()?.edit_listing(listing)
+    }
+
+    fn failed(&mut self) -> Option<String> {
+        match &mut self.state {
+            Start::Live(client) => client.failed(),
+            _ => self.failed.take(),
+        }
+    }
+}
+
 /// The UI attached to the daemon answering on `socket`, with reloads fetched over a connection of their
 /// own; `Ok(None)` when no daemon answers.
 pub fn attach(
@@ -377,5 +502,100 @@ mod tests {
             assert_eq!(shown.status, "refused");
             assert!(shown.from.as_deref() == Some("bundle"), "{shown:?}");
         }
+    }
+
+    fn coordinator() -> Local {
+        let config = NodeConfig {
+            name: "coordinator".into(),
+            listen_port: 0,
+            location: None,
+        };
+        let node =
+            Node::with_store(DeviceKey::generate(), config, Arc::new(MemoryStore::new())).unwrap();
+        let mut handle = Local::new(node);
+        handle.alliance_create("Start Alliance".into(), 1).unwrap();
+        handle
+    }
+
+    /// A TUI that starts its node shows the preview at once, says it is starting, refuses edits until the
+    /// node answers, then takes the attach's snapshot in place of the preview and goes on live.
+    #[test]
+    fn a_starting_node_shows_the_preview_then_the_attach() {
+        let mut handle = coordinator();
+        let status = handle.status().unwrap();
+        let mut preview = view::Snapshot {
+            status: *status,
+            spaces: Vec::new(),
+            roster: Vec::new(),
+            findings: Vec::new(),
+            following: 7,
+        };
+        preview.status.node_name = "preview".into();
+        let (tell, started) = mpsc::channel();
+        let mut ui = Starting::new(preview, started, std::path::Path::new("tui.log"));
+        let first = ui.snapshot().unwrap();
+        assert!(first.status.starting && !first.status.attached_to_daemon);
+        assert_eq!(
+            (first.status.node_name.as_str(), first.following),
+            ("preview", 7)
+        );
+        assert!(ui.poll().is_none());
+        assert_eq!(ui.failed(), None);
+        assert_eq!(
+            ui.set_seats("desks", Availability::Few),
+            Err(STILL_STARTING.to_string())
+        );
+        assert!(!ui.is_live());
+
+        tell.send(Ok(TuiClient::new(handle, None).unwrap()))
+            .unwrap();
+        let Some(Update::Snapshot(live)) = ui.poll() else {
+            panic!("the attach did not replace the preview");
+        };
+        assert!(ui.is_live());
+        assert!(!live.status.starting);
+        assert_eq!(live.status.node_name, "coordinator");
+        assert_eq!(live.following, 0);
+        assert_eq!(ui.failed(), None);
+        // Live, edits reach the node: this one has no space of its own, and says so.
+        let refused = ui.set_seats("desks", Availability::Few).unwrap_err();
+        assert_ne!(refused, STILL_STARTING);
+    }
+
+    /// A node that fails to start closes the TUI with its sentence, once; a start that ends without an
+    /// answer says so too.
+    #[test]
+    fn a_node_that_cannot_start_ends_the_tui_with_why() {
+        let mut handle = coordinator();
+        let status = *handle.status().unwrap();
+        let preview = |status: NodeStatus| view::Snapshot {
+            status,
+            spaces: Vec::new(),
+            roster: Vec::new(),
+            findings: Vec::new(),
+            following: 0,
+        };
+        let (tell, started) = mpsc::channel::<Result<TuiClient<Local>, String>>();
+        let mut ui = Starting::new(
+            preview(status.clone()),
+            started,
+            std::path::Path::new("tui.log"),
+        );
+        ui.snapshot().unwrap();
+        tell.send(Err("the store is locked by another program".into()))
+            .unwrap();
+        assert!(ui.poll().is_none());
+        assert_eq!(
+            ui.failed().as_deref(),
+            Some("the store is locked by another program")
+        );
+        assert_eq!(ui.failed(), None);
+        assert!(ui.set_seats("desks", Availability::Few).is_err());
+
+        let (tell, started) = mpsc::channel::<Result<TuiClient<Local>, String>>();
+        let mut ui = Starting::new(preview(status), started, std::path::Path::new("tui.log"));
+        drop(tell);
+        assert!(ui.poll().is_none());
+        assert!(ui.failed().unwrap().contains("stopped while starting"));
     }
 }

@@ -252,6 +252,7 @@ pub fn status(my_space: Option<SpaceId>, now: DateTime<Utc>) -> Status {
         online: true,
         attached_to_daemon: true,
         daemon_stopped: false,
+        starting: false,
         standing: None,
     }
 }

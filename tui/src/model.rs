@@ -27,6 +27,11 @@ pub trait NodeApi {
     fn set_seats(&mut self, pool: &str, availability: Availability) -> Result<(), String>;
     /// Validate, sign and store a new version of this node's own listing.
     fn edit_listing(&mut self, listing: Listing) -> Result<(), String>;
+    /// One sentence when the node behind this API cannot go on (the node the TUI started failed to
+    /// start): the TUI then closes and reports it. Asked after every turn's updates; never blocks.
+    fn failed(&mut self) -> Option<String> {
+        None
+    }
 }
 
 impl<T: NodeApi + ?Sized> NodeApi for &mut T {
@@ -42,6 +47,9 @@ impl<T: NodeApi + ?Sized> NodeApi for &mut T {
     fn edit_listing(&mut self, listing: Listing) -> Result<(), String> {
         (**self).edit_listing(listing)
     }
+    fn failed(&mut self) -> Option<String> {
+        (**self).failed()
+    }
 }
 
 impl<T: NodeApi + ?Sized> NodeApi for Box<T> {
@@ -56,6 +64,9 @@ impl<T: NodeApi + ?Sized> NodeApi for Box<T> {
     }
     fn edit_listing(&mut self, listing: Listing) -> Result<(), String> {
         (**self).edit_listing(listing)
+    }
+    fn failed(&mut self) -> Option<String> {
+        (**self).failed()
     }
 }
 
@@ -98,6 +109,9 @@ pub struct Status {
     pub attached_to_daemon: bool,
     /// The daemon the TUI was attached to stopped; what is shown is as it last was, until it is back.
     pub daemon_stopped: bool,
+    /// The TUI started a node of its own and shows the store's first screen until that node answers
+    /// (then a snapshot replaces everything, and this is false).
+    pub starting: bool,
     /// Set when this node lost its place: one sentence saying its space was revoked (and why) or its key
     /// removed.
     pub standing: Option<String>,

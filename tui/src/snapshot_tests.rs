@@ -386,3 +386,25 @@ fn status_bar_counts_relayed_peers() {
         "{screen}"
     );
 }
+
+/// A TUI whose own node is still starting: the status bar says so (not OFFLINE, no peer count), and the
+/// audit view says its findings come once the node has started instead of "none".
+#[test]
+fn starting_the_node() {
+    let starting = |a: &mut App| {
+        let status = crate::model::Status {
+            starting: true,
+            online: false,
+            peers: 0,
+            attached_to_daemon: false,
+            last_sync: None,
+            ..a.status().clone()
+        };
+        a.update(Update::Status(status));
+    };
+    check("starting", |a, _| starting(a));
+    check("starting_audit", |a, n| {
+        starting(a);
+        press(a, n, key(KeyCode::Char('a')));
+    });
+}

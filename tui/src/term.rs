@@ -41,6 +41,9 @@ pub enum TuiError {
     Draw(String),
     #[error("could not load the directory: {0}")]
     Load(String),
+    /// The node behind the TUI cannot go on ([`NodeApi::failed`]).
+    #[error("{0}")]
+    Node(String),
 }
 
 /// Where terminal events come from; crossterm in real use, a script in tests.
@@ -186,6 +189,9 @@ pub fn run<B: Backend>(
             let Some(update) = node.poll() else { break };
             app.update(update);
             dirty = true;
+        }
+        if let Some(why) = node.failed() {
+            return Err(TuiError::Node(why));
         }
         if last_tick.elapsed() >= TICK {
             if let Some(command) = app.tick(clock()) {

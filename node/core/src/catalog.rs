@@ -497,13 +497,16 @@ mod tests {
                 ..Query::default()
             },
         ];
-        // Never read whole, the store's rows are not complete yet: the directory is read.
+        // Never read whole, the store's rows are not complete yet: the directory is read, and there is
+        // no first screen without it.
         let before = fresh(&coordinator);
         assert!(before
             .store
             .search_rows(SearchRow::FORMAT)
             .unwrap()
             .is_none());
+        let status = before.status().unwrap();
+        assert_eq!(before.first_screen(status, 10).unwrap(), None);
         before.directory(&queries[0], now()).unwrap();
         assert!(before.catalog_built());
         // That first whole read kept them.
@@ -537,6 +540,20 @@ mod tests {
             assert!(
                 !lazy.roster_loaded(),
                 "the narrow queries loaded the roster"
+            );
+            // A TUI's first screen from the rows is the attach's first page, space for space (the
+            // verified fact and its verifier's name included); the findings come with the attach.
+            for first in [0, 2, 10] {
+                let status = lazy.status().unwrap();
+                let head = coordinator.snapshot_head(status.clone(), first).unwrap();
+                let screen = lazy.first_screen(status, first).unwrap().unwrap();
+                assert_eq!(screen.spaces, head.snapshot.spaces, "first {first}");
+                assert_eq!(screen.following, head.snapshot.following, "first {first}");
+                assert!(screen.findings.is_empty() && screen.roster.is_empty());
+            }
+            assert!(
+                !lazy.roster_loaded() && !lazy.catalog_built(),
+                "the first screen loaded the roster or the directory"
             );
             held
         };

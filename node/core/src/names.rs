@@ -19,9 +19,14 @@ pub struct KeyName {
 impl KeyName {
     /// Names `key` by what the roster says of it now.
     pub fn of(roster: Option<&Roster>, key: &PublicKey) -> KeyName {
+        Self::in_state(roster.map(Roster::state), key)
+    }
+
+    /// Names `key` by the roster's `state` at its heads (`None` outside an alliance).
+    pub fn in_state(state: Option<&RosterState>, key: &PublicKey) -> KeyName {
         KeyName {
             key: *key,
-            name: name(roster, key),
+            name: name(state, key),
         }
     }
 
@@ -31,11 +36,10 @@ impl KeyName {
     }
 }
 
-fn name(roster: Option<&Roster>, key: &PublicKey) -> String {
-    let Some(roster) = roster else {
+fn name(state: Option<&RosterState>, key: &PublicKey) -> String {
+    let Some(state) = state else {
         return OUTSIDE.into();
     };
-    let state = roster.state();
     describe(
         state.is_coordinator(key),
         state.spaces.values().find(|s| s.devices.contains_key(key)),

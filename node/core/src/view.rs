@@ -316,6 +316,66 @@ impl Node {
         })
     }
 
+    /// [`Node::snapshot_head`] without the directory in memory, for a front end starting its own node:
+    /// the first `first` spaces in name order found from the search rows the store keeps, reading only
+    /// their entries and beacons, so a TUI draws its first screen while the node starts. The findings are
+    /// left out (they need the roster's stored signatures checked) and so is the roster log: the live
+    /// attach that follows brings both. `None` when the rows are not complete (the first whole read of
+    /// the directory writes them) or the directory is already in memory.
+    pub fn first_screen(
+        &self,
+        status: NodeStatus,
+        first: usize,
+    ) -> anyhow::Result<Option<Snapshot>> {
+        if self.catalog_in_memory() {
+            return Ok(None);
+        }
+        let Some(stored) = self
+            .store
+            .search_rows(deskmesh_crdt_model::query::SearchRow::FORMAT)?
+        else {
+            return Ok(None);
+        };
+        let mut order = Vec::with_capacity(stored.len());
+        for (space, bytes) in stored {
+            let Ok(row) = deskmesh_crdt_model::query::SearchRow::from_bytes(&bytes) else {
+                tracing::warn!(space = %space, "a stored search row does not read back; no first screen from the rows");
+                return Ok(None);
+            };
+            order.push((row.name_key().to_string(), space));
+        }
+        // The order of `spaces_page`: the folded name, then the space id.
+        let total = order.len();
+        let take = first.min(total);
+        if take < total {
+            order.select_nth_unstable(take);
+            order.truncate(take);
+        }
+        order.sort_unstable();
+        let names = std::cell::OnceCell::new();
+        let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
+        let mut spaces = Vec::with_capacity(take);
+        for (_, space) in &order {
+            let Some(hit) = self.read_hit(space)? else {
+                continue;
+            };
+            let verified = self.space_verifications(space)?;
+            let facts = if verified.is_empty() {
+                Vec::new()
+            } else {
+                deskmesh_crdt_model::verify::fact_states(&hit.entry.listing, &verified)
+            };
+            spaces.push(self.state_with(&hit.entry, &hit.beacons, facts, &|k| names().of(k))?);
+        }
+        Ok(Some(Snapshot {
+            status,
+            spaces,
+            roster: Vec::new(),
+            findings: Vec::new(),
+            following: total - take,
+        }))
+    }
+
     /// One space as a front end shows it; `None` while it has no valid listing.
     pub fn space_state(&self, space: &SpaceId) -> anyhow::Result<Option<SpaceState>> {
         let catalog = self.catalog()?;
@@ -336,9 +396,19 @@ impl Node {
         facts: Vec<deskmesh_crdt_model::verify::FactState>,
         name: &dyn Fn(&PublicKey) -> KeyName,
     ) -> anyhow::Result<SpaceState> {
+        self.state_with(entry, catalog.beacons(&entry.space), facts, name)
+    }
+
+    /// `entry` with `beacons` (the newest of each of its pools) as a front end shows it.
+    fn state_with(
+        &self,
+        entry: &crate::node::IndexEntry,
+        beacons: &[SeatBeacon],
+        facts: Vec<deskmesh_crdt_model::verify::FactState>,
+        name: &dyn Fn(&PublicKey) -> KeyName,
+    ) -> anyhow::Result<SpaceState> {
         let listing = &entry.listing;
-        let pools = catalog
-            .beacons(&entry.space)
+        let pools = beacons
             .iter()
             .filter(|b| listing.seat_pools.iter().any(|p| p.id == b.pool))
             .map(PoolState::from)
@@ -355,12 +425,17 @@ impl Node {
 
     /// The rejected or waiting changes of one space, from its index alone (cheap enough for every event).
     fn rejections(&self, space: &SpaceId) -> anyhow::Result<Vec<Finding>> {
-        let roster = self.roster();
-        let space_name = roster
-            .and_then(|r| r.state().spaces.get(space))
-            .map(|e| e.name.clone());
         let mut out = Vec::new();
-        for (hash, reason) in self.store.space_rejections(space)? {
+        let rejections = self.store.space_rejections(space)?;
+        if rejections.is_empty() {
+            return Ok(out);
+        }
+        // The state at the heads names them: a node opened to read has it without loading the roster.
+        let state = self.roster_state();
+        let space_name = state
+            .and_then(|s| s.spaces.get(space))
+            .map(|e| e.name.clone());
+        for (hash, reason) in rejections {
             let r: RejectionRecord = serde_json::from_slice(&reason)?;
             let (status, reason) = match r.reason.strip_prefix(PENDING_PREFIX) {
                 Some(rest) => (FindingStatus::Pending, rest.to_string()),
@@ -372,7 +447,7 @@ impl Node {
                 space: Some(space.clone()),
                 space_name: space_name.clone(),
                 item: Some(hex(&hash)),
-                author: r.author.as_ref().map(|k| KeyName::of(roster, k)),
+                author: r.author.as_ref().map(|k| KeyName::in_state(state, k)),
                 peer: None,
                 source: None,
                 reason,

@@ -1215,14 +1215,17 @@ fn attach(a: &CliArgs, now: DateTime<Utc>) -> anyhow::Result<()> {
         row("with a daemon running: first full screen", &samples[0]);
         row("with a daemon running: every space loaded", &samples[1]);
         drop(daemon);
-        let wants = [" loading · ", all.as_str()];
+        // Without a daemon the first screen comes from the store while the TUI's own node starts; the
+        // status bar says "attached to daemon" once that node answers.
+        let wants = [" loading · ", "attached to daemon", all.as_str()];
         match tmux_launches(&bin, home, now, runs.min(5), &wants, width, height) {
             Ok(samples) => {
                 row(
                     "no daemon (the TUI starts its own node): first full screen",
                     &samples[0],
                 );
-                row("no daemon: every space loaded", &samples[1]);
+                row("no daemon: attached to its own node", &samples[1]);
+                row("no daemon: every space loaded", &samples[2]);
             }
             Err(e) => value(
                 "no daemon (the TUI starts its own node)",

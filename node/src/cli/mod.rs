@@ -1316,15 +1316,25 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
         deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock)?;
         return Ok(());
     }
-    drop(node);
     mesh::embedded::log_to_file(&home.root().join("tui.log"))?;
-    let mut embedded = mesh::embedded::Embedded::new()?;
+    // The first screen from the search rows the store keeps, drawn while the node starts (a whole node
+    // takes about half a second at 10,000 spaces); `None` before the rows are kept.
+    let preview = node
+        .status()
+        .and_then(|status| node.first_screen(status, crate::tui_client::FIRST_SCREEN))
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "no first screen from the store; waiting for the node");
+            None
+        });
+    drop(node);
     let name = home.read_config()?.name;
+    if let Some(preview) = preview {
+        return tui_while_starting(home, name, preview, theme, mdns);
+    }
+    let mut embedded = mesh::embedded::Embedded::new()?;
     if let Err(e) = embedded.start(&name, home, Vec::new(), Vec::new(), mdns) {
         embedded.stop();
-        return Err(
-            e.context("use `deskmesh tui --offline` to browse the local store without the mesh")
-        );
+        return Err(could_not_start(e));
     }
     let result = match crate::tui_client::attach(&home.socket_path()) {
         Ok(Some(mut api)) => {
@@ -1337,6 +1347,72 @@ fn tui(home: &Home, offline: bool, mdns: bool) -> anyhow::Result<()> {
     };
     embedded.stop();
     result
+}
+
+/// Why the TUI's own node did not start, then what to do instead, in one line.
+fn could_not_start(e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{e:#}; use `deskmesh tui --offline` to browse the local store without the mesh"
+    )
+}
+
+/// `deskmesh tui` with no daemon: `preview` on screen at once while a thread starts the node in this
+/// process and attaches to it; the attach then replaces the preview ([`crate::tui_client::Starting`]).
+fn tui_while_starting(
+    home: &Home,
+    name: String,
+    preview: deskmesh_core::view::Snapshot,
+    theme: deskmesh_tui::Theme,
+    mdns: bool,
+) -> anyhow::Result<()> {
+    tracing::info!(
+        spaces = preview.spaces.len(),
+        following = preview.following,
+        "the TUI shows the store's first screen while the node starts"
+    );
+    let (tell, started) = std::sync::mpsc::channel();
+    let socket = home.socket_path();
+    let node_home = home.clone();
+    let log = home.root().join("tui.log");
+    // Set when the UI has quit: a node that started after that is not attached to, only stopped.
+    let quit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let quit_seen = quit.clone();
+    let starter = std::thread::Builder::new()
+        .name("deskmesh-tui-start".into())
+        .spawn(move || {
+            let mut embedded = None;
+            let attached = (|| -> anyhow::Result<_> {
+                let node = embedded.insert(mesh::embedded::Embedded::new()?);
+                node.start(&name, &node_home, Vec::new(), Vec::new(), mdns)
+                    .map_err(could_not_start)?;
+                if quit_seen.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                crate::tui_client::attach(&socket)?
+                    .map(Some)
+                    .ok_or_else(|| anyhow::anyhow!("the node stopped before the TUI could attach"))
+            })();
+            // The UI may have quit already: then the attach is dropped here.
+            if let Some(attached) = attached.map_err(|e| format!("{e:#}")).transpose() {
+                let _ = tell.send(attached);
+            }
+            embedded
+        })
+        .context("cannot start a thread to start the node")?;
+    let mut api = crate::tui_client::Starting::new(preview, started, &log);
+    let result = deskmesh_tui::run_in_terminal(&mut api, theme, &mut clock);
+    drop(api);
+    quit.store(true, std::sync::atomic::Ordering::SeqCst);
+    // A TUI that quit at once waits here for the start to end, then stops the node.
+    if !starter.is_finished() {
+        output::hint_line("stopping the node this TUI started…");
+    }
+    match starter.join() {
+        Ok(Some(embedded)) => embedded.stop(),
+        Ok(None) => {}
+        Err(_) => tracing::error!("the thread starting the node panicked"),
+    }
+    result.map_err(Into::into)
 }
 
 fn demo(

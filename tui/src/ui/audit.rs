@@ -135,7 +135,10 @@ fn listing_lines(app: &App, width: usize) -> Vec<Line<'static>> {
         format!("Findings ({})", app.findings.len()),
         t.header(),
     )];
-    if app.findings.is_empty() {
+    if app.status.starting {
+        // The preview carries no findings: they need the roster's signatures checked.
+        out.push(Line::styled("  checked once the node has started", t.dim()));
+    } else if app.findings.is_empty() {
         out.push(Line::styled(
             "  none: every signature verifies and nothing was refused",
             t.good(),

@@ -253,7 +253,8 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
         spans.push(Span::styled(format!(" {standing} "), t.offline()));
         spans.push(sep());
     }
-    if !s.online {
+    // A node starting has no peers yet: that is not being offline.
+    if !s.online && !s.starting {
         spans.push(Span::styled(" OFFLINE ", t.offline()));
     }
     spans.push(Span::styled(
@@ -263,6 +264,13 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
     spans.push(sep());
     spans.push(Span::styled(format!("node {}", s.node_name), t.bar()));
     spans.push(sep());
+    if s.starting {
+        // Peers and the last sync are the node's to say once it answers.
+        spans.push(Span::styled("starting the node", t.bar()));
+        spans.push(Span::styled(" ".repeat(usize::from(area.width)), t.bar()));
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        return;
+    }
     let mut peers = match s.peers {
         1 => "1 peer".to_string(),
         n => format!("{n} peers"),

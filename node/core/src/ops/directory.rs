@@ -291,7 +291,7 @@ impl Node {
 
     /// One space's stored entry (`None` when it has none, or its listing does not read back) and the
     /// newest beacon of each of its pools.
-    fn read_hit(&self, space: &SpaceId) -> anyhow::Result<Option<Hit>> {
+    pub(crate) fn read_hit(&self, space: &SpaceId) -> anyhow::Result<Option<Hit>> {
         let Some(bytes) = self.store.entry(space)? else {
             return Ok(None);
         };
@@ -346,9 +346,9 @@ impl Node {
 pub const FEW_HITS: usize = 3000;
 
 /// A hit's entry and the newest beacon of each of its pools, read from the store.
-struct Hit {
-    entry: IndexEntry,
-    beacons: Vec<SeatBeacon>,
+pub(crate) struct Hit {
+    pub(crate) entry: IndexEntry,
+    pub(crate) beacons: Vec<SeatBeacon>,
 }
 
 /// Where distances are measured from: a `near_city` becomes a distance sort from the middle of its

@@ -1101,7 +1101,10 @@ impl SegmentAccountant {
         // pool thread may itself be waiting for that mutex in
         // `sa_stabilize`, which left the truncation queued behind them
         // forever (spacejam/sled#1412).
-        std::thread::Builder::new()
+        // When no thread can be made (a process or memory limit), the
+        // truncation runs here instead, which needs no lock either.
+        let file = config.file.clone();
+        let spawned = std::thread::Builder::new()
             .name("sled-truncate".to_string())
             .spawn(move || {
                 debug!("truncating file to length {}", at);
@@ -1111,7 +1114,24 @@ impl SegmentAccountant {
                     .and_then(|_| config.file.sync_all())
                     .map_err(|e| e.into());
                 completer.fill(res);
-            })?;
+            });
+        let promise = match spawned {
+            Ok(_) => promise,
+            Err(e) => {
+                warn!(
+                    "cannot start a thread to truncate the file ({}); \
+                     truncating it inline",
+                    e
+                );
+                let (completer, promise) = OneShot::pair();
+                completer.fill(
+                    file.set_len(at)
+                        .and_then(|_| file.sync_all())
+                        .map_err(|e| e.into()),
+                );
+                promise
+            }
+        };
 
         if self.async_truncations.insert(at, promise).is_some() {
             panic!(
