@@ -283,6 +283,12 @@ async fn stream_events(
                         pages = None;
                         event_line(&Event::Roster(roster))?
                     }
+                    Err(_) => {
+                        // The event loop dropped the question unanswered: the node is stopping, and the
+                        // front end hears of it when the connection closes.
+                        tracing::debug!("the node stopped while an attached front end was paging");
+                        return Ok(());
+                    }
                     other => {
                         // The node could not read a page: the client fetches a whole snapshot instead.
                         tracing::warn!(answer = ?other.map(|r| r.map(|_| ())), "cannot read the next page of the directory for an attached front end");

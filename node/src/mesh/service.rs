@@ -8,7 +8,7 @@
 //! circuits and hole punches) and the per-space change budget of [`super::limits`]: a listing change over
 //! it is not stored and its gossip message is ignored, not rejected, since an honest peer may relay a burst.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -322,6 +322,8 @@ struct Service {
     book: PeerBook,
     /// Bootstrap addresses without a peer id being dialled, by connection.
     bare_dials: HashMap<ConnectionId, Multiaddr>,
+    /// Peers whose last dial failed because its local port was taken: the next dial takes a new port.
+    new_port: HashSet<PeerId>,
     /// Items strangers may still be served.
     budgets: HashMap<PeerId, Budget>,
     /// Peers whose proof may still come, with the sync messages they sent meanwhile.
@@ -502,6 +504,7 @@ impl Service {
             create_op: Vec::new(),
             book: PeerBook::load(None).0,
             bare_dials: HashMap::new(),
+            new_port: HashSet::new(),
             budgets: HashMap::new(),
             unsettled: HashMap::new(),
             ping_failures: HashMap::new(),
@@ -605,8 +608,12 @@ impl Service {
                     }
                     let opts = DialOpts::peer_id(peer)
                         .addresses(addrs)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
+                        .condition(PeerCondition::DisconnectedAndNotDialing);
+                    let opts = if self.new_port.remove(&peer) {
+                        opts.allocate_new_port().build()
+                    } else {
+                        opts.build()
+                    };
                     if let Err(e) = self.swarm.dial(opts) {
                         tracing::debug!(peer = %peer, error = %e, "cannot dial a known peer");
                         self.book.dial_failed(&peer, now);
@@ -803,6 +810,9 @@ impl Service {
                 }
                 if let Some(peer) = peer_id {
                     self.book.dial_failed(&peer, now);
+                    if port_taken(&error) {
+                        self.new_port.insert(peer);
+                    }
                 }
                 tracing::debug!(peer = ?peer_id, error = %error, "dial failed");
             }
@@ -2124,4 +2134,72 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Whether a dial failed because its local port was taken. Dials reuse the listening port (so peers
+/// behind a NAT see one address); two dials to the same address at once, or a connection to it still in
+/// TIME_WAIT, make the kernel refuse that port with "Address already in use" for up to a minute, and
+/// every retry from the same port fails the same way. The next dial then takes a new port.
+fn port_taken(error: &libp2p::swarm::DialError) -> bool {
+    let libp2p::swarm::DialError::Transport(attempts) = error else {
+        return false;
+    };
+    attempts.iter().any(|(_, e)| {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = next {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::AddrInUse {
+                    return true;
+                }
+                if let Some(inner) = io.get_ref() {
+                    next = Some(inner);
+                    continue;
+                }
+            }
+            next = err.source();
+        }
+        false
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use libp2p::core::transport::TransportError;
+    use libp2p::swarm::DialError;
+
+    use super::port_taken;
+
+    fn failed(errors: Vec<io::Error>) -> DialError {
+        DialError::Transport(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let addr: libp2p::Multiaddr = "/ip4/127.0.0.1/tcp/4001"
+                        .parse()
+                        .unwrap_or_else(|_| unreachable!());
+                    (addr, TransportError::Other(e))
+                })
+                .collect(),
+        )
+    }
+
+    /// A dial refused its local port is told apart from every other failure, however deep the transport
+    /// wrapped the kernel's error.
+    #[test]
+    fn a_taken_port_is_told_from_other_dial_failures() {
+        let taken = || io::Error::from(io::ErrorKind::AddrInUse);
+        assert!(port_taken(&failed(vec![taken()])));
+        assert!(port_taken(&failed(vec![io::Error::other(taken())])));
+        assert!(port_taken(&failed(vec![
+            io::Error::from(io::ErrorKind::ConnectionRefused),
+            io::Error::other(io::Error::other(taken())),
+        ])));
+        assert!(!port_taken(&failed(vec![io::Error::from(
+            io::ErrorKind::ConnectionRefused
+        )])));
+        assert!(!port_taken(&failed(Vec::new())));
+        assert!(!port_taken(&DialError::Aborted));
+    }
 }
