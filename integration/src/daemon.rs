@@ -52,10 +52,20 @@ pub fn logs(nodes: &[&TestNode]) -> String {
 }
 
 /// Polls `check` until it returns true; panics with `what` and the logs after [`DEADLINE`].
-pub fn wait_until(what: &str, nodes: &[&TestNode], mut check: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, nodes: &[&TestNode], check: impl FnMut() -> bool) {
+    wait_until_within(what, DEADLINE, nodes, check);
+}
+
+/// [`wait_until`] with a deadline of its own, for what the mesh only promises within a longer bound.
+pub fn wait_until_within(
+    what: &str,
+    deadline: Duration,
+    nodes: &[&TestNode],
+    mut check: impl FnMut() -> bool,
+) {
     let start = Instant::now();
     while !check() {
-        if start.elapsed() > DEADLINE {
+        if start.elapsed() > deadline {
             panic!("timed out waiting until {what}{}", logs(nodes));
         }
         std::thread::sleep(POLL);
