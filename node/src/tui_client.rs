@@ -326,8 +326,6 @@ pub struct Starting<H: Handle> {
     /// The preview, until the UI asks for it.
     first: Option<Snapshot>,
     state: Start<H>,
-    /// Why the node could not start, until the UI asks ([`NodeApi::failed`]).
-    failed: Option<String>,
     /// Where the started node logs, for a start that ends without a word.
     log: std::path::PathBuf,
 }
@@ -336,7 +334,8 @@ enum Start<H: Handle> {
     /// The node is starting; its attach (or why it failed, in one sentence) arrives here.
     Waiting(mpsc::Receiver<Result<TuiClient<H>, String>>),
     Live(Box<TuiClient<H>>),
-    Failed,
+    /// The node could not start: why, until the UI asks ([`NodeApi::failed`]).
+    Failed(Option<String>),
 }
 
 impl<H: Handle> std::fmt::Debug for Starting<H> {
@@ -344,7 +343,7 @@ impl<H: Handle> std::fmt::Debug for Starting<H> {
         let state = match &self.state {
             Start::Waiting(_) => "waiting",
             Start::Live(_) => "live",
-            Start::Failed => "failed",
+            Start::Failed(_) => "failed",
         };
         f.debug_struct("Starting")
             .field("state", &state)
@@ -369,7 +368,6 @@ impl<H: Handle> Starting<H> {
         Self {
             first: Some(first),
             state: Start::Waiting(started),
-            failed: None,
             log: log.to_path_buf(),
         }
     }
@@ -383,7 +381,7 @@ impl<H: Handle> Starting<H> {
         match &mut self.state {
             Start::Live(client) => Ok(client),
             Start::Waiting(_) => Err(STILL_STARTING.into()),
-            Start::Failed => Err("the node could not start".into()),
+            Start::Failed(_) => Err("the node could not start".into()),
         }
     }
 }
@@ -399,7 +397,7 @@ impl<H: Handle> NodeApi for Starting<H> {
     fn poll(&mut self) -> Option<Update> {
         let started = match &mut self.state {
             Start::Live(client) => return client.poll(),
-            Start::Failed => return None,
+            Start::Failed(_) => return None,
             Start::Waiting(started) => match started.try_recv() {
                 Ok(started) => started,
                 Err(mpsc::TryRecvError::Empty) => return None,
@@ -419,8 +417,7 @@ impl<H: Handle> NodeApi for Starting<H> {
                 Some(Update::Snapshot(Box::new(first)))
             }
             Err(why) => {
-                self.state = Start::Failed;
-                self.failed = Some(why);
+                self.state = Start::Failed(Some(why));
                 None
             }
         }
@@ -437,7 +434,8 @@ impl<H: Handle> NodeApi for Starting<H> {
     fn failed(&mut self) -> Option<String> {
         match &mut self.state {
             Start::Live(client) => client.failed(),
-            _ => self.failed.take(),
+            Start::Failed(why) => why.take(),
+            Start::Waiting(_) => None,
         }
     }
 }
@@ -477,15 +475,7 @@ mod tests {
     /// (the TUI once showed "Rejected changes (0)" where the audit listed a refused change).
     #[test]
     fn the_tui_shows_the_audits_findings_item_for_item() {
-        let config = NodeConfig {
-            name: "coordinator".into(),
-            listen_port: 0,
-            location: None,
-        };
-        let node =
-            Node::with_store(DeviceKey::generate(), config, Arc::new(MemoryStore::new())).unwrap();
-        let mut handle = Local::new(node);
-        handle.alliance_create("Audit Alliance".into(), 1).unwrap();
+        let mut handle = coordinator("Audit Alliance");
         let report = handle
             .import_items(vec![
                 SignedItem::new(ItemKind::ListingChange, vec![1; 40]),
@@ -504,7 +494,8 @@ mod tests {
         }
     }
 
-    fn coordinator() -> Local {
+    /// An in-process coordinator of a new alliance named `alliance`.
+    fn coordinator(alliance: &str) -> Local {
         let config = NodeConfig {
             name: "coordinator".into(),
             listen_port: 0,
@@ -513,26 +504,30 @@ mod tests {
         let node =
             Node::with_store(DeviceKey::generate(), config, Arc::new(MemoryStore::new())).unwrap();
         let mut handle = Local::new(node);
-        handle.alliance_create("Start Alliance".into(), 1).unwrap();
+        handle.alliance_create(alliance.into(), 1).unwrap();
         handle
+    }
+
+    /// A preview of no spaces with `following` still to come.
+    fn preview(status: NodeStatus, following: usize) -> view::Snapshot {
+        view::Snapshot {
+            status,
+            spaces: Vec::new(),
+            roster: Vec::new(),
+            findings: Vec::new(),
+            following,
+        }
     }
 
     /// A TUI that starts its node shows the preview at once, says it is starting, refuses edits until the
     /// node answers, then takes the attach's snapshot in place of the preview and goes on live.
     #[test]
     fn a_starting_node_shows_the_preview_then_the_attach() {
-        let mut handle = coordinator();
-        let status = handle.status().unwrap();
-        let mut preview = view::Snapshot {
-            status: *status,
-            spaces: Vec::new(),
-            roster: Vec::new(),
-            findings: Vec::new(),
-            following: 7,
-        };
-        preview.status.node_name = "preview".into();
+        let mut handle = coordinator("Start Alliance");
+        let mut shown = preview(*handle.status().unwrap(), 7);
+        shown.status.node_name = "preview".into();
         let (tell, started) = mpsc::channel();
-        let mut ui = Starting::new(preview, started, std::path::Path::new("tui.log"));
+        let mut ui = Starting::new(shown, started, std::path::Path::new("tui.log"));
         let first = ui.snapshot().unwrap();
         assert!(first.status.starting && !first.status.attached_to_daemon);
         assert_eq!(
@@ -566,18 +561,11 @@ mod tests {
     /// answer says so too.
     #[test]
     fn a_node_that_cannot_start_ends_the_tui_with_why() {
-        let mut handle = coordinator();
+        let mut handle = coordinator("Start Alliance");
         let status = *handle.status().unwrap();
-        let preview = |status: NodeStatus| view::Snapshot {
-            status,
-            spaces: Vec::new(),
-            roster: Vec::new(),
-            findings: Vec::new(),
-            following: 0,
-        };
         let (tell, started) = mpsc::channel::<Result<TuiClient<Local>, String>>();
         let mut ui = Starting::new(
-            preview(status.clone()),
+            preview(status.clone(), 0),
             started,
             std::path::Path::new("tui.log"),
         );
@@ -593,7 +581,7 @@ mod tests {
         assert!(ui.set_seats("desks", Availability::Few).is_err());
 
         let (tell, started) = mpsc::channel::<Result<TuiClient<Local>, String>>();
-        let mut ui = Starting::new(preview(status), started, std::path::Path::new("tui.log"));
+        let mut ui = Starting::new(preview(status, 0), started, std::path::Path::new("tui.log"));
         drop(tell);
         assert!(ui.poll().is_none());
         assert!(ui.failed().unwrap().contains("stopped while starting"));

@@ -359,12 +359,7 @@ impl Node {
             let Some(hit) = self.read_hit(space)? else {
                 continue;
             };
-            let verified = self.space_verifications(space)?;
-            let facts = if verified.is_empty() {
-                Vec::new()
-            } else {
-                deskmesh_crdt_model::verify::fact_states(&hit.entry.listing, &verified)
-            };
+            let facts = self.fact_states(&hit.entry.listing)?;
             spaces.push(self.state_with(&hit.entry, &hit.beacons, facts, &|k| names().of(k))?);
         }
         Ok(Some(Snapshot {

@@ -267,13 +267,7 @@ impl Node {
                 index.open_state(i, now),
                 origin.as_ref(),
             );
-            // As `verifications` has it: no fact states for a space no coordinator verified.
-            let verified = self.space_verifications(&h.entry.space)?;
-            let facts = if verified.is_empty() {
-                Vec::new()
-            } else {
-                verify::fact_states(&h.entry.listing, &verified)
-            };
+            let facts = self.fact_states(&h.entry.listing)?;
             r.facts = FactView::all_named(&facts, |k| names().of(k));
             rows.push(r);
         }
