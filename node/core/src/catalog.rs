@@ -18,11 +18,12 @@ use std::collections::HashMap;
 use anyhow::Context;
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_crdt_model::query::{SearchIndex, SearchRow};
+use deskmesh_crdt_model::query::SearchIndex;
 use deskmesh_keys::SpaceId;
 use deskmesh_store::Store;
 
 use crate::node::IndexEntry;
+use crate::rows::StoredRow;
 
 /// The directory in memory; see the module documentation.
 #[derive(Debug, Default)]
@@ -74,21 +75,17 @@ impl Catalog {
             catalog.entries.push(Box::new(entry));
         }
         catalog.search = SearchIndex::build(catalog.entries.iter().map(|e| &e.listing));
-        for (_, _, bytes) in beacons? {
-            if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
-                catalog.put_beacon(b);
-            }
-        }
+        catalog.beacons = newest_beacons(beacons?);
         Ok(catalog)
     }
 
-    /// Every entry's search row ([`SearchRow`]) in space order, encoded: what the store keeps beside the
-    /// listings so a command can query without this catalog.
-    pub(crate) fn search_rows(&self) -> Vec<(SpaceId, Vec<u8>)> {
+    /// Every entry's [`StoredRow`] in space order, encoded: what the store keeps beside the listings so
+    /// a command can query without this catalog.
+    pub(crate) fn stored_rows(&self) -> Vec<(SpaceId, Vec<u8>)> {
         self.spaces
             .iter()
             .zip(&self.entries)
-            .map(|(space, e)| (space.clone(), SearchRow::of(&e.listing).to_bytes()))
+            .map(|(space, e)| (space.clone(), StoredRow::of(e).to_bytes()))
             .collect()
     }
 
@@ -175,6 +172,20 @@ impl Catalog {
             Err(i) => pools.insert(i, beacon),
         }
     }
+}
+
+/// The newest beacon of each pool, by space, pools by name, of the beacons the store holds (`raw`, as
+/// [`deskmesh_store::BeaconStore::beacons`] gives them); a beacon that does not read back is left out.
+pub(crate) fn newest_beacons(
+    raw: Vec<(SpaceId, String, Vec<u8>)>,
+) -> HashMap<SpaceId, Vec<SeatBeacon>> {
+    let mut catalog = Catalog::default();
+    for (_, _, bytes) in raw {
+        if let Ok(b) = SignedBeacon::from_bytes(&bytes).and_then(|b| b.decode()) {
+            catalog.put_beacon(b);
+        }
+    }
+    catalog.beacons
 }
 
 /// The listings of a catalog's entries, row by row: `listings[i]` is row `i`'s.
@@ -282,9 +293,10 @@ mod tests {
     use crate::node::{Node, Opening};
     use crate::testkit::{self, now};
 
-    /// Builds `node`'s catalog (as the first query of a daemon does).
+    /// Builds `node`'s catalog (as the first query of a daemon does; a query alone may answer from the
+    /// rows the store keeps instead).
     fn warm(node: &Node) {
-        node.directory(&Query::default(), now()).unwrap();
+        drop(node.catalog().unwrap());
         assert!(node.catalog_built());
     }
 
@@ -448,13 +460,14 @@ mod tests {
         assert_eq!(seen["directory"]["spaces"][0]["seats_free"], true);
     }
 
-    /// A node without the directory in memory answers a narrow query from the search rows the store keeps
-    /// (reading only the hits), exactly as the directory in memory does; the rows stay complete through
-    /// later writes, and a query that keeps every space, or rows that are not complete, fall back to
-    /// reading the directory.
+    /// A node without the directory in memory answers every query from the rows the store keeps
+    /// (narrow ones reading only their hits' beacons, whole lists every beacon), exactly as the directory
+    /// in memory does; the rows stay complete through later writes, and a list of verified facts only,
+    /// or rows that are not complete, fall back to reading the directory.
     #[test]
-    fn narrow_queries_without_the_catalog_read_the_kept_search_rows() {
-        use deskmesh_crdt_model::query::{AccessNeed, SearchRow, Sort};
+    fn queries_without_the_catalog_read_the_kept_rows() {
+        use crate::rows::StoredRow;
+        use deskmesh_crdt_model::query::{AccessNeed, Sort};
         let (mut coordinator, mut space) = alliance();
         let mut others = Vec::new();
         for (name, city, lat) in [("Harbour", "Porto", 41.15), ("Attic", "Lisbon", 38.71)] {
@@ -496,13 +509,27 @@ mod tests {
                 sort: Sort::Name,
                 ..Query::default()
             },
+            // Whole lists: every space, by name, by distance, open now with seats free.
+            Query::default(),
+            Query {
+                sort: Sort::Distance {
+                    lat: 38.70,
+                    lon: -9.14,
+                },
+                ..Query::default()
+            },
+            Query {
+                open_now: true,
+                seats_free_now: true,
+                ..Query::default()
+            },
         ];
         // Never read whole, the store's rows are not complete yet: the directory is read, and there is
         // no first screen without it.
         let before = fresh(&coordinator);
         assert!(before
             .store
-            .search_rows(SearchRow::FORMAT)
+            .search_rows(StoredRow::FORMAT)
             .unwrap()
             .is_none());
         let status = before.status().unwrap();
@@ -510,7 +537,7 @@ mod tests {
         before.directory(&queries[0], now()).unwrap();
         assert!(before.catalog_built());
         // That first whole read kept them.
-        let rows = coordinator.store.search_rows(SearchRow::FORMAT).unwrap();
+        let rows = coordinator.store.search_rows(StoredRow::FORMAT).unwrap();
         assert_eq!(rows.map(|r| r.len()), Some(3));
         // A verified fact, so the answers name its verifier from the roster.
         let harbour = others[0].my_space().unwrap();
@@ -528,19 +555,21 @@ mod tests {
         let check = |coordinator: &Node| {
             let cold = fresh(coordinator);
             let (held, kept) = (answers(coordinator), answers(&cold));
-            assert!(
-                !cold.catalog_built(),
-                "the narrow queries read the directory"
-            );
+            assert!(!cold.catalog_built(), "the queries read the directory");
             assert_eq!(held, kept);
+            // A city no space is in is refused with the same sentence.
+            let nowhere = Query {
+                near_city: Some("Atlantis".into()),
+                ..Query::default()
+            };
+            let refused = |node: &Node| node.directory(&nowhere, now()).unwrap_err().to_string();
+            assert_eq!(refused(&cold), refused(coordinator));
+            assert!(!cold.catalog_built(), "an unknown city read the directory");
             // Opened to read, the node answers the same without loading the roster: it names the
             // verifier from the saved roster state alone.
             let lazy = opened_on(coordinator, Opening::Lazily);
             assert_eq!(answers(&lazy), held);
-            assert!(
-                !lazy.roster_loaded(),
-                "the narrow queries loaded the roster"
-            );
+            assert!(!lazy.roster_loaded(), "the queries loaded the roster");
             // A TUI's first screen from the rows is the attach's first page, space for space (the
             // verified fact and its verifier's name included); the findings come with the attach.
             for first in [0, 2, 10] {
@@ -579,9 +608,16 @@ mod tests {
         let held = check(&coordinator);
         assert_eq!(held[2]["spaces"][0]["name"], "Harbour Loft");
         assert_eq!(held[2]["spaces"][0]["amenities"], serde_json::json!([]));
-        // A whole list reads the directory.
+        assert_eq!(held[4]["matched"], 3);
+        assert_eq!(held[5]["spaces"][0]["name"], "Attic", "{}", held[5]);
+        assert_eq!(held[6]["matched"], 1, "{}", held[6]);
+        // A list of verified facts only masks every listing: it reads the directory.
         let cold = fresh(&coordinator);
-        cold.directory(&Query::default(), now()).unwrap();
+        let verified_only = Query {
+            verified_only: true,
+            ..Query::default()
+        };
+        cold.directory(&verified_only, now()).unwrap();
         assert!(cold.catalog_built());
     }
 

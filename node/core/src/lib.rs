@@ -10,7 +10,9 @@
 //! - [`ops`]: what a node does (alliance administration, its listing, seats, the directory, imports),
 //!   typed in and typed out; [`audit`], [`export`] and [`bundle`] beside them; [`formats`] reads and
 //!   writes listings as OSM, GeoJSON, CSV and JSON-LD; [`report`] computes the alliance report's figures;
-//!   [`view`] maps what the node holds into the states and events a live front end shows.
+//!   [`view`] maps what the node holds into the states and events a live front end shows; `rows` is the
+//!   row the store keeps beside each listing so a command without a daemon lists spaces without reading
+//!   listings.
 //! - [`attest`]: the ingest of what coordinators sign beside the roster (verifications of listing facts,
 //!   coordinator changes collecting co-signatures); [`names`]: keys named by the role the roster gives
 //!   them, for every report.
@@ -36,6 +38,7 @@ pub mod node;
 pub mod ops;
 pub mod peer_id;
 pub mod report;
+mod rows;
 pub mod view;
 
 #[cfg(test)]

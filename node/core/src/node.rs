@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::rows::StoredRow;
 use anyhow::{anyhow, Context};
 use deskmesh_crdt_model::beacon::{SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial, Envelope, SignedChange};
 use deskmesh_crdt_model::doc::{ApplyOutcome, SpaceDoc};
 use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
-use deskmesh_crdt_model::query::SearchRow;
 use deskmesh_keys::roster::{OpBody, Removal, Roster, RosterError, RosterState, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
 use deskmesh_store::{SledStore, Store, StoreError};
@@ -813,7 +813,7 @@ impl Node {
             Some(e) => Some(serde_json::to_vec(e)?),
             None => None,
         };
-        let search_row = entry.as_ref().map(|e| SearchRow::of(&e.listing).to_bytes());
+        let search_row = entry.as_ref().map(|e| StoredRow::of(e).to_bytes());
         let mut rejected: Vec<([u8; 32], RejectionRecord)> = Vec::new();
         for r in doc.rejected() {
             rejected.push((
@@ -1244,11 +1244,11 @@ impl Node {
     /// index write keeps them. A store that refuses the write (a full disk) is only slower.
     fn keep_search_rows(&self, catalog: &Catalog) {
         match self.store.search_rows_format() {
-            Ok(Some(f)) if f == SearchRow::FORMAT => {}
+            Ok(Some(f)) if f == StoredRow::FORMAT => {}
             Ok(_) => {
                 if let Err(e) = self
                     .store
-                    .put_search_rows(SearchRow::FORMAT, &catalog.search_rows())
+                    .put_search_rows(StoredRow::FORMAT, &catalog.stored_rows())
                 {
                     tracing::warn!(error = %e, "cannot keep the directory's search rows; queries read every listing");
                 }
@@ -1483,7 +1483,7 @@ impl RejectionRecord {
 pub struct IndexRows {
     pub accepted: usize,
     pub listing: Option<Vec<u8>>,
-    /// The listing's search row ([`SearchRow::to_bytes`]), kept beside it for queries without a daemon.
+    /// The listing's [`StoredRow`], encoded, kept beside it for queries without a daemon.
     pub search_row: Option<Vec<u8>>,
     pub rejected: Vec<([u8; 32], RejectionRecord)>,
 }

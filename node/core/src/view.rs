@@ -330,16 +330,13 @@ impl Node {
         if self.catalog_in_memory() {
             return Ok(None);
         }
-        let Some(stored) = self
-            .store
-            .search_rows(deskmesh_crdt_model::query::SearchRow::FORMAT)?
-        else {
+        let Some(stored) = self.store.search_rows(crate::rows::StoredRow::FORMAT)? else {
             return Ok(None);
         };
         let mut order = Vec::with_capacity(stored.len());
         for (space, bytes) in stored {
-            let Ok(row) = deskmesh_crdt_model::query::SearchRow::from_bytes(&bytes) else {
-                tracing::warn!(space = %space, "a stored search row does not read back; no first screen from the rows");
+            let Ok((row, _)) = crate::rows::StoredRow::search_of(&bytes) else {
+                tracing::warn!(space = %space, "a stored directory row does not read back; no first screen from the rows");
                 return Ok(None);
             };
             order.push((row.name_key().to_string(), space));

@@ -829,17 +829,16 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
             unreachable!("handled before a home is resolved")
         }
         other => {
-            // Commands that read the whole directory start reading it while the node opens; a narrow
-            // `spaces list` reads only its hits, from the search rows the store keeps.
+            // Commands that read the whole directory start reading it while the node opens; `spaces
+            // list` reads the rows the store keeps beside the listings instead (all but a list of
+            // verified facts only, which masks every listing).
             let reads = match &other {
                 Command::Export { .. } | Command::Report { .. } => Reads::Directory,
                 Command::Status { .. } => Reads::Little,
                 Command::Spaces(SpacesCommand::List(args)) => {
                     match query_from(args, clock_override()) {
-                        Ok(q) if q.is_narrow(deskmesh_core::ops::directory::FEW_HITS) => {
-                            Reads::Little
-                        }
-                        Ok(_) => Reads::Directory,
+                        Ok(q) if q.verified_only => Reads::Directory,
+                        Ok(_) => Reads::Little,
                         Err(_) => Reads::Anything,
                     }
                 }

@@ -2,15 +2,14 @@
 //! now by the one rule of [`deskmesh_crdt_model::seats`] (desk pools, opening hours, fresh figures) and the
 //! state of every pool, rooms and booths included.
 
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{Availability, Freshness, SeatBeacon, SignedBeacon};
-use deskmesh_crdt_model::listing::{Listing, PoolKind};
-use deskmesh_crdt_model::query::{distance_km, fold, Query, SearchIndex, SearchRow, Sort};
+use deskmesh_crdt_model::listing::{Listing, PoolKind, SeatPool};
+use deskmesh_crdt_model::query::{distance_km, fold, Query, SearchIndex, Sort};
 use deskmesh_crdt_model::seats::{self, Reading, SeatState, SeatsNow};
 use deskmesh_crdt_model::OpenState;
 use deskmesh_keys::{PublicKey, SpaceId};
@@ -20,6 +19,7 @@ use deskmesh_crdt_model::verify;
 
 use crate::node::{IndexEntry, Node};
 use crate::ops::trust::FactView;
+use crate::rows::StoredRow;
 
 /// One row of `spaces list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,12 +117,23 @@ impl Node {
         // over 10,000 spaces evaluates the few it keeps.
         let seats_of = |i: usize| {
             let l = &listings[i];
-            pool_seats(l, catalog.beacons(&l.id), index.open_state(i, now), now_ms)
+            pool_seats(
+                &l.seat_pools,
+                catalog.beacons(&l.id),
+                index.open_state(i, now),
+                now_ms,
+            )
         };
         let mut query = query.clone();
         let origin = match resolve_origin(&mut query, index) {
             Ok(origin) => origin,
-            Err(city) => bail!("{}", unknown_city(&city, listings.iter())),
+            Err(city) => bail!(
+                "{}",
+                unknown_city(
+                    &city,
+                    listings.iter().map(|l| l.location.address.city.as_str())
+                )
+            ),
         };
         // Asked for verified facts only, the filters see a fact only where a coordinator verified it and
         // it has not changed since.
@@ -158,11 +169,9 @@ impl Node {
         let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
         let mut rows = Vec::with_capacity(hits.len());
         for i in hits {
-            let (entry, l) = (&entries[i], &listings[i]);
             let (now_seats, pool_rows) = seats_of(i);
             let mut r = row(
-                entry,
-                l,
+                Shown::of(&entries[i]),
                 now_seats,
                 pool_rows,
                 index.open_state(i, now),
@@ -180,107 +189,167 @@ impl Node {
         })
     }
 
-    /// [`Node::directory`] without the directory in memory (a command without a daemon), for a query that
-    /// keeps few spaces: it runs on the search rows the store keeps beside the listings and reads only
-    /// the hits' entries and beacons, instead of reading and preparing all 10,000 listings. `None` when it
-    /// does not apply (the directory is in memory, the rows are not complete, the query keeps many spaces
-    /// or needs every listing), and the directory in memory answers.
+    /// [`Node::directory`] without the directory in memory (a command without a daemon): it runs on the
+    /// rows the store keeps beside the listings ([`StoredRow`]: each space's search row and what its
+    /// directory row shows), so it reads no listing, only the beacons (all of them, beside the rows, for
+    /// a query that may keep most spaces; a narrow query's hits' alone) and the listing of a hit a
+    /// coordinator verified facts of. `None` when it does not apply (the directory is in memory, the
+    /// rows are not complete, or the query shows verified facts only, which masks every listing), and
+    /// the directory in memory answers.
     fn directory_from_rows(
         &self,
         query: &Query,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<Directory>> {
-        if !query.is_narrow(FEW_HITS) || query.verified_only || self.catalog_in_memory() {
+        if query.verified_only || self.catalog_in_memory() {
             return Ok(None);
         }
-        let Some(stored) = self.store.search_rows(SearchRow::FORMAT)? else {
+        let narrow = query.is_narrow(FEW_HITS);
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let store = &*self.store;
+        // The rows are read and prepared while another thread reads the beacons.
+        let (rows, all_beacons) = std::thread::scope(|scope| {
+            let read_beacons = || -> anyhow::Result<HashMap<SpaceId, Vec<SeatBeacon>>> {
+                let raw = store.beacons().map_err(anyhow::Error::from)?;
+                Ok(crate::catalog::newest_beacons(raw))
+            };
+            let beacons = (!narrow && threads > 1).then(|| scope.spawn(read_beacons));
+            let rows = read_rows(store);
+            let beacons = match beacons {
+                Some(thread) => Some(thread.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "reading the seat beacons failed (a thread panicked)"
+                    ))
+                })),
+                None => None,
+            };
+            (rows, beacons)
+        });
+        let Some(mut kept) = rows? else {
             return Ok(None);
+        };
+        let all_beacons = match all_beacons {
+            Some(read) => Some(read?),
+            None if !narrow => {
+                let raw = self.store.beacons()?;
+                Some(crate::catalog::newest_beacons(raw))
+            }
+            None => None,
         };
         let now = query.at.unwrap_or(now);
-        let mut index = SearchIndex::default();
-        let mut spaces = Vec::with_capacity(stored.len());
-        for (space, bytes) in stored {
-            let Ok(row) = SearchRow::from_bytes(&bytes) else {
-                tracing::warn!(space = %space, "a stored search row does not read back; reading every listing");
-                return Ok(None);
-            };
-            index.push_row(row);
-            spaces.push(space);
-        }
         let mut query = query.clone();
-        let Ok(origin) = resolve_origin(&mut query, &index) else {
-            // An unknown city: the directory in memory names the cities there are.
-            return Ok(None);
-        };
-        // Each hit's entry and beacons, read when first needed (a seats filter needs them for the rows
-        // that pass every cheaper filter).
-        let hits_read: RefCell<HashMap<usize, Option<Rc<Hit>>>> = RefCell::default();
-        let failed: RefCell<Option<anyhow::Error>> = RefCell::default();
-        let hit = |i: usize| -> Option<Rc<Hit>> {
-            if let Some(read) = hits_read.borrow().get(&i) {
-                return read.clone();
-            }
-            let read = match self.read_hit(&spaces[i]) {
-                Ok(read) => read.map(Rc::new),
-                Err(e) => {
-                    failed.borrow_mut().get_or_insert(e);
-                    None
+        let index = &kept.index;
+        let origin = match resolve_origin(&mut query, index) {
+            Ok(origin) => origin,
+            Err(city) => {
+                let shown: Vec<&Shown> = (0..index.len()).filter_map(|i| kept.shown(i)).collect();
+                if kept.unreadable.get() {
+                    return Ok(None);
                 }
-            };
-            hits_read.borrow_mut().insert(i, read.clone());
-            read
+                bail!(
+                    "{}",
+                    unknown_city(&city, shown.into_iter().map(Shown::city))
+                )
+            }
         };
+        // A narrow query reads each hit's beacons when first needed (a seats filter needs them for the
+        // rows that pass every cheaper filter).
+        let read: RefCell<HashMap<usize, Vec<SeatBeacon>>> = RefCell::default();
+        let failed: RefCell<Option<anyhow::Error>> = RefCell::default();
         let now_ms = now.timestamp_millis();
-        let seats_of = |i: usize, h: &Hit| {
-            pool_seats(
-                &h.entry.listing,
-                &h.beacons,
-                index.open_state(i, now),
-                now_ms,
-            )
+        let seats_of = |i: usize| {
+            let open = index.open_state(i, now);
+            let Some(s) = kept.shown(i) else {
+                // Thrown away: the answer comes from the directory instead.
+                return pool_seats(&[], &[], open, now_ms);
+            };
+            match &all_beacons {
+                Some(all) => pool_seats(
+                    &s.pools,
+                    all.get(&s.id).map_or(&[][..], Vec::as_slice),
+                    open,
+                    now_ms,
+                ),
+                None => {
+                    let mut read = read.borrow_mut();
+                    let beacons = read.entry(i).or_insert_with(|| {
+                        self.stored_beacons(&s.id).unwrap_or_else(|e| {
+                            failed.borrow_mut().get_or_insert(e);
+                            Vec::new()
+                        })
+                    });
+                    pool_seats(&s.pools, beacons, open, now_ms)
+                }
+            }
         };
-        let hits = query.run_on(
-            &index,
-            |i| hit(i).is_some_and(|h| seats_of(i, &h).0.free_now()),
-            now,
-        );
+        // A query that evaluates the hours of most rows compiles them all first, on every core.
+        if !narrow && (query.open_now || query.seats_free_now) {
+            index.compile_all(threads);
+        }
+        let hits = query.run_on(index, |i| seats_of(i).0.free_now(), now);
+        if hits.len() > index.distinct_hours() {
+            index.compile_all(threads);
+        }
+        let seats: Vec<_> = hits.iter().map(|&i| seats_of(i)).collect();
+        let open: Vec<_> = hits.iter().map(|&i| index.open_state(i, now)).collect();
         if let Some(e) = failed.take() {
             return Err(e);
         }
-        if hits.len() > FEW_HITS {
+        if kept.unreadable.get() {
+            tracing::warn!("a stored directory row does not read back; reading every listing");
             return Ok(None);
         }
+        let total = index.len();
+        // Facts a coordinator verified need the listing: read for those spaces alone.
+        let verifications = if narrow {
+            None
+        } else {
+            Some(self.verifications()?)
+        };
         // Keys are named (from the roster's state) only if some hit has a verified fact.
         let names = std::cell::OnceCell::new();
         let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
         let mut rows = Vec::with_capacity(hits.len());
-        for i in hits.iter().copied() {
-            let Some(h) = hit(i) else {
+        for ((&i, (now_seats, pool_rows)), open) in hits.iter().zip(seats).zip(open) {
+            let Some(s) = kept.shown[i].take().flatten() else {
                 continue;
             };
-            let (now_seats, pool_rows) = seats_of(i, &h);
-            let mut r = row(
-                &h.entry,
-                &h.entry.listing,
-                now_seats,
-                pool_rows,
-                index.open_state(i, now),
-                origin.as_ref(),
-            );
-            let facts = self.fact_states(&h.entry.listing)?;
+            let verified = match &verifications {
+                Some(all) => all.get(&s.id).cloned().unwrap_or_default(),
+                None => self.space_verifications(&s.id)?,
+            };
+            let facts = if verified.is_empty() {
+                Vec::new()
+            } else {
+                match self.read_hit(&s.id)? {
+                    Some(h) => verify::fact_states(&h.entry.listing, &verified),
+                    None => Vec::new(),
+                }
+            };
+            let mut r = row(s, now_seats, pool_rows, open, origin.as_ref());
             r.facts = FactView::all_named(&facts, |k| names().of(k));
             rows.push(r);
         }
-        if let Some(e) = failed.take() {
-            return Err(e);
-        }
         Ok(Some(Directory {
-            total: index.len(),
+            total,
             matched: hits.len(),
             at: now,
             origin,
             spaces: rows,
         }))
+    }
+
+    /// The newest beacon of each of `space`'s pools, by pool, read from the store (not from the
+    /// directory in memory, as [`Node::space_beacons`] is).
+    fn stored_beacons(&self, space: &SpaceId) -> anyhow::Result<Vec<SeatBeacon>> {
+        let mut beacons: Vec<SeatBeacon> = self
+            .store
+            .space_beacons(space)?
+            .into_iter()
+            .filter_map(|(_, b)| SignedBeacon::from_bytes(&b).and_then(|b| b.decode()).ok())
+            .collect();
+        beacons.sort_by(|a, b| a.pool.cmp(&b.pool));
+        Ok(beacons)
     }
 
     /// One space's stored entry (`None` when it has none, or its listing does not read back) and the
@@ -292,23 +361,20 @@ impl Node {
         let Some(entry) = crate::catalog::read_entry(space, &bytes)? else {
             return Ok(None);
         };
-        let mut beacons: Vec<SeatBeacon> = self
-            .store
-            .space_beacons(space)?
-            .into_iter()
-            .filter_map(|(_, b)| SignedBeacon::from_bytes(&b).and_then(|b| b.decode()).ok())
-            .collect();
-        beacons.sort_by(|a, b| a.pool.cmp(&b.pool));
-        Ok(Some(Hit { entry, beacons }))
+        Ok(Some(Hit {
+            entry,
+            beacons: self.stored_beacons(space)?,
+        }))
     }
 
     /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
     pub fn city_point(&self, city: &str) -> anyhow::Result<(f64, f64)> {
         let catalog = self.catalog()?;
-        catalog
-            .search()
-            .city_point(city)
-            .ok_or_else(|| anyhow::anyhow!("{}", unknown_city(city, catalog.listings().iter())))
+        catalog.search().city_point(city).ok_or_else(|| {
+            let cities = catalog.listings().iter();
+            let cities = cities.map(|l| l.location.address.city.as_str());
+            anyhow::anyhow!("{}", unknown_city(city, cities))
+        })
     }
 
     /// The newest verified beacon of every pool, by space.
@@ -328,21 +394,80 @@ impl Node {
             let open = catalog.search().open_state(i, now);
             out.insert(
                 l.id.clone(),
-                pool_seats(l, catalog.beacons(&l.id), open, now.timestamp_millis()).0,
+                pool_seats(
+                    &l.seat_pools,
+                    catalog.beacons(&l.id),
+                    open,
+                    now.timestamp_millis(),
+                )
+                .0,
             );
         }
         Ok(out)
     }
 }
 
-/// Hits beyond which a query without the directory in memory reads it all: reading that many entries
-/// one by one costs about what reading every listing at once does.
+/// Hits beyond which a query without the directory in memory reads every beacon at once instead of each
+/// hit's one by one ([`Query::is_narrow`]).
 pub const FEW_HITS: usize = 3000;
 
 /// A hit's entry and the newest beacon of each of its pools, read from the store.
 pub(crate) struct Hit {
     pub(crate) entry: IndexEntry,
     pub(crate) beacons: Vec<SeatBeacon>,
+}
+
+/// The rows the store keeps ([`StoredRow`]) in space id order: their search rows as an index, each
+/// row's shown part read when first asked for ([`KeptRows::shown`]). `None` when they are not complete,
+/// or a search row does not read back (the directory is read instead).
+fn read_rows(store: &dyn deskmesh_store::Store) -> anyhow::Result<Option<KeptRows>> {
+    let Some(stored) = store.search_rows(StoredRow::FORMAT)? else {
+        return Ok(None);
+    };
+    let mut index = SearchIndex::default();
+    let mut raw = Vec::with_capacity(stored.len());
+    for (space, bytes) in stored {
+        let Ok((search, at)) = StoredRow::search_of(&bytes) else {
+            tracing::warn!(space = %space, "a stored directory row does not read back; reading every listing");
+            return Ok(None);
+        };
+        index.push_row(search);
+        raw.push((bytes, at));
+    }
+    let shown = raw.iter().map(|_| OnceCell::new()).collect();
+    Ok(Some(KeptRows {
+        index,
+        raw,
+        shown,
+        unreadable: Cell::new(false),
+    }))
+}
+
+/// The rows the store keeps, as a query without the directory in memory reads them ([`read_rows`]).
+struct KeptRows {
+    index: SearchIndex,
+    /// Row `i`'s bytes, and where its shown part starts in them.
+    raw: Vec<(Vec<u8>, usize)>,
+    shown: Vec<OnceCell<Option<Shown>>>,
+    /// Set when a shown part did not read back: the answer is not given from the rows.
+    unreadable: Cell<bool>,
+}
+
+impl KeptRows {
+    /// Row `i`'s shown part, read at the first call; `None` (and [`KeptRows::unreadable`] set) when it
+    /// does not read back.
+    fn shown(&self, i: usize) -> Option<&Shown> {
+        self.shown[i]
+            .get_or_init(|| {
+                let (bytes, at) = &self.raw[i];
+                let read = StoredRow::shown_of(bytes, *at).ok();
+                if read.is_none() {
+                    self.unreadable.set(true);
+                }
+                read
+            })
+            .as_ref()
+    }
 }
 
 /// Where distances are measured from: a `near_city` becomes a distance sort from the middle of its
@@ -373,8 +498,8 @@ fn resolve_origin(query: &mut Query, index: &SearchIndex) -> Result<Option<Origi
 }
 
 /// One sentence for a city no space is in, naming a few that are.
-fn unknown_city<'a>(city: &str, listings: impl Iterator<Item = &'a Listing>) -> String {
-    let mut cities: Vec<&str> = listings.map(|l| l.location.address.city.as_str()).collect();
+fn unknown_city<'a>(city: &str, cities: impl Iterator<Item = &'a str>) -> String {
+    let mut cities: Vec<&str> = cities.collect();
     cities.sort_by_key(|c| fold(c));
     cities.dedup_by_key(|c| fold(c));
     let shown: Vec<&str> = cities.iter().take(12).copied().collect();
@@ -397,17 +522,16 @@ fn unknown_city<'a>(city: &str, listings: impl Iterator<Item = &'a Listing>) -> 
     }
 }
 
-/// The space's seats now (desk pools, `open` by its hours) and each pool's own state.
+/// The space's seats now (desk pools of its `pools`, `open` by its hours) and each pool's own state.
 pub fn pool_seats(
-    listing: &Listing,
+    pools: &[SeatPool],
     beacons: &[SeatBeacon],
     open: OpenState,
     now_ms: i64,
 ) -> (SeatsNow, Vec<PoolSeats>) {
     let reading = |pool: &str| beacons.iter().find(|b| b.pool == pool).map(Reading::from);
-    let space = seats::space_now(&listing.seat_pools, reading, open, now_ms);
-    let out = listing
-        .seat_pools
+    let space = seats::space_now(pools, reading, open, now_ms);
+    let out = pools
         .iter()
         .map(|p| {
             let r = reading(&p.id);
@@ -433,38 +557,126 @@ pub fn pool_seats(
     (space, out)
 }
 
+/// What a directory row shows of a space that does not change with the clock or the query, made from its
+/// index entry. The store keeps it beside the listing ([`crate::rows::StoredRow`]), so that a command
+/// without a daemon lists spaces without reading their listings; the directory in memory makes it from
+/// the entry at each query. Either way [`row`] turns it into the row, so both show the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Shown {
+    id: SpaceId,
+    name: String,
+    city: String,
+    country: String,
+    day_pass: Option<String>,
+    wifi_down_mbps: Option<f64>,
+    access: Vec<String>,
+    amenities: Vec<String>,
+    lat: f64,
+    lon: f64,
+    signers: Vec<PublicKey>,
+    revoked: Option<String>,
+    #[serde(with = "pools")]
+    pools: Vec<SeatPool>,
+}
+
+impl Shown {
+    pub(crate) fn of(entry: &IndexEntry) -> Self {
+        let l = &entry.listing;
+        let a = &l.accessibility;
+        let mut access = Vec::new();
+        if matches!(a.wheelchair, Some(w) if w.to_string() == "yes") {
+            access.push("wheelchair");
+        }
+        if a.toilets_wheelchair == Some(true) {
+            access.push("accessible_toilet");
+        }
+        if a.hearing_loop == Some(true) {
+            access.push("hearing_loop");
+        }
+        if a.quiet_room == Some(true) {
+            access.push("quiet_room");
+        }
+        if a.entrance.as_ref().and_then(|e| e.step_free) == Some(true) {
+            access.push("step_free_entrance");
+        }
+        Self {
+            id: l.id.clone(),
+            name: l.name.clone(),
+            city: l.location.address.city.clone(),
+            country: l.location.address.country.clone(),
+            day_pass: l
+                .day_pass()
+                .map(|o| format!("{:.2} {}", o.price, o.currency)),
+            wifi_down_mbps: l.internet.down_mbps,
+            access: access.into_iter().map(String::from).collect(),
+            amenities: l.amenities.iter().map(|(a, _)| a.to_string()).collect(),
+            lat: l.location.lat,
+            lon: l.location.lon,
+            signers: entry.signers.iter().map(|s| s.key).collect(),
+            revoked: entry.revoked.as_ref().map(|r| r.reason.clone()),
+            pools: l.seat_pools.clone(),
+        }
+    }
+
+    /// The space's city as its listing spells it.
+    pub(crate) fn city(&self) -> &str {
+        &self.city
+    }
+}
+
+/// [`Shown::pools`] in a form that reads back from postcard (which has no field names, so a field left
+/// out when empty, as the listing's JSON does, would shift every field after it).
+mod pools {
+    use deskmesh_crdt_model::listing::{PoolAccess, PoolKind, SeatPool};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Pool {
+        id: String,
+        kind: PoolKind,
+        capacity: u32,
+        accessible_capacity: Option<u32>,
+        access: PoolAccess,
+    }
+
+    pub(super) fn serialize<S: Serializer>(pools: &[SeatPool], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(pools.iter().map(|p| Pool {
+            id: p.id.clone(),
+            kind: p.kind,
+            capacity: p.capacity,
+            accessible_capacity: p.accessible_capacity,
+            access: p.access,
+        }))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SeatPool>, D::Error> {
+        Ok(Vec::<Pool>::deserialize(d)?
+            .into_iter()
+            .map(|p| SeatPool {
+                id: p.id,
+                kind: p.kind,
+                capacity: p.capacity,
+                accessible_capacity: p.accessible_capacity,
+                access: p.access,
+            })
+            .collect())
+    }
+}
+
 fn row(
-    entry: &IndexEntry,
-    l: &Listing,
+    shown: Shown,
     seats_now: SeatsNow,
     seats: Vec<PoolSeats>,
     open: OpenState,
     origin: Option<&Origin>,
 ) -> DirectoryRow {
-    let a = &l.accessibility;
-    let mut access = Vec::new();
-    if matches!(a.wheelchair, Some(w) if w.to_string() == "yes") {
-        access.push("wheelchair");
-    }
-    if a.toilets_wheelchair == Some(true) {
-        access.push("accessible_toilet");
-    }
-    if a.hearing_loop == Some(true) {
-        access.push("hearing_loop");
-    }
-    if a.quiet_room == Some(true) {
-        access.push("quiet_room");
-    }
-    if a.entrance.as_ref().and_then(|e| e.step_free) == Some(true) {
-        access.push("step_free_entrance");
-    }
-    let distance_km = origin
-        .map(|o| (distance_km(o.lat, o.lon, l.location.lat, l.location.lon) * 10.0).round() / 10.0);
+    let distance_km =
+        origin.map(|o| (distance_km(o.lat, o.lon, shown.lat, shown.lon) * 10.0).round() / 10.0);
     DirectoryRow {
-        id: l.id.clone(),
-        name: l.name.clone(),
-        city: l.location.address.city.clone(),
-        country: l.location.address.country.clone(),
+        id: shown.id,
+        name: shown.name,
+        city: shown.city,
+        country: shown.country,
         open_now: match open {
             OpenState::Open => Some(true),
             OpenState::Closed => Some(false),
@@ -474,17 +686,15 @@ fn row(
         seats_text: seats_now.text(),
         seats_now,
         seats,
-        day_pass: l
-            .day_pass()
-            .map(|o| format!("{:.2} {}", o.price, o.currency)),
-        wifi_down_mbps: l.internet.down_mbps,
-        access: access.into_iter().map(String::from).collect(),
-        amenities: l.amenities.iter().map(|(a, _)| a.to_string()).collect(),
-        lat: l.location.lat,
-        lon: l.location.lon,
+        day_pass: shown.day_pass,
+        wifi_down_mbps: shown.wifi_down_mbps,
+        access: shown.access,
+        amenities: shown.amenities,
+        lat: shown.lat,
+        lon: shown.lon,
         distance_km,
-        signers: entry.signers.iter().map(|s| s.key).collect(),
-        revoked: entry.revoked.as_ref().map(|r| r.reason.clone()),
+        signers: shown.signers,
+        revoked: shown.revoked,
         facts: Vec::new(),
     }
 }
