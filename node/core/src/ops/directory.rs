@@ -287,19 +287,53 @@ impl Node {
             index.compile_all(threads);
         }
         let hits = query.run_on(index, |i| seats_of(i).0.free_now(), now);
-        if hits.len() > index.distinct_hours() {
-            index.compile_all(threads);
-        }
-        let seats: Vec<_> = hits.iter().map(|&i| seats_of(i)).collect();
-        let open: Vec<_> = hits.iter().map(|&i| index.open_state(i, now)).collect();
         if let Some(e) = failed.take() {
             return Err(e);
         }
+        // Each hit's row: its shown part, its hours (compiled at their first use) and seats now.
+        let built: Vec<Option<DirectoryRow>> = match &all_beacons {
+            // Every beacon in memory: the rows are made on every core.
+            Some(all) => {
+                let (raw, origin) = (&kept.raw, origin.as_ref());
+                let make = |&i: &usize| {
+                    let (bytes, at) = &raw[i];
+                    let shown = StoredRow::shown_of(bytes, *at).ok()?;
+                    let beacons = all.get(&shown.id).map_or(&[][..], Vec::as_slice);
+                    let open = index.open_state(i, now);
+                    let (now_seats, pools) = pool_seats(&shown.pools, beacons, open, now_ms);
+                    Some(row(shown, now_seats, pools, open, origin))
+                };
+                deskmesh_keys::par::map_in_order(&hits, threads, 256, make, |_| None)
+            }
+            None => {
+                if hits.len() > index.distinct_hours() {
+                    index.compile_all(threads);
+                }
+                let seats: Vec<_> = hits.iter().map(|&i| seats_of(i)).collect();
+                let open: Vec<_> = hits.iter().map(|&i| index.open_state(i, now)).collect();
+                let mut built = Vec::with_capacity(hits.len());
+                for ((&i, (now_seats, pools)), open) in hits.iter().zip(seats).zip(open) {
+                    built.push(
+                        kept.shown[i]
+                            .take()
+                            .flatten()
+                            .map(|s| row(s, now_seats, pools, open, origin.as_ref())),
+                    );
+                }
+                built
+            }
+        };
+        if let Some(e) = failed.take() {
+            return Err(e);
+        }
+        let Some(mut rows) = built.into_iter().collect::<Option<Vec<DirectoryRow>>>() else {
+            tracing::warn!("a stored directory row does not read back; reading every listing");
+            return Ok(None);
+        };
         if kept.unreadable.get() {
             tracing::warn!("a stored directory row does not read back; reading every listing");
             return Ok(None);
         }
-        let total = index.len();
         // Facts a coordinator verified need the listing: read for those spaces alone.
         let verifications = if narrow {
             None
@@ -309,30 +343,22 @@ impl Node {
         // Keys are named (from the roster's state) only if some hit has a verified fact.
         let names = std::cell::OnceCell::new();
         let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
-        let mut rows = Vec::with_capacity(hits.len());
-        for ((&i, (now_seats, pool_rows)), open) in hits.iter().zip(seats).zip(open) {
-            let Some(s) = kept.shown[i].take().flatten() else {
-                continue;
-            };
+        for r in &mut rows {
             let verified = match &verifications {
-                Some(all) => all.get(&s.id).cloned().unwrap_or_default(),
-                None => self.space_verifications(&s.id)?,
+                Some(all) => all.get(&r.id).cloned().unwrap_or_default(),
+                None => self.space_verifications(&r.id)?,
             };
-            let facts = if verified.is_empty() {
-                Vec::new()
-            } else {
-                match self.read_hit(&s.id)? {
-                    Some(h) => verify::fact_states(&h.entry.listing, &verified),
-                    None => Vec::new(),
-                }
-            };
-            let mut r = row(s, now_seats, pool_rows, open, origin.as_ref());
-            r.facts = FactView::all_named(&facts, |k| names().of(k));
-            rows.push(r);
+            if verified.is_empty() {
+                continue;
+            }
+            if let Some(h) = self.read_hit(&r.id)? {
+                let facts = verify::fact_states(&h.entry.listing, &verified);
+                r.facts = FactView::all_named(&facts, |k| names().of(k));
+            }
         }
         Ok(Some(Directory {
-            total,
-            matched: hits.len(),
+            total: kept.index.len(),
+            matched: rows.len(),
             at: now,
             origin,
             spaces: rows,
