@@ -156,6 +156,13 @@ impl Hours {
         }
     }
 
+    /// Decodes the public holiday calendars [`Hours::with_country`] reads (the crate unpacks its whole
+    /// embedded database at the first use, ~15 ms), so that a caller with an idle thread pays for it there
+    /// rather than in the first evaluation.
+    pub fn load_holidays() {
+        let _ = Country::FR.holidays();
+    }
+
     pub fn timezone(&self) -> Tz {
         self.tz
     }

@@ -215,6 +215,10 @@ impl Node {
             };
             let beacons = (!narrow && threads > 1).then(|| scope.spawn(read_beacons));
             let rows = read_rows(store);
+            if beacons.is_some() {
+                // Waiting for the beacons: the hours' holiday calendars are unpacked meanwhile.
+                deskmesh_crdt_model::hours::Hours::load_holidays();
+            }
             let beacons = match beacons {
                 Some(thread) => Some(thread.join().unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
@@ -356,8 +360,14 @@ impl Node {
                 r.facts = FactView::all_named(&facts, |k| names().of(k));
             }
         }
+        let total = kept.index.len();
+        // Freed on another thread: 10,000 rows and their beacons take milliseconds to free, after the
+        // answer is made.
+        let _ = std::thread::Builder::new()
+            .name("free-rows".into())
+            .spawn(move || drop((kept, all_beacons)));
         Ok(Some(Directory {
-            total: kept.index.len(),
+            total,
             matched: rows.len(),
             at: now,
             origin,
