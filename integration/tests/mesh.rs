@@ -4,7 +4,8 @@
 //! - `five_nodes_replicate_listings_seats_and_catch_up`: a coordinator with no space and four spaces, then
 //!   a member's laptop joined with a member token (`dmm1`, the alliance's create operation only); every
 //!   listing reaches every node, a seat update travels at once, and a node stopped while others edit
-//!   catches up after it restarts, keeping what it had.
+//!   catches up after it restarts, keeping what it had, and the edit it made while stopped reaches every
+//!   node.
 //! - `two_devices_of_one_space_edit_apart_and_merge`: two device keys of one space edit its listing while
 //!   neither daemon runs; once they meet, they and the coordinator show the same merged listing.
 //! - `a_stranger_is_not_synced_with_served_or_shown`: a node of another alliance connects to the hub; it is
@@ -104,6 +105,11 @@ fn five_nodes_replicate_listings_seats_and_catch_up() {
     let offline = rows(s4);
     assert_eq!(offline.len(), 4, "the stopped node keeps all listings");
     assert!(row_of(&offline, id1).is_some_and(|r| r["name"] == "Space 1"));
+    // It edited its own listing while stopped: that edit travels by sync, not by gossip, to every node
+    // (here each meets it directly; where only the hub reaches it, the NAT lab test shows the hub passing
+    // it on).
+    let id4 = spaces[3].1.clone();
+    s4.ok(&["space", "edit", "--name", "Space 4 edited offline"]);
     daemons[3] = Some(start(s4, Some(&hub.addr)));
     wait_until("the restarted node catches up", &all, || {
         let rows = rows(s4);
@@ -111,6 +117,11 @@ fn five_nodes_replicate_listings_seats_and_catch_up() {
             && row_of(&rows, id1).is_some_and(|r| r["name"] == "Space 1 renamed")
             && hot_seats(s4, id2) == Some(3)
     });
+    for (i, node) in all.iter().enumerate() {
+        wait_until(&format!("node {i} shows the offline edit"), &all, || {
+            row_of(&rows(node), &id4).is_some_and(|r| r["name"] == "Space 4 edited offline")
+        });
+    }
     drop(daemons);
     drop(hub);
 }

@@ -1058,6 +1058,11 @@ impl Service {
             }
         }
         if !added.is_empty() {
+            // Gossip does not carry what arrives by sync (an edit made offline, or missed in a
+            // partition): the other connected peers are reconciled again in seconds, not at their next
+            // resync a minute later.
+            let now = self.now();
+            self.engine.relay_soon(&peer, now);
             self.last_sync = Some(chrono::Utc::now());
             tracing::info!(
                 peer = %peer,

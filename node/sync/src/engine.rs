@@ -35,6 +35,9 @@ pub struct Config {
     pub max_queued_fetches_per_peer: usize,
     /// How often a connected peer is reconciled again (jittered by up to 10% either way).
     pub resync_interval: Duration,
+    /// How soon the other connected peers are reconciled again after items were learned from one by
+    /// sync ([`SyncEngine::relay_soon`]); at most `resync_interval`.
+    pub relay_delay: Duration,
     /// How soon a session of ours that timed out is tried again.
     pub retry_delay: Duration,
     /// Silence after which a session is given up.
@@ -61,6 +64,7 @@ impl Default for Config {
             max_pending_fetches_per_peer: 4096,
             max_queued_fetches_per_peer: 100_000,
             resync_interval: Duration::from_secs(60),
+            relay_delay: Duration::from_secs(2),
             retry_delay: Duration::from_secs(5),
             session_timeout: Duration::from_secs(20),
             fetch_timeout: Duration::from_secs(15),
@@ -120,6 +124,9 @@ impl Config {
         }
         if self.session_timeout.is_zero() || self.resync_interval.is_zero() {
             return bad("session_timeout", "timeouts and intervals must be positive");
+        }
+        if self.relay_delay > self.resync_interval {
+            return bad("relay_delay", "must be at most resync_interval");
         }
         Ok(())
     }
@@ -255,6 +262,11 @@ struct Pending {
 #[derive(Debug)]
 struct Peer {
     next_sync: Duration,
+    /// When a relay asked for ([`SyncEngine::relay_soon`]) is due, until a session of ours opens: a
+    /// session that ends meanwhile (it may have begun before the items came) does not put it off.
+    relay_by: Option<Duration>,
+    /// When our last session with it ended (completed or given up).
+    last_end: Option<Duration>,
     sessions: BTreeMap<SessionKey, Session>,
     pending: BTreeMap<ItemId, Pending>,
     /// Items to fetch once the window has room, in transfer order.
@@ -265,6 +277,8 @@ impl Peer {
     fn new(next_sync: Duration) -> Self {
         Self {
             next_sync,
+            relay_by: None,
+            last_end: None,
             sessions: BTreeMap::new(),
             pending: BTreeMap::new(),
             queue: BTreeSet::new(),
@@ -421,11 +435,40 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
             self.retry_fetches(&key, &mut st, now, &mut out);
             self.pump(&key, &mut st, now, &mut out);
             if !st.has_own_session() && now >= st.next_sync {
+                st.relay_by = None;
                 self.open(&key, &mut st, now, &mut out);
             }
             self.peers.insert(key, st);
         }
         out
+    }
+
+    /// Items were just learned from `source` by sync (not by gossip, which reaches every connected peer
+    /// by itself): every other connected peer is reconciled again within [`Config::relay_delay`]
+    /// instead of at its next resync, so an edit made offline, or missed during a partition, crosses a
+    /// mesh of connected nodes hop by hop in seconds. A peer due sooner keeps its time, so the batches of
+    /// a first sync, one after another, bring no session forward more than once per relay delay.
+    pub fn relay_soon(&mut self, source: &P, now: Duration) {
+        let due = now + self.config.relay_delay;
+        let mut peers = std::mem::take(&mut self.peers);
+        for (peer, st) in &mut peers {
+            if peer == source {
+                continue;
+            }
+            st.next_sync = st.next_sync.min(self.relay_time(st, due));
+            st.relay_by = Some(st.relay_by.map_or(due, |d| d.min(due)));
+        }
+        self.peers = peers;
+    }
+
+    /// When a relay due at `due` may open a session with a peer: not before the peer has surely closed
+    /// our last session with it too (it times it out after `session_timeout` at the latest), so that
+    /// relays never stack sessions beyond its limit, whatever was lost on the way.
+    fn relay_time(&self, st: &Peer, due: Duration) -> Duration {
+        match st.last_end {
+            Some(end) => due.max(end + self.config.session_timeout + self.config.relay_delay),
+            None => due,
+        }
     }
 
     /// The store now holds `item` (received from any peer, or created here).
@@ -692,8 +735,14 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
                 ids,
             });
         }
+        if sk.0 == Side::Ours {
+            st.last_end = Some(now);
+        }
         if completed {
             st.next_sync = now + self.jittered(self.config.resync_interval);
+            if let Some(due) = st.relay_by {
+                st.next_sync = st.next_sync.min(self.relay_time(st, due));
+            }
         } else if sk.0 == Side::Ours {
             st.next_sync = now + self.config.retry_delay;
         }

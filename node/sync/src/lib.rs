@@ -43,6 +43,17 @@
 //!
 //! Sessions re-run on every connection and every [`Config::resync_interval`] (jittered, and postponed by
 //! any session with that peer that completed in between), which also repairs pushes lost in transit.
+//!
+//! # Relay: what arrives by sync moves on in seconds
+//!
+//! Gossip carries what is published while peers are connected; an item made offline, or missed during a
+//! partition, reaches a node only by sync, and gossip never sees it. So when a sync brings new items, the
+//! I/O layer calls [`SyncEngine::relay_soon`]: every other connected peer is reconciled again within
+//! [`Config::relay_delay`] (2 s) instead of at its next resync, and the items cross a mesh hop by hop in
+//! seconds rather than a minute per hop. A relayed session never opens sooner than `session_timeout`
+//! after our last one with that peer ended, so whatever was lost on the way, relays never stack sessions
+//! beyond the peer's limit; the batches of a first sync, one after another, bring each peer's next session
+//! forward at most once per session.
 
 mod engine;
 mod reconcile;

@@ -219,14 +219,13 @@ impl Node {
                 // Waiting for the beacons: the hours' holiday calendars are unpacked meanwhile.
                 deskmesh_crdt_model::hours::Hours::load_holidays();
             }
-            let beacons = match beacons {
-                Some(thread) => Some(thread.join().unwrap_or_else(|_| {
+            let beacons = beacons.map(|thread| {
+                thread.join().unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
                         "reading the seat beacons failed (a thread panicked)"
                     ))
-                })),
-                None => None,
-            };
+                })
+            });
             (rows, beacons)
         });
         let Some(mut kept) = rows? else {
