@@ -1057,12 +1057,15 @@ impl Service {
                 tracing::debug!(peer = %peer, space = %space, changes = n, "synced listing changes");
             }
         }
-        if !added.is_empty() {
-            // Gossip does not carry what arrives by sync (an edit made offline, or missed in a
-            // partition): the other connected peers are reconciled again in seconds, not at their next
-            // resync a minute later.
+        // Gossip does not carry what arrives by sync (an edit made offline, or missed in a partition):
+        // the other connected peers are reconciled again in seconds, not at their next resync a minute
+        // later. Not for seat beacons alone: a resync often finds a few that gossip dropped at a rate
+        // limit, they expire within the hour, and newer ones are gossiped anyway.
+        if added.keys().any(|k| *k != ingest::ItemKind::SeatBeacon) {
             let now = self.now();
             self.engine.relay_soon(&peer, now);
+        }
+        if !added.is_empty() {
             self.last_sync = Some(chrono::Utc::now());
             tracing::info!(
                 peer = %peer,

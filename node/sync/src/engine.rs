@@ -262,8 +262,9 @@ struct Pending {
 #[derive(Debug)]
 struct Peer {
     next_sync: Duration,
-    /// When a relay asked for ([`SyncEngine::relay_soon`]) is due, until a session of ours opens: a
-    /// session that ends meanwhile (it may have begun before the items came) does not put it off.
+    /// When a relay asked for ([`SyncEngine::relay_soon`]) is due: `relay_delay` after the latest ask,
+    /// until a session of ours opens (a session that ends meanwhile may have begun before the items
+    /// came, so it does not count).
     relay_by: Option<Duration>,
     /// When our last session with it ended (completed or given up).
     last_end: Option<Duration>,
@@ -434,7 +435,11 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
             }
             self.retry_fetches(&key, &mut st, now, &mut out);
             self.pump(&key, &mut st, now, &mut out);
-            if !st.has_own_session() && now >= st.next_sync {
+            let due = match st.relay_by {
+                Some(relay) => st.next_sync.min(self.relay_time(&st, relay)),
+                None => st.next_sync,
+            };
+            if !st.has_own_session() && now >= due {
                 st.relay_by = None;
                 self.open(&key, &mut st, now, &mut out);
             }
@@ -444,21 +449,19 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
     }
 
     /// Items were just learned from `source` by sync (not by gossip, which reaches every connected peer
-    /// by itself): every other connected peer is reconciled again within [`Config::relay_delay`]
-    /// instead of at its next resync, so an edit made offline, or missed during a partition, crosses a
-    /// mesh of connected nodes hop by hop in seconds. A peer due sooner keeps its time, so the batches of
-    /// a first sync, one after another, bring no session forward more than once per relay delay.
+    /// by itself): every other connected peer is reconciled again [`Config::relay_delay`] after the last
+    /// such call, instead of at its next resync, so an edit made offline, or missed during a partition,
+    /// crosses a mesh of connected nodes hop by hop in seconds. The delay restarts at each call, so the
+    /// batches of a first sync bring one session per peer, after the last of them (or at the peer's
+    /// regular resync, whichever comes first); and it never opens sooner than `session_timeout` after
+    /// our last session with that peer ended (`relay_time`).
     pub fn relay_soon(&mut self, source: &P, now: Duration) {
         let due = now + self.config.relay_delay;
-        let mut peers = std::mem::take(&mut self.peers);
-        for (peer, st) in &mut peers {
-            if peer == source {
-                continue;
+        for (peer, st) in &mut self.peers {
+            if peer != source {
+                st.relay_by = Some(due);
             }
-            st.next_sync = st.next_sync.min(self.relay_time(st, due));
-            st.relay_by = Some(st.relay_by.map_or(due, |d| d.min(due)));
         }
-        self.peers = peers;
     }
 
     /// When a relay due at `due` may open a session with a peer: not before the peer has surely closed
@@ -740,9 +743,6 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
         }
         if completed {
             st.next_sync = now + self.jittered(self.config.resync_interval);
-            if let Some(due) = st.relay_by {
-                st.next_sync = st.next_sync.min(self.relay_time(st, due));
-            }
         } else if sk.0 == Side::Ours {
             st.next_sync = now + self.config.retry_delay;
         }
@@ -1087,6 +1087,48 @@ mod tests {
         }
         assert_eq!(result, Err(SyncError::TooManyRounds { max: 6 }));
         assert!(!e.is_syncing(&"p"));
+    }
+
+    /// A relay never opens a session sooner than `session_timeout` (and the relay delay) after our last
+    /// session with that peer ended, so the peer, which may still hold that one, never holds more than
+    /// its limit; then it opens one, once, and the source of the items gets none.
+    #[test]
+    fn a_relay_waits_for_the_last_session_to_be_surely_closed() {
+        let items: Vec<Item> = (0..40).map(|n| item(ItemKind::ListingChange, n)).collect();
+        let mut a = engine(items.iter().copied());
+        let mut b = engine(items.iter().copied());
+        // A session of ours with "b" runs to completion at t = 0 (equal sets: one round each way).
+        let mut to_b = sends(&a.connected("b", secs(0)));
+        while !to_b.is_empty() {
+            let mut to_a = Vec::new();
+            for m in to_b {
+                to_a.extend(sends(&b.received(&"a", m, secs(0)).expect("valid")));
+            }
+            to_b = Vec::new();
+            for m in to_a {
+                to_b.extend(sends(&a.received(&"b", m, secs(0)).expect("valid")));
+            }
+        }
+        assert!(!a.is_syncing(&"b"), "the session with b completed");
+        a.connected("c", secs(0));
+        // Items came from "c" by sync at t = 1 s.
+        a.relay_soon(&"c", secs(1));
+        let opens_to = |out: &[Intent<&'static str>], peer: &str| {
+            out.iter()
+                .filter(|i| matches!(i, Intent::Send(p, Msg::Open { .. }) if *p == peer))
+                .count()
+        };
+        let timeout = Config::default().session_timeout.as_secs();
+        let relay = Config::default().relay_delay.as_secs();
+        for t in 1..timeout + relay {
+            let out = a.tick(secs(t));
+            assert_eq!(opens_to(&out, "b"), 0, "a relay opened at {t} s");
+        }
+        let out = a.tick(secs(timeout + relay));
+        assert_eq!(opens_to(&out, "b"), 1, "the relay never opened");
+        assert_eq!(opens_to(&out, "c"), 0, "the source got a relay");
+        let out = a.tick(secs(timeout + relay + 1));
+        assert_eq!(opens_to(&out, "b"), 0, "the relay opened twice");
     }
 
     #[test]

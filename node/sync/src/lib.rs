@@ -47,13 +47,14 @@
 //! # Relay: what arrives by sync moves on in seconds
 //!
 //! Gossip carries what is published while peers are connected; an item made offline, or missed during a
-//! partition, reaches a node only by sync, and gossip never sees it. So when a sync brings new items, the
-//! I/O layer calls [`SyncEngine::relay_soon`]: every other connected peer is reconciled again within
-//! [`Config::relay_delay`] (2 s) instead of at its next resync, and the items cross a mesh hop by hop in
-//! seconds rather than a minute per hop. A relayed session never opens sooner than `session_timeout`
-//! after our last one with that peer ended, so whatever was lost on the way, relays never stack sessions
-//! beyond the peer's limit; the batches of a first sync, one after another, bring each peer's next session
-//! forward at most once per session.
+//! partition, reaches a node only by sync, and gossip never sees it. So when a sync brings new items (the
+//! mesh leaves out batches of seat beacons alone), the I/O layer calls [`SyncEngine::relay_soon`]: every
+//! other connected peer is reconciled again [`Config::relay_delay`] (2 s) after the last such call
+//! instead of at its next resync, and the items cross a mesh hop by hop in seconds rather than a minute
+//! per hop. The delay restarts with each call, so the batches of a first sync bring one session per peer,
+//! after the last batch. A relayed session never opens sooner than `session_timeout` (20 s) after our
+//! last one with that peer ended, so that whatever was lost on the way, relays never stack sessions beyond
+//! the peer's limit: a relay takes 2 s, or up to 22 s when a session with that peer had just ended.
 
 mod engine;
 mod reconcile;

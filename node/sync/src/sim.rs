@@ -734,12 +734,14 @@ mod tests {
     }
 
     /// An item one node learns by sync reaches its other connected peers within the relay delay, not at
-    /// their next resync: three nodes in a line (0 - 1 - 2), resync a minute, relay a second, and node 0
-    /// made an item while its link to node 1 was down. Driven as before relaying (the I/O layer never
-    /// calls `relay_soon`), node 2 still lacks it 40 s later.
+    /// their next resync: three nodes in a line (0 - 1 - 2), resync a minute, relay a second, session
+    /// timeout 2 s, and node 0 made an item while its link to node 1 was down. Driven as before relaying
+    /// (the I/O layer never calls `relay_soon`), node 2 still lacks it 40 s later. No node refuses
+    /// another's session, also when nodes 1 and 2 had only just met (the engine test
+    /// `a_relay_waits_for_the_last_session_to_be_surely_closed` checks the wait itself).
     #[test]
     fn items_learned_by_sync_are_relayed_to_the_other_peers_at_once() {
-        let reached = |relay: bool| -> Option<Duration> {
+        let reached = |relay: bool, made_at: Duration| -> Option<Duration> {
             let config = Config {
                 resync_interval: Duration::from_secs(60),
                 relay_delay: Duration::from_secs(1),
@@ -767,29 +769,34 @@ mod tests {
             // Node 0 is cut off; the others meet and agree.
             net.sides = Some(vec![false, true, true]);
             net.sync_links();
-            while net.now < Duration::from_secs(5) {
+            while net.now < made_at {
                 net.step(step, tick);
             }
             net.add_item(0);
             let made = net.now;
             net.sides = None;
             net.sync_links();
+            let mut got = None;
             while net.now < made + Duration::from_secs(40) {
                 if net.nodes[2].items().len() == net.created.len() {
-                    return Some(net.now - made);
+                    got = Some(net.now - made);
+                    break;
                 }
                 net.step(step, tick);
             }
-            None
+            assert_eq!(net.report.errors, Vec::<String>::new());
+            got
         };
-        let relayed = reached(true).expect("node 2 never got the item");
+        let relayed = reached(true, Duration::from_secs(5)).expect("node 2 never got the item");
         println!("relayed to the third node {relayed:?} after the item was made");
         assert!(
             relayed < Duration::from_secs(3),
             "relayed after {relayed:?}"
         );
+        // Made right after nodes 1 and 2 met: relayed all the same, with no session refused.
+        reached(true, Duration::from_millis(300)).expect("node 2 never got the item");
         assert_eq!(
-            reached(false),
+            reached(false, Duration::from_secs(5)),
             None,
             "without relaying, node 2 got it before its resync"
         );
