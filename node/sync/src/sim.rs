@@ -698,9 +698,11 @@ mod tests {
         r
     }
 
+    /// Twelve seeds: seed 12 is the one where a looser relay rule (counting only the sessions a peer may
+    /// still hold) made an honest node refuse another's session.
     #[test]
     fn lossy_partitioned_networks_converge_to_the_union() {
-        for seed in 1..=6 {
+        for seed in 1..=12 {
             let r = check(&SimConfig::new(seed));
             assert!(
                 r.dropped > 0 && r.sessions_timed_out > 0,
