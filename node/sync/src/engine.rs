@@ -578,6 +578,9 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
                     }
                     if nonce > our_nonce {
                         st.sessions.remove(&ours_key);
+                        // Theirs reconciles both ways: ours is not opened again at the next tick (it
+                        // would run beside theirs), but at the next resync or when theirs completes.
+                        st.next_sync = now + self.jittered(self.config.resync_interval);
                     }
                 }
                 st.sessions.insert(sk, Session::new(Side::Theirs, now));
@@ -1152,6 +1155,14 @@ mod tests {
         let at_a = a.received(&"b", to_a[0].clone(), secs(0)).expect("valid");
         // Exactly one side answers; the other ignored the smaller nonce.
         assert_eq!(sends(&at_b).len() + sends(&at_a).len(), 1);
+        // The side whose session was dropped does not open another beside the one running.
+        let opens = |out: Vec<Intent<&'static str>>| {
+            sends(&out)
+                .iter()
+                .filter(|m| matches!(m, Msg::Open { .. }))
+                .count()
+        };
+        assert_eq!(opens(a.tick(secs(1))) + opens(b.tick(secs(1))), 0);
     }
 
     #[test]
