@@ -655,6 +655,10 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
         s.stats.bytes_received += len;
         if s.stats.messages_received + s.stats.messages_sent > max_rounds {
             st.sessions.remove(&sk);
+            if sk.0 == Side::Ours {
+                // Not again at the next tick, into the same wall: at the next resync.
+                st.next_sync = now + self.jittered(self.config.resync_interval);
+            }
             return Err(SyncError::TooManyRounds { max: max_rounds });
         }
         // The peer lacks these among what we listed; ids we do not hold (any more) are ignored.
@@ -1090,6 +1094,14 @@ mod tests {
         }
         assert_eq!(result, Err(SyncError::TooManyRounds { max: 6 }));
         assert!(!e.is_syncing(&"p"));
+        // Nor is one opened again at once, to run into the same wall every second.
+        let reopened = sends(&e.tick(secs(2)))
+            .iter()
+            .any(|m| matches!(m, Msg::Open { .. }));
+        assert!(
+            !reopened,
+            "a session cut off was opened again at the next tick"
+        );
     }
 
     /// A relay never opens a session sooner than `session_timeout` (and the relay delay) after our last
