@@ -1082,6 +1082,12 @@ impl Service {
     }
 
     fn on_sync(&mut self, peer: PeerId, bytes: &[u8]) {
+        if !self.connected.contains_key(&peer) {
+            // A late message of a connection already closed: handled, it would make the engine take
+            // the peer for connected again and open sessions (and dials) to it until it reconnects.
+            tracing::debug!(peer = %peer, "ignored a sync message from a peer no longer connected");
+            return;
+        }
         let now = self.now();
         match self.engine.received_bytes(&peer, bytes, now) {
             Ok(intents) => self.execute(intents),
