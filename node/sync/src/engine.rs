@@ -579,7 +579,8 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
                     if nonce > our_nonce {
                         st.sessions.remove(&ours_key);
                         // Theirs reconciles both ways: ours is not opened again at the next tick (it
-                        // would run beside theirs), but at the next resync or when theirs completes.
+                        // would run beside theirs) but at the next resync (theirs completing moves that
+                        // a resync later again; theirs failing leaves the peer to retry).
                         st.next_sync = now + self.jittered(self.config.resync_interval);
                     }
                 }
@@ -656,8 +657,10 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
         if s.stats.messages_received + s.stats.messages_sent > max_rounds {
             st.sessions.remove(&sk);
             if sk.0 == Side::Ours {
-                // Not again at the next tick, into the same wall: at the next resync.
+                // Not again at the next tick, into the same wall: at the next resync. The peer may
+                // still hold the session, so a relay waits as after any other session of ours.
                 st.next_sync = now + self.jittered(self.config.resync_interval);
+                st.last_end = Some(now);
             }
             return Err(SyncError::TooManyRounds { max: max_rounds });
         }
