@@ -248,7 +248,7 @@ fn tui_without_a_daemon_draws_the_store_then_attaches_its_own_node() {
     }
     let node = TestNode::new();
     node.ok(&["demo", "--setup-only"]);
-    // A whole list keeps the search rows the first screen is read from.
+    // A whole list keeps the rows the first screen is read from.
     node.ok(&["spaces", "list"]);
     let session = Session(format!("dm-start-{}", std::process::id()));
     let script = format!(

@@ -213,7 +213,7 @@ impl Node {
                 let raw = store.beacons().map_err(anyhow::Error::from)?;
                 Ok(crate::catalog::newest_beacons(raw))
             };
-            let beacons = (!narrow && threads > 1).then(|| scope.spawn(read_beacons));
+            let beacons = (!narrow).then(|| scope.spawn(read_beacons));
             let rows = read_rows(store);
             if beacons.is_some() {
                 // Waiting for the beacons: the hours' holiday calendars are unpacked meanwhile.
@@ -228,17 +228,10 @@ impl Node {
             });
             (rows, beacons)
         });
-        let Some(mut kept) = rows? else {
+        let Some(kept) = rows? else {
             return Ok(None);
         };
-        let all_beacons = match all_beacons {
-            Some(read) => Some(read?),
-            None if !narrow => {
-                let raw = self.store.beacons()?;
-                Some(crate::catalog::newest_beacons(raw))
-            }
-            None => None,
-        };
+        let all_beacons = all_beacons.transpose()?;
         let now = query.at.unwrap_or(now);
         let mut query = query.clone();
         let index = &kept.index;
@@ -308,35 +301,30 @@ impl Node {
                 };
                 deskmesh_keys::par::map_in_order(&hits, threads, 256, make, |_| None)
             }
+            // A narrow query's few hits, with the beacons read for them.
             None => {
                 if hits.len() > index.distinct_hours() {
                     index.compile_all(threads);
                 }
-                let seats: Vec<_> = hits.iter().map(|&i| seats_of(i)).collect();
-                let open: Vec<_> = hits.iter().map(|&i| index.open_state(i, now)).collect();
-                let mut built = Vec::with_capacity(hits.len());
-                for ((&i, (now_seats, pools)), open) in hits.iter().zip(seats).zip(open) {
-                    built.push(
-                        kept.shown[i]
-                            .take()
-                            .flatten()
-                            .map(|s| row(s, now_seats, pools, open, origin.as_ref())),
-                    );
-                }
-                built
+                let make = |i: usize| {
+                    let (now_seats, pools) = seats_of(i);
+                    let open = index.open_state(i, now);
+                    let shown = kept.shown(i)?.clone();
+                    Some(row(shown, now_seats, pools, open, origin.as_ref()))
+                };
+                hits.iter().map(|&i| make(i)).collect()
             }
         };
         if let Some(e) = failed.take() {
             return Err(e);
         }
-        let Some(mut rows) = built.into_iter().collect::<Option<Vec<DirectoryRow>>>() else {
+        // A shown part that did not read back (a hit's, or one a seats filter read): the directory
+        // answers instead.
+        let rows = built.into_iter().collect::<Option<Vec<DirectoryRow>>>();
+        let Some(mut rows) = rows.filter(|_| !kept.unreadable.get()) else {
             tracing::warn!("a stored directory row does not read back; reading every listing");
             return Ok(None);
         };
-        if kept.unreadable.get() {
-            tracing::warn!("a stored directory row does not read back; reading every listing");
-            return Ok(None);
-        }
         // Facts a coordinator verified need the listing: read for those spaces alone.
         let verifications = if narrow {
             None
@@ -354,8 +342,8 @@ impl Node {
             if verified.is_empty() {
                 continue;
             }
-            if let Some(h) = self.read_hit(&r.id)? {
-                let facts = verify::fact_states(&h.entry.listing, &verified);
+            if let Some(entry) = self.stored_entry(&r.id)? {
+                let facts = verify::fact_states(&entry.listing, &verified);
                 r.facts = FactView::all_named(&facts, |k| names().of(k));
             }
         }
@@ -390,16 +378,21 @@ impl Node {
     /// One space's stored entry (`None` when it has none, or its listing does not read back) and the
     /// newest beacon of each of its pools.
     pub(crate) fn read_hit(&self, space: &SpaceId) -> anyhow::Result<Option<Hit>> {
-        let Some(bytes) = self.store.entry(space)? else {
-            return Ok(None);
-        };
-        let Some(entry) = crate::catalog::read_entry(space, &bytes)? else {
+        let Some(entry) = self.stored_entry(space)? else {
             return Ok(None);
         };
         Ok(Some(Hit {
             entry,
             beacons: self.stored_beacons(space)?,
         }))
+    }
+
+    /// One space's stored entry; `None` when it has none, or its listing does not read back.
+    fn stored_entry(&self, space: &SpaceId) -> anyhow::Result<Option<IndexEntry>> {
+        match self.store.entry(space)? {
+            Some(bytes) => crate::catalog::read_entry(space, &bytes),
+            None => Ok(None),
+        }
     }
 
     /// The middle of the directory's spaces in `city` (compared whole, case- and accent-insensitive).
