@@ -11,6 +11,8 @@ use std::process::ExitCode;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // A command exits soon after it closes its store, and starts no process on it.
+    deskmesh_store::close_in_background();
     match deskmesh_node::cli::run() {
         Ok(code) => code,
         Err(err) => {

@@ -21,7 +21,7 @@ mod memory;
 mod sled_store;
 
 pub use memory::MemoryStore;
-pub use sled_store::SledStore;
+pub use sled_store::{close_in_background, SledStore};
 
 /// The store format this build writes and reads. A store stamped with a higher number is refused; one
 /// stamped 1 (before verifications and proposals had trees of their own) is upgraded when opened.
