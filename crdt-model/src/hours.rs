@@ -11,6 +11,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod shape;
+pub use shape::{DayShapes, WeekHours};
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use opening_hours::localization::Country;

@@ -26,7 +26,7 @@ impl StoredRow {
     /// shape, or what they are made of does (how a listing or an index entry is read, or which entries
     /// are listed): the rows must say what the directory made from the entries says. A store keeping rows
     /// of another format rebuilds them at the next whole read.
-    pub(crate) const FORMAT: &'static [u8] = b"deskmesh-stored-row-1";
+    pub(crate) const FORMAT: &'static [u8] = b"deskmesh-stored-row-2";
 
     pub(crate) fn of(entry: &IndexEntry) -> Self {
         Self {
