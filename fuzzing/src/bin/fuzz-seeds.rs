@@ -142,6 +142,7 @@ fn main() -> anyhow::Result<()> {
     let hello = serde_json::to_string(&Hello {
         protocol: PROTOCOL,
         client: "fuzz".into(),
+        binary_answers: false,
     })?;
     let requests = [
         ApiRequest::Status,

@@ -368,6 +368,10 @@ pub struct Hello {
     pub protocol: u32,
     /// The client program and version, for the daemon's logs.
     pub client: String,
+    /// The client reads a directory answer sent as a binary frame (CBOR, see the node's `control` module).
+    /// Left out by clients that read only JSON lines, which then get JSON.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary_answers: bool,
 }
 
 /// The daemon's answer to [`Hello`].
@@ -377,6 +381,9 @@ pub struct Welcome {
     /// The daemon program and version.
     pub server: String,
     pub pid: u32,
+    /// The daemon sends directory answers as binary frames (the client asked, and the daemon can).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary_answers: bool,
 }
 
 /// This program's name and version, as handshakes carry it.

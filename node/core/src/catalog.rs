@@ -23,6 +23,7 @@ use deskmesh_keys::SpaceId;
 use deskmesh_store::Store;
 
 use crate::node::IndexEntry;
+use crate::ops::directory::Shown;
 use crate::rows::StoredRow;
 
 /// The directory in memory; see the module documentation.
@@ -35,6 +36,10 @@ pub struct Catalog {
     /// (a first sync of 10,000 spaces with the catalog built moved gigabytes).
     #[allow(clippy::vec_box)] // on purpose: see above
     entries: Vec<Box<IndexEntry>>,
+    /// What row `i`'s directory row shows that does not change with the clock, made when its entry
+    /// changes rather than at every query (boxed like the entries).
+    #[allow(clippy::vec_box)] // on purpose: see `entries`
+    shown: Vec<Box<Shown>>,
     /// Row `i`'s listing, prepared for queries.
     search: SearchIndex,
     /// The newest beacon of each pool, by space, pools by name.
@@ -72,6 +77,7 @@ impl Catalog {
         let mut catalog = Self::default();
         for (space, entry) in rows {
             catalog.spaces.push(space);
+            catalog.shown.push(Box::new(Shown::of(&entry)));
             catalog.entries.push(Box::new(entry));
         }
         catalog.search = SearchIndex::build(catalog.entries.iter().map(|e| &e.listing));
@@ -108,6 +114,11 @@ impl Catalog {
         Listings(&self.entries)
     }
 
+    /// Row `i`'s shown part ([`Shown`]), row `i` of [`Catalog::entries`].
+    pub(crate) fn shown(&self) -> &[Box<Shown>] {
+        &self.shown
+    }
+
     /// The search index over [`Catalog::listings`].
     pub fn search(&self) -> &SearchIndex {
         &self.search
@@ -138,16 +149,19 @@ impl Catalog {
         match (self.spaces.binary_search(space), entry) {
             (Ok(i), Some(e)) => {
                 self.search.set(i, &e.listing);
+                *self.shown[i] = Shown::of(&e);
                 *self.entries[i] = e;
             }
             (Err(i), Some(e)) => {
                 self.search.insert(i, &e.listing);
                 self.spaces.insert(i, space.clone());
+                self.shown.insert(i, Box::new(Shown::of(&e)));
                 self.entries.insert(i, Box::new(e));
             }
             (Ok(i), None) => {
                 self.search.remove(i);
                 self.spaces.remove(i);
+                self.shown.remove(i);
                 self.entries.remove(i);
             }
             (Err(_), None) => {}
@@ -557,6 +571,14 @@ mod tests {
             let (held, kept) = (answers(coordinator), answers(&cold));
             assert!(!cold.catalog_built(), "the queries read the directory");
             assert_eq!(held, kept);
+            // Each answer reads back from CBOR (the control socket's binary answer) as it was.
+            for q in &queries {
+                let directory = cold.directory(q, now()).unwrap();
+                let bytes = cbor4ii::serde::to_vec(Vec::new(), &directory).unwrap();
+                let back: crate::ops::directory::Directory =
+                    cbor4ii::serde::from_slice(&bytes).unwrap();
+                assert_eq!(back, directory);
+            }
             // A city no space is in is refused with the same sentence.
             let nowhere = Query {
                 near_city: Some("Atlantis".into()),

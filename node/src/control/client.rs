@@ -2,7 +2,7 @@
 //! the terminal UI uses it while a daemon runs; with none, they open the store in process instead
 //! ([`deskmesh_core::api::Local`]) and behave the same.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -13,7 +13,7 @@ use deskmesh_core::api::{
 };
 use deskmesh_core::view::{Event, Snapshot};
 
-use super::{MAX_HELLO, MAX_REQUEST, MAX_RESPONSE};
+use super::{FRAME, MAX_HELLO, MAX_REQUEST, MAX_RESPONSE};
 
 /// How long a call may wait for its answer (a large import batch or a snapshot of a big directory).
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
@@ -83,7 +83,7 @@ impl Handle for Remote {
             .writer
             .write_all(&line)
             .map_err(|e| stopped(&e))
-            .and_then(|()| read_json::<Result<Response, ApiError>>(&mut conn.reader, MAX_RESPONSE));
+            .and_then(|()| read_answer(&mut conn.reader, MAX_RESPONSE));
         match answer {
             Ok(answer) => answer,
             Err(e) => {
@@ -154,6 +154,7 @@ fn open(socket: &Path) -> Result<Option<(Conn, Welcome)>, ApiError> {
     let hello = Hello {
         protocol: PROTOCOL,
         client: api::software(),
+        binary_answers: true,
     };
     let mut line = serde_json::to_vec(&hello).map_err(|e| ApiError::protocol(e.to_string()))?;
     line.push(b'\n');
@@ -241,6 +242,36 @@ fn feed(socket: PathBuf, mut reader: BufReader<UnixStream>, tx: mpsc::Sender<Eve
             return;
         }
     }
+}
+
+/// Reads one answer to a call: a binary frame ([`FRAME`]) or a JSON line, either at most `max` bytes.
+fn read_answer(
+    reader: &mut BufReader<UnixStream>,
+    max: usize,
+) -> Result<Result<Response, ApiError>, ApiError> {
+    let first = reader.fill_buf().map_err(|e| stopped(&e))?.first().copied();
+    if first != Some(FRAME) {
+        return read_json(reader, max);
+    }
+    let mut head = [0u8; 9];
+    reader.read_exact(&mut head).map_err(|e| stopped(&e))?;
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&head[1..]);
+    let len = u64::from_le_bytes(len);
+    if len > max as u64 {
+        return Err(ApiError::protocol(format!(
+            "the daemon's answer is longer than {} MiB",
+            max / (1024 * 1024)
+        )));
+    }
+    let mut body = vec![0u8; len as usize];
+    reader.read_exact(&mut body).map_err(|e| stopped(&e))?;
+    cbor4ii::serde::from_slice(&body).map_err(|e| {
+        ApiError::protocol(format!(
+            "the daemon sent an answer this deskmesh ({}) cannot read: {e}",
+            api::software()
+        ))
+    })
 }
 
 /// Reads one bounded line and decodes it.

@@ -14,6 +14,13 @@
 //!    rest as `Event::Spaces` pages among the live events, in one order, so a page never undoes a later
 //!    change. The TUI's first screen thus waits for 200 spaces, not for a directory of 10,000.
 //!
+//! A directory answer (`SpacesList`) is the one large answer a command waits for (10 MB of JSON at 10,000
+//! spaces, with every signer key in base58). A client that says `binary_answers` in its hello gets it as
+//! a binary frame instead of a line: the byte [`FRAME`] (no JSON text starts with it), the body's length
+//! (u64, little-endian), then the body, `Result<Response, ApiError>` in CBOR. CBOR keeps field names, so
+//! absent optional fields read back as in JSON, and keys and ids travel as bytes. Every other answer, and
+//! every answer to a client that did not ask (an older one), is a JSON line.
+//!
 //! Every line is bounded ([`MAX_REQUEST`] from clients): a longer one is answered with one sentence and the
 //! connection closed, never read to its end. [`server`] runs in the daemon; [`client::Remote`] is the
 //! [`deskmesh_core::api::Handle`] over it.
@@ -26,6 +33,9 @@ pub mod client;
 pub mod server;
 
 pub use client::Remote;
+
+/// The first byte of an answer sent as a binary frame.
+pub const FRAME: u8 = 0;
 
 /// Most bytes of one request line. Large imports are sent in batches under this.
 pub const MAX_REQUEST: usize = 16 * 1024 * 1024;

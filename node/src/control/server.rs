@@ -92,10 +92,14 @@ async fn client<R: AsyncBufRead + Unpin>(
         }
         Line::Full(bytes) => bytes,
     };
-    match welcome(&hello) {
-        Ok(welcome) => send(&mut write, &Ok::<_, ApiError>(welcome)).await?,
+    let binary = match welcome(&hello) {
+        Ok(welcome) => {
+            let binary = welcome.binary_answers;
+            send(&mut write, &Ok::<_, ApiError>(welcome)).await?;
+            binary
+        }
         Err(e) => return send(&mut write, &Err::<Welcome, _>(e)).await,
-    }
+    };
     loop {
         let line = match read_line(&mut reader, MAX_REQUEST).await? {
             Line::Eof => return Ok(()),
@@ -149,7 +153,11 @@ async fn client<R: AsyncBufRead + Unpin>(
             return stream_events(rx, write, Some(pages)).await;
         }
         let answer = call(&calls, request).await;
-        send(&mut write, &answer).await?;
+        if binary && matches!(answer, Ok(Response::Directory(_))) {
+            send_frame(&mut write, &answer).await?;
+        } else {
+            send(&mut write, &answer).await?;
+        }
     }
 }
 
@@ -207,6 +215,7 @@ pub fn welcome(line: &[u8]) -> Result<Welcome, ApiError> {
             protocol: PROTOCOL,
             server: api::software(),
             pid: std::process::id(),
+            binary_answers: h.binary_answers,
         }),
         Ok(h) => {
             let upgrade = if h.protocol > PROTOCOL {
@@ -318,6 +327,19 @@ pub fn event_line(event: &Event) -> anyhow::Result<Arc<str>> {
     Ok(Arc::from(serde_json::to_string(event)?.as_str()))
 }
 
+/// Sends `value` as a binary frame ([`super::FRAME`]).
+async fn send_frame<T: serde::Serialize>(
+    write: &mut OwnedWriteHalf,
+    value: &T,
+) -> anyhow::Result<()> {
+    let mut out = cbor4ii::serde::to_vec(vec![super::FRAME; 9], value)
+        .map_err(|e| anyhow::anyhow!("cannot encode the answer: {e}"))?;
+    let body = (out.len() - 9) as u64;
+    out[1..9].copy_from_slice(&body.to_le_bytes());
+    write.write_all(&out).await?;
+    Ok(())
+}
+
 async fn send<T: serde::Serialize>(write: &mut OwnedWriteHalf, value: &T) -> anyhow::Result<()> {
     let mut out = serde_json::to_vec(value)?;
     out.push(b'\n');
@@ -370,9 +392,10 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
 
     use deskmesh_core::api::{ErrorKind, Handle};
+    use deskmesh_crdt_model::query::Query;
 
     use super::*;
     use crate::control::Remote;
@@ -403,6 +426,7 @@ mod tests {
             while let Some((req, reply)) = rx.recv().await {
                 let answer = match req {
                     Request::Status => Err(ApiError::new(ErrorKind::Refused, "fake status")),
+                    Request::SpacesList(_) => Ok(Response::Directory(fake_directory())),
                     _ => Ok(Response::Subscribed),
                 };
                 let _ = reply.send(answer);
@@ -412,6 +436,69 @@ mod tests {
     }
 
     /// A raw connection: the stream to write and a reader of answer lines.
+    /// A directory with no rows (the rows' own encoding is checked against the node's real answers in
+    /// the core's tests), a point and an instant.
+    fn fake_directory() -> deskmesh_core::ops::directory::Directory {
+        serde_json::from_value(serde_json::json!({
+            "total": 3, "matched": 0, "at": "2026-12-02T10:00:00Z",
+            "origin": {"lat": 52.5, "lon": 13.4, "city": "Berlin"}, "spaces": []
+        }))
+        .unwrap()
+    }
+
+    /// A directory answer is a binary frame for a client that asks for one in its hello, and a JSON line
+    /// for one that does not (a client from before frames); every other answer stays a line.
+    #[test]
+    fn directory_answers_are_frames_only_for_clients_that_ask() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_rt, path, _events) = serve_fake(dir.path());
+        let mut remote = Remote::connect(&path).unwrap().expect("a daemon answers");
+        assert!(remote.welcome().binary_answers);
+        assert_eq!(
+            remote.spaces_list(Query::default()).unwrap(),
+            fake_directory()
+        );
+        // The same connection goes on with lines.
+        assert_eq!(remote.call(Request::Peers).unwrap(), Response::Subscribed);
+        assert_eq!(
+            remote.spaces_list(Query::default()).unwrap(),
+            fake_directory()
+        );
+
+        let list = format!(
+            "{}\n",
+            serde_json::to_string(&Request::SpacesList(Query::default())).unwrap()
+        );
+        for asks in [false, true] {
+            let (mut s, mut r) = raw(&path);
+            let hello = serde_json::to_string(&Hello {
+                protocol: PROTOCOL,
+                client: "test".into(),
+                binary_answers: asks,
+            })
+            .unwrap();
+            s.write_all(format!("{hello}\n").as_bytes()).unwrap();
+            assert_eq!(
+                answer(&mut r)["Ok"]["binary_answers"].as_bool(),
+                asks.then_some(true)
+            );
+            s.write_all(list.as_bytes()).unwrap();
+            if asks {
+                let mut head = [0u8; 9];
+                r.read_exact(&mut head).unwrap();
+                assert_eq!(head[0], crate::control::FRAME);
+                let mut body =
+                    vec![0u8; u64::from_le_bytes(head[1..].try_into().unwrap()) as usize];
+                r.read_exact(&mut body).unwrap();
+                let back: Result<Response, ApiError> = cbor4ii::serde::from_slice(&body).unwrap();
+                assert_eq!(back, Ok(Response::Directory(fake_directory())));
+            } else {
+                let back = answer(&mut r);
+                assert_eq!(back["Ok"]["Directory"]["total"], 3, "{back}");
+            }
+        }
+    }
+
     fn raw(path: &Path) -> (StdUnixStream, BufReader<StdUnixStream>) {
         let s = StdUnixStream::connect(path).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -462,6 +549,7 @@ mod tests {
         let hello = serde_json::to_string(&Hello {
             protocol: PROTOCOL,
             client: "test".into(),
+            binary_answers: false,
         })
         .unwrap();
         s.write_all(format!("{hello}\n").as_bytes()).unwrap();

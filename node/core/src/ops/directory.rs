@@ -101,7 +101,8 @@ impl Node {
         }
         let now = query.at.unwrap_or(now);
         // The directory in memory: entries, listings and search index, row for row.
-        let catalog = self.catalog()?;
+        let held = self.catalog()?;
+        let catalog: &crate::catalog::Catalog = &held;
         let (entries, index) = (catalog.entries(), catalog.search());
         let listings = catalog.listings();
         let verifications = self.verifications()?;
@@ -167,18 +168,23 @@ impl Node {
         // Keys are named (from the roster's state) only if some row has a verified fact.
         let names = std::cell::OnceCell::new();
         let names = || names.get_or_init(|| crate::names::KeyNames::new(self.roster_state()));
-        let mut rows = Vec::with_capacity(hits.len());
-        for i in hits {
+        // The rows on every core (a whole list is 10,000 of them, made on the daemon's event loop), then
+        // the verified facts of the few spaces that have some.
+        let shown = catalog.shown();
+        let make = |&i: &usize| {
             let (now_seats, pool_rows) = seats_of(i);
-            let mut r = row(
-                Shown::of(&entries[i]),
+            let open = index.open_state(i, now);
+            row(
+                (*shown[i]).clone(),
                 now_seats,
                 pool_rows,
-                index.open_state(i, now),
+                open,
                 origin.as_ref(),
-            );
+            )
+        };
+        let mut rows = deskmesh_keys::par::map_in_order(&hits, threads, 1024, make, make);
+        for (r, &i) in rows.iter_mut().zip(&hits) {
             r.facts = FactView::all_named(&facts_of(i), |k| names().of(k));
-            rows.push(r);
         }
         Ok(Directory {
             total: listings.len(),
