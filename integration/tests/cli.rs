@@ -92,6 +92,70 @@ fn seats_set_shows_in_the_directory_with_freshness() {
     }
 }
 
+/// Without a daemon, a whole list reads the directory snapshot a previous list kept, while nothing was
+/// written since, and never after a write: new seats, an edit, a damaged snapshot each show what the store
+/// holds.
+#[test]
+fn the_directory_snapshot_never_outlives_a_write() {
+    let (_coord, space, id) = alliance_with_space();
+    let mut listing = listing_json(&id, "Snapshot Test");
+    listing["opening_hours"] = serde_json::json!("24/7");
+    let file = write_json(&space, "l.json", &listing);
+    space.ok(&["space", "edit", "--file", &file]);
+    space.ok(&["seats", "set", "--pool", "hot", "4", "--ttl", "600"]);
+    let snapshot = space.home().join("store").join("directory.snapshot");
+    let seen = |dir: &serde_json::Value| {
+        let row = &dir["spaces"][0];
+        (
+            row["name"].as_str().unwrap().to_string(),
+            row["seats_free"].as_bool().unwrap(),
+            row["seats_text"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .to_string(),
+        )
+    };
+    // The first list keeps the rows, the next one reads them and keeps the snapshot, the third reads it.
+    space.json(&["spaces", "list"]);
+    let kept = seen(&space.json(&["spaces", "list"]));
+    let bytes = fs::read(&snapshot).expect("a whole list keeps the snapshot");
+    assert_eq!(seen(&space.json(&["spaces", "list"])), kept);
+    assert_eq!(
+        fs::read(&snapshot).unwrap(),
+        bytes,
+        "read, not written again"
+    );
+    assert_eq!(kept, ("Snapshot Test".into(), true, "4 free".into()));
+
+    space.ok(&["seats", "set", "full"]);
+    assert_eq!(
+        seen(&space.json(&["spaces", "list"])),
+        ("Snapshot Test".into(), false, "full".into())
+    );
+    listing["name"] = serde_json::json!("Snapshot Renamed");
+    let file = write_json(&space, "l.json", &listing);
+    space.ok(&["space", "edit", "--file", &file]);
+    space.json(&["spaces", "list"]);
+    let renamed = seen(&space.json(&["spaces", "list"]));
+    assert_eq!(renamed.0, "Snapshot Renamed");
+    assert_ne!(
+        fs::read(&snapshot).unwrap(),
+        bytes,
+        "kept anew after the writes"
+    );
+
+    // A damaged snapshot is read past: same answer, and kept anew.
+    let mut damaged = fs::read(&snapshot).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    fs::write(&snapshot, &damaged).unwrap();
+    assert_eq!(seen(&space.json(&["spaces", "list"])), renamed);
+    assert_ne!(fs::read(&snapshot).unwrap(), damaged);
+}
+
 #[test]
 fn spaces_list_filters_and_sorts() {
     let demo = TestNode::new();

@@ -19,9 +19,11 @@ use deskmesh_keys::{Hash, SpaceId};
 
 mod memory;
 mod sled_store;
+mod snapshot;
 
 pub use memory::MemoryStore;
 pub use sled_store::{close_in_background, SledStore};
+pub use snapshot::DirectorySnapshot;
 
 /// The store format this build writes and reads. A store stamped with a higher number is refused; one
 /// stamped 1 (before verifications and proposals had trees of their own) is upgraded when opened.
@@ -371,6 +373,35 @@ pub trait Store:
     /// no room for the note.
     fn prepare_reopen(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Where the store stands: a value that every write moves on and nothing else does (sled's log
+    /// position), for telling whether anything was written between two instants; `None` for a store that
+    /// cannot say (in memory).
+    fn position(&self) -> Option<i64> {
+        None
+    }
+
+    /// The directory snapshot beside the store (every search row in `format` and every beacon, see
+    /// [`DirectorySnapshot`]) when it was taken where the store stands now; `None` when there is none, it
+    /// is older, or it does not read back. A cache: never an error.
+    fn directory_snapshot(&self, format: &[u8]) -> Option<DirectorySnapshot> {
+        let _ = format;
+        None
+    }
+
+    /// Keeps `rows` (in `format`) and `beacons`, read from the store since it stood at `read_at`, as the
+    /// directory snapshot, after making every write durable; only when nothing was written since
+    /// `read_at`. Whether it was kept: failing to keep it is not an error.
+    fn keep_directory_snapshot(
+        &self,
+        read_at: i64,
+        format: &[u8],
+        rows: &SpaceRows,
+        beacons: &[(SpaceId, String, Vec<u8>)],
+    ) -> bool {
+        let _ = (read_at, format, rows, beacons);
+        false
     }
 }
 

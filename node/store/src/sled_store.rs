@@ -1712,6 +1712,30 @@ impl Store for SledStore {
         self.flush_now()
     }
 
+    fn position(&self) -> Option<i64> {
+        self.trees.as_ref().map(|t| t.db.log_position())
+    }
+
+    fn directory_snapshot(&self, format: &[u8]) -> Option<crate::DirectorySnapshot> {
+        crate::snapshot::read(&self.path, self.position()?, format)
+    }
+
+    fn keep_directory_snapshot(
+        &self,
+        read_at: i64,
+        format: &[u8],
+        rows: &SpaceRows,
+        beacons: &[(SpaceId, String, Vec<u8>)],
+    ) -> bool {
+        // Durable first, so that no crash can take the store back behind what the snapshot shows.
+        if self.flush_now().is_err() || self.position() != Some(read_at) {
+            return false;
+        }
+        let bytes = crate::snapshot::encode(read_at, format, rows, beacons);
+        // A cache never takes the room the store keeps for its own writes.
+        self.check_room(bytes.len()).is_ok() && crate::snapshot::write(&self.path, &bytes).is_ok()
+    }
+
     fn defer_flush(&self, deferred: bool) -> Result<(), StoreError> {
         self.deferred.store(deferred, Ordering::Relaxed);
         if deferred {
@@ -1775,6 +1799,64 @@ mod tests {
 
     fn space(c: char) -> SpaceId {
         format!("sp-{}", c.to_string().repeat(16)).parse().unwrap()
+    }
+
+    /// The directory snapshot is read back while the store stands where it was taken, across a reopen,
+    /// and never after any write, of any kind; one whose read a write overtook is not kept.
+    #[test]
+    fn a_directory_snapshot_serves_only_an_unchanged_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (space('a'), space('b'));
+        let format = b"rows-1";
+        let kept_now = |s: &SledStore| {
+            let at = s.position().unwrap();
+            let rows = s.search_rows(format).unwrap().unwrap_or_default();
+            let beacons = s.beacons().unwrap();
+            assert!(s.keep_directory_snapshot(at, format, &rows, &beacons));
+            (rows, beacons)
+        };
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.put_search_rows(format, &[(a.clone(), b"row a".to_vec())])
+                .unwrap();
+            s.put_beacon(&a, "desks", b"beacon").unwrap();
+            let (rows, beacons) = kept_now(&s);
+            let snap = s.directory_snapshot(format).unwrap();
+            assert_eq!(
+                (snap.rows(), snap.beacons()),
+                (Some(rows), Some(beacons.clone()))
+            );
+            assert_eq!(s.directory_snapshot(b"rows-0"), None, "another format");
+            assert_eq!(beacons.len(), 1);
+        }
+        // Reopened without a write in between: still the store's.
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(s.directory_snapshot(format).is_some());
+        // Each kind of write makes it stale, the snapshot's own trees or not.
+        type Write<'a> = Box<dyn Fn(&SledStore) + 'a>;
+        let writes: Vec<Write> = vec![
+            Box::new(|s| s.put_beacon(&b, "desks", b"beacon b").unwrap()),
+            Box::new(|s| {
+                s.remove_beacon(&b, "desks").unwrap();
+            }),
+            Box::new(|s| s.put_entry(&b, b"{}").unwrap()),
+            Box::new(|s| {
+                s.put_op(&Hash([9; 32]), b"op").unwrap();
+            }),
+            Box::new(|s| s.put_meta("name", b"x").unwrap()),
+        ];
+        for (i, write) in writes.iter().enumerate() {
+            kept_now(&s);
+            assert!(s.directory_snapshot(format).is_some(), "write {i}: kept");
+            write(&s);
+            assert_eq!(s.directory_snapshot(format), None, "write {i}: stale");
+        }
+        // A write between the read and the keeping: not kept.
+        let at = s.position().unwrap();
+        let rows = s.search_rows(format).unwrap().unwrap_or_default();
+        s.put_beacon(&a, "desks", b"newer").unwrap();
+        assert!(!s.keep_directory_snapshot(at, format, &rows, &[]));
+        assert_eq!(s.directory_snapshot(format), None);
     }
 
     #[test]

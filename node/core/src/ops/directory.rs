@@ -212,29 +212,27 @@ impl Node {
         }
         let narrow = query.is_narrow(FEW_HITS);
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let store = &*self.store;
-        // The rows are read and prepared while another thread reads the beacons.
+        let (stored, raw_beacons) = self.read_kept(narrow)?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        // The rows are prepared while another thread decodes the beacons.
         let (rows, all_beacons) = std::thread::scope(|scope| {
-            let read_beacons = || -> anyhow::Result<HashMap<SpaceId, Vec<SeatBeacon>>> {
-                let raw = store.beacons().map_err(anyhow::Error::from)?;
-                Ok(crate::catalog::newest_beacons(raw))
-            };
-            let beacons = (!narrow).then(|| scope.spawn(read_beacons));
-            let rows = read_rows(store);
+            let beacons =
+                raw_beacons.map(|raw| scope.spawn(move || crate::catalog::newest_beacons(raw)));
+            let rows = kept_rows(stored);
             if beacons.is_some() {
                 // Waiting for the beacons: the hours' holiday calendars are unpacked meanwhile.
                 deskmesh_crdt_model::hours::Hours::load_holidays();
             }
             let beacons = beacons.map(|thread| {
-                thread.join().unwrap_or_else(|_| {
-                    Err(anyhow::anyhow!(
-                        "reading the seat beacons failed (a thread panicked)"
-                    ))
+                thread.join().map_err(|_| {
+                    anyhow::anyhow!("reading the seat beacons failed (a thread panicked)")
                 })
             });
             (rows, beacons)
         });
-        let Some(kept) = rows? else {
+        let Some(kept) = rows else {
             return Ok(None);
         };
         let all_beacons = all_beacons.transpose()?;
@@ -454,27 +452,74 @@ pub(crate) struct Hit {
 /// The rows the store keeps ([`StoredRow`]) in space id order: their search rows as an index, each
 /// row's shown part read when first asked for ([`KeptRows::shown`]). `None` when they are not complete,
 /// or a search row does not read back (the directory is read instead).
-fn read_rows(store: &dyn deskmesh_store::Store) -> anyhow::Result<Option<KeptRows>> {
-    let Some(stored) = store.search_rows(StoredRow::FORMAT)? else {
-        return Ok(None);
-    };
+/// Every kept row and, unless `narrow`, every beacon, as the store holds them (`None` rows when they are
+/// not complete in the current format): from the directory snapshot when the store has not changed since
+/// it was taken, else from the store's trees, and then kept as the snapshot when a whole list read them.
+type Kept = (
+    Option<deskmesh_store::SpaceRows>,
+    Option<Vec<(SpaceId, String, Vec<u8>)>>,
+);
+
+impl Node {
+    fn read_kept(&self, narrow: bool) -> anyhow::Result<Kept> {
+        let store = &*self.store;
+        let read_at = store.position();
+        if read_at.is_some() {
+            if let Some(snapshot) = store.directory_snapshot(StoredRow::FORMAT) {
+                // Its two parts decoded at once; one that does not read back: the trees are read.
+                let (rows, beacons) = std::thread::scope(|scope| {
+                    let beacons = (!narrow).then(|| scope.spawn(|| snapshot.beacons()));
+                    let rows = snapshot.rows();
+                    (rows, beacons.map(|t| t.join().ok().flatten()))
+                });
+                match (rows, beacons) {
+                    (Some(rows), None) => return Ok((Some(rows), None)),
+                    (Some(rows), Some(Some(beacons))) => return Ok((Some(rows), Some(beacons))),
+                    _ => tracing::warn!(
+                        "the directory snapshot does not read back; reading the store"
+                    ),
+                }
+            }
+        }
+        // The two trees are read at once.
+        let (rows, beacons) = std::thread::scope(|scope| {
+            let beacons = (!narrow).then(|| scope.spawn(|| store.beacons()));
+            let rows = store.search_rows(StoredRow::FORMAT);
+            let beacons = beacons.map(|thread| match thread.join() {
+                Ok(read) => read.map_err(anyhow::Error::from),
+                Err(_) => Err(anyhow::anyhow!(
+                    "reading the seat beacons failed (a thread panicked)"
+                )),
+            });
+            (rows, beacons)
+        });
+        let (rows, beacons) = (rows?, beacons.transpose()?);
+        if let (Some(at), Some(rows), Some(beacons)) = (read_at, &rows, &beacons) {
+            store.keep_directory_snapshot(at, StoredRow::FORMAT, rows, beacons);
+        }
+        Ok((rows, beacons))
+    }
+}
+
+/// The kept rows prepared for queries; `None` when one does not read back.
+fn kept_rows(stored: deskmesh_store::SpaceRows) -> Option<KeptRows> {
     let mut index = SearchIndex::default();
     let mut raw = Vec::with_capacity(stored.len());
     for (space, bytes) in stored {
         let Ok((search, at)) = StoredRow::search_of(&bytes) else {
             tracing::warn!(space = %space, "a stored directory row does not read back; reading every listing");
-            return Ok(None);
+            return None;
         };
         index.push_row(search);
         raw.push((bytes, at));
     }
     let shown = raw.iter().map(|_| OnceCell::new()).collect();
-    Ok(Some(KeptRows {
+    Some(KeptRows {
         index,
         raw,
         shown,
         unreadable: Cell::new(false),
-    }))
+    })
 }
 
 /// The rows the store keeps, as a query without the directory in memory reads them ([`read_rows`]).

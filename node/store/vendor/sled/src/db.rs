@@ -237,6 +237,18 @@ impl Db {
         self.context.was_recovered()
     }
 
+    /// deskmesh patch (see DESKMESH-PATCH.md): the log's position, the sequence number of the last log
+    /// entry reserved. Every write moves it on; reads never do. After a restart it is where the
+    /// recovered log ends.
+    pub fn log_position(&self) -> i64 {
+        self.context
+            .pagecache
+            .log
+            .iobufs
+            .max_reserved_lsn
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Generate a monotonic ID. Not guaranteed to be
     /// contiguous. Written to disk every `idgen_persist_interval`
     /// operations, followed by a blocking flush. During recovery, we
