@@ -14,7 +14,9 @@ use std::str::FromStr;
 mod shape;
 pub use shape::{DayShapes, WeekHours};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 use opening_hours::localization::Country;
 use opening_hours::{Context, OpeningHours, RuleKind};
@@ -197,6 +199,12 @@ impl Hours {
         Some(local_to_utc(&self.tz, first.range.end))
     }
 
+    /// An instant after `now` until which the state found at `now` surely holds, for caching it: the next
+    /// change, but never past the zone's next change of UTC offset nor a day ahead ([`steady_until`]).
+    pub fn steady_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        steady_until(&self.tz, now, self.next_change(now))
+    }
+
     /// The seven days (Monday first) of the local week that contains `now`, each with its intervals.
     pub fn week(&self, now: DateTime<Utc>) -> WeekTable {
         let today = self.local(now).date();
@@ -228,6 +236,36 @@ impl Hours {
             })
             .collect()
     }
+}
+
+/// How long a state found at `now` may be trusted when it next changes at `change` (as found on the wall
+/// clock from `now` on): until `change`, but at most a day, and never past the zone's next change of UTC
+/// offset. A clock that goes back repeats an hour whose states a wall-clock search from `now` never sees
+/// ("Su 00:00-01:30" at 01:45 summer time opens again at 01:00 winter time); a clock that goes forward
+/// skips some. Within a day there is at most one offset change, found to the minute (the instant returned
+/// is at or before it).
+pub(crate) fn steady_until(
+    tz: &Tz,
+    now: DateTime<Utc>,
+    change: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let day = now + Duration::days(1);
+    let until = change.map_or(day, |c| c.min(day));
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let here = offset(now);
+    if offset(until) == here {
+        return until;
+    }
+    let (mut lo, mut hi) = (now, until);
+    while hi - lo > Duration::minutes(1) {
+        let mid = lo + (hi - lo) / 2;
+        if offset(mid) == here {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 fn minutes_since(start: NaiveDateTime, t: NaiveDateTime) -> u16 {

@@ -451,7 +451,8 @@ impl SearchIndex {
         let hours = row.hours.map(|(key, shapes)| {
             self.hours.acquire(&key, || HoursSlot {
                 expr: exprs.acquire(&key.0, Default::default),
-                shapes,
+                // Shapes read back from a store are used only if well formed.
+                shapes: shapes.filter(DayShapes::is_valid),
                 ..HoursSlot::default()
             })
         });
@@ -546,14 +547,14 @@ impl SearchIndex {
             return match h.week.get_or_init(|| shapes.in_place(tz, country).ok()) {
                 Some(week) => h
                     .open
-                    .state(now, |t| (week.state(t), Some(week.next_change(t)))),
+                    .state(now, |t| (week.state(t), Some(week.steady_until(t)))),
                 None => OpenState::Unknown,
             };
         }
         match self.compiled(h, key) {
             Some(hours) => h
                 .open
-                .state(now, |t| (hours.state(t), hours.next_change(t))),
+                .state(now, |t| (hours.state(t), Some(hours.steady_until(t)))),
             None => OpenState::Unknown,
         }
     }
@@ -587,7 +588,7 @@ impl Clone for OpenCache {
 
 impl OpenCache {
     /// The state at `now`, from the cache when it holds for `now`, else from `evaluate` (the state at an
-    /// instant, and when it changes next, `None` for not within a year).
+    /// instant, and until when it surely holds, `None` for a year).
     fn state(
         &self,
         now: DateTime<Utc>,

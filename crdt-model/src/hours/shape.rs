@@ -13,7 +13,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike,
+    Utc,
+};
 use chrono_tz::Tz;
 use compact_calendar::CompactCalendar;
 use opening_hours::localization::Country;
@@ -22,13 +25,13 @@ use opening_hours_syntax::rules::day::{HolidayKind, WeekDayRange};
 use opening_hours_syntax::rules::time::Time;
 use opening_hours_syntax::rules::OpeningHoursExpression;
 
-use super::{local_to_utc, HoursError, HoursExpr, OpenState};
+use super::{HoursError, HoursExpr, OpenState};
 
 /// A Monday: the reference week the shapes are read from (any week gives the same shapes).
 const REFERENCE_MONDAY: (i32, u32, u32) = (2024, 1, 1);
 const DAY_MINUTES: u16 = 1440;
-/// How far [`WeekHours::next_change`] looks: a week and a day covers every change of a shape.
-const LOOK_AHEAD_DAYS: i64 = 8;
+/// How far [`WeekHours::steady_until`] looks for a change: past the day it trusts a state for at most.
+const LOOK_AHEAD_DAYS: i64 = 2;
 
 /// One day's states as (first minute, state code) pairs in order, the first at minute 0 and each state
 /// holding until the next pair's minute (the last until midnight). Codes: 0 closed, 1 open, 2 unknown.
@@ -106,9 +109,11 @@ fn day_local(expr: &OpeningHoursExpression) -> Option<bool> {
             let minutes = |t: &opening_hours_syntax::ExtendedTime| {
                 u16::from(t.hour()) * 60 + u16::from(t.minute())
             };
+            // A span whose start is not before its end runs into the next day (`12:00-12:00` is 24
+            // hours): its state would depend on the day before.
             if span.open_end
                 || span.repeats.is_some()
-                || minutes(start) > minutes(end)
+                || minutes(start) >= minutes(end)
                 || minutes(end) > DAY_MINUTES
             {
                 return None;
@@ -185,6 +190,18 @@ impl DayShapes {
         })
     }
 
+    /// Whether the shapes are well formed (each day non-empty, from minute 0, in order, within the day,
+    /// known states): shapes read back from a store that do not are not used (the hours are then
+    /// evaluated by the crate).
+    pub fn is_valid(&self) -> bool {
+        let day_ok = |d: &DayShape| {
+            d.first().is_some_and(|(m, _)| *m == 0)
+                && d.windows(2).all(|w| w[0].0 < w[1].0)
+                && d.iter().all(|(m, c)| *m < DAY_MINUTES && *c <= 2)
+        };
+        self.ordinary.iter().all(day_ok) && self.holiday.iter().flatten().all(day_ok)
+    }
+
     fn day(&self, date: NaiveDate, holiday: bool) -> &DayShape {
         let weekday = date.weekday().num_days_from_monday() as usize;
         match (&self.holiday, holiday) {
@@ -223,12 +240,20 @@ impl WeekHours {
         state_of(day[i.saturating_sub(1)].1)
     }
 
-    /// An instant after `now`, no later than the next change of state: the next change when it comes
-    /// within a week and a day, else the end of that look-ahead (a bound for a cache, not a promise).
-    pub fn next_change(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+    /// An instant after `now` until which the state at `now` surely holds, for caching it: the next change
+    /// found in the tables, but at most a day ahead and never past the zone's next change of UTC offset
+    /// ([`super::steady_until`]). Within that span the offset is `now`'s, so a local time converts with it.
+    pub fn steady_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let local = now.with_timezone(&self.tz).naive_local();
         let minute = (local.hour() * 60 + local.minute()) as u16;
         let today = local.date();
+        let offset = Duration::seconds(i64::from(
+            self.tz
+                .offset_from_utc_datetime(&now.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        ));
+        let instant = |at: NaiveDateTime| (at - offset).and_utc().max(now);
         let mut current = {
             let day = self.day(today);
             day[day
@@ -236,27 +261,23 @@ impl WeekHours {
                 .saturating_sub(1)]
             .1
         };
-        for offset in 0..LOOK_AHEAD_DAYS {
-            let date = today + Duration::days(offset);
+        let mut change = None;
+        'days: for ahead in 0..LOOK_AHEAD_DAYS {
+            let date = today + Duration::days(ahead);
             for &(from, c) in self.day(date) {
-                if offset == 0 && from <= minute {
+                if ahead == 0 && from <= minute {
                     continue;
                 }
                 if c != current {
                     let at = date.and_time(NaiveTime::MIN) + Duration::minutes(i64::from(from));
-                    return self.later_than(now, at);
+                    change = Some(instant(at));
+                    break 'days;
                 }
                 current = c;
             }
         }
-        let end = today + Duration::days(LOOK_AHEAD_DAYS);
-        self.later_than(now, end.and_time(NaiveTime::MIN))
-    }
-
-    /// The UTC instant of local `at`, as [`super::Hours::next_change`] converts it, kept after `now` (a
-    /// clock that goes back can put a local time after `now` at an earlier instant).
-    fn later_than(&self, now: DateTime<Utc>, at: NaiveDateTime) -> DateTime<Utc> {
-        local_to_utc(&self.tz, at).max(now + Duration::minutes(1))
+        let end = instant((today + Duration::days(LOOK_AHEAD_DAYS)).and_time(NaiveTime::MIN));
+        super::steady_until(&self.tz, now, Some(change.unwrap_or(end)))
     }
 }
 
@@ -326,8 +347,8 @@ mod tests {
         v
     }
 
-    /// Instants every 47 minutes over stretches with clock changes and public holidays, in both
-    /// hemispheres.
+    /// Instants every 47 minutes and 13 seconds over stretches with clock changes and public holidays, in
+    /// both hemispheres.
     fn instants() -> Vec<DateTime<Utc>> {
         let stretches = [
             ("2026-03-26T00:00:00Z", 7),  // Europe's spring change (29 March)
@@ -342,7 +363,7 @@ mod tests {
             let end = t + Duration::days(days);
             while t < end {
                 v.push(t);
-                t += Duration::minutes(47);
+                t += Duration::minutes(47) + Duration::seconds(13);
             }
         }
         v
@@ -374,7 +395,7 @@ mod tests {
                     hours.state(t),
                     "{text:?} in {zone}, {country}, at {t}"
                 );
-                let bound = week.next_change(t);
+                let bound = week.steady_until(t);
                 assert!(bound > t, "{text:?} at {t}: bound {bound} is not after it");
                 // Every change the crate sees before the bound keeps the state (it also sees a change of
                 // comment alone); so a state kept until the bound is never stale.
@@ -393,6 +414,61 @@ mod tests {
         assert!(checked > 80_000, "only {checked} instants checked");
     }
 
+    /// Around every change of UTC offset (clocks back, clocks forward, Lord Howe's half hour), the state
+    /// found at an instant holds, minute by minute, until the bound, for the tables and for the crate's own
+    /// evaluation (hours without a shape): a clock that goes back repeats an hour that a search on the
+    /// wall clock from the instant never sees.
+    #[test]
+    fn a_state_holds_until_its_bound_across_clock_changes() {
+        let changes = [
+            ("America/New_York", "2026-11-01T06:00:00Z"),
+            ("America/New_York", "2026-03-08T07:00:00Z"),
+            ("Europe/Berlin", "2026-10-25T01:00:00Z"),
+            ("Europe/Berlin", "2026-03-29T01:00:00Z"),
+            ("Australia/Lord_Howe", "2026-04-04T15:00:00Z"),
+        ];
+        let texts = [
+            "Su 00:00-01:30",
+            "Mo-Su 02:15-23:00",
+            "Mo-Su 01:00-01:30,03:00-04:00",
+            "Sa-Su 00:30-02:30; PH off",
+            "Mo-Fr 08:00-18:00",
+        ];
+        let mut minutes = 0;
+        for (zone, at) in changes {
+            let change = utc(at);
+            let mut t = change - Duration::hours(3);
+            while t < change + Duration::hours(3) {
+                for text in texts {
+                    let expr = HoursExpr::parse(text).unwrap();
+                    let week = expr.day_shapes().unwrap().in_place(zone, "US").unwrap();
+                    // The same hours without a shape (a date rule that never matches here).
+                    let plain = format!("{text}; Feb 29 off");
+                    let hours = Hours::parse(&plain, zone).unwrap().with_country("US");
+                    assert!(HoursExpr::parse(&plain).unwrap().day_shapes().is_none());
+                    let state = hours.state(t);
+                    assert_eq!(week.state(t), state, "{text:?} in {zone} at {t}");
+                    for bound in [week.steady_until(t), hours.steady_until(t)] {
+                        // Within a minute of the change the bound may be `t` itself.
+                        assert!(bound >= t, "{text:?} in {zone} at {t}: bound {bound}");
+                        let mut m = t;
+                        while m < bound && m < t + Duration::hours(4) {
+                            assert_eq!(
+                                hours.state(m),
+                                state,
+                                "{text:?} in {zone}: found at {t}, trusted until {bound}, changed at {m}"
+                            );
+                            m += Duration::minutes(1);
+                            minutes += 1;
+                        }
+                    }
+                }
+                t += Duration::minutes(7) + Duration::seconds(11);
+            }
+        }
+        assert!(minutes > 100_000, "only {minutes} minutes checked");
+    }
+
     #[test]
     fn the_bound_is_the_change_itself_when_one_comes_within_the_week() {
         let expr = HoursExpr::parse("Mo-Fr 08:00-18:00").unwrap();
@@ -404,17 +480,31 @@ mod tests {
         let hours = expr.in_zone("Europe/Berlin").unwrap();
         // Friday 2026-12-04, 17:00 UTC = 18:00 Berlin: closed until Monday 08:00 (07:00 UTC).
         let t = utc("2026-12-04T16:30:00Z");
-        assert_eq!(week.next_change(t), utc("2026-12-04T17:00:00Z"));
-        assert_eq!(Some(week.next_change(t)), hours.next_change(t));
+        assert_eq!(week.steady_until(t), utc("2026-12-04T17:00:00Z"));
+        assert_eq!(Some(week.steady_until(t)), hours.next_change(t));
+        assert_eq!(hours.steady_until(t), week.steady_until(t));
+        // Closed from Friday evening to Monday morning: trusted for a day at most.
         let t = utc("2026-12-04T17:30:00Z");
-        assert_eq!(week.next_change(t), utc("2026-12-07T07:00:00Z"));
-        // 24/7 never changes: the bound is the end of the look-ahead.
+        assert_eq!(week.steady_until(t), utc("2026-12-05T17:30:00Z"));
+        // 24/7 never changes: a day too.
         let always = HoursExpr::parse("24/7").unwrap().day_shapes().unwrap();
         let always = always.in_place("UTC", "").unwrap();
         assert_eq!(
-            always.next_change(utc("2026-12-04T16:30:00Z")),
-            utc("2026-12-12T00:00:00Z")
+            always.steady_until(utc("2026-12-04T16:30:00Z")),
+            utc("2026-12-05T16:30:00Z")
         );
+        // Clocks go back in New York at 06:00Z on 1 November 2026: closed at 01:45 summer time, a state
+        // trusted only until then, since 01:00-01:30 winter time is open again.
+        let sunday = HoursExpr::parse("Su 00:00-01:30").unwrap();
+        let t = utc("2026-11-01T05:45:00Z");
+        let week = sunday
+            .day_shapes()
+            .unwrap()
+            .in_place("America/New_York", "US")
+            .unwrap();
+        assert_eq!(week.state(t), OpenState::Closed);
+        assert!(week.steady_until(t) <= utc("2026-11-01T06:00:00Z"));
+        assert_eq!(week.state(utc("2026-11-01T06:10:00Z")), OpenState::Open);
     }
 
     #[test]
@@ -461,6 +551,9 @@ mod tests {
             "Mo-Fr 10:00+",
             "Mo-Fr 10:00-16:00/01:30",
             "Mo-Fr 18:00-26:00",
+            "PH 12:00-12:00",
+            "Mo-Fr 09:00-17:00; PH 12:00-12:00",
+            "Mo 00:00-00:00",
         ] {
             let expr = HoursExpr::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
             assert_eq!(expr.day_shapes(), None, "{text:?} has no shape");
@@ -468,6 +561,34 @@ mod tests {
         // Evaluating them stays the crate's job, and still works.
         let hours = Hours::parse("Mo-Fr 22:00-02:00", "UTC").unwrap();
         assert_eq!(hours.state(utc("2026-12-05T01:00:00Z")), OpenState::Open);
+    }
+
+    #[test]
+    fn shapes_that_are_not_well_formed_are_told_apart() {
+        let good = HoursExpr::parse("Mo-Fr 08:00-18:00; PH off")
+            .unwrap()
+            .day_shapes()
+            .unwrap();
+        assert!(good.is_valid());
+        let mut empty_day = good.clone();
+        empty_day.ordinary[2].clear();
+        let mut late_start = good.clone();
+        late_start.ordinary[0][0].0 = 5;
+        let mut out_of_order = good.clone();
+        out_of_order.ordinary[0].push((100, 1));
+        let mut past_midnight = good.clone();
+        past_midnight.holiday.as_mut().unwrap()[6].push((1440, 0));
+        let mut odd_state = good.clone();
+        odd_state.ordinary[4][0].1 = 7;
+        for bad in [
+            empty_day,
+            late_start,
+            out_of_order,
+            past_midnight,
+            odd_state,
+        ] {
+            assert!(!bad.is_valid(), "{bad:?}");
+        }
     }
 
     #[test]

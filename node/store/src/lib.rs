@@ -377,7 +377,9 @@ pub trait Store:
 
     /// Where the store stands: a value that every write moves on and nothing else does (sled's log
     /// position), for telling whether anything was written between two instants; `None` for a store that
-    /// cannot say (in memory).
+    /// cannot say (in memory). A write moves it when it reserves its place in the log, a moment before
+    /// readers see it: a caller comparing positions around a read must not have another thread writing
+    /// meanwhile (the directory snapshot is read and kept by a command without a daemon, which has none).
     fn position(&self) -> Option<i64> {
         None
     }
