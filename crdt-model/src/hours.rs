@@ -31,6 +31,24 @@ pub enum OpenState {
 }
 
 impl OpenState {
+    /// The state as a two-bit code (0 closed, 1 open, 2 unknown), for tables and caches that pack it.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::Unknown => 2,
+        }
+    }
+
+    /// The state of a [`OpenState::code`]; any other code is unknown.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            0 => Self::Closed,
+            1 => Self::Open,
+            _ => Self::Unknown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",

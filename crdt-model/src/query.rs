@@ -545,16 +545,14 @@ impl SearchIndex {
         if let Some(shapes) = &h.shapes {
             let (_, tz, country) = key;
             return match h.week.get_or_init(|| shapes.in_place(tz, country).ok()) {
-                Some(week) => h
-                    .open
-                    .state(now, |t| (week.state(t), Some(week.steady_until(t)))),
+                Some(week) => h.open.state(now, |t| (week.state(t), week.steady_until(t))),
                 None => OpenState::Unknown,
             };
         }
         match self.compiled(h, key) {
             Some(hours) => h
                 .open
-                .state(now, |t| (hours.state(t), Some(hours.steady_until(t)))),
+                .state(now, |t| (hours.state(t), hours.steady_until(t))),
             None => OpenState::Unknown,
         }
     }
@@ -571,8 +569,6 @@ struct OpenCache(AtomicU64);
 
 const CACHE_EMPTY: u64 = 3;
 const MINUTE_MASK: u64 = (1 << 31) - 1;
-/// How long a state is trusted when the hours do not change within the look-ahead (e.g. `24/7`).
-const CACHE_HORIZON_MINUTES: u64 = 366 * 24 * 60;
 
 impl Default for OpenCache {
     fn default() -> Self {
@@ -588,11 +584,11 @@ impl Clone for OpenCache {
 
 impl OpenCache {
     /// The state at `now`, from the cache when it holds for `now`, else from `evaluate` (the state at an
-    /// instant, and until when it surely holds, `None` for a year).
+    /// instant, and until when it surely holds).
     fn state(
         &self,
         now: DateTime<Utc>,
-        evaluate: impl FnOnce(DateTime<Utc>) -> (OpenState, Option<DateTime<Utc>>),
+        evaluate: impl FnOnce(DateTime<Utc>) -> (OpenState, DateTime<Utc>),
     ) -> OpenState {
         // Hours change on whole minutes, so a state found anywhere in a minute holds for all of it.
         let Some(minute) = u64::try_from(now.timestamp().div_euclid(60))
@@ -604,24 +600,16 @@ impl OpenCache {
         let packed = self.0.load(Ordering::Relaxed);
         let (code, from, until) = (packed & 3, (packed >> 2) & MINUTE_MASK, packed >> 33);
         if code != CACHE_EMPTY && from <= minute && minute < until {
-            return match code {
-                0 => OpenState::Closed,
-                1 => OpenState::Open,
-                _ => OpenState::Unknown,
-            };
+            return OpenState::from_code(code as u8);
         }
-        let (state, next) = evaluate(now);
-        let until = next
-            .and_then(|t| u64::try_from(t.timestamp().div_euclid(60)).ok())
-            .unwrap_or(minute + CACHE_HORIZON_MINUTES)
+        let (state, steady) = evaluate(now);
+        let until = u64::try_from(steady.timestamp().div_euclid(60))
+            .unwrap_or(0)
             .clamp(minute + 1, MINUTE_MASK);
-        let code = match state {
-            OpenState::Closed => 0,
-            OpenState::Open => 1,
-            OpenState::Unknown => 2,
-        };
-        self.0
-            .store(code | (minute << 2) | (until << 33), Ordering::Relaxed);
+        self.0.store(
+            u64::from(state.code()) | (minute << 2) | (until << 33),
+            Ordering::Relaxed,
+        );
         state
     }
 }

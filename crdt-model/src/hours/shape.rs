@@ -142,7 +142,7 @@ fn week_of(oh: &OpeningHours) -> Option<[DayShape; 7]> {
             if from != at || to < from {
                 return None;
             }
-            let code = code(range.kind.into());
+            let code = OpenState::from(range.kind).code();
             if from < to && shape.last().is_none_or(|(_, c)| *c != code) {
                 shape.push((from, code));
             }
@@ -154,22 +154,6 @@ fn week_of(oh: &OpeningHours) -> Option<[DayShape; 7]> {
         *slot = shape;
     }
     Some(days)
-}
-
-fn code(state: OpenState) -> u8 {
-    match state {
-        OpenState::Closed => 0,
-        OpenState::Open => 1,
-        OpenState::Unknown => 2,
-    }
-}
-
-fn state_of(code: u8) -> OpenState {
-    match code {
-        0 => OpenState::Closed,
-        1 => OpenState::Open,
-        _ => OpenState::Unknown,
-    }
 }
 
 impl DayShapes {
@@ -231,13 +215,20 @@ impl WeekHours {
         self.shapes.day(date, self.is_holiday(date))
     }
 
+    /// The state code of local `date` at `minute` of the day.
+    fn code_at(&self, date: NaiveDate, minute: u16) -> u8 {
+        let day = self.day(date);
+        day[day
+            .partition_point(|(from, _)| *from <= minute)
+            .saturating_sub(1)]
+        .1
+    }
+
     /// Open, closed or unknown at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> OpenState {
         let local = now.with_timezone(&self.tz).naive_local();
         let minute = (local.hour() * 60 + local.minute()) as u16;
-        let day = self.day(local.date());
-        let i = day.partition_point(|(from, _)| *from <= minute);
-        state_of(day[i.saturating_sub(1)].1)
+        OpenState::from_code(self.code_at(local.date(), minute))
     }
 
     /// An instant after `now` until which the state at `now` surely holds, for caching it: the next change
@@ -254,13 +245,7 @@ impl WeekHours {
                 .local_minus_utc(),
         ));
         let instant = |at: NaiveDateTime| (at - offset).and_utc().max(now);
-        let mut current = {
-            let day = self.day(today);
-            day[day
-                .partition_point(|(from, _)| *from <= minute)
-                .saturating_sub(1)]
-            .1
-        };
+        let mut current = self.code_at(today, minute);
         let mut change = None;
         'days: for ahead in 0..LOOK_AHEAD_DAYS {
             let date = today + Duration::days(ahead);

@@ -90,8 +90,14 @@ impl Catalog {
     pub(crate) fn stored_rows(&self) -> Vec<(SpaceId, Vec<u8>)> {
         self.spaces
             .iter()
-            .zip(&self.entries)
-            .map(|(space, e)| (space.clone(), StoredRow::of(e).to_bytes()))
+            .zip(self.entries.iter().zip(&self.shown))
+            .map(|(space, (e, shown))| {
+                let row = StoredRow {
+                    search: deskmesh_crdt_model::query::SearchRow::of(&e.listing),
+                    shown: (**shown).clone(),
+                };
+                (space.clone(), row.to_bytes())
+            })
             .collect()
     }
 

@@ -255,8 +255,7 @@ fn read_answer(
     }
     let mut head = [0u8; 9];
     reader.read_exact(&mut head).map_err(|e| stopped(&e))?;
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&head[1..]);
+    let [_, len @ ..] = head;
     let len = u64::from_le_bytes(len);
     if len > max as u64 {
         return Err(ApiError::protocol(format!(

@@ -435,7 +435,6 @@ mod tests {
         (rt, path, events)
     }
 
-    /// A raw connection: the stream to write and a reader of answer lines.
     /// A directory with no rows (the rows' own encoding is checked against the node's real answers in
     /// the core's tests), a point and an instant.
     fn fake_directory() -> deskmesh_core::ops::directory::Directory {
@@ -499,6 +498,7 @@ mod tests {
         }
     }
 
+    /// A raw connection: the stream to write and a reader of answer lines.
     fn raw(path: &Path) -> (StdUnixStream, BufReader<StdUnixStream>) {
         let s = StdUnixStream::connect(path).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

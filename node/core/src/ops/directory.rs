@@ -449,9 +449,6 @@ pub(crate) struct Hit {
     pub(crate) beacons: Vec<SeatBeacon>,
 }
 
-/// The rows the store keeps ([`StoredRow`]) in space id order: their search rows as an index, each
-/// row's shown part read when first asked for ([`KeptRows::shown`]). `None` when they are not complete,
-/// or a search row does not read back (the directory is read instead).
 /// Every kept row and, unless `narrow`, every beacon, as the store holds them (`None` rows when they are
 /// not complete in the current format): from the directory snapshot when the store has not changed since
 /// it was taken, else from the store's trees, and then kept as the snapshot when a whole list read them.
@@ -501,7 +498,9 @@ impl Node {
     }
 }
 
-/// The kept rows prepared for queries; `None` when one does not read back.
+/// The rows the store keeps ([`StoredRow`]) in space id order, prepared for queries: their search rows as
+/// an index, each row's shown part read when first asked for ([`KeptRows::shown`]). `None` when a search
+/// row does not read back (the directory is read instead).
 fn kept_rows(stored: deskmesh_store::SpaceRows) -> Option<KeptRows> {
     let mut index = SearchIndex::default();
     let mut raw = Vec::with_capacity(stored.len());
@@ -522,7 +521,7 @@ fn kept_rows(stored: deskmesh_store::SpaceRows) -> Option<KeptRows> {
     })
 }
 
-/// The rows the store keeps, as a query without the directory in memory reads them ([`read_rows`]).
+/// The rows the store keeps, as a query without the directory in memory reads them ([`kept_rows`]).
 struct KeptRows {
     index: SearchIndex,
     /// Row `i`'s bytes, and where its shown part starts in them.
