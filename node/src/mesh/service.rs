@@ -606,15 +606,7 @@ impl Service {
                             .kad
                             .add_address(&peer, addr.clone());
                     }
-                    let opts = DialOpts::peer_id(peer)
-                        .addresses(addrs)
-                        .condition(PeerCondition::DisconnectedAndNotDialing);
-                    let opts = if self.new_port.remove(&peer) {
-                        opts.allocate_new_port().build()
-                    } else {
-                        opts.build()
-                    };
-                    if let Err(e) = self.swarm.dial(opts) {
+                    if let Err(e) = self.dial_peer(peer, Some(addrs)) {
                         tracing::debug!(peer = %peer, error = %e, "cannot dial a known peer");
                         self.book.dial_failed(&peer, now);
                     }
@@ -959,9 +951,33 @@ impl Service {
         {
             return;
         }
-        if let Err(e) = self.swarm.dial(peer) {
+        if let Err(e) = self.dial_peer(peer, None) {
             tracing::debug!(peer = %peer, error = %e, "cannot dial discovered peer");
         }
+    }
+
+    /// Dials `peer` unless it is connected or being dialled: at `addrs` if given, else at the addresses
+    /// the behaviours know. After a dial the kernel refused its local port ([`port_taken`]), the next one
+    /// that starts takes a new port.
+    fn dial_peer(
+        &mut self,
+        peer: PeerId,
+        addrs: Option<Vec<Multiaddr>>,
+    ) -> Result<(), libp2p::swarm::DialError> {
+        let new_port = self.new_port.contains(&peer);
+        let opts = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing);
+        let opts = match (addrs, new_port) {
+            (Some(a), true) => opts.addresses(a).allocate_new_port().build(),
+            (Some(a), false) => opts.addresses(a).build(),
+            (None, true) => opts.allocate_new_port().build(),
+            (None, false) => opts.build(),
+        };
+        self.swarm.dial(opts)?;
+        if new_port {
+            tracing::debug!(peer = %peer, "dialling from a new port");
+            self.new_port.remove(&peer);
+        }
+        Ok(())
     }
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
@@ -2155,14 +2171,26 @@ fn seed() -> u64 {
 /// TIME_WAIT, make the kernel refuse that port with "Address already in use" for up to a minute, and
 /// every retry from the same port fails the same way. The next dial then takes a new port.
 fn port_taken(error: &libp2p::swarm::DialError) -> bool {
+    dial_failed_with(error, std::io::ErrorKind::AddrInUse)
+}
+
+/// Whether any address of a failed dial failed with an I/O error of this kind.
+///
+/// The transport stack wraps the kernel's error in `either::Either` levels (TCP or QUIC, direct or
+/// relayed), and `Either::source` skips the level below it, so the `source()` chain never reaches the
+/// `io::Error`. The walk below follows `source()` and `io::Error::get_ref`; where the chain breaks, the
+/// kind is read from the `Debug` form, which prints every level down to the kernel's
+/// `Os { code, kind, .. }`. A test dials through the real stack to keep both honest.
+fn dial_failed_with(error: &libp2p::swarm::DialError, kind: std::io::ErrorKind) -> bool {
     let libp2p::swarm::DialError::Transport(attempts) = error else {
         return false;
     };
+    let needle = format!("kind: {kind:?}");
     attempts.iter().any(|(_, e)| {
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = next {
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::AddrInUse {
+                if io.kind() == kind {
                     return true;
                 }
                 if let Some(inner) = io.get_ref() {
@@ -2172,7 +2200,7 @@ fn port_taken(error: &libp2p::swarm::DialError) -> bool {
             }
             next = err.source();
         }
-        false
+        format!("{e:?}").contains(&needle)
     })
 }
 
@@ -2183,7 +2211,7 @@ mod tests {
     use libp2p::core::transport::TransportError;
     use libp2p::swarm::DialError;
 
-    use super::port_taken;
+    use super::{dial_failed_with, port_taken};
 
     fn failed(errors: Vec<io::Error>) -> DialError {
         DialError::Transport(
@@ -2215,5 +2243,53 @@ mod tests {
         )])));
         assert!(!port_taken(&failed(Vec::new())));
         assert!(!port_taken(&DialError::Aborted));
+    }
+
+    /// The kernel's error is found through the wrapping of the real transport stack (TCP, QUIC and the
+    /// relay, each behind an `Either`), where `source()` alone loses it: a dial to a closed port fails
+    /// with "connection refused", and the same walk finds "address in use" when the port is taken.
+    #[tokio::test]
+    async fn the_kernels_error_is_found_through_the_real_transport() {
+        use futures::StreamExt;
+        use libp2p::swarm::dial_opts::DialOpts;
+        use libp2p::swarm::SwarmEvent;
+
+        let mut seed = [7u8; 32];
+        let mut swarm = crate::mesh::behaviour::build_swarm(&mut seed, false, "test".into(), true)
+            .expect("swarm");
+        swarm
+            .listen_on("/ip4/127.0.0.1/tcp/0".parse().expect("address"))
+            .expect("listen");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("address").port();
+        drop(closed);
+        let stranger = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut dialled = false;
+        let error = loop {
+            let event = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .expect("the dial fails within 30 s");
+            match event {
+                SwarmEvent::NewListenAddr { .. } if !dialled => {
+                    dialled = true;
+                    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}")
+                        .parse()
+                        .expect("address");
+                    swarm
+                        .dial(DialOpts::peer_id(stranger).addresses(vec![addr]).build())
+                        .expect("dial starts");
+                }
+                SwarmEvent::OutgoingConnectionError { error, .. } => break error,
+                _ => {}
+            }
+        };
+        assert!(
+            dial_failed_with(&error, io::ErrorKind::ConnectionRefused),
+            "refused: {error:?}"
+        );
+        assert!(!port_taken(&error), "not a taken port: {error:?}");
     }
 }
