@@ -5,6 +5,7 @@
 //! form. Nothing below imports this module; no clap type travels past it.
 
 mod files;
+mod json;
 mod output;
 mod render;
 mod report;
@@ -959,8 +960,12 @@ fn request(handle: &mut dyn Handle, command: Command) -> anyhow::Result<()> {
                     lon: saved.lon,
                 };
             }
-            let directory = handle.spaces_list(query)?;
-            output::print(args.json, &directory)?;
+            let mut directory = handle.spaces_list(query)?;
+            if args.json {
+                output::print_directory_json(&mut directory)?;
+            } else {
+                output::print(false, &directory)?;
+            }
             // The process ends next: 10,000 rows are left to its exit instead of freed one by one.
             std::mem::forget(directory);
             Ok(())

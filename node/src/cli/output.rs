@@ -26,11 +26,38 @@ pub fn print<T: Serialize + Human + ?Sized>(json: bool, value: &T) -> anyhow::Re
 }
 
 /// Prints any serialisable value as pretty JSON followed by a newline.
+///
+/// The JSON goes straight to standard output through a buffer, never whole into memory: a directory of
+/// 10,000 spaces is 15 MB of it, and building that string cost more in fresh pages and copies as it
+/// grew than writing it did. A closed pipe ends the output quietly, as in [`write_stdout`].
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    let mut text = serde_json::to_string_pretty(value)?;
-    text.push('\n');
-    write_stdout(text.as_bytes());
-    Ok(())
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the JSON output"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints a directory as [`print_json`] would, its rows serialised on every core ([`super::json`]).
+pub fn print_directory_json(
+    directory: &mut deskmesh_core::ops::directory::Directory,
+) -> anyhow::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written =
+        super::json::write_directory(&mut out, directory, threads).and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write the JSON output"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes to standard output, treating a closed pipe as the reader having seen enough.
