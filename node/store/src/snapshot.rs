@@ -29,24 +29,36 @@ const MAGIC: &[u8] = b"deskmesh-directory-snapshot-1\n";
 
 /// A snapshot read and checked whole, its two parts decoded on demand (each on a thread of its own, say):
 /// the search rows (in the format it names) and every beacon, as the store's `search_rows` and `beacons`
-/// return them.
+/// return them. The file's bytes are kept as read: each part is a range of them, and
+/// [`DirectorySnapshot::row_slices`] lends the rows without copying them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectorySnapshot {
-    body: Vec<u8>,
-    /// Where the beacons start in `body` (the rows start after the format).
-    beacons_at: usize,
+    bytes: Vec<u8>,
+    /// Where the rows start in `bytes` (after the format).
     rows_at: usize,
+    /// Where the beacons start in `bytes`.
+    beacons_at: usize,
 }
 
 impl DirectorySnapshot {
     /// Every kept row, as [`crate::IndexStore::search_rows`] returns them; `None` if a space id does not
     /// read back (then read the store instead).
     pub fn rows(&self) -> Option<SpaceRows> {
-        let mut r = Reader(&self.body[self.rows_at..self.beacons_at]);
+        self.row_slices()?
+            .into_iter()
+            .map(|(id, bytes)| Some((SpaceId::from_str(id).ok()?, bytes.to_vec())))
+            .collect()
+    }
+
+    /// Every kept row as [`DirectorySnapshot::rows`] has them, lent from the snapshot: each space id's
+    /// text (not checked as an id: a caller that needs the [`SpaceId`] parses it) and the row's bytes.
+    /// `None` if an id is not UTF-8.
+    pub fn row_slices(&self) -> Option<Vec<(&str, &[u8])>> {
+        let mut r = Reader(&self.bytes[self.rows_at..self.beacons_at]);
         let n = r.count()?;
         let mut rows = Vec::with_capacity(n);
         for _ in 0..n {
-            rows.push((r.space()?, r.bytes()?.to_vec()));
+            rows.push((std::str::from_utf8(r.bytes()?).ok()?, r.bytes()?));
         }
         Some(rows)
     }
@@ -54,7 +66,7 @@ impl DirectorySnapshot {
     /// Every beacon, as [`crate::BeaconStore::beacons`] returns them; `None` if a space id does not read
     /// back.
     pub fn beacons(&self) -> Option<Vec<(SpaceId, String, Vec<u8>)>> {
-        let mut r = Reader(&self.body[self.beacons_at..]);
+        let mut r = Reader(&self.bytes[self.beacons_at..]);
         let n = r.count()?;
         let mut beacons = Vec::with_capacity(n);
         for _ in 0..n {
@@ -113,11 +125,7 @@ fn put(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// The snapshot in `bytes` if it was read at `position` in `format` and reads back whole (its checksum,
 /// and every item's lengths); its parts are decoded later ([`DirectorySnapshot::rows`], `beacons`).
-pub(crate) fn decode(
-    mut bytes: Vec<u8>,
-    position: i64,
-    format: &[u8],
-) -> Option<DirectorySnapshot> {
+pub(crate) fn decode(bytes: Vec<u8>, position: i64, format: &[u8]) -> Option<DirectorySnapshot> {
     let head = MAGIC.len() + 12;
     let rest = bytes.strip_prefix(MAGIC)?;
     let (at, rest) = rest.split_first_chunk::<8>()?;
@@ -146,11 +154,10 @@ pub(crate) fn decode(
     if !r.0.is_empty() {
         return None;
     }
-    bytes.drain(..head);
     Some(DirectorySnapshot {
-        body: bytes,
-        beacons_at,
-        rows_at,
+        bytes,
+        rows_at: head + rows_at,
+        beacons_at: head + beacons_at,
     })
 }
 
@@ -225,6 +232,17 @@ mod tests {
         let bytes = encode(42, b"rows-2", &s.0, &s.1);
         let back = decode(bytes.clone(), 42, b"rows-2").unwrap();
         assert_eq!((back.rows().unwrap(), back.beacons().unwrap()), s.clone());
+        let lent: Vec<(String, Vec<u8>)> = back
+            .row_slices()
+            .unwrap()
+            .into_iter()
+            .map(|(id, bytes)| (id.to_string(), bytes.to_vec()))
+            .collect();
+        let owned: Vec<(String, Vec<u8>)> =
+            s.0.iter()
+                .map(|(id, b)| (id.to_string(), b.clone()))
+                .collect();
+        assert_eq!(lent, owned, "the lent rows are the rows");
         assert_eq!(
             decode(bytes.clone(), 43, b"rows-2"),
             None,

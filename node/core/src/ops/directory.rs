@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
@@ -212,30 +213,35 @@ impl Node {
         }
         let narrow = query.is_narrow(FEW_HITS);
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let (stored, raw_beacons) = self.read_kept(narrow)?;
-        let Some(stored) = stored else {
+        let (source, raw_beacons) = self.read_kept(narrow)?;
+        let Some(stored) = source.as_ref().and_then(Stored::rows) else {
             return Ok(None);
         };
         // The rows are prepared while another thread decodes the beacons.
-        let (rows, all_beacons) = std::thread::scope(|scope| {
-            let beacons =
-                raw_beacons.map(|raw| scope.spawn(move || crate::catalog::newest_beacons(raw)));
-            let rows = kept_rows(stored);
-            if beacons.is_some() {
-                // Waiting for the beacons: the hours' holiday calendars are unpacked meanwhile.
-                deskmesh_crdt_model::hours::Hours::load_holidays();
-            }
-            let beacons = beacons.map(|thread| {
-                thread.join().map_err(|_| {
-                    anyhow::anyhow!("reading the seat beacons failed (a thread panicked)")
-                })
-            });
-            (rows, beacons)
+        let beacons = raw_beacons.map(|raw| std::thread::spawn(move || raw.newest()));
+        let rows = kept_rows(&stored);
+        if beacons.is_some() {
+            // Waiting for the beacons: the hours' holiday calendars are unpacked meanwhile.
+            deskmesh_crdt_model::hours::Hours::load_holidays();
+        }
+        let all_beacons = beacons.map(|thread| {
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("reading the seat beacons failed (a thread panicked)"))
         });
         let Some(kept) = rows else {
             return Ok(None);
         };
-        let all_beacons = all_beacons.transpose()?;
+        let all_beacons = match all_beacons.transpose()? {
+            None => None,
+            Some(Some(newest)) => Some(newest),
+            Some(None) => {
+                tracing::warn!(
+                    "the directory snapshot's beacons do not read back; reading every listing"
+                );
+                return Ok(None);
+            }
+        };
         let now = query.at.unwrap_or(now);
         let mut query = query.clone();
         let index = &kept.index;
@@ -353,10 +359,11 @@ impl Node {
         }
         let total = kept.index.len();
         // Freed on another thread: 10,000 rows and their beacons take milliseconds to free, after the
-        // answer is made.
+        // answer is made. The rows' bytes go with what they were lent from.
+        let KeptRows { index, shown, .. } = kept;
         let _ = std::thread::Builder::new()
             .name("free-rows".into())
-            .spawn(move || drop((kept, all_beacons)));
+            .spawn(move || drop((index, shown, all_beacons, source)));
         Ok(Some(Directory {
             total,
             matched: rows.len(),
@@ -452,10 +459,45 @@ pub(crate) struct Hit {
 /// Every kept row and, unless `narrow`, every beacon, as the store holds them (`None` rows when they are
 /// not complete in the current format): from the directory snapshot when the store has not changed since
 /// it was taken, else from the store's trees, and then kept as the snapshot when a whole list read them.
-type Kept = (
-    Option<deskmesh_store::SpaceRows>,
-    Option<Vec<(SpaceId, String, Vec<u8>)>>,
-);
+type Kept = (Option<Stored>, Option<RawBeacons>);
+
+/// Where the kept rows were read from; [`Stored::rows`] lends them (the snapshot's are not copied).
+enum Stored {
+    Snapshot(Arc<deskmesh_store::DirectorySnapshot>),
+    Trees(deskmesh_store::SpaceRows),
+}
+
+/// Every beacon as the store holds them, or the snapshot that holds them, to decode on another thread
+/// while the rows are prepared ([`RawBeacons::newest`]).
+enum RawBeacons {
+    Read(Vec<(SpaceId, String, Vec<u8>)>),
+    Snapshot(Arc<deskmesh_store::DirectorySnapshot>),
+}
+
+impl RawBeacons {
+    /// The newest beacon of each pool, by space; `None` if the snapshot's beacons do not read back.
+    fn newest(self) -> Option<HashMap<SpaceId, Vec<SeatBeacon>>> {
+        match self {
+            RawBeacons::Read(raw) => Some(crate::catalog::newest_beacons(raw)),
+            RawBeacons::Snapshot(s) => s.beacons().map(crate::catalog::newest_beacons),
+        }
+    }
+}
+
+impl Stored {
+    /// Each row's space id (as text) and bytes, in space id order; `None` if the snapshot's rows do not
+    /// read back.
+    fn rows(&self) -> Option<Vec<(&str, &[u8])>> {
+        match self {
+            Stored::Snapshot(snapshot) => snapshot.row_slices(),
+            Stored::Trees(rows) => Some(
+                rows.iter()
+                    .map(|(id, bytes)| (id.as_str(), bytes.as_slice()))
+                    .collect(),
+            ),
+        }
+    }
+}
 
 impl Node {
     fn read_kept(&self, narrow: bool) -> anyhow::Result<Kept> {
@@ -463,19 +505,12 @@ impl Node {
         let read_at = store.position();
         if read_at.is_some() {
             if let Some(snapshot) = store.directory_snapshot(StoredRow::FORMAT) {
-                // Its two parts decoded at once; one that does not read back: the trees are read.
-                let (rows, beacons) = std::thread::scope(|scope| {
-                    let beacons = (!narrow).then(|| scope.spawn(|| snapshot.beacons()));
-                    let rows = snapshot.rows();
-                    (rows, beacons.map(|t| t.join().ok().flatten()))
-                });
-                match (rows, beacons) {
-                    (Some(rows), None) => return Ok((Some(rows), None)),
-                    (Some(rows), Some(Some(beacons))) => return Ok((Some(rows), Some(beacons))),
-                    _ => tracing::warn!(
-                        "the directory snapshot does not read back; reading the store"
-                    ),
-                }
+                // Both parts are decoded later, at once ([`Stored::rows`], [`RawBeacons::newest`]).
+                // It passed its checksum, so a part that still does not read back (a bug, not a
+                // damaged file) sends the query to the listings themselves.
+                let snapshot = Arc::new(snapshot);
+                let beacons = (!narrow).then(|| RawBeacons::Snapshot(Arc::clone(&snapshot)));
+                return Ok((Some(Stored::Snapshot(snapshot)), beacons));
             }
         }
         // The two trees are read at once.
@@ -494,23 +529,24 @@ impl Node {
         if let (Some(at), Some(rows), Some(beacons)) = (read_at, &rows, &beacons) {
             store.keep_directory_snapshot(at, StoredRow::FORMAT, rows, beacons);
         }
-        Ok((rows, beacons))
+        Ok((rows.map(Stored::Trees), beacons.map(RawBeacons::Read)))
     }
 }
 
 /// The rows the store keeps ([`StoredRow`]) in space id order, prepared for queries: their search rows as
 /// an index, each row's shown part read when first asked for ([`KeptRows::shown`]). `None` when a search
-/// row does not read back (the directory is read instead).
-fn kept_rows(stored: deskmesh_store::SpaceRows) -> Option<KeptRows> {
+/// row does not read back (the directory is read instead). Decoding the search rows on a second core
+/// was measured and not kept: the beacons are decoded on it meanwhile, and it was no faster.
+fn kept_rows<'a>(stored: &[(&str, &'a [u8])]) -> Option<KeptRows<'a>> {
     let mut index = SearchIndex::default();
     let mut raw = Vec::with_capacity(stored.len());
     for (space, bytes) in stored {
-        let Ok((search, at)) = StoredRow::search_of(&bytes) else {
+        let Ok((search, at)) = StoredRow::search_of(bytes) else {
             tracing::warn!(space = %space, "a stored directory row does not read back; reading every listing");
             return None;
         };
         index.push_row(search);
-        raw.push((bytes, at));
+        raw.push((*bytes, at));
     }
     let shown = raw.iter().map(|_| OnceCell::new()).collect();
     Some(KeptRows {
@@ -522,16 +558,16 @@ fn kept_rows(stored: deskmesh_store::SpaceRows) -> Option<KeptRows> {
 }
 
 /// The rows the store keeps, as a query without the directory in memory reads them ([`kept_rows`]).
-struct KeptRows {
+struct KeptRows<'a> {
     index: SearchIndex,
     /// Row `i`'s bytes, and where its shown part starts in them.
-    raw: Vec<(Vec<u8>, usize)>,
+    raw: Vec<(&'a [u8], usize)>,
     shown: Vec<OnceCell<Option<Shown>>>,
     /// Set when a shown part did not read back: the answer is not given from the rows.
     unreadable: Cell<bool>,
 }
 
-impl KeptRows {
+impl KeptRows<'_> {
     /// Row `i`'s shown part, read at the first call; `None` (and [`KeptRows::unreadable`] set) when it
     /// does not read back.
     fn shown(&self, i: usize) -> Option<&Shown> {
