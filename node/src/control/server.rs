@@ -153,12 +153,22 @@ async fn client<R: AsyncBufRead + Unpin>(
             return stream_events(rx, write, Some(pages)).await;
         }
         let answer = call(&calls, request).await;
-        if binary && matches!(answer, Ok(Response::Directory(_))) {
-            send_frame(&mut write, &answer).await?;
-        } else {
-            send(&mut write, &answer).await?;
-        }
+        let framed = binary && matches!(answer, Ok(Response::Directory(_)));
+        write.write_all(&encode_answer(&answer, framed)?).await?;
     }
+}
+
+/// An answer's bytes: a binary frame when `framed`, else a JSON line. An answer that does not encode (no
+/// such answer is known) becomes an error line that says so, instead of a connection closed without a
+/// cause; the connection goes on.
+fn encode_answer<T: serde::Serialize>(answer: &T, framed: bool) -> anyhow::Result<Vec<u8>> {
+    let encoded = if framed { frame(answer) } else { line(answer) };
+    encoded.or_else(|e| {
+        tracing::warn!("cannot encode an answer on the control socket: {e}");
+        line(&Err::<Response, _>(ApiError::protocol(format!(
+            "the node could not encode its answer ({e}); its log has the request"
+        ))))
+    })
 }
 
 /// The most spaces one attach page carries (a page is one event line, read whole by the client).
@@ -327,23 +337,24 @@ pub fn event_line(event: &Event) -> anyhow::Result<Arc<str>> {
     Ok(Arc::from(serde_json::to_string(event)?.as_str()))
 }
 
-/// Sends `value` as a binary frame ([`super::FRAME`]).
-async fn send_frame<T: serde::Serialize>(
-    write: &mut OwnedWriteHalf,
-    value: &T,
-) -> anyhow::Result<()> {
+/// `value` as a binary frame ([`super::FRAME`]): the byte, the body's length (u64, little-endian), CBOR.
+fn frame<T: serde::Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
     let mut out = cbor4ii::serde::to_vec(vec![super::FRAME; 9], value)
-        .map_err(|e| anyhow::anyhow!("cannot encode the answer: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("CBOR: {e}"))?;
     let body = (out.len() - 9) as u64;
     out[1..9].copy_from_slice(&body.to_le_bytes());
-    write.write_all(&out).await?;
-    Ok(())
+    Ok(out)
+}
+
+/// `value` as one JSON line.
+fn line<T: serde::Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
+    let mut out = serde_json::to_vec(value)?;
+    out.push(b'\n');
+    Ok(out)
 }
 
 async fn send<T: serde::Serialize>(write: &mut OwnedWriteHalf, value: &T) -> anyhow::Result<()> {
-    let mut out = serde_json::to_vec(value)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
+    write.write_all(&line(value)?).await?;
     Ok(())
 }
 
@@ -393,6 +404,34 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
+
+    /// An answer whose serialisation fails, as no real one is known to.
+    struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("a test value that never encodes"))
+        }
+    }
+
+    #[test]
+    fn an_answer_that_does_not_encode_reaches_the_client_as_an_error() {
+        for framed in [false, true] {
+            let out = encode_answer(&Unencodable, framed).expect("an error line");
+            assert_eq!(out.last(), Some(&b'\n'), "one JSON line, framed = {framed}");
+            let back: Result<Response, ApiError> = serde_json::from_slice(&out).expect("JSON");
+            let e = back.expect_err("an error");
+            assert_eq!(e.kind, ErrorKind::Protocol);
+            assert!(
+                e.message.contains("could not encode its answer")
+                    && e.message.contains("never encodes"),
+                "{}",
+                e.message
+            );
+        }
+        let ok = encode_answer(&Ok::<_, ApiError>(Response::Subscribed), true).expect("frame");
+        assert_eq!(ok[0], crate::control::FRAME);
+    }
 
     use deskmesh_core::api::{ErrorKind, Handle};
     use deskmesh_crdt_model::query::Query;
