@@ -162,10 +162,14 @@ async fn client<R: AsyncBufRead + Unpin>(
 /// such answer is known) becomes an error line that says so, instead of a connection closed without a
 /// cause; the connection goes on.
 fn encode_answer<T: serde::Serialize>(answer: &T, framed: bool) -> anyhow::Result<Vec<u8>> {
-    let encoded = if framed { frame(answer) } else { line(answer) };
+    let encoded = if framed {
+        frame(answer)
+    } else {
+        json_line(answer)
+    };
     encoded.or_else(|e| {
         tracing::warn!("cannot encode an answer on the control socket: {e}");
-        line(&Err::<Response, _>(ApiError::protocol(format!(
+        json_line(&Err::<Response, _>(ApiError::protocol(format!(
             "the node could not encode its answer ({e}); its log has the request"
         ))))
     })
@@ -347,14 +351,14 @@ fn frame<T: serde::Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `value` as one JSON line.
-fn line<T: serde::Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
+fn json_line<T: serde::Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
     let mut out = serde_json::to_vec(value)?;
     out.push(b'\n');
     Ok(out)
 }
 
 async fn send<T: serde::Serialize>(write: &mut OwnedWriteHalf, value: &T) -> anyhow::Result<()> {
-    write.write_all(&line(value)?).await?;
+    write.write_all(&json_line(value)?).await?;
     Ok(())
 }
 
