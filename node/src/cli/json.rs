@@ -185,7 +185,12 @@ fn write_chunks_in_parallel<W: Write, T: Serialize + Sync>(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(chunk) = chunks.get(i) else { return };
                 buf.clear();
-                let filled = chunk_into(&mut buf, chunk, i == 0).map(|()| buf);
+                // A row whose serialisation panics must not leave the writer waiting for its chunk.
+                let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    chunk_into(&mut buf, chunk, i == 0)
+                }))
+                .unwrap_or_else(|_| Err(io::Error::other("writing a row of JSON panicked")))
+                .map(|()| buf);
                 if done_tx.send((i, filled)).is_err() {
                     return;
                 }
@@ -304,6 +309,28 @@ mod tests {
                 assert_eq!(d.spaces.len(), n, "the rows are put back");
             }
         }
+    }
+
+    /// Rows whose serialisation panics at one index.
+    struct Bomb {
+        at: usize,
+        i: usize,
+    }
+
+    impl serde::Serialize for Bomb {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            assert!(self.i != self.at, "a row that panics");
+            s.serialize_u64(self.i as u64)
+        }
+    }
+
+    #[test]
+    fn a_row_that_panics_ends_the_output_with_an_error_not_a_hang() {
+        let rows: Vec<Bomb> = (0..3000).map(|i| Bomb { at: 1500, i }).collect();
+        let head = directory(0);
+        let mut out = Vec::new();
+        let err = write_with_rows(&mut out, &head, &rows, 4).expect_err("a panicked row");
+        assert!(err.to_string().contains("panicked"), "{err}");
     }
 
     /// A writer that fails after `room` bytes, as a closed pipe does.

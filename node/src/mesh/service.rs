@@ -324,6 +324,8 @@ struct Service {
     bare_dials: HashMap<ConnectionId, Multiaddr>,
     /// Peers whose last dial failed because its local port was taken: the next dial takes a new port.
     new_port: HashSet<PeerId>,
+    /// The same for bootstrap addresses without a peer id.
+    new_port_addrs: HashSet<Multiaddr>,
     /// Items strangers may still be served.
     budgets: HashMap<PeerId, Budget>,
     /// Peers whose proof may still come, with the sync messages they sent meanwhile.
@@ -505,6 +507,7 @@ impl Service {
             book: PeerBook::load(None).0,
             bare_dials: HashMap::new(),
             new_port: HashSet::new(),
+            new_port_addrs: HashSet::new(),
             budgets: HashMap::new(),
             unsettled: HashMap::new(),
             ping_failures: HashMap::new(),
@@ -612,7 +615,12 @@ impl Service {
                     }
                 }
                 Target::Addr(addr) => {
-                    let opts = DialOpts::unknown_peer_id().address(addr.clone()).build();
+                    let opts = DialOpts::unknown_peer_id().address(addr.clone());
+                    let opts = if self.new_port_addrs.remove(&addr) {
+                        opts.allocate_new_port().build()
+                    } else {
+                        opts.build()
+                    };
                     let id = opts.connection_id();
                     match self.swarm.dial(opts) {
                         Ok(()) => {
@@ -797,12 +805,16 @@ impl Service {
                 error,
             } => {
                 let now = self.now();
+                let taken = port_taken(&error);
                 if let Some(addr) = self.bare_dials.remove(&connection_id) {
                     self.book.bare_failed(&addr, now);
+                    if taken {
+                        self.new_port_addrs.insert(addr);
+                    }
                 }
                 if let Some(peer) = peer_id {
                     self.book.dial_failed(&peer, now);
-                    if port_taken(&error) {
+                    if taken {
                         self.new_port.insert(peer);
                     }
                 }
@@ -2180,13 +2192,19 @@ fn port_taken(error: &libp2p::swarm::DialError) -> bool {
 /// relayed), and `Either::source` skips the level below it, so the `source()` chain never reaches the
 /// `io::Error`. The walk below follows `source()` and `io::Error::get_ref`; where the chain breaks, the
 /// kind is read from the `Debug` form, which prints every level down to the kernel's
-/// `Os { code, kind, .. }`. A test dials through the real stack to keep both honest.
+/// `Os { code, kind, message }`. A test dials through the real stack to keep both honest. Only the
+/// transport's own failures are read (an unsupported address prints the address, which a peer chose);
+/// a remote text that still imitates the kernel's form (a QUIC close reason) can only make the next dial
+/// take a fresh port.
 fn dial_failed_with(error: &libp2p::swarm::DialError, kind: std::io::ErrorKind) -> bool {
     let libp2p::swarm::DialError::Transport(attempts) = error else {
         return false;
     };
-    let needle = format!("kind: {kind:?}");
+    let needle = format!("kind: {kind:?}, message: ");
     attempts.iter().any(|(_, e)| {
+        let libp2p::core::transport::TransportError::Other(e) = e else {
+            return false;
+        };
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = next {
             if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -2243,6 +2261,14 @@ mod tests {
         )])));
         assert!(!port_taken(&failed(Vec::new())));
         assert!(!port_taken(&DialError::Aborted));
+        // An address a peer chose, printed in the error, is not read as the kernel's answer.
+        let spoof: libp2p::Multiaddr = "/dns4/kind: AddrInUse, message: x/tcp/1"
+            .parse()
+            .expect("address");
+        assert!(!port_taken(&DialError::Transport(vec![(
+            spoof.clone(),
+            TransportError::MultiaddrNotSupported(spoof)
+        )])));
     }
 
     /// The kernel's error is found through the wrapping of the real transport stack (TCP, QUIC and the

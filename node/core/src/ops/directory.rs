@@ -211,11 +211,37 @@ impl Node {
         if query.verified_only || self.catalog_in_memory() {
             return Ok(None);
         }
+        match self.rows_answer(query, now, true)? {
+            FromRows::Answer(answer) => Ok(answer),
+            // It passed its checksum, so a part that does not read back is a bug, not a damaged file:
+            // the store's trees are read instead, which keeps a new snapshot.
+            FromRows::SnapshotUnreadable => {
+                tracing::warn!("the directory snapshot does not read back; reading the store");
+                match self.rows_answer(query, now, false)? {
+                    FromRows::Answer(answer) => Ok(answer),
+                    FromRows::SnapshotUnreadable => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// [`Node::directory_from_rows`], from the directory snapshot when it is current and `snapshot`.
+    fn rows_answer(
+        &self,
+        query: &Query,
+        now: DateTime<Utc>,
+        snapshot: bool,
+    ) -> anyhow::Result<FromRows> {
         let narrow = query.is_narrow(FEW_HITS);
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let (source, raw_beacons) = self.read_kept(narrow)?;
+        let (source, raw_beacons) = self.read_kept(narrow, snapshot)?;
+        let from_snapshot = matches!(source, Some(Stored::Snapshot(_)));
         let Some(stored) = source.as_ref().and_then(Stored::rows) else {
-            return Ok(None);
+            return Ok(if from_snapshot {
+                FromRows::SnapshotUnreadable
+            } else {
+                FromRows::Answer(None)
+            });
         };
         // The rows are prepared while another thread decodes the beacons.
         let beacons = raw_beacons.map(|raw| std::thread::spawn(move || raw.newest()));
@@ -230,17 +256,12 @@ impl Node {
                 .map_err(|_| anyhow::anyhow!("reading the seat beacons failed (a thread panicked)"))
         });
         let Some(kept) = rows else {
-            return Ok(None);
+            return Ok(FromRows::Answer(None));
         };
         let all_beacons = match all_beacons.transpose()? {
             None => None,
             Some(Some(newest)) => Some(newest),
-            Some(None) => {
-                tracing::warn!(
-                    "the directory snapshot's beacons do not read back; reading every listing"
-                );
-                return Ok(None);
-            }
+            Some(None) => return Ok(FromRows::SnapshotUnreadable),
         };
         let now = query.at.unwrap_or(now);
         let mut query = query.clone();
@@ -250,7 +271,7 @@ impl Node {
             Err(city) => {
                 let shown: Vec<&Shown> = (0..index.len()).filter_map(|i| kept.shown(i)).collect();
                 if kept.unreadable.get() {
-                    return Ok(None);
+                    return Ok(FromRows::Answer(None));
                 }
                 bail!(
                     "{}",
@@ -333,7 +354,7 @@ impl Node {
         let rows = built.into_iter().collect::<Option<Vec<DirectoryRow>>>();
         let Some(mut rows) = rows.filter(|_| !kept.unreadable.get()) else {
             tracing::warn!("a stored directory row does not read back; reading every listing");
-            return Ok(None);
+            return Ok(FromRows::Answer(None));
         };
         // Facts a coordinator verified need the listing: read for those spaces alone.
         let verifications = if narrow {
@@ -364,13 +385,13 @@ impl Node {
         let _ = std::thread::Builder::new()
             .name("free-rows".into())
             .spawn(move || drop((index, shown, all_beacons, source)));
-        Ok(Some(Directory {
+        Ok(FromRows::Answer(Some(Directory {
             total,
             matched: rows.len(),
             at: now,
             origin,
             spaces: rows,
-        }))
+        })))
     }
 
     /// The newest beacon of each of `space`'s pools, by pool, read from the store (not from the
@@ -461,6 +482,14 @@ pub(crate) struct Hit {
 /// it was taken, else from the store's trees, and then kept as the snapshot when a whole list read them.
 type Kept = (Option<Stored>, Option<RawBeacons>);
 
+/// What [`Node::rows_answer`] found.
+enum FromRows {
+    /// The directory, or `None` when the rows do not apply and the directory in memory answers.
+    Answer(Option<Directory>),
+    /// The snapshot's rows or beacons did not read back: ask again from the store's trees.
+    SnapshotUnreadable,
+}
+
 /// Where the kept rows were read from; [`Stored::rows`] lends them (the snapshot's are not copied).
 enum Stored {
     Snapshot(Arc<deskmesh_store::DirectorySnapshot>),
@@ -500,14 +529,13 @@ impl Stored {
 }
 
 impl Node {
-    fn read_kept(&self, narrow: bool) -> anyhow::Result<Kept> {
+    /// `snapshot`: whether a current directory snapshot may be used.
+    fn read_kept(&self, narrow: bool, snapshot: bool) -> anyhow::Result<Kept> {
         let store = &*self.store;
         let read_at = store.position();
-        if read_at.is_some() {
+        if read_at.is_some() && snapshot {
             if let Some(snapshot) = store.directory_snapshot(StoredRow::FORMAT) {
                 // Both parts are decoded later, at once ([`Stored::rows`], [`RawBeacons::newest`]).
-                // It passed its checksum, so a part that still does not read back (a bug, not a
-                // damaged file) sends the query to the listings themselves.
                 let snapshot = Arc::new(snapshot);
                 let beacons = (!narrow).then(|| RawBeacons::Snapshot(Arc::clone(&snapshot)));
                 return Ok((Some(Stored::Snapshot(snapshot)), beacons));
