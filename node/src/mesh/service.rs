@@ -744,8 +744,11 @@ impl Service {
                     self.relayed.entry(peer_id).or_default().push(connection_id);
                 }
                 if let Some(dialled) = self.bare_dials.remove(&connection_id) {
+                    self.new_port_addrs.remove(&dialled);
                     self.book.bare_connected(&dialled);
                 }
+                // Connected by any way: a port the kernel refused earlier no longer matters.
+                self.new_port.remove(&peer_id);
                 self.book
                     .connected(&peer_id, chrono::Utc::now().timestamp_millis());
                 self.connected
