@@ -15,7 +15,8 @@ mod shape;
 pub use shape::{DayShapes, WeekHours};
 
 use chrono::{
-    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Timelike,
+    Utc,
 };
 use chrono_tz::Tz;
 use opening_hours::localization::Country;
@@ -207,14 +208,38 @@ impl Hours {
 
     /// The next instant the state changes, within a year; `None` for `24/7` and other hours that do not
     /// change that soon.
+    ///
+    /// The hours are read on the wall clock, which jumps when the zone changes its UTC offset. So the
+    /// wall clock's next change is taken only if it comes before the zone's next jump; at a jump, the
+    /// state on the new wall clock is compared with the state so far (clocks going back repeat an hour
+    /// whose changes happen again; clocks going forward skip one), and the search goes on from there.
     pub fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let from = self.local(now);
-        let horizon = from + Duration::days(NEXT_CHANGE_HORIZON_DAYS);
-        let first = self.oh.iter_range(from, horizon).next()?;
+        let horizon = now + Duration::days(NEXT_CHANGE_HORIZON_DAYS);
+        let state = self.state(now);
+        let mut from = now;
+        // Each round passes one jump of the wall clock; a zone makes a few a year.
+        for _ in 0..8 {
+            let wall = self.wall_change(from);
+            let until = wall.unwrap_or(horizon).min(horizon);
+            match offset_change(&self.tz, from, until) {
+                Some(jump) if self.state(jump) != state => return Some(jump),
+                Some(jump) => from = jump,
+                None => return wall.filter(|w| *w < horizon),
+            }
+        }
+        None
+    }
+
+    /// The first change after `from` as the wall clock at `from` runs on, ignoring the zone's jumps: the
+    /// end of the range `from` is in, as the first instant after `from` that shows that wall time.
+    fn wall_change(&self, from: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = self.local(from);
+        let horizon = local + Duration::days(NEXT_CHANGE_HORIZON_DAYS);
+        let first = self.oh.iter_range(local, horizon).next()?;
         if first.range.end >= horizon {
             return None;
         }
-        Some(local_to_utc(&self.tz, first.range.end))
+        Some(local_to_utc_after(&self.tz, first.range.end, from))
     }
 
     /// An instant after `now` until which the state found at `now` surely holds, for caching it: the next
@@ -293,6 +318,57 @@ fn minutes_since(start: NaiveDateTime, t: NaiveDateTime) -> u16 {
 
 /// The UTC instant of a local wall-clock time: the earlier one when clocks go back, and the end of the
 /// gap when clocks go forward past it.
+/// The first instant after `after` whose wall time in `tz` is `naive`: of a wall time that happens twice
+/// (clocks going back), the later one when the earlier is not after `after`; a wall time that never
+/// happens (clocks going forward) is taken as the first one after the gap.
+fn local_to_utc_after(tz: &Tz, naive: NaiveDateTime, after: DateTime<Utc>) -> DateTime<Utc> {
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Ambiguous(early, late) => {
+            let early = early.with_timezone(&Utc);
+            if early > after {
+                early
+            } else {
+                late.with_timezone(&Utc)
+            }
+        }
+        _ => local_to_utc(tz, naive),
+    }
+}
+
+/// The first instant in (`from`, `until`] at which `tz`'s UTC offset differs from its offset at `from`,
+/// to the second; `None` when it does not change by `until`. Looked for a day at a time, then bisected.
+fn offset_change(tz: &Tz, from: DateTime<Utc>, until: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let offset = |t: DateTime<Utc>| tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    let here = offset(from);
+    let mut lo = from;
+    let hi = loop {
+        if lo >= until {
+            return None;
+        }
+        let next = (lo + Duration::days(1)).min(until);
+        if offset(next) != here {
+            break next;
+        }
+        lo = next;
+    };
+    let mut hi = hi;
+    while hi - lo > Duration::seconds(1) {
+        let mid = lo + (hi - lo) / 2;
+        if offset(mid) == here {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // Zones change offset on whole seconds: the change is `hi` without its fraction.
+    let whole = hi.with_nanosecond(0).unwrap_or(hi);
+    Some(if whole > lo && offset(whole) != here {
+        whole
+    } else {
+        hi
+    })
+}
+
 fn local_to_utc(tz: &Tz, naive: NaiveDateTime) -> DateTime<Utc> {
     let mut t = naive;
     // A gap is at most a few hours; step forward a minute at a time, a bounded number of times.
@@ -454,6 +530,80 @@ mod tests {
             is_open(oh, "America/Argentina/Buenos_Aires", t),
             Ok(OpenState::Open)
         ); // 09:00
+    }
+
+    /// Clocks going back repeat an hour, and its changes happen again; clocks going forward skip an hour,
+    /// and its changes never happen. Berlin, 2026: back at 03:00 CEST on 25 October (01:00 UTC), forward
+    /// at 02:00 CET on 29 March (01:00 UTC).
+    #[test]
+    fn the_next_change_sees_the_hour_clocks_repeat_or_skip() {
+        let h = Hours::parse("Su 00:00-02:30", "Europe/Berlin").unwrap();
+        // 02:15 CEST, open: closes at 02:30 CEST.
+        assert_eq!(
+            h.next_change(utc("2026-10-25T00:15:00Z")),
+            Some(utc("2026-10-25T00:30:00Z"))
+        );
+        // 02:45 CEST, closed: open again when the clock goes back to 02:00 CET, not next Sunday.
+        assert_eq!(
+            h.next_change(utc("2026-10-25T00:45:00Z")),
+            Some(utc("2026-10-25T01:00:00Z"))
+        );
+        // 02:10 CET, open: closes at 02:30 CET, not at the 02:30 CEST already past.
+        assert_eq!(
+            h.next_change(utc("2026-10-25T01:10:00Z")),
+            Some(utc("2026-10-25T01:30:00Z"))
+        );
+        // Hours inside the skipped hour never open that night: next Sunday, 02:15 CEST.
+        let h = Hours::parse("Su 02:15-02:45", "Europe/Berlin").unwrap();
+        assert_eq!(
+            h.next_change(utc("2026-03-29T00:50:00Z")),
+            Some(utc("2026-04-05T00:15:00Z"))
+        );
+    }
+
+    /// Minute by minute across both changes of offset in two zones: the next change is after now, the
+    /// state holds every minute until it, and changes at it.
+    #[test]
+    fn the_state_holds_until_the_next_change_across_clock_changes() {
+        let nights = [
+            ("Europe/Berlin", "2026-03-29T00:00:00Z"),
+            ("Europe/Berlin", "2026-10-25T00:00:00Z"),
+            ("America/New_York", "2026-03-08T06:00:00Z"),
+            ("America/New_York", "2026-11-01T05:00:00Z"),
+        ];
+        let exprs = [
+            "Su 00:00-02:30",
+            "Su 02:15-02:45",
+            "Mo-Su 01:30-02:30",
+            "Mo-Su 01:00-01:20,01:40-03:10",
+            "Sa,Su 00:00-24:00; Su 02:00-03:00 off",
+        ];
+        for (zone, start) in nights {
+            for expr in exprs {
+                let h = Hours::parse(expr, zone).unwrap();
+                let start = utc(start);
+                for m in 0..(5 * 60) {
+                    let t = start + Duration::minutes(m);
+                    let state = h.state(t);
+                    let Some(change) = h.next_change(t) else {
+                        continue;
+                    };
+                    assert!(
+                        change > t,
+                        "{expr} in {zone} at {t}: {change} is not after it"
+                    );
+                    let mut at = t + Duration::minutes(1);
+                    while at < change && at < t + Duration::hours(8) {
+                        assert_eq!(
+                            h.state(at),
+                            state,
+                            "{expr} in {zone}: from {t} the next change is {change}, but the state changed by {at}"
+                        );
+                        at += Duration::minutes(1);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
