@@ -29,19 +29,12 @@ pub fn print<T: Serialize + Human + ?Sized>(json: bool, value: &T) -> anyhow::Re
 ///
 /// The JSON goes straight to standard output through a buffer, never whole into memory: a directory of
 /// 10,000 spaces is 15 MB of it, and building that string cost more in fresh pages and copies as it
-/// grew than writing it did. A closed pipe ends the output quietly, as in [`write_stdout`].
+/// grew than writing it did.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let written = serde_json::to_writer_pretty(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
-    match written {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(anyhow::Error::new(e).context("cannot write the JSON output"))
-        }
-        _ => Ok(()),
-    }
+    json_to_stdout(|out| {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        out.write_all(b"\n")
+    })
 }
 
 /// Prints a directory as [`print_json`] would, its rows serialised on every core ([`super::json`]).
@@ -49,10 +42,16 @@ pub fn print_directory_json(
     directory: &mut deskmesh_core::ops::directory::Directory,
 ) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    json_to_stdout(|out| super::json::write_directory(out, directory, threads))
+}
+
+/// Runs `write` on buffered standard output and flushes it. A closed pipe ends the output quietly, as
+/// in [`write_stdout`]; any other failure is the command's error.
+fn json_to_stdout(
+    write: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let written =
-        super::json::write_directory(&mut out, directory, threads).and_then(|()| out.flush());
-    match written {
+    match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(anyhow::Error::new(e).context("cannot write the JSON output"))
         }

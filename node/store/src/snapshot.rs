@@ -41,8 +41,9 @@ pub struct DirectorySnapshot {
 }
 
 impl DirectorySnapshot {
-    /// Every kept row, as [`crate::IndexStore::search_rows`] returns them; `None` if a space id does not
-    /// read back (then read the store instead).
+    /// Every kept row, as [`crate::IndexStore::search_rows`] returns them (copied, ids parsed); `None` if
+    /// a space id does not read back. Tests compare with it; queries use [`DirectorySnapshot::row_slices`].
+    #[cfg(test)]
     pub fn rows(&self) -> Option<SpaceRows> {
         self.row_slices()?
             .into_iter()
@@ -50,7 +51,7 @@ impl DirectorySnapshot {
             .collect()
     }
 
-    /// Every kept row as [`DirectorySnapshot::rows`] has them, lent from the snapshot: each space id's
+    /// Every kept row, in space id order, lent from the snapshot: each space id's
     /// text (not checked as an id: a caller that needs the [`SpaceId`] parses it) and the row's bytes.
     /// `None` if an id is not UTF-8.
     pub fn row_slices(&self) -> Option<Vec<(&str, &[u8])>> {
