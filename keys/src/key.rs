@@ -68,7 +68,8 @@ impl PublicKey {
         &self.0
     }
 
-    /// Checks `signature` over `message` made for `domain`.
+    /// Checks `signature` over `message` made for `domain`, by the rule of [`crate::batch`] (ZIP-215,
+    /// and no key of small order); inside [`crate::batch::check_together`] the check joins its batch.
     pub fn verify(
         &self,
         domain: Domain,
@@ -79,10 +80,11 @@ impl PublicKey {
             key: *self,
             domain: domain.tag(),
         };
-        let vk = VerifyingKey::from_bytes(&self.0).map_err(|_| bad())?;
-        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        vk.verify_strict(&domain.framed(message), &sig)
-            .map_err(|_| bad())
+        if crate::batch::verify(&self.0, &domain.framed(message), &signature.0) {
+            Ok(())
+        } else {
+            Err(bad())
+        }
     }
 
     /// A short form for tables: the last 8 characters of the text form.

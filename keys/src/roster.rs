@@ -1102,10 +1102,14 @@ impl Roster {
                 .map(|err| (**hash, err))
         };
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        // Runs of 64 operations, each run's signatures checked as one batch (`crate::batch`).
+        let runs: Vec<&[(&Hash, &Entry)]> = entries.chunks(64).collect();
+        let check_run = |run: &&[(&Hash, &Entry)]| crate::batch::check_together(run, check);
         // A part whose worker died proves nothing: it is checked again here.
         let mut out: Vec<(Hash, RosterError)> =
-            crate::par::map_in_order(&entries, threads, 512, check, check)
+            crate::par::map_in_order(&runs, threads, 8, check_run, check_run)
                 .into_iter()
+                .flatten()
                 .flatten()
                 .collect();
         out.sort_by_key(|(h, _)| *h);
