@@ -8,11 +8,11 @@
 //! points) signs nothing, because anyone can make its signatures.
 //!
 //! Because the equation is cofactored, checking many signatures as one random linear combination (one
-//! multiscalar multiplication, about 2.3 times cheaper per signature in batches of 64 and more) accepts a
-//! batch exactly when each of its signatures would be accepted alone, whatever batch an item lands in.
-//! The cofactorless check of ed25519-dalek's `verify_strict` and `verify_batch` does not have that
-//! property (a signature with a small-order residue passes some batches and not others), which is why
-//! the checks here are `ed25519-zebra`'s, built on the same curve25519-dalek arithmetic.
+//! multiscalar multiplication, about half the cost per signature in batches of 32 to 64: `deskmesh-bench
+//! crypto`) accepts a batch exactly when each of its signatures would be accepted alone, whatever batch
+//! an item lands in. The cofactorless check of ed25519-dalek's `verify_strict` and `verify_batch` does
+//! not have that property (a signature with a small-order residue passes some batches and not others),
+//! which is why the checks here are `ed25519-zebra`'s, built on the same curve25519-dalek arithmetic.
 //!
 //! [`check_together`] runs a pure function over many items with their signature checks gathered: every
 //! [`PublicKey::verify`](crate::PublicKey::verify) the function makes on this thread is queued and

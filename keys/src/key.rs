@@ -69,7 +69,12 @@ impl PublicKey {
     }
 
     /// Checks `signature` over `message` made for `domain`, by the rule of [`crate::batch`] (ZIP-215,
-    /// and no key of small order); inside [`crate::batch::check_together`] the check joins its batch.
+    /// and no key of small order).
+    ///
+    /// Inside [`crate::batch::check_together`] on this thread, the check joins its batch and answers
+    /// `Ok` for now; the verdict comes when the batch is checked, and an item with a bad signature is run
+    /// again. So code that may run there must not act on an `Ok` beyond its own return value (store,
+    /// send, count): whatever it did for a forged item before the re-run would stay done.
     pub fn verify(
         &self,
         domain: Domain,

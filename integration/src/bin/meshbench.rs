@@ -321,6 +321,18 @@ fn proc_kb(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds (user + system) a process has used so far, from fields 14 and 15 of `/proc/<pid>/stat`,
+/// which count in USER_HZ ticks: 100 per second on every Linux architecture's user ABI.
+fn proc_cpu_s(pid: u32) -> Option<f64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it start past its closing ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// TCP payload bytes received so far on each established socket, by (pid, local address, peer address),
 /// from the kernel's `tcp_info` as `ss -tinp` prints it (`/proc/<pid>/io` misses them: socket `recv()`
 /// is not counted there).
@@ -1391,6 +1403,7 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
     }
     let joiner_hwm = proc_kb(joiner.pid(), "VmHWM");
     let joiner_rss = proc_kb(joiner.pid(), "VmRSS");
+    let joiner_cpu = proc_cpu_s(joiner.pid());
     let server_hwm = proc_kb(server.pid(), "VmHWM");
     let server_rss = proc_kb(server.pid(), "VmRSS");
     let status = cli_json(&ctx.bin, &joiner_home, &["status"])?;
@@ -1549,6 +1562,12 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
     kv(
         "joiner peak RSS (VmHWM) / RSS at the end",
         format!("{} / {}", mib_kb(joiner_hwm), mib_kb(joiner_rss)),
+    );
+    kv(
+        "joiner CPU time (user + system) at the end",
+        joiner_cpu
+            .map(|s| format!("{s:.2} s"))
+            .unwrap_or_else(|| "unknown".into()),
     );
     kv(
         "server peak RSS (VmHWM) / RSS at the end",

@@ -439,12 +439,21 @@ fn bad(why: String, author: Option<PublicKey>, space: Option<SpaceId>) -> Body {
 /// of each change is worked out on a copy of the checkpoint's document ([`prepare_runs`]), so the node
 /// applies them after the checkpoint without reading and validating the listing again.
 pub fn check_all(items: Vec<SignedItem>, wall: DateTime<Utc>, threads: usize) -> Vec<Checked> {
-    // Each thread checks its items in runs of CHECK_RUN, the signatures of a run as one batch
+    // Each thread checks its items in runs, the signatures of a run as one batch
     // (`deskmesh_keys::batch`: the verdicts are those of one check each, at about half the cost).
-    let runs: Vec<&[SignedItem]> = items.chunks(CHECK_RUN).collect();
+    let parallel = threads >= 2 && items.len() >= PARALLEL_FROM;
+    let run = if parallel {
+        items
+            .len()
+            .div_ceil(threads)
+            .clamp(CHECK_RUN_MIN, CHECK_RUN)
+    } else {
+        CHECK_RUN
+    };
+    let runs: Vec<&[SignedItem]> = items.chunks(run).collect();
     let check_run =
         |run: &&[SignedItem]| deskmesh_keys::batch::check_together(run, |i| check(i.clone(), wall));
-    let mut checked: Vec<Checked> = if threads < 2 || items.len() < 2 * CHECK_RUN {
+    let mut checked: Vec<Checked> = if !parallel || runs.len() < 2 {
         runs.iter().flat_map(check_run).collect()
     } else {
         deskmesh_keys::par::map_in_order(&runs, threads, 2, check_run, |run| {
@@ -464,9 +473,17 @@ pub fn check_all(items: Vec<SignedItem>, wall: DateTime<Utc>, threads: usize) ->
     checked
 }
 
-/// Items whose signatures [`check_all`] checks as one batch: past about 64 signatures a batch gains
-/// little more, and a forged item costs its run a second, one-by-one pass.
+/// Items whose signatures [`check_all`] checks as one batch at most: past about 64 signatures a batch
+/// gains little more, and a forged item costs its run a second, one-by-one pass.
 const CHECK_RUN: usize = 64;
+
+/// The fewest items a run holds when a batch is split across threads (batches of 16 to 32 signatures
+/// already cost within 10 % of batches of 64 per signature: `deskmesh-bench crypto`).
+const CHECK_RUN_MIN: usize = 32;
+
+/// From this many items [`check_all`] spreads its runs over threads; below, starting threads costs
+/// more than the second core saves.
+const PARALLEL_FROM: usize = 64;
 
 /// For every space of the batch with a loaded checkpoint and listing changes, or with several changes:
 /// the listing as of each change, worked out on a copy of the checkpoint's document (the one holding the
@@ -1306,7 +1323,7 @@ mod tests {
 
     use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
     use deskmesh_keys::roster::{OpBody, Roster};
-    use deskmesh_keys::{DeviceKey, Signer};
+    use deskmesh_keys::{DeviceKey, Domain, Signer};
 
     use super::*;
     use crate::testkit;
@@ -1439,6 +1456,55 @@ mod tests {
             .unwrap()
             .unwrap();
         (key, change)
+    }
+
+    /// What decides an item's judgement, in a form two runs can compare.
+    fn verdict_of(c: &Checked) -> String {
+        match &c.body {
+            Body::Bad { why, .. } => format!("refused: {why}"),
+            Body::Change(v) => format!("change {:?} {}", c.id, v.has_verdict()),
+            other => format!("{:?} {:?}", std::mem::discriminant(other), c.id),
+        }
+    }
+
+    #[test]
+    fn checks_in_batches_on_any_number_of_threads_give_each_item_its_verdict_alone() {
+        let mut coordinator = testkit::coordinator();
+        let outsider = DeviceKey::generate();
+        let mut items = Vec::new();
+        for n in 0..150 {
+            let (_, mut change) = space_and_change(&mut coordinator);
+            if n % 37 == 5 {
+                // Signed, but by a key that is not the envelope's author.
+                change.signature = outsider.sign(Domain::ListingChange, &change.envelope_bytes);
+            }
+            items.push(SignedItem::change(&change));
+            if n == 90 {
+                items.push(SignedItem::new(ItemKind::ListingChange, vec![7; 40]));
+            }
+        }
+        let wall = testkit::now();
+        let alone: Vec<String> = items
+            .iter()
+            .map(|i| verdict_of(&check(i.clone(), wall)))
+            .collect();
+        assert_eq!(
+            alone.iter().filter(|v| v.starts_with("refused")).count(),
+            5,
+            "four forged, one garbage: {alone:?}"
+        );
+        // 151 items: one run on one thread, and runs of 64 or of 38-40 over two and four threads;
+        // also a batch too small to be split.
+        for threads in [1, 2, 4] {
+            let together: Vec<String> = check_all(items.clone(), wall, threads)
+                .iter()
+                .map(verdict_of)
+                .collect();
+            assert_eq!(together, alone, "{threads} threads");
+        }
+        let few = items[..40].to_vec();
+        let together: Vec<String> = check_all(few, wall, 2).iter().map(verdict_of).collect();
+        assert_eq!(together, alone[..40]);
     }
 
     #[test]

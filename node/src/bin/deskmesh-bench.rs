@@ -560,8 +560,8 @@ fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
         r?;
         bverify.push(d);
     }
-    // Many signers, one signature each (a join's items), checked one at a time and in batches of 64 as
-    // the check phase makes them (`deskmesh_keys::batch::check_together`): per-signature figures.
+    // Many signers, one signature each (a join's items), checked one at a time and in batches of 16, 32
+    // and 64 as the check phase makes them (`deskmesh_keys::batch::check_together`): per-signature figures.
     let signers: Vec<(PublicKey, Vec<u8>, deskmesh_keys::Signature)> = (0..iterations)
         .map(|i| {
             let k = DeviceKey::generate();
@@ -573,21 +573,24 @@ fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
     let check = |(k, m, s): &(PublicKey, Vec<u8>, deskmesh_keys::Signature)| {
         k.verify(Domain::ListingChange, m, s).is_ok()
     };
+    const RUNS: [usize; 3] = [16, 32, 64];
     let mut one_by_one = Vec::new();
-    let mut batched = Vec::new();
+    let mut batched: [Vec<Duration>; 3] = Default::default();
     for _ in 0..5 {
         let (ok, d) = time(|| signers.iter().filter(|x| check(x)).count());
         anyhow::ensure!(ok == signers.len(), "a signature did not verify one by one");
         one_by_one.push(d / signers.len() as u32);
-        let (ok, d) = time(|| {
-            signers
-                .chunks(64)
-                .flat_map(|run| deskmesh_keys::batch::check_together(run, check))
-                .filter(|ok| *ok)
-                .count()
-        });
-        anyhow::ensure!(ok == signers.len(), "a signature did not verify in a batch");
-        batched.push(d / signers.len() as u32);
+        for (size, out) in RUNS.iter().zip(batched.iter_mut()) {
+            let (ok, d) = time(|| {
+                signers
+                    .chunks(*size)
+                    .flat_map(|run| deskmesh_keys::batch::check_together(run, check))
+                    .filter(|ok| *ok)
+                    .count()
+            });
+            anyhow::ensure!(ok == signers.len(), "a signature did not verify in a batch");
+            out.push(d / signers.len() as u32);
+        }
     }
     header("crypto: ed25519 (deskmesh-keys: ed25519-dalek signs, ZIP-215 checks by ed25519-zebra)");
     row(
@@ -611,7 +614,12 @@ fn crypto(iterations: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
         &format!("verify, {} signers, per signature", signers.len()),
         &one_by_one,
     );
-    row("  the same in batches of 64, per signature", &batched);
+    for (size, figures) in RUNS.iter().zip(&batched) {
+        row(
+            &format!("  the same in batches of {size}, per signature"),
+            figures,
+        );
+    }
     Ok(())
 }
 
