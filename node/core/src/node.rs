@@ -19,7 +19,7 @@ use deskmesh_crdt_model::kept::{ChangeGraph, Kept};
 use deskmesh_crdt_model::listing::Listing;
 use deskmesh_keys::roster::{OpBody, Removal, Roster, RosterError, RosterState, SignedOp};
 use deskmesh_keys::{keyfile, AllianceId, DeviceKey, Hash, PublicKey, Signer, SpaceId};
-use deskmesh_store::{SledStore, Store, StoreError};
+use deskmesh_store::{SledStore, SpaceState, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
@@ -725,11 +725,29 @@ impl Node {
                 first_error.get_or_insert(e);
             }
         }
+        // The touched spaces' index rows go to the store in atomic writes of up to INDEX_WRITE spaces:
+        // on sled each atomic write costs two synchronous log writes, which one per space made most of
+        // a cold join's disk traffic.
+        let mut states = Vec::new();
         for space in touched {
-            if let Err(e) = self.write_index(&space) {
-                // The space stays dirty, so the next open rebuilds it.
-                self.docs.borrow_mut().remove(&space);
-                first_error.get_or_insert(e);
+            match self.index_state(&space) {
+                Ok(Some(state)) => states.push(state),
+                Ok(None) => {}
+                Err(e) => {
+                    // The space stays dirty, so the next open rebuilds it.
+                    self.docs.borrow_mut().remove(&space);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for chunk in states.chunks(INDEX_WRITE) {
+            if let Err(e) = self.store_index(chunk) {
+                // The spaces stay dirty, so the next open rebuilds them.
+                let mut docs = self.docs.borrow_mut();
+                for s in chunk {
+                    docs.remove(&s.space);
+                }
+                first_error.get_or_insert(e.into());
             }
         }
         // Only now may the written documents leave the cache.
@@ -855,13 +873,23 @@ impl Node {
 
     /// Writes a warm document's index entry, rejections and saved state in one atomic store write.
     fn write_index(&self, space: &SpaceId) -> anyhow::Result<()> {
-        let Some(rows) = self.index_rows(space)? else {
+        let Some(state) = self.index_state(space)? else {
             return Ok(());
+        };
+        self.store_index(std::slice::from_ref(&state))?;
+        Ok(())
+    }
+
+    /// What [`Node::write_index`] writes for a warm space: its index rows and its saved document;
+    /// `None` when the space is not warm.
+    fn index_state(&self, space: &SpaceId) -> anyhow::Result<Option<IndexState>> {
+        let Some(rows) = self.index_rows(space)? else {
+            return Ok(None);
         };
         let saved = {
             let docs = self.docs.borrow();
             let Some(Warm { doc, undecodable }) = docs.get(space) else {
-                return Ok(());
+                return Ok(None);
             };
             SavedDoc {
                 changes: self.store.change_count(space)? as u64,
@@ -874,22 +902,45 @@ impl Node {
         for (hash, record) in &rows.rejected {
             rejected.push((*hash, serde_json::to_vec(record)?));
         }
-        let rejected_refs: Vec<([u8; 32], &[u8])> =
-            rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-        if let Err(e) = self.store.replace_space_state(
-            space,
-            rows.listing.as_deref(),
-            &rejected_refs,
-            Some(&saved),
-            rows.search_row.as_deref(),
-        ) {
+        Ok(Some(IndexState {
+            space: space.clone(),
+            listing: rows.listing,
+            search_row: rows.search_row,
+            rejected,
+            saved,
+        }))
+    }
+
+    /// Writes the index of `states` in one atomic store write, then puts their entries into the
+    /// directory in memory. When the write fails the directory in memory is dropped (the store's
+    /// outcome is unknown) and the spaces stay dirty.
+    fn store_index(&self, states: &[IndexState]) -> Result<(), StoreError> {
+        let rejected: Vec<Vec<([u8; 32], &[u8])>> = states
+            .iter()
+            .map(|s| s.rejected.iter().map(|(h, b)| (*h, b.as_slice())).collect())
+            .collect();
+        let writes: Vec<SpaceState<'_>> = states
+            .iter()
+            .zip(&rejected)
+            .map(|(s, rejected)| SpaceState {
+                space: &s.space,
+                listing: s.listing.as_deref(),
+                rejected,
+                doc_state: Some(&s.saved),
+                search_row: s.search_row.as_deref(),
+            })
+            .collect();
+        if let Err(e) = self.store.replace_space_states(&writes) {
             self.drop_catalog();
-            return Err(e.into());
+            return Err(e);
         }
         self.discard_prefetch();
         let mut slot = self.catalog.borrow_mut();
-        if slot.is_some() {
-            match rows
+        for s in states {
+            if slot.is_none() {
+                break;
+            }
+            match s
                 .listing
                 .as_deref()
                 .map(serde_json::from_slice::<IndexEntry>)
@@ -897,7 +948,7 @@ impl Node {
             {
                 Ok(entry) => {
                     if let Some(catalog) = slot.as_mut() {
-                        catalog.put(space, entry);
+                        catalog.put(&s.space, entry);
                     }
                 }
                 Err(_) => *slot = None,
@@ -1476,6 +1527,18 @@ impl RejectionRecord {
         self.waiting || self.reason.starts_with("not applied yet")
     }
 }
+
+/// One space's index as [`Node::write_touched`] writes it: its rows, encoded, and its saved document.
+struct IndexState {
+    space: SpaceId,
+    listing: Option<Vec<u8>>,
+    search_row: Option<Vec<u8>>,
+    rejected: Vec<([u8; 32], Vec<u8>)>,
+    saved: Vec<u8>,
+}
+
+/// The most spaces whose index [`Node::write_touched`] writes in one atomic store write (about 1 MB).
+const INDEX_WRITE: usize = 256;
 
 /// A space's index as rebuilt from its warm document: how many changes count, the listing entry (JSON)
 /// and why each change that does not count does not.

@@ -31,8 +31,8 @@ use sled::{Db, Transactional, Tree};
 
 use super::{
     check_meta_key, BeaconStore, ChangeStore, CheckpointStore, IndexStore, MetaStore,
-    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, SpaceRows, Store,
-    StoreError, VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
+    ProposalStore, RefusedLog, RejectedChange, RosterStore, SpaceRejection, SpaceRows, SpaceState,
+    Store, StoreError, VerificationStore, FORMAT_VERSION, FORMAT_VERSION_KEY,
 };
 
 /// sled keeps up to this many bytes of pages in memory. Its default is 1 GiB, far more than a directory
@@ -143,7 +143,44 @@ pub struct SledStore {
     room_check: AtomicBool,
     /// Whether the spare file (see [`SPARE_BYTES`]) is in place.
     spare: AtomicBool,
+    /// The disk's free bytes as last read, for [`SledStore::check_room`].
+    room: Mutex<Room>,
 }
+
+/// A reading of the disk's free bytes and what writes have asked for since. A write trusts it instead of
+/// asking the file system again (a `statvfs` per write was 1-2 % of a cold join's CPU) only while it is
+/// under [`ROOM_FRESH`] old and leaves more than [`ROOM_MARGIN`] beyond the write's need; near a full
+/// disk every write reads afresh.
+#[derive(Default)]
+struct Room {
+    read_at: Option<std::time::Instant>,
+    free: u64,
+    spent: u64,
+}
+
+impl Room {
+    /// Whether this reading, at `now`, vouches for a write that needs `need` bytes free and asks for
+    /// `asks`; if so the write's bytes are counted as spent.
+    fn covers(&mut self, need: u64, asks: u64, now: std::time::Instant) -> bool {
+        let fresh = self
+            .read_at
+            .is_some_and(|at| now.saturating_duration_since(at) < ROOM_FRESH);
+        let left = self.free.saturating_sub(self.spent);
+        if fresh && left >= need.saturating_add(ROOM_MARGIN) {
+            self.spent = self.spent.saturating_add(asks);
+            return true;
+        }
+        false
+    }
+}
+
+/// How long a reading of the free bytes stands in for a new one.
+const ROOM_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How much more than a write needs a reading must show for the write to trust it: more than a node
+/// writes in [`ROOM_FRESH`], so another program would have to fill this much in that time for a
+/// write to reach sled on a disk that cannot take it (which sled then reports, as it does now).
+const ROOM_MARGIN: u64 = 64 * 1024 * 1024;
 
 /// The database and its trees.
 struct Trees {
@@ -523,6 +560,7 @@ impl SledStore {
                 ..Health::default()
             }),
             room_check: AtomicBool::new(true),
+            room: Mutex::default(),
             spare: AtomicBool::new(spare),
         };
         // Writes a failed process noted are taken back before anything reads them. On a full disk that
@@ -589,16 +627,28 @@ impl SledStore {
         if !self.room_check.load(Ordering::Relaxed) {
             return Ok(());
         }
-        // A filesystem that cannot say how much is free is not checked; sled reports what it hits.
-        let Ok(vfs) = rustix::fs::statvfs(&self.path) else {
-            return Ok(());
-        };
-        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-        let mut need = MIN_FREE_BYTES.saturating_add(2 * bytes as u64);
+        let asks = 2 * bytes as u64;
+        let mut need = MIN_FREE_BYTES.saturating_add(asks);
         // The room the spare file gave up is for opening only: writes wait until it can be made again.
         if !self.spare.load(Ordering::Relaxed) {
             need = need.saturating_add(SPARE_BYTES);
         }
+        let mut room = self.room.lock().unwrap_or_else(PoisonError::into_inner);
+        if room.covers(need, asks, std::time::Instant::now()) {
+            return Ok(());
+        }
+        // A filesystem that cannot say how much is free is not checked; sled reports what it hits.
+        let Ok(vfs) = rustix::fs::statvfs(&self.path) else {
+            *room = Room::default();
+            return Ok(());
+        };
+        let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+        *room = Room {
+            read_at: Some(std::time::Instant::now()),
+            free,
+            spent: asks,
+        };
+        drop(room);
         if free < need {
             return Err(StoreError::DiskFull {
                 path: self.path.clone(),
@@ -1518,25 +1568,41 @@ impl IndexStore for SledStore {
         doc_state: Option<&[u8]>,
         search_row: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let size = listing.map_or(0, <[u8]>::len)
-            + doc_state.map_or(0, <[u8]>::len)
-            + search_row.map_or(0, <[u8]>::len)
-            + rejected.iter().map(|(_, r)| r.len()).sum::<usize>();
+        self.replace_space_states(&[SpaceState {
+            space,
+            listing,
+            rejected,
+            doc_state,
+            search_row,
+        }])
+    }
+
+    fn replace_space_states(&self, states: &[SpaceState<'_>]) -> Result<(), StoreError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let size = states
+            .iter()
+            .map(|s| {
+                s.listing.map_or(0, <[u8]>::len)
+                    + s.doc_state.map_or(0, <[u8]>::len)
+                    + s.search_row.map_or(0, <[u8]>::len)
+                    + s.rejected.iter().map(|(_, r)| r.len()).sum::<usize>()
+            })
+            .sum();
         self.write(size, |t, _| {
-            // sled transactions cannot scan, so the old rejections are listed first; the node has one
-            // indexer per space, so nothing adds a rejection for this space in between.
-            let prefix = space_prefix(space);
-            let old: Vec<sled::IVec> = t
-                .rejected_changes
-                .scan_prefix(&prefix)
-                .keys()
-                .map(|k| k.at(&self.path))
-                .collect::<Result<_, _>>()?;
-            let new: Vec<(Vec<u8>, &[u8])> = rejected
+            // sled transactions cannot scan, so each space's old rejections are listed first; the node
+            // has one indexer per space, so nothing adds a rejection for these spaces in between.
+            let mut old: Vec<sled::IVec> = Vec::new();
+            for s in states {
+                for k in t.rejected_changes.scan_prefix(space_prefix(s.space)).keys() {
+                    old.push(k.at(&self.path)?);
+                }
+            }
+            let new: Vec<(Vec<u8>, &[u8])> = states
                 .iter()
-                .map(|(h, r)| (space_key(space, h), *r))
+                .flat_map(|s| s.rejected.iter().map(|(h, r)| (space_key(s.space, h), *r)))
                 .collect();
-            let key = space.as_str().as_bytes();
             (
                 &t.listings,
                 &t.rejected_changes,
@@ -1546,34 +1612,37 @@ impl IndexStore for SledStore {
             )
                 .transaction(
                     |(listings, rejections, dirty, docs, rows)| -> Result<(), TxError> {
-                        match listing {
-                            Some(json) => listings.insert(key, json)?,
-                            None => listings.remove(key)?,
-                        };
-                        match (listing, search_row) {
-                            (Some(_), Some(row)) => {
-                                rows.insert(key, row)?;
-                            }
-                            (None, _) => {
-                                rows.remove(key)?;
-                            }
-                            // A listing without its row: the rows are no longer complete.
-                            (Some(_), None) => {
-                                rows.remove(key)?;
-                                rows.remove(SEARCH_FORMAT_KEY)?;
-                            }
-                        }
-                        match doc_state {
-                            Some(bytes) => docs.insert(key, bytes)?,
-                            None => docs.remove(key)?,
-                        };
                         for k in &old {
                             rejections.remove(k)?;
                         }
                         for (k, reason) in &new {
                             rejections.insert(k.as_slice(), *reason)?;
                         }
-                        dirty.remove(key)?;
+                        for s in states {
+                            let key = s.space.as_str().as_bytes();
+                            match s.listing {
+                                Some(json) => listings.insert(key, json)?,
+                                None => listings.remove(key)?,
+                            };
+                            match (s.listing, s.search_row) {
+                                (Some(_), Some(row)) => {
+                                    rows.insert(key, row)?;
+                                }
+                                (None, _) => {
+                                    rows.remove(key)?;
+                                }
+                                // A listing without its row: the rows are no longer complete.
+                                (Some(_), None) => {
+                                    rows.remove(key)?;
+                                    rows.remove(SEARCH_FORMAT_KEY)?;
+                                }
+                            }
+                            match s.doc_state {
+                                Some(bytes) => docs.insert(key, bytes)?,
+                                None => docs.remove(key)?,
+                            };
+                            dirty.remove(key)?;
+                        }
                         Ok(())
                     },
                 )
@@ -2299,6 +2368,37 @@ mod tests {
         let store = SledStore::open(&dir).unwrap();
         assert_eq!(store.change_hashes(&a).unwrap(), vec![[1; 32], [3; 32]]);
         assert!(!store.needs_reopen(), "sled itself never ran out of room");
+    }
+
+    #[test]
+    fn a_reading_of_the_free_room_vouches_only_while_fresh_and_far_from_full() {
+        let start = std::time::Instant::now();
+        let mib = 1024 * 1024;
+        let mut room = Room {
+            read_at: Some(start),
+            free: ROOM_MARGIN + 10 * mib,
+            spent: 0,
+        };
+        // Far from full and fresh: vouched for, and what the writes ask is counted.
+        assert!(room.covers(4 * mib, 2 * mib, start));
+        assert!(room.covers(4 * mib, 2 * mib, start + ROOM_FRESH / 2));
+        assert_eq!(room.spent, 4 * mib);
+        // The writes so far bring it within the margin of this need: read again.
+        assert!(!room.covers(7 * mib, 2 * mib, start));
+        assert_eq!(
+            room.spent,
+            4 * mib,
+            "a write not vouched for is not counted"
+        );
+        // Stale: read again, however much was free.
+        let mut plenty = Room {
+            read_at: Some(start),
+            free: 100 * ROOM_MARGIN,
+            spent: 0,
+        };
+        assert!(!plenty.covers(0, 0, start + ROOM_FRESH));
+        // Never read: read.
+        assert!(!Room::default().covers(0, 0, start));
     }
 
     /// With the room check off, sled itself hits "no space left": the store refuses writes with one
