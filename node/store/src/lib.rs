@@ -496,6 +496,14 @@ mod tests {
             s.rejected_ops().unwrap(),
             vec![(Hash(h(3)), Vec::new(), String::new())]
         );
+        // A rejection beside its stored operation (what a crash between `put_op`'s writes could leave)
+        // is not listed.
+        s.put_rejected_op(&Hash(h(2)), b"bad", "left behind")
+            .unwrap();
+        assert_eq!(
+            s.rejected_ops().unwrap(),
+            vec![(Hash(h(3)), Vec::new(), String::new())]
+        );
     }
 
     pub(super) fn changes_are_per_space(s: &dyn Store) {

@@ -147,10 +147,11 @@ impl RosterStore for MemoryStore {
     }
 
     fn rejected_ops(&self) -> Result<Vec<(Hash, Vec<u8>, String)>, StoreError> {
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        Ok(inner
             .rejected_ops
             .iter()
+            .filter(|(h, _)| !inner.ops.contains_key(*h))
             .map(|(h, (b, r))| (*h, b.clone(), r.clone()))
             .collect())
     }
