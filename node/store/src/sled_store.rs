@@ -1152,24 +1152,33 @@ impl ChangeStore for SledStore {
                     });
                 }
             }
-            (&t.changes, &t.index_dirty)
-                .transaction(|(tx_changes, dirty)| -> Result<Vec<bool>, TxError> {
-                    // Built inside the closure: sled may run it more than once on a conflict.
-                    let mut fresh = Vec::with_capacity(changes.len());
-                    for (key, (_, bytes)) in keys.iter().zip(changes) {
-                        // Reads see this transaction's own earlier writes, so a repeated hash is not new.
-                        let new = tx_changes.get(key)?.is_none();
-                        if new {
-                            tx_changes.insert(key.as_slice(), *bytes)?;
-                        }
-                        fresh.push(new);
-                    }
-                    if fresh.contains(&true) {
-                        dirty.insert(space_id, &[][..])?;
-                    }
-                    Ok(fresh)
-                })
-                .at(&self.path)
+            // Single-key writes, not a transaction (each sled transaction writes its log buffer out and
+            // waits for the disk twice, `docs/STORAGE.md`), in an order that keeps the rule "a kept change
+            // has its space marked dirty": the mark is written before any change. sled recovers a prefix
+            // of its log (its atomic batches rely on that: recovery stops where the log's contiguous tip
+            // ends), so after a crash a change that survived has its earlier mark too; a mark without its
+            // change only makes the space rebuild. Each change is kept only if absent, atomically
+            // (compare-and-swap), so a repeated hash is reported not new.
+            if !t.index_dirty.contains_key(space_id).at(&self.path)? {
+                let any_new = keys
+                    .iter()
+                    .map(|k| t.changes.contains_key(k).at(&self.path))
+                    .collect::<Result<Vec<bool>, _>>()?
+                    .contains(&false);
+                if !any_new {
+                    return Ok(vec![false; changes.len()]);
+                }
+                t.index_dirty.insert(space_id, &[][..]).at(&self.path)?;
+            }
+            let mut fresh = Vec::with_capacity(changes.len());
+            for (key, (_, bytes)) in keys.iter().zip(changes) {
+                let swapped = t
+                    .changes
+                    .compare_and_swap(key.as_slice(), None as Option<&[u8]>, Some(*bytes))
+                    .at(&self.path)?;
+                fresh.push(swapped.is_ok());
+            }
+            Ok(fresh)
         })
     }
 
