@@ -103,8 +103,9 @@ pub enum StoreError {
 /// Signed roster operations, keyed by their hash. Source of truth.
 pub trait RosterStore {
     /// Keeps an accepted roster operation. Returns `true` if it was new; an operation already kept is left
-    /// untouched (the first bytes win). Storing it drops any earlier rejection of the same hash in the
-    /// same atomic write, since an accepted operation is no longer rejected.
+    /// untouched (the first bytes win). Storing it drops any earlier rejection of the same hash first,
+    /// since an accepted operation is no longer rejected (a rejection a crash left beside its stored
+    /// operation is not listed by [`RosterStore::rejected_ops`]).
     fn put_op(&self, hash: &Hash, bytes: &[u8]) -> Result<bool, StoreError>;
     /// The bytes of one operation, if kept.
     fn op(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError>;
@@ -115,13 +116,14 @@ pub trait RosterStore {
     /// Keeps a rejected operation and why, for the audit; a later call for the same hash replaces the
     /// reason. It does not touch the accepted operations.
     fn put_rejected_op(&self, hash: &Hash, bytes: &[u8], reason: &str) -> Result<(), StoreError>;
-    /// Every rejected operation with its reason, ordered by hash.
+    /// Every rejected operation with its reason, ordered by hash, but for those kept since.
     fn rejected_ops(&self) -> Result<Vec<(Hash, Vec<u8>, String)>, StoreError>;
     /// How many operations are kept.
     fn op_count(&self) -> Result<u64, StoreError>;
     /// The caller's saved state of the roster the kept operations make (derived, opaque), if any.
-    /// [`RosterStore::put_op`] drops it in the same atomic write that keeps a new operation, and taking
-    /// back an operation drops it too, so a saved state never misses an operation kept after it.
+    /// [`RosterStore::put_op`] drops it just before it keeps a new operation, and taking back an operation
+    /// drops it too, so a saved state never misses an operation kept after it (one a crash left beside a
+    /// new operation was saved with fewer operations than [`RosterStore::op_count`] says).
     fn roster_state(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Saves the roster's state, replacing the one saved before.
     fn put_roster_state(&self, state: &[u8]) -> Result<(), StoreError>;
@@ -140,8 +142,10 @@ pub trait ChangeStore {
         change_hash: &[u8; 32],
         bytes: &[u8],
     ) -> Result<bool, StoreError>;
-    /// Keeps many changes of one space in one atomic write with one flush (for sync). Returns, for each
-    /// input in order, whether it was new; a hash repeated in the input is new only the first time.
+    /// Keeps many changes of one space with one flush (for sync). Returns, for each input in order,
+    /// whether it was new; a hash repeated in the input is new only the first time. Each change is kept
+    /// whole or not at all, and never without its space's dirty mark; a crash before the flush may keep
+    /// some of them and not others.
     fn put_many_changes(
         &self,
         space: &SpaceId,
@@ -261,10 +265,11 @@ pub struct SpaceState<'a> {
 /// changes were rejected, and which spaces need rebuilding. All of it can be rebuilt from the source of
 /// truth, so [`IndexStore::clear_index`] is always safe.
 ///
-/// A space is *dirty* when its index may lag behind its changes: [`ChangeStore`] marks a space dirty in
-/// the same atomic write that keeps a new change, [`IndexStore::clear_index`] marks every space dirty, and
+/// A space is *dirty* when its index may lag behind its changes: [`ChangeStore`] marks a space dirty
+/// before it keeps a new change, [`IndexStore::clear_index`] marks every space dirty, and
 /// [`IndexStore::put_entry`] or [`IndexStore::replace_space_index`] clear the mark. After a crash,
-/// [`IndexStore::dirty_spaces`] is exactly the set of spaces to rebuild.
+/// [`IndexStore::dirty_spaces`] holds every space to rebuild (and perhaps one whose new change was lost
+/// with the crash, which rebuilds to what it was).
 pub trait IndexStore {
     /// Sets the materialised listing of a space and clears its dirty mark, atomically. Its rejections are
     /// left as they are.
