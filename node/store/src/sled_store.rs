@@ -1143,8 +1143,10 @@ impl ChangeStore for SledStore {
         let space_id = space.as_str().as_bytes();
         let size = changes.iter().map(|(_, b)| b.len()).sum();
         self.write(size, |t, undo| {
+            let mut any_new = false;
             for key in &keys {
                 if !t.changes.contains_key(key).at(&self.path)? {
+                    any_new = true;
                     undo.push(Undo::Added {
                         tree: tree::CHANGES,
                         key: key.clone(),
@@ -1159,15 +1161,10 @@ impl ChangeStore for SledStore {
             // ends), so after a crash a change that survived has its earlier mark too; a mark without its
             // change only makes the space rebuild. Each change is kept only if absent, atomically
             // (compare-and-swap), so a repeated hash is reported not new.
+            if !any_new {
+                return Ok(vec![false; changes.len()]);
+            }
             if !t.index_dirty.contains_key(space_id).at(&self.path)? {
-                let any_new = keys
-                    .iter()
-                    .map(|k| t.changes.contains_key(k).at(&self.path))
-                    .collect::<Result<Vec<bool>, _>>()?
-                    .contains(&false);
-                if !any_new {
-                    return Ok(vec![false; changes.len()]);
-                }
                 t.index_dirty.insert(space_id, &[][..]).at(&self.path)?;
             }
             let mut fresh = Vec::with_capacity(changes.len());
