@@ -84,11 +84,38 @@ pub enum HoursError {
     UnknownTimeZone(String),
 }
 
+/// How many recent expressions [`check_syntax`] remembers the verdict of, per thread.
+const SYNTAX_MEMO: usize = 32;
+
+thread_local! {
+    /// The verdicts of the expressions this thread checked last, newest first. Replaying a listing's
+    /// history validates the listing after every change, and its hours seldom change between two: the
+    /// parse was a tenth of a rebuild's time.
+    static CHECKED: std::cell::RefCell<Vec<(String, Result<(), String>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Check an expression's syntax; the error is one short clause ("unexpected \"8 to 6\" at column 7").
 pub(crate) fn check_syntax(text: &str) -> Result<(), String> {
-    OpeningHours::from_str(text)
+    if let Some(known) = CHECKED.with(|m| {
+        let mut m = m.borrow_mut();
+        let at = m.iter().position(|(t, _)| t == text)?;
+        let hit = m.remove(at);
+        let verdict = hit.1.clone();
+        m.insert(0, hit);
+        Some(verdict)
+    }) {
+        return known;
+    }
+    let verdict = OpeningHours::from_str(text)
         .map(|_| ())
-        .map_err(|e| condense(&e.to_string(), text))
+        .map_err(|e| condense(&e.to_string(), text));
+    CHECKED.with(|m| {
+        let mut m = m.borrow_mut();
+        m.truncate(SYNTAX_MEMO - 1);
+        m.insert(0, (text.to_string(), verdict.clone()));
+    });
+    verdict
 }
 
 /// The parser's syntax errors are multi-line pest reports (`--> 1:7`, a caret line, `= expected` and the
@@ -488,6 +515,32 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn remembered_syntax_verdicts_equal_fresh_ones() {
+        let fresh = |t: &str| {
+            OpeningHours::from_str(t)
+                .map(|_| ())
+                .map_err(|e| condense(&e.to_string(), t))
+        };
+        let texts: Vec<String> = (0..SYNTAX_MEMO * 2)
+            .map(|i| match i % 3 {
+                0 => format!("Mo-Fr {:02}:00-18:00", i % 10),
+                1 => format!("Mo-Fr 8 to {i}"),
+                _ => format!("Sa {:02}:00-{:02}:30; PH off", i % 12, 12 + i % 12),
+            })
+            .collect();
+        // Every text checked three times over, with more texts between than the memo holds, and each
+        // right after itself: the verdicts (valid and invalid alike) never depend on what came before.
+        for _ in 0..3 {
+            for t in &texts {
+                assert_eq!(check_syntax(t), fresh(t), "{t}");
+                assert_eq!(check_syntax(t), fresh(t), "{t} again");
+            }
+        }
+        assert!(check_syntax("Mo-Fr 8 to 6").is_err());
+        assert_eq!(check_syntax("Mo-Fr 08:00-18:00"), Ok(()));
     }
 
     #[test]

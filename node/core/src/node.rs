@@ -618,11 +618,22 @@ impl Node {
     /// returns how many changes it accepted.
     pub(crate) fn rebuild(&self, space: &SpaceId) -> anyhow::Result<usize> {
         let (doc, undecodable) = self.space_doc(space)?;
+        Ok(self.keep_rebuilt(space, doc, undecodable))
+    }
+
+    /// Puts a document rebuilt from the store ([`rebuild_from_store`]) into the warm cache; returns how
+    /// many changes it accepted.
+    pub(crate) fn keep_rebuilt(
+        &self,
+        space: &SpaceId,
+        doc: SpaceDoc,
+        undecodable: Undecodable,
+    ) -> usize {
         let accepted = doc.accepted().len();
         self.docs
             .borrow_mut()
             .put(space.clone(), Warm { doc, undecodable });
-        Ok(accepted)
+        accepted
     }
 
     /// Makes sure `space`'s document is warm: from the cache, else from the state saved beside its index
@@ -967,51 +978,7 @@ impl Node {
 
     /// The space's document rebuilt from the store, and the stored changes that do not even decode.
     pub fn space_doc(&self, space: &SpaceId) -> anyhow::Result<(SpaceDoc, Undecodable)> {
-        let mut changes = Vec::new();
-        let mut undecodable = Vec::new();
-        for hash in self.store.change_hashes(space)? {
-            let Some(bytes) = self.store.change(space, &hash)? else {
-                continue;
-            };
-            match SignedChange::from_bytes(&bytes) {
-                Ok(c) => changes.push(c),
-                Err(e) => undecodable.push((hash, e.to_string())),
-            }
-        }
-        let authority = RosterAuthority(self.roster());
-        let mut doc = SpaceDoc::rebuild(space.clone(), changes, &authority);
-        // The changes the node holds only inside checkpoints come from them (verified again here).
-        for (id, bytes) in self.store.space_checkpoints(space)? {
-            if let Err(why) = self.merge_stored_checkpoint(&mut doc, space, id, &bytes) {
-                tracing::warn!(space = %space, checkpoint = %id.short(), reason = %why, "a stored checkpoint no longer applies");
-            }
-        }
-        Ok((doc, undecodable))
-    }
-
-    /// Verifies a stored checkpoint again (its signature, its signer's authority, its document) and merges
-    /// it into `doc`.
-    fn merge_stored_checkpoint(
-        &self,
-        doc: &mut SpaceDoc,
-        space: &SpaceId,
-        id: Hash,
-        bytes: &[u8],
-    ) -> Result<usize, String> {
-        use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
-        let signed = SignedCheckpoint::from_bytes(bytes).map_err(|e| e.to_string())?;
-        let header = signed.verify().map_err(|e| e.to_string())?;
-        let roster = self.roster();
-        let authority = RosterAuthority(roster);
-        let auth_op = authority
-            .authorise(&header.roster_heads, &header.author, space)
-            .map_err(|d| d.reason)?;
-        let loaded = signed.load(&header).map_err(|e| e.to_string())?;
-        loaded
-            .authorise(|k| roster.is_some_and(|r| r.ever_granted(k, space)))
-            .map_err(|e| e.to_string())?;
-        doc.merge_checkpoint(id, loaded.changes(), auth_op, &authority)
-            .map_err(|e| e.to_string())
+        rebuild_from_store(&*self.store, self.roster(), space)
     }
 
     /// A checkpoint of this node's space's document as it is now, signed by this node, when at least
@@ -1408,6 +1375,60 @@ fn busy(home: &Home, path: &std::path::Path) -> Busy {
 
 /// Stored changes that do not even decode, with why: (change hash as stored, reason).
 pub type Undecodable = Vec<([u8; 32], String)>;
+
+/// A space's document rebuilt from every signed change and checkpoint `store` holds of it, judged under
+/// `roster`, and the stored changes that do not even decode. Reads the store and nothing of a node, so
+/// an audit rebuilds many spaces at once on every core.
+pub(crate) fn rebuild_from_store(
+    store: &dyn Store,
+    roster: Option<&Roster>,
+    space: &SpaceId,
+) -> anyhow::Result<(SpaceDoc, Undecodable)> {
+    let mut changes = Vec::new();
+    let mut undecodable = Vec::new();
+    for hash in store.change_hashes(space)? {
+        let Some(bytes) = store.change(space, &hash)? else {
+            continue;
+        };
+        match SignedChange::from_bytes(&bytes) {
+            Ok(c) => changes.push(c),
+            Err(e) => undecodable.push((hash, e.to_string())),
+        }
+    }
+    let authority = RosterAuthority(roster);
+    let mut doc = SpaceDoc::rebuild(space.clone(), changes, &authority);
+    // The changes the node holds only inside checkpoints come from them (verified again here).
+    for (id, bytes) in store.space_checkpoints(space)? {
+        if let Err(why) = merge_stored_checkpoint(roster, &mut doc, space, id, &bytes) {
+            tracing::warn!(space = %space, checkpoint = %id.short(), reason = %why, "a stored checkpoint no longer applies");
+        }
+    }
+    Ok((doc, undecodable))
+}
+
+/// Verifies a stored checkpoint again (its signature, its signer's authority under `roster`, its
+/// document) and merges it into `doc`.
+fn merge_stored_checkpoint(
+    roster: Option<&Roster>,
+    doc: &mut SpaceDoc,
+    space: &SpaceId,
+    id: Hash,
+    bytes: &[u8],
+) -> Result<usize, String> {
+    use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
+    let signed = SignedCheckpoint::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let header = signed.verify().map_err(|e| e.to_string())?;
+    let authority = RosterAuthority(roster);
+    let auth_op = authority
+        .authorise(&header.roster_heads, &header.author, space)
+        .map_err(|d| d.reason)?;
+    let loaded = signed.load(&header).map_err(|e| e.to_string())?;
+    loaded
+        .authorise(|k| roster.is_some_and(|r| r.ever_granted(k, space)))
+        .map_err(|e| e.to_string())?;
+    doc.merge_checkpoint(id, loaded.changes(), auth_op, &authority)
+        .map_err(|e| e.to_string())
+}
 
 /// The roster as saved beside the store's operations ([`Roster::snapshot`]): used only while the store
 /// holds `ops` operations (storing one drops it anyway).
