@@ -104,7 +104,7 @@ impl fmt::Display for PublicKey {
         let mut buf = Vec::with_capacity(34);
         buf.extend_from_slice(&ED25519_MULTICODEC);
         buf.extend_from_slice(&self.0);
-        write!(f, "z{}", bs58::encode(buf).into_string())
+        write!(f, "z{}", crate::b58::encode(&buf))
     }
 }
 
@@ -185,7 +185,7 @@ impl Signature {
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&bs58::encode(self.0).into_string())
+        f.write_str(&crate::b58::encode(&self.0))
     }
 }
 

@@ -7,10 +7,11 @@
 //! [`Roster::may_sign`] and strong removal ([`Roster::removals`]: a removal names the listing heads it
 //! keeps) ([`roster`]), and the one-line `dmi1…` invite tokens, checksummed and verifiable
 //! offline, that a coordinator hands to a new space or device ([`invite`]). [`par`] spreads pure checks over
-//! every core, results in input order, and [`batch`] checks the signatures of many items as one batch
+//! every core, results in input order, [`b58`] writes base58 text, and [`batch`] checks the signatures of many items as one batch
 //! with the verdict each would get alone.
 //! It does no networking and knows nothing of listings, Automerge, sled or libp2p.
 
+pub mod b58;
 pub mod batch;
 pub mod domain;
 pub mod id;

@@ -12,7 +12,7 @@ pub fn peer_id(key: &PublicKey) -> String {
     let mut bytes = Vec::with_capacity(38);
     bytes.extend_from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20]);
     bytes.extend_from_slice(key.as_bytes());
-    bs58::encode(bytes).into_string()
+    deskmesh_keys::b58::encode(&bytes)
 }
 
 #[cfg(test)]
