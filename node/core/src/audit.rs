@@ -8,7 +8,8 @@
 //! [`Finding`]s, the same list [`Node::findings`] gives a live front end: roster operations that were
 //! refused, listing changes stored but excluded or still waiting, signed items refused at the door (with
 //! the peer they came from), unverifiable beacons and checkpoints. It changes nothing but the rebuildable
-//! index, and only when the store takes the write: on a full disk it still reports.
+//! index, and only when the store takes the write: on a full disk it still reports. A running daemon
+//! audits on a [`Node::reader`] off its event loop, which rewrites no index at all.
 //!
 //! It tells apart what is wrong from what is merely incomplete: a change that names roster operations
 //! or earlier changes this node does not hold yet is *pending* (listed, but the audit still passes: a
@@ -909,6 +910,33 @@ mod tests {
         let audit = node.audit(now()).unwrap();
         assert!(!audit.ok);
         assert!(audit.findings.iter().any(is_fault), "{:?}", audit.findings);
+    }
+
+    #[test]
+    fn a_reader_audits_on_another_thread_as_its_node_does_and_writes_nothing() {
+        let mut coordinator = testkit::coordinator();
+        let (space, id) = testkit::listed_space(&mut coordinator, "Riverside");
+        // The index of the space lost (as if a write never landed): an audit rewrites it, a reader's
+        // does not.
+        space
+            .store
+            .replace_space_state(&id, None, &[], None, None)
+            .unwrap();
+        assert!(space.store.doc_state(&id).unwrap().is_none());
+        let at = now();
+        let reader = space.reader();
+        let by_reader = std::thread::spawn(move || reader.audit(at).unwrap())
+            .join()
+            .unwrap();
+        assert!(
+            space.store.doc_state(&id).unwrap().is_none(),
+            "the reader wrote"
+        );
+        let by_node = space.audit(at).unwrap();
+        assert!(by_node.ok, "{by_node:?}");
+        assert_eq!(by_reader, by_node);
+        assert_eq!(by_reader.listings[0].changes_accepted, 1);
+        assert!(space.store.doc_state(&id).unwrap().is_some());
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct Node {
     pub(crate) keep_evidence: bool,
     /// Storing a roster operation failed and the roster could not be reloaded yet.
     pub(crate) roster_stale: bool,
+    /// Whether reads that rebuild a space may rewrite its index (not on a [`Node::reader`], whose
+    /// writes could land after newer ones of the node it was made from).
+    writes_index: bool,
     /// Notes this process as the store's holder while the node is open (sled stores only).
     _lock: Option<StoreLock>,
     /// The home it was opened from (none over an in-memory store), where settings are saved.
@@ -262,6 +265,7 @@ impl Node {
             made: Vec::new(),
             keep_evidence: false,
             roster_stale: false,
+            writes_index: true,
             _lock: None,
             home: None,
             docs: Default::default(),
@@ -280,6 +284,34 @@ impl Node {
             tracing::warn!(error = %format!("{e:#}"), "cannot rebuild the index of spaces a crash left dirty; it is rebuilt later");
         }
         Ok(node)
+    }
+
+    /// A node over this node's store, with a copy of its roster, for a long read on another thread while
+    /// this node goes on serving (a running daemon's audit): it shares the store, not the caches, and
+    /// writes nothing, not even the rebuildable index, since a rewrite could land after a newer one by
+    /// this node. It signs as this node (an audit file is signed by the node that exports it).
+    pub fn reader(&self) -> Node {
+        Node {
+            key: DeviceKey::from_seed(&self.key.seed()),
+            config: self.config.clone(),
+            store: Arc::clone(&self.store),
+            roster: std::cell::OnceCell::from(self.roster().cloned()),
+            roster_unreadable: Default::default(),
+            saved_state: Default::default(),
+            ingest: IngestState::default(),
+            made: Vec::new(),
+            keep_evidence: self.keep_evidence,
+            roster_stale: self.roster_stale,
+            writes_index: false,
+            _lock: None,
+            home: self.home.clone(),
+            docs: Default::default(),
+            rebuild_after: Default::default(),
+            catalog: Default::default(),
+            catalog_loading: Default::default(),
+            roster_faults: Default::default(),
+            roster_check: Default::default(),
+        }
     }
 
     pub fn public_key(&self) -> PublicKey {
@@ -971,6 +1003,9 @@ impl Node {
     /// Writes a space's index when the store takes it; the audit reads the rows it computed either way,
     /// so it works on a full disk.
     pub(crate) fn try_write_index(&self, space: &SpaceId) {
+        if !self.writes_index {
+            return;
+        }
         if let Err(e) = self.write_index(space) {
             tracing::debug!(space = %space, error = %format!("{e:#}"), "index not rewritten");
         }

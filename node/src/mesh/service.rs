@@ -275,10 +275,13 @@ pub async fn run(node: Node, home: Home, opts: RunOptions) -> anyhow::Result<Exi
         watchdog.turn();
         tokio::select! {
             event = svc.swarm.select_next_some() => svc.on_swarm(event),
-            Some((req, reply)) = calls.recv() => {
-                let answer = svc.on_call(req);
-                let _ = reply.send(answer);
-            }
+            Some((req, reply)) = calls.recv() => match req {
+                ApiRequest::Audit | ApiRequest::AuditExport => svc.audit_aside(req, reply),
+                req => {
+                    let answer = svc.on_call(req);
+                    let _ = reply.send(answer);
+                }
+            },
             Some(done) = svc.checking.next(), if !svc.checking.is_empty() => svc.on_checked(done),
             _ = tick.tick() => svc.on_tick(),
             _ = stopped(&mut shutdown) => break Exit::Stopped,
@@ -370,6 +373,8 @@ struct Service {
     checking: futures::stream::FuturesOrdered<tokio::task::JoinHandle<Checked3>>,
     /// Item batches received while [`MAX_CHECKED_AHEAD`] were being checked, in arrival order.
     to_check: std::collections::VecDeque<(PeerId, Vec<WireItem>)>,
+    /// Held by the audit running off the event loop; the next one waits for it ([`Service::audit_aside`]).
+    auditing: Arc<std::sync::Mutex<()>>,
 }
 
 /// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
@@ -531,6 +536,7 @@ impl Service {
             catch_up: CatchUp::default(),
             checking: Default::default(),
             to_check: Default::default(),
+            auditing: Default::default(),
         };
         let items = svc.take_scan(scanned);
         svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
@@ -1787,6 +1793,27 @@ impl Service {
 
     /// Answers one control request: the mesh's own state for status and peers, the core's dispatcher for
     /// everything else; then announces what the request made.
+    /// Answers an audit (or an audit export) on a blocking thread, from a [`Node::reader`] of the
+    /// store: rebuilding every listing from its signed changes takes the better part of a minute for an
+    /// alliance with a year of history, and the event loop goes on meanwhile (sync, gossip, every other
+    /// command). One audit runs at a time; the next waits for it. The answer describes the store as of
+    /// the audit's reads, and a running node's audit rewrites no index (the node keeps its own current).
+    fn audit_aside(
+        &mut self,
+        req: ApiRequest,
+        reply: tokio::sync::oneshot::Sender<Result<Response, ApiError>>,
+    ) {
+        let reader = self.node.reader();
+        let one_at_a_time = Arc::clone(&self.auditing);
+        tokio::task::spawn_blocking(move || {
+            let _turn = one_at_a_time
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let answer = api::serve(&mut { reader }, req, chrono::Utc::now());
+            let _ = reply.send(answer);
+        });
+    }
+
     fn on_call(&mut self, req: ApiRequest) -> Result<Response, ApiError> {
         let now = chrono::Utc::now();
         let result = match req {
