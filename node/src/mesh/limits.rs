@@ -20,6 +20,10 @@ pub const CHANGES_PER_HOUR: u32 = 600;
 /// Changes one space may add at once before the hourly rate applies: two hours' worth, so a node
 /// catching up on a space's recent history is not slowed down.
 pub const CHANGE_BURST: u32 = 1200;
+/// How long a listing change held back by its space's limit waits before it is asked for again: the
+/// budget refills one change every six seconds, so the next session a little later stores some more
+/// (the sync engine's usual wait for a refused item is ten minutes, for items that will not improve).
+pub const CHANGE_RETRY: Duration = Duration::from_secs(30);
 /// Spaces whose change budget is remembered at once.
 pub const MAX_TRACKED_SPACES: usize = 4096;
 /// Seat beacons one space may add to the store per hour, whoever relays them: one every five seconds,

@@ -1520,9 +1520,11 @@ impl Service {
                                 ),
                             );
                         }
-                        // Not the sender's fault (it may only relay a burst): the engine asks again later.
+                        // Not the sender's fault (it may only relay a burst): the engine asks again once
+                        // the budget has refilled a little, not after the ten minutes of a refusal.
                         let id = Hash(env.change_hash);
-                        self.engine.item_refused(ItemId(id.0), now);
+                        self.engine
+                            .item_deferred(ItemId(id.0), now, limits::CHANGE_RETRY);
                         held.push((n, outcome(item.kind, Some(id), Verdict::Waiting)));
                         continue;
                     }

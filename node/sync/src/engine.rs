@@ -492,6 +492,12 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
     /// An item arrived but was not stored (invalid, or older than what the store holds): stop waiting
     /// for it, and do not ask for it again for `refused_ttl`.
     pub fn item_refused(&mut self, id: ItemId, now: Duration) {
+        self.item_deferred(id, now, self.config.refused_ttl);
+    }
+
+    /// An item arrived but could not be stored for now (a rate limit that refills): stop waiting for it,
+    /// and do not ask for it again for `wait`.
+    pub fn item_deferred(&mut self, id: ItemId, now: Duration, wait: Duration) {
         for st in self.peers.values_mut() {
             st.pending.remove(&id);
             st.queue.retain(|it| it.id != id);
@@ -499,7 +505,7 @@ impl<P: Clone + Ord + fmt::Debug> SyncEngine<P> {
         if self.refused.len() >= self.config.max_refused {
             self.refused.pop_first();
         }
-        self.refused.insert(id, now + self.config.refused_ttl);
+        self.refused.insert(id, now + wait);
     }
 
     /// Asks `peer` for these items (e.g. a dependency the I/O layer found missing). Items already stored,
@@ -1224,5 +1230,20 @@ mod tests {
         assert!(fetched(&e.fetch(&"p", &listing, secs(41)))
             .iter()
             .all(|id| *id != after[0]));
+        // One held back for a while (a rate limit) is asked for again once the wait is over, and not
+        // before; the refused one still is not.
+        let later = listing
+            .iter()
+            .map(|it| it.id)
+            .find(|id| *id != after[0])
+            .unwrap();
+        e.item_deferred(later, secs(50), secs(30));
+        e.tick(secs(79));
+        let asked = fetched(&e.fetch(&"p", &listing, secs(79)));
+        assert!(!asked.contains(&later), "{asked:?}");
+        e.tick(secs(81));
+        let asked = fetched(&e.fetch(&"p", &listing, secs(81)));
+        assert!(asked.contains(&later), "{asked:?}");
+        assert!(!asked.contains(&after[0]), "{asked:?}");
     }
 }
