@@ -38,9 +38,6 @@ use crate::names::{KeyName, KeyNames};
 use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, PENDING_PREFIX};
 use crate::ops::trust::ProposalReport;
 
-/// How many spaces an audit rebuilds at once (spread over the cores) before reporting on them.
-const AUDIT_GROUP: usize = 64;
-
 /// The whole audit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditReport {
@@ -418,31 +415,9 @@ impl Node {
         let mut bad_checkpoints = Vec::new();
         // Every change verified again from the store, so the index (and the findings) are checked, not
         // trusted; the index is rewritten when the store takes it. Rebuilding is the audit's cost (a
-        // year of weekly edits is tens of thousands of changes per thousand spaces), and each space's
-        // rebuild reads only the store and the roster: the spaces of a group rebuild on every core, and
-        // the group bounds how many rebuilt documents wait at once.
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let store: &dyn Store = &*self.store;
-        let mut rebuilt = Vec::new();
-        for (at, space) in spaces.iter().enumerate() {
-            if at % AUDIT_GROUP == 0 {
-                let group = &spaces[at..spaces.len().min(at + AUDIT_GROUP)];
-                rebuilt = deskmesh_keys::par::map_in_order(
-                    group,
-                    threads,
-                    2,
-                    |s| {
-                        crate::node::rebuild_from_store(store, roster, s)
-                            .map_err(|e| format!("{e:#}"))
-                    },
-                    |s| Err(format!("rebuilding space {s} failed inside this node")),
-                );
-                rebuilt.reverse();
-            }
-            let (doc, undecodable) = rebuilt
-                .pop()
-                .context("an audit group lost a space")?
-                .map_err(|e| anyhow::anyhow!(e))?;
+        // year of weekly edits is tens of thousands of changes per thousand spaces): the spaces rebuild
+        // on every core ([`Node::each_rebuilt`]).
+        self.each_rebuilt(&spaces, |space, doc, undecodable| {
             let changes_accepted = self.keep_rebuilt(space, doc, undecodable);
             self.try_write_index(space);
             let space = space.clone();
@@ -512,7 +487,8 @@ impl Node {
                 revoked: roster_entry.and_then(|e| e.revoked.as_ref().map(|(_, r)| r.clone())),
                 facts,
             });
-        }
+            Ok(())
+        })?;
 
         let mut findings = self.findings_checking(true)?;
         findings.extend(bad_checkpoints);
