@@ -17,11 +17,11 @@ use clap::{Parser, Subcommand};
 use deskmesh_core::bundle::Bundle;
 use deskmesh_core::home::Home;
 use deskmesh_core::Node;
-use deskmesh_crdt_model::beacon::{Availability, SeatBeacon};
+use deskmesh_crdt_model::beacon::{Availability, SeatBeacon, SignedBeacon};
 use deskmesh_crdt_model::change::{Authority, Denial};
 use deskmesh_crdt_model::verify::Verification;
 use deskmesh_keys::roster::{OpBody, SignedOp};
-use deskmesh_keys::{DeviceKey, Hash, PublicKey, SpaceId};
+use deskmesh_keys::{DeviceKey, Domain, Hash, PublicKey, Signer, SpaceId};
 use deskmesh_node::mesh::behaviour::{self, Request, WireItem};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
@@ -83,6 +83,18 @@ enum Cmd {
     /// Send COUNT valid seat beacons signed by HOME's key (a space's device) to the node at TO, as a
     /// peer's sync batches. Prints this tool's peer id.
     FloodBeacons {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        to: Multiaddr,
+    },
+    /// Send COUNT seat beacons of HOME's space that claim HOME's key but carry signatures that do not
+    /// verify, to the node at TO, as a peer's sync batches, until TO closes the connection; then dial TO
+    /// again with the same identity.
+    /// Prints this tool's peer id, then `redial: connected` or `redial: refused`.
+    FloodForged {
         #[arg(long)]
         home: PathBuf,
         #[arg(long)]
@@ -205,7 +217,23 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Cmd::FloodBeacons { home, count, to } => {
-            let node = open(&home)?;
+            let items = beacons(&home, count, false)?;
+            runtime()?.block_on(send_items(to, items))
+        }
+        Cmd::FloodForged { home, count, to } => {
+            let items = beacons(&home, count, true)?;
+            runtime()?.block_on(send_forged(to, items))
+        }
+        Cmd::Gossip { alliance, to } => runtime()?.block_on(gossip_garbage(alliance, to)),
+    }
+}
+
+/// COUNT seat beacons of HOME's space signed by HOME's key, or, `forged`, claiming it under signatures
+/// made by another key.
+fn beacons(home: &std::path::Path, count: u64, forged: bool) -> anyhow::Result<Vec<WireItem>> {
+    {
+        {
+            let node = open(home)?;
             let space = own_space(&node)?;
             let listing = node
                 .current_listing(&space)?
@@ -218,6 +246,7 @@ fn main() -> anyhow::Result<()> {
                 .clone();
             let heads = node.require_roster()?.heads();
             let now = Utc::now().timestamp_millis();
+            let other = DeviceKey::generate();
             let mut items = Vec::new();
             for seq in 0..count {
                 let b = SeatBeacon {
@@ -232,15 +261,21 @@ fn main() -> anyhow::Result<()> {
                     roster_heads: heads.clone(),
                 }
                 .sign(node.signer())?;
+                let b = if forged {
+                    SignedBeacon {
+                        signature: other.sign(Domain::SeatBeacon, &b.bytes),
+                        bytes: b.bytes,
+                    }
+                } else {
+                    b
+                };
                 items.push(WireItem {
                     kind: deskmesh_sync::ItemKind::SeatBeacon,
                     bytes: b.to_bytes(),
                 });
             }
-            drop(node);
-            runtime()?.block_on(send_items(to, items))
+            Ok(items)
         }
-        Cmd::Gossip { alliance, to } => runtime()?.block_on(gossip_garbage(alliance, to)),
     }
 }
 
@@ -327,6 +362,86 @@ async fn send_items(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
             ))) => bail!("a batch was lost: {error}"),
             Ok(SwarmEvent::OutgoingConnectionError { error, .. }) => {
                 bail!("cannot dial {to}: {error}")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Dials `to`, sends `items` as sync batches and waits until the node closes the connection (an error
+/// after [`DEADLINE`]), then dials it again with the same identity and prints whether the node serves it.
+async fn send_forged(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
+    let mut swarm = swarm()?;
+    swarm.dial(to.clone())?;
+    let start = Instant::now();
+    let mut peer = None;
+    let mut batches: Vec<Vec<WireItem>> = items.chunks(50).map(<[_]>::to_vec).collect();
+    // The node answers each batch as it takes it and checks it after: until it closes the connection.
+    loop {
+        if start.elapsed() > DEADLINE {
+            bail!("the node at {to} did not close the connection in time");
+        }
+        let event = tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await;
+        match event {
+            Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if peer.is_none() => {
+                peer = Some(peer_id);
+                for batch in batches.drain(..) {
+                    let packed = behaviour::pack(&batch)?;
+                    swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&peer_id, Request::Items(packed));
+                }
+            }
+            Ok(SwarmEvent::ConnectionClosed {
+                num_established: 0, ..
+            }) if peer.is_some() => break,
+            Ok(SwarmEvent::OutgoingConnectionError { error, .. }) if peer.is_none() => {
+                bail!("cannot dial {to}: {error}")
+            }
+            _ => {}
+        }
+    }
+    // Dial again, as the same peer.
+    let again = Instant::now();
+    let mut dialled = false;
+    loop {
+        if again.elapsed() > DEADLINE {
+            bail!("dialling {to} again neither connected nor failed in time");
+        }
+        if !dialled && swarm.connected_peers().next().is_none() {
+            swarm.dial(to.clone())?;
+            dialled = true;
+        }
+        let event = tokio::time::timeout(Duration::from_secs(1), swarm.select_next_some()).await;
+        match event {
+            // The node refuses a barred peer right after the handshake, so a connection made is not yet
+            // an answer: an empty batch is, answered on a connection the node kept, lost on one it closed.
+            Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if dialled => {
+                let empty = behaviour::pack(&[])?;
+                swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_request(&peer_id, Request::Items(empty));
+            }
+            Ok(SwarmEvent::Behaviour(behaviour::BehaviourEvent::Sync(
+                libp2p::request_response::Event::Message {
+                    message: libp2p::request_response::Message::Response { .. },
+                    ..
+                },
+            ))) if dialled => {
+                println!("redial: connected");
+                return Ok(());
+            }
+            Ok(SwarmEvent::Behaviour(behaviour::BehaviourEvent::Sync(
+                libp2p::request_response::Event::OutboundFailure { .. },
+            ))) if dialled => {
+                println!("redial: refused");
+                return Ok(());
+            }
+            Ok(SwarmEvent::OutgoingConnectionError { .. }) if dialled => {
+                println!("redial: refused");
+                return Ok(());
             }
             _ => {}
         }

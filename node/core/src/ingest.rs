@@ -304,6 +304,13 @@ struct CheckedCheckpoint {
 }
 
 impl Checked {
+    /// Refused whatever the roster says: the bytes do not decode, a signature or hash does not verify, a
+    /// size is over its limit. A node relays only items that passed these checks, so a peer that sends
+    /// many such items is not an honest node relaying what it holds.
+    pub fn is_bad(&self) -> bool {
+        matches!(self.body, Body::Bad { .. })
+    }
+
     fn bytes_len(&self) -> usize {
         self.item.bytes.0.len()
     }

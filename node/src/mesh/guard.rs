@@ -12,11 +12,16 @@
 //! proof) gets in however many idle strangers hold connections.
 //!
 //! Relayed connections carry no remote IP and are bounded by the relay server's own limits.
+//!
+//! A peer the service found sending items no honest node relays (bad signatures, undecodable bytes) is
+//! *barred* ([`Guard::bar`]): its connections are refused, known or not, until the bar ends. Bars are by
+//! peer id, not by IP: a coworking space's members share one address.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use libp2p::core::transport::PortUse;
 use libp2p::core::{Endpoint, Multiaddr};
@@ -56,6 +61,8 @@ pub struct Guard {
     pub denied: u64,
     /// Stranger connections closed to make room.
     pub evicted: u64,
+    /// Peers refused until the given instant ([`Guard::bar`]).
+    barred: HashMap<PeerId, Instant>,
 }
 
 /// The IP a multiaddr starts with, if any (`None` for relayed addresses).
@@ -127,6 +134,30 @@ impl Guard {
         ConnectionDenied::new(Denied(why))
     }
 
+    /// Refuses every connection of `peer` until `until` (the service closes the ones it has).
+    pub fn bar(&mut self, peer: PeerId, until: Instant) {
+        let now = Instant::now();
+        self.barred.retain(|_, end| *end > now);
+        self.barred.insert(peer, until);
+    }
+
+    /// Whether `peer` is barred now.
+    pub fn is_barred(&self, peer: &PeerId) -> bool {
+        self.barred
+            .get(peer)
+            .is_some_and(|end| *end > Instant::now())
+    }
+
+    /// Refuses a barred peer's connection.
+    fn check_bar(&mut self, peer: &PeerId) -> Result<(), ConnectionDenied> {
+        if self.is_barred(peer) {
+            return Err(self.deny(format!(
+                "peer {peer} is barred for a while: it sent items no honest node relays"
+            )));
+        }
+        Ok(())
+    }
+
     /// Admits an established connection of `peer` from `ip`, or says why not.
     fn admit(
         &mut self,
@@ -134,6 +165,7 @@ impl Guard {
         peer: PeerId,
         ip: Option<IpAddr>,
     ) -> Result<(), ConnectionDenied> {
+        self.check_bar(&peer)?;
         if self.trusted.contains(&peer) {
             return Ok(());
         }
@@ -208,6 +240,7 @@ impl NetworkBehaviour for Guard {
         // This node chose to dial; it counts as a stranger only until the peer proves itself, but is never
         // refused for its IP.
         let _ = addr;
+        self.check_bar(&peer)?;
         if !self.trusted.contains(&peer) {
             self.strangers.insert(connection_id, (peer, None));
         }
@@ -301,6 +334,34 @@ mod tests {
         g.handle_pending_inbound_connection(cid(), &local, &flood)
             .unwrap();
         assert_eq!(g.denied, 1);
+    }
+
+    #[test]
+    fn a_barred_peer_is_refused_known_or_not_until_its_bar_ends() {
+        let mut g = Guard::new();
+        let ip: IpAddr = "192.0.2.66".parse().unwrap();
+        let (stranger, known, other) = (PeerId::random(), PeerId::random(), PeerId::random());
+        g.trust(known);
+        let later = Instant::now() + std::time::Duration::from_secs(3600);
+        g.bar(stranger, later);
+        g.bar(known, later);
+        assert!(g.admit(cid(), stranger, Some(ip)).is_err());
+        assert!(g.admit(cid(), known, Some(ip)).is_err());
+        let dialled = g.handle_established_outbound_connection(
+            cid(),
+            known,
+            &addr("/ip4/192.0.2.66/tcp/4717"),
+            Endpoint::Dialer,
+            PortUse::Reuse,
+        );
+        assert!(dialled.is_err(), "a barred peer is not dialled either");
+        // Another peer on the same address is not affected: bars are by peer, not by IP.
+        g.admit(cid(), other, Some(ip)).unwrap();
+        assert_eq!(g.denied, 3);
+        // A bar that has ended lets the peer in again.
+        g.bar(stranger, Instant::now());
+        assert!(!g.is_barred(&stranger));
+        g.admit(cid(), stranger, Some(ip)).unwrap();
     }
 
     #[test]

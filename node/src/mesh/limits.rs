@@ -24,6 +24,14 @@ pub const CHANGE_BURST: u32 = 1200;
 /// budget refills one change every six seconds, so the next session a little later stores some more
 /// (the sync engine's usual wait for a refused item is ten minutes, for items that will not improve).
 pub const CHANGE_RETRY: Duration = Duration::from_secs(30);
+/// Items one peer may send within [`BAD_ITEMS_WINDOW`] that no honest node relays (bad signatures,
+/// bytes that do not decode) before it is disconnected and barred for [`BAR`]. A few are forgiven: a
+/// node of another version may judge an odd item differently (PROTOCOL §1), and relays one item at a time.
+pub const BAD_ITEMS_PER_PEER: u32 = 16;
+/// The window [`BAD_ITEMS_PER_PEER`] counts in.
+pub const BAD_ITEMS_WINDOW: Duration = Duration::from_secs(600);
+/// How long a peer that sent too many bad items is refused.
+pub const BAR: Duration = Duration::from_secs(600);
 /// Spaces whose change budget is remembered at once.
 pub const MAX_TRACKED_SPACES: usize = 4096;
 /// Seat beacons one space may add to the store per hour, whoever relays them: one every five seconds,

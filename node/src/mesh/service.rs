@@ -375,6 +375,9 @@ struct Service {
     to_check: std::collections::VecDeque<(PeerId, Vec<WireItem>)>,
     /// Held by the audit running off the event loop; the next one waits for it ([`Service::audit_aside`]).
     auditing: Arc<std::sync::Mutex<()>>,
+    /// Items each peer sent lately that no honest node relays, and when its count started
+    /// ([`Service::count_bad`]).
+    bad_items: HashMap<PeerId, (u32, Instant)>,
 }
 
 /// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
@@ -537,6 +540,7 @@ impl Service {
             checking: Default::default(),
             to_check: Default::default(),
             auditing: Default::default(),
+            bad_items: HashMap::new(),
         };
         let items = svc.take_scan(scanned);
         svc.engine = SyncEngine::with_items(Config::default(), seed(), items)?;
@@ -1055,9 +1059,13 @@ impl Service {
                 self.on_sync(peer, &bytes);
             }
             Request::Items(packed) => match behaviour::unpack(&packed) {
+                Ok(_) if self.swarm.behaviour().guard.is_barred(&peer) => {}
                 Ok(items) => self.check_later(peer, items),
                 Err(e) => {
-                    tracing::warn!(peer = %peer, error = %e, "dropped an item batch that does not unpack")
+                    tracing::warn!(peer = %peer, error = %e, "dropped an item batch that does not unpack");
+                    // A whole batch no honest node packs counts for a quarter of the allowance.
+                    let quarter = limits::BAD_ITEMS_PER_PEER / 4 + 1;
+                    self.count_bad(peer, usize::try_from(quarter).unwrap_or(usize::MAX));
                 }
             },
         }
@@ -1609,8 +1617,49 @@ impl Service {
                 return;
             }
         };
+        let bad = checked.iter().filter(|c| c.is_bad()).count();
         let outcomes = self.finish(held, checked, reserved, Some(peer));
         self.log_batch(peer, &outcomes);
+        self.count_bad(peer, bad);
+    }
+
+    /// Counts items from `peer` that no honest node relays (forged signatures, undecodable bytes: each
+    /// costs this node a check and proves nothing). Past [`limits::BAD_ITEMS_PER_PEER`] within
+    /// [`limits::BAD_ITEMS_WINDOW`], the peer is disconnected and barred for [`limits::BAR`] (by peer
+    /// id), its waiting batches dropped, and the audit records it with the peer.
+    fn count_bad(&mut self, peer: PeerId, bad: usize) {
+        if bad == 0 || self.swarm.behaviour().guard.is_barred(&peer) {
+            // Batches checked before the bar add nothing: it is recorded once.
+            return;
+        }
+        let now = Instant::now();
+        self.bad_items
+            .retain(|_, (_, since)| now.duration_since(*since) < limits::BAD_ITEMS_WINDOW);
+        let (count, _) = self.bad_items.entry(peer).or_insert((0, now));
+        *count = count.saturating_add(u32::try_from(bad).unwrap_or(u32::MAX));
+        let count = *count;
+        if count <= limits::BAD_ITEMS_PER_PEER {
+            return;
+        }
+        self.bad_items.remove(&peer);
+        self.swarm
+            .behaviour_mut()
+            .guard
+            .bar(peer, now + limits::BAR);
+        self.to_check.retain(|(p, _)| *p != peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        let minutes = limits::BAR.as_secs() / 60;
+        tracing::warn!(peer = %peer, bad = count, minutes, "peer sent items no honest node relays (bad signatures or bytes that do not decode); disconnected and barred");
+        self.findings_due = true;
+        self.node.refuse_from_peer(
+            "sync batch",
+            &peer.to_string(),
+            None,
+            format!(
+                "{count} items in {} minutes that no honest node relays (signatures that do not verify, bytes that do not decode); the peer was disconnected and is refused for {minutes} minutes",
+                limits::BAD_ITEMS_WINDOW.as_secs() / 60
+            ),
+        );
     }
 
     /// Judges checked items, tells the engine and subscribers, and puts the set-aside outcomes back in
