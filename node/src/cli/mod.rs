@@ -803,7 +803,11 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Tui { offline, no_mdns } => tui(home, offline, !no_mdns)?,
         Command::Audit { action: None, json } => {
-            let report = connect(home)?.audit()?;
+            let mut handle = connect(home)?;
+            let working = spinner("auditing: checking every signature, rebuilding every listing");
+            let report = handle.audit();
+            working.finish_and_clear();
+            let report = report?;
             output::print(json, &*report)?;
             if !report.ok {
                 return Ok(ExitCode::from(EXIT_AUDIT_FINDINGS));
@@ -1206,6 +1210,23 @@ fn progress_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar.set_message(what);
+    bar
+}
+
+/// A spinner with the time spent so far, on stderr, drawn only on a terminal, for one long call that
+/// cannot say how far it got (an audit answers once, through a daemon or not: about 30 s for 1,000
+/// spaces with a year of weekly edits). It is cleared before the answer is printed.
+fn spinner(what: &'static str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(250));
     bar
 }
 
