@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deskmesh_crdt_model::beacon::{self, SeatBeacon, SignedBeacon};
-use deskmesh_crdt_model::change::{Authority, SignedChange, VerifiedChange};
-use deskmesh_crdt_model::checkpoint::{Checkpoint, Loaded, SignedCheckpoint};
+use deskmesh_crdt_model::change::{Authority, ChangeError, SignedChange, VerifiedChange};
+use deskmesh_crdt_model::checkpoint::{Checkpoint, CheckpointError, Loaded, SignedCheckpoint};
 use deskmesh_crdt_model::verify::{self, SignedVerification, Verification};
 use deskmesh_keys::roster::{Inserted, RosterError, SignedOp, VerifiedOp};
 use deskmesh_keys::{Hash, PublicKey, SpaceId};
@@ -290,6 +290,9 @@ enum Body {
         why: String,
         author: Option<PublicKey>,
         space: Option<SpaceId>,
+        /// No honest node relays it: its bytes do not decode, or its signature does not verify (not, say,
+        /// a beacon dated ahead of this node's clock, which a peer with a fast clock sends in good faith).
+        forged: bool,
     },
 }
 
@@ -304,11 +307,12 @@ struct CheckedCheckpoint {
 }
 
 impl Checked {
-    /// Refused whatever the roster says: the bytes do not decode, a signature or hash does not verify, a
-    /// size is over its limit. A node relays only items that passed these checks, so a peer that sends
-    /// many such items is not an honest node relaying what it holds.
+    /// Refused for proof of bad faith: the bytes do not decode, or a signature does not verify. A node
+    /// relays only items that passed these checks, so a peer that sends many such items is not an honest
+    /// node relaying what it holds. Other refusals (a beacon dated ahead of this node's clock, a checkpoint
+    /// this build cannot load, a check that panicked here) do not count.
     pub fn is_bad(&self) -> bool {
-        matches!(self.body, Body::Bad { .. })
+        matches!(self.body, Body::Bad { forged: true, .. })
     }
 
     fn bytes_len(&self) -> usize {
@@ -358,10 +362,10 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
                 Ok(v) => OpIn::Verified(v),
                 Err((op, e)) => OpIn::Forged(op, plain_roster_error(&e)),
             }),
-            Err(e) => bad(e.to_string(), None, None),
+            Err(e) => undecodable(e.to_string()),
         },
         ItemKind::ListingChange => match SignedChange::from_bytes(&item.bytes.0) {
-            Err(e) => bad(e.to_string(), None, None),
+            Err(e) => undecodable(e.to_string()),
             Ok(change) => {
                 let env = change.envelope().ok();
                 match change.into_verified() {
@@ -370,7 +374,8 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
                         v.prepare();
                         Body::Change(Box::new(v))
                     }
-                    Err(e) => bad(
+                    Err(e) => bad_if(
+                        matches!(e, ChangeError::BadSignature { .. }),
                         e.to_string(),
                         env.as_ref().map(|e| e.author),
                         env.map(|e| e.space),
@@ -379,7 +384,7 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
             }
         },
         ItemKind::Checkpoint => match SignedCheckpoint::from_bytes(&item.bytes.0) {
-            Err(e) => bad(e.to_string(), None, None),
+            Err(e) => undecodable(e.to_string()),
             // The signature, then the document: loading it, reading its changes and their authors and
             // validating its listing is the costly part, and needs no roster.
             Ok(signed) => match signed.verify().and_then(|h| Ok((signed.load(&h)?, h))) {
@@ -390,7 +395,8 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
                 })),
                 Err(e) => {
                     let header = signed.decode().ok();
-                    bad(
+                    bad_if(
+                        matches!(e, CheckpointError::BadSignature(_)),
                         e.to_string(),
                         header.as_ref().map(|h| h.author),
                         header.map(|h| h.space),
@@ -399,12 +405,13 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
             },
         },
         ItemKind::SeatBeacon => match SignedBeacon::from_bytes(&item.bytes.0) {
-            Err(e) => bad(e.to_string(), None, None),
+            Err(e) => undecodable(e.to_string()),
             Ok(signed) => match signed.verify(wall.timestamp_millis()) {
                 Ok(b) => Body::Beacon(signed, b),
                 Err(e) => {
                     let decoded = signed.decode().ok();
-                    bad(
+                    bad_if(
+                        matches!(e, beacon::BeaconError::BadSignature { .. }),
                         e.to_string(),
                         decoded.as_ref().map(|b| b.author),
                         decoded.map(|b| b.space),
@@ -413,12 +420,13 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
             },
         },
         ItemKind::Verification => match SignedVerification::from_bytes(&item.bytes.0) {
-            Err(e) => bad(e.to_string(), None, None),
+            Err(e) => undecodable(e.to_string()),
             Ok(signed) => match signed.verify() {
                 Ok(v) => Body::Verification(v),
                 Err(e) => {
                     let decoded = signed.decode().ok();
-                    bad(
+                    bad_if(
+                        matches!(e, verify::VerificationError::BadSignature { .. }),
                         e.to_string(),
                         decoded.as_ref().map(|v| v.author),
                         decoded.map(|v| v.space),
@@ -428,14 +436,35 @@ pub fn check(item: SignedItem, wall: DateTime<Utc>) -> Checked {
         },
         ItemKind::Proposal => match SignedOp::from_bytes(&item.bytes.0) {
             Ok(op) => Body::Proposal(op),
-            Err(e) => bad(e.to_string(), None, None),
+            Err(e) => undecodable(e.to_string()),
         },
     };
     Checked { item, id, body }
 }
 
+/// Refused whatever the roster says, not for proof of bad faith.
 fn bad(why: String, author: Option<PublicKey>, space: Option<SpaceId>) -> Body {
-    Body::Bad { why, author, space }
+    Body::Bad {
+        why,
+        author,
+        space,
+        forged: false,
+    }
+}
+
+/// [`bad`], `forged` when no honest node relays the item ([`Checked::is_bad`]).
+fn bad_if(forged: bool, why: String, author: Option<PublicKey>, space: Option<SpaceId>) -> Body {
+    Body::Bad {
+        why,
+        author,
+        space,
+        forged,
+    }
+}
+
+/// The bytes do not decode: no honest node relays them.
+fn undecodable(why: String) -> Body {
+    bad_if(true, why, None, None)
 }
 
 /// [`check`] for a batch, spread over up to `threads` threads; one result per item, in input order. An
@@ -935,7 +964,9 @@ impl Node {
             Body::Verification(v) => self.judge_verification(v, &c.item.bytes.0),
             Body::Proposal(op) => self.judge_proposal(op, at),
             Body::Checkpoint(c) => self.judge_checkpoint(c),
-            Body::Bad { why, author, space } => {
+            Body::Bad {
+                why, author, space, ..
+            } => {
                 let why = self.refuse(kind, id, *author, space.clone(), why.clone());
                 return outcome(kind, id, Verdict::Refused(why));
             }
@@ -2002,6 +2033,56 @@ mod tests {
         assert_eq!(rebuilt.heads, after.heads);
         assert_eq!(rebuilt.signers, after.signers);
         assert_ne!(incremental.heads, after.heads);
+    }
+
+    /// Only proof of bad faith marks an item as one no honest node relays: bytes that do not decode or a
+    /// signature that does not verify; a beacon dated ahead of this node's clock (a peer's fast clock) is
+    /// refused without it.
+    #[test]
+    fn only_undecodable_bytes_and_bad_signatures_count_as_forged() {
+        let key = DeviceKey::generate();
+        let space = SpaceId::derive(&key.public_key());
+        let now = chrono::Utc::now();
+        let beacon = |at: i64| SeatBeacon {
+            space: space.clone(),
+            pool: "hot".into(),
+            availability: Availability::Count(1),
+            is_open: true,
+            published_at_ms: at,
+            ttl_s: 900,
+            seq: 0,
+            author: key.public_key(),
+            roster_heads: vec![Hash([1; 32])],
+        };
+        let good = beacon(now.timestamp_millis()).sign(&key).unwrap();
+        let mut forged = good.clone();
+        forged.signature = DeviceKey::generate().sign(Domain::SeatBeacon, &forged.bytes);
+        let future = beacon(now.timestamp_millis() + 3_600_000)
+            .sign(&key)
+            .unwrap();
+        let verdicts: Vec<(bool, bool)> = [
+            SignedItem::beacon(&good),
+            SignedItem::beacon(&forged),
+            SignedItem::beacon(&future),
+            SignedItem::new(ItemKind::SeatBeacon, vec![9; 20]),
+            SignedItem::new(ItemKind::ListingChange, vec![9; 20]),
+        ]
+        .into_iter()
+        .map(|item| {
+            let c = check(item, now);
+            (matches!(c.body, Body::Bad { .. }), c.is_bad())
+        })
+        .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (false, false),
+                (true, true),
+                (true, false),
+                (true, true),
+                (true, true)
+            ]
+        );
     }
 
     /// An old beacon naming roster heads this node never saw, behind a newer one already kept, is
