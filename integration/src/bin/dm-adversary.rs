@@ -321,6 +321,24 @@ fn swarm() -> anyhow::Result<libp2p::Swarm<behaviour::Behaviour>> {
 /// How long the tool waits for the node to connect, answer or take its subscription.
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Sends each of `batches` to `peer` as one packed sync request; returns how many were sent.
+fn send_batches(
+    swarm: &mut libp2p::Swarm<behaviour::Behaviour>,
+    peer: libp2p::PeerId,
+    batches: impl IntoIterator<Item = Vec<WireItem>>,
+) -> anyhow::Result<usize> {
+    let mut sent = 0;
+    for batch in batches {
+        let packed = behaviour::pack(&batch)?;
+        swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, Request::Items(packed));
+        sent += 1;
+    }
+    Ok(sent)
+}
+
 /// Dials `to` and sends `items` as sync batches, waiting for every batch to be answered.
 async fn send_items(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
     let mut swarm = swarm()?;
@@ -337,14 +355,7 @@ async fn send_items(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
         match event {
             Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if peer.is_none() => {
                 peer = Some(peer_id);
-                for batch in batches.drain(..) {
-                    let packed = behaviour::pack(&batch)?;
-                    swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&peer_id, Request::Items(packed));
-                    pending += 1;
-                }
+                pending += send_batches(&mut swarm, peer_id, batches.drain(..))?;
             }
             Ok(SwarmEvent::Behaviour(behaviour::BehaviourEvent::Sync(
                 libp2p::request_response::Event::Message {
@@ -385,13 +396,7 @@ async fn send_forged(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> 
         match event {
             Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if peer.is_none() => {
                 peer = Some(peer_id);
-                for batch in batches.drain(..) {
-                    let packed = behaviour::pack(&batch)?;
-                    swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&peer_id, Request::Items(packed));
-                }
+                send_batches(&mut swarm, peer_id, batches.drain(..))?;
             }
             Ok(SwarmEvent::ConnectionClosed {
                 num_established: 0, ..
@@ -418,11 +423,7 @@ async fn send_forged(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> 
             // The node refuses a barred peer right after the handshake, so a connection made is not yet
             // an answer: an empty batch is, answered on a connection the node kept, lost on one it closed.
             Ok(SwarmEvent::ConnectionEstablished { peer_id, .. }) if dialled => {
-                let empty = behaviour::pack(&[])?;
-                swarm
-                    .behaviour_mut()
-                    .sync
-                    .send_request(&peer_id, Request::Items(empty));
+                send_batches(&mut swarm, peer_id, [Vec::new()])?;
             }
             Ok(SwarmEvent::Behaviour(behaviour::BehaviourEvent::Sync(
                 libp2p::request_response::Event::Message {

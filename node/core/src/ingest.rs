@@ -2035,16 +2035,10 @@ mod tests {
         assert_ne!(incremental.heads, after.heads);
     }
 
-    /// Only proof of bad faith marks an item as one no honest node relays: bytes that do not decode or a
-    /// signature that does not verify; a beacon dated ahead of this node's clock (a peer's fast clock) is
-    /// refused without it.
-    #[test]
-    fn only_undecodable_bytes_and_bad_signatures_count_as_forged() {
-        let key = DeviceKey::generate();
-        let space = SpaceId::derive(&key.public_key());
-        let now = chrono::Utc::now();
-        let beacon = |at: i64| SeatBeacon {
-            space: space.clone(),
+    /// A beacon of `key`'s space's pool "hot" (one seat), published at `at` under `heads`, signed by `key`.
+    fn hot_beacon(key: &DeviceKey, at: i64, heads: Vec<Hash>) -> SignedBeacon {
+        SeatBeacon {
+            space: SpaceId::derive(&key.public_key()),
             pool: "hot".into(),
             availability: Availability::Count(1),
             is_open: true,
@@ -2052,14 +2046,27 @@ mod tests {
             ttl_s: 900,
             seq: 0,
             author: key.public_key(),
-            roster_heads: vec![Hash([1; 32])],
-        };
-        let good = beacon(now.timestamp_millis()).sign(&key).unwrap();
+            roster_heads: heads,
+        }
+        .sign(key)
+        .unwrap()
+    }
+
+    /// Only proof of bad faith marks an item as one no honest node relays: bytes that do not decode or a
+    /// signature that does not verify; a beacon dated ahead of this node's clock (a peer's fast clock) is
+    /// refused without it.
+    #[test]
+    fn only_undecodable_bytes_and_bad_signatures_count_as_forged() {
+        let key = DeviceKey::generate();
+        let now = chrono::Utc::now();
+        let good = hot_beacon(&key, now.timestamp_millis(), vec![Hash([1; 32])]);
         let mut forged = good.clone();
         forged.signature = DeviceKey::generate().sign(Domain::SeatBeacon, &forged.bytes);
-        let future = beacon(now.timestamp_millis() + 3_600_000)
-            .sign(&key)
-            .unwrap();
+        let future = hot_beacon(
+            &key,
+            now.timestamp_millis() + 3_600_000,
+            vec![Hash([1; 32])],
+        );
         let verdicts: Vec<(bool, bool)> = [
             SignedItem::beacon(&good),
             SignedItem::beacon(&forged),
@@ -2092,23 +2099,8 @@ mod tests {
         let mut coordinator = testkit::coordinator();
         let (key, change) = space_and_change(&mut coordinator);
         coordinator.ingest(vec![SignedItem::change(&change)], Source::Mesh, At::now());
-        let space = SpaceId::derive(&key.public_key());
         let now = chrono::Utc::now().timestamp_millis();
-        let beacon = |at: i64, heads: Vec<Hash>| {
-            SeatBeacon {
-                space: space.clone(),
-                pool: "hot".into(),
-                availability: Availability::Count(1),
-                is_open: true,
-                published_at_ms: at,
-                ttl_s: 900,
-                seq: 0,
-                author: key.public_key(),
-                roster_heads: heads,
-            }
-            .sign(&key)
-            .unwrap()
-        };
+        let beacon = |at: i64, heads: Vec<Hash>| hot_beacon(&key, at, heads);
         let newer = beacon(now, coordinator.roster().unwrap().heads());
         let older = beacon(now - 60_000, vec![Hash([7; 32])]);
         assert!(added(

@@ -676,16 +676,10 @@ impl Node {
     /// writes its index entry and saved state; returns how many changes it accepted. Only recovery (dirty
     /// marks), roster operations that change what earlier changes may do, and the audit need this.
     pub fn reindex(&self, space: &SpaceId) -> anyhow::Result<usize> {
-        let accepted = self.rebuild(space)?;
+        let (doc, undecodable) = self.space_doc(space)?;
+        let accepted = self.keep_rebuilt(space, doc, undecodable);
         self.write_index(space)?;
         Ok(accepted)
-    }
-
-    /// Rebuilds one space's document from its stored signed changes into the warm cache, writing nothing;
-    /// returns how many changes it accepted.
-    pub(crate) fn rebuild(&self, space: &SpaceId) -> anyhow::Result<usize> {
-        let (doc, undecodable) = self.space_doc(space)?;
-        Ok(self.keep_rebuilt(space, doc, undecodable))
     }
 
     /// Puts a document rebuilt from the store ([`rebuild_from_store`]) into the warm cache; returns how
