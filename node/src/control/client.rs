@@ -86,9 +86,15 @@ impl Handle for Remote {
             .and_then(|()| read_answer(&mut conn.reader, MAX_RESPONSE));
         match answer {
             Ok(answer) => answer,
-            Err(e) => {
+            Err(mut e) => {
                 // The connection is in an unknown state: the next call opens a new one.
                 self.conn = None;
+                // A daemon that stopped under a write may have stored it before it could answer.
+                if e.kind == api::ErrorKind::Unavailable && request.writes() {
+                    e.message.push_str(
+                        "; the change may have been stored before it stopped: check before trying again",
+                    );
+                }
                 Err(e)
             }
         }
@@ -326,6 +332,52 @@ fn stopped(e: &std::io::Error) -> ApiError {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A daemon that stops after reading a call and before answering it: a write's error says the change
+    /// may have been stored (so the user checks before writing it twice), a read's does not.
+    #[test]
+    fn a_write_that_loses_its_answer_says_it_may_have_been_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut calls = Vec::new();
+            for _ in 0..2 {
+                let (conn, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(&conn);
+                let mut hello = String::new();
+                reader.read_line(&mut hello).unwrap();
+                let welcome: Result<Welcome, ApiError> = Ok(Welcome {
+                    protocol: PROTOCOL,
+                    server: api::software(),
+                    pid: 1,
+                    binary_answers: false,
+                });
+                let mut line = serde_json::to_vec(&welcome).unwrap();
+                line.push(b'\n');
+                (&conn).write_all(&line).unwrap();
+                let mut call = String::new();
+                reader.read_line(&mut call).unwrap();
+                calls.push(call);
+                // Stops without answering.
+            }
+            calls
+        });
+        let mut remote = Remote::connect(&socket).unwrap().unwrap();
+        let write = remote
+            .call(Request::SetLocation { place: None })
+            .unwrap_err();
+        assert_eq!(write.kind, api::ErrorKind::Unavailable);
+        assert!(
+            write.message.contains("may have been stored"),
+            "{}",
+            write.message
+        );
+        let read = remote.call(Request::Status).unwrap_err();
+        assert_eq!(read.kind, api::ErrorKind::Unavailable);
+        assert!(!read.message.contains("stored"), "{}", read.message);
+        assert_eq!(server.join().unwrap().len(), 2);
+    }
 
     /// A daemon closing its control socket under a client's hello (it is stopping) counts as no daemon,
     /// not as an error: the client then opens the store itself once it is free.
