@@ -35,8 +35,12 @@ use crate::change::{
 use crate::kept::{ChangeGraph, Kept};
 use crate::listing::{limits, Listing, ListingError};
 
-/// How many changes one space may keep waiting (lesson 10). Past it, further changes are turned away
-/// without entering the audit, since the limit is this node's and the same change may be offered again.
+/// How many changes one space may keep waiting (lesson 10). Past it, further changes offered by
+/// [`SpaceDoc::apply`] and [`SpaceDoc::apply_verified`] are turned away without entering the audit, since
+/// the limit is this node's and the same change may be offered again. Changes the document already
+/// considers (the stored changes of a rebuild, pending ones retried) are never turned away: nothing
+/// offers them again, and a rebuild of a space known partly through a checkpoint parks every stored
+/// change after the first one the store lacks until the checkpoint is merged.
 pub const MAX_PENDING: usize = 1024;
 
 /// Why [`SpaceDoc::edit`] refused to write.
@@ -329,6 +333,15 @@ struct Candidate {
     created_at_ms: i64,
 }
 
+/// A change offered to [`SpaceDoc::apply`] or [`SpaceDoc::apply_verified`], as the cap on waiting
+/// changes needs it.
+#[derive(Clone, Copy)]
+struct Offer {
+    hash: ChangeId,
+    /// It was waiting already before this offer.
+    held: bool,
+}
+
 impl SpaceDoc {
     /// An empty document for `space`.
     pub fn new(space: SpaceId) -> Self {
@@ -385,9 +398,17 @@ impl SpaceDoc {
     /// Offers one change (from the mesh or the store). After a change is applied or excluded for its
     /// content, pending changes are retried, since they may have been waiting for it.
     pub fn apply(&mut self, change: SignedChange, authority: &impl Authority) -> ApplyOutcome {
-        match self.admit(change, authority) {
+        let offered = change
+            .envelope()
+            .ok()
+            .map(|env| self.offer(env.change_hash));
+        let outcome = match self.admit(change, authority) {
             Ok(c) => self.place_candidate(c, authority),
             Err(outcome) => outcome,
+        };
+        match offered {
+            Some(offer) => self.within_cap(offer, outcome),
+            None => outcome,
         }
     }
 
@@ -400,14 +421,40 @@ impl SpaceDoc {
         let mut change = change;
         let prepared = change.take_prepared();
         let (signed, env, decoded) = change.into_parts();
+        let offer = self.offer(env.change_hash);
         self.graph.add(env.change_hash, env.deps.clone());
-        match self.admit_verified(signed, env, decoded, authority) {
+        let outcome = match self.admit_verified(signed, env, decoded, authority) {
             Ok(mut c) => {
                 c.prepared = prepared;
                 self.place_candidate(c, authority)
             }
             Err(outcome) => outcome,
+        };
+        self.within_cap(offer, outcome)
+    }
+
+    /// Notes a change being offered, for [`SpaceDoc::within_cap`]: its hash and whether it waits already.
+    fn offer(&self, hash: ChangeId) -> Offer {
+        Offer {
+            hash,
+            held: self.pending.iter().any(|p| p.hash == hash),
         }
+    }
+
+    /// The cap on waiting changes ([`MAX_PENDING`]), applied to the one change just offered: if it is left
+    /// waiting, was not waiting before, and more than `MAX_PENDING` changes wait now, it is turned away.
+    /// Changes parked while it was placed (pending ones retried) are kept whatever their number.
+    fn within_cap(&mut self, offer: Offer, outcome: ApplyOutcome) -> ApplyOutcome {
+        let ApplyOutcome::Pending(reason) = &outcome else {
+            return outcome;
+        };
+        if offer.held || self.pending.len() <= MAX_PENDING {
+            return outcome;
+        }
+        let reason =
+            format!("not kept: {MAX_PENDING} changes already wait for this space ({reason})");
+        self.pending.retain(|p| p.hash != offer.hash);
+        ApplyOutcome::Rejected(reason)
     }
 
     fn place_candidate(
@@ -1270,13 +1317,10 @@ impl SpaceDoc {
             hash,
             reason: reason.clone(),
         };
+        // No cap here: a change parked may be one the store holds (a rebuild) or one already waiting (a
+        // retry), which nothing would offer again; the cap applies to offered changes (`within_cap`).
         match self.pending.binary_search_by(|q| pending_order(q, &p)) {
             Ok(at) => self.pending[at].reason = p.reason,
-            Err(_) if self.pending.len() >= MAX_PENDING => {
-                return ApplyOutcome::Rejected(format!(
-                    "not kept: {MAX_PENDING} changes already wait for this space ({reason})"
-                ))
-            }
             Err(at) => self.pending.insert(at, p),
         }
         ApplyOutcome::Pending(reason)
@@ -2109,6 +2153,61 @@ mod tests {
                 .adopt_checkpoint(id, doc, &changes, listing, auth_op, &w.auth)
                 .unwrap(),
             0
+        );
+    }
+
+    #[test]
+    fn a_rebuild_keeps_every_stored_change_that_waits_for_a_checkpoint_however_many() {
+        use crate::checkpoint::SignedCheckpoint;
+        let w = world();
+        let mut origin = SpaceDoc::new(w.space.clone());
+        let first = edited(&mut origin, &w, &w.a, |_| {});
+        let second = edited(&mut origin, &w, &w.a, |l| l.name = "Desk 1".into());
+        let signed =
+            SignedCheckpoint::sign(w.space.clone(), origin.doc(), &w.a, vec![], 9).unwrap();
+        let header = signed.verify().unwrap();
+        let auth_op = Hash::of("fake-auth", w.a.public_key().as_bytes());
+        // More changes after the checkpoint than may wait for a node's document.
+        let last = MAX_PENDING + 40;
+        let after: Vec<SignedChange> = (2..last)
+            .map(|n| edited(&mut origin, &w, &w.a, |l| l.name = format!("Desk {n}")))
+            .collect();
+        // A node that holds the first change only inside the checkpoint (it joined from it, or took it
+        // over the mesh's rate limit) stores every other change: they all wait for the first one until
+        // the checkpoint is merged, as `Node::space_doc` does after the rebuild.
+        let stored = std::iter::once(second).chain(after.iter().cloned());
+        let mut sd = SpaceDoc::rebuild(w.space.clone(), stored, &w.auth);
+        assert_eq!(sd.pending().len(), last - 1, "every stored change waits");
+        assert!(sd.rejected().is_empty());
+
+        // The cap still turns away a change offered while more than MAX_PENDING wait, and only it.
+        let offered = edited(&mut origin, &w, &w.a, |l| l.name = format!("Desk {last}"));
+        assert!(matches!(
+            sd.apply(offered.clone(), &w.auth),
+            ApplyOutcome::Rejected(r) if r.starts_with("not kept")
+        ));
+        assert_eq!(sd.pending().len(), last - 1);
+        // A change offered again while it waits is not turned away.
+        assert!(matches!(
+            sd.apply(after[7].clone(), &w.auth),
+            ApplyOutcome::Pending(_)
+        ));
+        assert_eq!(sd.pending().len(), last - 1);
+
+        let loaded = signed.load(&header).unwrap();
+        assert_eq!(
+            sd.merge_checkpoint(signed.id(), loaded.changes(), auth_op, &w.auth)
+                .unwrap(),
+            2
+        );
+        assert!(sd.pending().is_empty() && sd.rejected().is_empty());
+        assert_eq!(sd.accepted().len(), last);
+        assert_eq!(sd.apply(offered, &w.auth), ApplyOutcome::Applied);
+        assert_eq!(sd.heads(), origin.heads());
+        assert_eq!(sd.listing().unwrap().name, format!("Desk {last}"));
+        assert_eq!(
+            sd.accepted()[&first.id().unwrap()].vouched_by,
+            Some(signed.id())
         );
     }
 
