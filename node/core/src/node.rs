@@ -726,7 +726,9 @@ impl Node {
         let Ok(saved) = postcard::from_bytes::<SavedDoc>(&bytes) else {
             return Ok(None);
         };
-        if saved.changes != self.store.change_count(space)? as u64 {
+        if saved.format != SAVED_DOC_FORMAT
+            || saved.changes != self.store.change_count(space)? as u64
+        {
             return Ok(None);
         }
         Ok(SpaceDoc::load_state(space.clone(), &saved.state)
@@ -967,6 +969,7 @@ impl Node {
                 changes: self.store.change_count(space)? as u64,
                 state: doc.save_state(),
                 undecodable: undecodable.clone(),
+                format: SAVED_DOC_FORMAT,
             }
         };
         let saved = postcard::to_stdvec(&saved)?;
@@ -1513,14 +1516,22 @@ struct SavedRosterRef<'a> {
     snapshot: &'a [u8],
 }
 
-/// A space's document as saved beside its index: valid only while the space holds `changes` changes.
+/// A space's document as saved beside its index: valid only while the space holds `changes` changes, and
+/// only when written by a node of the current [`SAVED_DOC_FORMAT`].
 #[derive(Serialize, Deserialize)]
 struct SavedDoc {
     changes: u64,
     /// [`SpaceDoc::save_state`] bytes.
     state: Vec<u8>,
     undecodable: Undecodable,
+    /// Last, so a state saved before the field existed fails to decode and is rebuilt.
+    format: u32,
 }
+
+/// The format of [`SavedDoc`]; a saved document of another format is rebuilt from the store. 2: documents
+/// saved by a rebuild that could drop stored changes past `MAX_PENDING` waiting for a checkpoint (fixed
+/// at 2) are not trusted.
+const SAVED_DOC_FORMAT: u32 = 2;
 
 /// One refused item, as the log keeps it (JSON). Fields added since the first version are optional, so
 /// older records still read.
@@ -1758,6 +1769,57 @@ mod saved_roster {
             (a.alliance, a.alliance_name, a.listings),
             (b.alliance, b.alliance_name, b.listings)
         );
+    }
+
+    /// A document saved in an older format (before `format`, by a rebuild that could drop stored changes
+    /// waiting for a checkpoint) is not trusted: the space is rebuilt from its changes.
+    #[test]
+    fn a_document_saved_in_an_older_format_is_rebuilt() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            changes: u64,
+            state: &'a [u8],
+            undecodable: &'a Undecodable,
+        }
+        let mut c = testkit::coordinator();
+        let (s, space) = testkit::listed_space(&mut c, "Riverside");
+        let store = s.store.clone();
+        let current = reopen(&store);
+        let saved = current.saved_doc(&space).unwrap().expect("a saved document");
+        let bytes = store.doc_state(&space).unwrap().unwrap();
+        let now_saved: SavedDoc = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(now_saved.format, SAVED_DOC_FORMAT);
+        let listing = store.entry(&space).unwrap();
+        let write = |doc: Vec<u8>| {
+            store
+                .replace_space_state(&space, listing.as_deref(), &[], Some(&doc), None)
+                .unwrap();
+        };
+        // The same state without the field, and with another format.
+        write(
+            postcard::to_stdvec(&Before {
+                changes: now_saved.changes,
+                state: &now_saved.state,
+                undecodable: &now_saved.undecodable,
+            })
+            .unwrap(),
+        );
+        let reopened = reopen(&store);
+        assert!(reopened.saved_doc(&space).unwrap().is_none());
+        write(
+            postcard::to_stdvec(&SavedDoc {
+                format: 1,
+                ..now_saved
+            })
+            .unwrap(),
+        );
+        assert!(reopened.saved_doc(&space).unwrap().is_none());
+        // Warming rebuilds it to the same document.
+        reopened.warm(&space).unwrap();
+        let docs = reopened.docs.borrow();
+        let warm = docs.get(&space).expect("warm");
+        assert_eq!(warm.doc.heads(), saved.doc.heads());
+        assert_eq!(warm.doc.listing().unwrap(), saved.doc.listing().unwrap());
     }
 
     #[test]
