@@ -386,16 +386,20 @@ fn mesh_attacks_are_dropped_and_audited_with_the_peer() {
     });
     let before = directory(&coord);
 
-    // Beacons of space A under forged signatures, from a stranger (fewer than the space's beacon burst,
-    // and before the flood below uses it up: past it, beacons are held back unchecked): each costs the node a check and
-    // proves nothing, so past a few the node cuts the peer off, refuses it when it comes back, and
-    // audits it once.
+    // Beacons of space A under forged signatures, from a stranger: each costs the node a check and proves
+    // nothing, so past a few the node cuts the peer off, refuses it when it comes back, and audits it
+    // once. One batch holds more than the space's beacon burst: those past it wait unchecked while the
+    // rest hold the budget, and since that budget comes back when they fail, they are not a flood of
+    // space A's beacons: the one finding an hour for that stays for the real flood below.
+    let forged = (deskmesh_node::mesh::limits::BEACON_BURST + 80).to_string();
     let out = adversary(&[
         "flood-forged",
         "--home",
         &home(&a),
         "--count",
-        "100",
+        &forged,
+        "--batch",
+        &forged,
         "--to",
         &hub.addr,
     ]);
@@ -409,6 +413,10 @@ fn mesh_attacks_are_dropped_and_audited_with_the_peer() {
             .any(|f| f["peer"] == forger.as_str() && f["status"] == "refused")
     });
     assert_eq!(barred(&coord).len(), 1, "{:?}", barred(&coord));
+    assert!(
+        findings(&coord, "seat beacon", "seat beacons of this space an hour").is_empty(),
+        "forged beacons counted as the space's flood"
+    );
     assert!(
         daemon::log(&coord).contains("disconnected and barred"),
         "{}",

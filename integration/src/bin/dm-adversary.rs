@@ -92,13 +92,15 @@ enum Cmd {
     },
     /// Send COUNT seat beacons of HOME's space that claim HOME's key but carry signatures that do not
     /// verify, to the node at TO, as a peer's sync batches, until TO closes the connection; then dial TO
-    /// again with the same identity.
+    /// again with the same identity. BATCH items go in each sync batch.
     /// Prints this tool's peer id, then `redial: connected` or `redial: refused`.
     FloodForged {
         #[arg(long)]
         home: PathBuf,
         #[arg(long)]
         count: u64,
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
         #[arg(long)]
         to: Multiaddr,
     },
@@ -220,9 +222,14 @@ fn main() -> anyhow::Result<()> {
             let items = beacons(&home, count, false)?;
             runtime()?.block_on(send_items(to, items))
         }
-        Cmd::FloodForged { home, count, to } => {
+        Cmd::FloodForged {
+            home,
+            count,
+            batch,
+            to,
+        } => {
             let items = beacons(&home, count, true)?;
-            runtime()?.block_on(send_forged(to, items))
+            runtime()?.block_on(send_forged(to, items, batch.max(1)))
         }
         Cmd::Gossip { alliance, to } => runtime()?.block_on(gossip_garbage(alliance, to)),
     }
@@ -381,12 +388,12 @@ async fn send_items(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
 
 /// Dials `to`, sends `items` as sync batches and waits until the node closes the connection (an error
 /// after [`DEADLINE`]), then dials it again with the same identity and prints whether the node serves it.
-async fn send_forged(to: Multiaddr, items: Vec<WireItem>) -> anyhow::Result<()> {
+async fn send_forged(to: Multiaddr, items: Vec<WireItem>, batch: usize) -> anyhow::Result<()> {
     let mut swarm = swarm()?;
     swarm.dial(to.clone())?;
     let start = Instant::now();
     let mut peer = None;
-    let mut batches: Vec<Vec<WireItem>> = items.chunks(50).map(<[_]>::to_vec).collect();
+    let mut batches: Vec<Vec<WireItem>> = items.chunks(batch).map(<[_]>::to_vec).collect();
     // The node answers each batch as it takes it and checks it after: until it closes the connection.
     loop {
         if start.elapsed() > DEADLINE {

@@ -1785,7 +1785,10 @@ mod saved_roster {
         let (s, space) = testkit::listed_space(&mut c, "Riverside");
         let store = s.store.clone();
         let current = reopen(&store);
-        let saved = current.saved_doc(&space).unwrap().expect("a saved document");
+        let saved = current
+            .saved_doc(&space)
+            .unwrap()
+            .expect("a saved document");
         let bytes = store.doc_state(&space).unwrap().unwrap();
         let now_saved: SavedDoc = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(now_saved.format, SAVED_DOC_FORMAT);

@@ -173,6 +173,19 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         Verdict::Limited { warn }
     }
 
+    /// Whether [`RateLimiter::check`] would say [`Verdict::Limited`] at `now` were `refunds` tokens given
+    /// back first ([`RateLimiter::refund`]; 0 for as things are), without counting it as a refusal (no
+    /// warning is used up).
+    pub fn is_over(&self, key: &K, now: Duration, refunds: u32) -> bool {
+        self.buckets.get(key).is_some_and(|b| {
+            let debt = b
+                .full_at
+                .saturating_sub(now)
+                .saturating_sub(self.interval.saturating_mul(refunds));
+            debt + self.interval > self.burst_span
+        })
+    }
+
     /// Spends one token of `key`'s bucket (after a [`Verdict::Allowed`] and a successful store).
     pub fn spend(&mut self, key: K, now: Duration) {
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.capacity {
@@ -299,6 +312,25 @@ mod tests {
 
     /// Reserving while a batch is checked holds the budget for batches in flight; the refunds give back
     /// what was not stored.
+    #[test]
+    fn is_over_agrees_with_check_and_uses_up_no_warning() {
+        let mut l = limiter(8);
+        for _ in 0..3 {
+            assert!(!l.is_over(&"a", secs(0), 0));
+            assert_eq!(l.check(&"a", secs(0)), Verdict::Allowed);
+            l.spend("a", secs(0));
+        }
+        assert!(l.is_over(&"a", secs(0), 0));
+        assert!(l.is_over(&"a", secs(0), 0), "asking again changes nothing");
+        // Were one of the three refunded (a reservation given back), there would be room.
+        assert!(!l.is_over(&"a", secs(0), 1));
+        assert!(!l.is_over(&"a", secs(0), 9), "refunds beyond the debt");
+        // Asking used up no warning: the first refusal still warns.
+        assert_eq!(l.check(&"a", secs(0)), Verdict::Limited { warn: true });
+        assert!(!l.is_over(&"a", secs(6), 0), "a token came back");
+        assert!(!l.is_over(&"unknown", secs(0), 0));
+    }
+
     #[test]
     fn reservations_hold_the_budget_until_refunded() {
         let mut l = limiter(8);

@@ -378,15 +378,14 @@ struct Service {
     /// Items each peer sent lately that no honest node relays, and when its count started
     /// ([`Service::count_bad`]).
     bad_items: HashMap<PeerId, (u32, Instant)>,
+    /// The budget reserved by each batch in `checking`, in the same order ([`Prepared::reserved`]).
+    checking_reserved: std::collections::VecDeque<Vec<(ingest::ItemKind, SpaceId)>>,
+    /// How many changes and beacons of each space hold a reservation while they are checked.
+    in_check: HashMap<(ingest::ItemKind, SpaceId), u32>,
 }
 
 /// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
-type Checked3 = (
-    PeerId,
-    Vec<(usize, Outcome)>,
-    Vec<Checked>,
-    Vec<(ingest::ItemKind, SpaceId)>,
-);
+type Checked3 = (PeerId, Vec<(usize, Outcome)>, Vec<Checked>);
 
 /// A batch split before checking.
 struct Prepared {
@@ -538,6 +537,8 @@ impl Service {
             pushed_sync: None,
             catch_up: CatchUp::default(),
             checking: Default::default(),
+            checking_reserved: Default::default(),
+            in_check: HashMap::new(),
             to_check: Default::default(),
             auditing: Default::default(),
             bad_items: HashMap::new(),
@@ -1511,8 +1512,8 @@ impl Service {
             if item.kind == ingest::ItemKind::ListingChange {
                 if let Ok(env) = SignedChange::from_bytes(&item.bytes.0).and_then(|c| c.envelope())
                 {
-                    if let limits::Verdict::Limited { warn } =
-                        self.change_limit.check(&env.space, now)
+                    if let Some(warn) =
+                        self.over_budget(ingest::ItemKind::ListingChange, &env.space, now)
                     {
                         if warn {
                             tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
@@ -1537,13 +1538,17 @@ impl Service {
                         continue;
                     }
                     self.change_limit.spend(env.space.clone(), now);
+                    *self
+                        .in_check
+                        .entry((item.kind, env.space.clone()))
+                        .or_default() += 1;
                     reserved.push((item.kind, env.space));
                 }
             }
             if item.kind == ingest::ItemKind::SeatBeacon {
                 if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
-                    if let limits::Verdict::Limited { warn } =
-                        self.beacon_limit.check(&b.space, now)
+                    if let Some(warn) =
+                        self.over_budget(ingest::ItemKind::SeatBeacon, &b.space, now)
                     {
                         if warn {
                             tracing::warn!(space = %b.space, per_hour = limits::BEACONS_PER_HOUR, "seat beacons over the space's hourly limit are not stored for now");
@@ -1564,6 +1569,10 @@ impl Service {
                         continue;
                     }
                     self.beacon_limit.spend(b.space.clone(), now);
+                    *self
+                        .in_check
+                        .entry((item.kind, b.space.clone()))
+                        .or_default() += 1;
                     reserved.push((item.kind, b.space));
                 }
             }
@@ -1573,6 +1582,53 @@ impl Service {
             items,
             held,
             reserved,
+        }
+    }
+
+    /// `Some(warn)` when a change or beacon of `space` is over the space's budget at `now`; `warn` is true
+    /// for the first refusal in the limiter's period, which the caller logs and audits. While items of
+    /// the space are still being checked the budget they reserved may come back (a forged item is never
+    /// stored): an item over the budget only because of those is held without a finding, so forged items
+    /// cannot use up the one finding an hour a real flood of the space gets.
+    fn over_budget(
+        &mut self,
+        kind: ingest::ItemKind,
+        space: &SpaceId,
+        now: Duration,
+    ) -> Option<bool> {
+        let limiter = match kind {
+            ingest::ItemKind::ListingChange => &mut self.change_limit,
+            ingest::ItemKind::SeatBeacon => &mut self.beacon_limit,
+            _ => return None,
+        };
+        if !limiter.is_over(space, now, 0) {
+            return None;
+        }
+        let checking = self.in_check.get(&(kind, space.clone())).copied();
+        if checking.is_some_and(|n| !limiter.is_over(space, now, n)) {
+            return Some(false);
+        }
+        match limiter.check(space, now) {
+            limits::Verdict::Limited { warn } => Some(warn),
+            limits::Verdict::Allowed => None,
+        }
+    }
+
+    /// Gives back the budget `reserved` for items that were being checked ([`Service::prepare`]).
+    fn release(&mut self, reserved: &[(ingest::ItemKind, SpaceId)]) {
+        for (kind, space) in reserved {
+            match kind {
+                ingest::ItemKind::ListingChange => self.change_limit.refund(space),
+                ingest::ItemKind::SeatBeacon => self.beacon_limit.refund(space),
+                _ => {}
+            }
+            let key = (*kind, space.clone());
+            if let Some(n) = self.in_check.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_check.remove(&key);
+                }
+            }
         }
     }
 
@@ -1596,9 +1652,11 @@ impl Service {
         } = prepared;
         let task = tokio::task::spawn_blocking(move || {
             let checked = ingest::check_all(items, At::now().wall, threads);
-            (peer, held, checked, reserved)
+            (peer, held, checked)
         });
+        // `checking` yields in this order, so the reservation is found again even if the task fails.
         self.checking.push_back(task);
+        self.checking_reserved.push_back(reserved);
     }
 
     /// A batch whose signatures were checked: judge it against the roster and the store.
@@ -1610,10 +1668,12 @@ impl Service {
             };
             self.start_check(peer, wire);
         }
-        let (peer, held, checked, reserved) = match done {
+        let reserved = self.checking_reserved.pop_front().unwrap_or_default();
+        let (peer, held, checked) = match done {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "checking a batch of items failed");
+                self.release(&reserved);
                 return;
             }
         };
@@ -1673,13 +1733,7 @@ impl Service {
     ) -> Vec<Outcome> {
         let now = self.now();
         // The reservations made while checking go back; what was stored spends below.
-        for (kind, space) in &reserved {
-            match kind {
-                ingest::ItemKind::ListingChange => self.change_limit.refund(space),
-                ingest::ItemKind::SeatBeacon => self.beacon_limit.refund(space),
-                _ => {}
-            }
-        }
+        self.release(&reserved);
         let report = self.node.ingest_checked_from(
             checked,
             Source::Mesh,
