@@ -394,6 +394,47 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
     assert_eq!(seen_counts[3], 0, "{seen_counts:?}");
 }
 
+/// An audit through a daemon runs beside it and tells subscribers how far it got, ending with every
+/// space; `deskmesh audit` draws its progress bar from these.
+#[test]
+fn a_daemon_audit_tells_subscribers_how_far_it_got() {
+    use deskmesh_core::api::Handle;
+    use deskmesh_core::view::Event;
+    use deskmesh_integration::daemon;
+
+    let node = TestNode::new();
+    node.ok(&["demo", "--setup-only"]);
+    let _daemon = daemon::start(&node, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let socket = node.home().join("control.sock");
+    let mut remote = deskmesh_node::control::Remote::connect(&socket)
+        .unwrap()
+        .expect("the daemon answers");
+    let events = remote.subscribe().unwrap();
+    let mut watched = Vec::new();
+    let report = remote
+        .audit_watched(&mut |p| watched.push((p.spaces_done, p.spaces)))
+        .unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.listings.len(), 12, "the demo directory");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    while seen.last() != Some(&(12, 12)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress event for the whole directory: {seen:?}"
+        );
+        if let Some(Event::AuditProgress(p)) =
+            events.next_timeout(std::time::Duration::from_millis(200))
+        {
+            seen.push((p.spaces_done, p.spaces));
+        }
+    }
+    assert_eq!(seen.first().map(|p| p.1), Some(12));
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    // The watching call heard some of the same (the events race the answer on another connection).
+    assert!(watched.iter().all(|p| p.1 == 12 && seen.contains(p)), "{watched:?}");
+}
+
 /// Attaching to a running daemon (what `deskmesh tui` does) gives the first spaces in name order at once
 /// and the rest as pages in the event stream, with live events in the same stream: applied in order, they
 /// end in exactly what a whole snapshot shows.

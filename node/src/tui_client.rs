@@ -163,6 +163,8 @@ impl<H: Handle> NodeApi for TuiClient<H> {
                 }
                 Event::Reload => self.reload(),
                 Event::Findings(f) => Some(Update::Findings(f.iter().map(finding_view).collect())),
+                // For the `deskmesh audit` that asked; the screen shows the findings once it is done.
+                Event::AuditProgress(_) => None,
                 Event::Disconnected => {
                     self.status = Status {
                         online: false,

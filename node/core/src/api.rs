@@ -21,7 +21,7 @@ use deskmesh_crdt_model::query::Query;
 use deskmesh_keys::{PublicKey, SpaceId};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditReport, RosterOpAudit};
+use crate::audit::{AuditProgress, AuditReport, RosterOpAudit};
 use crate::bundle::BundleReport;
 use crate::export::ExportFormat;
 use crate::home::SavedPlace;
@@ -454,6 +454,16 @@ pub trait Handle {
         Ok((*self.snapshot()?, events))
     }
 
+    /// [`Handle::audit`], telling `progress` how far it got as it goes (for a daemon's audit, from the
+    /// [`Event::AuditProgress`] events it sends its subscribers). This default tells nothing.
+    fn audit_watched(
+        &mut self,
+        progress: &mut dyn FnMut(AuditProgress),
+    ) -> Result<Box<AuditReport>, ApiError> {
+        let _ = progress;
+        self.audit()
+    }
+
     typed! {
         fn status() -> Status(Box<NodeStatus>) = Request::Status;
         fn peers() -> Peers(Vec<PeerInfo>) = Request::Peers;
@@ -634,16 +644,7 @@ impl Handle for Local {
 
     fn call(&mut self, request: Request) -> Result<Response, ApiError> {
         let result = serve(&mut self.node, request, Utc::now());
-        let made = self.node.take_made();
-        if !self.subscribers.is_empty() {
-            for m in made {
-                match self.node.event_for(&m.accepted) {
-                    Ok(Some(event)) => self.subscribers.retain(|s| s.send(event.clone()).is_ok()),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot read back what was just stored"),
-                }
-            }
-        }
+        self.tell_subscribers();
         result
     }
 
@@ -655,6 +656,31 @@ impl Handle for Local {
 
     fn is_running(&self) -> bool {
         false
+    }
+
+    fn audit_watched(
+        &mut self,
+        progress: &mut dyn FnMut(AuditProgress),
+    ) -> Result<Box<AuditReport>, ApiError> {
+        let report = self.node.audit_watched(Utc::now(), progress);
+        self.tell_subscribers();
+        Ok(Box::new(report?))
+    }
+}
+
+impl Local {
+    /// Tells subscribers of what the node made in the last call.
+    fn tell_subscribers(&mut self) {
+        let made = self.node.take_made();
+        if !self.subscribers.is_empty() {
+            for m in made {
+                match self.node.event_for(&m.accepted) {
+                    Ok(Some(event)) => self.subscribers.retain(|s| s.send(event.clone()).is_ok()),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot read back what was just stored"),
+                }
+            }
+        }
     }
 }
 

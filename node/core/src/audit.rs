@@ -38,6 +38,14 @@ use crate::names::{KeyName, KeyNames};
 use crate::node::{hex, IndexEntry, Node, RefusalRecord, RejectionRecord, PENDING_PREFIX};
 use crate::ops::trust::ProposalReport;
 
+/// How far a running audit got: its cost is rebuilding every listed space, one after another in name
+/// order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditProgress {
+    pub spaces_done: usize,
+    pub spaces: usize,
+}
+
 /// The whole audit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditReport {
@@ -398,6 +406,16 @@ impl Node {
 
     /// Verifies everything stored and reports signers, verifications and findings.
     pub fn audit(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<AuditReport> {
+        self.audit_watched(now, &mut |_| {})
+    }
+
+    /// [`Node::audit`], telling `progress` how far it got after each space's listing is checked (the
+    /// audit's cost): spaces done and in all, from `(0, n)` before the first to `(n, n)`.
+    pub fn audit_watched(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        progress: &mut dyn FnMut(AuditProgress),
+    ) -> anyhow::Result<AuditReport> {
         let roster = self.roster();
         let names = KeyNames::new(roster.map(Roster::state));
         let name = |k: &PublicKey| names.of(k);
@@ -417,7 +435,14 @@ impl Node {
         // trusted; the index is rewritten when the store takes it. Rebuilding is the audit's cost (a
         // year of weekly edits is tens of thousands of changes per thousand spaces): the spaces rebuild
         // on every core ([`Node::each_rebuilt`]).
+        let mut done = AuditProgress {
+            spaces_done: 0,
+            spaces: spaces.len(),
+        };
+        progress(done);
         self.each_rebuilt(&spaces, |space, doc, undecodable| {
+            done.spaces_done += 1;
+            progress(done);
             let changes_accepted = self.keep_rebuilt(space, doc, undecodable);
             self.try_write_index(space);
             let space = space.clone();
@@ -913,6 +938,28 @@ mod tests {
         assert_eq!(by_reader, by_node);
         assert_eq!(by_reader.listings[0].changes_accepted, 1);
         assert!(space.store.doc_state(&id).unwrap().is_some());
+    }
+
+    #[test]
+    fn an_audit_says_how_far_it_got_space_by_space() {
+        let mut coordinator = testkit::coordinator();
+        let mut spaces = Vec::new();
+        for name in ["Riverside", "Harbour", "Quayside"] {
+            let (mut s, _) = testkit::listed_space(&mut coordinator, name);
+            spaces.extend(s.take_made().into_iter().map(|m| m.item));
+        }
+        coordinator.ingest(
+            spaces,
+            crate::ingest::Source::Mesh,
+            crate::ingest::At::now(),
+        );
+        let mut seen = Vec::new();
+        let report = coordinator
+            .audit_watched(now(), &mut |p| seen.push((p.spaces_done, p.spaces)))
+            .unwrap();
+        assert_eq!(report.listings.len(), 3);
+        assert_eq!(seen, vec![(0, 3), (1, 3), (2, 3), (3, 3)]);
+        assert_eq!(report, coordinator.audit(now()).unwrap());
     }
 
     #[test]

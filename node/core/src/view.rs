@@ -208,6 +208,8 @@ pub enum Event {
     Reload,
     /// The audit's findings changed (something was refused): the whole list, as [`Node::findings`].
     Findings(Vec<Finding>),
+    /// An audit running on the node got this far (sent while one runs, at most a few times a second).
+    AuditProgress(crate::audit::AuditProgress),
     /// Made by a client, never sent: the daemon stopped answering. When one answers again the client
     /// gets a [`Event::Reload`].
     Disconnected,

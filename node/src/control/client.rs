@@ -11,12 +11,17 @@ use std::time::Duration;
 use deskmesh_core::api::{
     self, ApiError, Handle, Hello, Request, Response, Subscription, Welcome, PROTOCOL,
 };
+use deskmesh_core::audit::{AuditProgress, AuditReport};
 use deskmesh_core::view::{Event, Snapshot};
 
 use super::{FRAME, MAX_HELLO, MAX_REQUEST, MAX_RESPONSE};
 
-/// How long a call may wait for its answer (a large import batch or a snapshot of a big directory).
+/// How long a call may wait for its answer (a large import batch or a snapshot of a big directory). An
+/// audit waits without a deadline: it rebuilds every space, minutes for a large alliance, and says how
+/// far it got as it goes ([`Handle::audit_watched`]).
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often [`Remote::audit_watched`] looks whether the audit answered, between progress events.
+const PROGRESS_POLL: Duration = Duration::from_millis(100);
 /// How often a subscription whose daemon stopped tries to reach one again.
 const RECONNECT: Duration = Duration::from_secs(1);
 /// Most bytes of one event line.
@@ -78,12 +83,18 @@ impl Handle for Remote {
             )));
         }
         line.push(b'\n');
+        let unbounded = matches!(request, Request::Audit | Request::AuditExport);
         let conn = self.conn()?;
-        let answer = conn
-            .writer
-            .write_all(&line)
-            .map_err(|e| stopped(&e))
-            .and_then(|()| read_answer(&mut conn.reader, MAX_RESPONSE));
+        let deadline = |conn: &Conn, long: bool| {
+            conn.reader
+                .get_ref()
+                .set_read_timeout((!long).then_some(CALL_TIMEOUT))
+                .map_err(|e| stopped(&e))
+        };
+        let answer = deadline(conn, unbounded)
+            .and_then(|()| conn.writer.write_all(&line).map_err(|e| stopped(&e)))
+            .and_then(|()| read_answer(&mut conn.reader, MAX_RESPONSE))
+            .and_then(|answer| deadline(conn, false).map(|()| answer));
         match answer {
             Ok(answer) => answer,
             Err(mut e) => {
@@ -108,6 +119,30 @@ impl Handle for Remote {
 
     fn is_running(&self) -> bool {
         true
+    }
+
+    /// The audit runs in the daemon; how far it got arrives as [`Event::AuditProgress`] on a subscription
+    /// of its own, read here while the call waits on another thread.
+    fn audit_watched(
+        &mut self,
+        progress: &mut dyn FnMut(AuditProgress),
+    ) -> Result<Box<AuditReport>, ApiError> {
+        let Ok(events) = self.subscribe() else {
+            return self.audit();
+        };
+        std::thread::scope(|scope| {
+            let call = scope.spawn(|| self.audit());
+            while !call.is_finished() {
+                if let Some(Event::AuditProgress(p)) = events.next_timeout(PROGRESS_POLL) {
+                    progress(p);
+                }
+            }
+            call.join().unwrap_or_else(|_| {
+                Err(ApiError::unavailable(
+                    "the audit call failed inside this program",
+                ))
+            })
+        })
     }
 
     fn attach(&mut self, first: usize, page: usize) -> Result<(Snapshot, Subscription), ApiError> {

@@ -48,6 +48,9 @@ const MAX_BATCHES_IN_FLIGHT: usize = 4;
 /// size, so batches past these wait as wire items: on a cold join the checks would otherwise run through
 /// the whole directory ahead of the event loop and hold it all decoded at once.
 const MAX_CHECKED_AHEAD: usize = 2;
+
+/// How often a running audit tells subscribers how far it got ([`Event::AuditProgress`]).
+const AUDIT_PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Items queued for one peer (ids only: their bytes are read when their batch is sent); more are dropped
 /// and asked for again at the next session. An id already queued is not queued twice.
 const MAX_OUTBOX_ITEMS: usize = 200_000;
@@ -1910,11 +1913,37 @@ impl Service {
     ) {
         let reader = self.node.reader();
         let one_at_a_time = Arc::clone(&self.auditing);
+        let events = self.events.clone();
         tokio::task::spawn_blocking(move || {
             let _turn = one_at_a_time
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let answer = api::serve(&mut { reader }, req, chrono::Utc::now());
+            let now = chrono::Utc::now();
+            let answer = match req {
+                // Subscribers (the `deskmesh audit` that asked, a terminal UI) hear how far it got, a
+                // few times a second and at the end.
+                ApiRequest::Audit => {
+                    let mut told: Option<Instant> = None;
+                    let mut tell = |p: deskmesh_core::audit::AuditProgress| {
+                        let last = p.spaces_done == p.spaces;
+                        if !last && told.is_some_and(|t| t.elapsed() < AUDIT_PROGRESS_EVERY) {
+                            return;
+                        }
+                        told = Some(Instant::now());
+                        if events.receiver_count() == 0 {
+                            return;
+                        }
+                        if let Ok(line) = control::event_line(&Event::AuditProgress(p)) {
+                            let _ = events.send(line);
+                        }
+                    };
+                    reader
+                        .audit_watched(now, &mut tell)
+                        .map(|r| Response::Audit(Box::new(r)))
+                        .map_err(ApiError::from)
+                }
+                other => api::serve(&mut { reader }, other, now),
+            };
             let _ = reply.send(answer);
         });
     }
