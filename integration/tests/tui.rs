@@ -432,7 +432,10 @@ fn a_daemon_audit_tells_subscribers_how_far_it_got() {
     assert_eq!(seen.first().map(|p| p.1), Some(12));
     assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
     // The watching call heard some of the same (the events race the answer on another connection).
-    assert!(watched.iter().all(|p| p.1 == 12 && seen.contains(p)), "{watched:?}");
+    assert!(
+        watched.iter().all(|p| p.1 == 12 && seen.contains(p)),
+        "{watched:?}"
+    );
 }
 
 /// Attaching to a running daemon (what `deskmesh tui` does) gives the first spaces in name order at once

@@ -526,6 +526,12 @@ impl<H: Handle + ?Sized> Handle for Box<H> {
     fn attach(&mut self, first: usize, page: usize) -> Result<(Snapshot, Subscription), ApiError> {
         (**self).attach(first, page)
     }
+    fn audit_watched(
+        &mut self,
+        progress: &mut dyn FnMut(AuditProgress),
+    ) -> Result<Box<AuditReport>, ApiError> {
+        (**self).audit_watched(progress)
+    }
 }
 
 /// Answers one request with an opened node: the dispatcher behind every [`Handle`]. `Status` and `Peers`
@@ -692,6 +698,23 @@ mod tests {
     use super::*;
     use crate::ops::listing::{FieldEdits, ListingBase, ListingEdit};
     use crate::testkit;
+
+    /// Every method a handle overrides reaches it through a box (the CLI holds a `Box<dyn Handle>`): an
+    /// audit's progress is heard through one.
+    #[test]
+    fn a_boxed_handle_passes_audit_progress_through() {
+        let mut coordinator = testkit::coordinator();
+        let (mut s, _) = testkit::listed_space(&mut coordinator, "Riverside");
+        let made = s.take_made().into_iter().map(|m| m.item).collect();
+        coordinator.ingest(made, crate::ingest::Source::Mesh, crate::ingest::At::now());
+        let mut handle: Box<dyn Handle> = Box::new(Local::new(coordinator));
+        let mut seen = Vec::new();
+        let report = handle
+            .audit_watched(&mut |p| seen.push((p.spaces_done, p.spaces)))
+            .unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!(seen, vec![(0, 1), (1, 1)]);
+    }
 
     #[test]
     fn bytes_are_base64_in_json_and_raw_in_binary_encodings() {

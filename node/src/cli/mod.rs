@@ -805,10 +805,7 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit { action: None, json } => {
             let mut handle = connect(home)?;
             let working = audit_bar("auditing: checking every signature, rebuilding every listing");
-            let report = handle.audit_watched(&mut |p| {
-                working.set_length(p.spaces as u64);
-                working.set_position(p.spaces_done as u64);
-            });
+            let report = handle.audit_watched(&mut |p| audit_bar_at(&working, p));
             working.finish_and_clear();
             let report = report?;
             output::print(json, &*report)?;
@@ -1225,14 +1222,31 @@ fn audit_bar(what: &'static str) -> indicatif::ProgressBar {
     }
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} spaces ({elapsed}, about {eta} left)",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(AUDIT_BAR) {
         bar.set_style(style);
     }
     bar.set_message(what);
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     bar
+}
+
+/// [`audit_bar`]'s look, first without the time left: the spaces come back 64 at a time, so the first
+/// estimates are far off (half an hour for a 30 s audit).
+const AUDIT_BAR: &str = "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} spaces ({elapsed})";
+const AUDIT_BAR_ETA: &str =
+    "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} spaces ({elapsed}, about {eta} left)";
+
+/// Moves [`audit_bar`] to `progress`, with the time left once a tenth is done.
+fn audit_bar_at(bar: &indicatif::ProgressBar, progress: deskmesh_core::audit::AuditProgress) {
+    let tenth = |done: u64, all: u64| all > 0 && done * 10 >= all;
+    let before = bar.length().is_some_and(|all| tenth(bar.position(), all));
+    if !before && tenth(progress.spaces_done as u64, progress.spaces as u64) {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(AUDIT_BAR_ETA) {
+            bar.set_style(style);
+        }
+    }
+    bar.set_length(progress.spaces as u64);
+    bar.set_position(progress.spaces_done as u64);
 }
 
 fn export(handle: &mut dyn Handle, format: ExportFormat, out: Option<&Path>) -> anyhow::Result<()> {
