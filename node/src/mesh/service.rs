@@ -1310,8 +1310,9 @@ impl Service {
         // Listing changes go space by space, each space's checkpoint first and then its changes in the
         // order they were made, so the peer applies them in turn on the checkpoint's document (in its
         // check phase when they share a batch) instead of holding many that wait for their
-        // dependencies; beacons last. (Only the order is kept: the bytes are read again when their batch
-        // is sent.)
+        // dependencies; then beacons and verifications, also space by space: a space's items share its
+        // id, its device's key and its roster heads, which zstd packs once per batch when they are
+        // adjacent. (Only the order is kept: the bytes are read again when their batch is sent.)
         let store = self.node.store.clone();
         let made_at = |id: &ItemId, location: Option<&Location>| match location {
             Some(Location::Checkpoint(space)) => (0u8, Some(space.clone()), i64::MIN),
@@ -1324,7 +1325,9 @@ impl Service {
                     .map_or(i64::MAX, |e| e.created_at_ms);
                 (0u8, Some(space.clone()), at)
             }
-            _ => (1, None, 0),
+            Some(Location::Beacon(space, _)) => (1, Some(space.clone()), 0),
+            Some(Location::Verification(space)) => (2, Some(space.clone()), 0),
+            _ => (3, None, 0),
         };
         other_ids.sort_by_cached_key(|id| made_at(id, self.index.get(id)));
         let mut allowed = usize::MAX;
