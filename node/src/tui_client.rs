@@ -163,8 +163,10 @@ impl<H: Handle> NodeApi for TuiClient<H> {
                 }
                 Event::Reload => self.reload(),
                 Event::Findings(f) => Some(Update::Findings(f.iter().map(finding_view).collect())),
-                // For the `deskmesh audit` that asked; the screen shows the findings once it is done.
-                Event::AuditProgress(_) => None,
+                Event::AuditProgress(p) => Some(Update::AuditProgress {
+                    done: p.spaces_done,
+                    spaces: p.spaces,
+                }),
                 Event::Disconnected => {
                     self.status = Status {
                         online: false,

@@ -270,4 +270,9 @@ pub enum Update {
     Roster(Vec<RosterEntryView>),
     /// The audit's findings changed (something was refused).
     Findings(Vec<FindingView>),
+    /// An audit running on the node got this far: `done` of `spaces` rebuilt.
+    AuditProgress {
+        done: usize,
+        spaces: usize,
+    },
 }

@@ -369,6 +369,31 @@ fn the_status_bar_says_where_the_data_comes_from() {
     );
 }
 
+/// An audit running on the node (a coordinator's `deskmesh audit`) shows in the status bar until it is done.
+#[test]
+fn status_bar_shows_an_audit_running() {
+    let last_line = |a: &App| -> String {
+        let t = render(a);
+        let (w, h) = (a.size.width, a.size.height);
+        (0..w)
+            .map(|x| t.backend().buffer()[(x, h - 1)].symbol().to_string())
+            .collect()
+    };
+    let mut a = app(160, 48);
+    assert!(!last_line(&a).contains("auditing"));
+    a.update(crate::Update::AuditProgress {
+        done: 340,
+        spaces: 1000,
+    });
+    let line = last_line(&a);
+    assert!(line.contains("auditing 340/1000 spaces"), "{line}");
+    a.update(crate::Update::AuditProgress {
+        done: 1000,
+        spaces: 1000,
+    });
+    assert!(!last_line(&a).contains("auditing"));
+}
+
 #[test]
 fn status_bar_counts_relayed_peers() {
     let mut a = app(160, 48);

@@ -156,6 +156,8 @@ pub struct App {
     pub(crate) roster: Vec<RosterEntryView>,
     /// The audit's findings: what did not count, as `deskmesh audit` lists it.
     pub(crate) findings: Vec<FindingView>,
+    /// An audit running on the node, as far as it got (done, of spaces); `None` when none runs.
+    pub(crate) auditing: Option<(usize, usize)>,
     pub(crate) view: View,
     detail_from: View,
     pub(crate) focus: Focus,
@@ -201,6 +203,7 @@ impl App {
             dir: Directory::default(),
             roster: Vec::new(),
             findings: Vec::new(),
+            auditing: None,
             view: View::Spaces,
             detail_from: View::Spaces,
             focus: Focus::Table,
@@ -352,7 +355,11 @@ impl App {
     /// Apply one live change from the mesh without moving the selection.
     pub fn update(&mut self, update: Update) {
         match update {
-            Update::Snapshot(s) => self.load(*s),
+            Update::Snapshot(s) => {
+                // A fresh snapshot follows a reconnect or a lag: an audit's last progress may be lost.
+                self.auditing = None;
+                self.load(*s);
+            }
             Update::Space(view) => {
                 self.upsert(*view);
                 self.prices = filters::currencies(&self.spaces);
@@ -389,6 +396,9 @@ impl App {
             }
             Update::Roster(r) => self.roster = r,
             Update::Findings(f) => self.findings = f,
+            Update::AuditProgress { done, spaces } => {
+                self.auditing = (done < spaces).then_some((done, spaces));
+            }
         }
     }
 

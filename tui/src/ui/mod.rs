@@ -293,6 +293,13 @@ fn status_bar(app: &App, frame: &mut Frame, area: Rect) {
         "local store"
     };
     spans.push(Span::styled(source, t.bar()));
+    if let Some((done, spaces)) = app.auditing {
+        spans.push(sep());
+        spans.push(Span::styled(
+            format!("auditing {done}/{spaces} spaces"),
+            t.bar(),
+        ));
+    }
     spans.push(Span::styled(" ".repeat(usize::from(area.width)), t.bar()));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
