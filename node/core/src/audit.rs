@@ -31,7 +31,7 @@ use deskmesh_keys::{
 use deskmesh_store::Store;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::Bundle;
+use crate::bundle::BundleRef;
 use crate::home::NodeConfig;
 use crate::ingest::{At, ItemKind, Source};
 use crate::names::{KeyName, KeyNames};
@@ -662,6 +662,45 @@ pub struct AuditBody {
     pub refusals: Vec<String>,
 }
 
+/// [`AuditFile`] read back without copying its body.
+#[derive(Deserialize)]
+struct AuditFileRef<'a> {
+    #[serde(borrow)]
+    body: &'a [u8],
+    signer: PublicKey,
+    signature: Signature,
+}
+
+/// [`AuditBody`] read back with its items borrowed from the file's bytes, so a large file is held once
+/// (the items are copied out a batch at a time as they are checked).
+#[derive(Deserialize)]
+struct AuditBodyRef<'a> {
+    alliance: AllianceId,
+    node_name: String,
+    exported_at_ms: i64,
+    #[serde(borrow)]
+    roster_ops: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    checkpoints: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    changes: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    beacons: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    verifications: Vec<&'a [u8]>,
+    #[serde(borrow)]
+    proposals: Vec<&'a [u8]>,
+    refusals: Vec<String>,
+}
+
+/// How far [`verify_export_watched`] got: first the file's items taken in, then the spaces rebuilt (as
+/// [`Node::audit_watched`] reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyProgress {
+    Items { done: usize, items: usize },
+    Spaces(AuditProgress),
+}
+
 /// Checks an audit file on a machine that never joined the alliance: every signature and authorisation
 /// of every item is checked again by taking the items through the ingest path of a throwaway node over
 /// `store` (which should be empty; the caller owns it), and the report is built exactly as the exporting
@@ -671,17 +710,27 @@ pub fn verify_export(
     store: Arc<dyn Store>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<AuditReport> {
+    verify_export_watched(bytes, store, now, &mut |_| {})
+}
+
+/// [`verify_export`], telling `progress` how far it got.
+pub fn verify_export_watched(
+    bytes: &[u8],
+    store: Arc<dyn Store>,
+    now: chrono::DateTime<chrono::Utc>,
+    progress: &mut dyn FnMut(VerifyProgress),
+) -> anyhow::Result<AuditReport> {
     let Some(rest) = bytes.strip_prefix(AUDIT_MAGIC) else {
         bail!("this is not a deskmesh audit file (it does not start with DMAUDIT1); write one with `deskmesh audit export FILE`");
     };
-    let file: AuditFile =
+    let file: AuditFileRef<'_> =
         postcard::from_bytes(rest).context("the audit file is damaged or cut short")?;
     let signature_ok = file
         .signer
-        .verify(Domain::AuditExport, &file.body, &file.signature)
+        .verify(Domain::AuditExport, file.body, &file.signature)
         .is_ok();
-    let body: AuditBody =
-        postcard::from_bytes(&file.body).context("the audit file's contents are damaged")?;
+    let body: AuditBodyRef<'_> =
+        postcard::from_bytes(file.body).context("the audit file's contents are damaged")?;
     let Some(create) = body.roster_ops.first() else {
         bail!("the audit file holds no roster operations");
     };
@@ -706,8 +755,8 @@ pub fn verify_export(
     // An audit file is evidence: what the exporting node kept is judged by the rebuild, as it was there.
     node.keep_evidence = true;
     // In bounded batches, roster operations first, as a bundle is imported: the documents a batch touches
-    // stay in memory until its index is written.
-    let items = Bundle {
+    // stay in memory until its index is written, and only one batch is copied out of the file at a time.
+    let items = BundleRef {
         roster_ops: body.roster_ops[1..].to_vec(),
         checkpoints: body.checkpoints,
         changes: body.changes,
@@ -715,11 +764,21 @@ pub fn verify_export(
         verifications: body.verifications,
         proposals: body.proposals,
     };
+    let all = items.roster_ops.len()
+        + items.checkpoints.len()
+        + items.changes.len()
+        + items.beacons.len()
+        + items.verifications.len()
+        + items.proposals.len();
+    let mut done = 0;
+    progress(VerifyProgress::Items { done, items: all });
     for batch in items.batches(VERIFY_BATCH_BYTES) {
+        done += batch.len();
         let report = node.ingest_from(batch, Source::Bundle, At::now(), Some("file".into()));
         if let Some(e) = report.flush_error {
             bail!("{e}");
         }
+        progress(VerifyProgress::Items { done, items: all });
     }
     for record in &body.refusals {
         // The exporter's refusals are evidence as recorded; unreadable ones are skipped.
@@ -727,7 +786,7 @@ pub fn verify_export(
             node.store.log_refused(record.as_bytes())?;
         }
     }
-    let mut audit = node.audit(now)?;
+    let mut audit = node.audit_watched(now, &mut |p| progress(VerifyProgress::Spaces(p)))?;
     audit.source = AuditSource::File {
         node_name: body.node_name,
         exported_by: file.signer,

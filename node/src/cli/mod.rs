@@ -1132,9 +1132,16 @@ fn audit_verify(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("cannot create a temporary directory for checking the audit file")?;
     let store = deskmesh_store::SledStore::open(scratch.path())?;
-    let report =
-        deskmesh_core::audit::verify_export(&bytes, std::sync::Arc::new(store), chrono::Utc::now())
-            .with_context(|| name.clone())?;
+    let working = audit_bar("checking the file: every item's signature and authorisation");
+    working.set_prefix("items");
+    let report = deskmesh_core::audit::verify_export_watched(
+        &bytes,
+        std::sync::Arc::new(store),
+        chrono::Utc::now(),
+        &mut |p| verify_bar_at(&working, p),
+    );
+    working.finish_and_clear();
+    let report = report.with_context(|| name.clone())?;
     output::print(json, &report)?;
     Ok(if report.ok {
         ExitCode::SUCCESS
@@ -1214,8 +1221,8 @@ fn progress_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
 }
 
 /// A progress bar on stderr, drawn only on a terminal, for one long call that says how far it got in
-/// spaces (an audit: about 30 s for 1,000 spaces with a year of weekly edits), with the time spent and
-/// the time left. It is cleared before the answer is printed.
+/// spaces or items (an audit: about 30 s for 1,000 spaces with a year of weekly edits), with the time
+/// spent and the time left. It is cleared before the answer is printed.
 fn audit_bar(what: &'static str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
@@ -1226,27 +1233,64 @@ fn audit_bar(what: &'static str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar.set_message(what);
+    bar.set_prefix("spaces");
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     bar
 }
 
 /// [`audit_bar`]'s look, first without the time left: the spaces come back 64 at a time, so the first
-/// estimates are far off (half an hour for a 30 s audit).
-const AUDIT_BAR: &str = "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} spaces ({elapsed})";
+/// estimates are far off (half an hour for a 30 s audit). The prefix is the unit counted.
+const AUDIT_BAR: &str = "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} {prefix} ({elapsed})";
 const AUDIT_BAR_ETA: &str =
-    "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} spaces ({elapsed}, about {eta} left)";
+    "{spinner} {msg}\n  {bar:30} {human_pos}/{human_len} {prefix} ({elapsed}, about {eta} left)";
 
-/// Moves [`audit_bar`] to `progress`, with the time left once a tenth is done.
+/// Moves [`audit_bar`] to `progress`.
 fn audit_bar_at(bar: &indicatif::ProgressBar, progress: deskmesh_core::audit::AuditProgress) {
+    bar_at(bar, progress.spaces_done, progress.spaces);
+}
+
+/// Moves [`audit_bar`] to `done` of `all`, with the time left once a tenth is done.
+fn bar_at(bar: &indicatif::ProgressBar, done: usize, all: usize) {
     let tenth = |done: u64, all: u64| all > 0 && done * 10 >= all;
     let before = bar.length().is_some_and(|all| tenth(bar.position(), all));
-    if !before && tenth(progress.spaces_done as u64, progress.spaces as u64) {
+    if !before && tenth(done as u64, all as u64) {
         if let Ok(style) = indicatif::ProgressStyle::with_template(AUDIT_BAR_ETA) {
             bar.set_style(style);
         }
     }
-    bar.set_length(progress.spaces as u64);
-    bar.set_position(progress.spaces_done as u64);
+    bar.set_length(all as u64);
+    bar.set_position(done as u64);
+}
+
+/// Moves [`audit_bar`] through `audit verify`'s two stages: the file's items taken in, then the spaces
+/// rebuilt (the bar starts again, without the time left, when the stage changes).
+fn verify_bar_at(bar: &indicatif::ProgressBar, progress: deskmesh_core::audit::VerifyProgress) {
+    use deskmesh_core::audit::VerifyProgress;
+    let (unit, what, done, all) = match progress {
+        VerifyProgress::Items { done, items } => (
+            "items",
+            "checking the file: every item's signature and authorisation",
+            done,
+            items,
+        ),
+        VerifyProgress::Spaces(p) => (
+            "spaces",
+            "checking the file: rebuilding every listing",
+            p.spaces_done,
+            p.spaces,
+        ),
+    };
+    if bar.prefix() != unit {
+        bar.set_prefix(unit);
+        bar.set_message(what);
+        bar.set_position(0);
+        bar.set_length(all as u64);
+        bar.reset_eta();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(AUDIT_BAR) {
+            bar.set_style(style);
+        }
+    }
+    bar_at(bar, done, all);
 }
 
 fn export(handle: &mut dyn Handle, format: ExportFormat, out: Option<&Path>) -> anyhow::Result<()> {
