@@ -211,7 +211,7 @@ impl SignedCheckpoint {
             .map(|a| PublicKey::from_bytes(a).ok())
             .collect();
         let value = crate::doc::hydrate(&doc, None);
-        let size = value.to_string().len();
+        let size = crate::doc::json_len(&value);
         let listing = match Listing::from_value(value) {
             Err(e) => Err(content(format!("does not hold a valid listing: {e}"))),
             Ok(l) if l.id != header.space => Err(content(format!(

@@ -538,7 +538,7 @@ impl SpaceDoc {
         }
         // Parse the canonical form back so the document holds exactly what every reader will validate.
         let canonical = Listing::from_value(listing.to_value())?.to_value();
-        let size = canonical.to_string().len();
+        let size = json_len(&canonical);
         if size > limits::MAX_LISTING_BYTES {
             return Err(DocError::ListingTooLarge {
                 size,
@@ -1245,7 +1245,7 @@ impl SpaceDoc {
     /// The listing as of `heads` (or now), if it is valid for this space.
     fn check_state(&self, heads: Option<&[ChangeHash]>) -> Result<Listing, String> {
         let value = hydrate(&self.doc, heads);
-        let size = value.to_string().len();
+        let size = json_len(&value);
         if size > limits::MAX_LISTING_BYTES {
             return Err(format!(
                 "the listing would be {size} bytes as JSON, over the {}-byte limit",
@@ -1478,6 +1478,25 @@ fn to_json(v: &hydrate::Value) -> Json {
         hydrate::Value::List(l) => Json::Array(l.iter().map(|lv| to_json(&lv.value)).collect()),
         hydrate::Value::Text(t) => Json::String(t.to_string()),
     }
+}
+
+/// How many bytes `value` takes as compact JSON (what `value.to_string().len()` says), counted without
+/// building the string: the size limit is checked on every change a replay places.
+pub fn json_len(value: &Json) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The document (as of `heads`, or now) as JSON: the inverse of [`reconcile`].
@@ -1753,6 +1772,24 @@ mod tests {
             "{err}"
         );
         assert!(sd.heads().is_empty(), "nothing was written");
+    }
+
+    #[test]
+    fn json_len_is_the_length_of_the_compact_json() {
+        let w = world();
+        let mut sd = SpaceDoc::new(w.space.clone());
+        edited(&mut sd, &w, &w.a, |l| {
+            l.name = "Caf\u{e9} \"Desk\" \u{1F600} \\ back".into();
+        });
+        let values = [
+            hydrate(sd.doc(), None),
+            serde_json::json!({"a": [1, -2.5, 1e300, null, true], "b": {"c": "\u{7f}\u{2028}\n\t\u{1}"}}),
+            serde_json::json!("x"),
+            serde_json::json!([]),
+        ];
+        for v in values {
+            assert_eq!(json_len(&v), v.to_string().len(), "{v}");
+        }
     }
 
     #[test]
