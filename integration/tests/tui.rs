@@ -394,21 +394,30 @@ fn the_command_line_and_the_tui_agree_on_seats_free_now_at_several_times() {
     assert_eq!(seen_counts[3], 0, "{seen_counts:?}");
 }
 
+/// The demo alliance's coordinator home with its daemon running, and a client of the daemon's socket.
+fn demo_daemon() -> (
+    TestNode,
+    deskmesh_integration::daemon::Daemon,
+    deskmesh_node::control::Remote,
+) {
+    let node = TestNode::new();
+    node.ok(&["demo", "--setup-only"]);
+    let daemon = deskmesh_integration::daemon::start(&node, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let socket = node.home().join("control.sock");
+    let remote = deskmesh_node::control::Remote::connect(&socket)
+        .unwrap()
+        .expect("the daemon answers");
+    (node, daemon, remote)
+}
+
 /// An audit through a daemon runs beside it and tells subscribers how far it got, ending with every
 /// space; `deskmesh audit` draws its progress bar from these.
 #[test]
 fn a_daemon_audit_tells_subscribers_how_far_it_got() {
     use deskmesh_core::api::Handle;
     use deskmesh_core::view::Event;
-    use deskmesh_integration::daemon;
 
-    let node = TestNode::new();
-    node.ok(&["demo", "--setup-only"]);
-    let _daemon = daemon::start(&node, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
-    let socket = node.home().join("control.sock");
-    let mut remote = deskmesh_node::control::Remote::connect(&socket)
-        .unwrap()
-        .expect("the daemon answers");
+    let (_node, _daemon, mut remote) = demo_daemon();
     let events = remote.subscribe().unwrap();
     let mut watched = Vec::new();
     let report = remote
@@ -447,16 +456,9 @@ fn attach_pages_the_directory_in_and_live_events_keep_their_order() {
 
     use deskmesh_core::api::Handle;
     use deskmesh_core::view::{Event, SpaceState};
-    use deskmesh_integration::daemon;
     use deskmesh_keys::SpaceId;
 
-    let node = TestNode::new();
-    node.ok(&["demo", "--setup-only"]);
-    let _daemon = daemon::start(&node, &["--listen", "/ip4/127.0.0.1/tcp/0"]);
-    let socket = node.home().join("control.sock");
-    let mut remote = deskmesh_node::control::Remote::connect(&socket)
-        .unwrap()
-        .expect("the daemon answers");
+    let (node, _daemon, mut remote) = demo_daemon();
     let (head, events) = remote.attach(3, 2).unwrap();
     assert_eq!(head.spaces.len(), 3);
     assert_eq!(head.following, 9, "the demo directory holds 12 listings");

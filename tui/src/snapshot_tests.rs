@@ -335,15 +335,17 @@ fn every_view_draws_at_tiny_and_odd_sizes() {
     }
 }
 
+/// The screen's last line (the status bar) as text.
+fn last_line(a: &App) -> String {
+    let t = render(a);
+    let (w, h) = (a.size.width, a.size.height);
+    (0..w)
+        .map(|x| t.backend().buffer()[(x, h - 1)].symbol().to_string())
+        .collect()
+}
+
 #[test]
 fn the_status_bar_says_where_the_data_comes_from() {
-    let last_line = |a: &App| -> String {
-        let t = render(a);
-        let (w, h) = (a.size.width, a.size.height);
-        (0..w)
-            .map(|x| t.backend().buffer()[(x, h - 1)].symbol().to_string())
-            .collect()
-    };
     let mut a = app(160, 48);
     let mut s = a.status().clone();
     s.online = true;
@@ -372,13 +374,6 @@ fn the_status_bar_says_where_the_data_comes_from() {
 /// An audit running on the node (a coordinator's `deskmesh audit`) shows in the status bar until it is done.
 #[test]
 fn status_bar_shows_an_audit_running() {
-    let last_line = |a: &App| -> String {
-        let t = render(a);
-        let (w, h) = (a.size.width, a.size.height);
-        (0..w)
-            .map(|x| t.backend().buffer()[(x, h - 1)].symbol().to_string())
-            .collect()
-    };
     let mut a = app(160, 48);
     assert!(!last_line(&a).contains("auditing"));
     a.update(crate::Update::AuditProgress {

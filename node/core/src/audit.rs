@@ -672,24 +672,15 @@ struct AuditFileRef<'a> {
 }
 
 /// [`AuditBody`] read back with its items borrowed from the file's bytes, so a large file is held once
-/// (the items are copied out a batch at a time as they are checked).
+/// (the items are copied out a batch at a time as they are checked). postcard writes a struct's fields
+/// one after the other, so `items` reads the six item lists in place.
 #[derive(Deserialize)]
 struct AuditBodyRef<'a> {
     alliance: AllianceId,
     node_name: String,
     exported_at_ms: i64,
     #[serde(borrow)]
-    roster_ops: Vec<&'a [u8]>,
-    #[serde(borrow)]
-    checkpoints: Vec<&'a [u8]>,
-    #[serde(borrow)]
-    changes: Vec<&'a [u8]>,
-    #[serde(borrow)]
-    beacons: Vec<&'a [u8]>,
-    #[serde(borrow)]
-    verifications: Vec<&'a [u8]>,
-    #[serde(borrow)]
-    proposals: Vec<&'a [u8]>,
+    items: BundleRef<'a>,
     refusals: Vec<String>,
 }
 
@@ -731,7 +722,7 @@ pub fn verify_export_watched(
         .is_ok();
     let body: AuditBodyRef<'_> =
         postcard::from_bytes(file.body).context("the audit file's contents are damaged")?;
-    let Some(create) = body.roster_ops.first() else {
+    let Some(create) = body.items.roster_ops.first() else {
         bail!("the audit file holds no roster operations");
     };
     let create = SignedOp::from_bytes(create)
@@ -756,14 +747,8 @@ pub fn verify_export_watched(
     node.keep_evidence = true;
     // In bounded batches, roster operations first, as a bundle is imported: the documents a batch touches
     // stay in memory until its index is written, and only one batch is copied out of the file at a time.
-    let items = BundleRef {
-        roster_ops: body.roster_ops[1..].to_vec(),
-        checkpoints: body.checkpoints,
-        changes: body.changes,
-        beacons: body.beacons,
-        verifications: body.verifications,
-        proposals: body.proposals,
-    };
+    let mut items = body.items;
+    items.roster_ops.remove(0);
     let all = items.roster_ops.len()
         + items.checkpoints.len()
         + items.changes.len()
