@@ -32,11 +32,16 @@ pub fn deskmesh_bin() -> &'static Path {
         let bin = profile_dir.join(format!("deskmesh{}", std::env::consts::EXE_SUFFIX));
         // `cargo test --workspace` builds the binary in the same run as this test executable (node has an
         // integration test of its own, which makes cargo build its binary). `cargo test -p
-        // deskmesh-integration` alone relinks this executable when the node changed (it depends on the
-        // node crate) but not the binary: a binary much older than this executable is stale, so build it.
+        // deskmesh-integration`, or `cargo test --workspace --test NAME`, relinks this executable when the
+        // node changed (it depends on the node crate) but not the binary: a binary much older than this
+        // executable, or older than a source it is built from, is stale, so build it (a no-op when cargo
+        // finds it fresh).
         let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
         let stale = match (modified(&bin), modified(&exe)) {
-            (Some(b), Some(e)) => b + std::time::Duration::from_secs(600) < e,
+            (Some(b), Some(e)) => {
+                b + std::time::Duration::from_secs(600) < e
+                    || newest_source().is_some_and(|s| s > b)
+            }
             _ => true,
         };
         if stale {
@@ -58,6 +63,39 @@ pub fn deskmesh_bin() -> &'static Path {
         }
         bin
     })
+}
+
+/// When a source of the `deskmesh` binary last changed: the newest `.rs` or `Cargo.toml` in the crates
+/// it is built from.
+fn newest_source() -> Option<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if path.file_name().is_some_and(|n| n != "target") {
+                    walk(&path, newest);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs")
+                || path.file_name().is_some_and(|n| n == "Cargo.toml")
+            {
+                if let Ok(m) = entry.metadata().and_then(|m| m.modified()) {
+                    *newest = (*newest).max(Some(m));
+                }
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    let mut newest = None;
+    for krate in ["keys", "crdt-model", "node", "tui"] {
+        walk(&root.join(krate), &mut newest);
+    }
+    newest
 }
 
 /// One node's home in a temporary directory, and a way to run `deskmesh` against it.
