@@ -61,7 +61,9 @@ pub enum Verdict {
     /// Within the limit: go ahead, then [`RateLimiter::spend`].
     Allowed,
     /// Over the limit. `warn` is true for the first refusal of this key in a period, so the caller logs
-    /// once per key per period.
+    /// once per key per period; never while the key is over only because of reservations
+    /// ([`RateLimiter::reserve`]), which may all come back (a forged event is never stored), so that they
+    /// cannot use up the one warning a real flood gets.
     Limited { warn: bool },
 }
 
@@ -75,6 +77,8 @@ struct Bucket {
     last_seen: Duration,
     /// When this key was last reported as needing a warning.
     warned_at: Option<Duration>,
+    /// Tokens held by [`RateLimiter::reserve`] and not refunded yet.
+    reserved: u32,
 }
 
 /// Token buckets per key: `count` events per `period`, with bursts of up to `burst`.
@@ -163,6 +167,10 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         if debt + self.interval <= self.burst_span {
             return Verdict::Allowed;
         }
+        let held = self.interval.saturating_mul(bucket.reserved);
+        if bucket.reserved > 0 && debt.saturating_sub(held) + self.interval <= self.burst_span {
+            return Verdict::Limited { warn: false };
+        }
         let warn = match bucket.warned_at {
             Some(at) if now < at + self.period => false,
             _ => {
@@ -171,19 +179,6 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             }
         };
         Verdict::Limited { warn }
-    }
-
-    /// Whether [`RateLimiter::check`] would say [`Verdict::Limited`] at `now` were `refunds` tokens given
-    /// back first ([`RateLimiter::refund`]; 0 for as things are), without counting it as a refusal (no
-    /// warning is used up).
-    pub fn is_over(&self, key: &K, now: Duration, refunds: u32) -> bool {
-        self.buckets.get(key).is_some_and(|b| {
-            let debt = b
-                .full_at
-                .saturating_sub(now)
-                .saturating_sub(self.interval.saturating_mul(refunds));
-            debt + self.interval > self.burst_span
-        })
     }
 
     /// Spends one token of `key`'s bucket (after a [`Verdict::Allowed`] and a successful store).
@@ -196,17 +191,28 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             full_at: now,
             last_seen: now,
             warned_at: None,
+            reserved: 0,
         });
         bucket.full_at = bucket.full_at.max(now) + interval;
         bucket.last_seen = now;
     }
 
-    /// Gives back one token [`RateLimiter::spend`] took for `key`: a reservation for an event still being
-    /// checked, released once the event is judged (which spends again only if it was stored).
+    /// Spends one token of `key`'s bucket for an event still being checked, until [`RateLimiter::refund`]
+    /// gives it back (the event, once judged, spends again only if it was stored). Events checked at once
+    /// cannot together pass the limit.
+    pub fn reserve(&mut self, key: K, now: Duration) {
+        self.spend(key.clone(), now);
+        if let Some(bucket) = self.buckets.get_mut(&key) {
+            bucket.reserved += 1;
+        }
+    }
+
+    /// Gives back one token [`RateLimiter::reserve`] (or [`RateLimiter::spend`]) took for `key`.
     pub fn refund(&mut self, key: &K) {
         let interval = self.interval;
         if let Some(bucket) = self.buckets.get_mut(key) {
             bucket.full_at = bucket.full_at.saturating_sub(interval);
+            bucket.reserved = bucket.reserved.saturating_sub(1);
         }
     }
 
@@ -313,22 +319,33 @@ mod tests {
     /// Reserving while a batch is checked holds the budget for batches in flight; the refunds give back
     /// what was not stored.
     #[test]
-    fn is_over_agrees_with_check_and_uses_up_no_warning() {
+    fn over_the_limit_only_by_reservations_uses_up_no_warning() {
         let mut l = limiter(8);
         for _ in 0..3 {
-            assert!(!l.is_over(&"a", secs(0), 0));
             assert_eq!(l.check(&"a", secs(0)), Verdict::Allowed);
+            l.reserve("a", secs(0));
+        }
+        // Over the limit, but the reservations may all come back: no warning, and it is kept.
+        assert_eq!(l.check(&"a", secs(0)), Verdict::Limited { warn: false });
+        assert_eq!(l.check(&"a", secs(0)), Verdict::Limited { warn: false });
+        // They did not (the events were stored: spent, reservations refunded): the first refusal warns.
+        for _ in 0..3 {
+            l.refund(&"a");
             l.spend("a", secs(0));
         }
-        assert!(l.is_over(&"a", secs(0), 0));
-        assert!(l.is_over(&"a", secs(0), 0), "asking again changes nothing");
-        // Were one of the three refunded (a reservation given back), there would be room.
-        assert!(!l.is_over(&"a", secs(0), 1));
-        assert!(!l.is_over(&"a", secs(0), 9), "refunds beyond the debt");
-        // Asking used up no warning: the first refusal still warns.
         assert_eq!(l.check(&"a", secs(0)), Verdict::Limited { warn: true });
-        assert!(!l.is_over(&"a", secs(6), 0), "a token came back");
-        assert!(!l.is_over(&"unknown", secs(0), 0));
+        assert_eq!(
+            l.check(&"a", secs(6)),
+            Verdict::Allowed,
+            "a token came back"
+        );
+        // Spent tokens and reservations together: over even with the reservations back warns too.
+        let mut m = limiter(8);
+        for _ in 0..3 {
+            m.spend("b", secs(0));
+        }
+        m.reserve("b", secs(0));
+        assert_eq!(m.check(&"b", secs(0)), Verdict::Limited { warn: true });
     }
 
     #[test]

@@ -383,8 +383,6 @@ struct Service {
     bad_items: HashMap<PeerId, (u32, Instant)>,
     /// The budget reserved by each batch in `checking`, in the same order ([`Prepared::reserved`]).
     checking_reserved: std::collections::VecDeque<Vec<(ingest::ItemKind, SpaceId)>>,
-    /// How many changes and beacons of each space hold a reservation while they are checked.
-    in_check: HashMap<(ingest::ItemKind, SpaceId), u32>,
 }
 
 /// A checked batch: its peer, the outcomes set aside before checking (by input position), the rest.
@@ -541,7 +539,6 @@ impl Service {
             catch_up: CatchUp::default(),
             checking: Default::default(),
             checking_reserved: Default::default(),
-            in_check: HashMap::new(),
             to_check: Default::default(),
             auditing: Default::default(),
             bad_items: HashMap::new(),
@@ -1520,8 +1517,8 @@ impl Service {
             if item.kind == ingest::ItemKind::ListingChange {
                 if let Ok(env) = SignedChange::from_bytes(&item.bytes.0).and_then(|c| c.envelope())
                 {
-                    if let Some(warn) =
-                        self.over_budget(ingest::ItemKind::ListingChange, &env.space, now)
+                    if let limits::Verdict::Limited { warn } =
+                        self.change_limit.check(&env.space, now)
                     {
                         if warn {
                             tracing::warn!(space = %env.space, per_hour = limits::CHANGES_PER_HOUR, "listing changes over the space's hourly limit are not stored for now");
@@ -1545,18 +1542,14 @@ impl Service {
                         held.push((n, outcome(item.kind, Some(id), Verdict::Waiting)));
                         continue;
                     }
-                    self.change_limit.spend(env.space.clone(), now);
-                    *self
-                        .in_check
-                        .entry((item.kind, env.space.clone()))
-                        .or_default() += 1;
+                    self.change_limit.reserve(env.space.clone(), now);
                     reserved.push((item.kind, env.space));
                 }
             }
             if item.kind == ingest::ItemKind::SeatBeacon {
                 if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
-                    if let Some(warn) =
-                        self.over_budget(ingest::ItemKind::SeatBeacon, &b.space, now)
+                    if let limits::Verdict::Limited { warn } =
+                        self.beacon_limit.check(&b.space, now)
                     {
                         if warn {
                             tracing::warn!(space = %b.space, per_hour = limits::BEACONS_PER_HOUR, "seat beacons over the space's hourly limit are not stored for now");
@@ -1576,11 +1569,7 @@ impl Service {
                         held.push((n, outcome(item.kind, item.id(), Verdict::Waiting)));
                         continue;
                     }
-                    self.beacon_limit.spend(b.space.clone(), now);
-                    *self
-                        .in_check
-                        .entry((item.kind, b.space.clone()))
-                        .or_default() += 1;
+                    self.beacon_limit.reserve(b.space.clone(), now);
                     reserved.push((item.kind, b.space));
                 }
             }
@@ -1593,35 +1582,6 @@ impl Service {
         }
     }
 
-    /// `Some(warn)` when a change or beacon of `space` is over the space's budget at `now`; `warn` is true
-    /// for the first refusal in the limiter's period, which the caller logs and audits. While items of
-    /// the space are still being checked the budget they reserved may come back (a forged item is never
-    /// stored): an item over the budget only because of those is held without a finding, so forged items
-    /// cannot use up the one finding an hour a real flood of the space gets.
-    fn over_budget(
-        &mut self,
-        kind: ingest::ItemKind,
-        space: &SpaceId,
-        now: Duration,
-    ) -> Option<bool> {
-        let limiter = match kind {
-            ingest::ItemKind::ListingChange => &mut self.change_limit,
-            ingest::ItemKind::SeatBeacon => &mut self.beacon_limit,
-            _ => return None,
-        };
-        if !limiter.is_over(space, now, 0) {
-            return None;
-        }
-        let checking = self.in_check.get(&(kind, space.clone())).copied();
-        if checking.is_some_and(|n| !limiter.is_over(space, now, n)) {
-            return Some(false);
-        }
-        match limiter.check(space, now) {
-            limits::Verdict::Limited { warn } => Some(warn),
-            limits::Verdict::Allowed => None,
-        }
-    }
-
     /// Gives back the budget `reserved` for items that were being checked ([`Service::prepare`]).
     fn release(&mut self, reserved: &[(ingest::ItemKind, SpaceId)]) {
         for (kind, space) in reserved {
@@ -1629,13 +1589,6 @@ impl Service {
                 ingest::ItemKind::ListingChange => self.change_limit.refund(space),
                 ingest::ItemKind::SeatBeacon => self.beacon_limit.refund(space),
                 _ => {}
-            }
-            let key = (*kind, space.clone());
-            if let Some(n) = self.in_check.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    self.in_check.remove(&key);
-                }
             }
         }
     }
