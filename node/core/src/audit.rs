@@ -749,12 +749,7 @@ pub fn verify_export_watched(
     // stay in memory until its index is written, and only one batch is copied out of the file at a time.
     let mut items = body.items;
     items.roster_ops.remove(0);
-    let all = items.roster_ops.len()
-        + items.checkpoints.len()
-        + items.changes.len()
-        + items.beacons.len()
-        + items.verifications.len()
-        + items.proposals.len();
+    let all = items.len();
     let mut done = 0;
     progress(VerifyProgress::Items { done, items: all });
     for batch in items.batches(VERIFY_BATCH_BYTES) {

@@ -804,7 +804,10 @@ fn execute(home: &Home, command: Command) -> anyhow::Result<ExitCode> {
         Command::Tui { offline, no_mdns } => tui(home, offline, !no_mdns)?,
         Command::Audit { action: None, json } => {
             let mut handle = connect(home)?;
-            let working = audit_bar("auditing: checking every signature, rebuilding every listing");
+            let working = audit_bar(
+                "auditing: checking every signature, rebuilding every listing",
+                "spaces",
+            );
             let report = handle.audit_watched(&mut |p| audit_bar_at(&working, p));
             working.finish_and_clear();
             let report = report?;
@@ -1132,8 +1135,10 @@ fn audit_verify(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("cannot create a temporary directory for checking the audit file")?;
     let store = deskmesh_store::SledStore::open(scratch.path())?;
-    let working = audit_bar("checking the file: every item's signature and authorisation");
-    working.set_prefix("items");
+    let working = audit_bar(
+        "checking the file: every item's signature and authorisation",
+        "items",
+    );
     let report = deskmesh_core::audit::verify_export_watched(
         &bytes,
         std::sync::Arc::new(store),
@@ -1223,7 +1228,7 @@ fn progress_bar(total: u64, what: &'static str) -> indicatif::ProgressBar {
 /// A progress bar on stderr, drawn only on a terminal, for one long call that says how far it got in
 /// spaces or items (an audit: about 30 s for 1,000 spaces with a year of weekly edits), with the time
 /// spent and the time left. It is cleared before the answer is printed.
-fn audit_bar(what: &'static str) -> indicatif::ProgressBar {
+fn audit_bar(what: &'static str, unit: &'static str) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
@@ -1233,7 +1238,7 @@ fn audit_bar(what: &'static str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar.set_message(what);
-    bar.set_prefix("spaces");
+    bar.set_prefix(unit);
     bar.enable_steady_tick(std::time::Duration::from_millis(250));
     bar
 }

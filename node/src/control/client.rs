@@ -83,18 +83,23 @@ impl Handle for Remote {
             )));
         }
         line.push(b'\n');
+        // An audit lifts the connection's deadline for its answer and puts it back after; a failed call
+        // drops the connection below anyway.
         let unbounded = matches!(request, Request::Audit | Request::AuditExport);
         let conn = self.conn()?;
-        let deadline = |conn: &Conn, long: bool| {
+        let deadline = |conn: &Conn, timeout| {
+            if !unbounded {
+                return Ok(());
+            }
             conn.reader
                 .get_ref()
-                .set_read_timeout((!long).then_some(CALL_TIMEOUT))
+                .set_read_timeout(timeout)
                 .map_err(|e| stopped(&e))
         };
-        let answer = deadline(conn, unbounded)
+        let answer = deadline(conn, None)
             .and_then(|()| conn.writer.write_all(&line).map_err(|e| stopped(&e)))
             .and_then(|()| read_answer(&mut conn.reader, MAX_RESPONSE))
-            .and_then(|answer| deadline(conn, false).map(|()| answer));
+            .and_then(|answer| deadline(conn, Some(CALL_TIMEOUT)).map(|()| answer));
         match answer {
             Ok(answer) => answer,
             Err(mut e) => {
