@@ -3,8 +3,9 @@
 //! It owns the multi-process benchmark protocols of docs/BENCHMARKS.md: seat propagation across N daemons
 //! (publish to "verified and stored" on every node, read from the timestamps of each daemon's debug log),
 //! cold join of a directory through an in-process byte-counting TCP proxy (time, bytes both ways, peak RSS,
-//! bytes / gzip of the JSON export), catch-up after a partition (bytes and proxy direction turns) and the
-//! serving daemon's idle memory. Directories are built through the node library's real accept paths (a
+//! bytes / gzip of the JSON export), catch-up after a partition (bytes and proxy direction turns), the
+//! serving daemon's idle memory, and where a join's bytes go (`wire-parts`: the served items packed as the
+//! wire packs them, with each part taken out; no daemon). Directories are built through the node library's real accept paths (a
 //! real device key, roster admission, signed listing change and signed seat beacons per space, as
 //! `deskmesh-bench` does), cached under `target/meshbench/fixture-N/` and copied before every run, so each
 //! run starts from the same store; space keys derive from a salt kept there so listings can be re-signed
@@ -80,6 +81,9 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         changed: usize,
     },
+    /// Where a cold join's bytes go: the served items packed as the wire packs them, whole and with each
+    /// part (signatures, computable hashes, one kind of item) taken out. No network; reads the fixture.
+    WireParts(DirArgs),
     /// The serving daemon's memory after it started and idled with one peer connected.
     IdleMemory {
         #[command(flatten)]
@@ -187,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::CatchUp { dir, changed } => catch_up(&ctx, &dir, changed),
         Cmd::IdleMemory { dir, idle_s } => idle_memory(&ctx, &dir, idle_s),
+        Cmd::WireParts(d) => wire_parts(&ctx, &d),
     }?;
     println!("{} (at the end)", machine());
     Ok(())
@@ -1288,6 +1293,71 @@ fn batch_timeline(batches: &[(i64, u64, u64, u64)], t0: i64) -> String {
         batches.len(),
         parts.join(", ")
     )
+}
+
+// ---- where the join's bytes go ----------------------------------------------------------------
+
+#[path = "meshbench_parts/wire.rs"]
+mod wire;
+
+/// Prints what each part of the served stream costs once packed, against gzip(JSON export).
+fn wire_parts(ctx: &Ctx, d: &DirArgs) -> anyhow::Result<()> {
+    let fx = fixture(&ctx.work, d.spaces, d.history)?;
+    let run = ctx.run_dir(&format!("wire-parts-{}", fx.n))?;
+    let home = run.join("server");
+    copy_dir(&fx.server(), &home)?;
+    let json = cli(&ctx.bin, &home, &["export", "--format", "json"])?;
+    let gz = gzip(&json)?.len();
+    let bundle = cli(&ctx.bin, &home, &["export", "--format", "bundle"])?;
+    let bundle = deskmesh_core::bundle::Bundle::decode(&bundle)?;
+    let t = Instant::now();
+    let listings: Vec<Value> =
+        serde_json::from_slice(&json).context("the JSON export is not a list")?;
+    let listings = listings
+        .iter()
+        .map(|l| {
+            let id = l["id"].as_str().unwrap_or_default().to_string();
+            Ok((id, serde_json::to_vec(l)?))
+        })
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let figures = wire::measure(bundle, &listings)?;
+    eprintln!("packed every variant in {:.1} s", t.elapsed().as_secs_f64());
+    if !ctx.keep {
+        fs::remove_dir_all(&run).ok();
+    }
+    let mut kinds: Vec<_> = figures.items.iter().collect();
+    kinds.sort();
+    println!(
+        "\n{} spaces x {} changes: JSON export {} B, gzip {} B; items: {}; signatures: {} ({} B)",
+        fx.n,
+        d.history,
+        json.len(),
+        gz,
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        figures.signatures,
+        figures.signatures * 64
+    );
+    if figures.checkpoint_bytes.0 > 0 {
+        println!(
+            "checkpoints: {} B as stored, {} B with their documents saved without DEFLATE",
+            figures.checkpoint_bytes.0, figures.checkpoint_bytes.1
+        );
+    }
+    let whole = figures.rows[0].1;
+    println!("\n| stream | packed bytes | / gzip(JSON) | part's cost (whole - this) |");
+    println!("|---|---|---|---|");
+    for (name, bytes) in &figures.rows {
+        println!(
+            "| {name} | {bytes} | {:.2}x | {} |",
+            *bytes as f64 / gz as f64,
+            whole as i64 - *bytes as i64
+        );
+    }
+    Ok(())
 }
 
 // ---- 2. cold join ------------------------------------------------------------------------------
