@@ -386,6 +386,15 @@ pub fn freshness(beacon: &SeatBeacon, now_ms: i64) -> Freshness {
     Reading::from(beacon).freshness(now_ms)
 }
 
+/// The last moment `beacon` says anything: its ttl and [`STALE_FOR_S`] after it was published. From the
+/// next millisecond on its [`freshness`] is [`Freshness::Unknown`], and a node stops offering it to sync.
+pub fn says_nothing_after_ms(beacon: &SeatBeacon) -> i64 {
+    let stale_s = i64::try_from(STALE_FOR_S).unwrap_or(i64::MAX / 2000);
+    beacon
+        .published_at_ms
+        .saturating_add((i64::from(beacon.ttl_s) + stale_s) * 1000)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests: a panic is a failure with its message.
 mod tests {
@@ -581,6 +590,8 @@ mod tests {
         closed.availability = Availability::Closed;
         assert_eq!(freshness(&closed, NOW), Freshness::Closed);
         assert_eq!(freshness(&closed, last_stale + 1), Freshness::Unknown);
+        assert_eq!(says_nothing_after_ms(&b), last_stale);
+        assert_eq!(says_nothing_after_ms(&closed), last_stale);
     }
 
     #[test]
@@ -609,6 +620,23 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn says_nothing_after_is_where_freshness_turns_unknown(
+            ttl_s in MIN_TTL_S..=MAX_TTL_S,
+            published in -10_000_000_000i64..10_000_000_000,
+            offset in -100_000_000i64..100_000_000,
+            open in any::<bool>(),
+        ) {
+            let mut b = beacon(&key(1), published, 0, Availability::Many);
+            b.ttl_s = ttl_s;
+            b.is_open = open;
+            let now = published + offset;
+            prop_assert_eq!(
+                freshness(&b, now) == Freshness::Unknown,
+                now > says_nothing_after_ms(&b)
+            );
+        }
+
         #[test]
         fn newest_wins_whatever_the_arrival_order(
             items in proptest::collection::vec((0i64..5, 0u64..3, 0u32..20), 1..8),

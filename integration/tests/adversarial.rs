@@ -10,7 +10,8 @@
 //!   key; a roster operation signed by a non-coordinator; a coordinator change with too few co-signatures;
 //!   a verification signed by a non-coordinator; a change whose dependencies never arrive.
 //! - `mesh_attacks_are_dropped_and_audited_with_the_peer`: a flood of valid-looking beacons from one space
-//!   beyond the rate limit; a malformed gossip message.
+//!   beyond the rate limit (after a flood of beacons too old to say anything, which spends nothing); a
+//!   malformed gossip message.
 
 use std::process::Command;
 
@@ -422,6 +423,21 @@ fn mesh_attacks_are_dropped_and_audited_with_the_peer() {
         "{}",
         logs(&[&coord])
     );
+
+    // 400 valid beacons of space A that are an hour old (15-minute ttl): they say nothing any more, so
+    // they are dropped unchecked and spend none of A's budget. Had they spent it, the hourly finding would
+    // name this peer, and the real flood below would get none of its own.
+    adversary(&[
+        "flood-beacons",
+        "--home",
+        &home(&a),
+        "--count",
+        "400",
+        "--age-min",
+        "60",
+        "--to",
+        &hub.addr,
+    ]);
 
     // A flood of valid beacons of space A (signed by A's own key), relayed by a stranger.
     let peer = adversary(&[

@@ -8,10 +8,15 @@
 //!   node.
 //! - `two_devices_of_one_space_edit_apart_and_merge`: two device keys of one space edit its listing while
 //!   neither daemon runs; once they meet, they and the coordinator show the same merged listing.
+//! - `a_joiner_is_not_sent_seat_figures_too_old_to_say_anything`: a space holds an hour-old beacon (15-minute
+//!   ttl, imported from a bundle); a new member gets both listings and the live seats of the other space,
+//!   and neither it nor the hub is sent the dead beacon, which the space itself keeps.
 //! - `a_stranger_is_not_synced_with_served_or_shown`: a node of another alliance connects to the hub; it is
 //!   a stranger to it (its key is in no roster and it cannot prove a member token), so neither side syncs
 //!   with the other, nothing is served or refused, and nobody shows its listing.
 
+use deskmesh_core::bundle::Bundle;
+use deskmesh_crdt_model::beacon::SignedBeacon;
 use deskmesh_integration::daemon::{
     self, hot_seats, log, log_path, logs, row_of, rows, space, wait_until, Daemon,
 };
@@ -124,6 +129,95 @@ fn five_nodes_replicate_listings_seats_and_catch_up() {
     }
     drop(daemons);
     drop(hub);
+}
+
+/// The seat beacons of `space` that `node` holds, read from its bundle export (through its daemon when
+/// one runs).
+fn beacons_of(node: &TestNode, space: &str) -> usize {
+    let file = node.dir.path().join("beacons.bundle");
+    node.ok(&[
+        "export",
+        "--format",
+        "bundle",
+        "-o",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    let bundle = Bundle::decode(&std::fs::read(&file).expect("read the bundle")).expect("a bundle");
+    bundle
+        .beacons
+        .iter()
+        .map(|b| {
+            SignedBeacon::from_bytes(b)
+                .and_then(|b| b.decode())
+                .expect("a stored beacon decodes")
+        })
+        .filter(|b| b.space.to_string() == space)
+        .count()
+}
+
+/// A seat beacon past its ttl and the stale quarter of an hour says nothing any more: the node that
+/// holds it keeps it (an older beacon of its pool stays older) but does not offer it to sync, so a new
+/// member is sent live seat figures only.
+#[test]
+fn a_joiner_is_not_sent_seat_figures_too_old_to_say_anything() {
+    let coord = TestNode::new();
+    coord.init("coordinator");
+    coord.ok(&["alliance", "create", "Beacon Alliance"]);
+    let (quiet, quiet_id) = space(&coord, "Quiet Space");
+    let (busy, busy_id) = space(&coord, "Busy Space");
+    // An hour-old figure with a 15-minute ttl, signed by the space's own key, as an old bundle brings it.
+    let file = quiet.dir.path().join("old-beacon.bundle");
+    let file = file.to_str().expect("utf-8 path");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dm-adversary"))
+        .args(["sign-beacon", "--home"])
+        .arg(quiet.home())
+        .args(["--age-min", "60", "--out", file])
+        .output()
+        .expect("run dm-adversary");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    quiet.ok(&["import", file]);
+    assert_eq!(beacons_of(&quiet, &quiet_id), 1, "the space keeps it");
+    busy.ok(&["seats", "set", "--pool", "hot", "4"]);
+
+    let hub = start(&coord, None);
+    let _quiet = start(&quiet, Some(&hub.addr));
+    let _busy = start(&busy, Some(&hub.addr));
+    let member = TestNode::new();
+    member.init("member laptop");
+    let token = coord.ok(&["alliance", "invite-member"]);
+    member.ok(&[
+        "alliance",
+        "join",
+        token.lines().next().expect("token line"),
+    ]);
+    let _member = start(&member, Some(&hub.addr));
+    let all = [&coord, &quiet, &busy, &member];
+    // Each space's items are served together (listing, then beacons), so once the member shows both
+    // listings and the live seats, a dead beacon offered alongside would be there too.
+    wait_until(
+        "the member shows both spaces and the live seats",
+        &all,
+        || {
+            let rows = rows(&member);
+            row_of(&rows, &quiet_id).is_some() && hot_seats(&member, &busy_id) == Some(4)
+        },
+    );
+    assert_eq!(beacons_of(&member, &busy_id), 1);
+    assert_eq!(
+        beacons_of(&member, &quiet_id),
+        0,
+        "the member was sent a beacon that says nothing{}",
+        logs(&all)
+    );
+    assert_eq!(beacons_of(&coord, &quiet_id), 0, "the hub was sent it");
+    assert_eq!(beacons_of(&quiet, &quiet_id), 1, "the space dropped it");
+    let member_rows = rows(&member);
+    let pool = &row_of(&member_rows, &quiet_id).expect("the quiet space")["seats"][0];
+    assert_eq!(pool["freshness"], "unknown", "{pool}");
 }
 
 /// A node of another alliance that connects is a stranger: nothing is synced with it on either side, it is

@@ -89,6 +89,19 @@ enum Cmd {
         count: u64,
         #[arg(long)]
         to: Multiaddr,
+        /// Date the beacons this many minutes ago (their ttl is 15 minutes).
+        #[arg(long, default_value_t = 0)]
+        age_min: i64,
+    },
+    /// Sign one valid seat beacon of HOME's space (its first pool, a 15-minute ttl) dated AGE_MIN minutes
+    /// ago with HOME's key, and write it to a bundle. Past 30 minutes it says nothing any more.
+    SignBeacon {
+        #[arg(long)]
+        home: PathBuf,
+        #[arg(long)]
+        age_min: i64,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Send COUNT seat beacons of HOME's space that claim HOME's key but carry signatures that do not
     /// verify, to the node at TO, as a peer's sync batches, until TO closes the connection; then dial TO
@@ -218,9 +231,24 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
-        Cmd::FloodBeacons { home, count, to } => {
-            let items = beacons(&home, count, false)?;
+        Cmd::FloodBeacons {
+            home,
+            count,
+            to,
+            age_min,
+        } => {
+            let items = beacons(&home, count, false, age_min)?;
             runtime()?.block_on(send_items(to, items))
+        }
+        Cmd::SignBeacon { home, age_min, out } => {
+            let items = beacons(&home, 1, false, age_min)?;
+            write(
+                &out,
+                Bundle {
+                    beacons: items.into_iter().map(|i| i.bytes).collect(),
+                    ..Bundle::default()
+                },
+            )
         }
         Cmd::FloodForged {
             home,
@@ -228,7 +256,7 @@ fn main() -> anyhow::Result<()> {
             batch,
             to,
         } => {
-            let items = beacons(&home, count, true)?;
+            let items = beacons(&home, count, true, 0)?;
             runtime()?.block_on(send_forged(to, items, batch.max(1)))
         }
         Cmd::Gossip { alliance, to } => runtime()?.block_on(gossip_garbage(alliance, to)),
@@ -236,8 +264,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// COUNT seat beacons of HOME's space signed by HOME's key, or, `forged`, claiming it under signatures
-/// made by another key.
-fn beacons(home: &std::path::Path, count: u64, forged: bool) -> anyhow::Result<Vec<WireItem>> {
+/// made by another key; dated `age_min` minutes ago.
+fn beacons(
+    home: &std::path::Path,
+    count: u64,
+    forged: bool,
+    age_min: i64,
+) -> anyhow::Result<Vec<WireItem>> {
     {
         {
             let node = open(home)?;
@@ -252,7 +285,7 @@ fn beacons(home: &std::path::Path, count: u64, forged: bool) -> anyhow::Result<V
                 .id
                 .clone();
             let heads = node.require_roster()?.heads();
-            let now = Utc::now().timestamp_millis();
+            let now = Utc::now().timestamp_millis() - age_min * 60_000;
             let other = DeviceKey::generate();
             let mut items = Vec::new();
             for seq in 0..count {

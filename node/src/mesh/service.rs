@@ -19,7 +19,7 @@ use deskmesh_core::ingest::{
 };
 use deskmesh_core::view::{CatchingUp, Event, NodeStatus, PeerInfo, Reachability};
 use deskmesh_core::Node;
-use deskmesh_crdt_model::beacon::SignedBeacon;
+use deskmesh_crdt_model::beacon::{self, SignedBeacon};
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_keys::{Hash, SpaceId};
 use deskmesh_sync::{Config, Intent, Item, ItemId, ItemKind, SyncEngine};
@@ -89,6 +89,9 @@ enum Location {
 /// sync.
 struct Scanned {
     items: Vec<(ItemId, Location, bool)>,
+    /// Each seat beacon's last moment of saying anything ([`beacon::says_nothing_after_ms`]); a beacon
+    /// whose bytes do not decode has none and is offered as before.
+    beacon_until: HashMap<ItemId, i64>,
 }
 
 impl Location {
@@ -124,8 +127,12 @@ fn scan(store: &dyn deskmesh_store::Store) -> anyhow::Result<Scanned> {
             items.push((ItemId(hash), Location::Change(space.clone()), offered));
         }
     }
+    let mut beacon_until = HashMap::new();
     for (space, pool, bytes) in store.beacons()? {
         let id = ItemId(Hash::of(ingest::BEACON_ITEM, &bytes).0);
+        if let Some(until) = beacon_says_until(&bytes) {
+            beacon_until.insert(id, until);
+        }
         items.push((id, Location::Beacon(space, pool), true));
     }
     for (space, hash, _) in store.verifications()? {
@@ -135,7 +142,23 @@ fn scan(store: &dyn deskmesh_store::Store) -> anyhow::Result<Scanned> {
         let id = ItemId(Hash::of(ingest::PROPOSAL_ITEM, &bytes).0);
         items.push((id, Location::Proposal, true));
     }
-    Ok(Scanned { items })
+    Ok(Scanned {
+        items,
+        beacon_until,
+    })
+}
+
+/// A stored beacon's last moment of saying anything, from its bytes.
+fn beacon_says_until(bytes: &[u8]) -> Option<i64> {
+    let beacon = SignedBeacon::from_bytes(bytes)
+        .and_then(|b| b.decode())
+        .ok()?;
+    Some(beacon::says_nothing_after_ms(&beacon))
+}
+
+/// The wall clock beacons are judged by, in milliseconds.
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// The sync engine's kind of a core item kind, and back (the two enums list the same kinds in the same
@@ -318,6 +341,9 @@ struct Service {
     index: HashMap<ItemId, Location>,
     /// The id of the beacon kept for each (space, pool), to drop it from the set when it is replaced.
     beacon_ids: BTreeMap<(SpaceId, String), ItemId>,
+    /// Offered beacons by the last moment they say anything, soonest first: past it, a beacon is taken out
+    /// of the set peers reconcile against ([`Service::expire_beacons`]).
+    beacon_expiry: std::collections::BinaryHeap<std::cmp::Reverse<(i64, ItemId)>>,
     connected: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// What each connected peer is to this node; only known peers are synced with on our initiative and
     /// served in full.
@@ -509,6 +535,7 @@ impl Service {
             started: Instant::now(),
             index: HashMap::new(),
             beacon_ids: BTreeMap::new(),
+            beacon_expiry: Default::default(),
             connected: BTreeMap::new(),
             trust: HashMap::new(),
             create_op: Vec::new(),
@@ -553,10 +580,13 @@ impl Service {
     }
 
     /// Indexes every item of a [`scan`] (once, at start) and returns those offered to sync: everything
-    /// but the changes a kept checkpoint covers (kept for auditors, servable on request).
+    /// but the changes a kept checkpoint covers (kept for auditors, servable on request) and the beacons
+    /// that say nothing any more.
     fn take_scan(&mut self, scanned: Scanned) -> Vec<Item> {
         let mut new = Vec::new();
+        let now_ms = wall_ms();
         for (id, location, offered) in scanned.items {
+            let offered = offered && self.offer_beacon(id, scanned.beacon_until.get(&id), now_ms);
             let kind = location.kind();
             let beacon = match &location {
                 Location::Beacon(space, pool) => Some((space.clone(), pool.clone())),
@@ -575,6 +605,45 @@ impl Service {
             }
         }
         new
+    }
+
+    /// Whether item `id` is offered to sync as far as its beacon's age goes: a beacon that still says
+    /// something (`until`, its last moment of doing so, is not past) is, and is put on the expiry queue;
+    /// one past it is not. Anything without `until` (not a beacon, or one that does not decode) is.
+    fn offer_beacon(&mut self, id: ItemId, until: Option<&i64>, now_ms: i64) -> bool {
+        let Some(&until) = until else {
+            return true;
+        };
+        if until < now_ms {
+            return false;
+        }
+        self.beacon_expiry.push(std::cmp::Reverse((until, id)));
+        true
+    }
+
+    /// Takes out of the set peers reconcile against every beacon that has just stopped saying anything
+    /// (past its ttl and the stale quarter of an hour): a joiner is not sent seat figures it would show as
+    /// unknown. The store keeps it, so an older beacon of its pool is still recognised as older, and the
+    /// index keeps it, so a copy that arrives is known at once.
+    fn expire_beacons(&mut self, now_ms: i64) {
+        let mut expired = 0usize;
+        while let Some(std::cmp::Reverse((until, id))) = self.beacon_expiry.peek().copied() {
+            if until >= now_ms {
+                break;
+            }
+            self.beacon_expiry.pop();
+            if matches!(self.index.get(&id), Some(Location::Beacon(..))) {
+                self.engine
+                    .item_removed(&Item::new(ItemKind::SeatBeacon, id));
+                expired += 1;
+            }
+        }
+        if expired > 0 {
+            tracing::debug!(
+                beacons = expired,
+                "seat beacons too old to say anything are no longer offered to sync"
+            );
+        }
     }
 
     /// Addresses from the invite (meta `bootstrap_peers`) and the roster's `SetPeerAddrs`.
@@ -1181,6 +1250,7 @@ impl Service {
             }
         }
         self.catch_up.tick(Instant::now());
+        self.expire_beacons(wall_ms());
         let expired = self.node.expire_waiting(At::now());
         for o in &expired {
             self.record(o);
@@ -1498,11 +1568,12 @@ impl Service {
         self.finish(prepared.held, checked, prepared.reserved, peer)
     }
 
-    /// Sets aside what needs no checking (items already held, changes and beacons over their space's
-    /// hourly budget, each overrun noted once for the audit with the `peer` it came from) and returns the
-    /// rest to check.
+    /// Sets aside what needs no checking (items already held, beacons too old to say anything, changes and
+    /// beacons over their space's hourly budget, each overrun noted once for the audit with the `peer` it
+    /// came from) and returns the rest to check.
     fn prepare(&mut self, wire: Vec<WireItem>, peer: Option<PeerId>) -> Prepared {
         let now = self.now();
+        let wall_ms = wall_ms();
         let mut items = Vec::with_capacity(wire.len());
         let mut held: Vec<(usize, Outcome)> = Vec::new();
         let mut reserved = Vec::new();
@@ -1548,6 +1619,16 @@ impl Service {
             }
             if item.kind == ingest::ItemKind::SeatBeacon {
                 if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
+                    if beacon::says_nothing_after_ms(&b) < wall_ms {
+                        // Too old to say anything: not stored, forwarded or offered, and not the
+                        // sender's fault (a node of an earlier version still offers such beacons). Not
+                        // checked either, and it spends no budget.
+                        if let Some(id) = item.id() {
+                            self.engine.item_refused(ItemId(id.0), now);
+                        }
+                        held.push((n, outcome(item.kind, item.id(), Verdict::Superseded)));
+                        continue;
+                    }
                     if let limits::Verdict::Limited { warn } =
                         self.beacon_limit.check(&b.space, now)
                     {
@@ -1797,6 +1878,7 @@ impl Service {
             }
         }
         let id = ItemId(a.id.0);
+        let mut offered = true;
         let location = match (a.kind, &a.space, &a.pool) {
             (ingest::ItemKind::RosterOp, ..) => Location::Roster,
             (ingest::ItemKind::Checkpoint, Some(space), _) => Location::Checkpoint(space.clone()),
@@ -1808,6 +1890,12 @@ impl Service {
                             .item_removed(&Item::new(ItemKind::SeatBeacon, old));
                     }
                 }
+                // A beacon imported from an old bundle may already say nothing.
+                let until = match self.node.store.beacon(space, pool) {
+                    Ok(Some(bytes)) => beacon_says_until(&bytes),
+                    _ => None,
+                };
+                offered = self.offer_beacon(id, until.as_ref(), wall_ms());
                 Location::Beacon(space.clone(), pool.clone())
             }
             (ingest::ItemKind::Verification, Some(space), _) => {
@@ -1817,7 +1905,7 @@ impl Service {
             _ => return,
         };
         self.index.insert(id, location);
-        if !a.hidden {
+        if !a.hidden && offered {
             self.engine.item_added(Item::new(engine_kind(a.kind), id));
         }
         self.push_accepted(a);
