@@ -106,6 +106,11 @@ struct DirArgs {
     /// Longest wait for any one step (daemon start, sync), in seconds.
     #[arg(long, default_value_t = 900)]
     timeout_s: u64,
+    /// Cold join and wire parts: keep the fixture's seat beacons as dated when it was built (they say nothing half an
+    /// hour later, so a node no longer serves them: a join at night) instead of signing them again, dated
+    /// now, so every pool is live (the most a join carries; the default).
+    #[arg(long)]
+    old_beacons: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -187,7 +192,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Propagation(a) => propagation(&ctx, &a),
         Cmd::ColdJoin(d) => {
             let fx = fixture(&ctx.work, d.spaces, d.history)?;
-            cold_join(&ctx, &fx, timeout(&d)).map(|_| ())
+            cold_join(&ctx, &fx, timeout(&d), d.old_beacons).map(|_| ())
         }
         Cmd::CatchUp { dir, changed } => catch_up(&ctx, &dir, changed),
         Cmd::IdleMemory { dir, idle_s } => idle_memory(&ctx, &dir, idle_s),
@@ -1306,6 +1311,9 @@ fn wire_parts(ctx: &Ctx, d: &DirArgs) -> anyhow::Result<()> {
     let run = ctx.run_dir(&format!("wire-parts-{}", fx.n))?;
     let home = run.join("server");
     copy_dir(&fx.server(), &home)?;
+    if !d.old_beacons {
+        refresh_beacons(&fx, &home)?;
+    }
     let json = cli(&ctx.bin, &home, &["export", "--format", "json"])?;
     let gz = gzip(&json)?.len();
     let bundle = cli(&ctx.bin, &home, &["export", "--format", "bundle"])?;
@@ -1363,13 +1371,18 @@ fn wire_parts(ctx: &Ctx, d: &DirArgs) -> anyhow::Result<()> {
 // ---- 2. cold join ------------------------------------------------------------------------------
 
 /// Runs one cold join of `fx` and prints its table; leaves the joiner's synced home in the fixture.
-fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> {
+fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration, old_beacons: bool) -> anyhow::Result<()> {
     let n = fx.n;
     let run = ctx.run_dir(&format!("cold-join-{n}"))?;
     let server_home = run.join("server");
     let joiner_home = run.join("joiner");
     copy_dir(&fx.server(), &server_home)?;
     copy_dir(&fx.joiner(), &joiner_home)?;
+    let live_beacons = if old_beacons {
+        live_beacons(&server_home)?
+    } else {
+        refresh_beacons(fx, &server_home)?
+    };
 
     // The JSON export, by the binary, on the serving store before its daemon holds it.
     eprintln!("exporting the directory as JSON and verifying it in-process");
@@ -1397,7 +1410,7 @@ fn cold_join(ctx: &Ctx, fx: &Fixture, deadline: Duration) -> anyhow::Result<()> 
     let mut tail = LogTail::from_end(&joiner_log)?;
     let mut p = Progress {
         want_count: n,
-        want_beacons: fx.num("beacons") as usize,
+        want_beacons: live_beacons,
         ..Progress::default()
     };
     eprintln!("joining {n} spaces through the proxy");
@@ -2423,6 +2436,64 @@ fn propagation(ctx: &Ctx, a: &PropArgs) -> anyhow::Result<()> {
 }
 
 /// Takes one signed item through a node's ingest path, as a bundle or a completed sync would.
+/// Signs every seat beacon of the copied server home at `home` again, dated now (same pools, figures and
+/// ttl, the next `seq`), with the spaces' keys from the fixture's salt. The fixture's beacons were dated
+/// when it was built; a node does not offer one once it says nothing (15 minutes of ttl and 15 stale),
+/// so without this a join of a fixture older than half an hour would move no seat figures. Joins are
+/// measured with every pool live: the most a join can carry. Returns how many were signed.
+fn refresh_beacons(fx: &Fixture, home: &Path) -> anyhow::Result<usize> {
+    let t = Instant::now();
+    let mut node = Node::open(&Home::at(home.to_path_buf()))?;
+    let keys: HashMap<SpaceId, DeviceKey> = (0..fx.n)
+        .map(|i| {
+            let key = space_key(&fx.salt, i);
+            (SpaceId::derive(&key.public_key()), key)
+        })
+        .collect();
+    let now = Utc::now().timestamp_millis();
+    let mut items = Vec::new();
+    for (space, _, bytes) in node.store.beacons()? {
+        let key = keys
+            .get(&space)
+            .with_context(|| format!("no fixture key for space {space}"))?;
+        let mut beacon = SignedBeacon::from_bytes(&bytes)?.decode()?;
+        beacon.published_at_ms = now;
+        beacon.seq += 1;
+        items.push(SignedItem::beacon(&beacon.sign(key)?));
+    }
+    let count = items.len();
+    for chunk in items.chunks(4096) {
+        let report = node.ingest(chunk.to_vec(), Source::Bundle, At::now());
+        for o in report.outcomes {
+            if !matches!(o.verdict, Verdict::Added(_)) {
+                bail!("a re-signed beacon was not stored: {:?}", o.verdict);
+            }
+        }
+    }
+    node.take_made();
+    node.store.flush()?;
+    eprintln!(
+        "signed the fixture's {count} seat beacons again, dated now, in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(count)
+}
+
+/// How many seat beacons of the home at `home` still say something now (a node offers only those).
+fn live_beacons(home: &Path) -> anyhow::Result<usize> {
+    let node = Node::open(&Home::at(home.to_path_buf()))?;
+    let now = Utc::now().timestamp_millis();
+    let mut live = 0;
+    for (_, _, bytes) in node.store.beacons()? {
+        let beacon = SignedBeacon::from_bytes(&bytes)?.decode()?;
+        if deskmesh_crdt_model::beacon::says_nothing_after_ms(&beacon) >= now {
+            live += 1;
+        }
+    }
+    eprintln!("{live} of the fixture's seat beacons still say something");
+    Ok(live)
+}
+
 fn take(node: &mut Node, item: SignedItem) -> anyhow::Result<()> {
     let report = node.ingest(vec![item], Source::Bundle, At::now());
     node.take_made();

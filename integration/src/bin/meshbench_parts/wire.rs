@@ -1,7 +1,7 @@
 //! `meshbench wire-parts`: where a cold join's wire bytes go, measured, not estimated.
 //!
 //! It takes every item the fixture's server would serve a new node (its bundle, less the listing changes a
-//! kept checkpoint covers, which a node no longer offers), puts them in the order the server queues them
+//! kept checkpoint covers and the beacons too old to say anything, which a node no longer offers), puts them in the order the server queues them
 //! (roster operations first, then space by space: checkpoint, changes by time, beacons, verifications),
 //! and packs them in batches exactly as the wire does (`behaviour::pack`, about `ITEM_BATCH_BYTES` of items
 //! a batch, roster batches on their own). Then it packs the same stream again with one part taken out or
@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 use deskmesh_core::bundle::Bundle;
-use deskmesh_crdt_model::beacon::SignedBeacon;
+use deskmesh_crdt_model::beacon::{self, SignedBeacon};
 use deskmesh_crdt_model::change::SignedChange;
 use deskmesh_crdt_model::checkpoint::SignedCheckpoint;
 use deskmesh_crdt_model::verify::SignedVerification;
@@ -57,8 +57,8 @@ fn kind_name(kind: ItemKind) -> &'static str {
 }
 
 /// Reads a bundle's items into the order the server queues them, without the changes a kept checkpoint
-/// covers.
-fn parts(bundle: Bundle) -> anyhow::Result<Vec<Part>> {
+/// covers and the beacons that say nothing at `now_ms`.
+fn parts(bundle: Bundle, now_ms: i64) -> anyhow::Result<Vec<Part>> {
     let mut out = Vec::new();
     for bytes in bundle.roster_ops {
         let op = SignedOp::from_bytes(&bytes).context("a roster operation does not decode")?;
@@ -118,11 +118,12 @@ fn parts(bundle: Bundle) -> anyhow::Result<Vec<Part>> {
     }
     for bytes in bundle.beacons {
         let beacon = SignedBeacon::from_bytes(&bytes).context("a beacon does not decode")?;
-        let space = beacon
-            .decode()
-            .context("a beacon does not decode")?
-            .space
-            .to_string();
+        let decoded = beacon.decode().context("a beacon does not decode")?;
+        if beacon::says_nothing_after_ms(&decoded) < now_ms {
+            // Too old to say anything: a node does not serve it.
+            continue;
+        }
+        let space = decoded.space.to_string();
         rest.push(Part {
             kind: ItemKind::SeatBeacon,
             signatures: vec![*beacon.signature.as_bytes()],
@@ -211,7 +212,7 @@ fn packed(stream: &[(ItemKind, Vec<u8>)]) -> anyhow::Result<usize> {
 /// Measures the stream whole, then with each part out. `listings` maps a space id to its listing as the
 /// JSON export writes it (compact), for the variants that send a listing's state instead of its history.
 pub fn measure(bundle: Bundle, listings: &HashMap<String, Vec<u8>>) -> anyhow::Result<Figures> {
-    let parts = parts(bundle)?;
+    let parts = parts(bundle, chrono::Utc::now().timestamp_millis())?;
     let mut items: HashMap<&'static str, usize> = HashMap::new();
     for p in &parts {
         *items.entry(kind_name(p.kind)).or_default() += 1;
