@@ -983,7 +983,9 @@ impl Fixture {
     }
 
     fn synced(&self) -> PathBuf {
-        self.dir.join("joiner-synced")
+        // "2": with the server's checkpoints. The first synced joiners lacked them, so with a long history
+        // each one offered every change a checkpoint covers and its first session pushed them all back.
+        self.dir.join("joiner-synced2")
     }
 
     fn num(&self, key: &str) -> u64 {
@@ -1708,7 +1710,7 @@ fn ensure_synced(fx: &Fixture) -> anyhow::Result<()> {
     }
     eprintln!("building the synced joiner for {} spaces (cached)", fx.n);
     let started = Instant::now();
-    let tmp = fx.dir.join("joiner-synced.tmp");
+    let tmp = fx.dir.join("joiner-synced2.tmp");
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
@@ -1729,6 +1731,14 @@ fn ensure_synced(fx: &Fixture) -> anyhow::Result<()> {
                     SignedItem::new(deskmesh_core::ingest::ItemKind::ListingChange, bytes),
                 )?;
             }
+        }
+        // The checkpoints after the changes they cover, which they mark covered, as a node that was
+        // online through the edits holds them.
+        for (_, _, bytes) in server.store.checkpoints()? {
+            take(
+                &mut joiner,
+                SignedItem::new(deskmesh_core::ingest::ItemKind::Checkpoint, bytes),
+            )?;
         }
         for (_, _, bytes) in server.store.beacons()? {
             take(
