@@ -148,6 +148,44 @@ fn scan(store: &dyn deskmesh_store::Store) -> anyhow::Result<Scanned> {
     })
 }
 
+/// Offered seat beacons by the last moment each says anything, soonest first. A replaced beacon's entry
+/// stays until its own time comes (the caller checks, when an entry is due, whether its beacon is still
+/// kept), unless replaced ones pile up ([`BeaconExpiry::compact`]).
+#[derive(Default)]
+struct BeaconExpiry(std::collections::BinaryHeap<std::cmp::Reverse<(i64, ItemId)>>);
+
+impl BeaconExpiry {
+    fn push(&mut self, until: i64, id: ItemId) {
+        self.0.push(std::cmp::Reverse((until, id)));
+    }
+
+    /// Takes out every entry whose time is before `now_ms`, soonest first.
+    fn due(&mut self, now_ms: i64) -> Vec<ItemId> {
+        let mut out = Vec::new();
+        while let Some(std::cmp::Reverse((until, id))) = self.0.peek().copied() {
+            if until >= now_ms {
+                break;
+            }
+            self.0.pop();
+            out.push(id);
+        }
+        out
+    }
+
+    /// Once entries outnumber twice the `kept` beacons (plus some slack), keeps only those `is_kept`
+    /// says are still kept: a space publishing often with long ttls cannot grow the queue without bound.
+    fn compact(&mut self, kept: usize, is_kept: impl Fn(&ItemId) -> bool) {
+        if self.0.len() > 2 * kept + 1024 {
+            self.0.retain(|std::cmp::Reverse((_, id))| is_kept(id));
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// A stored beacon's last moment of saying anything, from its bytes.
 fn beacon_says_until(bytes: &[u8]) -> Option<i64> {
     let beacon = SignedBeacon::from_bytes(bytes)
@@ -343,7 +381,7 @@ struct Service {
     beacon_ids: BTreeMap<(SpaceId, String), ItemId>,
     /// Offered beacons by the last moment they say anything, soonest first: past it, a beacon is taken out
     /// of the set peers reconcile against ([`Service::expire_beacons`]).
-    beacon_expiry: std::collections::BinaryHeap<std::cmp::Reverse<(i64, ItemId)>>,
+    beacon_expiry: BeaconExpiry,
     connected: BTreeMap<PeerId, Vec<Multiaddr>>,
     /// What each connected peer is to this node; only known peers are synced with on our initiative and
     /// served in full.
@@ -617,7 +655,7 @@ impl Service {
         if until < now_ms {
             return false;
         }
-        self.beacon_expiry.push(std::cmp::Reverse((until, id)));
+        self.beacon_expiry.push(until, id);
         true
     }
 
@@ -627,17 +665,17 @@ impl Service {
     /// index keeps it, so a copy that arrives is known at once.
     fn expire_beacons(&mut self, now_ms: i64) {
         let mut expired = 0usize;
-        while let Some(std::cmp::Reverse((until, id))) = self.beacon_expiry.peek().copied() {
-            if until >= now_ms {
-                break;
-            }
-            self.beacon_expiry.pop();
+        for id in self.beacon_expiry.due(now_ms) {
             if matches!(self.index.get(&id), Some(Location::Beacon(..))) {
                 self.engine
                     .item_removed(&Item::new(ItemKind::SeatBeacon, id));
                 expired += 1;
             }
         }
+        let index = &self.index;
+        self.beacon_expiry.compact(self.beacon_ids.len(), |id| {
+            matches!(index.get(id), Some(Location::Beacon(..)))
+        });
         if expired > 0 {
             tracing::debug!(
                 beacons = expired,
@@ -2439,7 +2477,41 @@ mod tests {
     use libp2p::core::transport::TransportError;
     use libp2p::swarm::DialError;
 
-    use super::{dial_failed_with, port_taken};
+    use deskmesh_sync::ItemId;
+
+    use super::{dial_failed_with, port_taken, BeaconExpiry};
+
+    /// Due entries come out soonest first and only once their time has passed; replaced beacons' entries
+    /// are dropped once they outnumber the kept ones.
+    #[test]
+    fn beacon_expiry_gives_what_is_due_in_order_and_stays_bounded() {
+        let id = |n: u8| ItemId([n; 32]);
+        let mut q = BeaconExpiry::default();
+        q.push(300, id(3));
+        q.push(100, id(1));
+        q.push(200, id(2));
+        assert!(q.due(100).is_empty(), "an entry is due only after its time");
+        assert_eq!(q.due(201), vec![id(1), id(2)]);
+        assert_eq!(q.due(10_000), vec![id(3)]);
+        assert_eq!(q.len(), 0);
+
+        for n in 0..2000u32 {
+            q.push(i64::from(n), ItemId([(n % 251) as u8; 32]));
+        }
+        q.compact(1000, |_| false);
+        assert_eq!(
+            q.len(),
+            2000,
+            "within twice the kept beacons and the slack: left alone"
+        );
+        q.compact(10, |i| *i == id(7));
+        assert!(
+            q.len() < 20,
+            "replaced beacons' entries dropped: {}",
+            q.len()
+        );
+        assert!(q.due(i64::MAX).iter().all(|i| *i == id(7)));
+    }
 
     fn failed(errors: Vec<io::Error>) -> DialError {
         DialError::Transport(
