@@ -11,6 +11,9 @@
 //! - `a_joiner_is_not_sent_seat_figures_too_old_to_say_anything`: a space holds an hour-old beacon (15-minute
 //!   ttl, imported from a bundle); a new member gets both listings and the live seats of the other space,
 //!   and neither it nor the hub is sent the dead beacon, which the space itself keeps.
+//! - `a_node_still_showing_an_older_figure_is_sent_the_newer_one`: the space itself holds a figure of its
+//!   pool with a 24-hour ttl, the hub a later one that has since said nothing; the hub sends it the later
+//!   one, which it takes though it says nothing, and the pool shows unknown.
 //! - `a_stranger_is_not_synced_with_served_or_shown`: a node of another alliance connects to the hub; it is
 //!   a stranger to it (its key is in no roster and it cannot prove a member token), so neither side syncs
 //!   with the other, nothing is served or refused, and nobody shows its listing.
@@ -21,6 +24,7 @@ use deskmesh_integration::daemon::{
     self, hot_seats, log, log_path, logs, row_of, rows, space, wait_until, Daemon,
 };
 use deskmesh_integration::{listing_json, TestNode};
+use serde_json::Value;
 
 /// Starts `deskmesh run` on a loopback TCP port, dialing `bootstrap` first if given.
 fn start(node: &TestNode, bootstrap: Option<&str>) -> Daemon {
@@ -218,6 +222,93 @@ fn a_joiner_is_not_sent_seat_figures_too_old_to_say_anything() {
     let member_rows = rows(&member);
     let pool = &row_of(&member_rows, &quiet_id).expect("the quiet space")["seats"][0];
     assert_eq!(pool["freshness"], "unknown", "{pool}");
+}
+
+/// Signs, with `node`'s key, one beacon of its space dated `age_min` minutes ago, fresh for `ttl_s`, into
+/// a bundle, and returns the bundle's path and the beacon's bytes.
+fn old_beacon(node: &TestNode, name: &str, age_min: u32, ttl_s: u32) -> (String, Vec<u8>) {
+    let file = node.dir.path().join(name);
+    let file = file.to_str().expect("utf-8 path").to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dm-adversary"))
+        .args(["sign-beacon", "--home"])
+        .arg(node.home())
+        .args(["--age-min", &age_min.to_string()])
+        .args(["--ttl-s", &ttl_s.to_string(), "--out", &file])
+        .output()
+        .expect("run dm-adversary");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = Bundle::decode(&std::fs::read(&file).expect("read")).expect("a bundle");
+    let bytes = bundle.beacons.first().expect("one beacon").clone();
+    (file, bytes)
+}
+
+/// The beacons of `space` that `node` keeps, as their exact bytes.
+fn kept_beacons(node: &TestNode, space: &str) -> Vec<Vec<u8>> {
+    let file = node.dir.path().join("kept.bundle");
+    node.ok(&[
+        "export",
+        "--format",
+        "bundle",
+        "-o",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    let bundle = Bundle::decode(&std::fs::read(&file).expect("read the bundle")).expect("a bundle");
+    bundle
+        .beacons
+        .into_iter()
+        .filter(|b| {
+            SignedBeacon::from_bytes(b)
+                .and_then(|b| b.decode())
+                .is_ok_and(|b| b.space.to_string() == space)
+        })
+        .collect()
+}
+
+/// A node that missed a figure while it was fresh still holds the one before it, and that one may still
+/// run (a longer ttl). The later figure, too old to say anything, is offered by nobody, so reconciling
+/// never brings it: a node that holds it sends it when the older one is offered to it, and the node
+/// that showed the older figure takes the later one, which says nothing, so its pool shows unknown like
+/// everywhere else.
+#[test]
+fn a_node_still_showing_an_older_figure_is_sent_the_newer_one() {
+    let coord = TestNode::new();
+    coord.init("coordinator");
+    coord.ok(&["alliance", "create", "Beacon Alliance"]);
+    let (space_node, space_id) = space(&coord, "Quiet Space");
+    // Two hours ago, for 24 hours; then an hour ago, for 15 minutes (said nothing since 30 minutes ago).
+    let (older_file, older) = old_beacon(&space_node, "older.bundle", 120, 86_400);
+    let (newer_file, newer) = old_beacon(&space_node, "newer.bundle", 60, 900);
+    space_node.ok(&["import", &older_file]);
+    coord.ok(&["import", &newer_file]);
+    assert_eq!(kept_beacons(&space_node, &space_id), vec![older.clone()]);
+    assert_eq!(kept_beacons(&coord, &space_id), vec![newer.clone()]);
+    let shown = |node: &TestNode| {
+        row_of(&rows(node), &space_id).expect("the space")["seats"][0]["freshness"].clone()
+    };
+    assert_eq!(shown(&space_node), "fresh", "the older figure still runs");
+
+    let hub = start(&coord, None);
+    let _space = start(&space_node, Some(&hub.addr));
+    let all = [&coord, &space_node];
+    wait_until("the space is sent the later figure", &all, || {
+        kept_beacons(&space_node, &space_id) == vec![newer.clone()]
+    });
+    assert_eq!(shown(&space_node), "unknown");
+    assert_eq!(kept_beacons(&coord, &space_id), vec![newer.clone()]);
+    for (i, node) in all.iter().enumerate() {
+        let refused: Vec<Value> = node.audit()["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["status"] == "refused")
+            .cloned()
+            .collect();
+        assert!(refused.is_empty(), "node {i} refused: {refused:?}");
+    }
 }
 
 /// A node of another alliance that connects is a stranger: nothing is synced with it on either side, it is

@@ -93,13 +93,15 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         age_min: i64,
     },
-    /// Sign one valid seat beacon of HOME's space (its first pool, a 15-minute ttl) dated AGE_MIN minutes
-    /// ago with HOME's key, and write it to a bundle. Past 30 minutes it says nothing any more.
+    /// Sign one valid seat beacon of HOME's space (its first pool) dated AGE_MIN minutes ago with HOME's
+    /// key, and write it to a bundle. With the default 15-minute ttl, past 30 minutes it says nothing.
     SignBeacon {
         #[arg(long)]
         home: PathBuf,
         #[arg(long)]
         age_min: i64,
+        #[arg(long, default_value_t = 900)]
+        ttl_s: u32,
         #[arg(long)]
         out: PathBuf,
     },
@@ -237,11 +239,16 @@ fn main() -> anyhow::Result<()> {
             to,
             age_min,
         } => {
-            let items = beacons(&home, count, false, age_min)?;
+            let items = beacons(&home, count, false, age_min, 900)?;
             runtime()?.block_on(send_items(to, items))
         }
-        Cmd::SignBeacon { home, age_min, out } => {
-            let items = beacons(&home, 1, false, age_min)?;
+        Cmd::SignBeacon {
+            home,
+            age_min,
+            ttl_s,
+            out,
+        } => {
+            let items = beacons(&home, 1, false, age_min, ttl_s)?;
             write(
                 &out,
                 Bundle {
@@ -256,7 +263,7 @@ fn main() -> anyhow::Result<()> {
             batch,
             to,
         } => {
-            let items = beacons(&home, count, true, 0)?;
+            let items = beacons(&home, count, true, 0, 900)?;
             runtime()?.block_on(send_forged(to, items, batch.max(1)))
         }
         Cmd::Gossip { alliance, to } => runtime()?.block_on(gossip_garbage(alliance, to)),
@@ -264,12 +271,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// COUNT seat beacons of HOME's space signed by HOME's key, or, `forged`, claiming it under signatures
-/// made by another key; dated `age_min` minutes ago.
+/// made by another key; dated `age_min` minutes ago, fresh for `ttl_s`.
 fn beacons(
     home: &std::path::Path,
     count: u64,
     forged: bool,
     age_min: i64,
+    ttl_s: u32,
 ) -> anyhow::Result<Vec<WireItem>> {
     {
         {
@@ -295,7 +303,7 @@ fn beacons(
                     availability: Availability::Count((seq % 5) as u32),
                     is_open: true,
                     published_at_ms: now,
-                    ttl_s: 900,
+                    ttl_s,
                     seq: 1_000_000 + seq,
                     author: node.public_key(),
                     roster_heads: heads.clone(),

@@ -645,6 +645,13 @@ impl Service {
         new
     }
 
+    /// The beacon this node keeps for (`space`, `pool`), with its item id, when it keeps one.
+    fn held_beacon(&self, space: &SpaceId, pool: &str) -> Option<(ItemId, SignedBeacon)> {
+        let id = *self.beacon_ids.get(&(space.clone(), pool.to_string()))?;
+        let bytes = self.node.store.beacon(space, pool).ok().flatten()?;
+        Some((id, SignedBeacon::from_bytes(&bytes).ok()?))
+    }
+
     /// Whether item `id` is offered to sync as far as its beacon's age goes: a beacon that still says
     /// something (`until`, its last moment of doing so, is not past) is, and is put on the expiry queue;
     /// one past it is not. Anything without `until` (not a beacon, or one that does not decode) is.
@@ -1656,8 +1663,29 @@ impl Service {
                 }
             }
             if item.kind == ingest::ItemKind::SeatBeacon {
-                if let Ok(b) = SignedBeacon::from_bytes(&item.bytes.0).and_then(|b| b.decode()) {
-                    if beacon::says_nothing_after_ms(&b) < wall_ms {
+                let arriving = SignedBeacon::from_bytes(&item.bytes.0);
+                if let Ok((signed, b)) = arriving.and_then(|s| s.decode().map(|b| (s, b))) {
+                    let kept = self.held_beacon(&b.space, &b.pool);
+                    let kept_says_nothing = kept.as_ref().is_some_and(|(_, k)| {
+                        k.decode()
+                            .is_ok_and(|k| beacon::says_nothing_after_ms(&k) < wall_ms)
+                    });
+                    if let (Some((kept_id, kept_signed)), Some(peer)) = (&kept, peer) {
+                        if kept_says_nothing && beacon::newer(kept_signed, &signed) {
+                            // The peer still holds an older figure of this pool, and ours, too old to
+                            // say anything, is not offered, so reconciling never brings it: send it, so
+                            // the peer stops showing (and offering) the older one. (Ours supersedes it
+                            // below as usual.)
+                            let id = *kept_id;
+                            self.serve(peer, &[id]);
+                        }
+                    }
+                    // A beacon too old to say anything is still taken when it replaces a figure of its
+                    // pool that does (the pool then shows unknown, as everywhere else).
+                    let replaces_live = kept
+                        .as_ref()
+                        .is_some_and(|(_, k)| !kept_says_nothing && beacon::newer(&signed, k));
+                    if beacon::says_nothing_after_ms(&b) < wall_ms && !replaces_live {
                         // Too old to say anything: not stored, forwarded or offered, and not the
                         // sender's fault (a node of an earlier version still offers such beacons). Not
                         // checked either, and it spends no budget.
