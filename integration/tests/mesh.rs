@@ -135,28 +135,9 @@ fn five_nodes_replicate_listings_seats_and_catch_up() {
     drop(hub);
 }
 
-/// The seat beacons of `space` that `node` holds, read from its bundle export (through its daemon when
-/// one runs).
+/// How many seat beacons of `space` `node` keeps (through its daemon when one runs).
 fn beacons_of(node: &TestNode, space: &str) -> usize {
-    let file = node.dir.path().join("beacons.bundle");
-    node.ok(&[
-        "export",
-        "--format",
-        "bundle",
-        "-o",
-        file.to_str().expect("utf-8 path"),
-    ]);
-    let bundle = Bundle::decode(&std::fs::read(&file).expect("read the bundle")).expect("a bundle");
-    bundle
-        .beacons
-        .iter()
-        .map(|b| {
-            SignedBeacon::from_bytes(b)
-                .and_then(|b| b.decode())
-                .expect("a stored beacon decodes")
-        })
-        .filter(|b| b.space.to_string() == space)
-        .count()
+    kept_beacons(node, space).len()
 }
 
 /// A seat beacon past its ttl and the stale quarter of an hour says nothing any more: the node that
@@ -170,20 +151,8 @@ fn a_joiner_is_not_sent_seat_figures_too_old_to_say_anything() {
     let (quiet, quiet_id) = space(&coord, "Quiet Space");
     let (busy, busy_id) = space(&coord, "Busy Space");
     // An hour-old figure with a 15-minute ttl, signed by the space's own key, as an old bundle brings it.
-    let file = quiet.dir.path().join("old-beacon.bundle");
-    let file = file.to_str().expect("utf-8 path");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dm-adversary"))
-        .args(["sign-beacon", "--home"])
-        .arg(quiet.home())
-        .args(["--age-min", "60", "--out", file])
-        .output()
-        .expect("run dm-adversary");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    quiet.ok(&["import", file]);
+    let (file, _) = old_beacon(&quiet, "old-beacon.bundle", 60, 900);
+    quiet.ok(&["import", &file]);
     assert_eq!(beacons_of(&quiet, &quiet_id), 1, "the space keeps it");
     busy.ok(&["seats", "set", "--pool", "hot", "4"]);
 
