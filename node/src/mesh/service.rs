@@ -646,7 +646,7 @@ impl Service {
     }
 
     /// The beacon this node keeps for (`space`, `pool`), with its item id, when it keeps one.
-    fn held_beacon(&self, space: &SpaceId, pool: &str) -> Option<(ItemId, SignedBeacon)> {
+    fn kept_beacon(&self, space: &SpaceId, pool: &str) -> Option<(ItemId, SignedBeacon)> {
         let id = *self.beacon_ids.get(&(space.clone(), pool.to_string()))?;
         let bytes = self.node.store.beacon(space, pool).ok().flatten()?;
         Some((id, SignedBeacon::from_bytes(&bytes).ok()?))
@@ -1665,7 +1665,7 @@ impl Service {
             if item.kind == ingest::ItemKind::SeatBeacon {
                 let arriving = SignedBeacon::from_bytes(&item.bytes.0);
                 if let Ok((signed, b)) = arriving.and_then(|s| s.decode().map(|b| (s, b))) {
-                    let kept = self.held_beacon(&b.space, &b.pool);
+                    let kept = self.kept_beacon(&b.space, &b.pool);
                     let kept_says_nothing = kept.as_ref().is_some_and(|(_, k)| {
                         k.decode()
                             .is_ok_and(|k| beacon::says_nothing_after_ms(&k) < wall_ms)
@@ -1674,8 +1674,8 @@ impl Service {
                         if kept_says_nothing && beacon::newer(kept_signed, &signed) {
                             // The peer still holds an older figure of this pool, and ours, too old to
                             // say anything, is not offered, so reconciling never brings it: send it, so
-                            // the peer stops showing (and offering) the older one. (Ours supersedes it
-                            // below as usual.)
+                            // the peer stops showing (and offering) the older one. Theirs is then judged
+                            // superseded, as any older beacon is.
                             let id = *kept_id;
                             self.serve(peer, &[id]);
                         }
