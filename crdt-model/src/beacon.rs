@@ -389,10 +389,7 @@ pub fn freshness(beacon: &SeatBeacon, now_ms: i64) -> Freshness {
 /// The last moment `beacon` says anything: its ttl and [`STALE_FOR_S`] after it was published. From the
 /// next millisecond on its [`freshness`] is [`Freshness::Unknown`], and a node stops offering it to sync.
 pub fn says_nothing_after_ms(beacon: &SeatBeacon) -> i64 {
-    let stale_s = i64::try_from(STALE_FOR_S).unwrap_or(i64::MAX / 2000);
-    beacon
-        .published_at_ms
-        .saturating_add((i64::from(beacon.ttl_s) + stale_s) * 1000)
+    Reading::from(beacon).says_nothing_after_ms()
 }
 
 #[cfg(test)]

@@ -51,14 +51,20 @@ impl From<&SeatBeacon> for Reading {
 }
 
 impl Reading {
+    /// The last moment this reading says anything: its ttl and [`STALE_FOR_S`] after it was published.
+    pub fn says_nothing_after_ms(&self) -> i64 {
+        let stale_s = i64::try_from(STALE_FOR_S).unwrap_or(i64::MAX / 2000);
+        self.published_at_ms
+            .saturating_add((i64::from(self.ttl_s) + stale_s) * 1000)
+    }
+
     /// The beacon layer's freshness of this reading at `now_ms`.
     pub fn freshness(&self, now_ms: i64) -> Freshness {
         // The rule lives in `beacon::freshness`; a reading carries exactly the fields it reads.
         let age_ms = now_ms.saturating_sub(self.published_at_ms).max(0);
         let age_s = u64::try_from(age_ms / 1000).unwrap_or(0);
         let ttl_ms = i64::from(self.ttl_s) * 1000;
-        let stale_ms = ttl_ms + i64::try_from(STALE_FOR_S).unwrap_or(0) * 1000;
-        if age_ms > stale_ms {
+        if now_ms > self.says_nothing_after_ms() {
             Freshness::Unknown
         } else if self.availability == Availability::Closed || !self.is_open {
             Freshness::Closed
