@@ -87,6 +87,7 @@ impl Node {
                 kind,
                 space: Some(v.space.clone()),
                 pool: None,
+                says_until_ms: None,
                 leaves: Vec::new(),
                 hidden: false,
             })),
@@ -175,6 +176,7 @@ impl Node {
             kind,
             space: None,
             pool: None,
+            says_until_ms: None,
             leaves: kept_id
                 .map(|h| vec![(ItemKind::Proposal, h)])
                 .unwrap_or_default(),

@@ -186,6 +186,9 @@ pub struct Accepted {
     pub space: Option<SpaceId>,
     /// A beacon's pool.
     pub pool: Option<String>,
+    /// A beacon's last moment of saying anything ([`beacon::says_nothing_after_ms`]): past it, a node
+    /// stops offering it to sync.
+    pub says_until_ms: Option<i64>,
     /// Items this one takes out of what the node offers to sync: the beacon it replaced as its pool's
     /// newest; for a checkpoint the checkpoints it covers entirely and the stored changes it covers; for a
     /// roster operation the beacons of a space just revoked (or of a device just removed) and the proposal
@@ -901,6 +904,7 @@ impl Node {
                     kind: ItemKind::RosterOp,
                     space,
                     pool: None,
+                    says_until_ms: None,
                     leaves: removed,
                     hidden: false,
                 })
@@ -1109,6 +1113,7 @@ impl Node {
             kind: ItemKind::ListingChange,
             space: Some(env.space.clone()),
             pool: None,
+            says_until_ms: None,
             leaves: Vec::new(),
             hidden,
         }))
@@ -1235,6 +1240,7 @@ impl Node {
             kind: ItemKind::Checkpoint,
             space: Some(c.space.clone()),
             pool: None,
+            says_until_ms: None,
             leaves,
             hidden: false,
         }))
@@ -1299,6 +1305,7 @@ impl Node {
             kind: ItemKind::SeatBeacon,
             space: Some(b.space.clone()),
             pool: Some(b.pool.clone()),
+            says_until_ms: Some(beacon::says_nothing_after_ms(b)),
             leaves: replaced
                 .map(|h| (ItemKind::SeatBeacon, h))
                 .into_iter()

@@ -645,11 +645,52 @@ impl Service {
         new
     }
 
-    /// The beacon this node keeps for (`space`, `pool`), with its item id, when it keeps one.
-    fn kept_beacon(&self, space: &SpaceId, pool: &str) -> Option<(ItemId, SignedBeacon)> {
-        let id = *self.beacon_ids.get(&(space.clone(), pool.to_string()))?;
-        let bytes = self.node.store.beacon(space, pool).ok().flatten()?;
-        Some((id, SignedBeacon::from_bytes(&bytes).ok()?))
+    /// What an arriving beacon `b` meets in the one this node keeps for its pool. Returns whether it is set
+    /// aside unchecked: it says nothing any more, and replaces no kept figure that still does (one that
+    /// does is replaced, so the pool shows unknown as everywhere else). When the kept one says nothing
+    /// and is newer, the `peer` still holds an older figure, and reconciling never brings ours (it is not
+    /// offered): it is sent, so the peer stops showing and offering the older one. The kept beacon is
+    /// read from the store only in those two cases.
+    fn beacon_set_aside(
+        &mut self,
+        signed: &SignedBeacon,
+        b: &deskmesh_crdt_model::beacon::SeatBeacon,
+        peer: Option<PeerId>,
+        wall_ms: i64,
+    ) -> bool {
+        let says_nothing = beacon::says_nothing_after_ms(b) < wall_ms;
+        let Some(kept_id) = self
+            .beacon_ids
+            .get(&(b.space.clone(), b.pool.clone()))
+            .copied()
+        else {
+            return says_nothing;
+        };
+        // A kept beacon leaves the offered set when it stops saying anything (`expire_beacons`).
+        let kept_says_nothing = !self
+            .engine
+            .items()
+            .contains(&Item::new(ItemKind::SeatBeacon, kept_id));
+        if !says_nothing && !kept_says_nothing {
+            return false;
+        }
+        let Some(kept) = self
+            .node
+            .store
+            .beacon(&b.space, &b.pool)
+            .ok()
+            .flatten()
+            .and_then(|bytes| SignedBeacon::from_bytes(&bytes).ok())
+        else {
+            return says_nothing;
+        };
+        if kept_says_nothing {
+            if let Some(peer) = peer.filter(|_| beacon::newer(&kept, signed)) {
+                self.serve(peer, &[kept_id]);
+            }
+            return says_nothing;
+        }
+        !beacon::newer(signed, &kept)
     }
 
     /// Whether item `id` is offered to sync as far as its beacon's age goes: a beacon that still says
@@ -1665,27 +1706,7 @@ impl Service {
             if item.kind == ingest::ItemKind::SeatBeacon {
                 let arriving = SignedBeacon::from_bytes(&item.bytes.0);
                 if let Ok((signed, b)) = arriving.and_then(|s| s.decode().map(|b| (s, b))) {
-                    let kept = self.kept_beacon(&b.space, &b.pool);
-                    let kept_says_nothing = kept.as_ref().is_some_and(|(_, k)| {
-                        k.decode()
-                            .is_ok_and(|k| beacon::says_nothing_after_ms(&k) < wall_ms)
-                    });
-                    if let (Some((kept_id, kept_signed)), Some(peer)) = (&kept, peer) {
-                        if kept_says_nothing && beacon::newer(kept_signed, &signed) {
-                            // The peer still holds an older figure of this pool, and ours, too old to
-                            // say anything, is not offered, so reconciling never brings it: send it, so
-                            // the peer stops showing (and offering) the older one. Theirs is then judged
-                            // superseded, as any older beacon is.
-                            let id = *kept_id;
-                            self.serve(peer, &[id]);
-                        }
-                    }
-                    // A beacon too old to say anything is still taken when it replaces a figure of its
-                    // pool that does (the pool then shows unknown, as everywhere else).
-                    let replaces_live = kept
-                        .as_ref()
-                        .is_some_and(|(_, k)| !kept_says_nothing && beacon::newer(&signed, k));
-                    if beacon::says_nothing_after_ms(&b) < wall_ms && !replaces_live {
+                    if self.beacon_set_aside(&signed, &b, peer, wall_ms) {
                         // Too old to say anything: not stored, forwarded or offered, and not the
                         // sender's fault (a node of an earlier version still offers such beacons). Not
                         // checked either, and it spends no budget.
@@ -1957,11 +1978,7 @@ impl Service {
                     }
                 }
                 // A beacon imported from an old bundle may already say nothing.
-                let until = match self.node.store.beacon(space, pool) {
-                    Ok(Some(bytes)) => beacon_says_until(&bytes),
-                    _ => None,
-                };
-                offered = self.offer_beacon(id, until.as_ref(), wall_ms());
+                offered = self.offer_beacon(id, a.says_until_ms.as_ref(), wall_ms());
                 Location::Beacon(space.clone(), pool.clone())
             }
             (ingest::ItemKind::Verification, Some(space), _) => {
