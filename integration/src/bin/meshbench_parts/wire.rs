@@ -33,7 +33,35 @@ struct Part {
     undeflated: Option<Vec<u8>>,
     /// Where the server's queue puts it: space, rank within the space, time.
     key: (Option<String>, u8, i64),
-    space: Option<String>,
+}
+
+impl Part {
+    fn new(
+        kind: ItemKind,
+        bytes: Vec<u8>,
+        signatures: Vec<[u8; 64]>,
+        key: (Option<String>, u8, i64),
+    ) -> Self {
+        Self {
+            kind,
+            bytes,
+            signatures,
+            change_hash: None,
+            undeflated: None,
+            key,
+        }
+    }
+
+    /// The space it belongs to, if any.
+    fn space(&self) -> Option<&String> {
+        self.key.0.as_ref()
+    }
+}
+
+/// The signatures a roster operation (or proposal) carries.
+fn op_signatures(bytes: &[u8], what: &str) -> anyhow::Result<Vec<[u8; 64]>> {
+    let op = SignedOp::from_bytes(bytes).with_context(|| format!("a {what} does not decode"))?;
+    Ok(op.signatures().iter().map(|(_, s)| *s.as_bytes()).collect())
 }
 
 /// The figures `wire-parts` prints, in bytes of packed batches.
@@ -61,17 +89,13 @@ fn kind_name(kind: ItemKind) -> &'static str {
 fn parts(bundle: Bundle, now_ms: i64) -> anyhow::Result<Vec<Part>> {
     let mut out = Vec::new();
     for bytes in bundle.roster_ops {
-        let op = SignedOp::from_bytes(&bytes).context("a roster operation does not decode")?;
-        let signatures = op.signatures().iter().map(|(_, s)| *s.as_bytes()).collect();
-        out.push(Part {
-            kind: ItemKind::RosterOp,
+        let signatures = op_signatures(&bytes, "roster operation")?;
+        out.push(Part::new(
+            ItemKind::RosterOp,
             bytes,
             signatures,
-            change_hash: None,
-            undeflated: None,
-            key: (None, 0, 0),
-            space: None,
-        });
+            (None, 0, 0),
+        ));
     }
     let mut covered: HashSet<[u8; 32]> = HashSet::new();
     let mut rest = Vec::new();
@@ -87,13 +111,13 @@ fn parts(bundle: Bundle, now_ms: i64) -> anyhow::Result<Vec<Part>> {
         }
         .to_bytes();
         rest.push(Part {
-            kind: ItemKind::Checkpoint,
-            signatures: vec![*cp.signature.as_bytes()],
-            bytes,
-            change_hash: None,
             undeflated: Some(undeflated),
-            key: (Some(space.clone()), 0, i64::MIN),
-            space: Some(space),
+            ..Part::new(
+                ItemKind::Checkpoint,
+                bytes,
+                vec![*cp.signature.as_bytes()],
+                (Some(space), 0, i64::MIN),
+            )
         });
     }
     for bytes in bundle.changes {
@@ -107,13 +131,13 @@ fn parts(bundle: Bundle, now_ms: i64) -> anyhow::Result<Vec<Part>> {
         }
         let space = env.space.to_string();
         rest.push(Part {
-            kind: ItemKind::ListingChange,
-            signatures: vec![*change.signature.as_bytes()],
-            bytes,
             change_hash: Some(env.change_hash),
-            undeflated: None,
-            key: (Some(space.clone()), 0, env.created_at_ms),
-            space: Some(space),
+            ..Part::new(
+                ItemKind::ListingChange,
+                bytes,
+                vec![*change.signature.as_bytes()],
+                (Some(space), 0, env.created_at_ms),
+            )
         });
     }
     for bytes in bundle.beacons {
@@ -124,15 +148,12 @@ fn parts(bundle: Bundle, now_ms: i64) -> anyhow::Result<Vec<Part>> {
             continue;
         }
         let space = decoded.space.to_string();
-        rest.push(Part {
-            kind: ItemKind::SeatBeacon,
-            signatures: vec![*beacon.signature.as_bytes()],
+        rest.push(Part::new(
+            ItemKind::SeatBeacon,
             bytes,
-            change_hash: None,
-            undeflated: None,
-            key: (Some(space.clone()), 1, 0),
-            space: Some(space),
-        });
+            vec![*beacon.signature.as_bytes()],
+            (Some(space), 1, 0),
+        ));
     }
     for bytes in bundle.verifications {
         let v = SignedVerification::from_bytes(&bytes).context("a verification does not decode")?;
@@ -141,28 +162,21 @@ fn parts(bundle: Bundle, now_ms: i64) -> anyhow::Result<Vec<Part>> {
             .context("a verification does not decode")?
             .space
             .to_string();
-        rest.push(Part {
-            kind: ItemKind::Verification,
-            signatures: vec![*v.signature.as_bytes()],
+        rest.push(Part::new(
+            ItemKind::Verification,
             bytes,
-            change_hash: None,
-            undeflated: None,
-            key: (Some(space.clone()), 2, 0),
-            space: Some(space),
-        });
+            vec![*v.signature.as_bytes()],
+            (Some(space), 2, 0),
+        ));
     }
     for bytes in bundle.proposals {
-        let op = SignedOp::from_bytes(&bytes).context("a proposal does not decode")?;
-        let signatures = op.signatures().iter().map(|(_, s)| *s.as_bytes()).collect();
-        rest.push(Part {
-            kind: ItemKind::Proposal,
+        let signatures = op_signatures(&bytes, "proposal")?;
+        rest.push(Part::new(
+            ItemKind::Proposal,
             bytes,
             signatures,
-            change_hash: None,
-            undeflated: None,
-            key: (None, 3, 0),
-            space: None,
-        });
+            (None, 3, 0),
+        ));
     }
     rest.sort_by(|a, b| a.key.cmp(&b.key));
     out.extend(rest);
@@ -267,7 +281,7 @@ pub fn measure(bundle: Bundle, listings: &HashMap<String, Vec<u8>>) -> anyhow::R
     let mut seen = HashSet::new();
     let one_beacon: Vec<(ItemKind, Vec<u8>)> = parts
         .iter()
-        .filter(|p| p.kind != ItemKind::SeatBeacon || seen.insert(p.space.clone()))
+        .filter(|p| p.kind != ItemKind::SeatBeacon || seen.insert(p.space()))
         .map(|p| (p.kind, p.bytes.clone()))
         .collect();
     rows.push((
@@ -283,7 +297,7 @@ pub fn measure(bundle: Bundle, listings: &HashMap<String, Vec<u8>>) -> anyhow::R
         for p in &parts {
             match p.kind {
                 ItemKind::Checkpoint | ItemKind::ListingChange => {
-                    let Some(space) = &p.space else { continue };
+                    let Some(space) = p.space() else { continue };
                     if !listed.insert(space.clone()) {
                         continue;
                     }
@@ -291,7 +305,7 @@ pub fn measure(bundle: Bundle, listings: &HashMap<String, Vec<u8>>) -> anyhow::R
                     b.extend_from_slice(&p.signatures[0]);
                     out.push((p.kind, b));
                 }
-                ItemKind::SeatBeacon if one_beacon && !beacons.insert(p.space.clone()) => {}
+                ItemKind::SeatBeacon if one_beacon && !beacons.insert(p.space()) => {}
                 ItemKind::RosterOp if !roster => {}
                 _ => out.push((p.kind, p.bytes.clone())),
             }
