@@ -35,6 +35,19 @@ fn start(node: &TestNode, bootstrap: Option<&str>) -> Daemon {
     daemon::start(node, &args)
 }
 
+/// A member's laptop (no space) joined with a member token from `coord`, and what `alliance join` said.
+fn member_laptop(coord: &TestNode) -> (TestNode, String) {
+    let laptop = TestNode::new();
+    laptop.init("member laptop");
+    let token = coord.ok(&["alliance", "invite-member"]);
+    let joined = laptop.ok(&[
+        "alliance",
+        "join",
+        token.lines().next().expect("token line"),
+    ]);
+    (laptop, joined)
+}
+
 #[test]
 fn five_nodes_replicate_listings_seats_and_catch_up() {
     let coord = TestNode::new();
@@ -70,14 +83,7 @@ fn five_nodes_replicate_listings_seats_and_catch_up() {
 
     // A member's laptop follows with a member token: it gets the rest of the roster and every listing
     // from the mesh, and verifies them itself.
-    let laptop = TestNode::new();
-    laptop.init("member laptop");
-    let token = coord.ok(&["alliance", "invite-member"]);
-    let joined = laptop.ok(&[
-        "alliance",
-        "join",
-        token.lines().next().expect("token line"),
-    ]);
+    let (laptop, joined) = member_laptop(&coord);
     assert!(joined.contains("as a member"), "{joined}");
     assert!(
         rows(&laptop).is_empty(),
@@ -159,14 +165,7 @@ fn a_joiner_is_not_sent_seat_figures_too_old_to_say_anything() {
     let hub = start(&coord, None);
     let _quiet = start(&quiet, Some(&hub.addr));
     let _busy = start(&busy, Some(&hub.addr));
-    let member = TestNode::new();
-    member.init("member laptop");
-    let token = coord.ok(&["alliance", "invite-member"]);
-    member.ok(&[
-        "alliance",
-        "join",
-        token.lines().next().expect("token line"),
-    ]);
+    let (member, _) = member_laptop(&coord);
     let _member = start(&member, Some(&hub.addr));
     let all = [&coord, &quiet, &busy, &member];
     // Each space's items are served together (listing, then beacons), so once the member shows both
@@ -439,14 +438,7 @@ fn a_new_member_gets_a_large_directory_in_order_with_nothing_refused() {
 
     // The member starts from the alliance's create operation alone: 204 admissions, 204 listings and
     // their beacons must arrive with every admission before the listings it authorises.
-    let laptop = TestNode::new();
-    laptop.init("member laptop");
-    let token = coord.ok(&["alliance", "invite-member"]);
-    laptop.ok(&[
-        "alliance",
-        "join",
-        token.lines().next().expect("token line"),
-    ]);
+    let (laptop, _) = member_laptop(&coord);
     let _member = start(&laptop, Some(&hub.addr));
     wait_until("the member holds every listing", &[&coord, &laptop], || {
         laptop.json(&["status"])["listings"].as_u64() == Some(total)
